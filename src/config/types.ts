@@ -1,0 +1,66 @@
+/**
+ * The validated, normalised config (SPEC.md "Config"). Durations are milliseconds, paths are
+ * absolute (`~` expanded, relative paths resolved against the config file's folder).
+ * Secrets never live here: a key passphrase is read from the environment when connecting.
+ */
+export interface ServerSpec {
+  name: string;
+  host: string;
+  port: number;
+  user: string;
+  type: string;
+}
+
+export interface SshConfig {
+  user: string;
+  port: number;
+  /** absolute path, or null to rely on ssh-agent only */
+  identityFile: string | null;
+  /** name of the environment variable holding the identity file's passphrase */
+  passphraseEnv: string;
+  /** use $SSH_AUTH_SOCK when it is set */
+  agent: boolean;
+  knownHosts: string;
+  connectTimeoutMs: number;
+  commandTimeoutMs: number;
+  keepaliveIntervalMs: number;
+  /** cap on captured stdout/stderr per command, bytes (the tail is kept) */
+  outputLimitBytes: number;
+}
+
+export interface HealthConfig {
+  command: string;
+  expect: string;
+  timeoutMs: number;
+  intervalMs: number;
+}
+
+export interface AgentConfig {
+  versionCommand: string;
+  update: string[];
+  restart: Record<string, string>;
+  health: HealthConfig;
+}
+
+export interface Config {
+  /** absolute path of the file it was read from */
+  file: string;
+  name: string | null;
+  source: { repo: string; branch: string; commit: string | null };
+  servers: ServerSpec[];
+  serverTypes: string[] | null;
+  ssh: SshConfig;
+  agent: AgentConfig;
+  /** names of `agent.restart` entries to run, in order */
+  restart: string[];
+  rollback: { enabled: boolean; continueAfterRollback: boolean; commit: string | null };
+  testMode: { stopAfter: number };
+}
+
+/**
+ * What a plan stores with the update, so `start` needs no config file: everything the executor
+ * runs. Plain JSON; no secret is ever part of it.
+ */
+export type RolloutSettings = Pick<Config, 'ssh' | 'agent' | 'restart' | 'rollback'> & {
+  source: { repo: string; branch: string; commit: string };
+};

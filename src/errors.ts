@@ -1,0 +1,67 @@
+/**
+ * Every error a user can cause maps to an exit code here, in one place (SPEC.md "Exit codes").
+ * Anything that is not an AppError is a bug: main prints its stack and exits 70.
+ */
+export const EXIT = {
+  ok: 0,
+  failure: 1,
+  usage: 2,
+  paused: 3,
+  busy: 4,
+  interrupted: 130,
+  bug: 70,
+} as const;
+
+export class AppError extends Error {
+  constructor(
+    message: string,
+    readonly exitCode: number,
+  ) {
+    super(message);
+    this.name = new.target.name;
+  }
+}
+
+/** Bad flags, arguments or names: exit 2, nothing changed. */
+export class UsageError extends AppError {
+  constructor(message: string) {
+    super(message, EXIT.usage);
+  }
+}
+
+/** One problem in a config file, with where it is. */
+export interface ConfigProblem {
+  /** dotted key path, e.g. `agent.health.timeout` or `servers[2].host` */
+  path: string;
+  message: string;
+  line?: number;
+}
+
+/** The config file is invalid: every problem is listed, exit 2. */
+export class ConfigError extends AppError {
+  constructor(
+    readonly file: string,
+    readonly problems: ConfigProblem[],
+  ) {
+    super(
+      problems
+        .map((p) => `${file}${p.line !== undefined ? `:${p.line}` : ''}: ${p.path ? `${p.path}: ` : ''}${p.message}`)
+        .join('\n'),
+      EXIT.usage,
+    );
+  }
+}
+
+/** A status change the state table does not allow (resume a finished update, …): exit 2. */
+export class TransitionError extends AppError {
+  constructor(message: string) {
+    super(message, EXIT.usage);
+  }
+}
+
+/** Another live process holds the update's lease: exit 4. */
+export class BusyError extends AppError {
+  constructor(message: string) {
+    super(message, EXIT.busy);
+  }
+}

@@ -1,0 +1,47 @@
+import type { ServerSpec, SshConfig } from '../config/types.js';
+
+/** The result of one remote command. A timeout or lost connection is a result, not a throw. */
+export interface ExecResult {
+  /** exit status; null when the command did not exit (timeout, lost connection, signal) */
+  code: number | null;
+  /** the last `outputLimitBytes` of stdout / stderr, as UTF-8 */
+  stdout: string;
+  stderr: string;
+  timedOut: boolean;
+  /** why there is no exit code: "timed out after 10s", "connection lost: …", "killed by signal TERM" */
+  error: string | null;
+  durationMs: number;
+}
+
+export interface ExecOptions {
+  timeoutMs?: number;
+  signal?: AbortSignal;
+}
+
+/** One open connection to a server, reused for all its steps. */
+export interface Session {
+  exec(command: string, options?: ExecOptions): Promise<ExecResult>;
+  close(): void;
+}
+
+/**
+ * Opens sessions. Connecting throws a TransportError (refused, timed out, auth failed, host key
+ * unknown or mismatched): no command has run when it throws.
+ */
+export interface Transport {
+  connect(server: ServerSpec, ssh: SshConfig, signal?: AbortSignal): Promise<Session>;
+  /** close every session this transport opened */
+  close(): void;
+}
+
+export type TransportErrorKind = 'host-key-unknown' | 'host-key-mismatch' | 'auth' | 'timeout' | 'network' | 'config';
+
+export class TransportError extends Error {
+  constructor(
+    readonly kind: TransportErrorKind,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'TransportError';
+  }
+}
