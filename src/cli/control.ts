@@ -1,0 +1,103 @@
+import { updateJson, type UpdateJson } from '../output/status-json.js';
+import { logsText, updateText, updatesListText } from '../output/text.js';
+import { cancelUpdate, requestPause } from '../rollout/run.js';
+import { splitUpdate } from '../rollout/split.js';
+import { TERMINAL_UPDATE } from '../rollout/status.js';
+import { UsageError } from '../errors.js';
+import { type CliContext, parseCount } from './context.js';
+
+export function pauseCommand(ctx: CliContext, name: string): number {
+  const store = ctx.store();
+  const { alreadyPaused } = requestPause(store, name, ctx.clock.now());
+  const u = store.getUpdate(name);
+  if (ctx.opts.json) ctx.printJson(updateJson(u, store.getServers(name)));
+  else if (alreadyPaused) ctx.print(`${name} is already paused; continue it with: agent-update resume ${name}`);
+  else if (u.lease) {
+    ctx.print(`pause requested: ${name} stops as paused once the server in flight finishes (executor pid ${u.lease.pid} on ${u.lease.host})`);
+  } else {
+    ctx.print(`pause requested: no process is executing ${name} now; \`agent-update start ${name}\` takes it over, finishes the server in flight and pauses`);
+  }
+  return 0;
+}
+
+export function cancelCommand(ctx: CliContext, name: string): number {
+  const store = ctx.store();
+  cancelUpdate(store, name, ctx.clock.now());
+  if (ctx.opts.json) ctx.printJson(updateJson(store.getUpdate(name), store.getServers(name)));
+  else ctx.print(`${name} cancelled; nothing more will run`);
+  return 0;
+}
+
+export function splitCommand(ctx: CliContext, name: string, opts: { batches?: string }): number {
+  const n = parseCount('--batches', opts.batches, 1);
+  if (n === undefined) throw new UsageError('split needs --batches N');
+  const store = ctx.store();
+  const names = splitUpdate(store, name, n);
+  if (ctx.opts.json) ctx.printJson({ updates: names });
+  else {
+    for (const b of names) ctx.print(`${b}: ${store.getServers(b).filter((s) => s.status === 'pending').map((s) => s.name).join(', ')}`);
+    ctx.print(`\nrun them in parallel with: agent-update start ${names.join(' ')}`);
+  }
+  return 0;
+}
+
+export async function statusCommand(ctx: CliContext, name: string | undefined, opts: { watch?: boolean; interval?: string }): Promise<number> {
+  const store = ctx.store();
+  const intervalMs = (parseCount('--interval', opts.interval, 1) ?? 2) * 1000;
+  const render = (): { text: string; json: UpdateJson | { updates: Omit<UpdateJson, 'servers'>[] }; done: boolean } => {
+    if (name !== undefined) {
+      const u = store.getUpdate(name);
+      const servers = store.getServers(name);
+      return { text: updateText(u, servers), json: updateJson(u, servers), done: TERMINAL_UPDATE.has(u.status) || u.status === 'paused' };
+    }
+    const all = store.listUpdates().map((u) => ({ u, servers: store.getServers(u.name) }));
+    return {
+      text: updatesListText(all),
+      json: {
+        updates: all.map(({ u, servers }) => {
+          const { servers: _servers, ...rest } = updateJson(u, servers);
+          return rest;
+        }),
+      },
+      done: all.every(({ u }) => TERMINAL_UPDATE.has(u.status) || u.status === 'paused'),
+    };
+  };
+  for (;;) {
+    const r = render();
+    if (ctx.opts.json) ctx.printJson(r.json);
+    else {
+      if (opts.watch && ctx.out.isTTY) ctx.out.write('\x1b[2J\x1b[H');
+      ctx.out.write(r.text + '\n');
+    }
+    if (!opts.watch || r.done) return 0;
+    await ctx.clock.sleep(intervalMs);
+  }
+}
+
+export function logsCommand(ctx: CliContext, name: string, opts: { server?: string }): number {
+  const store = ctx.store();
+  store.getUpdate(name);
+  const servers = store.getServers(name).filter((s) => opts.server === undefined || s.name === opts.server);
+  if (opts.server !== undefined && servers.length === 0) {
+    throw new UsageError(`update ${name} has no server named ${JSON.stringify(opts.server)}`);
+  }
+  const steps = store.getSteps(name, opts.server);
+  const events = store.getEvents(name);
+  if (ctx.opts.json) {
+    ctx.printJson({
+      name,
+      servers: servers.map((s) => ({
+        name: s.name,
+        status: s.status,
+        steps: steps.filter((st) => st.serverId === s.id).map(({ id: _id, serverId: _sid, updateName: _u, serverName: _n, ...st }) => st),
+        events: events.filter((e) => e.serverName === s.name).map((e) => ({ at: e.at, kind: e.kind, message: e.message })),
+      })),
+      events: events.filter((e) => e.serverName === null).map((e) => ({ at: e.at, kind: e.kind, message: e.message })),
+    });
+  } else {
+    const own = events.filter((e) => e.serverName === null);
+    for (const e of own) ctx.out.write(`${e.at}  ${e.message}\n`);
+    ctx.out.write('\n' + logsText(servers, steps, events));
+  }
+  return 0;
+}

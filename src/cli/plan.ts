@@ -1,0 +1,29 @@
+import { loadConfig } from '../config/load.js';
+import { createPlan } from '../plan/plan.js';
+import { updateJson } from '../output/status-json.js';
+import { updateText } from '../output/text.js';
+import { type CliContext, parseCount } from './context.js';
+
+export async function planCommand(ctx: CliContext, opts: { config: string; name?: string; concurrency?: string }): Promise<number> {
+  const concurrency = parseCount('--concurrency', opts.concurrency, 1) ?? 32;
+  // Everything that can be wrong with the input is found before the database is even opened.
+  const config = loadConfig(opts.config);
+  const store = ctx.store(true);
+  const reporter = ctx.reporter(false);
+  try {
+    const u = await createPlan(
+      { store, transport: ctx.transport(), clock: ctx.clock, emit: reporter.onEvent },
+      config,
+      { name: opts.name, concurrency },
+    );
+    const servers = store.getServers(u.name);
+    if (ctx.opts.json) ctx.printJson(updateJson(u, servers));
+    else {
+      ctx.print('\n' + updateText(u, servers));
+      ctx.print(`\nplanned update ${u.name}; run it with: agent-update start ${u.name}`);
+    }
+    return 0;
+  } finally {
+    reporter.stop();
+  }
+}

@@ -1,0 +1,132 @@
+import { readFileSync } from 'node:fs';
+import { Command, CommanderError, Option } from 'commander';
+import { CliContext, type GlobalOptions } from './cli/context.js';
+import { cancelCommand, logsCommand, pauseCommand, splitCommand, statusCommand } from './cli/control.js';
+import { planCommand } from './cli/plan.js';
+import { runCommand } from './cli/run.js';
+import { AppError, EXIT } from './errors.js';
+
+function version(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+  return pkg.version;
+}
+
+/** Build the CLI. Each action stores its exit code; errors are mapped in main(). */
+function buildProgram(result: { code: number }, contexts: CliContext[]): Command {
+  const program = new Command('agent-update');
+  const ctxOf = (cmd: Command) => {
+    const ctx = new CliContext(cmd.optsWithGlobals() as GlobalOptions);
+    contexts.push(ctx);
+    return ctx;
+  };
+  program
+    .description('Roll a new version of a git-checked-out agent out to a fleet over SSH, one server at a time.')
+    .version(version(), '--version')
+    .option('--db <path>', 'plan database (default: $AGENT_UPDATE_DB or ./agent-update.db)')
+    .option('--json', 'machine-readable output on stdout, nothing else on stdout')
+    .option('--no-color', 'no colour, no spinner')
+    .option('-q, --quiet', 'print only errors and results')
+    .option('-v, --verbose', 'print every remote command as it ends')
+    .showHelpAfterError('(run with --help for usage)')
+    .exitOverride()
+    .configureOutput({ writeErr: (s) => process.stderr.write(s), writeOut: (s) => process.stdout.write(s) });
+
+  program
+    .command('plan')
+    .description('validate the config, resolve the target commit, probe every server, record the plan')
+    .requiredOption('-c, --config <file>', 'YAML config')
+    .option('--name <name>', 'name of the update (default: config name, or <branch>-<date>)')
+    .option('--concurrency <n>', 'servers probed at once', '32')
+    .action(async (o, cmd: Command) => {
+      result.code = await planCommand(ctxOf(cmd), o);
+    });
+
+  program
+    .command('start')
+    .description('execute updates (several: the batches of a split, in parallel), each one server at a time')
+    .argument('<name...>', 'update names')
+    .option('--stop-after <n>', 'pause after this many servers finished (test mode)')
+    .option('--parallel <k>', 'run at most this many updates at once (default: all, at most 10)')
+    .action(async (names: string[], o, cmd: Command) => {
+      result.code = await runCommand(ctxOf(cmd), 'start', names, o);
+    });
+
+  program
+    .command('resume')
+    .description('continue paused updates from where they stopped')
+    .argument('<name...>', 'update names')
+    .option('--stop-after <n>', 'pause again after this many more servers finished')
+    .option('--parallel <k>', 'run at most this many updates at once (default: all, at most 10)')
+    .action(async (names: string[], o, cmd: Command) => {
+      result.code = await runCommand(ctxOf(cmd), 'resume', names, o);
+    });
+
+  program
+    .command('pause')
+    .description('ask a running update to pause after the server in flight; returns at once')
+    .argument('<name>')
+    .action((name: string, _o, cmd: Command) => {
+      result.code = pauseCommand(ctxOf(cmd), name);
+    });
+
+  program
+    .command('cancel')
+    .description('end a pending or paused update; nothing more runs')
+    .argument('<name>')
+    .action((name: string, _o, cmd: Command) => {
+      result.code = cancelCommand(ctxOf(cmd), name);
+    });
+
+  program
+    .command('split')
+    .description('divide a pending update into N balanced batches: NAME, NAME.2 … NAME.N')
+    .argument('<name>')
+    .addOption(new Option('--batches <n>', 'number of batches').makeOptionMandatory())
+    .action((name: string, o, cmd: Command) => {
+      result.code = splitCommand(ctxOf(cmd), name, o);
+    });
+
+  program
+    .command('status')
+    .description('one update with a row per server, or all updates')
+    .argument('[name]')
+    .option('--watch', 'redraw until the update ends or pauses')
+    .option('--interval <seconds>', 'redraw interval for --watch', '2')
+    .action(async (name: string | undefined, o, cmd: Command) => {
+      result.code = await statusCommand(ctxOf(cmd), name, o);
+    });
+
+  program
+    .command('logs')
+    .description('the recorded output of every step run on each server')
+    .argument('<name>')
+    .option('--server <name>', 'only this server')
+    .action((name: string, o, cmd: Command) => {
+      result.code = logsCommand(ctxOf(cmd), name, o);
+    });
+
+  return program;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const result = { code: 0 };
+  const contexts: CliContext[] = [];
+  const program = buildProgram(result, contexts);
+  try {
+    await program.parseAsync(argv);
+    return result.code;
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      // help and --version exit 0; every other parse problem is a usage error.
+      return e.exitCode === 0 ? 0 : EXIT.usage;
+    }
+    if (e instanceof AppError) {
+      process.stderr.write(`agent-update: ${e.message}\n`);
+      return e.exitCode;
+    }
+    process.stderr.write(`agent-update: internal error (a bug, please report it):\n${(e as Error).stack ?? String(e)}\n`);
+    return EXIT.bug;
+  } finally {
+    for (const c of contexts) c.close();
+  }
+}

@@ -1,0 +1,67 @@
+import type { ServerRecord, UpdateRecord } from '../store/store.js';
+
+/** `status NAME --json`, exactly as SPEC.md shows it, plus the documented extensions. */
+export interface UpdateJson {
+  name: string;
+  status: string;
+  createdAt: string;
+  startedAt: string | null;
+  endedAt: string | null;
+  source: { repo: string; branch: string; commit: string };
+  batchOf: string | null;
+  counts: Record<string, number>;
+  servers: ServerJson[];
+  /** extension: why the update is paused or ended */
+  reason: string | null;
+  /** extension: a pause has been asked and the executor has not yet stopped */
+  pauseRequested: boolean;
+  /** extension: the process executing it, when one holds the lease */
+  executor: { pid: number; host: string; since: string; heartbeat: string } | null;
+}
+
+export interface ServerJson {
+  name: string;
+  host: string;
+  type: string;
+  status: string;
+  step: string | null;
+  fromCommit: string | null;
+  toCommit: string | null;
+  error: string | null;
+  startedAt: string | null;
+  endedAt: string | null;
+}
+
+export function countsOf(servers: readonly ServerRecord[]): Record<string, number> {
+  const counts: Record<string, number> = { total: servers.length };
+  for (const s of servers) counts[s.status] = (counts[s.status] ?? 0) + 1;
+  return counts;
+}
+
+export function updateJson(u: UpdateRecord, servers: readonly ServerRecord[]): UpdateJson {
+  return {
+    name: u.name,
+    status: u.status,
+    createdAt: u.createdAt,
+    startedAt: u.startedAt,
+    endedAt: u.endedAt,
+    source: { repo: u.repo, branch: u.branch, commit: u.commit },
+    batchOf: u.batchOf,
+    counts: countsOf(servers),
+    servers: servers.map((s) => ({
+      name: s.name,
+      host: s.host,
+      type: s.type,
+      status: s.status,
+      step: s.step,
+      fromCommit: s.fromCommit,
+      toCommit: s.toCommit,
+      error: s.error,
+      startedAt: s.startedAt,
+      endedAt: s.endedAt,
+    })),
+    reason: u.reason,
+    pauseRequested: u.pauseRequestedAt !== null,
+    executor: u.lease ? { pid: u.lease.pid, host: u.lease.host, since: u.lease.since, heartbeat: u.lease.heartbeat } : null,
+  };
+}

@@ -1,0 +1,106 @@
+import chalk from 'chalk';
+import type { EventRecord, ServerRecord, StepRecord, UpdateRecord } from '../store/store.js';
+import { countsOf } from './status-json.js';
+
+const STATUS_COLOUR: Record<string, (s: string) => string> = {
+  success: chalk.green,
+  skipped: chalk.dim,
+  pending: (s) => s,
+  running: chalk.cyan,
+  paused: chalk.yellow,
+  'rolled-back': chalk.yellow,
+  'partial-success': chalk.yellow,
+  unreachable: chalk.magenta,
+  failed: chalk.red,
+  failure: chalk.red,
+  fatal: chalk.bgRed.white,
+  cancelled: chalk.dim,
+  planning: chalk.cyan,
+};
+
+export function colourStatus(status: string): string {
+  return (STATUS_COLOUR[status] ?? ((s: string) => s))(status);
+}
+
+export function short(commit: string | null): string {
+  return commit ? commit.slice(0, 12) : '-';
+}
+
+/** Left-aligned columns; widths from the visible text (colour codes stripped). */
+export function table(rows: string[][]): string {
+  // eslint-disable-next-line no-control-regex
+  const visible = (s: string) => s.replace(/\x1b\[[0-9;]*m/g, '').length;
+  const widths: number[] = [];
+  for (const row of rows) row.forEach((cell, i) => (widths[i] = Math.max(widths[i] ?? 0, visible(cell))));
+  return rows
+    .map((row) =>
+      row
+        .map((cell, i) => (i === row.length - 1 ? cell : cell + ' '.repeat((widths[i] ?? 0) - visible(cell))))
+        .join('  ')
+        .trimEnd(),
+    )
+    .join('\n');
+}
+
+export function countsLine(servers: readonly ServerRecord[]): string {
+  const { total, ...rest } = countsOf(servers);
+  return `${total} servers: ` + Object.entries(rest).map(([k, v]) => `${v} ${colourStatus(k)}`).join(', ');
+}
+
+export function updateText(u: UpdateRecord, servers: readonly ServerRecord[]): string {
+  const lines = [
+    `${chalk.bold(u.name)}  ${colourStatus(u.status)}${u.pauseRequestedAt && u.status === 'running' ? chalk.yellow(' (pause requested)') : ''}`,
+    `  target   ${u.commit} (${u.branch} of ${u.repo})`,
+  ];
+  if (u.batchOf) lines.push(`  batch of ${u.batchOf}`);
+  lines.push(`  created  ${u.createdAt}${u.startedAt ? `   started ${u.startedAt}` : ''}${u.endedAt ? `   ended ${u.endedAt}` : ''}`);
+  if (u.lease) lines.push(`  executor pid ${u.lease.pid} on ${u.lease.host} since ${u.lease.since}`);
+  if (u.reason) lines.push(`  reason   ${u.reason}`);
+  lines.push(`  ${countsLine(servers)}`, '');
+  const rows = [['SERVER', 'HOST', 'TYPE', 'STATUS', 'FROM', 'TO', 'DETAIL'].map((h) => chalk.bold(h))];
+  for (const s of servers) {
+    rows.push([
+      s.name,
+      s.port === 22 ? s.host : `${s.host}:${s.port}`,
+      s.type,
+      colourStatus(s.status) + (s.step ? ` (${s.step})` : ''),
+      short(s.fromCommit),
+      short(s.toCommit),
+      s.error ?? '',
+    ]);
+  }
+  lines.push(table(rows));
+  return lines.join('\n');
+}
+
+export function updatesListText(updates: ReadonlyArray<{ u: UpdateRecord; servers: ServerRecord[] }>): string {
+  if (updates.length === 0) return 'no updates yet: create one with `agent-update plan -c FILE`';
+  const rows = [['NAME', 'STATUS', 'TARGET', 'BATCH OF', 'CREATED', 'SERVERS'].map((h) => chalk.bold(h))];
+  for (const { u, servers } of updates) {
+    rows.push([u.name, colourStatus(u.status), short(u.commit), u.batchOf ?? '', u.createdAt, countsLine(servers)]);
+  }
+  return table(rows);
+}
+
+export function logsText(servers: readonly ServerRecord[], steps: readonly StepRecord[], events: readonly EventRecord[]): string {
+  const out: string[] = [];
+  for (const s of servers) {
+    out.push(chalk.bold(`== ${s.name} (${s.user}@${s.host}:${s.port}) ${s.status}${s.error ? `: ${s.error}` : ''}`));
+    for (const e of events.filter((e) => e.serverName === s.name)) out.push(chalk.dim(`   ${e.at}  ${e.message}`));
+    for (const st of steps.filter((x) => x.serverId === s.id)) {
+      const result = st.endedAt === null ? chalk.yellow('(no result recorded: interrupted)') : st.exitCode !== null ? `exit ${st.exitCode}` : chalk.red(st.error ?? 'no exit status');
+      out.push(`-- ${st.startedAt} [${st.phase}] $ ${st.command}`);
+      out.push(`   ${result}${st.endedAt ? `  (${elapsed(st.startedAt, st.endedAt)})` : ''}`);
+      for (const [label, text] of [['stdout', st.stdout], ['stderr', st.stderr]] as const) {
+        if (text && text.trim()) out.push(...text.trimEnd().split('\n').map((l) => `   ${chalk.dim(label === 'stderr' ? '!' : '|')} ${l}`));
+      }
+    }
+    out.push('');
+  }
+  return out.join('\n');
+}
+
+function elapsed(a: string, b: string): string {
+  const ms = Date.parse(b) - Date.parse(a);
+  return ms < 1000 ? `${ms}ms` : `${(ms / 1000).toFixed(1)}s`;
+}

@@ -1,0 +1,116 @@
+import pLimit from 'p-limit';
+import type { Config, RolloutSettings, ServerSpec } from '../config/types.js';
+import type { Clock } from '../clock.js';
+import { UsageError } from '../errors.js';
+import type { EventSink } from '../rollout/events.js';
+import type { Transport } from '../ssh/transport.js';
+import type { ServerRecord, Store, UpdateRecord } from '../store/store.js';
+import { resolveCommit } from './source.js';
+
+export interface PlanOptions {
+  name?: string;
+  /** how many servers to probe at once */
+  concurrency: number;
+}
+
+export interface PlanDeps {
+  store: Store;
+  transport: Transport;
+  clock: Clock;
+  emit: EventSink;
+  /** injectable for tests; defaults to `git ls-remote` */
+  resolve?: typeof resolveCommit;
+}
+
+const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/;
+
+/** The servers this update covers: `server_types` when given, in config order. */
+export function selectServers(config: Config): ServerSpec[] {
+  const types = config.serverTypes;
+  return types ? config.servers.filter((s) => types.includes(s.type)) : config.servers;
+}
+
+/** `<branch>-<YYYY-MM-DD>`, then `-2`, `-3`… until the name is free. */
+export function defaultName(branch: string, now: Date, taken: (name: string) => boolean): string {
+  const base = `${branch.replace(/[^A-Za-z0-9._-]+/g, '-').replace(/^[^A-Za-z0-9]+/, '')}-${now.toISOString().slice(0, 10)}`;
+  if (!taken(base)) return base;
+  for (let i = 2; ; i++) if (!taken(`${base}-${i}`)) return `${base}-${i}`;
+}
+
+export function settingsOf(config: Config, commit: string): RolloutSettings {
+  return {
+    source: { repo: config.source.repo, branch: config.source.branch, commit },
+    ssh: config.ssh,
+    agent: config.agent,
+    restart: config.restart,
+    rollback: config.rollback,
+  };
+}
+
+/**
+ * Resolve the target, record the update as `planning`, probe every selected server in parallel
+ * (its current commit, or why it cannot be reached), then make the update `pending`.
+ */
+export async function createPlan(deps: PlanDeps, config: Config, opts: PlanOptions): Promise<UpdateRecord> {
+  const { store } = deps;
+  const name = opts.name ?? config.name ?? defaultName(config.source.branch, deps.clock.now(), (n) => store.hasUpdate(n));
+  if (!NAME_RE.test(name)) {
+    throw new UsageError(`--name: ${JSON.stringify(name)} is not a valid update name (letters, digits, '.', '_', '-'; at most 100)`);
+  }
+  if (store.hasUpdate(name)) {
+    throw new UsageError(`an update named ${name} already exists in ${store.path}; pass --name to choose another`);
+  }
+  const servers = selectServers(config);
+  if (servers.length === 0) throw new UsageError(`${config.file}: server_types selects no server`);
+  const commit = await (deps.resolve ?? resolveCommit)(config.source.repo, config.source.branch, config.source.commit);
+
+  store.createUpdate({
+    name,
+    repo: config.source.repo,
+    branch: config.source.branch,
+    commit,
+    configFile: config.file,
+    settings: settingsOf(config, commit),
+    testStopAfter: config.testMode.stopAfter,
+    servers,
+  });
+  const limit = pLimit(Math.max(1, opts.concurrency));
+  await Promise.all(store.getServers(name).map((s) => limit(() => probeServer(deps, config, commit, s))));
+  return store.setUpdateStatus(name, 'pending');
+}
+
+/** Read one server's current commit; record it as pending, skipped (at the target) or unreachable. */
+export async function probeServer(deps: PlanDeps, config: Config, target: string, s: ServerRecord): Promise<void> {
+  const { store, transport, emit } = deps;
+  const spec: ServerSpec = { name: s.name, host: s.host, port: s.port, user: s.user, type: s.type };
+  let commit: string | null = null;
+  let error: string | null = null;
+  let session;
+  try {
+    session = await transport.connect(spec, config.ssh);
+    const command = config.agent.versionCommand;
+    const step = store.beginStep(s, 'probe', command);
+    const r = await session.exec(command, { timeoutMs: Math.min(config.ssh.commandTimeoutMs, 60_000) });
+    store.endStep(step, r);
+    const last = r.stdout.trim().split('\n').pop()?.trim().toLowerCase() ?? '';
+    if (r.code !== 0) error = `version_command ${r.code === null ? `failed: ${r.error}` : `exited ${r.code}: ${(r.stderr || r.stdout).trim().split('\n').pop() ?? ''}`}`;
+    else if (!/^[0-9a-f]{40}$/.test(last)) error = `version_command printed ${JSON.stringify(last.slice(0, 80))}, not a 40-hex commit`;
+    else commit = last;
+  } catch (e) {
+    error = (e as Error).message;
+  } finally {
+    session?.close();
+  }
+  const status = error !== null ? 'unreachable' : commit === target ? 'skipped' : 'pending';
+  if (status === 'pending') {
+    store.setProbedCommit(s.id, commit);
+  } else {
+    store.setServerStatus(s.id, status, {
+      fromCommit: commit,
+      toCommit: status === 'skipped' ? target : null,
+      error,
+      endedAt: deps.clock.now().toISOString(),
+    });
+  }
+  emit({ type: 'probe', update: s.updateName, server: s.name, status, commit, error });
+}

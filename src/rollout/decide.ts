@@ -1,0 +1,62 @@
+import type { ServerRecord, UpdateRecord } from '../store/store.js';
+import { WORKED_SERVER, type ServerStatus } from './status.js';
+
+/**
+ * What the executor does next, decided from the stored state alone (Nomad's watcher: decide,
+ * then act). Pure: no I/O, so every rule is tested with plain data.
+ */
+export type Decision =
+  /** a server was left `running` by a process that died: re-check it and finish or roll back */
+  | { kind: 'recover'; server: ServerRecord }
+  | { kind: 'run'; server: ServerRecord }
+  | { kind: 'pause'; reason: string }
+  | { kind: 'finish'; status: 'success' | 'partial-success' | 'failure'; reason: string };
+
+export function countWorked(servers: readonly ServerRecord[]): number {
+  return servers.filter((s) => WORKED_SERVER.has(s.status)).length;
+}
+
+/** The server whose result stops the rollout, if any. */
+export function stoppingServer(update: UpdateRecord, servers: readonly ServerRecord[]): ServerRecord | undefined {
+  const stops = (status: ServerStatus) =>
+    status === 'fatal' ||
+    status === 'failed' ||
+    (status === 'rolled-back' && !update.settings.rollback.continueAfterRollback);
+  return servers.find((s) => stops(s.status));
+}
+
+export function decide(update: UpdateRecord, servers: readonly ServerRecord[]): Decision {
+  const inFlight = servers.find((s) => s.status === 'running');
+  if (inFlight) return { kind: 'recover', server: inFlight };
+
+  const stopper = stoppingServer(update, servers);
+  if (stopper) {
+    const why =
+      stopper.status === 'fatal'
+        ? `server ${stopper.name} is fatal: its rollback failed too and it needs a person`
+        : stopper.status === 'failed'
+          ? `server ${stopper.name} failed and rollback is disabled`
+          : `server ${stopper.name} was rolled back (rollback.continue_after_rollback is false)`;
+    return { kind: 'finish', status: 'failure', reason: `stopped: ${why}` };
+  }
+
+  const next = servers.find((s) => s.status === 'pending');
+  if (!next) return finalStatus(servers);
+
+  if (update.pauseRequestedAt) return { kind: 'pause', reason: 'pause requested' };
+  const worked = countWorked(servers);
+  if (update.pauseAtWorked !== null && worked >= update.pauseAtWorked) {
+    return { kind: 'pause', reason: `test mode: ${worked} server${worked === 1 ? '' : 's'} finished` };
+  }
+  return { kind: 'run', server: next };
+}
+
+/** Every server has been dealt with: how did it go? */
+export function finalStatus(servers: readonly ServerRecord[]): Extract<Decision, { kind: 'finish' }> {
+  const good = servers.filter((s) => s.status === 'success' || s.status === 'skipped').length;
+  const bad = servers.filter((s) => s.status !== 'success' && s.status !== 'skipped');
+  if (bad.length === 0) return { kind: 'finish', status: 'success', reason: `all ${servers.length} servers at the target` };
+  const summary = bad.map((s) => `${s.name} ${s.status}`).join(', ');
+  if (good > 0) return { kind: 'finish', status: 'partial-success', reason: `not at the target: ${summary}` };
+  return { kind: 'finish', status: 'failure', reason: `no server reached the target: ${summary}` };
+}

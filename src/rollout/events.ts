@@ -1,0 +1,20 @@
+import type { ServerStatus, ServerStep, UpdateStatus } from './status.js';
+
+/**
+ * What the engine reports while it works. The engine never prints: the CLI turns these into
+ * lines or a spinner, and a later NDJSON writer will stream them as they are.
+ */
+export type RolloutEvent =
+  | { type: 'update-started'; update: string; takeover: boolean; pending: number; total: number }
+  | { type: 'server-started'; update: string; server: string; index: number; total: number; host: string }
+  | { type: 'server-step'; update: string; server: string; step: ServerStep }
+  | { type: 'command'; update: string; server: string; phase: string; command: string; code: number | null; error: string | null; durationMs: number }
+  | { type: 'health-waiting'; update: string; server: string; attempt: number; elapsedMs: number; output: string }
+  | { type: 'server-finished'; update: string; server: string; status: ServerStatus; error: string | null; durationMs: number }
+  | { type: 'takeover'; update: string; server: string | null; message: string }
+  | { type: 'update-finished'; update: string; status: UpdateStatus; reason: string }
+  | { type: 'probe'; update: string; server: string; status: 'pending' | 'skipped' | 'unreachable'; commit: string | null; error: string | null };
+
+export type EventSink = (event: RolloutEvent) => void;
+
+export const ignoreEvents: EventSink = () => {};

@@ -1,0 +1,97 @@
+import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { BusyError } from '../errors.js';
+import type { Lease, Store } from '../store/store.js';
+
+/** How often a live executor refreshes its lease. */
+export const HEARTBEAT_MS = 2_000;
+/** A lease not refreshed for this long belongs to a dead (or frozen) executor and is taken over. */
+export const LEASE_STALE_MS = 30_000;
+
+/**
+ * The start time of a process in clock ticks since boot (Linux /proc), so a pid reused by an
+ * unrelated process after a crash is not mistaken for the executor. null where /proc is absent.
+ */
+export function processStartTime(pid: number): string | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Field 22; the command name (field 2) may contain spaces and parentheses, so count from the last ')'.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return fields[19] ?? null;
+  } catch {
+    return null;
+  }
+}
+
+export function processAlive(pid: number, startTime: string | null): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'EPERM') return false;
+  }
+  if (startTime === null) return true;
+  const now = processStartTime(pid);
+  return now === null || now === startTime;
+}
+
+export function describeHolder(l: Lease): string {
+  return `pid ${l.pid} on ${l.host} since ${l.since} (last heartbeat ${l.heartbeat})`;
+}
+
+/** A holder is dead when it was on this host and its process is gone, or it stopped heartbeating. */
+export function holderIsDead(l: Lease, now: Date, myHost = hostname()): boolean {
+  if (l.host === myHost && !processAlive(l.pid, l.pidStart)) return true;
+  return now.getTime() - Date.parse(l.heartbeat) > LEASE_STALE_MS;
+}
+
+export interface HeldLease {
+  token: string;
+  /** the previous holder when we took over from a dead one */
+  previous: Lease | null;
+  /** false once someone else took the lease (we were judged dead): stop at once */
+  stillHeld(): boolean;
+  release(): void;
+}
+
+/**
+ * Take the update's lease or throw BusyError (exit 4) naming the live holder. While held, a
+ * timer refreshes the heartbeat; `onLost` fires if another process took it over.
+ */
+export function acquireLease(store: Store, update: string, onLost: () => void, now: () => Date = () => new Date()): HeldLease {
+  const token = randomUUID();
+  const result = store.acquireLease(
+    update,
+    { token, pid: process.pid, host: hostname(), pidStart: processStartTime(process.pid) },
+    (holder) => holderIsDead(holder, now()),
+  );
+  if (!result.ok) {
+    throw new BusyError(
+      `update ${update} is being executed by ${describeHolder(result.holder)}; ` +
+        `watch it with \`agent-update status ${update} --watch\` or ask it to stop with \`agent-update pause ${update}\``,
+    );
+  }
+  let held = true;
+  const timer = setInterval(() => {
+    if (!held) return;
+    try {
+      if (!store.heartbeat(update, token)) {
+        held = false;
+        onLost();
+      }
+    } catch {
+      // A busy database for longer than its timeout: try again at the next beat.
+    }
+  }, HEARTBEAT_MS);
+  timer.unref();
+  return {
+    token,
+    previous: result.previous,
+    stillHeld: () => held,
+    release() {
+      clearInterval(timer);
+      if (held) store.releaseLease(update, token);
+      held = false;
+    },
+  };
+}

@@ -1,0 +1,110 @@
+import { TransitionError } from '../errors.js';
+
+/**
+ * THE state machine (SPEC.md "Statuses"). Every status change of an update or a server goes
+ * through `updateTransition` / `serverTransition`; anything not in these tables is refused
+ * with a named error that says what is allowed from the current status.
+ */
+export const UPDATE_STATUSES = [
+  'planning',
+  'pending',
+  'running',
+  'paused',
+  'success',
+  'partial-success',
+  'failure',
+  'cancelled',
+] as const;
+export type UpdateStatus = (typeof UPDATE_STATUSES)[number];
+
+export const SERVER_STATUSES = [
+  'pending',
+  'running',
+  'skipped',
+  'unreachable',
+  'success',
+  'rolled-back',
+  'failed',
+  'fatal',
+] as const;
+export type ServerStatus = (typeof SERVER_STATUSES)[number];
+
+export const SERVER_STEPS = ['update', 'restart', 'verify', 'rollback', 'verify-rollback'] as const;
+export type ServerStep = (typeof SERVER_STEPS)[number];
+
+const UPDATE_TABLE: Record<UpdateStatus, readonly UpdateStatus[]> = {
+  // planning → cancelled: a plan whose process died before it finished probing.
+  planning: ['pending', 'cancelled'],
+  pending: ['running', 'cancelled'],
+  // running → running is a takeover of an update whose executor died.
+  running: ['running', 'paused', 'success', 'partial-success', 'failure'],
+  paused: ['running', 'cancelled'],
+  success: [],
+  'partial-success': [],
+  failure: [],
+  cancelled: [],
+};
+
+const SERVER_TABLE: Record<ServerStatus, readonly ServerStatus[]> = {
+  // pending → skipped / unreachable: what the plan's probe found.
+  pending: ['running', 'skipped', 'unreachable'],
+  // running → running moves between steps, and is how a takeover re-runs the server in flight.
+  // running → unreachable: the connection could not be opened, so nothing ran on the server.
+  running: ['running', 'success', 'skipped', 'unreachable', 'rolled-back', 'failed', 'fatal'],
+  skipped: [],
+  unreachable: [],
+  success: [],
+  'rolled-back': [],
+  failed: [],
+  fatal: [],
+};
+
+export const TERMINAL_UPDATE: ReadonlySet<UpdateStatus> = new Set(['success', 'partial-success', 'failure', 'cancelled']);
+export const TERMINAL_SERVER: ReadonlySet<ServerStatus> = new Set([
+  'skipped',
+  'unreachable',
+  'success',
+  'rolled-back',
+  'failed',
+  'fatal',
+]);
+/** Terminal statuses that involved work on the server: they count towards test mode's stop_after. */
+export const WORKED_SERVER: ReadonlySet<ServerStatus> = new Set(['success', 'rolled-back', 'failed', 'fatal']);
+
+export function canTransitionUpdate(from: UpdateStatus, to: UpdateStatus): boolean {
+  return UPDATE_TABLE[from].includes(to);
+}
+
+export function allowedFromUpdate(from: UpdateStatus): readonly UpdateStatus[] {
+  return UPDATE_TABLE[from];
+}
+
+/** Throws a TransitionError unless the table allows `from → to` for an update. */
+export function updateTransition(name: string, from: UpdateStatus, to: UpdateStatus): void {
+  if (!canTransitionUpdate(from, to)) {
+    throw new TransitionError(`update ${name} is ${from}; it cannot become ${to}. ${whatYouCanDo(name, from)}`);
+  }
+}
+
+/** Throws a TransitionError unless the table allows `from → to` for a server. */
+export function serverTransition(update: string, server: string, from: ServerStatus, to: ServerStatus): void {
+  if (!SERVER_TABLE[from].includes(to)) {
+    throw new TransitionError(`server ${server} of update ${update} is ${from}; it cannot become ${to}`);
+  }
+}
+
+/** The commands an operator can run from `status`, for error messages that name the fix. */
+export function whatYouCanDo(name: string, status: UpdateStatus): string {
+  switch (status) {
+    case 'planning':
+      return `It is still being planned; run \`agent-update plan\` again if that process died.`;
+    case 'pending':
+      return `From pending you can: \`agent-update start ${name}\`, \`agent-update split ${name} --batches N\`, \`agent-update cancel ${name}\`.`;
+    case 'running':
+      return `From running you can: \`agent-update pause ${name}\`, or \`agent-update start ${name}\` to take over if its process died.`;
+    case 'paused':
+      return `From paused you can: \`agent-update resume ${name}\`, \`agent-update cancel ${name}\`.`;
+    default:
+      return `It has ended (${status}); nothing more can run. Plan a new update with \`agent-update plan -c FILE\`.`;
+  }
+}

@@ -1,0 +1,74 @@
+/**
+ * Schema migrations, applied in order by `PRAGMA user_version`. Never edit a migration that has
+ * shipped: append a new one.
+ */
+export const MIGRATIONS: readonly string[] = [
+  // 1: updates, their servers, the step journal and the event log.
+  `
+  CREATE TABLE updates (
+    name               TEXT PRIMARY KEY,
+    status             TEXT NOT NULL,
+    created_at         TEXT NOT NULL,
+    started_at         TEXT,
+    ended_at           TEXT,
+    repo               TEXT NOT NULL,
+    branch             TEXT NOT NULL,
+    commit_sha         TEXT NOT NULL,
+    batch_of           TEXT,
+    config_file        TEXT,
+    settings_json      TEXT NOT NULL,
+    test_stop_after    INTEGER NOT NULL DEFAULT 0,
+    pause_at_worked    INTEGER,
+    pause_requested_at TEXT,
+    reason             TEXT,
+    lease_token        TEXT,
+    lease_pid          INTEGER,
+    lease_host         TEXT,
+    lease_pid_start    TEXT,
+    lease_since        TEXT,
+    lease_heartbeat    TEXT
+  );
+  CREATE TABLE servers (
+    id          INTEGER PRIMARY KEY,
+    update_name TEXT NOT NULL REFERENCES updates(name),
+    position    INTEGER NOT NULL,
+    name        TEXT NOT NULL,
+    host        TEXT NOT NULL,
+    port        INTEGER NOT NULL,
+    user        TEXT NOT NULL,
+    type        TEXT NOT NULL,
+    status      TEXT NOT NULL,
+    step        TEXT,
+    from_commit TEXT,
+    to_commit   TEXT,
+    error       TEXT,
+    started_at  TEXT,
+    ended_at    TEXT,
+    UNIQUE (update_name, name)
+  );
+  CREATE INDEX servers_by_update ON servers (update_name, position);
+  CREATE TABLE steps (
+    id          INTEGER PRIMARY KEY,
+    update_name TEXT NOT NULL,
+    server_id   INTEGER NOT NULL REFERENCES servers(id),
+    phase       TEXT NOT NULL,
+    command     TEXT NOT NULL,
+    started_at  TEXT NOT NULL,
+    ended_at    TEXT,
+    exit_code   INTEGER,
+    stdout      TEXT,
+    stderr      TEXT,
+    error       TEXT
+  );
+  CREATE INDEX steps_by_server ON steps (server_id, id);
+  CREATE TABLE events (
+    id          INTEGER PRIMARY KEY,
+    update_name TEXT NOT NULL,
+    server_name TEXT,
+    at          TEXT NOT NULL,
+    kind        TEXT NOT NULL,
+    message     TEXT NOT NULL
+  );
+  CREATE INDEX events_by_update ON events (update_name, id);
+  `,
+];

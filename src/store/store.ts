@@ -1,0 +1,473 @@
+import Database from 'better-sqlite3';
+import type { RolloutSettings, ServerSpec } from '../config/types.js';
+import { UsageError } from '../errors.js';
+import {
+  serverTransition,
+  updateTransition,
+  type ServerStatus,
+  type ServerStep,
+  type UpdateStatus,
+} from '../rollout/status.js';
+import { MIGRATIONS } from './schema.js';
+
+export interface UpdateRecord {
+  name: string;
+  status: UpdateStatus;
+  createdAt: string;
+  startedAt: string | null;
+  endedAt: string | null;
+  repo: string;
+  branch: string;
+  commit: string;
+  batchOf: string | null;
+  configFile: string | null;
+  settings: RolloutSettings;
+  /** test_mode.stop_after from the config; applies to the first start only */
+  testStopAfter: number;
+  /** pause once this many servers have finished with work (absolute count); null = never */
+  pauseAtWorked: number | null;
+  pauseRequestedAt: string | null;
+  /** why the update is paused or ended, for an operator */
+  reason: string | null;
+  lease: Lease | null;
+}
+
+export interface Lease {
+  token: string;
+  pid: number;
+  host: string;
+  pidStart: string | null;
+  since: string;
+  heartbeat: string;
+}
+
+export interface ServerRecord {
+  id: number;
+  updateName: string;
+  position: number;
+  name: string;
+  host: string;
+  port: number;
+  user: string;
+  type: string;
+  status: ServerStatus;
+  step: ServerStep | null;
+  fromCommit: string | null;
+  toCommit: string | null;
+  error: string | null;
+  startedAt: string | null;
+  endedAt: string | null;
+}
+
+export interface StepRecord {
+  id: number;
+  updateName: string;
+  serverId: number;
+  serverName: string;
+  phase: string;
+  command: string;
+  startedAt: string;
+  endedAt: string | null;
+  exitCode: number | null;
+  stdout: string | null;
+  stderr: string | null;
+  error: string | null;
+}
+
+export interface EventRecord {
+  id: number;
+  updateName: string;
+  serverName: string | null;
+  at: string;
+  kind: string;
+  message: string;
+}
+
+export interface NewUpdate {
+  name: string;
+  repo: string;
+  branch: string;
+  commit: string;
+  configFile: string | null;
+  settings: RolloutSettings;
+  testStopAfter: number;
+  servers: ServerSpec[];
+}
+
+type Row = Record<string, unknown>;
+
+function toUpdate(r: Row): UpdateRecord {
+  return {
+    name: r.name as string,
+    status: r.status as UpdateStatus,
+    createdAt: r.created_at as string,
+    startedAt: (r.started_at as string | null) ?? null,
+    endedAt: (r.ended_at as string | null) ?? null,
+    repo: r.repo as string,
+    branch: r.branch as string,
+    commit: r.commit_sha as string,
+    batchOf: (r.batch_of as string | null) ?? null,
+    configFile: (r.config_file as string | null) ?? null,
+    settings: JSON.parse(r.settings_json as string) as RolloutSettings,
+    testStopAfter: r.test_stop_after as number,
+    pauseAtWorked: (r.pause_at_worked as number | null) ?? null,
+    pauseRequestedAt: (r.pause_requested_at as string | null) ?? null,
+    reason: (r.reason as string | null) ?? null,
+    lease: r.lease_token
+      ? {
+          token: r.lease_token as string,
+          pid: r.lease_pid as number,
+          host: r.lease_host as string,
+          pidStart: (r.lease_pid_start as string | null) ?? null,
+          since: r.lease_since as string,
+          heartbeat: r.lease_heartbeat as string,
+        }
+      : null,
+  };
+}
+
+function toServer(r: Row): ServerRecord {
+  return {
+    id: r.id as number,
+    updateName: r.update_name as string,
+    position: r.position as number,
+    name: r.name as string,
+    host: r.host as string,
+    port: r.port as number,
+    user: r.user as string,
+    type: r.type as string,
+    status: r.status as ServerStatus,
+    step: (r.step as ServerStep | null) ?? null,
+    fromCommit: (r.from_commit as string | null) ?? null,
+    toCommit: (r.to_commit as string | null) ?? null,
+    error: (r.error as string | null) ?? null,
+    startedAt: (r.started_at as string | null) ?? null,
+    endedAt: (r.ended_at as string | null) ?? null,
+  };
+}
+
+function toStep(r: Row): StepRecord {
+  return {
+    id: r.id as number,
+    updateName: r.update_name as string,
+    serverId: r.server_id as number,
+    serverName: r.server_name as string,
+    phase: r.phase as string,
+    command: r.command as string,
+    startedAt: r.started_at as string,
+    endedAt: (r.ended_at as string | null) ?? null,
+    exitCode: (r.exit_code as number | null) ?? null,
+    stdout: (r.stdout as string | null) ?? null,
+    stderr: (r.stderr as string | null) ?? null,
+    error: (r.error as string | null) ?? null,
+  };
+}
+
+export interface ServerChange {
+  step?: ServerStep | null;
+  fromCommit?: string | null;
+  toCommit?: string | null;
+  error?: string | null;
+  startedAt?: string | null;
+  endedAt?: string | null;
+}
+
+export interface UpdateChange {
+  startedAt?: string | null;
+  endedAt?: string | null;
+  pauseAtWorked?: number | null;
+  pauseRequestedAt?: string | null;
+  reason?: string | null;
+}
+
+const SERVER_COLUMNS: Record<keyof ServerChange, string> = {
+  step: 'step',
+  fromCommit: 'from_commit',
+  toCommit: 'to_commit',
+  error: 'error',
+  startedAt: 'started_at',
+  endedAt: 'ended_at',
+};
+const UPDATE_COLUMNS: Record<keyof UpdateChange, string> = {
+  startedAt: 'started_at',
+  endedAt: 'ended_at',
+  pauseAtWorked: 'pause_at_worked',
+  pauseRequestedAt: 'pause_requested_at',
+  reason: 'reason',
+};
+
+function setClause<T extends object>(change: T, columns: Record<keyof T, string>): { sql: string; values: unknown[] } {
+  const parts: string[] = [];
+  const values: unknown[] = [];
+  for (const [key, value] of Object.entries(change)) {
+    if (value === undefined) continue;
+    parts.push(`${columns[key as keyof T]} = ?`);
+    values.push(value);
+  }
+  return { sql: parts.map((p) => `, ${p}`).join(''), values };
+}
+
+/**
+ * The plan database: one SQLite file in WAL mode, shared by every process working on it.
+ * Every method that changes state is one transaction, so a crash leaves either the old or
+ * the new state, never half of each. Status changes are checked against rollout/status.ts
+ * inside the transaction that makes them.
+ */
+export class Store {
+  readonly db: Database.Database;
+
+  constructor(
+    readonly path: string,
+    private readonly now: () => Date = () => new Date(),
+  ) {
+    this.db = new Database(path, { timeout: 10_000 });
+    this.db.pragma('journal_mode = WAL');
+    this.db.pragma('synchronous = FULL');
+    this.db.pragma('foreign_keys = ON');
+    this.migrate();
+  }
+
+  static openExisting(path: string): Store {
+    return new Store(path);
+  }
+
+  close(): void {
+    this.db.close();
+  }
+
+  private migrate(): void {
+    const version = this.db.pragma('user_version', { simple: true }) as number;
+    if (version > MIGRATIONS.length) {
+      throw new UsageError(
+        `${this.path} was written by a newer agent-update (schema ${version}, this one knows ${MIGRATIONS.length}); upgrade agent-update`,
+      );
+    }
+    for (let v = version; v < MIGRATIONS.length; v++) {
+      this.db
+        .transaction(() => {
+          this.db.exec(MIGRATIONS[v]!);
+          this.db.pragma(`user_version = ${v + 1}`);
+        })
+        .immediate();
+    }
+  }
+
+  private iso(): string {
+    return this.now().toISOString();
+  }
+
+  /** Run `fn` in one IMMEDIATE transaction (takes the write lock up front: no upgrade deadlocks). */
+  tx<T>(fn: () => T): T {
+    return this.db.transaction(fn).immediate();
+  }
+
+  // ---- updates -------------------------------------------------------------------------------
+
+  hasUpdate(name: string): boolean {
+    return this.db.prepare('SELECT 1 FROM updates WHERE name = ?').get(name) !== undefined;
+  }
+
+  findUpdate(name: string): UpdateRecord | null {
+    const row = this.db.prepare('SELECT * FROM updates WHERE name = ?').get(name) as Row | undefined;
+    return row ? toUpdate(row) : null;
+  }
+
+  /** The update, or a UsageError (exit 2) that lists what exists. */
+  getUpdate(name: string): UpdateRecord {
+    const found = this.findUpdate(name);
+    if (found) return found;
+    const names = this.listUpdates().map((u) => u.name);
+    throw new UsageError(
+      `no update named ${JSON.stringify(name)} in ${this.path}` +
+        (names.length ? `; known updates: ${names.slice(-10).join(', ')}` : '; it holds no updates (run `agent-update plan -c FILE`)'),
+    );
+  }
+
+  listUpdates(): UpdateRecord[] {
+    return (this.db.prepare('SELECT * FROM updates ORDER BY created_at, name').all() as Row[]).map(toUpdate);
+  }
+
+  /** Insert an update as `planning` and its servers as `pending`, in one transaction. */
+  createUpdate(u: NewUpdate): UpdateRecord {
+    const at = this.iso();
+    this.tx(() => {
+      if (this.hasUpdate(u.name)) {
+        throw new UsageError(`an update named ${u.name} already exists in ${this.path}; pass --name to choose another`);
+      }
+      this.db
+        .prepare(
+          `INSERT INTO updates (name, status, created_at, repo, branch, commit_sha, config_file, settings_json, test_stop_after)
+           VALUES (?, 'planning', ?, ?, ?, ?, ?, ?, ?)`,
+        )
+        .run(u.name, at, u.repo, u.branch, u.commit, u.configFile, JSON.stringify(u.settings), u.testStopAfter);
+      const insert = this.db.prepare(
+        `INSERT INTO servers (update_name, position, name, host, port, user, type, status)
+         VALUES (?, ?, ?, ?, ?, ?, ?, 'pending')`,
+      );
+      u.servers.forEach((s, i) => insert.run(u.name, i, s.name, s.host, s.port, s.user, s.type));
+      this.addEvent(u.name, null, 'planning', `planning ${u.servers.length} servers to ${u.commit.slice(0, 12)}`);
+    });
+    return this.getUpdate(u.name);
+  }
+
+  /** Change an update's status, checked against the table, in one transaction. */
+  setUpdateStatus(name: string, to: UpdateStatus, change: UpdateChange = {}): UpdateRecord {
+    return this.tx(() => {
+      const current = this.getUpdate(name);
+      updateTransition(name, current.status, to);
+      const { sql, values } = setClause(change, UPDATE_COLUMNS);
+      this.db.prepare(`UPDATE updates SET status = ?${sql} WHERE name = ?`).run(to, ...values, name);
+      if (current.status !== to) {
+        this.addEvent(name, null, 'update-status', `${current.status} → ${to}${change.reason ? `: ${change.reason}` : ''}`);
+      }
+      return this.getUpdate(name);
+    });
+  }
+
+  /** Change fields of an update without changing its status. */
+  patchUpdate(name: string, change: UpdateChange): void {
+    const { sql, values } = setClause(change, UPDATE_COLUMNS);
+    if (!sql) return;
+    this.db.prepare(`UPDATE updates SET ${sql.slice(2)} WHERE name = ?`).run(...values, name);
+  }
+
+  // ---- servers -------------------------------------------------------------------------------
+
+  getServers(updateName: string): ServerRecord[] {
+    return (
+      this.db.prepare('SELECT * FROM servers WHERE update_name = ? ORDER BY position').all(updateName) as Row[]
+    ).map(toServer);
+  }
+
+  getServer(id: number): ServerRecord {
+    return toServer(this.db.prepare('SELECT * FROM servers WHERE id = ?').get(id) as Row);
+  }
+
+  /** Change a server's status (and step, commits, error), checked against the table. */
+  setServerStatus(id: number, to: ServerStatus, change: ServerChange = {}): ServerRecord {
+    return this.tx(() => {
+      const current = this.getServer(id);
+      serverTransition(current.updateName, current.name, current.status, to);
+      const { sql, values } = setClause(change, SERVER_COLUMNS);
+      this.db.prepare(`UPDATE servers SET status = ?${sql} WHERE id = ?`).run(to, ...values, id);
+      const label = to === 'running' ? `running (${change.step ?? current.step})` : to;
+      if (current.status !== to || current.step !== (change.step ?? current.step)) {
+        this.addEvent(current.updateName, current.name, 'server-status', `${label}${change.error ? `: ${change.error}` : ''}`);
+      }
+      return this.getServer(id);
+    });
+  }
+
+  /** The commit a pending server was found at while planning (its `fromCommit`). */
+  setProbedCommit(id: number, commit: string | null): void {
+    this.db.prepare("UPDATE servers SET from_commit = ? WHERE id = ? AND status = 'pending'").run(commit, id);
+  }
+
+  /** Move servers to another update (split). Their journal moves with them. */
+  moveServers(ids: number[], toUpdate: string): void {
+    const move = this.db.prepare('UPDATE servers SET update_name = ?, position = ? WHERE id = ?');
+    const moveSteps = this.db.prepare('UPDATE steps SET update_name = ? WHERE server_id = ?');
+    ids.forEach((id, i) => {
+      move.run(toUpdate, i, id);
+      moveSteps.run(toUpdate, id);
+    });
+  }
+
+  insertBatch(from: UpdateRecord, name: string, testStopAfter: number): void {
+    this.db
+      .prepare(
+        `INSERT INTO updates (name, status, created_at, repo, branch, commit_sha, batch_of, config_file, settings_json, test_stop_after)
+         VALUES (?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?)`,
+      )
+      .run(name, this.iso(), from.repo, from.branch, from.commit, from.name, from.configFile, JSON.stringify(from.settings), testStopAfter);
+  }
+
+  // ---- journal -------------------------------------------------------------------------------
+
+  /** Record that a command is about to run; committed before it runs. */
+  beginStep(server: ServerRecord, phase: string, command: string): number {
+    const info = this.db
+      .prepare('INSERT INTO steps (update_name, server_id, phase, command, started_at) VALUES (?, ?, ?, ?, ?)')
+      .run(server.updateName, server.id, phase, command, this.iso());
+    return Number(info.lastInsertRowid);
+  }
+
+  /** Record a command's result; committed as soon as it is known. */
+  endStep(id: number, r: { code: number | null; stdout: string; stderr: string; error: string | null }): void {
+    this.db
+      .prepare('UPDATE steps SET ended_at = ?, exit_code = ?, stdout = ?, stderr = ?, error = ? WHERE id = ?')
+      .run(this.iso(), r.code, r.stdout, r.stderr, r.error, id);
+  }
+
+  getSteps(updateName: string, serverName?: string): StepRecord[] {
+    const sql = `SELECT steps.*, servers.name AS server_name FROM steps JOIN servers ON servers.id = steps.server_id
+                 WHERE steps.update_name = ? ${serverName !== undefined ? 'AND servers.name = ?' : ''}
+                 ORDER BY servers.position, steps.id`;
+    const args = serverName !== undefined ? [updateName, serverName] : [updateName];
+    return (this.db.prepare(sql).all(...args) as Row[]).map(toStep);
+  }
+
+  addEvent(updateName: string, serverName: string | null, kind: string, message: string): void {
+    this.db
+      .prepare('INSERT INTO events (update_name, server_name, at, kind, message) VALUES (?, ?, ?, ?, ?)')
+      .run(updateName, serverName, this.iso(), kind, message);
+  }
+
+  getEvents(updateName: string): EventRecord[] {
+    return (
+      this.db.prepare('SELECT * FROM events WHERE update_name = ? ORDER BY id').all(updateName) as Row[]
+    ).map((r) => ({
+      id: r.id as number,
+      updateName: r.update_name as string,
+      serverName: (r.server_name as string | null) ?? null,
+      at: r.at as string,
+      kind: r.kind as string,
+      message: r.message as string,
+    }));
+  }
+
+  // ---- lease ---------------------------------------------------------------------------------
+
+  /**
+   * Take the update's lease unless a live holder has it. `isDead` decides about a holder that
+   * is not us; the decision and the write are one transaction, so two processes racing for the
+   * same update cannot both win.
+   */
+  acquireLease(name: string, me: Omit<Lease, 'since' | 'heartbeat'>, isDead: (holder: Lease) => boolean):
+    | { ok: true; previous: Lease | null }
+    | { ok: false; holder: Lease } {
+    return this.tx(() => {
+      const u = this.getUpdate(name);
+      const holder = u.lease;
+      if (holder && holder.token !== me.token && !isDead(holder)) return { ok: false as const, holder };
+      const at = this.iso();
+      this.db
+        .prepare(
+          `UPDATE updates SET lease_token = ?, lease_pid = ?, lease_host = ?, lease_pid_start = ?, lease_since = ?, lease_heartbeat = ?
+           WHERE name = ?`,
+        )
+        .run(me.token, me.pid, me.host, me.pidStart, at, at, name);
+      if (holder && holder.token !== me.token) {
+        this.addEvent(name, null, 'takeover', `took over from pid ${holder.pid} on ${holder.host} (since ${holder.since})`);
+      }
+      return { ok: true as const, previous: holder && holder.token !== me.token ? holder : null };
+    });
+  }
+
+  /** Refresh our lease; false when it is no longer ours (someone took it over). */
+  heartbeat(name: string, token: string): boolean {
+    return (
+      this.db.prepare('UPDATE updates SET lease_heartbeat = ? WHERE name = ? AND lease_token = ?').run(this.iso(), name, token)
+        .changes === 1
+    );
+  }
+
+  releaseLease(name: string, token: string): void {
+    this.db
+      .prepare(
+        `UPDATE updates SET lease_token = NULL, lease_pid = NULL, lease_host = NULL, lease_pid_start = NULL,
+         lease_since = NULL, lease_heartbeat = NULL WHERE name = ? AND lease_token = ?`,
+      )
+      .run(name, token);
+  }
+}
