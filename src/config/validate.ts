@@ -1,0 +1,771 @@
+/**
+ * Config validation (SPEC.md "Config (YAML)"): turns the parsed YAML into a `Config`, or lists
+ * EVERY problem at once, each with its dotted key path (`agent.health.timeout`,
+ * `servers[2].host`) and, when the caller can tell, its line. Pure: the file system is only
+ * reached through `ctx.exists`.
+ *
+ * Defaults and rules beyond the SPEC's example:
+ *
+ * - `name`: optional, `[A-Za-z0-9][A-Za-z0-9._-]{0,99}`.
+ * - `source.repo` and `source.branch` are required. The branch must be a name
+ *   `git check-ref-format --branch` accepts, and in addition may not contain the shell
+ *   metacharacters `$ ` ; & | < > ( ) ' " !` (values are always shell-quoted, this is a second
+ *   guard). `source.commit` / `rollback.commit`: 7 to 40 hex digits, stored lower case.
+ * - `servers[].name` is required, unique, `[A-Za-z0-9][A-Za-z0-9._-]*`; `type` defaults to
+ *   `default`; `user` and `port` default to `ssh.user` and `ssh.port`.
+ * - `server_types`: every listed type must be the type of at least one server.
+ * - `restart`: default `[]` (no restart); every name must be a key of `agent.restart`.
+ * - Commands may only use the placeholders `{repo}`, `{branch}`, `{commit}`,
+ *   `{previous_commit}`; `${VAR}` and braces with spaces (`awk '{ print $1 }'`) are not
+ *   placeholders.
+ * - `agent.health.expect`: default `"{commit}"`; `""` means "exit status 0 is enough".
+ *   `agent.health.timeout` default 5m, `agent.health.interval` default 2s, less than the timeout.
+ * - `ssh.user` defaults to the user running agent-update; `ssh.port` to 22;
+ *   `ssh.known_hosts` to `~/.ssh/known_hosts` and must exist (host keys are always verified);
+ *   `ssh.identity_file` is optional and, when given, must exist. `~` means the home folder,
+ *   relative paths are relative to the config file's folder.
+ *   `ssh.connect_timeout` default 10s, `ssh.command_timeout` default 10m.
+ *
+ * Extension keys (not in the SPEC's example):
+ *
+ * - `ssh.passphrase_env` (default `AGENT_UPDATE_SSH_PASSPHRASE`): name of the environment
+ *   variable that holds the identity file's passphrase; the passphrase itself never goes in
+ *   the config.
+ * - `ssh.agent` (default `true`): also offer the keys of a running ssh-agent ($SSH_AUTH_SOCK)
+ *   when it is set. With `agent: false` an `identity_file` is required.
+ * - `ssh.keepalive_interval` (default `15s`; `0` turns keepalives off): how often an idle
+ *   connection is probed, so a dead server is noticed.
+ * - `ssh.output_limit` (default `65536`, 1024..67108864): bytes of stdout/stderr kept per
+ *   command; the tail is kept.
+ *
+ * `inventory:` and the other extensions SPEC.md lists as decided but not built yet are reported
+ * as "not supported yet" rather than as unknown keys.
+ */
+import * as path from 'node:path';
+import type { ConfigProblem } from '../errors.js';
+import type { Config, ServerSpec } from './types.js';
+import { formatDuration, parseDuration } from '../util/duration.js';
+import { PLACEHOLDERS, unknownPlaceholders } from '../util/shell.js';
+
+export type KeyPath = (string | number)[];
+
+export interface ValidateContext {
+  /** the config file, as given (made absolute with `dir` when relative) */
+  file: string;
+  /** folder relative paths in the config are resolved against (the config file's folder) */
+  dir: string;
+  /** home folder, for `~` */
+  home: string;
+  /** the current user name: default for `ssh.user` */
+  user?: string;
+  /** does this absolute path name an existing file? Without it, file checks are skipped. */
+  exists?: (absPath: string) => boolean;
+  /** the line (1-based) of a key path in the source, when known */
+  locate?: (path: KeyPath) => number | undefined;
+}
+
+export type ValidateResult = { config: Config } | { problems: ConfigProblem[] };
+
+export const DEFAULTS = {
+  serverType: 'default',
+  sshPort: 22,
+  knownHosts: '~/.ssh/known_hosts',
+  connectTimeoutMs: 10_000,
+  commandTimeoutMs: 600_000,
+  passphraseEnv: 'AGENT_UPDATE_SSH_PASSPHRASE',
+  sshAgent: true,
+  keepaliveIntervalMs: 15_000,
+  outputLimitBytes: 65_536,
+  healthExpect: '{commit}',
+  healthTimeoutMs: 300_000,
+  healthIntervalMs: 2_000,
+  rollbackEnabled: true,
+  continueAfterRollback: false,
+  stopAfter: 0,
+} as const;
+
+const OUTPUT_LIMIT_MIN = 1024;
+const OUTPUT_LIMIT_MAX = 64 * 1024 * 1024;
+
+const KEYS = {
+  top: ['name', 'source', 'servers', 'server_types', 'ssh', 'agent', 'restart', 'rollback', 'test_mode'],
+  source: ['repo', 'branch', 'commit'],
+  server: ['name', 'host', 'port', 'user', 'type'],
+  ssh: [
+    'user',
+    'port',
+    'identity_file',
+    'known_hosts',
+    'connect_timeout',
+    'command_timeout',
+    'passphrase_env',
+    'agent',
+    'keepalive_interval',
+    'output_limit',
+  ],
+  agent: ['version_command', 'update', 'restart', 'health'],
+  health: ['command', 'expect', 'timeout', 'interval'],
+  rollback: ['enabled', 'continue_after_rollback', 'commit'],
+  test_mode: ['stop_after'],
+} as const;
+
+/** Keys SPEC.md lists as decided extensions that this version does not implement yet. */
+const PLANNED: Record<string, Record<string, string>> = {
+  top: {
+    inventory: 'inventory files are not supported yet; list servers inline under servers',
+    include: 'include patterns are not supported yet; narrow the update with server_types',
+    exclude: 'exclude patterns are not supported yet; narrow the update with server_types',
+    execution: 'execution settings (max_failures) are not supported yet',
+  },
+  source: {
+    version: 'source.version is not supported yet',
+    min_version: 'source.min_version is not supported yet',
+    min_compatible: 'source.min_compatible is not supported yet',
+    max_compatible: 'source.max_compatible is not supported yet',
+    stepping_stones: 'source.stepping_stones is not supported yet',
+  },
+  agent: {
+    semver_command: 'agent.semver_command is not supported yet',
+    diagnose: 'agent.diagnose is not supported yet',
+  },
+  health: { stable_for: 'agent.health.stable_for is not supported yet' },
+};
+
+const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/;
+const SERVER_NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
+const RESTART_NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
+const HEX_RE = /^[0-9a-fA-F]{7,40}$/;
+const ENV_NAME_RE = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+// ---------------------------------------------------------------------------------------------
+// helpers
+
+export function formatKeyPath(p: KeyPath): string {
+  let out = '';
+  for (const seg of p) {
+    if (typeof seg === 'number') out += `[${seg}]`;
+    else out += out === '' ? seg : `.${seg}`;
+  }
+  return out;
+}
+
+/** A short description of a value's type for "got X" in messages. */
+function describe(v: unknown): string {
+  if (v === null || v === undefined) return 'nothing (null)';
+  if (Array.isArray(v)) return 'a list';
+  if (typeof v === 'object') return 'a mapping';
+  if (typeof v === 'string') return `the string ${JSON.stringify(v.length > 40 ? `${v.slice(0, 40)}…` : v)}`;
+  if (typeof v === 'number') return `the number ${v}`;
+  if (typeof v === 'boolean') return `${v}`;
+  return typeof v;
+}
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** Edit distance counting a swap of two neighbours as one edit (optimal string alignment). */
+function editDistance(a: string, b: string): number {
+  const d: number[][] = Array.from({ length: a.length + 1 }, (_, i) =>
+    Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)),
+  );
+  const at = (i: number, j: number) => (d[i] as number[])[j] as number;
+  for (let i = 1; i <= a.length; i++) {
+    for (let j = 1; j <= b.length; j++) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      let v = Math.min(at(i - 1, j) + 1, at(i, j - 1) + 1, at(i - 1, j - 1) + cost);
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) v = Math.min(v, at(i - 2, j - 2) + 1);
+      (d[i] as number[])[j] = v;
+    }
+  }
+  return at(a.length, b.length);
+}
+
+/** The closest candidate to a mistyped word, if one is close enough to be a plausible typo. */
+export function suggest(word: string, candidates: readonly string[]): string | undefined {
+  const norm = (s: string) => s.toLowerCase().replace(/[-_\s]/g, '');
+  const w = norm(word);
+  if (w === '') return undefined;
+  const exact = candidates.find((c) => norm(c) === w);
+  if (exact) return exact;
+  let best: string | undefined;
+  let bestD = Infinity;
+  for (const c of candidates) {
+    const d = editDistance(w, norm(c));
+    if (d < bestD) {
+      bestD = d;
+      best = c;
+    }
+  }
+  const limit = w.length <= 4 ? 1 : w.length <= 8 ? 2 : 3;
+  if (bestD <= limit) return best;
+  // `hostname` for `host`, `timeout_seconds` for `timeout`
+  const prefixed = candidates.filter((c) => norm(c).length >= 4 && w.length >= 3 && (w.startsWith(norm(c)) || norm(c).startsWith(w)));
+  return prefixed.length === 1 ? prefixed[0] : undefined;
+}
+
+/**
+ * The reasons `git check-ref-format --branch` would refuse `name`, plus the shell
+ * metacharacters we refuse on top. Empty when the name is fine.
+ */
+export function branchNameProblems(name: string): string[] {
+  const out: string[] = [];
+  if (name === '') return ['must not be empty'];
+  if (name.startsWith('-')) out.push("must not start with '-'");
+  if (name === '@') out.push("must not be '@'");
+  if (name === 'HEAD') out.push("must not be 'HEAD'");
+  if (name.includes('..')) out.push("must not contain '..'");
+  if (name.includes('@{')) out.push("must not contain '@{'");
+  if (name.includes('//')) out.push("must not contain '//'");
+  if (name.startsWith('/')) out.push("must not start with '/'");
+  if (name.endsWith('/')) out.push("must not end with '/'");
+  if (name.endsWith('.')) out.push("must not end with '.'");
+  // eslint-disable-next-line no-control-regex
+  if (/[\x00-\x1f\x7f]/.test(name)) out.push('must not contain control characters (newline, tab, …)');
+  if (name.includes(' ')) out.push('must not contain spaces');
+  const bad = [...new Set([...name].filter((ch) => '~^:?*[\\'.includes(ch)))];
+  if (bad.length) out.push(`must not contain ${bad.map((c) => `'${c}'`).join(', ')}`);
+  const components = name.split('/');
+  if (components.some((c) => c.startsWith('.'))) out.push("no part between slashes may start with '.'");
+  if (components.some((c) => c.endsWith('.lock'))) out.push("no part between slashes may end with '.lock'");
+  const shell = [...new Set([...name].filter((ch) => '$`;&|<>()\'"!'.includes(ch)))];
+  if (shell.length) {
+    out.push(`must not contain the shell metacharacter${shell.length > 1 ? 's' : ''} ${shell.map((c) => `'${c}'`).join(', ')}`);
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// the checker
+
+class Checker {
+  readonly problems: ConfigProblem[] = [];
+  constructor(private readonly ctx: ValidateContext) {}
+
+  add(p: KeyPath, message: string): void {
+    const problem: ConfigProblem = { path: formatKeyPath(p), message };
+    const line = this.line(p);
+    if (line !== undefined) problem.line = line;
+    this.problems.push(problem);
+  }
+
+  private line(p: KeyPath): number | undefined {
+    if (!this.ctx.locate) return undefined;
+    for (let i = p.length; i >= 1; i--) {
+      const l = this.ctx.locate(p.slice(0, i));
+      if (l !== undefined) return l;
+    }
+    return undefined;
+  }
+
+  /** A mapping section; null/absent is an empty one. Reports unknown keys. */
+  section(p: KeyPath, v: unknown, known: readonly string[], planned: Record<string, string> = {}): Record<string, unknown> | null {
+    if (v === undefined || v === null) return {};
+    if (!isRecord(v)) {
+      this.add(p, `must be a mapping of keys (${known.join(', ')}), got ${describe(v)}`);
+      return null;
+    }
+    for (const key of Object.keys(v)) {
+      if (known.includes(key)) continue;
+      const plannedMsg = planned[key];
+      if (plannedMsg) {
+        this.add([...p, key], plannedMsg);
+        continue;
+      }
+      const s = suggest(key, known);
+      let msg = s ? `unknown key; did you mean ${s}?` : `unknown key; expected one of: ${known.join(', ')}`;
+      if (p.length === 0 && !s) {
+        const home = Object.entries(KEYS).find(([sec, keys]) => sec !== 'top' && sec !== 'server' && (keys as readonly string[]).includes(key));
+        if (home) msg = `unknown key; ${key} belongs under ${home[0] === 'health' ? 'agent.health' : home[0]}:`;
+      }
+      this.add([...p, key], msg);
+    }
+    return v;
+  }
+
+  string(p: KeyPath, v: unknown, what = 'a string'): string | undefined {
+    if (typeof v === 'string') return v;
+    if (typeof v === 'number') {
+      this.add(p, `must be ${what}; YAML read it as the number ${v}, so put it in quotes`);
+    } else {
+      this.add(p, `must be ${what}, got ${describe(v)}`);
+    }
+    return undefined;
+  }
+
+  bool(p: KeyPath, v: unknown, dflt: boolean): boolean {
+    if (v === undefined || v === null) return dflt;
+    if (typeof v === 'boolean') return v;
+    this.add(p, `must be true or false, got ${describe(v)}`);
+    return dflt;
+  }
+
+  int(p: KeyPath, v: unknown, dflt: number, min: number, max: number, what: string): number {
+    if (v === undefined || v === null) return dflt;
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
+      this.add(p, `must be ${what}, got ${describe(v)}`);
+      return dflt;
+    }
+    return v;
+  }
+
+  duration(p: KeyPath, v: unknown, dflt: number, allowZero = false): number {
+    if (v === undefined || v === null) return dflt;
+    const r = parseDuration(v);
+    if (!r.ok) {
+      this.add(p, `bad duration: ${r.error}`);
+      return dflt;
+    }
+    if (r.ms === 0 && !allowZero) {
+      this.add(p, 'must be longer than 0');
+      return dflt;
+    }
+    return r.ms;
+  }
+
+  commit(p: KeyPath, v: unknown): string | null {
+    if (v === undefined || v === null) return null;
+    const s = this.string(p, v, 'a commit hash (7 to 40 hex digits)');
+    if (s === undefined) return null;
+    if (!HEX_RE.test(s)) {
+      const bad = [...new Set([...s].filter((ch) => !/[0-9a-fA-F]/.test(ch)))];
+      const why =
+        bad.length > 0
+          ? `contains ${bad.map((c) => JSON.stringify(c)).join(', ')}, which ${bad.length > 1 ? 'are' : 'is'} not hex`
+          : `has ${s.length} digits`;
+      this.add(p, `must be a commit hash of 7 to 40 hex digits; ${JSON.stringify(s)} ${why}`);
+      return null;
+    }
+    return s.toLowerCase();
+  }
+
+  command(p: KeyPath, v: unknown): string | undefined {
+    if (v === undefined || v === null) {
+      this.add(p, 'is required (a shell command)');
+      return undefined;
+    }
+    const s = this.string(p, v, 'a shell command (a string)');
+    if (s === undefined) return undefined;
+    if (s.trim() === '') {
+      this.add(p, 'must not be empty');
+      return undefined;
+    }
+    if (s.includes('\0')) {
+      this.add(p, 'must not contain a NUL character');
+      return undefined;
+    }
+    if (!this.placeholders(p, s)) return undefined;
+    return s;
+  }
+
+  /** Reports unknown `{word}` placeholders; true when there are none. */
+  placeholders(p: KeyPath, s: string): boolean {
+    const unknown = unknownPlaceholders(s);
+    const known = PLACEHOLDERS.map((n) => `{${n}}`);
+    const list = `${known.slice(0, -1).join(', ')} and ${known[known.length - 1]}`;
+    for (const name of unknown) {
+      const sug = suggest(name, PLACEHOLDERS);
+      this.add(
+        p,
+        sug
+          ? `unknown placeholder {${name}}; did you mean {${sug}}?`
+          : `unknown placeholder {${name}} (the placeholders are ${list}; if the braces are meant for the shell ` +
+              `or another program, put a space inside: '{ ${name} }')`,
+      );
+    }
+    return unknown.length === 0;
+  }
+
+  /** `~` and relative paths made absolute; undefined (with a problem) when impossible. */
+  filePath(p: KeyPath, v: string): string | undefined {
+    if (v.trim() === '') {
+      this.add(p, 'must not be empty');
+      return undefined;
+    }
+    if (v.includes('\0')) {
+      this.add(p, 'must not contain a NUL character');
+      return undefined;
+    }
+    let out: string;
+    if (v === '~' || v.startsWith('~/')) out = path.join(this.ctx.home, v.slice(1));
+    else if (v.startsWith('~')) {
+      this.add(p, `${JSON.stringify(v)}: ~user paths are not supported; write the full path`);
+      return undefined;
+    } else out = path.resolve(this.ctx.dir, v);
+    return path.normalize(out);
+  }
+
+  exists(abs: string): boolean {
+    return this.ctx.exists ? this.ctx.exists(abs) : true;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// validateConfig
+
+export function validateConfig(raw: unknown, ctx: ValidateContext): ValidateResult {
+  const c = new Checker(ctx);
+  const file = path.resolve(ctx.dir, ctx.file);
+
+  if (raw === null || raw === undefined) {
+    c.add([], 'the config file is empty; it needs at least source, servers and agent');
+    return { problems: c.problems };
+  }
+  const top = c.section([], raw, KEYS.top, PLANNED.top);
+  if (top === null) return { problems: c.problems };
+
+  // name
+  let name: string | null = null;
+  if (top.name !== undefined && top.name !== null) {
+    const s = c.string(['name'], top.name);
+    if (s !== undefined) {
+      if (NAME_RE.test(s)) name = s;
+      else c.add(['name'], `${JSON.stringify(s)} is not a valid name: use letters, digits, '.', '_' and '-', starting with a letter or digit, at most 100 characters`);
+    }
+  }
+
+  // source
+  const source = { repo: '', branch: '', commit: null as string | null };
+  const src = c.section(['source'], top.source, KEYS.source, PLANNED.source);
+  if (top.source === undefined || top.source === null) c.add(['source'], 'is required (with repo and branch)');
+  else if (src) {
+    if (src.repo === undefined || src.repo === null) c.add(['source', 'repo'], 'is required (the git URL the servers fetch from)');
+    else {
+      const s = c.string(['source', 'repo'], src.repo, 'a git URL (a string)');
+      if (s !== undefined) {
+        if (s.trim() === '') c.add(['source', 'repo'], 'must not be empty');
+        // eslint-disable-next-line no-control-regex
+        else if (/[\x00-\x1f\x7f]/.test(s)) c.add(['source', 'repo'], 'must not contain newlines, NUL or other control characters');
+        else if (s.startsWith('-')) c.add(['source', 'repo'], "must not start with '-' (git would read it as an option)");
+        else if (s !== s.trim()) c.add(['source', 'repo'], 'must not start or end with spaces');
+        else source.repo = s;
+      }
+    }
+    if (src.branch === undefined || src.branch === null) c.add(['source', 'branch'], 'is required (the branch the servers fetch, e.g. master)');
+    else {
+      const s = c.string(['source', 'branch'], src.branch, 'a branch name (a string)');
+      if (s !== undefined) {
+        const why = branchNameProblems(s);
+        if (why.length) c.add(['source', 'branch'], `${JSON.stringify(s)} is not a valid branch name: it ${why.join('; it ')}`);
+        else source.branch = s;
+      }
+    }
+    source.commit = c.commit(['source', 'commit'], src.commit);
+  }
+
+  // ssh (before servers: servers default to ssh.user / ssh.port)
+  const sshRaw = c.section(['ssh'], top.ssh, KEYS.ssh) ?? {};
+  let sshUser = ctx.user ?? '';
+  if (sshRaw.user !== undefined && sshRaw.user !== null) {
+    const u = checkUser(c, ['ssh', 'user'], sshRaw.user);
+    if (u !== undefined) sshUser = u;
+  } else if (!ctx.user) {
+    c.add(['ssh', 'user'], 'could not tell the current user; set ssh.user');
+  }
+  const sshPort = c.int(['ssh', 'port'], sshRaw.port, DEFAULTS.sshPort, 1, 65535, 'a port number (an integer 1 to 65535)');
+
+  let identityFile: string | null = null;
+  if (sshRaw.identity_file !== undefined && sshRaw.identity_file !== null) {
+    const s = c.string(['ssh', 'identity_file'], sshRaw.identity_file, 'a file path (a string)');
+    const abs = s === undefined ? undefined : c.filePath(['ssh', 'identity_file'], s);
+    if (abs !== undefined) {
+      if (!c.exists(abs)) c.add(['ssh', 'identity_file'], `file not found: ${abs}${abs !== s ? ` (from ${JSON.stringify(s)})` : ''}`);
+      identityFile = abs;
+    }
+  }
+  let knownHosts = '';
+  {
+    const given = sshRaw.known_hosts !== undefined && sshRaw.known_hosts !== null;
+    const s = given ? c.string(['ssh', 'known_hosts'], sshRaw.known_hosts, 'a file path (a string)') : DEFAULTS.knownHosts;
+    const abs = s === undefined ? undefined : c.filePath(['ssh', 'known_hosts'], s);
+    if (abs !== undefined) {
+      knownHosts = abs;
+      if (!c.exists(abs)) {
+        c.add(
+          ['ssh', 'known_hosts'],
+          `file not found: ${abs}${given ? '' : ' (the default)'}; host keys are always verified; ` +
+            'create it with ssh-keyscan or point ssh.known_hosts at one',
+        );
+      }
+    }
+  }
+  const connectTimeoutMs = c.duration(['ssh', 'connect_timeout'], sshRaw.connect_timeout, DEFAULTS.connectTimeoutMs);
+  const commandTimeoutMs = c.duration(['ssh', 'command_timeout'], sshRaw.command_timeout, DEFAULTS.commandTimeoutMs);
+  const keepaliveIntervalMs = c.duration(['ssh', 'keepalive_interval'], sshRaw.keepalive_interval, DEFAULTS.keepaliveIntervalMs, true);
+  let passphraseEnv: string = DEFAULTS.passphraseEnv;
+  if (sshRaw.passphrase_env !== undefined && sshRaw.passphrase_env !== null) {
+    const s = c.string(['ssh', 'passphrase_env'], sshRaw.passphrase_env, 'an environment variable name');
+    if (s !== undefined) {
+      if (ENV_NAME_RE.test(s)) passphraseEnv = s;
+      else c.add(['ssh', 'passphrase_env'], `${JSON.stringify(s)} is not an environment variable name (letters, digits and '_', not starting with a digit)`);
+    }
+  }
+  const useAgent = c.bool(['ssh', 'agent'], sshRaw.agent, DEFAULTS.sshAgent);
+  if (!useAgent && identityFile === null && (sshRaw.identity_file === undefined || sshRaw.identity_file === null)) {
+    c.add(['ssh', 'agent'], 'is false and no ssh.identity_file is set: there is no key to log in with');
+  }
+  const outputLimitBytes = c.int(
+    ['ssh', 'output_limit'],
+    sshRaw.output_limit,
+    DEFAULTS.outputLimitBytes,
+    OUTPUT_LIMIT_MIN,
+    OUTPUT_LIMIT_MAX,
+    `a number of bytes (an integer ${OUTPUT_LIMIT_MIN} to ${OUTPUT_LIMIT_MAX})`,
+  );
+
+  // servers
+  const servers: ServerSpec[] = [];
+  if (top.servers === undefined || top.servers === null) {
+    c.add(['servers'], 'is required: a list of servers, e.g. - { name: app1, host: 10.0.0.11 }');
+  } else if (!Array.isArray(top.servers)) {
+    c.add(['servers'], `must be a list of servers, got ${describe(top.servers)}`);
+  } else if (top.servers.length === 0) {
+    c.add(['servers'], 'must list at least one server');
+  } else {
+    const seen = new Map<string, number>();
+    top.servers.forEach((item: unknown, i: number) => {
+      const p: KeyPath = ['servers', i];
+      const s = c.section(p, item, KEYS.server);
+      if (s === null) return;
+      let ok = true;
+      let sname = '';
+      if (s.name === undefined || s.name === null) {
+        c.add([...p, 'name'], 'is required');
+        ok = false;
+      } else {
+        const v = c.string([...p, 'name'], s.name, 'a server name (a string)');
+        if (v === undefined) ok = false;
+        else if (!SERVER_NAME_RE.test(v)) {
+          c.add([...p, 'name'], `${JSON.stringify(v)} is not a valid server name: use letters, digits, '.', '_' and '-', starting with a letter or digit`);
+          ok = false;
+        } else {
+          const prev = seen.get(v);
+          if (prev !== undefined) {
+            c.add([...p, 'name'], `duplicate server name ${JSON.stringify(v)} (also servers[${prev}])`);
+            ok = false;
+          } else seen.set(v, i);
+          sname = v;
+        }
+      }
+      let host = '';
+      if (s.host === undefined || s.host === null) {
+        c.add([...p, 'host'], 'is required (a host name or IP address)');
+        ok = false;
+      } else {
+        const v = c.string([...p, 'host'], s.host, 'a host name or IP address (a string)');
+        if (v === undefined) ok = false;
+        else if (v === '') {
+          c.add([...p, 'host'], 'must not be empty');
+          ok = false;
+        } else if (/\s/.test(v)) {
+          c.add([...p, 'host'], `${JSON.stringify(v)} must not contain whitespace`);
+          ok = false;
+        } else if (v.startsWith('-')) {
+          c.add([...p, 'host'], `${JSON.stringify(v)} must not start with '-'`);
+          ok = false;
+        } else if (v.includes('@')) {
+          c.add([...p, 'host'], `${JSON.stringify(v)} must not contain '@'; put the user in servers[${i}].user`);
+          ok = false;
+        } else host = v;
+      }
+      const port = c.int([...p, 'port'], s.port, sshPort, 1, 65535, 'a port number (an integer 1 to 65535)');
+      let user = sshUser;
+      if (s.user !== undefined && s.user !== null) {
+        const u = checkUser(c, [...p, 'user'], s.user);
+        if (u === undefined) ok = false;
+        else user = u;
+      }
+      let type: string = DEFAULTS.serverType;
+      if (s.type !== undefined && s.type !== null) {
+        const v = c.string([...p, 'type'], s.type, 'a server type (a string)');
+        if (v === undefined) ok = false;
+        else if (v.trim() === '') {
+          c.add([...p, 'type'], 'must not be empty');
+          ok = false;
+        } else type = v;
+      }
+      if (ok) servers.push({ name: sname, host, port, user, type });
+    });
+  }
+
+  // server_types
+  let serverTypes: string[] | null = null;
+  if (top.server_types !== undefined && top.server_types !== null) {
+    const st = top.server_types;
+    if (!Array.isArray(st)) {
+      c.add(['server_types'], `must be a list of server types, e.g. [app, db], got ${describe(st)}`);
+    } else if (st.length === 0) {
+      c.add(['server_types'], 'must list at least one type; leave it out to cover every server');
+    } else {
+      const types = [...new Set(servers.map((s) => s.type))];
+      const out: string[] = [];
+      st.forEach((t: unknown, i: number) => {
+        const v = c.string(['server_types', i], t, 'a server type (a string)');
+        if (v === undefined) return;
+        if (!types.includes(v) && Array.isArray(top.servers) && servers.length === top.servers.length) {
+          const sug = suggest(v, types);
+          c.add(
+            ['server_types', i],
+            `no server has type ${JSON.stringify(v)}${sug ? `; did you mean ${sug}?` : ''} (the servers' types: ${types.join(', ')})`,
+          );
+          return;
+        }
+        if (!out.includes(v)) out.push(v);
+      });
+      serverTypes = out;
+    }
+  }
+
+  // agent
+  let versionCommand = '';
+  const update: string[] = [];
+  const restartCommands: Record<string, string> = {};
+  let restartsKnown = false;
+  const health = {
+    command: '',
+    expect: DEFAULTS.healthExpect as string,
+    timeoutMs: DEFAULTS.healthTimeoutMs as number,
+    intervalMs: DEFAULTS.healthIntervalMs as number,
+  };
+  const agent = c.section(['agent'], top.agent, KEYS.agent, PLANNED.agent);
+  if (top.agent === undefined || top.agent === null) {
+    c.add(['agent'], 'is required (with version_command, update and health)');
+  } else if (agent) {
+    versionCommand = c.command(['agent', 'version_command'], agent.version_command) ?? '';
+
+    if (agent.update === undefined || agent.update === null) {
+      c.add(['agent', 'update'], 'is required: the list of commands that install the new commit');
+    } else if (!Array.isArray(agent.update)) {
+      c.add(['agent', 'update'], `must be a list of commands, got ${describe(agent.update)}`);
+    } else if (agent.update.length === 0) {
+      c.add(['agent', 'update'], 'must list at least one command');
+    } else {
+      agent.update.forEach((cmd: unknown, i: number) => {
+        const s = c.command(['agent', 'update', i], cmd);
+        if (s !== undefined) update.push(s);
+      });
+    }
+
+    if (agent.restart !== undefined && agent.restart !== null) {
+      if (!isRecord(agent.restart)) {
+        c.add(['agent', 'restart'], `must be a mapping of restart names to commands (web: sudo supervisorctl restart agent:web), got ${describe(agent.restart)}`);
+      } else {
+        restartsKnown = true;
+        for (const [key, cmd] of Object.entries(agent.restart)) {
+          if (!RESTART_NAME_RE.test(key)) {
+            c.add(['agent', 'restart', key], `${JSON.stringify(key)} is not a valid restart name: use letters, digits, '.', '_' and '-'`);
+          }
+          const s = c.command(['agent', 'restart', key], cmd);
+          if (s !== undefined) restartCommands[key] = s;
+        }
+      }
+    } else restartsKnown = true;
+
+    const h = c.section(['agent', 'health'], agent.health, KEYS.health, PLANNED.health);
+    if (agent.health === undefined || agent.health === null) {
+      c.add(['agent', 'health'], 'is required (with command: how to tell the agent is online)');
+    } else if (h) {
+      health.command = c.command(['agent', 'health', 'command'], h.command) ?? '';
+      if (h.expect !== undefined && h.expect !== null) {
+        const s = c.string(['agent', 'health', 'expect'], h.expect, 'a string to find in the output');
+        if (s !== undefined && c.placeholders(['agent', 'health', 'expect'], s)) health.expect = s;
+      }
+      health.timeoutMs = c.duration(['agent', 'health', 'timeout'], h.timeout, DEFAULTS.healthTimeoutMs);
+      health.intervalMs = c.duration(['agent', 'health', 'interval'], h.interval, DEFAULTS.healthIntervalMs);
+      if (health.intervalMs >= health.timeoutMs) {
+        const both = `${formatDuration(health.intervalMs)} is not less than ${formatDuration(health.timeoutMs)}`;
+        if (h.interval === undefined || h.interval === null) {
+          c.add(['agent', 'health', 'timeout'], `must be longer than agent.health.interval (${both}, the default interval)`);
+        } else {
+          c.add(['agent', 'health', 'interval'], `must be shorter than agent.health.timeout (${both})`);
+        }
+      }
+    }
+  }
+
+  // restart
+  const restart: string[] = [];
+  if (top.restart !== undefined && top.restart !== null) {
+    if (!Array.isArray(top.restart)) {
+      c.add(['restart'], `must be a list of names from agent.restart, e.g. [web, workers], got ${describe(top.restart)}`);
+    } else {
+      const names = Object.keys(restartCommands);
+      const declared = isRecord(agent?.restart) ? Object.keys(agent.restart) : [];
+      top.restart.forEach((r: unknown, i: number) => {
+        const v = c.string(['restart', i], r, 'a restart name (a string)');
+        if (v === undefined) return;
+        if (restart.includes(v)) {
+          c.add(['restart', i], `${JSON.stringify(v)} is listed twice`);
+          return;
+        }
+        if (restartsKnown && !declared.includes(v)) {
+          const sug = suggest(v, declared);
+          const defined = declared.length ? `agent.restart defines: ${declared.join(', ')}` : 'agent.restart defines none';
+          c.add(['restart', i], `unknown restart ${JSON.stringify(v)}${sug ? `; did you mean ${sug}?` : ''} (${defined})`);
+          return;
+        }
+        if (names.includes(v) || !restartsKnown) restart.push(v);
+      });
+    }
+  }
+
+  // rollback
+  const rb = c.section(['rollback'], top.rollback, KEYS.rollback) ?? {};
+  const rollback = {
+    enabled: c.bool(['rollback', 'enabled'], rb.enabled, DEFAULTS.rollbackEnabled),
+    continueAfterRollback: c.bool(['rollback', 'continue_after_rollback'], rb.continue_after_rollback, DEFAULTS.continueAfterRollback),
+    commit: c.commit(['rollback', 'commit'], rb.commit),
+  };
+
+  // test_mode
+  const tm = c.section(['test_mode'], top.test_mode, KEYS.test_mode) ?? {};
+  const stopAfter = c.int(['test_mode', 'stop_after'], tm.stop_after, DEFAULTS.stopAfter, 0, Number.MAX_SAFE_INTEGER, 'a whole number 0 or more (0 = off)');
+
+  if (c.problems.length) return { problems: sortProblems(c.problems) };
+
+  return {
+    config: {
+      file,
+      name,
+      source,
+      servers,
+      serverTypes,
+      ssh: {
+        user: sshUser,
+        port: sshPort,
+        identityFile,
+        passphraseEnv,
+        agent: useAgent,
+        knownHosts,
+        connectTimeoutMs,
+        commandTimeoutMs,
+        keepaliveIntervalMs,
+        outputLimitBytes,
+      },
+      agent: { versionCommand, update, restart: restartCommands, health },
+      restart,
+      rollback,
+      testMode: { stopAfter },
+    },
+  };
+}
+
+function checkUser(c: Checker, p: KeyPath, v: unknown): string | undefined {
+  const s = c.string(p, v, 'a user name (a string)');
+  if (s === undefined) return undefined;
+  if (s === '') c.add(p, 'must not be empty');
+  // eslint-disable-next-line no-control-regex
+  else if (/[\s\x00-\x1f\x7f]/.test(s)) c.add(p, `${JSON.stringify(s)} must not contain whitespace or control characters`);
+  else if (s.startsWith('-')) c.add(p, `${JSON.stringify(s)} must not start with '-'`);
+  else if (s.includes('@') || s.includes(':')) c.add(p, `${JSON.stringify(s)} must not contain '@' or ':'`);
+  else return s;
+  return undefined;
+}
+
+/** By line, problems without a line last; otherwise in the order found. */
+function sortProblems(problems: ConfigProblem[]): ConfigProblem[] {
+  return problems
+    .map((p, i) => ({ p, i }))
+    .sort((a, b) => (a.p.line ?? Infinity) - (b.p.line ?? Infinity) || a.i - b.i)
+    .map(({ p }) => p);
+}
