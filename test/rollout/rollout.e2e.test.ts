@@ -1,0 +1,304 @@
+/**
+ * The core rollout end to end: the real CLI in its own process, a real OpenSSH sshd, real git
+ * checkouts with real restart and health commands (test/fleet).
+ */
+import assert from 'node:assert/strict';
+import { copyFileSync, cpSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { test, type TestContext } from 'node:test';
+import { currentCommit, readDeployCount, restartCount } from '../../src/sim/agent.js';
+import { requireSshd, startFleet, type Fleet } from '../fleet/fleet.js';
+import { byName, cli, statusJson } from '../helpers/cli.js';
+
+async function fleetFor(t: TestContext, opts: Parameters<typeof startFleet>[0] = {}): Promise<Fleet | null> {
+  if (!requireSshd(t)) return null;
+  const fleet = await startFleet(opts);
+  t.after(() => fleet.stop());
+  return fleet;
+}
+
+async function plan(fleet: Fleet, overrides: Record<string, unknown> = {}, name = 'u1') {
+  const db = join(fleet.root, 'plan.db');
+  const config = fleet.writeConfig({ name, ...overrides });
+  const r = await cli(['plan', '-c', config], { db });
+  return { db, config, r, name };
+}
+
+test('plan probes every server: pending, skipped at the target, unreachable with the reason', async (t) => {
+  const fleet = await fleetFor(t, { servers: 3, unreachable: 1 });
+  if (!fleet) return;
+  const { commits } = fleet.upstream;
+  await fleet.setCommit('s2', commits.good);
+  const { db, r, name } = await plan(fleet);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /agent-update start u1/);
+  const doc = await statusJson(db, name);
+  assert.equal(doc.status, 'pending');
+  assert.equal(doc.source.commit, commits.good, 'the branch tip is resolved to the full commit');
+  const s = byName(doc);
+  assert.equal(s.s1!.status, 'pending');
+  assert.equal(s.s1!.fromCommit, commits.base);
+  assert.equal(s.s2!.status, 'skipped');
+  assert.equal(s.u1!.status, 'unreachable');
+  assert.match(s.u1!.error ?? '', /refused/);
+  assert.deepEqual(doc.counts, { total: 4, pending: 2, skipped: 1, unreachable: 1 });
+  // Planning never deploys.
+  assert.equal(readDeployCount(fleet.home('s1')), 0);
+});
+
+test('a clean rollout updates every server one at a time and ends success (exit 0)', async (t) => {
+  const fleet = await fleetFor(t, { servers: 3 });
+  if (!fleet) return;
+  const { commits } = fleet.upstream;
+  const { db, name } = await plan(fleet, { restart: ['web', 'workers'] });
+  const r = await cli(['start', name], { db });
+  assert.equal(r.code, 0, r.stdout + r.stderr);
+  const doc = await statusJson(db, name);
+  assert.equal(doc.status, 'success');
+  assert.deepEqual(doc.counts, { total: 3, success: 3 });
+  for (const s of doc.servers) {
+    assert.equal(currentCommit(fleet.home(s.name)), commits.good);
+    assert.equal(readDeployCount(fleet.home(s.name)), 1);
+    assert.equal(restartCount(fleet.home(s.name), 'workers'), 1);
+    assert.equal(s.fromCommit, commits.base);
+    assert.equal(s.toCommit, commits.good);
+    assert.ok(s.startedAt && s.endedAt);
+  }
+  // Strictly one at a time: each server started after the previous one ended.
+  for (let i = 1; i < doc.servers.length; i++) {
+    assert.ok(doc.servers[i]!.startedAt! >= doc.servers[i - 1]!.endedAt!, 'servers overlapped');
+  }
+  // A finished update cannot be started again: exit 2, and nothing is touched.
+  const again = await cli(['start', name], { db });
+  assert.equal(again.code, 2);
+  assert.match(again.stderr, /success/);
+  assert.equal(readDeployCount(fleet.home('s1')), 1);
+});
+
+test('the status JSON has exactly the SPEC fields', async (t) => {
+  const fleet = await fleetFor(t, { servers: 1 });
+  if (!fleet) return;
+  const { db, name } = await plan(fleet);
+  const doc = await statusJson(db, name);
+  for (const key of ['name', 'status', 'createdAt', 'startedAt', 'endedAt', 'source', 'batchOf', 'counts', 'servers']) {
+    assert.ok(key in doc, `missing ${key}`);
+  }
+  assert.deepEqual(Object.keys(doc.source).sort(), ['branch', 'commit', 'repo']);
+  assert.match(doc.source.commit, /^[0-9a-f]{40}$/);
+  assert.deepEqual(Object.keys(doc.servers[0]!).sort(), [
+    'endedAt', 'error', 'fromCommit', 'host', 'name', 'startedAt', 'status', 'step', 'toCommit', 'type',
+  ]);
+  assert.match(doc.createdAt, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+  const all = await cli(['status', '--json'], { db });
+  assert.equal(all.code, 0);
+  assert.equal((JSON.parse(all.stdout) as { updates: Array<{ name: string }> }).updates[0]!.name, name);
+});
+
+test('a slow-starting agent is waited for until it is online', async (t) => {
+  const fleet = await fleetFor(t, { servers: 1, upstream: { slowDelayMs: 1500 } });
+  if (!fleet) return;
+  const { db, name } = await plan(fleet, {
+    source: { branch: 'slow' },
+    agent: { health: { timeout: '20s', interval: '200ms' } },
+  });
+  const r = await cli(['start', name], { db });
+  assert.equal(r.code, 0, r.stdout + r.stderr);
+  assert.equal(currentCommit(fleet.home('s1')), fleet.upstream.commits.slow);
+});
+
+test('a broken commit is rolled back on the first server and the rollout stops (exit 1)', async (t) => {
+  const fleet = await fleetFor(t, { servers: 3 });
+  if (!fleet) return;
+  const { commits } = fleet.upstream;
+  const { db, name } = await plan(fleet, { source: { branch: 'broken' }, agent: { health: { timeout: '1s', interval: '100ms' } } });
+  const r = await cli(['start', name], { db });
+  assert.equal(r.code, 1, r.stdout + r.stderr);
+  const doc = await statusJson(db, name);
+  assert.equal(doc.status, 'failure');
+  const s = byName(doc);
+  assert.equal(s.s1!.status, 'rolled-back');
+  assert.match(s.s1!.error ?? '', /not online/);
+  assert.equal(s.s2!.status, 'pending', 'nothing after the rolled-back server was touched');
+  assert.equal(s.s3!.status, 'pending');
+  assert.equal(currentCommit(fleet.home('s1')), commits.base, 'the previous commit is back');
+  const health = await fleet.sh('s1', '~/agent/bin/health');
+  assert.equal(health.code, 0, 'and online');
+  assert.equal(readDeployCount(fleet.home('s2')), 0);
+  const logs = await cli(['logs', name, '--server', 's1'], { db });
+  assert.equal(logs.code, 0);
+  assert.match(logs.stdout, /\[rollback\]/);
+  assert.match(logs.stdout, /\[verify-rollback\]/);
+});
+
+test('continue_after_rollback goes on after each rolled-back server', async (t) => {
+  const fleet = await fleetFor(t, { servers: 2 });
+  if (!fleet) return;
+  const { db, name } = await plan(fleet, {
+    source: { branch: 'broken' },
+    agent: { health: { timeout: '1s', interval: '100ms' } },
+    rollback: { continue_after_rollback: true },
+  });
+  const r = await cli(['start', name], { db });
+  assert.equal(r.code, 1);
+  const doc = await statusJson(db, name);
+  assert.deepEqual(doc.counts, { total: 2, 'rolled-back': 2 });
+  assert.equal(doc.status, 'failure');
+});
+
+test('with rollback disabled a failed server stays failed and the rollout stops', async (t) => {
+  const fleet = await fleetFor(t, { servers: 2 });
+  if (!fleet) return;
+  const { commits } = fleet.upstream;
+  const { db, name } = await plan(fleet, {
+    source: { branch: 'broken' },
+    agent: { health: { timeout: '1s', interval: '100ms' } },
+    rollback: { enabled: false },
+  });
+  const r = await cli(['start', name], { db });
+  assert.equal(r.code, 1);
+  const s = byName(await statusJson(db, name));
+  assert.equal(s.s1!.status, 'failed');
+  assert.equal(s.s2!.status, 'pending');
+  assert.equal(currentCommit(fleet.home('s1')), commits.broken, 'nothing was put back');
+});
+
+test('a rollback that fails too leaves the server fatal and stops everything', async (t) => {
+  const fleet = await fleetFor(t, { servers: 2 });
+  if (!fleet) return;
+  const { commits } = fleet.upstream;
+  const { db, name } = await plan(fleet, {
+    source: { branch: 'broken' },
+    agent: { health: { timeout: '1s', interval: '100ms' } },
+    // Roll back to a commit that never comes online either.
+    rollback: { commit: commits.broken, continue_after_rollback: true },
+  });
+  const r = await cli(['start', name], { db });
+  assert.equal(r.code, 1);
+  const doc = await statusJson(db, name);
+  const s = byName(doc);
+  assert.equal(s.s1!.status, 'fatal');
+  assert.match(s.s1!.error ?? '', /rollback to [0-9a-f]{12} failed/);
+  assert.equal(s.s2!.status, 'pending', 'fatal stops even with continue_after_rollback');
+  assert.equal(doc.status, 'failure');
+});
+
+test('rollback.commit is used instead of the previous commit', async (t) => {
+  const fleet = await fleetFor(t, { servers: 1 });
+  if (!fleet) return;
+  const { commits } = fleet.upstream;
+  const { db, name } = await plan(fleet, {
+    source: { branch: 'broken' },
+    agent: { health: { timeout: '1s', interval: '100ms' } },
+    rollback: { commit: commits.good },
+  });
+  await cli(['start', name], { db });
+  assert.equal(byName(await statusJson(db, name)).s1!.status, 'rolled-back');
+  assert.equal(currentCommit(fleet.home('s1')), commits.good);
+});
+
+test('an unknown host key is refused and nothing runs on the server', async (t) => {
+  const fleet = await fleetFor(t, { servers: 1 });
+  if (!fleet) return;
+  const { db, r, name } = await plan(fleet, { ssh: { known_hosts: fleet.knownHostsMissing } });
+  assert.equal(r.code, 0, r.stderr);
+  const s = byName(await statusJson(db, name));
+  assert.equal(s.s1!.status, 'unreachable');
+  assert.match(s.s1!.error ?? '', /is not known/);
+  const logs = await cli(['logs', name], { db });
+  assert.doesNotMatch(logs.stdout, /\[probe\]/, 'no command was run');
+});
+
+test('a host key that changed after planning is refused at start: nothing runs', async (t) => {
+  const fleet = await fleetFor(t, { servers: 2 });
+  if (!fleet) return;
+  const knownHosts = join(fleet.root, 'kh-copy');
+  copyFileSync(fleet.knownHosts, knownHosts);
+  const { db, name } = await plan(fleet, { ssh: { known_hosts: knownHosts } });
+  // The host key "changes": the file now holds a different key for every server.
+  copyFileSync(fleet.knownHostsWrong, knownHosts);
+  const r = await cli(['start', name], { db });
+  assert.equal(r.code, 1);
+  const s = byName(await statusJson(db, name));
+  assert.equal(s.s1!.status, 'unreachable');
+  assert.match(s.s1!.error ?? '', /mismatch|changed|does not match/i);
+  assert.equal(readDeployCount(fleet.home('s1')), 0);
+  assert.equal(restartCount(fleet.home('s1')), 1, 'only the restart from installing the agent');
+});
+
+test('an injection attempt through branch or commit is refused before anything is written or run', async (t) => {
+  const fleet = await fleetFor(t, { servers: 1 });
+  if (!fleet) return;
+  const marker = join(fleet.root, 'pwned');
+  for (const source of [
+    { branch: `master;touch ${marker}` },
+    { branch: `$(touch ${marker})` },
+    { commit: `abc1234;touch ${marker}` },
+  ]) {
+    const db = join(fleet.root, 'inject.db');
+    const config = fleet.writeConfig({ source });
+    const r = await cli(['plan', '-c', config], { db });
+    assert.equal(r.code, 2, JSON.stringify(source));
+    assert.match(r.stderr, /source\.(branch|commit)/);
+    assert.ok(!existsSync(db), 'no database was written');
+    assert.ok(!existsSync(marker));
+  }
+});
+
+test('a quoted repo value reaches git as one word', async (t) => {
+  const fleet = await fleetFor(t, { servers: 1 });
+  if (!fleet) return;
+  // A repo path with a space, a quote and a $(): valid, and must never be interpreted by the shell.
+  const marker = join(fleet.root, 'pwned2');
+  const odd = join(fleet.root, `up stream's $(touch ${marker})`);
+  cpSync(fleet.upstream.repo, odd, { recursive: true });
+  const db = join(fleet.root, 'q.db');
+  const config = fleet.writeConfig({ name: 'q', source: { repo: odd } });
+  const p = await cli(['plan', '-c', config], { db });
+  assert.equal(p.code, 0, p.stderr);
+  const r = await cli(['start', 'q'], { db });
+  assert.equal(r.code, 0, r.stdout + r.stderr);
+  assert.ok(!existsSync(marker));
+  assert.equal(currentCommit(fleet.home('s1')), fleet.upstream.commits.good);
+});
+
+test('bad input exits 2 and changes nothing', async (t) => {
+  const fleet = await fleetFor(t, { servers: 1 });
+  if (!fleet) return;
+  const { db, name } = await plan(fleet);
+  const before = readFileSync(db);
+  const cases: Array<[string[], RegExp]> = [
+    [['start', 'nope'], /no update named "nope"/],
+    [['resume', name], /pending, not paused/],
+    [['start', name, '--stop-after', 'x'], /--stop-after/],
+    [['split', name, '--batches', '0'], /--batches/],
+    [['split', name, '--batches', '5'], /empty/],
+    [['frobnicate'], /unknown command/],
+    [['logs', name, '--server', 'zz'], /no server named/],
+    [['plan', '-c', join(fleet.root, 'missing.yaml')], /missing\.yaml/],
+  ];
+  for (const [args, message] of cases) {
+    const r = await cli(args, { db });
+    assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
+    assert.match(r.stderr, message, args.join(' '));
+  }
+  assert.equal((await statusJson(db, name)).status, 'pending');
+  assert.equal(readDeployCount(fleet.home('s1')), 0);
+  void before;
+  const noDb = await cli(['status'], { db: join(fleet.root, 'nothing-here.db') });
+  assert.equal(noDb.code, 2);
+  assert.ok(!existsSync(join(fleet.root, 'nothing-here.db')), 'a read command never creates a database');
+});
+
+test('a config error names the file, the line and the key path, and exits 2', async (t) => {
+  const fleet = await fleetFor(t, { servers: 1 });
+  if (!fleet) return;
+  const config = fleet.writeConfig({ agent: { health: { timeout: 'soon' } } });
+  writeFileSync(config, readFileSync(config, 'utf8') + 'rollbak: {}\n');
+  const db = join(fleet.root, 'bad.db');
+  const r = await cli(['plan', '-c', config], { db });
+  assert.equal(r.code, 2);
+  assert.ok(r.stderr.includes(config), r.stderr);
+  assert.match(r.stderr, /:\d+: agent\.health\.timeout/);
+  assert.match(r.stderr, /rollbak.*rollback/);
+  assert.ok(!existsSync(db));
+});
