@@ -151,7 +151,9 @@ function loadIdentity(sshCfg: SshConfig): { key: Buffer; passphrase: string | un
           `wrong passphrase?`,
       );
     }
-    throw new TransportError('config', `identity file ${file} is not a usable private key (${msg.replace(passphrase ?? '\0', '***')})`);
+    // ssh2's parse messages carry no key material; strip the passphrase anyway, to be sure.
+    const safe = passphrase ? msg.split(passphrase).join('***') : msg;
+    throw new TransportError('config', `identity file ${file} is not a usable private key (${safe})`);
   }
   const first = (Array.isArray(parsed) ? parsed[0] : parsed) as ParsedKey | undefined;
   if (!first || !first.isPrivateKey()) {
@@ -232,7 +234,7 @@ export class Ssh2Session implements Session {
       const killChannel = () => {
         if (!channel) return;
         try {
-          channel.signal('KILL');
+          sendSignal(channel, 'KILL');
         } catch {
           /* the server may not support signals; closing is what matters */
         }
@@ -297,6 +299,28 @@ export class Ssh2Session implements Session {
     this.client.end();
     // end() is polite; make sure the socket goes even if the server does not answer.
     setTimeout(() => this.client.destroy(), 2000).unref();
+  }
+}
+
+/**
+ * Send a `signal` channel request. ssh2's public `channel.signal()` silently does nothing once we
+ * have sent EOF (which we do right after starting every command, so it cannot wait on stdin), yet
+ * the protocol allows requests after EOF, and OpenSSH's sshd (>= 7.9) then kills the command's
+ * process group. So go through the protocol object when it is there. (sshd refuses signals for
+ * sessions under a ForceCommand; closing the channel then leaves the remote command running.)
+ */
+function sendSignal(ch: ClientChannel, name: string): void {
+  const internal = ch as unknown as {
+    outgoing?: { id?: unknown; state?: unknown };
+    _client?: { _protocol?: { signal?: (id: number, signal: string) => void } };
+  };
+  const proto = internal._client?._protocol;
+  const id = internal.outgoing?.id;
+  const state = internal.outgoing?.state;
+  if (proto && typeof proto.signal === 'function' && typeof id === 'number' && (state === 'open' || state === 'eof')) {
+    proto.signal(id, name);
+  } else {
+    ch.signal(name);
   }
 }
 

@@ -153,6 +153,16 @@ describe('exec on the simulated server', () => {
     session.close();
   });
 
+  test('a timed-out command is killed on the server', async () => {
+    const session = await connectTo(s);
+    const marker = join(tmp.dir, 'timed-out-command-finished');
+    const r = await session.exec(`sleep 1; touch ${marker}`, { timeoutMs: 200 });
+    assert.equal(r.timedOut, true);
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    assert.equal(existsSync(marker), false);
+    session.close();
+  });
+
   test('the default command timeout comes from the config', async () => {
     const session = await connectTo(s, { commandTimeoutMs: 400 });
     const r = await session.exec('hang-forever');
