@@ -228,3 +228,18 @@ test('two fleets started concurrently do not interfere', async (t) => {
     await Promise.all([a.stop(), b.stop()]);
   }
 });
+
+test('a fleet of more than 16 servers (several sshd) works', async (t) => {
+  if (!requireSshd(t)) return;
+  const fleet = await startFleet({ servers: 18 });
+  try {
+    for (const name of ['s1', 's16', 's17', 's18']) {
+      const result = await fleet.ssh(name, 'echo $HOME; ~/agent/bin/health');
+      assert.equal(result.code, 0, result.stderr);
+      assert.equal(result.stdout.split('\n')[0], fleet.home(name));
+      assert.match(result.stdout, new RegExp(fleet.upstream.commits.base));
+    }
+  } finally {
+    await fleet.stop();
+  }
+});

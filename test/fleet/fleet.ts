@@ -9,7 +9,14 @@
  *
  * All servers share one port (the sshd's, picked free at start) and the current user (root in
  * CI). A ForceCommand wrapper sets HOME to `<root>/homes/<address>` from $SSH_CONNECTION and
- * runs the requested command with `/bin/sh -c`, so `~` in commands is that server's home.
+ * runs the requested command with `/bin/sh -c`, so `~` in commands is that server's home (exec
+ * requests from ssh2 go through it too). sshd binds at most 16 addresses, so fleets of more than
+ * 16 servers run one sshd per 16 (same port, same host key). Every live server starts with the
+ * agent at `upstream.commits.base`, online, no deploy logged, one `web` restart logged.
+ *
+ * Timing (this VM): startFleet ≈ 0.4–0.5 s for 3 servers (1.5 s when two fleets start at once),
+ * ≈ 3.5 s for 20; one `ssh` client round trip ≈ 0.35 s; stop() ≈ 50–300 ms.
+ * Set FLEET_SSHD_LOGLEVEL=VERBOSE (or DEBUG1) to get a detailed sshdLog().
  *
  *     const fleet = await startFleet({ servers: 3 });
  *     after(() => fleet.stop());
@@ -18,7 +25,7 @@
  *     assert.equal(currentCommit(fleet.home('s1')), fleet.upstream.commits.good2);
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, existsSync, openSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { copyFile, mkdir, mkdtemp, readFile, rm, unlink, writeFile, chmod } from 'node:fs/promises';
 import * as net from 'node:net';
 import * as os from 'node:os';
@@ -72,7 +79,7 @@ export interface Fleet {
   server(serverName: string): ServerSpec;
   /** the `ssh:` section of a config (snake_case, as in SPEC) */
   sshConfigYaml(): Record<string, unknown>;
-  /** the same as the normalised SshConfig (src/config/types.ts), for transport tests */
+  /** the same as the normalised SshConfig (src/config/types.ts), for transport tests; agent: false */
   sshConfig(overrides?: Partial<SshConfig>): SshConfig;
   /** a full valid SPEC config as a plain object, `overrides` deep-merged (see deepMerge) */
   configObject(overrides?: Record<string, unknown>): Record<string, unknown>;
@@ -130,43 +137,62 @@ function isPlainObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
-/** sshd processes alive in this process, killed on exit if a test forgot stop(). */
+/**
+ * sshd processes alive and temp folders not yet removed: killed / removed when the process exits
+ * if a test forgot stop() (or crashed).
+ */
 const liveDaemons = new Set<number>();
-let exitHookInstalled = false;
+const pendingRoots = new Set<string>();
+process.on('exit', () => {
+  for (const daemon of liveDaemons) killDaemonTree(daemon, 'SIGKILL');
+  for (const root of pendingRoots) {
+    try {
+      rmSync(root, { recursive: true, force: true });
+    } catch {
+      // best effort
+    }
+  }
+});
 function trackDaemon(pid: number): void {
   liveDaemons.add(pid);
-  if (exitHookInstalled) return;
-  exitHookInstalled = true;
-  process.on('exit', () => {
-    for (const daemon of liveDaemons) killDaemonTree(daemon, 'SIGKILL');
-  });
 }
 
-/** Children of `pid` (the sshd listener's per-connection processes), from /proc. */
-function childrenOf(pid: number): number[] {
-  const out: number[] = [];
+/** All descendants of `pid` (the sshd listener's per-connection processes and their shells), from /proc. */
+function descendantsOf(pid: number): number[] {
+  const parents = new Map<number, number[]>();
   let entries: string[];
   try {
     entries = readdirSync('/proc');
   } catch {
-    return out;
+    return [];
   }
   for (const entry of entries) {
     if (!/^\d+$/.test(entry)) continue;
     try {
       const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
-      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      if (Number(fields[1]) === pid) out.push(Number(entry));
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      const siblings = parents.get(ppid) ?? [];
+      siblings.push(Number(entry));
+      parents.set(ppid, siblings);
     } catch {
       // gone meanwhile
+    }
+  }
+  const out: number[] = [];
+  const queue = [pid];
+  for (let next = queue.shift(); next !== undefined; next = queue.shift()) {
+    for (const child of parents.get(next) ?? []) {
+      out.push(child);
+      queue.push(child);
     }
   }
   return out;
 }
 
+/** Kills the sshd listener and every process it started (sessions run in their own sessions). */
 function killDaemonTree(pid: number, signal: NodeJS.Signals): void {
-  const children = childrenOf(pid);
-  for (const target of [pid, ...children]) {
+  const descendants = descendantsOf(pid);
+  for (const target of [pid, ...descendants]) {
     try {
       process.kill(target, signal);
     } catch {
@@ -207,30 +233,119 @@ async function keygen(file: string, comment: string): Promise<string> {
   return `${pub[0]} ${pub[1]}`;
 }
 
-/** Connects and reads the SSH banner, so the probe is a clean (if short) client to sshd. */
-function sshBanner(host: string, port: number, timeoutMs = 2000): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = net.connect({ host, port });
-    let received = '';
-    const done = (ok: boolean) => {
-      socket.destroy();
-      resolve(ok);
-    };
-    socket.setTimeout(timeoutMs, () => done(false));
-    socket.on('data', (chunk: Buffer) => {
-      received += chunk.toString('latin1');
-      if (received.includes('\n')) done(received.startsWith('SSH-2.0-'));
-    });
-    socket.once('error', () => done(false));
-    socket.once('close', () => done(false));
-  });
-}
-
 interface Daemon {
   child: ChildProcess;
   exited: Promise<void>;
+  logFile: string;
+}
+
+/** sshd binds at most 16 listen sockets (MAX_LISTEN_SOCKS): bigger fleets run several daemons. */
+const ADDRESSES_PER_SSHD = 16;
+
+interface SshdParams {
+  root: string;
+  index: number;
+  addresses: string[];
   port: number;
-  subnet: number;
+  hostKey: string;
+  identityFile: string;
+  wrapper: string;
+}
+
+/**
+ * Starts one sshd listening on `addresses` at `port`; resolves once every socket is bound (sshd
+ * writes its pid file after binding, and logs a bind failure before). On failure the daemon is killed and `error` says why (`inUse` when
+ * an address:port was taken, so the caller retries elsewhere).
+ */
+async function startSshd(p: SshdParams): Promise<{ daemon: Daemon } | { error: string; inUse: boolean }> {
+  const configFile = path.join(p.root, `sshd_config.${p.index}`);
+  const pidFile = path.join(p.root, `sshd.${p.index}.pid`);
+  const logFile = path.join(p.root, `sshd.${p.index}.log`);
+  const logLevel = process.env.FLEET_SSHD_LOGLEVEL ?? 'ERROR';
+  await writeFile(
+    configFile,
+    [
+      ...p.addresses.map((address) => `ListenAddress ${address}:${p.port}`),
+      `HostKey ${p.hostKey}`,
+      `PidFile ${pidFile}`,
+      `AuthorizedKeysFile ${p.identityFile}.pub`,
+      `ForceCommand ${p.wrapper}`,
+      'StrictModes no',
+      'UsePAM no',
+      'PermitRootLogin yes',
+      'PubkeyAuthentication yes',
+      'PasswordAuthentication no',
+      'KbdInteractiveAuthentication no',
+      `LogLevel ${logLevel}`,
+      'MaxStartups 100',
+      'MaxSessions 100',
+      'UseDNS no',
+      'PrintMotd no',
+      'PrintLastLog no',
+      'X11Forwarding no',
+      'AllowTcpForwarding no',
+      'AllowAgentForwarding no',
+      'LoginGraceTime 30',
+      '',
+    ].join('\n'),
+  );
+  await rm(pidFile, { force: true });
+  const logFd = openSync(logFile, 'w');
+  const child = spawn(SSHD, ['-D', '-e', '-f', configFile], { stdio: ['ignore', 'ignore', logFd], detached: true });
+  closeSync(logFd);
+  child.unref();
+  let exited = false;
+  const exitedPromise = new Promise<void>((resolve) => {
+    child.once('exit', () => {
+      exited = true;
+      if (child.pid !== undefined) liveDaemons.delete(child.pid);
+      resolve();
+    });
+    child.once('error', () => {
+      exited = true;
+      resolve();
+    });
+  });
+  if (child.pid === undefined) {
+    await exitedPromise;
+    return { error: `could not start ${SSHD}`, inUse: false };
+  }
+  trackDaemon(child.pid);
+
+  // The pid file is written once every listen socket is bound (or failed to bind).
+  const deadline = Date.now() + 15_000;
+  let ready = false;
+  while (!exited && Date.now() < deadline) {
+    const pid = existsSync(pidFile) ? readFileSync(pidFile, 'utf8') : '';
+    if (/^\d+\n/.test(pid)) {
+      ready = true;
+      break;
+    }
+    await sleep(10);
+  }
+  const log = readFileSync(logFile, 'utf8');
+  let error: string;
+  if (ready && !exited && !/Bind to port|Cannot bind/i.test(log)) {
+    return { daemon: { child, exited: exitedPromise, logFile } };
+  }
+  if (exited) {
+    error = `sshd exited (code ${child.exitCode ?? child.signalCode})\n${log}`;
+  } else {
+    error = ready ? `sshd could not bind every address\n${log}` : `sshd did not start within 15s\n${log}`;
+  }
+  killDaemonTree(child.pid, 'SIGKILL');
+  await exitedPromise;
+  return { error, inUse: /Address already in use|Bind to port|Cannot bind/i.test(error) };
+}
+
+async function stopDaemon(daemon: Daemon): Promise<void> {
+  const pid = daemon.child.pid;
+  if (pid === undefined || daemon.child.exitCode !== null || daemon.child.signalCode !== null) return;
+  // the listener and its per-connection children (each in its own session)
+  killDaemonTree(pid, 'SIGTERM');
+  const timer = setTimeout(() => killDaemonTree(pid, 'SIGKILL'), 2000);
+  await daemon.exited;
+  clearTimeout(timer);
 }
 
 const SESSION_WRAPPER = (homes: string) => `#!/bin/sh
@@ -260,7 +375,8 @@ export async function startFleet(options: FleetOptions = {}): Promise<Fleet> {
 
   const root = await mkdtemp(path.join(os.tmpdir(), 'agent-update-fleet-'));
   if (/\s/.test(root)) throw new Error(`temp folder has whitespace: ${root}`);
-  let daemon: Daemon | null = null;
+  const daemons: Daemon[] = [];
+  pendingRoots.add(root);
   const hangingServers: net.Server[] = [];
   const hangingSockets = new Set<net.Socket>();
   try {
@@ -283,97 +399,33 @@ export async function startFleet(options: FleetOptions = {}): Promise<Fleet> {
     await writeFile(wrapper, SESSION_WRAPPER(homes), { mode: 0o755 });
 
     const user = os.userInfo().username;
-    const logFile = path.join(root, 'sshd.log');
-    const pidFile = path.join(root, 'sshd.pid');
-    const configFile = path.join(root, 'sshd_config');
-    const logLevel = process.env.FLEET_SSHD_LOGLEVEL ?? 'ERROR';
 
-    // Start sshd on a free port and random subnet; retry when an address:port is taken.
+    // Start sshd on a free port and a random subnet; retry elsewhere when an address:port is taken.
     let lastError = '';
-    for (let attempt = 0; attempt < 6 && daemon === null; attempt++) {
-      const subnet = randomInt(2, 250);
-      const port = await freePort();
-      const listen = Array.from({ length: count }, (_, i) => `ListenAddress 127.0.${subnet}.${i + 1}:${port}`);
-      await writeFile(
-        configFile,
-        [
-          ...listen,
-          `HostKey ${hostKey}`,
-          `PidFile ${pidFile}`,
-          `AuthorizedKeysFile ${identityFile}.pub`,
-          `ForceCommand ${wrapper}`,
-          'StrictModes no',
-          'UsePAM no',
-          'PermitRootLogin yes',
-          'PubkeyAuthentication yes',
-          'PasswordAuthentication no',
-          'KbdInteractiveAuthentication no',
-          `LogLevel ${logLevel}`,
-          'MaxStartups 100',
-          'MaxSessions 100',
-          'UseDNS no',
-          'PrintMotd no',
-          'PrintLastLog no',
-          'X11Forwarding no',
-          'AllowTcpForwarding no',
-          'AllowAgentForwarding no',
-          'LoginGraceTime 30',
-          '',
-        ].join('\n'),
+    let port = 0;
+    let subnet = 0;
+    for (let attempt = 0; attempt < 6 && daemons.length === 0; attempt++) {
+      subnet = randomInt(2, 250);
+      port = await freePort();
+      const addresses = Array.from({ length: count }, (_, i) => `127.0.${subnet}.${i + 1}`);
+      const groups: string[][] = [];
+      for (let i = 0; i < addresses.length; i += ADDRESSES_PER_SSHD) groups.push(addresses.slice(i, i + ADDRESSES_PER_SSHD));
+      const results = await Promise.all(
+        groups.map((group, index) =>
+          startSshd({ root, index, addresses: group, port, hostKey, identityFile, wrapper }),
+        ),
       );
-      await rm(pidFile, { force: true });
-      const logFd = openSync(logFile, 'w');
-      const child = spawn(SSHD, ['-D', '-e', '-f', configFile], { stdio: ['ignore', 'ignore', logFd], detached: true });
-      closeSync(logFd);
-      child.unref();
-      if (child.pid === undefined) throw new Error(`could not start ${SSHD}`);
-      trackDaemon(child.pid);
-      let exited = false;
-      const exitedPromise = new Promise<void>((resolve) => {
-        child.once('exit', () => {
-          exited = true;
-          if (child.pid !== undefined) liveDaemons.delete(child.pid);
-          resolve();
-        });
-        child.once('error', () => {
-          exited = true;
-          resolve();
-        });
-      });
-
-      // The pid file is written once every listen socket is bound (or failed to bind).
-      const deadline = Date.now() + 15_000;
-      let ready = false;
-      while (!exited && Date.now() < deadline) {
-        const pid = existsSync(pidFile) ? readFileSync(pidFile, 'utf8') : '';
-        if (/^\d+\n/.test(pid)) {
-          ready = true;
-          break;
-        }
-        await sleep(10);
+      const started = results.flatMap((r) => ('daemon' in r ? [r.daemon] : []));
+      const failed = results.flatMap((r) => ('error' in r ? [r] : []));
+      if (failed.length === 0) {
+        daemons.push(...started);
+        break;
       }
-      const log = readFileSync(logFile, 'utf8');
-      if (ready && !exited && !/Bind to port|Cannot bind/i.test(log)) {
-        const reachable = await Promise.all(
-          Array.from({ length: count }, (_, i) => sshBanner(`127.0.${subnet}.${i + 1}`, port)),
-        );
-        if (reachable.every(Boolean)) {
-          daemon = { child, exited: exitedPromise, port, subnet };
-          break;
-        }
-        lastError = `sshd started but not every address accepts connections\n${log}`;
-      } else {
-        lastError = exited
-          ? `sshd exited (code ${child.exitCode ?? child.signalCode})\n${log}`
-          : ready
-            ? `sshd could not bind every address\n${log}`
-            : `sshd did not start within 15s\n${log}`;
-      }
-      if (child.pid !== undefined) killDaemonTree(child.pid, 'SIGKILL');
-      if (!/Address already in use|Bind to port|Cannot bind/i.test(lastError)) break;
+      await Promise.all(started.map(stopDaemon));
+      lastError = failed.map((f) => f.error).join('\n');
+      if (!failed.every((f) => f.inUse)) break;
     }
-    if (daemon === null) throw new Error(`could not start the fleet's sshd: ${lastError}`);
-    const { port, subnet } = daemon;
+    if (daemons.length === 0) throw new Error(`could not start the fleet's sshd: ${lastError}`);
 
     const servers: ServerSpec[] = [];
     for (let i = 1; i <= count; i++) {
@@ -446,7 +498,6 @@ export async function startFleet(options: FleetOptions = {}): Promise<Fleet> {
       return deepMerge(base, overrides);
     };
     let configCounter = 0;
-    const fleetDaemon = daemon;
     let stopped = false;
 
     const fleet: Fleet = {
@@ -471,8 +522,8 @@ export async function startFleet(options: FleetOptions = {}): Promise<Fleet> {
         knownHosts,
         connectTimeoutMs: 5000,
         commandTimeoutMs: 30_000,
-        keepaliveIntervalMs: 0,
-        outputLimitBytes: 1024 * 1024,
+        keepaliveIntervalMs: 15_000,
+        outputLimitBytes: 65_536,
         ...overrides,
       }),
       configObject,
@@ -527,29 +578,24 @@ export async function startFleet(options: FleetOptions = {}): Promise<Fleet> {
       async setCommit(name, commit) {
         await setAgentCommit(home(name), commit, upstream.repo);
       },
-      sshdLog: () => (existsSync(logFile) ? readFileSync(logFile, 'utf8') : ''),
+      sshdLog: () => daemons.map((d) => (existsSync(d.logFile) ? readFileSync(d.logFile, 'utf8') : '')).join(''),
       async stop() {
         if (stopped) return;
         stopped = true;
-        const pid = fleetDaemon.child.pid;
-        if (pid !== undefined) {
-          // the listener and its per-connection children (each in its own session)
-          killDaemonTree(pid, 'SIGTERM');
-          const timer = setTimeout(() => killDaemonTree(pid, 'SIGKILL'), 2000);
-          await fleetDaemon.exited;
-          clearTimeout(timer);
-        }
+        await Promise.all(daemons.map(stopDaemon));
         for (const socket of hangingSockets) socket.destroy();
         await Promise.all(hangingServers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
         await rm(root, { recursive: true, force: true, maxRetries: 3 });
+        pendingRoots.delete(root);
       },
     };
     return fleet;
   } catch (error) {
-    if (daemon !== null && daemon.child.pid !== undefined) killDaemonTree(daemon.child.pid, 'SIGKILL');
+    await Promise.all(daemons.map(stopDaemon));
     for (const socket of hangingSockets) socket.destroy();
     for (const s of hangingServers) s.close();
     await rm(root, { recursive: true, force: true }).catch(() => undefined);
+    pendingRoots.delete(root);
     throw error;
   }
 }
