@@ -438,7 +438,7 @@ export class Ssh2Transport implements Transport {
           const extra = notes.length ? ` (${notes.join('; ')})` : '';
           return new TransportError(
             'auth',
-            `authentication to ${target.label} failed: the server refused ${tried || 'every method'}${extra}. ` +
+            `authentication to ${target.label} failed: no key was accepted (tried ${tried || 'nothing'})${extra}. ` +
               `Check that the key is in ~${target.user}/.ssh/authorized_keys on the server.`,
           );
         }

@@ -398,4 +398,35 @@ describe('identity files and agent', () => {
       await agent.stop();
     }
   });
+
+  test('a dead agent socket: the identity file still works; agent alone → auth saying why', async () => {
+    const saved = process.env.SSH_AUTH_SOCK;
+    process.env.SSH_AUTH_SOCK = join(tmp.dir, 'no-agent.sock');
+    try {
+      const s2 = await sim();
+      const session = await connectTo(s2, { agent: true });
+      assert.equal((await session.exec('echo key')).stdout, 'key\n');
+      session.close();
+      const err = await rejection(connectTo(s2, { agent: true, identityFile: null }));
+      assert.equal(err.kind, 'auth');
+      assert.match(err.message, /ssh-agent/);
+      assert.match(err.message, /no key was accepted/);
+    } finally {
+      if (saved === undefined) delete process.env.SSH_AUTH_SOCK;
+      else process.env.SSH_AUTH_SOCK = saved;
+    }
+  });
+
+  test('no identity file and no agent → config', async () => {
+    const saved = process.env.SSH_AUTH_SOCK;
+    delete process.env.SSH_AUTH_SOCK;
+    try {
+      const s2 = await sim();
+      const err = await rejection(connectTo(s2, { agent: true, identityFile: null }));
+      assert.equal(err.kind, 'config');
+      assert.match(err.message, /SSH_AUTH_SOCK is not set/);
+    } finally {
+      if (saved !== undefined) process.env.SSH_AUTH_SOCK = saved;
+    }
+  });
 });
