@@ -164,7 +164,10 @@ function loadIdentity(sshCfg: SshConfig): { key: Buffer; passphrase: string | un
 
 /** An open connection to one server. */
 export class Ssh2Session implements Session {
+  /** why the connection is gone; null while it is up */
   private lost: string | null = null;
+  /** the last error ssh2 reported on this connection (usually just before `close`) */
+  private lastError: string | null = null;
   private closedByUs = false;
   private readonly pending = new Set<(reason: string) => void>();
 
@@ -175,11 +178,11 @@ export class Ssh2Session implements Session {
     private readonly onClose: (s: Ssh2Session) => void,
   ) {
     client.on('error', (err: unknown) => {
-      // After `ready`, an error precedes `close`; keep the reason for the results.
-      if (this.lost === null) this.lost = describeDrop(err);
+      // After `ready`, an error usually precedes `close`: keep it as the reason.
+      this.lastError = describeDrop(err);
     });
     client.on('close', () => {
-      const reason = this.closedByUs ? 'session closed' : (this.lost ?? 'the server closed the connection');
+      const reason = this.closedByUs ? 'session closed' : (this.lastError ?? 'the server closed the connection');
       this.lost = reason;
       for (const fail of [...this.pending]) fail(reason);
       this.pending.clear();
