@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import ssh2 from 'ssh2';
 import type { ClientChannel, ConnectConfig, ParsedKey } from 'ssh2';
 import type { ServerSpec, SshConfig } from '../config/types.js';
+import { formatDuration } from '../util/duration.js';
 import { TransportError } from './transport.js';
 import type { ExecOptions, ExecResult, Session, Transport } from './transport.js';
 import { blobKeyType, knownKeyTypes, readKnownHosts, verifyHostKey } from './known-hosts.js';
@@ -40,14 +41,6 @@ export function hostKeyAlgorithms(knownTypes: readonly string[]): string[] {
   const first: string[] = [];
   for (const t of knownTypes) for (const a of HOST_KEY_ALGOS[t] ?? []) if (!first.includes(a)) first.push(a);
   return [...first, ...DEFAULT_HOST_KEY_ORDER.filter((a) => !first.includes(a))];
-}
-
-/** `10s`, `1m`, `1500ms`: the form durations are written in the config. */
-export function formatDuration(ms: number): string {
-  if (ms >= 3_600_000 && ms % 3_600_000 === 0) return `${ms / 3_600_000}h`;
-  if (ms >= 60_000 && ms % 60_000 === 0) return `${ms / 60_000}m`;
-  if (ms >= 1000 && ms % 1000 === 0) return `${ms / 1000}s`;
-  return `${ms}ms`;
 }
 
 /** Keeps the last `limit` bytes written to it. */
