@@ -1,0 +1,92 @@
+/**
+ * npm run bench: agent-update's rollout against a hand-written `ssh` loop over the same fleet
+ * (a real OpenSSH sshd on loopback), in the same process, one server at a time both.
+ *
+ *   BENCH_SERVERS=10 BENCH_ROUNDS=2 npm run bench
+ *
+ * The baseline is what an operator would script: per server one `ssh` for the update and the
+ * restart joined with &&, then `ssh` health polls until it reports the new commit. It has no
+ * journal, no re-check, no rollback. The ratio is agent-update's time over the loop's.
+ */
+import { join } from 'node:path';
+import { execa } from 'execa';
+import { systemClock } from '../src/clock.js';
+import { loadConfig } from '../src/config/load.js';
+import { createPlan } from '../src/plan/plan.js';
+import { runUpdate } from '../src/rollout/run.js';
+import { Ssh2Transport } from '../src/ssh/ssh2-transport.js';
+import { shellQuote } from '../src/util/shell.js';
+import { Store } from '../src/store/store.js';
+import { sshdAvailable, startFleet, type Fleet } from '../test/fleet/fleet.js';
+
+const SERVERS = Number(process.env.BENCH_SERVERS ?? 10);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 2);
+
+async function resetFleet(fleet: Fleet): Promise<void> {
+  await Promise.all(fleet.servers.map((s) => fleet.setCommit(s.name, fleet.upstream.commits.base)));
+}
+
+async function sshLoop(fleet: Fleet, commit: string): Promise<number> {
+  const began = performance.now();
+  for (const s of fleet.servers) {
+    const ssh = (cmd: string) =>
+      execa('ssh', ['-i', fleet.identityFile, '-o', `UserKnownHostsFile=${fleet.knownHosts}`, '-o', 'StrictHostKeyChecking=yes',
+        '-o', 'BatchMode=yes', '-p', String(s.port), `${s.user}@${s.host}`, cmd], { reject: false, stdin: 'ignore' });
+    const up = await ssh(
+      `git -C ~/agent/repo fetch --quiet ${shellQuote(fleet.upstream.repo)} master && git -C ~/agent/repo reset --hard --quiet ${commit} && ~/agent/bin/restart web`,
+    );
+    if (up.exitCode !== 0) throw new Error(`ssh loop: update failed on ${s.name}: ${up.stderr}`);
+    for (;;) {
+      const h = await ssh('~/agent/bin/health');
+      if (h.exitCode === 0 && h.stdout.includes(commit)) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+  return performance.now() - began;
+}
+
+async function agentUpdate(fleet: Fleet, round: number): Promise<number> {
+  const config = loadConfig(fleet.writeConfig({ name: `bench-${round}` }));
+  const store = new Store(join(fleet.root, `bench-${round}.db`));
+  const transport = new Ssh2Transport();
+  const deps = { store, transport, clock: systemClock, emit: () => {} };
+  try {
+    await createPlan(deps, config, { concurrency: 32 });
+    const began = performance.now();
+    const r = await runUpdate(deps, `bench-${round}`, { mode: 'start' });
+    if (r.status !== 'success') throw new Error(`agent-update: ${r.status}: ${r.reason}`);
+    return performance.now() - began;
+  } finally {
+    transport.close();
+    store.close();
+  }
+}
+
+async function main(): Promise<void> {
+  if (!sshdAvailable()) {
+    console.error('bench: needs OpenSSH sshd, ssh and git (apt-get install openssh-server)');
+    process.exit(2);
+  }
+  const fleet = await startFleet({ servers: SERVERS });
+  try {
+    const commit = fleet.upstream.commits.good;
+    const loop: number[] = [];
+    const ours: number[] = [];
+    for (let round = 1; round <= ROUNDS; round++) {
+      await resetFleet(fleet);
+      loop.push(await sshLoop(fleet, commit));
+      await resetFleet(fleet);
+      ours.push(await agentUpdate(fleet, round));
+    }
+    const best = (xs: number[]) => Math.min(...xs);
+    const fmt = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
+    console.log(`rollout of ${SERVERS} servers, one at a time, best of ${ROUNDS} (real sshd on loopback)`);
+    console.log(`  plain ssh loop   ${fmt(best(loop))}  (${fmt(best(loop) / SERVERS)} per server)`);
+    console.log(`  agent-update     ${fmt(best(ours))}  (${fmt(best(ours) / SERVERS)} per server)`);
+    console.log(`  ratio            ${(best(ours) / best(loop)).toFixed(2)}x the ssh loop's time (lower is better)`);
+  } finally {
+    await fleet.stop();
+  }
+}
+
+await main();
