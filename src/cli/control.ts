@@ -3,16 +3,18 @@ import { logsText, updateText, updatesListText } from '../output/text.js';
 import { cancelUpdate, requestPause } from '../rollout/run.js';
 import { splitUpdate } from '../rollout/split.js';
 import { TERMINAL_UPDATE } from '../rollout/status.js';
+import { holderIsDead } from '../rollout/lease.js';
 import { UsageError } from '../errors.js';
 import { type CliContext, parseCount } from './context.js';
 
 export function pauseCommand(ctx: CliContext, name: string): number {
   const store = ctx.store();
-  const { alreadyPaused } = requestPause(store, name, ctx.clock.now());
+  const { alreadyPaused, pausedNow } = requestPause(store, name, ctx.clock.now());
   const u = store.getUpdate(name);
   if (ctx.opts.json) ctx.printJson(updateJson(u, store.getServers(name)));
   else if (alreadyPaused) ctx.print(`${name} is already paused; continue it with: agent-update resume ${name}`);
-  else if (u.lease) {
+  else if (pausedNow) ctx.print(`${name} paused (no process was executing it and no server was in flight); continue with: agent-update resume ${name}`);
+  else if (u.lease && !holderIsDead(u.lease, ctx.clock.now())) {
     ctx.print(`pause requested: ${name} stops as paused once the server in flight finishes (executor pid ${u.lease.pid} on ${u.lease.host})`);
   } else {
     ctx.print(`pause requested: no process is executing ${name} now; \`agent-update start ${name}\` takes it over, finishes the server in flight and pauses`);

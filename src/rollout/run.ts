@@ -7,7 +7,7 @@ import { expandCommand, expandText } from '../util/shell.js';
 import { formatDuration } from '../util/duration.js';
 import { countWorked, decide } from './decide.js';
 import type { EventSink } from './events.js';
-import { acquireLease, type HeldLease } from './lease.js';
+import { acquireLease, holderIsDead, type HeldLease } from './lease.js';
 import { whatYouCanDo, type ServerStatus, type ServerStep, type UpdateStatus } from './status.js';
 
 export interface EngineDeps {
@@ -124,7 +124,7 @@ export async function runUpdate(deps: EngineDeps, name: string, opts: RunOptions
         emit({ type: 'update-finished', update: name, status: 'paused', reason: d.reason });
         return { update: name, status: 'paused', reason: d.reason, exitCode: EXIT.paused };
       } else {
-        store.setUpdateStatus(name, d.status, { endedAt: clock.now().toISOString(), reason: d.reason });
+        store.setUpdateStatus(name, d.status, { endedAt: clock.now().toISOString(), reason: d.reason, pauseRequestedAt: null });
         emit({ type: 'update-finished', update: name, status: d.status, reason: d.reason });
         return { update: name, status: d.status, reason: d.reason, exitCode: exitCodeFor(d.status) };
       }
@@ -428,16 +428,23 @@ async function recoverServer(ctx: ServerContext, server: ServerRecord): Promise<
 }
 
 /** Ask a running update to pause after the server in flight; from another process or a signal. */
-export function requestPause(store: Store, name: string, now: Date): { alreadyPaused: boolean } {
+export function requestPause(store: Store, name: string, now: Date): { alreadyPaused: boolean; pausedNow: boolean } {
   return store.tx(() => {
     const u = store.getUpdate(name);
-    if (u.status === 'paused') return { alreadyPaused: true };
+    if (u.status === 'paused') return { alreadyPaused: true, pausedNow: false };
     if (u.status !== 'running') {
       throw new TransitionError(`cannot pause update ${name}: it is ${u.status}. ${whatYouCanDo(name, u.status)}`);
     }
+    const executorAlive = u.lease !== null && !holderIsDead(u.lease, now);
+    const inFlight = store.getServers(name).some((s) => s.status === 'running');
+    if (!executorAlive && !inFlight) {
+      // Its executor died between servers: nothing is half done, so it can be paused right here.
+      store.setUpdateStatus(name, 'paused', { reason: 'pause requested', pauseRequestedAt: null, pauseAtWorked: null });
+      return { alreadyPaused: false, pausedNow: true };
+    }
     store.patchUpdate(name, { pauseRequestedAt: u.pauseRequestedAt ?? now.toISOString() });
     store.addEvent(name, null, 'pause-requested', 'pause requested');
-    return { alreadyPaused: false };
+    return { alreadyPaused: false, pausedNow: false };
   });
 }
 

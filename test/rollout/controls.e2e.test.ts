@@ -239,6 +239,29 @@ for (const point of ['update', 'verify', 'between servers'] as const) {
   });
 }
 
+test('pause of an update whose executor died between servers pauses it at once; resume finishes it', async (t) => {
+  const fleet = await fleetFor(t, { servers: 3, upstream: { slowDelayMs: 1500 } });
+  if (!fleet) return;
+  const { db, name } = await plan(fleet, slow());
+  const run = spawnCli(['start', name], { db });
+  await waitFor(db, 's1 done', serverIs(name, 's1', (s) => s.status === 'success'));
+  run.kill('SIGKILL');
+  await run;
+  // Make sure no server is in flight for this case: if s2 had started, finish it by takeover first.
+  const mid = await statusJson(db, name);
+  if (byName(mid).s2!.status === 'running') {
+    assert.equal((await cli(['start', name, '--stop-after', '1'], { db })).code, 3);
+  } else {
+    const p = await cli(['pause', name], { db });
+    assert.equal(p.code, 0, p.stderr);
+    assert.match(p.stdout, /paused \(no process was executing it/);
+  }
+  assert.equal((await statusJson(db, name)).status, 'paused');
+  const r = await cli(['resume', name], { db });
+  assert.equal(r.code, 0, r.stdout + r.stderr);
+  for (const s of ['s1', 's2', 's3']) assert.equal(readDeployCount(fleet.home(s)), 1, s);
+});
+
 test('cancel ends a pending or paused update; a running one must be paused first', async (t) => {
   const fleet = await fleetFor(t, { servers: 2 });
   if (!fleet) return;
