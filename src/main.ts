@@ -2,9 +2,10 @@ import { readFileSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
 import { CliContext, type GlobalOptions } from './cli/context.js';
 import { cancelCommand, logsCommand, pauseCommand, splitCommand, statusCommand } from './cli/control.js';
+import { demoCommand } from './cli/demo.js';
 import { planCommand } from './cli/plan.js';
 import { runCommand } from './cli/run.js';
-import { AppError, EXIT } from './errors.js';
+import { AppError, ConfigError, EXIT } from './errors.js';
 
 function version(): string {
   const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
@@ -105,6 +106,17 @@ function buildProgram(result: { code: number }, contexts: CliContext[]): Command
       result.code = logsCommand(ctxOf(cmd), name, o);
     });
 
+  program
+    .command('demo')
+    .description('a self-contained demonstration on a simulated local fleet: no servers, keys or config needed')
+    .option('--servers <n>', `number of simulated servers, 1 to 20`, '5')
+    .option('--dir <dir>', 'build the fleet in this folder and keep it (default: a temp folder removed at the end)')
+    .option('--no-rollback-demo', 'skip the second scenario (a broken version rolled back)')
+    .option('--keep-running', 'keep the simulated servers up after the demo, until Ctrl-C, to run plan/start by hand')
+    .action(async (o, cmd: Command) => {
+      result.code = await demoCommand(ctxOf(cmd), o);
+    });
+
   return program;
 }
 
@@ -119,6 +131,10 @@ export async function main(argv: string[]): Promise<number> {
     if (e instanceof CommanderError) {
       // help and --version exit 0; every other parse problem is a usage error.
       return e.exitCode === 0 ? 0 : EXIT.usage;
+    }
+    if (e instanceof ConfigError && e.problems.length > 1) {
+      process.stderr.write(`agent-update: ${e.problems.length} problems in the config:\n${e.message.replace(/^/gm, '  ')}\n`);
+      return e.exitCode;
     }
     if (e instanceof AppError) {
       process.stderr.write(`agent-update: ${e.message}\n`);
