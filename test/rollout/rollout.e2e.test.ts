@@ -302,3 +302,24 @@ test('a config error names the file, the line and the key path, and exits 2', as
   assert.match(r.stderr, /rollbak.*rollback/);
   assert.ok(!existsSync(db));
 });
+
+test('--json: plan and start print only JSON on stdout (progress goes to stderr); status --watch ends with the update', async (t) => {
+  const fleet = await fleetFor(t, { servers: 2 });
+  if (!fleet) return;
+  const db = join(fleet.root, 'json.db');
+  const config = fleet.writeConfig({ name: 'j' });
+  const p = await cli(['--json', 'plan', '-c', config], { db });
+  assert.equal(p.code, 0, p.stderr);
+  const planned = JSON.parse(p.stdout) as { name: string; status: string; counts: Record<string, number> };
+  assert.equal(planned.status, 'pending');
+  assert.deepEqual(planned.counts, { total: 2, pending: 2 });
+  assert.match(p.stderr, /probe s1/);
+  const r = await cli(['start', 'j', '--json'], { db });
+  assert.equal(r.code, 0, r.stderr);
+  const done = JSON.parse(r.stdout) as { status: string; counts: Record<string, number> };
+  assert.equal(done.status, 'success');
+  assert.match(r.stderr, /s2 success/);
+  const w = await cli(['status', 'j', '--watch', '--interval', '1'], { db, timeoutMs: 20_000 });
+  assert.equal(w.code, 0, 'watch returns once the update has ended');
+  assert.match(w.stdout, /j\s+success/);
+});
