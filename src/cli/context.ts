@@ -56,7 +56,8 @@ export class CliContext {
     return new Reporter({
       stream,
       quiet: Boolean(this.opts.quiet),
-      spinner: Boolean(stream.isTTY) && this.opts.color !== false,
+      // A terminal that reports 0 columns (script(1), some CI runners) makes ora redraw forever.
+      spinner: Boolean(stream.isTTY) && (stream.columns ?? 0) > 0 && this.opts.color !== false,
       prefix,
       verbose: Boolean(this.opts.verbose),
     });
