@@ -1,0 +1,144 @@
+/**
+ * Faults during a rollout: a server that never answers, a command that hangs, a connection that
+ * dies mid-command, and kill -9 while rolling back. Whatever happens, the tool ends, records an
+ * outcome, and never touches what it should not.
+ */
+import assert from 'node:assert/strict';
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test, type TestContext } from 'node:test';
+import ssh2 from 'ssh2';
+import { stringify } from 'yaml';
+import { agentCommands, currentCommit, installAgent, readDeployCount } from '../../src/sim/agent.js';
+import { startSimServer } from '../../src/sim/ssh-server.js';
+import { createUpstream } from '../../src/sim/upstream.js';
+import { Store } from '../../src/store/store.js';
+import { requireSshd, startFleet, type Fleet } from '../fleet/fleet.js';
+import { byName, cli, spawnCli, statusJson } from '../helpers/cli.js';
+
+async function fleetFor(t: TestContext, opts: Parameters<typeof startFleet>[0] = {}): Promise<Fleet | null> {
+  if (!requireSshd(t)) return null;
+  const fleet = await startFleet(opts);
+  t.after(() => fleet.stop());
+  return fleet;
+}
+
+test('a server that accepts TCP but never answers is unreachable within the connect timeout', async (t) => {
+  const fleet = await fleetFor(t, { servers: 1, hanging: 1 });
+  if (!fleet) return;
+  const db = join(fleet.root, 'h.db');
+  const config = fleet.writeConfig({ name: 'h', ssh: { connect_timeout: '1500ms' } });
+  const began = Date.now();
+  const r = await cli(['plan', '-c', config], { db });
+  assert.equal(r.code, 0, r.stderr);
+  assert.ok(Date.now() - began < 30_000, 'the plan did not hang');
+  const s = byName(await statusJson(db, 'h'));
+  assert.equal(s.h1!.status, 'unreachable');
+  assert.match(s.h1!.error ?? '', /tim/i);
+  assert.equal(s.s1!.status, 'pending');
+});
+
+test('a health command that hangs is cut by command_timeout: the server is rolled back or fatal, never stuck', async (t) => {
+  const fleet = await fleetFor(t, { servers: 2 });
+  if (!fleet) return;
+  const db = join(fleet.root, 'hang.db');
+  const config = fleet.writeConfig({
+    name: 'hang',
+    ssh: { command_timeout: '1s' },
+    agent: { health: { command: 'sleep 60; ~/agent/bin/health', timeout: '3s', interval: '200ms' } },
+  });
+  assert.equal((await cli(['plan', '-c', config], { db })).code, 0);
+  const began = Date.now();
+  const r = await cli(['start', 'hang'], { db, timeoutMs: 90_000 });
+  assert.equal(r.code, 1, r.stdout + r.stderr);
+  assert.ok(Date.now() - began < 60_000);
+  const s = byName(await statusJson(db, 'hang'));
+  assert.equal(s.s1!.status, 'fatal', 'the rollback verifies with the same hanging command');
+  assert.match(s.s1!.error ?? '', /timed out after 1s/);
+  assert.equal(s.s2!.status, 'pending');
+});
+
+test('a connection that dies mid-command: the step fails, a new connection rolls back, nothing hangs', async (t) => {
+  const root = mkdtempSync(join(tmpdir(), 'agent-update-fault-'));
+  t.after(() => rmSync(root, { recursive: true, force: true }));
+  const upstream = await createUpstream(join(root, 'upstream'));
+  const home = join(root, 'home');
+  mkdirSync(home);
+  await installAgent(home, upstream.repo, upstream.commits.base);
+  const keys = ssh2.utils.generateKeyPairSync('ed25519');
+  const keyFile = join(root, 'id');
+  writeFileSync(keyFile, keys.private);
+  chmodSync(keyFile, 0o600);
+  // The first `restart web` hangs and the connection is cut under it; later ones work.
+  let restarts = 0;
+  const server = await startSimServer({
+    authorizedKey: keys.public,
+    home,
+    behaviour: {
+      hangCommands: { test: (c: string) => /restart web/.test(c) && restarts++ === 0 } as unknown as RegExp,
+      dieAfterMs: 1500,
+    },
+  });
+  t.after(() => server.close());
+  writeFileSync(join(root, 'known_hosts'), server.hostKeyLine + '\n');
+  const config = join(root, 'c.yaml');
+  writeFileSync(
+    config,
+    stringify({
+      name: 'die',
+      source: { repo: upstream.repo, branch: 'master' },
+      servers: [{ name: 'sim', host: server.host, port: server.port }],
+      ssh: { identity_file: keyFile, known_hosts: join(root, 'known_hosts'), agent: false, connect_timeout: '3s', command_timeout: '20s' },
+      agent: { ...agentCommands(), health: { ...agentCommands().health, timeout: '5s', interval: '100ms' } },
+      restart: ['web'],
+    }),
+  );
+  const db = join(root, 'die.db');
+  assert.equal((await cli(['plan', '-c', config], { db })).code, 0);
+  const r = await cli(['start', 'die'], { db, timeoutMs: 60_000 });
+  assert.equal(r.code, 1, r.stdout + r.stderr);
+  const s = byName(await statusJson(db, 'die'));
+  assert.equal(s.sim!.status, 'rolled-back');
+  assert.match(s.sim!.error ?? '', /restart web failed: connection lost/);
+  assert.equal(currentCommit(home), upstream.commits.base);
+  assert.ok(server.connections() >= 3, 'probe, the rollout, and a new connection after the loss');
+});
+
+test('kill -9 while rolling back: start runs the rollback again and verifies it; nothing else is touched', async (t) => {
+  const fleet = await fleetFor(t, { servers: 2 });
+  if (!fleet) return;
+  const db = join(fleet.root, 'rb.db');
+  const base = fleet.configObject();
+  const update = [...(base.agent as { update: string[] }).update, 'sleep 1'];
+  const config = fleet.writeConfig({
+    name: 'rb',
+    source: { branch: 'broken' },
+    agent: { update, health: { timeout: '1s', interval: '100ms' } },
+  });
+  assert.equal((await cli(['plan', '-c', config], { db })).code, 0);
+  const run = spawnCli(['start', 'rb'], { db });
+  const store = new Store(db);
+  try {
+    for (const end = Date.now() + 60_000; ; ) {
+      const s1 = store.getServers('rb').find((s) => s.name === 's1')!;
+      if (s1.step === 'rollback') break;
+      if (Date.now() > end) throw new Error('never reached the rollback');
+      await new Promise((r) => setTimeout(r, 25));
+    }
+  } finally {
+    store.close();
+  }
+  run.kill('SIGKILL');
+  await run;
+  assert.equal(byName(await statusJson(db, 'rb')).s1!.status, 'running');
+  const r = await cli(['start', 'rb'], { db });
+  assert.equal(r.code, 1, r.stdout + r.stderr);
+  const s = byName(await statusJson(db, 'rb'));
+  assert.equal(s.s1!.status, 'rolled-back');
+  assert.equal(currentCommit(fleet.home('s1')), fleet.upstream.commits.base);
+  const health = await fleet.sh('s1', '~/agent/bin/health');
+  assert.equal(health.code, 0);
+  assert.equal(s.s2!.status, 'pending');
+  assert.equal(readDeployCount(fleet.home('s2')), 0);
+});
