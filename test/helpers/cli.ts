@@ -1,5 +1,8 @@
 import { execa, type ResultPromise } from 'execa';
 import { fileURLToPath } from 'node:url';
+import type { UpdateJson } from '../../src/output/status-json.js';
+import { requireSshd, startFleet, type Fleet } from '../fleet/fleet.js';
+import type { TestContext } from 'node:test';
 
 /** The repository root, from dist/test/helpers/cli.js. */
 export const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
@@ -38,29 +41,17 @@ export async function statusJson(db: string, name: string): Promise<StatusDoc> {
   return JSON.parse(r.stdout) as StatusDoc;
 }
 
-export interface StatusDoc {
-  name: string;
-  status: string;
-  createdAt: string;
-  startedAt: string | null;
-  endedAt: string | null;
-  source: { repo: string; branch: string; commit: string };
-  batchOf: string | null;
-  counts: Record<string, number>;
-  servers: Array<{
-    name: string;
-    host: string;
-    type: string;
-    status: string;
-    step: string | null;
-    fromCommit: string | null;
-    toCommit: string | null;
-    error: string | null;
-    startedAt: string | null;
-    endedAt: string | null;
-  }>;
-}
+/** The document `status NAME --json` prints (SPEC.md). */
+export type StatusDoc = UpdateJson;
 
 export function byName(doc: StatusDoc): Record<string, StatusDoc['servers'][number]> {
   return Object.fromEntries(doc.servers.map((s) => [s.name, s]));
+}
+
+/** A fresh real-sshd fleet for one test, stopped after it; null (test skipped) without sshd. */
+export async function fleetFor(t: TestContext, opts: Parameters<typeof startFleet>[0] = {}): Promise<Fleet | null> {
+  if (!requireSshd(t)) return null;
+  const fleet = await startFleet(opts);
+  t.after(() => fleet.stop());
+  return fleet;
 }

@@ -4,18 +4,11 @@
  */
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { test, type TestContext } from 'node:test';
+import { test } from 'node:test';
 import { readDeployCount, currentCommit } from '../../src/sim/agent.js';
 import { Store, type ServerRecord } from '../../src/store/store.js';
-import { requireSshd, startFleet, type Fleet } from '../fleet/fleet.js';
-import { byName, cli, spawnCli, statusJson } from '../helpers/cli.js';
-
-async function fleetFor(t: TestContext, opts: Parameters<typeof startFleet>[0] = {}): Promise<Fleet | null> {
-  if (!requireSshd(t)) return null;
-  const fleet = await startFleet(opts);
-  t.after(() => fleet.stop());
-  return fleet;
-}
+import type { Fleet } from '../fleet/fleet.js';
+import { byName, cli, spawnCli, statusJson, fleetFor } from '../helpers/cli.js';
 
 async function plan(fleet: Fleet, overrides: Record<string, unknown> = {}, name = 'u1'): Promise<{ db: string; name: string }> {
   const db = join(fleet.root, 'plan.db');

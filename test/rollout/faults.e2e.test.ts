@@ -7,22 +7,14 @@ import assert from 'node:assert/strict';
 import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { test, type TestContext } from 'node:test';
+import { test } from 'node:test';
 import ssh2 from 'ssh2';
 import { stringify } from 'yaml';
 import { agentCommands, currentCommit, installAgent, readDeployCount } from '../../src/sim/agent.js';
 import { startSimServer } from '../../src/sim/ssh-server.js';
 import { createUpstream } from '../../src/sim/upstream.js';
 import { Store } from '../../src/store/store.js';
-import { requireSshd, startFleet, type Fleet } from '../fleet/fleet.js';
-import { byName, cli, spawnCli, statusJson } from '../helpers/cli.js';
-
-async function fleetFor(t: TestContext, opts: Parameters<typeof startFleet>[0] = {}): Promise<Fleet | null> {
-  if (!requireSshd(t)) return null;
-  const fleet = await startFleet(opts);
-  t.after(() => fleet.stop());
-  return fleet;
-}
+import { byName, cli, spawnCli, statusJson, fleetFor } from '../helpers/cli.js';
 
 test('a server that accepts TCP but never answers is unreachable within the connect timeout', async (t) => {
   const fleet = await fleetFor(t, { servers: 1, hanging: 1 });

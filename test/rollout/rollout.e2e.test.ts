@@ -5,17 +5,10 @@
 import assert from 'node:assert/strict';
 import { copyFileSync, cpSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { test, type TestContext } from 'node:test';
+import { test } from 'node:test';
 import { currentCommit, readDeployCount, restartCount } from '../../src/sim/agent.js';
-import { requireSshd, startFleet, type Fleet } from '../fleet/fleet.js';
-import { byName, cli, statusJson } from '../helpers/cli.js';
-
-async function fleetFor(t: TestContext, opts: Parameters<typeof startFleet>[0] = {}): Promise<Fleet | null> {
-  if (!requireSshd(t)) return null;
-  const fleet = await startFleet(opts);
-  t.after(() => fleet.stop());
-  return fleet;
-}
+import type { Fleet } from '../fleet/fleet.js';
+import { byName, cli, statusJson, fleetFor } from '../helpers/cli.js';
 
 async function plan(fleet: Fleet, overrides: Record<string, unknown> = {}, name = 'u1') {
   const db = join(fleet.root, 'plan.db');
