@@ -316,3 +316,24 @@ test('--json: plan and start print only JSON on stdout (progress goes to stderr)
   assert.equal(w.code, 0, 'watch returns once the update has ended');
   assert.match(w.stdout, /j\s+success/);
 });
+
+test('plan: an abbreviated commit is stored in full, an unknown one or branch is refused (exit 2); server_types selects', async (t) => {
+  const fleet = await fleetFor(t, { servers: 3 });
+  if (!fleet) return;
+  const { commits } = fleet.upstream;
+  const db = join(fleet.root, 'abbrev.db');
+  const short = await cli(['plan', '-c', fleet.writeConfig({ name: 'a', source: { branch: 'good2', commit: commits.good.slice(0, 8) } })], { db });
+  assert.equal(short.code, 0, short.stderr);
+  assert.equal((await statusJson(db, 'a')).source.commit, commits.good, 'an ancestor of the branch tip, expanded');
+  const unknown = await cli(['plan', '-c', fleet.writeConfig({ name: 'b', source: { commit: 'deadbee' } })], { db });
+  assert.equal(unknown.code, 2);
+  assert.match(unknown.stderr, /source\.commit: deadbee is not a commit on branch master/);
+  const nobranch = await cli(['plan', '-c', fleet.writeConfig({ name: 'c', source: { branch: 'no-such' } })], { db });
+  assert.equal(nobranch.code, 2);
+  assert.match(nobranch.stderr, /has no branch "no-such"/);
+  const typed = await cli(['plan', '-c', fleet.writeConfig({ name: 'd', server_types: ['db'] })], { db });
+  assert.equal(typed.code, 0, typed.stderr);
+  assert.deepEqual((await statusJson(db, 'd')).servers.map((s) => s.name), ['s2']);
+  const list = await cli(['status', '--json'], { db });
+  assert.deepEqual((JSON.parse(list.stdout) as { updates: Array<{ name: string }> }).updates.map((u) => u.name), ['a', 'd']);
+});
