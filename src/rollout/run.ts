@@ -234,7 +234,7 @@ class ServerRun {
     this.ctx.deps.emit({ type: 'server-step', update: this.server.updateName, server: this.server.name, step });
   }
 
-  finish(status: ServerStatus, change: { error?: string | null; fromCommit?: string } = {}): void {
+  finish(status: ServerStatus, change: { error?: string | null; fromCommit?: string | null } = {}): void {
     checkStillOurs(this.ctx);
     const { store, clock, emit } = this.ctx.deps;
     this.server = store.setServerStatus(this.server.id, status, {
@@ -274,17 +274,20 @@ async function runServer(ctx: ServerContext, server: ServerRecord, index: number
   const target = ctx.update.commit;
   checkStillOurs(ctx);
   emit({ type: 'server-started', update: server.updateName, server: server.name, index, total, host: server.host });
+  // fromCommit is cleared until the re-check below reads it again: a takeover that finds it null
+  // knows no update command has run, whatever the server was at when the plan was made.
   const s = store.setServerStatus(server.id, 'running', {
     step: 'update',
     startedAt: clock.now().toISOString(),
     toCommit: target,
+    fromCommit: null,
     error: null,
   });
   const run = new ServerRun(ctx, s);
   try {
     const conn = await run.connect();
     if (!conn.ok) {
-      run.finish('unreachable', { error: `could not connect, nothing was run: ${conn.error}` });
+      run.finish('unreachable', { fromCommit: server.fromCommit, error: `could not connect, nothing was run: ${conn.error}` });
       return;
     }
     const current = await run.version('recheck');
@@ -293,7 +296,8 @@ async function runServer(ctx: ServerContext, server: ServerRecord, index: number
       return;
     }
     if (!current.ok) {
-      await rollbackServer(run, `before updating: ${current.error}`);
+      // Nothing has been changed on it, and without its commit there is nothing to roll back to.
+      run.finish('unreachable', { fromCommit: server.fromCommit, error: `re-check failed, nothing was changed: ${current.error}` });
       return;
     }
     // Committed before any update command runs: a takeover needs to know what to roll back to.

@@ -97,7 +97,7 @@ export function serverTransition(update: string, server: string, from: ServerSta
 export function whatYouCanDo(name: string, status: UpdateStatus): string {
   switch (status) {
     case 'planning':
-      return `It is still being planned; run \`agent-update plan\` again if that process died.`;
+      return `It is still being planned; if that process died, \`agent-update cancel ${name}\` and plan again under another --name.`;
     case 'pending':
       return `From pending you can: \`agent-update start ${name}\`, \`agent-update split ${name} --batches N\`, \`agent-update cancel ${name}\`.`;
     case 'running':

@@ -134,3 +134,21 @@ test('kill -9 while rolling back: start runs the rollback again and verifies it;
   assert.equal(s.s2!.status, 'pending');
   assert.equal(readDeployCount(fleet.home('s2')), 0);
 });
+
+test('a server whose version_command fails at the re-check is left untouched (unreachable) and the rollout goes on', async (t) => {
+  const fleet = await fleetFor(t, { servers: 2 });
+  if (!fleet) return;
+  const db = join(fleet.root, 'rc.db');
+  assert.equal((await cli(['plan', '-c', fleet.writeConfig({ name: 'rc' })], { db })).code, 0);
+  // Between plan and start, s1's checkout disappears.
+  await fleet.sh('s1', 'mv ~/agent/repo ~/agent/repo.away');
+  const r = await cli(['start', 'rc'], { db });
+  assert.equal(r.code, 1, r.stdout + r.stderr);
+  const doc = await statusJson(db, 'rc');
+  assert.equal(doc.status, 'partial-success');
+  const s = byName(doc);
+  assert.equal(s.s1!.status, 'unreachable');
+  assert.match(s.s1!.error ?? '', /re-check failed, nothing was changed: version_command exited/);
+  assert.equal(readDeployCount(fleet.home('s1')), 0);
+  assert.equal(s.s2!.status, 'success');
+});
