@@ -189,6 +189,8 @@ class ServerRun {
 
   /** Run one command, journalled; a lost connection is reopened once for the next command. */
   async exec(phase: string, command: string, timeoutMs?: number): Promise<ExecResult> {
+    // No remote command after losing the lease or a hard stop: another executor may own the server now.
+    checkStillOurs(this.ctx);
     const { store, emit } = this.ctx.deps;
     const stepId = store.beginStep(this.server, phase, command);
     let result: ExecResult;

@@ -1,0 +1,196 @@
+/**
+ * The executor against an in-memory fake Transport: every takeover case, set up by writing the
+ * crashed state straight into a real store, and checked by the exact commands that ran.
+ */
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test, type TestContext } from 'node:test';
+import { systemClock } from '../../src/clock.js';
+import type { RolloutSettings, ServerSpec } from '../../src/config/types.js';
+import { BusyError } from '../../src/errors.js';
+import { runUpdate } from '../../src/rollout/run.js';
+import type { ServerStep } from '../../src/rollout/status.js';
+import type { ExecResult, Session, Transport } from '../../src/ssh/transport.js';
+import { Store } from '../../src/store/store.js';
+
+const OLD = 'a'.repeat(40);
+const NEW = 'b'.repeat(40);
+const OTHER = 'c'.repeat(40);
+
+interface FakeServer {
+  commit: string;
+  online: boolean;
+  log: string[];
+}
+
+/** Servers as plain data: `reset --hard X` moves the commit, `restart` brings it online unless broken. */
+class FakeTransport implements Transport {
+  readonly servers = new Map<string, FakeServer>();
+  constructor(private readonly broken = new Set<string>()) {}
+
+  add(name: string, commit: string): FakeServer {
+    const s = { commit, online: true, log: [] };
+    this.servers.set(name, s);
+    return s;
+  }
+
+  async connect(server: ServerSpec): Promise<Session> {
+    const s = this.servers.get(server.name)!;
+    const broken = this.broken;
+    const ok = (stdout: string): ExecResult => ({ code: 0, stdout, stderr: '', timedOut: false, error: null, durationMs: 1 });
+    return {
+      async exec(command: string): Promise<ExecResult> {
+        s.log.push(command);
+        if (command === 'version') return ok(s.commit + '\n');
+        const reset = /^reset '?([0-9a-f]{40})'?$/.exec(command);
+        if (reset) {
+          s.commit = reset[1]!;
+          s.online = false;
+          return ok('');
+        }
+        if (command === 'restart') {
+          s.online = !broken.has(s.commit);
+          return ok('');
+        }
+        if (command === 'health') return s.online ? ok(`online ${s.commit}`) : { ...ok(''), code: 7 };
+        throw new Error(`unexpected command ${command}`);
+      },
+      close() {},
+    };
+  }
+
+  close(): void {}
+}
+
+const settings: RolloutSettings = {
+  source: { repo: '/r', branch: 'master', commit: NEW },
+  ssh: {
+    user: 'u', port: 22, identityFile: null, passphraseEnv: 'X', agent: false, knownHosts: '/k',
+    connectTimeoutMs: 1000, commandTimeoutMs: 1000, keepaliveIntervalMs: 0, outputLimitBytes: 1024,
+  },
+  agent: {
+    versionCommand: 'version',
+    update: ['reset {commit}'],
+    restart: { web: 'restart' },
+    health: { command: 'health', expect: '{commit}', timeoutMs: 300, intervalMs: 50 },
+  },
+  restart: ['web'],
+  rollback: { enabled: true, continueAfterRollback: false, commit: null },
+};
+
+function setup(t: TestContext, names: string[]) {
+  const dir = mkdtempSync(join(tmpdir(), 'agent-update-engine-'));
+  const store = new Store(join(dir, 'p.db'));
+  t.after(() => {
+    store.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  store.createUpdate({
+    name: 'u', repo: '/r', branch: 'master', commit: NEW, configFile: null, settings, testStopAfter: 0,
+    servers: names.map((name) => ({ name, host: name, port: 22, user: 'u', type: 'app' })),
+  });
+  for (const s of store.getServers('u')) store.setProbedCommit(s.id, OLD);
+  store.setUpdateStatus('u', 'pending');
+  return store;
+}
+
+/** Leave the update as a process killed mid-server would: running, the server in `step`, no lease. */
+function crashAt(store: Store, server: string, step: ServerStep, fromCommit: string | null): void {
+  store.setUpdateStatus('u', 'running');
+  const s = store.getServers('u').find((x) => x.name === server)!;
+  store.setServerStatus(s.id, 'running', { step, fromCommit, toCommit: NEW });
+}
+
+const deps = (store: Store, transport: Transport) => ({ store, transport, clock: systemClock, emit: () => {} });
+const statusOf = (store: Store, name: string) => store.getServers('u').find((s) => s.name === name)!;
+
+test('a clean run: recheck, update, version, restart, health; in that order', async (t) => {
+  const store = setup(t, ['s1']);
+  const fake = new FakeTransport();
+  const s1 = fake.add('s1', OLD);
+  const r = await runUpdate(deps(store, fake), 'u', { mode: 'start' });
+  assert.equal(r.status, 'success');
+  assert.deepEqual(s1.log, ['version', `reset ${NEW}`, 'version', 'restart', 'health']);
+  assert.equal(statusOf(store, 's1').fromCommit, OLD);
+});
+
+const takeovers: Array<{ title: string; step: ServerStep; from: string | null; at: string; expect: string; log: string[] }> = [
+  { title: 'crashed before the re-check recorded anything, server already at the target', step: 'update', from: null, at: NEW, expect: 'skipped', log: ['version'] },
+  { title: 'crashed before any update command ran', step: 'update', from: null, at: OLD, expect: 'success', log: ['version', `reset ${NEW}`, 'version', 'restart', 'health'] },
+  { title: 'crashed during update, the update had landed', step: 'update', from: OLD, at: NEW, expect: 'success', log: ['version', 'restart', 'health'] },
+  { title: 'crashed during update, nothing had landed', step: 'update', from: OLD, at: OLD, expect: 'success', log: ['version', `reset ${NEW}`, 'version', 'restart', 'health'] },
+  { title: 'crashed during restart', step: 'restart', from: OLD, at: NEW, expect: 'success', log: ['version', 'restart', 'health'] },
+  { title: 'crashed during verify: verified only', step: 'verify', from: OLD, at: NEW, expect: 'success', log: ['version', 'health'] },
+  { title: 'found at an unknown commit: rolled back', step: 'update', from: OLD, at: OTHER, expect: 'rolled-back', log: ['version', `reset ${OLD}`, 'version', 'restart', 'health'] },
+  { title: 'crashed during rollback: the rollback runs again', step: 'rollback', from: OLD, at: NEW, expect: 'rolled-back', log: ['version', `reset ${OLD}`, 'version', 'restart', 'health'] },
+  { title: 'crashed during verify-rollback: the rollback runs again', step: 'verify-rollback', from: OLD, at: OLD, expect: 'rolled-back', log: ['version', `reset ${OLD}`, 'version', 'restart', 'health'] },
+];
+
+for (const c of takeovers) {
+  test(`takeover: ${c.title} → ${c.expect}`, async (t) => {
+    const store = setup(t, ['s1', 's2', 's3']);
+    const fake = new FakeTransport();
+    const s1 = fake.add('s1', NEW);
+    const s2 = fake.add('s2', c.at);
+    const s3 = fake.add('s3', OLD);
+    // s1 had finished before the crash.
+    const first = statusOf(store, 's1');
+    store.setUpdateStatus('u', 'running');
+    store.setServerStatus(first.id, 'running', { step: 'update', fromCommit: OLD, toCommit: NEW });
+    store.setServerStatus(first.id, 'success', {});
+    const s = statusOf(store, 's2');
+    store.setServerStatus(s.id, 'running', { step: c.step, fromCommit: c.from, toCommit: NEW });
+
+    const r = await runUpdate(deps(store, fake), 'u', { mode: 'start' });
+    assert.equal(statusOf(store, 's2').status, c.expect);
+    assert.deepEqual(s2.log, c.log);
+    assert.deepEqual(s1.log, [], 'a finished server is never touched again');
+    if (c.expect === 'rolled-back') {
+      assert.equal(r.status, 'failure');
+      assert.deepEqual(s3.log, [], 'the rollout stopped at the rolled-back server');
+    } else {
+      assert.equal(r.status, 'success');
+      assert.equal(s3.log.length, 5);
+    }
+  });
+}
+
+test('takeover with a broken target: verified, fails, rolled back', async (t) => {
+  const store = setup(t, ['s1']);
+  const fake = new FakeTransport(new Set([NEW]));
+  const s1 = fake.add('s1', NEW);
+  s1.online = false;
+  crashAt(store, 's1', 'verify', OLD);
+  const r = await runUpdate(deps(store, fake), 'u', { mode: 'start' });
+  assert.equal(r.status, 'failure');
+  assert.equal(statusOf(store, 's1').status, 'rolled-back');
+  assert.equal(s1.commit, OLD);
+});
+
+test('an executor whose lease is taken stops before its next write', async (t) => {
+  const store = setup(t, ['s1', 's2']);
+  const fake = new FakeTransport();
+  const s1 = fake.add('s1', OLD);
+  fake.add('s2', OLD);
+  // Another process "takes over" while s1 is being updated.
+  const session = fake.connect.bind(fake);
+  fake.connect = async (server: ServerSpec) => {
+    const sess = await session(server);
+    return {
+      exec: async (cmd: string) => {
+        if (cmd.startsWith('reset')) {
+          store.db.prepare("UPDATE updates SET lease_token = 'thief' WHERE name = 'u'").run();
+          await new Promise((r) => setTimeout(r, 2_500)); // past one heartbeat
+        }
+        return sess.exec(cmd);
+      },
+      close: () => sess.close(),
+    };
+  };
+  await assert.rejects(runUpdate(deps(store, fake), 'u', { mode: 'start' }), BusyError);
+  assert.equal(statusOf(store, 's1').status, 'running', 'no result was written after losing the lease');
+  assert.equal(statusOf(store, 's1').step, 'update');
+  assert.deepEqual(s1.log, ['version', `reset ${NEW}`], 'and no remote command either');
+});
