@@ -3,6 +3,7 @@ import { resolve } from 'node:path';
 import chalk from 'chalk';
 import { systemClock, type Clock } from '../clock.js';
 import { UsageError } from '../errors.js';
+import { shellQuote } from '../util/shell.js';
 import { Reporter } from '../output/reporter.js';
 import { Ssh2Transport } from '../ssh/ssh2-transport.js';
 import type { Transport } from '../ssh/transport.js';
@@ -61,6 +62,11 @@ export class CliContext {
       prefix,
       verbose: Boolean(this.opts.verbose),
     });
+  }
+
+  /** A command line to suggest, with the --db this invocation used so it works when pasted. */
+  cmd(rest: string): string {
+    return `agent-update${this.opts.db !== undefined ? ` --db ${shellQuote(this.opts.db)}` : ''} ${rest}`;
   }
 
   print(text: string): void {

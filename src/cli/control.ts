@@ -12,12 +12,12 @@ export function pauseCommand(ctx: CliContext, name: string): number {
   const { alreadyPaused, pausedNow } = requestPause(store, name, ctx.clock.now());
   const u = store.getUpdate(name);
   if (ctx.opts.json) ctx.printJson(updateJson(u, store.getServers(name)));
-  else if (alreadyPaused) ctx.print(`${name} is already paused; continue it with: agent-update resume ${name}`);
-  else if (pausedNow) ctx.print(`${name} paused (no process was executing it and no server was in flight); continue with: agent-update resume ${name}`);
+  else if (alreadyPaused) ctx.print(`${name} is already paused; continue it with: ${ctx.cmd(`resume ${name}`)}`);
+  else if (pausedNow) ctx.print(`${name} paused (no process was executing it and no server was in flight); continue with: ${ctx.cmd(`resume ${name}`)}`);
   else if (u.lease && !holderIsDead(u.lease, ctx.clock.now())) {
     ctx.print(`pause requested: ${name} stops as paused once the server in flight finishes (executor pid ${u.lease.pid} on ${u.lease.host})`);
   } else {
-    ctx.print(`pause requested: no process is executing ${name} now; \`agent-update start ${name}\` takes it over, finishes the server in flight and pauses`);
+    ctx.print(`pause requested: no process is executing ${name} now; \`${ctx.cmd(`start ${name}`)}\` takes it over, finishes the server in flight and pauses`);
   }
   return 0;
 }
@@ -38,7 +38,7 @@ export function splitCommand(ctx: CliContext, name: string, opts: { batches?: st
   if (ctx.opts.json) ctx.printJson({ updates: names });
   else {
     for (const b of names) ctx.print(`${b}: ${store.getServers(b).filter((s) => s.status === 'pending').map((s) => s.name).join(', ')}`);
-    ctx.print(`\nrun them in parallel with: agent-update start ${names.join(' ')}`);
+    ctx.print(`\nrun them in parallel with: ${ctx.cmd(`start ${names.join(' ')}`)}`);
   }
   return 0;
 }

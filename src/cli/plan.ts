@@ -20,7 +20,7 @@ export async function planCommand(ctx: CliContext, opts: { config: string; name?
     if (ctx.opts.json) ctx.printJson(updateJson(u, servers));
     else {
       ctx.print('\n' + updateText(u, servers));
-      ctx.print(`\nplanned update ${u.name}; run it with: agent-update start ${u.name}`);
+      ctx.print(`\nplanned update ${u.name}; run it with: ${ctx.cmd(`start ${u.name}`)}`);
     }
     return 0;
   } finally {

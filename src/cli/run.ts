@@ -72,8 +72,8 @@ export async function runCommand(
     } else {
       for (const r of results) {
         if ('error' in r) continue;
-        if (r.status === 'paused') ctx.print(`${r.update} paused (${r.reason}); continue with: agent-update resume ${r.update}`);
-        else if (r.status !== 'success') ctx.print(`see what happened: agent-update status ${r.update}; agent-update logs ${r.update}`);
+        if (r.status === 'paused') ctx.print(`${r.update} paused (${r.reason}); continue with: ${ctx.cmd(`resume ${r.update}`)}`);
+        else if (r.status !== 'success') ctx.print(`see what happened: ${ctx.cmd(`status ${r.update}`)}; ${ctx.cmd(`logs ${r.update}`)}`);
       }
     }
     return worst;

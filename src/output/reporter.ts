@@ -60,7 +60,7 @@ export class Reporter {
         );
         break;
       case 'update-started':
-        this.line(`${t}${e.takeover ? 'taking over' : 'starting'} ${chalk.bold(e.update)}: ${e.pending} of ${e.total} servers to go`);
+        this.line(`${t}${e.takeover ? 'taking over' : e.resumed ? 'resuming' : 'starting'} ${chalk.bold(e.update)}: ${e.pending} of ${e.total} servers to go`);
         break;
       case 'takeover':
         this.line(`${t}${chalk.yellow('takeover')}: ${e.message}`);

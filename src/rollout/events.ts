@@ -5,7 +5,7 @@ import type { ServerStatus, ServerStep, UpdateStatus } from './status.js';
  * lines or a spinner, and a later NDJSON writer will stream them as they are.
  */
 export type RolloutEvent =
-  | { type: 'update-started'; update: string; takeover: boolean; pending: number; total: number }
+  | { type: 'update-started'; update: string; takeover: boolean; resumed: boolean; pending: number; total: number }
   | { type: 'server-started'; update: string; server: string; index: number; total: number; host: string }
   | { type: 'server-step'; update: string; server: string; step: ServerStep }
   | { type: 'command'; update: string; server: string; phase: string; command: string; code: number | null; error: string | null; durationMs: number }

@@ -83,6 +83,7 @@ export async function runUpdate(deps: EngineDeps, name: string, opts: RunOptions
     checkRunnable(u, opts.mode);
     const servers = store.getServers(name);
     const takeover = u.status === 'running';
+    const resumed = u.status === 'paused';
     const worked = countWorked(servers);
     let pauseAtWorked = u.pauseAtWorked;
     if (opts.stopAfter !== undefined) pauseAtWorked = opts.stopAfter > 0 ? worked + opts.stopAfter : null;
@@ -104,6 +105,7 @@ export async function runUpdate(deps: EngineDeps, name: string, opts: RunOptions
       type: 'update-started',
       update: name,
       takeover,
+      resumed,
       pending: servers.filter((s) => s.status === 'pending' || s.status === 'running').length,
       total: servers.length,
     });

@@ -110,7 +110,7 @@ test('test mode: stop_after pauses after N servers; resume goes on to the end or
   let doc = await statusJson(db, name);
   assert.equal(doc.status, 'paused');
   assert.deepEqual(doc.counts, { total: 4, success: 1, pending: 3 });
-  assert.match(first.stdout, /agent-update resume u1/);
+  assert.match(first.stdout, /agent-update --db \S+ resume u1/);
 
   const second = await cli(['resume', name, '--stop-after', '2'], { db });
   assert.equal(second.code, 3);

@@ -24,7 +24,7 @@ test('plan probes every server: pending, skipped at the target, unreachable with
   await fleet.setCommit('s2', commits.good);
   const { db, r, name } = await plan(fleet);
   assert.equal(r.code, 0, r.stderr);
-  assert.match(r.stdout, /agent-update start u1/);
+  assert.match(r.stdout, /agent-update --db \S+ start u1/);
   const doc = await statusJson(db, name);
   assert.equal(doc.status, 'pending');
   assert.equal(doc.source.commit, commits.good, 'the branch tip is resolved to the full commit');
