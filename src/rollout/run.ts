@@ -417,13 +417,17 @@ async function recoverServer(ctx: ServerContext, server: ServerRecord): Promise<
     if (server.step === 'rollback' || server.step === 'verify-rollback') {
       return await rollbackServer(run, server.error ?? `interrupted during ${server.step}`);
     }
-    if (!v.ok) return await rollbackServer(run, `re-checked after a crash: ${v.error}`);
     if (server.fromCommit === null) {
-      // The crash came before the previous commit was recorded, so no update command had run.
+      // The crash came before the previous commit was recorded, so no update command had run:
+      // a failed re-check leaves it untouched, as in runServer (there is nothing to roll back).
+      if (!v.ok) {
+        return run.finish('unreachable', { error: `re-check after a crash failed, nothing was changed: ${v.error}` });
+      }
       if (v.commit === target) return run.finish('skipped', { fromCommit: v.commit });
       run.setStep('update', { fromCommit: v.commit });
       return await updateAndVerify(run, { skipUpdate: false });
     }
+    if (!v.ok) return await rollbackServer(run, `re-checked after a crash: ${v.error}`);
     if (v.commit === target) return await updateAndVerify(run, { skipUpdate: true });
     if (v.commit === server.fromCommit) {
       run.setStep('update');

@@ -194,3 +194,37 @@ test('an executor whose lease is taken stops before its next write', async (t) =
   assert.equal(statusOf(store, 's1').step, 'update');
   assert.deepEqual(s1.log, ['version', `reset ${NEW}`], 'and no remote command either');
 });
+
+test('takeover: the re-check fails before any update command ran → unreachable, nothing run, nothing rolled back', async (t) => {
+  // Crashed right after the server went `running (update)` with fromCommit cleared: no update
+  // command has run. A failed re-check must leave it untouched, as runServer does, not roll it
+  // back (to rollback.commit, a commit never seen there) nor call it fatal.
+  const store = setup(t, ['s1', 's2']);
+  const withRollbackCommit = { ...settings, rollback: { ...settings.rollback, commit: OTHER } };
+  store.db.prepare('UPDATE updates SET settings_json = ?').run(JSON.stringify(withRollbackCommit));
+  const fake = new FakeTransport();
+  const s1 = fake.add('s1', OLD);
+  const s2 = fake.add('s2', OLD);
+  const connect = fake.connect.bind(fake);
+  fake.connect = async (server: ServerSpec) => {
+    const sess = await connect(server);
+    if (server.name !== 's1') return sess;
+    return {
+      exec: async (cmd: string) => {
+        if (cmd === 'version') {
+          s1.log.push(cmd);
+          return { code: 1, stdout: '', stderr: 'fatal: not a git repository', timedOut: false, error: null, durationMs: 1 };
+        }
+        return sess.exec(cmd);
+      },
+      close: () => sess.close(),
+    };
+  };
+  crashAt(store, 's1', 'update', null);
+  await runUpdate(deps(store, fake), 'u', { mode: 'start' });
+  assert.deepEqual(s1.log, ['version'], 'nothing but the re-check ran on s1');
+  assert.equal(s1.commit, OLD);
+  assert.equal(statusOf(store, 's1').status, 'unreachable');
+  assert.equal(statusOf(store, 's2').status, 'success', 'an untouched server does not stop the rollout');
+  assert.equal(s2.commit, NEW);
+});
