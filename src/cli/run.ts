@@ -49,7 +49,9 @@ export async function runCommand(
   try {
     const results = await Promise.all(
       names.map((name) =>
-        limit(async (): Promise<RunResult | { update: string; error: AppError }> => {
+        limit(async (): Promise<RunResult | { update: string; error: AppError } | { update: string; notStarted: true }> => {
+          // Interrupted before this update's turn (--parallel smaller than the names): do not start it.
+          if (interrupts > 0) return { update: name, notStarted: true };
           try {
             return await runUpdate(deps, name, { mode, stopAfter, signal: hardStop.signal });
           } catch (e) {
@@ -61,7 +63,7 @@ export async function runCommand(
     );
     let worst: number = EXIT.ok;
     for (const r of results) {
-      const code = 'error' in r ? r.error.exitCode : r.exitCode;
+      const code = 'error' in r ? r.error.exitCode : 'notStarted' in r ? EXIT.paused : r.exitCode;
       if ('error' in r) ctx.err.write(`agent-update: ${r.update}: ${r.error.message}\n`);
       if ((SEVERITY[code] ?? 3) > (SEVERITY[worst] ?? 0)) worst = code;
     }
@@ -72,6 +74,10 @@ export async function runCommand(
     } else {
       for (const r of results) {
         if ('error' in r) continue;
+        if ('notStarted' in r) {
+          ctx.print(`${r.update} not started (interrupted before its turn); run it with: ${ctx.cmd(`${mode} ${r.update}`)}`);
+          continue;
+        }
         if (r.status === 'paused') ctx.print(`${r.update} paused (${r.reason}); continue with: ${ctx.cmd(`resume ${r.update}`)}`);
         else if (r.status !== 'success') ctx.print(`see what happened: ${ctx.cmd(`status ${r.update}`)}; ${ctx.cmd(`logs ${r.update}`)}`);
       }

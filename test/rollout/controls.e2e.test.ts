@@ -270,3 +270,19 @@ test('cancel ends a pending or paused update; a running one must be paused first
   const again = await cli(['cancel', name], { db });
   assert.equal(again.code, 2, 'a cancelled update cannot be cancelled again');
 });
+
+test('Ctrl-C with --parallel 1: the batches still waiting their turn do not start afterwards', async (t) => {
+  const fleet = await fleetFor(t, { servers: 4, upstream: { slowDelayMs: 2000 } });
+  if (!fleet) return;
+  const { db, name } = await plan(fleet, slow());
+  assert.equal((await cli(['split', name, '--batches', '2'], { db })).code, 0);
+  const run = spawnCli(['start', name, `${name}.2`, '--parallel', '1'], { db });
+  await waitFor(db, 's1 verifying', serverIs(name, 's1', (s) => s.step === 'verify'));
+  run.kill('SIGINT');
+  const r = await run;
+  assert.equal(r.exitCode, 3, String(r.stdout) + String(r.stderr));
+  assert.equal((await statusJson(db, name)).status, 'paused');
+  const second = await statusJson(db, `${name}.2`);
+  assert.equal(second.status, 'pending', 'the queued batch was not started after the Ctrl-C');
+  for (const s of ['s3', 's4']) assert.equal(readDeployCount(fleet.home(s)), 0, `${s} untouched`);
+});
