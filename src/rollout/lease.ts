@@ -49,7 +49,11 @@ export interface HeldLease {
   token: string;
   /** the previous holder when we took over from a dead one */
   previous: Lease | null;
-  /** false once someone else took the lease (we were judged dead): stop at once */
+  /**
+   * false once someone else took the lease (we were judged dead): stop at once. Reads the
+   * database, not only what the last heartbeat saw: a process that was frozen past the lease's
+   * staleness may run again before its heartbeat timer does.
+   */
   stillHeld(): boolean;
   release(): void;
 }
@@ -72,13 +76,15 @@ export function acquireLease(store: Store, update: string, onLost: () => void, n
     );
   }
   let held = true;
+  const lose = () => {
+    held = false;
+    clearInterval(timer);
+    onLost();
+  };
   const timer = setInterval(() => {
     if (!held) return;
     try {
-      if (!store.heartbeat(update, token)) {
-        held = false;
-        onLost();
-      }
+      if (!store.heartbeat(update, token)) lose();
     } catch {
       // A busy database for longer than its timeout: try again at the next beat.
     }
@@ -87,7 +93,17 @@ export function acquireLease(store: Store, update: string, onLost: () => void, n
   return {
     token,
     previous: result.previous,
-    stillHeld: () => held,
+    stillHeld() {
+      if (!held) return false;
+      let current: string | null;
+      try {
+        current = store.leaseToken(update);
+      } catch {
+        return held; // a busy database: the heartbeat decides
+      }
+      if (current !== token) lose();
+      return held;
+    },
     release() {
       clearInterval(timer);
       if (held) store.releaseLease(update, token);

@@ -122,11 +122,11 @@ export async function runUpdate(deps: EngineDeps, name: string, opts: RunOptions
       } else if (d.kind === 'run') {
         await runServer(ctx, d.server, all.indexOf(d.server) + 1, all.length);
       } else if (d.kind === 'pause') {
-        store.setUpdateStatus(name, 'paused', { reason: d.reason, pauseRequestedAt: null, pauseAtWorked: null });
+        guarded(ctx, () => store.setUpdateStatus(name, 'paused', { reason: d.reason, pauseRequestedAt: null, pauseAtWorked: null }), opts);
         emit({ type: 'update-finished', update: name, status: 'paused', reason: d.reason });
         return { update: name, status: 'paused', reason: d.reason, exitCode: EXIT.paused };
       } else {
-        store.setUpdateStatus(name, d.status, { endedAt: clock.now().toISOString(), reason: d.reason, pauseRequestedAt: null });
+        guarded(ctx, () => store.setUpdateStatus(name, d.status, { endedAt: clock.now().toISOString(), reason: d.reason, pauseRequestedAt: null }), opts);
         emit({ type: 'update-finished', update: name, status: d.status, reason: d.reason });
         return { update: name, status: d.status, reason: d.reason, exitCode: exitCodeFor(d.status) };
       }
@@ -150,6 +150,14 @@ function checkStillOurs(ctx: ServerContext, opts?: RunOptions): void {
   if ((opts?.signal ?? ctx.signal).aborted) {
     throw new InterruptedError(`interrupted: update ${ctx.update.name} stays running; \`agent-update start ${ctx.update.name}\` takes it over`);
   }
+}
+
+/** A state write made only while the lease is ours, checked in the transaction that writes. */
+function guarded<T>(ctx: ServerContext, write: () => T, opts?: RunOptions): T {
+  return ctx.deps.store.tx(() => {
+    checkStillOurs(ctx, opts);
+    return write();
+  });
 }
 
 /** One server's connection and journal: every command is recorded before it runs and after it ends. */
@@ -233,19 +241,19 @@ class ServerRun {
   }
 
   setStep(step: ServerStep, change: { fromCommit?: string; error?: string | null } = {}): void {
-    checkStillOurs(this.ctx);
-    this.server = this.ctx.deps.store.setServerStatus(this.server.id, 'running', { step, ...change });
+    this.server = guarded(this.ctx, () => this.ctx.deps.store.setServerStatus(this.server.id, 'running', { step, ...change }));
     this.ctx.deps.emit({ type: 'server-step', update: this.server.updateName, server: this.server.name, step });
   }
 
   finish(status: ServerStatus, change: { error?: string | null; fromCommit?: string | null } = {}): void {
-    checkStillOurs(this.ctx);
     const { store, clock, emit } = this.ctx.deps;
-    this.server = store.setServerStatus(this.server.id, status, {
-      step: null,
-      endedAt: clock.now().toISOString(),
-      ...change,
-    });
+    this.server = guarded(this.ctx, () =>
+      store.setServerStatus(this.server.id, status, {
+        step: null,
+        endedAt: clock.now().toISOString(),
+        ...change,
+      }),
+    );
     emit({
       type: 'server-finished',
       update: this.server.updateName,
@@ -280,13 +288,15 @@ async function runServer(ctx: ServerContext, server: ServerRecord, index: number
   emit({ type: 'server-started', update: server.updateName, server: server.name, index, total, host: server.host });
   // fromCommit is cleared until the re-check below reads it again: a takeover that finds it null
   // knows no update command has run, whatever the server was at when the plan was made.
-  const s = store.setServerStatus(server.id, 'running', {
-    step: 'update',
-    startedAt: clock.now().toISOString(),
-    toCommit: target,
-    fromCommit: null,
-    error: null,
-  });
+  const s = guarded(ctx, () =>
+    store.setServerStatus(server.id, 'running', {
+      step: 'update',
+      startedAt: clock.now().toISOString(),
+      toCommit: target,
+      fromCommit: null,
+      error: null,
+    }),
+  );
   const run = new ServerRun(ctx, s);
   try {
     const conn = await run.connect();

@@ -454,6 +454,12 @@ export class Store {
     });
   }
 
+  /** The token of the update's lease as committed now, or null when nobody holds it. */
+  leaseToken(name: string): string | null {
+    const row = this.db.prepare('SELECT lease_token FROM updates WHERE name = ?').get(name) as Row | undefined;
+    return (row?.lease_token as string | null | undefined) ?? null;
+  }
+
   /** Refresh our lease; false when it is no longer ours (someone took it over). */
   heartbeat(name: string, token: string): boolean {
     return (

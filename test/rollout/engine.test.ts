@@ -228,3 +228,30 @@ test('takeover: the re-check fails before any update command ran → unreachable
   assert.equal(statusOf(store, 's2').status, 'success', 'an untouched server does not stop the rollout');
   assert.equal(s2.commit, NEW);
 });
+
+test('an executor whose lease was taken while it was frozen stops before its next write, even before its next heartbeat', async (t) => {
+  // A process stopped (SIGSTOP, a suspended laptop) for longer than the lease's staleness is
+  // taken over; when it wakes, the reply to its command can arrive before its heartbeat timer
+  // runs. It must not act on the in-memory belief that it still holds the lease.
+  const store = setup(t, ['s1', 's2']);
+  const fake = new FakeTransport();
+  const s1 = fake.add('s1', OLD);
+  const s2 = fake.add('s2', OLD);
+  const connect = fake.connect.bind(fake);
+  fake.connect = async (server: ServerSpec) => {
+    const sess = await connect(server);
+    return {
+      exec: async (cmd: string) => {
+        const r = await sess.exec(cmd);
+        if (cmd.startsWith('reset')) store.db.prepare("UPDATE updates SET lease_token = 'thief' WHERE name = 'u'").run();
+        return r;
+      },
+      close: () => sess.close(),
+    };
+  };
+  await assert.rejects(runUpdate(deps(store, fake), 'u', { mode: 'start' }), BusyError);
+  assert.deepEqual(s1.log, ['version', `reset ${NEW}`], 'no remote command after the lease was taken');
+  assert.equal(statusOf(store, 's1').status, 'running', 'no state written after the lease was taken');
+  assert.equal(statusOf(store, 's1').step, 'update');
+  assert.deepEqual(s2.log, []);
+});
