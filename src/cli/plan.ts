@@ -1,5 +1,6 @@
 import { loadConfig } from '../config/load.js';
-import { createPlan } from '../plan/plan.js';
+import { checkUpdateName, createPlan } from '../plan/plan.js';
+import { resolveCommit } from '../plan/source.js';
 import { updateJson } from '../output/status-json.js';
 import { updateText } from '../output/text.js';
 import { type CliContext, parseCount } from './context.js';
@@ -8,11 +9,14 @@ export async function planCommand(ctx: CliContext, opts: { config: string; name?
   const concurrency = parseCount('--concurrency', opts.concurrency, 1) ?? 32;
   // Everything that can be wrong with the input is found before the database is even opened.
   const config = loadConfig(opts.config);
+  if (opts.name !== undefined) checkUpdateName(opts.name);
+  // The target commit too: a branch or commit the repo does not have is bad input (exit 2).
+  const commit = await resolveCommit(config.source.repo, config.source.branch, config.source.commit);
   const store = ctx.store(true);
   const reporter = ctx.reporter(false);
   try {
     const u = await createPlan(
-      { store, transport: ctx.transport(), clock: ctx.clock, emit: reporter.onEvent },
+      { store, transport: ctx.transport(), clock: ctx.clock, emit: reporter.onEvent, resolve: () => Promise.resolve(commit) },
       config,
       { name: opts.name, concurrency },
     );

@@ -24,6 +24,13 @@ export interface PlanDeps {
 
 const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/;
 
+/** Throws a UsageError (exit 2) unless `name` can name an update. */
+export function checkUpdateName(name: string): void {
+  if (!NAME_RE.test(name)) {
+    throw new UsageError(`--name: ${JSON.stringify(name)} is not a valid update name (letters, digits, '.', '_', '-'; at most 100)`);
+  }
+}
+
 /** The servers this update covers: `server_types` when given, in config order. */
 export function selectServers(config: Config): ServerSpec[] {
   const types = config.serverTypes;
@@ -54,9 +61,7 @@ export function settingsOf(config: Config, commit: string): RolloutSettings {
 export async function createPlan(deps: PlanDeps, config: Config, opts: PlanOptions): Promise<UpdateRecord> {
   const { store } = deps;
   const name = opts.name ?? config.name ?? defaultName(config.source.branch, deps.clock.now(), (n) => store.hasUpdate(n));
-  if (!NAME_RE.test(name)) {
-    throw new UsageError(`--name: ${JSON.stringify(name)} is not a valid update name (letters, digits, '.', '_', '-'; at most 100)`);
-  }
+  checkUpdateName(name);
   if (store.hasUpdate(name)) {
     throw new UsageError(`an update named ${name} already exists in ${store.path}; pass --name to choose another`);
   }

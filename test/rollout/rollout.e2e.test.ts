@@ -337,3 +337,20 @@ test('plan: an abbreviated commit is stored in full, an unknown one or branch is
   const list = await cli(['status', '--json'], { db });
   assert.deepEqual((JSON.parse(list.stdout) as { updates: Array<{ name: string }> }).updates.map((u) => u.name), ['a', 'd']);
 });
+
+test('plan refused for a bad --name or a branch the repo does not have writes no database', async (t) => {
+  const fleet = await fleetFor(t, { servers: 1 });
+  if (!fleet) return;
+  const cases: Array<[string[], Record<string, unknown>, RegExp]> = [
+    [['--name', 'bad name;x'], {}, /not a valid update name/],
+    [[], { source: { branch: 'no-such' } }, /has no branch "no-such"/],
+    [[], { source: { commit: 'deadbee' } }, /source\.commit: deadbee is not a commit/],
+  ];
+  for (const [extra, overrides, message] of cases) {
+    const db = join(fleet.root, 'refused.db');
+    const r = await cli(['plan', '-c', fleet.writeConfig(overrides), ...extra], { db });
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(r.stderr, message);
+    assert.ok(!existsSync(db), `${extra.join(' ')} ${JSON.stringify(overrides)}: no database was written`);
+  }
+});
