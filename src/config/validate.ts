@@ -17,7 +17,7 @@
  * - `restart`: default `[]` (no restart); every name must be a key of `agent.restart`.
  * - Commands may only use the placeholders `{repo}`, `{branch}`, `{commit}`,
  *   `{previous_commit}`; `${VAR}` and braces with spaces (`awk '{ print $1 }'`) are not
- *   placeholders.
+ *   placeholders. `agent.version_command` may use none: it runs as written.
  * - `agent.health.expect`: default `"{commit}"`; `""` means "exit status 0 is enough".
  *   `agent.health.timeout` default 5m, `agent.health.interval` default 2s, less than the timeout.
  * - `ssh.user` defaults to the user running agent-update; `ssh.port` to 22;
@@ -45,7 +45,7 @@ import * as path from 'node:path';
 import type { ConfigProblem } from '../errors.js';
 import type { Config, ServerSpec } from './types.js';
 import { formatDuration, parseDuration } from '../util/duration.js';
-import { PLACEHOLDERS, unknownPlaceholders } from '../util/shell.js';
+import { findPlaceholders, PLACEHOLDERS, unknownPlaceholders } from '../util/shell.js';
 
 export type KeyPath = (string | number)[];
 
@@ -632,6 +632,13 @@ export function validateConfig(raw: unknown, ctx: ValidateContext): ValidateResu
     c.add(['agent'], 'is required (with version_command, update and health)');
   } else if (agent) {
     versionCommand = c.command(['agent', 'version_command'], agent.version_command) ?? '';
+    const used = findPlaceholders(versionCommand);
+    if (used.length) {
+      c.add(
+        ['agent', 'version_command'],
+        `placeholders are not expanded here (it runs as written, to read the installed commit): ${used.map((n) => `{${n}}`).join(', ')}`,
+      );
+    }
 
     if (agent.update === undefined || agent.update === null) {
       c.add(['agent', 'update'], 'is required: the list of commands that install the new commit');

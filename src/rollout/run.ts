@@ -384,13 +384,17 @@ async function verifyHealth(run: ServerRun, phase: ServerStep, commit: string): 
   const { clock, emit } = run.ctx.deps;
   const signal = run.ctx.signal;
   const { agent: { health }, ssh } = run.settings;
-  const expect = expandText(health.expect, { ...placeholders(run, commit, null), previous_commit: run.server.fromCommit ?? '' });
+  // The same values as the commands of the phase: during a rollback {previous_commit} is the target that failed.
+  const previous = (phase === 'verify-rollback' ? run.server.toCommit : run.server.fromCommit) ?? '';
+  const values = placeholders(run, commit, previous);
+  const expect = expandText(health.expect, values);
+  const command = expandCommand(health.command, values);
   const begin = clock.now().getTime();
   const deadline = begin + health.timeoutMs;
   let last: string;
   for (let attempt = 1; ; attempt++) {
     const remaining = Math.max(deadline - clock.now().getTime(), 1_000);
-    const r = await run.exec(phase, health.command, Math.min(ssh.commandTimeoutMs, remaining));
+    const r = await run.exec(phase, command, Math.min(ssh.commandTimeoutMs, remaining));
     if (r.code === 0 && r.stdout.includes(expect)) return { ok: true };
     last = r.code === 0 ? `output does not contain ${JSON.stringify(expect)}: ${r.stdout.trim().slice(0, 200)}` : describeFailure(r);
     if (signal.aborted) return { ok: false, error: `interrupted while verifying: ${last}` };

@@ -409,3 +409,9 @@ test('branchNameProblems agrees with git check-ref-format --branch', (t) => {
     assert.equal(branchNameProblems(name).length === 0, gitAccepts, `${JSON.stringify(name)}: git ${gitAccepts ? 'accepts' : 'refuses'} it`);
   }
 });
+
+test('a placeholder in agent.version_command is refused: it is run as it is, to read the commit', () => {
+  const ps = problems(variant((c) => void (c.agent.version_command = 'git -C ~/agent/repo rev-parse {branch}')));
+  assert.deepEqual(ps.map((p) => p.path), ['agent.version_command']);
+  assert.match(ps[0]!.message, /\{branch\}/);
+});

@@ -255,3 +255,35 @@ test('an executor whose lease was taken while it was frozen stops before its nex
   assert.equal(statusOf(store, 's1').step, 'update');
   assert.deepEqual(s2.log, []);
 });
+
+test('placeholders in agent.health.command are expanded (the target while verifying, the rollback commit while verifying a rollback)', async (t) => {
+  const store = setup(t, ['s1', 's2']);
+  const healthWithCommit = {
+    ...settings,
+    agent: { ...settings.agent, health: { ...settings.agent.health, command: 'health-at {commit}', expect: '' } },
+  };
+  store.db.prepare('UPDATE updates SET settings_json = ?').run(JSON.stringify(healthWithCommit));
+  const fake = new FakeTransport(new Set([NEW]));
+  const s1 = fake.add('s1', OLD);
+  const connect = fake.connect.bind(fake);
+  fake.connect = async (server: ServerSpec) => {
+    const sess = await connect(server);
+    const f = fake.servers.get(server.name)!;
+    return {
+      exec: async (cmd: string) => {
+        const m = /^health-at (.*)$/.exec(cmd);
+        if (!m) return sess.exec(cmd);
+        f.log.push(cmd);
+        const up = f.online && m[1] === f.commit;
+        return { code: up ? 0 : 7, stdout: '', stderr: up ? '' : `not online at ${m[1]}`, timedOut: false, error: null, durationMs: 1 };
+      },
+      close: () => sess.close(),
+    };
+  };
+  const r = await runUpdate(deps(store, fake), 'u', { mode: 'start' });
+  // NEW is broken: its health check fails, the rollback to OLD is verified online at OLD.
+  assert.ok(s1.log.includes(`health-at ${NEW}`), s1.log.join('\n'));
+  assert.equal(s1.log[s1.log.length - 1], `health-at ${OLD}`);
+  assert.equal(statusOf(store, 's1').status, 'rolled-back', statusOf(store, 's1').error ?? '');
+  assert.equal(r.status, 'failure');
+});
