@@ -47,7 +47,8 @@ export async function runCommand(
   const deps = { store, transport: ctx.transport(), clock: ctx.clock, emit: reporter.onEvent };
   const limit = pLimit(parallel);
   try {
-    const results = await Promise.all(
+    // allSettled: a bug in one batch must not close the store under the others still running.
+    const settled = await Promise.allSettled(
       names.map((name) =>
         limit(async (): Promise<RunResult | { update: string; error: AppError } | { update: string; notStarted: true }> => {
           // Interrupted before this update's turn (--parallel smaller than the names): do not start it.
@@ -61,6 +62,9 @@ export async function runCommand(
         }),
       ),
     );
+    const bug = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (bug) throw bug.reason;
+    const results = settled.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
     let worst: number = EXIT.ok;
     for (const r of results) {
       const code = 'error' in r ? r.error.exitCode : 'notStarted' in r ? EXIT.paused : r.exitCode;

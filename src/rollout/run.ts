@@ -78,24 +78,30 @@ export async function runUpdate(deps: EngineDeps, name: string, opts: RunOptions
   const lease = acquireLease(store, name, () => lost.abort(), () => clock.now());
   const abort = opts.signal ? AbortSignal.any([opts.signal, lost.signal]) : lost.signal;
   try {
-    // Re-read under the lease: the status may have changed while we were asking for it.
-    let u = store.getUpdate(name);
-    checkRunnable(u, opts.mode);
-    const servers = store.getServers(name);
-    const takeover = u.status === 'running';
-    const resumed = u.status === 'paused';
-    const worked = countWorked(servers);
-    let pauseAtWorked = u.pauseAtWorked;
-    if (opts.stopAfter !== undefined) pauseAtWorked = opts.stopAfter > 0 ? worked + opts.stopAfter : null;
-    else if (u.status === 'pending') pauseAtWorked = u.testStopAfter > 0 ? worked + u.testStopAfter : null;
-    else if (u.status === 'paused') pauseAtWorked = null;
-    u = store.setUpdateStatus(name, 'running', {
-      startedAt: u.startedAt ?? clock.now().toISOString(),
-      pauseAtWorked,
-      // A takeover keeps a pause that was asked of the dead executor; a fresh start or resume clears it.
-      pauseRequestedAt: takeover ? u.pauseRequestedAt : null,
-      reason: null,
+    // Re-read under the lease, and write in the same transaction: a pause asked from another
+    // terminal in between is then either seen here or lands after, never overwritten.
+    const begun = store.tx(() => {
+      const before = store.getUpdate(name);
+      checkRunnable(before, opts.mode);
+      const servers = store.getServers(name);
+      const worked = countWorked(servers);
+      let pauseAtWorked = before.pauseAtWorked;
+      if (opts.stopAfter !== undefined) pauseAtWorked = opts.stopAfter > 0 ? worked + opts.stopAfter : null;
+      else if (before.status === 'pending') pauseAtWorked = before.testStopAfter > 0 ? worked + before.testStopAfter : null;
+      else if (before.status === 'paused') pauseAtWorked = null;
+      const after = store.setUpdateStatus(name, 'running', {
+        startedAt: before.startedAt ?? clock.now().toISOString(),
+        pauseAtWorked,
+        // A takeover keeps a pause that was asked of the dead executor; a fresh start or resume clears it.
+        pauseRequestedAt: before.status === 'running' ? before.pauseRequestedAt : null,
+        reason: null,
+      });
+      return { before, after, servers };
     });
+    const { servers } = begun;
+    let u = begun.after;
+    const takeover = begun.before.status === 'running';
+    const resumed = begun.before.status === 'paused';
     if (takeover) {
       const from = lease.previous ? `pid ${lease.previous.pid} on ${lease.previous.host}` : 'a process that left no lease';
       store.addEvent(name, null, 'takeover', `taking over from ${from}`);
@@ -442,7 +448,9 @@ async function recoverServer(ctx: ServerContext, server: ServerRecord): Promise<
       return await updateAndVerify(run, { skipUpdate: false });
     }
     if (!v.ok) return await rollbackServer(run, `re-checked after a crash: ${v.error}`);
-    if (v.commit === target) return await updateAndVerify(run, { skipUpdate: true });
+    // At the target: if it died during the update step, a later update command (a build, a
+    // migration) may not have run, so all of them run again (they must be idempotent).
+    if (v.commit === target) return await updateAndVerify(run, { skipUpdate: server.step !== 'update' });
     if (v.commit === server.fromCommit) {
       run.setStep('update');
       return await updateAndVerify(run, { skipUpdate: false });

@@ -119,7 +119,7 @@ test('a clean run: recheck, update, version, restart, health; in that order', as
 const takeovers: Array<{ title: string; step: ServerStep; from: string | null; at: string; expect: string; log: string[] }> = [
   { title: 'crashed before the re-check recorded anything, server already at the target', step: 'update', from: null, at: NEW, expect: 'skipped', log: ['version'] },
   { title: 'crashed before any update command ran', step: 'update', from: null, at: OLD, expect: 'success', log: ['version', `reset ${NEW}`, 'version', 'restart', 'health'] },
-  { title: 'crashed during update, the update had landed', step: 'update', from: OLD, at: NEW, expect: 'success', log: ['version', 'restart', 'health'] },
+  { title: 'crashed during update, the commit had landed: every update command runs again', step: 'update', from: OLD, at: NEW, expect: 'success', log: ['version', `reset ${NEW}`, 'version', 'restart', 'health'] },
   { title: 'crashed during update, nothing had landed', step: 'update', from: OLD, at: OLD, expect: 'success', log: ['version', `reset ${NEW}`, 'version', 'restart', 'health'] },
   { title: 'crashed during restart', step: 'restart', from: OLD, at: NEW, expect: 'success', log: ['version', 'restart', 'health'] },
   { title: 'crashed during verify: verified only', step: 'verify', from: OLD, at: NEW, expect: 'success', log: ['version', 'health'] },
