@@ -1,3 +1,4 @@
+import { holderIsDead } from '../rollout/lease.js';
 import type { ServerRecord, UpdateRecord } from '../store/store.js';
 
 /** `status NAME --json`, exactly as SPEC.md shows it, plus the documented extensions. */
@@ -15,8 +16,8 @@ export interface UpdateJson {
   reason: string | null;
   /** extension: a pause has been asked and the executor has not yet stopped */
   pauseRequested: boolean;
-  /** extension: the process executing it, when one holds the lease */
-  executor: { pid: number; host: string; since: string; heartbeat: string } | null;
+  /** extension: the process holding its lease; `alive: false` when it died (start takes over) */
+  executor: { pid: number; host: string; since: string; heartbeat: string; alive: boolean } | null;
 }
 
 export interface ServerJson {
@@ -62,6 +63,8 @@ export function updateJson(u: UpdateRecord, servers: readonly ServerRecord[]): U
     })),
     reason: u.reason,
     pauseRequested: u.pauseRequestedAt !== null,
-    executor: u.lease ? { pid: u.lease.pid, host: u.lease.host, since: u.lease.since, heartbeat: u.lease.heartbeat } : null,
+    executor: u.lease
+      ? { pid: u.lease.pid, host: u.lease.host, since: u.lease.since, heartbeat: u.lease.heartbeat, alive: !holderIsDead(u.lease, new Date()) }
+      : null,
   };
 }

@@ -1,6 +1,7 @@
 import chalk from 'chalk';
 import type { EventRecord, ServerRecord, StepRecord, UpdateRecord } from '../store/store.js';
 import { countsOf } from './status-json.js';
+import { holderIsDead } from '../rollout/lease.js';
 
 const STATUS_COLOUR: Record<string, (s: string) => string> = {
   success: chalk.green,
@@ -54,7 +55,13 @@ export function updateText(u: UpdateRecord, servers: readonly ServerRecord[]): s
   ];
   if (u.batchOf) lines.push(`  batch of ${u.batchOf}`);
   lines.push(`  created  ${u.createdAt}${u.startedAt ? `   started ${u.startedAt}` : ''}${u.endedAt ? `   ended ${u.endedAt}` : ''}`);
-  if (u.lease) lines.push(`  executor pid ${u.lease.pid} on ${u.lease.host} since ${u.lease.since}`);
+  if (u.lease) {
+    const dead = holderIsDead(u.lease, new Date());
+    lines.push(
+      `  executor pid ${u.lease.pid} on ${u.lease.host} since ${u.lease.since}` +
+        (dead ? chalk.red(` (gone: \`agent-update start ${u.name}\` takes over)`) : ''),
+    );
+  }
   if (u.reason) lines.push(`  reason   ${u.reason}`);
   lines.push(`  ${countsLine(servers)}`, '');
   const rows = [['SERVER', 'HOST', 'TYPE', 'STATUS', 'FROM', 'TO', 'DETAIL'].map((h) => chalk.bold(h))];

@@ -193,6 +193,9 @@ test('a second start of a running update is refused at once with exit 4, naming 
   const began = Date.now();
   const second = await cli(['start', name], { db });
   const tookMs = Date.now() - began;
+  const live = await statusJson(db, name);
+  assert.equal(live.executor?.pid, run.pid);
+  assert.equal(live.executor?.alive, true);
   assert.equal(second.code, 4, second.stderr);
   assert.match(second.stderr, new RegExp(`pid ${run.pid}`));
   assert.ok(tookMs < 10_000, `refused in ${tookMs} ms`);
@@ -220,6 +223,7 @@ for (const point of ['update', 'verify', 'between servers'] as const) {
     await run;
     const mid = await statusJson(db, name);
     assert.equal(mid.status, 'running', 'a killed executor leaves the update running');
+    assert.equal(mid.executor?.alive, false, 'status shows the executor is gone');
 
     const taken = await cli(['start', name], { db });
     assert.equal(taken.code, 0, taken.stdout + taken.stderr);
