@@ -354,3 +354,33 @@ test('plan refused for a bad --name or a branch the repo does not have writes no
     assert.ok(!existsSync(db), `${extra.join(' ')} ${JSON.stringify(overrides)}: no database was written`);
   }
 });
+
+test('an encrypted key works through its passphrase variable, and no secret reaches the database or the terminal', async (t) => {
+  const fleet = await fleetFor(t, { servers: 1 });
+  if (!fleet) return;
+  const passphrase = 'pass-Phrase-7731-unique';
+  const key = join(fleet.root, 'id_encrypted');
+  copyFileSync(fleet.identityFile, key);
+  const { execa } = await import('execa');
+  await execa('ssh-keygen', ['-q', '-p', '-N', passphrase, '-f', key]);
+  const body = readFileSync(key, 'utf8').split('\n').filter((l) => l && !l.startsWith('-----'))[1]!;
+  const db = join(fleet.root, 'secret.db');
+  const config = fleet.writeConfig({ name: 'sec', ssh: { identity_file: key } });
+  const env = { AGENT_UPDATE_SSH_PASSPHRASE: passphrase };
+  const without = await cli(['plan', '-c', config], { db: join(fleet.root, 'nopass.db') });
+  assert.equal(without.code, 0);
+  assert.match(without.stdout, /unreachable.*AGENT_UPDATE_SSH_PASSPHRASE/, 'the missing passphrase is named');
+  const p = await cli(['plan', '-c', config], { db, env });
+  const r = await cli(['start', 'sec', '-v'], { db, env });
+  assert.equal(r.code, 0, r.stdout + r.stderr);
+  const logs = await cli(['logs', 'sec'], { db });
+  const everything = [p.stdout, p.stderr, r.stdout, r.stderr, logs.stdout, ...['', '-wal', '-shm'].map((x) => {
+    try {
+      return readFileSync(db + x).toString('latin1');
+    } catch {
+      return '';
+    }
+  })].join('\n');
+  assert.ok(!everything.includes(passphrase), 'the passphrase appears nowhere');
+  assert.ok(!everything.includes(body.slice(0, 40)), 'no private key material appears anywhere');
+});
