@@ -59,15 +59,8 @@ const SERVER_TABLE: Record<ServerStatus, readonly ServerStatus[]> = {
   fatal: [],
 };
 
-export const TERMINAL_UPDATE: ReadonlySet<UpdateStatus> = new Set(['success', 'partial-success', 'failure', 'cancelled']);
-export const TERMINAL_SERVER: ReadonlySet<ServerStatus> = new Set([
-  'skipped',
-  'unreachable',
-  'success',
-  'rolled-back',
-  'failed',
-  'fatal',
-]);
+/** Statuses the table lets nothing leave. */
+export const TERMINAL_UPDATE: ReadonlySet<UpdateStatus> = new Set(UPDATE_STATUSES.filter((st) => UPDATE_TABLE[st].length === 0));
 /** Terminal statuses that involved work on the server: they count towards test mode's stop_after. */
 export const WORKED_SERVER: ReadonlySet<ServerStatus> = new Set(['success', 'rolled-back', 'failed', 'fatal']);
 

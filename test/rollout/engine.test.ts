@@ -28,6 +28,8 @@ interface FakeServer {
 /** Servers as plain data: `reset --hard X` moves the commit, `restart` brings it online unless broken. */
 class FakeTransport implements Transport {
   readonly servers = new Map<string, FakeServer>();
+  /** a test's hook around every command: answer it itself, or call `next` to run it as usual */
+  intercept: ((server: string, command: string, next: () => Promise<ExecResult>) => Promise<ExecResult>) | null = null;
   constructor(private readonly broken = new Set<string>()) {}
 
   add(name: string, commit: string): FakeServer {
@@ -40,8 +42,7 @@ class FakeTransport implements Transport {
     const s = this.servers.get(server.name)!;
     const broken = this.broken;
     const ok = (stdout: string): ExecResult => ({ code: 0, stdout, stderr: '', timedOut: false, error: null, durationMs: 1 });
-    return {
-      async exec(command: string): Promise<ExecResult> {
+    const run = async (command: string): Promise<ExecResult> => {
         s.log.push(command);
         if (command === 'version') return ok(s.commit + '\n');
         const reset = /^reset '?([0-9a-f]{40})'?$/.exec(command);
@@ -56,7 +57,9 @@ class FakeTransport implements Transport {
         }
         if (command === 'health') return s.online ? ok(`online ${s.commit}`) : { ...ok(''), code: 7 };
         throw new Error(`unexpected command ${command}`);
-      },
+    };
+    return {
+      exec: (command: string) => (this.intercept ? this.intercept(server.name, command, () => run(command)) : run(command)),
       close() {},
     };
   }
@@ -175,19 +178,12 @@ test('an executor whose lease is taken stops before its next write', async (t) =
   const s1 = fake.add('s1', OLD);
   fake.add('s2', OLD);
   // Another process "takes over" while s1 is being updated.
-  const session = fake.connect.bind(fake);
-  fake.connect = async (server: ServerSpec) => {
-    const sess = await session(server);
-    return {
-      exec: async (cmd: string) => {
-        if (cmd.startsWith('reset')) {
-          store.db.prepare("UPDATE updates SET lease_token = 'thief' WHERE name = 'u'").run();
-          await new Promise((r) => setTimeout(r, 2_500)); // past one heartbeat
-        }
-        return sess.exec(cmd);
-      },
-      close: () => sess.close(),
-    };
+  fake.intercept = async (_server, cmd, next) => {
+    if (cmd.startsWith('reset')) {
+      store.db.prepare("UPDATE updates SET lease_token = 'thief' WHERE name = 'u'").run();
+      await new Promise((r) => setTimeout(r, 2_500)); // past one heartbeat
+    }
+    return next();
   };
   await assert.rejects(runUpdate(deps(store, fake), 'u', { mode: 'start' }), BusyError);
   assert.equal(statusOf(store, 's1').status, 'running', 'no result was written after losing the lease');
@@ -205,20 +201,10 @@ test('takeover: the re-check fails before any update command ran → unreachable
   const fake = new FakeTransport();
   const s1 = fake.add('s1', OLD);
   const s2 = fake.add('s2', OLD);
-  const connect = fake.connect.bind(fake);
-  fake.connect = async (server: ServerSpec) => {
-    const sess = await connect(server);
-    if (server.name !== 's1') return sess;
-    return {
-      exec: async (cmd: string) => {
-        if (cmd === 'version') {
-          s1.log.push(cmd);
-          return { code: 1, stdout: '', stderr: 'fatal: not a git repository', timedOut: false, error: null, durationMs: 1 };
-        }
-        return sess.exec(cmd);
-      },
-      close: () => sess.close(),
-    };
+  fake.intercept = async (server, cmd, next) => {
+    if (server !== 's1' || cmd !== 'version') return next();
+    s1.log.push(cmd);
+    return { code: 1, stdout: '', stderr: 'fatal: not a git repository', timedOut: false, error: null, durationMs: 1 };
   };
   crashAt(store, 's1', 'update', null);
   await runUpdate(deps(store, fake), 'u', { mode: 'start' });
@@ -237,17 +223,10 @@ test('an executor whose lease was taken while it was frozen stops before its nex
   const fake = new FakeTransport();
   const s1 = fake.add('s1', OLD);
   const s2 = fake.add('s2', OLD);
-  const connect = fake.connect.bind(fake);
-  fake.connect = async (server: ServerSpec) => {
-    const sess = await connect(server);
-    return {
-      exec: async (cmd: string) => {
-        const r = await sess.exec(cmd);
-        if (cmd.startsWith('reset')) store.db.prepare("UPDATE updates SET lease_token = 'thief' WHERE name = 'u'").run();
-        return r;
-      },
-      close: () => sess.close(),
-    };
+  fake.intercept = async (_server, cmd, next) => {
+    const r = await next();
+    if (cmd.startsWith('reset')) store.db.prepare("UPDATE updates SET lease_token = 'thief' WHERE name = 'u'").run();
+    return r;
   };
   await assert.rejects(runUpdate(deps(store, fake), 'u', { mode: 'start' }), BusyError);
   assert.deepEqual(s1.log, ['version', `reset ${NEW}`], 'no remote command after the lease was taken');
@@ -265,20 +244,13 @@ test('placeholders in agent.health.command are expanded (the target while verify
   store.db.prepare('UPDATE updates SET settings_json = ?').run(JSON.stringify(healthWithCommit));
   const fake = new FakeTransport(new Set([NEW]));
   const s1 = fake.add('s1', OLD);
-  const connect = fake.connect.bind(fake);
-  fake.connect = async (server: ServerSpec) => {
-    const sess = await connect(server);
-    const f = fake.servers.get(server.name)!;
-    return {
-      exec: async (cmd: string) => {
-        const m = /^health-at (.*)$/.exec(cmd);
-        if (!m) return sess.exec(cmd);
-        f.log.push(cmd);
-        const up = f.online && m[1] === f.commit;
-        return { code: up ? 0 : 7, stdout: '', stderr: up ? '' : `not online at ${m[1]}`, timedOut: false, error: null, durationMs: 1 };
-      },
-      close: () => sess.close(),
-    };
+  fake.intercept = async (server, cmd, next) => {
+    const m = /^health-at (.*)$/.exec(cmd);
+    if (!m) return next();
+    const f = fake.servers.get(server)!;
+    f.log.push(cmd);
+    const up = f.online && m[1] === f.commit;
+    return { code: up ? 0 : 7, stdout: '', stderr: up ? '' : `not online at ${m[1]}`, timedOut: false, error: null, durationMs: 1 };
   };
   const r = await runUpdate(deps(store, fake), 'u', { mode: 'start' });
   // NEW is broken: its health check fails, the rollback to OLD is verified online at OLD.

@@ -13,6 +13,7 @@ test('the update table: the transitions SPEC.md names are allowed', () => {
 });
 
 test('nothing leaves a terminal status', () => {
+  assert.deepEqual([...TERMINAL_UPDATE].sort(), ['cancelled', 'failure', 'partial-success', 'success']);
   for (const from of TERMINAL_UPDATE) {
     for (const to of UPDATE_STATUSES) assert.equal(canTransitionUpdate(from, to), false, `${from} → ${to}`);
   }

@@ -179,3 +179,11 @@ export async function hashKnownHosts(file: string): Promise<void> {
   await execFileP('ssh-keygen', ['-q', '-H', '-f', file]);
   rmSync(`${file}.old`, { force: true });
 }
+
+let knownHostsFiles = 0;
+/** A new known_hosts file in `dir` holding `lines`. */
+export function writeKnownHosts(dir: string, ...lines: string[]): string {
+  const file = join(dir, `known_hosts.${++knownHostsFiles}`);
+  writeFileSync(file, lines.join('\n') + '\n');
+  return file;
+}

@@ -3,7 +3,7 @@
  * faults a real sshd cannot easily produce: hangs, dying connections, silent servers.
  */
 import { strict as assert } from 'node:assert';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import ssh2 from 'ssh2';
@@ -13,7 +13,7 @@ import type { SimServer, SimServerOptions } from '../../src/sim/ssh-server.js';
 import { fingerprintSha256 } from '../../src/ssh/known-hosts.js';
 import { Ssh2Transport } from '../../src/ssh/ssh2-transport.js';
 import { TransportError } from '../../src/ssh/transport.js';
-import { freePort, hashKnownHosts, makeUserKey, server, sshConfig, startAgent, tempDir } from './helpers.js';
+import { freePort, hashKnownHosts, makeUserKey, server, sshConfig, startAgent, tempDir, writeKnownHosts } from './helpers.js';
 import type { KeyPair } from './helpers.js';
 
 const tmp = tempDir('au-sim-');
@@ -40,12 +40,7 @@ async function sim(opts: Partial<SimServerOptions> = {}): Promise<SimServer> {
   return s;
 }
 
-let khCount = 0;
-function knownHosts(...lines: string[]): string {
-  const file = join(tmp.dir, `known_hosts.${++khCount}`);
-  writeFileSync(file, lines.join('\n') + '\n');
-  return file;
-}
+const knownHosts = (...lines: string[]): string => writeKnownHosts(tmp.dir, ...lines);
 
 function transport(): Ssh2Transport {
   const t = new Ssh2Transport();

@@ -3,7 +3,7 @@
  * installed, unless REQUIRE_SSHD=1).
  */
 import { strict as assert } from 'node:assert';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { TestContext } from 'node:test';
@@ -12,7 +12,7 @@ import { fingerprintSha256 } from '../../src/ssh/known-hosts.js';
 import { Ssh2Transport } from '../../src/ssh/ssh2-transport.js';
 import { TransportError } from '../../src/ssh/transport.js';
 import type { Session } from '../../src/ssh/transport.js';
-import { execFileP, hashKnownHosts, makeUserKey, server, sshConfig, sshdUnavailable, startAgent, startSshd, tempDir } from './helpers.js';
+import { execFileP, hashKnownHosts, makeUserKey, server, sshConfig, sshdUnavailable, startAgent, startSshd, tempDir, writeKnownHosts } from './helpers.js';
 import type { KeyPair, Sshd } from './helpers.js';
 
 const ENV = 'AGENT_UPDATE_TEST_PASSPHRASE';
@@ -54,12 +54,7 @@ function need(t: TestContext): Sshd | null {
   return null;
 }
 
-let n = 0;
-function knownHosts(...lines: string[]): string {
-  const file = join(tmp.dir, `known_hosts.${++n}`);
-  writeFileSync(file, lines.join('\n') + '\n');
-  return file;
-}
+const knownHosts = (...lines: string[]): string => writeKnownHosts(tmp.dir, ...lines);
 
 function cfg(d: Sshd, overrides: Partial<SshConfig> = {}): SshConfig {
   return sshConfig({ knownHosts: knownHosts(d.hostKeyLine), identityFile: key.privateFile, ...overrides });
