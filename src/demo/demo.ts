@@ -22,8 +22,8 @@
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import ssh2 from 'ssh2';
 import { stringify } from 'yaml';
+import { generateKeyPair } from '../sim/keys.js';
 import { UsageError } from '../errors.js';
 import { agentCommands, currentCommit, installAgent } from '../sim/agent.js';
 import { startSimServer, type SimServer } from '../sim/ssh-server.js';
@@ -171,7 +171,7 @@ async function buildFleet(dir: string, kept: boolean, opts: DemoFleetOptions, si
   const sshDir = path.join(dir, 'ssh');
   mkdirSync(sshDir, { recursive: true, mode: 0o700 });
   const identityFile = path.join(sshDir, 'id_ed25519');
-  const keys = ssh2.utils.generateKeyPairSync('ed25519', { comment: 'agent-update-demo' });
+  const keys = generateKeyPair('ed25519', 'agent-update-demo');
   writeFileSync(identityFile, keys.private, { mode: 0o600 });
   chmodSync(identityFile, 0o600); // in case the file existed with other permissions
   writeFileSync(`${identityFile}.pub`, keys.public + '\n');

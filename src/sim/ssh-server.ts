@@ -9,6 +9,7 @@ import { createServer } from 'node:net';
 import type { AddressInfo, Socket } from 'node:net';
 import ssh2 from 'ssh2';
 import type { Connection, ParsedKey, ServerChannel } from 'ssh2';
+import { generateKeyPair } from './keys.js';
 
 const { Server, utils } = ssh2;
 
@@ -75,7 +76,7 @@ function killTree(child: ChildProcess, signal: NodeJS.Signals): void {
 export async function startSimServer(opts: SimServerOptions): Promise<SimServer> {
   const host = opts.host ?? '127.0.0.1';
   const behaviour = opts.behaviour ?? {};
-  const hostKeyPem = opts.hostKey ?? utils.generateKeyPairSync('ed25519').private;
+  const hostKeyPem = opts.hostKey ?? generateKeyPair('ed25519').private;
   const hostKey = parseOne(hostKeyPem);
   const hostKeyBlob = hostKey.getPublicSSH();
   const allowed = parseOne(opts.authorizedKey);

@@ -8,8 +8,8 @@ import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:f
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import ssh2 from 'ssh2';
 import { stringify } from 'yaml';
+import { generateKeyPair } from '../../src/sim/keys.js';
 import { agentCommands, currentCommit, installAgent, readDeployCount } from '../../src/sim/agent.js';
 import { startSimServer } from '../../src/sim/ssh-server.js';
 import { createUpstream } from '../../src/sim/upstream.js';
@@ -58,7 +58,7 @@ test('a connection that dies mid-command: the step fails, a new connection rolls
   const home = join(root, 'home');
   mkdirSync(home);
   await installAgent(home, upstream.repo, upstream.commits.base);
-  const keys = ssh2.utils.generateKeyPairSync('ed25519');
+  const keys = generateKeyPair('ed25519');
   const keyFile = join(root, 'id');
   writeFileSync(keyFile, keys.private);
   chmodSync(keyFile, 0o600);

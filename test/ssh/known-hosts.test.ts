@@ -3,7 +3,6 @@ import { createHash, createHmac, randomBytes } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
-import ssh2 from 'ssh2';
 import {
   entryMatchesHost,
   fingerprintSha256,
@@ -15,16 +14,12 @@ import {
   readKnownHosts,
   verifyHostKey,
 } from '../../src/ssh/known-hosts.js';
+import { generateKeyPair } from '../../src/sim/keys.js';
 import { hostKeyAlgorithms } from '../../src/ssh/ssh2-transport.js';
 import { execFileP, hashKnownHosts, tempDir } from './helpers.js';
 
 function newKey(type: 'ed25519' | 'ecdsa' | 'rsa' = 'ed25519'): { type: string; blob: Buffer; b64: string } {
-  const pair =
-    type === 'ecdsa'
-      ? ssh2.utils.generateKeyPairSync('ecdsa', { bits: 256 })
-      : type === 'rsa'
-        ? ssh2.utils.generateKeyPairSync('rsa', { bits: 2048 })
-        : ssh2.utils.generateKeyPairSync('ed25519');
+  const pair = generateKeyPair(type);
   const [t, b64] = pair.public.split(' ') as [string, string];
   return { type: t, blob: Buffer.from(b64, 'base64'), b64 };
 }

@@ -6,7 +6,7 @@ import { strict as assert } from 'node:assert';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import ssh2 from 'ssh2';
+import { generateKeyPair } from '../../src/sim/keys.js';
 import type { SshConfig } from '../../src/config/types.js';
 import { startSimServer } from '../../src/sim/ssh-server.js';
 import type { SimServer, SimServerOptions } from '../../src/sim/ssh-server.js';
@@ -278,7 +278,7 @@ describe('host keys', () => {
 
   test('changed host key → host-key-mismatch and nothing ran', async () => {
     const s = await sim();
-    const other = ssh2.utils.generateKeyPairSync('ed25519').public.split(' ');
+    const other = generateKeyPair('ed25519').public.split(' ');
     const kh = knownHosts(`[127.0.0.1]:${s.port} ${other[0]} ${other[1]}`);
     const marker = join(tmp.dir, 'ran-mismatch');
     const err = await rejection(
@@ -315,7 +315,7 @@ describe('host keys', () => {
 
   test('the host key type we know is the one negotiated (no false mismatch)', async () => {
     // The server offers ed25519 (ssh2's first choice) and ecdsa; only ecdsa is known.
-    const ecdsa = ssh2.utils.generateKeyPairSync('ecdsa', { bits: 256 });
+    const ecdsa = generateKeyPair('ecdsa');
     const s = await sim({ extraHostKeys: [ecdsa.private] });
     const [type, b64] = ecdsa.public.split(' ');
     const kh = knownHosts(`[127.0.0.1]:${s.port} ${type} ${b64}`);
