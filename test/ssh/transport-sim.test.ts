@@ -138,7 +138,7 @@ describe('exec on the simulated server', () => {
     assert.equal(r.code, null);
     assert.equal(r.timedOut, true);
     assert.equal(r.error, 'timed out after 300ms');
-    assert.ok(Date.now() - started < 2000);
+    assert.ok(Date.now() - started < 10_000, 'a command that never ends came back within its timeout (generous for a loaded machine)');
     const r2 = await session.exec('sleep 30', { timeoutMs: 1000 });
     assert.equal(r2.timedOut, true);
     assert.equal(r2.error, 'timed out after 1s');
@@ -206,7 +206,7 @@ describe('faults', () => {
     assert.equal(r.code, null);
     assert.equal(r.timedOut, false);
     assert.match(r.error ?? '', /^connection lost: /);
-    assert.ok(Date.now() - started < 5000);
+    assert.ok(Date.now() - started < 15_000, 'long before the 30 s command could have ended');
     const later = await session.exec('echo x');
     assert.equal(later.code, null);
     assert.match(later.error ?? '', /^not connected/);
@@ -219,7 +219,7 @@ describe('faults', () => {
     const took = Date.now() - started;
     assert.equal(err.kind, 'timeout');
     assert.match(err.message, /timed out after 600ms/);
-    assert.ok(took >= 550 && took < 2000, `took ${took}ms`);
+    assert.ok(took >= 550 && took < 8000, `took ${took}ms`);
   });
 
   test('connect is bounded by the abort signal', async () => {
@@ -229,7 +229,7 @@ describe('faults', () => {
     const started = Date.now();
     const err = await rejection(transport().connect(server(s.host, s.port), cfgFor(s, { connectTimeoutMs: 10_000 }), ac.signal));
     assert.match(err.message, /aborted/);
-    assert.ok(Date.now() - started < 2000);
+    assert.ok(Date.now() - started < 8000, 'the abort, not the 10 s connect timeout, ended it');
   });
 
   test('connection refused → network', async () => {
