@@ -1,11 +1,11 @@
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
 import { CliContext, type GlobalOptions } from './cli/context.js';
-import { cancelCommand, logsCommand, pauseCommand, splitCommand, statusCommand } from './cli/control.js';
-import { demoCommand } from './cli/demo.js';
-import { planCommand } from './cli/plan.js';
-import { runCommand } from './cli/run.js';
 import { AppError, ConfigError, EXIT } from './errors.js';
+
+// Each command's module is loaded when that command runs, so `status`, `pause` or a refused
+// second `start` do not pay for what `plan` (execa, yaml) or `demo` (the simulated fleet) load.
+const control = () => import('./cli/control.js');
 
 function version(): string {
   const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
@@ -39,7 +39,7 @@ function buildProgram(result: { code: number }, contexts: CliContext[]): Command
     .option('--name <name>', 'name of the update (default: config name, or <branch>-<date>)')
     .option('--concurrency <n>', 'servers probed at once', '32')
     .action(async (o, cmd: Command) => {
-      result.code = await planCommand(ctxOf(cmd), o);
+      result.code = await (await import('./cli/plan.js')).planCommand(ctxOf(cmd), o);
     });
 
   program
@@ -49,7 +49,7 @@ function buildProgram(result: { code: number }, contexts: CliContext[]): Command
     .option('--stop-after <n>', 'pause after this many servers finished (test mode)')
     .option('--parallel <k>', 'run at most this many updates at once (default: all, at most 10)')
     .action(async (names: string[], o, cmd: Command) => {
-      result.code = await runCommand(ctxOf(cmd), 'start', names, o);
+      result.code = await (await import('./cli/run.js')).runCommand(ctxOf(cmd), 'start', names, o);
     });
 
   program
@@ -59,23 +59,23 @@ function buildProgram(result: { code: number }, contexts: CliContext[]): Command
     .option('--stop-after <n>', 'pause again after this many more servers finished')
     .option('--parallel <k>', 'run at most this many updates at once (default: all, at most 10)')
     .action(async (names: string[], o, cmd: Command) => {
-      result.code = await runCommand(ctxOf(cmd), 'resume', names, o);
+      result.code = await (await import('./cli/run.js')).runCommand(ctxOf(cmd), 'resume', names, o);
     });
 
   program
     .command('pause')
     .description('ask a running update to pause after the server in flight; returns at once')
     .argument('<name>')
-    .action((name: string, _o, cmd: Command) => {
-      result.code = pauseCommand(ctxOf(cmd), name);
+    .action(async (name: string, _o, cmd: Command) => {
+      result.code = (await control()).pauseCommand(ctxOf(cmd), name);
     });
 
   program
     .command('cancel')
     .description('end a pending or paused update; nothing more runs')
     .argument('<name>')
-    .action((name: string, _o, cmd: Command) => {
-      result.code = cancelCommand(ctxOf(cmd), name);
+    .action(async (name: string, _o, cmd: Command) => {
+      result.code = (await control()).cancelCommand(ctxOf(cmd), name);
     });
 
   program
@@ -83,8 +83,8 @@ function buildProgram(result: { code: number }, contexts: CliContext[]): Command
     .description('divide a pending update into N balanced batches: NAME, NAME.2 … NAME.N')
     .argument('<name>')
     .addOption(new Option('--batches <n>', 'number of batches').makeOptionMandatory())
-    .action((name: string, o, cmd: Command) => {
-      result.code = splitCommand(ctxOf(cmd), name, o);
+    .action(async (name: string, o, cmd: Command) => {
+      result.code = (await control()).splitCommand(ctxOf(cmd), name, o);
     });
 
   program
@@ -94,7 +94,7 @@ function buildProgram(result: { code: number }, contexts: CliContext[]): Command
     .option('--watch', 'redraw until the update ends or pauses')
     .option('--interval <seconds>', 'redraw interval for --watch', '2')
     .action(async (name: string | undefined, o, cmd: Command) => {
-      result.code = await statusCommand(ctxOf(cmd), name, o);
+      result.code = await (await control()).statusCommand(ctxOf(cmd), name, o);
     });
 
   program
@@ -102,8 +102,8 @@ function buildProgram(result: { code: number }, contexts: CliContext[]): Command
     .description('the recorded output of every step run on each server')
     .argument('<name>')
     .option('--server <name>', 'only this server')
-    .action((name: string, o, cmd: Command) => {
-      result.code = logsCommand(ctxOf(cmd), name, o);
+    .action(async (name: string, o, cmd: Command) => {
+      result.code = (await control()).logsCommand(ctxOf(cmd), name, o);
     });
 
   program
@@ -114,7 +114,7 @@ function buildProgram(result: { code: number }, contexts: CliContext[]): Command
     .option('--no-rollback-demo', 'skip the second scenario (a broken version rolled back)')
     .option('--keep-running', 'keep the simulated servers up after the demo, until Ctrl-C, to run plan/start by hand')
     .action(async (o, cmd: Command) => {
-      result.code = await demoCommand(ctxOf(cmd), o);
+      result.code = await (await import('./cli/demo.js')).demoCommand(ctxOf(cmd), o);
     });
 
   return program;

@@ -6,6 +6,7 @@ import { UsageError } from '../errors.js';
 import { shellQuote } from '../util/shell.js';
 import { Reporter } from '../output/reporter.js';
 import { Ssh2Transport } from '../ssh/ssh2-transport.js';
+import type { Ora } from 'ora';
 import type { Transport } from '../ssh/transport.js';
 import { Store } from '../store/store.js';
 
@@ -52,13 +53,14 @@ export class CliContext {
   }
 
   /** Progress for humans: on stdout, or on stderr when stdout carries JSON. */
-  reporter(prefix: boolean): Reporter {
+  async reporter(prefix: boolean): Promise<Reporter> {
     const stream = this.opts.json ? this.err : this.out;
+    // A terminal that reports 0 columns (script(1), some CI runners) makes ora redraw forever.
+    const wantSpinner = Boolean(stream.isTTY) && (stream.columns ?? 0) > 0 && this.opts.color !== false && !this.opts.quiet;
     return new Reporter({
       stream,
       quiet: Boolean(this.opts.quiet),
-      // A terminal that reports 0 columns (script(1), some CI runners) makes ora redraw forever.
-      spinner: Boolean(stream.isTTY) && (stream.columns ?? 0) > 0 && this.opts.color !== false,
+      spinner: wantSpinner ? await spinnerMaker() : null,
       prefix,
       verbose: Boolean(this.opts.verbose),
     });
@@ -81,6 +83,12 @@ export class CliContext {
     this.transport_?.close();
     this.store_?.close();
   }
+}
+
+/** ora, loaded only when there is a terminal to spin in. */
+async function spinnerMaker(): Promise<(stream: NodeJS.WriteStream) => Ora> {
+  const { default: ora } = await import('ora');
+  return (stream) => ora({ stream, discardStdin: false });
 }
 
 export function parseCount(flag: string, value: string | undefined, min = 0): number | undefined {

@@ -14,7 +14,6 @@ import { loadConfig } from '../config/load.js';
 import { prepareDemoFleet, DEMO_MAX_SERVERS, type DemoFleet, type DemoFleetInfo } from '../demo/demo.js';
 import { AppError, EXIT, UsageError } from '../errors.js';
 import { updateJson } from '../output/status-json.js';
-import { Reporter } from '../output/reporter.js';
 import { updateText } from '../output/text.js';
 import { createPlan } from '../plan/plan.js';
 import { InterruptedError, runUpdate } from '../rollout/run.js';
@@ -64,16 +63,7 @@ export async function demoCommand(ctx: CliContext, opts: DemoOptions): Promise<n
 
   // Progress and narration go to stdout, or to stderr when stdout carries the JSON result.
   const inner = new CliContext({ ...ctx.opts, json: false }, json ? ctx.err : ctx.out, ctx.err);
-  // The normal Reporter, as `start` builds it, except that a terminal reporting 0 columns (a bare
-  // pty, e.g. `script`) gets no spinner: ora would compute an infinite line count there and hang.
-  const stream = inner.out;
-  const reporter = new Reporter({
-    stream,
-    quiet: Boolean(ctx.opts.quiet),
-    spinner: Boolean(stream.isTTY) && ctx.opts.color !== false && (stream.columns ?? 0) > 0,
-    prefix: false,
-    verbose: Boolean(ctx.opts.verbose),
-  });
+  const reporter = await inner.reporter(false); // the Reporter `start` uses
   const say = (text = '') => inner.print(text);
   const checkpoint = () => {
     if (interrupt.signal.aborted) throw new InterruptedError('interrupted');

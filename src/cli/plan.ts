@@ -13,7 +13,7 @@ export async function planCommand(ctx: CliContext, opts: { config: string; name?
   // The target commit too: a branch or commit the repo does not have is bad input (exit 2).
   const commit = await resolveCommit(config.source.repo, config.source.branch, config.source.commit);
   const store = ctx.store(true);
-  const reporter = ctx.reporter(false);
+  const reporter = await ctx.reporter(false);
   try {
     const u = await createPlan(
       { store, transport: ctx.transport(), clock: ctx.clock, emit: reporter.onEvent, resolve: () => Promise.resolve(commit) },

@@ -43,7 +43,7 @@ export async function runCommand(
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
 
-  const reporter = ctx.reporter(names.length > 1);
+  const reporter = await ctx.reporter(names.length > 1);
   const deps = { store, transport: ctx.transport(), clock: ctx.clock, emit: reporter.onEvent };
   const limit = pLimit(parallel);
   try {

@@ -1,5 +1,5 @@
 import chalk from 'chalk';
-import ora, { type Ora } from 'ora';
+import type { Ora } from 'ora';
 import type { RolloutEvent } from '../rollout/events.js';
 import { formatDuration } from '../util/duration.js';
 import { colourStatus, short } from './text.js';
@@ -8,8 +8,8 @@ export interface ReporterOptions {
   /** where progress goes: stdout normally, stderr when stdout carries JSON */
   stream: NodeJS.WriteStream;
   quiet: boolean;
-  /** show a spinner for the server in flight (only when the stream is a TTY) */
-  spinner: boolean;
+  /** makes the spinner for the server in flight; null for none (the stream is not a terminal) */
+  spinner: ((stream: NodeJS.WriteStream) => Ora) | null;
   /** prefix lines with the update's name (several updates at once) */
   prefix: boolean;
   /** one line per remote command */
@@ -37,7 +37,7 @@ export class Reporter {
       this.spin?.stop();
       return;
     }
-    if (!this.spin) this.spin = ora({ stream: this.o.stream, discardStdin: false });
+    this.spin ??= this.o.spinner(this.o.stream);
     this.spin.text = text;
     if (!this.spin.isSpinning) this.spin.start();
   }

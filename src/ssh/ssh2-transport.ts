@@ -4,8 +4,7 @@
  * unknown, changed or revoked.
  */
 import { readFileSync } from 'node:fs';
-import ssh2 from 'ssh2';
-import type { ClientChannel, ConnectConfig, ParsedKey } from 'ssh2';
+import type { Client, ClientChannel, ConnectConfig, ParsedKey } from 'ssh2';
 import type { ServerSpec, SshConfig } from '../config/types.js';
 import { formatDuration } from '../util/duration.js';
 import { TransportError } from './transport.js';
@@ -13,7 +12,17 @@ import type { ExecOptions, ExecResult, Session, Transport } from './transport.js
 import { blobKeyType, knownKeyTypes, readKnownHosts, verifyHostKey } from './known-hosts.js';
 import type { KnownHostsFile } from './known-hosts.js';
 
-const { Client, utils } = ssh2;
+type Ssh2 = typeof import('ssh2');
+let ssh2Module: Promise<Ssh2> | null = null;
+/**
+ * ssh2 is loaded on the first connection, not at start-up: the commands that never connect
+ * (status, pause, a refused second start) answer sooner.
+ */
+function loadSsh2(): Promise<Ssh2> {
+  // a CommonJS module: its exports are the ESM namespace's default
+  ssh2Module ??= import('ssh2').then((m) => (m as unknown as { default: Ssh2 }).default);
+  return ssh2Module;
+}
 
 /** Host key algorithms ssh2 supports, in its default preference order, by key type. */
 const HOST_KEY_ALGOS: Record<string, string[]> = {
@@ -113,7 +122,7 @@ interface Target {
 }
 
 /** Load the identity file, turning every problem into a TransportError without key material. */
-function loadIdentity(sshCfg: SshConfig): { key: Buffer; passphrase: string | undefined } | null {
+function loadIdentity(utils: Ssh2['utils'], sshCfg: SshConfig): { key: Buffer; passphrase: string | undefined } | null {
   if (!sshCfg.identityFile) return null;
   const file = sshCfg.identityFile;
   let key: Buffer;
@@ -165,7 +174,7 @@ export class Ssh2Session implements Session {
   private readonly pending = new Set<(reason: string) => void>();
 
   constructor(
-    private readonly client: InstanceType<typeof Client>,
+    private readonly client: Client,
     private readonly target: Target,
     private readonly sshCfg: SshConfig,
     private readonly onClose: (s: Ssh2Session) => void,
@@ -330,7 +339,8 @@ function describeDrop(err: unknown): string {
 export class Ssh2Transport implements Transport {
   private readonly sessions = new Set<Ssh2Session>();
 
-  connect(server: ServerSpec, sshCfg: SshConfig, signal?: AbortSignal): Promise<Session> {
+  async connect(server: ServerSpec, sshCfg: SshConfig, signal?: AbortSignal): Promise<Session> {
+    const ssh2 = await loadSsh2();
     const target: Target = {
       host: server.host,
       port: server.port || sshCfg.port || 22,
@@ -339,13 +349,13 @@ export class Ssh2Transport implements Transport {
     };
     target.label = `${target.user}@${target.host}:${target.port}`;
     try {
-      return this.open(target, sshCfg, signal);
+      return await this.open(ssh2, target, sshCfg, signal);
     } catch (err) {
-      return Promise.reject(err instanceof TransportError ? err : new TransportError('config', errorMessage(err)));
+      throw err instanceof TransportError ? err : new TransportError('config', errorMessage(err));
     }
   }
 
-  private open(target: Target, sshCfg: SshConfig, signal?: AbortSignal): Promise<Session> {
+  private open(ssh2: Ssh2, target: Target, sshCfg: SshConfig, signal?: AbortSignal): Promise<Session> {
     if (signal?.aborted) throw new TransportError('network', `connecting to ${target.label} was aborted`);
 
     let known: KnownHostsFile;
@@ -354,7 +364,7 @@ export class Ssh2Transport implements Transport {
     } catch (err) {
       throw new TransportError('config', `cannot read known_hosts file ${sshCfg.knownHosts}: ${errorMessage(err)}`);
     }
-    const identity = loadIdentity(sshCfg);
+    const identity = loadIdentity(ssh2.utils, sshCfg);
     const agentSock = sshCfg.agent ? process.env.SSH_AUTH_SOCK || undefined : undefined;
     if (!identity && !agentSock) {
       throw new TransportError(
@@ -365,7 +375,7 @@ export class Ssh2Transport implements Transport {
       );
     }
 
-    const client = new Client();
+    const client = new ssh2.Client();
     let hostKeyFailure: TransportError | null = null;
     const notes: string[] = [];
 
