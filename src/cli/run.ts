@@ -85,6 +85,8 @@ export async function runCommand(
         if (r.status === 'paused') ctx.print(`${r.update} paused (${r.reason}); continue with: ${ctx.cmd(`resume ${r.update}`)}`);
         else if (r.status !== 'success') ctx.print(`see what happened: ${ctx.cmd(`status ${r.update}`)}; ${ctx.cmd(`logs ${r.update}`)}`);
       }
+      const paused = results.flatMap((r) => ('error' in r || 'notStarted' in r || r.status !== 'paused' ? [] : [r.update]));
+      if (paused.length > 1) ctx.print(`continue all ${paused.length} with: ${ctx.cmd(`resume ${paused.join(' ')}`)}`);
     }
     return worst;
   } finally {

@@ -182,6 +182,25 @@ test('split keeps test mode on the first batch only', async (t) => {
   assert.equal(r.code, 3, 'the worst of paused (first batch) and success (second)');
   assert.equal((await statusJson(db, name)).status, 'paused');
   assert.equal((await statusJson(db, `${name}.2`)).status, 'success');
+  assert.match(r.stdout, new RegExp(`${name} paused \\(test mode: 1 server finished\\); continue with: agent-update --db \\S+ resume ${name}$`, 'm'));
+  assert.doesNotMatch(r.stdout, /continue all/, 'one paused batch: no combined line');
+});
+
+test('--stop-after on several batches pauses each; the one line printed to continue them all works', async (t) => {
+  const fleet = await fleetFor(t, { servers: 4 });
+  if (!fleet) return;
+  const { db, name } = await plan(fleet, { test_mode: { stop_after: 0 } });
+  assert.equal((await cli(['split', name, '--batches', '2'], { db })).code, 0);
+  const r = await cli(['start', name, `${name}.2`, '--stop-after', '1'], { db });
+  assert.equal(r.code, 3, r.stdout + r.stderr);
+  const m = /^continue all 2 with: agent-update --db (\S+) (resume .*)$/m.exec(r.stdout);
+  assert.ok(m, r.stdout);
+  assert.equal(m[1], db);
+  assert.deepEqual(m[2]!.split(' '), ['resume', name, `${name}.2`]);
+  const resumed = await cli(m[2]!.split(' '), { db });
+  assert.equal(resumed.code, 0, resumed.stdout + resumed.stderr);
+  for (const n of [name, `${name}.2`]) assert.equal((await statusJson(db, n)).status, 'success', n);
+  for (const s of ['s1', 's2', 's3', 's4']) assert.equal(readDeployCount(fleet.home(s)), 1, s);
 });
 
 test('a second start of a running update is refused at once with exit 4, naming the holder', async (t) => {
