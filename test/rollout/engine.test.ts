@@ -7,7 +7,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
-import { systemClock } from '../../src/clock.js';
+import { systemClock, type Clock } from '../../src/clock.js';
 import type { RolloutSettings, ServerSpec } from '../../src/config/types.js';
 import { BusyError } from '../../src/errors.js';
 import { runUpdate } from '../../src/rollout/run.js';
@@ -106,7 +106,19 @@ function crashAt(store: Store, server: string, step: ServerStep, fromCommit: str
   store.setServerStatus(s.id, 'running', { step, fromCommit, toCommit: NEW });
 }
 
-const deps = (store: Store, transport: Transport) => ({ store, transport, clock: systemClock, emit: () => {} });
+const deps = (store: Store, transport: Transport, clock: Clock = systemClock) => ({ store, transport, clock, emit: () => {} });
+
+/** Time that passes only when the engine sleeps, and at once: health polling without the wait. */
+function virtualClock(): Clock {
+  let t = Date.now();
+  return {
+    now: () => new Date(t),
+    sleep: (ms) => {
+      t += ms;
+      return new Promise((resolve) => setImmediate(resolve));
+    },
+  };
+}
 const statusOf = (store: Store, name: string) => store.getServers('u').find((s) => s.name === name)!;
 
 test('a clean run: recheck, update, version, restart, health; in that order', async (t) => {
@@ -259,3 +271,116 @@ test('placeholders in agent.health.command are expanded (the target while verify
   assert.equal(statusOf(store, 's1').status, 'rolled-back', statusOf(store, 's1').error ?? '');
   assert.equal(r.status, 'failure');
 });
+
+/*
+ * kill -9 at every instant, at the granularity of remote commands: for each command a clean run
+ * sends, a first executor dies there, either before the command reaches the server or after it
+ * ran there with the reply lost. A second executor (a new store connection, as a new process
+ * would have) takes over. Whatever the instant, the rollout must end as the clean run did, no
+ * server that had finished is touched again, and no server is deployed more than twice.
+ */
+interface CrashScenario {
+  title: string;
+  broken: string[];
+  rollback: RolloutSettings['rollback'];
+  expect: { update: string; servers: Record<string, string> };
+}
+
+const crashScenarios: CrashScenario[] = [
+  {
+    title: 'a good commit',
+    broken: [],
+    rollback: settings.rollback,
+    expect: { update: 'success', servers: { s1: 'success', s2: 'success', s3: 'success' } },
+  },
+  {
+    title: 'a broken commit, rollback stops the rollout',
+    broken: [NEW],
+    rollback: settings.rollback,
+    expect: { update: 'failure', servers: { s1: 'rolled-back', s2: 'pending', s3: 'pending' } },
+  },
+  {
+    title: 'a broken commit, continue after rollback',
+    broken: [NEW],
+    rollback: { ...settings.rollback, continueAfterRollback: true },
+    expect: { update: 'failure', servers: { s1: 'rolled-back', s2: 'rolled-back', s3: 'rolled-back' } },
+  },
+  {
+    title: 'a broken commit whose rollback fails too',
+    broken: [NEW, OLD],
+    rollback: settings.rollback,
+    expect: { update: 'failure', servers: { s1: 'fatal', s2: 'pending', s3: 'pending' } },
+  },
+];
+
+function crashSetup(t: TestContext, scenario: CrashScenario) {
+  const store = setup(t, ['s1', 's2', 's3']);
+  store.db.prepare('UPDATE updates SET settings_json = ?').run(JSON.stringify({ ...settings, rollback: scenario.rollback }));
+  const fake = new FakeTransport(new Set(scenario.broken));
+  for (const name of ['s1', 's2', 's3']) fake.add(name, OLD);
+  return { store, fake, file: store.db.name };
+}
+
+const deploys = (s: FakeServer) => s.log.filter((c) => c === `reset ${NEW}`).length;
+
+for (const scenario of crashScenarios) {
+  test(`kill -9 at every remote command (${scenario.title}): the takeover ends as a clean run would`, async (t) => {
+    // The clean run: how many commands, and the outcome every crash must still reach.
+    const clean = crashSetup(t, scenario);
+    const cleanRun = await runUpdate(deps(clean.store, clean.fake, virtualClock()), 'u', { mode: 'start' });
+    const statuses = (store: Store) => Object.fromEntries(store.getServers('u').map((s) => [s.name, s.status]));
+    assert.equal(cleanRun.status, scenario.expect.update);
+    assert.deepEqual(statuses(clean.store), scenario.expect.servers);
+    const total = [...clean.fake.servers.values()].reduce((n, s) => n + s.log.length, 0);
+    assert.ok(total >= 5, `the clean run sent ${total} commands`);
+    t.diagnostic(`${total} remote commands, each a crash point twice (before and after it ran)`);
+
+    for (let k = 1; k <= total; k++) {
+      for (const landed of [false, true]) {
+        const at = `crash at command ${k}/${total} (${landed ? 'after it ran' : 'before it ran'})`;
+        const { store, fake, file } = crashSetup(t, scenario);
+        // The first executor, on its own connection to the database, as a process of its own.
+        const first = new Store(file);
+        let sent = 0;
+        let dead = false;
+        let crashedOn = '';
+        fake.intercept = async (server, command, next) => {
+          if (dead) return new Promise<never>(() => {}); // a dead process sends nothing more
+          if (++sent < k) return next();
+          crashedOn = `${server}: ${command}`;
+          if (landed) await next();
+          dead = true;
+          first.close(); // nothing more is written by it either
+          return new Promise<never>(() => {});
+        };
+        const clock = virtualClock();
+        void runUpdate(deps(first, fake, clock), 'u', { mode: 'start' }).catch(() => {});
+        while (!dead) await new Promise((r) => setImmediate(r));
+
+        // What the database says at the instant of death; the lease names a process that is gone.
+        const finishedBefore = store.getServers('u').filter((s) => s.status !== 'pending' && s.status !== 'running').map((s) => s.name);
+        const logsBefore = new Map([...fake.servers].map(([name, s]) => [name, s.log.length]));
+        store.db.prepare('UPDATE updates SET lease_pid = 2147483646, lease_pid_start = NULL WHERE name = ?').run('u');
+
+        fake.intercept = null;
+        const taken = await runUpdate(deps(store, fake, clock), 'u', { mode: 'start' });
+        const where = `${at}, on ${crashedOn}`;
+        assert.equal(taken.status, scenario.expect.update, where);
+        assert.deepEqual(statuses(store), scenario.expect.servers, where);
+        for (const name of finishedBefore) {
+          assert.equal(fake.servers.get(name)!.log.length, logsBefore.get(name), `${where}: ${name} had finished and was touched again`);
+        }
+        for (const [name, s] of fake.servers) {
+          assert.ok(deploys(s) <= 2, `${where}: ${name} deployed ${deploys(s)} times`);
+          const expectedCommit = { success: NEW, 'rolled-back': OLD, pending: OLD, fatal: undefined }[scenario.expect.servers[name]!];
+          if (expectedCommit) assert.equal(s.commit, expectedCommit, `${where}: ${name}'s commit`);
+        }
+        assert.deepEqual(
+          store.getServers('u').filter((s) => s.status === 'running'),
+          [],
+          `${where}: nothing left running`,
+        );
+      }
+    }
+  });
+}
