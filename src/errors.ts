@@ -65,3 +65,10 @@ export class BusyError extends AppError {
     super(message, EXIT.busy);
   }
 }
+
+/** Stopped without finishing: a hard interrupt (second Ctrl-C), or the lease was taken over. */
+export class InterruptedError extends AppError {
+  constructor(message: string, exitCode: number = EXIT.interrupted) {
+    super(message, exitCode);
+  }
+}

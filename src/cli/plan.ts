@@ -3,6 +3,7 @@ import { checkUpdateName, createPlan } from '../plan/plan.js';
 import { resolveCommit } from '../plan/source.js';
 import { updateJson } from '../output/status-json.js';
 import { updateText } from '../output/text.js';
+import { EXIT } from '../errors.js';
 import { type CliContext, parseCount } from './context.js';
 
 export async function planCommand(ctx: CliContext, opts: { config: string; name?: string; concurrency?: string }): Promise<number> {
@@ -14,11 +15,21 @@ export async function planCommand(ctx: CliContext, opts: { config: string; name?
   const commit = await resolveCommit(config.source.repo, config.source.branch, config.source.commit);
   const store = ctx.store(true);
   const reporter = await ctx.reporter(false);
+  // Ctrl-C (or SIGTERM) cuts the probes and records the update cancelled; a second one exits.
+  const interrupt = new AbortController();
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (interrupt.signal.aborted) process.exit(EXIT.interrupted);
+    reporter.stop();
+    ctx.err.write(`\n${signal}: stopping the probes; the update will be recorded as cancelled\n`);
+    interrupt.abort();
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
   try {
     const u = await createPlan(
       { store, transport: ctx.transport(), clock: ctx.clock, emit: reporter.onEvent, resolve: () => Promise.resolve(commit) },
       config,
-      { name: opts.name, concurrency },
+      { name: opts.name, concurrency, signal: interrupt.signal },
     );
     const servers = store.getServers(u.name);
     if (ctx.opts.json) ctx.printJson(updateJson(u, servers));
@@ -29,5 +40,7 @@ export async function planCommand(ctx: CliContext, opts: { config: string; name?
     return 0;
   } finally {
     reporter.stop();
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
   }
 }

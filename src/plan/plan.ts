@@ -1,7 +1,7 @@
 import pLimit from 'p-limit';
 import type { Config, RolloutSettings, ServerSpec } from '../config/types.js';
 import type { Clock } from '../clock.js';
-import { UsageError } from '../errors.js';
+import { InterruptedError, UsageError } from '../errors.js';
 import type { EventSink } from '../rollout/events.js';
 import type { Transport } from '../ssh/transport.js';
 import type { ServerRecord, Store, UpdateRecord } from '../store/store.js';
@@ -11,6 +11,12 @@ export interface PlanOptions {
   name?: string;
   /** how many servers to probe at once */
   concurrency: number;
+  /**
+   * Ctrl-C: probes in flight are cut, the rest are not started, and the update is recorded
+   * `cancelled` (nothing ran on any server but the version command), so it is never left
+   * `planning`.
+   */
+  signal?: AbortSignal;
 }
 
 export interface PlanDeps {
@@ -80,22 +86,31 @@ export async function createPlan(deps: PlanDeps, config: Config, opts: PlanOptio
     servers,
   });
   const limit = pLimit(Math.max(1, opts.concurrency));
-  await Promise.all(store.getServers(name).map((s) => limit(() => probeServer(deps, config, commit, s))));
+  const { signal } = opts;
+  await Promise.all(
+    store.getServers(name).map((s) => limit(async () => (signal?.aborted ? undefined : probeServer(deps, config, commit, s, signal)))),
+  );
+  if (signal?.aborted) {
+    const probed = store.getServers(name).filter((s) => s.status !== 'pending' || s.fromCommit !== null).length;
+    const reason = `plan interrupted after probing ${probed} of ${store.getServers(name).length} servers`;
+    store.setUpdateStatus(name, 'cancelled', { endedAt: deps.clock.now().toISOString(), reason });
+    throw new InterruptedError(`${reason}: update ${name} is cancelled (nothing was changed on any server); plan again to start over`);
+  }
   return store.setUpdateStatus(name, 'pending');
 }
 
 /** Read one server's current commit; record it as pending, skipped (at the target) or unreachable. */
-export async function probeServer(deps: PlanDeps, config: Config, target: string, s: ServerRecord): Promise<void> {
+export async function probeServer(deps: PlanDeps, config: Config, target: string, s: ServerRecord, signal?: AbortSignal): Promise<void> {
   const { store, transport, emit } = deps;
   const spec: ServerSpec = { name: s.name, host: s.host, port: s.port, user: s.user, type: s.type };
   let commit: string | null = null;
   let error: string | null = null;
   let session;
   try {
-    session = await transport.connect(spec, config.ssh);
+    session = await transport.connect(spec, config.ssh, signal);
     const command = config.agent.versionCommand;
     const step = store.beginStep(s, 'probe', command);
-    const r = await session.exec(command, { timeoutMs: Math.min(config.ssh.commandTimeoutMs, 60_000) });
+    const r = await session.exec(command, { timeoutMs: Math.min(config.ssh.commandTimeoutMs, 60_000), signal });
     store.endStep(step, r);
     const last = r.stdout.trim().split('\n').pop()?.trim().toLowerCase() ?? '';
     if (r.code !== 0) error = `version_command ${r.code === null ? `failed: ${r.error}` : `exited ${r.code}: ${(r.stderr || r.stdout).trim().split('\n').pop() ?? ''}`}`;
@@ -106,6 +121,8 @@ export async function probeServer(deps: PlanDeps, config: Config, target: string
   } finally {
     session?.close();
   }
+  // Cut by Ctrl-C: that says nothing about the server, so nothing is recorded for it.
+  if (error !== null && signal?.aborted) return;
   const status = error !== null ? 'unreachable' : commit === target ? 'skipped' : 'pending';
   if (status === 'pending') {
     store.setProbedCommit(s.id, commit);

@@ -1,6 +1,6 @@
 import type { RolloutSettings, ServerSpec } from '../config/types.js';
 import type { Clock } from '../clock.js';
-import { AppError, BusyError, EXIT, TransitionError } from '../errors.js';
+import { AppError, BusyError, EXIT, InterruptedError, TransitionError } from '../errors.js';
 import type { Session, Transport, ExecResult } from '../ssh/transport.js';
 import type { ServerRecord, Store, UpdateRecord } from '../store/store.js';
 import { expandCommand, expandText } from '../util/shell.js';
@@ -33,12 +33,6 @@ export interface RunResult {
   exitCode: number;
 }
 
-/** The executor stopped without finishing (hard interrupt, or its lease was taken over). */
-export class InterruptedError extends AppError {
-  constructor(message: string, exitCode: number = EXIT.interrupted) {
-    super(message, exitCode);
-  }
-}
 
 const START_FROM: Record<RunOptions['mode'], readonly UpdateStatus[]> = {
   start: ['pending', 'running'],

@@ -152,3 +152,36 @@ test('a server whose version_command fails at the re-check is left untouched (un
   assert.equal(readDeployCount(fleet.home('s1')), 0);
   assert.equal(s.s2!.status, 'success');
 });
+
+test('Ctrl-C during plan cuts the probes still waiting on silent servers and records the update cancelled (exit 130)', async (t) => {
+  const fleet = await fleetFor(t, { servers: 2, hanging: 2 });
+  if (!fleet) return;
+  const db = join(fleet.root, 'i.db');
+  const config = fleet.writeConfig({ name: 'i', ssh: { connect_timeout: '120s' } });
+  const child = spawnCli(['plan', '-c', config], { db, timeoutMs: 60_000 });
+  let out = '';
+  child.stdout?.on('data', (d: Buffer) => (out += d.toString()));
+  for (let i = 0; !(/probe s1: pending/.test(out) && /probe s2: pending/.test(out)); i++) {
+    if (i > 600) assert.fail(`the answering servers were never probed:\n${out}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  const began = Date.now();
+  child.kill('SIGINT');
+  const r = await child;
+  assert.equal(r.exitCode, 130, `${String(r.stdout)}\n${String(r.stderr)}`);
+  assert.ok(Date.now() - began < 20_000, 'it did not wait for the 120 s connect timeout');
+  assert.match(String(r.stderr), /plan interrupted after probing 2 of 4 servers: update i is cancelled \(nothing was changed on any server\)/);
+
+  const doc = await statusJson(db, 'i');
+  assert.equal(doc.status, 'cancelled', 'never left planning');
+  const s = byName(doc);
+  for (const name of ['s1', 's2']) assert.equal(s[name]!.status, 'pending', name);
+  for (const name of ['h1', 'h2']) {
+    assert.equal(s[name]!.status, 'pending', `${name}: a probe cut by Ctrl-C records nothing`);
+    assert.equal(s[name]!.error, null);
+  }
+  // The name is taken by the cancelled update; start says what it is.
+  const start = await cli(['start', 'i'], { db });
+  assert.equal(start.code, 2);
+  assert.match(start.stderr, /cancelled/);
+});
