@@ -120,6 +120,26 @@ function buildProgram(result: { code: number }, contexts: CliContext[]): Command
   return program;
 }
 
+/** What to print on stderr, and the exit code, for an error that ended a command. */
+export function failureOf(e: unknown): { code: number; text: string } {
+  if (e instanceof ConfigError && e.problems.length > 1) {
+    return { code: e.exitCode, text: `agent-update: ${e.problems.length} problems in the config:\n${e.message.replace(/^/gm, '  ')}\n` };
+  }
+  if (e instanceof AppError) return { code: e.exitCode, text: `agent-update: ${e.message}\n` };
+  const sqliteCode = (e as { code?: unknown } | null)?.code;
+  if (typeof sqliteCode === 'string' && sqliteCode.startsWith('SQLITE_')) {
+    // The database failed under us (disk full, an I/O error): not a bug, and everything
+    // committed before it is intact, so a later `start` takes over from there.
+    return {
+      code: EXIT.failure,
+      text:
+        `agent-update: the plan database failed: ${(e as Error).message} (${sqliteCode}).\n` +
+        'Everything recorded before this is kept; once the database can be written again, `agent-update start NAME` takes over from there.\n',
+    };
+  }
+  return { code: EXIT.bug, text: `agent-update: internal error (a bug, please report it):\n${(e as Error | null)?.stack ?? String(e)}\n` };
+}
+
 export async function main(argv: string[]): Promise<number> {
   const result = { code: 0 };
   const contexts: CliContext[] = [];
@@ -129,19 +149,12 @@ export async function main(argv: string[]): Promise<number> {
     return result.code;
   } catch (e) {
     if (e instanceof CommanderError) {
-      // help and --version exit 0; every other parse problem is a usage error.
+      // help and --version exit 0 (commander printed them); every other parse problem is usage.
       return e.exitCode === 0 ? 0 : EXIT.usage;
     }
-    if (e instanceof ConfigError && e.problems.length > 1) {
-      process.stderr.write(`agent-update: ${e.problems.length} problems in the config:\n${e.message.replace(/^/gm, '  ')}\n`);
-      return e.exitCode;
-    }
-    if (e instanceof AppError) {
-      process.stderr.write(`agent-update: ${e.message}\n`);
-      return e.exitCode;
-    }
-    process.stderr.write(`agent-update: internal error (a bug, please report it):\n${(e as Error).stack ?? String(e)}\n`);
-    return EXIT.bug;
+    const f = failureOf(e);
+    process.stderr.write(f.text);
+    return f.code;
   } finally {
     for (const c of contexts) c.close();
   }

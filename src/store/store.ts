@@ -208,6 +208,37 @@ function setClause<T extends object>(change: T, columns: Record<keyof T, string>
 }
 
 /**
+ * Open `path` as a plan database, or refuse it (exit 2) without having changed it: a folder that
+ * does not exist, a file that is not SQLite, or another program's SQLite database (which
+ * switching to WAL and adding our tables would alter).
+ */
+function openChecked(path: string): Database.Database {
+  let db: Database.Database;
+  try {
+    db = new Database(path, { timeout: 10_000 });
+  } catch (e) {
+    throw new UsageError(`cannot open the plan database ${path}: ${(e as Error).message}`);
+  }
+  try {
+    const version = db.pragma('user_version', { simple: true }) as number;
+    const tables = db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name").pluck().all() as string[];
+    if (version === 0 && tables.length > 0) {
+      throw new UsageError(
+        `${path} is a SQLite database of something else (tables: ${tables.slice(0, 5).join(', ')}${tables.length > 5 ? ', …' : ''}), ` +
+          'not an agent-update plan; pass --db a new or agent-update file',
+      );
+    }
+    return db;
+  } catch (e) {
+    db.close();
+    if (e instanceof UsageError) throw e;
+    const code = (e as { code?: string }).code;
+    if (code === 'SQLITE_NOTADB') throw new UsageError(`${path} is not a SQLite database, so not an agent-update plan; check --db`);
+    throw new UsageError(`cannot read the plan database ${path}: ${(e as Error).message}`);
+  }
+}
+
+/**
  * The plan database: one SQLite file in WAL mode, shared by every process working on it.
  * Every method that changes state is one transaction, so a crash leaves either the old or
  * the new state, never half of each. Status changes are checked against rollout/status.ts
@@ -220,7 +251,7 @@ export class Store {
     readonly path: string,
     private readonly now: () => Date = () => new Date(),
   ) {
-    this.db = new Database(path, { timeout: 10_000 });
+    this.db = openChecked(path);
     this.db.pragma('journal_mode = WAL');
     this.db.pragma('synchronous = FULL');
     this.db.pragma('foreign_keys = ON');

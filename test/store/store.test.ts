@@ -1,14 +1,17 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import Database from 'better-sqlite3';
 import { holderIsDead, acquireLease, processStartTime } from '../../src/rollout/lease.js';
 import { splitUpdate } from '../../src/rollout/split.js';
-import { BusyError, TransitionError } from '../../src/errors.js';
+import { BusyError, TransitionError, UsageError } from '../../src/errors.js';
 import { Store, type NewUpdate } from '../../src/store/store.js';
 import { MIGRATIONS } from '../../src/store/schema.js';
+import { stringify } from 'yaml';
+import { createUpstream } from '../../src/sim/upstream.js';
+import { cli } from '../helpers/cli.js';
 
 function tmpStore(t: { after(fn: () => void): void }): Store {
   const dir = mkdtempSync(join(tmpdir(), 'agent-update-store-'));
@@ -99,4 +102,62 @@ test('a database written by another process is read consistently (WAL, two conne
   const other = new Database(store.path, { readonly: true });
   t.after(() => other.close());
   assert.equal((other.prepare('SELECT status FROM updates').get() as { status: string }).status, 'planning');
+});
+
+test('a --db that is not a plan database is refused, and left exactly as it was', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'agent-update-store-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+
+  const missingDir = join(dir, 'no-such-folder', 'p.db');
+  assert.throws(() => new Store(missingDir), (e: unknown) => e instanceof UsageError && /cannot open the plan database .*no-such-folder/.test(e.message));
+  assert.equal(existsSync(join(dir, 'no-such-folder')), false);
+
+  const text = join(dir, 'README.md');
+  writeFileSync(text, '# not a database\n'.repeat(100));
+  const textBefore = readFileSync(text);
+  assert.throws(() => new Store(text), (e: unknown) => e instanceof UsageError && /is not a SQLite database/.test(e.message));
+  assert.deepEqual(readFileSync(text), textBefore);
+
+  const foreign = join(dir, 'other-app.sqlite');
+  const other = new Database(foreign);
+  other.exec("CREATE TABLE invoices (id INTEGER PRIMARY KEY, total REAL); INSERT INTO invoices (total) VALUES (12.5);");
+  other.close();
+  const foreignBefore = readFileSync(foreign);
+  assert.throws(() => new Store(foreign), (e: unknown) => e instanceof UsageError && /SQLite database of something else \(tables: invoices\)/.test(e.message));
+  assert.deepEqual(readFileSync(foreign), foreignBefore, 'not switched to WAL, no table added');
+  assert.equal(existsSync(`${foreign}-wal`), false);
+
+  // Through the CLI: exit 2 and the reason, not an internal error; `plan` too, which creates
+  // the database (here in a folder that does not exist).
+  const upstream = await createUpstream(join(dir, 'upstream'));
+  writeFileSync(join(dir, 'known_hosts'), '');
+  writeFileSync(join(dir, 'id'), '');
+  const config = join(dir, 'rollout.yaml');
+  writeFileSync(
+    config,
+    stringify({
+      source: { repo: upstream.repo, branch: 'master' },
+      servers: [{ name: 's1', host: '127.0.0.1', type: 'app' }],
+      ssh: { known_hosts: join(dir, 'known_hosts'), identity_file: join(dir, 'id') },
+      agent: { version_command: 'true', update: ['true'], restart: { web: 'true' }, health: { command: 'true' } },
+      restart: ['web'],
+    }),
+  );
+  const cases: Array<[string[], string, RegExp]> = [
+    [['status'], missingDir, /no plan database at/],
+    [['plan', '-c', config], missingDir, /cannot open the plan database .*directory does not exist/],
+    [['status'], text, /not a SQLite database/],
+    [['plan', '-c', config], text, /not a SQLite database/],
+    [['status'], foreign, /something else/],
+    [['plan', '-c', config], foreign, /something else/],
+  ];
+  for (const [args, db, why] of cases) {
+    const r = await cli(args, { db });
+    assert.equal(r.code, 2, `${args[0]} --db ${db}: ${r.stderr}`);
+    assert.match(r.stderr, why);
+    assert.doesNotMatch(r.stderr, /internal error/);
+  }
+  assert.equal(existsSync(join(dir, 'no-such-folder')), false);
+  assert.deepEqual(readFileSync(text), textBefore);
+  assert.deepEqual(readFileSync(foreign), foreignBefore);
 });
