@@ -7,6 +7,9 @@
  * The baseline is what an operator would script: per server one `ssh` for the update and the
  * restart joined with &&, then `ssh` health polls until it reports the new commit. It has no
  * journal, no re-check, no rollback. The ratio is agent-update's time over the loop's.
+ *
+ * It then says where agent-update's time goes: remote commands per server, and the median cost
+ * of one command on an open connection and of a new connection, on the same fleet.
  */
 import { join } from 'node:path';
 import { execa } from 'execa';
@@ -45,7 +48,8 @@ async function sshLoop(fleet: Fleet, commit: string): Promise<number> {
   return performance.now() - began;
 }
 
-async function agentUpdate(fleet: Fleet, round: number): Promise<number> {
+/** agent-update's time for the rollout, and how many remote commands it sent per server. */
+async function agentUpdate(fleet: Fleet, round: number): Promise<{ ms: number; commandsPerServer: number }> {
   const config = loadConfig(fleet.writeConfig({ name: `bench-${round}` }));
   const store = new Store(join(fleet.root, `bench-${round}.db`));
   const transport = new Ssh2Transport();
@@ -55,10 +59,40 @@ async function agentUpdate(fleet: Fleet, round: number): Promise<number> {
     const began = performance.now();
     const r = await runUpdate(deps, `bench-${round}`, { mode: 'start' });
     if (r.status !== 'success') throw new Error(`agent-update: ${r.status}: ${r.reason}`);
-    return performance.now() - began;
+    const ms = performance.now() - began;
+    const commands = store.db.prepare("SELECT COUNT(*) FROM steps WHERE update_name = ? AND phase != 'probe'").pluck().get(`bench-${round}`) as number;
+    return { ms, commandsPerServer: commands / fleet.servers.length };
   } finally {
     transport.close();
     store.close();
+  }
+}
+
+/** The fixed costs under both: opening a connection, and one command on an open one (medians). */
+async function fixedCosts(fleet: Fleet): Promise<{ connectMs: number; execMs: number }> {
+  const config = loadConfig(fleet.writeConfig({ name: 'costs' }));
+  const s = fleet.servers[0]!;
+  const spec = { name: s.name, host: s.host, port: s.port, user: s.user, type: 'app' };
+  const transport = new Ssh2Transport();
+  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+  try {
+    const connects: number[] = [];
+    for (let i = 0; i < 5; i++) {
+      const began = performance.now();
+      (await transport.connect(spec, config.ssh)).close();
+      connects.push(performance.now() - began);
+    }
+    const session = await transport.connect(spec, config.ssh);
+    const execs: number[] = [];
+    for (let i = 0; i < 10; i++) {
+      const began = performance.now();
+      await session.exec('true');
+      execs.push(performance.now() - began);
+    }
+    session.close();
+    return { connectMs: median(connects), execMs: median(execs) };
+  } finally {
+    transport.close();
   }
 }
 
@@ -72,11 +106,14 @@ async function main(): Promise<void> {
     const commit = fleet.upstream.commits.good;
     const loop: number[] = [];
     const ours: number[] = [];
+    let commandsPerServer = 0;
     for (let round = 1; round <= ROUNDS; round++) {
       await resetFleet(fleet);
       loop.push(await sshLoop(fleet, commit));
       await resetFleet(fleet);
-      ours.push(await agentUpdate(fleet, round));
+      const r = await agentUpdate(fleet, round);
+      ours.push(r.ms);
+      commandsPerServer = r.commandsPerServer;
     }
     const best = (xs: number[]) => Math.min(...xs);
     const fmt = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
@@ -84,6 +121,12 @@ async function main(): Promise<void> {
     console.log(`  plain ssh loop   ${fmt(best(loop))}  (${fmt(best(loop) / SERVERS)} per server)`);
     console.log(`  agent-update     ${fmt(best(ours))}  (${fmt(best(ours) / SERVERS)} per server)`);
     console.log(`  ratio            ${(best(ours) / best(loop)).toFixed(2)}x the ssh loop's time (lower is better)`);
+    const costs = await fixedCosts(fleet);
+    const ms = (x: number) => `${Math.round(x)} ms`;
+    console.log(
+      `where the time goes: agent-update sends ${commandsPerServer.toFixed(1)} remote commands per server; ` +
+        `one command on an open connection takes ${ms(costs.execMs)}, a new connection ${ms(costs.connectMs)} (medians)`,
+    );
   } finally {
     await fleet.stop();
   }
