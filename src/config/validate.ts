@@ -523,6 +523,9 @@ export function validateConfig(raw: unknown, ctx: ValidateContext): ValidateResu
     c.add(['servers'], 'must list at least one server');
   } else {
     const seen = new Map<string, number>();
+    // The same account on the same host is one agent checkout: listed twice, it would be updated
+    // twice, and by two executors at once if a split put the entries in different batches.
+    const accounts = new Map<string, { index: number; name: string }>();
     top.servers.forEach((item: unknown, i: number) => {
       const p: KeyPath = ['servers', i];
       const s = c.section(p, item, KEYS.server);
@@ -584,7 +587,20 @@ export function validateConfig(raw: unknown, ctx: ValidateContext): ValidateResu
           ok = false;
         } else type = v;
       }
-      if (ok) servers.push({ name: sname, host, port, user, type });
+      if (ok) {
+        const account = `${user}@${host.toLowerCase()}:${port}`;
+        const prev = accounts.get(account);
+        if (prev !== undefined) {
+          c.add(
+            [...p, 'host'],
+            `${JSON.stringify(sname)} is the same host, port and user (${account}) as servers[${prev.index}] ${JSON.stringify(prev.name)}: ` +
+              'one account is one agent checkout; list it once',
+          );
+          return;
+        }
+        accounts.set(account, { index: i, name: sname });
+        servers.push({ name: sname, host, port, user, type });
+      }
     });
   }
 

@@ -253,6 +253,9 @@ const CASES: Case[] = [
   ['bad restart name', (c) => void (c.agent.restart['web server'] = 'x'), 'agent.restart.web server', /not a valid restart name/],
   // servers
   ['duplicate server name', (c) => void c.servers.push({ name: 'app1', host: '10.0.0.99' }), 'servers[2].name', /duplicate server name "app1" \(also servers\[0\]\)/],
+  ['same account listed twice', (c) => void c.servers.push({ name: 'app1b', host: '10.0.0.11' }), 'servers[2].host', /"app1b" is the same host, port and user \(op@10\.0\.0\.11:22\) as servers\[0\] "app1": one account is one agent checkout; list it once/],
+  ['same account, port and user spelled out', (c) => void c.servers.push({ name: 'db1b', host: '10.0.0.21', port: 2222, user: 'ops' }), 'servers[2].host', /"db1b" is the same host, port and user \(ops@10\.0\.0\.21:2222\) as servers\[1\] "db1"/],
+  ['same account, host in another case', (c) => void c.servers.push({ name: 'm', host: 'Box.example' }, { name: 'n', host: 'box.EXAMPLE' }), 'servers[3].host', /"n" is the same host, port and user \(op@box\.example:22\) as servers\[2\] "m"/],
   ['bad server name', (c) => void (c.servers[0].name = 'app 1'), 'servers[0].name', /not a valid server name/],
   ['server name starting with -', (c) => void (c.servers[0].name = '-x'), 'servers[0].name', /not a valid server name/],
   ['host with space', (c) => void (c.servers[0].host = '10.0.0.1 -oProxyCommand=x'), 'servers[0].host', /whitespace/],
@@ -349,6 +352,11 @@ test('line numbers come from ctx.locate, falling back to the nearest located anc
     ps.map((p) => p.path),
     ['source.branch', 'agent.version_command', 'zzz_unknown'],
   );
+});
+
+test('one host listed under other users or ports is several accounts, so several servers', () => {
+  const c = ok(variant((c) => void c.servers.push({ name: 'app1-other-user', host: '10.0.0.11', user: 'bench2' }, { name: 'app1-other-port', host: '10.0.0.11', port: 2200 })));
+  assert.deepEqual(c.servers.map((s) => `${s.user}@${s.host}:${s.port}`), ['op@10.0.0.11:22', 'ops@10.0.0.21:2222', 'bench2@10.0.0.11:22', 'op@10.0.0.11:2200']);
 });
 
 test('valid branch names git accepts are accepted', () => {
