@@ -4,6 +4,7 @@ import { resolveCommit } from '../plan/source.js';
 import { updateJson } from '../output/status-json.js';
 import { updateText } from '../output/text.js';
 import { EXIT } from '../errors.js';
+import { checkLocalSsh } from '../ssh/transport.js';
 import { type CliContext, parseCount } from './context.js';
 
 export async function planCommand(ctx: CliContext, opts: { config: string; name?: string; concurrency?: string }): Promise<number> {
@@ -13,6 +14,9 @@ export async function planCommand(ctx: CliContext, opts: { config: string; name?
   if (opts.name !== undefined) checkUpdateName(opts.name);
   // The target commit too: a branch or commit the repo does not have is bad input (exit 2).
   const commit = await resolveCommit(config.source.repo, config.source.branch, config.source.commit);
+  // And what connecting needs on this side (an unreadable key, a missing passphrase), which
+  // would otherwise mark every server unreachable for a reason that is not theirs.
+  await checkLocalSsh(ctx.transport(), config.ssh, 'cannot plan');
   const store = ctx.store(true);
   const reporter = await ctx.reporter(false);
   // Ctrl-C (or SIGTERM) cuts the probes and records the update cancelled; a second one exits.

@@ -3,7 +3,7 @@ import type { Config, RolloutSettings, ServerSpec } from '../config/types.js';
 import type { Clock } from '../clock.js';
 import { InterruptedError, UsageError } from '../errors.js';
 import type { EventSink } from '../rollout/events.js';
-import type { Transport } from '../ssh/transport.js';
+import { checkLocalSsh, type Transport } from '../ssh/transport.js';
 import type { ServerRecord, Store, UpdateRecord } from '../store/store.js';
 import { resolveCommit } from './source.js';
 
@@ -74,6 +74,7 @@ export async function createPlan(deps: PlanDeps, config: Config, opts: PlanOptio
   const servers = selectServers(config);
   if (servers.length === 0) throw new UsageError(`${config.file}: server_types selects no server`);
   const commit = await (deps.resolve ?? resolveCommit)(config.source.repo, config.source.branch, config.source.commit);
+  await checkLocalSsh(deps.transport, config.ssh, `cannot plan ${name}`);
 
   store.createUpdate({
     name,

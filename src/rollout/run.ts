@@ -1,7 +1,7 @@
 import type { RolloutSettings, ServerSpec } from '../config/types.js';
 import type { Clock } from '../clock.js';
 import { AppError, BusyError, EXIT, InterruptedError, TransitionError } from '../errors.js';
-import type { Session, Transport, ExecResult } from '../ssh/transport.js';
+import { checkLocalSsh, type Session, type Transport, type ExecResult } from '../ssh/transport.js';
 import type { ServerRecord, Store, UpdateRecord } from '../store/store.js';
 import { expandCommand, expandText } from '../util/shell.js';
 import { formatDuration } from '../util/duration.js';
@@ -67,7 +67,9 @@ export function exitCodeFor(status: UpdateStatus): number {
  */
 export async function runUpdate(deps: EngineDeps, name: string, opts: RunOptions): Promise<RunResult> {
   const { store, clock, emit } = deps;
-  checkRunnable(store.getUpdate(name), opts.mode);
+  const update = store.getUpdate(name);
+  checkRunnable(update, opts.mode);
+  await checkLocalSsh(deps.transport, update.settings.ssh, `cannot ${opts.mode} ${name}`);
   const lost = new AbortController();
   const lease = acquireLease(store, name, () => lost.abort(), () => clock.now());
   const abort = opts.signal ? AbortSignal.any([opts.signal, lost.signal]) : lost.signal;

@@ -336,8 +336,36 @@ function describeDrop(err: unknown): string {
   return code && !msg.includes(code) ? `${msg} (${code})` : msg;
 }
 
+/**
+ * The half of connecting that is the same for every server: known_hosts, the identity file (and
+ * its passphrase), some way to authenticate. A problem here is ours, not the server's.
+ */
+function localSetup(ssh2: Ssh2, sshCfg: SshConfig): { known: KnownHostsFile; identity: ReturnType<typeof loadIdentity>; agentSock: string | undefined } {
+  let known: KnownHostsFile;
+  try {
+    known = readKnownHosts(sshCfg.knownHosts);
+  } catch (err) {
+    throw new TransportError('config', `cannot read known_hosts file ${sshCfg.knownHosts}: ${errorMessage(err)}`);
+  }
+  const identity = loadIdentity(ssh2.utils, sshCfg);
+  const agentSock = sshCfg.agent ? process.env.SSH_AUTH_SOCK || undefined : undefined;
+  if (!identity && !agentSock) {
+    throw new TransportError(
+      'config',
+      sshCfg.agent
+        ? 'no way to authenticate: no identity file is configured and SSH_AUTH_SOCK is not set'
+        : 'no way to authenticate: no identity file is configured and ssh-agent is disabled',
+    );
+  }
+  return { known, identity, agentSock };
+}
+
 export class Ssh2Transport implements Transport {
   private readonly sessions = new Set<Ssh2Session>();
+
+  async preflight(sshCfg: SshConfig): Promise<void> {
+    localSetup(await loadSsh2(), sshCfg);
+  }
 
   async connect(server: ServerSpec, sshCfg: SshConfig, signal?: AbortSignal): Promise<Session> {
     const ssh2 = await loadSsh2();
@@ -358,22 +386,7 @@ export class Ssh2Transport implements Transport {
   private open(ssh2: Ssh2, target: Target, sshCfg: SshConfig, signal?: AbortSignal): Promise<Session> {
     if (signal?.aborted) throw new TransportError('network', `connecting to ${target.label} was aborted`);
 
-    let known: KnownHostsFile;
-    try {
-      known = readKnownHosts(sshCfg.knownHosts);
-    } catch (err) {
-      throw new TransportError('config', `cannot read known_hosts file ${sshCfg.knownHosts}: ${errorMessage(err)}`);
-    }
-    const identity = loadIdentity(ssh2.utils, sshCfg);
-    const agentSock = sshCfg.agent ? process.env.SSH_AUTH_SOCK || undefined : undefined;
-    if (!identity && !agentSock) {
-      throw new TransportError(
-        'config',
-        sshCfg.agent
-          ? `no way to authenticate to ${target.label}: no identity file is configured and SSH_AUTH_SOCK is not set`
-          : `no way to authenticate to ${target.label}: no identity file is configured and ssh-agent is disabled`,
-      );
-    }
+    const { known, identity, agentSock } = localSetup(ssh2, sshCfg);
 
     const client = new ssh2.Client();
     let hostKeyFailure: TransportError | null = null;

@@ -1,4 +1,5 @@
 import type { ServerSpec, SshConfig } from '../config/types.js';
+import { UsageError } from '../errors.js';
 
 /** The result of one remote command. A timeout or lost connection is a result, not a throw. */
 export interface ExecResult {
@@ -30,6 +31,12 @@ export interface Session {
  */
 export interface Transport {
   connect(server: ServerSpec, ssh: SshConfig, signal?: AbortSignal): Promise<Session>;
+  /**
+   * Check what connecting needs on this side (known_hosts, the identity file and its passphrase,
+   * a way to authenticate) before any server is touched; throws the TransportError connect would
+   * throw for every server alike.
+   */
+  preflight?(ssh: SshConfig): Promise<void>;
   /** close every session this transport opened */
   close(): void;
 }
@@ -43,5 +50,18 @@ export class TransportError extends Error {
   ) {
     super(message);
     this.name = 'TransportError';
+  }
+}
+
+/**
+ * `transport.preflight`, with a failure as bad input (exit 2) naming what was refused: the same
+ * problem would fail every server, so none is touched (and none is marked unreachable for it).
+ */
+export async function checkLocalSsh(transport: Transport, ssh: SshConfig, refused: string): Promise<void> {
+  try {
+    await transport.preflight?.(ssh);
+  } catch (e) {
+    if (e instanceof TransportError) throw new UsageError(`${refused}: ${e.message}; nothing was run on any server`);
+    throw e;
   }
 }

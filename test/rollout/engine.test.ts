@@ -9,10 +9,10 @@ import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { systemClock, type Clock } from '../../src/clock.js';
 import type { RolloutSettings, ServerSpec } from '../../src/config/types.js';
-import { BusyError } from '../../src/errors.js';
+import { BusyError, UsageError } from '../../src/errors.js';
 import { runUpdate } from '../../src/rollout/run.js';
 import type { ServerStep } from '../../src/rollout/status.js';
-import type { ExecResult, Session, Transport } from '../../src/ssh/transport.js';
+import { TransportError, type ExecResult, type Session, type Transport } from '../../src/ssh/transport.js';
 import { Store } from '../../src/store/store.js';
 
 const OLD = 'a'.repeat(40);
@@ -384,3 +384,22 @@ for (const scenario of crashScenarios) {
     }
   });
 }
+
+test('a problem on our side of SSH (the key, its passphrase) refuses the start before any server is touched', async (t) => {
+  const store = setup(t, ['s1', 's2']);
+  const fake = new FakeTransport();
+  const s1 = fake.add('s1', OLD);
+  Object.assign(fake, {
+    preflight: async () => {
+      throw new TransportError('auth', 'identity file /k is encrypted and no passphrase was given');
+    },
+  });
+  await assert.rejects(
+    runUpdate(deps(store, fake), 'u', { mode: 'start' }),
+    (e: unknown) => e instanceof UsageError && e.exitCode === 2 && /^cannot start u: identity file \/k is encrypted .*; nothing was run on any server$/.test(e.message),
+  );
+  assert.deepEqual(s1.log, []);
+  assert.equal(store.getUpdate('u').status, 'pending');
+  assert.deepEqual(store.getServers('u').map((s) => s.status), ['pending', 'pending']);
+  assert.equal(store.getUpdate('u').lease, null, 'no lease taken');
+});

@@ -3,7 +3,7 @@
  * checkouts with real restart and health commands (test/fleet).
  */
 import assert from 'node:assert/strict';
-import { copyFileSync, cpSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, cpSync, existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { currentCommit, readDeployCount, restartCount } from '../../src/sim/agent.js';
@@ -367,10 +367,21 @@ test('an encrypted key works through its passphrase variable, and no secret reac
   const db = join(fleet.root, 'secret.db');
   const config = fleet.writeConfig({ name: 'sec', ssh: { identity_file: key } });
   const env = { AGENT_UPDATE_SSH_PASSPHRASE: passphrase };
+  // Without the passphrase no server could be reached: refused up front, not a plan of unreachables.
   const without = await cli(['plan', '-c', config], { db: join(fleet.root, 'nopass.db') });
-  assert.equal(without.code, 0);
-  assert.match(without.stdout, /unreachable.*AGENT_UPDATE_SSH_PASSPHRASE/, 'the missing passphrase is named');
+  assert.equal(without.code, 2, without.stdout + without.stderr);
+  assert.match(without.stderr, /cannot plan: identity file .* is encrypted and no passphrase was given: .*AGENT_UPDATE_SSH_PASSPHRASE.*; nothing was run on any server/);
+  assert.equal(existsSync(join(fleet.root, 'nopass.db')), false, 'no database written');
   const p = await cli(['plan', '-c', config], { db, env });
+  assert.equal(p.code, 0, p.stdout + p.stderr);
+  // A start from a shell without it is refused the same way, and the update stays pending.
+  const bare = await cli(['start', 'sec'], { db });
+  assert.equal(bare.code, 2, bare.stdout + bare.stderr);
+  assert.match(bare.stderr, /cannot start sec: identity file .* is encrypted/);
+  const untouched = await statusJson(db, 'sec');
+  assert.equal(untouched.status, 'pending');
+  assert.equal(untouched.servers[0]!.status, 'pending');
+  assert.equal(untouched.executor, null, 'no lease left behind');
   const r = await cli(['start', 'sec', '-v'], { db, env });
   assert.equal(r.code, 0, r.stdout + r.stderr);
   const logs = await cli(['logs', 'sec'], { db });
@@ -383,4 +394,26 @@ test('an encrypted key works through its passphrase variable, and no secret reac
   })].join('\n');
   assert.ok(!everything.includes(passphrase), 'the passphrase appears nowhere');
   assert.ok(!everything.includes(body.slice(0, 40)), 'no private key material appears anywhere');
+});
+
+test('an identity file gone after planning: start is refused before any server is touched, and works once it is back', async (t) => {
+  const fleet = await fleetFor(t, { servers: 2 });
+  if (!fleet) return;
+  const key = join(fleet.root, 'id_moved');
+  copyFileSync(fleet.identityFile, key);
+  const { db, name, r: planned } = await plan(fleet, { ssh: { identity_file: key } });
+  assert.equal(planned.code, 0, planned.stderr);
+  renameSync(key, `${key}.away`);
+  const r = await cli(['start', name], { db });
+  assert.equal(r.code, 2, r.stdout + r.stderr);
+  assert.match(r.stderr, new RegExp(`cannot start ${name}: cannot read identity file ${key}: it does not exist; nothing was run on any server`));
+  const doc = await statusJson(db, name);
+  assert.equal(doc.status, 'pending');
+  for (const s of doc.servers) assert.equal(s.status, 'pending', `${s.name} was not marked unreachable for our missing key`);
+  for (const s of ['s1', 's2']) assert.equal(readDeployCount(fleet.home(s)), 0);
+
+  renameSync(`${key}.away`, key);
+  const again = await cli(['start', name], { db });
+  assert.equal(again.code, 0, again.stdout + again.stderr);
+  for (const s of ['s1', 's2']) assert.equal(readDeployCount(fleet.home(s)), 1);
 });
