@@ -411,6 +411,14 @@ test('an identity file gone after planning: start is refused before any server i
   assert.equal(doc.status, 'pending');
   for (const s of doc.servers) assert.equal(s.status, 'pending', `${s.name} was not marked unreachable for our missing key`);
   for (const s of ['s1', 's2']) assert.equal(readDeployCount(fleet.home(s)), 0);
+  // Started together with an update whose key is fine, neither starts: the command is refused whole.
+  const other = await cli(['plan', '-c', fleet.writeConfig({ name: 'fine' })], { db });
+  assert.equal(other.code, 0, other.stderr);
+  const both = await cli(['start', 'fine', name], { db });
+  assert.equal(both.code, 2, both.stdout + both.stderr);
+  assert.match(both.stderr, new RegExp(`cannot start ${name}: cannot read identity file`));
+  assert.equal((await statusJson(db, 'fine')).status, 'pending');
+  for (const s of ['s1', 's2']) assert.equal(readDeployCount(fleet.home(s)), 0);
 
   renameSync(`${key}.away`, key);
   const again = await cli(['start', name], { db });
