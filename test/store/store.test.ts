@@ -10,6 +10,7 @@ import { BusyError, TransitionError, UsageError } from '../../src/errors.js';
 import { Store, type NewUpdate } from '../../src/store/store.js';
 import { MIGRATIONS } from '../../src/store/schema.js';
 import { stringify } from 'yaml';
+import { generateKeyPair } from '../../src/sim/keys.js';
 import { createUpstream } from '../../src/sim/upstream.js';
 import { cli } from '../helpers/cli.js';
 
@@ -131,7 +132,7 @@ test('a --db that is not a plan database is refused, and left exactly as it was'
   // the database (here in a folder that does not exist).
   const upstream = await createUpstream(join(dir, 'upstream'));
   writeFileSync(join(dir, 'known_hosts'), '');
-  writeFileSync(join(dir, 'id'), '');
+  writeFileSync(join(dir, 'id'), generateKeyPair().private, { mode: 0o600 });
   const config = join(dir, 'rollout.yaml');
   writeFileSync(
     config,
