@@ -354,8 +354,12 @@ for (const scenario of crashScenarios) {
           return new Promise<never>(() => {});
         };
         const clock = virtualClock();
-        void runUpdate(deps(first, fake, clock), 'u', { mode: 'start' }).catch(() => {});
-        while (!dead) await new Promise((r) => setImmediate(r));
+        let settled = false;
+        void runUpdate(deps(first, fake, clock), 'u', { mode: 'start' })
+          .catch(() => {})
+          .finally(() => (settled = true));
+        while (!dead && !settled) await new Promise((r) => setImmediate(r));
+        assert.ok(dead, `${at}: the first executor ended without sending command ${k}`);
 
         // What the database says at the instant of death; the lease names a process that is gone.
         const finishedBefore = store.getServers('u').filter((s) => s.status !== 'pending' && s.status !== 'running').map((s) => s.name);
