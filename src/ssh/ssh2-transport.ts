@@ -121,6 +121,14 @@ interface Target {
   label: string;
 }
 
+/**
+ * Identity files that parsed, with the passphrase they parsed with. Parsing an encrypted key
+ * costs about 0.3 s of CPU (its bcrypt KDF), and every connection (and each preflight) loads the
+ * identity again; the same bytes with the same passphrase need not be checked twice. Kept in
+ * memory only, like the passphrase itself in the environment.
+ */
+const parsedIdentities = new Map<string, { key: Buffer; passphrase: string | undefined }>();
+
 /** Load the identity file, turning every problem into a TransportError without key material. */
 function loadIdentity(utils: Ssh2['utils'], sshCfg: SshConfig): { key: Buffer; passphrase: string | undefined } | null {
   if (!sshCfg.identityFile) return null;
@@ -136,6 +144,8 @@ function loadIdentity(utils: Ssh2['utils'], sshCfg: SshConfig): { key: Buffer; p
   const envName = sshCfg.passphraseEnv;
   const fromEnv = envName ? process.env[envName] : undefined;
   const passphrase = fromEnv === undefined || fromEnv === '' ? undefined : fromEnv;
+  const known = parsedIdentities.get(file);
+  if (known && known.passphrase === passphrase && known.key.equals(key)) return { key, passphrase };
   const parsed = utils.parseKey(key, passphrase);
   if (parsed instanceof Error) {
     const msg = parsed.message;
@@ -161,6 +171,7 @@ function loadIdentity(utils: Ssh2['utils'], sshCfg: SshConfig): { key: Buffer; p
   if (!first || !first.isPrivateKey()) {
     throw new TransportError('config', `identity file ${file} does not contain a private key (is it the .pub file?)`);
   }
+  parsedIdentities.set(file, { key, passphrase });
   return { key, passphrase };
 }
 

@@ -3,7 +3,7 @@
  * faults a real sshd cannot easily produce: hangs, dying connections, silent servers.
  */
 import { strict as assert } from 'node:assert';
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { generateKeyPair } from '../../src/sim/keys.js';
@@ -366,6 +366,29 @@ describe('identity files and agent', () => {
     assert.ok(!err.message.includes(passphrase), err.message);
     assert.match(err.message, /passphrase/);
     delete process.env[ENV];
+  });
+
+  test('an identity that parsed is not parsed again, but a changed passphrase or file is', async (t) => {
+    const copy = join(tmp.dir, 'id_enc_copy');
+    copyFileSync(enc.privateFile, copy);
+    const cfg = sshConfig({ knownHosts: knownHosts(), identityFile: copy });
+    process.env[ENV] = passphrase;
+    try {
+      const times: number[] = [];
+      for (let i = 0; i < 2; i++) {
+        const began = performance.now();
+        await transport().preflight(cfg);
+        times.push(performance.now() - began);
+      }
+      t.diagnostic(`encrypted key: first check ${times[0]!.toFixed(0)} ms, second ${times[1]!.toFixed(1)} ms`);
+      process.env[ENV] = 'not-the-Right-one-42';
+      assert.equal((await rejection(transport().preflight(cfg))).kind, 'auth', 'another passphrase is checked again');
+      process.env[ENV] = passphrase;
+      writeFileSync(copy, enc.publicLine + '\n');
+      assert.match((await rejection(transport().preflight(cfg))).message, /does not contain a private key/, 'other bytes are checked again');
+    } finally {
+      delete process.env[ENV];
+    }
   });
 
   test('missing identity file → config', async () => {
