@@ -17,6 +17,9 @@ async function plan(fleet: Fleet, overrides: Record<string, unknown> = {}, name 
   return { db, config, r, name };
 }
 
+/** The commit whose agent never comes online, with a health timeout short enough to see it fast. */
+const BROKEN = { source: { branch: 'broken' }, agent: { health: { timeout: '1s', interval: '100ms' } } };
+
 test('plan probes every server: pending, skipped at the target, unreachable with the reason', async (t) => {
   const fleet = await fleetFor(t, { servers: 3, unreachable: 1 });
   if (!fleet) return;
@@ -103,7 +106,7 @@ test('a broken commit is rolled back on the first server and the rollout stops (
   const fleet = await fleetFor(t, { servers: 3 });
   if (!fleet) return;
   const { commits } = fleet.upstream;
-  const { db, name } = await plan(fleet, { source: { branch: 'broken' }, agent: { health: { timeout: '1s', interval: '100ms' } } });
+  const { db, name } = await plan(fleet, BROKEN);
   const r = await cli(['start', name], { db });
   assert.equal(r.code, 1, r.stdout + r.stderr);
   const doc = await statusJson(db, name);
@@ -127,8 +130,7 @@ test('continue_after_rollback goes on after each rolled-back server', async (t) 
   const fleet = await fleetFor(t, { servers: 2 });
   if (!fleet) return;
   const { db, name } = await plan(fleet, {
-    source: { branch: 'broken' },
-    agent: { health: { timeout: '1s', interval: '100ms' } },
+    ...BROKEN,
     rollback: { continue_after_rollback: true },
   });
   const r = await cli(['start', name], { db });
@@ -143,8 +145,7 @@ test('with rollback disabled a failed server stays failed and the rollout stops'
   if (!fleet) return;
   const { commits } = fleet.upstream;
   const { db, name } = await plan(fleet, {
-    source: { branch: 'broken' },
-    agent: { health: { timeout: '1s', interval: '100ms' } },
+    ...BROKEN,
     rollback: { enabled: false },
   });
   const r = await cli(['start', name], { db });
@@ -160,8 +161,7 @@ test('a rollback that fails too leaves the server fatal and stops everything', a
   if (!fleet) return;
   const { commits } = fleet.upstream;
   const { db, name } = await plan(fleet, {
-    source: { branch: 'broken' },
-    agent: { health: { timeout: '1s', interval: '100ms' } },
+    ...BROKEN,
     // Roll back to a commit that never comes online either.
     rollback: { commit: commits.broken, continue_after_rollback: true },
   });
@@ -180,8 +180,7 @@ test('rollback.commit is used instead of the previous commit', async (t) => {
   if (!fleet) return;
   const { commits } = fleet.upstream;
   const { db, name } = await plan(fleet, {
-    source: { branch: 'broken' },
-    agent: { health: { timeout: '1s', interval: '100ms' } },
+    ...BROKEN,
     rollback: { commit: commits.good },
   });
   await cli(['start', name], { db });

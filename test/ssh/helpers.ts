@@ -2,6 +2,7 @@
  * Local helpers for the transport tests: temp folders, user keys made by ssh-keygen, a minimal
  * real OpenSSH sshd, an ssh-agent. (The shared fleet helper lives in test/fleet/.)
  */
+import { strict as assert } from 'node:assert';
 import { execFile, spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -11,6 +12,7 @@ import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { ServerSpec, SshConfig } from '../../src/config/types.js';
+import { TransportError } from '../../src/ssh/transport.js';
 
 export const execFileP = promisify(execFile);
 export const SSHD = '/usr/sbin/sshd';
@@ -186,4 +188,15 @@ export function writeKnownHosts(dir: string, ...lines: string[]): string {
   const file = join(dir, `known_hosts.${++knownHostsFiles}`);
   writeFileSync(file, lines.join('\n') + '\n');
   return file;
+}
+
+/** The TransportError `p` rejects with; fails the test if it resolves or rejects with something else. */
+export async function rejection(p: Promise<unknown>): Promise<TransportError> {
+  try {
+    await p;
+  } catch (err) {
+    assert.ok(err instanceof TransportError, `expected a TransportError, got ${String(err)}`);
+    return err;
+  }
+  assert.fail('expected the promise to reject');
 }

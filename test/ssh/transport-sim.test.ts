@@ -12,8 +12,7 @@ import { startSimServer } from '../../src/sim/ssh-server.js';
 import type { SimServer, SimServerOptions } from '../../src/sim/ssh-server.js';
 import { fingerprintSha256 } from '../../src/ssh/known-hosts.js';
 import { Ssh2Transport } from '../../src/ssh/ssh2-transport.js';
-import { TransportError } from '../../src/ssh/transport.js';
-import { freePort, hashKnownHosts, makeUserKey, server, sshConfig, startAgent, tempDir, writeKnownHosts } from './helpers.js';
+import { freePort, hashKnownHosts, makeUserKey, server, sshConfig, startAgent, tempDir, rejection, writeKnownHosts } from './helpers.js';
 import type { KeyPair } from './helpers.js';
 
 const tmp = tempDir('au-sim-');
@@ -54,16 +53,6 @@ function cfgFor(s: SimServer, overrides: Partial<SshConfig> = {}): SshConfig {
 
 async function connectTo(s: SimServer, overrides: Partial<SshConfig> = {}) {
   return transport().connect(server(s.host, s.port), cfgFor(s, overrides));
-}
-
-async function rejection(p: Promise<unknown>): Promise<TransportError> {
-  try {
-    await p;
-  } catch (err) {
-    assert.ok(err instanceof TransportError, `expected a TransportError, got ${String(err)}`);
-    return err;
-  }
-  assert.fail('expected the promise to reject');
 }
 
 describe('exec on the simulated server', () => {

@@ -10,9 +10,8 @@ import type { TestContext } from 'node:test';
 import type { SshConfig } from '../../src/config/types.js';
 import { fingerprintSha256 } from '../../src/ssh/known-hosts.js';
 import { Ssh2Transport } from '../../src/ssh/ssh2-transport.js';
-import { TransportError } from '../../src/ssh/transport.js';
 import type { Session } from '../../src/ssh/transport.js';
-import { execFileP, hashKnownHosts, makeUserKey, server, sshConfig, sshdUnavailable, startAgent, startSshd, tempDir, writeKnownHosts } from './helpers.js';
+import { execFileP, hashKnownHosts, makeUserKey, server, sshConfig, sshdUnavailable, startAgent, startSshd, tempDir, rejection, writeKnownHosts } from './helpers.js';
 import type { KeyPair, Sshd } from './helpers.js';
 
 const ENV = 'AGENT_UPDATE_TEST_PASSPHRASE';
@@ -58,16 +57,6 @@ const knownHosts = (...lines: string[]): string => writeKnownHosts(tmp.dir, ...l
 
 function cfg(d: Sshd, overrides: Partial<SshConfig> = {}): SshConfig {
   return sshConfig({ knownHosts: knownHosts(d.hostKeyLine), identityFile: key.privateFile, ...overrides });
-}
-
-async function rejection(p: Promise<unknown>): Promise<TransportError> {
-  try {
-    await p;
-  } catch (err) {
-    assert.ok(err instanceof TransportError, `expected a TransportError, got ${String(err)}`);
-    return err;
-  }
-  assert.fail('expected the promise to reject');
 }
 
 function hostKeyBlob(d: Sshd): Buffer {
