@@ -92,8 +92,9 @@ export async function createPlan(deps: PlanDeps, config: Config, opts: PlanOptio
     store.getServers(name).map((s) => limit(async () => (signal?.aborted ? undefined : probeServer(deps, config, commit, s, signal)))),
   );
   if (signal?.aborted) {
-    const probed = store.getServers(name).filter((s) => s.status !== 'pending' || s.fromCommit !== null).length;
-    const reason = `plan interrupted after probing ${probed} of ${store.getServers(name).length} servers`;
+    const all = store.getServers(name);
+    const probed = all.filter((s) => s.status !== 'pending' || s.fromCommit !== null).length;
+    const reason = `plan interrupted after probing ${probed} of ${all.length} servers`;
     store.setUpdateStatus(name, 'cancelled', { endedAt: deps.clock.now().toISOString(), reason });
     throw new InterruptedError(`${reason}: update ${name} is cancelled (nothing was changed on any server); plan again to start over`);
   }
