@@ -4,6 +4,7 @@ import chalk from 'chalk';
 import { systemClock, type Clock } from '../clock.js';
 import { UsageError } from '../errors.js';
 import { shellQuote } from '../util/shell.js';
+import { setSuggestPrefix, suggest } from '../util/suggest.js';
 import { Reporter } from '../output/reporter.js';
 import { Ssh2Transport } from '../ssh/ssh2-transport.js';
 import type { Ora } from 'ora';
@@ -30,6 +31,8 @@ export class CliContext {
     readonly err: NodeJS.WriteStream = process.stderr,
   ) {
     if (opts.color === false || !out.isTTY || process.env.NO_COLOR) chalk.level = 0;
+    // Every suggested command line (the engine's too) carries the --db of this invocation.
+    setSuggestPrefix(`agent-update${opts.db !== undefined ? ` --db ${shellQuote(opts.db)}` : ''}`);
   }
 
   get dbPath(): string {
@@ -40,7 +43,7 @@ export class CliContext {
   store(create = false): Store {
     if (!this.store_) {
       if (!create && !existsSync(this.dbPath)) {
-        throw new UsageError(`no plan database at ${this.dbPath}: run \`agent-update plan -c FILE\` first, or pass --db PATH`);
+        throw new UsageError(`no plan database at ${this.dbPath}: run \`${suggest(`plan -c FILE`)}\` first, or pass --db PATH`);
       }
       this.store_ = new Store(this.dbPath);
     }
@@ -68,7 +71,7 @@ export class CliContext {
 
   /** A command line to suggest, with the --db this invocation used so it works when pasted. */
   cmd(rest: string): string {
-    return `agent-update${this.opts.db !== undefined ? ` --db ${shellQuote(this.opts.db)}` : ''} ${rest}`;
+    return suggest(rest);
   }
 
   print(text: string): void {

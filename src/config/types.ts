@@ -55,6 +55,8 @@ export interface Config {
   restart: string[];
   rollback: { enabled: boolean; continueAfterRollback: boolean; commit: string | null };
   testMode: { stopAfter: number };
+  /** how the executor shares servers with other updates */
+  execution: { busyWaitMs: number };
 }
 
 /**
@@ -63,4 +65,6 @@ export interface Config {
  */
 export type RolloutSettings = Pick<Config, 'ssh' | 'agent' | 'restart' | 'rollback'> & {
   source: { repo: string; branch: string; commit: string };
+  /** absent in updates planned before it existed: read it through `executionOf` */
+  execution?: Config['execution'];
 };

@@ -38,6 +38,10 @@
  * - `ssh.output_limit` (default `65536`, 1024..67108864): bytes of stdout/stderr kept per
  *   command; the tail is kept.
  *
+ * - `execution.busy_wait` (default `10m`; `0` = do not wait): how long an executor waits for a
+ *   server that another update (of this database, or of another one, by the lock on the server)
+ *   is working on, before it pauses its own update with a reason naming the other.
+ *
  * `inventory:` and the other extensions SPEC.md lists as decided but not built yet are reported
  * as "not supported yet" rather than as unknown keys.
  */
@@ -82,13 +86,14 @@ export const DEFAULTS = {
   rollbackEnabled: true,
   continueAfterRollback: false,
   stopAfter: 0,
+  busyWaitMs: 600_000,
 } as const;
 
 const OUTPUT_LIMIT_MIN = 1024;
 const OUTPUT_LIMIT_MAX = 64 * 1024 * 1024;
 
 const KEYS = {
-  top: ['name', 'source', 'servers', 'server_types', 'ssh', 'agent', 'restart', 'rollback', 'test_mode'],
+  top: ['name', 'source', 'servers', 'server_types', 'ssh', 'agent', 'restart', 'rollback', 'test_mode', 'execution'],
   source: ['repo', 'branch', 'commit'],
   server: ['name', 'host', 'port', 'user', 'type'],
   ssh: [
@@ -107,6 +112,7 @@ const KEYS = {
   health: ['command', 'expect', 'timeout', 'interval'],
   rollback: ['enabled', 'continue_after_rollback', 'commit'],
   test_mode: ['stop_after'],
+  execution: ['busy_wait'],
 } as const;
 
 /** Keys SPEC.md lists as decided extensions that this version does not implement yet. */
@@ -115,8 +121,8 @@ const PLANNED: Record<string, Record<string, string>> = {
     inventory: 'inventory files are not supported yet; list servers inline under servers',
     include: 'include patterns are not supported yet; narrow the update with server_types',
     exclude: 'exclude patterns are not supported yet; narrow the update with server_types',
-    execution: 'execution settings (max_failures) are not supported yet',
   },
+  execution: { max_failures: 'execution.max_failures is not supported yet' },
   source: {
     version: 'source.version is not supported yet',
     min_version: 'source.min_version is not supported yet',
@@ -744,6 +750,10 @@ export function validateConfig(raw: unknown, ctx: ValidateContext): ValidateResu
   const tm = c.section(['test_mode'], top.test_mode, KEYS.test_mode) ?? {};
   const stopAfter = c.int(['test_mode', 'stop_after'], tm.stop_after, DEFAULTS.stopAfter, 0, Number.MAX_SAFE_INTEGER, 'a whole number 0 or more (0 = off)');
 
+  // execution
+  const ex = c.section(['execution'], top.execution, KEYS.execution, PLANNED.execution) ?? {};
+  const busyWaitMs = c.duration(['execution', 'busy_wait'], ex.busy_wait, DEFAULTS.busyWaitMs, true);
+
   if (c.problems.length) return { problems: sortProblems(c.problems) };
 
   return {
@@ -769,6 +779,7 @@ export function validateConfig(raw: unknown, ctx: ValidateContext): ValidateResu
       restart,
       rollback,
       testMode: { stopAfter },
+      execution: { busyWaitMs },
     },
   };
 }

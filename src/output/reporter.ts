@@ -75,6 +75,13 @@ export class Reporter {
         if (!this.o.spinner) this.line(`${t}  ${e.server}: ${e.step}`);
         this.refresh();
         break;
+      case 'server-waiting':
+        if (e.waitedMs === 0) {
+          this.line(`${t}${chalk.yellow('waiting')} for ${chalk.bold(e.server)}: ${e.holder} (at most ${formatDuration(e.limitMs)}, then this update pauses)`);
+        }
+        this.inFlight.set(e.update, `${t}${e.server} waiting for the other update (${formatDuration(e.waitedMs)})`);
+        this.refresh();
+        break;
       case 'health-waiting':
         this.inFlight.set(e.update, `${t}${e.server} waiting for health (${formatDuration(e.elapsedMs)}, try ${e.attempt})`);
         this.refresh();

@@ -2,6 +2,7 @@ import chalk from 'chalk';
 import type { EventRecord, ServerRecord, StepRecord, UpdateRecord } from '../store/store.js';
 import { countsOf } from './status-json.js';
 import { holderIsDead } from '../rollout/lease.js';
+import { suggest } from '../util/suggest.js';
 
 const STATUS_COLOUR: Record<string, (s: string) => string> = {
   success: chalk.green,
@@ -59,7 +60,7 @@ export function updateText(u: UpdateRecord, servers: readonly ServerRecord[]): s
     const dead = holderIsDead(u.lease, new Date());
     lines.push(
       `  executor pid ${u.lease.pid} on ${u.lease.host} since ${u.lease.since}` +
-        (dead ? chalk.red(` (gone: \`agent-update start ${u.name}\` takes over)`) : ''),
+        (dead ? chalk.red(` (gone: \`${suggest(`start ${u.name}`)}\` takes over)`) : ''),
     );
   }
   if (u.reason) lines.push(`  reason   ${u.reason}`);

@@ -57,6 +57,7 @@ export function settingsOf(config: Config, commit: string): RolloutSettings {
     agent: config.agent,
     restart: config.restart,
     rollback: config.rollback,
+    execution: config.execution,
   };
 }
 

@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { BusyError } from '../errors.js';
 import type { Lease, Store } from '../store/store.js';
+import { suggest } from '../util/suggest.js';
 
 /** How often a live executor refreshes its lease. */
 export const HEARTBEAT_MS = 2_000;
@@ -72,7 +73,7 @@ export function acquireLease(store: Store, update: string, onLost: () => void, n
   if (!result.ok) {
     throw new BusyError(
       `update ${update} is being executed by ${describeHolder(result.holder)}; ` +
-        `watch it with \`agent-update status ${update} --watch\` or ask it to stop with \`agent-update pause ${update}\``,
+        `watch it with \`${suggest(`status ${update} --watch`)}\` or ask it to stop with \`${suggest(`pause ${update}`)}\``,
     );
   }
   let held = true;

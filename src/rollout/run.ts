@@ -1,3 +1,4 @@
+import { hostname } from 'node:os';
 import type { RolloutSettings, ServerSpec } from '../config/types.js';
 import type { Clock } from '../clock.js';
 import { AppError, BusyError, EXIT, InterruptedError, TransitionError } from '../errors.js';
@@ -5,9 +6,18 @@ import { checkLocalSsh, type Session, type Transport, type ExecResult } from '..
 import type { ServerRecord, Store, UpdateRecord } from '../store/store.js';
 import { expandCommand, expandText } from '../util/shell.js';
 import { formatDuration } from '../util/duration.js';
+import { suggest } from '../util/suggest.js';
 import { countWorked, decide } from './decide.js';
 import type { EventSink } from './events.js';
-import { acquireLease, holderIsDead, type HeldLease } from './lease.js';
+import { acquireLease, describeHolder, holderIsDead, type HeldLease } from './lease.js';
+import {
+  acquireScript,
+  describeOwner,
+  parseOwner,
+  releaseScript,
+  splitLockOutput,
+  type LockOwner,
+} from './remote-lock.js';
 import { whatYouCanDo, type ServerStatus, type ServerStep, type UpdateStatus } from './status.js';
 
 export interface EngineDeps {
@@ -42,10 +52,10 @@ const START_FROM: Record<RunOptions['mode'], readonly UpdateStatus[]> = {
 function checkRunnable(u: UpdateRecord, mode: RunOptions['mode']): void {
   if (START_FROM[mode].includes(u.status)) return;
   if (mode === 'start' && u.status === 'paused') {
-    throw new TransitionError(`update ${u.name} is paused; continue it with \`agent-update resume ${u.name}\``);
+    throw new TransitionError(`update ${u.name} is paused; continue it with \`${suggest(`resume ${u.name}`)}\``);
   }
   if (mode === 'resume' && u.status === 'pending') {
-    throw new TransitionError(`update ${u.name} is pending, not paused; begin it with \`agent-update start ${u.name}\``);
+    throw new TransitionError(`update ${u.name} is pending, not paused; begin it with \`${suggest(`start ${u.name}`)}\``);
   }
   throw new TransitionError(`cannot ${mode} update ${u.name}: it is ${u.status}. ${whatYouCanDo(u.name, u.status)}`);
 }
@@ -54,6 +64,26 @@ function checkRunnable(u: UpdateRecord, mode: RunOptions['mode']): void {
 export function assertRunnable(store: Store, name: string, mode: RunOptions['mode']): void {
   checkRunnable(store.getUpdate(name), mode);
 }
+
+/** How long to wait for a server another update is working on (execution.busy_wait). */
+export const DEFAULT_BUSY_WAIT_MS = 600_000;
+export function busyWaitOf(settings: RolloutSettings): number {
+  return settings.execution?.busyWaitMs ?? DEFAULT_BUSY_WAIT_MS;
+}
+/** How often a server held by another update of this database is looked at again (no remote command). */
+const DB_BUSY_POLL_MS = 500;
+/** The first wait for a server locked from another database; doubled each time, up to the cap. */
+const LOCK_POLL_FIRST_MS = 1_000;
+const LOCK_POLL_MAX_MS = 15_000;
+
+/**
+ * What working on one server came to: done (whatever its status), or not touched because another
+ * update holds it (`dead`: that update's executor is gone, so waiting cannot help).
+ */
+type ServerOutcome =
+  | { kind: 'done' }
+  | { kind: 'busy'; serverId: number; server: string; holder: string; reason: string; dead: boolean; remote: boolean };
+const DONE: ServerOutcome = { kind: 'done' };
 
 export function exitCodeFor(status: UpdateStatus): number {
   if (status === 'success') return EXIT.ok;
@@ -113,25 +143,58 @@ export async function runUpdate(deps: EngineDeps, name: string, opts: RunOptions
     });
 
     const ctx: ServerContext = { deps, update: u, lease, signal: abort };
+    const pause = async (reason: string): Promise<RunResult> => {
+      await releaseLeftoverLocks(ctx);
+      guarded(ctx, () => store.setUpdateStatus(name, 'paused', { reason, pauseRequestedAt: null, pauseAtWorked: null }), opts);
+      emit({ type: 'update-finished', update: name, status: 'paused', reason });
+      return { update: name, status: 'paused', reason, exitCode: EXIT.paused };
+    };
+    // The server we are waiting for because another update holds it, and since when.
+    let waiting: { serverId: number; holder: string; since: number; polls: number } | null = null;
     for (;;) {
       checkStillOurs(ctx, opts);
       u = store.getUpdate(name);
       ctx.update = u;
       const all = store.getServers(name);
       const d = decide(u, all);
+      let outcome: ServerOutcome = DONE;
       if (d.kind === 'recover') {
-        await recoverServer(ctx, d.server);
+        outcome = await recoverServer(ctx, d.server);
       } else if (d.kind === 'run') {
-        await runServer(ctx, d.server, all.indexOf(d.server) + 1, all.length);
+        const claim = claimServer(ctx, d.server);
+        outcome = claim.ok ? await runServer(ctx, claim.server, d.server.fromCommit, all.indexOf(d.server) + 1, all.length) : claim.busy;
       } else if (d.kind === 'pause') {
-        guarded(ctx, () => store.setUpdateStatus(name, 'paused', { reason: d.reason, pauseRequestedAt: null, pauseAtWorked: null }), opts);
-        emit({ type: 'update-finished', update: name, status: 'paused', reason: d.reason });
-        return { update: name, status: 'paused', reason: d.reason, exitCode: EXIT.paused };
+        return await pause(d.reason);
       } else {
+        await releaseLeftoverLocks(ctx);
         guarded(ctx, () => store.setUpdateStatus(name, d.status, { endedAt: clock.now().toISOString(), reason: d.reason, pauseRequestedAt: null }), opts);
         emit({ type: 'update-finished', update: name, status: d.status, reason: d.reason });
         return { update: name, status: d.status, reason: d.reason, exitCode: exitCodeFor(d.status) };
       }
+      if (outcome.kind === 'done') {
+        waiting = null;
+        continue;
+      }
+      // Another update holds the server: wait for it (bounded), or pause with its name.
+      const now = clock.now().getTime();
+      const limit = busyWaitOf(u.settings);
+      if (!waiting || waiting.serverId !== outcome.serverId) waiting = { serverId: outcome.serverId, holder: '', since: now, polls: 0 };
+      const waited = now - waiting.since;
+      if (outcome.dead || waited >= limit) {
+        const why = outcome.dead ? outcome.reason : `${outcome.reason}; waited ${formatDuration(waited)} for it (execution.busy_wait)`;
+        store.addEvent(name, outcome.server, 'busy', why);
+        return await pause(why);
+      }
+      if (waiting.holder !== outcome.holder) {
+        waiting.holder = outcome.holder;
+        store.addEvent(name, outcome.server, 'busy', `waiting: ${outcome.reason}`);
+        emit({ type: 'server-waiting', update: name, server: outcome.server, holder: outcome.reason, waitedMs: 0, limitMs: limit });
+      } else {
+        emit({ type: 'server-waiting', update: name, server: outcome.server, holder: outcome.reason, waitedMs: waited, limitMs: limit });
+      }
+      const poll = outcome.remote ? Math.min(LOCK_POLL_MAX_MS, LOCK_POLL_FIRST_MS * 2 ** waiting.polls) : DB_BUSY_POLL_MS;
+      waiting.polls++;
+      await clock.sleep(Math.max(1, Math.min(poll, limit - waited)), abort);
     }
   } finally {
     lease.release();
@@ -150,7 +213,7 @@ function checkStillOurs(ctx: ServerContext, opts?: RunOptions): void {
     throw new BusyError(`lost the lease on update ${ctx.update.name}: another process took it over; stopping without touching anything more`);
   }
   if ((opts?.signal ?? ctx.signal).aborted) {
-    throw new InterruptedError(`interrupted: update ${ctx.update.name} stays running; \`agent-update start ${ctx.update.name}\` takes it over`);
+    throw new InterruptedError(`interrupted: update ${ctx.update.name} stays running; \`${suggest(`start ${ctx.update.name}`)}\` takes it over`);
   }
 }
 
@@ -166,6 +229,8 @@ function guarded<T>(ctx: ServerContext, write: () => T, opts?: RunOptions): T {
 class ServerRun {
   private session: Session | null = null;
   private readonly started: number;
+  /** the journal row of the last command run */
+  lastStepId = 0;
 
   constructor(
     readonly ctx: ServerContext,
@@ -199,12 +264,17 @@ class ServerRun {
     }
   }
 
-  /** Run one command, journalled; a lost connection is reopened once for the next command. */
-  async exec(phase: string, command: string, timeoutMs?: number): Promise<ExecResult> {
+  /**
+   * Run one command, journalled; a lost connection is reopened once for the next command.
+   * `shown`: what the journal and events say was run, when the command is one of ours (the lock
+   * script) rather than the operator's.
+   */
+  async exec(phase: string, command: string, timeoutMs?: number, shown = command): Promise<ExecResult> {
     // No remote command after losing the lease or a hard stop: another executor may own the server now.
     checkStillOurs(this.ctx);
     const { store, emit } = this.ctx.deps;
-    const stepId = store.beginStep(this.server, phase, command);
+    const stepId = store.beginStep(this.server, phase, shown);
+    this.lastStepId = stepId;
     let result: ExecResult;
     const conn = await this.connect();
     if (!conn.ok) {
@@ -222,7 +292,7 @@ class ServerRun {
       update: this.server.updateName,
       server: this.server.name,
       phase,
-      command,
+      command: shown,
       code: result.code,
       error: result.error,
       durationMs: result.durationMs,
@@ -232,22 +302,101 @@ class ServerRun {
 
   /** The installed commit per `agent.version_command`, or why it could not be read. */
   async version(phase: string): Promise<{ ok: true; commit: string } | { ok: false; error: string }> {
-    const r = await this.exec(phase, this.settings.agent.versionCommand);
-    if (r.code !== 0) return { ok: false, error: `version_command ${describeFailure(r)}` };
-    const lines = r.stdout.trim().split('\n');
-    const last = (lines[lines.length - 1] ?? '').trim().toLowerCase();
-    if (!/^[0-9a-f]{40}$/.test(last)) {
-      return { ok: false, error: `version_command printed ${JSON.stringify(last.slice(0, 80))}, not a 40-hex commit` };
-    }
-    return { ok: true, commit: last };
+    return parseVersion(await this.exec(phase, this.settings.agent.versionCommand));
   }
+
+  /** Who we are, as the lock on the server says it. */
+  lockOwner(): LockOwner {
+    const oneLine = (s: string) => s.replace(/[\x00-\x1f\x7f]/g, '?');
+    const { store, clock } = this.ctx.deps;
+    return {
+      update: this.server.updateName,
+      db: store.dbId,
+      host: oneLine(hostname()),
+      pid: process.pid,
+      since: clock.now().toISOString(),
+      dbPath: oneLine(store.path),
+    };
+  }
+
+  /**
+   * The re-check: take the lock on the server and read its commit, in one remote command (the
+   * version command runs only once the lock is ours). `busy` when another update holds the lock;
+   * a lock of this database's that no update is working on any more is cleared and taken.
+   */
+  async recheck(phase: string): Promise<{ kind: 'ok'; commit: string } | { kind: 'failed'; error: string } | { kind: 'busy'; owner: ReturnType<typeof parseOwner> }> {
+    const { versionCommand } = this.settings.agent;
+    const owner = this.lockOwner();
+    let stale: string | undefined;
+    for (;;) {
+      const shown = `${stale === undefined ? '(take the agent-update lock)' : '(clear a stale agent-update lock and take it)'} && ${versionCommand}`;
+      const r = await this.exec(phase, `${acquireScript(owner, stale)}\n${versionCommand}`, undefined, shown);
+      const { verdict, rest } = splitLockOutput(r.stdout);
+      if (verdict?.kind === 'held') {
+        const holder = parseOwner(verdict.owner);
+        if (stale === undefined && this.isStaleLock(holder)) {
+          stale = verdict.owner;
+          continue;
+        }
+        return { kind: 'busy', owner: holder };
+      }
+      if (verdict?.kind === 'error') return { kind: 'failed', error: `cannot take the lock on the server: ${verdict.message}` };
+      const v = parseVersion({ ...r, stdout: rest });
+      return v.ok ? { kind: 'ok', commit: v.commit } : { kind: 'failed', error: v.error };
+    }
+  }
+
+  /**
+   * A lock left by another update of this very database that is no longer working on this
+   * account (its server finished, its release was lost): the database says nobody is on it.
+   */
+  private isStaleLock(holder: ReturnType<typeof parseOwner>): boolean {
+    const { store } = this.ctx.deps;
+    if (holder.db !== store.dbId || !holder.update || holder.update === this.server.updateName) return false;
+    if (!store.findUpdate(holder.update)) return false;
+    return store.busyAccount(this.server) === null;
+  }
+
+  /** Remove our lock from the server (best effort: a lock left behind is cleared by the next of ours). */
+  async releaseLock(): Promise<void> {
+    const { store } = this.ctx.deps;
+    try {
+      const r = await this.exec('unlock', releaseScript(this.lockOwner()), undefined, '(release the agent-update lock)');
+      const { verdict } = splitLockOutput(r.stdout);
+      if (verdict?.kind === 'released' || verdict?.kind === 'not-ours') {
+        guarded(this.ctx, () => store.setLockHeld(this.server.id, false));
+        this.server = { ...this.server, lockHeld: false };
+      }
+    } catch (e) {
+      if (!(e instanceof AppError)) throw e;
+      // lost the lease or stopped hard: the flag stays, and whoever continues releases it
+    }
+  }
+
+  /** Leave the server to the update that holds it: nothing ran on it, it is pending again. */
+  yieldServer(plannedFrom: string | null, reason: string): void {
+    const { store } = this.ctx.deps;
+    this.server = guarded(this.ctx, () =>
+      store.setServerStatus(this.server.id, 'pending', {
+        step: null,
+        startedAt: null,
+        fromCommit: plannedFrom,
+        toCommit: null,
+        error: null,
+        lockHeld: false,
+      }),
+    );
+    store.addEvent(this.server.updateName, this.server.name, 'busy', reason);
+  }
+
 
   setStep(step: ServerStep, change: { fromCommit?: string; error?: string | null } = {}): void {
     this.server = guarded(this.ctx, () => this.ctx.deps.store.setServerStatus(this.server.id, 'running', { step, ...change }));
     this.ctx.deps.emit({ type: 'server-step', update: this.server.updateName, server: this.server.name, step });
   }
 
-  finish(status: ServerStatus, change: { error?: string | null; fromCommit?: string | null } = {}): void {
+  /** Record the server's outcome, then release our lock on it (after: the outcome comes first). */
+  async finish(status: ServerStatus, change: { error?: string | null; fromCommit?: string | null; lockHeld?: boolean } = {}): Promise<void> {
     const { store, clock, emit } = this.ctx.deps;
     this.server = guarded(this.ctx, () =>
       store.setServerStatus(this.server.id, status, {
@@ -264,11 +413,99 @@ class ServerRun {
       error: this.server.error,
       durationMs: this.elapsed(),
     });
+    if (this.server.lockHeld) await this.releaseLock();
   }
 
   close(): void {
     this.session?.close();
     this.session = null;
+  }
+}
+
+function parseVersion(r: ExecResult): { ok: true; commit: string } | { ok: false; error: string } {
+  if (r.code !== 0) return { ok: false, error: `version_command ${describeFailure(r)}` };
+  const lines = r.stdout.trim().split('\n');
+  const last = (lines[lines.length - 1] ?? '').trim().toLowerCase();
+  if (!/^[0-9a-f]{40}$/.test(last)) {
+    return { ok: false, error: `version_command printed ${JSON.stringify(last.slice(0, 80))}, not a 40-hex commit` };
+  }
+  return { ok: true, commit: last };
+}
+
+function accountOf(s: Pick<ServerRecord, 'user' | 'host' | 'port'>): string {
+  return `${s.user}@${s.host}:${s.port}`;
+}
+
+/** Why another update's lock on a server keeps us off it, and what the operator can do. */
+function lockedBy(ctx: ServerContext, s: ServerRecord, owner: ReturnType<typeof parseOwner>): Extract<ServerOutcome, { kind: 'busy' }> {
+  const ownDb = owner.db === ctx.deps.store.dbId;
+  return {
+    kind: 'busy',
+    serverId: s.id,
+    server: s.name,
+    holder: owner.raw,
+    dead: false,
+    remote: true,
+    reason:
+      `server ${s.name} (${accountOf(s)}) is locked by ${describeOwner(owner)}` +
+      (ownDb ? '' : ', from another plan database') +
+      `; if that executor is gone, clear the lock with \`${suggest(`unlock ${s.name} --yes`)}\``,
+  };
+}
+
+/**
+ * Mark the next server `running` unless another update of this database is working on the same
+ * account (`user@host:port`, however it is named) right now: the check and the write are one
+ * transaction, so two executors (in one process or several) never both have it.
+ */
+function claimServer(ctx: ServerContext, server: ServerRecord): { ok: true; server: ServerRecord } | { ok: false; busy: Extract<ServerOutcome, { kind: 'busy' }> } {
+  const { store, clock } = ctx.deps;
+  return guarded(ctx, () => {
+    const other = store.busyAccount(server);
+    if (other) {
+      const alive = other.lease !== null && !holderIsDead(other.lease, clock.now());
+      const where = `server ${server.name} (${accountOf(server)}) is in flight in update ${other.update} (as ${other.server}, step ${other.step ?? '?'})`;
+      return {
+        ok: false as const,
+        busy: {
+          kind: 'busy' as const,
+          serverId: server.id,
+          server: server.name,
+          holder: `${other.update}/${other.server}`,
+          remote: false,
+          dead: !alive,
+          reason: alive
+            ? `${where}, executed by ${describeHolder(other.lease!)}`
+            : `${where}, whose executor is gone: take it over first with \`${suggest(`start ${other.update}`)}\` ` +
+              `(or end it with \`${suggest(`cancel ${other.update}`)}\`), then \`${suggest(`resume ${ctx.update.name}`)}\``,
+        },
+      };
+    }
+    const claimed = store.setServerStatus(server.id, 'running', {
+      step: 'update',
+      startedAt: clock.now().toISOString(),
+      toCommit: ctx.update.commit,
+      // cleared until the re-check reads it again: a takeover that finds it null knows no
+      // update command has run, whatever the server was at when the plan was made.
+      fromCommit: null,
+      error: null,
+      // before the command that takes the lock: a crash after it must still release it
+      lockHeld: true,
+    });
+    return { ok: true as const, server: claimed };
+  });
+}
+
+/** Release the locks a crash (or a lost reply) left on this update's finished servers. */
+async function releaseLeftoverLocks(ctx: ServerContext): Promise<void> {
+  for (const s of ctx.deps.store.getServers(ctx.update.name)) {
+    if (!s.lockHeld || s.status === 'running' || s.status === 'pending') continue;
+    const run = new ServerRun(ctx, s);
+    try {
+      if ((await run.connect()).ok) await run.releaseLock();
+    } finally {
+      run.close();
+    }
   }
 }
 
@@ -283,42 +520,38 @@ function placeholders(run: ServerRun, commit: string, previous: string | null) {
   return { repo: source.repo, branch: source.branch, commit, previous_commit: previous };
 }
 
-async function runServer(ctx: ServerContext, server: ServerRecord, index: number, total: number): Promise<void> {
-  const { store, clock, emit } = ctx.deps;
+/** One claimed server (`running`, see claimServer): re-check under the lock, update, verify. */
+async function runServer(ctx: ServerContext, s: ServerRecord, plannedFrom: string | null, index: number, total: number): Promise<ServerOutcome> {
+  const { emit } = ctx.deps;
   const target = ctx.update.commit;
   checkStillOurs(ctx);
-  emit({ type: 'server-started', update: server.updateName, server: server.name, index, total, host: server.host });
-  // fromCommit is cleared until the re-check below reads it again: a takeover that finds it null
-  // knows no update command has run, whatever the server was at when the plan was made.
-  const s = guarded(ctx, () =>
-    store.setServerStatus(server.id, 'running', {
-      step: 'update',
-      startedAt: clock.now().toISOString(),
-      toCommit: target,
-      fromCommit: null,
-      error: null,
-    }),
-  );
+  emit({ type: 'server-started', update: s.updateName, server: s.name, index, total, host: s.host });
   const run = new ServerRun(ctx, s);
   try {
     const conn = await run.connect();
     if (!conn.ok) {
-      run.finish('unreachable', { fromCommit: server.fromCommit, error: `could not connect, nothing was run: ${conn.error}` });
-      return;
+      await run.finish('unreachable', { fromCommit: plannedFrom, error: `could not connect, nothing was run: ${conn.error}`, lockHeld: false });
+      return DONE;
     }
-    const current = await run.version('recheck');
-    if (current.ok && current.commit === target) {
-      run.finish('skipped', { fromCommit: current.commit });
-      return;
+    const current = await run.recheck('recheck');
+    if (current.kind === 'busy') {
+      const busy = lockedBy(ctx, s, current.owner);
+      run.yieldServer(plannedFrom, busy.reason);
+      return busy;
     }
-    if (!current.ok) {
+    if (current.kind === 'ok' && current.commit === target) {
+      await run.finish('skipped', { fromCommit: current.commit });
+      return DONE;
+    }
+    if (current.kind === 'failed') {
       // Nothing has been changed on it, and without its commit there is nothing to roll back to.
-      run.finish('unreachable', { fromCommit: server.fromCommit, error: `re-check failed, nothing was changed: ${current.error}` });
-      return;
+      await run.finish('unreachable', { fromCommit: plannedFrom, error: `re-check failed, nothing was changed: ${current.error}` });
+      return DONE;
     }
     // Committed before any update command runs: a takeover needs to know what to roll back to.
     run.setStep('update', { fromCommit: current.commit });
     await updateAndVerify(run, { skipUpdate: false });
+    return DONE;
   } finally {
     run.close();
   }
@@ -381,6 +614,9 @@ async function rollbackServer(run: ServerRun, reason: string): Promise<void> {
   return run.finish('rolled-back', { error: reason });
 }
 
+/** Characters kept at each end of a health attempt's output between the first and the last. */
+export const HEALTH_KEEP_CHARS = 512;
+
 /** Poll `agent.health.command` every interval until its output contains `expect`, or the timeout. */
 async function verifyHealth(run: ServerRun, phase: ServerStep, commit: string): Promise<{ ok: true } | { ok: false; error: string }> {
   const { clock, emit } = run.ctx.deps;
@@ -394,9 +630,14 @@ async function verifyHealth(run: ServerRun, phase: ServerStep, commit: string): 
   const begin = clock.now().getTime();
   const deadline = begin + health.timeoutMs;
   let last: string;
+  // The journal keeps the first attempt and the latest in full; each one between is cut down
+  // once the next has run, so a long verify stores kilobytes, not megabytes, per server.
+  let between: number | null = null;
   for (let attempt = 1; ; attempt++) {
     const remaining = Math.max(deadline - clock.now().getTime(), 1_000);
     const r = await run.exec(phase, command, Math.min(ssh.commandTimeoutMs, remaining));
+    if (between !== null) run.ctx.deps.store.summarizeStep(between, HEALTH_KEEP_CHARS);
+    if (attempt > 1) between = run.lastStepId;
     if (r.code === 0 && r.stdout.includes(expect)) return { ok: true };
     last = r.code === 0 ? `output does not contain ${JSON.stringify(expect)}: ${r.stdout.trim().slice(0, 200)}` : describeFailure(r);
     if (signal.aborted) return { ok: false, error: `interrupted while verifying: ${last}` };
@@ -414,7 +655,7 @@ async function verifyHealth(run: ServerRun, phase: ServerStep, commit: string): 
  * finish it (already at the target: restart if needed, verify), re-run it (nothing changed yet),
  * or roll it back (anything else, or it died while rolling back).
  */
-async function recoverServer(ctx: ServerContext, server: ServerRecord): Promise<void> {
+async function recoverServer(ctx: ServerContext, server: ServerRecord): Promise<ServerOutcome> {
   const { emit, store } = ctx.deps;
   const target = ctx.update.commit;
   const run = new ServerRun(ctx, server);
@@ -425,33 +666,56 @@ async function recoverServer(ctx: ServerContext, server: ServerRecord): Promise<
     if (!conn.ok) {
       throw new AppError(
         `cannot reach ${server.name} to re-check it after a crash (${conn.error}); it stays running: ` +
-          `run \`agent-update start ${server.updateName}\` again when it is reachable`,
+          `run \`${suggest(`start ${server.updateName}`)}\` again when it is reachable, or, if it will not come back, ` +
+          `end the update with \`${suggest(`cancel ${server.updateName}`)}\` (the server is then marked fatal, for a person)`,
         EXIT.failure,
       );
     }
-    const v = await run.version('takeover');
+    // Before the command that takes (or re-takes) the lock: whatever happens next, it is released.
+    guarded(ctx, () => store.setLockHeld(server.id, true));
+    run.server = { ...run.server, lockHeld: true };
+    const found = await run.recheck('takeover');
+    if (found.kind === 'busy') {
+      const busy = lockedBy(ctx, server, found.owner);
+      if (server.fromCommit === null) {
+        // No update command had run: it is still the plan's, and waits for its turn.
+        run.yieldServer(null, busy.reason);
+        return busy;
+      }
+      throw new AppError(
+        `${server.name} was in flight in ${server.updateName} (step ${server.step}) when its executor died, and is now locked by ` +
+          `${describeOwner(found.owner)}: somebody else is working on it. It stays running here; once they are done, ` +
+          `\`${suggest(`start ${server.updateName}`)}\` re-checks it`,
+        EXIT.failure,
+      );
+    }
+    const v = found.kind === 'ok' ? { ok: true as const, commit: found.commit } : { ok: false as const, error: found.error };
     if (server.step === 'rollback' || server.step === 'verify-rollback') {
-      return await rollbackServer(run, server.error ?? `interrupted during ${server.step}`);
+      await rollbackServer(run, server.error ?? `interrupted during ${server.step}`);
+      return DONE;
     }
     if (server.fromCommit === null) {
       // The crash came before the previous commit was recorded, so no update command had run:
       // a failed re-check leaves it untouched, as in runServer (there is nothing to roll back).
       if (!v.ok) {
-        return run.finish('unreachable', { error: `re-check after a crash failed, nothing was changed: ${v.error}` });
+        await run.finish('unreachable', { error: `re-check after a crash failed, nothing was changed: ${v.error}` });
+      } else if (v.commit === target) {
+        await run.finish('skipped', { fromCommit: v.commit });
+      } else {
+        run.setStep('update', { fromCommit: v.commit });
+        await updateAndVerify(run, { skipUpdate: false });
       }
-      if (v.commit === target) return run.finish('skipped', { fromCommit: v.commit });
-      run.setStep('update', { fromCommit: v.commit });
-      return await updateAndVerify(run, { skipUpdate: false });
+      return DONE;
     }
-    if (!v.ok) return await rollbackServer(run, `re-checked after a crash: ${v.error}`);
+    if (!v.ok) await rollbackServer(run, `re-checked after a crash: ${v.error}`);
     // At the target: if it died during the update step, a later update command (a build, a
     // migration) may not have run, so all of them run again (they must be idempotent).
-    if (v.commit === target) return await updateAndVerify(run, { skipUpdate: server.step !== 'update' });
-    if (v.commit === server.fromCommit) {
+    else if (v.commit === target) await updateAndVerify(run, { skipUpdate: server.step !== 'update' });
+    else if (v.commit === server.fromCommit) {
       run.setStep('update');
-      return await updateAndVerify(run, { skipUpdate: false });
-    }
-    return await rollbackServer(run, `re-checked after a crash during ${server.step}: found ${v.commit.slice(0, 12)}`);
+      await updateAndVerify(run, { skipUpdate: false });
+    } else await rollbackServer(run, `re-checked after a crash during ${server.step}: found ${v.commit.slice(0, 12)}`);
+    return DONE;
   } finally {
     run.close();
   }
@@ -478,10 +742,43 @@ export function requestPause(store: Store, name: string, now: Date): { alreadyPa
   });
 }
 
-export function cancelUpdate(store: Store, name: string, now: Date): void {
-  const u = store.getUpdate(name);
-  if (u.status === 'running') {
-    throw new TransitionError(`cannot cancel update ${name} while it is running: pause it first with \`agent-update pause ${name}\``);
-  }
-  store.setUpdateStatus(name, 'cancelled', { endedAt: now.toISOString(), reason: 'cancelled by an operator' });
+/**
+ * End a pending or paused update, or a `running` one whose executor is dead (the way out when the
+ * server it left in flight never comes back): that server becomes `fatal`, for a person, since
+ * nobody knows what state it is in. Returns those servers.
+ */
+export function cancelUpdate(store: Store, name: string, now: Date): { leftForAPerson: ServerRecord[] } {
+  return store.tx(() => {
+    const u = store.getUpdate(name);
+    if (u.status !== 'running') {
+      store.setUpdateStatus(name, 'cancelled', { endedAt: now.toISOString(), reason: 'cancelled by an operator' });
+      return { leftForAPerson: [] };
+    }
+    if (u.lease && !holderIsDead(u.lease, now)) {
+      throw new TransitionError(
+        `cannot cancel update ${name}: it is running, executed by ${describeHolder(u.lease)}; ` +
+          `pause it first with \`${suggest(`pause ${name}`)}\`, then cancel it`,
+      );
+    }
+    const inFlight = store.getServers(name).filter((s) => s.status === 'running');
+    const left: ServerRecord[] = [];
+    for (const s of inFlight) {
+      const lock = s.lockHeld ? `; our lock may still be on it: clear it with \`${suggest(`unlock ${s.name} --yes`)}\` once it is dealt with` : '';
+      left.push(
+        store.setServerStatus(s.id, 'fatal', {
+          step: null,
+          endedAt: now.toISOString(),
+          error:
+            `it was in flight (step ${s.step ?? '?'}) when the executor died, and the update was cancelled before anything ` +
+            `re-checked it: its state is unknown, check it by hand${lock}`,
+        }),
+      );
+    }
+    if (u.lease) store.releaseLease(name, u.lease.token);
+    const reason = left.length
+      ? `cancelled by an operator after its executor died; left for a person: ${left.map((s) => s.name).join(', ')}`
+      : 'cancelled by an operator after its executor died';
+    store.setUpdateStatus(name, 'cancelled', { endedAt: now.toISOString(), reason, pauseRequestedAt: null });
+    return { leftForAPerson: left };
+  });
 }

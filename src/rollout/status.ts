@@ -1,4 +1,5 @@
 import { TransitionError } from '../errors.js';
+import { suggest } from '../util/suggest.js';
 
 /**
  * THE state machine (SPEC.md "Statuses"). Every status change of an update or a server goes
@@ -37,7 +38,9 @@ const UPDATE_TABLE: Record<UpdateStatus, readonly UpdateStatus[]> = {
   planning: ['pending', 'cancelled'],
   pending: ['running', 'cancelled'],
   // running → running is a takeover of an update whose executor died.
-  running: ['running', 'paused', 'success', 'partial-success', 'failure'],
+  // running → cancelled only when its executor is dead (cancelUpdate checks): the way out of an
+  // update whose in-flight server never comes back.
+  running: ['running', 'paused', 'success', 'partial-success', 'failure', 'cancelled'],
   paused: ['running', 'cancelled'],
   success: [],
   'partial-success': [],
@@ -50,7 +53,9 @@ const SERVER_TABLE: Record<ServerStatus, readonly ServerStatus[]> = {
   pending: ['running', 'skipped', 'unreachable'],
   // running → running moves between steps, and is how a takeover re-runs the server in flight.
   // running → unreachable: the connection could not be opened, so nothing ran on the server.
-  running: ['running', 'success', 'skipped', 'unreachable', 'rolled-back', 'failed', 'fatal'],
+  // running → pending: another update (or another database's executor) holds the server; nothing
+  // ran on it, and it waits for its turn.
+  running: ['running', 'pending', 'success', 'skipped', 'unreachable', 'rolled-back', 'failed', 'fatal'],
   skipped: [],
   unreachable: [],
   success: [],
@@ -90,14 +95,14 @@ export function serverTransition(update: string, server: string, from: ServerSta
 export function whatYouCanDo(name: string, status: UpdateStatus): string {
   switch (status) {
     case 'planning':
-      return `It is still being planned; if that process died, \`agent-update cancel ${name}\` and plan again under another --name.`;
+      return `It is still being planned; if that process died, \`${suggest(`cancel ${name}`)}\` and plan again under another --name.`;
     case 'pending':
-      return `From pending you can: \`agent-update start ${name}\`, \`agent-update split ${name} --batches N\`, \`agent-update cancel ${name}\`.`;
+      return `From pending you can: \`${suggest(`start ${name}`)}\`, \`${suggest(`split ${name} --batches N`)}\`, \`${suggest(`cancel ${name}`)}\`.`;
     case 'running':
-      return `From running you can: \`agent-update pause ${name}\`, or \`agent-update start ${name}\` to take over if its process died.`;
+      return `From running you can: \`${suggest(`pause ${name}`)}\`, or \`${suggest(`start ${name}`)}\` to take over if its process died.`;
     case 'paused':
-      return `From paused you can: \`agent-update resume ${name}\`, \`agent-update cancel ${name}\`.`;
+      return `From paused you can: \`${suggest(`resume ${name}`)}\`, \`${suggest(`cancel ${name}`)}\`.`;
     default:
-      return `It has ended (${status}); nothing more can run. Plan a new update with \`agent-update plan -c FILE\`.`;
+      return `It has ended (${status}); nothing more can run. Plan a new update with \`${suggest(`plan -c FILE`)}\`.`;
   }
 }

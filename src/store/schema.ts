@@ -71,4 +71,16 @@ export const MIGRATIONS: readonly string[] = [
   );
   CREATE INDEX events_by_update ON events (update_name, id);
   `,
+  // 2: the database's identity (named in the locks it puts on servers), and whether a server may
+  // still carry our lock (set before the command that takes it, cleared once it is released).
+  `
+  CREATE TABLE meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+  );
+  INSERT INTO meta (key, value) VALUES ('db_id', lower(hex(randomblob(16))));
+  ALTER TABLE servers ADD COLUMN lock_held INTEGER NOT NULL DEFAULT 0;
+  CREATE INDEX servers_by_status ON servers (status, port);
+  CREATE INDEX events_by_server ON events (update_name, server_name);
+  `,
 ];

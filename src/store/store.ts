@@ -9,6 +9,7 @@ import {
   type UpdateStatus,
 } from '../rollout/status.js';
 import { MIGRATIONS } from './schema.js';
+import { suggest } from '../util/suggest.js';
 
 export interface UpdateRecord {
   name: string;
@@ -57,6 +58,16 @@ export interface ServerRecord {
   error: string | null;
   startedAt: string | null;
   endedAt: string | null;
+  /** our lock may be on the server: set before the command that takes it, cleared once released */
+  lockHeld: boolean;
+}
+
+/** Another update's server on the same account (`user@host:port`) that is in flight now. */
+export interface BusyAccount {
+  update: string;
+  server: string;
+  lease: Lease | null;
+  step: ServerStep | null;
 }
 
 export interface StepRecord {
@@ -143,6 +154,7 @@ function toServer(r: Row): ServerRecord {
     error: (r.error as string | null) ?? null,
     startedAt: (r.started_at as string | null) ?? null,
     endedAt: (r.ended_at as string | null) ?? null,
+    lockHeld: r.lock_held === 1,
   };
 }
 
@@ -170,6 +182,7 @@ export interface ServerChange {
   error?: string | null;
   startedAt?: string | null;
   endedAt?: string | null;
+  lockHeld?: boolean;
 }
 
 export interface UpdateChange {
@@ -187,6 +200,7 @@ const SERVER_COLUMNS: Record<keyof ServerChange, string> = {
   error: 'error',
   startedAt: 'started_at',
   endedAt: 'ended_at',
+  lockHeld: 'lock_held',
 };
 const UPDATE_COLUMNS: Record<keyof UpdateChange, string> = {
   startedAt: 'started_at',
@@ -202,7 +216,7 @@ function setClause<T extends object>(change: T, columns: Record<keyof T, string>
   for (const [key, value] of Object.entries(change)) {
     if (value === undefined) continue;
     parts.push(`${columns[key as keyof T]} = ?`);
-    values.push(value);
+    values.push(typeof value === 'boolean' ? Number(value) : value);
   }
   return { sql: parts.map((p) => `, ${p}`).join(''), values };
 }
@@ -220,8 +234,12 @@ function openChecked(path: string): Database.Database {
     throw new UsageError(`cannot open the plan database ${path}: ${(e as Error).message}`);
   }
   try {
-    const version = db.pragma('user_version', { simple: true }) as number;
-    const tables = db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name").pluck().all() as string[];
+    // One read transaction, so both come from the same snapshot: another process may be creating
+    // the tables of this new database right now, and its version and tables land together.
+    const { version, tables } = db.transaction(() => ({
+      version: db.pragma('user_version', { simple: true }) as number,
+      tables: db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name").pluck().all() as string[],
+    }))();
     if (version === 0 && tables.length > 0) {
       throw new UsageError(
         `${path} is a SQLite database of something else (tables: ${tables.slice(0, 5).join(', ')}${tables.length > 5 ? ', …' : ''}), ` +
@@ -266,22 +284,38 @@ export class Store {
     this.db.close();
   }
 
+  /**
+   * Bring the schema up to date. The version is read inside the write transaction that applies
+   * the migrations: two processes opening a new database at once then run them one after the
+   * other, and the second finds nothing left to do (reading it before, both would create the
+   * tables and one would fail).
+   */
   private migrate(): void {
-    const version = this.db.pragma('user_version', { simple: true }) as number;
-    if (version > MIGRATIONS.length) {
-      throw new UsageError(
+    const current = () => this.db.pragma('user_version', { simple: true }) as number;
+    const tooNew = (version: number) =>
+      new UsageError(
         `${this.path} was written by a newer agent-update (schema ${version}, this one knows ${MIGRATIONS.length}); upgrade agent-update`,
       );
-    }
-    for (let v = version; v < MIGRATIONS.length; v++) {
-      this.db
-        .transaction(() => {
-          this.db.exec(MIGRATIONS[v]!);
-          this.db.pragma(`user_version = ${v + 1}`);
-        })
-        .immediate();
-    }
+    // Up to date (the usual case): no write transaction, so readers never queue behind writers.
+    const seen = current();
+    if (seen > MIGRATIONS.length) throw tooNew(seen);
+    if (seen === MIGRATIONS.length) return;
+    this.db
+      .transaction(() => {
+        const version = current();
+        if (version > MIGRATIONS.length) throw tooNew(version);
+        for (let v = version; v < MIGRATIONS.length; v++) this.db.exec(MIGRATIONS[v]!);
+        this.db.pragma(`user_version = ${MIGRATIONS.length}`);
+      })
+      .immediate();
   }
+
+  /** This database's identity, named in the locks it puts on servers. */
+  get dbId(): string {
+    this.dbId_ ??= (this.db.prepare("SELECT value FROM meta WHERE key = 'db_id'").pluck().get() as string);
+    return this.dbId_;
+  }
+  private dbId_: string | undefined;
 
   private iso(): string {
     return this.now().toISOString();
@@ -310,7 +344,7 @@ export class Store {
     const names = this.listUpdates().map((u) => u.name);
     throw new UsageError(
       `no update named ${JSON.stringify(name)} in ${this.path}` +
-        (names.length ? `; known updates: ${names.slice(-10).join(', ')}` : '; it holds no updates (run `agent-update plan -c FILE`)'),
+        (names.length ? `; known updates: ${names.slice(-10).join(', ')}` : `; it holds no updates (run \`${suggest('plan -c FILE')}\`)`),
     );
   }
 
@@ -389,19 +423,91 @@ export class Store {
     });
   }
 
+  /** Whether our lock may be on the server (see `ServerRecord.lockHeld`); not a status change. */
+  setLockHeld(id: number, held: boolean): void {
+    this.db.prepare('UPDATE servers SET lock_held = ? WHERE id = ?').run(held ? 1 : 0, id);
+  }
+
   /** The commit a pending server was found at while planning (its `fromCommit`). */
   setProbedCommit(id: number, commit: string | null): void {
     this.db.prepare("UPDATE servers SET from_commit = ? WHERE id = ? AND status = 'pending'").run(commit, id);
   }
 
-  /** Move servers to another update (split). Their journal moves with them. */
+  /** Move servers to another update (split). Their journal and their events move with them. */
   moveServers(ids: number[], toUpdate: string): void {
+    const find = this.db.prepare('SELECT update_name, name FROM servers WHERE id = ?');
     const move = this.db.prepare('UPDATE servers SET update_name = ?, position = ? WHERE id = ?');
     const moveSteps = this.db.prepare('UPDATE steps SET update_name = ? WHERE server_id = ?');
+    const moveEvents = this.db.prepare('UPDATE events SET update_name = ? WHERE update_name = ? AND server_name = ?');
     ids.forEach((id, i) => {
+      const from = find.get(id) as { update_name: string; name: string };
       move.run(toUpdate, i, id);
       moveSteps.run(toUpdate, id);
+      if (from.update_name !== toUpdate) moveEvents.run(toUpdate, from.update_name, from.name);
     });
+  }
+
+  /**
+   * The server of another update on the same account (`user@host:port`, the host compared
+   * without case) that is `running` now, if any: whoever holds it is working on that agent.
+   */
+  busyAccount(server: Pick<ServerRecord, 'host' | 'port' | 'user' | 'updateName'>): BusyAccount | null {
+    const row = this.db
+      .prepare(
+        `SELECT servers.update_name, servers.name, servers.step FROM servers
+         WHERE servers.status = 'running' AND servers.port = ? AND servers.user = ? AND servers.host = ? COLLATE NOCASE
+           AND servers.update_name != ?
+         LIMIT 1`,
+      )
+      .get(server.port, server.user, server.host, server.updateName) as Row | undefined;
+    if (!row) return null;
+    const update = this.getUpdate(row.update_name as string);
+    return { update: update.name, server: row.name as string, lease: update.lease, step: (row.step as ServerStep | null) ?? null };
+  }
+
+  /**
+   * The servers of other updates that are not finished (their update is planning, pending,
+   * running or paused, the server pending or running) on any of these accounts.
+   */
+  overlappingUpdates(updateName: string): Array<{ update: string; status: UpdateStatus; servers: string[] }> {
+    const rows = this.db
+      .prepare(
+        `SELECT other.update_name AS update_name, updates.status AS status, mine.name AS name
+         FROM servers AS mine
+         JOIN servers AS other ON other.port = mine.port AND other.user = mine.user AND other.host = mine.host COLLATE NOCASE
+                              AND other.update_name != mine.update_name AND other.status IN ('pending', 'running')
+         JOIN updates ON updates.name = other.update_name AND updates.status IN ('planning', 'pending', 'running', 'paused')
+         WHERE mine.update_name = ? AND mine.status IN ('pending', 'running')
+         ORDER BY updates.created_at, other.update_name, mine.position`,
+      )
+      .all(updateName) as Row[];
+    const out = new Map<string, { update: string; status: UpdateStatus; servers: string[] }>();
+    for (const r of rows) {
+      const key = r.update_name as string;
+      const entry = out.get(key) ?? { update: key, status: r.status as UpdateStatus, servers: [] };
+      if (!entry.servers.includes(r.name as string)) entry.servers.push(r.name as string);
+      out.set(key, entry);
+    }
+    return [...out.values()];
+  }
+
+  /** The servers, across all updates, on the account of `user@host:port` or named `name`, newest update first. */
+  findServers(name: string): ServerRecord[] {
+    const account = /^([^@\s]+)@(.+):(\d+)$/.exec(name);
+    const rows = account
+      ? this.db
+          .prepare(
+            `SELECT servers.* FROM servers JOIN updates ON updates.name = servers.update_name
+             WHERE servers.user = ? AND servers.host = ? COLLATE NOCASE AND servers.port = ? ORDER BY updates.created_at DESC, servers.id DESC`,
+          )
+          .all(account[1], account[2], Number(account[3]))
+      : this.db
+          .prepare(
+            `SELECT servers.* FROM servers JOIN updates ON updates.name = servers.update_name
+             WHERE servers.name = ? ORDER BY updates.created_at DESC, servers.id DESC`,
+          )
+          .all(name);
+    return (rows as Row[]).map(toServer);
   }
 
   insertBatch(from: UpdateRecord, name: string, testStopAfter: number): void {
@@ -428,6 +534,25 @@ export class Store {
     this.db
       .prepare('UPDATE steps SET ended_at = ?, exit_code = ?, stdout = ?, stderr = ?, error = ? WHERE id = ?')
       .run(this.iso(), r.code, r.stdout, r.stderr, r.error, id);
+  }
+
+  /**
+   * Cut a recorded command's output down to its first and last `keep` characters each, saying how
+   * much was left out: health attempts between the first and the last are kept this short, so a
+   * long verify does not store megabytes per server.
+   */
+  summarizeStep(id: number, keep: number): void {
+    const row = this.db.prepare('SELECT stdout, stderr FROM steps WHERE id = ?').get(id) as Row | undefined;
+    if (!row) return;
+    const cut = (s: string | null): string | null => {
+      if (s === null || s.length <= keep * 2 + 64) return s;
+      return `${s.slice(0, keep)}\n[… ${s.length - keep * 2} characters of this attempt's output not kept …]\n${s.slice(-keep)}`;
+    };
+    const stdout = cut(row.stdout as string | null);
+    const stderr = cut(row.stderr as string | null);
+    if (stdout !== row.stdout || stderr !== row.stderr) {
+      this.db.prepare('UPDATE steps SET stdout = ?, stderr = ? WHERE id = ?').run(stdout, stderr, id);
+    }
   }
 
   getSteps(updateName: string, serverName?: string): StepRecord[] {

@@ -43,6 +43,7 @@ function servers(...statuses: ServerStatus[]): ServerRecord[] {
     error: null,
     startedAt: null,
     endedAt: null,
+    lockHeld: false,
   }));
 }
 

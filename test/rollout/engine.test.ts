@@ -3,7 +3,8 @@
  * crashed state straight into a real store, and checked by the exact commands that ran.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
@@ -11,6 +12,7 @@ import { systemClock, type Clock } from '../../src/clock.js';
 import type { RolloutSettings, ServerSpec } from '../../src/config/types.js';
 import { BusyError, UsageError } from '../../src/errors.js';
 import { runUpdate } from '../../src/rollout/run.js';
+import { LOCK_FILE, LOCK_SCRIPT_END } from '../../src/rollout/remote-lock.js';
 import type { ServerStep } from '../../src/rollout/status.js';
 import { TransportError, type ExecResult, type Session, type Transport } from '../../src/ssh/transport.js';
 import { Store } from '../../src/store/store.js';
@@ -22,20 +24,35 @@ const OTHER = 'c'.repeat(40);
 interface FakeServer {
   commit: string;
   online: boolean;
+  /** the operator's commands it ran (the lock scripts are not in it) */
   log: string[];
+  /** its home folder, where the lock scripts run for real */
+  home: string;
+  /** the lock scripts it ran, by what they did (acquired, released, held, …) */
+  locks: string[];
 }
 
-/** Servers as plain data: `reset --hard X` moves the commit, `restart` brings it online unless broken. */
+/**
+ * Servers as plain data: `reset --hard X` moves the commit, `restart` brings it online unless
+ * broken. The lock scripts in front of a command run for real, with /bin/sh in the server's home.
+ */
 class FakeTransport implements Transport {
   readonly servers = new Map<string, FakeServer>();
   /** a test's hook around every command: answer it itself, or call `next` to run it as usual */
   intercept: ((server: string, command: string, next: () => Promise<ExecResult>) => Promise<ExecResult>) | null = null;
+  private readonly homes = mkdtempSync(join(tmpdir(), 'agent-update-fake-'));
   constructor(private readonly broken = new Set<string>()) {}
 
   add(name: string, commit: string): FakeServer {
-    const s = { commit, online: true, log: [] };
+    const s = { commit, online: true, log: [], home: mkdtempSync(join(this.homes, `${name}-`)), locks: [] };
     this.servers.set(name, s);
     return s;
+  }
+
+  /** the content of the server's lock file, or null */
+  lockOf(name: string): string | null {
+    const file = join(this.servers.get(name)!.home, LOCK_FILE);
+    return existsSync(file) ? readFileSync(file, 'utf8') : null;
   }
 
   async connect(server: ServerSpec): Promise<Session> {
@@ -58,13 +75,31 @@ class FakeTransport implements Transport {
         if (command === 'health') return s.online ? ok(`online ${s.commit}`) : { ...ok(''), code: 7 };
         throw new Error(`unexpected command ${command}`);
     };
-    return {
-      exec: (command: string) => (this.intercept ? this.intercept(server.name, command, () => run(command)) : run(command)),
-      close() {},
+    const plain = (command: string) => (this.intercept ? this.intercept(server.name, command, () => run(command)) : run(command));
+    const withLock = async (command: string): Promise<ExecResult> => {
+      const end = command.indexOf(LOCK_SCRIPT_END);
+      if (end < 0) return plain(command);
+      const script = command.slice(0, end + LOCK_SCRIPT_END.length);
+      const rest = command.slice(end + LOCK_SCRIPT_END.length).replace(/^\n/, '');
+      const lockRun = async (): Promise<ExecResult> => {
+        const r = spawnSync('/bin/sh', ['-c', script], { env: { HOME: s.home, PATH: process.env.PATH } });
+        const out = r.stdout.toString();
+        s.locks.push(...out.split('\n').filter((l) => /^agent-update-lock: [a-z-]+$/.test(l)).map((l) => l.slice('agent-update-lock: '.length)));
+        return { code: r.status, stdout: out, stderr: r.stderr.toString(), timedOut: false, error: null, durationMs: 1 };
+      };
+      // A lock script alone (release): a command of its own, which a test's hook sees as it is.
+      if (rest === '') return this.intercept ? this.intercept(server.name, command, lockRun) : lockRun();
+      const lock = await lockRun();
+      if (lock.code !== 0) return lock;
+      const r = await plain(rest);
+      return { ...r, stdout: lock.stdout + r.stdout };
     };
+    return { exec: withLock, close() {} };
   }
 
-  close(): void {}
+  close(): void {
+    rmSync(this.homes, { recursive: true, force: true });
+  }
 }
 
 const settings: RolloutSettings = {
@@ -327,12 +362,21 @@ for (const scenario of crashScenarios) {
   test(`kill -9 at every remote command (${scenario.title}): the takeover ends as a clean run would`, async (t) => {
     // The clean run: how many commands, and the outcome every crash must still reach.
     const clean = crashSetup(t, scenario);
+    // Every remote command counts, the lock's release too: each is a crash point.
+    let total = 0;
+    clean.fake.intercept = (_server, _command, next) => {
+      total++;
+      return next();
+    };
     const cleanRun = await runUpdate(deps(clean.store, clean.fake, virtualClock()), 'u', { mode: 'start' });
     const statuses = (store: Store) => Object.fromEntries(store.getServers('u').map((s) => [s.name, s.status]));
     assert.equal(cleanRun.status, scenario.expect.update);
     assert.deepEqual(statuses(clean.store), scenario.expect.servers);
-    const total = [...clean.fake.servers.values()].reduce((n, s) => n + s.log.length, 0);
     assert.ok(total >= 5, `the clean run sent ${total} commands`);
+    for (const [name, s] of clean.fake.servers) {
+      assert.equal(clean.fake.lockOf(name), null, `the clean run left its lock on ${name}`);
+      if (s.log.length) assert.deepEqual([s.locks[0], s.locks[s.locks.length - 1]], ['acquired', 'released'], `${name}: ${s.locks.join(', ')}`);
+    }
     t.diagnostic(`${total} remote commands, each a crash point twice (before and after it ran)`);
 
     for (let k = 1; k <= total; k++) {
@@ -384,6 +428,8 @@ for (const scenario of crashScenarios) {
           [],
           `${where}: nothing left running`,
         );
+        for (const name of fake.servers.keys()) assert.equal(fake.lockOf(name), null, `${where}: a lock was left on ${name}`);
+        assert.deepEqual(store.getServers('u').filter((s) => s.lockHeld).map((s) => s.name), [], `${where}: a server still marked as locked`);
       }
     }
   });
