@@ -307,6 +307,7 @@ class ServerRun {
 
   /** Who we are, as the lock on the server says it. */
   lockOwner(): LockOwner {
+    // eslint-disable-next-line no-control-regex
     const oneLine = (s: string) => s.replace(/[\x00-\x1f\x7f]/g, '?');
     const { store, clock } = this.ctx.deps;
     return {

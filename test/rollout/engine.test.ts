@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { systemClock, type Clock } from '../../src/clock.js';
 import type { RolloutSettings, ServerSpec } from '../../src/config/types.js';
-import { BusyError, UsageError } from '../../src/errors.js';
+import { AppError, BusyError, TransitionError, UsageError } from '../../src/errors.js';
 import { runUpdate } from '../../src/rollout/run.js';
 import { LOCK_FILE, LOCK_SCRIPT_END } from '../../src/rollout/remote-lock.js';
 import type { ServerStep } from '../../src/rollout/status.js';
@@ -40,6 +40,8 @@ class FakeTransport implements Transport {
   readonly servers = new Map<string, FakeServer>();
   /** a test's hook around every command: answer it itself, or call `next` to run it as usual */
   intercept: ((server: string, command: string, next: () => Promise<ExecResult>) => Promise<ExecResult>) | null = null;
+  /** called after each lock script ran on a server */
+  afterLock: ((server: string, result: ExecResult) => void) | null = null;
   private readonly homes = mkdtempSync(join(tmpdir(), 'agent-update-fake-'));
   constructor(private readonly broken = new Set<string>()) {}
 
@@ -85,7 +87,9 @@ class FakeTransport implements Transport {
         const r = spawnSync('/bin/sh', ['-c', script], { env: { HOME: s.home, PATH: process.env.PATH } });
         const out = r.stdout.toString();
         s.locks.push(...out.split('\n').filter((l) => /^agent-update-lock: [a-z-]+$/.test(l)).map((l) => l.slice('agent-update-lock: '.length)));
-        return { code: r.status, stdout: out, stderr: r.stderr.toString(), timedOut: false, error: null, durationMs: 1 };
+        const result = { code: r.status, stdout: out, stderr: r.stderr.toString(), timedOut: false, error: null, durationMs: 1 };
+        this.afterLock?.(server.name, result);
+        return result;
       };
       // A lock script alone (release): a command of its own, which a test's hook sees as it is.
       if (rest === '') return this.intercept ? this.intercept(server.name, command, lockRun) : lockRun();
@@ -138,7 +142,7 @@ function setup(t: TestContext, names: string[]) {
 function crashAt(store: Store, server: string, step: ServerStep, fromCommit: string | null): void {
   store.setUpdateStatus('u', 'running');
   const s = store.getServers('u').find((x) => x.name === server)!;
-  store.setServerStatus(s.id, 'running', { step, fromCommit, toCommit: NEW });
+  store.setServerStatus(s.id, 'running', { step, fromCommit, toCommit: NEW, lockHeld: true });
 }
 
 const deps = (store: Store, transport: Transport, clock: Clock = systemClock) => ({ store, transport, clock, emit: () => {} });
@@ -452,4 +456,208 @@ test('a problem on our side of SSH (the key, its passphrase) refuses the start b
   assert.equal(store.getUpdate('u').status, 'pending');
   assert.deepEqual(store.getServers('u').map((s) => s.status), ['pending', 'pending']);
   assert.equal(store.getUpdate('u').lease, null, 'no lease taken');
+});
+
+// ---- one server, one update at a time ------------------------------------------------------
+
+/** Another pending update in the same store, over servers given as name → host (the account). */
+function addUpdate(store: Store, name: string, servers: Record<string, string>, over: Partial<RolloutSettings> = {}): void {
+  store.createUpdate({
+    name, repo: '/r', branch: 'master', commit: NEW, configFile: null, settings: { ...settings, ...over }, testStopAfter: 0,
+    servers: Object.entries(servers).map(([n, host]) => ({ name: n, host, port: 22, user: 'u', type: 'app' })),
+  });
+  for (const s of store.getServers(name)) store.setProbedCommit(s.id, OLD);
+  store.setUpdateStatus(name, 'pending');
+}
+
+/** The same fake server under a second name: one account, named twice. */
+function alias(fake: FakeTransport, name: string, of: string): void {
+  fake.servers.set(name, fake.servers.get(of)!);
+}
+
+const lockOwnerOf = (text: string | null) => Object.fromEntries((text ?? '').trim().split('\n').map((l) => l.split('=')).filter((p) => p.length === 2));
+
+test('two updates over a shared server in one process: each waits for the other, the server is worked on by one at a time', async (t) => {
+  const store = setup(t, ['s1', 's2']);
+  addUpdate(store, 'v', { t1: 's1', t3: 't3' });
+  const fake = new FakeTransport();
+  const s1 = fake.add('s1', OLD);
+  fake.add('s2', OLD);
+  fake.add('t3', OLD);
+  alias(fake, 't1', 's1');
+  // Who is inside s1 right now: no two updates may ever overlap there.
+  let inside = 0;
+  let overlapped = false;
+  fake.intercept = async (server, command, next) => {
+    if (server !== 's1' && server !== 't1') return next();
+    inside++;
+    if (inside > 1) overlapped = true;
+    try {
+      // give the other executor every chance to come in
+      await new Promise((r) => setTimeout(r, 20));
+      return await next();
+    } finally {
+      inside--;
+    }
+  };
+  const [ru, rv] = await Promise.all([runUpdate(deps(store, fake), 'u', { mode: 'start' }), runUpdate(deps(store, fake), 'v', { mode: 'start' })]);
+  assert.equal(overlapped, false, 'two executors were on s1 at once');
+  assert.equal(ru.status, 'success');
+  assert.equal(rv.status, 'success');
+  // Whichever came second found it at the target already.
+  const outcomes = [statusOf(store, 's1').status, store.getServers('v').find((s) => s.name === 't1')!.status].sort();
+  assert.deepEqual(outcomes, ['skipped', 'success']);
+  assert.equal(deploys(s1), 1, 'deployed once, not twice');
+  assert.ok(!s1.locks.includes('held'), `the database kept the second off it before the lock had to: ${s1.locks.join(', ')}`);
+  assert.equal(fake.lockOf('s1'), null);
+  const waited = [...store.getEvents('u'), ...store.getEvents('v')].filter((e) => e.kind === 'busy');
+  assert.ok(waited.length >= 1 && /is in flight in update (u|v)/.test(waited[0]!.message), JSON.stringify(waited));
+});
+
+test('a server left in flight by an update whose executor died: another update pauses at once, naming it and the way out', async (t) => {
+  const store = setup(t, ['s1']);
+  addUpdate(store, 'v', { t1: 's1' });
+  const fake = new FakeTransport();
+  const s1 = fake.add('s1', OLD);
+  alias(fake, 't1', 's1');
+  crashAt(store, 's1', 'restart', OLD);
+  const r = await runUpdate(deps(store, fake), 'v', { mode: 'start' });
+  assert.equal(r.status, 'paused');
+  assert.equal(r.exitCode, 3);
+  assert.match(r.reason, /t1 \(u@s1:22\) is in flight in update u \(as s1, step restart\), whose executor is gone: take it over first with `agent-update start u` .*`agent-update resume v`/);
+  assert.deepEqual(s1.log, [], 'v did not touch it');
+  assert.equal(store.getServers('v')[0]!.status, 'pending');
+});
+
+test('a lock from another database: wait for it (bounded), go on once it is released, pause naming its holder if it is not', async (t) => {
+  const store = setup(t, ['s1', 's2']);
+  store.db.prepare('UPDATE updates SET settings_json = ?').run(JSON.stringify({ ...settings, execution: { busyWaitMs: 60_000 } }));
+  const fake = new FakeTransport();
+  const s1 = fake.add('s1', OLD);
+  fake.add('s2', OLD);
+  const theirs = 'agent-update-lock v1\nupdate=theirs\ndb=0123456789abcdef\nhost=elsewhere\npid=4242\nsince=2026-12-01T00:00:00.000Z\n';
+  const { writeFileSync, unlinkSync } = await import('node:fs');
+  writeFileSync(join(s1.home, LOCK_FILE), theirs);
+  // The other executor finishes after our third look.
+  let looks = 0;
+  fake.afterLock = (server, r) => {
+    if (server === 's1' && r.code === 75 && ++looks === 3) unlinkSync(join(s1.home, LOCK_FILE));
+  };
+  const clock = virtualClock();
+  const r = await runUpdate(deps(store, fake, clock), 'u', { mode: 'start' });
+  assert.equal(r.status, 'success', r.reason);
+  assert.equal(looks, 3);
+  assert.deepEqual(s1.locks.slice(0, 4), ['held', 'held', 'held', 'acquired']);
+  assert.equal(s1.log[0], 'version', 'the version command ran only once the lock was ours');
+  assert.equal(s1.log.filter((c) => c === 'version').length, 2, 'the re-check and the check after updating');
+
+  // Now one that is never released: the update pauses after execution.busy_wait, naming who holds it.
+  const store2 = setup(t, ['s1']);
+  store2.db.prepare('UPDATE updates SET settings_json = ?').run(JSON.stringify({ ...settings, execution: { busyWaitMs: 30_000 } }));
+  const fake2 = new FakeTransport();
+  const x1 = fake2.add('s1', OLD);
+  writeFileSync(join(x1.home, LOCK_FILE), theirs);
+  const paused = await runUpdate(deps(store2, fake2, virtualClock()), 'u', { mode: 'start' });
+  assert.equal(paused.status, 'paused');
+  assert.match(paused.reason, /s1 \(u@s1:22\) is locked by update theirs \(database 0123456789abcdef\), pid 4242 on elsewhere since 2026-12-01T00:00:00.000Z, from another plan database; .*`agent-update unlock s1 --yes`; waited 30s/);
+  assert.deepEqual(x1.log, [], 'not one of the operator\'s commands ran on it');
+  assert.equal(fake2.lockOf('s1'), theirs, 'their lock is left as it was');
+  const s = store2.getServers('u')[0]!;
+  assert.equal(s.status, 'pending');
+  assert.equal(s.fromCommit, OLD, 'the plan\'s commit is kept');
+  assert.ok(x1.locks.filter((l) => l === 'held').length <= 8, `backoff: ${x1.locks.length} looks in 30 s`);
+});
+
+test('a lock our own database left on a server whose update is done with it is stale: cleared and taken', async (t) => {
+  const store = setup(t, ['s1']);
+  addUpdate(store, 'v', { t1: 's1' });
+  const fake = new FakeTransport();
+  const s1 = fake.add('s1', OLD);
+  alias(fake, 't1', 's1');
+  // u finished s1 but its release was lost.
+  const first = await runUpdate(deps(store, fake), 'u', { mode: 'start' });
+  assert.equal(first.status, 'success');
+  const { writeFileSync } = await import('node:fs');
+  writeFileSync(join(s1.home, LOCK_FILE), `agent-update-lock v1\nupdate=u\ndb=${store.dbId}\nhost=h\npid=1\nsince=2026-12-01T00:00:00.000Z\n`);
+  s1.locks.length = 0;
+  const r = await runUpdate(deps(store, fake), 'v', { mode: 'start' });
+  assert.equal(r.status, 'success');
+  assert.deepEqual(s1.locks.slice(0, 2), ['held', 'cleared-stale']);
+  assert.equal(fake.lockOf('s1'), null);
+});
+
+test('takeover: the same update re-enters its own lock; a lock taken meanwhile by another stops it, the server left running', async (t) => {
+  const store = setup(t, ['s1']);
+  const fake = new FakeTransport();
+  const s1 = fake.add('s1', NEW);
+  crashAt(store, 's1', 'verify', OLD);
+  const { writeFileSync } = await import('node:fs');
+  writeFileSync(join(s1.home, LOCK_FILE), `agent-update-lock v1\nupdate=u\ndb=${store.dbId}\nhost=h\npid=2147483646\nsince=2026-12-01T00:00:00.000Z\n`);
+  const r = await runUpdate(deps(store, fake), 'u', { mode: 'start' });
+  assert.equal(r.status, 'success');
+  assert.deepEqual(s1.locks, ['reentered', 'released']);
+
+  const store2 = setup(t, ['s1']);
+  const fake2 = new FakeTransport();
+  const x1 = fake2.add('s1', NEW);
+  crashAt(store2, 's1', 'verify', OLD);
+  writeFileSync(join(x1.home, LOCK_FILE), 'agent-update-lock v1\nupdate=other\ndb=feed\nhost=h\npid=1\nsince=2026-12-01T00:00:00.000Z\n');
+  await assert.rejects(
+    runUpdate(deps(store2, fake2), 'u', { mode: 'start' }),
+    (e: unknown) => e instanceof AppError && e.exitCode === 1 && /s1 was in flight in u \(step verify\).*locked by update other/.test(e.message),
+  );
+  assert.equal(store2.getServers('u')[0]!.status, 'running', 'left for a later start to re-check');
+  assert.deepEqual(x1.log, []);
+  assert.equal(lockOwnerOf(fake2.lockOf('s1')).update, 'other', 'their lock is untouched');
+});
+
+test('the health journal stays bounded: the first and last attempts in full, the ones between cut down', async (t) => {
+  const store = setup(t, ['s1']);
+  const big = { ...settings, ssh: { ...settings.ssh, outputLimitBytes: 200_000 }, agent: { ...settings.agent, health: { ...settings.agent.health, timeoutMs: 600_000, intervalMs: 2_000 } } };
+  store.db.prepare('UPDATE updates SET settings_json = ?').run(JSON.stringify(big));
+  const fake = new FakeTransport();
+  fake.add('s1', OLD);
+  let attempts = 0;
+  const noise = 'x'.repeat(100_000);
+  fake.intercept = async (_server, command, next) => {
+    if (command !== 'health') return next();
+    attempts++;
+    const up = attempts >= 40;
+    return { code: up ? 0 : 7, stdout: up ? `online ${NEW} ${noise}` : noise, stderr: noise, timedOut: false, error: null, durationMs: 1 };
+  };
+  const r = await runUpdate(deps(store, fake, virtualClock()), 'u', { mode: 'start' });
+  assert.equal(r.status, 'success');
+  const health = store.getSteps('u').filter((s) => s.phase === 'verify');
+  assert.equal(health.length, 40);
+  assert.equal(health[0]!.stdout!.length, noise.length, 'the first attempt in full');
+  assert.equal(health[39]!.stdout!.length, `online ${NEW} ${noise}`.length, 'the last attempt in full');
+  for (const h of health.slice(1, 39)) {
+    assert.ok(h.stdout!.length < 1_200 && h.stderr!.length < 1_200, `attempt ${h.id}: ${h.stdout!.length} characters kept`);
+    assert.match(h.stdout!, /characters of this attempt's output not kept/);
+  }
+  const stored = health.reduce((n, h) => n + h.stdout!.length + h.stderr!.length, 0);
+  assert.ok(stored < 500_000, `${stored} characters stored for 40 attempts of 200 KB each`);
+});
+
+test('cancel of a running update: refused while its executor lives; once it is dead, the server in flight is left fatal for a person', async (t) => {
+  const { cancelUpdate } = await import('../../src/rollout/run.js');
+  const store = setup(t, ['s1', 's2']);
+  crashAt(store, 's1', 'restart', OLD);
+  // a live executor: this very process
+  store.db.prepare("UPDATE updates SET lease_token = 'x', lease_pid = ?, lease_host = ?, lease_since = ?, lease_heartbeat = ? WHERE name = 'u'")
+    .run(process.pid, (await import('node:os')).hostname(), new Date().toISOString(), new Date().toISOString());
+  assert.throws(() => cancelUpdate(store, 'u', new Date()), (e: unknown) => e instanceof TransitionError && /executed by pid \d+ .*pause it first/.test(e.message));
+  assert.equal(store.getUpdate('u').status, 'running');
+  // now it is dead
+  store.db.prepare('UPDATE updates SET lease_pid = 2147483646 WHERE name = ?').run('u');
+  const { leftForAPerson } = cancelUpdate(store, 'u', new Date());
+  assert.deepEqual(leftForAPerson.map((s) => s.name), ['s1']);
+  const u = store.getUpdate('u');
+  assert.equal(u.status, 'cancelled');
+  assert.equal(u.lease, null);
+  assert.match(u.reason!, /left for a person: s1/);
+  const [s1, s2] = store.getServers('u');
+  assert.equal(s1!.status, 'fatal');
+  assert.match(s1!.error!, /in flight \(step restart\) when the executor died.*unknown, check it by hand.*unlock s1 --yes/);
+  assert.equal(s2!.status, 'pending');
 });

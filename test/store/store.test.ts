@@ -162,3 +162,63 @@ test('a --db that is not a plan database is refused, and left exactly as it was'
   assert.deepEqual(readFileSync(text), textBefore);
   assert.deepEqual(readFileSync(foreign), foreignBefore);
 });
+
+test('processes opening a new database at once all migrate it: the version is read inside the migration', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'agent-update-race-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const storeModule = new URL('../../src/store/store.js', import.meta.url).href;
+  // Each child waits on the gate file, then opens the same new database as fast as it can.
+  const child = `
+    import { existsSync } from 'node:fs';
+    const { Store } = await import(${JSON.stringify(storeModule)});
+    const gate = process.argv[1], db = process.argv[2];
+    console.log('ready');
+    while (!existsSync(gate)) await new Promise((r) => setImmediate(r));
+    try { new Store(db).close(); console.log('ok'); } catch (e) { console.log('failed: ' + e.message); process.exitCode = 1; }
+  `;
+  const { spawn } = await import('node:child_process');
+  for (let round = 0; round < 5; round++) {
+    const gate = join(dir, `gate-${round}`);
+    const db = join(dir, `new-${round}.db`);
+    const kids = Array.from({ length: 6 }, () => spawn(process.execPath, ['--input-type=module', '-e', child, gate, db], { stdio: ['ignore', 'pipe', 'inherit'] }));
+    const ready: Promise<void>[] = [];
+    const outputs = kids.map(
+      (k) =>
+        new Promise<string>((resolve) => {
+          let out = '';
+          let signalReady: () => void = () => {};
+          ready.push(new Promise<void>((r) => (signalReady = r)));
+          k.stdout.on('data', (d: Buffer) => {
+            out += d.toString();
+            if (out.startsWith('ready\n')) signalReady();
+          });
+          k.on('close', (code) => {
+            signalReady();
+            resolve(`${code}: ${out.replace(/^ready\n/, '').trim()}`);
+          });
+        }),
+    );
+    // every child is at the gate: open it for all at once
+    await Promise.all(ready);
+    writeFileSync(gate, '');
+    const results = await Promise.all(outputs);
+    assert.deepEqual(results, Array(6).fill('0: ok'), `round ${round}`);
+    const store = new Store(db);
+    assert.equal(store.db.pragma('user_version', { simple: true }), MIGRATIONS.length);
+    store.close();
+  }
+});
+
+test('split moves each server with its journal and its events', (t) => {
+  const store = tmpStore(t);
+  store.createUpdate(newUpdate('u', 4));
+  store.setUpdateStatus('u', 'pending');
+  const [, , s3] = store.getServers('u');
+  store.addEvent('u', 's3', 'note', 'something about s3');
+  store.beginStep(s3!, 'probe', 'version');
+  splitUpdate(store, 'u', 2);
+  assert.deepEqual(store.getServers('u.2').map((s) => s.name), ['s3', 's4']);
+  assert.deepEqual(store.getEvents('u.2').filter((e) => e.serverName === 's3').map((e) => e.message), ['something about s3']);
+  assert.deepEqual(store.getEvents('u').filter((e) => e.serverName === 's3'), [], 'no event of s3 is left behind');
+  assert.deepEqual(store.getSteps('u.2', 's3').map((s) => s.command), ['version']);
+});
