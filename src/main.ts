@@ -107,6 +107,27 @@ function buildProgram(result: { code: number }, contexts: CliContext[]): Command
     });
 
   program
+    .command('unlock')
+    .description('clear a lock left on servers by an executor that died, after checking nobody is working on them')
+    .argument('<server...>', 'server names as in the plan (the newest update that has them), or user@host:port')
+    .option('--yes', 'clear the locks found stale; without it, only show them')
+    .option('--update <name>', 'look the servers up in this update')
+    .addHelpText(
+      'after',
+      `
+Every executor puts a lock on the server it works on (~/.agent-update.lock) and removes it once
+the server's outcome is recorded. A lock left by a dead executor keeps every other update off
+that server. unlock reads the lock and refuses while an update of this database is working on
+the server or the process that took it is alive on this host; with --yes it clears it (only if
+it is still the lock that was checked), journalled on the server.
+
+Exit codes: 0 cleared or no lock; 1 a server could not be reached; 2 refused, or found without --yes.`,
+    )
+    .action(async (names: string[], o, cmd: Command) => {
+      result.code = await (await import('./cli/unlock.js')).unlockCommand(ctxOf(cmd), names, o);
+    });
+
+  program
     .command('demo')
     .description('a self-contained demonstration on a simulated local fleet: no servers, keys or config needed')
     .option('--servers <n>', `number of simulated servers, 1 to 20`, '5')

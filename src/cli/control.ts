@@ -24,9 +24,12 @@ export function pauseCommand(ctx: CliContext, name: string): number {
 
 export function cancelCommand(ctx: CliContext, name: string): number {
   const store = ctx.store();
-  cancelUpdate(store, name, ctx.clock.now());
+  const { leftForAPerson } = cancelUpdate(store, name, ctx.clock.now());
   if (ctx.opts.json) ctx.printJson(updateJson(store.getUpdate(name), store.getServers(name)));
-  else ctx.print(`${name} cancelled; nothing more will run`);
+  else {
+    ctx.print(`${name} cancelled; nothing more will run`);
+    for (const s of leftForAPerson) ctx.print(`  ${s.name} (${s.user}@${s.host}:${s.port}) is fatal, for a person: ${s.error}`);
+  }
   return 0;
 }
 

@@ -36,9 +36,18 @@ export async function planCommand(ctx: CliContext, opts: { config: string; name?
       { name: opts.name, concurrency, signal: interrupt.signal },
     );
     const servers = store.getServers(u.name);
-    if (ctx.opts.json) ctx.printJson(updateJson(u, servers));
+    // Servers this plan shares with another unfinished update: they will wait for each other.
+    const overlaps = store.overlappingUpdates(u.name);
+    const warnings = overlaps.map(
+      (o) =>
+        `${o.servers.length} of this plan's servers ${o.servers.length === 1 ? 'is' : 'are'} also in update ${o.update} (${o.status}), not finished: ` +
+        `${o.servers.slice(0, 10).join(', ')}${o.servers.length > 10 ? ', …' : ''}. Each server is worked on by one update at a time ` +
+        `(the other waits); if ${o.update} is stale, \`${ctx.cmd(`cancel ${o.update}`)}\``,
+    );
+    if (ctx.opts.json) ctx.printJson({ ...updateJson(u, servers), overlaps, warnings });
     else {
       ctx.print('\n' + updateText(u, servers));
+      for (const w of warnings) ctx.err.write(`warning: ${w}\n`);
       ctx.print(`\nplanned update ${u.name}; run it with: ${ctx.cmd(`start ${u.name}`)}`);
     }
     return 0;

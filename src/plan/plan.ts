@@ -6,6 +6,7 @@ import type { EventSink } from '../rollout/events.js';
 import { checkLocalSsh, type Transport } from '../ssh/transport.js';
 import type { ServerRecord, Store, UpdateRecord } from '../store/store.js';
 import { resolveCommit } from './source.js';
+import { describeOwner, parseOwner, readScript, splitLockOutput } from '../rollout/remote-lock.js';
 
 export interface PlanOptions {
   name?: string;
@@ -108,13 +109,19 @@ export async function probeServer(deps: PlanDeps, config: Config, target: string
   const spec: ServerSpec = { name: s.name, host: s.host, port: s.port, user: s.user, type: s.type };
   let commit: string | null = null;
   let error: string | null = null;
+  let lockedBy: string | null = null;
   let session;
   try {
     session = await transport.connect(spec, config.ssh, signal);
     const command = config.agent.versionCommand;
-    const step = store.beginStep(s, 'probe', command);
-    const r = await session.exec(command, { timeoutMs: Math.min(config.ssh.commandTimeoutMs, 60_000), signal });
-    store.endStep(step, r);
+    // The lock is read in the same round trip: a server another executor is working on is not
+    // called `skipped` on what it shows mid-update; `start` re-checks it under the lock.
+    const step = store.beginStep(s, 'probe', `(read the agent-update lock) && ${command}`);
+    const raw = await session.exec(`${readScript()}\n${command}`, { timeoutMs: Math.min(config.ssh.commandTimeoutMs, 60_000), signal });
+    store.endStep(step, raw);
+    const { verdict, rest } = splitLockOutput(raw.stdout);
+    if (verdict?.kind === 'present') lockedBy = describeOwner(parseOwner(verdict.owner));
+    const r = { ...raw, stdout: rest };
     const last = r.stdout.trim().split('\n').pop()?.trim().toLowerCase() ?? '';
     if (r.code !== 0) error = `version_command ${r.code === null ? `failed: ${r.error}` : `exited ${r.code}: ${(r.stderr || r.stdout).trim().split('\n').pop() ?? ''}`}`;
     else if (!/^[0-9a-f]{40}$/.test(last)) error = `version_command printed ${JSON.stringify(last.slice(0, 80))}, not a 40-hex commit`;
@@ -126,7 +133,8 @@ export async function probeServer(deps: PlanDeps, config: Config, target: string
   }
   // Cut by Ctrl-C: that says nothing about the server, so nothing is recorded for it.
   if (error !== null && signal?.aborted) return;
-  const status = error !== null ? 'unreachable' : commit === target ? 'skipped' : 'pending';
+  const status = error !== null ? 'unreachable' : commit === target && lockedBy === null ? 'skipped' : 'pending';
+  if (lockedBy !== null) store.addEvent(s.updateName, s.name, 'locked', `locked by ${lockedBy} when probed; start re-checks it under the lock`);
   if (status === 'pending') {
     store.setProbedCommit(s.id, commit);
   } else {
@@ -137,5 +145,5 @@ export async function probeServer(deps: PlanDeps, config: Config, target: string
       endedAt: deps.clock.now().toISOString(),
     });
   }
-  emit({ type: 'probe', update: s.updateName, server: s.name, status, commit, error });
+  emit({ type: 'probe', update: s.updateName, server: s.name, status, commit, error: error ?? (lockedBy !== null ? `locked by ${lockedBy}` : null) });
 }

@@ -1,0 +1,126 @@
+/**
+ * `agent-update unlock SERVER... --yes`: clear a lock left on a server by an executor that died
+ * (see remote-lock.ts), after checking that nobody this tool can see is still working on it.
+ * Each clearing is journalled on the server's row (a step and an event).
+ */
+import { hostname, userInfo } from 'node:os';
+import type { ServerSpec } from '../config/types.js';
+import { UsageError } from '../errors.js';
+import type { Transport } from '../ssh/transport.js';
+import type { ServerRecord, Store } from '../store/store.js';
+import { suggest } from '../util/suggest.js';
+import { describeHolder, holderIsDead, processAlive } from './lease.js';
+import { clearScript, describeOwner, parseOwner, readScript, splitLockOutput } from './remote-lock.js';
+
+export interface UnlockResult {
+  server: string;
+  account: string;
+  /** none: there was no lock; shown: found, not cleared (no --yes); cleared; refused: someone is working on it; failed: could not look */
+  outcome: 'none' | 'shown' | 'cleared' | 'refused' | 'failed';
+  /** the lock's content as found, when there was one */
+  lock: string | null;
+  message: string;
+}
+
+function accountOf(s: ServerRecord): string {
+  return `${s.user}@${s.host}:${s.port}`;
+}
+
+/** The server each name means (its newest record, or the one in `update`); a UsageError before anything runs when one is unknown. */
+export function resolveServers(store: Store, names: string[], update?: string): ServerRecord[] {
+  if (update !== undefined) store.getUpdate(update);
+  return names.map((name) => {
+    const found = store.findServers(name).filter((s) => update === undefined || s.updateName === update);
+    if (found.length === 0) {
+      throw new UsageError(
+        `no server named ${JSON.stringify(name)} in ${update !== undefined ? `update ${update}` : `any update of ${store.path}`}; ` +
+          'name it as in the plan, or as user@host:port',
+      );
+    }
+    return found[0]!;
+  });
+}
+
+/** Why clearing this lock now would be wrong, or null when nothing this tool can see is using it. */
+function stillInUse(store: Store, s: ServerRecord, lock: string, now: Date): string | null {
+  // Anything of this database in flight on the account, whoever's lock it is.
+  for (const r of store.findServers(accountOf(s))) {
+    if (r.status !== 'running') continue;
+    const u = store.getUpdate(r.updateName);
+    if (u.lease && !holderIsDead(u.lease, now)) {
+      return `update ${u.name} is working on it now (${describeHolder(u.lease)}); wait for it, or \`${suggest(`pause ${u.name}`)}\``;
+    }
+    return (
+      `update ${u.name} left it in flight (step ${r.step ?? '?'}) when its executor died: \`${suggest(`start ${u.name}`)}\` takes it over ` +
+      `(and releases the lock), or \`${suggest(`cancel ${u.name}`)}\` ends it`
+    );
+  }
+  const owner = parseOwner(lock);
+  if (owner.host === hostname() && owner.pid !== undefined && processAlive(owner.pid, null) && owner.pid !== process.pid) {
+    return `the process that took it, pid ${owner.pid} on this host, is still running`;
+  }
+  return null;
+}
+
+export async function unlockServers(
+  deps: { store: Store; transport: Transport; now: () => Date },
+  servers: ServerRecord[],
+  opts: { yes: boolean },
+): Promise<UnlockResult[]> {
+  const { store, transport } = deps;
+  const out: UnlockResult[] = [];
+  const me = `${userInfo().username}@${hostname()} (pid ${process.pid})`;
+  for (const s of servers) {
+    const account = accountOf(s);
+    const base = { server: s.name, account };
+    const settings = store.getUpdate(s.updateName).settings;
+    const spec: ServerSpec = { name: s.name, host: s.host, port: s.port, user: s.user, type: s.type };
+    let session;
+    try {
+      session = await transport.connect(spec, settings.ssh);
+    } catch (e) {
+      out.push({ ...base, outcome: 'failed', lock: null, message: `cannot connect to look at its lock: ${(e as Error).message}` });
+      continue;
+    }
+    try {
+      // Reading changes nothing: journalled only when the lock is then cleared.
+      const read = await session.exec(readScript(), { timeoutMs: settings.ssh.connectTimeoutMs + 30_000 });
+      const { verdict } = splitLockOutput(read.stdout);
+      if (verdict?.kind === 'none') {
+        out.push({ ...base, outcome: 'none', lock: null, message: 'there is no agent-update lock on it' });
+        continue;
+      }
+      if (verdict?.kind !== 'present') {
+        out.push({ ...base, outcome: 'failed', lock: null, message: `could not read its lock: ${read.error ?? (read.stderr.trim() || `exit ${read.code}`)}` });
+        continue;
+      }
+      const lock = verdict.owner;
+      const who = describeOwner(parseOwner(lock));
+      const busy = stillInUse(store, s, lock, deps.now());
+      if (busy) {
+        out.push({ ...base, outcome: 'refused', lock, message: `locked by ${who}, and not stale: ${busy}` });
+        continue;
+      }
+      if (!opts.yes) {
+        out.push({ ...base, outcome: 'shown', lock, message: `locked by ${who}; nothing this database knows of is working on it` });
+        continue;
+      }
+      const step = store.beginStep(s, 'unlock', `(clear the agent-update lock of ${who})`);
+      const cleared = await session.exec(clearScript(lock), { timeoutMs: settings.ssh.connectTimeoutMs + 30_000 });
+      store.endStep(step, cleared);
+      const result = splitLockOutput(cleared.stdout).verdict;
+      if (result?.kind === 'cleared' || result?.kind === 'none') {
+        store.addEvent(s.updateName, s.name, 'unlock', `${me} cleared the lock of ${who} on ${account}`);
+        if (s.lockHeld) store.setLockHeld(s.id, false);
+        out.push({ ...base, outcome: 'cleared', lock, message: `cleared the lock of ${who}` });
+      } else if (result?.kind === 'changed') {
+        out.push({ ...base, outcome: 'refused', lock, message: 'the lock changed while it was being checked (someone took it again); look again' });
+      } else {
+        out.push({ ...base, outcome: 'failed', lock, message: `could not clear it: ${cleared.error ?? (cleared.stderr.trim() || `exit ${cleared.code}`)}` });
+      }
+    } finally {
+      session.close();
+    }
+  }
+  return out;
+}

@@ -1,0 +1,261 @@
+/**
+ * One server, one update at a time (issue 10), end to end against the real OpenSSH fleet: two
+ * updates over the same servers in one process, in two processes and in two databases; the lock
+ * a kill -9 leaves on a server, taken over by its own update and refused for another; `unlock`;
+ * the way out of an update whose server in flight never comes back.
+ */
+import assert from 'node:assert/strict';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { currentCommit, readDeploys } from '../../src/sim/agent.js';
+import { LOCK_FILE } from '../../src/rollout/remote-lock.js';
+import { Store } from '../../src/store/store.js';
+import type { Fleet } from '../fleet/fleet.js';
+import { byName, cli, fleetFor, spawnCli, statusJson } from '../helpers/cli.js';
+
+/** Each server comes online a little after its restart, so two executors would have time to collide. */
+const slowish = { source: { branch: 'slow' }, agent: { health: { timeout: '30s', interval: '100ms' } } };
+
+async function plan(fleet: Fleet, db: string, name: string, overrides: Record<string, unknown> = {}) {
+  const config = fleet.writeConfig({ name, ...slowish, ...overrides });
+  const r = await cli(['plan', '-c', config], { db });
+  assert.equal(r.code, 0, r.stdout + r.stderr);
+  return r;
+}
+
+/** Poll a database until `pred` holds (a reader, as `status` is). */
+async function waitFor<T>(db: string, what: string, pred: (store: Store) => T | undefined | false, timeoutMs = 60_000): Promise<T> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const store = new Store(db);
+    try {
+      const v = pred(store);
+      if (v) return v;
+    } finally {
+      store.close();
+    }
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+/**
+ * What ran on each server, from every database's journal, in time order: the update of each
+ * command that touched the agent. Two updates interleaving on one server is the bug.
+ */
+function workOnServers(dbs: string[]): Map<string, Array<{ update: string; at: string; end: string; command: string; phase: string }>> {
+  const out = new Map<string, Array<{ update: string; at: string; end: string; command: string; phase: string }>>();
+  for (const db of dbs) {
+    const store = new Store(db);
+    try {
+      for (const u of store.listUpdates()) {
+        for (const st of store.getSteps(u.name)) {
+          if (st.phase === 'probe' || /agent-update-lock: held/.test(st.stdout ?? '')) continue; // kept off, nothing ran
+          const s = store.getServers(u.name).find((x) => x.id === st.serverId)!;
+          const key = `${s.host}:${s.port}`;
+          const list = out.get(key) ?? [];
+          list.push({ update: `${db}#${u.name}`, at: st.startedAt, end: st.endedAt ?? st.startedAt, command: st.command, phase: st.phase });
+          out.set(key, list);
+        }
+      }
+    } finally {
+      store.close();
+    }
+  }
+  for (const list of out.values()) list.sort((a, b) => a.at.localeCompare(b.at));
+  return out;
+}
+
+/** Every server's commands come in one block per update: never A, B, A. */
+function assertNoInterleaving(dbs: string[]): void {
+  for (const [server, list] of workOnServers(dbs)) {
+    const blocks: string[] = [];
+    for (const c of list) if (blocks[blocks.length - 1] !== c.update) blocks.push(c.update);
+    assert.equal(new Set(blocks).size, blocks.length, `${server}: updates interleaved: ${list.map((c) => `${c.update} ${c.command}`).join(' | ')}`);
+    for (let i = 1; i < list.length; i++) {
+      // The release of the lock is the last command, after the outcome was recorded: the next
+      // update may already be at the door (its lock script then finds the lock and waits).
+      if (list[i]!.update !== list[i - 1]!.update && list[i - 1]!.phase !== 'unlock') {
+        assert.ok(list[i]!.at >= list[i - 1]!.end, `${server}: ${list[i]!.update} began before ${list[i - 1]!.update}'s command ended`);
+      }
+    }
+  }
+}
+
+test('two updates of one database over the same servers, in one process: one at a time on each server, both end success', async (t) => {
+  const fleet = await fleetFor(t, { servers: 3, upstream: { slowDelayMs: 700 } });
+  if (!fleet) return;
+  const db = join(fleet.root, 'plan.db');
+  await plan(fleet, db, 'a');
+  const second = await plan(fleet, db, 'b');
+  // plan says so, naming the other update
+  assert.match(second.stderr, /warning: 3 of this plan's servers are also in update a \(pending\), not finished: s1, s2, s3/);
+  const asJson = await cli(['plan', '-c', fleet.writeConfig({ name: 'c', ...slowish }), '--json'], { db });
+  const doc = JSON.parse(asJson.stdout) as { overlaps: Array<{ update: string; servers: string[] }>; warnings: string[] };
+  assert.deepEqual(doc.overlaps.map((o) => [o.update, o.servers.length]), [['a', 3], ['b', 3]]);
+  assert.equal((await cli(['cancel', 'c'], { db })).code, 0);
+
+  const r = await cli(['start', 'a', 'b'], { db });
+  assert.equal(r.code, 0, r.stdout + r.stderr);
+  const [a, b] = [await statusJson(db, 'a'), await statusJson(db, 'b')];
+  assert.equal(a.status, 'success');
+  assert.equal(b.status, 'success');
+  for (const s of fleet.servers.slice(0, 3)) {
+    const outcomes = [byName(a)[s.name]!.status, byName(b)[s.name]!.status].sort();
+    assert.deepEqual(outcomes, ['skipped', 'success'], `${s.name}: deployed by one, found at the target by the other`);
+    assert.equal(readDeploys(fleet.home(s.name)).length, 1, `${s.name} deployed once`);
+    assert.equal(existsSync(join(fleet.home(s.name), LOCK_FILE)), false, `${s.name}: no lock left behind`);
+  }
+  assert.match(r.stdout, /waiting for s1: server s1 \(.*\) is in flight in update (a|b)/);
+  assertNoInterleaving([db]);
+});
+
+test('two processes on one database, and two databases: each server worked on by one executor at a time', async (t) => {
+  const fleet = await fleetFor(t, { servers: 3, upstream: { slowDelayMs: 700 } });
+  if (!fleet) return;
+  // Two processes, one database.
+  const db = join(fleet.root, 'one.db');
+  await plan(fleet, db, 'p1');
+  await plan(fleet, db, 'p2', { source: { branch: 'master' } });
+  const [r1, r2] = await Promise.all([spawnCli(['start', 'p1'], { db }), spawnCli(['start', 'p2'], { db })]);
+  assert.equal(r1.exitCode, 0, String(r1.stdout) + String(r1.stderr));
+  assert.equal(r2.exitCode, 0, String(r2.stdout) + String(r2.stderr));
+  assertNoInterleaving([db]);
+  // Both targets differ, so each update deployed every server: whichever went last is what runs.
+  for (const s of fleet.servers.slice(0, 3)) assert.equal(readDeploys(fleet.home(s.name)).length, 2, s.name);
+
+  // Two databases (two operators): only the lock on the servers keeps them apart.
+  const dbA = join(fleet.root, 'alice.db');
+  const dbB = join(fleet.root, 'bob.db');
+  // targets that differ from each other and from where the servers are now: both deploy everywhere
+  await plan(fleet, dbA, 'alice', { source: { branch: 'good2' } });
+  await plan(fleet, dbB, 'bob', { source: { branch: 'base' } });
+  const [ra, rb] = await Promise.all([spawnCli(['start', 'alice'], { db: dbA }), spawnCli(['start', 'bob'], { db: dbB })]);
+  assert.equal(ra.exitCode, 0, String(ra.stdout) + String(ra.stderr));
+  assert.equal(rb.exitCode, 0, String(rb.stdout) + String(rb.stderr));
+  assertNoInterleaving([dbA, dbB]);
+  const waited = String(ra.stdout) + String(rb.stdout);
+  assert.match(waited, /is locked by update (alice|bob) \(database .*\.db\), pid \d+ on .* since .*, from another plan database/);
+  for (const s of fleet.servers.slice(0, 3)) {
+    assert.equal(readDeploys(fleet.home(s.name)).length, 4, s.name);
+    assert.equal(existsSync(join(fleet.home(s.name), LOCK_FILE)), false, `${s.name}: no lock left behind`);
+  }
+});
+
+test('kill -9 leaves the lock on the server in flight: its own update takes it over, another is refused naming it; unlock clears it', async (t) => {
+  const fleet = await fleetFor(t, { servers: 2, upstream: { slowDelayMs: 4000 } });
+  if (!fleet) return;
+  const db1 = join(fleet.root, 'first.db');
+  const db2 = join(fleet.root, 'second.db');
+  await plan(fleet, db1, 'u1');
+  const run = spawnCli(['start', 'u1'], { db: db1 });
+  await waitFor(db1, 's1 verifying', (s) => s.getServers('u1').find((x) => x.name === 's1' && x.step === 'verify'));
+  const pid = run.pid!;
+  run.kill('SIGKILL');
+  await run;
+  const lockFile = join(fleet.home('s1'), LOCK_FILE);
+  const lock = readFileSync(lockFile, 'utf8');
+  assert.match(lock, new RegExp(`^agent-update-lock v1\nupdate=u1\ndb=[0-9a-f]{32}\nhost=.+\npid=${pid}\nsince=.+\ndb_path=${db1.replace(/[.]/g, '\\.')}\n$`));
+
+  // Another update, of another database, is refused with who holds it and since when (busy_wait 0: at once).
+  await plan(fleet, db2, 'u2', { execution: { busy_wait: 0 } });
+  const refused = await cli(['start', 'u2'], { db: db2 });
+  assert.equal(refused.code, 3, refused.stdout + refused.stderr + JSON.stringify(await statusJson(db2, 'u2')));
+  assert.match(refused.stdout, new RegExp(`s1 \\(.*\\) is locked by update u1 \\(database ${db1.replace(/[.]/g, '\\.')}\\), pid ${pid} on .* since `));
+  assert.match(refused.stdout, new RegExp(`agent-update --db ${db2.replace(/[.]/g, '\\.')} unlock s1 --yes`));
+  const u2 = await statusJson(db2, 'u2');
+  assert.equal(u2.status, 'paused');
+  assert.equal(byName(u2).s1!.status, 'pending', 'not touched');
+  assert.equal(readFileSync(lockFile, 'utf8'), lock, 'the lock is as it was');
+
+  // unlock without --yes shows it and changes nothing (exit 2).
+  const shown = await cli(['unlock', 's1'], { db: db2 });
+  assert.equal(shown.code, 2, shown.stdout + shown.stderr);
+  assert.match(shown.stdout, /s1 \(.*\): locked by update u1 .*; nothing this database knows of is working on it\nnothing was changed; to clear it: agent-update --db \S+ unlock s1 --yes/);
+  assert.equal(readFileSync(lockFile, 'utf8'), lock);
+  // From the database whose update left it in flight, unlock refuses: a takeover is the way.
+  const notStale = await cli(['unlock', 's1', '--yes'], { db: db1 });
+  assert.equal(notStale.code, 2);
+  assert.match(notStale.stdout, /not stale: update u1 left it in flight \(step verify\) when its executor died: `agent-update --db \S+ start u1` takes it over/);
+  assert.equal(readFileSync(lockFile, 'utf8'), lock);
+
+  // Its own update takes it over: the lock is re-entered, the server finished, the lock released.
+  const taken = await cli(['start', 'u1'], { db: db1 });
+  assert.equal(taken.code, 0, taken.stdout + taken.stderr);
+  assert.equal(existsSync(lockFile), false, 'released after the takeover');
+  const steps = new Store(db1);
+  try {
+    const takeover = steps.getSteps('u1', 's1').find((s) => s.phase === 'takeover')!;
+    assert.match(takeover.stdout!, /agent-update-lock: reentered/);
+  } finally {
+    steps.close();
+  }
+  const resumed = await cli(['resume', 'u2'], { db: db2 });
+  assert.equal(resumed.code, 0, resumed.stdout + resumed.stderr);
+  assert.equal(byName(await statusJson(db2, 'u2')).s1!.status, 'skipped', 'found at the target its owner put there');
+});
+
+test('unlock --yes clears a dead executor\'s lock after checking, journalled; refused while the executor lives', async (t) => {
+  const fleet = await fleetFor(t, { servers: 1, upstream: { slowDelayMs: 4000 } });
+  if (!fleet) return;
+  const db1 = join(fleet.root, 'first.db');
+  const db2 = join(fleet.root, 'second.db');
+  await plan(fleet, db1, 'u1');
+  await plan(fleet, db2, 'u2', { execution: { busy_wait: 0 } });
+  const run = spawnCli(['start', 'u1'], { db: db1 });
+  await waitFor(db1, 's1 verifying', (s) => s.getServers('u1').find((x) => x.name === 's1' && x.step === 'verify'));
+  const lockFile = join(fleet.home('s1'), LOCK_FILE);
+  // While it lives: refused from its own database and from another one.
+  const own = await cli(['unlock', 's1', '--yes'], { db: db1 });
+  assert.equal(own.code, 2, own.stdout + own.stderr);
+  assert.match(own.stdout, /not stale: update u1 is working on it now \(pid \d+ on /);
+  const other = await cli(['unlock', 's1', '--yes'], { db: db2 });
+  assert.equal(other.code, 2, other.stdout + other.stderr);
+  assert.match(other.stdout, new RegExp(`not stale: the process that took it, pid ${run.pid} on this host, is still running`));
+  assert.ok(existsSync(lockFile));
+  run.kill('SIGKILL');
+  await run;
+
+  const cleared = await cli(['unlock', 's1', '--yes'], { db: db2 });
+  assert.equal(cleared.code, 0, cleared.stdout + cleared.stderr);
+  assert.match(cleared.stdout, /s1 \(.*\): cleared the lock of update u1/);
+  assert.equal(existsSync(lockFile), false);
+  const logs = await cli(['logs', 'u2', '--json'], { db: db2 });
+  const journal = JSON.parse(logs.stdout) as { servers: Array<{ steps: Array<{ phase: string; command: string }>; events: Array<{ kind: string; message: string }> }> };
+  assert.ok(journal.servers[0]!.steps.some((s) => s.phase === 'unlock' && /clear the agent-update lock of update u1/.test(s.command)));
+  assert.ok(journal.servers[0]!.events.some((e) => e.kind === 'unlock' && /cleared the lock of update u1/.test(e.message)));
+  const again = await cli(['unlock', 's1', '--yes'], { db: db2 });
+  assert.equal(again.code, 0);
+  assert.match(again.stdout, /there is no agent-update lock on it/);
+  // unknown server: exit 2, nothing run
+  const unknown = await cli(['unlock', 'nope', '--yes'], { db: db2 });
+  assert.equal(unknown.code, 2);
+  assert.match(unknown.stderr, /no server named "nope"/);
+});
+
+test('a server in flight that never comes back after a kill -9: start says how out, cancel leaves it fatal for a person', async (t) => {
+  const fleet = await fleetFor(t, { servers: 2, upstream: { slowDelayMs: 4000 } });
+  if (!fleet) return;
+  const db = join(fleet.root, 'plan.db');
+  await plan(fleet, db, 'u1', { ssh: { ...fleet.sshConfigYaml(), connect_timeout: '3s' } });
+  const run = spawnCli(['start', 'u1'], { db });
+  await waitFor(db, 's1 verifying', (s) => s.getServers('u1').find((x) => x.name === 's1' && x.step === 'verify'));
+  run.kill('SIGKILL');
+  await run;
+  // The server is gone for good: nobody listens where it was.
+  const store = new Store(db);
+  store.db.prepare("UPDATE servers SET host = '127.255.255.254' WHERE name = 's1'").run();
+  store.close();
+  const stuck = await cli(['start', 'u1'], { db });
+  assert.equal(stuck.code, 1, stuck.stdout + stuck.stderr);
+  assert.match(stuck.stderr, /cannot reach s1 to re-check it after a crash .* `agent-update --db \S+ cancel u1` \(the server is then marked fatal, for a person\)/);
+  const cancelled = await cli(['cancel', 'u1'], { db });
+  assert.equal(cancelled.code, 0, cancelled.stdout + cancelled.stderr);
+  assert.match(cancelled.stdout, /u1 cancelled; nothing more will run\n {2}s1 \(.*\) is fatal, for a person: it was in flight \(step verify\)/);
+  const doc = await statusJson(db, 'u1');
+  assert.equal(doc.status, 'cancelled');
+  assert.equal(byName(doc).s1!.status, 'fatal');
+  assert.equal(byName(doc).s2!.status, 'pending');
+  assert.equal(currentCommit(fleet.home('s2')), fleet.upstream.commits.base, 's2 untouched');
+});
