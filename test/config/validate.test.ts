@@ -38,6 +38,7 @@ test('a valid config maps to Config with every default', () => {
     restart: ['web'],
     rollback: { enabled: true, continueAfterRollback: false, commit: null },
     testMode: { stopAfter: 0 },
+    execution: { busyWaitMs: 600_000 },
   });
 });
 
@@ -153,6 +154,9 @@ const CASES: Case[] = [
   ['top-level key that belongs in a section', (c) => void (c.known_hosts = 'x'), 'known_hosts', /belongs under ssh/],
   ['inventory not supported yet', (c) => void (c.inventory = 'hosts.ini'), 'inventory', /^inventory files are not supported yet; list servers inline under servers$/],
   ['planned key', (c) => void (c.agent.health.stable_for = '1m'), 'agent.health.stable_for', /not supported yet/],
+  ['planned execution key', (c) => void (c.execution = { max_failures: 3 }), 'execution.max_failures', /^execution.max_failures is not supported yet$/],
+  ['busy_wait not a duration', (c) => void (c.execution = { busy_wait: 'a while' }), 'execution.busy_wait', /bad duration/],
+  ['busy_wait at top level', (c) => void (c.busy_wait = '1m'), 'busy_wait', /belongs under execution/],
   // wrong types
   ['section of the wrong type', (c) => void (c.ssh = 'frappe'), 'ssh', /must be a mapping .*got the string "frappe"/],
   ['port as a string', (c) => void (c.servers[0].port = '22'), 'servers[0].port', /integer 1 to 65535\), got the string "22"/],

@@ -134,7 +134,8 @@ test('--stop-after on start overrides the config; start on a paused update says 
   assert.deepEqual((await statusJson(db, name)).counts, { total: 3, success: 2, pending: 1 });
   const wrong = await cli(['start', name], { db });
   assert.equal(wrong.code, 2);
-  assert.match(wrong.stderr, /agent-update resume u1/);
+  // the suggestion carries the --db in use, so it works when pasted
+  assert.match(wrong.stderr, /`agent-update --db \S+plan\.db resume u1`/);
 });
 
 test('split 7 servers into 3 balanced batches and run them in parallel', async (t) => {
