@@ -11,7 +11,7 @@ export function pauseCommand(ctx: CliContext, name: string): number {
   const store = ctx.store();
   const { alreadyPaused, pausedNow } = requestPause(store, name, ctx.clock.now());
   const u = store.getUpdate(name);
-  if (ctx.opts.json) ctx.printJson(updateJson(u, store.getServers(name)));
+  if (ctx.opts.json) ctx.printJson(updateJson(u, store.getServers(name), store.budgetUse(u)));
   else if (alreadyPaused) ctx.print(`${name} is already paused; continue it with: ${ctx.cmd(`resume ${name}`)}`);
   else if (pausedNow) ctx.print(`${name} paused (no process was executing it and no server was in flight); continue with: ${ctx.cmd(`resume ${name}`)}`);
   else if (u.lease && !holderIsDead(u.lease, ctx.clock.now())) {
@@ -53,14 +53,15 @@ export async function statusCommand(ctx: CliContext, name: string | undefined, o
     if (name !== undefined) {
       const u = store.getUpdate(name);
       const servers = store.getServers(name);
-      return { text: updateText(u, servers), json: updateJson(u, servers), done: TERMINAL_UPDATE.has(u.status) || u.status === 'paused' };
+      const budget = store.budgetUse(u);
+      return { text: updateText(u, servers, budget), json: updateJson(u, servers, budget), done: TERMINAL_UPDATE.has(u.status) || u.status === 'paused' };
     }
     const all = store.listUpdates().map((u) => ({ u, servers: store.getServers(u.name) }));
     return {
       text: updatesListText(all),
       json: {
         updates: all.map(({ u, servers }) => {
-          const { servers: _servers, ...rest } = updateJson(u, servers);
+          const { servers: _servers, ...rest } = updateJson(u, servers, store.budgetUse(u));
           return rest;
         }),
       },

@@ -44,9 +44,9 @@ export async function planCommand(ctx: CliContext, opts: { config: string; name?
         `${o.servers.slice(0, 10).join(', ')}${o.servers.length > 10 ? ', …' : ''}. Each server is worked on by one update at a time ` +
         `(the other waits); if ${o.update} is stale, \`${ctx.cmd(`cancel ${o.update}`)}\``,
     );
-    if (ctx.opts.json) ctx.printJson({ ...updateJson(u, servers), overlaps, warnings });
+    if (ctx.opts.json) ctx.printJson({ ...updateJson(u, servers, store.budgetUse(u)), overlaps, warnings });
     else {
-      ctx.print('\n' + updateText(u, servers));
+      ctx.print('\n' + updateText(u, servers, store.budgetUse(u)));
       for (const w of warnings) ctx.err.write(`warning: ${w}\n`);
       ctx.print(`\nplanned update ${u.name}; run it with: ${ctx.cmd(`start ${u.name}`)}`);
     }

@@ -75,7 +75,10 @@ export async function runCommand(
     }
     reporter.stop();
     if (ctx.opts.json) {
-      const docs = names.map((n) => updateJson(store.getUpdate(n), store.getServers(n)));
+      const docs = names.map((n) => {
+        const u = store.getUpdate(n);
+        return updateJson(u, store.getServers(n), store.budgetUse(u));
+      });
       ctx.printJson(names.length === 1 ? docs[0] : { updates: docs });
     } else {
       for (const r of results) {

@@ -33,7 +33,16 @@ export interface HealthConfig {
   expect: string;
   timeoutMs: number;
   intervalMs: number;
+  /**
+   * after the first good check, the agent must stay healthy (checked every interval) this long
+   * before the server counts as verified; 0 = the first good check is enough. Absent in updates
+   * planned before it existed (read as 0).
+   */
+  stableForMs?: number;
 }
+
+/** `execution.max_failures`: servers that may end rolled-back or failed before the update stops. */
+export type FailureBudget = { count: number } | { percent: number };
 
 export interface AgentConfig {
   versionCommand: string;
@@ -56,7 +65,7 @@ export interface Config {
   rollback: { enabled: boolean; continueAfterRollback: boolean; commit: string | null };
   testMode: { stopAfter: number };
   /** how the executor shares servers with other updates */
-  execution: { busyWaitMs: number };
+  execution: { busyWaitMs: number; maxFailures: FailureBudget | null };
 }
 
 /**

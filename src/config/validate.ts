@@ -47,7 +47,7 @@
  */
 import * as path from 'node:path';
 import type { ConfigProblem } from '../errors.js';
-import type { Config, ServerSpec } from './types.js';
+import type { Config, FailureBudget, ServerSpec } from './types.js';
 import { formatDuration, parseDuration } from '../util/duration.js';
 import { findPlaceholders, PLACEHOLDERS, unknownPlaceholders } from '../util/shell.js';
 
@@ -109,10 +109,10 @@ const KEYS = {
     'output_limit',
   ],
   agent: ['version_command', 'update', 'restart', 'health'],
-  health: ['command', 'expect', 'timeout', 'interval'],
+  health: ['command', 'expect', 'timeout', 'interval', 'stable_for'],
   rollback: ['enabled', 'continue_after_rollback', 'commit'],
   test_mode: ['stop_after'],
-  execution: ['busy_wait'],
+  execution: ['busy_wait', 'max_failures'],
 } as const;
 
 /** Keys SPEC.md lists as decided extensions that this version does not implement yet. */
@@ -122,7 +122,6 @@ const PLANNED: Record<string, Record<string, string>> = {
     include: 'include patterns are not supported yet; narrow the update with server_types',
     exclude: 'exclude patterns are not supported yet; narrow the update with server_types',
   },
-  execution: { max_failures: 'execution.max_failures is not supported yet' },
   source: {
     version: 'source.version is not supported yet',
     min_version: 'source.min_version is not supported yet',
@@ -134,7 +133,6 @@ const PLANNED: Record<string, Record<string, string>> = {
     semver_command: 'agent.semver_command is not supported yet',
     diagnose: 'agent.diagnose is not supported yet',
   },
-  health: { stable_for: 'agent.health.stable_for is not supported yet' },
 };
 
 const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/;
@@ -648,6 +646,7 @@ export function validateConfig(raw: unknown, ctx: ValidateContext): ValidateResu
     expect: DEFAULTS.healthExpect as string,
     timeoutMs: DEFAULTS.healthTimeoutMs as number,
     intervalMs: DEFAULTS.healthIntervalMs as number,
+    stableForMs: 0,
   };
   const agent = c.section(['agent'], top.agent, KEYS.agent, PLANNED.agent);
   if (top.agent === undefined || top.agent === null) {
@@ -701,6 +700,7 @@ export function validateConfig(raw: unknown, ctx: ValidateContext): ValidateResu
       }
       health.timeoutMs = c.duration(['agent', 'health', 'timeout'], h.timeout, DEFAULTS.healthTimeoutMs);
       health.intervalMs = c.duration(['agent', 'health', 'interval'], h.interval, DEFAULTS.healthIntervalMs);
+      health.stableForMs = c.duration(['agent', 'health', 'stable_for'], h.stable_for, 0, true);
       if (health.intervalMs >= health.timeoutMs) {
         const both = `${formatDuration(health.intervalMs)} is not less than ${formatDuration(health.timeoutMs)}`;
         if (h.interval === undefined || h.interval === null) {
@@ -753,6 +753,13 @@ export function validateConfig(raw: unknown, ctx: ValidateContext): ValidateResu
   // execution
   const ex = c.section(['execution'], top.execution, KEYS.execution, PLANNED.execution) ?? {};
   const busyWaitMs = c.duration(['execution', 'busy_wait'], ex.busy_wait, DEFAULTS.busyWaitMs, true);
+  const maxFailures = failureBudget(c, ['execution', 'max_failures'], ex.max_failures);
+  if (maxFailures !== null && !rollback.continueAfterRollback) {
+    c.add(
+      ['execution', 'max_failures'],
+      'needs rollback.continue_after_rollback: true (without it the first server that fails stops the update, so there is no budget to spend)',
+    );
+  }
 
   if (c.problems.length) return { problems: sortProblems(c.problems) };
 
@@ -779,9 +786,22 @@ export function validateConfig(raw: unknown, ctx: ValidateContext): ValidateResu
       restart,
       rollback,
       testMode: { stopAfter },
-      execution: { busyWaitMs },
+      execution: { busyWaitMs, maxFailures },
     },
   };
+}
+
+/** `execution.max_failures`: a whole number of servers, or a percentage of the update's (`"10%"`). */
+function failureBudget(c: Checker, p: KeyPath, v: unknown): FailureBudget | null {
+  if (v === undefined || v === null) return null;
+  if (typeof v === 'number' && Number.isInteger(v) && v >= 0) return { count: v };
+  if (typeof v === 'string') {
+    const m = /^\s*(\d+(?:\.\d+)?)\s*%\s*$/.exec(v);
+    if (m && Number(m[1]) <= 100) return { percent: Number(m[1]) };
+    if (/^\d+$/.test(v.trim())) return { count: Number(v.trim()) };
+  }
+  c.add(p, `must be a whole number of servers (3) or a percentage of the update's servers ("10%", 0 to 100), got ${describe(v)}`);
+  return null;
 }
 
 function checkUser(c: Checker, p: KeyPath, v: unknown): string | undefined {

@@ -83,7 +83,12 @@ export class Reporter {
         this.refresh();
         break;
       case 'health-waiting':
-        this.inFlight.set(e.update, `${t}${e.server} waiting for health (${formatDuration(e.elapsedMs)}, try ${e.attempt})`);
+        this.inFlight.set(
+          e.update,
+          e.stableMs !== undefined
+            ? `${t}${e.server} healthy, must stay so (${formatDuration(e.stableMs)} of ${formatDuration(e.stableForMs ?? 0)})`
+            : `${t}${e.server} waiting for health (${formatDuration(e.elapsedMs)}, try ${e.attempt})`,
+        );
         this.refresh();
         break;
       case 'command':

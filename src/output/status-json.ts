@@ -1,5 +1,6 @@
 import { holderIsDead } from '../rollout/lease.js';
 import type { ServerRecord, UpdateRecord } from '../store/store.js';
+import { allowedFailures, budgetOf, describeBudget } from '../rollout/decide.js';
 
 /** `status NAME --json`, exactly as SPEC.md shows it, plus the documented extensions. */
 export interface UpdateJson {
@@ -18,6 +19,28 @@ export interface UpdateJson {
   pauseRequested: boolean;
   /** extension: the process holding its lease; `alive: false` when it died (start takes over) */
   executor: { pid: number; host: string; since: string; heartbeat: string; alive: boolean } | null;
+  /**
+   * extension, when execution.max_failures is set: servers rolled back or failed (`used`) of the
+   * `allowed`, over the `total` servers of the update and its batches (`updates`), which share it
+   */
+  budget?: BudgetJson;
+}
+
+export interface BudgetJson {
+  maxFailures: number | string;
+  allowed: number;
+  used: number;
+  total: number;
+  updates: string[];
+  exceeded: boolean;
+}
+
+/** The failure budget as status shows it, or undefined when the update has none. */
+export function budgetJson(u: UpdateRecord, use: { used: number; total: number; updates: string[] } | undefined): BudgetJson | undefined {
+  const b = budgetOf(u);
+  if (b === null || use === undefined) return undefined;
+  const allowed = allowedFailures(b, use.total);
+  return { maxFailures: 'count' in b ? b.count : describeBudget(b), allowed, used: use.used, total: use.total, updates: use.updates, exceeded: use.used > allowed };
 }
 
 export interface ServerJson {
@@ -39,7 +62,8 @@ export function countsOf(servers: readonly ServerRecord[]): Record<string, numbe
   return counts;
 }
 
-export function updateJson(u: UpdateRecord, servers: readonly ServerRecord[]): UpdateJson {
+export function updateJson(u: UpdateRecord, servers: readonly ServerRecord[], budget?: { used: number; total: number; updates: string[] }): UpdateJson {
+  const b = budgetJson(u, budget);
   return {
     name: u.name,
     status: u.status,
@@ -66,5 +90,6 @@ export function updateJson(u: UpdateRecord, servers: readonly ServerRecord[]): U
     executor: u.lease
       ? { pid: u.lease.pid, host: u.lease.host, since: u.lease.since, heartbeat: u.lease.heartbeat, alive: !holderIsDead(u.lease, new Date()) }
       : null,
+    ...(b ? { budget: b } : {}),
   };
 }

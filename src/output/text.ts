@@ -1,6 +1,6 @@
 import chalk from 'chalk';
 import type { EventRecord, ServerRecord, StepRecord, UpdateRecord } from '../store/store.js';
-import { countsOf } from './status-json.js';
+import { budgetJson, countsOf } from './status-json.js';
 import { holderIsDead } from '../rollout/lease.js';
 import { suggest } from '../util/suggest.js';
 
@@ -49,7 +49,7 @@ export function countsLine(servers: readonly ServerRecord[]): string {
   return `${total} servers: ` + Object.entries(rest).map(([k, v]) => `${v} ${colourStatus(k)}`).join(', ');
 }
 
-export function updateText(u: UpdateRecord, servers: readonly ServerRecord[]): string {
+export function updateText(u: UpdateRecord, servers: readonly ServerRecord[], budget?: { used: number; total: number; updates: string[] }): string {
   const lines = [
     `${chalk.bold(u.name)}  ${colourStatus(u.status)}${u.pauseRequestedAt && u.status === 'running' ? chalk.yellow(' (pause requested)') : ''}`,
     `  target   ${u.commit} (${u.branch} of ${u.repo})`,
@@ -64,6 +64,12 @@ export function updateText(u: UpdateRecord, servers: readonly ServerRecord[]): s
     );
   }
   if (u.reason) lines.push(`  reason   ${u.reason}`);
+  const b = budgetJson(u, budget);
+  if (b) {
+    const shared = b.updates.length > 1 ? `, shared by ${b.updates.join(', ')}` : '';
+    const line = `  budget   ${b.used} of ${b.allowed} failures allowed (execution.max_failures ${b.maxFailures} of ${b.total} servers${shared})`;
+    lines.push(b.exceeded ? chalk.red(`${line}: spent`) : line);
+  }
   lines.push(`  ${countsLine(servers)}`, '');
   const rows = [['SERVER', 'HOST', 'TYPE', 'STATUS', 'FROM', 'TO', 'DETAIL'].map((h) => chalk.bold(h))];
   for (const s of servers) {

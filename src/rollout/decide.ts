@@ -1,3 +1,4 @@
+import type { FailureBudget } from '../config/types.js';
 import type { ServerRecord, UpdateRecord } from '../store/store.js';
 import { WORKED_SERVER, type ServerStatus } from './status.js';
 
@@ -16,16 +17,41 @@ export function countWorked(servers: readonly ServerRecord[]): number {
   return servers.filter((s) => WORKED_SERVER.has(s.status)).length;
 }
 
+/**
+ * The failure budget of an update's group (the update and the batches split from it): how many
+ * of its servers ended rolled-back or failed, out of how many. Servers that could not be reached
+ * before anything changed (`unreachable`) never count.
+ */
+export interface BudgetUse {
+  used: number;
+  total: number;
+}
+
+export function budgetOf(update: UpdateRecord): FailureBudget | null {
+  return update.settings.execution?.maxFailures ?? null;
+}
+
+/** How many failures the budget allows out of `total` servers (a percentage rounds down). */
+export function allowedFailures(b: FailureBudget, total: number): number {
+  return 'count' in b ? b.count : Math.floor((b.percent * total) / 100 + 1e-9);
+}
+
+export function describeBudget(b: FailureBudget): string {
+  return 'count' in b ? String(b.count) : `${b.percent}%`;
+}
+
 /** The server whose result stops the rollout, if any. */
 export function stoppingServer(update: UpdateRecord, servers: readonly ServerRecord[]): ServerRecord | undefined {
+  // With a failure budget, rolled-back and failed servers are counted against it instead.
+  const budgeted = budgetOf(update) !== null;
   const stops = (status: ServerStatus) =>
     status === 'fatal' ||
-    status === 'failed' ||
+    (status === 'failed' && !budgeted) ||
     (status === 'rolled-back' && !update.settings.rollback.continueAfterRollback);
   return servers.find((s) => stops(s.status));
 }
 
-export function decide(update: UpdateRecord, servers: readonly ServerRecord[]): Decision {
+export function decide(update: UpdateRecord, servers: readonly ServerRecord[], budget?: BudgetUse): Decision {
   const inFlight = servers.find((s) => s.status === 'running');
   if (inFlight) return { kind: 'recover', server: inFlight };
 
@@ -38,6 +64,22 @@ export function decide(update: UpdateRecord, servers: readonly ServerRecord[]): 
           ? `server ${stopper.name} failed and rollback is disabled`
           : `server ${stopper.name} was rolled back (rollback.continue_after_rollback is false)`;
     return { kind: 'finish', status: 'failure', reason: `stopped: ${why}` };
+  }
+
+  const limit = budgetOf(update);
+  if (limit !== null && budget) {
+    const allowed = allowedFailures(limit, budget.total);
+    if (budget.used > allowed) {
+      const group = update.batchOf ?? update.name;
+      return {
+        kind: 'finish',
+        status: 'failure',
+        reason:
+          `stopped: the failure budget is spent: ${budget.used} server${budget.used === 1 ? '' : 's'} rolled back or failed, ` +
+          `more than the ${allowed} allowed (execution.max_failures: ${describeBudget(limit)} of the ${budget.total} servers of ${group}` +
+          `${update.batchOf !== null || budget.total !== servers.length ? ' and its batches' : ''})`,
+      };
+    }
   }
 
   const next = servers.find((s) => s.status === 'pending');

@@ -9,7 +9,8 @@ export type RolloutEvent =
   | { type: 'server-started'; update: string; server: string; index: number; total: number; host: string }
   | { type: 'server-step'; update: string; server: string; step: ServerStep }
   | { type: 'command'; update: string; server: string; phase: string; command: string; code: number | null; error: string | null; durationMs: number }
-  | { type: 'health-waiting'; update: string; server: string; attempt: number; elapsedMs: number; output: string }
+  /** stableMs / stableForMs: healthy since this long, of the agent.health.stable_for it must stay so */
+  | { type: 'health-waiting'; update: string; server: string; attempt: number; elapsedMs: number; output: string; stableMs?: number; stableForMs?: number }
   | { type: 'server-finished'; update: string; server: string; status: ServerStatus; error: string | null; durationMs: number }
   | { type: 'takeover'; update: string; server: string | null; message: string }
   /** the next server is being worked on by another update (or another database's executor): waiting for it */

@@ -156,7 +156,7 @@ export async function runUpdate(deps: EngineDeps, name: string, opts: RunOptions
       u = store.getUpdate(name);
       ctx.update = u;
       const all = store.getServers(name);
-      const d = decide(u, all);
+      const d = decide(u, all, store.budgetUse(u));
       let outcome: ServerOutcome = DONE;
       if (d.kind === 'recover') {
         outcome = await recoverServer(ctx, d.server);
@@ -630,24 +630,45 @@ async function verifyHealth(run: ServerRun, phase: ServerStep, commit: string): 
   const command = expandCommand(health.command, values);
   const begin = clock.now().getTime();
   const deadline = begin + health.timeoutMs;
+  // agent.health.stable_for: once healthy, it must stay so (every check) this long.
+  const stableFor = health.stableForMs ?? 0;
+  let healthySince: number | null = null;
   let last: string;
   // The journal keeps the first attempt and the latest in full; each one between is cut down
   // once the next has run, so a long verify stores kilobytes, not megabytes, per server.
   let between: number | null = null;
   for (let attempt = 1; ; attempt++) {
-    const remaining = Math.max(deadline - clock.now().getTime(), 1_000);
-    const r = await run.exec(phase, command, Math.min(ssh.commandTimeoutMs, remaining));
+    const until = healthySince === null ? deadline : healthySince + stableFor;
+    const r = await run.exec(phase, command, Math.min(ssh.commandTimeoutMs, Math.max(until - clock.now().getTime(), 1_000)));
     if (between !== null) run.ctx.deps.store.summarizeStep(between, HEALTH_KEEP_CHARS);
     if (attempt > 1) between = run.lastStepId;
-    if (r.code === 0 && r.stdout.includes(expect)) return { ok: true };
-    last = r.code === 0 ? `output does not contain ${JSON.stringify(expect)}: ${r.stdout.trim().slice(0, 200)}` : describeFailure(r);
-    if (signal.aborted) return { ok: false, error: `interrupted while verifying: ${last}` };
+    const good = r.code === 0 && r.stdout.includes(expect);
+    last = good ? 'healthy' : r.code === 0 ? `output does not contain ${JSON.stringify(expect)}: ${r.stdout.trim().slice(0, 200)}` : describeFailure(r);
     const now = clock.now().getTime();
-    if (now + health.intervalMs >= deadline) {
+    if (good && healthySince === null) healthySince = now;
+    if (good && now - healthySince! >= stableFor) return { ok: true };
+    if (!good && healthySince !== null) {
+      return {
+        ok: false,
+        error:
+          `came online at ${commit.slice(0, 12)} but did not stay healthy: health ${last} after ${formatDuration(now - healthySince)} ` +
+          `of the ${formatDuration(stableFor)} it must stay healthy (agent.health.stable_for)`,
+      };
+    }
+    if (signal.aborted) return { ok: false, error: `interrupted while verifying: ${last}` };
+    if (healthySince === null && now + health.intervalMs >= deadline) {
       return { ok: false, error: `not online at ${commit.slice(0, 12)} after ${formatDuration(now - begin)} (health ${last})` };
     }
-    emit({ type: 'health-waiting', update: run.server.updateName, server: run.server.name, attempt, elapsedMs: now - begin, output: last });
-    await clock.sleep(health.intervalMs, signal);
+    emit({
+      type: 'health-waiting',
+      update: run.server.updateName,
+      server: run.server.name,
+      attempt,
+      elapsedMs: now - begin,
+      output: last,
+      ...(healthySince !== null ? { stableMs: now - healthySince, stableForMs: stableFor } : {}),
+    });
+    await clock.sleep(healthySince === null ? health.intervalMs : Math.min(health.intervalMs, healthySince + stableFor - now), signal);
   }
 }
 

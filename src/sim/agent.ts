@@ -7,8 +7,9 @@
  *     bin/restart     `restart NAME`: logs "NAME <epoch-ms>" to restarts.log; for `web`, (re)starts
  *                     the agent: records the repo's HEAD, the time, BROKEN and STARTUP_DELAY_MS
  *                     (read from repo/agent.env) in run/web.state
- *     bin/health      exit 7 with a message on stderr when not running, BROKEN=1 or still
- *                     starting (now < started + STARTUP_DELAY_MS); else prints
+ *     bin/health      exit 7 with a message on stderr when not running, BROKEN=1, still
+ *                     starting (now < started + STARTUP_DELAY_MS) or crashed (CRASH_AFTER_MS
+ *                     after it came online, a crash loop); else prints
  *                     {"status":"online","commit":"<hex>"} and exits 0
  *     restarts.log    one line per restart
  *     deploys.log     appended to by the update commands of agentCommands()
@@ -36,15 +37,18 @@ if [ "$name" = web ]; then
   commit=$(git -C "$AGENT_DIR/repo" rev-parse HEAD) || { echo "restart web: no repository" >&2; exit 1; }
   broken=0
   delay=0
+  crash=0
   if [ -f "$AGENT_DIR/repo/agent.env" ]; then
     v=$(sed -n 's/^BROKEN=\\([0-9]*\\).*$/\\1/p' "$AGENT_DIR/repo/agent.env" | tail -n 1)
     [ -n "$v" ] && broken=$v
     v=$(sed -n 's/^STARTUP_DELAY_MS=\\([0-9]*\\).*$/\\1/p' "$AGENT_DIR/repo/agent.env" | tail -n 1)
     [ -n "$v" ] && delay=$v
+    v=$(sed -n 's/^CRASH_AFTER_MS=\\([0-9]*\\).*$/\\1/p' "$AGENT_DIR/repo/agent.env" | tail -n 1)
+    [ -n "$v" ] && crash=$v
   fi
   mkdir -p "$AGENT_DIR/run"
   tmp="$AGENT_DIR/run/web.state.$$"
-  printf 'COMMIT=%s\\nSTARTED_MS=%s\\nBROKEN=%s\\nSTARTUP_DELAY_MS=%s\\n' "$commit" "$now" "$broken" "$delay" > "$tmp"
+  printf 'COMMIT=%s\\nSTARTED_MS=%s\\nBROKEN=%s\\nSTARTUP_DELAY_MS=%s\\nCRASH_AFTER_MS=%s\\n' "$commit" "$now" "$broken" "$delay" "$crash" > "$tmp"
   mv -f "$tmp" "$AGENT_DIR/run/web.state"
   echo "web restarted at $commit"
 else
@@ -66,6 +70,7 @@ COMMIT=
 STARTED_MS=0
 BROKEN=0
 STARTUP_DELAY_MS=0
+CRASH_AFTER_MS=0
 . "$state"
 if [ "$BROKEN" = 1 ]; then
   echo "health: connection refused: agent at $COMMIT crashed on startup" >&2
@@ -75,6 +80,10 @@ now=$(date +%s%3N)
 ready=$((STARTED_MS + STARTUP_DELAY_MS))
 if [ "$now" -lt "$ready" ]; then
   echo "health: starting ($((ready - now))ms left)" >&2
+  exit 7
+fi
+if [ "$CRASH_AFTER_MS" -gt 0 ] && [ "$now" -ge $((ready + CRASH_AFTER_MS)) ]; then
+  echo "health: connection refused: agent at $COMMIT crashed $((now - ready - CRASH_AFTER_MS))ms ago" >&2
   exit 7
 fi
 printf '{"status":"online","commit":"%s"}\\n' "$COMMIT"

@@ -27,6 +27,8 @@ export interface UpstreamOptions {
 export interface AgentEnv {
   startupDelayMs?: number;
   broken?: boolean;
+  /** a crash loop: online this long once started, then down (health fails) until the next restart */
+  crashAfterMs?: number;
 }
 
 export interface AddCommitOptions extends AgentEnv {
@@ -65,7 +67,10 @@ const GIT_IDENTITY = [
 ];
 
 function envFile(env: AgentEnv): string {
-  return `# read by the simulated agent at restart\nSTARTUP_DELAY_MS=${Math.max(0, Math.round(env.startupDelayMs ?? 0))}\nBROKEN=${env.broken ? 1 : 0}\n`;
+  return (
+    `# read by the simulated agent at restart\nSTARTUP_DELAY_MS=${Math.max(0, Math.round(env.startupDelayMs ?? 0))}\nBROKEN=${env.broken ? 1 : 0}\n` +
+    (env.crashAfterMs !== undefined ? `CRASH_AFTER_MS=${Math.max(0, Math.round(env.crashAfterMs))}\n` : '')
+  );
 }
 
 export async function createUpstream(dir: string, options: UpstreamOptions = {}): Promise<Upstream> {

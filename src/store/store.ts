@@ -491,6 +491,24 @@ export class Store {
     return [...out.values()];
   }
 
+  /** The failure budget's use for the group of `update` (itself and the batches split from it, or its original's). */
+  budgetUse(update: UpdateRecord): { used: number; total: number; updates: string[] } {
+    // The root of the split: a batch split again names its batch as batchOf.
+    let group = update.name;
+    for (let next = update.batchOf, hops = 0; next !== null && hops < 100; hops++) {
+      group = next;
+      next = this.findUpdate(next)?.batchOf ?? null;
+    }
+    const updates = this.db.prepare('SELECT name FROM updates WHERE name = ? OR batch_of = ? ORDER BY created_at, name').pluck().all(group, group) as string[];
+    const row = this.db
+      .prepare(
+        `SELECT COUNT(*) AS total, COALESCE(SUM(status IN ('rolled-back', 'failed')), 0) AS used FROM servers
+         WHERE update_name IN (SELECT name FROM updates WHERE name = ? OR batch_of = ?)`,
+      )
+      .get(group, group) as { total: number; used: number };
+    return { used: row.used, total: row.total, updates };
+  }
+
   /** The servers, across all updates, on the account of `user@host:port` or named `name`, newest update first. */
   findServers(name: string): ServerRecord[] {
     const account = /^([^@\s]+)@(.+):(\d+)$/.exec(name);

@@ -79,3 +79,42 @@ test('finalStatus names the servers that are not at the target', () => {
   assert.equal(d.status, 'partial-success');
   assert.match(d.reason, /s2 rolled-back, s3 unreachable/);
 });
+
+// ---- the failure budget (execution.max_failures) -------------------------------------------
+
+function budgeted(maxFailures: { count: number } | { percent: number }, over: Partial<UpdateRecord> = {}): UpdateRecord {
+  const u = update(over, true);
+  return { ...u, settings: { ...u.settings, execution: { busyWaitMs: 0, maxFailures } } };
+}
+
+const budgetCases: Array<[string, UpdateRecord, ServerRecord[], { used: number; total: number }, string]> = [
+  ['within a count: goes on', budgeted({ count: 2 }), servers('rolled-back', 'failed', 'pending'), { used: 2, total: 3 }, 'run s3'],
+  ['past a count: stops', budgeted({ count: 1 }), servers('rolled-back', 'failed', 'pending'), { used: 2, total: 3 }, 'finish failure'],
+  ['a count of 0: the first failure stops', budgeted({ count: 0 }), servers('rolled-back', 'pending'), { used: 1, total: 2 }, 'finish failure'],
+  ['failed no longer stops on its own under a budget', budgeted({ count: 5 }), servers('failed', 'pending'), { used: 1, total: 2 }, 'run s2'],
+  ['fatal still stops under a budget', budgeted({ count: 5 }), servers('fatal', 'pending'), { used: 0, total: 2 }, 'finish failure'],
+  // 10% of 20 = 2 allowed
+  ['a percentage: 2 of 20 at 10% is within', budgeted({ percent: 10 }), servers('rolled-back', 'pending'), { used: 2, total: 20 }, 'run s2'],
+  ['a percentage: 3 of 20 at 10% is past it', budgeted({ percent: 10 }), servers('rolled-back', 'pending'), { used: 3, total: 20 }, 'finish failure'],
+  // 10% of 15 = 1.5: rounds down, so 2 is past it
+  ['a percentage rounds down', budgeted({ percent: 10 }), servers('rolled-back', 'pending'), { used: 2, total: 15 }, 'finish failure'],
+  // the group's use counts, not this batch's own servers: a batch with nothing failed stops too
+  ['another batch spent the shared budget', budgeted({ count: 1 }, { batchOf: 'u0', name: 'u0.2' }), servers('success', 'pending'), { used: 2, total: 6 }, 'finish failure'],
+  ['a server in flight is finished first', budgeted({ count: 0 }), servers('running', 'pending'), { used: 3, total: 3 }, 'recover s1'],
+];
+
+for (const [title, u, s, use, expected] of budgetCases) {
+  test(`decide with a failure budget: ${title}`, () => {
+    const d = decide(u, s, use);
+    const got = d.kind === 'run' || d.kind === 'recover' ? `${d.kind} ${d.server.name}` : d.kind === 'finish' ? `finish ${d.status}` : d.kind;
+    assert.equal(got, expected);
+    if (expected === 'finish failure' && !s.some((x) => x.status === 'fatal')) {
+      assert.match((d as { reason: string }).reason, /the failure budget is spent: \d+ servers? rolled back or failed, more than the \d+ allowed \(execution\.max_failures: /);
+    }
+  });
+}
+
+test('without a budget the use is ignored (continue_after_rollback alone never stops on rolled-back servers)', () => {
+  const d = decide(update({}, true), servers('rolled-back', 'rolled-back', 'pending'), { used: 2, total: 3 });
+  assert.equal(d.kind, 'run');
+});

@@ -661,3 +661,73 @@ test('cancel of a running update: refused while its executor lives; once it is d
   assert.match(s1!.error!, /in flight \(step restart\) when the executor died.*unknown, check it by hand.*unlock s1 --yes/);
   assert.equal(s2!.status, 'pending');
 });
+
+// ---- the failure budget and the health window ------------------------------------------------
+
+test('a failure budget shared by the batches of a split: once spent, no batch starts another server', async (t) => {
+  const { splitUpdate } = await import('../../src/rollout/split.js');
+  const store = setup(t, ['s1', 's2', 's3', 's4', 's5', 's6']);
+  const withBudget = { ...settings, rollback: { ...settings.rollback, continueAfterRollback: true }, execution: { busyWaitMs: 0, maxFailures: { count: 1 } } };
+  store.db.prepare('UPDATE updates SET settings_json = ?').run(JSON.stringify(withBudget));
+  splitUpdate(store, 'u', 2); // u: s1 s2 s3, u.2: s4 s5 s6
+  const fake = new FakeTransport(new Set([NEW]));
+  for (const n of ['s1', 's2', 's3', 's4', 's5', 's6']) fake.add(n, OLD);
+  const first = await runUpdate(deps(store, fake, virtualClock()), 'u', { mode: 'start' });
+  assert.equal(first.status, 'failure');
+  assert.match(first.reason, /the failure budget is spent: 2 servers rolled back or failed, more than the 1 allowed \(execution.max_failures: 1 of the 6 servers of u and its batches\)/);
+  assert.deepEqual(store.getServers('u').map((s) => s.status), ['rolled-back', 'rolled-back', 'pending']);
+  const second = await runUpdate(deps(store, fake, virtualClock()), 'u.2', { mode: 'start' });
+  assert.equal(second.status, 'failure', 'the other batch shares the spent budget');
+  assert.deepEqual(store.getServers('u.2').map((s) => s.status), ['pending', 'pending', 'pending']);
+  for (const n of ['s3', 's4', 's5', 's6']) assert.deepEqual(fake.servers.get(n)!.log, [], `${n} untouched`);
+  const { updateJson } = await import('../../src/output/status-json.js');
+  const doc = updateJson(store.getUpdate('u.2'), store.getServers('u.2'), store.budgetUse(store.getUpdate('u.2')));
+  assert.deepEqual(doc.budget, { maxFailures: 1, allowed: 1, used: 2, total: 6, updates: ['u', 'u.2'], exceeded: true });
+});
+
+test('a percentage budget: 25% of 8 servers lets two fail and stops at the third', async (t) => {
+  const store = setup(t, ['s1', 's2', 's3', 's4', 's5', 's6', 's7', 's8']);
+  const withBudget = { ...settings, rollback: { ...settings.rollback, continueAfterRollback: true }, execution: { busyWaitMs: 0, maxFailures: { percent: 25 } } };
+  store.db.prepare('UPDATE updates SET settings_json = ?').run(JSON.stringify(withBudget));
+  const fake = new FakeTransport(new Set([NEW]));
+  for (let i = 1; i <= 8; i++) fake.add(`s${i}`, OLD);
+  const r = await runUpdate(deps(store, fake, virtualClock()), 'u', { mode: 'start' });
+  assert.equal(r.status, 'failure');
+  assert.deepEqual(store.getServers('u').map((s) => s.status), ['rolled-back', 'rolled-back', 'rolled-back', 'pending', 'pending', 'pending', 'pending', 'pending']);
+  assert.match(r.reason, /3 servers rolled back or failed, more than the 2 allowed \(execution.max_failures: 25% of the 8 servers of u\)/);
+});
+
+test('agent.health.stable_for: a crash loop that answers once and dies is caught and rolled back; a stable one passes', async (t) => {
+  const store = setup(t, ['s1', 's2']);
+  const windowed = { ...settings, agent: { ...settings.agent, health: { ...settings.agent.health, timeoutMs: 60_000, intervalMs: 1_000, stableForMs: 10_000 } } };
+  store.db.prepare('UPDATE updates SET settings_json = ?').run(JSON.stringify(windowed));
+  const fake = new FakeTransport();
+  const s1 = fake.add('s1', OLD);
+  const s2 = fake.add('s2', OLD);
+  // s1 at NEW answers healthy twice after each restart, then is down
+  let sinceRestart = 0;
+  fake.intercept = async (server, command, next) => {
+    if (server !== 's1') return next();
+    if (command === 'restart') sinceRestart = 0;
+    if (command === 'health' && s1.commit === NEW && ++sinceRestart > 2) {
+      s1.log.push(command);
+      return { code: 7, stdout: '', stderr: 'connection refused', timedOut: false, error: null, durationMs: 1 };
+    }
+    return next();
+  };
+  const r = await runUpdate(deps(store, fake, virtualClock()), 'u', { mode: 'start' });
+  const one = statusOf(store, 's1');
+  assert.equal(one.status, 'rolled-back', one.error ?? '');
+  assert.match(one.error!, /came online at b{12} but did not stay healthy: health exited 7: connection refused after 2s of the 10s it must stay healthy \(agent\.health\.stable_for\)/);
+  assert.equal(s1.commit, OLD);
+  assert.equal(r.status, 'failure');
+  assert.deepEqual(s2.log, [], 'the rollout stopped there');
+  // A stable agent passes after the window: 1 + 10 checks, one a second.
+  const store2 = setup(t, ['s1']);
+  store2.db.prepare('UPDATE updates SET settings_json = ?').run(JSON.stringify(windowed));
+  const fake2 = new FakeTransport();
+  const x1 = fake2.add('s1', OLD);
+  const ok = await runUpdate(deps(store2, fake2, virtualClock()), 'u', { mode: 'start' });
+  assert.equal(ok.status, 'success');
+  assert.equal(x1.log.filter((c) => c === 'health').length, 11);
+});
