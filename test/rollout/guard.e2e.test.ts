@@ -1,0 +1,85 @@
+/**
+ * Guarding a long rollout (issue 11, items 3 and 4), end to end against the real OpenSSH fleet:
+ * a failure budget shared by the batches of a split, as a count and as a percentage, and a
+ * health window that catches an agent which answers once and then crash-loops.
+ */
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { currentCommit } from '../../src/sim/agent.js';
+import { byName, cli, fleetFor, statusJson } from '../helpers/cli.js';
+
+/** A broken target that is given up on quickly, rolled back, and the rollout goes on. */
+const brokenWithBudget = (maxFailures: number | string) => ({
+  source: { branch: 'broken' },
+  agent: { health: { timeout: '1500ms', interval: '100ms' } },
+  rollback: { continue_after_rollback: true },
+  execution: { max_failures: maxFailures },
+});
+
+test('a failure budget as a count, shared by the two batches of a split: once spent, neither starts another server', async (t) => {
+  const fleet = await fleetFor(t, { servers: 8 });
+  if (!fleet) return;
+  const db = join(fleet.root, 'plan.db');
+  const planned = await cli(['plan', '-c', fleet.writeConfig({ name: 'u', ...brokenWithBudget(2) })], { db });
+  assert.equal(planned.code, 0, planned.stderr);
+  assert.match(planned.stdout, /budget {3}0 of 2 failures allowed \(execution\.max_failures 2 of 8 servers\)/);
+  assert.equal((await cli(['split', 'u', '--batches', '2'], { db })).code, 0);
+
+  const first = await cli(['start', 'u'], { db });
+  assert.equal(first.code, 1, first.stdout + first.stderr);
+  const u = await statusJson(db, 'u');
+  assert.equal(u.status, 'failure');
+  assert.match(u.reason!, /the failure budget is spent: 3 servers rolled back or failed, more than the 2 allowed \(execution\.max_failures: 2 of the 8 servers of u and its batches\)/);
+  assert.deepEqual(u.servers.map((s) => s.status), ['rolled-back', 'rolled-back', 'rolled-back', 'pending']);
+  assert.deepEqual(u.budget, { maxFailures: 2, allowed: 2, used: 3, total: 8, updates: ['u', 'u.2'], exceeded: true });
+
+  const second = await cli(['start', 'u.2'], { db });
+  assert.equal(second.code, 1, second.stdout + second.stderr);
+  const u2 = await statusJson(db, 'u.2');
+  assert.equal(u2.status, 'failure', 'the other batch shares the spent budget');
+  assert.deepEqual(u2.servers.map((s) => s.status), ['pending', 'pending', 'pending', 'pending']);
+  for (const s of u2.servers) assert.equal(currentCommit(fleet.home(s.name)), fleet.upstream.commits.base, `${s.name} untouched`);
+  const text = await cli(['status', 'u.2'], { db });
+  assert.match(text.stdout, /budget {3}3 of 2 failures allowed \(execution\.max_failures 2 of 8 servers, shared by u, u\.2\): spent/);
+});
+
+test('a failure budget as a percentage, batches in parallel: they stop once the group is past it', async (t) => {
+  const fleet = await fleetFor(t, { servers: 8 });
+  if (!fleet) return;
+  const db = join(fleet.root, 'plan.db');
+  // 25% of 8 = 2 failures allowed.
+  assert.equal((await cli(['plan', '-c', fleet.writeConfig({ name: 'p', ...brokenWithBudget('25%') })], { db })).code, 0);
+  assert.equal((await cli(['split', 'p', '--batches', '2'], { db })).code, 0);
+  const r = await cli(['start', 'p', 'p.2'], { db });
+  assert.equal(r.code, 1, r.stdout + r.stderr);
+  const docs = [await statusJson(db, 'p'), await statusJson(db, 'p.2')];
+  for (const d of docs) assert.equal(d.status, 'failure', d.name);
+  const rolledBack = docs.flatMap((d) => d.servers).filter((s) => s.status === 'rolled-back').length;
+  // The third failure spends it; each batch may finish the one server it had in flight.
+  assert.ok(rolledBack >= 3 && rolledBack <= 4, `${rolledBack} rolled back`);
+  assert.ok(docs.flatMap((d) => d.servers).some((s) => s.status === 'pending'), 'servers left pending');
+  assert.equal(docs[0]!.budget!.maxFailures, '25%');
+  assert.equal(docs[0]!.budget!.allowed, 2);
+});
+
+test('agent.health.stable_for catches an agent that answers once and then crash-loops: rolled back', async (t) => {
+  const fleet = await fleetFor(t, { servers: 2 });
+  if (!fleet) return;
+  const flaky = await fleet.upstream.addCommit('flaky', { crashAfterMs: 300 });
+  const db = join(fleet.root, 'plan.db');
+  const config = fleet.writeConfig({
+    name: 'f',
+    source: { branch: 'flaky' },
+    agent: { health: { timeout: '20s', interval: '100ms', stable_for: '2s' } },
+  });
+  assert.equal((await cli(['plan', '-c', config], { db })).code, 0);
+  const r = await cli(['start', 'f'], { db });
+  assert.equal(r.code, 1, r.stdout + r.stderr);
+  const doc = await statusJson(db, 'f');
+  const s1 = byName(doc).s1!;
+  assert.equal(s1.status, 'rolled-back', s1.error ?? '');
+  assert.match(s1.error!, new RegExp(`came online at ${flaky.slice(0, 12)} but did not stay healthy: health exited 7: health: connection refused: agent at ${flaky} crashed .*\\(agent\\.health\\.stable_for\\)`));
+  assert.equal(currentCommit(fleet.home('s1')), fleet.upstream.commits.base, 'back at its previous commit');
+  assert.equal(byName(doc).s2!.status, 'pending', 'the rollout stopped there');
+});
