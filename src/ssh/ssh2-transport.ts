@@ -8,6 +8,7 @@ import type { Client, ClientChannel, ConnectConfig, ParsedKey } from 'ssh2';
 import type { ServerSpec, SshConfig } from '../config/types.js';
 import { formatDuration } from '../util/duration.js';
 import { TransportError } from './transport.js';
+import { splitRunOutput, supervised } from './remote-run.js';
 import type { ExecOptions, ExecResult, Session, Transport } from './transport.js';
 import { blobKeyType, knownKeyTypes, readKnownHosts, verifyHostKey } from './known-hosts.js';
 import type { KnownHostsFile } from './known-hosts.js';
@@ -216,14 +217,23 @@ export class Ssh2Session implements Session {
       error: string | null,
       timedOut = false,
       out?: { stdout: TailBuffer; stderr: TailBuffer },
-    ): ExecResult => ({
-      code,
-      stdout: out ? out.stdout.toString() : '',
-      stderr: out ? out.stderr.toString() : '',
-      timedOut,
-      error,
-      durationMs: Date.now() - started,
-    });
+    ): ExecResult => {
+      const run = splitRunOutput(out ? out.stderr.toString() : '');
+      // The supervisor on the server killed it at its timeout (see remote-run.ts).
+      if (run.timedOut && !timedOut) {
+        code = null;
+        timedOut = true;
+        error = `timed out after ${formatDuration(timeoutMs)}; killed on the server, with everything it started`;
+      }
+      return {
+        code,
+        stdout: out ? out.stdout.toString() : '',
+        stderr: run.stderr,
+        timedOut,
+        error,
+        durationMs: Date.now() - started,
+      };
+    };
 
     if (this.closedByUs) return Promise.resolve(result(null, `not connected: the session to ${this.target.label} was closed`));
     if (this.lost !== null) return Promise.resolve(result(null, `not connected: connection lost: ${this.lost}`));
@@ -270,14 +280,16 @@ export class Ssh2Session implements Session {
       this.pending.add(onLost);
       options.signal?.addEventListener('abort', onAbort, { once: true });
       if (timeoutMs > 0) {
+        // The supervisor kills it on the server at timeoutMs; this is for a server that does not
+        // answer at all. Closing the channel then makes the supervisor kill it too (hang-up).
         timer = setTimeout(() => {
           killChannel();
-          finish(result(null, `timed out after ${formatDuration(timeoutMs)}`, true, out));
-        }, timeoutMs);
+          finish(result(null, `timed out after ${formatDuration(timeoutMs)} with no answer from the server; the channel was closed, which kills the command there`, true, out));
+        }, timeoutMs + SUPERVISOR_GRACE_MS);
       }
 
       try {
-        this.client.exec(command, (err, ch) => {
+        this.client.exec(supervised(command, timeoutMs), (err, ch) => {
           if (err) {
             finish(result(null, `could not start the command: ${err.message}`, false, out));
             return;
@@ -300,8 +312,8 @@ export class Ssh2Session implements Session {
             else if (this.lost !== null) onLost(this.lost);
             else finish(result(null, 'the channel closed without an exit status', false, out));
           });
-          // No stdin: a command that reads it sees end-of-file instead of waiting forever.
-          ch.end();
+          // The command's own stdin is /dev/null; the channel's stays open while it runs: its
+          // end tells the supervisor we are gone (an interrupt, our timeout, a dead connection).
         });
       } catch (err) {
         finish(result(null, `not connected: ${errorMessage(err)}`, false, out));
@@ -339,6 +351,9 @@ function sendSignal(ch: ClientChannel, name: string): void {
     ch.signal(name);
   }
 }
+
+/** How long after its timeout a command's supervisor has to report it killed before we stop waiting. */
+const SUPERVISOR_GRACE_MS = 5_000;
 
 function describeDrop(err: unknown): string {
   const code = errorCode(err);

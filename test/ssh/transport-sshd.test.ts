@@ -3,6 +3,7 @@
  * installed, unless REQUIRE_SSHD=1).
  */
 import { strict as assert } from 'node:assert';
+import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -112,12 +113,10 @@ describe('real sshd: exec', () => {
     const s = await open(d);
     const tag = `au-timeout-${process.pid}-${Date.now()}`;
     const started = Date.now();
-    // (sshd kills the command on our KILL signal request only for non-root users without a
-    // ForceCommand; as root it refuses, so keep the leftover short.)
     const r = await s.exec(`sleep 5; echo ${tag}`, { timeoutMs: 500 });
     assert.equal(r.code, null);
     assert.equal(r.timedOut, true);
-    assert.equal(r.error, 'timed out after 500ms');
+    assert.equal(r.error, 'timed out after 500ms; killed on the server, with everything it started');
     assert.ok(Date.now() - started < 4500, 'back before the 5 s command could have ended');
     const again = await s.exec('echo alive');
     assert.equal(again.code, 0);
@@ -128,8 +127,12 @@ describe('real sshd: exec', () => {
     const d = need(t);
     if (!d) return;
     const s = await transport.connect(server(d.host, d.port), cfg(d, { keepaliveIntervalMs: 60_000 }));
-    // kill the sshd process serving this session: the TCP connection goes with it
-    const r = await s.exec('kill -9 $PPID; sleep 5', { timeoutMs: 10_000 });
+    // kill the sshd process serving this session (the nearest sshd above the command): the TCP
+    // connection goes with it
+    const r = await s.exec(
+      'p=$$; while [ "$(ps -o comm= -p "$p")" != sshd ] && [ "$p" -gt 1 ]; do p=$(ps -o ppid= -p "$p" | tr -d " "); done; kill -9 "$p"; sleep 5',
+      { timeoutMs: 10_000 },
+    );
     assert.equal(r.code, null);
     assert.equal(r.timedOut, false);
     assert.match(r.error ?? '', /^connection lost/);
@@ -281,5 +284,62 @@ describe('real sshd: authentication', () => {
       else process.env.SSH_AUTH_SOCK = saved;
       await agent.stop();
     }
+  });
+});
+
+describe('real sshd: a command that times out or is abandoned dies on the server, with what it started', () => {
+  /** this machine's processes whose command line contains `tag` (the fleet is on loopback: the server is here) */
+  const leftovers = (tag: string) =>
+    execFileSync('ps', ['-A', '-o', 'pid=,args='], { encoding: 'utf8' })
+      .split('\n')
+      .filter((l) => l.includes(tag) && !l.includes('ps -A'));
+  /** the supervisor's kill takes a second (TERM, then KILL): look until it is done, bounded */
+  async function noneLeft(tag: string): Promise<string[]> {
+    for (let i = 0; i < 100; i++) {
+      const left = leftovers(tag);
+      if (left.length === 0) return [];
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    return leftovers(tag);
+  }
+
+  test('past its timeout: killed (as root, where sshd refuses signals), children and a TERM-ignoring grandchild too', async (t) => {
+    const d = need(t);
+    if (!d) return;
+    const s = await transport.connect(server(d.host, d.port), cfg(d));
+    const tag = `au-left-${process.pid}-${Date.now()}`;
+    const r = await s.exec(`sh -c 'trap "" TERM; sleep 301; : ${tag}-a' & sleep 302 && echo ${tag}-b; : ${tag}-c`, { timeoutMs: 1000 });
+    assert.equal(r.timedOut, true);
+    assert.equal(r.code, null);
+    assert.match(r.error ?? '', /killed on the server, with everything it started/);
+    assert.doesNotMatch(r.stderr, /agent-update-run/, 'the supervisor\'s own lines are not in the output');
+    assert.deepEqual(await noneLeft(tag), [], 'no process of the command is left on the server');
+    assert.equal((await s.exec('echo alive')).stdout, 'alive\n', 'the connection is still good');
+    s.close();
+  });
+
+  test('abandoned by the executor (an interrupt): the closed channel kills it', async (t) => {
+    const d = need(t);
+    if (!d) return;
+    const s = await transport.connect(server(d.host, d.port), cfg(d));
+    const tag = `au-abandoned-${process.pid}-${Date.now()}`;
+    const ac = new AbortController();
+    const running = s.exec(`sleep 303; : ${tag}`, { timeoutMs: 600_000, signal: ac.signal });
+    for (let i = 0; i < 200 && leftovers(tag).length === 0; i++) await new Promise((r) => setTimeout(r, 25));
+    assert.ok(leftovers(tag).length > 0, 'the command is running');
+    ac.abort();
+    assert.equal((await running).error, 'aborted');
+    assert.deepEqual(await noneLeft(tag), [], 'killed on the server once the channel closed');
+    s.close();
+  });
+
+  test('a command that ends by itself leaves nothing behind either (the watchdogs go with it)', async (t) => {
+    const d = need(t);
+    if (!d) return;
+    const s = await transport.connect(server(d.host, d.port), cfg(d));
+    const r = await s.exec('echo done', { timeoutMs: 4242_000 });
+    assert.equal(r.stdout, 'done\n');
+    assert.deepEqual(await noneLeft('sleep 4242'), [], 'the timeout watchdog\'s sleep is gone');
+    s.close();
   });
 });
