@@ -24,6 +24,11 @@ export interface SshConfig {
   connectTimeoutMs: number;
   commandTimeoutMs: number;
   keepaliveIntervalMs: number;
+  /**
+   * how long a lost connection (or a refused reconnect) is retried, with backoff, before the
+   * step it interrupted is judged; absent in updates planned before it existed (30 s)
+   */
+  reconnectForMs?: number;
   /** cap on captured stdout/stderr per command, bytes (the tail is kept) */
   outputLimitBytes: number;
 }

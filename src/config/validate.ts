@@ -33,6 +33,8 @@
  *   the config.
  * - `ssh.agent` (default `true`): also offer the keys of a running ssh-agent ($SSH_AUTH_SOCK)
  *   when it is set. With `agent: false` an `identity_file` is required.
+ * - `ssh.reconnect_for` (default `30s`; `0` = do not retry): how long a lost connection (or a
+ *   refused reconnect) is retried, with backoff, before the step it interrupted is judged.
  * - `ssh.keepalive_interval` (default `15s`; `0` turns keepalives off): how often an idle
  *   connection is probed, so a dead server is noticed.
  * - `ssh.output_limit` (default `65536`, 1024..67108864): bytes of stdout/stderr kept per
@@ -79,6 +81,7 @@ export const DEFAULTS = {
   passphraseEnv: 'AGENT_UPDATE_SSH_PASSPHRASE',
   sshAgent: true,
   keepaliveIntervalMs: 15_000,
+  reconnectForMs: 30_000,
   outputLimitBytes: 65_536,
   healthExpect: '{commit}',
   healthTimeoutMs: 300_000,
@@ -106,6 +109,7 @@ const KEYS = {
     'passphrase_env',
     'agent',
     'keepalive_interval',
+    'reconnect_for',
     'output_limit',
   ],
   agent: ['version_command', 'update', 'restart', 'health'],
@@ -496,6 +500,7 @@ export function validateConfig(raw: unknown, ctx: ValidateContext): ValidateResu
   const connectTimeoutMs = c.duration(['ssh', 'connect_timeout'], sshRaw.connect_timeout, DEFAULTS.connectTimeoutMs);
   const commandTimeoutMs = c.duration(['ssh', 'command_timeout'], sshRaw.command_timeout, DEFAULTS.commandTimeoutMs);
   const keepaliveIntervalMs = c.duration(['ssh', 'keepalive_interval'], sshRaw.keepalive_interval, DEFAULTS.keepaliveIntervalMs, true);
+  const reconnectForMs = c.duration(['ssh', 'reconnect_for'], sshRaw.reconnect_for, DEFAULTS.reconnectForMs, true);
   let passphraseEnv: string = DEFAULTS.passphraseEnv;
   if (sshRaw.passphrase_env !== undefined && sshRaw.passphrase_env !== null) {
     const s = c.string(['ssh', 'passphrase_env'], sshRaw.passphrase_env, 'an environment variable name');
@@ -780,6 +785,7 @@ export function validateConfig(raw: unknown, ctx: ValidateContext): ValidateResu
         connectTimeoutMs,
         commandTimeoutMs,
         keepaliveIntervalMs,
+        reconnectForMs,
         outputLimitBytes,
       },
       agent: { versionCommand, update, restart: restartCommands, health },

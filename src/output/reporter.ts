@@ -75,6 +75,11 @@ export class Reporter {
         if (!this.o.spinner) this.line(`${t}  ${e.server}: ${e.step}`);
         this.refresh();
         break;
+      case 'reconnecting':
+        if (e.attempt === 1) this.line(`${t}  ${chalk.yellow('connection lost')} to ${e.server} (${e.error}); reconnecting for up to ${formatDuration(e.limitMs)}`);
+        this.inFlight.set(e.update, `${t}${e.server} reconnecting (${formatDuration(e.lostMs)}, try ${e.attempt})`);
+        this.refresh();
+        break;
       case 'server-waiting':
         if (e.waitedMs === 0) {
           this.line(`${t}${chalk.yellow('waiting')} for ${chalk.bold(e.server)}: ${e.holder} (at most ${formatDuration(e.limitMs)}, then this update pauses)`);

@@ -13,6 +13,8 @@ export type RolloutEvent =
   | { type: 'health-waiting'; update: string; server: string; attempt: number; elapsedMs: number; output: string; stableMs?: number; stableForMs?: number }
   | { type: 'server-finished'; update: string; server: string; status: ServerStatus; error: string | null; durationMs: number }
   | { type: 'takeover'; update: string; server: string | null; message: string }
+  /** the connection to a server was lost: trying again (for up to ssh.reconnect_for) */
+  | { type: 'reconnecting'; update: string; server: string; attempt: number; lostMs: number; limitMs: number; error: string }
   /** the next server is being worked on by another update (or another database's executor): waiting for it */
   | { type: 'server-waiting'; update: string; server: string; holder: string; waitedMs: number; limitMs: number }
   | { type: 'update-finished'; update: string; status: UpdateStatus; reason: string }

@@ -2,7 +2,7 @@ import { hostname } from 'node:os';
 import type { RolloutSettings, ServerSpec } from '../config/types.js';
 import type { Clock } from '../clock.js';
 import { AppError, BusyError, EXIT, InterruptedError, TransitionError } from '../errors.js';
-import { checkLocalSsh, type Session, type Transport, type ExecResult } from '../ssh/transport.js';
+import { checkLocalSsh, TransportError, type Session, type Transport, type ExecResult } from '../ssh/transport.js';
 import type { ServerRecord, Store, UpdateRecord } from '../store/store.js';
 import { expandCommand, expandText } from '../util/shell.js';
 import { formatDuration } from '../util/duration.js';
@@ -64,6 +64,11 @@ function checkRunnable(u: UpdateRecord, mode: RunOptions['mode']): void {
 export function assertRunnable(store: Store, name: string, mode: RunOptions['mode']): void {
   checkRunnable(store.getUpdate(name), mode);
 }
+
+/** ssh.reconnect_for when an update was planned before it existed. */
+export const DEFAULT_RECONNECT_FOR_MS = 30_000;
+/** The waits between tries of a lost connection. */
+const RECONNECT_BACKOFF_MS = [250, 500, 1_000, 2_000, 4_000, 5_000];
 
 /** How long to wait for a server another update is working on (execution.busy_wait). */
 export const DEFAULT_BUSY_WAIT_MS = 600_000;
@@ -247,7 +252,8 @@ class ServerRun {
     return this.ctx.deps.clock.now().getTime() - this.started;
   }
 
-  async connect(): Promise<{ ok: true } | { ok: false; error: string }> {
+  /** Open the connection once; `transient`: a network problem a retry may cure (not a host key or a refused key). */
+  async connect(): Promise<{ ok: true } | { ok: false; error: string; transient: boolean }> {
     if (this.session) return { ok: true };
     const spec: ServerSpec = {
       name: this.server.name,
@@ -260,7 +266,54 @@ class ServerRun {
       this.session = await this.ctx.deps.transport.connect(spec, this.settings.ssh, this.ctx.signal);
       return { ok: true };
     } catch (e) {
-      return { ok: false, error: (e as Error).message };
+      const transient = e instanceof TransportError && (e.kind === 'network' || e.kind === 'timeout');
+      return { ok: false, error: (e as Error).message, transient };
+    }
+  }
+
+  /** How long a lost connection is retried (ssh.reconnect_for). */
+  private get reconnectFor(): number {
+    return this.settings.ssh.reconnectForMs ?? DEFAULT_RECONNECT_FOR_MS;
+  }
+
+  /**
+   * Wait for the connection to come back: retry with backoff while the outage lasts less than
+   * ssh.reconnect_for. Returns false when it is over (or was never a network problem).
+   */
+  private async backoff(outage: { since: number | null; tries: number }, error: string): Promise<boolean> {
+    const { clock, emit, store } = this.ctx.deps;
+    const now = clock.now().getTime();
+    const limit = this.reconnectFor;
+    if (limit <= 0 || this.ctx.signal.aborted) return false;
+    if (outage.since === null) {
+      outage.since = now;
+      store.addEvent(this.server.updateName, this.server.name, 'connection', `connection lost (${error}); retrying for up to ${formatDuration(limit)}`);
+    }
+    const lost = now - outage.since;
+    if (lost >= limit) return false;
+    emit({ type: 'reconnecting', update: this.server.updateName, server: this.server.name, attempt: outage.tries + 1, lostMs: lost, limitMs: limit, error });
+    await clock.sleep(Math.min(RECONNECT_BACKOFF_MS[Math.min(outage.tries, RECONNECT_BACKOFF_MS.length - 1)]!, limit - lost), this.ctx.signal);
+    outage.tries++;
+    return !this.ctx.signal.aborted;
+  }
+
+  private recovered(outage: { since: number | null }): void {
+    if (outage.since === null) return;
+    const { clock, store } = this.ctx.deps;
+    store.addEvent(this.server.updateName, this.server.name, 'connection', `connected again after ${formatDuration(clock.now().getTime() - outage.since)}`);
+    outage.since = null;
+  }
+
+  /** connect(), retried like a command while a network problem lasts less than ssh.reconnect_for. */
+  async connectRetrying(): Promise<{ ok: true } | { ok: false; error: string; transient: boolean }> {
+    const outage = { since: null as number | null, tries: 0 };
+    for (;;) {
+      const c = await this.connect();
+      if (c.ok) {
+        this.recovered(outage);
+        return c;
+      }
+      if (!c.transient || !(await this.backoff(outage, c.error))) return c;
     }
   }
 
@@ -270,21 +323,64 @@ class ServerRun {
    * script) rather than the operator's.
    */
   async exec(phase: string, command: string, timeoutMs?: number, shown = command): Promise<ExecResult> {
-    // No remote command after losing the lease or a hard stop: another executor may own the server now.
-    checkStillOurs(this.ctx);
+    // A health check that cannot connect is "not healthy yet" (its loop has its own timeout), and
+    // releasing our lock is best effort: neither waits for a lost connection.
+    const retry = phase !== 'verify' && phase !== 'verify-rollback' && phase !== 'unlock';
+    const outage = { since: null as number | null, tries: 0 };
+    for (;;) {
+      // No remote command after losing the lease or a hard stop: another executor may own the server now.
+      checkStillOurs(this.ctx);
+      let result: ExecResult;
+      let transient: boolean;
+      const conn = await this.connect();
+      if (!conn.ok) {
+        // A refused reconnect is retried without a journal row (nothing was sent); the last one is recorded.
+        if (conn.transient && retry && (await this.backoff(outage, conn.error))) continue;
+        result = this.record(phase, shown, { code: null, stdout: '', stderr: '', timedOut: false, error: `could not connect: ${conn.error}`, durationMs: 0 });
+        transient = conn.transient;
+      } else {
+        ({ result, transient } = await this.execOnce(phase, command, timeoutMs, shown));
+        if (transient && retry && (await this.backoff(outage, result.error ?? 'connection lost'))) continue;
+      }
+      if (!transient) {
+        this.recovered(outage);
+        return result;
+      }
+      // Gone for longer than ssh.reconnect_for. Once something was changed on it, judging it
+      // (rolling back, fatal) would be blind: stop, leaving it to `start` as after a crash.
+      if (retry && outage.since !== null && this.server.fromCommit !== null && !this.ctx.signal.aborted) {
+        throw new AppError(
+          `${this.server.name} stopped answering during ${phase} (${result.error}) and did not come back within ` +
+            `${formatDuration(this.reconnectFor)} (ssh.reconnect_for); something was changed on it, so it is not judged blind: ` +
+            `it stays running (step ${this.server.step ?? phase}), and \`${suggest(`start ${this.server.updateName}`)}\` re-checks it ` +
+            'once it is back, as after a crash',
+          EXIT.failure,
+        );
+      }
+      return result;
+    }
+  }
+
+  /** Journal a command that could not be sent at all (its row begins and ends at once). */
+  private record(phase: string, shown: string, result: ExecResult): ExecResult {
+    const { store } = this.ctx.deps;
+    const stepId = store.beginStep(this.server, phase, shown);
+    this.lastStepId = stepId;
+    store.endStep(stepId, result);
+    return result;
+  }
+
+  /** One try of a command, journalled on its own row; `transient`: the connection failed, not the command. */
+  private async execOnce(phase: string, command: string, timeoutMs: number | undefined, shown: string): Promise<{ result: ExecResult; transient: boolean }> {
     const { store, emit } = this.ctx.deps;
     const stepId = store.beginStep(this.server, phase, shown);
     this.lastStepId = stepId;
-    let result: ExecResult;
-    const conn = await this.connect();
-    if (!conn.ok) {
-      result = { code: null, stdout: '', stderr: '', timedOut: false, error: `could not connect: ${conn.error}`, durationMs: 0 };
-    } else {
-      result = await this.session!.exec(command, { timeoutMs: timeoutMs ?? this.settings.ssh.commandTimeoutMs, signal: this.ctx.signal });
-      if (result.code === null && /connection lost|not connected/i.test(result.error ?? '')) {
-        this.session?.close();
-        this.session = null;
-      }
+    let transient = false;
+    const result = await this.session!.exec(command, { timeoutMs: timeoutMs ?? this.settings.ssh.commandTimeoutMs, signal: this.ctx.signal });
+    if (result.code === null && /connection lost|not connected|no answer from the server/i.test(result.error ?? '')) {
+      this.session?.close();
+      this.session = null;
+      transient = !this.ctx.signal.aborted;
     }
     store.endStep(stepId, result);
     emit({
@@ -297,7 +393,7 @@ class ServerRun {
       error: result.error,
       durationMs: result.durationMs,
     });
-    return result;
+    return { result, transient };
   }
 
   /** The installed commit per `agent.version_command`, or why it could not be read. */
@@ -529,7 +625,7 @@ async function runServer(ctx: ServerContext, s: ServerRecord, plannedFrom: strin
   emit({ type: 'server-started', update: s.updateName, server: s.name, index, total, host: s.host });
   const run = new ServerRun(ctx, s);
   try {
-    const conn = await run.connect();
+    const conn = await run.connectRetrying();
     if (!conn.ok) {
       await run.finish('unreachable', { fromCommit: plannedFrom, error: `could not connect, nothing was run: ${conn.error}`, lockHeld: false });
       return DONE;
@@ -684,7 +780,7 @@ async function recoverServer(ctx: ServerContext, server: ServerRecord): Promise<
   emit({ type: 'takeover', update: server.updateName, server: server.name, message: `re-checking ${server.name}, left in step ${server.step}` });
   store.addEvent(server.updateName, server.name, 'takeover', `re-checking; it was in step ${server.step}`);
   try {
-    const conn = await run.connect();
+    const conn = await run.connectRetrying();
     if (!conn.ok) {
       throw new AppError(
         `cannot reach ${server.name} to re-check it after a crash (${conn.error}); it stays running: ` +

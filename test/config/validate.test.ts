@@ -27,18 +27,19 @@ test('a valid config maps to Config with every default', () => {
       connectTimeoutMs: 10_000,
       commandTimeoutMs: 600_000,
       keepaliveIntervalMs: 15_000,
+      reconnectForMs: 30_000,
       outputLimitBytes: 65_536,
     },
     agent: {
       versionCommand: 'git -C ~/agent/repo rev-parse HEAD',
       update: ['git -C ~/agent/repo fetch --quiet {repo} {branch}', 'git -C ~/agent/repo reset --hard {commit}'],
       restart: { web: 'sudo supervisorctl restart agent:web', workers: "sudo supervisorctl restart 'agent:worker-*'" },
-      health: { command: 'curl -fsS http://127.0.0.1:25052/version', expect: '{commit}', timeoutMs: 300_000, intervalMs: 2_000 },
+      health: { command: 'curl -fsS http://127.0.0.1:25052/version', expect: '{commit}', timeoutMs: 300_000, intervalMs: 2_000, stableForMs: 0 },
     },
     restart: ['web'],
     rollback: { enabled: true, continueAfterRollback: false, commit: null },
     testMode: { stopAfter: 0 },
-    execution: { busyWaitMs: 600_000 },
+    execution: { busyWaitMs: 600_000, maxFailures: null },
   });
 });
 
@@ -58,11 +59,14 @@ test('every key set explicitly is honoured', () => {
         passphrase_env: 'MY_PASS',
         agent: false,
         keepalive_interval: 0,
+        reconnect_for: '5s',
         output_limit: 4096,
       };
       c.agent.health.expect = '"commit": "{commit}"';
       c.agent.health.timeout = '1m30s';
       c.agent.health.interval = '500ms';
+      c.agent.health.stable_for = '20s';
+      c.execution = { busy_wait: '2m', max_failures: '12.5%' };
       c.restart = ['workers', 'web'];
       c.rollback = { enabled: false, continue_after_rollback: true, commit: 'ABCDEF0123456789abcdef0123456789ABCDEF01' };
       c.test_mode = { stop_after: 3 };
@@ -83,6 +87,7 @@ test('every key set explicitly is honoured', () => {
     connectTimeoutMs: 3000,
     commandTimeoutMs: 120_000,
     keepaliveIntervalMs: 0,
+    reconnectForMs: 5_000,
     outputLimitBytes: 4096,
   });
   assert.deepEqual(c.agent.health, {
@@ -90,10 +95,12 @@ test('every key set explicitly is honoured', () => {
     expect: '"commit": "{commit}"',
     timeoutMs: 90_000,
     intervalMs: 500,
+    stableForMs: 20_000,
   });
   assert.deepEqual(c.restart, ['workers', 'web']);
   assert.deepEqual(c.rollback, { enabled: false, continueAfterRollback: true, commit: 'abcdef0123456789abcdef0123456789abcdef01' });
   assert.deepEqual(c.testMode, { stopAfter: 3 });
+  assert.deepEqual(c.execution, { busyWaitMs: 120_000, maxFailures: { percent: 12.5 } });
 });
 
 test('paths: ~ uses ctx.home, relative paths resolve against ctx.dir', () => {
@@ -153,8 +160,13 @@ const CASES: Case[] = [
   ['unknown key, no suggestion', (c) => void (c.frobnicate = 1), 'frobnicate', /unknown key; expected one of: name, source/],
   ['top-level key that belongs in a section', (c) => void (c.known_hosts = 'x'), 'known_hosts', /belongs under ssh/],
   ['inventory not supported yet', (c) => void (c.inventory = 'hosts.ini'), 'inventory', /^inventory files are not supported yet; list servers inline under servers$/],
-  ['planned key', (c) => void (c.agent.health.stable_for = '1m'), 'agent.health.stable_for', /not supported yet/],
-  ['planned execution key', (c) => void (c.execution = { max_failures: 3 }), 'execution.max_failures', /^execution.max_failures is not supported yet$/],
+  ['planned key', (c) => void (c.agent.semver_command = 'cat VERSION'), 'agent.semver_command', /not supported yet/],
+  ['max_failures without continue_after_rollback', (c) => void (c.execution = { max_failures: 3 }), 'execution.max_failures', /needs rollback\.continue_after_rollback: true/],
+  ['max_failures not a count or a percentage', (c) => void ((c.execution = { max_failures: 'some' }), (c.rollback = { continue_after_rollback: true })), 'execution.max_failures', /must be a whole number of servers \(3\) or a percentage .*got the string "some"/],
+  ['max_failures over 100%', (c) => void ((c.execution = { max_failures: '150%' }), (c.rollback = { continue_after_rollback: true })), 'execution.max_failures', /0 to 100/],
+  ['max_failures negative', (c) => void ((c.execution = { max_failures: -1 }), (c.rollback = { continue_after_rollback: true })), 'execution.max_failures', /must be a whole number/],
+  ['stable_for not a duration', (c) => void (c.agent.health.stable_for = 'long'), 'agent.health.stable_for', /bad duration/],
+  ['reconnect_for not a duration', (c) => void (c.ssh = { reconnect_for: 'a bit' }), 'ssh.reconnect_for', /bad duration/],
   ['busy_wait not a duration', (c) => void (c.execution = { busy_wait: 'a while' }), 'execution.busy_wait', /bad duration/],
   ['busy_wait at top level', (c) => void (c.busy_wait = '1m'), 'busy_wait', /belongs under execution/],
   // wrong types

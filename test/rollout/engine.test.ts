@@ -40,6 +40,8 @@ class FakeTransport implements Transport {
   readonly servers = new Map<string, FakeServer>();
   /** a test's hook around every command: answer it itself, or call `next` to run it as usual */
   intercept: ((server: string, command: string, next: () => Promise<ExecResult>) => Promise<ExecResult>) | null = null;
+  /** called on every connect: throw (a TransportError) to refuse it */
+  onConnect: ((server: string) => void) | null = null;
   /** called after each lock script ran on a server */
   afterLock: ((server: string, result: ExecResult) => void) | null = null;
   private readonly homes = mkdtempSync(join(tmpdir(), 'agent-update-fake-'));
@@ -58,6 +60,7 @@ class FakeTransport implements Transport {
   }
 
   async connect(server: ServerSpec): Promise<Session> {
+    this.onConnect?.(server.name);
     const s = this.servers.get(server.name)!;
     const broken = this.broken;
     const ok = (stdout: string): ExecResult => ({ code: 0, stdout, stderr: '', timedOut: false, error: null, durationMs: 1 });
@@ -730,4 +733,114 @@ test('agent.health.stable_for: a crash loop that answers once and dies is caught
   const ok = await runUpdate(deps(store2, fake2, virtualClock()), 'u', { mode: 'start' });
   assert.equal(ok.status, 'success');
   assert.equal(x1.log.filter((c) => c === 'health').length, 11);
+});
+
+// ---- a short network interruption is not a broken server -------------------------------------
+
+const lost = (): ExecResult => ({ code: null, stdout: '', stderr: '', timedOut: false, error: 'connection lost: read ECONNRESET', durationMs: 1 });
+const refused = () => new TransportError('network', 'cannot connect to u@s1:22: connection refused (ECONNREFUSED)');
+
+test('a connection lost during an update command, a restart and a rollback is reconnected and the command run again', async (t) => {
+  const store = setup(t, ['s1', 's2']);
+  const fake = new FakeTransport(new Set([NEW]));
+  const s1 = fake.add('s1', OLD);
+  fake.add('s2', OLD);
+  // each kind of command loses its connection once, and the next connect is refused twice
+  const dropped = new Set<string>();
+  let refuse = 0;
+  fake.onConnect = (server) => {
+    if (server === 's1' && refuse > 0) {
+      refuse--;
+      throw refused();
+    }
+  };
+  fake.intercept = async (server, command, next) => {
+    const kind = `${command.split(' ')[0]}-${fake.servers.get(server)!.commit === NEW ? 'new' : 'old'}`;
+    if (server === 's1' && !dropped.has(kind) && (command.startsWith('reset') || command === 'restart')) {
+      dropped.add(kind);
+      refuse = 2;
+      return lost();
+    }
+    return next();
+  };
+  const r = await runUpdate(deps(store, fake, virtualClock()), 'u', { mode: 'start' });
+  // NEW is broken: the rollout rolls back s1 (through the same kind of blips) and stops
+  assert.equal(statusOf(store, 's1').status, 'rolled-back', statusOf(store, 's1').error ?? '');
+  assert.equal(r.status, 'failure');
+  assert.equal(s1.commit, OLD);
+  const steps = store.getSteps('u', 's1');
+  const cut = steps.filter((st) => /connection lost/.test(st.error ?? ''));
+  assert.equal(cut.length, 4, 'each blip is in the journal');
+  assert.ok(steps.filter((st) => /could not connect/.test(st.error ?? '')).length === 0, 'a refused reconnect is not a command: no journal row');
+  assert.ok(store.getEvents('u').some((e) => e.kind === 'connection' && /connected again after/.test(e.message)));
+  assert.doesNotMatch(statusOf(store, 's1').error ?? '', /connection/, 'judged on the health check, not on the blips');
+});
+
+test('a server unreachable at its re-check for less than reconnect_for is updated; for longer, it is unreachable, nothing changed', async (t) => {
+  const store = setup(t, ['s1', 's2']);
+  const fake = new FakeTransport();
+  const s1 = fake.add('s1', OLD);
+  const s2 = fake.add('s2', OLD);
+  let refusals = 5; // about 4 s of backoff: inside the default 30 s
+  fake.onConnect = (server) => {
+    if (server === 's1' && refusals-- > 0) throw refused();
+    if (server === 's2') throw refused(); // never comes back
+  };
+  const clock = virtualClock();
+  const began = clock.now().getTime();
+  const r = await runUpdate(deps(store, fake, clock), 'u', { mode: 'start' });
+  assert.equal(statusOf(store, 's1').status, 'success');
+  assert.equal(s1.commit, NEW);
+  assert.equal(statusOf(store, 's2').status, 'unreachable');
+  assert.match(statusOf(store, 's2').error!, /could not connect, nothing was run: .*ECONNREFUSED/);
+  assert.deepEqual(s2.log, []);
+  assert.ok(clock.now().getTime() - began >= 30_000, 'it was given ssh.reconnect_for');
+  assert.equal(r.status, 'partial-success');
+});
+
+test('gone for longer than reconnect_for after something changed: the update stops (exit 1), the server left running for start; then start finishes it', async (t) => {
+  const store = setup(t, ['s1', 's2']);
+  const fake = new FakeTransport();
+  const s1 = fake.add('s1', OLD);
+  fake.add('s2', OLD);
+  let down = false;
+  let cut = false;
+  fake.onConnect = (server) => {
+    if (server === 's1' && down) throw refused();
+  };
+  fake.intercept = async (server, command, next) => {
+    if (server === 's1' && command === 'restart' && !cut) {
+      cut = down = true;
+      return lost();
+    }
+    return next();
+  };
+  await assert.rejects(
+    runUpdate(deps(store, fake, virtualClock()), 'u', { mode: 'start' }),
+    (e: unknown) =>
+      e instanceof AppError && e.exitCode === 1 &&
+      /s1 stopped answering during restart \(could not connect: .*ECONNREFUSED\)\) and did not come back within 30s \(ssh\.reconnect_for\); .* it stays running \(step restart\), and `agent-update start u` re-checks it/.test(e.message),
+  );
+  const s = statusOf(store, 's1');
+  assert.equal(s.status, 'running', 'neither rolled back blind nor fatal');
+  assert.equal(s.step, 'restart');
+  assert.equal(store.getUpdate('u').status, 'running');
+  assert.equal(store.getUpdate('u').lease, null, 'the lease is released: start takes over at once');
+  down = false;
+  const r = await runUpdate(deps(store, fake, virtualClock()), 'u', { mode: 'start' });
+  assert.equal(r.status, 'success');
+  assert.equal(s1.commit, NEW);
+});
+
+test('health checks that cannot connect are "not healthy yet", inside the health timeout', async (t) => {
+  const store = setup(t, ['s1']);
+  const slowHealth = { ...settings, agent: { ...settings.agent, health: { ...settings.agent.health, timeoutMs: 60_000, intervalMs: 1_000 } } };
+  store.db.prepare('UPDATE updates SET settings_json = ?').run(JSON.stringify(slowHealth));
+  const fake = new FakeTransport();
+  fake.add('s1', OLD);
+  let healthCalls = 0;
+  fake.intercept = async (_server, command, next) => (command === 'health' && ++healthCalls <= 3 ? lost() : next());
+  const r = await runUpdate(deps(store, fake, virtualClock()), 'u', { mode: 'start' });
+  assert.equal(r.status, 'success');
+  assert.equal(store.getSteps('u', 's1').filter((st) => st.phase === 'verify').length, 4, 'three lost, the fourth healthy: no retry loop of their own');
 });
