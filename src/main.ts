@@ -35,8 +35,9 @@ function buildProgram(result: { code: number }, contexts: CliContext[]): Command
   program
     .command('plan')
     .description('validate the config, resolve the target commit, probe every server, record the plan')
-    .requiredOption('-c, --config <file>', 'YAML config')
+    .option('-c, --config <file>', 'YAML config (required, unless --refresh)')
     .option('--name <name>', 'name of the update (default: config name, or <branch>-<date>)')
+    .option('--refresh <name>', 're-probe the unreachable servers of this pending or paused update (no config needed)')
     .option('--concurrency <n>', 'servers probed at once', '32')
     .action(async (o, cmd: Command) => {
       result.code = await (await import('./cli/plan.js')).planCommand(ctxOf(cmd), o);

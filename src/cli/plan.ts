@@ -1,14 +1,19 @@
 import { loadConfig } from '../config/load.js';
-import { checkUpdateName, createPlan } from '../plan/plan.js';
+import { checkUpdateName, createPlan, refreshPlan } from '../plan/plan.js';
 import { resolveCommit } from '../plan/source.js';
 import { updateJson } from '../output/status-json.js';
 import { updateText } from '../output/text.js';
-import { EXIT } from '../errors.js';
+import { EXIT, UsageError } from '../errors.js';
 import { checkLocalSsh } from '../ssh/transport.js';
 import { type CliContext, parseCount } from './context.js';
 
-export async function planCommand(ctx: CliContext, opts: { config: string; name?: string; concurrency?: string }): Promise<number> {
+export async function planCommand(ctx: CliContext, opts: { config?: string; name?: string; refresh?: string; concurrency?: string }): Promise<number> {
   const concurrency = parseCount('--concurrency', opts.concurrency, 1) ?? 32;
+  if (opts.refresh !== undefined) {
+    if (opts.config !== undefined || opts.name !== undefined) throw new UsageError('plan --refresh NAME takes no -c or --name: it re-probes what the plan of NAME stored');
+    return refreshCommand(ctx, opts.refresh, concurrency);
+  }
+  if (opts.config === undefined) throw new UsageError("plan needs -c FILE (the config), or --refresh NAME");
   // Everything that can be wrong with the input is found before the database is even opened.
   const config = loadConfig(opts.config);
   if (opts.name !== undefined) checkUpdateName(opts.name);
@@ -51,6 +56,40 @@ export async function planCommand(ctx: CliContext, opts: { config: string; name?
       ctx.print(`\nplanned update ${u.name}; run it with: ${ctx.cmd(`start ${u.name}`)}`);
     }
     return 0;
+  } finally {
+    reporter.stop();
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
+}
+
+/** `plan --refresh NAME`: probe the unreachable servers again; Ctrl-C cuts the probes (nothing is recorded for those). */
+async function refreshCommand(ctx: CliContext, name: string, concurrency: number): Promise<number> {
+  const store = ctx.store();
+  const reporter = await ctx.reporter(false);
+  const interrupt = new AbortController();
+  const onSignal = () => {
+    if (interrupt.signal.aborted) process.exit(EXIT.interrupted);
+    interrupt.abort();
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  try {
+    const r = await refreshPlan({ store, transport: ctx.transport(), clock: ctx.clock, emit: reporter.onEvent }, name, { concurrency, signal: interrupt.signal });
+    reporter.stop();
+    const servers = store.getServers(name);
+    if (ctx.opts.json) {
+      ctx.printJson({ ...updateJson(r.update, servers, store.budgetUse(r.update)), refreshed: { probed: r.probed, pending: r.nowPending, skipped: r.nowSkipped, unreachable: r.stillUnreachable } });
+    } else {
+      ctx.print('\n' + updateText(r.update, servers, store.budgetUse(r.update)));
+      ctx.print(
+        r.probed === 0
+          ? `\n${name} has no unreachable server: nothing to refresh`
+          : `\nre-probed ${r.probed} unreachable server${r.probed === 1 ? '' : 's'}: ${r.nowPending} now pending, ${r.nowSkipped} already at the target, ${r.stillUnreachable} still unreachable`,
+      );
+      if (r.nowPending > 0) ctx.print(`continue with: ${ctx.cmd(`${r.update.status === 'paused' ? 'resume' : 'start'} ${name}`)}`);
+    }
+    return interrupt.signal.aborted ? EXIT.interrupted : 0;
   } finally {
     reporter.stop();
     process.off('SIGINT', onSignal);

@@ -1,7 +1,7 @@
 import pLimit from 'p-limit';
 import type { Config, RolloutSettings, ServerSpec } from '../config/types.js';
 import type { Clock } from '../clock.js';
-import { InterruptedError, UsageError } from '../errors.js';
+import { InterruptedError, TransitionError, UsageError } from '../errors.js';
 import type { EventSink } from '../rollout/events.js';
 import { checkLocalSsh, type Transport } from '../ssh/transport.js';
 import type { ServerRecord, Store, UpdateRecord } from '../store/store.js';
@@ -103,8 +103,45 @@ export async function createPlan(deps: PlanDeps, config: Config, opts: PlanOptio
   return store.setUpdateStatus(name, 'pending');
 }
 
-/** Read one server's current commit; record it as pending, skipped (at the target) or unreachable. */
-export async function probeServer(deps: PlanDeps, config: Config, target: string, s: ServerRecord, signal?: AbortSignal): Promise<void> {
+/**
+ * `plan --refresh NAME`: probe again the servers of a pending or paused update that were
+ * `unreachable` (and only those), with the settings the plan stored; each becomes pending,
+ * skipped or stays unreachable with the new reason.
+ */
+export async function refreshPlan(
+  deps: PlanDeps,
+  name: string,
+  opts: { concurrency: number; signal?: AbortSignal },
+): Promise<{ update: UpdateRecord; probed: number; nowPending: number; nowSkipped: number; stillUnreachable: number }> {
+  const { store } = deps;
+  const u = store.getUpdate(name);
+  if (u.status !== 'pending' && u.status !== 'paused') {
+    throw new TransitionError(`cannot refresh update ${name}: it is ${u.status}; only a pending or paused update's plan can be refreshed`);
+  }
+  await checkLocalSsh(deps.transport, u.settings.ssh, `cannot refresh ${name}`);
+  const targets = store.getServers(name).filter((s) => s.status === 'unreachable');
+  store.addEvent(name, null, 'refresh', `re-probing ${targets.length} unreachable server${targets.length === 1 ? '' : 's'}`);
+  const limit = pLimit(Math.max(1, opts.concurrency));
+  await Promise.all(
+    targets.map((s) => limit(async () => (opts.signal?.aborted ? undefined : probeServer(deps, u.settings, u.commit, s, opts.signal, true)))),
+  );
+  const after = new Map(store.getServers(name).map((s) => [s.id, s.status]));
+  const count = (st: string) => targets.filter((s) => after.get(s.id) === st).length;
+  return { update: store.getUpdate(name), probed: targets.length, nowPending: count('pending'), nowSkipped: count('skipped'), stillUnreachable: count('unreachable') };
+}
+
+/**
+ * Read one server's current commit; record it as pending, skipped (at the target) or
+ * unreachable. `again`: a refresh of a server that was unreachable.
+ */
+export async function probeServer(
+  deps: PlanDeps,
+  config: Pick<Config, 'ssh' | 'agent'>,
+  target: string,
+  s: ServerRecord,
+  signal?: AbortSignal,
+  again = false,
+): Promise<void> {
   const { store, transport, emit } = deps;
   const spec: ServerSpec = { name: s.name, host: s.host, port: s.port, user: s.user, type: s.type };
   let commit: string | null = null;
@@ -135,7 +172,10 @@ export async function probeServer(deps: PlanDeps, config: Config, target: string
   if (error !== null && signal?.aborted) return;
   const status = error !== null ? 'unreachable' : commit === target && lockedBy === null ? 'skipped' : 'pending';
   if (lockedBy !== null) store.addEvent(s.updateName, s.name, 'locked', `locked by ${lockedBy} when probed; start re-checks it under the lock`);
-  if (status === 'pending') {
+  if (again) {
+    if (status === 'unreachable') store.patchServer(s.id, { error, endedAt: deps.clock.now().toISOString() });
+    else store.setServerStatus(s.id, status, { fromCommit: commit, toCommit: status === 'skipped' ? target : null, error: null, endedAt: status === 'skipped' ? deps.clock.now().toISOString() : null });
+  } else if (status === 'pending') {
     store.setProbedCommit(s.id, commit);
   } else {
     store.setServerStatus(s.id, status, {

@@ -57,7 +57,9 @@ const SERVER_TABLE: Record<ServerStatus, readonly ServerStatus[]> = {
   // ran on it, and it waits for its turn.
   running: ['running', 'pending', 'success', 'skipped', 'unreachable', 'rolled-back', 'failed', 'fatal'],
   skipped: [],
-  unreachable: [],
+  // unreachable → pending / skipped: only `plan --refresh` of a pending or paused update, which
+  // probed it again (nothing had run on it).
+  unreachable: ['pending', 'skipped'],
   success: [],
   'rolled-back': [],
   failed: [],

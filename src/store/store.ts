@@ -423,6 +423,13 @@ export class Store {
     });
   }
 
+  /** Change fields of a server without changing its status (a refresh that found it unreachable again). */
+  patchServer(id: number, change: ServerChange): void {
+    const { sql, values } = setClause(change, SERVER_COLUMNS);
+    if (!sql) return;
+    this.db.prepare(`UPDATE servers SET ${sql.slice(2)} WHERE id = ?`).run(...values, id);
+  }
+
   /** Whether our lock may be on the server (see `ServerRecord.lockHeld`); not a status change. */
   setLockHeld(id: number, held: boolean): void {
     this.db.prepare('UPDATE servers SET lock_held = ? WHERE id = ?').run(held ? 1 : 0, id);

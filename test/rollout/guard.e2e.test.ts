@@ -83,3 +83,53 @@ test('agent.health.stable_for catches an agent that answers once and then crash-
   assert.equal(currentCommit(fleet.home('s1')), fleet.upstream.commits.base, 'back at its previous commit');
   assert.equal(byName(doc).s2!.status, 'pending', 'the rollout stopped there');
 });
+
+test('plan --refresh re-probes only the unreachable servers of a pending or paused update', async (t) => {
+  const { renameSync } = await import('node:fs');
+  const { Store } = await import('../../src/store/store.js');
+  const fleet = await fleetFor(t, { servers: 3, unreachable: 1 });
+  if (!fleet) return;
+  const db = join(fleet.root, 'plan.db');
+  // s2's agent is broken while planning (its version command fails); u1 has nobody listening.
+  const repo = join(fleet.home('s2'), 'agent', 'repo');
+  renameSync(repo, `${repo}.away`);
+  assert.equal((await cli(['plan', '-c', fleet.writeConfig({ name: 'r', ssh: { ...fleet.sshConfigYaml(), connect_timeout: '2s' } })], { db })).code, 0);
+  let doc = await statusJson(db, 'r');
+  assert.deepEqual(doc.servers.map((s) => [s.name, s.status]), [['s1', 'pending'], ['s2', 'unreachable'], ['s3', 'pending'], ['u1', 'unreachable']]);
+  const probesOf = (name: string) => {
+    const store = new Store(db);
+    try {
+      return store.getSteps('r', name).filter((st) => st.phase === 'probe').length;
+    } finally {
+      store.close();
+    }
+  };
+  renameSync(`${repo}.away`, repo);
+
+  const refreshed = await cli(['plan', '--refresh', 'r'], { db });
+  assert.equal(refreshed.code, 0, refreshed.stdout + refreshed.stderr);
+  assert.match(refreshed.stdout, /re-probed 2 unreachable servers: 1 now pending, 0 already at the target, 1 still unreachable\ncontinue with: agent-update --db \S+ start r/);
+  doc = await statusJson(db, 'r');
+  assert.deepEqual(doc.servers.map((s) => [s.name, s.status]), [['s1', 'pending'], ['s2', 'pending'], ['s3', 'pending'], ['u1', 'unreachable']]);
+  assert.equal(byName(doc).s2!.fromCommit, fleet.upstream.commits.base);
+  assert.equal(byName(doc).s2!.error, null);
+  assert.equal(probesOf('s1'), 1, 'a server that was reachable is not probed again');
+  assert.equal(probesOf('s2'), 2);
+
+  // paused: allowed too; as JSON
+  assert.equal((await cli(['start', 'r', '--stop-after', '1'], { db })).code, 3);
+  const again = await cli(['plan', '--refresh', 'r', '--json'], { db });
+  assert.equal(again.code, 0, again.stderr);
+  assert.deepEqual((JSON.parse(again.stdout) as { refreshed: unknown }).refreshed, { probed: 1, pending: 0, skipped: 0, unreachable: 1 });
+  const r = await cli(['resume', 'r'], { db });
+  assert.equal(r.code, 1, 'partial: u1 is still unreachable');
+  doc = await statusJson(db, 'r');
+  assert.deepEqual(doc.servers.map((s) => s.status), ['success', 'success', 'success', 'unreachable']);
+
+  // an update that ended, and bad usage: exit 2, nothing changed
+  const ended = await cli(['plan', '--refresh', 'r'], { db });
+  assert.equal(ended.code, 2);
+  assert.match(ended.stderr, /cannot refresh update r: it is partial-success; only a pending or paused update/);
+  assert.equal((await cli(['plan', '--refresh', 'r', '-c', 'x.yaml'], { db })).code, 2);
+  assert.equal((await cli(['plan'], { db })).code, 2);
+});
