@@ -17,7 +17,10 @@
  * - `restart`: default `[]` (no restart); every name must be a key of `agent.restart`.
  * - Commands may only use the placeholders `{repo}`, `{branch}`, `{commit}`,
  *   `{previous_commit}`; `${VAR}` and braces with spaces (`awk '{ print $1 }'`) are not
- *   placeholders. `agent.version_command` may use none: it runs as written.
+ *   placeholders. `agent.version_command` may use none: it runs as written. A placeholder may
+ *   stand unquoted, inside '…' or inside "…" (its value is made one literal string there); one
+ *   inside `…`, $(…), $((…)), ((…)), ${…}, $'…', a comment or a here-document, or right after a
+ *   backslash, is refused (see placeholderSites in util/shell.ts).
  * - `agent.health.expect`: default `"{commit}"`; `""` means "exit status 0 is enough".
  *   `agent.health.timeout` default 5m, `agent.health.interval` default 2s, less than the timeout.
  * - `ssh.user` defaults to the user running agent-update; `ssh.port` to 22;
@@ -45,7 +48,7 @@ import * as path from 'node:path';
 import type { ConfigProblem } from '../errors.js';
 import type { Config, ServerSpec } from './types.js';
 import { formatDuration, parseDuration } from '../util/duration.js';
-import { findPlaceholders, PLACEHOLDERS, unknownPlaceholders } from '../util/shell.js';
+import { findPlaceholders, PLACEHOLDERS, unknownPlaceholders, unsafePlaceholders } from '../util/shell.js';
 
 export type KeyPath = (string | number)[];
 
@@ -339,6 +342,7 @@ class Checker {
     return s.toLowerCase();
   }
 
+  /** A shell command: a non-empty string whose placeholders are known and stand where they can be quoted. */
   command(p: KeyPath, v: unknown): string | undefined {
     if (v === undefined || v === null) {
       this.add(p, 'is required (a shell command)');
@@ -355,7 +359,9 @@ class Checker {
       return undefined;
     }
     if (!this.placeholders(p, s)) return undefined;
-    return s;
+    const unsafe = unsafePlaceholders(s);
+    for (const site of unsafe) this.add(p, `{${site.name}} ${site.refused}`);
+    return unsafe.length ? undefined : s;
   }
 
   /** Reports unknown `{word}` placeholders; true when there are none. */
