@@ -236,15 +236,34 @@ test('an injection attempt through branch or commit is refused before anything i
   }
 });
 
-test('a quoted repo value reaches git as one word', async (t) => {
+test('a repo path that needs quoting reaches git as one word, bare or inside quotes; one with shell metacharacters is refused', async (t) => {
   const fleet = await fleetFor(t, { servers: 1 });
   if (!fleet) return;
-  // A repo path with a space, a quote and a $(): valid, and must never be interpreted by the shell.
+  // A space, a quote or a $() is refused in source.repo before anything is written.
   const marker = join(fleet.root, 'pwned2');
-  const odd = join(fleet.root, `up stream's $(touch ${marker})`);
+  const hostile = join(fleet.root, `up stream's $(touch ${marker})`);
+  cpSync(fleet.upstream.repo, hostile, { recursive: true });
+  const refusedDb = join(fleet.root, 'refused.db');
+  const refused = await cli(['plan', '-c', fleet.writeConfig({ name: 'h', source: { repo: hostile } })], { db: refusedDb });
+  assert.equal(refused.code, 2, refused.stderr);
+  assert.match(refused.stderr, /:\d+: source\.repo: .* must not contain whitespace/);
+  assert.ok(!existsSync(refusedDb), 'no database was written');
+  // Still odd for a shell (a glob, '#', '=', '~'), but a valid path: one word wherever {repo} stands.
+  const odd = join(fleet.root, 'up#stream=[1],x~y@z');
   cpSync(fleet.upstream.repo, odd, { recursive: true });
   const db = join(fleet.root, 'q.db');
-  const config = fleet.writeConfig({ name: 'q', source: { repo: odd } });
+  const config = fleet.writeConfig({
+    name: 'q',
+    source: { repo: odd },
+    agent: {
+      update: [
+        'git -C ~/agent/repo fetch --quiet "{repo}" {branch}',
+        "git -C ~/agent/repo fetch --quiet '{repo}' {branch}",
+        'git -C ~/agent/repo fetch --quiet {repo} {branch}',
+        'git -C ~/agent/repo reset --hard --quiet {commit}',
+      ],
+    },
+  });
   const p = await cli(['plan', '-c', config], { db });
   assert.equal(p.code, 0, p.stderr);
   const r = await cli(['start', 'q'], { db });
