@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
 import { CliContext, type GlobalOptions } from './cli/context.js';
 import { AppError, ConfigError, EXIT } from './errors.js';
+import { visibleText } from './output/visible.js';
 
 // Each command's module is loaded when that command runs, so `status`, `pause` or a refused
 // second `start` do not pay for what `plan` (execa, yaml) or `demo` (the simulated fleet) load.
@@ -102,6 +103,7 @@ function buildProgram(result: { code: number }, contexts: CliContext[]): Command
     .description('the recorded output of every step run on each server')
     .argument('<name>')
     .option('--server <name>', 'only this server')
+    .option('--raw', "print the servers' output exactly as recorded (by default terminal control characters are shown as visible escapes)")
     .action(async (name: string, o, cmd: Command) => {
       result.code = (await control()).logsCommand(ctxOf(cmd), name, o);
     });
@@ -153,7 +155,8 @@ export async function main(argv: string[]): Promise<number> {
       return e.exitCode === 0 ? 0 : EXIT.usage;
     }
     const f = failureOf(e);
-    process.stderr.write(f.text);
+    // An error can quote a server (git's "remote:" lines, an SSH disconnect message): no raw controls.
+    process.stderr.write(visibleText(f.text));
     return f.code;
   } finally {
     for (const c of contexts) c.close();

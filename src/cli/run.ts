@@ -2,6 +2,7 @@ import pLimit from 'p-limit';
 import { AppError, EXIT, UsageError } from '../errors.js';
 import { checkLocalSsh } from '../ssh/transport.js';
 import { updateJson } from '../output/status-json.js';
+import { visibleLine, visibleText } from '../output/visible.js';
 import { assertRunnable, requestPause, runUpdate, type RunOptions, type RunResult } from '../rollout/run.js';
 import { type CliContext, parseCount } from './context.js';
 
@@ -70,7 +71,7 @@ export async function runCommand(
     let worst: number = EXIT.ok;
     for (const r of results) {
       const code = 'error' in r ? r.error.exitCode : 'notStarted' in r ? EXIT.paused : r.exitCode;
-      if ('error' in r) ctx.err.write(`agent-update: ${r.update}: ${r.error.message}\n`);
+      if ('error' in r) ctx.err.write(`agent-update: ${r.update}: ${visibleText(r.error.message)}\n`);
       if ((SEVERITY[code] ?? 3) > (SEVERITY[worst] ?? 0)) worst = code;
     }
     reporter.stop();
@@ -84,7 +85,7 @@ export async function runCommand(
           ctx.print(`${r.update} not started (interrupted before its turn); run it with: ${ctx.cmd(`${mode} ${r.update}`)}`);
           continue;
         }
-        if (r.status === 'paused') ctx.print(`${r.update} paused (${r.reason}); continue with: ${ctx.cmd(`resume ${r.update}`)}`);
+        if (r.status === 'paused') ctx.print(`${r.update} paused (${visibleLine(r.reason)}); continue with: ${ctx.cmd(`resume ${r.update}`)}`);
         else if (r.status !== 'success') ctx.print(`see what happened: ${ctx.cmd(`status ${r.update}`)}; ${ctx.cmd(`logs ${r.update}`)}`);
       }
       const paused = results.flatMap((r) => ('error' in r || 'notStarted' in r || r.status !== 'paused' ? [] : [r.update]));
