@@ -188,6 +188,36 @@ test('rollback.commit is used instead of the previous commit', async (t) => {
   assert.equal(currentCommit(fleet.home('s1')), commits.good);
 });
 
+test('an abbreviated rollback.commit is resolved at plan time: the broken server ends rolled-back, not fatal', async (t) => {
+  const fleet = await fleetFor(t, { servers: 1 });
+  if (!fleet) return;
+  const { commits } = fleet.upstream;
+  const { db, name, r: planned } = await plan(fleet, {
+    ...BROKEN,
+    rollback: { commit: commits.good.slice(0, 7) },
+  });
+  assert.equal(planned.code, 0, planned.stderr);
+  // What the executor runs with: the full commit, as source.commit is.
+  const { Store } = await import('../../src/store/store.js');
+  const store = new Store(db);
+  try {
+    assert.equal(store.getUpdate(name).settings.rollback.commit, commits.good);
+  } finally {
+    store.close();
+  }
+  const r = await cli(['start', name], { db });
+  assert.equal(r.code, 1, r.stdout + r.stderr);
+  const s1 = byName(await statusJson(db, name)).s1!;
+  assert.equal(s1.status, 'rolled-back', s1.error ?? '');
+  assert.equal(currentCommit(fleet.home('s1')), commits.good);
+  // An abbreviation that names no commit of the repo is refused like a bad config: exit 2, nothing written.
+  const missingDb = join(fleet.root, 'missing-rollback.db');
+  const missing = await cli(['plan', '-c', fleet.writeConfig({ name: 'm', rollback: { commit: 'deadbee' } })], { db: missingDb });
+  assert.equal(missing.code, 2, missing.stderr);
+  assert.match(missing.stderr, /rollback\.commit: deadbee is not a commit of /);
+  assert.ok(!existsSync(missingDb), 'no database was written');
+});
+
 test('an unknown host key is refused and nothing runs on the server', async (t) => {
   const fleet = await fleetFor(t, { servers: 1 });
   if (!fleet) return;
