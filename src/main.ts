@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
 import { CliContext, type GlobalOptions } from './cli/context.js';
+import { Interrupts } from './cli/interrupts.js';
 import { AppError, ConfigError, EXIT } from './errors.js';
 import { visibleText } from './output/visible.js';
 
@@ -50,7 +51,8 @@ function buildProgram(result: { code: number }, contexts: CliContext[]): Command
     .option('--stop-after <n>', 'pause after this many servers finished (test mode)')
     .option('--parallel <k>', 'run at most this many updates at once (default: all, at most 10)')
     .action(async (names: string[], o, cmd: Command) => {
-      result.code = await (await import('./cli/run.js')).runCommand(ctxOf(cmd), 'start', names, o);
+      const caught = new Interrupts(); // before any await: a Ctrl-C while starting up is not lost
+      result.code = await (await import('./cli/run.js')).runCommand(ctxOf(cmd), 'start', names, o, caught);
     });
 
   program
@@ -60,7 +62,8 @@ function buildProgram(result: { code: number }, contexts: CliContext[]): Command
     .option('--stop-after <n>', 'pause again after this many more servers finished')
     .option('--parallel <k>', 'run at most this many updates at once (default: all, at most 10)')
     .action(async (names: string[], o, cmd: Command) => {
-      result.code = await (await import('./cli/run.js')).runCommand(ctxOf(cmd), 'resume', names, o);
+      const caught = new Interrupts(); // before any await: a Ctrl-C while starting up is not lost
+      result.code = await (await import('./cli/run.js')).runCommand(ctxOf(cmd), 'resume', names, o, caught);
     });
 
   program
