@@ -101,7 +101,8 @@ const PLACEHOLDER_AT = /\{([a-z_]+)\}/y;
  * quoting of its value is certain in every POSIX shell: inside `…`, $(…), $((…)), ((…)), ${…},
  * $'…', a comment or a here-document, right after a backslash, and after constructs whose end
  * shells disagree on or that this lexer cannot find without a full parse ($'…' with a backslash,
- * `case` inside (…) or $(…)).
+ * `…` holding quotes, $(…), # or <<, $(( not closed by )), quotes inside "${…}", `case` inside
+ * (…) or $(…)). test/config/placeholders.test.ts runs what it accepts through real shells.
  */
 export function placeholderSites(template: string): PlaceholderSite[] {
   const sites: PlaceholderSite[] = [];
@@ -149,6 +150,12 @@ export function placeholderSites(template: string): PlaceholderSite[] {
       return i + 2;
     }
     if (next === "'" && !inDouble) {
+      // inside "${…}" bash reads $'…' and dash does not: where it ends is uncertain
+      const enclosing = [...stack].reverse().find((fr) => fr.kind === 'double' || isCommand(fr));
+      if (enclosing?.kind === 'double') {
+        lost ??= "comes after a $'…' inside \"${…}\", which shells read differently";
+        return i + 2;
+      }
       stack.push({ kind: 'dollar-single', backslash: false });
       return i + 2;
     }
@@ -202,6 +209,11 @@ export function placeholderSites(template: string): PlaceholderSite[] {
           i += n !== null ? n.length + 3 : 2;
         } else {
           if (ch === '`') stack.pop();
+          // POSIX leaves undefined where `…` ends around a quote, $(…), ${…}, a comment or a
+          // here-document inside it (bash parses them, dash does not)
+          else if (ch === "'" || ch === '"' || ch === '#' || (ch === '$' && /[({]/.test(template[i + 1] ?? '')) || (ch === '<' && template[i + 1] === '<')) {
+            lost ??= 'comes after a `…` holding quotes, $(…), ${…}, # or <<, whose end shells disagree on; use $(…) instead';
+          }
           i++;
         }
         continue;
@@ -272,6 +284,8 @@ export function placeholderSites(template: string): PlaceholderSite[] {
             else {
               stack.pop();
               if (template[i + 1] === ')') i++;
+              // a lone `)`: bash may re-read $(( as $( (, dash looks on for `))`
+              else lost ??= 'comes after a $((…)) or ((…)) that does not end with `))`, which shells read differently';
             }
           }
           i++;

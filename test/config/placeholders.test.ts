@@ -6,11 +6,11 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, realpathSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
-import { expandCommand } from '../../src/util/shell.js';
+import { expandCommand, placeholderSites } from '../../src/util/shell.js';
 import { validateConfig } from '../../src/config/validate.js';
 import { loadConfigText } from '../../src/config/load.js';
 import { ConfigError } from '../../src/errors.js';
@@ -165,6 +165,49 @@ test('every placeholder context, every hostile value, every shell: the value arr
   assert.ok(checked > 1000, `only ${checked} combinations checked`);
 });
 
+test('random templates: wherever the lexer accepts a placeholder, no hostile value runs anything in any shell', () => {
+  // Templates glued from shell syntax fragments (most are not even valid commands); for each one
+  // whose {repo} is accepted, every hostile value is run through every shell, each command on its
+  // own (`shell -c`, in parallel), by one driver shell per template.
+  const fragments = [
+    "'", '"', '$(', ')', '`', '\\', ' ', '{repo}', '{repo}', '{repo}', 'x', '$x', '${', '}', '#', '\n', ';', '(',
+    '<<E', "$'", 'case ', ' in ', '((', '$((', 'echo ', '$', '\\\n', '"$', "'\\''", '|', '&&', '{', '=', '~', '*',
+    '$"', '<<-E', "<<'E'", 'E\n', '\\"', "\\'", '${x:-', '${#', '$((1+', '))', 'esac', ') ', ';;',
+  ];
+  const m = (tag: string) => path.join(RAN, `random-${tag}`);
+  const values = [
+    `$(touch ${m('a')})`, `\`touch ${m('b')}\``, `'$(touch ${m('c')})'`, `"$(touch ${m('d')})"`, `\\"$(touch ${m('e')})\\"`,
+    `';touch ${m('f')};'`, `";touch ${m('g')};"`, `\ntouch ${m('h')}\n`, `'\ntouch ${m('i')}\n'`, `"\ntouch ${m('j')}\n"`,
+    `\\'$(touch ${m('k')})`, `\\\n$(touch ${m('l')})`, `}$(touch ${m('m')})`, `)$(touch ${m('n')})`, `\`)$(touch ${m('o')})`,
+  ];
+  let seed = 4242;
+  const rand = (n: number) => {
+    seed = (seed * 1103515245 + 12345) % 2 ** 31;
+    return seed % n;
+  };
+  let accepted = 0;
+  for (let k = 0; k < 400; k++) {
+    let template = '';
+    const len = 2 + rand(14);
+    for (let j = 0; j < len; j++) template += fragments[rand(fragments.length)];
+    if (!template.includes('{repo}')) template += '{repo}';
+    if (placeholderSites(template).some((s) => s.refused !== null)) continue;
+    accepted++;
+    const commands = values.map((v) => expandCommand(template, { repo: v }));
+    for (const shell of SHELLS) {
+      spawnSync(shell, ['-c', 'for c do "$0" -c "$c" >/dev/null 2>&1 </dev/null & done; wait', shell, ...commands], {
+        cwd: work,
+        env: { HOME, PATH: process.env.PATH ?? '/usr/bin:/bin' },
+        stdio: 'ignore',
+        timeout: 20_000,
+      });
+      const ran = readdirSync(RAN);
+      assert.deepEqual(ran, [], `${shell}: template ${JSON.stringify(template)} let a value run: ${ran.join(', ')}`);
+    }
+  }
+  assert.ok(accepted > 150, `only ${accepted} random templates were accepted`);
+});
+
 test('expandCommand keeps plain values readable and quotes only what needs it', () => {
   assert.equal(expandCommand('git fetch {repo} {branch}', { repo: 'https://x/a.git', branch: 'master' }), 'git fetch https://x/a.git master');
   assert.equal(expandCommand('git fetch "{repo}"', { repo: 'https://x/a.git' }), 'git fetch "https://x/a.git"');
@@ -194,6 +237,12 @@ const REFUSED: Array<[string, RegExp]> = [
   ['cat <<EOF\n{repo}\nEOF', /\{repo\} is in or after a here-document/],
   ['cat <<EOF >f\nx\nEOF\necho {repo}', /\{repo\} is in or after a here-document/],
   ['echo "$(case x in x) echo;; esac)" "{repo}"', /\{repo\} comes after a case statement/],
+  ['x=; echo "${x:-$\'a\'}" {repo}', /\{repo\} comes after a \$'…' inside "\$\{…\}"/],
+  ['echo "${x:-\'}\'}" {repo}', /\{repo\} comes after a \$\{…\} with quotes inside double quotes/],
+  // found by fuzzing (bash and dash disagree on where these end)
+  ['echo `echo \'`\' {repo}', /\{repo\} comes after a `…` holding quotes/],
+  ['"${repo};echo `case case \'`{repo}', /\{repo\} comes after a `…` holding quotes/],
+  ['echo $(()\\\'"<<-E{repo}&&;;))', /\{repo\} comes after a \$\(\(…\)\) or \(\(…\)\) that does not end with `\)\)`/],
 ];
 
 test('a placeholder where its value cannot be quoted is refused at validation, with the key path', () => {
@@ -224,6 +273,8 @@ test('placeholders in safe positions around command substitutions and quotes are
     'c={commit}; git log -1 "$(echo "$c")"',
     'echo ${HOME} {commit} # a comment',
     "echo $'a' {commit}",
+    'echo "$(echo $\'a\')" {commit}',
+    "echo ${x:-$'a'} ${y:-'b'} {commit}",
     'cat <<EOF {commit}\nx\nEOF',
   ]) {
     const r = validateConfig(variant((c) => void (c.agent.update[1] = command)), ctx());
