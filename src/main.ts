@@ -1,7 +1,9 @@
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
 import { CliContext, type GlobalOptions } from './cli/context.js';
+import { Interrupts } from './cli/interrupts.js';
 import { AppError, ConfigError, EXIT } from './errors.js';
+import { visibleText } from './output/visible.js';
 
 // Each command's module is loaded when that command runs, so `status`, `pause` or a refused
 // second `start` do not pay for what `plan` (execa, yaml) or `demo` (the simulated fleet) load.
@@ -50,7 +52,8 @@ function buildProgram(result: { code: number }, contexts: CliContext[]): Command
     .option('--stop-after <n>', 'pause after this many servers finished (test mode)')
     .option('--parallel <k>', 'run at most this many updates at once (default: all, at most 10)')
     .action(async (names: string[], o, cmd: Command) => {
-      result.code = await (await import('./cli/run.js')).runCommand(ctxOf(cmd), 'start', names, o);
+      const caught = new Interrupts(); // before any await: a Ctrl-C while starting up is not lost
+      result.code = await (await import('./cli/run.js')).runCommand(ctxOf(cmd), 'start', names, o, caught);
     });
 
   program
@@ -60,7 +63,8 @@ function buildProgram(result: { code: number }, contexts: CliContext[]): Command
     .option('--stop-after <n>', 'pause again after this many more servers finished')
     .option('--parallel <k>', 'run at most this many updates at once (default: all, at most 10)')
     .action(async (names: string[], o, cmd: Command) => {
-      result.code = await (await import('./cli/run.js')).runCommand(ctxOf(cmd), 'resume', names, o);
+      const caught = new Interrupts(); // before any await: a Ctrl-C while starting up is not lost
+      result.code = await (await import('./cli/run.js')).runCommand(ctxOf(cmd), 'resume', names, o, caught);
     });
 
   program
@@ -103,6 +107,7 @@ function buildProgram(result: { code: number }, contexts: CliContext[]): Command
     .description('the recorded output of every step run on each server')
     .argument('<name>')
     .option('--server <name>', 'only this server')
+    .option('--raw', "print the servers' output exactly as recorded (by default terminal control characters are shown as visible escapes)")
     .action(async (name: string, o, cmd: Command) => {
       result.code = (await control()).logsCommand(ctxOf(cmd), name, o);
     });
@@ -175,7 +180,8 @@ export async function main(argv: string[]): Promise<number> {
       return e.exitCode === 0 ? 0 : EXIT.usage;
     }
     const f = failureOf(e);
-    process.stderr.write(f.text);
+    // An error can quote a server (git's "remote:" lines, an SSH disconnect message): no raw controls.
+    process.stderr.write(visibleText(f.text));
     return f.code;
   } finally {
     for (const c of contexts) c.close();

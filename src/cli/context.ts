@@ -6,6 +6,7 @@ import { UsageError } from '../errors.js';
 import { shellQuote } from '../util/shell.js';
 import { setSuggestPrefix, suggest } from '../util/suggest.js';
 import { Reporter } from '../output/reporter.js';
+import { terminalSafeJson } from '../output/visible.js';
 import { Ssh2Transport } from '../ssh/ssh2-transport.js';
 import type { Ora } from 'ora';
 import type { Transport } from '../ssh/transport.js';
@@ -78,8 +79,9 @@ export class CliContext {
     if (!this.opts.quiet) this.out.write(text + '\n');
   }
 
+  /** JSON on stdout; the few characters JSON leaves raw that a terminal acts on are \u-escaped. */
   printJson(value: unknown): void {
-    this.out.write(JSON.stringify(value, null, 2) + '\n');
+    this.out.write(terminalSafeJson(JSON.stringify(value, null, 2)) + '\n');
   }
 
   close(): void {

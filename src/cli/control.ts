@@ -1,5 +1,6 @@
 import { updateJson, type UpdateJson } from '../output/status-json.js';
 import { logsText, updateText, updatesListText } from '../output/text.js';
+import { visibleLine } from '../output/visible.js';
 import { cancelUpdate, requestPause } from '../rollout/run.js';
 import { splitUpdate } from '../rollout/split.js';
 import { TERMINAL_UPDATE } from '../rollout/status.js';
@@ -80,7 +81,7 @@ export async function statusCommand(ctx: CliContext, name: string | undefined, o
   }
 }
 
-export function logsCommand(ctx: CliContext, name: string, opts: { server?: string }): number {
+export function logsCommand(ctx: CliContext, name: string, opts: { server?: string; raw?: boolean }): number {
   const store = ctx.store();
   store.getUpdate(name);
   const servers = store.getServers(name).filter((s) => opts.server === undefined || s.name === opts.server);
@@ -102,8 +103,8 @@ export function logsCommand(ctx: CliContext, name: string, opts: { server?: stri
     });
   } else {
     const own = events.filter((e) => e.serverName === null);
-    for (const e of own) ctx.out.write(`${e.at}  ${e.message}\n`);
-    ctx.out.write('\n' + logsText(servers, steps, events));
+    for (const e of own) ctx.out.write(`${e.at}  ${opts.raw ? e.message : visibleLine(e.message)}\n`);
+    ctx.out.write('\n' + logsText(servers, steps, events, { raw: opts.raw }));
   }
   return 0;
 }

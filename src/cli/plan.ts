@@ -1,6 +1,6 @@
 import { loadConfig } from '../config/load.js';
 import { checkUpdateName, createPlan, refreshPlan } from '../plan/plan.js';
-import { resolveCommit } from '../plan/source.js';
+import { resolveCommit, resolveRollbackCommit } from '../plan/source.js';
 import { updateJson } from '../output/status-json.js';
 import { updateText } from '../output/text.js';
 import { EXIT, UsageError } from '../errors.js';
@@ -19,6 +19,8 @@ export async function planCommand(ctx: CliContext, opts: { config?: string; name
   if (opts.name !== undefined) checkUpdateName(opts.name);
   // The target commit too: a branch or commit the repo does not have is bad input (exit 2).
   const commit = await resolveCommit(config.source.repo, config.source.branch, config.source.commit);
+  // And an abbreviated rollback.commit, expanded to the one commit it names.
+  const rollbackCommit = config.rollback.commit === null ? null : await resolveRollbackCommit(config.source.repo, config.rollback.commit);
   // And what connecting needs on this side (an unreadable key, a missing passphrase), which
   // would otherwise mark every server unreachable for a reason that is not theirs.
   await checkLocalSsh(ctx.transport(), config.ssh, 'cannot plan');
@@ -36,7 +38,7 @@ export async function planCommand(ctx: CliContext, opts: { config?: string; name
   process.on('SIGTERM', onSignal);
   try {
     const u = await createPlan(
-      { store, transport: ctx.transport(), clock: ctx.clock, emit: reporter.onEvent, resolve: () => Promise.resolve(commit) },
+      { store, transport: ctx.transport(), clock: ctx.clock, emit: reporter.onEvent, resolve: () => Promise.resolve(commit), resolveRollback: () => Promise.resolve(rollbackCommit!) },
       config,
       { name: opts.name, concurrency, signal: interrupt.signal },
     );

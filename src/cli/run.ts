@@ -1,52 +1,142 @@
 import pLimit from 'p-limit';
-import { AppError, EXIT, UsageError } from '../errors.js';
+import { AppError, EXIT, InterruptedError, UsageError } from '../errors.js';
 import { checkLocalSsh } from '../ssh/transport.js';
 import { updateJson } from '../output/status-json.js';
+import { visibleLine, visibleText } from '../output/visible.js';
 import { assertRunnable, requestPause, runUpdate, type RunOptions, type RunResult } from '../rollout/run.js';
+import type { Reporter } from '../output/reporter.js';
+import type { RolloutEvent } from '../rollout/events.js';
+import type { Store, UpdateRecord } from '../store/store.js';
+import { unsafePlaceholders } from '../util/shell.js';
 import { type CliContext, parseCount } from './context.js';
+import { Interrupts } from './interrupts.js';
 
 /** Severity of an executor's exit code when several run at once: the worst one is returned. */
 const SEVERITY: Record<number, number> = { [EXIT.ok]: 0, [EXIT.paused]: 1, [EXIT.busy]: 2, [EXIT.failure]: 3, [EXIT.interrupted]: 4 };
 
+/**
+ * Refuse (exit 2, nothing written) a pending or paused update whose stored plan this version
+ * would run wrongly: planned by an older agent-update, with a placeholder where its value cannot
+ * be quoted (see util/shell.ts), or an abbreviated rollback.commit that no version_command output
+ * can ever equal. Cancel it and plan again.
+ */
+function assertPlanUsable(u: UpdateRecord, mode: RunOptions['mode']): void {
+  if (u.status !== 'pending' && u.status !== 'paused') return;
+  const { agent, restart, rollback } = u.settings;
+  const commands: Array<[string, string]> = [
+    ...agent.update.map((c, i): [string, string] => [`agent.update[${i}]`, c]),
+    ...restart.map((r): [string, string] => [`agent.restart.${r}`, agent.restart[r] ?? '']),
+    ['agent.health.command', agent.health.command],
+  ];
+  const again = `cancel it (\`agent-update cancel ${u.name}\`) and plan again`;
+  for (const [key, command] of commands) {
+    const bad = unsafePlaceholders(command)[0];
+    if (bad) throw new UsageError(`cannot ${mode} ${u.name}: its plan was made by an older agent-update and in ${key} {${bad.name}} ${bad.refused}; ${again}`);
+  }
+  if (rollback.commit !== null && !/^[0-9a-f]{40}$/.test(rollback.commit)) {
+    throw new UsageError(
+      `cannot ${mode} ${u.name}: its plan was made by an older agent-update and keeps rollback.commit ${rollback.commit} abbreviated, ` +
+        `so every rollback would end fatal; ${again}`,
+    );
+  }
+}
+
+/**
+ * `start` / `resume`. SIGINT and SIGTERM are caught from the command's first line (`caught`,
+ * made by main before this module loads): one that comes before any update is handed to the
+ * engine stops the command there (exit 130, nothing written); after that the first one pauses
+ * each update once its server in flight is done (exit 3), and a second stops at once (exit 130).
+ */
 export async function runCommand(
   ctx: CliContext,
   mode: RunOptions['mode'],
   names: string[],
   opts: { stopAfter?: string; parallel?: string },
+  caught?: Interrupts,
 ): Promise<number> {
-  const stopAfter = parseCount('--stop-after', opts.stopAfter);
-  const parallel = parseCount('--parallel', opts.parallel, 1) ?? Math.min(names.length, 10);
-  const dup = names.find((n, i) => names.indexOf(n) !== i);
-  if (dup) throw new UsageError(`${dup} is named twice`);
-  const store = ctx.store();
-  // Refuse the whole command before anything runs if any one update cannot start.
-  for (const name of names) assertRunnable(store, name, mode);
-  for (const name of names) await checkLocalSsh(ctx.transport(), store.getUpdate(name).settings.ssh, `cannot ${mode} ${name}`);
-
+  const interrupts = caught ?? new Interrupts();
   const hardStop = new AbortController();
-  let interrupts = 0;
-  const onSignal = (signal: NodeJS.Signals) => {
-    interrupts++;
-    if (interrupts === 1) {
-      for (const name of names) {
-        try {
-          if (store.getUpdate(name).status === 'running') requestPause(store, name, ctx.clock.now());
-        } catch {
-          // not running (yet, or any more): nothing to pause
-        }
-      }
+  /** true once the first update is handed to the engine: from then on a signal means "pause" */
+  let started = false;
+  let store: Store | null = null;
+  /** updates whose pause was asked for this signal (once each) */
+  const pauseAsked = new Set<string>();
+  const askPause = (name: string) => {
+    if (pauseAsked.has(name) || store === null) return;
+    try {
+      if (store.getUpdate(name).status !== 'running') return; // not yet: asked when it starts (see emit)
+      requestPause(store, name, ctx.clock.now());
+      pauseAsked.add(name);
+    } catch {
+      // not running (yet, or any more): nothing to pause
+    }
+  };
+  interrupts.handle((signal, count) => {
+    if (count === 1 && !started) {
+      ctx.err.write(`\n${signal}: stopping before any update starts; nothing is changed\n`);
+    } else if (count === 1) {
+      for (const name of names) askPause(name);
       ctx.err.write(`\n${signal}: pausing after the server in flight finishes; press Ctrl-C again to stop at once\n`);
     } else {
       ctx.err.write(`\n${signal}: stopping now; the server in flight stays recorded and \`agent-update start\` takes it over\n`);
       hardStop.abort();
       setTimeout(() => process.exit(EXIT.interrupted), 3_000).unref();
     }
+  });
+  /** After each step of the preparation: a signal so far ends the command before anything is written. */
+  const stopIfInterrupted = async () => {
+    await interrupts.settle();
+    if (interrupts.count > 0) {
+      throw new InterruptedError(`${interrupts.first}: interrupted before any update started; nothing was changed (run \`${ctx.cmd(`${mode} ${names.join(' ')}`)}\` again)`);
+    }
   };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
+  let reporter: Reporter | null = null;
+  try {
+    const stopAfter = parseCount('--stop-after', opts.stopAfter);
+    const parallel = parseCount('--parallel', opts.parallel, 1) ?? Math.min(names.length, 10);
+    const dup = names.find((n, i) => names.indexOf(n) !== i);
+    if (dup) throw new UsageError(`${dup} is named twice`);
+    await stopIfInterrupted();
+    store = ctx.store();
+    const db = store;
+    // Refuse the whole command before anything runs if any one update cannot start.
+    for (const name of names) {
+      assertRunnable(db, name, mode);
+      assertPlanUsable(db.getUpdate(name), mode);
+    }
+    for (const name of names) {
+      await checkLocalSsh(ctx.transport(), db.getUpdate(name).settings.ssh, `cannot ${mode} ${name}`);
+      await stopIfInterrupted();
+    }
+    reporter = await ctx.reporter(names.length > 1);
+    await stopIfInterrupted();
+    started = true;
+    return await execute(ctx, db, reporter, { mode, names, stopAfter, parallel, interrupts, hardStop, askPause });
+  } finally {
+    reporter?.stop();
+    interrupts.dispose();
+  }
+}
 
-  const reporter = await ctx.reporter(names.length > 1);
-  const deps = { store, transport: ctx.transport(), clock: ctx.clock, emit: reporter.onEvent };
+interface Execution {
+  mode: RunOptions['mode'];
+  names: string[];
+  stopAfter: number | undefined;
+  parallel: number;
+  interrupts: Interrupts;
+  hardStop: AbortController;
+  askPause: (name: string) => void;
+}
+
+async function execute(ctx: CliContext, store: Store, reporter: Reporter, x: Execution): Promise<number> {
+  const { mode, names, stopAfter, parallel, interrupts, hardStop } = x;
+  // An update reaches `running` inside the engine, after a signal may have come (while it
+  // checked SSH once more): its pause is asked the moment it reports that it started.
+  const emit = (e: RolloutEvent) => {
+    if (e.type === 'update-started' && interrupts.count > 0) x.askPause(e.update);
+    reporter.onEvent(e);
+  };
+  const deps = { store, transport: ctx.transport(), clock: ctx.clock, emit };
   const limit = pLimit(parallel);
   try {
     // allSettled: a bug in one batch must not close the store under the others still running.
@@ -54,7 +144,7 @@ export async function runCommand(
       names.map((name) =>
         limit(async (): Promise<RunResult | { update: string; error: AppError } | { update: string; notStarted: true }> => {
           // Interrupted before this update's turn (--parallel smaller than the names): do not start it.
-          if (interrupts > 0) return { update: name, notStarted: true };
+          if (interrupts.count > 0) return { update: name, notStarted: true };
           try {
             return await runUpdate(deps, name, { mode, stopAfter, signal: hardStop.signal });
           } catch (e) {
@@ -70,7 +160,7 @@ export async function runCommand(
     let worst: number = EXIT.ok;
     for (const r of results) {
       const code = 'error' in r ? r.error.exitCode : 'notStarted' in r ? EXIT.paused : r.exitCode;
-      if ('error' in r) ctx.err.write(`agent-update: ${r.update}: ${r.error.message}\n`);
+      if ('error' in r) ctx.err.write(`agent-update: ${r.update}: ${visibleText(r.error.message)}\n`);
       if ((SEVERITY[code] ?? 3) > (SEVERITY[worst] ?? 0)) worst = code;
     }
     reporter.stop();
@@ -87,7 +177,7 @@ export async function runCommand(
           ctx.print(`${r.update} not started (interrupted before its turn); run it with: ${ctx.cmd(`${mode} ${r.update}`)}`);
           continue;
         }
-        if (r.status === 'paused') ctx.print(`${r.update} paused (${r.reason}); continue with: ${ctx.cmd(`resume ${r.update}`)}`);
+        if (r.status === 'paused') ctx.print(`${r.update} paused (${visibleLine(r.reason)}); continue with: ${ctx.cmd(`resume ${r.update}`)}`);
         else if (r.status !== 'success') ctx.print(`see what happened: ${ctx.cmd(`status ${r.update}`)}; ${ctx.cmd(`logs ${r.update}`)}`);
       }
       const paused = results.flatMap((r) => ('error' in r || 'notStarted' in r || r.status !== 'paused' ? [] : [r.update]));
@@ -96,7 +186,5 @@ export async function runCommand(
     return worst;
   } finally {
     reporter.stop();
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
   }
 }

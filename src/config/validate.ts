@@ -7,7 +7,9 @@
  * Defaults and rules beyond the SPEC's example:
  *
  * - `name`: optional, `[A-Za-z0-9][A-Za-z0-9._-]{0,99}`.
- * - `source.repo` and `source.branch` are required. The branch must be a name
+ * - `source.repo` and `source.branch` are required. The repo must be a git URL (https, http,
+ *   ssh, git, file), `[user@]host:path` or a path (see repoProblem: no whitespace, control
+ *   characters, leading '-', shell metacharacters or password). The branch must be a name
  *   `git check-ref-format --branch` accepts, and in addition may not contain the shell
  *   metacharacters `$ ` ; & | < > ( ) ' " !` (values are always shell-quoted, this is a second
  *   guard). `source.commit` / `rollback.commit`: 7 to 40 hex digits, stored lower case.
@@ -17,7 +19,10 @@
  * - `restart`: default `[]` (no restart); every name must be a key of `agent.restart`.
  * - Commands may only use the placeholders `{repo}`, `{branch}`, `{commit}`,
  *   `{previous_commit}`; `${VAR}` and braces with spaces (`awk '{ print $1 }'`) are not
- *   placeholders. `agent.version_command` may use none: it runs as written.
+ *   placeholders. `agent.version_command` may use none: it runs as written. A placeholder may
+ *   stand unquoted, inside '…' or inside "…" (its value is made one literal string there); one
+ *   inside `…`, $(…), $((…)), ((…)), ${…}, $'…', a comment or a here-document, or right after a
+ *   backslash, is refused (see placeholderSites in util/shell.ts).
  * - `agent.health.expect`: default `"{commit}"`; `""` means "exit status 0 is enough".
  *   `agent.health.timeout` default 5m, `agent.health.interval` default 2s, less than the timeout.
  * - `ssh.user` defaults to the user running agent-update; `ssh.port` to 22;
@@ -51,7 +56,7 @@ import * as path from 'node:path';
 import type { ConfigProblem } from '../errors.js';
 import type { Config, FailureBudget, ServerSpec } from './types.js';
 import { formatDuration, parseDuration } from '../util/duration.js';
-import { findPlaceholders, PLACEHOLDERS, unknownPlaceholders } from '../util/shell.js';
+import { findPlaceholders, PLACEHOLDERS, unknownPlaceholders, unsafePlaceholders } from '../util/shell.js';
 
 export type KeyPath = (string | number)[];
 
@@ -243,6 +248,67 @@ export function branchNameProblems(name: string): string[] {
   return out;
 }
 
+const REPO_SCHEMES = ['https', 'http', 'ssh', 'git+ssh', 'ssh+git', 'git', 'file'];
+/** Characters no sane git URL or path has, each special to the shell. */
+const REPO_SHELL = '$`;&|<>\'"\\(){}*?!';
+
+/**
+ * Why `repo` is not a git URL or path the servers can fetch from, or null when it is fine.
+ * Accepted: `https://`, `http://`, `ssh://` (and `git+ssh://`), `git://`, `file://` URLs, the
+ * scp-like `[user@]host:path`, and absolute or relative paths (given to git as written: relative
+ * to agent-update's folder at plan time, and to the folder git runs in on each server).
+ */
+export function repoProblem(repo: string): string | null {
+  if (repo.trim() === '') return 'must not be empty';
+  // eslint-disable-next-line no-control-regex
+  if (/[\x00-\x1f\x7f-\x9f]/.test(repo)) return 'must not contain newlines, NUL or other control characters';
+  if (/[\u202a-\u202e\u2066-\u2069]/.test(repo)) return 'must not contain bidirectional override characters (they make it display as something else)';
+  if (repo.startsWith('-')) return `${JSON.stringify(repo)} must not start with '-' (git would read it as an option)`;
+  if (/\s/.test(repo)) return `${JSON.stringify(repo)} must not contain whitespace (a git URL has none; write a space in a path as %20 in a URL, or move the repository)`;
+  const shell = [...new Set([...repo].filter((ch) => REPO_SHELL.includes(ch)))];
+  if (shell.length) {
+    return `${JSON.stringify(repo)} must not contain the shell metacharacter${shell.length > 1 ? 's' : ''} ${shell.map((ch) => `'${ch}'`).join(', ')} (no git URL or sane path has them)`;
+  }
+  if (repo.startsWith('~')) return `${JSON.stringify(repo)}: ~ is not expanded by git; write the full path`;
+  const scheme = /^([A-Za-z][A-Za-z0-9+.-]*):\/\//.exec(repo);
+  if (scheme) {
+    const name = (scheme[1] as string).toLowerCase();
+    if (!REPO_SCHEMES.includes(name)) {
+      return `URL scheme ${JSON.stringify(name)} is not one git fetches agents from; use https, http, ssh, git or file (or a path, or user@host:path)`;
+    }
+    const rest = repo.slice(scheme[0].length);
+    if (name === 'file') return rest.startsWith('/') ? null : `${JSON.stringify(repo)}: a file:// URL needs an absolute path (file:///srv/agent.git)`;
+    const slash = rest.indexOf('/');
+    const authority = slash === -1 ? rest : rest.slice(0, slash);
+    const at = authority.lastIndexOf('@');
+    const userinfo = at === -1 ? '' : authority.slice(0, at);
+    const host = (at === -1 ? authority : authority.slice(at + 1)).replace(/:\d*$/, '');
+    if (host === '' || host === '[]') return `${JSON.stringify(repo)} has no host`;
+    if (userinfo.includes(':')) {
+      return 'must not hold a password or token (it would be stored in the plan and shown by status and logs); use an SSH key or a git credential helper';
+    }
+    if (slash === -1 || rest.slice(slash) === '/') return `${JSON.stringify(repo)} has no path to a repository after the host`;
+    return null;
+  }
+  if (/^[A-Za-z][A-Za-z0-9+.-]*::/.test(repo)) {
+    return `${JSON.stringify(repo)}: remote helpers (transport::address) are not accepted; use an https, ssh or git URL, user@host:path, or a path`;
+  }
+  // scp-like [user@]host:path: a colon before any slash (git's own rule), or after [ipv6]
+  const colon = repo.startsWith('[') || /^[^/]*@\[/.test(repo) ? repo.indexOf(':', repo.indexOf(']')) : repo.indexOf(':');
+  const firstSlash = repo.indexOf('/');
+  if (colon !== -1 && (firstSlash === -1 || colon < firstSlash)) {
+    const account = repo.slice(0, colon);
+    const at = account.lastIndexOf('@');
+    if (at === 0) return `${JSON.stringify(repo)} has '@' but no user before '@'`;
+    const host = at === -1 ? account : account.slice(at + 1);
+    if (host === '' || host === '[]') return `${JSON.stringify(repo)} has no host before ':'`;
+    if (repo.slice(colon + 1) === '') return `${JSON.stringify(repo)} has no path after ':'`;
+    return null;
+  }
+  // a path, absolute or relative
+  return null;
+}
+
 // ---------------------------------------------------------------------------------------------
 // the checker
 
@@ -347,6 +413,7 @@ class Checker {
     return s.toLowerCase();
   }
 
+  /** A shell command: a non-empty string whose placeholders are known and stand where they can be quoted. */
   command(p: KeyPath, v: unknown): string | undefined {
     if (v === undefined || v === null) {
       this.add(p, 'is required (a shell command)');
@@ -363,7 +430,9 @@ class Checker {
       return undefined;
     }
     if (!this.placeholders(p, s)) return undefined;
-    return s;
+    const unsafe = unsafePlaceholders(s);
+    for (const site of unsafe) this.add(p, `{${site.name}} ${site.refused}`);
+    return unsafe.length ? undefined : s;
   }
 
   /** Reports unknown `{word}` placeholders; true when there are none. */
@@ -441,11 +510,8 @@ export function validateConfig(raw: unknown, ctx: ValidateContext): ValidateResu
     else {
       const s = c.string(['source', 'repo'], src.repo, 'a git URL (a string)');
       if (s !== undefined) {
-        if (s.trim() === '') c.add(['source', 'repo'], 'must not be empty');
-        // eslint-disable-next-line no-control-regex
-        else if (/[\x00-\x1f\x7f]/.test(s)) c.add(['source', 'repo'], 'must not contain newlines, NUL or other control characters');
-        else if (s.startsWith('-')) c.add(['source', 'repo'], "must not start with '-' (git would read it as an option)");
-        else if (s !== s.trim()) c.add(['source', 'repo'], 'must not start or end with spaces');
+        const why = repoProblem(s);
+        if (why !== null) c.add(['source', 'repo'], why);
         else source.repo = s;
       }
     }

@@ -25,6 +25,7 @@ import * as path from 'node:path';
 import { stringify } from 'yaml';
 import { generateKeyPair } from '../sim/keys.js';
 import { UsageError } from '../errors.js';
+import { repoProblem } from '../config/validate.js';
 import { agentCommands, currentCommit, installAgent } from '../sim/agent.js';
 import { startSimServer, type SimServer } from '../sim/ssh-server.js';
 import { createUpstream, type Upstream } from '../sim/upstream.js';
@@ -111,7 +112,17 @@ export function prepareDemoFleet(opts: DemoFleetOptions): DemoFleet {
     throw new UsageError(`--servers must be a whole number from 1 to ${DEMO_MAX_SERVERS}, not ${opts.servers}`);
   }
   const kept = opts.dir !== undefined;
-  const dir = kept ? claimDir(path.resolve(opts.dir!)) : mkdtempSync(path.join(os.tmpdir(), 'agent-update-demo-'));
+  // The config names the upstream by its path, and source.repo refuses spaces and shell
+  // metacharacters: say so before anything is made.
+  const where = kept ? path.resolve(opts.dir!) : os.tmpdir();
+  const why = repoProblem(path.join(where, 'upstream'));
+  if (why !== null) {
+    throw new UsageError(
+      `${kept ? '--dir' : 'the temp folder ($TMPDIR)'} ${where} cannot hold the demo: its upstream repository there would be refused as source.repo ` +
+        `(${why.replace(/^"[^"]*" /, '')}); ${kept ? 'choose another folder' : 'set TMPDIR to another folder, or pass --dir'}`,
+    );
+  }
+  const dir = kept ? claimDir(where) : mkdtempSync(path.join(where, 'agent-update-demo-'));
   writeFileSync(
     path.join(dir, MARKER),
     'Made by `agent-update demo`. A later `agent-update demo --dir` on this folder replaces what the demo put here.\n',

@@ -3,6 +3,7 @@ import type { Ora } from 'ora';
 import type { RolloutEvent } from '../rollout/events.js';
 import { formatDuration } from '../util/duration.js';
 import { colourStatus, short } from './text.js';
+import { visibleLine } from './visible.js';
 
 export interface ReporterOptions {
   /** where progress goes: stdout normally, stderr when stdout carries JSON */
@@ -56,14 +57,14 @@ export class Reporter {
     switch (e.type) {
       case 'probe':
         this.line(
-          `${t}probe ${e.server}: ${colourStatus(e.status)}${e.commit ? ` at ${short(e.commit)}` : ''}${e.error ? ` — ${e.error}` : ''}`,
+          `${t}probe ${e.server}: ${colourStatus(e.status)}${e.commit ? ` at ${short(e.commit)}` : ''}${e.error ? ` — ${visibleLine(e.error)}` : ''}`,
         );
         break;
       case 'update-started':
         this.line(`${t}${e.takeover ? 'taking over' : e.resumed ? 'resuming' : 'starting'} ${chalk.bold(e.update)}: ${e.pending} of ${e.total} servers to go`);
         break;
       case 'takeover':
-        this.line(`${t}${chalk.yellow('takeover')}: ${e.message}`);
+        this.line(`${t}${chalk.yellow('takeover')}: ${visibleLine(e.message)}`);
         break;
       case 'server-started':
         this.inFlight.set(e.update, `${t}${e.server} update`);
@@ -98,20 +99,20 @@ export class Reporter {
         break;
       case 'command':
         if (this.o.verbose) {
-          this.line(`${t}  ${chalk.dim(`${e.server} [${e.phase}] $ ${e.command} → ${e.code ?? e.error}`)}`);
+          this.line(`${t}  ${chalk.dim(`${e.server} [${e.phase}] $ ${visibleLine(e.command)} → ${e.code ?? visibleLine(e.error ?? '')}`)}`);
         }
         break;
       case 'server-finished': {
         this.inFlight.delete(e.update);
         this.refresh();
         const mark = e.status === 'success' || e.status === 'skipped' ? chalk.green('✓') : chalk.red('✗');
-        this.line(`${t}  ${mark} ${e.server} ${colourStatus(e.status)} in ${formatDuration(e.durationMs)}${e.error ? `: ${e.error}` : ''}`);
+        this.line(`${t}  ${mark} ${e.server} ${colourStatus(e.status)} in ${formatDuration(e.durationMs)}${e.error ? `: ${visibleLine(e.error)}` : ''}`);
         break;
       }
       case 'update-finished':
         this.inFlight.delete(e.update);
         this.refresh();
-        this.line(`${t}${chalk.bold(e.update)} ${colourStatus(e.status)}: ${e.reason}`);
+        this.line(`${t}${chalk.bold(e.update)} ${colourStatus(e.status)}: ${visibleLine(e.reason)}`);
         break;
     }
   };

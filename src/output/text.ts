@@ -3,6 +3,7 @@ import type { EventRecord, ServerRecord, StepRecord, UpdateRecord } from '../sto
 import { budgetJson, countsOf } from './status-json.js';
 import { holderIsDead } from '../rollout/lease.js';
 import { suggest } from '../util/suggest.js';
+import { visibleLine, visibleText } from './visible.js';
 
 const STATUS_COLOUR: Record<string, (s: string) => string> = {
   success: chalk.green,
@@ -52,7 +53,7 @@ export function countsLine(servers: readonly ServerRecord[]): string {
 export function updateText(u: UpdateRecord, servers: readonly ServerRecord[], budget?: { used: number; total: number; updates: string[] }): string {
   const lines = [
     `${chalk.bold(u.name)}  ${colourStatus(u.status)}${u.pauseRequestedAt && u.status === 'running' ? chalk.yellow(' (pause requested)') : ''}`,
-    `  target   ${u.commit} (${u.branch} of ${u.repo})`,
+    `  target   ${u.commit} (${visibleLine(u.branch)} of ${visibleLine(u.repo)})`,
   ];
   if (u.batchOf) lines.push(`  batch of ${u.batchOf}`);
   lines.push(`  created  ${u.createdAt}${u.startedAt ? `   started ${u.startedAt}` : ''}${u.endedAt ? `   ended ${u.endedAt}` : ''}`);
@@ -63,7 +64,7 @@ export function updateText(u: UpdateRecord, servers: readonly ServerRecord[], bu
         (dead ? chalk.red(` (gone: \`${suggest(`start ${u.name}`)}\` takes over)`) : ''),
     );
   }
-  if (u.reason) lines.push(`  reason   ${u.reason}`);
+  if (u.reason) lines.push(`  reason   ${visibleLine(u.reason)}`);
   const b = budgetJson(u, budget);
   if (b) {
     const shared = b.updates.length > 1 ? `, shared by ${b.updates.join(', ')}` : '';
@@ -80,7 +81,7 @@ export function updateText(u: UpdateRecord, servers: readonly ServerRecord[], bu
       colourStatus(s.status) + (s.step ? ` (${s.step})` : ''),
       short(s.fromCommit),
       short(s.toCommit),
-      s.error ?? '',
+      visibleLine(s.error ?? ''),
     ]);
   }
   lines.push(table(rows));
@@ -96,17 +97,28 @@ export function updatesListText(updates: ReadonlyArray<{ u: UpdateRecord; server
   return table(rows);
 }
 
-export function logsText(servers: readonly ServerRecord[], steps: readonly StepRecord[], events: readonly EventRecord[]): string {
+/**
+ * Every step of each server with its output. What the servers printed is shown with its
+ * terminal controls made visible (see visible.ts), unless `raw` (`logs --raw`): then as stored.
+ */
+export function logsText(
+  servers: readonly ServerRecord[],
+  steps: readonly StepRecord[],
+  events: readonly EventRecord[],
+  opts: { raw?: boolean } = {},
+): string {
+  const line = opts.raw ? (t: string) => t : visibleLine;
+  const text = opts.raw ? (t: string) => t : visibleText;
   const out: string[] = [];
   for (const s of servers) {
-    out.push(chalk.bold(`== ${s.name} (${s.user}@${s.host}:${s.port}) ${s.status}${s.error ? `: ${s.error}` : ''}`));
-    for (const e of events.filter((e) => e.serverName === s.name)) out.push(chalk.dim(`   ${e.at}  ${e.message}`));
+    out.push(chalk.bold(`== ${s.name} (${s.user}@${s.host}:${s.port}) ${s.status}${s.error ? `: ${line(s.error)}` : ''}`));
+    for (const e of events.filter((e) => e.serverName === s.name)) out.push(chalk.dim(`   ${e.at}  ${line(e.message)}`));
     for (const st of steps.filter((x) => x.serverId === s.id)) {
-      const result = st.endedAt === null ? chalk.yellow('(no result recorded: interrupted)') : st.exitCode !== null ? `exit ${st.exitCode}` : chalk.red(st.error ?? 'no exit status');
-      out.push(`-- ${st.startedAt} [${st.phase}] $ ${st.command}`);
+      const result = st.endedAt === null ? chalk.yellow('(no result recorded: interrupted)') : st.exitCode !== null ? `exit ${st.exitCode}` : chalk.red(line(st.error ?? 'no exit status'));
+      out.push(`-- ${st.startedAt} [${st.phase}] $ ${text(st.command)}`);
       out.push(`   ${result}${st.endedAt ? `  (${elapsed(st.startedAt, st.endedAt)})` : ''}`);
-      for (const [label, text] of [['stdout', st.stdout], ['stderr', st.stderr]] as const) {
-        if (text && text.trim()) out.push(...text.trimEnd().split('\n').map((l) => `   ${chalk.dim(label === 'stderr' ? '!' : '|')} ${l}`));
+      for (const [label, output] of [['stdout', st.stdout], ['stderr', st.stderr]] as const) {
+        if (output && output.trim()) out.push(...output.trimEnd().split('\n').map((l) => `   ${chalk.dim(label === 'stderr' ? '!' : '|')} ${text(l)}`));
       }
     }
     out.push('');

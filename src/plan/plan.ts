@@ -5,7 +5,7 @@ import { InterruptedError, TransitionError, UsageError } from '../errors.js';
 import type { EventSink } from '../rollout/events.js';
 import { checkLocalSsh, type Transport } from '../ssh/transport.js';
 import type { ServerRecord, Store, UpdateRecord } from '../store/store.js';
-import { resolveCommit } from './source.js';
+import { resolveCommit, resolveRollbackCommit } from './source.js';
 import { describeOwner, parseOwner, readScript, splitLockOutput } from '../rollout/remote-lock.js';
 
 export interface PlanOptions {
@@ -27,6 +27,8 @@ export interface PlanDeps {
   emit: EventSink;
   /** injectable for tests; defaults to `git ls-remote` */
   resolve?: typeof resolveCommit;
+  /** expands an abbreviated `rollback.commit`; injectable like `resolve` */
+  resolveRollback?: typeof resolveRollbackCommit;
 }
 
 const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/;
@@ -51,13 +53,14 @@ export function defaultName(branch: string, now: Date, taken: (name: string) => 
   for (let i = 2; ; i++) if (!taken(`${base}-${i}`)) return `${base}-${i}`;
 }
 
-export function settingsOf(config: Config, commit: string): RolloutSettings {
+/** What the plan stores: `commit` and `rollbackCommit` are the full 40-hex commits resolved at plan time. */
+export function settingsOf(config: Config, commit: string, rollbackCommit: string | null): RolloutSettings {
   return {
     source: { repo: config.source.repo, branch: config.source.branch, commit },
     ssh: config.ssh,
     agent: config.agent,
     restart: config.restart,
-    rollback: config.rollback,
+    rollback: { ...config.rollback, commit: rollbackCommit },
     execution: config.execution,
   };
 }
@@ -76,6 +79,9 @@ export async function createPlan(deps: PlanDeps, config: Config, opts: PlanOptio
   const servers = selectServers(config);
   if (servers.length === 0) throw new UsageError(`${config.file}: server_types selects no server`);
   const commit = await (deps.resolve ?? resolveCommit)(config.source.repo, config.source.branch, config.source.commit);
+  // The executor compares version_command's 40 hex with it: an abbreviation would never match.
+  const rollbackCommit =
+    config.rollback.commit === null ? null : await (deps.resolveRollback ?? resolveRollbackCommit)(config.source.repo, config.rollback.commit);
   await checkLocalSsh(deps.transport, config.ssh, `cannot plan ${name}`);
 
   store.createUpdate({
@@ -84,7 +90,7 @@ export async function createPlan(deps: PlanDeps, config: Config, opts: PlanOptio
     branch: config.source.branch,
     commit,
     configFile: config.file,
-    settings: settingsOf(config, commit),
+    settings: settingsOf(config, commit, rollbackCommit),
     testStopAfter: config.testMode.stopAfter,
     servers,
   });

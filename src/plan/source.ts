@@ -44,3 +44,56 @@ export async function resolveCommit(repo: string, branch: string, commit: string
     rmSync(dir, { recursive: true, force: true });
   }
 }
+
+/**
+ * The full commits of `repo` whose id starts with `prefix` (lower-case hex), looking at every
+ * branch and tag: a blobless fetch of them into a temporary repository, then git's own
+ * disambiguation, keeping commits only (a tree or tag object with the same prefix is not a
+ * rollback target).
+ */
+export async function commitsMatching(repo: string, prefix: string): Promise<string[]> {
+  const dir = mkdtempSync(join(tmpdir(), 'agent-update-resolve-'));
+  try {
+    await git(['init', '--quiet', '--bare', dir]);
+    await git(['fetch', '--quiet', '--no-tags', '--filter=blob:none', '--', repo, '+refs/heads/*:refs/heads/*', '+refs/tags/*:refs/tags/*'], dir);
+    const objects = (await git(['rev-parse', `--disambiguate=${prefix}`], dir).catch(() => ''))
+      .split('\n')
+      .map((l) => l.trim())
+      .filter((l) => /^[0-9a-f]{40}$/.test(l));
+    if (objects.length === 0) return [];
+    const types = await execa('git', ['cat-file', '--batch-check=%(objectname) %(objecttype)'], {
+      cwd: dir,
+      env: { ...GIT_ENV, GIT_NO_LAZY_FETCH: '1' },
+      input: objects.join('\n') + '\n',
+      reject: false,
+      timeout: 120_000,
+    });
+    return types.stdout
+      .split('\n')
+      .map((l) => l.trim().split(' '))
+      .filter(([sha, type]) => type === 'commit' && /^[0-9a-f]{40}$/.test(sha ?? ''))
+      .map(([sha]) => sha as string)
+      .sort();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * `rollback.commit` as the full 40-hex commit the executor compares `version_command` with: an
+ * abbreviation is expanded against every branch and tag of `repo` (the commit to go back to is
+ * usually not the branch tip), and must name exactly one commit. Throws a UsageError (exit 2)
+ * naming the key otherwise.
+ */
+export async function resolveRollbackCommit(repo: string, commit: string): Promise<string> {
+  const c = commit.toLowerCase();
+  if (/^[0-9a-f]{40}$/.test(c)) return c;
+  const found = await commitsMatching(repo, c).catch((e: Error) => {
+    throw new UsageError(`rollback.commit: cannot read ${repo} to expand ${commit}: ${e.message}`);
+  });
+  if (found.length === 0) throw new UsageError(`rollback.commit: ${commit} is not a commit of ${repo} (none of its branches or tags has it)`);
+  if (found.length > 1) {
+    throw new UsageError(`rollback.commit: ${commit} is ambiguous in ${repo}: it could be ${found.join(', ')}; give more digits`);
+  }
+  return found[0] as string;
+}

@@ -224,3 +224,10 @@ test('the example plans are valid (given their key files exist)', () => {
     ['ssh.identity_file', 'ssh.known_hosts'],
   );
 });
+
+test('a bad source.repo is reported with the file, its line and the key path (exit 2)', () => {
+  const { file, env } = setup(GOOD.replace('repo: https://github.com/example/agent', 'repo: "https://x/agent;reboot"'));
+  const e = configError(() => loadConfig(file, { env }));
+  assert.equal(e.exitCode, EXIT.usage);
+  assert.equal(e.message, `${file}:2: source.repo: "https://x/agent;reboot" must not contain the shell metacharacter ';' (no git URL or sane path has them)`);
+});

@@ -439,3 +439,77 @@ test('a placeholder in agent.version_command is refused: it is run as it is, to 
   assert.deepEqual(ps.map((p) => p.path), ['agent.version_command']);
   assert.match(ps[0]!.message, /\{branch\}/);
 });
+
+test('source.repo: every form git fetches from is accepted, as written', () => {
+  for (const repo of [
+    'https://github.com/example/agent',
+    'https://github.com/example/agent.git',
+    'http://git.internal:8080/agent.git',
+    'https://git.example.com/~ops/agent.git',
+    'ssh://git@github.com/example/agent.git',
+    'ssh://git@[::1]:2222/srv/agent.git',
+    'git+ssh://git@host/agent.git',
+    'git://git.example.com/agent.git',
+    'file:///srv/git/agent.git',
+    'git@github.com:example/agent.git',
+    'host.example:agent.git',
+    'deploy@10.0.0.5:/srv/git/agent.git',
+    'git@[fe80::1]:agent.git',
+    'git@host:~/agent.git',
+    '/srv/git/agent.git',
+    '/srv/git/agent',
+    './upstream',
+    '../upstream/agent.git',
+    'upstream',
+    '/srv/git/a-b_c.d/v1+2/x=y/50%/ünï/#1/[x]',
+  ]) {
+    const c = ok(variant((c) => void (c.source.repo = repo)));
+    assert.equal(c.source.repo, repo, 'kept as written');
+  }
+});
+
+test('source.repo: whitespace, controls, option injection, shell metacharacters and odd URLs are refused', () => {
+  const cases: Array<[string, RegExp]> = [
+    ['https://x/a b', /must not contain whitespace/],
+    ['/srv/up stream', /must not contain whitespace/],
+    ['https://x/a\tb', /control characters/],
+    ['https://x/a\u00a0b', /must not contain whitespace/],
+    ['https://x/a\u0085b', /control characters/],
+    ['https://x/\u202eb', /bidirectional/],
+    ['-u', /must not start with '-'/],
+    ['--upload-pack=touch /tmp/x', /must not start with '-'/],
+    ['https://x/$(reboot)', /shell metacharacters '\$', '\(', '\)'/],
+    ['https://x/`id`', /shell metacharacter '`'/],
+    ['/srv/a;reboot', /shell metacharacter ';'/],
+    ['/srv/a|b', /shell metacharacter '\|'/],
+    ['/srv/a&b', /shell metacharacter '&'/],
+    ['/srv/a<b', /shell metacharacter '<'/],
+    ['/srv/a>b', /shell metacharacter '>'/],
+    ["/srv/it's", /shell metacharacter '''/],
+    ['/srv/"x"', /shell metacharacter '"'/],
+    ['/srv/a\\b', /shell metacharacter '\\'/],
+    ['/srv/a*', /shell metacharacter '\*'/],
+    ['/srv/a?', /shell metacharacter '\?'/],
+    ['/srv/{a,b}', /shell metacharacters '\{', '\}'/],
+    ['/srv/a!', /shell metacharacter '!'/],
+    ['ext::sh -c touch% /tmp/pwned', /whitespace/],
+    ['ext::sh', /remote helper/],
+    ['fd::17', /remote helper/],
+    ['ftp://host/agent.git', /URL scheme "ftp" is not one git fetches agents from; use https, http, ssh, git or file/],
+    ['https://', /no host/],
+    ['https:///x', /no host/],
+    ['ssh://host', /no path/],
+    ['file://relative/x', /file:\/\/ URL needs an absolute path/],
+    ['https://user:s3cret@github.com/x.git', /password or token/],
+    ['host:', /no path after ':'/],
+    ['@host:x', /user before '@'/],
+    ['git@:x', /no host/],
+    ['~/git/agent.git', /~ is not expanded/],
+  ];
+  for (const [repo, message] of cases) {
+    const ps = problems(variant((c) => void (c.source.repo = repo)));
+    const mine = ps.filter((p) => p.path === 'source.repo');
+    assert.equal(mine.length, 1, `${JSON.stringify(repo)}: ${JSON.stringify(ps)}`);
+    assert.match(mine[0]!.message, message, JSON.stringify(repo));
+  }
+});

@@ -169,3 +169,19 @@ test('demo: bad --servers or a foreign --dir is a usage error (exit 2) and leave
   assert.deepEqual(readdirSync(foreign), ['notes.txt']);
   assert.deepEqual(readdirSync(tmp), []);
 });
+
+test('demo refuses, before making anything, a folder its upstream path could not be source.repo in (a space, a quote)', async (t) => {
+  const root = tempDir(t);
+  for (const [args, env, where] of [
+    [['--dir', join(root, 'my demo')], {}, '--dir'],
+    [['--dir', join(root, "it's")], {}, '--dir'],
+    [[], { TMPDIR: join(root, 'tmp dir') }, 'the temp folder'],
+  ] as const) {
+    if ('TMPDIR' in env) mkdirSync(env.TMPDIR);
+    const r = await cli(['demo', ...args], { db: join(root, 'd.db'), env: { ...env }, timeoutMs: 30_000 });
+    assert.equal(r.code, 2, r.stdout + r.stderr);
+    assert.match(r.stderr, new RegExp(`^agent-update: ${where}.* cannot hold the demo: its upstream repository there would be refused as source\\.repo \\(must not contain`));
+    if (args.length) assert.ok(!existsSync(args[1]!), 'no folder was made');
+  }
+  assert.deepEqual(readdirSync(root).sort(), ['tmp dir'], 'nothing else was made');
+});

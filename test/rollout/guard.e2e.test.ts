@@ -133,3 +133,61 @@ test('plan --refresh re-probes only the unreachable servers of a pending or paus
   assert.equal((await cli(['plan', '--refresh', 'r', '-c', 'x.yaml'], { db })).code, 2);
   assert.equal((await cli(['plan'], { db })).code, 2);
 });
+
+test('every sshd connection cut for a second, twice, in the middle of a rollout: it ends as if nothing had happened', async (t) => {
+  const { blip } = await import('../fleet/blip.js');
+  const { Store } = await import('../../src/store/store.js');
+  const { readDeploys } = await import('../../src/sim/agent.js');
+  const fleet = await fleetFor(t, { servers: 5, upstream: { slowDelayMs: 1500 } });
+  if (!fleet) return;
+  const db = join(fleet.root, 'plan.db');
+  // a slow last update command, so a cut can land inside the update step too
+  const update = [...(fleet.configObject().agent as { update: string[] }).update, 'sleep 2'];
+  const config = fleet.writeConfig({ name: 'b', source: { branch: 'slow' }, agent: { update, health: { timeout: '30s', interval: '100ms' } } });
+  assert.equal((await cli(['plan', '-c', config], { db })).code, 0);
+  assert.deepEqual((await statusJson(db, 'b')).servers.map((s) => s.error), [null, null, null, null, null]);
+  const { spawnCli } = await import('../helpers/cli.js');
+  const run = spawnCli(['start', 'b'], { db });
+  const at = async (server: string, step: string) => {
+    for (let i = 0; i < 2400; i++) {
+      const store = new Store(db);
+      try {
+        const s = store.getServers('b').find((x) => x.name === server)!;
+        if (s.status === 'running' && s.step === step) return;
+      } finally {
+        store.close();
+      }
+      await new Promise((r) => setTimeout(r, 25));
+    }
+    run.kill();
+    const out = await run;
+    throw new Error(`${server} never reached ${step}: ${String(out.stdout)} ${String(out.stderr)}`);
+  };
+  await at('s2', 'verify');
+  const first = await blip(fleet.root, 1000);
+  await at('s4', 'update');
+  await new Promise((r) => setTimeout(r, 500)); // inside its `sleep 2`
+  const second = await blip(fleet.root, 1000);
+  assert.ok(first >= 1 && second >= 1, `connections cut: ${first}, ${second}`);
+  assert.match(String((await run).stdout), /connection lost to s4 \(connection lost: .*\); reconnecting for up to 30s/);
+  const r = await run;
+  assert.equal(r.exitCode, 0, String(r.stdout) + String(r.stderr));
+  const doc = await statusJson(db, 'b');
+  assert.equal(doc.status, 'success');
+  assert.deepEqual(doc.servers.map((s) => s.status), ['success', 'success', 'success', 'success', 'success']);
+  for (const s of doc.servers) {
+    assert.equal(currentCommit(fleet.home(s.name)), fleet.upstream.commits.slow, s.name);
+    assert.ok(readDeploys(fleet.home(s.name)).length <= 2, `${s.name} deployed at most twice (a cut update command runs again)`);
+  }
+  // the cuts happened where they were aimed, and were lived through: a lost health check each
+  const store = new Store(db);
+  try {
+    const cutChecks = store.getSteps('b', 's2').filter((st) => st.phase === 'verify' && /connection lost/.test(st.error ?? ''));
+    assert.ok(cutChecks.length >= 1, 's2: a health check was cut');
+    const cutUpdates = store.getSteps('b', 's4').filter((st) => st.phase === 'update' && /connection lost/.test(st.error ?? ''));
+    assert.deepEqual(cutUpdates.map((st) => st.command), ['sleep 2'], 's4: the update command that was cut, then run again');
+    assert.equal(store.getSteps('b', 's4').filter((st) => st.command === 'sleep 2' && st.exitCode === 0).length, 1);
+  } finally {
+    store.close();
+  }
+});

@@ -188,6 +188,36 @@ test('rollback.commit is used instead of the previous commit', async (t) => {
   assert.equal(currentCommit(fleet.home('s1')), commits.good);
 });
 
+test('an abbreviated rollback.commit is resolved at plan time: the broken server ends rolled-back, not fatal', async (t) => {
+  const fleet = await fleetFor(t, { servers: 1 });
+  if (!fleet) return;
+  const { commits } = fleet.upstream;
+  const { db, name, r: planned } = await plan(fleet, {
+    ...BROKEN,
+    rollback: { commit: commits.good.slice(0, 7) },
+  });
+  assert.equal(planned.code, 0, planned.stderr);
+  // What the executor runs with: the full commit, as source.commit is.
+  const { Store } = await import('../../src/store/store.js');
+  const store = new Store(db);
+  try {
+    assert.equal(store.getUpdate(name).settings.rollback.commit, commits.good);
+  } finally {
+    store.close();
+  }
+  const r = await cli(['start', name], { db });
+  assert.equal(r.code, 1, r.stdout + r.stderr);
+  const s1 = byName(await statusJson(db, name)).s1!;
+  assert.equal(s1.status, 'rolled-back', s1.error ?? '');
+  assert.equal(currentCommit(fleet.home('s1')), commits.good);
+  // An abbreviation that names no commit of the repo is refused like a bad config: exit 2, nothing written.
+  const missingDb = join(fleet.root, 'missing-rollback.db');
+  const missing = await cli(['plan', '-c', fleet.writeConfig({ name: 'm', rollback: { commit: 'deadbee' } })], { db: missingDb });
+  assert.equal(missing.code, 2, missing.stderr);
+  assert.match(missing.stderr, /rollback\.commit: deadbee is not a commit of /);
+  assert.ok(!existsSync(missingDb), 'no database was written');
+});
+
 test('an unknown host key is refused and nothing runs on the server', async (t) => {
   const fleet = await fleetFor(t, { servers: 1 });
   if (!fleet) return;
@@ -236,15 +266,34 @@ test('an injection attempt through branch or commit is refused before anything i
   }
 });
 
-test('a quoted repo value reaches git as one word', async (t) => {
+test('a repo path that needs quoting reaches git as one word, bare or inside quotes; one with shell metacharacters is refused', async (t) => {
   const fleet = await fleetFor(t, { servers: 1 });
   if (!fleet) return;
-  // A repo path with a space, a quote and a $(): valid, and must never be interpreted by the shell.
+  // A space, a quote or a $() is refused in source.repo before anything is written.
   const marker = join(fleet.root, 'pwned2');
-  const odd = join(fleet.root, `up stream's $(touch ${marker})`);
+  const hostile = join(fleet.root, `up stream's $(touch ${marker})`);
+  cpSync(fleet.upstream.repo, hostile, { recursive: true });
+  const refusedDb = join(fleet.root, 'refused.db');
+  const refused = await cli(['plan', '-c', fleet.writeConfig({ name: 'h', source: { repo: hostile } })], { db: refusedDb });
+  assert.equal(refused.code, 2, refused.stderr);
+  assert.match(refused.stderr, /:\d+: source\.repo: .* must not contain whitespace/);
+  assert.ok(!existsSync(refusedDb), 'no database was written');
+  // Still odd for a shell (a glob, '#', '=', '~'), but a valid path: one word wherever {repo} stands.
+  const odd = join(fleet.root, 'up#stream=[1],x~y@z');
   cpSync(fleet.upstream.repo, odd, { recursive: true });
   const db = join(fleet.root, 'q.db');
-  const config = fleet.writeConfig({ name: 'q', source: { repo: odd } });
+  const config = fleet.writeConfig({
+    name: 'q',
+    source: { repo: odd },
+    agent: {
+      update: [
+        'git -C ~/agent/repo fetch --quiet "{repo}" {branch}',
+        "git -C ~/agent/repo fetch --quiet '{repo}' {branch}",
+        'git -C ~/agent/repo fetch --quiet {repo} {branch}',
+        'git -C ~/agent/repo reset --hard --quiet {commit}',
+      ],
+    },
+  });
   const p = await cli(['plan', '-c', config], { db });
   assert.equal(p.code, 0, p.stderr);
   const r = await cli(['start', 'q'], { db });

@@ -1,0 +1,186 @@
+/**
+ * A Ctrl-C (or SIGTERM) while `start` is still starting up is not lost (issue 10, 2.5): before
+ * any update is handed to the engine it stops the command with nothing written (exit 130); while
+ * the engine is still checking SSH, before the update is `running`, it pauses the update before
+ * its first server (exit 3). In process, with the signal delivered to the process's own
+ * listeners (`process.emit`) at exactly those moments; test/cli/interrupt.e2e.test.ts sends real
+ * signals to a real process.
+ */
+import { test, type TestContext } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { PassThrough } from 'node:stream';
+import { CliContext } from '../../src/cli/context.js';
+import { runCommand } from '../../src/cli/run.js';
+import type { RolloutSettings, ServerSpec, SshConfig } from '../../src/config/types.js';
+import { EXIT, InterruptedError } from '../../src/errors.js';
+import type { ExecResult, Session, Transport } from '../../src/ssh/transport.js';
+import { Store } from '../../src/store/store.js';
+
+const OLD = 'a'.repeat(40);
+const NEW = 'b'.repeat(40);
+
+const settings: RolloutSettings = {
+  source: { repo: '/r', branch: 'master', commit: NEW },
+  ssh: {
+    user: 'u', port: 22, identityFile: null, passphraseEnv: 'X', agent: false, knownHosts: '/k',
+    connectTimeoutMs: 1000, commandTimeoutMs: 1000, keepaliveIntervalMs: 0, outputLimitBytes: 1024,
+  },
+  agent: {
+    versionCommand: 'version',
+    update: ['reset {commit}'],
+    restart: { web: 'restart' },
+    health: { command: 'health', expect: '{commit}', timeoutMs: 300, intervalMs: 50 },
+  },
+  restart: ['web'],
+  rollback: { enabled: true, continueAfterRollback: false, commit: null },
+};
+
+/** Servers that answer like a healthy agent; `onPreflight(n)` runs inside the n-th preflight (1-based). */
+class Fake implements Transport {
+  readonly commands: string[] = [];
+  private preflights = 0;
+  constructor(private readonly onPreflight: (n: number) => void) {}
+
+  async preflight(_ssh: SshConfig): Promise<void> {
+    this.preflights++;
+    await new Promise((r) => setTimeout(r, 5));
+    this.onPreflight(this.preflights);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+
+  async connect(server: ServerSpec): Promise<Session> {
+    let commit = OLD;
+    const ok = (stdout: string): ExecResult => ({ code: 0, stdout, stderr: '', timedOut: false, error: null, durationMs: 1 });
+    return {
+      exec: async (command: string) => {
+        this.commands.push(`${server.name}: ${command}`);
+        if (command === 'version' || command === 'health') return ok(`${commit}\n`);
+        const reset = /^reset '?([0-9a-f]{40})'?$/.exec(command);
+        if (reset) commit = reset[1]!;
+        return ok('');
+      },
+      close() {},
+    };
+  }
+
+  close(): void {}
+}
+
+class TestContext_ extends CliContext {
+  constructor(
+    db: string,
+    private readonly fake: Transport,
+  ) {
+    const sink = () => new PassThrough() as unknown as NodeJS.WriteStream;
+    super({ db, quiet: true }, sink(), sink());
+  }
+
+  override transport(): Transport {
+    return this.fake;
+  }
+}
+
+function setup(t: TestContext, status: 'pending' | 'paused' = 'pending'): string {
+  const dir = mkdtempSync(join(tmpdir(), 'agent-update-interrupt-'));
+  const db = join(dir, 'p.db');
+  const store = new Store(db);
+  store.createUpdate({
+    name: 'u', repo: '/r', branch: 'master', commit: NEW, configFile: null, settings, testStopAfter: 0,
+    servers: ['s1', 's2'].map((name) => ({ name, host: name, port: 22, user: 'u', type: 'app' })),
+  });
+  for (const s of store.getServers('u')) store.setProbedCommit(s.id, OLD);
+  store.setUpdateStatus('u', 'pending');
+  if (status === 'paused') {
+    store.setUpdateStatus('u', 'running');
+    store.setUpdateStatus('u', 'paused', { reason: 'pause requested' });
+  }
+  store.close();
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  return db;
+}
+
+/** Deliver `signal` to the listeners this process has for it, as a real signal would. */
+function deliver(signal: NodeJS.Signals): void {
+  process.emit(signal, signal);
+}
+
+function snapshot(db: string) {
+  const store = new Store(db);
+  try {
+    const u = store.getUpdate('u');
+    return { status: u.status, lease: u.lease, reason: u.reason, servers: store.getServers('u').map((s) => s.status), events: store.getEvents('u').length };
+  } finally {
+    store.close();
+  }
+}
+
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  test(`${signal} while start checks SSH, before any update is handed over: exit 130, nothing written, no server touched`, async (t) => {
+    const db = setup(t);
+    const before = snapshot(db);
+    const fake = new Fake((n) => n === 1 && deliver(signal));
+    const ctx = new TestContext_(db, fake);
+    try {
+      await assert.rejects(runCommand(ctx, 'start', ['u'], {}), (e: unknown) => {
+        assert.ok(e instanceof InterruptedError, String(e));
+        assert.equal(e.exitCode, EXIT.interrupted);
+        assert.match(e.message, new RegExp(`^${signal}: interrupted before any update started; nothing was changed`));
+        return true;
+      });
+    } finally {
+      ctx.close();
+    }
+    assert.deepEqual(snapshot(db), before, 'the update is exactly as it was');
+    assert.deepEqual(fake.commands, [], 'nothing ran on any server');
+    assert.equal(process.listenerCount(signal), 0, 'its handlers are removed');
+  });
+}
+
+test('resume: a SIGINT while it checks SSH leaves the update paused, exactly as it was (exit 130)', async (t) => {
+  const db = setup(t, 'paused');
+  const before = snapshot(db);
+  const fake = new Fake((n) => n === 1 && deliver('SIGINT'));
+  const ctx = new TestContext_(db, fake);
+  try {
+    await assert.rejects(runCommand(ctx, 'resume', ['u'], {}), (e: unknown) => e instanceof InterruptedError && e.exitCode === EXIT.interrupted);
+  } finally {
+    ctx.close();
+  }
+  assert.deepEqual(snapshot(db), before);
+  assert.deepEqual(fake.commands, []);
+});
+
+test('SIGINT while the engine checks SSH, before the update is running: it pauses before its first server (exit 3)', async (t) => {
+  const db = setup(t);
+  const fake = new Fake((n) => n === 2 && deliver('SIGINT'));
+  const ctx = new TestContext_(db, fake);
+  let code: number;
+  try {
+    code = await runCommand(ctx, 'start', ['u'], {});
+  } finally {
+    ctx.close();
+  }
+  assert.equal(code, EXIT.paused);
+  const after = snapshot(db);
+  assert.equal(after.status, 'paused');
+  assert.equal(after.reason, 'pause requested');
+  assert.equal(after.lease, null);
+  assert.deepEqual(after.servers, ['pending', 'pending']);
+  assert.deepEqual(fake.commands, [], 'nothing ran on any server');
+});
+
+test('without a signal the same start runs to the end (the fake is sound)', async (t) => {
+  const db = setup(t);
+  const fake = new Fake(() => {});
+  const ctx = new TestContext_(db, fake);
+  try {
+    assert.equal(await runCommand(ctx, 'start', ['u'], {}), EXIT.ok);
+  } finally {
+    ctx.close();
+  }
+  assert.equal(snapshot(db).status, 'success');
+  assert.ok(fake.commands.length > 0);
+});
