@@ -78,7 +78,7 @@ export async function runCommand(
       for (const name of names) askPause(name);
       ctx.err.write(`\n${signal}: pausing after the server in flight finishes; press Ctrl-C again to stop at once\n`);
     } else {
-      ctx.err.write(`\n${signal}: stopping now; the server in flight stays recorded and \`agent-update start\` takes it over\n`);
+      ctx.err.write(`\n${signal}: stopping now; the server in flight stays recorded and \`${ctx.cmd(`start ${names.join(" ")}`)}\` takes it over\n`);
       hardStop.abort();
       setTimeout(() => process.exit(EXIT.interrupted), 3_000).unref();
     }

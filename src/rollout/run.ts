@@ -4,7 +4,7 @@ import type { Clock } from '../clock.js';
 import { AppError, BusyError, EXIT, InterruptedError, TransitionError } from '../errors.js';
 import { checkLocalSsh, TransportError, type Session, type Transport, type ExecResult } from '../ssh/transport.js';
 import type { ServerRecord, Store, UpdateRecord } from '../store/store.js';
-import { expandCommand, expandText } from '../util/shell.js';
+import { expandCommand, expandText, type PlaceholderValues } from '../util/shell.js';
 import { formatDuration } from '../util/duration.js';
 import { suggest } from '../util/suggest.js';
 import { countWorked, decide } from './decide.js';
@@ -361,6 +361,21 @@ class ServerRun {
     }
   }
 
+  /**
+   * Run a command template with its placeholders filled in. A template that cannot be expanded
+   * (a plan stored by an older version, with a placeholder where no quoting is certain) is not
+   * run: the step fails with why, journalled, like any failed command.
+   */
+  async execTemplate(phase: string, template: string, values: PlaceholderValues, timeoutMs?: number): Promise<ExecResult> {
+    let command: string;
+    try {
+      command = expandCommand(template, values);
+    } catch (e) {
+      return this.record(phase, template, { code: null, stdout: '', stderr: '', timedOut: false, error: `not run: ${(e as Error).message}`, durationMs: 0 });
+    }
+    return this.exec(phase, command, timeoutMs);
+  }
+
   /** Journal a command that could not be sent at all (its row begins and ends at once). */
   private record(phase: string, shown: string, result: ExecResult): ExecResult {
     const { store } = this.ctx.deps;
@@ -661,7 +676,7 @@ async function updateAndVerify(run: ServerRun, opts: { skipUpdate: boolean }): P
   const values = placeholders(run, target, run.server.fromCommit);
   if (!opts.skipUpdate) {
     for (const command of agent.update) {
-      const r = await run.exec('update', expandCommand(command, values));
+      const r = await run.execTemplate('update', command, values);
       if (r.code !== 0) return rollbackServer(run, `update command ${describeFailure(r)}`);
     }
     const v = await run.version('update');
@@ -673,7 +688,7 @@ async function updateAndVerify(run: ServerRun, opts: { skipUpdate: boolean }): P
   if (run.server.step !== 'verify') {
     run.setStep('restart');
     for (const name of restart) {
-      const r = await run.exec('restart', expandCommand(agent.restart[name]!, values));
+      const r = await run.execTemplate('restart', agent.restart[name]!, values);
       if (r.code !== 0) return rollbackServer(run, `restart ${name} ${describeFailure(r)}`);
     }
     run.setStep('verify');
@@ -695,14 +710,14 @@ async function rollbackServer(run: ServerRun, reason: string): Promise<void> {
   const values = placeholders(run, to, run.server.toCommit);
   const fatal = (why: string) => run.finish('fatal', { error: `${reason}; rollback to ${to.slice(0, 12)} failed: ${why}` });
   for (const command of agent.update) {
-    const r = await run.exec('rollback', expandCommand(command, values));
+    const r = await run.execTemplate('rollback', command, values);
     if (r.code !== 0) return fatal(`update command ${describeFailure(r)}`);
   }
   const v = await run.version('rollback');
   if (!v.ok) return fatal(v.error);
   if (v.commit !== to) return fatal(`version_command prints ${v.commit.slice(0, 12)}`);
   for (const name of restart) {
-    const r = await run.exec('rollback', expandCommand(agent.restart[name]!, values));
+    const r = await run.execTemplate('rollback', agent.restart[name]!, values);
     if (r.code !== 0) return fatal(`restart ${name} ${describeFailure(r)}`);
   }
   run.setStep('verify-rollback');
@@ -722,8 +737,14 @@ async function verifyHealth(run: ServerRun, phase: ServerStep, commit: string): 
   // The same values as the commands of the phase: during a rollback {previous_commit} is the target that failed.
   const previous = (phase === 'verify-rollback' ? run.server.toCommit : run.server.fromCommit) ?? '';
   const values = placeholders(run, commit, previous);
-  const expect = expandText(health.expect, values);
-  const command = expandCommand(health.command, values);
+  let expect: string;
+  let command: string;
+  try {
+    expect = expandText(health.expect, values);
+    command = expandCommand(health.command, values);
+  } catch (e) {
+    return { ok: false, error: `health command not run: ${(e as Error).message}` };
+  }
   const begin = clock.now().getTime();
   const deadline = begin + health.timeoutMs;
   // agent.health.stable_for: once healthy, it must stay so (every check) this long.

@@ -17,6 +17,7 @@ import { runCommand } from '../../src/cli/run.js';
 import type { RolloutSettings, ServerSpec, SshConfig } from '../../src/config/types.js';
 import { EXIT, InterruptedError } from '../../src/errors.js';
 import type { ExecResult, Session, Transport } from '../../src/ssh/transport.js';
+import { LOCK_SCRIPT_END } from '../../src/rollout/remote-lock.js';
 import { Store } from '../../src/store/store.js';
 
 const OLD = 'a'.repeat(40);
@@ -55,9 +56,14 @@ class Fake implements Transport {
     let commit = OLD;
     const ok = (stdout: string): ExecResult => ({ code: 0, stdout, stderr: '', timedOut: false, error: null, durationMs: 1 });
     return {
-      exec: async (command: string) => {
-        this.commands.push(`${server.name}: ${command}`);
-        if (command === 'version' || command === 'health') return ok(`${commit}\n`);
+      exec: async (full: string) => {
+        // The lock script in front of a re-check (or alone, to release it): answered as a server would.
+        const end = full.indexOf(LOCK_SCRIPT_END);
+        const command = end < 0 ? full : full.slice(end + LOCK_SCRIPT_END.length).replace(/^\n/, '');
+        this.commands.push(`${server.name}: ${end < 0 ? command : `(lock) ${command}`}`);
+        if (end >= 0 && command === '') return ok('agent-update-lock: released\n');
+        const lock = end >= 0 ? 'agent-update-lock: acquired\n' : '';
+        if (command === 'version' || command === 'health') return ok(`${lock}${commit}\n`);
         const reset = /^reset '?([0-9a-f]{40})'?$/.exec(command);
         if (reset) commit = reset[1]!;
         return ok('');

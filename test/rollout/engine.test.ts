@@ -844,3 +844,19 @@ test('health checks that cannot connect are "not healthy yet", inside the health
   assert.equal(r.status, 'success');
   assert.equal(store.getSteps('u', 's1').filter((st) => st.phase === 'verify').length, 4, 'three lost, the fourth healthy: no retry loop of their own');
 });
+
+test('a stored plan whose command cannot be expanded (an older version made it) fails its step, journalled; never an internal error', async (t) => {
+  const store = setup(t, ['s1']);
+  const old = { ...settings, agent: { ...settings.agent, update: ['reset `echo {commit}`'] } };
+  store.db.prepare('UPDATE updates SET settings_json = ?').run(JSON.stringify(old));
+  const fake = new FakeTransport();
+  const s1 = fake.add('s1', OLD);
+  crashAt(store, 's1', 'update', OLD);
+  const r = await runUpdate(deps(store, fake), 'u', { mode: 'start' });
+  assert.equal(r.status, 'failure');
+  const s = statusOf(store, 's1');
+  assert.equal(s.status, 'fatal');
+  assert.match(s.error!, /update command failed: not run: .*placeholder/);
+  assert.ok(!s1.log.some((c) => c.startsWith('reset')), `nothing of it ran: ${s1.log.join(', ')}`);
+  assert.ok(store.getSteps('u', 's1').some((st) => st.phase === 'update' && /^not run: /.test(st.error ?? '')));
+});

@@ -141,9 +141,16 @@ test('every sshd connection cut for a second, twice, in the middle of a rollout:
   const fleet = await fleetFor(t, { servers: 5, upstream: { slowDelayMs: 1500 } });
   if (!fleet) return;
   const db = join(fleet.root, 'plan.db');
-  // a slow last update command, so a cut can land inside the update step too
-  const update = [...(fleet.configObject().agent as { update: string[] }).update, 'sleep 2'];
-  const config = fleet.writeConfig({ name: 'b', source: { branch: 'slow' }, agent: { update, health: { timeout: '30s', interval: '100ms' } } });
+  // A gate as the last update command, so a cut lands inside the update step: it says it is at
+  // the gate, then waits for the test to open it (open from the start on every server but s4).
+  const gate = 'touch ~/at-gate; while [ ! -e ~/gate-open ]; do sleep 0.05; done';
+  const update = [...(fleet.configObject().agent as { update: string[] }).update, gate];
+  const { writeFileSync, existsSync } = await import('node:fs');
+  for (const s of ['s1', 's2', 's3', 's5']) writeFileSync(join(fleet.home(s), 'gate-open'), '');
+  // and a gate in front of the health check, so the first cut lands while s2 is verifying
+  const health = '[ -e ~/health-open ] && ~/agent/bin/health';
+  for (const s of ['s1', 's3', 's4', 's5']) writeFileSync(join(fleet.home(s), 'health-open'), '');
+  const config = fleet.writeConfig({ name: 'b', source: { branch: 'slow' }, agent: { update, health: { command: health, timeout: '60s', interval: '100ms' } } });
   assert.equal((await cli(['plan', '-c', config], { db })).code, 0);
   assert.deepEqual((await statusJson(db, 'b')).servers.map((s) => s.error), [null, null, null, null, null]);
   const { spawnCli } = await import('../helpers/cli.js');
@@ -165,9 +172,11 @@ test('every sshd connection cut for a second, twice, in the middle of a rollout:
   };
   await at('s2', 'verify');
   const first = await blip(fleet.root, 1000);
+  writeFileSync(join(fleet.home('s2'), 'health-open'), '');
   await at('s4', 'update');
-  await new Promise((r) => setTimeout(r, 500)); // inside its `sleep 2`
+  for (let i = 0; i < 2400 && !existsSync(join(fleet.home('s4'), 'at-gate')); i++) await new Promise((r) => setTimeout(r, 25));
   const second = await blip(fleet.root, 1000);
+  writeFileSync(join(fleet.home('s4'), 'gate-open'), '');
   assert.ok(first >= 1 && second >= 1, `connections cut: ${first}, ${second}`);
   assert.match(String((await run).stdout), /connection lost to s4 \(connection lost: .*\); reconnecting for up to 30s/);
   const r = await run;
@@ -185,8 +194,8 @@ test('every sshd connection cut for a second, twice, in the middle of a rollout:
     const cutChecks = store.getSteps('b', 's2').filter((st) => st.phase === 'verify' && /connection lost/.test(st.error ?? ''));
     assert.ok(cutChecks.length >= 1, 's2: a health check was cut');
     const cutUpdates = store.getSteps('b', 's4').filter((st) => st.phase === 'update' && /connection lost/.test(st.error ?? ''));
-    assert.deepEqual(cutUpdates.map((st) => st.command), ['sleep 2'], 's4: the update command that was cut, then run again');
-    assert.equal(store.getSteps('b', 's4').filter((st) => st.command === 'sleep 2' && st.exitCode === 0).length, 1);
+    assert.deepEqual(cutUpdates.map((st) => st.command), [gate], 's4: the update command that was cut, then run again');
+    assert.equal(store.getSteps('b', 's4').filter((st) => st.command === gate && st.exitCode === 0).length, 1);
   } finally {
     store.close();
   }
