@@ -8,7 +8,13 @@ export interface ServerSpec {
   host: string;
   port: number;
   user: string;
+  /** the primary type: `types[0]` (status JSON's `type`) */
   type: string;
+  /**
+   * every type of the server, `type` first: one for a `servers:` entry with `type: app`,
+   * several for `type: [app, web]` or an Ansible host in several groups (extension)
+   */
+  types: string[];
 }
 
 export interface SshConfig {

@@ -605,7 +605,7 @@ export function validateConfig(raw: unknown, ctx: ValidateContext): ValidateResu
           return;
         }
         accounts.set(account, { index: i, name: sname });
-        servers.push({ name: sname, host, port, user, type });
+        servers.push({ name: sname, host, port, user, type, types: [type] });
       }
     });
   }

@@ -23,7 +23,10 @@ export interface UpdateJson {
 export interface ServerJson {
   name: string;
   host: string;
+  /** the primary type (SPEC) */
   type: string;
+  /** extension: every type of the server, `type` first (an inventory host in several groups) */
+  types: string[];
   status: string;
   step: string | null;
   fromCommit: string | null;
@@ -53,6 +56,7 @@ export function updateJson(u: UpdateRecord, servers: readonly ServerRecord[]): U
       name: s.name,
       host: s.host,
       type: s.type,
+      types: s.types,
       status: s.status,
       step: s.step,
       fromCommit: s.fromCommit,

@@ -106,7 +106,7 @@ export async function createPlan(deps: PlanDeps, config: Config, opts: PlanOptio
 /** Read one server's current commit; record it as pending, skipped (at the target) or unreachable. */
 export async function probeServer(deps: PlanDeps, config: Config, target: string, s: ServerRecord, signal?: AbortSignal): Promise<void> {
   const { store, transport, emit } = deps;
-  const spec: ServerSpec = { name: s.name, host: s.host, port: s.port, user: s.user, type: s.type };
+  const spec: ServerSpec = { name: s.name, host: s.host, port: s.port, user: s.user, type: s.type, types: s.types };
   let commit: string | null = null;
   let error: string | null = null;
   let lockedBy: string | null = null;

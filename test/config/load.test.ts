@@ -53,7 +53,7 @@ test('loadConfig reads a file with HOME and USER from opts.env', () => {
   assert.equal(c.file, file);
   assert.equal(c.ssh.user, 'tester');
   assert.equal(c.ssh.knownHosts, path.join(home, '.ssh', 'known_hosts'));
-  assert.deepEqual(c.servers, [{ name: 'app1', host: '10.0.0.11', port: 22, user: 'tester', type: 'default' }]);
+  assert.deepEqual(c.servers, [{ name: 'app1', host: '10.0.0.11', port: 22, user: 'tester', type: 'default', types: ['default'] }]);
 });
 
 test('loadConfig resolves a relative file against opts.cwd, and relative paths in it against its folder', () => {
@@ -174,7 +174,7 @@ test('YAML anchors and merge keys work', () => {
   - { <<: *app, name: app2, host: 10.0.0.12 }
 `)}`;
   const c = loadConfigText(yaml, '/x/c.yaml', { home: '/h', user: 'u', exists: () => true });
-  assert.deepEqual(c.servers[1], { name: 'app2', host: '10.0.0.12', port: 2222, user: 'u', type: 'app' });
+  assert.deepEqual(c.servers[1], { name: 'app2', host: '10.0.0.12', port: 2222, user: 'u', type: 'app', types: ['app'] });
 });
 
 test('an empty file', () => {

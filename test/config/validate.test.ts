@@ -13,8 +13,8 @@ test('a valid config maps to Config with every default', () => {
     name: null,
     source: { repo: 'https://github.com/example/agent', branch: 'master', commit: null },
     servers: [
-      { name: 'app1', host: '10.0.0.11', port: 22, user: 'op', type: 'app' },
-      { name: 'db1', host: '10.0.0.21', port: 2222, user: 'ops', type: 'db' },
+      { name: 'app1', host: '10.0.0.11', port: 22, user: 'op', type: 'app', types: ['app'] },
+      { name: 'db1', host: '10.0.0.21', port: 2222, user: 'ops', type: 'db', types: ['db'] },
     ],
     serverTypes: null,
     ssh: {
@@ -71,8 +71,8 @@ test('every key set explicitly is honoured', () => {
   assert.equal(c.name, 'agent-2026-11');
   assert.equal(c.source.commit, '3f1c2ab');
   assert.deepEqual(c.serverTypes, ['app']);
-  assert.deepEqual(c.servers[0], { name: 'app1', host: '10.0.0.11', port: 2200, user: 'frappe', type: 'app' });
-  assert.deepEqual(c.servers[1], { name: 'db1', host: '10.0.0.21', port: 2222, user: 'ops', type: 'db' });
+  assert.deepEqual(c.servers[0], { name: 'app1', host: '10.0.0.11', port: 2200, user: 'frappe', type: 'app', types: ['app'] });
+  assert.deepEqual(c.servers[1], { name: 'db1', host: '10.0.0.21', port: 2222, user: 'ops', type: 'db', types: ['db'] });
   assert.deepEqual(c.ssh, {
     user: 'frappe',
     port: 2200,
