@@ -7,6 +7,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { ConfigError } from '../errors.js';
 import type { Config } from './types.js';
+import { readInventory } from './inventory/index.js';
 import { validateConfig } from './validate.js';
 import { parseYaml } from './yaml.js';
 
@@ -55,6 +56,7 @@ export function loadConfigText(text: string, file: string, opts: LoadOptions = {
     user: opts.user ?? currentUser(env),
     exists: opts.exists ?? defaultExists,
     locate: parsed.locate,
+    readInventory,
   });
   if ('problems' in result) throw new ConfigError(file, result.problems);
   return result.config;

@@ -53,8 +53,14 @@ export interface Config {
   file: string;
   name: string | null;
   source: { repo: string; branch: string; commit: string | null };
+  /** `servers:` then the hosts of `inventory:`, in that order */
   servers: ServerSpec[];
+  /** the inventory file servers were read from (absolute), or null (extension) */
+  inventory: string | null;
   serverTypes: string[] | null;
+  /** server-name globs, applied after server_types (extension); null = all */
+  include: string[] | null;
+  exclude: string[] | null;
   ssh: SshConfig;
   agent: AgentConfig;
   /** names of `agent.restart` entries to run, in order */

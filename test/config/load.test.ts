@@ -6,6 +6,7 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ConfigError, EXIT } from '../../src/errors.js';
 import { loadConfig, loadConfigText, parseYaml } from '../../src/config/load.js';
+import { selectServers } from '../../src/plan/plan.js';
 
 const PLANS = fileURLToPath(new URL('../../../plans/', import.meta.url));
 
@@ -196,7 +197,9 @@ test('parseYaml.locate finds keys and list items', () => {
 });
 
 test('the example plans are valid (given their key files exist)', () => {
-  for (const name of ['frappe-agent.yaml', 'minimal.yaml']) {
+  const names = fs.readdirSync(PLANS).filter((n) => n.endsWith('.yaml') || n.endsWith('.yml'));
+  for (const want of ['frappe-agent.yaml', 'minimal.yaml', 'with-inventory.yaml']) assert.ok(names.includes(want), want);
+  for (const name of names) {
     const file = path.join(PLANS, name);
     const checked: string[] = [];
     const c = loadConfig(file, {
@@ -223,4 +226,26 @@ test('the example plans are valid (given their key files exist)', () => {
     e.problems.map((p) => p.path),
     ['ssh.identity_file', 'ssh.known_hosts'],
   );
+});
+
+test('the inventory example: servers and types from plans/inventory/production.ini, selected', () => {
+  const c = loadConfig(path.join(PLANS, 'with-inventory.yaml'), { home: '/home/frappe', user: 'me', exists: () => true });
+  assert.equal(c.inventory, path.join(PLANS, 'inventory', 'production.ini'));
+  const byName = Object.fromEntries(c.servers.map((s) => [s.name, s]));
+  assert.deepEqual(Object.keys(byName), [
+    'bastion.example.com',
+    'f01.example.com',
+    'f02.example.com',
+    'f03.example.com',
+    'f04.example.com',
+    'f-canary.example.com',
+    'n1.example.com',
+    'n2.example.com',
+    'db1',
+  ]);
+  assert.deepEqual(byName['bastion.example.com'], { name: 'bastion.example.com', host: 'bastion.example.com', port: 22, user: 'ops', type: 'default', types: ['default'] });
+  assert.deepEqual(byName['f-canary.example.com'], { name: 'f-canary.example.com', host: '10.0.0.99', port: 22, user: 'frappe', type: 'frappe', types: ['frappe', 'web'] });
+  assert.deepEqual(byName['n2.example.com'], { name: 'n2.example.com', host: 'n2.example.com', port: 2222, user: 'frappe', type: 'proxy', types: ['proxy', 'web'] });
+  assert.deepEqual(byName.db1, { name: 'db1', host: '10.0.0.21', port: 2222, user: 'ops', type: 'db', types: ['db'] });
+  assert.deepEqual(selectServers(c).map((s) => s.name), ['f01.example.com', 'f02.example.com', 'f03.example.com', 'f04.example.com']);
 });
