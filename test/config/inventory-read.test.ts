@@ -171,3 +171,9 @@ test('group_vars/ and host_vars/: vaulted files skipped, bad ones reported in th
   const bad = ansible(read({ ...base, 'group_vars/web': 'ansible_port: "{{ port }}"\n' }, 'hosts.ini').r);
   assert.deepEqual(problems(bad), ['web:1: ansible_port: ansible_port is a Jinja template ("{{ port }}"); agent-update does not evaluate templates: write the value itself']);
 });
+
+test('a host named .. never reads the folder above host_vars/ as its variables', () => {
+  const r = ansible(read({ 'hosts.ini': '[g]\n..\nok\n', 'host_vars/ok.yml': 'ansible_port: 2200\n', 'notes.yml': '- not: vars\n' }, 'hosts.ini').r);
+  assert.deepEqual(r.problems.map((p) => p.path), ['..'], 'only its name is a problem');
+  assert.deepEqual(r.entries.map((e) => e.raw), [{ name: 'ok', host: 'ok', port: 2200, type: ['g'] }]);
+});

@@ -71,8 +71,9 @@ export function varsFilesFor(inv: Inventory): VarsFiles | null {
     const hit = cache.get(key);
     if (hit) return hit;
     const vars: Vars = new Map();
-    // a name with a path separator (`/chroot/path`) never names a file, as in Ansible
-    if (!name.includes('/') && !name.includes('\0')) {
+    // a name with a path separator (`/chroot/path`) never names a file, as in Ansible; nor
+    // does `.` or `..` (the folder itself, or its parent)
+    if (!name.includes('/') && !name.includes('\0') && name !== '.' && name !== '..') {
       for (const file of findVarsFiles(dir, name)) {
         for (const [k, def] of readVarsFile(inv, file)) vars.set(k, def);
       }
