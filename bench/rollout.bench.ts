@@ -72,7 +72,7 @@ async function agentUpdate(fleet: Fleet, round: number): Promise<{ ms: number; c
 async function fixedCosts(fleet: Fleet): Promise<{ connectMs: number; execMs: number }> {
   const config = loadConfig(fleet.writeConfig({ name: 'costs' }));
   const s = fleet.servers[0]!;
-  const spec = { name: s.name, host: s.host, port: s.port, user: s.user, type: 'app' };
+  const spec = { name: s.name, host: s.host, port: s.port, user: s.user, type: 'app', types: ['app'] };
   const transport = new Ssh2Transport();
   const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
   try {

@@ -35,6 +35,8 @@ export interface ConfigProblem {
   path: string;
   message: string;
   line?: number;
+  /** the file the problem is in, when it is not the config file itself (an inventory) */
+  file?: string;
 }
 
 /** The config file is invalid: every problem is listed, exit 2. */
@@ -45,7 +47,7 @@ export class ConfigError extends AppError {
   ) {
     super(
       problems
-        .map((p) => `${file}${p.line !== undefined ? `:${p.line}` : ''}: ${p.path ? `${p.path}: ` : ''}${p.message}`)
+        .map((p) => `${p.file ?? file}${p.line !== undefined ? `:${p.line}` : ''}: ${p.path ? `${p.path}: ` : ''}${p.message}`)
         .join('\n'),
       EXIT.usage,
     );

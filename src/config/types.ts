@@ -8,7 +8,13 @@ export interface ServerSpec {
   host: string;
   port: number;
   user: string;
+  /** the primary type: `types[0]` (status JSON's `type`) */
   type: string;
+  /**
+   * every type of the server, `type` first: one for a `servers:` entry with `type: app`,
+   * several for `type: [app, web]` or an Ansible host in several groups (extension)
+   */
+  types: string[];
 }
 
 export interface SshConfig {
@@ -61,8 +67,14 @@ export interface Config {
   file: string;
   name: string | null;
   source: { repo: string; branch: string; commit: string | null };
+  /** `servers:` then the hosts of `inventory:`, in that order */
   servers: ServerSpec[];
+  /** the inventory file servers were read from (absolute), or null (extension) */
+  inventory: string | null;
   serverTypes: string[] | null;
+  /** server-name globs, applied after server_types (extension); null = all */
+  include: string[] | null;
+  exclude: string[] | null;
   ssh: SshConfig;
   agent: AgentConfig;
   /** names of `agent.restart` entries to run, in order */

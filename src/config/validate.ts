@@ -2,7 +2,7 @@
  * Config validation (SPEC.md "Config (YAML)"): turns the parsed YAML into a `Config`, or lists
  * EVERY problem at once, each with its dotted key path (`agent.health.timeout`,
  * `servers[2].host`) and, when the caller can tell, its line. Pure: the file system is only
- * reached through `ctx.exists`.
+ * reached through `ctx.exists` and `ctx.readInventory`.
  *
  * Defaults and rules beyond the SPEC's example:
  *
@@ -15,7 +15,8 @@
  *   guard). `source.commit` / `rollback.commit`: 7 to 40 hex digits, stored lower case.
  * - `servers[].name` is required, unique, `[A-Za-z0-9][A-Za-z0-9._-]*`; `type` defaults to
  *   `default`; `user` and `port` default to `ssh.user` and `ssh.port`.
- * - `server_types`: every listed type must be the type of at least one server.
+ * - `server_types`: every listed type must be the type of at least one server; a server is
+ *   covered when any of its types is listed.
  * - `restart`: default `[]` (no restart); every name must be a key of `agent.restart`.
  * - Commands may only use the placeholders `{repo}`, `{branch}`, `{commit}`,
  *   `{previous_commit}`; `${VAR}` and braces with spaces (`awk '{ print $1 }'`) are not
@@ -49,12 +50,26 @@
  *   server that another update (of this database, or of another one, by the lock on the server)
  *   is working on, before it pauses its own update with a reason naming the other.
  *
- * `inventory:` and the other extensions SPEC.md lists as decided but not built yet are reported
- * as "not supported yet" rather than as unknown keys.
+ * - `servers[].type` may be a list (`[app, web]`): every type of the server, the first its
+ *   primary one (status JSON's `type`).
+ * - `inventory: PATH` (relative to the config's folder, `~` = home): more servers, from an
+ *   Ansible INI or YAML inventory or a list in our own format (config/inventory/). With it,
+ *   `servers:` is optional; with both, the servers are `servers:` then the inventory's. A name
+ *   in both is an error reported at the config's entry, naming the inventory's file and line.
+ *   Problems inside the inventory carry its file (ConfigProblem.file) and line.
+ * - `include` / `exclude`: server-name globs (a string or a list), applied after
+ *   `server_types` (config/select.ts). An include pattern matching none of the servers
+ *   server_types covers is an error (a typo, nearly always); an exclude that matches nothing is
+ *   fine; a selection left empty is an error.
+ *
+ * The other extensions SPEC.md lists as decided but not built yet are reported as "not
+ * supported yet" rather than as unknown keys.
  */
 import * as path from 'node:path';
 import type { ConfigProblem } from '../errors.js';
 import type { Config, FailureBudget, ServerSpec } from './types.js';
+import type { InventoryRead } from './inventory/index.js';
+import { patternProblem, select } from './select.js';
 import { formatDuration, parseDuration } from '../util/duration.js';
 import { findPlaceholders, PLACEHOLDERS, unknownPlaceholders, unsafePlaceholders } from '../util/shell.js';
 
@@ -73,6 +88,8 @@ export interface ValidateContext {
   exists?: (absPath: string) => boolean;
   /** the line (1-based) of a key path in the source, when known */
   locate?: (path: KeyPath) => number | undefined;
+  /** reads `inventory:` (an absolute path); needed only when the config has one */
+  readInventory?: (absPath: string) => InventoryRead;
 }
 
 export type ValidateResult = { config: Config } | { problems: ConfigProblem[] };
@@ -101,7 +118,7 @@ const OUTPUT_LIMIT_MIN = 1024;
 const OUTPUT_LIMIT_MAX = 64 * 1024 * 1024;
 
 const KEYS = {
-  top: ['name', 'source', 'servers', 'server_types', 'ssh', 'agent', 'restart', 'rollback', 'test_mode', 'execution'],
+  top: ['name', 'source', 'servers', 'inventory', 'server_types', 'include', 'exclude', 'ssh', 'agent', 'restart', 'rollback', 'test_mode', 'execution'],
   source: ['repo', 'branch', 'commit'],
   server: ['name', 'host', 'port', 'user', 'type'],
   ssh: [
@@ -126,11 +143,7 @@ const KEYS = {
 
 /** Keys SPEC.md lists as decided extensions that this version does not implement yet. */
 const PLANNED: Record<string, Record<string, string>> = {
-  top: {
-    inventory: 'inventory files are not supported yet; list servers inline under servers',
-    include: 'include patterns are not supported yet; narrow the update with server_types',
-    exclude: 'exclude patterns are not supported yet; narrow the update with server_types',
-  },
+  top: {},
   source: {
     version: 'source.version is not supported yet',
     min_version: 'source.min_version is not supported yet',
@@ -312,15 +325,37 @@ export function repoProblem(repo: string): string | null {
 // ---------------------------------------------------------------------------------------------
 // the checker
 
+/** Where a problem is reported when it is not at a key path of the config itself. */
+interface Where {
+  path: string;
+  file?: string;
+  line?: number | undefined;
+}
+
 class Checker {
   readonly problems: ConfigProblem[] = [];
-  constructor(private readonly ctx: ValidateContext) {}
+  /**
+   * `file`: the problems are in that file (an inventory), not the config. `where`: places a
+   * key path itself (an Ansible host's fields come from variables written here and there).
+   */
+  constructor(
+    private readonly ctx: ValidateContext,
+    private readonly at: { file?: string; where?: (p: KeyPath) => Where } = {},
+  ) {}
 
   add(p: KeyPath, message: string): void {
-    const problem: ConfigProblem = { path: formatKeyPath(p), message };
-    const line = this.line(p);
+    const w = this.at.where?.(p);
+    const problem: ConfigProblem = { path: w ? w.path : formatKeyPath(p), message };
+    const line = w ? w.line : this.line(p);
     if (line !== undefined) problem.line = line;
+    const file = w ? w.file : this.at.file;
+    if (file !== undefined) problem.file = file;
     this.problems.push(problem);
+  }
+
+  /** The line of a key path (or of its nearest parent that has one). */
+  lineOf(p: KeyPath): number | undefined {
+    return this.line(p);
   }
 
   private line(p: KeyPath): number | undefined {
@@ -451,6 +486,32 @@ class Checker {
       );
     }
     return unknown.length === 0;
+  }
+
+  /** `include`/`exclude`: one glob or a list; null when absent, undefined when wrong. */
+  patterns(p: KeyPath, v: unknown): string[] | null | undefined {
+    if (v === undefined || v === null) return null;
+    const list = Array.isArray(v) ? v : [v];
+    if (list.length === 0) {
+      this.add(p, 'must list at least one server-name pattern; leave it out to keep every server');
+      return undefined;
+    }
+    const out: string[] = [];
+    let ok = true;
+    list.forEach((item: unknown, i: number) => {
+      const ip: KeyPath = Array.isArray(v) ? [...p, i] : p;
+      const s = this.string(ip, item, 'a server-name pattern (a string), e.g. "web*"');
+      if (s === undefined) {
+        ok = false;
+        return;
+      }
+      const why = patternProblem(s);
+      if (why) {
+        this.add(ip, why);
+        ok = false;
+      } else if (!out.includes(s)) out.push(s);
+    });
+    return ok ? out : undefined;
   }
 
   /** `~` and relative paths made absolute; undefined (with a problem) when impossible. */
@@ -588,122 +649,198 @@ export function validateConfig(raw: unknown, ctx: ValidateContext): ValidateResu
     `a number of bytes (an integer ${OUTPUT_LIMIT_MIN} to ${OUTPUT_LIMIT_MAX})`,
   );
 
-  // servers
+  // servers: the `servers:` list, then the hosts of `inventory:`
   const servers: ServerSpec[] = [];
+  // every entry became a server: only then can "matches no server" be told
+  let serversComplete = true;
+  const candidates: Candidate[] = [];
+  const others: Checker[] = [];
+  const hasInventory = top.inventory !== undefined && top.inventory !== null;
   if (top.servers === undefined || top.servers === null) {
-    c.add(['servers'], 'is required: a list of servers, e.g. - { name: app1, host: 10.0.0.11 }');
+    if (!hasInventory) c.add(['servers'], 'is required: a list of servers, e.g. - { name: app1, host: 10.0.0.11 } (or inventory: PATH)');
   } else if (!Array.isArray(top.servers)) {
     c.add(['servers'], `must be a list of servers, got ${describe(top.servers)}`);
+    serversComplete = false;
   } else if (top.servers.length === 0) {
-    c.add(['servers'], 'must list at least one server');
+    if (!hasInventory) c.add(['servers'], 'must list at least one server');
   } else {
-    const seen = new Map<string, number>();
-    // The same account on the same host is one agent checkout: listed twice, it would be updated
-    // twice, and by two executors at once if a split put the entries in different batches.
-    const accounts = new Map<string, { index: number; name: string }>();
     top.servers.forEach((item: unknown, i: number) => {
       const p: KeyPath = ['servers', i];
-      const s = c.section(p, item, KEYS.server);
-      if (s === null) return;
-      let ok = true;
-      let sname = '';
-      if (s.name === undefined || s.name === null) {
-        c.add([...p, 'name'], 'is required');
-        ok = false;
-      } else {
-        const v = c.string([...p, 'name'], s.name, 'a server name (a string)');
-        if (v === undefined) ok = false;
-        else if (!SERVER_NAME_RE.test(v)) {
-          c.add([...p, 'name'], `${JSON.stringify(v)} is not a valid server name: use letters, digits, '.', '_' and '-', starting with a letter or digit`);
-          ok = false;
-        } else {
-          const prev = seen.get(v);
-          if (prev !== undefined) {
-            c.add([...p, 'name'], `duplicate server name ${JSON.stringify(v)} (also servers[${prev}])`);
-            ok = false;
-          } else seen.set(v, i);
-          sname = v;
-        }
-      }
-      let host = '';
-      if (s.host === undefined || s.host === null) {
-        c.add([...p, 'host'], 'is required (a host name or IP address)');
-        ok = false;
-      } else {
-        const v = c.string([...p, 'host'], s.host, 'a host name or IP address (a string)');
-        if (v === undefined) ok = false;
-        else if (v === '') {
-          c.add([...p, 'host'], 'must not be empty');
-          ok = false;
-        } else if (/\s/.test(v)) {
-          c.add([...p, 'host'], `${JSON.stringify(v)} must not contain whitespace`);
-          ok = false;
-        } else if (v.startsWith('-')) {
-          c.add([...p, 'host'], `${JSON.stringify(v)} must not start with '-'`);
-          ok = false;
-        } else if (v.includes('@')) {
-          c.add([...p, 'host'], `${JSON.stringify(v)} must not contain '@'; put the user in servers[${i}].user`);
-          ok = false;
-        } else host = v;
-      }
-      const port = c.int([...p, 'port'], s.port, sshPort, 1, 65535, 'a port number (an integer 1 to 65535)');
-      let user = sshUser;
-      if (s.user !== undefined && s.user !== null) {
-        const u = checkUser(c, [...p, 'user'], s.user);
-        if (u === undefined) ok = false;
-        else user = u;
-      }
-      let type: string = DEFAULTS.serverType;
-      if (s.type !== undefined && s.type !== null) {
-        const v = c.string([...p, 'type'], s.type, 'a server type (a string)');
-        if (v === undefined) ok = false;
-        else if (v.trim() === '') {
-          c.add([...p, 'type'], 'must not be empty');
-          ok = false;
-        } else type = v;
-      }
-      if (ok) {
-        const account = `${user}@${host.toLowerCase()}:${port}`;
-        const prev = accounts.get(account);
-        if (prev !== undefined) {
-          c.add(
-            [...p, 'host'],
-            `${JSON.stringify(sname)} is the same host, port and user (${account}) as servers[${prev.index}] ${JSON.stringify(prev.name)}: ` +
-              'one account is one agent checkout; list it once',
-          );
-          return;
-        }
-        accounts.set(account, { index: i, name: sname });
-        servers.push({ name: sname, host, port, user, type });
-      }
+      const r = checkServer(c, p, item, sshUser, sshPort, `servers[${i}].user`);
+      if (!r.spec) serversComplete = false;
+      if (r.name !== undefined) candidates.push({ ...r, name: r.name, c, p, label: `servers[${i}]`, file, line: c.lineOf(p), origin: 'config' });
     });
   }
 
-  // server_types
+  let inventory: string | null = null;
+  if (hasInventory) {
+    const s = c.string(['inventory'], top.inventory, 'a file path (a string)');
+    const abs = s === undefined ? undefined : c.filePath(['inventory'], s);
+    if (abs === undefined) serversComplete = false;
+    else {
+      inventory = abs;
+      if (!ctx.readInventory) throw new Error('validateConfig: the config has an inventory and ctx.readInventory is not set');
+      const read = ctx.readInventory(abs);
+      if (read.kind === 'unreadable') {
+        c.add(['inventory'], `${read.message}${abs !== s ? ` (from ${JSON.stringify(s)})` : ''}`);
+        serversComplete = false;
+      } else if (read.kind === 'problems') {
+        c.problems.push(...read.problems);
+        serversComplete = false;
+      } else if (read.kind === 'servers') {
+        // agent-update's own format: entries exactly as under servers:, problems in that file
+        const ic = new Checker({ ...ctx, locate: read.locate }, { file: read.file });
+        others.push(ic);
+        let list: unknown = read.value;
+        if (read.base.length) {
+          const wrapper = read.value as Record<string, unknown>;
+          for (const key of Object.keys(wrapper)) {
+            if (key !== 'servers') ic.add([key], "unknown key: an inventory in agent-update's format holds servers: only");
+          }
+          list = wrapper.servers;
+        }
+        if (!Array.isArray(list) || list.length === 0) {
+          ic.add(read.base, 'must list at least one server');
+          serversComplete = false;
+        } else {
+          list.forEach((item: unknown, i: number) => {
+            const p: KeyPath = [...read.base, i];
+            const label = formatKeyPath(p);
+            const r = checkServer(ic, p, item, sshUser, sshPort, formatKeyPath([...p, 'user']));
+            if (!r.spec) serversComplete = false;
+            if (r.name !== undefined) {
+              candidates.push({ ...r, name: r.name, c: ic, p, label: label.startsWith('[') ? `entry ${label}` : label, file: read.file, line: read.locate(p), origin: 'inventory' });
+            }
+          });
+        }
+      } else {
+        // an Ansible inventory: each field is placed where its variable was written
+        c.problems.push(...read.problems);
+        if (read.problems.length) serversComplete = false;
+        for (const e of read.entries) {
+          const ac = new Checker(ctx, {
+            where: (p) => {
+              const place = e.places[p[p.length - 1] as keyof typeof e.places] ?? e.places.name;
+              return { path: place.path, file: place.file, line: place.line };
+            },
+          });
+          others.push(ac);
+          const r = checkServer(ac, [], e.raw, sshUser, sshPort, 'ansible_user');
+          if (!r.spec) serversComplete = false;
+          if (r.name !== undefined) {
+            candidates.push({ ...r, name: r.name, c: ac, p: [], label: r.name, file: e.places.name.file, line: e.places.name.line, origin: 'ansible' });
+          }
+        }
+      }
+    }
+  }
+
+  {
+    // One name is one server; one account (user@host:port) is one agent checkout: listed twice,
+    // it would be updated twice, and by two executors at once if a split put the entries in
+    // different batches.
+    const byName = new Map<string, Candidate>();
+    const byAccount = new Map<string, Candidate>();
+    for (const cand of candidates) {
+      const prev = byName.get(cand.name);
+      if (prev) {
+        serversComplete = false;
+        if (prev.origin === 'config' && cand.origin !== 'config') {
+          // reported in the config, where the two lists meet
+          prev.c.add(
+            [...prev.p, 'name'],
+            `duplicate server name ${JSON.stringify(cand.name)}: the inventory lists it too (${cand.file}${cand.line !== undefined ? `:${cand.line}` : ''}); ` +
+              'list each server once, under servers or in the inventory',
+          );
+        } else cand.c.add([...cand.p, 'name'], `duplicate server name ${JSON.stringify(cand.name)} (also ${refer(prev, cand, false)})`);
+        continue;
+      }
+      byName.set(cand.name, cand);
+      const spec = cand.spec;
+      if (!spec) continue;
+      const account = `${spec.user}@${spec.host.toLowerCase()}:${spec.port}`;
+      const other = byAccount.get(account);
+      if (other) {
+        serversComplete = false;
+        cand.c.add(
+          [...cand.p, cand.origin === 'ansible' ? 'name' : 'host'],
+          `${JSON.stringify(cand.name)} is the same host, port and user (${account}) as ${refer(other, cand, true)}: ` +
+            'one account is one agent checkout; list it once',
+        );
+        continue;
+      }
+      byAccount.set(account, cand);
+      servers.push(spec);
+    }
+    // the same definition (a group variable) is wrong for each of its hosts: say it once
+    const seen = new Set(c.problems.map(problemKey));
+    for (const o of others) {
+      for (const p of o.problems) {
+        if (seen.has(problemKey(p))) continue;
+        seen.add(problemKey(p));
+        c.problems.push(p);
+      }
+    }
+  }
+
+  // server_types: a server is covered when any of its types is listed
   let serverTypes: string[] | null = null;
+  let selectionOk = serversComplete;
   if (top.server_types !== undefined && top.server_types !== null) {
     const st = top.server_types;
     if (!Array.isArray(st)) {
       c.add(['server_types'], `must be a list of server types, e.g. [app, db], got ${describe(st)}`);
+      selectionOk = false;
     } else if (st.length === 0) {
       c.add(['server_types'], 'must list at least one type; leave it out to cover every server');
+      selectionOk = false;
     } else {
-      const types = [...new Set(servers.map((s) => s.type))];
+      const types = [...new Set(servers.flatMap((s) => s.types))];
       const out: string[] = [];
       st.forEach((t: unknown, i: number) => {
         const v = c.string(['server_types', i], t, 'a server type (a string)');
-        if (v === undefined) return;
-        if (!types.includes(v) && Array.isArray(top.servers) && servers.length === top.servers.length) {
+        if (v === undefined) {
+          selectionOk = false;
+          return;
+        }
+        if (!types.includes(v) && serversComplete) {
           const sug = suggest(v, types);
+          const implicit =
+            v === 'all' ? "; Ansible's group all is not a type: leave server_types out to cover every server"
+            : v === 'ungrouped' ? "; Ansible's group ungrouped is not a type: hosts in no group have the type default"
+            : '';
           c.add(
             ['server_types', i],
-            `no server has type ${JSON.stringify(v)}${sug ? `; did you mean ${sug}?` : ''} (the servers' types: ${types.join(', ')})`,
+            `no server has type ${JSON.stringify(v)}${sug ? `; did you mean ${sug}?` : ''}${implicit} (the servers' types: ${types.join(', ')})`,
           );
+          selectionOk = false;
           return;
         }
         if (!out.includes(v)) out.push(v);
       });
       serverTypes = out;
+    }
+  }
+
+  // include / exclude: server-name globs, after server_types
+  const include = c.patterns(['include'], top.include);
+  const exclude = c.patterns(['exclude'], top.exclude);
+  if (include === undefined || exclude === undefined) selectionOk = false;
+  if (selectionOk && (include || exclude)) {
+    const r = select(servers, { serverTypes, include: include ?? null, exclude: exclude ?? null });
+    for (const i of r.unmatchedInclude) {
+      const pattern = include![i]!;
+      const elsewhere = serverTypes ? select(servers, { serverTypes: null, include: [pattern], exclude: null }).servers : [];
+      const names = (list: ServerSpec[]) => `${list.slice(0, 5).map((x) => x.name).join(', ')}${list.length > 5 ? `, … (${list.length})` : ''}`;
+      c.add(
+        Array.isArray(top.include) ? ['include', i] : ['include'],
+        elsewhere.length
+          ? `${JSON.stringify(pattern)} matches no server of server_types (${serverTypes!.join(', ')}); it matches ${names(elsewhere)}, of other types`
+          : `${JSON.stringify(pattern)} matches no server (the servers: ${names(r.ofTypes)}); a pattern that matches nothing is almost always a typo`,
+      );
+    }
+    if (r.unmatchedInclude.length === 0 && r.servers.length === 0) {
+      c.add(exclude ? ['exclude'] : ['include'], `leaves no server to update (of ${r.ofTypes.length} ${serverTypes ? 'of server_types' : 'in all'})`);
     }
   }
 
@@ -840,7 +977,10 @@ export function validateConfig(raw: unknown, ctx: ValidateContext): ValidateResu
       name,
       source,
       servers,
+      inventory,
       serverTypes,
+      include: include ?? null,
+      exclude: exclude ?? null,
       ssh: {
         user: sshUser,
         port: sshPort,
@@ -876,6 +1016,96 @@ function failureBudget(c: Checker, p: KeyPath, v: unknown): FailureBudget | null
   return null;
 }
 
+/** A server entry on its way to the list: where it was written, for messages. */
+interface Candidate {
+  name: string;
+  spec: ServerSpec | undefined;
+  c: Checker;
+  p: KeyPath;
+  /** `servers[2]`, `entry [0]` (an inventory list), `web1` (an Ansible host) */
+  label: string;
+  file: string;
+  line: number | undefined;
+  origin: 'config' | 'inventory' | 'ansible';
+}
+
+/** How `cand`'s message names `other`: with its file and line when it is in another file. */
+function refer(other: Candidate, cand: Candidate, withName: boolean): string {
+  const elsewhere = other.file !== cand.file;
+  const line = other.line !== undefined ? `:${other.line}` : '';
+  if (other.origin === 'ansible') {
+    const at = elsewhere ? `${other.file}${line}` : other.line !== undefined ? `line ${other.line}` : '';
+    return at ? `${JSON.stringify(other.name)} (${at})` : JSON.stringify(other.name);
+  }
+  const base = withName ? `${other.label} ${JSON.stringify(other.name)}` : other.label;
+  return elsewhere ? `${base} (${other.file}${line})` : base;
+}
+
+function problemKey(p: ConfigProblem): string {
+  return `${p.file ?? ''}\0${p.line ?? ''}\0${p.path}\0${p.message}`;
+}
+
+/**
+ * One entry of a server list (`servers:`, an inventory, an Ansible host as such an entry):
+ * its name when that is valid (for the duplicate check), and the server when every field is.
+ * `userKey` is where a user belongs, for the message about `user@host`.
+ */
+function checkServer(
+  c: Checker,
+  p: KeyPath,
+  item: unknown,
+  sshUser: string,
+  sshPort: number,
+  userKey: string,
+): { name: string | undefined; spec: ServerSpec | undefined } {
+  const s = c.section(p, item, KEYS.server);
+  if (s === null) return { name: undefined, spec: undefined };
+  const before = c.problems.length;
+  let name: string | undefined;
+  if (s.name === undefined || s.name === null) {
+    c.add([...p, 'name'], 'is required');
+  } else {
+    const v = c.string([...p, 'name'], s.name, 'a server name (a string)');
+    if (v !== undefined && !SERVER_NAME_RE.test(v)) {
+      c.add([...p, 'name'], `${JSON.stringify(v)} is not a valid server name: use letters, digits, '.', '_' and '-', starting with a letter or digit`);
+    } else name = v;
+  }
+  let host = '';
+  if (s.host === undefined || s.host === null) {
+    c.add([...p, 'host'], 'is required (a host name or IP address)');
+  } else {
+    const v = c.string([...p, 'host'], s.host, 'a host name or IP address (a string)');
+    if (v === undefined) {
+      // reported
+    } else if (v === '') c.add([...p, 'host'], 'must not be empty');
+    else if (/\s/.test(v)) c.add([...p, 'host'], `${JSON.stringify(v)} must not contain whitespace`);
+    else if (v.startsWith('-')) c.add([...p, 'host'], `${JSON.stringify(v)} must not start with '-'`);
+    else if (v.includes('@')) c.add([...p, 'host'], `${JSON.stringify(v)} must not contain '@'; put the user in ${userKey}`);
+    else host = v;
+  }
+  const port = c.int([...p, 'port'], s.port, sshPort, 1, 65535, 'a port number (an integer 1 to 65535)');
+  let user = sshUser;
+  if (s.user !== undefined && s.user !== null) {
+    const u = checkUser(c, [...p, 'user'], s.user);
+    if (u !== undefined) user = u;
+  }
+  // `type: app`, or several: `type: [app, web]` (the first is the primary type)
+  const types: string[] = [];
+  if (s.type !== undefined && s.type !== null) {
+    const list = Array.isArray(s.type) ? s.type : [s.type];
+    if (list.length === 0) c.add([...p, 'type'], 'must list at least one type');
+    list.forEach((t: unknown, i: number) => {
+      const tp: KeyPath = Array.isArray(s.type) ? [...p, 'type', i] : [...p, 'type'];
+      const v = c.string(tp, t, 'a server type (a string)');
+      if (v === undefined) return;
+      if (v.trim() === '') c.add(tp, 'must not be empty');
+      else if (!types.includes(v)) types.push(v);
+    });
+  } else types.push(DEFAULTS.serverType);
+  if (c.problems.length > before || name === undefined || types.length === 0) return { name, spec: undefined };
+  return { name, spec: { name, host, port, user, type: types[0]!, types } };
+}
+
 function checkUser(c: Checker, p: KeyPath, v: unknown): string | undefined {
   const s = c.string(p, v, 'a user name (a string)');
   if (s === undefined) return undefined;
@@ -888,10 +1118,17 @@ function checkUser(c: Checker, p: KeyPath, v: unknown): string | undefined {
   return undefined;
 }
 
-/** By line, problems without a line last; otherwise in the order found. */
+/**
+ * The config's problems first, then each other file's (an inventory, its vars files) in the
+ * order they were first met; within a file by line, problems without a line last; otherwise in
+ * the order found.
+ */
 function sortProblems(problems: ConfigProblem[]): ConfigProblem[] {
+  const files: string[] = [];
+  for (const p of problems) if (p.file !== undefined && !files.includes(p.file)) files.push(p.file);
+  const rank = (p: ConfigProblem) => (p.file === undefined ? -1 : files.indexOf(p.file));
   return problems
     .map((p, i) => ({ p, i }))
-    .sort((a, b) => (a.p.line ?? Infinity) - (b.p.line ?? Infinity) || a.i - b.i)
+    .sort((a, b) => rank(a.p) - rank(b.p) || (a.p.line ?? Infinity) - (b.p.line ?? Infinity) || a.i - b.i)
     .map(({ p }) => p);
 }

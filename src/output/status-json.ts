@@ -46,7 +46,10 @@ export function budgetJson(u: UpdateRecord, use: { used: number; total: number; 
 export interface ServerJson {
   name: string;
   host: string;
+  /** the primary type (SPEC) */
   type: string;
+  /** extension: every type of the server, `type` first (an inventory host in several groups) */
+  types: string[];
   status: string;
   step: string | null;
   fromCommit: string | null;
@@ -77,6 +80,7 @@ export function updateJson(u: UpdateRecord, servers: readonly ServerRecord[], bu
       name: s.name,
       host: s.host,
       type: s.type,
+      types: s.types,
       status: s.status,
       step: s.step,
       fromCommit: s.fromCommit,

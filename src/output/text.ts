@@ -77,7 +77,7 @@ export function updateText(u: UpdateRecord, servers: readonly ServerRecord[], bu
     rows.push([
       s.name,
       s.port === 22 ? s.host : `${s.host}:${s.port}`,
-      s.type,
+      s.types.join(','),
       colourStatus(s.status) + (s.step ? ` (${s.step})` : ''),
       short(s.fromCommit),
       short(s.toCommit),

@@ -6,6 +6,7 @@ import type { EventSink } from '../rollout/events.js';
 import { checkLocalSsh, type Transport } from '../ssh/transport.js';
 import type { ServerRecord, Store, UpdateRecord } from '../store/store.js';
 import { resolveCommit, resolveRollbackCommit } from './source.js';
+import { select } from '../config/select.js';
 import { describeOwner, parseOwner, readScript, splitLockOutput } from '../rollout/remote-lock.js';
 
 export interface PlanOptions {
@@ -40,10 +41,13 @@ export function checkUpdateName(name: string): void {
   }
 }
 
-/** The servers this update covers: `server_types` when given, in config order. */
+/**
+ * The servers this update covers, in config order: `server_types` when given (a server with
+ * several types is in when any of them is listed), then `include`, then `exclude`
+ * (config/select.ts).
+ */
 export function selectServers(config: Config): ServerSpec[] {
-  const types = config.serverTypes;
-  return types ? config.servers.filter((s) => types.includes(s.type)) : config.servers;
+  return select(config.servers, config).servers;
 }
 
 /** `<branch>-<YYYY-MM-DD>`, then `-2`, `-3`… until the name is free. */
@@ -77,7 +81,7 @@ export async function createPlan(deps: PlanDeps, config: Config, opts: PlanOptio
     throw new UsageError(`an update named ${name} already exists in ${store.path}; pass --name to choose another`);
   }
   const servers = selectServers(config);
-  if (servers.length === 0) throw new UsageError(`${config.file}: server_types selects no server`);
+  if (servers.length === 0) throw new UsageError(`${config.file}: server_types, include and exclude select no server`);
   const commit = await (deps.resolve ?? resolveCommit)(config.source.repo, config.source.branch, config.source.commit);
   // The executor compares version_command's 40 hex with it: an abbreviation would never match.
   const rollbackCommit =
@@ -149,7 +153,7 @@ export async function probeServer(
   again = false,
 ): Promise<void> {
   const { store, transport, emit } = deps;
-  const spec: ServerSpec = { name: s.name, host: s.host, port: s.port, user: s.user, type: s.type };
+  const spec: ServerSpec = { name: s.name, host: s.host, port: s.port, user: s.user, type: s.type, types: s.types };
   let commit: string | null = null;
   let error: string | null = null;
   let lockedBy: string | null = null;

@@ -261,6 +261,7 @@ class ServerRun {
       port: this.server.port,
       user: this.server.user,
       type: this.server.type,
+      types: this.server.types,
     };
     try {
       this.session = await this.ctx.deps.transport.connect(spec, this.settings.ssh, this.ctx.signal);

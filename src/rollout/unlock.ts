@@ -74,7 +74,7 @@ export async function unlockServers(
     const account = accountOf(s);
     const base = { server: s.name, account };
     const settings = store.getUpdate(s.updateName).settings;
-    const spec: ServerSpec = { name: s.name, host: s.host, port: s.port, user: s.user, type: s.type };
+    const spec: ServerSpec = { name: s.name, host: s.host, port: s.port, user: s.user, type: s.type, types: s.types };
     let session;
     try {
       session = await transport.connect(spec, settings.ssh);

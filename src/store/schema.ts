@@ -83,4 +83,9 @@ export const MIGRATIONS: readonly string[] = [
   CREATE INDEX servers_by_status ON servers (status, port);
   CREATE INDEX events_by_server ON events (update_name, server_name);
   `,
+  // 3: every type of a server (a JSON list, `type` first), for servers in several groups of an
+  // inventory; NULL in rows written before it, which have just `type`.
+  `
+  ALTER TABLE servers ADD COLUMN types TEXT;
+  `,
 ];

@@ -50,7 +50,10 @@ export interface ServerRecord {
   host: string;
   port: number;
   user: string;
+  /** the primary type (`types[0]`) */
   type: string;
+  /** every type of the server, `type` first */
+  types: string[];
   status: ServerStatus;
   step: ServerStep | null;
   fromCommit: string | null;
@@ -102,7 +105,8 @@ export interface NewUpdate {
   configFile: string | null;
   settings: RolloutSettings;
   testStopAfter: number;
-  servers: ServerSpec[];
+  /** `types` defaults to `[type]` */
+  servers: Array<Omit<ServerSpec, 'types'> & Partial<Pick<ServerSpec, 'types'>>>;
 }
 
 type Row = Record<string, unknown>;
@@ -137,6 +141,19 @@ function toUpdate(r: Row): UpdateRecord {
   };
 }
 
+/** The `types` column (a JSON list), or just `type` for rows written before it existed. */
+function typesOf(r: Row): string[] {
+  if (typeof r.types === 'string') {
+    try {
+      const v = JSON.parse(r.types) as unknown;
+      if (Array.isArray(v) && v.length > 0 && v.every((t) => typeof t === 'string')) return v as string[];
+    } catch {
+      // fall back to type
+    }
+  }
+  return [r.type as string];
+}
+
 function toServer(r: Row): ServerRecord {
   return {
     id: r.id as number,
@@ -147,6 +164,7 @@ function toServer(r: Row): ServerRecord {
     port: r.port as number,
     user: r.user as string,
     type: r.type as string,
+    types: typesOf(r),
     status: r.status as ServerStatus,
     step: (r.step as ServerStep | null) ?? null,
     fromCommit: (r.from_commit as string | null) ?? null,
@@ -366,10 +384,10 @@ export class Store {
         )
         .run(u.name, at, u.repo, u.branch, u.commit, u.configFile, JSON.stringify(u.settings), u.testStopAfter);
       const insert = this.db.prepare(
-        `INSERT INTO servers (update_name, position, name, host, port, user, type, status)
-         VALUES (?, ?, ?, ?, ?, ?, ?, 'pending')`,
+        `INSERT INTO servers (update_name, position, name, host, port, user, type, types, status)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending')`,
       );
-      u.servers.forEach((s, i) => insert.run(u.name, i, s.name, s.host, s.port, s.user, s.type));
+      u.servers.forEach((s, i) => insert.run(u.name, i, s.name, s.host, s.port, s.user, s.type, JSON.stringify(s.types ?? [s.type])));
       this.addEvent(u.name, null, 'planning', `planning ${u.servers.length} servers to ${u.commit.slice(0, 12)}`);
     });
     return this.getUpdate(u.name);

@@ -14,6 +14,8 @@ export function ctx(extra: Partial<ValidateContext> = {}): ValidateContext {
     home: HOME,
     user: 'op',
     exists: (p) => EXISTING.has(p),
+    // no inventory exists here unless a test gives its own reader
+    readInventory: (p) => ({ kind: 'unreadable', message: `file not found: ${p}` }),
     ...extra,
   };
 }

@@ -6,6 +6,7 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ConfigError, EXIT } from '../../src/errors.js';
 import { loadConfig, loadConfigText, parseYaml } from '../../src/config/load.js';
+import { selectServers } from '../../src/plan/plan.js';
 
 const PLANS = fileURLToPath(new URL('../../../plans/', import.meta.url));
 
@@ -53,7 +54,7 @@ test('loadConfig reads a file with HOME and USER from opts.env', () => {
   assert.equal(c.file, file);
   assert.equal(c.ssh.user, 'tester');
   assert.equal(c.ssh.knownHosts, path.join(home, '.ssh', 'known_hosts'));
-  assert.deepEqual(c.servers, [{ name: 'app1', host: '10.0.0.11', port: 22, user: 'tester', type: 'default' }]);
+  assert.deepEqual(c.servers, [{ name: 'app1', host: '10.0.0.11', port: 22, user: 'tester', type: 'default', types: ['default'] }]);
 });
 
 test('loadConfig resolves a relative file against opts.cwd, and relative paths in it against its folder', () => {
@@ -174,7 +175,7 @@ test('YAML anchors and merge keys work', () => {
   - { <<: *app, name: app2, host: 10.0.0.12 }
 `)}`;
   const c = loadConfigText(yaml, '/x/c.yaml', { home: '/h', user: 'u', exists: () => true });
-  assert.deepEqual(c.servers[1], { name: 'app2', host: '10.0.0.12', port: 2222, user: 'u', type: 'app' });
+  assert.deepEqual(c.servers[1], { name: 'app2', host: '10.0.0.12', port: 2222, user: 'u', type: 'app', types: ['app'] });
 });
 
 test('an empty file', () => {
@@ -196,7 +197,9 @@ test('parseYaml.locate finds keys and list items', () => {
 });
 
 test('the example plans are valid (given their key files exist)', () => {
-  for (const name of ['frappe-agent.yaml', 'minimal.yaml']) {
+  const names = fs.readdirSync(PLANS).filter((n) => n.endsWith('.yaml') || n.endsWith('.yml'));
+  for (const want of ['frappe-agent.yaml', 'minimal.yaml', 'with-inventory.yaml']) assert.ok(names.includes(want), want);
+  for (const name of names) {
     const file = path.join(PLANS, name);
     const checked: string[] = [];
     const c = loadConfig(file, {
@@ -230,4 +233,26 @@ test('a bad source.repo is reported with the file, its line and the key path (ex
   const e = configError(() => loadConfig(file, { env }));
   assert.equal(e.exitCode, EXIT.usage);
   assert.equal(e.message, `${file}:2: source.repo: "https://x/agent;reboot" must not contain the shell metacharacter ';' (no git URL or sane path has them)`);
+});
+
+test('the inventory example: servers and types from plans/inventory/production.ini, selected', () => {
+  const c = loadConfig(path.join(PLANS, 'with-inventory.yaml'), { home: '/home/frappe', user: 'me', exists: () => true });
+  assert.equal(c.inventory, path.join(PLANS, 'inventory', 'production.ini'));
+  const byName = Object.fromEntries(c.servers.map((s) => [s.name, s]));
+  assert.deepEqual(Object.keys(byName), [
+    'bastion.example.com',
+    'f01.example.com',
+    'f02.example.com',
+    'f03.example.com',
+    'f04.example.com',
+    'f-canary.example.com',
+    'n1.example.com',
+    'n2.example.com',
+    'db1',
+  ]);
+  assert.deepEqual(byName['bastion.example.com'], { name: 'bastion.example.com', host: 'bastion.example.com', port: 22, user: 'ops', type: 'default', types: ['default'] });
+  assert.deepEqual(byName['f-canary.example.com'], { name: 'f-canary.example.com', host: '10.0.0.99', port: 22, user: 'frappe', type: 'frappe', types: ['frappe', 'web'] });
+  assert.deepEqual(byName['n2.example.com'], { name: 'n2.example.com', host: 'n2.example.com', port: 2222, user: 'frappe', type: 'proxy', types: ['proxy', 'web'] });
+  assert.deepEqual(byName.db1, { name: 'db1', host: '10.0.0.21', port: 2222, user: 'ops', type: 'db', types: ['db'] });
+  assert.deepEqual(selectServers(c).map((s) => s.name), ['f01.example.com', 'f02.example.com', 'f03.example.com', 'f04.example.com']);
 });

@@ -13,10 +13,13 @@ test('a valid config maps to Config with every default', () => {
     name: null,
     source: { repo: 'https://github.com/example/agent', branch: 'master', commit: null },
     servers: [
-      { name: 'app1', host: '10.0.0.11', port: 22, user: 'op', type: 'app' },
-      { name: 'db1', host: '10.0.0.21', port: 2222, user: 'ops', type: 'db' },
+      { name: 'app1', host: '10.0.0.11', port: 22, user: 'op', type: 'app', types: ['app'] },
+      { name: 'db1', host: '10.0.0.21', port: 2222, user: 'ops', type: 'db', types: ['db'] },
     ],
+    inventory: null,
     serverTypes: null,
+    include: null,
+    exclude: null,
     ssh: {
       user: 'op',
       port: 22,
@@ -75,8 +78,8 @@ test('every key set explicitly is honoured', () => {
   assert.equal(c.name, 'agent-2026-11');
   assert.equal(c.source.commit, '3f1c2ab');
   assert.deepEqual(c.serverTypes, ['app']);
-  assert.deepEqual(c.servers[0], { name: 'app1', host: '10.0.0.11', port: 2200, user: 'frappe', type: 'app' });
-  assert.deepEqual(c.servers[1], { name: 'db1', host: '10.0.0.21', port: 2222, user: 'ops', type: 'db' });
+  assert.deepEqual(c.servers[0], { name: 'app1', host: '10.0.0.11', port: 2200, user: 'frappe', type: 'app', types: ['app'] });
+  assert.deepEqual(c.servers[1], { name: 'db1', host: '10.0.0.21', port: 2222, user: 'ops', type: 'db', types: ['db'] });
   assert.deepEqual(c.ssh, {
     user: 'frappe',
     port: 2200,
@@ -159,7 +162,7 @@ const CASES: Case[] = [
   ['unknown server key', (c) => void (c.servers[0].hostname = 'x'), 'servers[0].hostname', /did you mean host\?/],
   ['unknown key, no suggestion', (c) => void (c.frobnicate = 1), 'frobnicate', /unknown key; expected one of: name, source/],
   ['top-level key that belongs in a section', (c) => void (c.known_hosts = 'x'), 'known_hosts', /belongs under ssh/],
-  ['inventory not supported yet', (c) => void (c.inventory = 'hosts.ini'), 'inventory', /^inventory files are not supported yet; list servers inline under servers$/],
+  ['inventory file missing', (c) => void (c.inventory = 'hosts.ini'), 'inventory', /^file not found: \/srv\/rollouts\/hosts\.ini \(from "hosts\.ini"\)$/],
   ['planned key', (c) => void (c.agent.semver_command = 'cat VERSION'), 'agent.semver_command', /not supported yet/],
   ['max_failures without continue_after_rollback', (c) => void (c.execution = { max_failures: 3 }), 'execution.max_failures', /needs rollback\.continue_after_rollback: true/],
   ['max_failures not a count or a percentage', (c) => void ((c.execution = { max_failures: 'some' }), (c.rollback = { continue_after_rollback: true })), 'execution.max_failures', /must be a whole number of servers \(3\) or a percentage .*got the string "some"/],

@@ -429,10 +429,10 @@ export async function startFleet(options: FleetOptions = {}): Promise<Fleet> {
 
     const servers: ServerSpec[] = [];
     for (let i = 1; i <= count; i++) {
-      servers.push({ name: `s${i}`, host: `127.0.${subnet}.${i}`, port, user, type: i % 2 === 1 ? 'app' : 'db' });
+      servers.push({ name: `s${i}`, host: `127.0.${subnet}.${i}`, port, user, type: i % 2 === 1 ? 'app' : 'db', types: [i % 2 === 1 ? 'app' : 'db'] });
     }
     for (let i = 1; i <= unreachable; i++) {
-      servers.push({ name: `u${i}`, host: `127.0.${subnet}.${200 + i}`, port, user, type: i % 2 === 1 ? 'app' : 'db' });
+      servers.push({ name: `u${i}`, host: `127.0.${subnet}.${200 + i}`, port, user, type: i % 2 === 1 ? 'app' : 'db', types: [i % 2 === 1 ? 'app' : 'db'] });
     }
     for (let i = 1; i <= hanging; i++) {
       const host = `127.0.${subnet}.${150 + i}`;
@@ -447,7 +447,7 @@ export async function startFleet(options: FleetOptions = {}): Promise<Fleet> {
         server.listen(port, host, () => resolve());
       });
       hangingServers.push(server);
-      servers.push({ name: `h${i}`, host, port, user, type: i % 2 === 1 ? 'app' : 'db' });
+      servers.push({ name: `h${i}`, host, port, user, type: i % 2 === 1 ? 'app' : 'db', types: [i % 2 === 1 ? 'app' : 'db'] });
     }
     const live = new Map(servers.filter((s) => s.name.startsWith('s')).map((s) => [s.name, path.join(homes, s.host)]));
 

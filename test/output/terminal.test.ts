@@ -26,7 +26,7 @@ function server(over: Partial<ServerRecord> = {}): ServerRecord {
   return {
     id: 1, updateName: 'u', position: 0, name: 's1', host: '10.0.0.1', port: 22, user: 'op', type: 'app',
     status: 'rolled-back', step: null, fromCommit: 'a'.repeat(40), toCommit: 'b'.repeat(40),
-    error: `update command exited 3: ${HOSTILE}`, startedAt: '2026-01-01T00:00:00.000Z', endedAt: '2026-01-01T00:00:01.000Z', lockHeld: false,
+    error: `update command exited 3: ${HOSTILE}`, startedAt: '2026-01-01T00:00:00.000Z', endedAt: '2026-01-01T00:00:01.000Z', lockHeld: false, types: ['app'],
     ...over,
   };
 }

@@ -36,6 +36,7 @@ function servers(...statuses: ServerStatus[]): ServerRecord[] {
     port: 22,
     user: 'x',
     type: 't',
+    types: ['t'],
     status,
     step: status === 'running' ? 'verify' : null,
     fromCommit: null,

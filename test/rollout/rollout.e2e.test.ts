@@ -81,9 +81,12 @@ test('the status JSON has exactly the SPEC fields', async (t) => {
   }
   assert.deepEqual(Object.keys(doc.source).sort(), ['branch', 'commit', 'repo']);
   assert.match(doc.source.commit, /^[0-9a-f]{40}$/);
+  // SPEC's fields, plus `types` (extension: every type of the server, `type` first)
   assert.deepEqual(Object.keys(doc.servers[0]!).sort(), [
-    'endedAt', 'error', 'fromCommit', 'host', 'name', 'startedAt', 'status', 'step', 'toCommit', 'type',
+    'endedAt', 'error', 'fromCommit', 'host', 'name', 'startedAt', 'status', 'step', 'toCommit', 'type', 'types',
   ]);
+  assert.equal(typeof doc.servers[0]!.type, 'string');
+  assert.deepEqual(doc.servers[0]!.types, [doc.servers[0]!.type]);
   assert.match(doc.createdAt, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
   const all = await cli(['status', '--json'], { db });
   assert.equal(all.code, 0);

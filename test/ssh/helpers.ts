@@ -35,7 +35,7 @@ export async function makeUserKey(dir: string, name = 'id_ed25519', passphrase =
 }
 
 export function server(host: string, port: number, user = userInfo().username): ServerSpec {
-  return { name: `srv-${port}`, host, port, user, type: 'app' };
+  return { name: `srv-${port}`, host, port, user, type: 'app', types: ['app'] };
 }
 
 export function sshConfig(overrides: Partial<SshConfig> & Pick<SshConfig, 'knownHosts'>): SshConfig {

@@ -222,3 +222,37 @@ test('split moves each server with its journal and its events', (t) => {
   assert.deepEqual(store.getEvents('u').filter((e) => e.serverName === 's3'), [], 'no event of s3 is left behind');
   assert.deepEqual(store.getSteps('u.2', 's3').map((s) => s.command), ['version']);
 });
+
+test('a server keeps every type (migration 3); rows from before it read as [type]', (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'agent-update-store-'));
+  const path = join(dir, 'plan.db');
+  // a database at schema 2 with one server, as the version before types wrote it
+  const old = new Database(path);
+  old.transaction(() => {
+    for (const m of MIGRATIONS.slice(0, 2)) old.exec(m);
+    old.pragma('user_version = 2');
+    old.prepare(
+      `INSERT INTO updates (name, status, created_at, repo, branch, commit_sha, settings_json) VALUES ('old', 'pending', '2026-01-01T00:00:00.000Z', '/r', 'master', ?, '{}')`,
+    ).run('c'.repeat(40));
+    old.prepare(`INSERT INTO servers (update_name, position, name, host, port, user, type, status) VALUES ('old', 0, 's1', 'h', 22, 'u', 'app', 'pending')`).run();
+  })();
+  old.close();
+  const store = new Store(path);
+  t.after(() => {
+    store.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  assert.equal(store.db.pragma('user_version', { simple: true }), MIGRATIONS.length);
+  assert.deepEqual(store.getServers('old').map((s) => [s.type, s.types]), [['app', ['app']]]);
+  store.createUpdate({
+    ...newUpdate('new', 2),
+    servers: [
+      { name: 'a', host: 'ha', port: 22, user: 'u', type: 'web', types: ['web', 'db', 'prod'] },
+      { name: 'b', host: 'hb', port: 22, user: 'u', type: 'db' },
+    ],
+  });
+  assert.deepEqual(store.getServers('new').map((s) => [s.name, s.type, s.types]), [
+    ['a', 'web', ['web', 'db', 'prod']],
+    ['b', 'db', ['db']],
+  ]);
+});
