@@ -275,6 +275,25 @@ function openChecked(path: string): Database.Database {
 }
 
 /**
+ * Switch to WAL, unless it is already. Changing the journal mode does not wait on SQLite's busy
+ * timeout: two processes opening a new database at once can get SQLITE_BUSY from it, so it is
+ * tried again for a while (the other one is switching it itself).
+ */
+function useWal(db: Database.Database): void {
+  const pause = new Int32Array(new SharedArrayBuffer(4));
+  for (let attempt = 0; ; attempt++) {
+    try {
+      if (String(db.pragma('journal_mode', { simple: true })).toLowerCase() === 'wal') return;
+      db.pragma('journal_mode = WAL');
+      return;
+    } catch (e) {
+      if ((e as { code?: string }).code !== 'SQLITE_BUSY' || attempt >= 400) throw e;
+      Atomics.wait(pause, 0, 0, 25);
+    }
+  }
+}
+
+/**
  * The plan database: one SQLite file in WAL mode, shared by every process working on it.
  * Every method that changes state is one transaction, so a crash leaves either the old or
  * the new state, never half of each. Status changes are checked against rollout/status.ts
@@ -288,7 +307,7 @@ export class Store {
     private readonly now: () => Date = () => new Date(),
   ) {
     this.db = openChecked(path);
-    this.db.pragma('journal_mode = WAL');
+    useWal(this.db);
     this.db.pragma('synchronous = FULL');
     this.db.pragma('foreign_keys = ON');
     this.migrate();
