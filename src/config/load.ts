@@ -21,6 +21,8 @@ export interface LoadOptions {
   user?: string;
   /** override the file-existence check (default: a regular file, or a link to one) */
   exists?: (absPath: string) => boolean;
+  /** override reading `ssh.config` and its Includes */
+  readFile?: (absPath: string) => { text: string } | { error: string };
 }
 
 export interface ParsedYaml {
@@ -108,6 +110,23 @@ function defaultExists(abs: string): boolean {
   }
 }
 
+function defaultReadFile(abs: string): { text: string } | { error: string } {
+  try {
+    return { text: fs.readFileSync(abs, 'utf8') };
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    return { error: code === 'ENOENT' ? 'no such file' : code === 'EACCES' || code === 'EPERM' ? 'permission denied' : (e as Error).message };
+  }
+}
+
+function defaultListDir(abs: string): string[] {
+  try {
+    return fs.readdirSync(abs);
+  } catch {
+    return [];
+  }
+}
+
 function currentUser(env: NodeJS.ProcessEnv): string | undefined {
   if (env.USER) return env.USER;
   if (env.LOGNAME) return env.LOGNAME;
@@ -130,6 +149,9 @@ export function loadConfigText(text: string, file: string, opts: LoadOptions = {
     user: opts.user ?? currentUser(env),
     exists: opts.exists ?? defaultExists,
     locate: parsed.locate,
+    readFile: opts.readFile ?? defaultReadFile,
+    listDir: defaultListDir,
+    env,
   });
   if ('problems' in result) throw new ConfigError(file, result.problems);
   return result.config;
