@@ -83,4 +83,10 @@ export const MIGRATIONS: readonly string[] = [
   CREATE INDEX servers_by_status ON servers (status, port);
   CREATE INDEX events_by_server ON events (update_name, server_name);
   `,
+  // 3: how each server is reached when it differs from the update's ssh settings (per-server
+  // identity files, known_hosts, jump hosts), as JSON: paths and host names, never key material.
+  // NULL: as the update's ssh settings say (every server planned before it existed).
+  `
+  ALTER TABLE servers ADD COLUMN ssh_json TEXT;
+  `,
 ];
