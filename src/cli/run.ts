@@ -2,7 +2,7 @@ import pLimit from 'p-limit';
 import { AppError, EXIT, UsageError } from '../errors.js';
 import { checkLocalSsh } from '../ssh/transport.js';
 import { updateJson } from '../output/status-json.js';
-import { assertRunnable, requestPause, runUpdate, type RunOptions, type RunResult } from '../rollout/run.js';
+import { assertRunnable, requestPause, runUpdate, serversToReach, type RunOptions, type RunResult } from '../rollout/run.js';
 import { type CliContext, parseCount } from './context.js';
 
 /** Severity of an executor's exit code when several run at once: the worst one is returned. */
@@ -21,7 +21,9 @@ export async function runCommand(
   const store = ctx.store();
   // Refuse the whole command before anything runs if any one update cannot start.
   for (const name of names) assertRunnable(store, name, mode);
-  for (const name of names) await checkLocalSsh(ctx.transport(), store.getUpdate(name).settings.ssh, `cannot ${mode} ${name}`);
+  for (const name of names) {
+    await checkLocalSsh(ctx.transport(), store.getUpdate(name).settings.ssh, `cannot ${mode} ${name}`, serversToReach(store.getServers(name)));
+  }
 
   const hardStop = new AbortController();
   let interrupts = 0;

@@ -4,7 +4,7 @@ import type { Clock } from '../clock.js';
 import { InterruptedError, UsageError } from '../errors.js';
 import type { EventSink } from '../rollout/events.js';
 import { checkLocalSsh, type Transport } from '../ssh/transport.js';
-import type { ServerRecord, Store, UpdateRecord } from '../store/store.js';
+import { specOf, type ServerRecord, type Store, type UpdateRecord } from '../store/store.js';
 import { resolveCommit } from './source.js';
 import { describeOwner, parseOwner, readScript, splitLockOutput } from '../rollout/remote-lock.js';
 
@@ -76,7 +76,7 @@ export async function createPlan(deps: PlanDeps, config: Config, opts: PlanOptio
   const servers = selectServers(config);
   if (servers.length === 0) throw new UsageError(`${config.file}: server_types selects no server`);
   const commit = await (deps.resolve ?? resolveCommit)(config.source.repo, config.source.branch, config.source.commit);
-  await checkLocalSsh(deps.transport, config.ssh, `cannot plan ${name}`);
+  await checkLocalSsh(deps.transport, config.ssh, `cannot plan ${name}`, servers);
 
   store.createUpdate({
     name,
@@ -106,7 +106,7 @@ export async function createPlan(deps: PlanDeps, config: Config, opts: PlanOptio
 /** Read one server's current commit; record it as pending, skipped (at the target) or unreachable. */
 export async function probeServer(deps: PlanDeps, config: Config, target: string, s: ServerRecord, signal?: AbortSignal): Promise<void> {
   const { store, transport, emit } = deps;
-  const spec: ServerSpec = { name: s.name, host: s.host, port: s.port, user: s.user, type: s.type };
+  const spec = specOf(s);
   let commit: string | null = null;
   let error: string | null = null;
   let lockedBy: string | null = null;
