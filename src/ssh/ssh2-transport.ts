@@ -434,6 +434,31 @@ function describeDrop(err: unknown): string {
   return code && !msg.includes(code) ? `${msg} (${code})` : msg;
 }
 
+/**
+ * One request answered by the server's session process (a `keepalive@openssh.com` global
+ * request, as ssh2's keepalives send), which exists only once sshd has finished counting the
+ * connection as a startup. Bounded by `timeoutMs`; a client without ssh2's internals resolves
+ * at once.
+ */
+function postAuthRoundTrip(client: Client, timeoutMs: number): Promise<void> {
+  const internal = client as unknown as { _callbacks?: unknown[]; _protocol?: { ping?: () => void } };
+  if (!Array.isArray(internal._callbacks) || typeof internal._protocol?.ping !== 'function') return Promise.resolve();
+  return new Promise<void>((resolve) => {
+    const timer = setTimeout(resolve, timeoutMs);
+    const done = () => {
+      clearTimeout(timer);
+      resolve();
+    };
+    try {
+      internal._callbacks!.push(done);
+      internal._protocol!.ping!();
+    } catch {
+      done();
+    }
+    client.once('close', done);
+  });
+}
+
 interface LocalSetup {
   known: KnownHostsFile;
   identities: { file: string; parsed: ParsedKey }[];
@@ -497,7 +522,6 @@ export class Ssh2Transport implements Transport {
     const via = eps.length > 1 ? ` (via ${eps.slice(0, -1).map((e) => e.label).join(', ')})` : '';
     const clients: Client[] = [];
     try {
-      let sock: Duplex | undefined;
       for (let i = 0; i < eps.length; i++) {
         const ep = eps[i]!;
         const role = i < eps.length - 1 ? 'jump host ' : '';
@@ -505,14 +529,21 @@ export class Ssh2Transport implements Transport {
           .slice(0, i + 1)
           .map((e) => `${e.host.toLowerCase()}:${e.port}`)
           .join(' > ');
+        // The slot covers the TCP connection too (a jump host's forward opens it), since sshd
+        // counts a connection from its accept.
         const release = await this.handshakes.acquire(key, sshCfg.maxHandshakes ?? DEFAULT_MAX_HANDSHAKES, signal);
         try {
-          clients.push(await this.handshake(ssh2, ep, `${role}${ep.label}${i === eps.length - 1 ? via : ''}`, sshCfg, sock, signal));
+          const prev = clients[i - 1];
+          const sock = prev ? await this.forward(prev, eps[i - 1]!, ep, sshCfg, signal) : undefined;
+          const client = await this.handshake(ssh2, ep, `${role}${ep.label}${i === eps.length - 1 ? via : ''}`, sshCfg, sock, signal);
+          clients.push(client);
+          // sshd counts a connection against MaxStartups until its monitor has seen the
+          // authentication through, a little after it told us so: one round trip answered
+          // after that, and only then is the slot given to the next handshake.
+          await postAuthRoundTrip(client, sshCfg.connectTimeoutMs);
         } finally {
           release();
         }
-        const next = eps[i + 1];
-        if (next) sock = await this.forward(clients[i]!, ep, next, sshCfg, signal);
       }
     } catch (err) {
       for (const c of clients) c.destroy();
@@ -638,6 +669,13 @@ export class Ssh2Transport implements Transport {
         const msg = errorMessage(err);
         if (level === 'client-timeout' || code === 'ETIMEDOUT') {
           return new TransportError('timeout', `connecting to ${label} timed out after ${formatDuration(sshCfg.connectTimeoutMs)}`);
+        }
+        if (/too many authentication failures/i.test(msg)) {
+          return new TransportError(
+            'auth',
+            `authentication to ${label} failed: the server allows fewer attempts (MaxAuthTries) than the keys offered, and ended it ` +
+              `(offered in order: ${[...identities.map((i) => i.file), ...(agentSock ? ['the keys of ssh-agent'] : [])].join(', ') || 'nothing'})`,
+          );
         }
         if (level === 'client-authentication' || /authentication methods failed/i.test(msg)) {
           const tried = [
