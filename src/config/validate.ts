@@ -40,6 +40,18 @@
  * - `ssh.output_limit` (default `65536`, 1024..67108864): bytes of stdout/stderr kept per
  *   command; the tail is kept.
  *
+ * - `ssh.config` (`true` = `~/.ssh/config`, or a path; must exist): an OpenSSH client config
+ *   servers and jump hosts are looked up in (ssh-config.ts). With it, a server's `host` may be
+ *   an alias, and may be left out to look its `name` up.
+ * - `ssh.jump`, `servers[].jump`: `user@host:port` or a list (hops in order); `none`, null or
+ *   [] for none. A server's `jump` > the ssh config's ProxyJump > `ssh.jump`. A hop's port
+ *   defaults to the ssh config's, else 22; its user to the ssh config's, else `ssh.user`.
+ * - `servers[].identity_file` (must exist): that server's key, instead of the ssh config's
+ *   IdentityFile and `ssh.identity_file`.
+ * - `ssh.max_handshakes` (default 8, 1..1000): SSH handshakes at once per host.
+ *
+ * Precedence for every server and jump host: its own keys > the ssh config > the ssh block.
+ *
  * - `execution.busy_wait` (default `10m`; `0` = do not wait): how long an executor waits for a
  *   server that another update (of this database, or of another one, by the lock on the server)
  *   is working on, before it pauses its own update with a reason naming the other.
