@@ -470,23 +470,32 @@ interface LocalSetup {
  * files (and their passphrase), some way to authenticate. A problem here is ours, not the server's.
  */
 function localSetup(ssh2: Ssh2, sshCfg: SshConfig, ep: Pick<Endpoint, 'identityFiles' | 'knownHosts'>): LocalSetup {
-  let known: KnownHostsFile;
-  try {
-    known = readKnownHosts(ep.knownHosts);
-  } catch (err) {
-    throw new TransportError('config', `cannot read known_hosts file ${ep.knownHosts}: ${errorMessage(err)}`);
-  }
+  const known = readKnown(ep.knownHosts);
   const identities = ep.identityFiles.map((f) => loadIdentity(ssh2.utils, f, sshCfg.passphraseEnv));
-  const agentSock = sshCfg.agent ? process.env.SSH_AUTH_SOCK || undefined : undefined;
-  if (identities.length === 0 && !agentSock) {
-    throw new TransportError(
-      'config',
-      sshCfg.agent
-        ? 'no way to authenticate: no identity file is configured and SSH_AUTH_SOCK is not set'
-        : 'no way to authenticate: no identity file is configured and ssh-agent is disabled',
-    );
-  }
+  const agentSock = agentSocket(sshCfg);
+  if (identities.length === 0 && !agentSock) throw noWayToAuthenticate(sshCfg);
   return { known, identities, agentSock };
+}
+
+function readKnown(file: string): KnownHostsFile {
+  try {
+    return readKnownHosts(file);
+  } catch (err) {
+    throw new TransportError('config', `cannot read known_hosts file ${file}: ${errorMessage(err)}`);
+  }
+}
+
+function agentSocket(sshCfg: SshConfig): string | undefined {
+  return sshCfg.agent ? process.env.SSH_AUTH_SOCK || undefined : undefined;
+}
+
+function noWayToAuthenticate(sshCfg: SshConfig): TransportError {
+  return new TransportError(
+    'config',
+    sshCfg.agent
+      ? 'no way to authenticate: no identity file is configured and SSH_AUTH_SOCK is not set'
+      : 'no way to authenticate: no identity file is configured and ssh-agent is disabled',
+  );
 }
 
 export class Ssh2Transport implements Transport {
@@ -504,13 +513,18 @@ export class Ssh2Transport implements Transport {
       localSetup(ssh2, sshCfg, { identityFiles: sshCfg.identityFile ? [sshCfg.identityFile] : [], knownHosts: sshCfg.knownHosts });
       return;
     }
+    // Each known_hosts file and each identity file once, however many endpoints use it.
     const seen = new Set<string>();
+    const agentSock = agentSocket(sshCfg);
     for (const server of servers) {
       for (const ep of endpointsOf(server, sshCfg)) {
-        const key = JSON.stringify([ep.knownHosts, ep.identityFiles]);
-        if (seen.has(key)) continue;
-        seen.add(key);
-        localSetup(ssh2, sshCfg, ep);
+        if (!seen.has(`kh:${ep.knownHosts}`)) readKnown(ep.knownHosts);
+        seen.add(`kh:${ep.knownHosts}`);
+        for (const f of ep.identityFiles) {
+          if (!seen.has(`id:${f}`)) loadIdentity(ssh2.utils, f, sshCfg.passphraseEnv);
+          seen.add(`id:${f}`);
+        }
+        if (ep.identityFiles.length === 0 && !agentSock) throw noWayToAuthenticate(sshCfg);
       }
     }
   }
