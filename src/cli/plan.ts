@@ -1,5 +1,5 @@
 import { loadConfig } from '../config/load.js';
-import { checkUpdateName, createPlan, refreshPlan } from '../plan/plan.js';
+import { checkUpdateName, createPlan, refreshPlan, selectServers } from '../plan/plan.js';
 import { resolveCommit, resolveRollbackCommit } from '../plan/source.js';
 import { updateJson } from '../output/status-json.js';
 import { updateText } from '../output/text.js';
@@ -23,7 +23,7 @@ export async function planCommand(ctx: CliContext, opts: { config?: string; name
   const rollbackCommit = config.rollback.commit === null ? null : await resolveRollbackCommit(config.source.repo, config.rollback.commit);
   // And what connecting needs on this side (an unreadable key, a missing passphrase), which
   // would otherwise mark every server unreachable for a reason that is not theirs.
-  await checkLocalSsh(ctx.transport(), config.ssh, 'cannot plan');
+  await checkLocalSsh(ctx.transport(), config.ssh, 'cannot plan', selectServers(config));
   const store = ctx.store(true);
   const reporter = await ctx.reporter(false);
   // Ctrl-C (or SIGTERM) cuts the probes and records the update cancelled; a second one exits.

@@ -3,7 +3,7 @@ import { AppError, EXIT, InterruptedError, UsageError } from '../errors.js';
 import { checkLocalSsh } from '../ssh/transport.js';
 import { updateJson } from '../output/status-json.js';
 import { visibleLine, visibleText } from '../output/visible.js';
-import { assertRunnable, requestPause, runUpdate, type RunOptions, type RunResult } from '../rollout/run.js';
+import { assertRunnable, requestPause, runUpdate, serversToReach, type RunOptions, type RunResult } from '../rollout/run.js';
 import type { Reporter } from '../output/reporter.js';
 import type { RolloutEvent } from '../rollout/events.js';
 import type { Store, UpdateRecord } from '../store/store.js';
@@ -105,7 +105,7 @@ export async function runCommand(
       assertPlanUsable(db.getUpdate(name), mode);
     }
     for (const name of names) {
-      await checkLocalSsh(ctx.transport(), db.getUpdate(name).settings.ssh, `cannot ${mode} ${name}`);
+      await checkLocalSsh(ctx.transport(), db.getUpdate(name).settings.ssh, `cannot ${mode} ${name}`, serversToReach(db.getServers(name)));
       await stopIfInterrupted();
     }
     reporter = await ctx.reporter(names.length > 1);

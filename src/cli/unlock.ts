@@ -2,6 +2,7 @@ import { EXIT } from '../errors.js';
 import { checkLocalSsh } from '../ssh/transport.js';
 import { resolveServers, unlockServers } from '../rollout/unlock.js';
 import type { CliContext } from './context.js';
+import { specOf } from '../store/store.js';
 
 const SEVERITY = { none: 0, cleared: 0, shown: 1, refused: 1, failed: 2 } as const;
 
@@ -9,7 +10,7 @@ export async function unlockCommand(ctx: CliContext, names: string[], opts: { ye
   const store = ctx.store();
   // Every name is known, and our side of SSH works, before any server is looked at.
   const servers = resolveServers(store, names, opts.update);
-  for (const s of servers) await checkLocalSsh(ctx.transport(), store.getUpdate(s.updateName).settings.ssh, `cannot unlock ${s.name}`);
+  for (const s of servers) await checkLocalSsh(ctx.transport(), store.getUpdate(s.updateName).settings.ssh, `cannot unlock ${s.name}`, [specOf(s)]);
   const results = await unlockServers({ store, transport: ctx.transport(), now: () => ctx.clock.now() }, servers, { yes: Boolean(opts.yes) });
   if (ctx.opts.json) ctx.printJson({ db: store.path, results });
   else {

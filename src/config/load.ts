@@ -24,6 +24,8 @@ export interface LoadOptions {
   user?: string;
   /** override the file-existence check (default: a regular file, or a link to one) */
   exists?: (absPath: string) => boolean;
+  /** override reading `ssh.config` and its Includes */
+  readFile?: (absPath: string) => { text: string } | { error: string };
 }
 
 function defaultExists(abs: string): boolean {
@@ -31,6 +33,23 @@ function defaultExists(abs: string): boolean {
     return fs.statSync(abs).isFile();
   } catch {
     return false;
+  }
+}
+
+function defaultReadFile(abs: string): { text: string } | { error: string } {
+  try {
+    return { text: fs.readFileSync(abs, 'utf8') };
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    return { error: code === 'ENOENT' ? 'no such file' : code === 'EACCES' || code === 'EPERM' ? 'permission denied' : (e as Error).message };
+  }
+}
+
+function defaultListDir(abs: string): string[] {
+  try {
+    return fs.readdirSync(abs);
+  } catch {
+    return [];
   }
 }
 
@@ -57,6 +76,9 @@ export function loadConfigText(text: string, file: string, opts: LoadOptions = {
     exists: opts.exists ?? defaultExists,
     locate: parsed.locate,
     readInventory,
+    readFile: opts.readFile ?? defaultReadFile,
+    listDir: defaultListDir,
+    env,
   });
   if ('problems' in result) throw new ConfigError(file, result.problems);
   return result.config;

@@ -5,6 +5,7 @@
  */
 export interface ServerSpec {
   name: string;
+  /** the host connected to (an ssh config alias is already resolved to its HostName) */
   host: string;
   port: number;
   user: string;
@@ -15,6 +16,25 @@ export interface ServerSpec {
    * several for `type: [app, web]` or an Ansible host in several groups (extension)
    */
   types: string[];
+  /**
+   * How this server is reached, when it differs from the `ssh` block (per-server keys, the ssh
+   * config, `ssh.jump`); absent fields fall back to the `ssh` block. Paths only, never key material.
+   */
+  identityFiles?: string[];
+  knownHosts?: string;
+  /** jump hosts in order (the first is connected to directly); absent or [] = direct */
+  jump?: JumpHost[];
+}
+
+/** One jump host (bastion) on the way to a server. */
+export interface JumpHost {
+  host: string;
+  port: number;
+  user: string;
+  /** private key files offered, in order, before ssh-agent; absent = `ssh.identity_file` */
+  identityFiles?: string[];
+  /** its host key is checked against this file; absent = `ssh.known_hosts` */
+  knownHosts?: string;
 }
 
 export interface SshConfig {
@@ -37,6 +57,13 @@ export interface SshConfig {
   reconnectForMs?: number;
   /** cap on captured stdout/stderr per command, bytes (the tail is kept) */
   outputLimitBytes: number;
+  /**
+   * at most this many SSH handshakes at once to one host (a jump host, or a server connected to
+   * directly); absent in updates planned before it existed (8)
+   */
+  maxHandshakes?: number;
+  /** the OpenSSH client config the servers were resolved with (`ssh.config`), for the record */
+  configFile?: string | null;
 }
 
 export interface HealthConfig {

@@ -46,6 +46,18 @@
  * - `ssh.output_limit` (default `65536`, 1024..67108864): bytes of stdout/stderr kept per
  *   command; the tail is kept.
  *
+ * - `ssh.config` (`true` = `~/.ssh/config`, or a path; must exist): an OpenSSH client config
+ *   servers and jump hosts are looked up in (ssh-config.ts). With it, a server's `host` may be
+ *   an alias, and may be left out to look its `name` up.
+ * - `ssh.jump`, `servers[].jump`: `user@host:port` or a list (hops in order); `none`, null or
+ *   [] for none. A server's `jump` > the ssh config's ProxyJump > `ssh.jump`. A hop's port
+ *   defaults to the ssh config's, else 22; its user to the ssh config's, else `ssh.user`.
+ * - `servers[].identity_file` (must exist): that server's key, instead of the ssh config's
+ *   IdentityFile and `ssh.identity_file`.
+ * - `ssh.max_handshakes` (default 8, 1..1000): SSH handshakes at once per host.
+ *
+ * Precedence for every server and jump host: its own keys > the ssh config > the ssh block.
+ *
  * - `execution.busy_wait` (default `10m`; `0` = do not wait): how long an executor waits for a
  *   server that another update (of this database, or of another one, by the lock on the server)
  *   is working on, before it pauses its own update with a reason naming the other.
@@ -67,9 +79,10 @@
  */
 import * as path from 'node:path';
 import type { ConfigProblem } from '../errors.js';
-import type { Config, FailureBudget, ServerSpec } from './types.js';
+import type { Config, FailureBudget, JumpHost, ServerSpec } from './types.js';
 import type { InventoryRead } from './inventory/index.js';
 import { patternProblem, select } from './select.js';
+import { expandTokens, parseHopSpec, parseSshConfig, type HostEntry, type ParsedSshConfig } from './ssh-config.js';
 import { formatDuration, parseDuration } from '../util/duration.js';
 import { findPlaceholders, PLACEHOLDERS, unknownPlaceholders, unsafePlaceholders } from '../util/shell.js';
 
@@ -90,6 +103,12 @@ export interface ValidateContext {
   locate?: (path: KeyPath) => number | undefined;
   /** reads `inventory:` (an absolute path); needed only when the config has one */
   readInventory?: (absPath: string) => InventoryRead;
+  /** read a file (`ssh.config` and its Includes); without it, `ssh.config` is not read */
+  readFile?: (absPath: string) => { text: string } | { error: string };
+  /** file names in a folder (ssh config `Include` patterns) */
+  listDir?: (absPath: string) => string[];
+  /** environment for `${VAR}` in ssh config paths; default process.env */
+  env?: NodeJS.ProcessEnv;
 }
 
 export type ValidateResult = { config: Config } | { problems: ConfigProblem[] };
@@ -112,7 +131,16 @@ export const DEFAULTS = {
   continueAfterRollback: false,
   stopAfter: 0,
   busyWaitMs: 600_000,
+  maxHandshakes: 8,
+  jumpPort: 22,
 } as const;
+
+/** A jump host as written (`user@host:port`), before the ssh config and defaults fill it in. */
+interface HopSpec {
+  user?: string;
+  host: string;
+  port?: number;
+}
 
 const OUTPUT_LIMIT_MIN = 1024;
 const OUTPUT_LIMIT_MAX = 64 * 1024 * 1024;
@@ -120,7 +148,7 @@ const OUTPUT_LIMIT_MAX = 64 * 1024 * 1024;
 const KEYS = {
   top: ['name', 'source', 'servers', 'inventory', 'server_types', 'include', 'exclude', 'ssh', 'agent', 'restart', 'rollback', 'test_mode', 'execution'],
   source: ['repo', 'branch', 'commit'],
-  server: ['name', 'host', 'port', 'user', 'type'],
+  server: ['name', 'host', 'port', 'user', 'type', 'identity_file', 'jump'],
   ssh: [
     'user',
     'port',
@@ -133,6 +161,9 @@ const KEYS = {
     'keepalive_interval',
     'reconnect_for',
     'output_limit',
+    'config',
+    'jump',
+    'max_handshakes',
   ],
   agent: ['version_command', 'update', 'restart', 'health'],
   health: ['command', 'expect', 'timeout', 'interval', 'stable_for'],
@@ -648,6 +679,221 @@ export function validateConfig(raw: unknown, ctx: ValidateContext): ValidateResu
     OUTPUT_LIMIT_MAX,
     `a number of bytes (an integer ${OUTPUT_LIMIT_MIN} to ${OUTPUT_LIMIT_MAX})`,
   );
+  const maxHandshakes = c.int(['ssh', 'max_handshakes'], sshRaw.max_handshakes, DEFAULTS.maxHandshakes, 1, 1000, 'a whole number 1 to 1000');
+
+  // ssh.config: the OpenSSH client config servers (and jump hosts) are looked up in
+  let sshConfigFile: string | null = null;
+  let sshCfg: ParsedSshConfig | null = null;
+  if (sshRaw.config !== undefined && sshRaw.config !== null && sshRaw.config !== false) {
+    if (sshRaw.config === true) sshConfigFile = path.join(ctx.home, '.ssh', 'config');
+    else {
+      const s = c.string(['ssh', 'config'], sshRaw.config, 'true (for ~/.ssh/config) or the path of an OpenSSH client config file');
+      sshConfigFile = s === undefined ? null : (c.filePath(['ssh', 'config'], s) ?? null);
+    }
+    if (sshConfigFile !== null) {
+      if (!c.exists(sshConfigFile)) {
+        c.add(['ssh', 'config'], `file not found: ${sshConfigFile}${sshRaw.config === true ? ' (ssh.config: true reads ~/.ssh/config)' : ''}`);
+      } else if (ctx.readFile) {
+        sshCfg = parseSshConfig(sshConfigFile, {
+          home: ctx.home,
+          localUser: ctx.user ?? '',
+          readFile: ctx.readFile,
+          listDir: ctx.listDir ?? (() => []),
+        });
+        for (const problem of sshCfg.problems) c.add(['ssh', 'config'], problem);
+      }
+    }
+  }
+  const env = ctx.env ?? process.env;
+  const tokenCtx = { home: ctx.home, localUser: ctx.user ?? '', env };
+
+  /** ssh.jump, a per-server jump: `user@host:port`, a list of them, or none (null, "none", []). */
+  const hopSpecs = (p: KeyPath, v: unknown): HopSpec[] | undefined => {
+    if (v === null || v === 'none' || (Array.isArray(v) && v.length === 0)) return [];
+    const items = Array.isArray(v) ? v : [v];
+    const out: HopSpec[] = [];
+    let ok = true;
+    items.forEach((item: unknown, i: number) => {
+      const ip = Array.isArray(v) ? [...p, i] : p;
+      const text = c.string(ip, item, 'a jump host, user@host:port (or a list of them, in order; none for no jump host)');
+      if (text === undefined) {
+        ok = false;
+        return;
+      }
+      const hop = parseHopSpec(text);
+      if ('error' in hop) {
+        c.add(ip, `bad jump host ${hop.error}; expected [user@]host[:port]`);
+        ok = false;
+      } else if (hop.user !== undefined && checkUser(c, ip, hop.user) === undefined) ok = false;
+      else out.push(hop);
+    });
+    return ok ? out : undefined;
+  };
+  const globalJump = sshRaw.jump === undefined ? [] : (hopSpecs(['ssh', 'jump'], sshRaw.jump) ?? []);
+
+  /** What the ssh config says about `alias` (nothing without ssh.config). */
+  const lookup = (alias: string, user?: string): HostEntry =>
+    sshCfg ? sshCfg.lookup(alias, user) : { identityFiles: [], userKnownHostsFiles: [] };
+  const configWhere = () => `the ssh config ${sshConfigFile ?? ''}`;
+
+  /**
+   * One endpoint (a server or a jump host): per-server keys > the ssh config > the ssh block.
+   * Reports problems at `p`; returns undefined when it cannot be reached as written.
+   */
+  const resolveEndpoint = (
+    p: KeyPath,
+    alias: string,
+    explicit: { user?: string; port?: number; identityFiles?: string[] },
+    dflt: { port: number },
+  ): { host: string; port: number; user: string; identityFiles?: string[]; knownHosts?: string; proxyJump?: string } | undefined => {
+    const e = lookup(alias, explicit.user);
+    let ok = true;
+    const where = `${configWhere()} (for ${JSON.stringify(alias)})`;
+    let host = alias;
+    if (e.hostName !== undefined) {
+      const h = e.hostName.replace(/%%|%h/g, (m) => (m === '%%' ? '%' : alias));
+      if (h === '' || /\s/.test(h) || h.startsWith('-') || h.includes('%')) {
+        c.add(p, `${where}: HostName ${JSON.stringify(e.hostName)} is not a host name`);
+        ok = false;
+      } else host = h;
+    }
+    let port = explicit.port;
+    if (port === undefined && e.port !== undefined) {
+      const n = Number(e.port);
+      if (!/^\d+$/.test(e.port) || n < 1 || n > 65535) {
+        c.add(p, `${where}: Port ${JSON.stringify(e.port)} is not a port number (1 to 65535)`);
+        ok = false;
+      } else port = n;
+    }
+    port ??= dflt.port;
+    let user = explicit.user;
+    if (user === undefined && e.user !== undefined) {
+      const u = checkUser(c, p, e.user);
+      if (u === undefined) ok = false;
+      else user = u;
+    }
+    user ??= sshUser;
+    if (e.proxyCommand !== undefined && e.proxyCommand.toLowerCase() !== 'none') {
+      c.add(p, `${where}: ProxyCommand is not supported (agent-update runs no local command to connect); use ProxyJump, or ssh.jump / jump in this config`);
+      ok = false;
+    }
+    if (e.hostKeyAlias !== undefined) {
+      c.add(p, `${where}: HostKeyAlias is not supported (host keys are checked under the host name and port connected to)`);
+      ok = false;
+    }
+    const tokens = { host, original: alias, port, user };
+    const expand = (what: string, raw: string): string | undefined => {
+      const r = expandTokens(raw, tokens, tokenCtx);
+      if ('error' in r) {
+        c.add(p, `${where}: ${what}: ${r.error}`);
+        ok = false;
+        return undefined;
+      }
+      const v = r.value;
+      if (v === '~' || v.startsWith('~/')) return path.join(ctx.home, v.slice(1));
+      return path.resolve(path.dirname(sshConfigFile ?? ctx.file), v);
+    };
+    let identityFiles = explicit.identityFiles;
+    if (identityFiles === undefined && e.identityFiles.length) {
+      // As ssh does, IdentityFiles that do not exist are passed over (a `Host *` default for
+      // a key this machine does not have is common); `none` stands for no file.
+      const files = e.identityFiles.filter((f) => f.toLowerCase() !== 'none').map((f) => expand('IdentityFile', f));
+      const existing = files.filter((f): f is string => f !== undefined && c.exists(f));
+      if (existing.length) identityFiles = [...new Set(existing)];
+    }
+    let kh: string | undefined;
+    if (e.userKnownHostsFiles.length) {
+      const files = e.userKnownHostsFiles.filter((f) => f.toLowerCase() !== 'none').map((f) => expand('UserKnownHostsFile', f));
+      if (files.every((f) => f !== undefined)) {
+        kh = files.find((f) => f !== undefined && c.exists(f));
+        if (kh === undefined) {
+          c.add(p, `${where}: none of its UserKnownHostsFile exists (${files.join(', ')}); host keys are always verified`);
+          ok = false;
+        }
+      }
+    }
+    if (!ok) return undefined;
+    const out: { host: string; port: number; user: string; identityFiles?: string[]; knownHosts?: string; proxyJump?: string } = { host, port, user };
+    if (identityFiles !== undefined) out.identityFiles = identityFiles;
+    if (kh !== undefined && kh !== knownHosts) out.knownHosts = kh;
+    if (e.proxyJump !== undefined) out.proxyJump = e.proxyJump;
+    return out;
+  };
+
+  /** ProxyJump's value: `none`, or hops separated by commas. */
+  const proxyJumpSpecs = (p: KeyPath, alias: string, value: string): HopSpec[] | undefined => {
+    if (value.toLowerCase() === 'none') return [];
+    const out: HopSpec[] = [];
+    for (const part of value.split(',')) {
+      const hop = parseHopSpec(part);
+      if ('error' in hop) {
+        c.add(p, `${configWhere()} (for ${JSON.stringify(alias)}): ProxyJump: bad jump host ${hop.error}`);
+        return undefined;
+      }
+      out.push(hop);
+    }
+    return out;
+  };
+
+  /**
+   * The jump hosts of a chain, each looked up in the ssh config; the first one's own ProxyJump
+   * comes before it (as ssh does: only the first hop is reached with its own config's route).
+   */
+  const resolveChain = (p: KeyPath, specs: HopSpec[], seen: string[]): JumpHost[] | undefined => {
+    const out: JumpHost[] = [];
+    for (let i = 0; i < specs.length; i++) {
+      const spec = specs[i]!;
+      const explicit: { user?: string; port?: number } = {};
+      if (spec.user !== undefined) explicit.user = spec.user;
+      if (spec.port !== undefined) explicit.port = spec.port;
+      const r = resolveEndpoint(p, spec.host, explicit, { port: DEFAULTS.jumpPort });
+      if (!r) return undefined;
+      if (i === 0 && r.proxyJump !== undefined && r.proxyJump.toLowerCase() !== 'none') {
+        if (seen.includes(spec.host) || seen.length > 8) {
+          c.add(p, `${configWhere()}: ProxyJump loops through ${[...seen, spec.host].join(' → ')}`);
+          return undefined;
+        }
+        const before = proxyJumpSpecs(p, spec.host, r.proxyJump);
+        const prefix = before && resolveChain(p, before, [...seen, spec.host]);
+        if (!prefix) return undefined;
+        out.push(...prefix);
+      }
+      const hop: JumpHost = { host: r.host, port: r.port, user: r.user };
+      if (r.identityFiles) hop.identityFiles = r.identityFiles;
+      if (r.knownHosts) hop.knownHosts = r.knownHosts;
+      out.push(hop);
+    }
+    return out;
+  };
+
+  /**
+   * How one server is reached, once its own keys are checked: its explicit keys > the ssh config
+   * > the ssh block, its jump hosts (its own `jump` > the ssh config's ProxyJump > ssh.jump).
+   * Problems of the ssh config are reported at the server (`p`); undefined when it cannot be
+   * reached as written.
+   */
+  const serverReach: ReachResolver = {
+    aliasOk: sshCfg !== null,
+    resolve: (p, base) => {
+      let jumpSpecs: HopSpec[] | undefined;
+      if (base.jump.given) {
+        jumpSpecs = hopSpecs([...p, 'jump'], base.jump.value);
+        if (jumpSpecs === undefined) return undefined;
+      }
+      const r = resolveEndpoint([...p, 'host'], base.host, base.explicit, { port: sshPort });
+      if (!r) return undefined;
+      const reach: Pick<ServerSpec, 'identityFiles' | 'knownHosts' | 'jump'> = {};
+      if (r.identityFiles) reach.identityFiles = r.identityFiles;
+      if (r.knownHosts) reach.knownHosts = r.knownHosts;
+      let specs = jumpSpecs;
+      if (specs === undefined && r.proxyJump !== undefined) specs = proxyJumpSpecs([...p, 'host'], base.host, r.proxyJump);
+      specs ??= globalJump;
+      const chain = resolveChain(jumpSpecs !== undefined ? [...p, 'jump'] : [...p, 'host'], specs, []);
+      if (!chain) return undefined;
+      if (chain.length) reach.jump = chain;
+      return { host: r.host, port: r.port, user: r.user, reach };
+    },
+  };
 
   // servers: the `servers:` list, then the hosts of `inventory:`
   const servers: ServerSpec[] = [];
@@ -666,7 +912,7 @@ export function validateConfig(raw: unknown, ctx: ValidateContext): ValidateResu
   } else {
     top.servers.forEach((item: unknown, i: number) => {
       const p: KeyPath = ['servers', i];
-      const r = checkServer(c, p, item, sshUser, sshPort, `servers[${i}].user`);
+      const r = checkServer(c, p, item, sshUser, sshPort, `servers[${i}].user`, serverReach);
       if (!r.spec) serversComplete = false;
       if (r.name !== undefined) candidates.push({ ...r, name: r.name, c, p, label: `servers[${i}]`, file, line: c.lineOf(p), origin: 'config' });
     });
@@ -706,7 +952,7 @@ export function validateConfig(raw: unknown, ctx: ValidateContext): ValidateResu
           list.forEach((item: unknown, i: number) => {
             const p: KeyPath = [...read.base, i];
             const label = formatKeyPath(p);
-            const r = checkServer(ic, p, item, sshUser, sshPort, formatKeyPath([...p, 'user']));
+            const r = checkServer(ic, p, item, sshUser, sshPort, formatKeyPath([...p, 'user']), serverReach);
             if (!r.spec) serversComplete = false;
             if (r.name !== undefined) {
               candidates.push({ ...r, name: r.name, c: ic, p, label: label.startsWith('[') ? `entry ${label}` : label, file: read.file, line: read.locate(p), origin: 'inventory' });
@@ -725,7 +971,7 @@ export function validateConfig(raw: unknown, ctx: ValidateContext): ValidateResu
             },
           });
           others.push(ac);
-          const r = checkServer(ac, [], e.raw, sshUser, sshPort, 'ansible_user');
+          const r = checkServer(ac, [], e.raw, sshUser, sshPort, 'ansible_user', serverReach);
           if (!r.spec) serversComplete = false;
           if (r.name !== undefined) {
             candidates.push({ ...r, name: r.name, c: ac, p: [], label: r.name, file: e.places.name.file, line: e.places.name.line, origin: 'ansible' });
@@ -993,6 +1239,8 @@ export function validateConfig(raw: unknown, ctx: ValidateContext): ValidateResu
         keepaliveIntervalMs,
         reconnectForMs,
         outputLimitBytes,
+        maxHandshakes,
+        configFile: sshConfigFile,
       },
       agent: { versionCommand, update, restart: restartCommands, health },
       restart,
@@ -1050,6 +1298,16 @@ function problemKey(p: ConfigProblem): string {
  * its name when that is valid (for the duplicate check), and the server when every field is.
  * `userKey` is where a user belongs, for the message about `user@host`.
  */
+/** How a server entry's address becomes the way it is reached (the ssh config, jump hosts). */
+interface ReachResolver {
+  /** with an ssh config, an entry may leave out `host`: its name is the alias looked up */
+  aliasOk: boolean;
+  resolve(
+    p: KeyPath,
+    base: { host: string; explicit: { user?: string; port?: number; identityFiles?: string[] }; jump: { given: boolean; value: unknown } },
+  ): { host: string; port: number; user: string; reach: Pick<ServerSpec, 'identityFiles' | 'knownHosts' | 'jump'> } | undefined;
+}
+
 function checkServer(
   c: Checker,
   p: KeyPath,
@@ -1057,6 +1315,7 @@ function checkServer(
   sshUser: string,
   sshPort: number,
   userKey: string,
+  reach?: ReachResolver,
 ): { name: string | undefined; spec: ServerSpec | undefined } {
   const s = c.section(p, item, KEYS.server);
   if (s === null) return { name: undefined, spec: undefined };
@@ -1071,8 +1330,11 @@ function checkServer(
     } else name = v;
   }
   let host = '';
-  if (s.host === undefined || s.host === null) {
-    c.add([...p, 'host'], 'is required (a host name or IP address)');
+  if ((s.host === undefined || s.host === null) && reach?.aliasOk && name !== undefined) {
+    // With an ssh config, a server may be named by its alias alone.
+    host = name;
+  } else if (s.host === undefined || s.host === null) {
+    c.add([...p, 'host'], `is required (a host name or IP address${reach?.aliasOk ? ', or an alias of the ssh config' : ''})`);
   } else {
     const v = c.string([...p, 'host'], s.host, 'a host name or IP address (a string)');
     if (v === undefined) {
@@ -1083,11 +1345,19 @@ function checkServer(
     else if (v.includes('@')) c.add([...p, 'host'], `${JSON.stringify(v)} must not contain '@'; put the user in ${userKey}`);
     else host = v;
   }
-  const port = c.int([...p, 'port'], s.port, sshPort, 1, 65535, 'a port number (an integer 1 to 65535)');
-  let user = sshUser;
+  const explicit: { user?: string; port?: number; identityFiles?: string[] } = {};
+  if (s.port !== undefined && s.port !== null) explicit.port = c.int([...p, 'port'], s.port, sshPort, 1, 65535, 'a port number (an integer 1 to 65535)');
   if (s.user !== undefined && s.user !== null) {
     const u = checkUser(c, [...p, 'user'], s.user);
-    if (u !== undefined) user = u;
+    if (u !== undefined) explicit.user = u;
+  }
+  if (s.identity_file !== undefined && s.identity_file !== null) {
+    const v = c.string([...p, 'identity_file'], s.identity_file, 'a file path (a string)');
+    const abs = v === undefined ? undefined : c.filePath([...p, 'identity_file'], v);
+    if (abs !== undefined) {
+      if (!c.exists(abs)) c.add([...p, 'identity_file'], `file not found: ${abs}${abs !== v ? ` (from ${JSON.stringify(v)})` : ''}`);
+      explicit.identityFiles = [abs];
+    }
   }
   // `type: app`, or several: `type: [app, web]` (the first is the primary type)
   const types: string[] = [];
@@ -1103,7 +1373,12 @@ function checkServer(
     });
   } else types.push(DEFAULTS.serverType);
   if (c.problems.length > before || name === undefined || types.length === 0) return { name, spec: undefined };
-  return { name, spec: { name, host, port, user, type: types[0]!, types } };
+  if (!reach) {
+    return { name, spec: { name, host, port: explicit.port ?? sshPort, user: explicit.user ?? sshUser, type: types[0]!, types } };
+  }
+  const r = reach.resolve(p, { host, explicit, jump: { given: 'jump' in s, value: s.jump } });
+  if (!r) return { name, spec: undefined };
+  return { name, spec: { name, host: r.host, port: r.port, user: r.user, type: types[0]!, types, ...r.reach } };
 }
 
 function checkUser(c: Checker, p: KeyPath, v: unknown): string | undefined {

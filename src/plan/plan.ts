@@ -4,7 +4,7 @@ import type { Clock } from '../clock.js';
 import { InterruptedError, TransitionError, UsageError } from '../errors.js';
 import type { EventSink } from '../rollout/events.js';
 import { checkLocalSsh, type Transport } from '../ssh/transport.js';
-import type { ServerRecord, Store, UpdateRecord } from '../store/store.js';
+import { specOf, type ServerRecord, type Store, type UpdateRecord } from '../store/store.js';
 import { resolveCommit, resolveRollbackCommit } from './source.js';
 import { select } from '../config/select.js';
 import { describeOwner, parseOwner, readScript, splitLockOutput } from '../rollout/remote-lock.js';
@@ -86,7 +86,7 @@ export async function createPlan(deps: PlanDeps, config: Config, opts: PlanOptio
   // The executor compares version_command's 40 hex with it: an abbreviation would never match.
   const rollbackCommit =
     config.rollback.commit === null ? null : await (deps.resolveRollback ?? resolveRollbackCommit)(config.source.repo, config.rollback.commit);
-  await checkLocalSsh(deps.transport, config.ssh, `cannot plan ${name}`);
+  await checkLocalSsh(deps.transport, config.ssh, `cannot plan ${name}`, servers);
 
   store.createUpdate({
     name,
@@ -128,8 +128,8 @@ export async function refreshPlan(
   if (u.status !== 'pending' && u.status !== 'paused') {
     throw new TransitionError(`cannot refresh update ${name}: it is ${u.status}; only a pending or paused update's plan can be refreshed`);
   }
-  await checkLocalSsh(deps.transport, u.settings.ssh, `cannot refresh ${name}`);
   const targets = store.getServers(name).filter((s) => s.status === 'unreachable');
+  await checkLocalSsh(deps.transport, u.settings.ssh, `cannot refresh ${name}`, targets.map(specOf));
   store.addEvent(name, null, 'refresh', `re-probing ${targets.length} unreachable server${targets.length === 1 ? '' : 's'}`);
   const limit = pLimit(Math.max(1, opts.concurrency));
   await Promise.all(
@@ -153,7 +153,7 @@ export async function probeServer(
   again = false,
 ): Promise<void> {
   const { store, transport, emit } = deps;
-  const spec: ServerSpec = { name: s.name, host: s.host, port: s.port, user: s.user, type: s.type, types: s.types };
+  const spec = specOf(s);
   let commit: string | null = null;
   let error: string | null = null;
   let lockedBy: string | null = null;

@@ -3,7 +3,7 @@ import type { RolloutSettings, ServerSpec } from '../config/types.js';
 import type { Clock } from '../clock.js';
 import { AppError, BusyError, EXIT, InterruptedError, TransitionError } from '../errors.js';
 import { checkLocalSsh, TransportError, type Session, type Transport, type ExecResult } from '../ssh/transport.js';
-import type { ServerRecord, Store, UpdateRecord } from '../store/store.js';
+import { specOf, type ServerRecord, type Store, type UpdateRecord } from '../store/store.js';
 import { expandCommand, expandText, type PlaceholderValues } from '../util/shell.js';
 import { formatDuration } from '../util/duration.js';
 import { suggest } from '../util/suggest.js';
@@ -61,6 +61,14 @@ function checkRunnable(u: UpdateRecord, mode: RunOptions['mode']): void {
 }
 
 /** Throws before anything is written when `mode` cannot apply to the update (exit 2). */
+/**
+ * The servers whose connections a start or resume may open (those not finished yet), for the
+ * preflight: an identity file of a server long done need not exist any more.
+ */
+export function serversToReach(servers: readonly ServerRecord[]): ServerSpec[] {
+  return servers.filter((s) => s.status === 'pending' || s.status === 'running' || s.lockHeld).map(specOf);
+}
+
 export function assertRunnable(store: Store, name: string, mode: RunOptions['mode']): void {
   checkRunnable(store.getUpdate(name), mode);
 }
@@ -104,7 +112,7 @@ export async function runUpdate(deps: EngineDeps, name: string, opts: RunOptions
   const { store, clock, emit } = deps;
   const update = store.getUpdate(name);
   checkRunnable(update, opts.mode);
-  await checkLocalSsh(deps.transport, update.settings.ssh, `cannot ${opts.mode} ${name}`);
+  await checkLocalSsh(deps.transport, update.settings.ssh, `cannot ${opts.mode} ${name}`, serversToReach(store.getServers(name)));
   const lost = new AbortController();
   const lease = acquireLease(store, name, () => lost.abort(), () => clock.now());
   const abort = opts.signal ? AbortSignal.any([opts.signal, lost.signal]) : lost.signal;
@@ -255,16 +263,8 @@ class ServerRun {
   /** Open the connection once; `transient`: a network problem a retry may cure (not a host key or a refused key). */
   async connect(): Promise<{ ok: true } | { ok: false; error: string; transient: boolean }> {
     if (this.session) return { ok: true };
-    const spec: ServerSpec = {
-      name: this.server.name,
-      host: this.server.host,
-      port: this.server.port,
-      user: this.server.user,
-      type: this.server.type,
-      types: this.server.types,
-    };
     try {
-      this.session = await this.ctx.deps.transport.connect(spec, this.settings.ssh, this.ctx.signal);
+      this.session = await this.ctx.deps.transport.connect(specOf(this.server), this.settings.ssh, this.ctx.signal);
       return { ok: true };
     } catch (e) {
       const transient = e instanceof TransportError && (e.kind === 'network' || e.kind === 'timeout');

@@ -4,10 +4,9 @@
  * Each clearing is journalled on the server's row (a step and an event).
  */
 import { hostname, userInfo } from 'node:os';
-import type { ServerSpec } from '../config/types.js';
 import { UsageError } from '../errors.js';
 import type { Transport } from '../ssh/transport.js';
-import type { ServerRecord, Store } from '../store/store.js';
+import { specOf, type ServerRecord, type Store } from '../store/store.js';
 import { suggest } from '../util/suggest.js';
 import { describeHolder, holderIsDead, processAlive } from './lease.js';
 import { clearScript, describeOwner, parseOwner, readScript, splitLockOutput } from './remote-lock.js';
@@ -74,7 +73,7 @@ export async function unlockServers(
     const account = accountOf(s);
     const base = { server: s.name, account };
     const settings = store.getUpdate(s.updateName).settings;
-    const spec: ServerSpec = { name: s.name, host: s.host, port: s.port, user: s.user, type: s.type, types: s.types };
+    const spec = specOf(s);
     let session;
     try {
       session = await transport.connect(spec, settings.ssh);

@@ -38,6 +38,7 @@ if [ "$name" = web ]; then
   broken=0
   delay=0
   crash=0
+  checks=0
   if [ -f "$AGENT_DIR/repo/agent.env" ]; then
     v=$(sed -n 's/^BROKEN=\\([0-9]*\\).*$/\\1/p' "$AGENT_DIR/repo/agent.env" | tail -n 1)
     [ -n "$v" ] && broken=$v
@@ -45,10 +46,13 @@ if [ "$name" = web ]; then
     [ -n "$v" ] && delay=$v
     v=$(sed -n 's/^CRASH_AFTER_MS=\\([0-9]*\\).*$/\\1/p' "$AGENT_DIR/repo/agent.env" | tail -n 1)
     [ -n "$v" ] && crash=$v
+    v=$(sed -n 's/^CRASH_AFTER_CHECKS=\\([0-9]*\\).*$/\\1/p' "$AGENT_DIR/repo/agent.env" | tail -n 1)
+    [ -n "$v" ] && checks=$v
   fi
   mkdir -p "$AGENT_DIR/run"
   tmp="$AGENT_DIR/run/web.state.$$"
-  printf 'COMMIT=%s\\nSTARTED_MS=%s\\nBROKEN=%s\\nSTARTUP_DELAY_MS=%s\\nCRASH_AFTER_MS=%s\\n' "$commit" "$now" "$broken" "$delay" "$crash" > "$tmp"
+  printf 'COMMIT=%s\\nSTARTED_MS=%s\\nBROKEN=%s\\nSTARTUP_DELAY_MS=%s\\nCRASH_AFTER_MS=%s\\nCRASH_AFTER_CHECKS=%s\\n' "$commit" "$now" "$broken" "$delay" "$crash" "$checks" > "$tmp"
+  rm -f "$AGENT_DIR/run/health.count"
   mv -f "$tmp" "$AGENT_DIR/run/web.state"
   echo "web restarted at $commit"
 else
@@ -71,6 +75,7 @@ STARTED_MS=0
 BROKEN=0
 STARTUP_DELAY_MS=0
 CRASH_AFTER_MS=0
+CRASH_AFTER_CHECKS=0
 . "$state"
 if [ "$BROKEN" = 1 ]; then
   echo "health: connection refused: agent at $COMMIT crashed on startup" >&2
@@ -81,6 +86,14 @@ ready=$((STARTED_MS + STARTUP_DELAY_MS))
 if [ "$now" -lt "$ready" ]; then
   echo "health: starting ($((ready - now))ms left)" >&2
   exit 7
+fi
+if [ "$CRASH_AFTER_CHECKS" -gt 0 ]; then
+  n=$(cat "$AGENT_DIR/run/health.count" 2>/dev/null || echo 0)
+  echo $((n + 1)) > "$AGENT_DIR/run/health.count"
+  if [ "$n" -ge "$CRASH_AFTER_CHECKS" ]; then
+    echo "health: connection refused: agent at $COMMIT crashed after $CRASH_AFTER_CHECKS good checks" >&2
+    exit 7
+  fi
 fi
 if [ "$CRASH_AFTER_MS" -gt 0 ] && [ "$now" -ge $((ready + CRASH_AFTER_MS)) ]; then
   echo "health: connection refused: agent at $COMMIT crashed $((now - ready - CRASH_AFTER_MS))ms ago" >&2

@@ -29,6 +29,8 @@ export interface AgentEnv {
   broken?: boolean;
   /** a crash loop: online this long once started, then down (health fails) until the next restart */
   crashAfterMs?: number;
+  /** a crash loop counted in health checks: this many answer online after a restart, then it is down */
+  crashAfterChecks?: number;
 }
 
 export interface AddCommitOptions extends AgentEnv {
@@ -69,7 +71,8 @@ const GIT_IDENTITY = [
 function envFile(env: AgentEnv): string {
   return (
     `# read by the simulated agent at restart\nSTARTUP_DELAY_MS=${Math.max(0, Math.round(env.startupDelayMs ?? 0))}\nBROKEN=${env.broken ? 1 : 0}\n` +
-    (env.crashAfterMs !== undefined ? `CRASH_AFTER_MS=${Math.max(0, Math.round(env.crashAfterMs))}\n` : '')
+    (env.crashAfterMs !== undefined ? `CRASH_AFTER_MS=${Math.max(0, Math.round(env.crashAfterMs))}\n` : '') +
+    (env.crashAfterChecks !== undefined ? `CRASH_AFTER_CHECKS=${Math.max(0, Math.round(env.crashAfterChecks))}\n` : '')
   );
 }
 

@@ -4,7 +4,8 @@
  * unknown, changed or revoked.
  */
 import { readFileSync } from 'node:fs';
-import type { Client, ClientChannel, ConnectConfig, ParsedKey } from 'ssh2';
+import type { Duplex } from 'node:stream';
+import type { AuthMethod, Client, ClientChannel, ConnectConfig, ParsedKey } from 'ssh2';
 import type { ServerSpec, SshConfig } from '../config/types.js';
 import { formatDuration } from '../util/duration.js';
 import { TransportError } from './transport.js';
@@ -114,26 +115,49 @@ const NETWORK_CODES = new Set([
   'ECONNABORTED',
 ]);
 
-interface Target {
+/** One SSH endpoint on the way to a server: a jump host, or the server itself. */
+interface Endpoint {
   host: string;
   port: number;
   user: string;
+  /** private key files offered in order (then ssh-agent) */
+  identityFiles: string[];
+  knownHosts: string;
   /** `user@host:port`, for messages */
   label: string;
+}
+
+/** The endpoints connected to in order to reach `server`: its jump hosts, then itself. */
+export function endpointsOf(server: ServerSpec, sshCfg: SshConfig): Endpoint[] {
+  const ids = (list: string[] | undefined) => list ?? (sshCfg.identityFile ? [sshCfg.identityFile] : []);
+  const ep = (e: { host: string; port: number; user: string; identityFiles?: string[]; knownHosts?: string }): Endpoint => ({
+    host: e.host,
+    port: e.port,
+    user: e.user,
+    identityFiles: ids(e.identityFiles),
+    knownHosts: e.knownHosts ?? sshCfg.knownHosts,
+    label: `${e.user}@${e.host.includes(':') ? `[${e.host}]` : e.host}:${e.port}`,
+  });
+  const target = ep({
+    host: server.host,
+    port: server.port || sshCfg.port || 22,
+    user: server.user || sshCfg.user,
+    ...(server.identityFiles ? { identityFiles: server.identityFiles } : {}),
+    ...(server.knownHosts ? { knownHosts: server.knownHosts } : {}),
+  });
+  return [...(server.jump ?? []).map(ep), target];
 }
 
 /**
  * Identity files that parsed, with the passphrase they parsed with. Parsing an encrypted key
  * costs about 0.3 s of CPU (its bcrypt KDF), and every connection (and each preflight) loads the
- * identity again; the same bytes with the same passphrase need not be checked twice. Kept in
+ * identity again; the same bytes with the same passphrase need not be parsed twice. Kept in
  * memory only, like the passphrase itself in the environment.
  */
-const parsedIdentities = new Map<string, { key: Buffer; passphrase: string | undefined }>();
+const parsedIdentities = new Map<string, { key: Buffer; passphrase: string | undefined; parsed: ParsedKey }>();
 
-/** Load the identity file, turning every problem into a TransportError without key material. */
-function loadIdentity(utils: Ssh2['utils'], sshCfg: SshConfig): { key: Buffer; passphrase: string | undefined } | null {
-  if (!sshCfg.identityFile) return null;
-  const file = sshCfg.identityFile;
+/** Load an identity file, turning every problem into a TransportError without key material. */
+function loadIdentity(utils: Ssh2['utils'], file: string, envName: string): { file: string; parsed: ParsedKey } {
   let key: Buffer;
   try {
     key = readFileSync(file);
@@ -142,11 +166,10 @@ function loadIdentity(utils: Ssh2['utils'], sshCfg: SshConfig): { key: Buffer; p
     const why = code === 'ENOENT' ? 'it does not exist' : code === 'EACCES' ? 'permission denied' : errorMessage(err);
     throw new TransportError('config', `cannot read identity file ${file}: ${why}`);
   }
-  const envName = sshCfg.passphraseEnv;
   const fromEnv = envName ? process.env[envName] : undefined;
   const passphrase = fromEnv === undefined || fromEnv === '' ? undefined : fromEnv;
   const known = parsedIdentities.get(file);
-  if (known && known.passphrase === passphrase && known.key.equals(key)) return { key, passphrase };
+  if (known && known.passphrase === passphrase && known.key.equals(key)) return { file, parsed: known.parsed };
   const parsed = utils.parseKey(key, passphrase);
   if (parsed instanceof Error) {
     const msg = parsed.message;
@@ -172,11 +195,60 @@ function loadIdentity(utils: Ssh2['utils'], sshCfg: SshConfig): { key: Buffer; p
   if (!first || !first.isPrivateKey()) {
     throw new TransportError('config', `identity file ${file} does not contain a private key (is it the .pub file?)`);
   }
-  parsedIdentities.set(file, { key, passphrase });
-  return { key, passphrase };
+  parsedIdentities.set(file, { key, passphrase, parsed: first });
+  return { file, parsed: first };
 }
 
-/** An open connection to one server. */
+/**
+ * At most `limit` SSH handshakes at once per key (a host, or a chain of hosts up to it): sshd
+ * drops connections beyond its `MaxStartups` (10:30:100 by default: unauthenticated connections
+ * at once), and a shared jump host sees every server's handshake. The wait does not count
+ * against the connect timeout; an abort ends it.
+ */
+export class HandshakeLimiter {
+  private readonly active = new Map<string, number>();
+  private readonly waiting = new Map<string, (() => void)[]>();
+  /** the most handshakes seen at once, per key (for tests and diagnostics) */
+  readonly peak = new Map<string, number>();
+
+  async acquire(key: string, limit: number, signal?: AbortSignal): Promise<() => void> {
+    while ((this.active.get(key) ?? 0) >= Math.max(1, limit)) {
+      if (signal?.aborted) throw new TransportError('network', 'aborted while waiting for a handshake slot');
+      await new Promise<void>((resolve) => {
+        const queue = this.waiting.get(key) ?? [];
+        const wake = () => {
+          signal?.removeEventListener('abort', wake);
+          const q = this.waiting.get(key);
+          const at = q?.indexOf(wake) ?? -1;
+          if (q && at !== -1) q.splice(at, 1);
+          resolve();
+        };
+        queue.push(wake);
+        this.waiting.set(key, queue);
+        signal?.addEventListener('abort', wake, { once: true });
+      });
+    }
+    if (signal?.aborted) throw new TransportError('network', 'aborted while waiting for a handshake slot');
+    const now = (this.active.get(key) ?? 0) + 1;
+    this.active.set(key, now);
+    if (now > (this.peak.get(key) ?? 0)) this.peak.set(key, now);
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      const left = (this.active.get(key) ?? 1) - 1;
+      if (left <= 0) this.active.delete(key);
+      else this.active.set(key, left);
+      const q = this.waiting.get(key);
+      const next = q?.shift();
+      if (q && q.length === 0) this.waiting.delete(key);
+      next?.();
+    };
+  }
+}
+
+export const DEFAULT_MAX_HANDSHAKES = 8;
+
 export class Ssh2Session implements Session {
   /** why the connection is gone; null while it is up */
   private lost: string | null = null;
@@ -187,7 +259,7 @@ export class Ssh2Session implements Session {
 
   constructor(
     private readonly client: Client,
-    private readonly target: Target,
+    private readonly target: Pick<Endpoint, 'label'>,
     private readonly sshCfg: SshConfig,
     private readonly onClose: (s: Ssh2Session) => void,
   ) {
@@ -363,89 +435,228 @@ function describeDrop(err: unknown): string {
 }
 
 /**
- * The half of connecting that is the same for every server: known_hosts, the identity file (and
- * its passphrase), some way to authenticate. A problem here is ours, not the server's.
+ * One request answered by the server's session process (a `keepalive@openssh.com` global
+ * request, as ssh2's keepalives send), which exists only once sshd has finished counting the
+ * connection as a startup. Bounded by `timeoutMs`; a client without ssh2's internals resolves
+ * at once.
  */
-function localSetup(ssh2: Ssh2, sshCfg: SshConfig): { known: KnownHostsFile; identity: ReturnType<typeof loadIdentity>; agentSock: string | undefined } {
-  let known: KnownHostsFile;
+function postAuthRoundTrip(client: Client, timeoutMs: number): Promise<void> {
+  const internal = client as unknown as { _callbacks?: unknown[]; _protocol?: { ping?: () => void } };
+  if (!Array.isArray(internal._callbacks) || typeof internal._protocol?.ping !== 'function') return Promise.resolve();
+  return new Promise<void>((resolve) => {
+    const timer = setTimeout(resolve, timeoutMs);
+    const done = () => {
+      clearTimeout(timer);
+      resolve();
+    };
+    try {
+      internal._callbacks!.push(done);
+      internal._protocol!.ping!();
+    } catch {
+      done();
+    }
+    client.once('close', done);
+  });
+}
+
+interface LocalSetup {
+  known: KnownHostsFile;
+  identities: { file: string; parsed: ParsedKey }[];
+  agentSock: string | undefined;
+}
+
+/**
+ * The half of connecting to one endpoint that is on this side: its known_hosts, its identity
+ * files (and their passphrase), some way to authenticate. A problem here is ours, not the server's.
+ */
+function localSetup(ssh2: Ssh2, sshCfg: SshConfig, ep: Pick<Endpoint, 'identityFiles' | 'knownHosts'>): LocalSetup {
+  const known = readKnown(ep.knownHosts);
+  const identities = ep.identityFiles.map((f) => loadIdentity(ssh2.utils, f, sshCfg.passphraseEnv));
+  const agentSock = agentSocket(sshCfg);
+  if (identities.length === 0 && !agentSock) throw noWayToAuthenticate(sshCfg);
+  return { known, identities, agentSock };
+}
+
+function readKnown(file: string): KnownHostsFile {
   try {
-    known = readKnownHosts(sshCfg.knownHosts);
+    return readKnownHosts(file);
   } catch (err) {
-    throw new TransportError('config', `cannot read known_hosts file ${sshCfg.knownHosts}: ${errorMessage(err)}`);
+    throw new TransportError('config', `cannot read known_hosts file ${file}: ${errorMessage(err)}`);
   }
-  const identity = loadIdentity(ssh2.utils, sshCfg);
-  const agentSock = sshCfg.agent ? process.env.SSH_AUTH_SOCK || undefined : undefined;
-  if (!identity && !agentSock) {
-    throw new TransportError(
-      'config',
-      sshCfg.agent
-        ? 'no way to authenticate: no identity file is configured and SSH_AUTH_SOCK is not set'
-        : 'no way to authenticate: no identity file is configured and ssh-agent is disabled',
-    );
-  }
-  return { known, identity, agentSock };
+}
+
+function agentSocket(sshCfg: SshConfig): string | undefined {
+  return sshCfg.agent ? process.env.SSH_AUTH_SOCK || undefined : undefined;
+}
+
+function noWayToAuthenticate(sshCfg: SshConfig): TransportError {
+  return new TransportError(
+    'config',
+    sshCfg.agent
+      ? 'no way to authenticate: no identity file is configured and SSH_AUTH_SOCK is not set'
+      : 'no way to authenticate: no identity file is configured and ssh-agent is disabled',
+  );
 }
 
 export class Ssh2Transport implements Transport {
   private readonly sessions = new Set<Ssh2Session>();
+  readonly handshakes = new HandshakeLimiter();
 
-  async preflight(sshCfg: SshConfig): Promise<void> {
-    localSetup(await loadSsh2(), sshCfg);
+  /**
+   * Our side of every endpoint `servers` are reached through (their jump hosts included), each
+   * distinct known_hosts file and identity file checked once; without servers, the `ssh` block's
+   * (with an empty list, nothing: no connection will be opened).
+   */
+  async preflight(sshCfg: SshConfig, servers?: readonly ServerSpec[]): Promise<void> {
+    const ssh2 = await loadSsh2();
+    if (!servers) {
+      localSetup(ssh2, sshCfg, { identityFiles: sshCfg.identityFile ? [sshCfg.identityFile] : [], knownHosts: sshCfg.knownHosts });
+      return;
+    }
+    // Each known_hosts file and each identity file once, however many endpoints use it.
+    const seen = new Set<string>();
+    const agentSock = agentSocket(sshCfg);
+    for (const server of servers) {
+      for (const ep of endpointsOf(server, sshCfg)) {
+        if (!seen.has(`kh:${ep.knownHosts}`)) readKnown(ep.knownHosts);
+        seen.add(`kh:${ep.knownHosts}`);
+        for (const f of ep.identityFiles) {
+          if (!seen.has(`id:${f}`)) loadIdentity(ssh2.utils, f, sshCfg.passphraseEnv);
+          seen.add(`id:${f}`);
+        }
+        if (ep.identityFiles.length === 0 && !agentSock) throw noWayToAuthenticate(sshCfg);
+      }
+    }
   }
 
   async connect(server: ServerSpec, sshCfg: SshConfig, signal?: AbortSignal): Promise<Session> {
     const ssh2 = await loadSsh2();
-    const target: Target = {
-      host: server.host,
-      port: server.port || sshCfg.port || 22,
-      user: server.user || sshCfg.user,
-      label: '',
-    };
-    target.label = `${target.user}@${target.host}:${target.port}`;
+    const eps = endpointsOf(server, sshCfg);
+    const target = eps[eps.length - 1]!;
+    const via = eps.length > 1 ? ` (via ${eps.slice(0, -1).map((e) => e.label).join(', ')})` : '';
+    const clients: Client[] = [];
     try {
-      return await this.open(ssh2, target, sshCfg, signal);
+      for (let i = 0; i < eps.length; i++) {
+        const ep = eps[i]!;
+        const role = i < eps.length - 1 ? 'jump host ' : '';
+        const key = eps
+          .slice(0, i + 1)
+          .map((e) => `${e.host.toLowerCase()}:${e.port}`)
+          .join(' > ');
+        // The slot covers the TCP connection too (a jump host's forward opens it), since sshd
+        // counts a connection from its accept.
+        const release = await this.handshakes.acquire(key, sshCfg.maxHandshakes ?? DEFAULT_MAX_HANDSHAKES, signal);
+        try {
+          const prev = clients[i - 1];
+          const sock = prev ? await this.forward(prev, eps[i - 1]!, ep, sshCfg, signal) : undefined;
+          const client = await this.handshake(ssh2, ep, `${role}${ep.label}${i === eps.length - 1 ? via : ''}`, sshCfg, sock, signal);
+          clients.push(client);
+          // sshd counts a connection against MaxStartups until its monitor has seen the
+          // authentication through, a little after it told us so: one round trip answered
+          // after that, and only then is the slot given to the next handshake.
+          await postAuthRoundTrip(client, sshCfg.connectTimeoutMs);
+        } finally {
+          release();
+        }
+      }
     } catch (err) {
+      for (const c of clients) c.destroy();
       throw err instanceof TransportError ? err : new TransportError('config', errorMessage(err));
     }
+    const hops = clients.slice(0, -1);
+    const client = clients[clients.length - 1]!;
+    const closeHops = () => {
+      for (const h of hops) {
+        h.end();
+        setTimeout(() => h.destroy(), 2000).unref();
+      }
+    };
+    const session = new Ssh2Session(client, { ...target, label: `${target.label}${via}` }, sshCfg, (s) => {
+      this.sessions.delete(s);
+      closeHops();
+    });
+    this.sessions.add(session);
+    return session;
   }
 
-  private open(ssh2: Ssh2, target: Target, sshCfg: SshConfig, signal?: AbortSignal): Promise<Session> {
-    if (signal?.aborted) throw new TransportError('network', `connecting to ${target.label} was aborted`);
+  /** Open a channel from `hop` to `next` (a `direct-tcpip` forward): the socket of the next handshake. */
+  private forward(hop: Client, ep: Endpoint, next: Endpoint, sshCfg: SshConfig, signal?: AbortSignal): Promise<Duplex> {
+    return new Promise<Duplex>((resolve, reject) => {
+      let settled = false;
+      const done = (err: TransportError | null, stream?: Duplex) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        signal?.removeEventListener('abort', onAbort);
+        if (err) reject(err);
+        else resolve(stream!);
+      };
+      const what = `jump host ${ep.label} could not open a connection to ${next.host}:${next.port}`;
+      const timer = setTimeout(() => done(new TransportError('timeout', `${what}: timed out after ${formatDuration(sshCfg.connectTimeoutMs)}`)), sshCfg.connectTimeoutMs);
+      const onAbort = () => done(new TransportError('network', `connecting to ${next.label} through ${ep.label} was aborted`));
+      signal?.addEventListener('abort', onAbort, { once: true });
+      try {
+        hop.forwardOut('127.0.0.1', 0, next.host, next.port, (err, stream) => {
+          if (err) {
+            const msg = errorMessage(err).replace(/^\(SSH\) /, '');
+            // A jump host that forbids forwarding will not allow it on a retry either.
+            const kind = /prohibited/i.test(msg) ? 'config' : 'network';
+            done(new TransportError(kind, `${what}: ${msg}${kind === 'config' ? ' (does it allow TCP forwarding: AllowTcpForwarding?)' : ''}`));
+            return;
+          }
+          if (settled) {
+            stream.destroy();
+            return;
+          }
+          done(null, stream);
+        });
+      } catch (err) {
+        done(new TransportError('network', `${what}: ${errorMessage(err)}`));
+      }
+    });
+  }
 
-    const { known, identity, agentSock } = localSetup(ssh2, sshCfg);
+  /** Connect, verify the host key, authenticate: one endpoint, over `sock` when reached through a jump host. */
+  private handshake(ssh2: Ssh2, ep: Endpoint, label: string, sshCfg: SshConfig, sock: Duplex | undefined, signal?: AbortSignal): Promise<Client> {
+    if (signal?.aborted) throw new TransportError('network', `connecting to ${label} was aborted`);
+
+    const { known, identities, agentSock } = localSetup(ssh2, sshCfg, ep);
 
     const client = new ssh2.Client();
     let hostKeyFailure: TransportError | null = null;
     const notes: string[] = [];
 
     const cfg: ConnectConfig = {
-      host: target.host,
-      port: target.port,
-      username: target.user,
+      host: ep.host,
+      port: ep.port,
+      username: ep.user,
       readyTimeout: sshCfg.connectTimeoutMs,
       keepaliveInterval: sshCfg.keepaliveIntervalMs,
       keepaliveCountMax: 3,
-      algorithms: { serverHostKey: hostKeyAlgorithms(knownKeyTypes(known.entries, target.host, target.port)) as never },
+      algorithms: { serverHostKey: hostKeyAlgorithms(knownKeyTypes(known.entries, ep.host, ep.port)) as never },
       hostVerifier: (key: Buffer, verify: (valid: boolean) => void) => {
         const type = blobKeyType(key) ?? 'unknown';
-        const verdict = verifyHostKey(known.entries, target.host, target.port, type, key, known.file);
+        const verdict = verifyHostKey(known.entries, ep.host, ep.port, type, key, known.file);
         if (verdict.ok) {
           verify(true);
           return;
         }
         let message = verdict.message;
+        if (label.startsWith('jump host')) message = `jump host ${ep.label}: ${message}`;
         if (verdict.kind === 'unknown' && !known.exists) message += ` (${known.file} does not exist yet)`;
         hostKeyFailure = new TransportError(verdict.kind === 'unknown' ? 'host-key-unknown' : 'host-key-mismatch', message);
         verify(false);
       },
+      // The configured identities first, in order, then the agent's keys (ssh2's own order when
+      // given a privateKey and an agent is the same, but that is not a documented promise).
+      authHandler: [
+        ...identities.map((id): AuthMethod => ({ type: 'publickey', username: ep.user, key: id.parsed }) as AuthMethod),
+        ...(agentSock ? [{ type: 'agent', username: ep.user, agent: agentSock } as AuthMethod] : []),
+      ],
     };
-    if (identity) {
-      cfg.privateKey = identity.key;
-      if (identity.passphrase !== undefined) cfg.passphrase = identity.passphrase;
-    }
-    if (agentSock) cfg.agent = agentSock;
+    if (sock) cfg.sock = sock as ConnectConfig['sock'];
 
-    return new Promise<Session>((resolve, reject) => {
+    return new Promise<Client>((resolve, reject) => {
       let settled = false;
       const cleanup = () => {
         clearTimeout(timer);
@@ -460,9 +671,9 @@ export class Ssh2Transport implements Transport {
         reject(err);
       };
       const timer = setTimeout(() => {
-        fail(new TransportError('timeout', `connecting to ${target.label} timed out after ${formatDuration(sshCfg.connectTimeoutMs)}`));
+        fail(new TransportError('timeout', `connecting to ${label} timed out after ${formatDuration(sshCfg.connectTimeoutMs)}`));
       }, sshCfg.connectTimeoutMs);
-      const onAbort = () => fail(new TransportError('network', `connecting to ${target.label} was aborted`));
+      const onAbort = () => fail(new TransportError('network', `connecting to ${label} was aborted`));
       signal?.addEventListener('abort', onAbort, { once: true });
 
       const mapError = (err: unknown): TransportError => {
@@ -471,11 +682,18 @@ export class Ssh2Transport implements Transport {
         const code = errorCode(err);
         const msg = errorMessage(err);
         if (level === 'client-timeout' || code === 'ETIMEDOUT') {
-          return new TransportError('timeout', `connecting to ${target.label} timed out after ${formatDuration(sshCfg.connectTimeoutMs)}`);
+          return new TransportError('timeout', `connecting to ${label} timed out after ${formatDuration(sshCfg.connectTimeoutMs)}`);
+        }
+        if (/too many authentication failures/i.test(msg)) {
+          return new TransportError(
+            'auth',
+            `authentication to ${label} failed: the server allows fewer attempts (MaxAuthTries) than the keys offered, and ended it ` +
+              `(offered in order: ${[...identities.map((i) => i.file), ...(agentSock ? ['the keys of ssh-agent'] : [])].join(', ') || 'nothing'})`,
+          );
         }
         if (level === 'client-authentication' || /authentication methods failed/i.test(msg)) {
           const tried = [
-            identity ? `public key from ${sshCfg.identityFile}` : null,
+            identities.length ? `public key from ${identities.map((i) => i.file).join(', ')}` : null,
             agentSock ? `ssh-agent (${agentSock})` : null,
           ]
             .filter(Boolean)
@@ -483,8 +701,8 @@ export class Ssh2Transport implements Transport {
           const extra = notes.length ? ` (${notes.join('; ')})` : '';
           return new TransportError(
             'auth',
-            `authentication to ${target.label} failed: no key was accepted (tried ${tried || 'nothing'})${extra}. ` +
-              `Check that the key is in ~${target.user}/.ssh/authorized_keys on the server.`,
+            `authentication to ${label} failed: no key was accepted (tried ${tried || 'nothing'})${extra}. ` +
+              `Check that the key is in ~${ep.user}/.ssh/authorized_keys on ${label.startsWith('jump host') ? 'the jump host' : 'the server'}.`,
           );
         }
         if (code && NETWORK_CODES.has(code)) {
@@ -496,9 +714,9 @@ export class Ssh2Transport implements Transport {
                 : code === 'EHOSTUNREACH' || code === 'ENETUNREACH'
                   ? 'host unreachable'
                   : msg;
-          return new TransportError('network', `cannot connect to ${target.label}: ${what} (${code})`);
+          return new TransportError('network', `cannot connect to ${label}: ${what} (${code})`);
         }
-        return new TransportError('network', `cannot connect to ${target.label}: ${msg}`);
+        return new TransportError('network', `cannot connect to ${label}: ${msg}`);
       };
 
       client.on('error', (err: unknown) => {
@@ -518,21 +736,19 @@ export class Ssh2Transport implements Transport {
       });
       client.on('close', () => {
         if (settled) return;
-        fail(hostKeyFailure ?? new TransportError('network', `${target.label} closed the connection before it was ready`));
+        fail(hostKeyFailure ?? new TransportError('network', `${label} closed the connection before it was ready`));
       });
       client.once('ready', () => {
         if (settled) return;
         settled = true;
         cleanup();
-        const session = new Ssh2Session(client, target, sshCfg, (s) => this.sessions.delete(s));
-        this.sessions.add(session);
-        resolve(session);
+        resolve(client);
       });
 
       try {
         client.connect(cfg);
       } catch (err) {
-        fail(new TransportError('config', `cannot connect to ${target.label}: ${errorMessage(err)}`));
+        fail(new TransportError('config', `cannot connect to ${label}: ${errorMessage(err)}`));
       }
     });
   }

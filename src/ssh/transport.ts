@@ -36,7 +36,7 @@ export interface Transport {
    * a way to authenticate) before any server is touched; throws the TransportError connect would
    * throw for every server alike.
    */
-  preflight?(ssh: SshConfig): Promise<void>;
+  preflight?(ssh: SshConfig, servers?: readonly ServerSpec[]): Promise<void>;
   /** close every session this transport opened */
   close(): void;
 }
@@ -54,12 +54,13 @@ export class TransportError extends Error {
 }
 
 /**
- * `transport.preflight`, with a failure as bad input (exit 2) naming what was refused: the same
+ * `transport.preflight` (for `servers`: every distinct identity file and known_hosts they and
+ * their jump hosts use, each checked once), with a failure as bad input (exit 2) naming what was refused: the same
  * problem would fail every server, so none is touched (and none is marked unreachable for it).
  */
-export async function checkLocalSsh(transport: Transport, ssh: SshConfig, refused: string): Promise<void> {
+export async function checkLocalSsh(transport: Transport, ssh: SshConfig, refused: string, servers?: readonly ServerSpec[]): Promise<void> {
   try {
-    await transport.preflight?.(ssh);
+    await transport.preflight?.(ssh, servers);
   } catch (e) {
     if (e instanceof TransportError) throw new UsageError(`${refused}: ${e.message}; nothing was run on any server`);
     throw e;

@@ -88,4 +88,10 @@ export const MIGRATIONS: readonly string[] = [
   `
   ALTER TABLE servers ADD COLUMN types TEXT;
   `,
+  // 4: how each server is reached when it differs from the update's ssh settings (per-server
+  // identity files, known_hosts, jump hosts), as JSON: paths and host names, never key material.
+  // NULL: as the update's ssh settings say (every server planned before it existed).
+  `
+  ALTER TABLE servers ADD COLUMN ssh_json TEXT;
+  `,
 ];

@@ -1,5 +1,5 @@
 import Database from 'better-sqlite3';
-import type { RolloutSettings, ServerSpec } from '../config/types.js';
+import type { JumpHost, RolloutSettings, ServerSpec } from '../config/types.js';
 import { UsageError } from '../errors.js';
 import {
   serverTransition,
@@ -63,6 +63,30 @@ export interface ServerRecord {
   endedAt: string | null;
   /** our lock may be on the server: set before the command that takes it, cleared once released */
   lockHeld: boolean;
+  /** how it is reached, when not as the update's ssh settings say (see ServerSpec) */
+  identityFiles?: string[];
+  knownHosts?: string;
+  jump?: JumpHost[];
+}
+
+/** What `servers.ssh_json` holds. */
+type ServerReach = Pick<ServerSpec, 'identityFiles' | 'knownHosts' | 'jump'>;
+
+function reachJson(s: Pick<ServerSpec, 'identityFiles' | 'knownHosts' | 'jump'>): string | null {
+  const r: ServerReach = {};
+  if (s.identityFiles !== undefined) r.identityFiles = s.identityFiles;
+  if (s.knownHosts !== undefined) r.knownHosts = s.knownHosts;
+  if (s.jump !== undefined && s.jump.length > 0) r.jump = s.jump;
+  return Object.keys(r).length ? JSON.stringify(r) : null;
+}
+
+/** The ServerSpec a transport connects to for a stored server. */
+export function specOf(r: ServerRecord): ServerSpec {
+  const spec: ServerSpec = { name: r.name, host: r.host, port: r.port, user: r.user, type: r.type, types: r.types };
+  if (r.identityFiles !== undefined) spec.identityFiles = r.identityFiles;
+  if (r.knownHosts !== undefined) spec.knownHosts = r.knownHosts;
+  if (r.jump !== undefined) spec.jump = r.jump;
+  return spec;
 }
 
 /** Another update's server on the same account (`user@host:port`) that is in flight now. */
@@ -155,7 +179,9 @@ function typesOf(r: Row): string[] {
 }
 
 function toServer(r: Row): ServerRecord {
+  const reach = typeof r.ssh_json === 'string' ? (JSON.parse(r.ssh_json) as ServerReach) : {};
   return {
+    ...reach,
     id: r.id as number,
     updateName: r.update_name as string,
     position: r.position as number,
@@ -403,10 +429,10 @@ export class Store {
         )
         .run(u.name, at, u.repo, u.branch, u.commit, u.configFile, JSON.stringify(u.settings), u.testStopAfter);
       const insert = this.db.prepare(
-        `INSERT INTO servers (update_name, position, name, host, port, user, type, types, status)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending')`,
+        `INSERT INTO servers (update_name, position, name, host, port, user, type, types, status, ssh_json)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?)`,
       );
-      u.servers.forEach((s, i) => insert.run(u.name, i, s.name, s.host, s.port, s.user, s.type, JSON.stringify(s.types ?? [s.type])));
+      u.servers.forEach((s, i) => insert.run(u.name, i, s.name, s.host, s.port, s.user, s.type, JSON.stringify(s.types ?? [s.type]), reachJson(s)));
       this.addEvent(u.name, null, 'planning', `planning ${u.servers.length} servers to ${u.commit.slice(0, 12)}`);
     });
     return this.getUpdate(u.name);

@@ -256,3 +256,20 @@ test('the inventory example: servers and types from plans/inventory/production.i
   assert.deepEqual(byName.db1, { name: 'db1', host: '10.0.0.21', port: 2222, user: 'ops', type: 'db', types: ['db'] });
   assert.deepEqual(selectServers(c).map((s) => s.name), ['f01.example.com', 'f02.example.com', 'f03.example.com', 'f04.example.com']);
 });
+
+test('the example behind a bastion: aliases of its ssh config, ssh.jump, a per-server key, jump: none', () => {
+  const c = loadConfig(path.join(PLANS, 'via-bastion.yaml'), { home: '/home/frappe', user: 'me', exists: () => true });
+  const bastion = { host: 'bastion.example.com', port: 22, user: 'ops', identityFiles: ['/home/frappe/.ssh/id_bastion', '/home/frappe/.ssh/id_ed25519'] };
+  const by = Object.fromEntries(c.servers.map((s) => [s.name, s]));
+  assert.deepEqual(
+    [by.app1!.host, by.app1!.user, by.app1!.port, by.app1!.identityFiles, by.app1!.jump],
+    ['app1.internal.example.com', 'frappe', 22, ['/home/frappe/.ssh/id_ed25519'], [bastion]],
+  );
+  assert.deepEqual([by.db1!.host, by.db1!.user, by.db1!.port], ['10.20.0.21', 'postgres-ops', 2222]);
+  // ssh.jump names the ssh config's alias: the same bastion
+  assert.deepEqual(by.legacy1!.jump, [bastion]);
+  assert.deepEqual(by.legacy1!.identityFiles, ['/home/frappe/.ssh/id_legacy']);
+  assert.equal(by.edge1!.jump, undefined);
+  assert.equal(c.ssh.configFile, path.join(PLANS, 'via-bastion.ssh_config'));
+  assert.equal(c.ssh.maxHandshakes, 8);
+});

@@ -32,6 +32,8 @@ test('a valid config maps to Config with every default', () => {
       keepaliveIntervalMs: 15_000,
       reconnectForMs: 30_000,
       outputLimitBytes: 65_536,
+      maxHandshakes: 8,
+      configFile: null,
     },
     agent: {
       versionCommand: 'git -C ~/agent/repo rev-parse HEAD',
@@ -64,6 +66,7 @@ test('every key set explicitly is honoured', () => {
         keepalive_interval: 0,
         reconnect_for: '5s',
         output_limit: 4096,
+        max_handshakes: 3,
       };
       c.agent.health.expect = '"commit": "{commit}"';
       c.agent.health.timeout = '1m30s';
@@ -92,6 +95,8 @@ test('every key set explicitly is honoured', () => {
     keepaliveIntervalMs: 0,
     reconnectForMs: 5_000,
     outputLimitBytes: 4096,
+    maxHandshakes: 3,
+    configFile: null,
   });
   assert.deepEqual(c.agent.health, {
     command: 'curl -fsS http://127.0.0.1:25052/version',

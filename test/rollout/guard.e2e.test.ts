@@ -66,7 +66,8 @@ test('a failure budget as a percentage, batches in parallel: they stop once the 
 test('agent.health.stable_for catches an agent that answers once and then crash-loops: rolled back', async (t) => {
   const fleet = await fleetFor(t, { servers: 2 });
   if (!fleet) return;
-  const flaky = await fleet.upstream.addCommit('flaky', { crashAfterMs: 300 });
+  // online for exactly one health check after each restart, then down: a crash loop
+  const flaky = await fleet.upstream.addCommit('flaky', { crashAfterChecks: 1 });
   const db = join(fleet.root, 'plan.db');
   const config = fleet.writeConfig({
     name: 'f',
@@ -79,7 +80,7 @@ test('agent.health.stable_for catches an agent that answers once and then crash-
   const doc = await statusJson(db, 'f');
   const s1 = byName(doc).s1!;
   assert.equal(s1.status, 'rolled-back', s1.error ?? '');
-  assert.match(s1.error!, new RegExp(`came online at ${flaky.slice(0, 12)} but did not stay healthy: health exited 7: health: connection refused: agent at ${flaky} crashed .*\\(agent\\.health\\.stable_for\\)`));
+  assert.match(s1.error!, new RegExp(`came online at ${flaky.slice(0, 12)} but did not stay healthy: health exited 7: health: connection refused: agent at ${flaky} crashed after 1 good checks after .*\\(agent\\.health\\.stable_for\\)`));
   assert.equal(currentCommit(fleet.home('s1')), fleet.upstream.commits.base, 'back at its previous commit');
   assert.equal(byName(doc).s2!.status, 'pending', 'the rollout stopped there');
 });

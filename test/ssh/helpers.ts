@@ -81,8 +81,12 @@ export function sshdUnavailable(): string | null {
   return null;
 }
 
-/** Start a minimal OpenSSH sshd on 127.0.0.1 accepting `authorizedKeys` for the current user. */
-export async function startSshd(dir: string, authorizedKeys: string[]): Promise<Sshd> {
+/**
+ * Start a minimal OpenSSH sshd on 127.0.0.1 accepting `authorizedKeys` for the current user.
+ * `extra` sshd_config lines come first, so they win over the defaults below (sshd keeps the first
+ * value of a keyword): e.g. `LogLevel DEBUG1`, `MaxStartups 3`, `MaxAuthTries 1`.
+ */
+export async function startSshd(dir: string, authorizedKeys: string[], extra: string[] = []): Promise<Sshd> {
   const host = '127.0.0.1';
   const hostKey = join(dir, 'ssh_host_ed25519_key');
   if (!existsSync(hostKey)) await execFileP('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', hostKey]);
@@ -96,6 +100,7 @@ export async function startSshd(dir: string, authorizedKeys: string[]): Promise<
     writeFileSync(
       cfgFile,
       [
+        ...extra,
         `Port ${port}`,
         `ListenAddress ${host}`,
         `HostKey ${hostKey}`,

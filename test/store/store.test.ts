@@ -256,3 +256,40 @@ test('a server keeps every type (migration 3); rows from before it read as [type
     ['b', 'db', ['db']],
   ]);
 });
+
+test('how a server is reached (its own identity files, known_hosts, jump hosts) is stored with it, moves with a split, and is absent for the others', (t) => {
+  const store = tmpStore(t);
+  const u = newUpdate('reach', 3);
+  const jump = [{ host: 'bastion', port: 2222, user: 'ops', identityFiles: ['/keys/bastion'] }, { host: 'inner', port: 22, user: 'ops' }];
+  u.servers[1] = { ...u.servers[1]!, identityFiles: ['/keys/s2'], knownHosts: '/kh/s2', jump };
+  u.servers[2] = { ...u.servers[2]!, jump: [] };
+  store.createUpdate(u);
+  const [s1, s2, s3] = store.getServers('reach');
+  assert.deepEqual([s1!.identityFiles, s1!.knownHosts, s1!.jump], [undefined, undefined, undefined]);
+  assert.deepEqual([s2!.identityFiles, s2!.knownHosts, s2!.jump], [['/keys/s2'], '/kh/s2', jump]);
+  assert.equal(s3!.jump, undefined, 'no jump hosts stores nothing');
+  const raw = store.db.prepare('SELECT name, ssh_json FROM servers ORDER BY position').all() as { name: string; ssh_json: string | null }[];
+  assert.deepEqual(raw.map((r) => r.ssh_json === null), [true, false, true]);
+  store.setUpdateStatus('reach', 'pending');
+  splitUpdate(store, 'reach', 2);
+  assert.deepEqual(store.getServers('reach.2').find((s) => s.name === 's2')?.jump ?? store.getServers('reach').find((s) => s.name === 's2')?.jump, jump);
+});
+
+test('migrations 3 and 4 on a schema-2 database: its servers are reached as their update says (no ssh_json)', (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'agent-update-store-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const file = join(dir, 'old.db');
+  const db = new Database(file);
+  for (const m of MIGRATIONS.slice(0, 2)) db.exec(m);
+  db.pragma('user_version = 2');
+  db.prepare(
+    `INSERT INTO updates (name, status, created_at, repo, branch, commit_sha, settings_json) VALUES ('old', 'pending', '2026-01-01T00:00:00Z', '/r', 'master', ?, '{}')`,
+  ).run('c'.repeat(40));
+  db.prepare(`INSERT INTO servers (update_name, position, name, host, port, user, type, status) VALUES ('old', 0, 's1', 'h1', 22, 'u', 'app', 'pending')`).run();
+  db.close();
+  const store = new Store(file);
+  t.after(() => store.close());
+  assert.equal(store.db.pragma('user_version', { simple: true }), MIGRATIONS.length);
+  const [s1] = store.getServers('old');
+  assert.deepEqual([s1!.host, s1!.identityFiles, s1!.jump], ['h1', undefined, undefined]);
+});
