@@ -69,6 +69,7 @@ test('an alias: HostName (with %h), User, Port, IdentityFile (missing ones passe
     port: 2200,
     user: 'deploy',
     type: 'default',
+    types: ['default'],
     identityFiles: [`${SSH_DIR}/id_prod_deploy`],
     knownHosts: `${SSH_DIR}/kh_app-1`,
     // the jump host's alias is looked up too; `Host *` gives it Port 2222
@@ -104,7 +105,7 @@ test('without ssh.config nothing is looked up; ssh.jump and per-server jump, as 
     }),
   );
   assert.deepEqual(c.servers[0], {
-    name: 'x', host: 'app-1', port: 22, user: 'frappe', type: 'default',
+    name: 'x', host: 'app-1', port: 22, user: 'frappe', type: 'default', types: ['default'],
     jump: [{ host: 'h1', port: 22, user: 'a' }, { host: 'h2', port: 23, user: 'frappe' }],
   });
   assert.equal(c.servers[1]!.jump, undefined, 'jump: null turns ssh.jump off');
