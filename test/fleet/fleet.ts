@@ -14,8 +14,9 @@
  * 16 servers run one sshd per 16 (same port, same host key). Every live server starts with the
  * agent at `upstream.commits.base`, online, no deploy logged, one `web` restart logged.
  *
- * Timing (this VM): startFleet ≈ 0.4–0.5 s for 3 servers (1.5 s when two fleets start at once),
- * ≈ 3.5 s for 20; one `ssh` client round trip ≈ 0.35 s; stop() ≈ 50–300 ms.
+ * Timing (this VM): startFleet ≈ 0.4–0.7 s for 3 servers (1.5 s when two fleets start at once),
+ * ≈ 2–3.5 s for 20; one `ssh` client round trip ≈ 0.35 s; one command on an open ssh2 connection
+ * ≈ 5 ms (sshd sets SHLVL so the login shell reads no rc file); stop() ≈ 50–300 ms.
  * Set FLEET_SSHD_LOGLEVEL=VERBOSE (or DEBUG1) to get a detailed sshdLog().
  *
  *     const fleet = await startFleet({ servers: 3 });
@@ -286,6 +287,11 @@ async function startSshd(p: SshdParams): Promise<{ daemon: Daemon } | { error: s
       'AllowTcpForwarding no',
       'AllowAgentForwarding no',
       'LoginGraceTime 30',
+      // sshd runs every command through the user's login shell. Debian's bash sources ~/.bashrc
+      // for `bash -c` from sshd when SHLVL is unset (SSH_SOURCE_BASHRC); a developer's or CI
+      // image's .bashrc (pyenv init, nvm, …) then costs ~100 ms per remote command, seven per
+      // server. With SHLVL set bash is not a "top-level" shell and reads no rc file.
+      'SetEnv SHLVL=1',
       '',
     ].join('\n'),
   );
