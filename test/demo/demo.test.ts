@@ -3,19 +3,17 @@
  * no OpenSSH anywhere on its PATH (the simulated servers are in-process ssh2 servers).
  */
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, mkdirSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { loadConfig } from '../../src/config/load.js';
 import { byName, cli, spawnCli, statusJson, type StatusDoc } from '../helpers/cli.js';
+import { tempDirFor } from '../helpers/tmp.js';
 
 const SSH_BINARIES = /^(ssh|sshd|ssh-.*|scp|sftp|sftp-server)$/;
 
 function tempDir(t: TestContext): string {
-  const dir = mkdtempSync(join(tmpdir(), 'au-demo-test-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
-  return dir;
+  return tempDirFor(t, 'au-demo-test-');
 }
 
 /**

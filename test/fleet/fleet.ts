@@ -37,6 +37,7 @@ import { stringify } from 'yaml';
 import type { ServerSpec, SshConfig } from '../../src/config/types.js';
 import { agentCommands, installAgent, setAgentCommit } from '../../src/sim/agent.js';
 import { createUpstream, type Upstream, type UpstreamOptions } from '../../src/sim/upstream.js';
+import { testTmpRoot } from '../helpers/tmp.js';
 
 export const SSHD = '/usr/sbin/sshd';
 const SSH_KEYGEN = 'ssh-keygen';
@@ -379,7 +380,7 @@ export async function startFleet(options: FleetOptions = {}): Promise<Fleet> {
   if (unreachable < 0 || unreachable > 50 || hanging < 0 || hanging > 49) throw new Error('too many unreachable/hanging servers');
   if (!existsSync(SSHD)) throw new Error(`${SSHD} is not installed`);
 
-  const root = await mkdtemp(path.join(os.tmpdir(), 'agent-update-fleet-'));
+  const root = await mkdtemp(path.join(testTmpRoot(), 'agent-update-fleet-'));
   if (/\s/.test(root)) throw new Error(`temp folder has whitespace: ${root}`);
   const daemons: Daemon[] = [];
   pendingRoots.add(root);

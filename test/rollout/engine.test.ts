@@ -3,8 +3,7 @@
  * crashed state straight into a real store, and checked by the exact commands that ran.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { systemClock, type Clock } from '../../src/clock.js';
@@ -14,6 +13,7 @@ import { runUpdate } from '../../src/rollout/run.js';
 import type { ServerStep } from '../../src/rollout/status.js';
 import { TransportError, type ExecResult, type Session, type Transport } from '../../src/ssh/transport.js';
 import { Store } from '../../src/store/store.js';
+import { makeTempDir } from '../helpers/tmp.js';
 
 const OLD = 'a'.repeat(40);
 const NEW = 'b'.repeat(40);
@@ -84,7 +84,7 @@ const settings: RolloutSettings = {
 };
 
 function setup(t: TestContext, names: string[]) {
-  const dir = mkdtempSync(join(tmpdir(), 'agent-update-engine-'));
+  const dir = makeTempDir('agent-update-engine-');
   const store = new Store(join(dir, 'p.db'));
   t.after(() => {
     store.close();

@@ -4,8 +4,7 @@
  * outcome, and never touches what it should not.
  */
 import assert from 'node:assert/strict';
-import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { stringify } from 'yaml';
@@ -15,6 +14,7 @@ import { startSimServer } from '../../src/sim/ssh-server.js';
 import { createUpstream } from '../../src/sim/upstream.js';
 import { Store } from '../../src/store/store.js';
 import { byName, cli, spawnCli, statusJson, fleetFor } from '../helpers/cli.js';
+import { tempDirFor } from '../helpers/tmp.js';
 
 test('a server that accepts TCP but never answers is unreachable within the connect timeout', async (t) => {
   const fleet = await fleetFor(t, { servers: 1, hanging: 1 });
@@ -52,8 +52,7 @@ test('a health command that hangs is cut by command_timeout: the server is rolle
 });
 
 test('a connection that dies mid-command: the step fails, a new connection rolls back, nothing hangs', async (t) => {
-  const root = mkdtempSync(join(tmpdir(), 'agent-update-fault-'));
-  t.after(() => rmSync(root, { recursive: true, force: true }));
+  const root = tempDirFor(t, 'agent-update-fault-');
   const upstream = await createUpstream(join(root, 'upstream'));
   const home = join(root, 'home');
   mkdirSync(home);
