@@ -3,7 +3,7 @@
  * checkouts with real restart and health commands (test/fleet).
  */
 import assert from 'node:assert/strict';
-import { copyFileSync, cpSync, existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { copyFileSync, cpSync, existsSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { currentCommit, readDeployCount, restartCount } from '../../src/sim/agent.js';
@@ -15,6 +15,11 @@ async function plan(fleet: Fleet, overrides: Record<string, unknown> = {}, name 
   const config = fleet.writeConfig({ name, ...overrides });
   const r = await cli(['plan', '-c', config], { db });
   return { db, config, r, name };
+}
+
+/** Size of the database's write-ahead log (0 when there is none): what the main file does not hold yet. */
+function walBytes(db: string): number {
+  return existsSync(`${db}-wal`) ? statSync(`${db}-wal`).size : 0;
 }
 
 /** The commit whose agent never comes online, with a health timeout short enough to see it fast. */
@@ -257,6 +262,11 @@ test('bad input exits 2 and changes nothing', async (t) => {
   const fleet = await fleetFor(t, { servers: 1 });
   if (!fleet) return;
   const { db, name } = await plan(fleet);
+  // The plan process has exited: SQLite checkpointed its WAL into the main file and removed it
+  // as its last connection closed, so the main file alone is the whole database and its bytes
+  // are stable. A refused command must leave them exactly so (each run opens the database and
+  // closes it again, which checkpoints anything it wrote).
+  assert.equal(walBytes(db), 0, 'no WAL left pending after plan');
   const before = readFileSync(db);
   const cases: Array<[string[], RegExp]> = [
     [['start', 'nope'], /no update named "nope"/],
@@ -272,10 +282,11 @@ test('bad input exits 2 and changes nothing', async (t) => {
     const r = await cli(args, { db });
     assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
     assert.match(r.stderr, message, args.join(' '));
+    assert.equal(walBytes(db), 0, `${args.join(' ')} left a WAL behind`);
+    assert.ok(readFileSync(db).equals(before), `${args.join(' ')} changed the database file`);
   }
   assert.equal((await statusJson(db, name)).status, 'pending');
   assert.equal(readDeployCount(fleet.home('s1')), 0);
-  void before;
   const noDb = await cli(['status'], { db: join(fleet.root, 'nothing-here.db') });
   assert.equal(noDb.code, 2);
   assert.ok(!existsSync(join(fleet.root, 'nothing-here.db')), 'a read command never creates a database');
