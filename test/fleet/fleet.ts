@@ -93,6 +93,13 @@ export interface Fleet {
   sh(serverName: string, command: string): Promise<CommandResult>;
   /** puts a server's agent at `commit` and restarts it (outside any rollout; not a deploy) */
   setCommit(serverName: string, commit: string): Promise<void>;
+  /**
+   * Stop accepting SSH connections until release(): every sshd listener is stopped (SIGSTOP), so
+   * a new connection is queued by the kernel and never greeted (the client waits in its
+   * handshake, up to its connect timeout); connections already open go on. release() resumes
+   * the listeners (idempotent; stop() releases too).
+   */
+  holdNewConnections(): { release(): void };
   /** the sshd's log (stderr, LogLevel from $FLEET_SSHD_LOGLEVEL, default ERROR) */
   sshdLog(): string;
   /** kills sshd and its sessions, closes hanging listeners, removes root; idempotent */
@@ -506,6 +513,7 @@ export async function startFleet(options: FleetOptions = {}): Promise<Fleet> {
     };
     let configCounter = 0;
     let stopped = false;
+    const holds = new Set<number[]>();
 
     const fleet: Fleet = {
       root,
@@ -585,10 +593,30 @@ export async function startFleet(options: FleetOptions = {}): Promise<Fleet> {
       async setCommit(name, commit) {
         await setAgentCommit(home(name), commit, upstream.repo);
       },
+      holdNewConnections() {
+        const held = daemons.flatMap((d) => (d.child.pid !== undefined && d.child.exitCode === null ? [d.child.pid] : []));
+        for (const pid of held) process.kill(pid, 'SIGSTOP');
+        holds.add(held);
+        return {
+          release() {
+            if (!holds.delete(held)) return;
+            for (const pid of held) {
+              try {
+                process.kill(pid, 'SIGCONT');
+              } catch {
+                // already gone
+              }
+            }
+          },
+        };
+      },
       sshdLog: () => daemons.map((d) => (existsSync(d.logFile) ? readFileSync(d.logFile, 'utf8') : '')).join(''),
       async stop() {
         if (stopped) return;
         stopped = true;
+        // A stopped listener would not see its SIGTERM until continued.
+        for (const held of holds) for (const pid of held) process.kill(pid, 'SIGCONT');
+        holds.clear();
         await Promise.all(daemons.map(stopDaemon));
         for (const socket of hangingSockets) socket.destroy();
         await Promise.all(hangingServers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
