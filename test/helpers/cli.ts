@@ -34,6 +34,21 @@ export function spawnCli(
   });
 }
 
+/**
+ * Resolves once `child` has written output matching `re` on `stream` (all it wrote so far, so a
+ * match split across chunks counts); rejects, with what it wrote, if it exits first.
+ */
+export function printed(child: ReturnType<typeof spawnCli>, stream: 'stdout' | 'stderr', re: RegExp): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let text = '';
+    child[stream]?.on('data', (d: Buffer) => {
+      text += d.toString();
+      if (re.test(text)) resolve(text);
+    });
+    void child.then((r) => reject(new Error(`exited ${r.exitCode} before printing ${re} on ${stream}:\n${text}`)));
+  });
+}
+
 /** `status NAME --json`, parsed. */
 export async function statusJson(db: string, name: string): Promise<StatusDoc> {
   const r = await cli(['status', name, '--json'], { db });

@@ -13,7 +13,7 @@ import { test } from 'node:test';
 import { agentCommands, readDeployCount, currentCommit } from '../../src/sim/agent.js';
 import { Store, type ServerRecord } from '../../src/store/store.js';
 import type { Fleet } from '../fleet/fleet.js';
-import { byName, cli, spawnCli, statusJson, fleetFor } from '../helpers/cli.js';
+import { byName, cli, printed, spawnCli, statusJson, fleetFor } from '../helpers/cli.js';
 import { heldInVerify, openGate, waitGate } from '../helpers/gates.js';
 
 async function plan(fleet: Fleet, overrides: Record<string, unknown> = {}, name = 'u1'): Promise<{ db: string; name: string }> {
@@ -49,18 +49,6 @@ const serverIs = (name: string, server: string, pred: (s: ServerRecord) => boole
   const s = store.getServers(name).find((x) => x.name === server);
   return s && pred(s) ? s : undefined;
 };
-
-/** Resolves once `child` has written a line matching `re` on `stream`; rejects if it exits first. */
-function printed(child: ReturnType<typeof spawnCli>, stream: 'stdout' | 'stderr', re: RegExp): Promise<void> {
-  return new Promise((resolve, reject) => {
-    let text = '';
-    child[stream]?.on('data', (d: Buffer) => {
-      text += d.toString();
-      if (re.test(text)) resolve();
-    });
-    void child.then((r) => reject(new Error(`exited ${r.exitCode} before printing ${re}:\n${text}`)));
-  });
-}
 
 /** The first SIGINT was handled: the executor said it pauses after the server in flight. */
 const PAUSING = /SIGINT: pausing after the server in flight finishes/;
