@@ -9,6 +9,7 @@ import { test, type TestContext } from 'node:test';
 import { systemClock, type Clock } from '../../src/clock.js';
 import type { RolloutSettings, ServerSpec } from '../../src/config/types.js';
 import { BusyError, UsageError } from '../../src/errors.js';
+import { HEARTBEAT_MS } from '../../src/rollout/lease.js';
 import { runUpdate } from '../../src/rollout/run.js';
 import type { ServerStep } from '../../src/rollout/status.js';
 import { TransportError, type ExecResult, type Session, type Transport } from '../../src/ssh/transport.js';
@@ -185,6 +186,8 @@ test('takeover with a broken target: verified, fails, rolled back', async (t) =>
 });
 
 test('an executor whose lease is taken stops before its next write', async (t) => {
+  // The lease's heartbeat timer is mocked: the test fires one beat instead of waiting 2 s for it.
+  t.mock.timers.enable({ apis: ['setInterval'] });
   const store = setup(t, ['s1', 's2']);
   const fake = new FakeTransport();
   const s1 = fake.add('s1', OLD);
@@ -193,7 +196,7 @@ test('an executor whose lease is taken stops before its next write', async (t) =
   fake.intercept = async (_server, cmd, next) => {
     if (cmd.startsWith('reset')) {
       store.db.prepare("UPDATE updates SET lease_token = 'thief' WHERE name = 'u'").run();
-      await new Promise((r) => setTimeout(r, 2_500)); // past one heartbeat
+      t.mock.timers.tick(HEARTBEAT_MS); // one heartbeat: it finds the lease taken
     }
     return next();
   };
