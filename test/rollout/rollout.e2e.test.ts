@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { currentCommit, readDeployCount, restartCount } from '../../src/sim/agent.js';
 import type { Fleet } from '../fleet/fleet.js';
-import { byName, cli, statusJson, fleetFor } from '../helpers/cli.js';
+import { byName, cli, cliStatusJson, statusJson, fleetFor } from '../helpers/cli.js';
 
 async function plan(fleet: Fleet, overrides: Record<string, unknown> = {}, name = 'u1') {
   const db = join(fleet.root, 'plan.db');
@@ -80,7 +80,8 @@ test('the status JSON has exactly the SPEC fields', async (t) => {
   const fleet = await fleetFor(t, { servers: 1 });
   if (!fleet) return;
   const { db, name } = await plan(fleet);
-  const doc = await statusJson(db, name);
+  const doc = await cliStatusJson(db, name);
+  assert.deepEqual(doc, await statusJson(db, name), 'what the other tests read in-process is what the CLI prints');
   for (const key of ['name', 'status', 'createdAt', 'startedAt', 'endedAt', 'source', 'batchOf', 'counts', 'servers']) {
     assert.ok(key in doc, `missing ${key}`);
   }
