@@ -13,7 +13,8 @@ import { agentCommands, currentCommit, installAgent, readDeployCount } from '../
 import { startSimServer } from '../../src/sim/ssh-server.js';
 import { createUpstream } from '../../src/sim/upstream.js';
 import { Store } from '../../src/store/store.js';
-import { byName, cli, printed, spawnCli, statusJson, fleetFor } from '../helpers/cli.js';
+import { byName, cli, fleetFor, printed, spawnCli, statusJson } from '../helpers/cli.js';
+import { openGate, waitGate } from '../helpers/gates.js';
 import { tempDirFor } from '../helpers/tmp.js';
 
 test('a server that accepts TCP but never answers is unreachable within the connect timeout', async (t) => {
@@ -100,8 +101,10 @@ test('kill -9 while rolling back: start runs the rollback again and verifies it;
   const fleet = await fleetFor(t, { servers: 2 });
   if (!fleet) return;
   const db = join(fleet.root, 'rb.db');
-  const base = fleet.configObject();
-  const update = [...(base.agent as { update: string[] }).update, 'sleep 1'];
+  // The rollback (update commands with {commit} = base) waits at the `rollback` gate: s1 is held
+  // in its rollback until the test opens it.
+  const { base } = fleet.upstream.commits;
+  const update = [...agentCommands().update, `[ {commit} != '${base}' ] || ${waitGate('rollback')}`];
   const config = fleet.writeConfig({
     name: 'rb',
     source: { branch: 'broken' },
@@ -123,6 +126,7 @@ test('kill -9 while rolling back: start runs the rollback again and verifies it;
   run.kill('SIGKILL');
   await run;
   assert.equal(byName(await statusJson(db, 'rb')).s1!.status, 'running');
+  openGate(fleet, 'rollback', ['s1']);
   const r = await cli(['start', 'rb'], { db });
   assert.equal(r.code, 1, r.stdout + r.stderr);
   const s = byName(await statusJson(db, 'rb'));

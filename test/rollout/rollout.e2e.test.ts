@@ -8,7 +8,9 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { currentCommit, readDeployCount, restartCount } from '../../src/sim/agent.js';
 import type { Fleet } from '../fleet/fleet.js';
-import { byName, cli, cliStatusJson, statusJson, fleetFor } from '../helpers/cli.js';
+import { Store } from '../../src/store/store.js';
+import { byName, cli, cliStatusJson, fleetFor, spawnCli, statusJson } from '../helpers/cli.js';
+import { heldInVerify, openGate } from '../helpers/gates.js';
 
 async function plan(fleet: Fleet, overrides: Record<string, unknown> = {}, name = 'u1') {
   const db = join(fleet.root, 'plan.db');
@@ -97,15 +99,38 @@ test('the status JSON has exactly the SPEC fields', async (t) => {
 });
 
 test('a slow-starting agent is waited for until it is online', async (t) => {
-  const fleet = await fleetFor(t, { servers: 1, upstream: { slowDelayMs: 1500 } });
+  const fleet = await fleetFor(t, { servers: 1 });
   if (!fleet) return;
-  const { db, name } = await plan(fleet, {
-    source: { branch: 'slow' },
-    agent: { health: { timeout: '20s', interval: '200ms' } },
-  });
-  const r = await cli(['start', name], { db });
-  assert.equal(r.code, 0, r.stdout + r.stderr);
-  assert.equal(currentCommit(fleet.home('s1')), fleet.upstream.commits.slow);
+  // Health says "starting" until the test opens s1's gate, once it has seen ten such answers.
+  const { db, name } = await plan(fleet, heldInVerify());
+  const run = spawnCli(['start', name], { db });
+  let ended = false;
+  void run.then(() => (ended = true));
+  const verifies = (store: Store) => store.getSteps(name, 's1').filter((s) => s.phase === 'verify' && s.endedAt !== null);
+  const store = new Store(db);
+  try {
+    for (const end = Date.now() + 60_000; verifies(store).length < 10; ) {
+      if (ended) assert.fail(`start ended after ${verifies(store).length} health polls, before the agent was online`);
+      if (Date.now() > end) assert.fail('health was not polled ten times');
+      await new Promise((resolve) => setTimeout(resolve, 25));
+    }
+  } finally {
+    store.close();
+  }
+  openGate(fleet, 'online', ['s1']);
+  const r = await run;
+  assert.equal(r.exitCode, 0, String(r.stdout) + String(r.stderr));
+  assert.equal(currentCommit(fleet.home('s1')), fleet.upstream.commits.good);
+  assert.equal(byName(await statusJson(db, name)).s1!.status, 'success');
+  const after = new Store(db);
+  try {
+    const polls = verifies(after).map((s) => s.exitCode);
+    assert.ok(polls.length >= 11, `polled ${polls.length} times`);
+    assert.deepEqual(polls.slice(0, 10), Array(10).fill(7), 'the agent said it was starting');
+    assert.equal(polls.at(-1), 0, 'and was waited for until it was online');
+  } finally {
+    after.close();
+  }
 });
 
 test('a broken commit is rolled back on the first server and the rollout stops (exit 1)', async (t) => {
