@@ -13,8 +13,11 @@ import { test } from 'node:test';
 import { agentCommands, readDeployCount, currentCommit } from '../../src/sim/agent.js';
 import { Store, type ServerRecord } from '../../src/store/store.js';
 import type { Fleet } from '../fleet/fleet.js';
-import { byName, cli, printed, spawnCli, statusJson, fleetFor } from '../helpers/cli.js';
+import { byName, cli, printed, sharedFleet, spawnCli, statusJson } from '../helpers/cli.js';
 import { heldInVerify, openGate, waitGate } from '../helpers/gates.js';
+
+/** One sshd fleet for the file; each test sees its first servers, reset (test/helpers/cli.ts). */
+const fleetFor = sharedFleet({ servers: 7 });
 
 async function plan(fleet: Fleet, overrides: Record<string, unknown> = {}, name = 'u1'): Promise<{ db: string; name: string }> {
   const db = join(fleet.root, 'plan.db');

@@ -13,9 +13,12 @@ import { agentCommands, currentCommit, installAgent, readDeployCount } from '../
 import { startSimServer } from '../../src/sim/ssh-server.js';
 import { createUpstream } from '../../src/sim/upstream.js';
 import { Store } from '../../src/store/store.js';
-import { byName, cli, fleetFor, printed, spawnCli, statusJson } from '../helpers/cli.js';
+import { byName, cli, printed, sharedFleet, spawnCli, statusJson } from '../helpers/cli.js';
 import { openGate, waitGate } from '../helpers/gates.js';
 import { tempDirFor } from '../helpers/tmp.js';
+
+/** One sshd fleet for the file; each test sees its first servers, reset (test/helpers/cli.ts). */
+const fleetFor = sharedFleet({ servers: 2, hanging: 2 });
 
 test('a server that accepts TCP but never answers is unreachable within the connect timeout', async (t) => {
   const fleet = await fleetFor(t, { servers: 1, hanging: 1 });

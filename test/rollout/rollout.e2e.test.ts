@@ -9,8 +9,11 @@ import { test } from 'node:test';
 import { currentCommit, readDeployCount, restartCount } from '../../src/sim/agent.js';
 import type { Fleet } from '../fleet/fleet.js';
 import { Store } from '../../src/store/store.js';
-import { byName, cli, cliStatusJson, fleetFor, spawnCli, statusJson } from '../helpers/cli.js';
+import { byName, cli, cliStatusJson, sharedFleet, spawnCli, statusJson } from '../helpers/cli.js';
 import { heldInVerify, openGate } from '../helpers/gates.js';
+
+/** One sshd fleet for the file; each test sees its first servers, reset (test/helpers/cli.ts). */
+const fleetFor = sharedFleet({ servers: 3, unreachable: 1 });
 
 async function plan(fleet: Fleet, overrides: Record<string, unknown> = {}, name = 'u1') {
   const db = join(fleet.root, 'plan.db');
