@@ -111,7 +111,7 @@ test('kill -9 while rolling back: start runs the rollback again and verifies it;
   const config = fleet.writeConfig({
     name: 'rb',
     source: { branch: 'broken' },
-    agent: { update, health: { timeout: '1s', interval: '100ms' } },
+    agent: { update, health: { timeout: '500ms', interval: '100ms' } },
   });
   assert.equal((await cli(['plan', '-c', config], { db })).code, 0);
   const run = spawnCli(['start', 'rb'], { db });

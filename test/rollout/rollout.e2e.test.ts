@@ -28,7 +28,7 @@ function walBytes(db: string): number {
 }
 
 /** The commit whose agent never comes online, with a health timeout short enough to see it fast. */
-const BROKEN = { source: { branch: 'broken' }, agent: { health: { timeout: '1s', interval: '100ms' } } };
+const BROKEN = { source: { branch: 'broken' }, agent: { health: { timeout: '500ms', interval: '100ms' } } };
 
 test('plan probes every server: pending, skipped at the target, unreachable with the reason', async (t) => {
   const fleet = await fleetFor(t, { servers: 3, unreachable: 1 });
