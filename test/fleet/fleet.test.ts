@@ -1,5 +1,6 @@
 import * as assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import * as net from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { parse } from 'yaml';
@@ -201,6 +202,58 @@ describe('test fleet', { skip: !sshdAvailable() && process.env.REQUIRE_SSHD !== 
     assert.equal((config.servers as unknown as unknown[]).length, 6);
     const without = fleet.configObject({ rollback: undefined });
     assert.equal('rollback' in without, false);
+  });
+
+  test('reset puts used servers back as startFleet left them, and ends what still runs on them', async () => {
+    const home = fleet.home('s1');
+    assert.equal((await fleet.ssh('s1', updateScript(fleet, 'broken'))).code, 0);
+    await fleet.sh('s1', 'mkdir -p ~/gates && touch ~/gates/online && mv ~/agent/repo ~/agent/repo.away');
+    const marker = join(fleet.root, 'sleeping');
+    const stuck = fleet.ssh('s1', `touch ${marker}; sleep 60; echo finished`, { timeoutMs: 90_000 });
+    while (!existsSync(marker)) await new Promise((resolve) => setTimeout(resolve, 20));
+
+    await fleet.reset(['s1']);
+    const ended = await stuck;
+    assert.notEqual(ended.code, 0, 'the command left running was killed');
+    assert.doesNotMatch(ended.stdout, /finished/);
+    assert.equal(currentCommit(home), fleet.upstream.commits.base);
+    assert.equal(webState(home)?.commit, fleet.upstream.commits.base);
+    assert.equal(restartCount(home, 'web'), 1);
+    assert.equal(readDeployCount(home), 0);
+    assert.equal(existsSync(join(home, 'gates')), false);
+    const health = await fleet.ssh('s1', '~/agent/bin/health');
+    assert.equal(health.code, 0, health.stderr);
+  });
+
+  test('a view is the fleet seen as a smaller one, with its own root; its stop() leaves the fleet running', async () => {
+    const dir = mkdtempSync(join(fleet.root, 'view-'));
+    const view = fleet.view({ servers: 2, unreachable: 1 }, dir);
+    assert.deepEqual(view.servers.map((s) => s.name), ['s1', 's2', 'u1']);
+    assert.equal(view.root, dir);
+    assert.equal(view.port, fleet.port);
+    assert.equal(view.home('s2'), fleet.home('s2'));
+    assert.throws(() => view.home('s3'), /no live server/);
+    assert.throws(() => view.server('h1'), /no server/);
+    const file = view.writeConfig();
+    assert.ok(file.startsWith(join(dir, 'configs')), file);
+    const config = parse(readFileSync(file, 'utf8')) as { servers: Array<{ name: string }> };
+    assert.deepEqual(config.servers.map((s) => s.name), ['s1', 's2', 'u1']);
+    assert.throws(() => fleet.view({ servers: 5 }, dir), /fewer than 5 s\.\. servers/);
+    await view.stop();
+    assert.equal((await fleet.ssh('s1', 'echo ok')).stdout, 'ok');
+  });
+
+  test('holdNewConnections: no new connection is greeted until release()', async () => {
+    const hold = fleet.holdNewConnections();
+    try {
+      const held = await fleet.ssh('s2', 'echo should-wait', { timeoutMs: 1000 });
+      assert.notEqual(held.code, 0, 'a new connection got through while held');
+      assert.equal(held.stdout, '');
+    } finally {
+      hold.release();
+    }
+    hold.release(); // idempotent
+    assert.equal((await fleet.ssh('s2', 'echo ok')).stdout, 'ok');
   });
 });
 

@@ -14,8 +14,9 @@
  * 16 servers run one sshd per 16 (same port, same host key). Every live server starts with the
  * agent at `upstream.commits.base`, online, no deploy logged, one `web` restart logged.
  *
- * Timing (this VM): startFleet ≈ 0.4–0.5 s for 3 servers (1.5 s when two fleets start at once),
- * ≈ 3.5 s for 20; one `ssh` client round trip ≈ 0.35 s; stop() ≈ 50–300 ms.
+ * Timing (this VM): startFleet ≈ 0.4–0.7 s for 3 servers (1.5 s when two fleets start at once),
+ * ≈ 2–3.5 s for 20; one `ssh` client round trip ≈ 0.35 s; one command on an open ssh2 connection
+ * ≈ 5 ms (sshd sets SHLVL so the login shell reads no rc file); stop() ≈ 50–300 ms.
  * Set FLEET_SSHD_LOGLEVEL=VERBOSE (or DEBUG1) to get a detailed sshdLog().
  *
  *     const fleet = await startFleet({ servers: 3 });
@@ -25,7 +26,7 @@
  *     assert.equal(currentCommit(fleet.home('s1')), fleet.upstream.commits.good2);
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, existsSync, openSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { copyFile, mkdir, mkdtemp, readFile, rm, unlink, writeFile, chmod } from 'node:fs/promises';
 import * as net from 'node:net';
 import * as os from 'node:os';
@@ -36,6 +37,7 @@ import { stringify } from 'yaml';
 import type { ServerSpec, SshConfig } from '../../src/config/types.js';
 import { agentCommands, installAgent, setAgentCommit } from '../../src/sim/agent.js';
 import { createUpstream, type Upstream, type UpstreamOptions } from '../../src/sim/upstream.js';
+import { testTmpRoot } from '../helpers/tmp.js';
 
 export const SSHD = '/usr/sbin/sshd';
 const SSH_KEYGEN = 'ssh-keygen';
@@ -91,6 +93,26 @@ export interface Fleet {
   sh(serverName: string, command: string): Promise<CommandResult>;
   /** puts a server's agent at `commit` and restarts it (outside any rollout; not a deploy) */
   setCommit(serverName: string, commit: string): Promise<void>;
+  /**
+   * Stop accepting SSH connections until release(): every sshd listener is stopped (SIGSTOP), so
+   * a new connection is queued by the kernel and never greeted (the client waits in its
+   * handshake, up to its connect timeout); connections already open go on. release() resumes
+   * the listeners (idempotent; stop() releases too).
+   */
+  holdNewConnections(): { release(): void };
+  /**
+   * Put live servers back as startFleet left them: their sessions killed (commands a test left
+   * running, waiting on a gate or a `sleep`), each home replaced by a fresh agent at base, online,
+   * no deploy logged, one `web` restart logged, no gates. `names` defaults to this fleet's live
+   * servers; held connections are released.
+   */
+  reset(names?: string[]): Promise<void>;
+  /**
+   * This fleet seen as a smaller one (test/helpers/cli.ts sharedFleet): only the first
+   * `servers` live servers, `unreachable` and `hanging` ones, with `root` as its own folder for
+   * configs and databases (made if missing); its stop() does nothing.
+   */
+  view(size: Pick<FleetOptions, 'servers' | 'unreachable' | 'hanging'>, root: string): Fleet;
   /** the sshd's log (stderr, LogLevel from $FLEET_SSHD_LOGLEVEL, default ERROR) */
   sshdLog(): string;
   /** kills sshd and its sessions, closes hanging listeners, removes root; idempotent */
@@ -286,6 +308,11 @@ async function startSshd(p: SshdParams): Promise<{ daemon: Daemon } | { error: s
       'AllowTcpForwarding no',
       'AllowAgentForwarding no',
       'LoginGraceTime 30',
+      // sshd runs every command through the user's login shell. Debian's bash sources ~/.bashrc
+      // for `bash -c` from sshd when SHLVL is unset (SSH_SOURCE_BASHRC); a developer's or CI
+      // image's .bashrc (pyenv init, nvm, …) then costs ~100 ms per remote command, seven per
+      // server. With SHLVL set bash is not a "top-level" shell and reads no rc file.
+      'SetEnv SHLVL=1',
       '',
     ].join('\n'),
   );
@@ -373,7 +400,7 @@ export async function startFleet(options: FleetOptions = {}): Promise<Fleet> {
   if (unreachable < 0 || unreachable > 50 || hanging < 0 || hanging > 49) throw new Error('too many unreachable/hanging servers');
   if (!existsSync(SSHD)) throw new Error(`${SSHD} is not installed`);
 
-  const root = await mkdtemp(path.join(os.tmpdir(), 'agent-update-fleet-'));
+  const root = await mkdtemp(path.join(testTmpRoot(), 'agent-update-fleet-'));
   if (/\s/.test(root)) throw new Error(`temp folder has whitespace: ${root}`);
   const daemons: Daemon[] = [];
   pendingRoots.add(root);
@@ -467,16 +494,6 @@ export async function startFleet(options: FleetOptions = {}): Promise<Fleet> {
     await execa(SSH_KEYGEN, ['-q', '-H', '-f', knownHostsHashed]);
     await unlink(`${knownHostsHashed}.old`).catch(() => undefined);
 
-    const server = (name: string): ServerSpec => {
-      const found = servers.find((s) => s.name === name);
-      if (found === undefined) throw new Error(`the fleet has no server ${JSON.stringify(name)}`);
-      return found;
-    };
-    const home = (name: string): string => {
-      const dir = live.get(name);
-      if (dir === undefined) throw new Error(`the fleet has no live server ${JSON.stringify(name)}`);
-      return dir;
-    };
     const sshConfigYaml = (): Record<string, unknown> => ({
       user,
       port,
@@ -485,11 +502,11 @@ export async function startFleet(options: FleetOptions = {}): Promise<Fleet> {
       connect_timeout: '5s',
       command_timeout: '30s',
     });
-    const configObject = (overrides: Record<string, unknown> = {}): Record<string, unknown> => {
+    const configObjectOf = (list: ServerSpec[], overrides: Record<string, unknown> = {}): Record<string, unknown> => {
       const commands = agentCommands();
       const base: Record<string, unknown> = {
         source: { repo: upstream.repo, branch: 'master' },
-        servers: servers.map((s) => ({ name: s.name, host: s.host, type: s.type })),
+        servers: list.map((s) => ({ name: s.name, host: s.host, type: s.type })),
         ssh: sshConfigYaml(),
         agent: { ...commands, health: { ...commands.health, timeout: '5s', interval: '100ms' } },
         restart: ['web'],
@@ -499,97 +516,177 @@ export async function startFleet(options: FleetOptions = {}): Promise<Fleet> {
     };
     let configCounter = 0;
     let stopped = false;
-
-    const fleet: Fleet = {
-      root,
-      port,
-      servers,
-      upstream,
-      identityFile,
-      knownHosts,
-      knownHostsHashed,
-      knownHostsWrong,
-      knownHostsMissing,
-      home,
-      server,
-      sshConfigYaml,
-      sshConfig: (overrides = {}) => ({
-        user,
-        port,
-        identityFile,
-        passphraseEnv: 'AGENT_UPDATE_SSH_PASSPHRASE',
-        agent: false,
-        knownHosts,
-        connectTimeoutMs: 5000,
-        commandTimeoutMs: 30_000,
-        keepaliveIntervalMs: 15_000,
-        outputLimitBytes: 65_536,
-        ...overrides,
-      }),
-      configObject,
-      writeConfig(overrides = {}, file?: string): string {
-        configCounter += 1;
-        const target = file ?? path.join(root, 'configs', `config-${configCounter}.yaml`);
-        writeFileSync(target, stringify(configObject(overrides)));
-        return target;
-      },
-      async ssh(name, command, opts = {}) {
-        const s = server(name);
-        const result = await execa(
-          'ssh',
-          [
-            '-F',
-            '/dev/null',
-            '-i',
-            identityFile,
-            '-o',
-            'IdentitiesOnly=yes',
-            '-o',
-            `UserKnownHostsFile=${opts.knownHosts ?? knownHosts}`,
-            '-o',
-            'GlobalKnownHostsFile=/dev/null',
-            '-o',
-            'StrictHostKeyChecking=yes',
-            '-o',
-            'BatchMode=yes',
-            '-o',
-            'ConnectTimeout=5',
-            '-o',
-            'LogLevel=ERROR',
-            '-p',
-            String(s.port),
-            `${s.user}@${s.host}`,
-            command,
-          ],
-          { reject: false, timeout: opts.timeoutMs ?? 30_000, stdin: 'ignore' },
-        );
-        return { code: result.exitCode ?? null, stdout: result.stdout, stderr: result.stderr };
-      },
-      async sh(name, command) {
-        const dir = home(name);
-        const result = await execa('/bin/sh', ['-c', command], {
-          reject: false,
-          cwd: dir,
-          env: { HOME: dir },
-          stdin: 'ignore',
-        });
-        return { code: result.exitCode ?? null, stdout: result.stdout, stderr: result.stderr };
-      },
-      async setCommit(name, commit) {
-        await setAgentCommit(home(name), commit, upstream.repo);
-      },
-      sshdLog: () => daemons.map((d) => (existsSync(d.logFile) ? readFileSync(d.logFile, 'utf8') : '')).join(''),
-      async stop() {
-        if (stopped) return;
-        stopped = true;
-        await Promise.all(daemons.map(stopDaemon));
-        for (const socket of hangingSockets) socket.destroy();
-        await Promise.all(hangingServers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
-        await rm(root, { recursive: true, force: true, maxRetries: 3 });
-        pendingRoots.delete(root);
-      },
+    const holds = new Set<number[]>();
+    const releaseHolds = () => {
+      for (const held of holds) {
+        for (const pid of held) {
+          try {
+            process.kill(pid, 'SIGCONT');
+          } catch {
+            // already gone
+          }
+        }
+      }
+      holds.clear();
     };
-    return fleet;
+    const liveNames = (list: ServerSpec[]) => list.filter((s) => live.has(s.name)).map((s) => s.name);
+    const reset = async (names: string[]): Promise<void> => {
+      releaseHolds();
+      // Every process under a listener is a session (a connection's sshd and its commands).
+      for (const d of daemons) {
+        if (d.child.pid === undefined) continue;
+        for (const pid of descendantsOf(d.child.pid)) {
+          try {
+            process.kill(pid, 'SIGKILL');
+          } catch {
+            // already gone
+          }
+        }
+      }
+      await Promise.all(
+        names.map(async (name) => {
+          const dir = live.get(name);
+          if (dir === undefined) throw new Error(`the fleet has no live server ${JSON.stringify(name)}`);
+          await rm(dir, { recursive: true, force: true, maxRetries: 3 });
+          await mkdir(dir);
+          await installAgent(dir, upstream.repo, upstream.commits.base);
+        }),
+      );
+    };
+
+    /** The Fleet object for `list` (all servers, or a view's), keeping its configs under `dir`. */
+    const build = (list: ServerSpec[], dir: string, own: boolean): Fleet => {
+      const server = (name: string): ServerSpec => {
+        const found = list.find((s) => s.name === name);
+        if (found === undefined) throw new Error(`the fleet has no server ${JSON.stringify(name)}`);
+        return found;
+      };
+      const home = (name: string): string => {
+        const found = list.some((s) => s.name === name) ? live.get(name) : undefined;
+        if (found === undefined) throw new Error(`the fleet has no live server ${JSON.stringify(name)}`);
+        return found;
+      };
+      const configObject = (overrides: Record<string, unknown> = {}) => configObjectOf(list, overrides);
+      return {
+        root: dir,
+        port,
+        servers: list,
+        upstream,
+        identityFile,
+        knownHosts,
+        knownHostsHashed,
+        knownHostsWrong,
+        knownHostsMissing,
+        home,
+        server,
+        sshConfigYaml,
+        sshConfig: (overrides = {}) => ({
+          user,
+          port,
+          identityFile,
+          passphraseEnv: 'AGENT_UPDATE_SSH_PASSPHRASE',
+          agent: false,
+          knownHosts,
+          connectTimeoutMs: 5000,
+          commandTimeoutMs: 30_000,
+          keepaliveIntervalMs: 15_000,
+          outputLimitBytes: 65_536,
+          ...overrides,
+        }),
+        configObject,
+        writeConfig(overrides = {}, file?: string): string {
+          configCounter += 1;
+          const target = file ?? path.join(dir, 'configs', `config-${configCounter}.yaml`);
+          writeFileSync(target, stringify(configObject(overrides)));
+          return target;
+        },
+        async ssh(name, command, opts = {}) {
+          const s = server(name);
+          const result = await execa(
+            'ssh',
+            [
+              '-F',
+              '/dev/null',
+              '-i',
+              identityFile,
+              '-o',
+              'IdentitiesOnly=yes',
+              '-o',
+              `UserKnownHostsFile=${opts.knownHosts ?? knownHosts}`,
+              '-o',
+              'GlobalKnownHostsFile=/dev/null',
+              '-o',
+              'StrictHostKeyChecking=yes',
+              '-o',
+              'BatchMode=yes',
+              '-o',
+              'ConnectTimeout=5',
+              '-o',
+              'LogLevel=ERROR',
+              '-p',
+              String(s.port),
+              `${s.user}@${s.host}`,
+              command,
+            ],
+            { reject: false, timeout: opts.timeoutMs ?? 30_000, stdin: 'ignore' },
+          );
+          return { code: result.exitCode ?? null, stdout: result.stdout, stderr: result.stderr };
+        },
+        async sh(name, command) {
+          const dir = home(name);
+          const result = await execa('/bin/sh', ['-c', command], {
+            reject: false,
+            cwd: dir,
+            env: { HOME: dir },
+            stdin: 'ignore',
+          });
+          return { code: result.exitCode ?? null, stdout: result.stdout, stderr: result.stderr };
+        },
+        async setCommit(name, commit) {
+          await setAgentCommit(home(name), commit, upstream.repo);
+        },
+        holdNewConnections() {
+          const held = daemons.flatMap((d) => (d.child.pid !== undefined && d.child.exitCode === null ? [d.child.pid] : []));
+          for (const pid of held) process.kill(pid, 'SIGSTOP');
+          holds.add(held);
+          return {
+            release() {
+              if (!holds.delete(held)) return;
+              for (const pid of held) {
+                try {
+                  process.kill(pid, 'SIGCONT');
+                } catch {
+                  // already gone
+                }
+              }
+            },
+          };
+        },
+        reset: (names) => reset(names ?? liveNames(list)),
+        view(size, viewRoot) {
+          const pick = (prefix: string, n: number) => list.filter((s) => new RegExp(`^${prefix}\\d+$`).test(s.name)).slice(0, n);
+          const want = { s: size.servers ?? 3, u: size.unreachable ?? 0, h: size.hanging ?? 0 };
+          const chosen = [...pick('s', want.s), ...pick('u', want.u), ...pick('h', want.h)];
+          for (const [prefix, n] of Object.entries(want)) {
+            if (pick(prefix, n).length < n) throw new Error(`the fleet has fewer than ${n} ${prefix}.. servers`);
+          }
+          mkdirSync(path.join(viewRoot, 'configs'), { recursive: true });
+          return build(chosen, viewRoot, false);
+        },
+        sshdLog: () => daemons.map((d) => (existsSync(d.logFile) ? readFileSync(d.logFile, 'utf8') : '')).join(''),
+        async stop() {
+          if (!own || stopped) return;
+          stopped = true;
+          releaseHolds(); // a stopped listener would not see its SIGTERM until continued
+          await Promise.all(daemons.map(stopDaemon));
+          for (const socket of hangingSockets) socket.destroy();
+          await Promise.all(hangingServers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
+          await rm(root, { recursive: true, force: true, maxRetries: 3 });
+          pendingRoots.delete(root);
+        },
+      };
+    };
+    return build(servers, root, true);
   } catch (error) {
     await Promise.all(daemons.map(stopDaemon));
     for (const socket of hangingSockets) socket.destroy();

@@ -1,14 +1,23 @@
 /**
  * Operator controls end to end (issue 3): pause from another process, signals, test mode,
  * split and parallel batches, the executor lease, and takeover after kill -9.
+ *
+ * Where a test acts while a server is in flight, the server is held there by a gate
+ * (test/helpers/gates.ts) that the test opens once it has acted: the same outcome every run,
+ * however fast or loaded the machine.
  */
 import assert from 'node:assert/strict';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { readDeployCount, currentCommit } from '../../src/sim/agent.js';
+import { agentCommands, readDeployCount, currentCommit } from '../../src/sim/agent.js';
 import { Store, type ServerRecord } from '../../src/store/store.js';
 import type { Fleet } from '../fleet/fleet.js';
-import { byName, cli, spawnCli, statusJson, fleetFor } from '../helpers/cli.js';
+import { byName, cli, printed, sharedFleet, spawnCli, statusJson } from '../helpers/cli.js';
+import { heldInVerify, openGate, waitGate } from '../helpers/gates.js';
+
+/** One sshd fleet for the file; each test sees its first servers, reset (test/helpers/cli.ts). */
+const fleetFor = sharedFleet({ servers: 7 });
 
 async function plan(fleet: Fleet, overrides: Record<string, unknown> = {}, name = 'u1'): Promise<{ db: string; name: string }> {
   const db = join(fleet.root, 'plan.db');
@@ -18,17 +27,22 @@ async function plan(fleet: Fleet, overrides: Record<string, unknown> = {}, name 
   return { db, name };
 }
 
+/** Poll until `pred` holds (a condition, not a delay: it returns as soon as it holds). */
+async function until<T>(what: string, pred: () => T | undefined | false, timeoutMs = 60_000): Promise<T> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const v = pred();
+    if (v) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
 /** Poll the plan database (a second reader, as `status` would be) until `pred` holds. */
 async function waitFor<T>(db: string, what: string, pred: (store: Store) => T | undefined | false, timeoutMs = 60_000): Promise<T> {
   const store = new Store(db);
   try {
-    const end = Date.now() + timeoutMs;
-    for (;;) {
-      const v = pred(store);
-      if (v) return v;
-      if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-      await new Promise((r) => setTimeout(r, 25));
-    }
+    return await until(what, () => pred(store), timeoutMs);
   } finally {
     store.close();
   }
@@ -39,29 +53,38 @@ const serverIs = (name: string, server: string, pred: (s: ServerRecord) => boole
   return s && pred(s) ? s : undefined;
 };
 
-/** Slow agent: comes online `delay` after a restart; health polled quickly. */
-const slow = (delay = '20s') => ({ source: { branch: 'slow' }, agent: { health: { timeout: delay, interval: '100ms' } } });
+/** The first SIGINT was handled: the executor said it pauses after the server in flight. */
+const PAUSING = /SIGINT: pausing after the server in flight finishes/;
+
+/** The agent's update commands, then one that waits for the server's `update` gate. */
+function updateHeld(): Record<string, unknown> {
+  return { agent: { update: [...agentCommands().update, waitGate('update')] } };
+}
 
 test('pause from a second process: the server in flight finishes, then the update is paused (exit 3); resume finishes it', async (t) => {
-  const fleet = await fleetFor(t, { servers: 3, upstream: { slowDelayMs: 2500 } });
+  const fleet = await fleetFor(t, { servers: 3 });
   if (!fleet) return;
-  const { db, name } = await plan(fleet, slow());
+  const { db, name } = await plan(fleet, heldInVerify());
   const run = spawnCli(['start', name], { db });
   await waitFor(db, 's1 verifying', serverIs(name, 's1', (s) => s.step === 'verify'));
-  const began = Date.now();
   const p = await cli(['pause', name], { db });
   assert.equal(p.code, 0, p.stderr);
-  assert.ok(Date.now() - began < 10_000, 'pause returns at once');
   assert.match(p.stdout, /pause requested/);
+  // pause returned while s1 is still held in verify (its gate is closed): it did not wait for the executor.
+  let doc = await statusJson(db, name);
+  assert.equal(byName(doc).s1!.status, 'running', 'pause returns at once, before the server in flight finishes');
+  assert.equal(doc.pauseRequested, true);
+  openGate(fleet, 'online', ['s1']);
   const r = await run;
   assert.equal(r.exitCode, 3, String(r.stdout) + String(r.stderr));
-  let doc = await statusJson(db, name);
+  doc = await statusJson(db, name);
   assert.equal(doc.status, 'paused');
   assert.equal(byName(doc).s1!.status, 'success', 'the server in flight was finished, not abandoned');
   assert.equal(byName(doc).s2!.status, 'pending');
   // Pausing a paused update is harmless.
   assert.equal((await cli(['pause', name], { db })).code, 0);
 
+  openGate(fleet, 'online');
   const resumed = await cli(['resume', name], { db });
   assert.equal(resumed.code, 0, resumed.stdout + resumed.stderr);
   doc = await statusJson(db, name);
@@ -70,20 +93,24 @@ test('pause from a second process: the server in flight finishes, then the updat
 });
 
 test('SIGINT pauses after the server in flight; a second SIGINT stops at once and start takes over', async (t) => {
-  const fleet = await fleetFor(t, { servers: 3, upstream: { slowDelayMs: 2000 } });
+  const fleet = await fleetFor(t, { servers: 3 });
   if (!fleet) return;
-  const { db, name } = await plan(fleet, slow());
+  const { db, name } = await plan(fleet, heldInVerify());
   const run = spawnCli(['start', name], { db });
   await waitFor(db, 's1 verifying', serverIs(name, 's1', (s) => s.step === 'verify'));
+  const pausing = printed(run, 'stderr', PAUSING);
   run.kill('SIGINT');
+  await pausing;
+  openGate(fleet, 'online', ['s1']);
   const r = await run;
   assert.equal(r.exitCode, 3, String(r.stderr));
   assert.equal(byName(await statusJson(db, name)).s1!.status, 'success');
 
   const again = spawnCli(['resume', name], { db });
   await waitFor(db, 's2 verifying', serverIs(name, 's2', (s) => s.step === 'verify'));
+  const pausingAgain = printed(again, 'stderr', PAUSING);
   again.kill('SIGINT');
-  await new Promise((res) => setTimeout(res, 200));
+  await pausingAgain; // two signals sent together may be delivered as one
   again.kill('SIGINT');
   const hard = await again;
   assert.equal(hard.exitCode, 130, String(hard.stderr));
@@ -92,12 +119,15 @@ test('SIGINT pauses after the server in flight; a second SIGINT stops at once an
   assert.equal(byName(doc).s2!.status, 'running');
 
   // The pause asked by the first Ctrl-C is kept: the takeover finishes s2, then pauses.
+  openGate(fleet, 'online', ['s2']);
   const taken = await cli(['start', name], { db });
   assert.equal(taken.code, 3, taken.stdout + taken.stderr);
   assert.match(taken.stdout, /takeover|taking over/);
   doc = await statusJson(db, name);
   assert.equal(byName(doc).s2!.status, 'success');
+  assert.equal(byName(doc).s3!.status, 'pending');
   assert.equal(readDeployCount(fleet.home('s2')), 1, 'verified, not redeployed');
+  openGate(fleet, 'online', ['s3']);
   assert.equal((await cli(['resume', name], { db })).code, 0);
 });
 
@@ -111,6 +141,11 @@ test('test mode: stop_after pauses after N servers; resume goes on to the end or
   assert.equal(doc.status, 'paused');
   assert.deepEqual(doc.counts, { total: 4, success: 1, pending: 3 });
   assert.match(first.stdout, /agent-update --db \S+ resume u1/);
+  // start on an update paused by test mode is refused (exit 2), naming the command to use instead.
+  const wrong = await cli(['start', name], { db });
+  assert.equal(wrong.code, 2, wrong.stdout + wrong.stderr);
+  assert.match(wrong.stderr, /agent-update (--db \S+ )?resume u1/);
+  assert.deepEqual((await statusJson(db, name)).counts, { total: 4, success: 1, pending: 3 }, 'and nothing ran');
 
   const second = await cli(['resume', name, '--stop-after', '2'], { db });
   assert.equal(second.code, 3);
@@ -120,10 +155,6 @@ test('test mode: stop_after pauses after N servers; resume goes on to the end or
   const last = await cli(['resume', name], { db });
   assert.equal(last.code, 0);
   assert.equal((await statusJson(db, name)).status, 'success');
-  // start on a paused update names the command to use instead.
-  const { db: db2, name: n2 } = await plan(fleet, { test_mode: { stop_after: 1 } }, 'again');
-  void db2;
-  assert.equal(n2, 'again');
 });
 
 test('--stop-after on start overrides the config; start on a paused update says to resume', async (t) => {
@@ -141,7 +172,7 @@ test('--stop-after on start overrides the config; start on a paused update says 
 test('split 7 servers into 3 balanced batches and run them in parallel', async (t) => {
   const fleet = await fleetFor(t, { servers: 7 });
   if (!fleet) return;
-  const { db, name } = await plan(fleet, { test_mode: { stop_after: 0 } });
+  const { db, name } = await plan(fleet, { test_mode: { stop_after: 0 }, ...heldInVerify() });
   const r = await cli(['split', name, '--batches', '3', '--json'], { db });
   assert.equal(r.code, 0, r.stderr);
   const names = (JSON.parse(r.stdout) as { updates: string[] }).updates;
@@ -155,23 +186,22 @@ test('split 7 servers into 3 balanced batches and run them in parallel', async (
   // Only a pending update can be split.
   assert.equal((await cli(['split', 'u1.2', '--batches', '2'], { db })).code, 0);
 
-  const began = Date.now();
-  const run = await cli(['start', ...names, 'u1.2.2'], { db });
-  const parallelMs = Date.now() - began;
-  assert.equal(run.code, 0, run.stdout + run.stderr);
-  const after = await Promise.all([...names, 'u1.2.2'].map((n) => statusJson(db, n)));
+  const batches = [...names, 'u1.2.2'];
+  const run = cli(['start', ...batches], { db });
+  // The batches really run in parallel: every server is held in verify until the test opens it,
+  // so a server of each batch is verifying at the same time only if the batches overlap.
+  await waitFor(db, 'a server of every batch verifying at once', (store) =>
+    batches.every((b) => store.getServers(b).some((s) => s.step === 'verify')),
+  );
+  openGate(fleet, 'online');
+  const done = await run;
+  assert.equal(done.code, 0, done.stdout + done.stderr);
+  const after = await Promise.all(batches.map((n) => statusJson(db, n)));
   for (const d of after) assert.equal(d.status, 'success', d.name);
-  // The batches really overlapped: some server of each batch ran while one of another did.
-  const intervals = after.flatMap((d) => d.servers.map((s) => ({ b: d.name, a: Date.parse(s.startedAt!), z: Date.parse(s.endedAt!) })));
-  const overlapping = intervals.some((x) => intervals.some((y) => x.b !== y.b && x.a < y.z && y.a < x.z));
-  assert.ok(overlapping, 'batches ran in parallel');
   // Within one batch, strictly one server at a time.
   for (const d of after) {
     for (let i = 1; i < d.servers.length; i++) assert.ok(d.servers[i]!.startedAt! >= d.servers[i - 1]!.endedAt!);
   }
-  // One at a time, the same servers would take about the sum of their durations.
-  const sequentialMs = intervals.reduce((sum, x) => sum + (x.z - x.a), 0);
-  t.diagnostic(`4 batches of 7 servers in parallel: ${parallelMs} ms wall, ${sequentialMs} ms of server work (${(parallelMs / sequentialMs).toFixed(2)}x)`);
 });
 
 test('split keeps test mode on the first batch only', async (t) => {
@@ -205,76 +235,135 @@ test('--stop-after on several batches pauses each; the one line printed to conti
 });
 
 test('a second start of a running update is refused at once with exit 4, naming the holder', async (t) => {
-  const fleet = await fleetFor(t, { servers: 2, upstream: { slowDelayMs: 3000 } });
+  const fleet = await fleetFor(t, { servers: 2 });
   if (!fleet) return;
-  const { db, name } = await plan(fleet, slow());
+  const { db, name } = await plan(fleet, heldInVerify());
   const run = spawnCli(['start', name], { db });
-  await waitFor(db, 's1 running', serverIs(name, 's1', (s) => s.status === 'running'));
-  const began = Date.now();
+  await waitFor(db, 's1 verifying', serverIs(name, 's1', (s) => s.step === 'verify'));
   const second = await cli(['start', name], { db });
-  const tookMs = Date.now() - began;
   const live = await statusJson(db, name);
   assert.equal(live.executor?.pid, run.pid);
   assert.equal(live.executor?.alive, true);
   assert.equal(second.code, 4, second.stderr);
   assert.match(second.stderr, new RegExp(`pid ${run.pid}`));
-  assert.ok(tookMs < 10_000, `refused in ${tookMs} ms`);
-  t.diagnostic(`second start refused in ${tookMs} ms (including node start-up)`);
+  // Refused while s1 is still held in verify: it did not wait for the first executor.
+  assert.equal(byName(live).s1!.status, 'running');
   const resumed = await cli(['resume', name], { db });
   assert.equal(resumed.code, 4, 'resume is refused the same way');
+  const pausing = printed(run, 'stderr', PAUSING);
   run.kill('SIGINT');
-  await run;
+  await pausing;
+  openGate(fleet, 'online', ['s1']);
+  assert.equal((await run).exitCode, 3);
 });
 
 for (const point of ['update', 'verify', 'between servers'] as const) {
   test(`kill -9 of the executor during ${point}: start takes over, nothing finished is redone`, async (t) => {
-    const fleet = await fleetFor(t, { servers: 3, upstream: { slowDelayMs: 1500 } });
+    const fleet = await fleetFor(t, { servers: 3 });
     if (!fleet) return;
     const { commits } = fleet.upstream;
-    // A slow update command gives the kill a window inside the update step.
-    const base = fleet.configObject();
-    const update = [...((base.agent as { update: string[] }).update), 'sleep 1'];
-    const { db, name } = await plan(fleet, { ...slow(), agent: { update, health: { timeout: '20s', interval: '100ms' } } });
+    // s2 is held where the kill lands; s1 and s3 go through. Between servers: s1 is held in
+    // verify while the sshd stops accepting connections, then let go, so s2 begins and waits in
+    // its SSH handshake with nothing run on it.
+    const gate = point === 'update' ? 'update' : 'online';
+    const config =
+      point === 'update' ? updateHeld() : point === 'verify' ? heldInVerify() : { ...heldInVerify(), ssh: { connect_timeout: '60s' } };
+    const { db, name } = await plan(fleet, config);
+    openGate(fleet, gate, point === 'between servers' ? ['s2', 's3'] : ['s1', 's3']);
+    let hold: { release(): void } | null = null;
+    t.after(() => hold?.release());
     const run = spawnCli(['start', name], { db });
-    if (point === 'update') await waitFor(db, 's2 updating', serverIs(name, 's2', (s) => s.step === 'update' && s.fromCommit !== null));
-    else if (point === 'verify') await waitFor(db, 's2 verifying', serverIs(name, 's2', (s) => s.step === 'verify'));
-    else await waitFor(db, 's1 done', serverIs(name, 's1', (s) => s.status === 'success'));
+    if (point === 'update') {
+      // s2's update commands have all run (the commit landed, the deploy is logged) but the last, held.
+      await until('s2 held at the end of its update', () => readDeployCount(fleet.home('s2')) === 1);
+      assert.equal((await statusJson(db, name)).servers[1]!.step, 'update');
+    } else if (point === 'verify') {
+      await waitFor(db, 's2 verifying', serverIs(name, 's2', (s) => s.step === 'verify'));
+    } else {
+      await waitFor(db, 's1 verifying', serverIs(name, 's1', (s) => s.step === 'verify'));
+      hold = fleet.holdNewConnections();
+      openGate(fleet, 'online', ['s1']);
+      await waitFor(db, 's2 begun', serverIs(name, 's2', (s) => s.status === 'running'));
+    }
     run.kill('SIGKILL');
     await run;
+    hold?.release();
     const mid = await statusJson(db, name);
     assert.equal(mid.status, 'running', 'a killed executor leaves the update running');
     assert.equal(mid.executor?.alive, false, 'status shows the executor is gone');
+    assert.equal(byName(mid).s2!.status, 'running');
+    if (point === 'between servers') assert.equal(byName(mid).s2!.fromCommit, null, 'nothing was run on s2');
 
+    openGate(fleet, gate, ['s2']);
     const taken = await cli(['start', name], { db });
     assert.equal(taken.code, 0, taken.stdout + taken.stderr);
     const doc = await statusJson(db, name);
     assert.equal(doc.status, 'success');
-    for (const s of doc.servers) assert.equal(currentCommit(fleet.home(s.name)), commits.slow, s.name);
+    for (const s of doc.servers) assert.equal(currentCommit(fleet.home(s.name)), commits.good, s.name);
     assert.equal(readDeployCount(fleet.home('s1')), 1, 's1 had finished and was not touched again');
     assert.equal(readDeployCount(fleet.home('s3')), 1);
-    const s2 = readDeployCount(fleet.home('s2'));
-    if (point === 'verify') assert.equal(s2, 1, 'already at the target: verified, not redeployed');
-    else assert.ok(s2 >= 1 && s2 <= 2, `s2 deployed ${s2} times`);
+    const expected = { update: [2, 'killed during its update step: every update command runs again'], verify: [1, 'already at the target: verified, not redeployed'], 'between servers': [1, 'nothing had run: run once, from the start'] } as const;
+    assert.equal(readDeployCount(fleet.home('s2')), expected[point][0], expected[point][1]);
   });
 }
 
-test('pause of an update whose executor died between servers pauses it at once; resume finishes it', async (t) => {
-  const fleet = await fleetFor(t, { servers: 3, upstream: { slowDelayMs: 1500 } });
+test('pause of an update whose executor died with a server in flight records the pause: start finishes that server, then pauses', async (t) => {
+  const fleet = await fleetFor(t, { servers: 3 });
   if (!fleet) return;
-  const { db, name } = await plan(fleet, slow());
+  const { db, name } = await plan(fleet, updateHeld());
+  openGate(fleet, 'update', ['s1', 's3']);
   const run = spawnCli(['start', name], { db });
-  await waitFor(db, 's1 done', serverIs(name, 's1', (s) => s.status === 'success'));
+  await until('s2 held at the end of its update', () => readDeployCount(fleet.home('s2')) === 1);
   run.kill('SIGKILL');
   await run;
-  // Make sure no server is in flight for this case: if s2 had started, finish it by takeover first.
-  const mid = await statusJson(db, name);
-  if (byName(mid).s2!.status === 'running') {
-    assert.equal((await cli(['start', name, '--stop-after', '1'], { db })).code, 3);
-  } else {
-    const p = await cli(['pause', name], { db });
-    assert.equal(p.code, 0, p.stderr);
-    assert.match(p.stdout, /paused \(no process was executing it/);
+  const p = await cli(['pause', name], { db });
+  assert.equal(p.code, 0, p.stderr);
+  assert.match(p.stdout, /pause requested: no process is executing u1 now; `agent-update --db \S+ start u1` takes it over, finishes the server in flight and pauses/);
+  let doc = await statusJson(db, name);
+  assert.equal(doc.status, 'running', 'a server is in flight: not paused on the spot');
+  assert.equal(doc.pauseRequested, true);
+  assert.equal(byName(doc).s2!.status, 'running');
+
+  openGate(fleet, 'update', ['s2']);
+  const taken = await cli(['start', name], { db });
+  assert.equal(taken.code, 3, taken.stdout + taken.stderr);
+  doc = await statusJson(db, name);
+  assert.equal(doc.status, 'paused');
+  assert.deepEqual(doc.counts, { total: 3, success: 2, pending: 1 });
+  assert.equal(readDeployCount(fleet.home('s3')), 0, 'the pause held before s3');
+  const r = await cli(['resume', name], { db });
+  assert.equal(r.code, 0, r.stdout + r.stderr);
+  assert.deepEqual(['s1', 's2', 's3'].map((s) => readDeployCount(fleet.home(s))), [1, 2, 1]);
+});
+
+test('pause of an update whose executor died between servers pauses it at once; resume finishes it', async (t) => {
+  const fleet = await fleetFor(t, { servers: 3 });
+  if (!fleet) return;
+  const { db, name } = await plan(fleet);
+  // The executor goes from one server's last write to the next server's first without waiting on
+  // anything, so no kill from outside lands in between every time. Write the state such a kill
+  // leaves instead: s1 finished by a real run, the update running under the lease of a process
+  // that no longer exists, no server in flight.
+  assert.equal((await cli(['start', name, '--stop-after', '1'], { db })).code, 3);
+  const store = new Store(db);
+  try {
+    store.tx(() => {
+      store.setUpdateStatus(name, 'running', { reason: null, pauseAtWorked: null });
+      // A pid above Linux's pid_max (2^22): never a live process.
+      const r = store.acquireLease(name, { token: 'killed-executor', pid: 2_147_483_646, host: hostname(), pidStart: null }, () => true);
+      assert.ok(r.ok);
+    });
+  } finally {
+    store.close();
   }
+  const mid = await statusJson(db, name);
+  assert.equal(mid.status, 'running');
+  assert.equal(mid.executor?.alive, false);
+  assert.deepEqual(mid.counts, { total: 3, success: 1, pending: 2 });
+
+  const p = await cli(['pause', name], { db });
+  assert.equal(p.code, 0, p.stderr);
+  assert.match(p.stdout, /u1 paused \(no process was executing it and no server was in flight\); continue with: agent-update --db \S+ resume u1/);
   assert.equal((await statusJson(db, name)).status, 'paused');
   const r = await cli(['resume', name], { db });
   assert.equal(r.code, 0, r.stdout + r.stderr);
@@ -296,16 +385,20 @@ test('cancel ends a pending or paused update; a running one must be paused first
 });
 
 test('Ctrl-C with --parallel 1: the batches still waiting their turn do not start afterwards', async (t) => {
-  const fleet = await fleetFor(t, { servers: 4, upstream: { slowDelayMs: 2000 } });
+  const fleet = await fleetFor(t, { servers: 4 });
   if (!fleet) return;
-  const { db, name } = await plan(fleet, slow());
+  const { db, name } = await plan(fleet, heldInVerify());
   assert.equal((await cli(['split', name, '--batches', '2'], { db })).code, 0);
   const run = spawnCli(['start', name, `${name}.2`, '--parallel', '1'], { db });
   await waitFor(db, 's1 verifying', serverIs(name, 's1', (s) => s.step === 'verify'));
+  const pausing = printed(run, 'stderr', PAUSING);
   run.kill('SIGINT');
+  await pausing;
+  openGate(fleet, 'online');
   const r = await run;
   assert.equal(r.exitCode, 3, String(r.stdout) + String(r.stderr));
   assert.equal((await statusJson(db, name)).status, 'paused');
+  assert.equal(byName(await statusJson(db, name)).s1!.status, 'success');
   const second = await statusJson(db, `${name}.2`);
   assert.equal(second.status, 'pending', 'the queued batch was not started after the Ctrl-C');
   for (const s of ['s3', 's4']) assert.equal(readDeployCount(fleet.home(s)), 0, `${s} untouched`);

@@ -11,11 +11,13 @@ import { test, type TestContext } from 'node:test';
 import { systemClock, type Clock } from '../../src/clock.js';
 import type { RolloutSettings, ServerSpec } from '../../src/config/types.js';
 import { AppError, BusyError, TransitionError, UsageError } from '../../src/errors.js';
+import { HEARTBEAT_MS } from '../../src/rollout/lease.js';
 import { runUpdate } from '../../src/rollout/run.js';
 import { LOCK_FILE, LOCK_SCRIPT_END } from '../../src/rollout/remote-lock.js';
 import type { ServerStep } from '../../src/rollout/status.js';
 import { TransportError, type ExecResult, type Session, type Transport } from '../../src/ssh/transport.js';
 import { Store } from '../../src/store/store.js';
+import { makeTempDir } from '../helpers/tmp.js';
 
 const OLD = 'a'.repeat(40);
 const NEW = 'b'.repeat(40);
@@ -126,7 +128,7 @@ const settings: RolloutSettings = {
 };
 
 function setup(t: TestContext, names: string[]) {
-  const dir = mkdtempSync(join(tmpdir(), 'agent-update-engine-'));
+  const dir = makeTempDir('agent-update-engine-');
   const store = new Store(join(dir, 'p.db'));
   t.after(() => {
     store.close();
@@ -227,6 +229,8 @@ test('takeover with a broken target: verified, fails, rolled back', async (t) =>
 });
 
 test('an executor whose lease is taken stops before its next write', async (t) => {
+  // The lease's heartbeat timer is mocked: the test fires one beat instead of waiting 2 s for it.
+  t.mock.timers.enable({ apis: ['setInterval'] });
   const store = setup(t, ['s1', 's2']);
   const fake = new FakeTransport();
   const s1 = fake.add('s1', OLD);
@@ -235,7 +239,7 @@ test('an executor whose lease is taken stops before its next write', async (t) =
   fake.intercept = async (_server, cmd, next) => {
     if (cmd.startsWith('reset')) {
       store.db.prepare("UPDATE updates SET lease_token = 'thief' WHERE name = 'u'").run();
-      await new Promise((r) => setTimeout(r, 2_500)); // past one heartbeat
+      t.mock.timers.tick(HEARTBEAT_MS); // one heartbeat: it finds the lease taken
     }
     return next();
   };

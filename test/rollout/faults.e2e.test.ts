@@ -4,8 +4,7 @@
  * outcome, and never touches what it should not.
  */
 import assert from 'node:assert/strict';
-import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { stringify } from 'yaml';
@@ -14,7 +13,12 @@ import { agentCommands, currentCommit, installAgent, readDeployCount } from '../
 import { startSimServer } from '../../src/sim/ssh-server.js';
 import { createUpstream } from '../../src/sim/upstream.js';
 import { Store } from '../../src/store/store.js';
-import { byName, cli, spawnCli, statusJson, fleetFor } from '../helpers/cli.js';
+import { byName, cli, printed, sharedFleet, spawnCli, statusJson } from '../helpers/cli.js';
+import { openGate, waitGate } from '../helpers/gates.js';
+import { tempDirFor } from '../helpers/tmp.js';
+
+/** One sshd fleet for the file; each test sees its first servers, reset (test/helpers/cli.ts). */
+const fleetFor = sharedFleet({ servers: 2, hanging: 2 });
 
 test('a server that accepts TCP but never answers is unreachable within the connect timeout', async (t) => {
   const fleet = await fleetFor(t, { servers: 1, hanging: 1 });
@@ -52,8 +56,7 @@ test('a health command that hangs is cut by command_timeout: the server is rolle
 });
 
 test('a connection that dies mid-command: reconnected and the command run again, the server ends as if nothing happened', async (t) => {
-  const root = mkdtempSync(join(tmpdir(), 'agent-update-fault-'));
-  t.after(() => rmSync(root, { recursive: true, force: true }));
+  const root = tempDirFor(t, 'agent-update-fault-');
   const upstream = await createUpstream(join(root, 'upstream'));
   const home = join(root, 'home');
   mkdirSync(home);
@@ -110,12 +113,14 @@ test('kill -9 while rolling back: start runs the rollback again and verifies it;
   const fleet = await fleetFor(t, { servers: 2 });
   if (!fleet) return;
   const db = join(fleet.root, 'rb.db');
-  const base = fleet.configObject();
-  const update = [...(base.agent as { update: string[] }).update, 'sleep 1'];
+  // The rollback (update commands with {commit} = base) waits at the `rollback` gate: s1 is held
+  // in its rollback until the test opens it.
+  const { base } = fleet.upstream.commits;
+  const update = [...agentCommands().update, `[ {commit} != '${base}' ] || ${waitGate('rollback')}`];
   const config = fleet.writeConfig({
     name: 'rb',
     source: { branch: 'broken' },
-    agent: { update, health: { timeout: '1s', interval: '100ms' } },
+    agent: { update, health: { timeout: '500ms', interval: '100ms' } },
   });
   assert.equal((await cli(['plan', '-c', config], { db })).code, 0);
   const run = spawnCli(['start', 'rb'], { db });
@@ -133,6 +138,7 @@ test('kill -9 while rolling back: start runs the rollback again and verifies it;
   run.kill('SIGKILL');
   await run;
   assert.equal(byName(await statusJson(db, 'rb')).s1!.status, 'running');
+  openGate(fleet, 'rollback', ['s1']);
   const r = await cli(['start', 'rb'], { db });
   assert.equal(r.code, 1, r.stdout + r.stderr);
   const s = byName(await statusJson(db, 'rb'));
@@ -168,12 +174,7 @@ test('Ctrl-C during plan cuts the probes still waiting on silent servers and rec
   const db = join(fleet.root, 'i.db');
   const config = fleet.writeConfig({ name: 'i', ssh: { connect_timeout: '120s' } });
   const child = spawnCli(['plan', '-c', config], { db, timeoutMs: 60_000 });
-  let out = '';
-  child.stdout?.on('data', (d: Buffer) => (out += d.toString()));
-  for (let i = 0; !(/probe s1: pending/.test(out) && /probe s2: pending/.test(out)); i++) {
-    if (i > 600) assert.fail(`the answering servers were never probed:\n${out}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
+  await printed(child, 'stdout', /probe s1: pending[^]*probe s2: pending|probe s2: pending[^]*probe s1: pending/);
   const began = Date.now();
   child.kill('SIGINT');
   const r = await child;

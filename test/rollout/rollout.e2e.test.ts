@@ -3,12 +3,17 @@
  * checkouts with real restart and health commands (test/fleet).
  */
 import assert from 'node:assert/strict';
-import { copyFileSync, cpSync, existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { copyFileSync, cpSync, existsSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { currentCommit, readDeployCount, restartCount } from '../../src/sim/agent.js';
 import type { Fleet } from '../fleet/fleet.js';
-import { byName, cli, statusJson, fleetFor } from '../helpers/cli.js';
+import { Store } from '../../src/store/store.js';
+import { byName, cli, cliStatusJson, sharedFleet, spawnCli, statusJson } from '../helpers/cli.js';
+import { heldInVerify, openGate } from '../helpers/gates.js';
+
+/** One sshd fleet for the file; each test sees its first servers, reset (test/helpers/cli.ts). */
+const fleetFor = sharedFleet({ servers: 3, unreachable: 1 });
 
 async function plan(fleet: Fleet, overrides: Record<string, unknown> = {}, name = 'u1') {
   const db = join(fleet.root, 'plan.db');
@@ -17,8 +22,13 @@ async function plan(fleet: Fleet, overrides: Record<string, unknown> = {}, name 
   return { db, config, r, name };
 }
 
+/** Size of the database's write-ahead log (0 when there is none): what the main file does not hold yet. */
+function walBytes(db: string): number {
+  return existsSync(`${db}-wal`) ? statSync(`${db}-wal`).size : 0;
+}
+
 /** The commit whose agent never comes online, with a health timeout short enough to see it fast. */
-const BROKEN = { source: { branch: 'broken' }, agent: { health: { timeout: '1s', interval: '100ms' } } };
+const BROKEN = { source: { branch: 'broken' }, agent: { health: { timeout: '500ms', interval: '100ms' } } };
 
 test('plan probes every server: pending, skipped at the target, unreachable with the reason', async (t) => {
   const fleet = await fleetFor(t, { servers: 3, unreachable: 1 });
@@ -75,7 +85,8 @@ test('the status JSON has exactly the SPEC fields', async (t) => {
   const fleet = await fleetFor(t, { servers: 1 });
   if (!fleet) return;
   const { db, name } = await plan(fleet);
-  const doc = await statusJson(db, name);
+  const doc = await cliStatusJson(db, name);
+  assert.deepEqual(doc, await statusJson(db, name), 'what the other tests read in-process is what the CLI prints');
   for (const key of ['name', 'status', 'createdAt', 'startedAt', 'endedAt', 'source', 'batchOf', 'counts', 'servers']) {
     assert.ok(key in doc, `missing ${key}`);
   }
@@ -94,15 +105,38 @@ test('the status JSON has exactly the SPEC fields', async (t) => {
 });
 
 test('a slow-starting agent is waited for until it is online', async (t) => {
-  const fleet = await fleetFor(t, { servers: 1, upstream: { slowDelayMs: 1500 } });
+  const fleet = await fleetFor(t, { servers: 1 });
   if (!fleet) return;
-  const { db, name } = await plan(fleet, {
-    source: { branch: 'slow' },
-    agent: { health: { timeout: '20s', interval: '200ms' } },
-  });
-  const r = await cli(['start', name], { db });
-  assert.equal(r.code, 0, r.stdout + r.stderr);
-  assert.equal(currentCommit(fleet.home('s1')), fleet.upstream.commits.slow);
+  // Health says "starting" until the test opens s1's gate, once it has seen ten such answers.
+  const { db, name } = await plan(fleet, heldInVerify());
+  const run = spawnCli(['start', name], { db });
+  let ended = false;
+  void run.then(() => (ended = true));
+  const verifies = (store: Store) => store.getSteps(name, 's1').filter((s) => s.phase === 'verify' && s.endedAt !== null);
+  const store = new Store(db);
+  try {
+    for (const end = Date.now() + 60_000; verifies(store).length < 10; ) {
+      if (ended) assert.fail(`start ended after ${verifies(store).length} health polls, before the agent was online`);
+      if (Date.now() > end) assert.fail('health was not polled ten times');
+      await new Promise((resolve) => setTimeout(resolve, 25));
+    }
+  } finally {
+    store.close();
+  }
+  openGate(fleet, 'online', ['s1']);
+  const r = await run;
+  assert.equal(r.exitCode, 0, String(r.stdout) + String(r.stderr));
+  assert.equal(currentCommit(fleet.home('s1')), fleet.upstream.commits.good);
+  assert.equal(byName(await statusJson(db, name)).s1!.status, 'success');
+  const after = new Store(db);
+  try {
+    const polls = verifies(after).map((s) => s.exitCode);
+    assert.ok(polls.length >= 11, `polled ${polls.length} times`);
+    assert.deepEqual(polls.slice(0, 10), Array(10).fill(7), 'the agent said it was starting');
+    assert.equal(polls.at(-1), 0, 'and was waited for until it was online');
+  } finally {
+    after.close();
+  }
 });
 
 test('a broken commit is rolled back on the first server and the rollout stops (exit 1)', async (t) => {
@@ -309,6 +343,11 @@ test('bad input exits 2 and changes nothing', async (t) => {
   const fleet = await fleetFor(t, { servers: 1 });
   if (!fleet) return;
   const { db, name } = await plan(fleet);
+  // The plan process has exited: SQLite checkpointed its WAL into the main file and removed it
+  // as its last connection closed, so the main file alone is the whole database and its bytes
+  // are stable. A refused command must leave them exactly so (each run opens the database and
+  // closes it again, which checkpoints anything it wrote).
+  assert.equal(walBytes(db), 0, 'no WAL left pending after plan');
   const before = readFileSync(db);
   const cases: Array<[string[], RegExp]> = [
     [['start', 'nope'], /no update named "nope"/],
@@ -324,10 +363,11 @@ test('bad input exits 2 and changes nothing', async (t) => {
     const r = await cli(args, { db });
     assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
     assert.match(r.stderr, message, args.join(' '));
+    assert.equal(walBytes(db), 0, `${args.join(' ')} left a WAL behind`);
+    assert.ok(readFileSync(db).equals(before), `${args.join(' ')} changed the database file`);
   }
   assert.equal((await statusJson(db, name)).status, 'pending');
   assert.equal(readDeployCount(fleet.home('s1')), 0);
-  void before;
   const noDb = await cli(['status'], { db: join(fleet.root, 'nothing-here.db') });
   assert.equal(noDb.code, 2);
   assert.ok(!existsSync(join(fleet.root, 'nothing-here.db')), 'a read command never creates a database');

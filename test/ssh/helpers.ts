@@ -5,20 +5,21 @@
 import { strict as assert } from 'node:assert';
 import { execFile, spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import type { AddressInfo } from 'node:net';
-import { tmpdir, userInfo } from 'node:os';
+import { userInfo } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { ServerSpec, SshConfig } from '../../src/config/types.js';
 import { TransportError } from '../../src/ssh/transport.js';
+import { makeTempDir } from '../helpers/tmp.js';
 
 export const execFileP = promisify(execFile);
 export const SSHD = '/usr/sbin/sshd';
 
 export function tempDir(prefix = 'au-ssh-'): { dir: string; remove(): void } {
-  const dir = mkdtempSync(join(tmpdir(), prefix));
+  const dir = makeTempDir(prefix);
   return { dir, remove: () => rmSync(dir, { recursive: true, force: true }) };
 }
 

@@ -140,11 +140,26 @@ describe('exec on the simulated server', () => {
   test('a timed-out command is killed on the server', async () => {
     const session = await connectTo(s);
     const marker = join(tmp.dir, 'timed-out-command-finished');
+    const pidFile = join(tmp.dir, 'timed-out-command-pid');
     // the server's watchdog counts whole seconds: a 200 ms timeout fires after one
-    const r = await session.exec(`sleep 3; touch ${marker}`, { timeoutMs: 200 });
+    const r = await session.exec(`echo $$ > ${pidFile}; sleep 3; touch ${marker}`, { timeoutMs: 200 });
     assert.equal(r.timedOut, true);
-    await new Promise((resolve) => setTimeout(resolve, 3500));
-    assert.equal(existsSync(marker), false);
+    // Wait for the command's shell to be gone (killed, or at its end had it not been), then look.
+    const pid = Number(readFileSync(pidFile, 'utf8'));
+    assert.ok(pid > 0, 'the command ran');
+    const alive = () => {
+      try {
+        process.kill(pid, 0);
+        return true;
+      } catch {
+        return false;
+      }
+    };
+    for (const end = Date.now() + 10_000; alive(); ) {
+      assert.ok(Date.now() < end, 'the timed-out command is still running after 10 s');
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    assert.equal(existsSync(marker), false, 'the command ran to its end');
     session.close();
   });
 

@@ -13,9 +13,10 @@ import { stringify } from 'yaml';
 import { generateKeyPair } from '../../src/sim/keys.js';
 import { createUpstream } from '../../src/sim/upstream.js';
 import { cli } from '../helpers/cli.js';
+import { makeTempDir } from '../helpers/tmp.js';
 
 function tmpStore(t: { after(fn: () => void): void }): Store {
-  const dir = mkdtempSync(join(tmpdir(), 'agent-update-store-'));
+  const dir = makeTempDir('agent-update-store-');
   const store = new Store(join(dir, 'p.db'));
   t.after(() => {
     store.close();
@@ -106,7 +107,7 @@ test('a database written by another process is read consistently (WAL, two conne
 });
 
 test('a --db that is not a plan database is refused, and left exactly as it was', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'agent-update-store-'));
+  const dir = makeTempDir('agent-update-store-');
   t.after(() => rmSync(dir, { recursive: true, force: true }));
 
   const missingDir = join(dir, 'no-such-folder', 'p.db');
