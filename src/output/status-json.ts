@@ -1,5 +1,5 @@
 import { holderIsDead } from '../rollout/lease.js';
-import type { ServerRecord, UpdateRecord } from '../store/store.js';
+import type { ServerRecord, Store, UpdateRecord } from '../store/store.js';
 import { allowedFailures, budgetOf, describeBudget } from '../rollout/decide.js';
 
 /** `status NAME --json`, exactly as SPEC.md shows it, plus the documented extensions. */
@@ -96,4 +96,10 @@ export function updateJson(u: UpdateRecord, servers: readonly ServerRecord[], bu
       : null,
     ...(b ? { budget: b } : {}),
   };
+}
+
+/** `status NAME --json` of an update in the store: what the status command prints. */
+export function statusDocument(store: Store, name: string): UpdateJson {
+  const u = store.getUpdate(name);
+  return updateJson(u, store.getServers(name), store.budgetUse(u));
 }

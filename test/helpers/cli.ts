@@ -1,7 +1,7 @@
 import { execa, type ResultPromise } from 'execa';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { updateJson, type UpdateJson } from '../../src/output/status-json.js';
+import { statusDocument, type UpdateJson } from '../../src/output/status-json.js';
 import { Store } from '../../src/store/store.js';
 import { requireSshd, startFleet, type Fleet, type FleetOptions } from '../fleet/fleet.js';
 import { after, type TestContext } from 'node:test';
@@ -74,7 +74,7 @@ export async function statusJson(db: string, name: string): Promise<StatusDoc> {
   const store = new Store(db);
   try {
     // Through JSON, as the CLI prints it.
-    return JSON.parse(JSON.stringify(updateJson(store.getUpdate(name), store.getServers(name)))) as StatusDoc;
+    return JSON.parse(JSON.stringify(statusDocument(store, name))) as StatusDoc;
   } finally {
     store.close();
   }
