@@ -113,6 +113,9 @@ export async function startSshd(dir: string, authorizedKeys: string[], extra: st
         'PasswordAuthentication no',
         'KbdInteractiveAuthentication no',
         'LogLevel VERBOSE',
+        // As in the fleet: with SHLVL set, the `bash -c` sshd runs reads no rc file (a machine's
+        // ~/.bashrc, pyenv's rehash and its lock, would otherwise run for every command).
+        'SetEnv SHLVL=1',
         '',
       ].join('\n'),
     );
