@@ -747,6 +747,10 @@ export class Ssh2Transport implements Transport {
 
       try {
         client.connect(cfg);
+        // Small request/answer packets: with Nagle's algorithm on, each waits for the peer's
+        // delayed ACK (~40 ms) before it is sent. A hop reached through a forward has no socket
+        // of its own (ssh2 then does nothing); its first hop's socket carries it.
+        client.setNoDelay(true);
       } catch (err) {
         fail(new TransportError('config', `cannot connect to ${label}: ${errorMessage(err)}`));
       }
