@@ -18,26 +18,11 @@ import type { RolloutSettings, ServerSpec, SshConfig } from '../../src/config/ty
 import { EXIT, InterruptedError } from '../../src/errors.js';
 import type { ExecResult, Session, Transport } from '../../src/ssh/transport.js';
 import { LOCK_SCRIPT_END } from '../../src/rollout/remote-lock.js';
+import { OLD, NEW, fakeSettings } from '../support/fake-settings.js';
 import { Store } from '../../src/store/store.js';
 
-const OLD = 'a'.repeat(40);
-const NEW = 'b'.repeat(40);
 
-const settings: RolloutSettings = {
-  source: { repo: '/r', branch: 'master', commit: NEW },
-  ssh: {
-    user: 'u', port: 22, identityFile: null, passphraseEnv: 'X', agent: false, knownHosts: '/k',
-    connectTimeoutMs: 1000, commandTimeoutMs: 1000, keepaliveIntervalMs: 0, outputLimitBytes: 1024,
-  },
-  agent: {
-    versionCommand: 'version',
-    update: ['reset {commit}'],
-    restart: { web: 'restart' },
-    health: { command: 'health', expect: '{commit}', timeoutMs: 300, intervalMs: 50 },
-  },
-  restart: ['web'],
-  rollback: { enabled: true, continueAfterRollback: false, commit: null },
-};
+const settings: RolloutSettings = fakeSettings;
 
 /** Servers that answer like a healthy agent; `onPreflight(n)` runs inside the n-th preflight (1-based). */
 class Fake implements Transport {

@@ -14,26 +14,13 @@ import { runCommand } from '../../src/cli/run.js';
 import type { RolloutSettings } from '../../src/config/types.js';
 import { EXIT, UsageError } from '../../src/errors.js';
 import type { Transport } from '../../src/ssh/transport.js';
+import { NEW, fakeSettings } from '../support/fake-settings.js';
 import { Store } from '../../src/store/store.js';
 
-const NEW = 'b'.repeat(40);
-
 function settings(change: (s: RolloutSettings) => void): RolloutSettings {
-  const s: RolloutSettings = {
-    source: { repo: '/r', branch: 'master', commit: NEW },
-    ssh: {
-      user: 'u', port: 22, identityFile: null, passphraseEnv: 'X', agent: false, knownHosts: '/k',
-      connectTimeoutMs: 1000, commandTimeoutMs: 1000, keepaliveIntervalMs: 0, outputLimitBytes: 1024,
-    },
-    agent: {
-      versionCommand: 'version',
-      update: ['git fetch {repo} {branch}', 'git reset --hard {commit}'],
-      restart: { web: 'restart web' },
-      health: { command: 'health', expect: '{commit}', timeoutMs: 300, intervalMs: 50 },
-    },
-    restart: ['web'],
-    rollback: { enabled: true, continueAfterRollback: false, commit: null },
-  };
+  const s: RolloutSettings = structuredClone(fakeSettings);
+  s.agent.update = ['git fetch {repo} {branch}', 'git reset --hard {commit}'];
+  s.agent.restart = { web: 'restart web' };
   change(s);
   return s;
 }

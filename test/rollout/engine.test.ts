@@ -17,11 +17,9 @@ import { LOCK_FILE, LOCK_SCRIPT_END } from '../../src/rollout/remote-lock.js';
 import type { ServerStep } from '../../src/rollout/status.js';
 import { TransportError, type ExecResult, type Session, type Transport } from '../../src/ssh/transport.js';
 import { Store } from '../../src/store/store.js';
+import { OLD, NEW, OTHER, fakeSettings } from '../support/fake-settings.js';
 import { makeTempDir } from '../helpers/tmp.js';
 
-const OLD = 'a'.repeat(40);
-const NEW = 'b'.repeat(40);
-const OTHER = 'c'.repeat(40);
 
 interface FakeServer {
   commit: string;
@@ -111,21 +109,7 @@ class FakeTransport implements Transport {
   }
 }
 
-const settings: RolloutSettings = {
-  source: { repo: '/r', branch: 'master', commit: NEW },
-  ssh: {
-    user: 'u', port: 22, identityFile: null, passphraseEnv: 'X', agent: false, knownHosts: '/k',
-    connectTimeoutMs: 1000, commandTimeoutMs: 1000, keepaliveIntervalMs: 0, outputLimitBytes: 1024,
-  },
-  agent: {
-    versionCommand: 'version',
-    update: ['reset {commit}'],
-    restart: { web: 'restart' },
-    health: { command: 'health', expect: '{commit}', timeoutMs: 300, intervalMs: 50 },
-  },
-  restart: ['web'],
-  rollback: { enabled: true, continueAfterRollback: false, commit: null },
-};
+const settings: RolloutSettings = fakeSettings;
 
 function setup(t: TestContext, names: string[]) {
   const dir = makeTempDir('agent-update-engine-');
