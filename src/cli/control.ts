@@ -1,4 +1,4 @@
-import { updateJson, type UpdateJson } from '../output/status-json.js';
+import { statusDocument, updateJson, type UpdateJson } from '../output/status-json.js';
 import { logsText, updateText, updatesListText } from '../output/text.js';
 import { visibleLine } from '../output/visible.js';
 import { cancelUpdate, requestPause } from '../rollout/run.js';
@@ -12,7 +12,7 @@ export function pauseCommand(ctx: CliContext, name: string): number {
   const store = ctx.store();
   const { alreadyPaused, pausedNow } = requestPause(store, name, ctx.clock.now());
   const u = store.getUpdate(name);
-  if (ctx.opts.json) ctx.printJson(updateJson(u, store.getServers(name), store.budgetUse(u)));
+  if (ctx.opts.json) ctx.printJson(statusDocument(store, name));
   else if (alreadyPaused) ctx.print(`${name} is already paused; continue it with: ${ctx.cmd(`resume ${name}`)}`);
   else if (pausedNow) ctx.print(`${name} paused (no process was executing it and no server was in flight); continue with: ${ctx.cmd(`resume ${name}`)}`);
   else if (u.lease && !holderIsDead(u.lease, ctx.clock.now())) {
@@ -26,7 +26,7 @@ export function pauseCommand(ctx: CliContext, name: string): number {
 export function cancelCommand(ctx: CliContext, name: string): number {
   const store = ctx.store();
   const { leftForAPerson } = cancelUpdate(store, name, ctx.clock.now());
-  if (ctx.opts.json) ctx.printJson(updateJson(store.getUpdate(name), store.getServers(name)));
+  if (ctx.opts.json) ctx.printJson(statusDocument(store, name));
   else {
     ctx.print(`${name} cancelled; nothing more will run`);
     for (const s of leftForAPerson) ctx.print(`  ${s.name} (${s.user}@${s.host}:${s.port}) is fatal, for a person: ${s.error}`);

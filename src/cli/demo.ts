@@ -13,7 +13,7 @@ import type { Config } from '../config/types.js';
 import { loadConfig } from '../config/load.js';
 import { prepareDemoFleet, DEMO_MAX_SERVERS, type DemoFleet, type DemoFleetInfo } from '../demo/demo.js';
 import { AppError, EXIT, InterruptedError, UsageError } from '../errors.js';
-import { updateJson } from '../output/status-json.js';
+import { statusDocument } from '../output/status-json.js';
 import { updateText } from '../output/text.js';
 import { createPlan } from '../plan/plan.js';
 import { runUpdate } from '../rollout/run.js';
@@ -138,7 +138,7 @@ export async function demoCommand(ctx: CliContext, opts: DemoOptions): Promise<n
       reporter.stop();
 
       if (json) {
-        ctx.printJson({ updates: names.map((n) => updateJson(store.getUpdate(n), store.getServers(n))) });
+        ctx.printJson({ updates: names.map((n) => statusDocument(store, n)) });
       } else {
         // The results: printed even with --quiet.
         const tables = names.map((n) => updateText(store.getUpdate(n), store.getServers(n))).join('\n\n');

@@ -1,7 +1,7 @@
 import pLimit from 'p-limit';
 import { AppError, EXIT, InterruptedError, UsageError } from '../errors.js';
 import { checkLocalSsh } from '../ssh/transport.js';
-import { updateJson } from '../output/status-json.js';
+import { statusDocument } from '../output/status-json.js';
 import { visibleLine, visibleText } from '../output/visible.js';
 import { assertRunnable, requestPause, runUpdate, serversToReach, type RunOptions, type RunResult } from '../rollout/run.js';
 import type { Reporter } from '../output/reporter.js';
@@ -165,10 +165,7 @@ async function execute(ctx: CliContext, store: Store, reporter: Reporter, x: Exe
     }
     reporter.stop();
     if (ctx.opts.json) {
-      const docs = names.map((n) => {
-        const u = store.getUpdate(n);
-        return updateJson(u, store.getServers(n), store.budgetUse(u));
-      });
+      const docs = names.map((n) => statusDocument(store, n));
       ctx.printJson(names.length === 1 ? docs[0] : { updates: docs });
     } else {
       for (const r of results) {

@@ -101,5 +101,5 @@ export function updateJson(u: UpdateRecord, servers: readonly ServerRecord[], bu
 /** `status NAME --json` of an update in the store: what the status command prints. */
 export function statusDocument(store: Store, name: string): UpdateJson {
   const u = store.getUpdate(name);
-  return updateJson(u, store.getServers(name), store.budgetUse(u));
+  return updateJson(u, store.getServers(name), budgetOf(u) !== null ? store.budgetUse(u) : undefined);
 }

@@ -7,7 +7,7 @@ import { specOf, type ServerRecord, type Store, type UpdateRecord } from '../sto
 import { expandCommand, expandText, type PlaceholderValues } from '../util/shell.js';
 import { formatDuration } from '../util/duration.js';
 import { suggest } from '../util/suggest.js';
-import { countWorked, decide } from './decide.js';
+import { budgetOf, countWorked, decide } from './decide.js';
 import type { EventSink } from './events.js';
 import { acquireLease, describeHolder, holderIsDead, type HeldLease } from './lease.js';
 import {
@@ -169,7 +169,8 @@ export async function runUpdate(deps: EngineDeps, name: string, opts: RunOptions
       u = store.getUpdate(name);
       ctx.update = u;
       const all = store.getServers(name);
-      const d = decide(u, all, store.budgetUse(u));
+      // the group's failures are counted only when the update has a budget (a query over all its batches)
+      const d = decide(u, all, budgetOf(u) !== null ? store.budgetUse(u) : undefined);
       let outcome: ServerOutcome = DONE;
       if (d.kind === 'recover') {
         outcome = await recoverServer(ctx, d.server);
