@@ -309,20 +309,24 @@ class ServerRun {
   /** connect(), retried like a command while a network problem lasts less than ssh.reconnect_for. */
   async connectRetrying(): Promise<{ ok: true } | { ok: false; error: string; transient: boolean }> {
     const outage = { since: null as number | null, tries: 0 };
+    const c = await this.reconnect(outage);
+    if (c.ok) this.recovered(outage);
+    return c;
+  }
+
+  /** connect(), tried again with backoff while a network problem lasts less than ssh.reconnect_for (counted in `outage`). */
+  private async reconnect(outage: { since: number | null; tries: number }): Promise<{ ok: true } | { ok: false; error: string; transient: boolean }> {
     for (;;) {
       const c = await this.connect();
-      if (c.ok) {
-        this.recovered(outage);
-        return c;
-      }
-      if (!c.transient || !(await this.backoff(outage, c.error))) return c;
+      if (c.ok || !c.transient || !(await this.backoff(outage, c.error))) return c;
     }
   }
 
   /**
-   * Run one command, journalled; a lost connection is reopened once for the next command.
-   * `shown`: what the journal and events say was run, when the command is one of ours (the lock
-   * script) rather than the operator's.
+   * Run one command, journalled. A lost connection (or a refused reconnect) is retried with
+   * backoff for ssh.reconnect_for and the command run again, on a new journal row; see below
+   * for when it is given up on. `shown`: what the journal and events say was run, when the
+   * command is one of ours (the lock script) rather than the operator's.
    */
   async exec(phase: string, command: string, timeoutMs?: number, shown = command): Promise<ExecResult> {
     // A health check that cannot connect is "not healthy yet" (its loop has its own timeout), and
@@ -334,10 +338,9 @@ class ServerRun {
       checkStillOurs(this.ctx);
       let result: ExecResult;
       let transient: boolean;
-      const conn = await this.connect();
+      // A refused reconnect is retried without a journal row (nothing was sent); the last one is recorded.
+      const conn = retry ? await this.reconnect(outage) : await this.connect();
       if (!conn.ok) {
-        // A refused reconnect is retried without a journal row (nothing was sent); the last one is recorded.
-        if (conn.transient && retry && (await this.backoff(outage, conn.error))) continue;
         result = this.record(phase, shown, { code: null, stdout: '', stderr: '', timedOut: false, error: `could not connect: ${conn.error}`, durationMs: 0 });
         transient = conn.transient;
       } else {
