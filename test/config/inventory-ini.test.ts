@@ -5,34 +5,11 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { parseAnsible, type ResolvedHost } from '../../src/config/inventory/index.js';
-import type { ConfigProblem } from '../../src/errors.js';
+import { inventoryParser } from './inventory-helpers.js';
 
 const FILE = '/inv/hosts';
 
-function parse(text: string): { hosts: Map<string, ResolvedHost>; problems: ConfigProblem[] } {
-  const r = parseAnsible(FILE, text, 'ini', { varsFiles: false });
-  return { hosts: new Map(r.hosts.map((h) => [h.name, h])), problems: r.problems };
-}
-
-function hosts(text: string): Map<string, ResolvedHost> {
-  const r = parse(text);
-  assert.deepEqual(r.problems, []);
-  return r.hosts;
-}
-
-/** The variables of a host as plain values. */
-function vars(h: ResolvedHost | undefined): Record<string, unknown> {
-  assert.ok(h, 'no such host');
-  return Object.fromEntries([...h.vars].map(([k, d]) => [k, d.value]));
-}
-
-/** The problems as `line: message` (the file is checked to be the inventory). */
-function errors(text: string): string[] {
-  const r = parse(text);
-  for (const p of r.problems) assert.equal(p.file, FILE);
-  return r.problems.map((p) => `${p.line ?? '-'}: ${p.path ? `${p.path}: ` : ''}${p.message}`);
-}
+const { hosts, vars, errors } = inventoryParser(FILE, 'ini');
 
 test('hosts before any section are ungrouped; blank lines and # and ; comments are skipped', () => {
   const h = hosts('# a comment\n; another\n\nweb1\n   ; indented comment\n\tweb2  \n');

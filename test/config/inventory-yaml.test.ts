@@ -1,32 +1,11 @@
 /** Ansible YAML inventories, one feature or error at a time (whole files: inventory-fixtures). */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { parseAnsible, type ResolvedHost } from '../../src/config/inventory/index.js';
-import type { ConfigProblem } from '../../src/errors.js';
+import { inventoryParser } from './inventory-helpers.js';
 
 const FILE = '/inv/hosts.yml';
 
-function parse(text: string): { hosts: Map<string, ResolvedHost>; problems: ConfigProblem[] } {
-  const r = parseAnsible(FILE, text, 'yaml', { varsFiles: false });
-  return { hosts: new Map(r.hosts.map((h) => [h.name, h])), problems: r.problems };
-}
-
-function hosts(text: string): Map<string, ResolvedHost> {
-  const r = parse(text);
-  assert.deepEqual(r.problems, []);
-  return r.hosts;
-}
-
-function vars(h: ResolvedHost | undefined): Record<string, unknown> {
-  assert.ok(h, 'no such host');
-  return Object.fromEntries([...h.vars].map(([k, d]) => [k, d.value]));
-}
-
-function errors(text: string): string[] {
-  const r = parse(text);
-  for (const p of r.problems) assert.equal(p.file, FILE);
-  return r.problems.map((p) => `${p.line ?? '-'}: ${p.path ? `${p.path}: ` : ''}${p.message}`);
-}
+const { hosts, vars, errors } = inventoryParser(FILE, 'yaml');
 
 test('all: hosts, children and vars, nested; a host with or without variables', () => {
   const h = hosts(`all:
