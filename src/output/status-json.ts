@@ -59,11 +59,8 @@ export interface ServerJson {
   endedAt: string | null;
 }
 
-export function countsOf(servers: readonly ServerRecord[]): Record<string, number> {
-  const counts: Record<string, number> = { total: servers.length };
-  for (const s of servers) counts[s.status] = (counts[s.status] ?? 0) + 1;
-  return counts;
-}
+export { countsOf } from '../rollout/status.js';
+import { countsOf } from '../rollout/status.js';
 
 export function updateJson(u: UpdateRecord, servers: readonly ServerRecord[], budget?: { used: number; total: number; updates: string[] }): UpdateJson {
   const b = budgetJson(u, budget);

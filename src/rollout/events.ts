@@ -1,23 +1,39 @@
 import type { ServerStatus, ServerStep, UpdateStatus } from './status.js';
 
+/** `total`, and how many servers of an update are in each status (a key only for statuses that occur). */
+export type ServerCounts = Record<string, number>;
+
 /**
  * What the engine reports while it works. The engine never prints: the CLI turns these into
- * lines or a spinner, and a later NDJSON writer will stream them as they are.
+ * lines, a live view, or NDJSON (output/ndjson.ts, which adds `v` and a timestamp `at`).
+ * `index`/`total` on server-started count only the servers this update works on (not those
+ * skipped or unreachable at plan time), so the count never jumps.
  */
 export type RolloutEvent =
-  | { type: 'update-started'; update: string; takeover: boolean; resumed: boolean; pending: number; total: number }
-  | { type: 'server-started'; update: string; server: string; index: number; total: number; host: string }
+  /** pending: servers still to work on; total: all of its servers; counts: by status at this moment */
+  | { type: 'update-started'; update: string; takeover: boolean; resumed: boolean; pending: number; total: number; counts: ServerCounts }
+  | { type: 'server-started'; update: string; server: string; index: number; total: number; host: string; port: number; user: string; fromCommit: string | null; toCommit: string }
   | { type: 'server-step'; update: string; server: string; step: ServerStep }
   | { type: 'command'; update: string; server: string; phase: string; command: string; code: number | null; error: string | null; durationMs: number }
   /** stableMs / stableForMs: healthy since this long, of the agent.health.stable_for it must stay so */
   | { type: 'health-waiting'; update: string; server: string; attempt: number; elapsedMs: number; output: string; stableMs?: number; stableForMs?: number }
-  | { type: 'server-finished'; update: string; server: string; status: ServerStatus; error: string | null; durationMs: number }
+  | {
+      type: 'server-finished';
+      update: string;
+      server: string;
+      status: ServerStatus;
+      error: string | null;
+      durationMs: number;
+      /** the commit it had before, and the one it is at now as recorded (the target, or the rollback commit) */
+      fromCommit: string | null;
+      toCommit: string | null;
+    }
   | { type: 'takeover'; update: string; server: string | null; message: string }
   /** the connection to a server was lost: trying again (for up to ssh.reconnect_for) */
   | { type: 'reconnecting'; update: string; server: string; attempt: number; lostMs: number; limitMs: number; error: string }
   /** the next server is being worked on by another update (or another database's executor): waiting for it */
   | { type: 'server-waiting'; update: string; server: string; holder: string; waitedMs: number; limitMs: number }
-  | { type: 'update-finished'; update: string; status: UpdateStatus; reason: string }
+  | { type: 'update-finished'; update: string; status: UpdateStatus; reason: string; counts: ServerCounts }
   | { type: 'probe'; update: string; server: string; status: 'pending' | 'skipped' | 'unreachable'; commit: string | null; error: string | null };
 
 export type EventSink = (event: RolloutEvent) => void;

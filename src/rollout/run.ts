@@ -18,7 +18,7 @@ import {
   splitLockOutput,
   type LockOwner,
 } from './remote-lock.js';
-import { whatYouCanDo, type ServerStatus, type ServerStep, type UpdateStatus } from './status.js';
+import { countsOf, whatYouCanDo, worksOn, type ServerStatus, type ServerStep, type UpdateStatus } from './status.js';
 
 export interface EngineDeps {
   store: Store;
@@ -153,13 +153,14 @@ export async function runUpdate(deps: EngineDeps, name: string, opts: RunOptions
       resumed,
       pending: servers.filter((s) => s.status === 'pending' || s.status === 'running').length,
       total: servers.length,
+      counts: countsOf(servers),
     });
 
     const ctx: ServerContext = { deps, update: u, lease, signal: abort };
     const pause = async (reason: string): Promise<RunResult> => {
       await releaseLeftoverLocks(ctx);
       guarded(ctx, () => store.setUpdateStatus(name, 'paused', { reason, pauseRequestedAt: null, pauseAtWorked: null }), opts);
-      emit({ type: 'update-finished', update: name, status: 'paused', reason });
+      emit({ type: 'update-finished', update: name, status: 'paused', reason, counts: countsOf(store.getServers(name)) });
       return { update: name, status: 'paused', reason, exitCode: EXIT.paused };
     };
     // The server we are waiting for because another update holds it, and since when.
@@ -176,13 +177,14 @@ export async function runUpdate(deps: EngineDeps, name: string, opts: RunOptions
         outcome = await recoverServer(ctx, d.server);
       } else if (d.kind === 'run') {
         const claim = claimServer(ctx, d.server);
-        outcome = claim.ok ? await runServer(ctx, claim.server, d.server.fromCommit, all.indexOf(d.server) + 1, all.length) : claim.busy;
+        const worked = all.filter(worksOn);
+        outcome = claim.ok ? await runServer(ctx, claim.server, d.server.fromCommit, worked.indexOf(d.server) + 1, worked.length) : claim.busy;
       } else if (d.kind === 'pause') {
         return await pause(d.reason);
       } else {
         await releaseLeftoverLocks(ctx);
         guarded(ctx, () => store.setUpdateStatus(name, d.status, { endedAt: clock.now().toISOString(), reason: d.reason, pauseRequestedAt: null }), opts);
-        emit({ type: 'update-finished', update: name, status: d.status, reason: d.reason });
+        emit({ type: 'update-finished', update: name, status: d.status, reason: d.reason, counts: countsOf(store.getServers(name)) });
         return { update: name, status: d.status, reason: d.reason, exitCode: exitCodeFor(d.status) };
       }
       if (outcome.kind === 'done') {
@@ -529,6 +531,8 @@ class ServerRun {
       status,
       error: this.server.error,
       durationMs: this.elapsed(),
+      fromCommit: this.server.fromCommit,
+      toCommit: this.server.toCommit,
     });
     if (this.server.lockHeld) await this.releaseLock();
   }
@@ -642,7 +646,18 @@ async function runServer(ctx: ServerContext, s: ServerRecord, plannedFrom: strin
   const { emit } = ctx.deps;
   const target = ctx.update.commit;
   checkStillOurs(ctx);
-  emit({ type: 'server-started', update: s.updateName, server: s.name, index, total, host: s.host });
+  emit({
+    type: 'server-started',
+    update: s.updateName,
+    server: s.name,
+    index,
+    total,
+    host: s.host,
+    port: s.port,
+    user: s.user,
+    fromCommit: plannedFrom,
+    toCommit: target,
+  });
   const run = new ServerRun(ctx, s);
   try {
     const conn = await run.connectRetrying();

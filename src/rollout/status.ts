@@ -108,3 +108,18 @@ export function whatYouCanDo(name: string, status: UpdateStatus): string {
       return `It has ended (${status}); nothing more can run. Plan a new update with \`${suggest(`plan -c FILE`)}\`.`;
   }
 }
+
+/** `total` and a key for every server status that occurs (SPEC `counts`). */
+export function countsOf(servers: ReadonlyArray<{ status: ServerStatus }>): Record<string, number> {
+  const counts: Record<string, number> = { total: servers.length };
+  for (const s of servers) counts[s.status] = (counts[s.status] ?? 0) + 1;
+  return counts;
+}
+
+/**
+ * A server this update works on (or did): everything but the servers left alone at plan time
+ * (already at the target, or unreachable before anything ran). Progress counts these only.
+ */
+export function worksOn(s: { status: ServerStatus; startedAt: string | null }): boolean {
+  return s.status === 'pending' || s.status === 'running' || WORKED_SERVER.has(s.status) || (s.status === 'unreachable' && s.startedAt !== null);
+}
