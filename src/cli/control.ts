@@ -25,8 +25,9 @@ export function pauseCommand(ctx: CliContext, name: string): number {
 
 export function cancelCommand(ctx: CliContext, name: string): number {
   const store = ctx.store();
-  const { leftForAPerson } = cancelUpdate(store, name, ctx.clock.now());
+  const { leftForAPerson, alreadyCancelled } = cancelUpdate(store, name, ctx.clock.now());
   if (ctx.opts.json) ctx.printJson(statusDocument(store, name));
+  else if (alreadyCancelled) ctx.print(`${name} is already cancelled; nothing runs`);
   else {
     ctx.print(`${name} cancelled; nothing more will run`);
     for (const s of leftForAPerson) ctx.print(`  ${s.name} (${s.user}@${s.host}:${s.port}) is fatal, for a person: ${s.error}`);

@@ -1,4 +1,5 @@
 import pLimit from 'p-limit';
+import { actor } from '../util/actor.js';
 import { AppError, EXIT, InterruptedError, UsageError } from '../errors.js';
 import { checkLocalSsh } from '../ssh/transport.js';
 import { statusDocument } from '../output/status-json.js';
@@ -65,7 +66,7 @@ export async function runCommand(
     if (pauseAsked.has(name) || store === null) return;
     try {
       if (store.getUpdate(name).status !== 'running') return; // not yet: asked when it starts (see emit)
-      requestPause(store, name, ctx.clock.now());
+      requestPause(store, name, ctx.clock.now(), `${interrupts.first ?? 'a signal'} to the executor (${actor()})`);
       pauseAsked.add(name);
     } catch {
       // not running (yet, or any more): nothing to pause

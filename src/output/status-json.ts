@@ -17,6 +17,8 @@ export interface UpdateJson {
   reason: string | null;
   /** extension: a pause has been asked and the executor has not yet stopped */
   pauseRequested: boolean;
+  /** who asked for the pending pause (`user@host`, or the signal that asked) */
+  pauseRequestedBy: string | null;
   /** extension: the process holding its lease; `alive: false` when it died (start takes over) */
   executor: { pid: number; host: string; since: string; heartbeat: string; alive: boolean } | null;
   /**
@@ -88,6 +90,7 @@ export function updateJson(u: UpdateRecord, servers: readonly ServerRecord[], bu
     })),
     reason: u.reason,
     pauseRequested: u.pauseRequestedAt !== null,
+    pauseRequestedBy: u.pauseRequestedAt !== null ? u.pauseRequestedBy : null,
     executor: u.lease
       ? { pid: u.lease.pid, host: u.lease.host, since: u.lease.since, heartbeat: u.lease.heartbeat, alive: !holderIsDead(u.lease, new Date()) }
       : null,

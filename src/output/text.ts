@@ -52,7 +52,7 @@ export function countsLine(servers: readonly ServerRecord[]): string {
 
 export function updateText(u: UpdateRecord, servers: readonly ServerRecord[], budget?: { used: number; total: number; updates: string[] }): string {
   const lines = [
-    `${chalk.bold(u.name)}  ${colourStatus(u.status)}${u.pauseRequestedAt && u.status === 'running' ? chalk.yellow(' (pause requested)') : ''}`,
+    `${chalk.bold(u.name)}  ${colourStatus(u.status)}${u.pauseRequestedAt && u.status === 'running' ? chalk.yellow(` (pause requested${u.pauseRequestedBy ? ` by ${visibleLine(u.pauseRequestedBy)}` : ''})`) : ''}`,
     `  target   ${u.commit} (${visibleLine(u.branch)} of ${visibleLine(u.repo)})`,
   ];
   if (u.batchOf) lines.push(`  batch of ${u.batchOf}`);

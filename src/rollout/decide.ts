@@ -1,3 +1,4 @@
+import { plural } from '../util/plural.js';
 import type { FailureBudget } from '../config/types.js';
 import type { ServerRecord, UpdateRecord } from '../store/store.js';
 import { WORKED_SERVER, type ServerStatus } from './status.js';
@@ -85,10 +86,13 @@ export function decide(update: UpdateRecord, servers: readonly ServerRecord[], b
   const next = servers.find((s) => s.status === 'pending');
   if (!next) return finalStatus(servers);
 
-  if (update.pauseRequestedAt) return { kind: 'pause', reason: 'pause requested' };
+  if (update.pauseRequestedAt) return { kind: 'pause', reason: `pause requested${update.pauseRequestedBy ? ` by ${update.pauseRequestedBy}` : ''}` };
   const worked = countWorked(servers);
   if (update.pauseAtWorked !== null && worked >= update.pauseAtWorked) {
-    return { kind: 'pause', reason: `test mode: ${worked} server${worked === 1 ? '' : 's'} finished` };
+    // Counted from where the limit was set: `resume --stop-after 1` pauses on "1 server finished".
+    const base = Math.min(update.pauseBase ?? 0, worked);
+    const these = worked - base;
+    return { kind: 'pause', reason: `test mode: ${plural(these, 'server')} finished${base > 0 ? ` (${worked} in all)` : ''}` };
   }
   return { kind: 'run', server: next };
 }

@@ -1,4 +1,5 @@
 import { hostname } from 'node:os';
+import { actor } from '../util/actor.js';
 import type { RolloutSettings, ServerSpec } from '../config/types.js';
 import type { Clock } from '../clock.js';
 import { AppError, BusyError, EXIT, InterruptedError, TransitionError } from '../errors.js';
@@ -34,6 +35,8 @@ export interface RunOptions {
   stopAfter?: number;
   /** aborting it stops at once: remote commands are abandoned, the server in flight stays recorded */
   signal?: AbortSignal;
+  /** who runs it (`user@host`), for the audit trail; default this process's user */
+  actor?: string;
 }
 
 export interface RunResult {
@@ -125,16 +128,22 @@ export async function runUpdate(deps: EngineDeps, name: string, opts: RunOptions
       const servers = store.getServers(name);
       const worked = countWorked(servers);
       let pauseAtWorked = before.pauseAtWorked;
-      if (opts.stopAfter !== undefined) pauseAtWorked = opts.stopAfter > 0 ? worked + opts.stopAfter : null;
-      else if (before.status === 'pending') pauseAtWorked = before.testStopAfter > 0 ? worked + before.testStopAfter : null;
-      else if (before.status === 'paused') pauseAtWorked = null;
+      let pauseBase = before.pauseBase;
+      if (opts.stopAfter !== undefined) [pauseAtWorked, pauseBase] = opts.stopAfter > 0 ? [worked + opts.stopAfter, worked] : [null, null];
+      else if (before.status === 'pending') [pauseAtWorked, pauseBase] = before.testStopAfter > 0 ? [worked + before.testStopAfter, worked] : [null, null];
+      else if (before.status === 'paused') [pauseAtWorked, pauseBase] = [null, null];
+      const keepPause = before.status === 'running';
       const after = store.setUpdateStatus(name, 'running', {
         startedAt: before.startedAt ?? clock.now().toISOString(),
         pauseAtWorked,
+        pauseBase,
         // A takeover keeps a pause that was asked of the dead executor; a fresh start or resume clears it.
-        pauseRequestedAt: before.status === 'running' ? before.pauseRequestedAt : null,
+        pauseRequestedAt: keepPause ? before.pauseRequestedAt : null,
+        pauseRequestedBy: keepPause ? before.pauseRequestedBy : null,
         reason: null,
       });
+      const how = before.status === 'running' ? 'takeover' : before.status === 'paused' ? 'resume' : 'start';
+      store.addEvent(name, null, how, `${how} by ${opts.actor ?? actor()} (pid ${process.pid})`, opts.actor ?? actor());
       return { before, after, servers };
     });
     const { servers } = begun;
@@ -159,7 +168,7 @@ export async function runUpdate(deps: EngineDeps, name: string, opts: RunOptions
     const ctx: ServerContext = { deps, update: u, lease, signal: abort };
     const pause = async (reason: string): Promise<RunResult> => {
       await releaseLeftoverLocks(ctx);
-      guarded(ctx, () => store.setUpdateStatus(name, 'paused', { reason, pauseRequestedAt: null, pauseAtWorked: null }), opts);
+      guarded(ctx, () => store.setUpdateStatus(name, 'paused', { reason, pauseRequestedAt: null, pauseRequestedBy: null, pauseAtWorked: null, pauseBase: null }), opts);
       emit({ type: 'update-finished', update: name, status: 'paused', reason, counts: countsOf(store.getServers(name)) });
       return { update: name, status: 'paused', reason, exitCode: EXIT.paused };
     };
@@ -183,7 +192,7 @@ export async function runUpdate(deps: EngineDeps, name: string, opts: RunOptions
         return await pause(d.reason);
       } else {
         await releaseLeftoverLocks(ctx);
-        guarded(ctx, () => store.setUpdateStatus(name, d.status, { endedAt: clock.now().toISOString(), reason: d.reason, pauseRequestedAt: null }), opts);
+        guarded(ctx, () => store.setUpdateStatus(name, d.status, { endedAt: clock.now().toISOString(), reason: d.reason, pauseRequestedAt: null, pauseRequestedBy: null }), opts);
         emit({ type: 'update-finished', update: name, status: d.status, reason: d.reason, counts: countsOf(store.getServers(name)) });
         return { update: name, status: d.status, reason: d.reason, exitCode: exitCodeFor(d.status) };
       }
@@ -881,7 +890,8 @@ async function recoverServer(ctx: ServerContext, server: ServerRecord): Promise<
 }
 
 /** Ask a running update to pause after the server in flight; from another process or a signal. */
-export function requestPause(store: Store, name: string, now: Date): { alreadyPaused: boolean; pausedNow: boolean } {
+/** `by`: who asks (`user@host`, by default this process's user), recorded with the pause. */
+export function requestPause(store: Store, name: string, now: Date, by: string = actor()): { alreadyPaused: boolean; pausedNow: boolean } {
   return store.tx(() => {
     const u = store.getUpdate(name);
     if (u.status === 'paused') return { alreadyPaused: true, pausedNow: false };
@@ -892,11 +902,13 @@ export function requestPause(store: Store, name: string, now: Date): { alreadyPa
     const inFlight = store.getServers(name).some((s) => s.status === 'running');
     if (!executorAlive && !inFlight) {
       // Its executor died between servers: nothing is half done, so it can be paused right here.
-      store.setUpdateStatus(name, 'paused', { reason: 'pause requested', pauseRequestedAt: null, pauseAtWorked: null });
+      store.addEvent(name, null, 'pause-requested', `pause requested by ${by}`, by);
+      store.setUpdateStatus(name, 'paused', { reason: `pause requested by ${by}`, pauseRequestedAt: null, pauseRequestedBy: null, pauseAtWorked: null, pauseBase: null });
       return { alreadyPaused: false, pausedNow: true };
     }
-    store.patchUpdate(name, { pauseRequestedAt: u.pauseRequestedAt ?? now.toISOString() });
-    store.addEvent(name, null, 'pause-requested', 'pause requested');
+    // The first request is the one that pauses it; a second is journalled too, but does not rename who asked.
+    store.patchUpdate(name, { pauseRequestedAt: u.pauseRequestedAt ?? now.toISOString(), pauseRequestedBy: u.pauseRequestedAt ? u.pauseRequestedBy : by });
+    store.addEvent(name, null, 'pause-requested', `pause requested by ${by}`, by);
     return { alreadyPaused: false, pausedNow: false };
   });
 }
@@ -906,12 +918,15 @@ export function requestPause(store: Store, name: string, now: Date): { alreadyPa
  * server it left in flight never comes back): that server becomes `fatal`, for a person, since
  * nobody knows what state it is in. Returns those servers.
  */
-export function cancelUpdate(store: Store, name: string, now: Date): { leftForAPerson: ServerRecord[] } {
+export function cancelUpdate(store: Store, name: string, now: Date, by: string = actor()): { leftForAPerson: ServerRecord[]; alreadyCancelled: boolean } {
   return store.tx(() => {
     const u = store.getUpdate(name);
+    // Asking again for the end state it is in is not an error (as `pause` of a paused update).
+    if (u.status === 'cancelled') return { leftForAPerson: [], alreadyCancelled: true };
     if (u.status !== 'running') {
-      store.setUpdateStatus(name, 'cancelled', { endedAt: now.toISOString(), reason: 'cancelled by an operator' });
-      return { leftForAPerson: [] };
+      store.addEvent(name, null, 'cancel', `cancelled by ${by}`, by);
+      store.setUpdateStatus(name, 'cancelled', { endedAt: now.toISOString(), reason: `cancelled by ${by}` });
+      return { leftForAPerson: [], alreadyCancelled: false };
     }
     if (u.lease && !holderIsDead(u.lease, now)) {
       throw new TransitionError(
@@ -935,9 +950,10 @@ export function cancelUpdate(store: Store, name: string, now: Date): { leftForAP
     }
     if (u.lease) store.releaseLease(name, u.lease.token);
     const reason = left.length
-      ? `cancelled by an operator after its executor died; left for a person: ${left.map((s) => s.name).join(', ')}`
-      : 'cancelled by an operator after its executor died';
-    store.setUpdateStatus(name, 'cancelled', { endedAt: now.toISOString(), reason, pauseRequestedAt: null });
-    return { leftForAPerson: left };
+      ? `cancelled by ${by} after its executor died; left for a person: ${left.map((s) => s.name).join(', ')}`
+      : `cancelled by ${by} after its executor died`;
+    store.addEvent(name, null, 'cancel', `cancelled by ${by}`, by);
+    store.setUpdateStatus(name, 'cancelled', { endedAt: now.toISOString(), reason, pauseRequestedAt: null, pauseRequestedBy: null });
+    return { leftForAPerson: left, alreadyCancelled: false };
   });
 }

@@ -94,4 +94,13 @@ export const MIGRATIONS: readonly string[] = [
   `
   ALTER TABLE servers ADD COLUMN ssh_json TEXT;
   `,
+  // 5: the audit trail: who did what (events.actor, `user@host`; NULL for the engine's own
+  // events and rows written before it), who asked for the pending pause, and from which count
+  // of finished servers a test-mode limit (--stop-after) was counted, so the pause says
+  // "1 server finished" for `resume --stop-after 1`, not the running total.
+  `
+  ALTER TABLE events ADD COLUMN actor TEXT;
+  ALTER TABLE updates ADD COLUMN pause_requested_by TEXT;
+  ALTER TABLE updates ADD COLUMN pause_base INTEGER;
+  `,
 ];

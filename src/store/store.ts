@@ -27,7 +27,11 @@ export interface UpdateRecord {
   testStopAfter: number;
   /** pause once this many servers have finished with work (absolute count); null = never */
   pauseAtWorked: number | null;
+  /** how many servers had finished when pauseAtWorked was set (the limit counts from there) */
+  pauseBase: number | null;
   pauseRequestedAt: string | null;
+  /** who asked for the pending pause (`user@host`, or the signal that asked) */
+  pauseRequestedBy: string | null;
   /** why the update is paused or ended, for an operator */
   reason: string | null;
   lease: Lease | null;
@@ -119,6 +123,8 @@ export interface EventRecord {
   at: string;
   kind: string;
   message: string;
+  /** who did it (`user@host`), for events that record a person's command */
+  actor: string | null;
 }
 
 export interface NewUpdate {
@@ -150,7 +156,9 @@ function toUpdate(r: Row): UpdateRecord {
     settings: JSON.parse(r.settings_json as string) as RolloutSettings,
     testStopAfter: r.test_stop_after as number,
     pauseAtWorked: (r.pause_at_worked as number | null) ?? null,
+    pauseBase: (r.pause_base as number | null) ?? null,
     pauseRequestedAt: (r.pause_requested_at as string | null) ?? null,
+    pauseRequestedBy: (r.pause_requested_by as string | null) ?? null,
     reason: (r.reason as string | null) ?? null,
     lease: r.lease_token
       ? {
@@ -233,7 +241,9 @@ export interface UpdateChange {
   startedAt?: string | null;
   endedAt?: string | null;
   pauseAtWorked?: number | null;
+  pauseBase?: number | null;
   pauseRequestedAt?: string | null;
+  pauseRequestedBy?: string | null;
   reason?: string | null;
 }
 
@@ -250,7 +260,9 @@ const UPDATE_COLUMNS: Record<keyof UpdateChange, string> = {
   startedAt: 'started_at',
   endedAt: 'ended_at',
   pauseAtWorked: 'pause_at_worked',
+  pauseBase: 'pause_base',
   pauseRequestedAt: 'pause_requested_at',
+  pauseRequestedBy: 'pause_requested_by',
   reason: 'reason',
 };
 
@@ -651,10 +663,11 @@ export class Store {
     return (this.db.prepare(sql).all(...args) as Row[]).map(toStep);
   }
 
-  addEvent(updateName: string, serverName: string | null, kind: string, message: string): void {
+  /** `actor`: the person (`user@host`) whose command this records; null for the engine's own. */
+  addEvent(updateName: string, serverName: string | null, kind: string, message: string, actor: string | null = null): void {
     this.db
-      .prepare('INSERT INTO events (update_name, server_name, at, kind, message) VALUES (?, ?, ?, ?, ?)')
-      .run(updateName, serverName, this.iso(), kind, message);
+      .prepare('INSERT INTO events (update_name, server_name, at, kind, message, actor) VALUES (?, ?, ?, ?, ?, ?)')
+      .run(updateName, serverName, this.iso(), kind, message, actor);
   }
 
   getEvents(updateName: string): EventRecord[] {
@@ -667,6 +680,7 @@ export class Store {
       at: r.at as string,
       kind: r.kind as string,
       message: r.message as string,
+      actor: (r.actor as string | null) ?? null,
     }));
   }
 

@@ -35,7 +35,7 @@ function update(): UpdateRecord {
   return {
     name: 'u', status: 'failure', createdAt: '2026-01-01T00:00:00.000Z', startedAt: null, endedAt: null,
     repo: '/r', branch: 'master', commit: 'b'.repeat(40), batchOf: null, configFile: null,
-    settings: {} as UpdateRecord['settings'], testStopAfter: 0, pauseAtWorked: null, pauseRequestedAt: null,
+    settings: {} as UpdateRecord['settings'], testStopAfter: 0, pauseAtWorked: null, pauseBase: null, pauseRequestedAt: null, pauseRequestedBy: null,
     reason: `stopped: server s1 was rolled back (${HOSTILE})`, lease: null,
   };
 }
@@ -77,7 +77,7 @@ test('logs text shows every control character of remote output as a visible esca
     startedAt: '2026-01-01T00:00:00.000Z', endedAt: '2026-01-01T00:00:01.000Z', exitCode: 3,
     stdout: `line one\n\tindented ${HOSTILE}\nlast`, stderr: HOSTILE, error: null,
   };
-  const event: EventRecord = { id: 1, updateName: 'u', serverName: 's1', at: '2026-01-01T00:00:01.000Z', kind: 'status', message: `rolled-back: ${HOSTILE}` };
+  const event: EventRecord = { id: 1, updateName: 'u', serverName: 's1', at: '2026-01-01T00:00:01.000Z', kind: 'status', message: `rolled-back: ${HOSTILE}`, actor: null };
   const text = logsText([server()], [step], [event]);
   assertHarmless(text, 'logs');
   assert.match(text, /\| line one\n/, 'newlines still split lines');

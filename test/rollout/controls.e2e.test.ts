@@ -74,11 +74,14 @@ test('pause from a second process: the server in flight finishes, then the updat
   let doc = await statusJson(db, name);
   assert.equal(byName(doc).s1!.status, 'running', 'pause returns at once, before the server in flight finishes');
   assert.equal(doc.pauseRequested, true);
+  // who asked is recorded, and named in the pause
+  assert.match(doc.pauseRequestedBy ?? '', /^[^@\s]+@\S+$/);
   openGate(fleet, 'online', ['s1']);
   const r = await run;
   assert.equal(r.exitCode, 3, String(r.stdout) + String(r.stderr));
   doc = await statusJson(db, name);
   assert.equal(doc.status, 'paused');
+  assert.match(String(r.stdout), /pause requested by [^@\s]+@\S+/);
   assert.equal(byName(doc).s1!.status, 'success', 'the server in flight was finished, not abandoned');
   assert.equal(byName(doc).s2!.status, 'pending');
   // Pausing a paused update is harmless.
@@ -151,6 +154,9 @@ test('test mode: stop_after pauses after N servers; resume goes on to the end or
   assert.equal(second.code, 3);
   doc = await statusJson(db, name);
   assert.deepEqual(doc.counts, { total: 4, success: 3, pending: 1 });
+  // the pause reports the 2 servers asked for, not the running total
+  assert.match(second.stdout, /test mode: 2 servers finished \(3 in all\)/);
+  assert.doesNotMatch(second.stdout, /test mode: 3 servers finished/);
 
   const last = await cli(['resume', name], { db });
   assert.equal(last.code, 0);
@@ -380,8 +386,32 @@ test('cancel ends a pending or paused update; a running one must be paused first
   const s = await cli(['start', name], { db });
   assert.equal(s.code, 2);
   assert.equal(readDeployCount(fleet.home('s1')), 0);
+  // Asking again for the state it is in is not an error (as pause of a paused update): exit 0, nothing changes.
   const again = await cli(['cancel', name], { db });
-  assert.equal(again.code, 2, 'a cancelled update cannot be cancelled again');
+  assert.equal(again.code, 0, again.stdout + again.stderr);
+  assert.match(again.stdout, /u1 is already cancelled/);
+  const doc = await statusJson(db, name);
+  assert.equal(doc.status, 'cancelled');
+  // who cancelled it is recorded (user@host), once
+  const store = new Store(db);
+  try {
+    const cancels = store.getEvents(name).filter((e) => e.kind === 'cancel');
+    assert.equal(cancels.length, 1, 'the repeated cancel writes nothing');
+    assert.match(cancels[0]!.actor ?? '', /^[^@\s]+@\S+$/);
+  } finally {
+    store.close();
+  }
+});
+
+test('cancel of a finished update is refused (exit 2): it is not the state asked for', async (t) => {
+  const fleet = await fleetFor(t, { servers: 1 });
+  if (!fleet) return;
+  const { db, name } = await plan(fleet);
+  assert.equal((await cli(['start', name], { db })).code, 0);
+  const c = await cli(['cancel', name], { db });
+  assert.equal(c.code, 2, c.stdout + c.stderr);
+  assert.match(c.stderr, /cannot|success/);
+  assert.equal((await statusJson(db, name)).status, 'success');
 });
 
 test('Ctrl-C with --parallel 1: the batches still waiting their turn do not start afterwards', async (t) => {

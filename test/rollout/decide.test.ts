@@ -19,7 +19,9 @@ function update(over: Partial<UpdateRecord> = {}, continueAfterRollback = false)
     settings: { rollback: { enabled: true, continueAfterRollback, commit: null } } as UpdateRecord['settings'],
     testStopAfter: 0,
     pauseAtWorked: null,
+    pauseBase: null,
     pauseRequestedAt: null,
+    pauseRequestedBy: null,
     reason: null,
     lease: null,
     ...over,
@@ -74,6 +76,16 @@ for (const [title, u, s, expected] of cases) {
     assert.equal(got, expected);
   });
 }
+
+test('decide: a test-mode pause counts the servers from where the limit was set, and names who asked for a pause', () => {
+  // resume --stop-after 2 with 1 already finished: pauses on 3 worked, and says 2
+  let d = decide(update({ pauseAtWorked: 3, pauseBase: 1 }), servers('success', 'success', 'rolled-back', 'pending'));
+  assert.deepEqual(d, { kind: 'pause', reason: 'test mode: 2 servers finished (3 in all)' });
+  d = decide(update({ pauseAtWorked: 1, pauseBase: 0 }), servers('success', 'pending'));
+  assert.deepEqual(d, { kind: 'pause', reason: 'test mode: 1 server finished' });
+  d = decide(update({ pauseRequestedAt: 'x', pauseRequestedBy: 'ops@bastion' }), servers('success', 'pending'));
+  assert.deepEqual(d, { kind: 'pause', reason: 'pause requested by ops@bastion' });
+});
 
 test('finalStatus names the servers that are not at the target', () => {
   const d = finalStatus(servers('success', 'rolled-back', 'unreachable'));
