@@ -6,6 +6,7 @@ import { splitUpdate } from '../rollout/split.js';
 import { TERMINAL_UPDATE } from '../rollout/status.js';
 import { holderIsDead } from '../rollout/lease.js';
 import { UsageError } from '../errors.js';
+import { didYouMean } from '../util/did-you-mean.js';
 import { type CliContext, parseCount } from './context.js';
 
 export function pauseCommand(ctx: CliContext, name: string): number {
@@ -87,7 +88,7 @@ export function logsCommand(ctx: CliContext, name: string, opts: { server?: stri
   store.getUpdate(name);
   const servers = store.getServers(name).filter((s) => opts.server === undefined || s.name === opts.server);
   if (opts.server !== undefined && servers.length === 0) {
-    throw new UsageError(`update ${name} has no server named ${JSON.stringify(opts.server)}`);
+    throw new UsageError(`update ${name} has no server named ${JSON.stringify(opts.server)}${didYouMean(opts.server, store.getServers(name).map((s) => s.name))}`);
   }
   const steps = store.getSteps(name, opts.server);
   const events = store.getEvents(name);

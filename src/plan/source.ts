@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { UsageError } from '../errors.js';
+import { didYouMean } from '../util/did-you-mean.js';
 
 /** Git must never prompt: a plan run from cron has no one to answer. */
 const GIT_ENV = { GIT_TERMINAL_PROMPT: '0', GIT_ASKPASS: 'true', SSH_ASKPASS: 'true' };
@@ -16,6 +17,12 @@ async function git(args: string[], cwd?: string): Promise<string> {
   return r.stdout;
 }
 
+/** The branch names of `repo` (for "did you mean"); none when they cannot be read. */
+async function branchesOf(repo: string): Promise<string[]> {
+  const out = await git(['ls-remote', '--heads', '--', repo]).catch(() => '');
+  return out.split('\n').flatMap((l) => /\trefs\/heads\/(.+)$/.exec(l)?.[1] ?? []);
+}
+
 /**
  * The full 40-hex commit to roll out: the tip of `branch` when no commit is given (through
  * `git ls-remote`, which works for local paths and remote URLs alike), or the given commit,
@@ -27,7 +34,7 @@ export async function resolveCommit(repo: string, branch: string, commit: string
     throw new UsageError(`cannot read ${repo}: ${e.message}`);
   });
   const tip = out.split('\n').map((l) => l.split('\t')[0]?.trim() ?? '').find((sha) => /^[0-9a-f]{40}$/.test(sha));
-  if (!tip) throw new UsageError(`source.branch: ${repo} has no branch ${JSON.stringify(branch)}`);
+  if (!tip) throw new UsageError(`source.branch: ${repo} has no branch ${JSON.stringify(branch)}${didYouMean(branch, await branchesOf(repo))}`);
   if (commit === null) return tip;
   if (commit.length === 40 || tip.startsWith(commit)) return commit.length === 40 ? commit : tip;
   // An abbreviated commit that is not the tip: fetch the branch (no file contents) to expand it.

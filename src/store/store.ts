@@ -9,6 +9,7 @@ import {
   type UpdateStatus,
 } from '../rollout/status.js';
 import { MIGRATIONS } from './schema.js';
+import { didYouMean } from '../util/did-you-mean.js';
 import { suggest } from '../util/suggest.js';
 
 export interface UpdateRecord {
@@ -417,9 +418,11 @@ export class Store {
     const found = this.findUpdate(name);
     if (found) return found;
     const names = this.listUpdates().map((u) => u.name);
+    const near = didYouMean(name, names);
     throw new UsageError(
       `no update named ${JSON.stringify(name)} in ${this.path}` +
-        (names.length ? `; known updates: ${names.slice(-10).join(', ')}` : `; it holds no updates (run \`${suggest('plan -c FILE')}\`)`),
+        (near ||
+          (names.length ? `; known updates: ${names.slice(-10).join(', ')}` : `; it holds no updates (run \`${suggest('plan -c FILE')}\`)`)),
     );
   }
 

@@ -357,6 +357,8 @@ test('bad input exits 2 and changes nothing', async (t) => {
     [['split', name, '--batches', '5'], /empty/],
     [['frobnicate'], /unknown command/],
     [['logs', name, '--server', 'zz'], /no server named/],
+    [['logs', name, '--server', 'S1'], /no server named "S1"; did you mean "s1"\?/],
+    [['start', `${name}x`], new RegExp(`no update named "${name}x" .*; did you mean "${name}"\\?`)],
     [['plan', '-c', join(fleet.root, 'missing.yaml')], /missing\.yaml/],
   ];
   for (const [args, message] of cases) {
@@ -422,6 +424,10 @@ test('plan: an abbreviated commit is stored in full, an unknown one or branch is
   const nobranch = await cli(['plan', '-c', fleet.writeConfig({ name: 'c', source: { branch: 'no-such' } })], { db });
   assert.equal(nobranch.code, 2);
   assert.match(nobranch.stderr, /has no branch "no-such"/);
+  assert.doesNotMatch(nobranch.stderr, /did you mean/, 'nothing near "no-such"');
+  const typo = await cli(['plan', '-c', fleet.writeConfig({ name: 'c', source: { branch: 'mastr' } })], { db });
+  assert.equal(typo.code, 2);
+  assert.match(typo.stderr, /has no branch "mastr"; did you mean "master"\?/);
   const typed = await cli(['plan', '-c', fleet.writeConfig({ name: 'd', server_types: ['db'] })], { db });
   assert.equal(typed.code, 0, typed.stderr);
   assert.deepEqual((await statusJson(db, 'd')).servers.map((s) => s.name), ['s2']);
