@@ -4,6 +4,7 @@ import chalk from 'chalk';
 import { systemClock, type Clock } from '../clock.js';
 import { UsageError } from '../errors.js';
 import { shellQuote } from '../util/shell.js';
+import { selfCommand } from '../util/invocation.js';
 import { setSuggestPrefix, suggest } from '../util/suggest.js';
 import { Reporter } from '../output/reporter.js';
 import { terminalSafeJson } from '../output/visible.js';
@@ -33,7 +34,8 @@ export class CliContext {
   ) {
     if (opts.color === false || !out.isTTY || process.env.NO_COLOR) chalk.level = 0;
     // Every suggested command line (the engine's too) carries the --db of this invocation.
-    setSuggestPrefix(`agent-update${opts.db !== undefined ? ` --db ${shellQuote(opts.db)}` : ''}`);
+    // It starts the way this agent-update can be run from here (`npx agent-update` when it is not on the PATH).
+    setSuggestPrefix(`${selfCommand()}${opts.db !== undefined ? ` --db ${shellQuote(opts.db)}` : ''}`);
   }
 
   get dbPath(): string {

@@ -18,6 +18,7 @@ import { updateText } from '../output/text.js';
 import { createPlan } from '../plan/plan.js';
 import { runUpdate } from '../rollout/run.js';
 import type { Store } from '../store/store.js';
+import { selfCommand } from '../util/invocation.js';
 import { shellQuote } from '../util/shell.js';
 import { formatDuration } from '../util/duration.js';
 import { CliContext, parseCount } from './context.js';
@@ -180,7 +181,7 @@ export async function demoCommand(ctx: CliContext, opts: DemoOptions): Promise<n
         const keep = './agent-update-demo';
         const kcmd = commandLine(path.resolve(keep, 'agent-update.db'), null);
         say(`  The demo folder and its database are removed now. Keep them in a folder of your own:`);
-        say(`    agent-update demo --dir ${keep}`);
+        say(`    ${selfCommand()} demo --dir ${keep}`);
         say(`  and then, for example:`);
         say(
           aligned([
@@ -201,7 +202,7 @@ export async function demoCommand(ctx: CliContext, opts: DemoOptions): Promise<n
       }
       if (!opts.keepRunning) {
         say(`  The simulated servers stop with the demo. To run plan and start against them yourself:`);
-        say(`    agent-update demo --keep-running${fleet.kept ? ` --dir ${shellQuote(relative(fleet.dir))}` : ''}`);
+        say(`    ${selfCommand()} demo --keep-running${fleet.kept ? ` --dir ${shellQuote(relative(fleet.dir))}` : ''}`);
       } else {
         say();
         say(chalk.bold('The simulated fleet keeps running until you press Ctrl-C.'));
@@ -256,7 +257,7 @@ function uniqueName(store: Store, base: string): string {
  */
 function commandLine(dbPath: string, fleet: DemoFleet | null): (...args: string[]) => string {
   const show = (p: string) => displayPath(p, fleet);
-  return (...args) => ['agent-update', '--db', show(dbPath), ...args.map((a) => (path.isAbsolute(a) ? show(a) : a))].map(shellQuote).join(' ');
+  return (...args) => [selfCommand(), ...['--db', show(dbPath), ...args.map((a) => (path.isAbsolute(a) ? show(a) : a))].map(shellQuote)].join(' ');
 }
 
 /** A path as shown to the user: relative to the cwd when inside it, absolute in a temp folder. */
