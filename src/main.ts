@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
 import { CliContext, type GlobalOptions } from './cli/context.js';
+import { addHelp } from './cli/help.js';
 import { Interrupts } from './cli/interrupts.js';
 import { AppError, ConfigError, EXIT } from './errors.js';
 import { visibleText } from './output/visible.js';
@@ -15,7 +16,7 @@ function version(): string {
 }
 
 /** Build the CLI. Each action stores its exit code; errors are mapped in main(). */
-function buildProgram(result: { code: number }, contexts: CliContext[]): Command {
+export function buildProgram(result: { code: number }, contexts: CliContext[]): Command {
   const program = new Command('agent-update');
   const ctxOf = (cmd: Command) => {
     const ctx = new CliContext(cmd.optsWithGlobals() as GlobalOptions);
@@ -125,9 +126,7 @@ Every executor puts a lock on the server it works on (~/.agent-update.lock) and 
 the server's outcome is recorded. A lock left by a dead executor keeps every other update off
 that server. unlock reads the lock and refuses while an update of this database is working on
 the server or the process that took it is alive on this host; with --yes it clears it (only if
-it is still the lock that was checked), journalled on the server.
-
-Exit codes: 0 cleared or no lock; 1 a server could not be reached; 2 refused, or found without --yes.`,
+it is still the lock that was checked), journalled on the server.`,
     )
     .action(async (names: string[], o, cmd: Command) => {
       result.code = await (await import('./cli/unlock.js')).unlockCommand(ctxOf(cmd), names, o);
@@ -144,6 +143,7 @@ Exit codes: 0 cleared or no lock; 1 a server could not be reached; 2 refused, or
       result.code = await (await import('./cli/demo.js')).demoCommand(ctxOf(cmd), o);
     });
 
+  addHelp(program);
   return program;
 }
 

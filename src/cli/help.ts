@@ -1,0 +1,148 @@
+import type { Command } from 'commander';
+
+/**
+ * What each command's --help teaches after its options: two or three examples an operator can
+ * adapt, and the exit codes a script can rely on (SPEC "Exit codes"). The global options are
+ * listed by commander itself (showGlobalOptions).
+ */
+interface CommandHelp {
+  examples: Array<[string, string]>;
+  exits: Array<[number, string]>;
+}
+
+const BAD_INPUT: [number, string] = [2, 'bad input: usage, an unknown update, a state that does not allow it; nothing was changed'];
+
+const RUN_EXITS: Array<[number, string]> = [
+  [0, 'every update ended success'],
+  [1, 'an update ended failure or partial-success, or stopped on a server it could not recover'],
+  BAD_INPUT,
+  [3, 'paused (pause asked, Ctrl-C, or the test-mode limit reached)'],
+  [4, 'busy: another process is executing this update'],
+  [130, 'stopped at once by a second Ctrl-C; `start NAME` takes over'],
+];
+
+export const HELP: Record<string, CommandHelp> = {
+  plan: {
+    examples: [
+      ['agent-update plan -c rollout.yaml', 'probe every server and record the plan; prints its name'],
+      ['agent-update plan -c rollout.yaml --name canary-2026-12 --json', 'the same, named, with the plan as JSON on stdout'],
+      ['agent-update plan --refresh canary-2026-12', 'probe again the servers that were unreachable'],
+    ],
+    exits: [
+      [0, 'planned (servers that could not be reached are listed as unreachable)'],
+      [2, 'bad config (the file, the key and the problem are named), unknown branch or commit; nothing was written'],
+      [130, 'interrupted while probing; nothing was written'],
+    ],
+  },
+  start: {
+    examples: [
+      ['agent-update start agent-2026-12', 'roll out, one server at a time, in the foreground'],
+      ['agent-update start agent-2026-12 --stop-after 1', 'a canary: pause after the first server'],
+      ['agent-update --json start agent-2026-12 | tee events.ndjson', 'for CI: one JSON event per line, the last one the result'],
+    ],
+    exits: RUN_EXITS,
+  },
+  resume: {
+    examples: [
+      ['agent-update resume agent-2026-12', 'continue a paused update to the end'],
+      ['agent-update resume agent-2026-12 --stop-after 5', 'five more servers, then pause again'],
+      ['agent-update resume agent-2026-12 agent-2026-12.2 agent-2026-12.3', 'continue the batches of a split in parallel'],
+    ],
+    exits: RUN_EXITS,
+  },
+  pause: {
+    examples: [
+      ['agent-update pause agent-2026-12', 'from any terminal: the server in flight finishes, then it pauses'],
+      ['agent-update status agent-2026-12 --watch', 'watch it come to a stop'],
+    ],
+    exits: [[0, 'pause requested, or already paused'], BAD_INPUT],
+  },
+  cancel: {
+    examples: [
+      ['agent-update cancel agent-2026-12', 'end a pending or paused update; nothing more runs'],
+      ['agent-update pause agent-2026-12 && agent-update cancel agent-2026-12', 'a running one: pause it first'],
+    ],
+    exits: [[0, 'cancelled, or already cancelled'], [2, 'running with a live executor (pause it first), finished, or unknown; nothing was changed']],
+  },
+  split: {
+    examples: [
+      ['agent-update split agent-2026-12 --batches 4', 'four parallel batches: agent-2026-12, agent-2026-12.2 … .4'],
+      ['agent-update start agent-2026-12 --stop-after 1 && agent-update split agent-2026-12 --batches 4', 'a canary first, then fan out the rest'],
+    ],
+    exits: [[0, 'split; the batch names are printed'], [2, 'running, finished, no pending server, or more batches than pending servers; nothing was changed']],
+  },
+  status: {
+    examples: [
+      ['agent-update status', 'every update in the database'],
+      ['agent-update status agent-2026-12', 'one update, a row per server'],
+      ['agent-update --json status agent-2026-12 --watch', 'one JSON document per line until it ends or pauses'],
+    ],
+    exits: [[0, 'shown'], BAD_INPUT],
+  },
+  logs: {
+    examples: [
+      ['agent-update logs agent-2026-12', 'every command run on every server, with its output'],
+      ['agent-update logs agent-2026-12 --server app3', 'one server'],
+    ],
+    exits: [[0, 'shown'], BAD_INPUT],
+  },
+  unlock: {
+    examples: [
+      ['agent-update unlock app3', 'show the lock on app3 and whether it is stale'],
+      ['agent-update unlock app3 --yes', 'clear it, if nobody is working on app3'],
+    ],
+    exits: [
+      [0, 'cleared, or no lock'],
+      [1, 'a server could not be reached'],
+      [2, 'refused (someone is working on it), or a stale lock found without --yes'],
+    ],
+  },
+  demo: {
+    examples: [
+      ['agent-update demo', 'five simulated servers: a good rollout, then a broken one rolled back'],
+      ['agent-update demo --dir ./demo --keep-running', 'keep the fleet up and run plan and start on it by hand'],
+    ],
+    exits: [
+      [0, 'the demo went as it should'],
+      [1, 'it did not (a bug, please report it)'],
+      [2, 'bad options'],
+    ],
+  },
+};
+
+function helpText(h: CommandHelp): string {
+  const examples = h.examples.map(([c, d]) => `  # ${d}\n  $ ${c}`);
+  const exits = h.exits.map(([code, what]) => `  ${String(code).padStart(3)}  ${what}`);
+  return `\nExamples:\n${examples.join('\n')}\n\nExit codes:\n${exits.join('\n')}\n`;
+}
+
+export const ROOT_HELP = `
+Getting started:
+  $ agent-update demo                        # see a rollout and a rollback, nothing to set up
+  $ agent-update plan -c rollout.yaml        # probe the fleet, record the plan, print its name
+  $ agent-update start NAME --stop-after 1   # a canary; then: resume NAME (or split it)
+  $ agent-update <command> --help            # examples and exit codes of one command
+
+Not on your PATH yet? Inside the project run \`npx agent-update …\`, or \`npm link\` once.
+The plan database is $AGENT_UPDATE_DB, else $XDG_STATE_HOME/agent-update/agent-update.db
+(~/.local/state/agent-update/agent-update.db); --db PATH picks another.
+
+Exit codes:
+    0  done (start/resume: the update ended success)
+    1  an update ended failure or partial-success, or stopped on a server it could not recover
+    2  bad input: usage, config, name, a state transition not allowed; nothing was changed
+    3  the update is paused (pause asked, or the test-mode limit reached)
+    4  busy: another process is already executing this update
+  130  interrupted
+`;
+
+/** Examples and exit codes under every command's --help, global options listed in each. */
+export function addHelp(program: Command): void {
+  program.configureHelp({ showGlobalOptions: true });
+  program.addHelpText('after', ROOT_HELP);
+  for (const c of program.commands) {
+    c.configureHelp({ showGlobalOptions: true });
+    const h = HELP[c.name()];
+    if (h) c.addHelpText('after', helpText(h));
+  }
+}

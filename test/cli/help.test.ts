@@ -1,0 +1,53 @@
+/** Help that teaches (issue 12, item 7): every command's --help has the global options, examples and exit codes. */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import type { Command } from 'commander';
+import { HELP } from '../../src/cli/help.js';
+import { buildProgram } from '../../src/main.js';
+import { cli } from '../helpers/cli.js';
+
+const program = buildProgram({ code: 0 }, []);
+const commands = program.commands.filter((c) => c.name() !== 'help');
+
+test('every command has examples and exit codes', () => {
+  for (const c of commands) {
+    const h = HELP[c.name()];
+    assert.ok(h, `${c.name()} has help`);
+    assert.ok(h.examples.length >= 2, `${c.name()}: at least two examples`);
+    assert.ok(h.exits.some(([code]) => code === 0), `${c.name()}: exit 0 is explained`);
+    for (const [code] of h.exits) assert.ok([0, 1, 2, 3, 4, 130].includes(code), `${c.name()}: exit ${code} is one of SPEC's (or 130)`);
+  }
+});
+
+/** The long options a command accepts, its own and the program's. */
+function flags(c: Command): Set<string> {
+  return new Set([...c.options, ...program.options].flatMap((o) => [o.long, o.short, o.negate ? o.long : undefined]).filter((f): f is string => !!f));
+}
+
+test('every example names a real command with options it has', () => {
+  for (const h of Object.values(HELP)) {
+    for (const [line] of h.examples) {
+      // each `agent-update …` in the line (an example may chain two with &&)
+      for (const part of line.split(/&&|\|/).map((p) => p.trim()).filter((p) => p.startsWith('agent-update'))) {
+        const words = part.split(/\s+/).slice(1);
+        const name = words.find((w) => !w.startsWith('-') && !/^\//.test(w));
+        const c = commands.find((x) => x.name() === name);
+        assert.ok(c, `${part}: ${name} is a command`);
+        for (const w of words.filter((x) => x.startsWith('-'))) assert.ok(flags(c).has(w), `${part}: ${w} is an option of ${name}`);
+      }
+    }
+  }
+});
+
+test('--help of each command, through the CLI, lists the global options, its examples and exit codes', async () => {
+  for (const c of commands) {
+    const r = await cli([c.name(), '--help']);
+    assert.equal(r.code, 0, r.stderr);
+    for (const needle of ['Global Options:', '--db <path>', '--json', '-q, --quiet', 'Examples:', 'Exit codes:']) {
+      assert.ok(r.stdout.includes(needle), `${c.name()} --help shows ${needle}`);
+    }
+    assert.ok(r.stdout.includes(`$ ${HELP[c.name()]!.examples[0]![0]}`), `${c.name()} --help shows its first example`);
+  }
+  const root = await cli(['--help']);
+  assert.match(root.stdout, /Getting started:[\s\S]*npx agent-update[\s\S]*Exit codes:/);
+});
