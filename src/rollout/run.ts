@@ -19,7 +19,7 @@ import {
   splitLockOutput,
   type LockOwner,
 } from './remote-lock.js';
-import { countsOf, whatYouCanDo, worksOn, type ServerStatus, type ServerStep, type UpdateStatus } from './status.js';
+import { countsOf, itIs, whatYouCanDo, worksOn, type ServerStatus, type ServerStep, type UpdateStatus } from './status.js';
 
 export interface EngineDeps {
   store: Store;
@@ -60,7 +60,7 @@ function checkRunnable(u: UpdateRecord, mode: RunOptions['mode']): void {
   if (mode === 'resume' && u.status === 'pending') {
     throw new TransitionError(`update ${u.name} is pending, not paused; begin it with \`${suggest(`start ${u.name}`)}\``);
   }
-  throw new TransitionError(`cannot ${mode} update ${u.name}: it is ${u.status}. ${whatYouCanDo(u.name, u.status)}`);
+  throw new TransitionError(`cannot ${mode} update ${u.name}: ${itIs(u.status)}. ${whatYouCanDo(u.name, u.status)}`);
 }
 
 /** Throws before anything is written when `mode` cannot apply to the update (exit 2). */
@@ -896,7 +896,7 @@ export function requestPause(store: Store, name: string, now: Date, by: string =
     const u = store.getUpdate(name);
     if (u.status === 'paused') return { alreadyPaused: true, pausedNow: false };
     if (u.status !== 'running') {
-      throw new TransitionError(`cannot pause update ${name}: it is ${u.status}. ${whatYouCanDo(name, u.status)}`);
+      throw new TransitionError(`cannot pause update ${name}: ${itIs(u.status)}. ${whatYouCanDo(name, u.status)}`);
     }
     const executorAlive = u.lease !== null && !holderIsDead(u.lease, now);
     const inFlight = store.getServers(name).some((s) => s.status === 'running');

@@ -82,7 +82,7 @@ export function allowedFromUpdate(from: UpdateStatus): readonly UpdateStatus[] {
 /** Throws a TransitionError unless the table allows `from → to` for an update. */
 export function updateTransition(name: string, from: UpdateStatus, to: UpdateStatus): void {
   if (!canTransitionUpdate(from, to)) {
-    throw new TransitionError(`update ${name} is ${from}; it cannot become ${to}. ${whatYouCanDo(name, from)}`);
+    throw new TransitionError(`update ${name}: ${itIs(from)}, so it cannot become ${to}. ${whatYouCanDo(name, from)}`);
   }
 }
 
@@ -91,6 +91,12 @@ export function serverTransition(update: string, server: string, from: ServerSta
   if (!SERVER_TABLE[from].includes(to)) {
     throw new TransitionError(`server ${server} of update ${update} is ${from}; it cannot become ${to}`);
   }
+}
+
+/** "it is …" in a sentence: `it is paused`, `it has ended (success)`, `it was cancelled`. */
+export function itIs(status: UpdateStatus): string {
+  if (status === 'cancelled') return 'it was cancelled';
+  return TERMINAL_UPDATE.has(status) ? `it has ended (${status})` : `it is ${status}`;
 }
 
 /** The commands an operator can run from `status`, for error messages that name the fix. */
@@ -105,7 +111,7 @@ export function whatYouCanDo(name: string, status: UpdateStatus): string {
     case 'paused':
       return `From paused you can: \`${suggest(`resume ${name}`)}\`, \`${suggest(`cancel ${name}`)}\`.`;
     default:
-      return `It has ended (${status}); nothing more can run. Plan a new update with \`${suggest(`plan -c FILE`)}\`.`;
+      return `Nothing more can run in it. Plan a new update with \`${suggest(`plan -c FILE`)}\`.`;
   }
 }
 

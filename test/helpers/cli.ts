@@ -1,11 +1,12 @@
 import { execa, type ResultPromise } from 'execa';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
+import { delimiter, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { statusDocument, type UpdateJson } from '../../src/output/status-json.js';
 import { Store } from '../../src/store/store.js';
 import { requireSshd, startFleet, type Fleet, type FleetOptions } from '../fleet/fleet.js';
 import { after, type TestContext } from 'node:test';
-import { tempDirFor } from './tmp.js';
+import { tempDirFor, testTmpRoot } from './tmp.js';
 
 /** The repository root, from dist/test/helpers/cli.js. */
 export const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
@@ -32,12 +33,26 @@ export function spawnCli(
     reject: false,
     stdin: 'ignore',
     timeout: opts.timeoutMs ?? 120_000,
-    env: { NO_COLOR: '1', ...opts.env },
+    // `agent-update` on the PATH, as for an operator who ran `npm link`: the commands it suggests
+    // then start with `agent-update` (see util/invocation.ts; its own test covers npx and node).
+    env: { NO_COLOR: '1', PATH: `${shimDir()}${delimiter}${process.env.PATH ?? ''}`, ...opts.env },
     cwd: opts.cwd,
   });
   running.add(child);
   void child.finally(() => running.delete(child));
   return child;
+}
+
+let shim: string | undefined;
+/** A folder with `agent-update` in it (a link to bin/agent-update.js), made once per test process. */
+function shimDir(): string {
+  if (shim === undefined) {
+    shim = mkdtempSync(join(testTmpRoot(), 'agent-update-bin-'));
+    symlinkSync(BIN, join(shim, 'agent-update'));
+    const dir = shim;
+    process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
+  }
+  return shim;
 }
 
 /** CLI processes started by spawnCli() or cli() that have not ended yet. */
