@@ -10,6 +10,7 @@ import { type CliContext, parseCount } from './context.js';
 
 export function pauseCommand(ctx: CliContext, name: string): number {
   const store = ctx.store();
+  ctx.announceDb();
   const { alreadyPaused, pausedNow } = requestPause(store, name, ctx.clock.now());
   const u = store.getUpdate(name);
   if (ctx.opts.json) ctx.printJson(statusDocument(store, name));
@@ -25,6 +26,7 @@ export function pauseCommand(ctx: CliContext, name: string): number {
 
 export function cancelCommand(ctx: CliContext, name: string): number {
   const store = ctx.store();
+  ctx.announceDb();
   const { leftForAPerson } = cancelUpdate(store, name, ctx.clock.now());
   if (ctx.opts.json) ctx.printJson(statusDocument(store, name));
   else {

@@ -1,11 +1,11 @@
 import { execa, type ResultPromise } from 'execa';
-import { existsSync } from 'node:fs';
+import { existsSync, rmSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { statusDocument, type UpdateJson } from '../../src/output/status-json.js';
 import { Store } from '../../src/store/store.js';
 import { requireSshd, startFleet, type Fleet, type FleetOptions } from '../fleet/fleet.js';
 import { after, type TestContext } from 'node:test';
-import { tempDirFor } from './tmp.js';
+import { makeTempDir, tempDirFor } from './tmp.js';
 
 /** The repository root, from dist/test/helpers/cli.js. */
 export const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
@@ -26,18 +26,33 @@ export async function cli(args: string[], opts: { db?: string; cwd?: string; env
 export function spawnCli(
   args: string[],
   opts: { db?: string; cwd?: string; env?: Record<string, string>; timeoutMs?: number } = {},
-): ResultPromise<{ reject: false; stdin: 'ignore'; timeout: number; env: Record<string, string>; cwd?: string }> {
+): ResultPromise<{ reject: false; stdin: 'ignore'; timeout: number; env: Record<string, string | undefined>; cwd?: string }> {
   const full = opts.db ? ['--db', opts.db, ...args] : args;
   const child = execa('node', [BIN, ...full], {
     reject: false,
     stdin: 'ignore',
     timeout: opts.timeoutMs ?? 120_000,
-    env: { NO_COLOR: '1', ...opts.env },
+    // A command run without --db must not find (or write) the database of whoever runs the
+    // tests: the default database is in a state folder of this test process, and an
+    // $AGENT_UPDATE_DB of the environment is not passed on. A test that wants either sets it.
+    env: { NO_COLOR: '1', XDG_STATE_HOME: testStateHome(), AGENT_UPDATE_DB: undefined, ...opts.env },
     cwd: opts.cwd,
   });
   running.add(child);
   void child.finally(() => running.delete(child));
   return child;
+}
+
+let stateHome: string | undefined;
+
+/** The XDG_STATE_HOME the CLI processes of this test process get by default: one new folder, removed at exit. */
+export function testStateHome(): string {
+  if (stateHome === undefined) {
+    const dir = makeTempDir('agent-update-state-');
+    process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
+    stateHome = dir;
+  }
+  return stateHome;
 }
 
 /** CLI processes started by spawnCli() or cli() that have not ended yet. */
