@@ -85,7 +85,7 @@ function buildProgram(result: { code: number }, contexts: CliContext[]): Command
 
   program
     .command('split')
-    .description('divide a pending update into N balanced batches: NAME, NAME.2 … NAME.N')
+    .description('divide the pending servers of a pending or paused update into N balanced batches: NAME, NAME.2 … NAME.N')
     .argument('<name>')
     .addOption(new Option('--batches <n>', 'number of batches').makeOptionMandatory())
     .action(async (name: string, o, cmd: Command) => {
