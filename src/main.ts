@@ -26,7 +26,7 @@ export function buildProgram(result: { code: number }, contexts: CliContext[]): 
   program
     .description('Roll a new version of a git-checked-out agent out to a fleet over SSH, one server at a time.')
     .version(version(), '--version')
-    .option('--db <path>', 'plan database (default: $AGENT_UPDATE_DB or ./agent-update.db)')
+    .option('--db <path>', 'plan database (default: $AGENT_UPDATE_DB, else $XDG_STATE_HOME/agent-update/agent-update.db, else ~/.local/state/agent-update/agent-update.db)')
     .option('--json', 'machine-readable output on stdout, nothing else on stdout')
     .option('--no-color', 'no colour, no spinner')
     .option('-q, --quiet', 'print only errors and results')
@@ -86,7 +86,7 @@ export function buildProgram(result: { code: number }, contexts: CliContext[]): 
 
   program
     .command('split')
-    .description('divide a pending update into N balanced batches: NAME, NAME.2 … NAME.N')
+    .description('divide the pending servers of a pending or paused update into N balanced batches: NAME, NAME.2 … NAME.N')
     .argument('<name>')
     .addOption(new Option('--batches <n>', 'number of batches').makeOptionMandatory())
     .action(async (name: string, o, cmd: Command) => {

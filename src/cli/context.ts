@@ -1,5 +1,6 @@
-import { existsSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { existsSync, mkdirSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { dirname, isAbsolute, join, resolve } from 'node:path';
 import chalk from 'chalk';
 import { systemClock, type Clock } from '../clock.js';
 import { UsageError } from '../errors.js';
@@ -25,6 +26,8 @@ export interface GlobalOptions {
 export class CliContext {
   private store_: Store | null = null;
   private transport_: Transport | null = null;
+  private dbChoice_: DbChoice | null = null;
+  private announced = false;
   readonly clock: Clock = systemClock;
 
   constructor(
@@ -39,18 +42,43 @@ export class CliContext {
   }
 
   get dbPath(): string {
-    return resolve(this.opts.db ?? process.env.AGENT_UPDATE_DB ?? 'agent-update.db');
+    return this.dbChoice.path;
   }
 
-  /** The plan database; `create` only for `plan`, so a typo in --db never leaves an empty file. */
+  /** Where the plan database is and what chose it (see defaultDb). */
+  get dbChoice(): DbChoice {
+    this.dbChoice_ ??= chooseDb(this.opts.db, process.env);
+    return this.dbChoice_;
+  }
+
+  /**
+   * The plan database; `create` only for `plan`, so a typo in --db never leaves an empty file.
+   * `plan` also makes the per-user directory (0700) when the default database is new.
+   */
   store(create = false): Store {
     if (!this.store_) {
-      if (!create && !existsSync(this.dbPath)) {
-        throw new UsageError(`no plan database at ${this.dbPath}: run \`${suggest(`plan -c FILE`)}\` first, or pass --db PATH`);
+      const { path, source } = this.dbChoice;
+      if (!create && !existsSync(path)) {
+        throw new UsageError(
+          `no plan database at ${path} (${describeDbSource(source)}): run \`${suggest(`plan -c FILE`)}\` first, ` +
+            `or pass --db PATH (or set $AGENT_UPDATE_DB) to use another`,
+        );
       }
-      this.store_ = new Store(this.dbPath);
+      if (create && source !== '--db' && source !== '$AGENT_UPDATE_DB') mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+      this.store_ = new Store(path);
     }
     return this.store_;
+  }
+
+  /**
+   * For a command that writes: one line on stderr saying which database it wrote to (stdout
+   * stays the command's own output, pure JSON with --json). Once per invocation; not with -q.
+   */
+  announceDb(): void {
+    if (this.announced || this.opts.quiet) return;
+    this.announced = true;
+    const { path, source } = this.dbChoice;
+    this.err.write(`database: ${path}${source === '--db' ? '' : ` (${describeDbSource(source)})`}\n`);
   }
 
   transport(): Transport {
@@ -89,6 +117,40 @@ export class CliContext {
   close(): void {
     this.transport_?.close();
     this.store_?.close();
+  }
+}
+
+export type DbSource = '--db' | '$AGENT_UPDATE_DB' | '$XDG_STATE_HOME' | 'home';
+
+export interface DbChoice {
+  path: string;
+  source: DbSource;
+}
+
+/**
+ * The plan database: `--db`, else `$AGENT_UPDATE_DB`, else one per user in the XDG state
+ * directory, `$XDG_STATE_HOME/agent-update/agent-update.db`, or `~/.local/state/…` when
+ * XDG_STATE_HOME is unset, empty or relative (the XDG spec says to ignore a relative one).
+ * The same from any directory, so `pause` and `status` find what `plan` wrote.
+ */
+export function chooseDb(db: string | undefined, env: NodeJS.ProcessEnv): DbChoice {
+  if (db !== undefined) return { path: resolve(db), source: '--db' };
+  if (env.AGENT_UPDATE_DB) return { path: resolve(env.AGENT_UPDATE_DB), source: '$AGENT_UPDATE_DB' };
+  const xdg = env.XDG_STATE_HOME;
+  if (xdg && isAbsolute(xdg)) return { path: join(xdg, 'agent-update', 'agent-update.db'), source: '$XDG_STATE_HOME' };
+  return { path: join(homedir(), '.local', 'state', 'agent-update', 'agent-update.db'), source: 'home' };
+}
+
+export function describeDbSource(source: DbSource): string {
+  switch (source) {
+    case '--db':
+      return 'from --db';
+    case '$AGENT_UPDATE_DB':
+      return 'from $AGENT_UPDATE_DB';
+    case '$XDG_STATE_HOME':
+      return 'the per-user default, in $XDG_STATE_HOME';
+    case 'home':
+      return 'the per-user default, in ~/.local/state';
   }
 }
 

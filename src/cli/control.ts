@@ -11,6 +11,7 @@ import { type CliContext, parseCount } from './context.js';
 
 export function pauseCommand(ctx: CliContext, name: string): number {
   const store = ctx.store();
+  ctx.announceDb();
   const { alreadyPaused, pausedNow } = requestPause(store, name, ctx.clock.now());
   const u = store.getUpdate(name);
   if (ctx.opts.json) ctx.printJson(statusDocument(store, name));
@@ -26,6 +27,7 @@ export function pauseCommand(ctx: CliContext, name: string): number {
 
 export function cancelCommand(ctx: CliContext, name: string): number {
   const store = ctx.store();
+  ctx.announceDb();
   const { leftForAPerson, alreadyCancelled } = cancelUpdate(store, name, ctx.clock.now());
   if (ctx.opts.json) ctx.printJson(statusDocument(store, name));
   else if (alreadyCancelled) ctx.print(`${name} is already cancelled; nothing runs`);
@@ -40,11 +42,18 @@ export function splitCommand(ctx: CliContext, name: string, opts: { batches?: st
   const n = parseCount('--batches', opts.batches, 1);
   if (n === undefined) throw new UsageError('split needs --batches N');
   const store = ctx.store();
+  ctx.announceDb();
   const names = splitUpdate(store, name, n);
   if (ctx.opts.json) ctx.printJson({ updates: names });
   else {
     for (const b of names) ctx.print(`${b}: ${store.getServers(b).filter((s) => s.status === 'pending').map((s) => s.name).join(', ')}`);
-    ctx.print(`\nrun them in parallel with: ${ctx.cmd(`start ${names.join(' ')}`)}`);
+    const done = store.getServers(name).filter((s) => s.status !== 'pending');
+    if (done.length > 0) {
+      const shown = done.slice(0, 5).map((s) => `${s.name} (${s.status})`).join(', ');
+      ctx.print(`${name} also keeps the ${done.length === 1 ? 'server' : `${done.length} servers`} not pending: ${shown}${done.length > 5 ? ', …' : ''}`);
+    }
+    const paused = store.getUpdate(name).status === 'paused';
+    ctx.print(`\n${paused ? 'continue' : 'run'} them in parallel with: ${ctx.cmd(`${paused ? 'resume' : 'start'} ${names.join(' ')}`)}`);
   }
   return 0;
 }

@@ -25,6 +25,7 @@ export async function planCommand(ctx: CliContext, opts: { config?: string; name
   // would otherwise mark every server unreachable for a reason that is not theirs.
   await checkLocalSsh(ctx.transport(), config.ssh, 'cannot plan', selectServers(config));
   const store = ctx.store(true);
+  ctx.announceDb();
   const reporter = await ctx.reporter(false);
   // Ctrl-C (or SIGTERM) cuts the probes and records the update cancelled; a second one exits.
   const interrupt = new AbortController();
@@ -68,6 +69,7 @@ export async function planCommand(ctx: CliContext, opts: { config?: string; name
 /** `plan --refresh NAME`: probe the unreachable servers again; Ctrl-C cuts the probes (nothing is recorded for those). */
 async function refreshCommand(ctx: CliContext, name: string, concurrency: number): Promise<number> {
   const store = ctx.store();
+  ctx.announceDb();
   const reporter = await ctx.reporter(false);
   const interrupt = new AbortController();
   const onSignal = () => {

@@ -99,6 +99,7 @@ export async function runCommand(
     if (dup) throw new UsageError(`${dup} is named twice`);
     await stopIfInterrupted();
     store = ctx.store();
+    ctx.announceDb();
     const db = store;
     // Refuse the whole command before anything runs if any one update cannot start.
     for (const name of names) {

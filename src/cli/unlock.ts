@@ -8,6 +8,7 @@ const SEVERITY = { none: 0, cleared: 0, shown: 1, refused: 1, failed: 2 } as con
 
 export async function unlockCommand(ctx: CliContext, names: string[], opts: { yes?: boolean; update?: string }): Promise<number> {
   const store = ctx.store();
+  if (opts.yes) ctx.announceDb();
   // Every name is known, and our side of SSH works, before any server is looked at.
   const servers = resolveServers(store, names, opts.update);
   for (const s of servers) await checkLocalSsh(ctx.transport(), store.getUpdate(s.updateName).settings.ssh, `cannot unlock ${s.name}`, [specOf(s)]);

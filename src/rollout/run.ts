@@ -54,6 +54,8 @@ const START_FROM: Record<RunOptions['mode'], readonly UpdateStatus[]> = {
 
 function checkRunnable(u: UpdateRecord, mode: RunOptions['mode']): void {
   if (START_FROM[mode].includes(u.status)) return;
+  // A batch split from a paused update is paused but never ran: `start` begins it as `resume` would.
+  if (mode === 'start' && u.status === 'paused' && u.batchOf !== null && u.startedAt === null) return;
   if (mode === 'start' && u.status === 'paused') {
     throw new TransitionError(`update ${u.name} is paused; continue it with \`${suggest(`resume ${u.name}`)}\``);
   }

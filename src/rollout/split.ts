@@ -27,26 +27,37 @@ export function batchName(name: string, index: number): string {
   return index === 0 ? name : `${name}.${index + 1}`;
 }
 
+/** The statuses of an update that split accepts. */
+const SPLITTABLE = new Set(['pending', 'paused']);
+
 /**
- * Split a pending update's pending servers into `n` updates in one transaction: the original
- * keeps the first batch (and its test mode); `NAME.2` … `NAME.N` get the others. Servers that
- * the plan already settled (skipped, unreachable) stay with the original.
+ * Split a pending or paused update's pending servers into `n` updates in one transaction: the
+ * original keeps the first batch (and its test mode); `NAME.2` … `NAME.N` get the others, with no
+ * test mode. Servers that are not pending (settled by the plan, or finished before a pause: the
+ * canary of `start --stop-after 1`) stay with the original, with their journal and events.
+ * The batches of a paused update are paused too, so one `resume NAME NAME.2 …` runs them all
+ * (`start` also begins a batch that never ran). A pending server that may still carry our lock
+ * (left by a takeover) stays with the original, whose name the lock holds.
  */
 export function splitUpdate(store: Store, name: string, n: number): string[] {
   return store.tx(() => {
     const u = store.getUpdate(name);
-    if (u.status !== 'pending') {
-      throw new TransitionError(`cannot split update ${name}: it is ${u.status}, and only a pending update can be split. ${whatYouCanDo(name, u.status)}`);
+    if (!SPLITTABLE.has(u.status)) {
+      throw new TransitionError(
+        `cannot split update ${name}: it is ${u.status}, and only a pending or paused update can be split. ${whatYouCanDo(name, u.status)}`,
+      );
     }
-    const pending = store.getServers(name).filter((s) => s.status === 'pending');
+    const pending = store.getServers(name).filter((s) => s.status === 'pending' && !s.lockHeld);
+    if (pending.length === 0) throw new UsageError(`cannot split update ${name}: it has no pending server left`);
     const batches = balancedBatches(pending, n);
     const names = batches.map((_, i) => batchName(name, i));
     for (const other of names.slice(1)) {
       if (store.hasUpdate(other)) throw new UsageError(`cannot split ${name}: an update named ${other} already exists`);
     }
+    const paused = u.status === 'paused';
     batches.slice(1).forEach((batch, i) => {
       const batch_ = names[i + 1]!;
-      store.insertBatch(u, batch_, 0);
+      store.insertBatch(u, batch_, 0, paused ? { status: 'paused', reason: `split from ${name} while it was paused` } : undefined);
       store.moveServers(batch.map((s) => s.id), batch_);
       store.addEvent(batch_, null, 'split', `batch ${i + 2} of ${n}, split from ${name}: ${batch.map((s) => s.name).join(', ')}`);
     });

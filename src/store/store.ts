@@ -613,13 +613,14 @@ export class Store {
     return (rows as Row[]).map(toServer);
   }
 
-  insertBatch(from: UpdateRecord, name: string, testStopAfter: number): void {
+  /** A batch split from `from`: pending, or paused (never started) with a reason when split from a paused update. */
+  insertBatch(from: UpdateRecord, name: string, testStopAfter: number, as: { status: 'paused'; reason: string } | undefined = undefined): void {
     this.db
       .prepare(
-        `INSERT INTO updates (name, status, created_at, repo, branch, commit_sha, batch_of, config_file, settings_json, test_stop_after)
-         VALUES (?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?)`,
+        `INSERT INTO updates (name, status, created_at, repo, branch, commit_sha, batch_of, config_file, settings_json, test_stop_after, reason)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       )
-      .run(name, this.iso(), from.repo, from.branch, from.commit, from.name, from.configFile, JSON.stringify(from.settings), testStopAfter);
+      .run(name, as?.status ?? 'pending', this.iso(), from.repo, from.branch, from.commit, from.name, from.configFile, JSON.stringify(from.settings), testStopAfter, as?.reason ?? null);
   }
 
   // ---- journal -------------------------------------------------------------------------------

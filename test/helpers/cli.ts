@@ -1,12 +1,12 @@
 import { execa, type ResultPromise } from 'execa';
-import { existsSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
+import { existsSync, rmSync, symlinkSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { statusDocument, type UpdateJson } from '../../src/output/status-json.js';
 import { Store } from '../../src/store/store.js';
 import { requireSshd, startFleet, type Fleet, type FleetOptions } from '../fleet/fleet.js';
 import { after, type TestContext } from 'node:test';
-import { tempDirFor, testTmpRoot } from './tmp.js';
+import { makeTempDir, tempDirFor } from './tmp.js';
 
 /** The repository root, from dist/test/helpers/cli.js. */
 export const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
@@ -27,15 +27,18 @@ export async function cli(args: string[], opts: { db?: string; cwd?: string; env
 export function spawnCli(
   args: string[],
   opts: { db?: string; cwd?: string; env?: Record<string, string>; timeoutMs?: number } = {},
-): ResultPromise<{ reject: false; stdin: 'ignore'; timeout: number; env: Record<string, string>; cwd?: string }> {
+): ResultPromise<{ reject: false; stdin: 'ignore'; timeout: number; env: Record<string, string | undefined>; cwd?: string }> {
   const full = opts.db ? ['--db', opts.db, ...args] : args;
   const child = execa('node', [BIN, ...full], {
     reject: false,
     stdin: 'ignore',
     timeout: opts.timeoutMs ?? 120_000,
-    // `agent-update` on the PATH, as for an operator who ran `npm link`: the commands it suggests
-    // then start with `agent-update` (see util/invocation.ts; its own test covers npx and node).
-    env: { NO_COLOR: '1', PATH: `${shimDir()}${delimiter}${process.env.PATH ?? ''}`, ...opts.env },
+    // A command run without --db must not find (or write) the database of whoever runs the
+    // tests: the default database is in a state folder of this test process, and an
+    // $AGENT_UPDATE_DB of the environment is not passed on. A test that wants either sets it.
+    // And `agent-update` is on the PATH, as for an operator who ran `npm link`: the commands it
+    // suggests then start with `agent-update` (util/invocation.ts; its own test covers npx and node).
+    env: { NO_COLOR: '1', XDG_STATE_HOME: testStateHome(), AGENT_UPDATE_DB: undefined, PATH: `${shimDir()}${delimiter}${process.env.PATH ?? ''}`, ...opts.env },
     cwd: opts.cwd,
   });
   running.add(child);
@@ -43,11 +46,23 @@ export function spawnCli(
   return child;
 }
 
+let stateHome: string | undefined;
+
+/** The XDG_STATE_HOME the CLI processes of this test process get by default: one new folder, removed at exit. */
+export function testStateHome(): string {
+  if (stateHome === undefined) {
+    const dir = makeTempDir('agent-update-state-');
+    process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
+    stateHome = dir;
+  }
+  return stateHome;
+}
+
 let shim: string | undefined;
 /** A folder with `agent-update` in it (a link to bin/agent-update.js), made once per test process. */
 function shimDir(): string {
   if (shim === undefined) {
-    shim = mkdtempSync(join(testTmpRoot(), 'agent-update-bin-'));
+    shim = makeTempDir('agent-update-bin-');
     symlinkSync(BIN, join(shim, 'agent-update'));
     const dir = shim;
     process.once('exit', () => rmSync(dir, { recursive: true, force: true }));

@@ -75,7 +75,7 @@ test('split moves servers and their journal, keeps test mode on the first batch 
   assert.equal(store.getUpdate('a.2').batchOf, 'a');
   assert.throws(() => splitUpdate(store, 'a', 2), /a\.2 already exists/);
   store.setUpdateStatus('a.3', 'running');
-  assert.throws(() => splitUpdate(store, 'a.3', 2), (e: unknown) => e instanceof TransitionError && /only a pending update/.test(e.message));
+  assert.throws(() => splitUpdate(store, 'a.3', 2), (e: unknown) => e instanceof TransitionError && /it is running, and only a pending or paused update can be split/.test(e.message));
 });
 
 test('the lease: a live holder refuses a second executor; a dead or stale one is taken over', (t) => {
