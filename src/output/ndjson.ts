@@ -68,7 +68,7 @@ export function resultObject(
 ): Record<string, unknown> {
   const one = updates.length === 1 ? updates[0]! : null;
   const counts: ServerCounts = one ? one.counts : sumCounts(updates.map((u) => u.counts));
-  const errors = extra.errors ?? [];
+  const errors = (extra.errors ?? []).map((e) => ({ ...e, error: clip(e.error) }));
   return {
     v: NDJSON_VERSION,
     type: 'result',

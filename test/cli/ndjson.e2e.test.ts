@@ -215,6 +215,26 @@ test('status --watch --json: one whole status document per line as it changes, e
   for (let i = 1; i < docs.length; i++) assert.notDeepEqual(docs[i], docs[i - 1], 'a line only when something changed');
 });
 
+test('start --json of an update another process is executing: the result line carries the error, exit 4', async (t) => {
+  const fleet = await fleetFor(t, { servers: 1 });
+  if (!fleet) return;
+  const db = join(fleet.root, 'busy.db');
+  assert.equal((await cli(['plan', '-c', fleet.writeConfig({ name: 'busy', ...heldInVerify() })], { db })).code, 0);
+  const first = spawnCli(['start', 'busy', '--json'], { db });
+  await printed(first, 'stdout', /"type":"health-waiting"/);
+  const second = await cli(['start', 'busy', '--json'], { db });
+  assert.equal(second.code, 4, second.stderr);
+  const all = lines(second.stdout);
+  assert.deepEqual(all.map((l) => l.type), ['result'], 'nothing started, so the result is the only line');
+  const result = all[0]!;
+  assert.equal(result.exitCode, 4);
+  assert.equal(result.status, 'running', "the update is the other process's, running");
+  assert.match(String(result.error), /pid \d+/);
+  assert.deepEqual(result.errors, [{ update: 'busy', error: result.error, exitCode: 4 }]);
+  openGate(fleet, 'online');
+  assert.equal((await first).exitCode, 0);
+});
+
 test('--json: an error that ends a command is a JSON object on stdout too (unknown update, config, usage), exit 2', async (t) => {
   const fleet = await fleetFor(t, { servers: 1 });
   if (!fleet) return;
