@@ -4,6 +4,7 @@ import { CliContext, type GlobalOptions } from './cli/context.js';
 import { addHelp } from './cli/help.js';
 import { Interrupts } from './cli/interrupts.js';
 import { AppError, ConfigError, EXIT } from './errors.js';
+import { errorObject, ndjsonLine } from './output/ndjson.js';
 import { visibleText } from './output/visible.js';
 
 // Each command's module is loaded when that command runs, so `status`, `pause` or a refused
@@ -167,6 +168,21 @@ export function failureOf(e: unknown): { code: number; text: string } {
   return { code: EXIT.bug, text: `agent-update: internal error (a bug, please report it):\n${(e as Error | null)?.stack ?? String(e)}\n` };
 }
 
+/** `--json` was asked for: by a command that got as far as its context, or on the command line (before `--`). */
+function wantsJson(argv: string[], contexts: CliContext[]): boolean {
+  if (contexts.some((c) => c.opts.json)) return true;
+  const args = argv.slice(2);
+  const end = args.indexOf('--');
+  return (end === -1 ? args : args.slice(0, end)).includes('--json');
+}
+
+/** The message of a failure for the JSON error object: no `agent-update: ` prefix, no stack trace. */
+function messageOf(e: unknown, f: { code: number; text: string }): string {
+  if (e instanceof AppError) return e.message;
+  if (f.code === EXIT.bug) return `internal error (a bug, please report it): ${e instanceof Error ? `${e.name}: ${e.message}` : String(e)}`;
+  return f.text.replace(/^agent-update: /, '').trimEnd();
+}
+
 export async function main(argv: string[]): Promise<number> {
   const result = { code: 0 };
   const contexts: CliContext[] = [];
@@ -177,11 +193,19 @@ export async function main(argv: string[]): Promise<number> {
   } catch (e) {
     if (e instanceof CommanderError) {
       // help and --version exit 0 (commander printed them); every other parse problem is usage.
-      return e.exitCode === 0 ? 0 : EXIT.usage;
+      if (e.exitCode === 0) return 0;
+      if (wantsJson(argv, contexts)) {
+        // commander printed the text on stderr; with --json the error is on stdout too.
+        const message = e.code === 'commander.help' ? 'no command given (run with --help for usage)' : e.message.replace(/^error: /, '');
+        process.stdout.write(ndjsonLine(errorObject(e, EXIT.usage, message, new Date())));
+      }
+      return EXIT.usage;
     }
     const f = failureOf(e);
     // An error can quote a server (git's "remote:" lines, an SSH disconnect message): no raw controls.
     process.stderr.write(visibleText(f.text));
+    // With --json the error is also one JSON object on stdout (README "Event stream (NDJSON)").
+    if (wantsJson(argv, contexts)) process.stdout.write(ndjsonLine(errorObject(e, f.code, messageOf(e, f), new Date())));
     return f.code;
   } finally {
     for (const c of contexts) c.close();

@@ -1,4 +1,5 @@
 import { statusDocument, updateJson, type UpdateJson } from '../output/status-json.js';
+import { ndjsonLine } from '../output/ndjson.js';
 import { logsText, updateText, updatesListText } from '../output/text.js';
 import { visibleLine } from '../output/visible.js';
 import { cancelUpdate, requestPause } from '../rollout/run.js';
@@ -80,9 +81,16 @@ export async function statusCommand(ctx: CliContext, name: string | undefined, o
       done: all.every(({ u }) => TERMINAL_UPDATE.has(u.status) || u.status === 'paused'),
     };
   };
+  /** --watch --json: the last document printed, without the executor's heartbeat (it moves every few seconds) */
+  let lastShown: string | null = null;
   for (;;) {
     const r = render();
-    if (ctx.opts.json) ctx.printJson(r.json);
+    if (ctx.opts.json && opts.watch) {
+      // NDJSON: one whole document per line, written when it changed (README "Event stream (NDJSON)").
+      const seen = JSON.stringify(r.json, (k, v: unknown) => (k === 'heartbeat' ? undefined : v));
+      if (seen !== lastShown) ctx.out.write(ndjsonLine(r.json));
+      lastShown = seen;
+    } else if (ctx.opts.json) ctx.printJson(r.json);
     else {
       if (opts.watch && ctx.out.isTTY) ctx.out.write('\x1b[2J\x1b[H');
       ctx.out.write(r.text + '\n');

@@ -2,6 +2,7 @@ import pLimit from 'p-limit';
 import { actor } from '../util/actor.js';
 import { AppError, EXIT, InterruptedError, UsageError } from '../errors.js';
 import { checkLocalSsh } from '../ssh/transport.js';
+import { NdjsonWriter } from '../output/ndjson.js';
 import { statusDocument } from '../output/status-json.js';
 import { visibleLine, visibleText } from '../output/visible.js';
 import { assertRunnable, requestPause, runUpdate, serversToReach, type RunOptions, type RunResult } from '../rollout/run.js';
@@ -132,11 +133,14 @@ interface Execution {
 
 async function execute(ctx: CliContext, store: Store, reporter: Reporter, x: Execution): Promise<number> {
   const { mode, names, stopAfter, parallel, interrupts, hardStop } = x;
+  // --json: stdout is the event stream (output/ndjson.ts), one line per event as it happens.
+  const stream = ctx.opts.json ? new NdjsonWriter(ctx.out, () => ctx.clock.now()) : null;
   // An update reaches `running` inside the engine, after a signal may have come (while it
   // checked SSH once more): its pause is asked the moment it reports that it started.
   const emit = (e: RolloutEvent) => {
     if (e.type === 'update-started' && interrupts.count > 0) x.askPause(e.update);
     reporter.onEvent(e);
+    stream?.event(e);
   };
   const deps = { store, transport: ctx.transport(), clock: ctx.clock, emit };
   const limit = pLimit(parallel);
@@ -166,9 +170,16 @@ async function execute(ctx: CliContext, store: Store, reporter: Reporter, x: Exe
       if ((SEVERITY[code] ?? 3) > (SEVERITY[worst] ?? 0)) worst = code;
     }
     reporter.stop();
-    if (ctx.opts.json) {
-      const docs = names.map((n) => statusDocument(store, n));
-      ctx.printJson(names.length === 1 ? docs[0] : { updates: docs });
+    if (stream) {
+      // The last line: what a script reads (README "Event stream (NDJSON)").
+      stream.result(
+        worst,
+        names.map((n) => statusDocument(store, n)),
+        {
+          errors: results.flatMap((r) => ('error' in r ? [{ update: r.update, error: r.error.message, exitCode: r.error.exitCode }] : [])),
+          notStarted: results.flatMap((r) => ('notStarted' in r ? [r.update] : [])),
+        },
+      );
     } else {
       for (const r of results) {
         if ('error' in r) continue;

@@ -402,8 +402,12 @@ test('--json: plan and start print only JSON on stdout (progress goes to stderr)
   assert.match(p.stderr, /probe s1/);
   const r = await cli(['start', 'j', '--json'], { db });
   assert.equal(r.code, 0, r.stderr);
-  const done = JSON.parse(r.stdout) as { status: string; counts: Record<string, number> };
+  // NDJSON (test/cli/ndjson.e2e.test.ts): every line a JSON object, the last one the result.
+  const events = r.stdout.split('\n').map((l) => JSON.parse(l) as { type: string; status?: string; counts?: Record<string, number> });
+  const done = events.at(-1)!;
+  assert.equal(done.type, 'result');
   assert.equal(done.status, 'success');
+  assert.deepEqual(done.counts, { total: 2, success: 2 });
   assert.match(r.stderr, /s2 success/);
   const w = await cli(['status', 'j', '--watch', '--interval', '1'], { db, timeoutMs: 20_000 });
   assert.equal(w.code, 0, 'watch returns once the update has ended');
