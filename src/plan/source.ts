@@ -153,14 +153,10 @@ export class SourceHistory {
       ...(signal ? { cancelSignal: signal } : {}),
     });
     if (r.exitCode !== 0) {
-      const why = r.isCanceled
-        ? 'interrupted'
-        : (r.stderr || r.stdout || (r.timedOut ? 'timed out after 2m' : `exit ${r.exitCode}`))
-            .split('\n')
-            .map((l) => l.trim())
-            .filter((l) => l !== '' && !/^warning: /.test(l))
-            .slice(-2)
-            .join(' ') || `exit ${r.exitCode}`;
+      // git's first fatal or error line says what went wrong; its advice lines after it do not
+      const lines = (r.stderr || r.stdout).split('\n').map((l) => l.trim()).filter((l) => l !== '' && !/^warning: /.test(l));
+      const first = lines.find((l) => /^(fatal|error): /.test(l))?.replace(/^(fatal|error): /, '');
+      const why = r.isCanceled ? 'interrupted' : r.timedOut ? 'timed out after 2m' : (first ?? lines.slice(-2).join(' ')) || `exit ${r.exitCode}`;
       throw new Error(`git ${args[0]} failed: ${why}`);
     }
     return r.stdout;
