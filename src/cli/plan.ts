@@ -48,7 +48,10 @@ export async function planCommand(
   process.on('SIGTERM', onSignal);
   // The source history (what the update changes) is fetched while the servers are probed; a
   // failure there is a warning, never a failed plan.
-  const history = SourceHistory.fetch(config.source.repo, { signal: interrupt.signal }).catch((e: Error) => ({ error: e.message }));
+  // Cut by Ctrl-C, and once the plan is done with it (an error ends the plan without waiting for it).
+  const historyStop = new AbortController();
+  interrupt.signal.addEventListener('abort', () => historyStop.abort(), { once: true });
+  const history = SourceHistory.fetch(config.source.repo, { signal: historyStop.signal }).catch((e: Error) => ({ error: e.message }));
   try {
     const u = await createPlan(
       { store, transport: ctx.transport(), clock: ctx.clock, emit: reporter.onEvent, resolve: () => Promise.resolve(commit), resolveRollback: () => Promise.resolve(rollbackCommit!) },
@@ -80,6 +83,7 @@ export async function planCommand(
     reporter.stop();
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
+    historyStop.abort();
     const h = await history;
     if (h instanceof SourceHistory) h.close();
   }
