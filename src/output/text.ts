@@ -214,7 +214,12 @@ export function planText(u: UpdateRecord, servers: readonly ServerRecord[], chan
     `  created  ${u.createdAt}`,
   ];
   const b = budgetJson(u, budget);
-  if (b) lines.push(`  budget   ${b.allowed} failures allowed (execution.max_failures ${b.maxFailures} of ${b.total} servers)`);
+  if (b) {
+    // as updateText says it: a new plan can share its budget with the batches of a split
+    const shared = b.updates.length > 1 ? `, shared by ${b.updates.join(', ')}` : '';
+    const line = `  budget   ${b.used} of ${b.allowed} failures allowed (execution.max_failures ${b.maxFailures} of ${b.total} servers${shared})`;
+    lines.push(b.exceeded ? chalk.red(`${line}: spent`) : line);
+  }
   lines.push(`  ${countsLine(servers)}`, ...changesLines(changes, u.repo), '');
   const relation = new Map(changes.running.map((r) => [r.commit, r]));
   const rows = [['SERVER', 'HOST', 'TYPE', 'STATUS', 'FROM → TO', 'DETAIL'].map((h) => chalk.bold(h))];
