@@ -47,8 +47,8 @@ export async function planCommand(
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
   // The source history (what the update changes) is fetched while the servers are probed; a
-  // failure there is a warning, never a failed plan.
-  // Cut by Ctrl-C, and once the plan is done with it (an error ends the plan without waiting for it).
+  // failure there is a warning, never a failed plan. It is cut by Ctrl-C, and once the plan is
+  // done with it (an error ends the plan without waiting for the fetch).
   const historyStop = new AbortController();
   interrupt.signal.addEventListener('abort', () => historyStop.abort(), { once: true });
   const history = SourceHistory.fetch(config.source.repo, { signal: historyStop.signal }).catch((e: Error) => ({ error: e.message }));
