@@ -1,14 +1,24 @@
 import { loadConfig } from '../config/load.js';
-import { checkUpdateName, createPlan, refreshPlan, selectServers } from '../plan/plan.js';
-import { resolveCommit, resolveRollbackCommit } from '../plan/source.js';
+import { checkUpdateName, createPlan, refreshPlan, selectServers, settingsOf } from '../plan/plan.js';
+import { resolveCommit, resolveRollbackCommit, SourceHistory } from '../plan/source.js';
+import { planChanges } from '../plan/changes.js';
+import { showCommands } from '../plan/commands.js';
 import { updateJson } from '../output/status-json.js';
-import { updateText } from '../output/text.js';
+import { commandsText, planText, updateText } from '../output/text.js';
 import { EXIT, UsageError } from '../errors.js';
 import { checkLocalSsh } from '../ssh/transport.js';
 import { type CliContext, parseCount } from './context.js';
 
-export async function planCommand(ctx: CliContext, opts: { config?: string; name?: string; refresh?: string; concurrency?: string }): Promise<number> {
+export async function planCommand(
+  ctx: CliContext,
+  opts: { config?: string; name?: string; refresh?: string; concurrency?: string; showCommands?: string | boolean },
+): Promise<number> {
   const concurrency = parseCount('--concurrency', opts.concurrency, 1) ?? 32;
+  if (opts.showCommands !== undefined) {
+    if (opts.refresh !== undefined) throw new UsageError('plan --show-commands and --refresh: one at a time');
+    if (opts.name !== undefined) throw new UsageError('plan --show-commands records no plan, so it takes no --name; to see the commands of an update: plan --show-commands NAME');
+    return showCommandsCommand(ctx, opts.config, typeof opts.showCommands === 'string' ? opts.showCommands : undefined);
+  }
   if (opts.refresh !== undefined) {
     if (opts.config !== undefined || opts.name !== undefined) throw new UsageError('plan --refresh NAME takes no -c or --name: it re-probes what the plan of NAME stored');
     return refreshCommand(ctx, opts.refresh, concurrency);
@@ -37,6 +47,12 @@ export async function planCommand(ctx: CliContext, opts: { config?: string; name
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
+  // The source history (what the update changes) is fetched while the servers are probed; a
+  // failure there is a warning, never a failed plan. It is cut by Ctrl-C, and once the plan is
+  // done with it (an error ends the plan without waiting for the fetch).
+  const historyStop = new AbortController();
+  interrupt.signal.addEventListener('abort', () => historyStop.abort(), { once: true });
+  const history = SourceHistory.fetch(config.source.repo, { signal: historyStop.signal }).catch((e: Error) => ({ error: e.message }));
   try {
     const u = await createPlan(
       { store, transport: ctx.transport(), clock: ctx.clock, emit: reporter.onEvent, resolve: () => Promise.resolve(commit), resolveRollback: () => Promise.resolve(rollbackCommit!) },
@@ -52,18 +68,55 @@ export async function planCommand(ctx: CliContext, opts: { config?: string; name
         `${o.servers.slice(0, 10).join(', ')}${o.servers.length > 10 ? ', …' : ''}. Each server is worked on by one update at a time ` +
         `(the other waits); if ${o.update} is stale, \`${ctx.cmd(`cancel ${o.update}`)}\``,
     );
-    if (ctx.opts.json) ctx.printJson({ ...updateJson(u, servers, store.budgetUse(u)), overlaps, warnings });
+    const changes = await planChanges(await history, u.commit, servers);
+    if (changes.error !== null) {
+      warnings.push(`cannot read what the update changes (the commits between the running commits and the target) from ${u.repo}: ${changes.error}; the plan is made without it`);
+    }
+    if (ctx.opts.json) ctx.printJson({ ...updateJson(u, servers, store.budgetUse(u)), changes, overlaps, warnings });
     else {
-      ctx.print('\n' + updateText(u, servers, store.budgetUse(u)));
+      ctx.print('\n' + planText(u, servers, changes, store.budgetUse(u)));
       for (const w of warnings) ctx.err.write(`warning: ${w}\n`);
       ctx.print(`\nplanned update ${u.name}; run it with: ${ctx.cmd(`start ${u.name}`)}`);
+      ctx.print(`the exact commands it will send: ${ctx.cmd(`plan --show-commands ${u.name}`)}`);
     }
     return 0;
   } finally {
     reporter.stop();
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
+    historyStop.abort();
+    const h = await history;
+    if (h instanceof SourceHistory) h.close();
   }
+}
+
+/**
+ * `plan --show-commands NAME`: the commands each server of the update still to be worked on
+ * will get, with its probed commit as `{previous_commit}`; `plan -c FILE --show-commands`: the
+ * commands of the config's servers, the target resolved (the source repo is read), nothing
+ * probed, `{previous_commit}` shown as `<previous_commit>`. Neither connects to a server; only
+ * NAME opens the database, to read it.
+ */
+async function showCommandsCommand(ctx: CliContext, file: string | undefined, name: string | undefined): Promise<number> {
+  let doc;
+  if (name !== undefined) {
+    if (file !== undefined) throw new UsageError('plan --show-commands NAME reads the plan of NAME: give it no -c (or give -c FILE and no NAME)');
+    const store = ctx.store();
+    const u = store.getUpdate(name);
+    const servers = store.getServers(name).filter((s) => s.status === 'pending' || s.status === 'running');
+    doc = showCommands(name, u.settings, u.commit, servers);
+  } else {
+    if (file === undefined) throw new UsageError('plan --show-commands needs -c FILE (the config) or the name of a planned update');
+    const config = loadConfig(file);
+    const servers = selectServers(config);
+    if (servers.length === 0) throw new UsageError(`${config.file}: server_types, include and exclude select no server`);
+    const commit = await resolveCommit(config.source.repo, config.source.branch, config.source.commit);
+    const rollbackCommit = config.rollback.commit === null ? null : await resolveRollbackCommit(config.source.repo, config.rollback.commit);
+    doc = showCommands(null, settingsOf(config, commit, rollbackCommit), commit, servers.map((s) => ({ name: s.name, fromCommit: 'unknown' as const })));
+  }
+  if (ctx.opts.json) ctx.printJson(doc);
+  else ctx.print(commandsText(doc));
+  return 0;
 }
 
 /** `plan --refresh NAME`: probe the unreachable servers again; Ctrl-C cuts the probes (nothing is recorded for those). */

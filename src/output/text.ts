@@ -4,6 +4,9 @@ import { budgetJson, countsOf } from './status-json.js';
 import { holderIsDead } from '../rollout/lease.js';
 import { suggest } from '../util/suggest.js';
 import { visibleLine, visibleText } from './visible.js';
+import type { PlanChanges, RunningCommit } from '../plan/changes.js';
+import { PREVIOUS_MARK, type CommandGroup, type ShownCommand, type ShownCommands } from '../plan/commands.js';
+import { formatDuration } from '../util/duration.js';
 
 const STATUS_COLOUR: Record<string, (s: string) => string> = {
   success: chalk.green,
@@ -129,4 +132,170 @@ export function logsText(
 function elapsed(a: string, b: string): string {
   const ms = Date.parse(b) - Date.parse(a);
   return ms < 1000 ? `${ms}ms` : `${(ms / 1000).toFixed(1)}s`;
+}
+
+// ---- plan ----------------------------------------------------------------------------------
+
+const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : 's'}`;
+
+/** Server names for one line: the first five, then how many in all. */
+function someNames(names: readonly string[]): string {
+  return names.length <= 5 ? names.join(', ') : `${names.slice(0, 5).join(', ')}, … (${names.length} servers)`;
+}
+
+/** What one running commit is to the target, in a few words (a plan row's DETAIL). */
+function relationWords(r: RunningCommit): string {
+  switch (r.relation) {
+    case 'behind':
+      return plural(r.behind!, 'commit');
+    case 'ahead':
+      return chalk.yellow(`downgrade: drops ${plural(r.ahead!, 'commit')}`);
+    case 'diverged':
+      return chalk.yellow('not an ancestor of the target');
+    case 'unknown':
+      return chalk.yellow('commit unknown to the source repo');
+    default:
+      return '';
+  }
+}
+
+/** The "changes" lines of a plan: the commit count and log from the oldest running commit, then the other commits. */
+export function changesLines(c: PlanChanges, repo: string): string[] {
+  const pad = '           ';
+  if (c.error !== null) return [chalk.yellow(`  changes  not read from the source repo: ${visibleLine(c.error)}`)];
+  if (c.running.length === 0) return ["  changes  no server's commit is known (none could be probed)"];
+  const lines: string[] = [];
+  const oldest = c.running.find((r) => r.commit === c.from);
+  if (oldest) {
+    lines.push(
+      `  changes  ${plural(c.commits!, 'commit')} from ${short(c.from)} (the oldest running, on ${someNames(oldest.servers)}) to ${short(c.to)}, newest first:`,
+    );
+    for (const e of c.log) lines.push(`${pad}${e.short} ${visibleLine(e.subject)}`);
+    if (c.more > 0) lines.push(`${pad}… and ${c.more} more`);
+  }
+  let first = !oldest;
+  for (const r of c.running) {
+    if (r === oldest) continue;
+    const label = first ? '  changes  ' : pad;
+    first = false;
+    const at = `${short(r.commit)} (${someNames(r.servers)})`;
+    switch (r.relation) {
+      case 'behind':
+        lines.push(`${label}also at ${at}: ${plural(r.behind!, 'commit')} behind the target`);
+        break;
+      case 'target':
+        lines.push(`${label}already at the target: ${someNames(r.servers)}`);
+        break;
+      case 'ahead':
+        lines.push(chalk.yellow(`${label}${at} is not an ancestor of the target: a downgrade, it has ${plural(r.ahead!, 'commit')} the target does not`));
+        break;
+      case 'diverged':
+        lines.push(
+          chalk.yellow(
+            `${label}${at} is not an ancestor of the target: it has ${plural(r.ahead!, 'commit')} the target does not, and lacks ${plural(r.behind!, 'commit')} of the target`,
+          ),
+        );
+        break;
+      default:
+        lines.push(chalk.yellow(`${label}${at} is not on any branch or tag of ${visibleLine(repo)}: no count`));
+    }
+  }
+  return lines;
+}
+
+/**
+ * A new plan: the update's header, what it changes (changesLines), and a row per server with
+ * `FROM → TO` (its commit → the target).
+ */
+export function planText(u: UpdateRecord, servers: readonly ServerRecord[], changes: PlanChanges, budget?: { used: number; total: number; updates: string[] }): string {
+  const lines = [
+    `${chalk.bold(u.name)}  ${colourStatus(u.status)}`,
+    `  target   ${u.commit} (${visibleLine(u.branch)} of ${visibleLine(u.repo)})`,
+    `  created  ${u.createdAt}`,
+  ];
+  const b = budgetJson(u, budget);
+  if (b) {
+    // as updateText says it: a new plan can share its budget with the batches of a split
+    const shared = b.updates.length > 1 ? `, shared by ${b.updates.join(', ')}` : '';
+    const line = `  budget   ${b.used} of ${b.allowed} failures allowed (execution.max_failures ${b.maxFailures} of ${b.total} servers${shared})`;
+    lines.push(b.exceeded ? chalk.red(`${line}: spent`) : line);
+  }
+  lines.push(`  ${countsLine(servers)}`, ...changesLines(changes, u.repo), '');
+  const relation = new Map(changes.running.map((r) => [r.commit, r]));
+  const rows = [['SERVER', 'HOST', 'TYPE', 'STATUS', 'FROM → TO', 'DETAIL'].map((h) => chalk.bold(h))];
+  for (const s of servers) {
+    const r = s.fromCommit === null ? undefined : relation.get(s.fromCommit);
+    const change =
+      s.status === 'skipped' ? `${short(s.fromCommit)} (at the target)` : s.status === 'pending' ? `${short(s.fromCommit)} → ${short(u.commit)}` : short(s.fromCommit);
+    rows.push([
+      s.name,
+      s.port === 22 ? s.host : `${s.host}:${s.port}`,
+      s.types.join(','),
+      colourStatus(s.status),
+      change,
+      s.error !== null ? visibleLine(s.error) : s.status === 'pending' && r ? relationWords(r) : '',
+    ]);
+  }
+  lines.push(table(rows));
+  return lines.join('\n');
+}
+
+const STEP_LABEL: Record<ShownCommand['step'], string> = {
+  recheck: 're-check',
+  update: 'update',
+  restart: 'restart',
+  verify: 'verify',
+  rollback: 'rollback',
+  'verify-rollback': 'verify-rollback',
+};
+
+/** One shown command as text lines: the step label (on its first line only), the command, what it must print. */
+function commandLines(c: ShownCommand, label: string, health: ShownCommands['health']): string[] {
+  const width = 17;
+  const head = `  ${label.padEnd(width)}`;
+  const pad = ' '.repeat(head.length);
+  if (c.command === null) return [`${head}${chalk.red(`(${visibleLine(c.error ?? 'not run')})`)}`];
+  let note = '';
+  if (c.kind === 'version') note = c.expect ? `must print ${c.expect}` : 'reads the commit, under the agent-update lock; at the target already: skipped';
+  if (c.kind === 'health') {
+    const stable = health.stableForMs > 0 ? `, then stay so for ${formatDuration(health.stableForMs)}` : '';
+    note = `every ${formatDuration(health.intervalMs)} until its output contains ${JSON.stringify(c.expect)}, for up to ${formatDuration(health.timeoutMs)}${stable}`;
+  }
+  const text = visibleText(c.command).split('\n');
+  const out = text.map((l, i) => (i === 0 ? head : pad) + l);
+  if (note) out[out.length - 1] += chalk.dim(`    # ${visibleLine(note)}`);
+  return out;
+}
+
+function groupText(g: CommandGroup, doc: ShownCommands, total: number): string[] {
+  const who = doc.update === null ? `every server the config selects (${total}): ${someNames(g.servers)}` : `${g.servers.length === total ? (total === 1 ? 'the server' : `all ${total} servers`) : plural(g.servers.length, 'server')}: ${someNames(g.servers)}`;
+  const lines = [chalk.bold(`${who}${g.fromCommit ? `, at ${short(g.fromCommit)}` : ''}`)];
+  let last: string | null = null;
+  for (const c of g.commands) {
+    if (c.step === 'rollback' && last !== 'rollback') {
+      lines.push(chalk.dim(`  on a failure, rollback${doc.rollback.commit ? ` to rollback.commit ${short(doc.rollback.commit)}` : g.fromCommit ? ` to ${short(g.fromCommit)}` : ' to the previous commit'}:`));
+    }
+    lines.push(...commandLines(c, c.step === last ? '' : STEP_LABEL[c.step], doc.health));
+    last = c.step;
+  }
+  if (!doc.rollback.enabled) lines.push(chalk.dim('  on a failure: no rollback (rollback.enabled: false), the server ends failed'));
+  return lines;
+}
+
+/** `plan --show-commands`: per group of servers, each step's commands exactly as they will be sent. */
+export function commandsText(doc: ShownCommands): string {
+  const total = doc.groups.reduce((n, g) => n + g.servers.length, 0);
+  const lines = [
+    `${doc.update === null ? 'commands this config will send' : `commands update ${doc.update} will send`} (nothing is run now); ` +
+      `target ${doc.source.commit} (${visibleLine(doc.source.branch)} of ${visibleLine(doc.source.repo)})`,
+  ];
+  if (doc.unknown.length > 0) {
+    lines.push(
+      `${PREVIOUS_MARK} stands for each server's commit when it is updated, quoted as it will be: after \`${suggest('plan -c FILE')}\`, ` +
+        `\`${suggest('plan --show-commands NAME')}\` shows it filled in`,
+    );
+  }
+  if (doc.groups.length === 0) lines.push(`no server of ${doc.update} is left to run: nothing will be sent`);
+  for (const g of doc.groups) lines.push('', ...groupText(g, doc, total));
+  return lines.join('\n');
 }

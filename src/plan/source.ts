@@ -104,3 +104,106 @@ export async function resolveRollbackCommit(repo: string, commit: string): Promi
   }
   return found[0] as string;
 }
+
+/** How a commit running on a server stands to the target, in the source repository's history. */
+export type CommitRelation =
+  /** the target itself */
+  | 'target'
+  /** an ancestor of the target: updating adds `behind` commits */
+  | 'behind'
+  /** a descendant of the target: "updating" is a downgrade that drops `ahead` commits */
+  | 'ahead'
+  /** neither: the target lacks `ahead` commits of it and it lacks `behind` of the target's */
+  | 'diverged'
+  /** not on any branch or tag of the repository */
+  | 'unknown';
+
+/** One commit of `git log --oneline`: the full id, git's abbreviation, the subject line. */
+export interface LogEntry {
+  commit: string;
+  short: string;
+  subject: string;
+}
+
+/**
+ * The commit graph of a source repository, read locally: every branch and tag fetched without
+ * trees or blobs (`--filter=tree:0`; a server that does not support filters sends everything)
+ * into a temporary bare repository, removed by close(). Commits only: no server is involved.
+ */
+export class SourceHistory {
+  private constructor(private readonly dir: string) {}
+
+  /** Fetch `repo`'s branches and tags; throws an Error saying why (the caller decides how bad that is). */
+  static async fetch(repo: string, opts: { signal?: AbortSignal } = {}): Promise<SourceHistory> {
+    const dir = mkdtempSync(join(tmpdir(), 'agent-update-history-'));
+    const h = new SourceHistory(dir);
+    try {
+      await h.git(['init', '--quiet', '--bare', dir], opts.signal);
+      await h.git(['fetch', '--quiet', '--no-tags', '--filter=tree:0', '--', repo, '+refs/heads/*:refs/heads/*', '+refs/tags/*:refs/tags/*'], opts.signal);
+      // No lazy fetches afterwards: a commit this history lacks is "unknown", not fetched object
+      // by object (GIT_NO_LAZY_FETCH below says the same to a git that knows it).
+      await h.git(['config', '--unset-all', `remote.${repo}.promisor`]).catch(() => undefined);
+      return h;
+    } catch (e) {
+      h.close();
+      throw e;
+    }
+  }
+
+  private async git(args: string[], signal?: AbortSignal, input?: string): Promise<string> {
+    const r = await execa('git', args, {
+      cwd: this.dir,
+      env: { ...GIT_ENV, GIT_NO_LAZY_FETCH: '1' },
+      reject: false,
+      timeout: 120_000,
+      ...(input === undefined ? { stdin: 'ignore' as const } : { input }),
+      ...(signal ? { cancelSignal: signal } : {}),
+    });
+    if (r.exitCode !== 0) {
+      // git's first fatal or error line says what went wrong; its advice lines after it do not
+      const lines = (r.stderr || r.stdout).split('\n').map((l) => l.trim()).filter((l) => l !== '' && !/^warning: /.test(l));
+      const first = lines.find((l) => /^(fatal|error): /.test(l))?.replace(/^(fatal|error): /, '');
+      const why = r.isCanceled ? 'interrupted' : r.timedOut ? 'timed out after 2m' : (first ?? lines.slice(-2).join(' ')) || `exit ${r.exitCode}`;
+      throw new Error(`git ${args[0]} failed: ${why}`);
+    }
+    return r.stdout;
+  }
+
+  /** Which of `commits` (40 hex) this history has, as commits. */
+  async known(commits: readonly string[]): Promise<Set<string>> {
+    if (commits.length === 0) return new Set();
+    const out = await this.git(['cat-file', '--batch-check=%(objectname) %(objecttype)'], undefined, commits.join('\n') + '\n');
+    return new Set(
+      out
+        .split('\n')
+        .map((l) => l.trim().split(' '))
+        .filter(([sha, type]) => type === 'commit' && /^[0-9a-f]{40}$/.test(sha ?? ''))
+        .map(([sha]) => sha as string),
+    );
+  }
+
+  /** How `commit` stands to `target`; both must be known(). */
+  async relation(commit: string, target: string): Promise<{ relation: Exclude<CommitRelation, 'unknown'>; behind: number; ahead: number }> {
+    if (commit === target) return { relation: 'target', behind: 0, ahead: 0 };
+    // "<ahead>\t<behind>": commits only `commit` has, commits only `target` has
+    const [ahead, behind] = (await this.git(['rev-list', '--left-right', '--count', `${commit}...${target}`])).trim().split(/\s+/).map(Number) as [number, number];
+    return { relation: ahead === 0 ? 'behind' : behind === 0 ? 'ahead' : 'diverged', behind, ahead };
+  }
+
+  /** The newest `max` commits of `from..to`, as `git log --oneline` lists them. */
+  async log(from: string, to: string, max: number): Promise<LogEntry[]> {
+    if (max <= 0) return [];
+    const out = await this.git(['log', '--no-decorate', `--max-count=${max}`, '--format=%H %h %s', `${from}..${to}`, '--']);
+    return out
+      .split('\n')
+      .filter((l) => /^[0-9a-f]{40} /.test(l))
+      .map((l) => {
+        const [commit, short, ...subject] = l.split(' ');
+        return { commit: commit as string, short: short as string, subject: subject.join(' ') };
+      });
+  }
+
+  close(): void {
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,143 @@
+/**
+ * `plan --show-commands`: every command each step will send, with its placeholders filled in by
+ * the executor's own expansion (util/shell.ts expandCommand/expandText) and the values the
+ * executor uses in each phase (rollout/run.ts: updateAndVerify, rollbackServer, verifyHealth).
+ * test/plan/review.e2e.test.ts runs a rollout and a rollback and compares what the journal
+ * recorded with what this shows, so the two cannot drift apart unnoticed. Nothing is run.
+ */
+import type { RolloutSettings } from '../config/types.js';
+import { expandCommand, expandText, type PlaceholderValues } from '../util/shell.js';
+
+export type CommandStep = 'recheck' | 'update' | 'restart' | 'verify' | 'rollback' | 'verify-rollback';
+
+export interface ShownCommand {
+  step: CommandStep;
+  /** an `agent.update` command, the `version_command` check, a named restart, the health check */
+  kind: 'update' | 'version' | 'restart' | 'health';
+  /** kind `restart`: the `agent.restart` name */
+  name?: string;
+  /**
+   * exactly what is sent to the server, or null when it cannot be expanded (`error` says why:
+   * the executor fails that step without sending anything)
+   */
+  command: string | null;
+  /**
+   * kind `version`: the commit it must print (null at the re-check, which only reads it); kind
+   * `health`: the text its output must contain
+   */
+  expect?: string | null;
+  error?: string;
+}
+
+export interface CommandGroup {
+  /** the servers that get exactly these commands, in plan order */
+  servers: string[];
+  /** their commit as probed: `{previous_commit}`, and the rollback target without `rollback.commit` */
+  fromCommit: string | null;
+  commands: ShownCommand[];
+}
+
+export interface ShownCommands {
+  /** the update they are read from, or null (from a config: nothing probed, nothing recorded) */
+  update: string | null;
+  source: { repo: string; branch: string; commit: string };
+  /**
+   * placeholders whose value is each server's own and not known here (from a config:
+   * `previous_commit`), shown as `<previous_commit>` where the value goes, quoted as it will be
+   */
+  unknown: string[];
+  health: { intervalMs: number; timeoutMs: number; stableForMs: number };
+  rollback: { enabled: boolean; commit: string | null; continueAfterRollback: boolean };
+  groups: CommandGroup[];
+}
+
+/** Stands where a server's previous commit goes, in text shown (never sent). */
+export const PREVIOUS_MARK = '<previous_commit>';
+/**
+ * Expanded in its place: a word quoted exactly like a 40-hex commit (both are SAFE_WORDs of
+ * util/shell.ts, neither a reserved word), replaced by PREVIOUS_MARK afterwards.
+ */
+const SENTINEL = 'AGENTUPDATEPREVIOUSCOMMITSTANDSHERE0000000';
+
+/**
+ * The commands one server gets, step by step: the re-check, the update commands and the version
+ * check, the restarts, the health check, then (rollback enabled) the same with the rollback
+ * values. `from`: its commit as probed, or 'unknown' (shown as PREVIOUS_MARK).
+ */
+export function serverCommands(settings: RolloutSettings, target: string, from: string | null | 'unknown'): ShownCommand[] {
+  const previous = from === 'unknown' ? SENTINEL : from;
+  const shown = (s: string) => (from === 'unknown' ? s.split(SENTINEL).join(PREVIOUS_MARK) : s);
+  const { agent, restart, source, rollback } = settings;
+  const values = (commit: string, previousCommit: string | null): PlaceholderValues => ({ repo: source.repo, branch: source.branch, commit, previous_commit: previousCommit });
+  const expanded = (step: CommandStep, kind: ShownCommand['kind'], template: string, v: PlaceholderValues, extra: Partial<ShownCommand> = {}): ShownCommand => {
+    try {
+      return { step, kind, ...extra, command: shown(expandCommand(template, v)) };
+    } catch (e) {
+      return { step, kind, ...extra, command: null, error: `not run: ${shown((e as Error).message)}` };
+    }
+  };
+  const health = (step: CommandStep, v: PlaceholderValues): ShownCommand => {
+    try {
+      const expect = shown(expandText(agent.health.expect, v));
+      return { step, kind: 'health', command: shown(expandCommand(agent.health.command, v)), expect };
+    } catch (e) {
+      return { step, kind: 'health', command: null, expect: null, error: `health command not run: ${shown((e as Error).message)}` };
+    }
+  };
+  const out: ShownCommand[] = [{ step: 'recheck', kind: 'version', command: agent.versionCommand, expect: null }];
+  // update, restart and verify: {commit} the target, {previous_commit} the server's commit
+  const forward = values(target, previous);
+  for (const c of agent.update) out.push(expanded('update', 'update', c, forward));
+  out.push({ step: 'update', kind: 'version', command: agent.versionCommand, expect: target });
+  for (const name of restart) out.push(expanded('restart', 'restart', agent.restart[name] ?? '', forward, { name }));
+  // verifyHealth reads a missing previous commit as ''
+  out.push(health('verify', values(target, previous ?? '')));
+  if (!rollback.enabled) return out;
+  // the rollback: {commit} the rollback commit, {previous_commit} the target that failed
+  const to = rollback.commit ?? previous;
+  if (to === null) {
+    const error = 'no previous commit is known to roll back to (set rollback.commit): the server would end fatal';
+    out.push({ step: 'rollback', kind: 'update', command: null, error });
+    return out;
+  }
+  const back = values(to, target);
+  for (const c of agent.update) out.push(expanded('rollback', 'update', c, back));
+  out.push({ step: 'rollback', kind: 'version', command: agent.versionCommand, expect: shown(to) });
+  for (const name of restart) out.push(expanded('rollback', 'restart', agent.restart[name] ?? '', back, { name }));
+  out.push(health('verify-rollback', back));
+  return out;
+}
+
+/**
+ * The commands of `servers` (each with its probed commit, or 'unknown'), servers that get the
+ * same commands grouped together, in plan order of each group's first server.
+ */
+export function showCommands(
+  update: string | null,
+  settings: RolloutSettings,
+  target: string,
+  servers: ReadonlyArray<{ name: string; fromCommit: string | null | 'unknown' }>,
+): ShownCommands {
+  const groups = new Map<string, CommandGroup>();
+  for (const s of servers) {
+    const commands = serverCommands(settings, target, s.fromCommit);
+    const key = JSON.stringify(commands);
+    const g = groups.get(key);
+    if (g) g.servers.push(s.name);
+    else groups.set(key, { servers: [s.name], fromCommit: s.fromCommit === 'unknown' ? null : s.fromCommit, commands });
+  }
+  // a group's commit is named only when all its servers are at it
+  const commitOf = new Map(servers.map((s) => [s.name, s.fromCommit]));
+  for (const g of groups.values()) {
+    if (g.servers.some((n) => commitOf.get(n) !== g.fromCommit)) g.fromCommit = null;
+  }
+  const { agent: { health }, rollback, source } = settings;
+  return {
+    update,
+    source: { repo: source.repo, branch: source.branch, commit: target },
+    unknown: servers.some((s) => s.fromCommit === 'unknown') ? ['previous_commit'] : [],
+    health: { intervalMs: health.intervalMs, timeoutMs: health.timeoutMs, stableForMs: health.stableForMs ?? 0 },
+    rollback: { enabled: rollback.enabled, commit: rollback.commit, continueAfterRollback: rollback.continueAfterRollback },
+    groups: [...groups.values()],
+  };
+}
