@@ -105,6 +105,14 @@ export class CliContext {
     return suggest(rest);
   }
 
+  /**
+   * The one line a script needs from a command run with -q (the update's name from `plan`, the
+   * outcome from `start`): printed only with -q, since without it the normal output says the same.
+   */
+  result(line: string): void {
+    if (this.opts.quiet && !this.opts.json) this.out.write(line + '\n');
+  }
+
   print(text: string): void {
     if (!this.opts.quiet) this.out.write(text + '\n');
   }

@@ -15,6 +15,7 @@ export function pauseCommand(ctx: CliContext, name: string): number {
   ctx.announceDb();
   const { alreadyPaused, pausedNow } = requestPause(store, name, ctx.clock.now());
   const u = store.getUpdate(name);
+  ctx.result(`${name} ${store.getUpdate(name).status === 'paused' ? 'paused' : 'pause-requested'}`);
   if (ctx.opts.json) ctx.printJson(statusDocument(store, name));
   else if (alreadyPaused) ctx.print(`${name} is already paused; continue it with: ${ctx.cmd(`resume ${name}`)}`);
   else if (pausedNow) ctx.print(`${name} paused (no process was executing it and no server was in flight); continue with: ${ctx.cmd(`resume ${name}`)}`);
@@ -30,6 +31,7 @@ export function cancelCommand(ctx: CliContext, name: string): number {
   const store = ctx.store();
   ctx.announceDb();
   const { leftForAPerson, alreadyCancelled } = cancelUpdate(store, name, ctx.clock.now());
+  ctx.result(`${name} cancelled`);
   if (ctx.opts.json) ctx.printJson(statusDocument(store, name));
   else if (alreadyCancelled) ctx.print(`${name} is already cancelled; nothing runs`);
   else {
@@ -45,6 +47,7 @@ export function splitCommand(ctx: CliContext, name: string, opts: { batches?: st
   const store = ctx.store();
   ctx.announceDb();
   const names = splitUpdate(store, name, n);
+  ctx.result(names.join(' '));
   if (ctx.opts.json) ctx.printJson({ updates: names });
   else {
     for (const b of names) ctx.print(`${b}: ${store.getServers(b).filter((s) => s.status === 'pending').map((s) => s.name).join(', ')}`);

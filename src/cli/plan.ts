@@ -77,6 +77,7 @@ export async function planCommand(
       ctx.print('\n' + planText(u, servers, changes, store.budgetUse(u)));
       for (const w of warnings) ctx.err.write(`warning: ${w}\n`);
       ctx.print(`\nplanned update ${u.name}; run it with: ${ctx.cmd(`start ${u.name}`)}`);
+      ctx.result(u.name);
       ctx.print(`the exact commands it will send: ${ctx.cmd(`plan --show-commands ${u.name}`)}`);
     }
     return 0;
@@ -145,6 +146,7 @@ async function refreshCommand(ctx: CliContext, name: string, concurrency: number
           : `\nre-probed ${r.probed} unreachable server${r.probed === 1 ? '' : 's'}: ${r.nowPending} now pending, ${r.nowSkipped} already at the target, ${r.stillUnreachable} still unreachable`,
       );
       if (r.nowPending > 0) ctx.print(`continue with: ${ctx.cmd(`${r.update.status === 'paused' ? 'resume' : 'start'} ${name}`)}`);
+      ctx.result(`${name} ${r.nowPending} pending ${r.nowSkipped} skipped ${r.stillUnreachable} unreachable`);
     }
     return interrupt.signal.aborted ? EXIT.interrupted : 0;
   } finally {
