@@ -24,9 +24,14 @@ export type RolloutEvent =
       status: ServerStatus;
       error: string | null;
       durationMs: number;
-      /** the commit it had before, and the one it is at now as recorded (the target, or the rollback commit) */
+      /** the commit it had before, and the target it was updated to (as `status --json` records them) */
       fromCommit: string | null;
       toCommit: string | null;
+      /**
+       * the commit it runs now, verified: the target (success), the rollback commit (rolled-back),
+       * its own commit (skipped); null where it is not known (failed, fatal, unreachable)
+       */
+      atCommit: string | null;
     }
   | { type: 'takeover'; update: string; server: string | null; message: string }
   /** the connection to a server was lost: trying again (for up to ssh.reconnect_for) */

@@ -544,6 +544,14 @@ class ServerRun {
       durationMs: this.elapsed(),
       fromCommit: this.server.fromCommit,
       toCommit: this.server.toCommit,
+      atCommit:
+        status === 'success'
+          ? this.server.toCommit
+          : status === 'rolled-back'
+            ? (this.settings.rollback.commit ?? this.server.fromCommit)
+            : status === 'skipped'
+              ? this.server.fromCommit
+              : null,
     });
     if (this.server.lockHeld) await this.releaseLock();
   }

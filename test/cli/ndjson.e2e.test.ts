@@ -123,6 +123,8 @@ test('start --json: NDJSON of a rollout with a server rolled back, event by even
   assert.equal(finished.s1!.toCommit, commits.good);
   assert.equal(finished.s2!.fromCommit, commits.base);
   assert.match(String(finished.s2!.error), /refused by the test/);
+  // where each one is now: the target, or back at its own commit after the rollback
+  assert.deepEqual([finished.s1!.atCommit, finished.s2!.atCommit, finished.s3!.atCommit], [commits.good, commits.base, commits.good]);
 
   // Commands: phase, exit code, duration; the long one cut to a bounded size.
   const commands = all.filter((l) => l.type === 'command');

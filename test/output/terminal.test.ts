@@ -99,7 +99,7 @@ test('the progress reporter shows remote errors harmlessly', () => {
   const r = new Reporter({ stream: stream as unknown as NodeJS.WriteStream, quiet: false, spinner: null, prefix: false, verbose: true });
   r.onEvent({ type: 'probe', update: 'u', server: 's1', status: 'unreachable', commit: null, error: `version_command exited 1: ${HOSTILE}` });
   r.onEvent({ type: 'command', update: 'u', server: 's1', phase: 'update', command: 'make', code: null, error: HOSTILE, durationMs: 1 });
-  r.onEvent({ type: 'server-finished', update: 'u', server: 's1', status: 'rolled-back', error: HOSTILE, durationMs: 1, fromCommit: null, toCommit: null });
+  r.onEvent({ type: 'server-finished', update: 'u', server: 's1', status: 'rolled-back', error: HOSTILE, durationMs: 1, fromCommit: null, toCommit: null, atCommit: null });
   r.onEvent({ type: 'takeover', update: 'u', server: 's1', message: HOSTILE });
   r.onEvent({ type: 'update-finished', update: 'u', status: 'failure', reason: HOSTILE, counts: { total: 1 } });
   assertHarmless(out, 'the reporter');
