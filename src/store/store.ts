@@ -9,6 +9,7 @@ import {
   type UpdateStatus,
 } from '../rollout/status.js';
 import { MIGRATIONS } from './schema.js';
+import { plural } from '../util/plural.js';
 import { suggest } from '../util/suggest.js';
 
 export interface UpdateRecord {
@@ -433,7 +434,7 @@ export class Store {
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?)`,
       );
       u.servers.forEach((s, i) => insert.run(u.name, i, s.name, s.host, s.port, s.user, s.type, JSON.stringify(s.types ?? [s.type]), reachJson(s)));
-      this.addEvent(u.name, null, 'planning', `planning ${u.servers.length} servers to ${u.commit.slice(0, 12)}`);
+      this.addEvent(u.name, null, 'planning', `planning ${plural(u.servers.length, 'server')} to ${u.commit.slice(0, 12)}`);
     });
     return this.getUpdate(u.name);
   }
