@@ -24,7 +24,7 @@ const WIDE: ReadonlyArray<readonly [number, number]> = [
   [0xfe30, 0xfe6f], [0xff00, 0xff60], [0xffe0, 0xffe6], [0x1f300, 0x1f64f], [0x1f900, 0x1f9ff],
   [0x20000, 0x2fffd], [0x30000, 0x3fffd],
 ];
-const ZERO = /^[\p{M}\u200b-\u200f\u2060\ufe00-\ufe0f]$/u;
+const MARK = /^\p{M}$/u;
 const EMOJI = /^\p{Emoji_Presentation}$/u;
 
 /** Columns one code point takes on a terminal: 0 (combining, zero-width, controls), 1 or 2. */
@@ -32,7 +32,7 @@ export function charWidth(ch: string): number {
   const cp = ch.codePointAt(0) ?? 0;
   if (cp < 0x20 || (cp >= 0x7f && cp < 0xa0)) return 0;
   if (cp < 0x300) return 1;
-  if (ZERO.test(ch)) return 0;
+  if (MARK.test(ch) || (cp >= 0x200b && cp <= 0x200f) || cp === 0x2060 || (cp >= 0xfe00 && cp <= 0xfe0f)) return 0;
   for (const [lo, hi] of WIDE) if (cp >= lo && cp <= hi) return 2;
   return EMOJI.test(ch) ? 2 : 1;
 }

@@ -143,7 +143,6 @@ test('live view at 80 columns, three batches: one line per batch and an overall 
   tty.emit('resize');
   const frame = tty.out.slice(before);
   assert.ok(frame.length > 0, 'redrawn on resize');
-  // eslint-disable-next-line no-control-regex
   const drawn = stripAnsi(frame).split('\n').filter((l) => l !== '');
   assert.equal(drawn.length, 4, frame);
   for (const l of drawn) assert.ok(displayWidth(l) < 40, `fits 40 columns: ${JSON.stringify(l)}`);
