@@ -1,6 +1,6 @@
+import { plural } from '../util/plural.js';
 import type { FailureBudget } from '../config/types.js';
 import type { ServerRecord, UpdateRecord } from '../store/store.js';
-import { plural } from '../util/plural.js';
 import { WORKED_SERVER, type ServerStatus } from './status.js';
 
 /**
@@ -89,7 +89,7 @@ export function decide(update: UpdateRecord, servers: readonly ServerRecord[], b
   if (update.pauseRequestedAt) return { kind: 'pause', reason: 'pause requested' };
   const worked = countWorked(servers);
   if (update.pauseAtWorked !== null && worked >= update.pauseAtWorked) {
-    return { kind: 'pause', reason: `test mode: ${plural(worked, 'server')} finished` };
+    return { kind: 'pause', reason: `test mode: ${worked} server${worked === 1 ? '' : 's'} finished` };
   }
   return { kind: 'run', server: next };
 }

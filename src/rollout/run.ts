@@ -6,7 +6,6 @@ import { checkLocalSsh, TransportError, type Session, type Transport, type ExecR
 import { specOf, type ServerRecord, type Store, type UpdateRecord } from '../store/store.js';
 import { expandCommand, expandText, type PlaceholderValues } from '../util/shell.js';
 import { formatDuration } from '../util/duration.js';
-import { itIs } from '../util/plural.js';
 import { suggest } from '../util/suggest.js';
 import { budgetOf, countWorked, decide } from './decide.js';
 import type { EventSink } from './events.js';
@@ -58,7 +57,7 @@ function checkRunnable(u: UpdateRecord, mode: RunOptions['mode']): void {
   if (mode === 'resume' && u.status === 'pending') {
     throw new TransitionError(`update ${u.name} is pending, not paused; begin it with \`${suggest(`start ${u.name}`)}\``);
   }
-  throw new TransitionError(`cannot ${mode} update ${u.name}: ${itIs(u.status)}. ${whatYouCanDo(u.name, u.status)}`);
+  throw new TransitionError(`cannot ${mode} update ${u.name}: it is ${u.status}. ${whatYouCanDo(u.name, u.status)}`);
 }
 
 /** Throws before anything is written when `mode` cannot apply to the update (exit 2). */
@@ -887,7 +886,7 @@ export function requestPause(store: Store, name: string, now: Date): { alreadyPa
     const u = store.getUpdate(name);
     if (u.status === 'paused') return { alreadyPaused: true, pausedNow: false };
     if (u.status !== 'running') {
-      throw new TransitionError(`cannot pause update ${name}: ${itIs(u.status)}. ${whatYouCanDo(name, u.status)}`);
+      throw new TransitionError(`cannot pause update ${name}: it is ${u.status}. ${whatYouCanDo(name, u.status)}`);
     }
     const executorAlive = u.lease !== null && !holderIsDead(u.lease, now);
     const inFlight = store.getServers(name).some((s) => s.status === 'running');
