@@ -1,6 +1,7 @@
 import Database from 'better-sqlite3';
 import type { JumpHost, RolloutSettings, ServerSpec } from '../config/types.js';
 import { UsageError } from '../errors.js';
+import { plural } from '../util/plural.js';
 import {
   serverTransition,
   updateTransition,
@@ -9,7 +10,6 @@ import {
   type UpdateStatus,
 } from '../rollout/status.js';
 import { MIGRATIONS } from './schema.js';
-import { plural } from '../util/plural.js';
 import { suggest } from '../util/suggest.js';
 
 export interface UpdateRecord {
