@@ -124,7 +124,7 @@ test('-q prints the outcome line alone; a test-mode pause is said once, with the
   assert.equal(paused.code, 3, paused.stderr);
   const said = paused.stdout.split('\n').filter((l) => /paused/.test(l));
   assert.equal(said.length, 1, `the pause said once:\n${paused.stdout}`);
-  assert.match(said[0]!, new RegExp(`${STAMP.source}q paused \\(test mode: \\d servers? finished\\); continue with: agent-update --db \\S+ resume q$`));
+  assert.match(said[0]!, new RegExp(`${STAMP.source}q paused \\(test mode: \\d servers? finished.*\\); continue with: agent-update --db \\S+ resume q$`));
   const done = await cli(['-q', 'resume', 'q'], { db });
   assert.equal(done.code, 0, done.stderr);
   assert.equal(done.stdout, 'q success: all 3 servers at the target');
