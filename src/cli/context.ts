@@ -10,7 +10,6 @@ import { setSuggestPrefix, suggest } from '../util/suggest.js';
 import { Reporter } from '../output/reporter.js';
 import { terminalSafeJson } from '../output/visible.js';
 import { Ssh2Transport } from '../ssh/ssh2-transport.js';
-import type { Ora } from 'ora';
 import type { Transport } from '../ssh/transport.js';
 import { Store } from '../store/store.js';
 
@@ -86,18 +85,23 @@ export class CliContext {
     return this.transport_;
   }
 
-  /** Progress for humans: on stdout, or on stderr when stdout carries JSON. */
+  /**
+   * Progress for humans: on stdout, or on stderr when stdout carries JSON. A live view redrawn in
+   * place when that stream is a terminal that reports its width (script(1) and some CI runners
+   * report 0 columns) and TERM is not `dumb`; plain lines with timestamps otherwise.
+   */
   async reporter(prefix: boolean): Promise<Reporter> {
     const stream = this.opts.json ? this.err : this.out;
-    // A terminal that reports 0 columns (script(1), some CI runners) makes ora redraw forever.
-    const wantSpinner = Boolean(stream.isTTY) && (stream.columns ?? 0) > 0 && this.opts.color !== false && !this.opts.quiet;
-    return new Reporter({
-      stream,
-      quiet: Boolean(this.opts.quiet),
-      spinner: wantSpinner ? await spinnerMaker() : null,
-      prefix,
-      verbose: Boolean(this.opts.verbose),
-    });
+    const live = Boolean(stream.isTTY) && (stream.columns ?? 0) > 0 && process.env.TERM !== 'dumb' && !this.opts.quiet;
+    return Promise.resolve(
+      new Reporter({
+        stream,
+        quiet: Boolean(this.opts.quiet),
+        live,
+        prefix,
+        verbose: Boolean(this.opts.verbose),
+      }),
+    );
   }
 
   /** A command line to suggest, with the --db this invocation used so it works when pasted. */
@@ -160,12 +164,6 @@ export function describeDbSource(source: DbSource): string {
     case 'home':
       return 'the per-user default, in ~/.local/state';
   }
-}
-
-/** ora, loaded only when there is a terminal to spin in. */
-async function spinnerMaker(): Promise<(stream: NodeJS.WriteStream) => Ora> {
-  const { default: ora } = await import('ora');
-  return (stream) => ora({ stream, discardStdin: false });
 }
 
 export function parseCount(flag: string, value: string | undefined, min = 0): number | undefined {

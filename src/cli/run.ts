@@ -4,7 +4,7 @@ import { AppError, EXIT, InterruptedError, UsageError } from '../errors.js';
 import { checkLocalSsh } from '../ssh/transport.js';
 import { NdjsonWriter } from '../output/ndjson.js';
 import { statusDocument } from '../output/status-json.js';
-import { visibleLine, visibleText } from '../output/visible.js';
+import { visibleText } from '../output/visible.js';
 import { assertRunnable, requestPause, runUpdate, serversToReach, type RunOptions, type RunResult } from '../rollout/run.js';
 import type { Reporter } from '../output/reporter.js';
 import type { RolloutEvent } from '../rollout/events.js';
@@ -187,8 +187,9 @@ async function execute(ctx: CliContext, store: Store, reporter: Reporter, x: Exe
           ctx.print(`${r.update} not started (interrupted before its turn); run it with: ${ctx.cmd(`${mode} ${r.update}`)}`);
           continue;
         }
-        if (r.status === 'paused') ctx.print(`${r.update} paused (${visibleLine(r.reason)}); continue with: ${ctx.cmd(`resume ${r.update}`)}`);
-        else if (r.status !== 'success') ctx.print(`see what happened: ${ctx.cmd(`status ${r.update}`)}; ${ctx.cmd(`logs ${r.update}`)}`);
+        // a paused update's line, with the resume to run, is the Reporter's (update-finished)
+        if (r.status === 'paused') continue;
+        if (r.status !== 'success') ctx.print(`see what happened: ${ctx.cmd(`status ${r.update}`)}; ${ctx.cmd(`logs ${r.update}`)}`);
       }
       const paused = results.flatMap((r) => ('error' in r || 'notStarted' in r || r.status !== 'paused' ? [] : [r.update]));
       if (paused.length > 1) ctx.print(`continue all ${paused.length} with: ${ctx.cmd(`resume ${paused.join(' ')}`)}`);

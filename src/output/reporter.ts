@@ -1,58 +1,146 @@
 import chalk from 'chalk';
-import type { Ora } from 'ora';
 import type { RolloutEvent } from '../rollout/events.js';
 import { formatDuration } from '../util/duration.js';
+import { plural } from '../util/plural.js';
+import { suggest } from '../util/suggest.js';
+import { LiveArea, UpdateProgress, displayWidth, formatElapsed, hostPort, overallText } from './live.js';
 import { colourStatus, short } from './text.js';
 import { visibleLine } from './visible.js';
 
 export interface ReporterOptions {
   /** where progress goes: stdout normally, stderr when stdout carries JSON */
   stream: NodeJS.WriteStream;
+  /** only the outcome line of each update */
   quiet: boolean;
-  /** makes the spinner for the server in flight; null for none (the stream is not a terminal) */
-  spinner: ((stream: NodeJS.WriteStream) => Ora) | null;
-  /** prefix lines with the update's name (several updates at once) */
+  /**
+   * a live view redrawn in place at the bottom of the stream (a terminal that reports its
+   * width); otherwise plain lines, each starting with a timestamp
+   */
+  live: boolean;
+  /** several updates at once: prefix lines with the update's name, one live line per update */
   prefix: boolean;
   /** one line per remote command */
   verbose: boolean;
+  /** the clock (ms since the epoch) for elapsed times, the ETA and timestamps; Date.now by default */
+  now?: () => number;
+  /** how often the live view redraws by itself (spinner, elapsed times), in ms; 0: only on events */
+  tickMs?: number;
 }
 
-/** Turns engine events into what an operator reads. The engine itself never prints. */
+const SPINNER = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'];
+
+/** Without a terminal, a line about something still being waited for is repeated at most this often per server. */
+export const PLAIN_REPEAT_MS = 10_000;
+
+/** `2026-12-01T21:40:36Z`: the timestamp of a plain line (UTC, whole seconds). */
+export function timestamp(ms: number): string {
+  return new Date(ms).toISOString().slice(0, 19) + 'Z';
+}
+
+/**
+ * Turns engine events into what an operator reads. The engine itself never prints.
+ *
+ * In a terminal: the lines that stay (a server's outcome, an update's, warnings) scroll up above
+ * a live area that is redrawn in place: the server in flight with its host:port, step and
+ * elapsed time, and the progress line `k/N done · f failed · ETA 3m10s`; with several updates,
+ * one line per update and an overall line. Without one (a pipe, CI): no redraws, every event
+ * worth a line (steps, health waits at most every PLAIN_REPEAT_MS, outcomes) as a plain line
+ * starting with a timestamp. Quiet: only the outcome line of each update, as it is.
+ */
 export class Reporter {
-  private spin: Ora | null = null;
-  private readonly inFlight = new Map<string, string>();
+  private readonly now: () => number;
+  private readonly area: LiveArea | null;
+  /** by update, in the order they started */
+  private readonly progress = new Map<string, UpdateProgress>();
+  private timer: NodeJS.Timeout | null = null;
+  private frame = 0;
+  /** plain lines: when a repeated wait line was last printed, by update/server/kind */
+  private readonly lastRepeat = new Map<string, number>();
+  private readonly onResize = () => this.redraw();
 
-  constructor(private readonly o: ReporterOptions) {}
+  constructor(private readonly o: ReporterOptions) {
+    this.now = o.now ?? Date.now;
+    this.area = o.live && !o.quiet ? new LiveArea(o.stream) : null;
+    if (this.area) o.stream.on('resize', this.onResize);
+  }
 
+  /** A line that stays: above the live area, or a plain line with its timestamp. */
   private line(text: string): void {
     if (this.o.quiet) return;
-    const wasSpinning = this.spin?.isSpinning;
-    if (wasSpinning) this.spin!.clear();
-    this.o.stream.write(text + '\n');
-    if (wasSpinning) this.spin!.render();
+    if (this.area) this.area.above(text, this.frameLines());
+    else this.o.stream.write(`${chalk.dim(timestamp(this.now()))} ${text}\n`);
   }
 
-  private status(text: string | null): void {
-    if (this.o.quiet || !this.o.spinner) return;
-    if (text === null) {
-      this.spin?.stop();
-      return;
-    }
-    this.spin ??= this.o.spinner(this.o.stream);
-    this.spin.text = text;
-    if (!this.spin.isSpinning) this.spin.start();
+  /** The one line a script needs: printed with --quiet too (then without a timestamp). */
+  private outcome(text: string): void {
+    if (this.o.quiet) this.o.stream.write(text + '\n');
+    else this.line(text);
   }
 
-  private refresh(): void {
-    const parts = [...this.inFlight.values()];
-    this.status(parts.length ? parts.join('  |  ') : null);
+  /** A plain line about a wait that goes on: the first one, then at most every PLAIN_REPEAT_MS. */
+  private repeated(key: string, text: string): void {
+    if (this.area) return;
+    const now = this.now();
+    const last = this.lastRepeat.get(key);
+    if (last !== undefined && now - last < PLAIN_REPEAT_MS) return;
+    this.lastRepeat.set(key, now);
+    this.line(text);
+  }
+
+  private forgetRepeats(update: string, server: string): void {
+    for (const k of this.lastRepeat.keys()) if (k.startsWith(`${update}\0${server}\0`)) this.lastRepeat.delete(k);
   }
 
   private tag(update: string): string {
     return this.o.prefix ? chalk.dim(`[${update}] `) : '';
   }
 
+  /** What the live area shows now: nothing once no update is running. */
+  frameLines(): string[] {
+    const all = [...this.progress.values()];
+    const active = all.filter((p) => p.ended === null);
+    if (active.length === 0) return [];
+    const now = this.now();
+    const spin = chalk.cyan(SPINNER[this.frame % SPINNER.length]);
+    if (!this.o.prefix) {
+      const p = active[0]!;
+      const server = p.serverText(now);
+      return server ? [`${spin} ${server}`, `  ${p.summary(now)}`] : [`${spin} ${p.summary(now)}`];
+    }
+    const label = plural(all.length, 'update');
+    const width = Math.max(displayWidth(label), ...all.map((p) => displayWidth(p.update)));
+    const pad = (s: string) => s + ' '.repeat(Math.max(0, width - displayWidth(s)));
+    const lines = active.map((p) => {
+      const server = p.serverText(now);
+      return `${spin} ${chalk.bold(pad(p.update))}  ${p.summary(now)}${server ? ` · ${server}` : ''}`;
+    });
+    lines.push(`  ${pad(label)}  ${overallText(all, now)}`);
+    return lines;
+  }
+
+  /** Draw the live area again (the clock moved, or the terminal was resized); keeps the timer going while it shows anything. */
+  redraw(): void {
+    if (!this.area) return;
+    const lines = this.frameLines();
+    this.area.render(lines);
+    const tick = this.o.tickMs ?? 100;
+    if (lines.length > 0 && tick > 0 && !this.timer) {
+      this.timer = setInterval(() => {
+        this.frame++;
+        this.redraw();
+      }, tick);
+      this.timer.unref();
+    } else if (lines.length === 0 && this.timer) {
+      clearInterval(this.timer);
+      this.timer = null;
+    }
+  }
+
   readonly onEvent = (e: RolloutEvent): void => {
+    const now = this.now();
+    if (e.type === 'update-started' && !this.progress.has(e.update)) this.progress.set(e.update, new UpdateProgress(e.update));
+    const p = this.progress.get(e.update);
+    p?.apply(e, now);
     const t = this.tag(e.update);
     switch (e.type) {
       case 'probe':
@@ -61,41 +149,42 @@ export class Reporter {
         );
         break;
       case 'update-started':
-        this.line(`${t}${e.takeover ? 'taking over' : e.resumed ? 'resuming' : 'starting'} ${chalk.bold(e.update)}: ${e.pending} of ${e.total} servers to go`);
+        this.line(`${t}${e.takeover ? 'taking over' : e.resumed ? 'resuming' : 'starting'} ${chalk.bold(e.update)}: ${e.pending} of ${plural(e.total, 'server')} to go`);
         break;
       case 'takeover':
         this.line(`${t}${chalk.yellow('takeover')}: ${visibleLine(e.message)}`);
         break;
       case 'server-started':
-        this.inFlight.set(e.update, `${t}${e.server} update`);
-        this.line(`${t}[${e.index}/${e.total}] ${chalk.bold(e.server)} (${e.host})`);
-        this.refresh();
+        this.forgetRepeats(e.update, e.server);
+        if (!this.area) this.line(`${t}[${e.index}/${e.total}] ${chalk.bold(e.server)} (${hostPort(e.host, e.port)})`);
         break;
       case 'server-step':
-        this.inFlight.set(e.update, `${t}${e.server} ${e.step}`);
-        if (!this.o.spinner) this.line(`${t}  ${e.server}: ${e.step}`);
-        this.refresh();
+        this.forgetRepeats(e.update, e.server);
+        if (!this.area) this.line(`${t}  ${e.server}: ${e.step}`);
         break;
       case 'reconnecting':
-        if (e.attempt === 1) this.line(`${t}  ${chalk.yellow('connection lost')} to ${e.server} (${e.error}); reconnecting for up to ${formatDuration(e.limitMs)}`);
-        this.inFlight.set(e.update, `${t}${e.server} reconnecting (${formatDuration(e.lostMs)}, try ${e.attempt})`);
-        this.refresh();
+        if (e.attempt === 1) {
+          this.line(`${t}  ${chalk.yellow('connection lost')} to ${e.server} (${visibleLine(e.error)}); reconnecting for up to ${formatDuration(e.limitMs)}`);
+          this.lastRepeat.set(`${e.update}\0${e.server}\0reconnect`, now);
+        } else {
+          this.repeated(`${e.update}\0${e.server}\0reconnect`, `${t}  still reconnecting to ${e.server} (${formatElapsed(e.lostMs)}, try ${e.attempt})`);
+        }
         break;
       case 'server-waiting':
         if (e.waitedMs === 0) {
-          this.line(`${t}${chalk.yellow('waiting')} for ${chalk.bold(e.server)}: ${e.holder} (at most ${formatDuration(e.limitMs)}, then this update pauses)`);
+          this.line(`${t}${chalk.yellow('waiting')} for ${chalk.bold(e.server)}: ${visibleLine(e.holder)} (at most ${formatDuration(e.limitMs)}, then this update pauses)`);
+          this.lastRepeat.set(`${e.update}\0${e.server}\0busy`, now);
+        } else {
+          this.repeated(`${e.update}\0${e.server}\0busy`, `${t}  still waiting for ${e.server} (${formatElapsed(e.waitedMs)} of ${formatDuration(e.limitMs)})`);
         }
-        this.inFlight.set(e.update, `${t}${e.server} waiting for the other update (${formatDuration(e.waitedMs)})`);
-        this.refresh();
         break;
       case 'health-waiting':
-        this.inFlight.set(
-          e.update,
+        this.repeated(
+          `${e.update}\0${e.server}\0health`,
           e.stableMs !== undefined
-            ? `${t}${e.server} healthy, must stay so (${formatDuration(e.stableMs)} of ${formatDuration(e.stableForMs ?? 0)})`
-            : `${t}${e.server} waiting for health (${formatDuration(e.elapsedMs)}, try ${e.attempt})`,
+            ? `${t}  ${e.server}: healthy, must stay so (${formatElapsed(e.stableMs)} of ${formatDuration(e.stableForMs ?? 0)})`
+            : `${t}  ${e.server}: waiting for health (${formatElapsed(e.elapsedMs)}, try ${e.attempt}): ${visibleLine(e.output)}`,
         );
-        this.refresh();
         break;
       case 'command':
         if (this.o.verbose) {
@@ -103,21 +192,31 @@ export class Reporter {
         }
         break;
       case 'server-finished': {
-        this.inFlight.delete(e.update);
-        this.refresh();
+        this.forgetRepeats(e.update, e.server);
         const mark = e.status === 'success' || e.status === 'skipped' ? chalk.green('✓') : chalk.red('✗');
-        this.line(`${t}  ${mark} ${e.server} ${colourStatus(e.status)} in ${formatDuration(e.durationMs)}${e.error ? `: ${visibleLine(e.error)}` : ''}`);
+        const progress = p ? ` (${p.summary(now)})` : '';
+        this.line(`${t}  ${mark} ${e.server} ${colourStatus(e.status)} in ${formatDuration(e.durationMs)}${progress}${e.error ? `: ${visibleLine(e.error)}` : ''}`);
         break;
       }
       case 'update-finished':
-        this.inFlight.delete(e.update);
-        this.refresh();
-        this.line(`${t}${chalk.bold(e.update)} ${colourStatus(e.status)}: ${visibleLine(e.reason)}`);
+        this.outcome(
+          e.status === 'paused'
+            ? `${chalk.bold(e.update)} ${colourStatus(e.status)} (${visibleLine(e.reason)}); continue with: ${suggest(`resume ${e.update}`)}`
+            : `${chalk.bold(e.update)} ${colourStatus(e.status)}: ${visibleLine(e.reason)}`,
+        );
         break;
     }
+    this.redraw();
   };
 
+  /** Erase the live area (the lines that stay are left) and stop redrawing. */
   stop(): void {
-    this.spin?.stop();
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+    if (this.area) {
+      this.o.stream.removeListener('resize', this.onResize);
+      for (const p of this.progress.values()) p.ended ??= 'stopped';
+      this.area.clear();
+    }
   }
 }

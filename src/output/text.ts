@@ -2,6 +2,7 @@ import chalk from 'chalk';
 import type { EventRecord, ServerRecord, StepRecord, UpdateRecord } from '../store/store.js';
 import { budgetJson, countsOf } from './status-json.js';
 import { holderIsDead } from '../rollout/lease.js';
+import { plural } from '../util/plural.js';
 import { suggest } from '../util/suggest.js';
 import { visibleLine, visibleText } from './visible.js';
 import type { PlanChanges, RunningCommit } from '../plan/changes.js';
@@ -50,7 +51,7 @@ export function table(rows: string[][]): string {
 
 export function countsLine(servers: readonly ServerRecord[]): string {
   const { total, ...rest } = countsOf(servers);
-  return `${total} servers: ` + Object.entries(rest).map(([k, v]) => `${v} ${colourStatus(k)}`).join(', ');
+  return `${plural(total ?? 0, 'server')}: ` + Object.entries(rest).map(([k, v]) => `${v} ${colourStatus(k)}`).join(', ');
 }
 
 export function updateText(u: UpdateRecord, servers: readonly ServerRecord[], budget?: { used: number; total: number; updates: string[] }): string {
@@ -71,7 +72,7 @@ export function updateText(u: UpdateRecord, servers: readonly ServerRecord[], bu
   const b = budgetJson(u, budget);
   if (b) {
     const shared = b.updates.length > 1 ? `, shared by ${b.updates.join(', ')}` : '';
-    const line = `  budget   ${b.used} of ${b.allowed} failures allowed (execution.max_failures ${b.maxFailures} of ${b.total} servers${shared})`;
+    const line = `  budget   ${b.used} of ${b.allowed} failures allowed (execution.max_failures ${b.maxFailures} of ${plural(b.total, 'server')}${shared})`;
     lines.push(b.exceeded ? chalk.red(`${line}: spent`) : line);
   }
   lines.push(`  ${countsLine(servers)}`, '');
@@ -136,7 +137,6 @@ function elapsed(a: string, b: string): string {
 
 // ---- plan ----------------------------------------------------------------------------------
 
-const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : 's'}`;
 
 /** Server names for one line: the first five, then how many in all. */
 function someNames(names: readonly string[]): string {

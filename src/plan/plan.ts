@@ -7,6 +7,7 @@ import { checkLocalSsh, type Transport } from '../ssh/transport.js';
 import { specOf, type ServerRecord, type Store, type UpdateRecord } from '../store/store.js';
 import { resolveCommit, resolveRollbackCommit } from './source.js';
 import { select } from '../config/select.js';
+import { plural } from '../util/plural.js';
 import { describeOwner, parseOwner, readScript, splitLockOutput } from '../rollout/remote-lock.js';
 
 export interface PlanOptions {
@@ -106,7 +107,7 @@ export async function createPlan(deps: PlanDeps, config: Config, opts: PlanOptio
   if (signal?.aborted) {
     const all = store.getServers(name);
     const probed = all.filter((s) => s.status !== 'pending' || s.fromCommit !== null).length;
-    const reason = `plan interrupted after probing ${probed} of ${all.length} servers`;
+    const reason = `plan interrupted after probing ${probed} of ${plural(all.length, 'server')}`;
     store.setUpdateStatus(name, 'cancelled', { endedAt: deps.clock.now().toISOString(), reason });
     throw new InterruptedError(`${reason}: update ${name} is cancelled (nothing was changed on any server); plan again to start over`);
   }

@@ -76,8 +76,8 @@ export function decide(update: UpdateRecord, servers: readonly ServerRecord[], b
         kind: 'finish',
         status: 'failure',
         reason:
-          `stopped: the failure budget is spent: ${budget.used} server${budget.used === 1 ? '' : 's'} rolled back or failed, ` +
-          `more than the ${allowed} allowed (execution.max_failures: ${describeBudget(limit)} of the ${budget.total} servers of ${group}` +
+          `stopped: the failure budget is spent: ${plural(budget.used, 'server')} rolled back or failed, ` +
+          `more than the ${allowed} allowed (execution.max_failures: ${describeBudget(limit)} of the ${plural(budget.total, 'server')} of ${group}` +
           `${update.batchOf !== null || budget.total !== servers.length ? ' and its batches' : ''})`,
       };
     }
@@ -101,7 +101,7 @@ export function decide(update: UpdateRecord, servers: readonly ServerRecord[], b
 export function finalStatus(servers: readonly ServerRecord[]): Extract<Decision, { kind: 'finish' }> {
   const good = servers.filter((s) => s.status === 'success' || s.status === 'skipped').length;
   const bad = servers.filter((s) => s.status !== 'success' && s.status !== 'skipped');
-  if (bad.length === 0) return { kind: 'finish', status: 'success', reason: `all ${servers.length} servers at the target` };
+  if (bad.length === 0) return { kind: 'finish', status: 'success', reason: servers.length === 1 ? 'its one server at the target' : `all ${servers.length} servers at the target` };
   const summary = bad.map((s) => `${s.name} ${s.status}`).join(', ');
   if (good > 0) return { kind: 'finish', status: 'partial-success', reason: `not at the target: ${summary}` };
   return { kind: 'finish', status: 'failure', reason: `no server reached the target: ${summary}` };

@@ -1,6 +1,7 @@
 import Database from 'better-sqlite3';
 import type { JumpHost, RolloutSettings, ServerSpec } from '../config/types.js';
 import { UsageError } from '../errors.js';
+import { plural } from '../util/plural.js';
 import {
   serverTransition,
   updateTransition,
@@ -448,7 +449,7 @@ export class Store {
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?)`,
       );
       u.servers.forEach((s, i) => insert.run(u.name, i, s.name, s.host, s.port, s.user, s.type, JSON.stringify(s.types ?? [s.type]), reachJson(s)));
-      this.addEvent(u.name, null, 'planning', `planning ${u.servers.length} servers to ${u.commit.slice(0, 12)}`);
+      this.addEvent(u.name, null, 'planning', `planning ${plural(u.servers.length, 'server')} to ${u.commit.slice(0, 12)}`);
     });
     return this.getUpdate(u.name);
   }

@@ -96,7 +96,7 @@ test('the progress reporter shows remote errors harmlessly', () => {
   const stream = new PassThrough();
   let out = '';
   stream.on('data', (d: Buffer) => (out += d.toString()));
-  const r = new Reporter({ stream: stream as unknown as NodeJS.WriteStream, quiet: false, spinner: null, prefix: false, verbose: true });
+  const r = new Reporter({ stream: stream as unknown as NodeJS.WriteStream, quiet: false, live: false, prefix: false, verbose: true });
   r.onEvent({ type: 'probe', update: 'u', server: 's1', status: 'unreachable', commit: null, error: `version_command exited 1: ${HOSTILE}` });
   r.onEvent({ type: 'command', update: 'u', server: 's1', phase: 'update', command: 'make', code: null, error: HOSTILE, durationMs: 1 });
   r.onEvent({ type: 'server-finished', update: 'u', server: 's1', status: 'rolled-back', error: HOSTILE, durationMs: 1, fromCommit: null, toCommit: null, atCommit: null });

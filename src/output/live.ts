@@ -1,0 +1,333 @@
+/**
+ * The pieces of the live view (output/reporter.ts puts them together): what one update's
+ * progress is (UpdateProgress: k/N done, failures, ETA, the server in flight), how wide a line
+ * is on a terminal and how to cut it to fit (displayWidth, truncate), and the area at the
+ * bottom of the terminal that is redrawn in place (LiveArea). Nothing here reads a clock: the
+ * time is passed in, so the maths is tested with a fake one.
+ */
+import type { RolloutEvent } from '../rollout/events.js';
+import { formatDuration } from '../util/duration.js';
+
+// eslint-disable-next-line no-control-regex
+const ANSI = /\x1b\[[0-9;?]*[ -/]*[@-~]/y;
+
+/** Text without its ANSI CSI sequences (colours, cursor moves). */
+export function stripAnsi(text: string): string {
+  // eslint-disable-next-line no-control-regex
+  return text.replace(/\x1b\[[0-9;?]*[ -/]*[@-~]/g, '');
+}
+
+/** East Asian wide and fullwidth ranges (and the emoji blocks): two columns each. */
+const WIDE: ReadonlyArray<readonly [number, number]> = [
+  [0x1100, 0x115f], [0x2e80, 0x303e], [0x3041, 0x33ff], [0x3400, 0x4dbf], [0x4e00, 0x9fff],
+  [0xa000, 0xa4cf], [0xa960, 0xa97f], [0xac00, 0xd7a3], [0xf900, 0xfaff], [0xfe10, 0xfe19],
+  [0xfe30, 0xfe6f], [0xff00, 0xff60], [0xffe0, 0xffe6], [0x1f300, 0x1f64f], [0x1f900, 0x1f9ff],
+  [0x20000, 0x2fffd], [0x30000, 0x3fffd],
+];
+const MARK = /^\p{M}$/u;
+const EMOJI = /^\p{Emoji_Presentation}$/u;
+
+/** Columns one code point takes on a terminal: 0 (combining, zero-width, controls), 1 or 2. */
+export function charWidth(ch: string): number {
+  const cp = ch.codePointAt(0) ?? 0;
+  if (cp < 0x20 || (cp >= 0x7f && cp < 0xa0)) return 0;
+  if (cp < 0x300) return 1;
+  if (MARK.test(ch) || (cp >= 0x200b && cp <= 0x200f) || cp === 0x2060 || (cp >= 0xfe00 && cp <= 0xfe0f)) return 0;
+  for (const [lo, hi] of WIDE) if (cp >= lo && cp <= hi) return 2;
+  return EMOJI.test(ch) ? 2 : 1;
+}
+
+/** Split into ANSI sequences and single code points. */
+function tokens(text: string): Array<{ ansi: boolean; s: string }> {
+  const out: Array<{ ansi: boolean; s: string }> = [];
+  let i = 0;
+  while (i < text.length) {
+    if (text[i] === '\x1b') {
+      ANSI.lastIndex = i;
+      const m = ANSI.exec(text);
+      if (m) {
+        out.push({ ansi: true, s: m[0] });
+        i += m[0].length;
+        continue;
+      }
+    }
+    const cp = text.codePointAt(i) ?? 0;
+    const s = String.fromCodePoint(cp);
+    out.push({ ansi: false, s });
+    i += s.length;
+  }
+  return out;
+}
+
+/** Columns `text` takes on a terminal (ANSI sequences take none). */
+export function displayWidth(text: string): number {
+  let w = 0;
+  for (const t of tokens(text)) if (!t.ansi) w += charWidth(t.s);
+  return w;
+}
+
+/**
+ * `text` cut to at most `width` columns, ending with `…` when cut; a wide character that would
+ * straddle the edge is left out whole. ANSI colour sequences are kept (a reset is added after a
+ * cut one), so a coloured line is cut by what shows.
+ */
+export function truncate(text: string, width: number): string {
+  if (displayWidth(text) <= width) return text;
+  if (width <= 0) return '';
+  let out = '';
+  let w = 0;
+  let coloured = false;
+  for (const t of tokens(text)) {
+    if (t.ansi) {
+      out += t.s;
+      coloured = true;
+      continue;
+    }
+    const cw = charWidth(t.s);
+    if (w + cw > width - 1) break;
+    out += t.s;
+    w += cw;
+  }
+  return out + '…' + (coloured ? '\x1b[0m' : '');
+}
+
+/** `host:port`, with an IPv6 address in brackets. */
+export function hostPort(host: string, port: number | null): string {
+  if (port === null) return host;
+  return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
+/** A running time in whole seconds: `0s`, `42s`, `3m10s`. */
+export function formatElapsed(ms: number): string {
+  const s = Math.max(0, Math.floor(ms / 1000));
+  return s === 0 ? '0s' : formatDuration(s * 1000);
+}
+
+/** An estimate, rounded up to whole seconds: `ETA 3m10s`. */
+export function formatEta(ms: number): string {
+  const s = Math.max(0, Math.ceil(ms / 1000));
+  return s === 0 ? '0s' : formatDuration(s * 1000);
+}
+
+/** The server an update is working on now, as the live view shows it. */
+export interface InFlight {
+  server: string;
+  host: string;
+  port: number | null;
+  /** the step, or what it does before the first one (connecting, re-checking) */
+  step: string;
+  /** when the live view first saw it (ms) */
+  since: number;
+  /** health waiting, reconnecting, waiting for another update */
+  note: string | null;
+}
+
+const FAILED = new Set(['rolled-back', 'failed', 'fatal', 'unreachable']);
+const WORKED = ['success', 'rolled-back', 'failed', 'fatal'];
+
+/**
+ * One update's progress, from its events. `total` counts only the servers the update works on
+ * (rollout/status.ts `worksOn`): those skipped or unreachable at plan time are not in it, and a
+ * server found at the target when re-checked leaves it, so `done` never jumps over one.
+ */
+export class UpdateProgress {
+  total = 0;
+  done = 0;
+  failed = 0;
+  /** durations of the servers finished in this run (ms), for the ETA */
+  readonly durations: number[] = [];
+  inFlight: InFlight | null = null;
+  /** set by update-finished */
+  ended: string | null = null;
+
+  constructor(readonly update: string) {}
+
+  apply(e: RolloutEvent, now: number): void {
+    switch (e.type) {
+      case 'update-started': {
+        const worked = WORKED.reduce((n, k) => n + (e.counts[k] ?? 0), 0);
+        this.done = worked;
+        this.failed = (e.counts['rolled-back'] ?? 0) + (e.counts.failed ?? 0) + (e.counts.fatal ?? 0);
+        this.total = e.pending + worked;
+        this.ended = null;
+        break;
+      }
+      case 'server-started':
+        // index counts the servers worked on before this one: all of them are done
+        this.total = e.total;
+        this.done = e.index - 1;
+        this.inFlight = { server: e.server, host: e.host, port: e.port, step: 'connecting', since: now, note: null };
+        break;
+      case 'server-step':
+        this.flight(e.server, now).step = e.step;
+        this.inFlight!.note = null;
+        break;
+      case 'takeover':
+        if (e.server !== null) this.flight(e.server, now).step = 're-checking';
+        break;
+      case 'health-waiting':
+        this.flight(e.server, now).note =
+          e.stableMs !== undefined
+            ? `healthy, must stay so (${formatElapsed(e.stableMs)} of ${formatDuration(e.stableForMs ?? 0)})`
+            : `waiting for health (try ${e.attempt})`;
+        break;
+      case 'reconnecting':
+        this.flight(e.server, now).note = `reconnecting (${formatElapsed(e.lostMs)}, try ${e.attempt})`;
+        break;
+      case 'server-waiting':
+        this.flight(e.server, now).note = `waiting for the other update (${formatElapsed(e.waitedMs)} of ${formatDuration(e.limitMs)})`;
+        break;
+      case 'server-finished':
+        this.inFlight = null;
+        if (e.status === 'skipped') {
+          // found at the target when re-checked: not a server this update works on after all
+          this.total = Math.max(this.done, this.total - 1);
+          break;
+        }
+        this.done++;
+        if (this.done > this.total) this.total = this.done;
+        if (FAILED.has(e.status)) this.failed++;
+        this.durations.push(e.durationMs);
+        break;
+      case 'update-finished':
+        this.inFlight = null;
+        this.ended = e.status;
+        break;
+      default:
+        break;
+    }
+  }
+
+  private flight(server: string, now: number): InFlight {
+    if (this.inFlight?.server !== server) this.inFlight = { server, host: '', port: null, step: 'waiting', since: now, note: null };
+    return this.inFlight;
+  }
+
+  /** Mean duration of the servers finished in this run, or null before the first one. */
+  meanMs(): number | null {
+    if (this.durations.length === 0) return null;
+    return this.durations.reduce((a, b) => a + b, 0) / this.durations.length;
+  }
+
+  /**
+   * Time left: the mean per finished server × the servers left, less what the one in flight has
+   * already spent (never below zero for it). Null before the first server finishes.
+   */
+  etaMs(now: number): number | null {
+    const mean = this.meanMs();
+    if (mean === null) return null;
+    const left = Math.max(0, this.total - this.done);
+    if (left === 0) return 0;
+    if (this.inFlight) return Math.max(0, mean - (now - this.inFlight.since)) + mean * (left - 1);
+    return mean * left;
+  }
+
+  /** `2/5 done · 1 failed · ETA 3m10s` (no ETA before the first server finishes). */
+  summary(now: number): string {
+    return progressText(this.done, this.total, this.failed, this.etaMs(now));
+  }
+
+  /** `s2 10.0.0.2:22 verify 12s · waiting for health (try 4)`, or null between servers. */
+  serverText(now: number): string | null {
+    const f = this.inFlight;
+    if (!f) return null;
+    const where = f.host ? ` ${hostPort(f.host, f.port)}` : '';
+    return `${f.server}${where} ${f.step} ${formatElapsed(now - f.since)}${f.note ? ` · ${f.note}` : ''}`;
+  }
+}
+
+/** `k/N done · f failed · ETA 3m10s`; no ETA without one, nor once all are done. */
+export function progressText(done: number, total: number, failed: number, etaMs: number | null): string {
+  return `${done}/${total} done · ${failed} failed${etaMs !== null && done < total ? ` · ETA ${formatEta(etaMs)}` : ''}`;
+}
+
+/** Overall progress of several updates run at once: sums, and the ETA of the one that ends last. */
+export function overallText(updates: readonly UpdateProgress[], now: number): string {
+  let done = 0;
+  let total = 0;
+  let failed = 0;
+  let eta: number | null = null;
+  for (const u of updates) {
+    done += u.done;
+    total += u.total;
+    failed += u.failed;
+    if (u.ended === null) {
+      const e = u.etaMs(now);
+      if (e !== null) eta = Math.max(eta ?? 0, e);
+    }
+  }
+  return progressText(done, total, failed, eta);
+}
+
+/**
+ * The lines at the bottom of a terminal that are redrawn in place: each redraw moves the cursor
+ * up over the lines drawn last time, clears to the end of the screen and writes the new ones, in
+ * one write. Lines are cut to the terminal's width less one column (read at every redraw, so a
+ * resize takes effect at the next one), so the terminal never wraps them; after a resize the
+ * rows the old lines now take at the new width are erased (terminals that reflow lines do so).
+ * `above` writes a line that scrolls up above the area.
+ */
+export class LiveArea {
+  /** widths of the lines on screen now */
+  private drawn: number[] = [];
+  /** what they are, and at which width they were cut: a redraw of the same is skipped */
+  private shown = '';
+  private hidden = false;
+  private readonly restoreCursor = () => {
+    if (this.hidden) this.stream.write('\x1b[?25h');
+  };
+
+  constructor(private readonly stream: NodeJS.WriteStream) {}
+
+  get columns(): number {
+    return this.stream.columns && this.stream.columns > 0 ? this.stream.columns : 80;
+  }
+
+  private erase(): string {
+    const cols = this.columns;
+    const rows = this.drawn.reduce((n, w) => n + Math.max(1, Math.ceil(w / cols)), 0);
+    this.drawn = [];
+    return rows > 0 ? `\x1b[${rows}A\r\x1b[J` : '';
+  }
+
+  private draw(lines: readonly string[]): string {
+    const width = Math.max(1, this.columns - 1);
+    let out = '';
+    for (const line of lines) {
+      const cut = truncate(line, width);
+      this.drawn.push(displayWidth(cut));
+      out += cut + '\n';
+    }
+    if (lines.length > 0 && !this.hidden) {
+      this.hidden = true;
+      process.once('exit', this.restoreCursor);
+      out = '\x1b[?25l' + out;
+    }
+    return out;
+  }
+
+  /** Replace the area with `lines`; none: the area is gone and the cursor shown again. */
+  render(lines: readonly string[]): void {
+    const shown = `${this.columns}\n${lines.join('\n')}`;
+    if (shown === this.shown && lines.length > 0) return;
+    this.shown = shown;
+    let out = this.erase() + this.draw(lines);
+    if (lines.length === 0 && this.hidden) {
+      out += '\x1b[?25h';
+      this.hidden = false;
+      process.removeListener('exit', this.restoreCursor);
+    }
+    if (out) this.stream.write(out);
+  }
+
+  /** Write `text` (one or more lines, not cut) above the area, then draw `lines` again. */
+  above(text: string, lines: readonly string[]): void {
+    this.shown = `${this.columns}\n${lines.join('\n')}`;
+    this.stream.write(this.erase() + text + '\n' + this.draw(lines));
+  }
+
+  /** Erase the area and show the cursor again. */
+  clear(): void {
+    this.render([]);
+  }
+}
