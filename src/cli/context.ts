@@ -7,6 +7,7 @@ import { UsageError } from '../errors.js';
 import { shellQuote } from '../util/shell.js';
 import { selfCommand } from '../util/invocation.js';
 import { setSuggestPrefix, suggest } from '../util/suggest.js';
+import type { Advice } from '../output/advice.js';
 import { Reporter } from '../output/reporter.js';
 import { terminalSafeJson } from '../output/visible.js';
 import { Ssh2Transport } from '../ssh/ssh2-transport.js';
@@ -90,7 +91,7 @@ export class CliContext {
    * place when that stream is a terminal that reports its width (script(1) and some CI runners
    * report 0 columns) and TERM is not `dumb`; plain lines with timestamps otherwise.
    */
-  async reporter(prefix: boolean): Promise<Reporter> {
+  async reporter(prefix: boolean, advise?: (update: string) => Advice): Promise<Reporter> {
     const stream = this.opts.json ? this.err : this.out;
     const live = Boolean(stream.isTTY) && (stream.columns ?? 0) > 0 && process.env.TERM !== 'dumb' && !this.opts.quiet;
     return Promise.resolve(
@@ -100,6 +101,7 @@ export class CliContext {
         live,
         prefix,
         verbose: Boolean(this.opts.verbose),
+        advise,
       }),
     );
   }

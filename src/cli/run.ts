@@ -3,6 +3,7 @@ import { actor } from '../util/actor.js';
 import { AppError, EXIT, InterruptedError, UsageError } from '../errors.js';
 import { checkLocalSsh } from '../ssh/transport.js';
 import { NdjsonWriter } from '../output/ndjson.js';
+import { adviceAfterRun } from '../output/advice.js';
 import { statusDocument } from '../output/status-json.js';
 import { visibleText } from '../output/visible.js';
 import { assertRunnable, requestPause, runUpdate, serversToReach, type RunOptions, type RunResult } from '../rollout/run.js';
@@ -111,7 +112,7 @@ export async function runCommand(
       await checkLocalSsh(ctx.transport(), db.getUpdate(name).settings.ssh, `cannot ${mode} ${name}`, serversToReach(db.getServers(name)));
       await stopIfInterrupted();
     }
-    reporter = await ctx.reporter(names.length > 1);
+    reporter = await ctx.reporter(names.length > 1, (name) => adviceAfterRun(db.getUpdate(name), db.getServers(name)));
     await stopIfInterrupted();
     started = true;
     return await execute(ctx, db, reporter, { mode, names, stopAfter, parallel, interrupts, hardStop, askPause });
@@ -178,6 +179,10 @@ async function execute(ctx: CliContext, store: Store, reporter: Reporter, x: Exe
         {
           errors: results.flatMap((r) => ('error' in r ? [{ update: r.update, error: r.error.message, exitCode: r.error.exitCode }] : [])),
           notStarted: results.flatMap((r) => ('notStarted' in r ? [r.update] : [])),
+          warnings: names.flatMap((n) => {
+            const a = adviceAfterRun(store.getUpdate(n), store.getServers(n));
+            return a.resumeHint ? [...a.warnings, a.resumeHint] : a.warnings;
+          }),
         },
       );
     } else {

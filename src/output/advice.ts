@@ -49,7 +49,13 @@ export function rollbacksInARow(servers: readonly ServerRecord[]): ServerRecord[
  * when the last server before a pause was rolled back (a canary that failed: say so plainly and
  * what to check before resuming), and when servers were rolled back one after another.
  */
-export function adviceAfterRun(u: UpdateRecord, servers: readonly ServerRecord[]): { warnings: string[]; resumeHint: string | null } {
+export interface Advice {
+  warnings: string[];
+  /** replaces "continue with: resume NAME" after a pause: what to check before resuming */
+  resumeHint: string | null;
+}
+
+export function adviceAfterRun(u: UpdateRecord, servers: readonly ServerRecord[]): Advice {
   const warnings: string[] = [];
   let resumeHint: string | null = null;
   const done = finishedInOrder(servers);

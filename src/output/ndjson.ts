@@ -64,7 +64,7 @@ export function resultObject(
   at: Date,
   exitCode: number,
   updates: UpdateJson[],
-  extra: { errors?: UpdateError[]; notStarted?: string[] } = {},
+  extra: { errors?: UpdateError[]; notStarted?: string[]; warnings?: string[] } = {},
 ): Record<string, unknown> {
   const one = updates.length === 1 ? updates[0]! : null;
   const counts: ServerCounts = one ? one.counts : sumCounts(updates.map((u) => u.counts));
@@ -79,6 +79,7 @@ export function resultObject(
     ...(one && errors[0] ? { error: errors[0].error } : {}),
     ...(errors.length ? { errors } : {}),
     ...(extra.notStarted?.length ? { notStarted: extra.notStarted } : {}),
+    ...(extra.warnings?.length ? { warnings: extra.warnings.map((w) => clip(w)) } : {}),
     updates,
   };
 }
@@ -137,7 +138,7 @@ export class NdjsonWriter {
     this.write(ndjsonLine(eventObject(e, this.now())));
   }
 
-  result(exitCode: number, updates: UpdateJson[], extra?: { errors?: UpdateError[]; notStarted?: string[] }): void {
+  result(exitCode: number, updates: UpdateJson[], extra?: { errors?: UpdateError[]; notStarted?: string[]; warnings?: string[] }): void {
     this.write(ndjsonLine(resultObject(this.now(), exitCode, updates, extra)));
   }
 }

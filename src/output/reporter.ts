@@ -1,5 +1,6 @@
 import chalk from 'chalk';
 import type { RolloutEvent } from '../rollout/events.js';
+import type { Advice } from './advice.js';
 import { formatDuration } from '../util/duration.js';
 import { plural } from '../util/plural.js';
 import { suggest } from '../util/suggest.js';
@@ -25,6 +26,11 @@ export interface ReporterOptions {
   now?: () => number;
   /** how often the live view redraws by itself (spinner, elapsed times), in ms; 0: only on events */
   tickMs?: number;
+  /**
+   * the warnings for an update that just stopped, read from what was recorded (output/advice.ts):
+   * a rolled-back canary before a pause replaces the plain "continue with: resume" hint
+   */
+  advise?: (update: string) => Advice;
 }
 
 const SPINNER = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'];
@@ -198,13 +204,19 @@ export class Reporter {
         this.line(`${t}  ${mark} ${e.server} ${colourStatus(e.status)} in ${formatDuration(e.durationMs)}${progress}${e.error ? `: ${visibleLine(e.error)}` : ''}`);
         break;
       }
-      case 'update-finished':
+      case 'update-finished': {
+        const advice = this.o.advise?.(e.update) ?? { warnings: [], resumeHint: null };
         this.outcome(
-          e.status === 'paused'
-            ? `${chalk.bold(e.update)} ${colourStatus(e.status)} (${visibleLine(e.reason)}); continue with: ${suggest(`resume ${e.update}`)}`
-            : `${chalk.bold(e.update)} ${colourStatus(e.status)}: ${visibleLine(e.reason)}`,
+          e.status !== 'paused'
+            ? `${chalk.bold(e.update)} ${colourStatus(e.status)}: ${visibleLine(e.reason)}`
+            : advice.resumeHint
+              ? `${chalk.bold(e.update)} ${colourStatus(e.status)} (${visibleLine(e.reason)})`
+              : `${chalk.bold(e.update)} ${colourStatus(e.status)} (${visibleLine(e.reason)}); continue with: ${suggest(`resume ${e.update}`)}`,
         );
+        for (const w of advice.warnings) this.line(chalk.yellow(w));
+        if (advice.resumeHint) this.line(advice.resumeHint);
         break;
+      }
     }
     this.redraw();
   };
