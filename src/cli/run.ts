@@ -74,14 +74,17 @@ export async function runCommand(
       // not running (yet, or any more): nothing to pause
     }
   };
+  let reporter: Reporter | null = null;
+  /** a message about a signal: above the live view when there is one (same terminal), else on stderr */
+  const say = (text: string) => (reporter ? reporter.notice(text, ctx.err) : ctx.err.write(`\n${text}\n`));
   interrupts.handle((signal, count) => {
     if (count === 1 && !started) {
       ctx.err.write(`\n${signal}: stopping before any update starts; nothing is changed\n`);
     } else if (count === 1) {
       for (const name of names) askPause(name);
-      ctx.err.write(`\n${signal}: pausing after the server in flight finishes; press Ctrl-C again to stop at once\n`);
+      say(`${signal}: pausing after the server in flight finishes; press Ctrl-C again to stop at once`);
     } else {
-      ctx.err.write(`\n${signal}: stopping now; the server in flight stays recorded and \`${ctx.cmd(`start ${names.join(" ")}`)}\` takes it over\n`);
+      say(`${signal}: stopping now; the server in flight stays recorded and \`${ctx.cmd(`start ${names.join(' ')}`)}\` takes it over`);
       hardStop.abort();
       setTimeout(() => process.exit(EXIT.interrupted), 3_000).unref();
     }
@@ -93,7 +96,6 @@ export async function runCommand(
       throw new InterruptedError(`${interrupts.first}: interrupted before any update started; nothing was changed (run \`${ctx.cmd(`${mode} ${names.join(' ')}`)}\` again)`);
     }
   };
-  let reporter: Reporter | null = null;
   try {
     const stopAfter = parseCount('--stop-after', opts.stopAfter);
     const parallel = parseCount('--parallel', opts.parallel, 1) ?? Math.min(names.length, 10);

@@ -77,6 +77,15 @@ export class Reporter {
     else this.o.stream.write(`${chalk.dim(timestamp(this.now()))} ${text}\n`);
   }
 
+  /**
+   * A message of the command's own (a Ctrl-C being handled) for stderr: above the live area when
+   * there is one, so that area is not left half drawn on the same terminal; else on stderr as is.
+   */
+  notice(text: string, stderr: NodeJS.WritableStream): void {
+    if (this.area) this.area.above(text, this.frameLines());
+    else stderr.write(`\n${text}\n`);
+  }
+
   /** The one line a script needs: printed with --quiet too (then without a timestamp). */
   private outcome(text: string): void {
     if (this.o.quiet) this.o.stream.write(text + '\n');
