@@ -1,3 +1,4 @@
+import assert from 'node:assert/strict';
 import { execa, type ResultPromise } from 'execa';
 import { existsSync, rmSync, symlinkSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
@@ -186,4 +187,14 @@ export function sharedFleet(size: FleetOptions): (t: TestContext, opts?: FleetOp
       },
     };
   };
+}
+
+/**
+ * `plan -c` of a config written for `fleet` (its defaults, then `overrides`), into `plan.db` in the
+ * fleet's folder unless `db` is given; asserts it succeeded.
+ */
+export async function planned(fleet: Fleet, overrides: Record<string, unknown> = {}, name = 'u1', db = join(fleet.root, 'plan.db')): Promise<{ db: string; name: string }> {
+  const r = await cli(['plan', '-c', fleet.writeConfig({ name, ...overrides })], { db });
+  assert.equal(r.code, 0, r.stdout + r.stderr);
+  return { db, name };
 }

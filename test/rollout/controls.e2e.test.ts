@@ -8,24 +8,16 @@
  */
 import assert from 'node:assert/strict';
 import { hostname } from 'node:os';
-import { join } from 'node:path';
 import { test } from 'node:test';
 import { agentCommands, readDeployCount, currentCommit } from '../../src/sim/agent.js';
 import { Store, type ServerRecord } from '../../src/store/store.js';
-import type { Fleet } from '../fleet/fleet.js';
-import { byName, cli, printed, sharedFleet, spawnCli, statusJson } from '../helpers/cli.js';
+import { byName, cli, planned, printed, sharedFleet, spawnCli, statusJson } from '../helpers/cli.js';
 import { heldInVerify, openGate, waitGate } from '../helpers/gates.js';
 
 /** One sshd fleet for the file; each test sees its first servers, reset (test/helpers/cli.ts). */
 const fleetFor = sharedFleet({ servers: 7 });
 
-async function plan(fleet: Fleet, overrides: Record<string, unknown> = {}, name = 'u1'): Promise<{ db: string; name: string }> {
-  const db = join(fleet.root, 'plan.db');
-  const config = fleet.writeConfig({ name, ...overrides });
-  const r = await cli(['plan', '-c', config], { db });
-  assert.equal(r.code, 0, r.stderr);
-  return { db, name };
-}
+const plan = planned;
 
 /** Poll until `pred` holds (a condition, not a delay: it returns as soon as it holds). */
 async function until<T>(what: string, pred: () => T | undefined | false, timeoutMs = 60_000): Promise<T> {

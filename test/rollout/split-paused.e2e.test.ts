@@ -4,24 +4,16 @@
  * works; the canary stays with NAME and is not touched again. A running update is not split.
  */
 import assert from 'node:assert/strict';
-import { join } from 'node:path';
 import { test } from 'node:test';
 import { readDeployCount } from '../../src/sim/agent.js';
 import { Store } from '../../src/store/store.js';
-import type { Fleet } from '../fleet/fleet.js';
-import { cli, sharedFleet, spawnCli, statusJson } from '../helpers/cli.js';
+import { cli, planned, sharedFleet, spawnCli, statusJson } from '../helpers/cli.js';
 import { heldInVerify, openGate } from '../helpers/gates.js';
 
 /** One sshd fleet for the file; each test sees its first servers, reset (test/helpers/cli.ts). */
 const fleetFor = sharedFleet({ servers: 7 });
 
-async function plan(fleet: Fleet, overrides: Record<string, unknown> = {}, name = 'u1'): Promise<{ db: string; name: string }> {
-  const db = join(fleet.root, 'plan.db');
-  const config = fleet.writeConfig({ name, ...overrides });
-  const r = await cli(['plan', '-c', config], { db });
-  assert.equal(r.code, 0, r.stderr);
-  return { db, name };
-}
+const plan = planned;
 
 function withStore<T>(db: string, f: (store: Store) => T): T {
   const store = new Store(db);
