@@ -12,6 +12,7 @@
  * of one command on an open connection and of a new connection, on the same fleet.
  */
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { execa } from 'execa';
 import { systemClock } from '../src/clock.js';
 import { loadConfig } from '../src/config/load.js';
@@ -25,11 +26,11 @@ import { sshdAvailable, startFleet, type Fleet } from '../test/fleet/fleet.js';
 const SERVERS = Number(process.env.BENCH_SERVERS ?? 10);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 2);
 
-async function resetFleet(fleet: Fleet): Promise<void> {
+export async function resetFleet(fleet: Fleet): Promise<void> {
   await Promise.all(fleet.servers.map((s) => fleet.setCommit(s.name, fleet.upstream.commits.base)));
 }
 
-async function sshLoop(fleet: Fleet, commit: string): Promise<number> {
+export async function sshLoop(fleet: Fleet, commit: string): Promise<number> {
   const began = performance.now();
   for (const s of fleet.servers) {
     const ssh = (cmd: string) =>
@@ -49,7 +50,7 @@ async function sshLoop(fleet: Fleet, commit: string): Promise<number> {
 }
 
 /** agent-update's time for the rollout, and how many remote commands it sent per server. */
-async function agentUpdate(fleet: Fleet, round: number): Promise<{ ms: number; commandsPerServer: number }> {
+export async function agentUpdate(fleet: Fleet, round: number): Promise<{ ms: number; commandsPerServer: number }> {
   const config = loadConfig(fleet.writeConfig({ name: `bench-${round}` }));
   const store = new Store(join(fleet.root, `bench-${round}.db`));
   const transport = new Ssh2Transport();
@@ -69,7 +70,7 @@ async function agentUpdate(fleet: Fleet, round: number): Promise<{ ms: number; c
 }
 
 /** The fixed costs under both: opening a connection, and one command on an open one (medians). */
-async function fixedCosts(fleet: Fleet): Promise<{ connectMs: number; execMs: number }> {
+export async function fixedCosts(fleet: Fleet): Promise<{ connectMs: number; execMs: number }> {
   const config = loadConfig(fleet.writeConfig({ name: 'costs' }));
   const s = fleet.servers[0]!;
   const spec = { name: s.name, host: s.host, port: s.port, user: s.user, type: 'app', types: ['app'] };
@@ -132,4 +133,5 @@ async function main(): Promise<void> {
   }
 }
 
-await main();
+// Run on its own (`node dist/bench/rollout.bench.js`); bench/run.ts imports the pieces.
+if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) await main();

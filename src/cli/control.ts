@@ -1,11 +1,12 @@
-import { statusDocument, updateJson, type UpdateJson } from '../output/status-json.js';
+import { statusDocument, updateJson, updateSummaryJson, type UpdateJson } from '../output/status-json.js';
 import { ndjsonLine } from '../output/ndjson.js';
-import { logsText, updateText, updatesListText } from '../output/text.js';
+import { groupBy, logsBlocks, updateText, updatesListText } from '../output/text.js';
 import { visibleLine } from '../output/visible.js';
 import { cancelUpdate, requestPause } from '../rollout/run.js';
 import { splitUpdate } from '../rollout/split.js';
 import { TERMINAL_UPDATE } from '../rollout/status.js';
 import { holderIsDead } from '../rollout/lease.js';
+import { budgetOf } from '../rollout/decide.js';
 import { UsageError } from '../errors.js';
 import { didYouMean } from '../util/did-you-mean.js';
 import { type CliContext, parseCount } from './context.js';
@@ -65,22 +66,20 @@ export function splitCommand(ctx: CliContext, name: string, opts: { batches?: st
 export async function statusCommand(ctx: CliContext, name: string | undefined, opts: { watch?: boolean; interval?: string }): Promise<number> {
   const store = ctx.store();
   const intervalMs = (parseCount('--interval', opts.interval, 1) ?? 2) * 1000;
-  const render = (): { text: string; json: UpdateJson | { updates: Omit<UpdateJson, 'servers'>[] }; done: boolean } => {
+  // Only what is printed is made (the table or the document), the budget only for an update
+  // that has one, and the list from counts in SQL, not every update's servers.
+  const render = (): { text: () => string; json: () => UpdateJson | { updates: Omit<UpdateJson, 'servers'>[] }; done: boolean } => {
     if (name !== undefined) {
       const u = store.getUpdate(name);
       const servers = store.getServers(name);
-      const budget = store.budgetUse(u);
-      return { text: updateText(u, servers, budget), json: updateJson(u, servers, budget), done: TERMINAL_UPDATE.has(u.status) || u.status === 'paused' };
+      const budget = budgetOf(u) !== null ? store.budgetUse(u) : undefined;
+      return { text: () => updateText(u, servers, budget), json: () => updateJson(u, servers, budget), done: TERMINAL_UPDATE.has(u.status) || u.status === 'paused' };
     }
-    const all = store.listUpdates().map((u) => ({ u, servers: store.getServers(u.name) }));
+    const counts = store.countsByUpdate();
+    const all = store.listUpdates().map((u) => ({ u, counts: counts.get(u.name) ?? { total: 0 } }));
     return {
-      text: updatesListText(all),
-      json: {
-        updates: all.map(({ u, servers }) => {
-          const { servers: _servers, ...rest } = updateJson(u, servers, store.budgetUse(u));
-          return rest;
-        }),
-      },
+      text: () => updatesListText(all),
+      json: () => ({ updates: all.map(({ u, counts }) => updateSummaryJson(u, counts, budgetOf(u) !== null ? store.budgetUse(u) : undefined)) }),
       done: all.every(({ u }) => TERMINAL_UPDATE.has(u.status) || u.status === 'paused'),
     };
   };
@@ -90,13 +89,14 @@ export async function statusCommand(ctx: CliContext, name: string | undefined, o
     const r = render();
     if (ctx.opts.json && opts.watch) {
       // NDJSON: one whole document per line, written when it changed (README "Event stream (NDJSON)").
-      const seen = JSON.stringify(r.json, (k, v: unknown) => (k === 'heartbeat' ? undefined : v));
-      if (seen !== lastShown) ctx.out.write(ndjsonLine(r.json));
+      const json = r.json();
+      const seen = JSON.stringify(json, (k, v: unknown) => (k === 'heartbeat' ? undefined : v));
+      if (seen !== lastShown) ctx.out.write(ndjsonLine(json));
       lastShown = seen;
-    } else if (ctx.opts.json) ctx.printJson(r.json);
+    } else if (ctx.opts.json) ctx.printJson(r.json());
     else {
       if (opts.watch && ctx.out.isTTY) ctx.out.write('\x1b[2J\x1b[H');
-      ctx.out.write(r.text + '\n');
+      ctx.out.write(r.text() + '\n');
     }
     if (!opts.watch || r.done) return 0;
     await ctx.clock.sleep(intervalMs);
@@ -113,20 +113,27 @@ export function logsCommand(ctx: CliContext, name: string, opts: { server?: stri
   const steps = store.getSteps(name, opts.server);
   const events = store.getEvents(name);
   if (ctx.opts.json) {
+    const stepsOf = groupBy(steps, (st) => st.serverId);
+    const eventsOf = groupBy(events, (e) => e.serverName);
     ctx.printJson({
       name,
       servers: servers.map((s) => ({
         name: s.name,
         status: s.status,
-        steps: steps.filter((st) => st.serverId === s.id).map(({ id: _id, serverId: _sid, updateName: _u, serverName: _n, ...st }) => st),
-        events: events.filter((e) => e.serverName === s.name).map((e) => ({ at: e.at, kind: e.kind, message: e.message })),
+        steps: (stepsOf.get(s.id) ?? []).map(({ id: _id, serverId: _sid, updateName: _u, serverName: _n, ...st }) => st),
+        events: (eventsOf.get(s.name) ?? []).map((e) => ({ at: e.at, kind: e.kind, message: e.message })),
       })),
       events: events.filter((e) => e.serverName === null).map((e) => ({ at: e.at, kind: e.kind, message: e.message })),
     });
   } else {
     const own = events.filter((e) => e.serverName === null);
     for (const e of own) ctx.out.write(`${e.at}  ${opts.raw ? e.message : visibleLine(e.message)}\n`);
-    ctx.out.write('\n' + logsText(servers, steps, events, { raw: opts.raw }));
+    ctx.out.write('\n');
+    let first = true;
+    for (const block of logsBlocks(servers, steps, events, { raw: opts.raw })) {
+      ctx.out.write(first ? block : '\n' + block);
+      first = false;
+    }
   }
   return 0;
 }

@@ -65,6 +65,22 @@ export { countsOf } from '../rollout/status.js';
 import { countsOf } from '../rollout/status.js';
 
 export function updateJson(u: UpdateRecord, servers: readonly ServerRecord[], budget?: { used: number; total: number; updates: string[] }): UpdateJson {
+  return documentOf(u, countsOf(servers), servers, budget);
+}
+
+/** `status --json` without a name lists each update so, without its servers: counts from Store.countsByUpdate. */
+export function updateSummaryJson(u: UpdateRecord, counts: Record<string, number>, budget?: { used: number; total: number; updates: string[] }): Omit<UpdateJson, 'servers'> {
+  return documentOf(u, counts, null, budget);
+}
+
+function documentOf(u: UpdateRecord, counts: Record<string, number>, servers: readonly ServerRecord[], budget?: { used: number; total: number; updates: string[] }): UpdateJson;
+function documentOf(u: UpdateRecord, counts: Record<string, number>, servers: null, budget?: { used: number; total: number; updates: string[] }): Omit<UpdateJson, 'servers'>;
+function documentOf(
+  u: UpdateRecord,
+  counts: Record<string, number>,
+  servers: readonly ServerRecord[] | null,
+  budget?: { used: number; total: number; updates: string[] },
+): UpdateJson | Omit<UpdateJson, 'servers'> {
   const b = budgetJson(u, budget);
   return {
     name: u.name,
@@ -74,8 +90,8 @@ export function updateJson(u: UpdateRecord, servers: readonly ServerRecord[], bu
     endedAt: u.endedAt,
     source: { repo: u.repo, branch: u.branch, commit: u.commit },
     batchOf: u.batchOf,
-    counts: countsOf(servers),
-    servers: servers.map((s) => ({
+    counts,
+    ...(servers === null ? {} : { servers: servers.map((s) => ({
       name: s.name,
       host: s.host,
       type: s.type,
@@ -87,7 +103,7 @@ export function updateJson(u: UpdateRecord, servers: readonly ServerRecord[], bu
       error: s.error,
       startedAt: s.startedAt,
       endedAt: s.endedAt,
-    })),
+    })) }),
     reason: u.reason,
     pauseRequested: u.pauseRequestedAt !== null,
     pauseRequestedBy: u.pauseRequestedAt !== null ? u.pauseRequestedBy : null,

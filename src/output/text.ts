@@ -49,8 +49,8 @@ export function table(rows: string[][]): string {
     .join('\n');
 }
 
-export function countsLine(servers: readonly ServerRecord[]): string {
-  const { total, ...rest } = countsOf(servers);
+export function countsLine(servers: readonly ServerRecord[] | Record<string, number>): string {
+  const { total, ...rest } = Array.isArray(servers) ? countsOf(servers as readonly ServerRecord[]) : (servers as Record<string, number>);
   return `${plural(total ?? 0, 'server')}: ` + Object.entries(rest).map(([k, v]) => `${v} ${colourStatus(k)}`).join(', ');
 }
 
@@ -92,11 +92,12 @@ export function updateText(u: UpdateRecord, servers: readonly ServerRecord[], bu
   return lines.join('\n');
 }
 
-export function updatesListText(updates: ReadonlyArray<{ u: UpdateRecord; servers: ServerRecord[] }>): string {
+/** `counts`: as countsOf makes them (Store.countsByUpdate), or the servers to count. */
+export function updatesListText(updates: ReadonlyArray<{ u: UpdateRecord; servers?: ServerRecord[]; counts?: Record<string, number> }>): string {
   if (updates.length === 0) return 'no updates yet: create one with `agent-update plan -c FILE`';
   const rows = [['NAME', 'STATUS', 'TARGET', 'BATCH OF', 'CREATED', 'SERVERS'].map((h) => chalk.bold(h))];
-  for (const { u, servers } of updates) {
-    rows.push([u.name, colourStatus(u.status), short(u.commit), u.batchOf ?? '', u.createdAt, countsLine(servers)]);
+  for (const { u, servers, counts } of updates) {
+    rows.push([u.name, colourStatus(u.status), short(u.commit), u.batchOf ?? '', u.createdAt, countsLine(counts ?? servers ?? { total: 0 })]);
   }
   return table(rows);
 }
@@ -111,13 +112,40 @@ export function logsText(
   events: readonly EventRecord[],
   opts: { raw?: boolean } = {},
 ): string {
+  return [...logsBlocks(servers, steps, events, opts)].join('\n');
+}
+
+/** Each `x` of `list` under its key, in the list's order: one pass, not one filter per server. */
+export function groupBy<T, K>(list: readonly T[], key: (x: T) => K): Map<K, T[]> {
+  const out = new Map<K, T[]>();
+  for (const x of list) {
+    const k = key(x);
+    const found = out.get(k);
+    if (found) found.push(x);
+    else out.set(k, [x]);
+  }
+  return out;
+}
+
+/**
+ * logsText one server at a time (joined with '\n' they are logsText): `logs` writes each as it
+ * is made, so a long rollout's log is never one string in memory.
+ */
+export function* logsBlocks(
+  servers: readonly ServerRecord[],
+  steps: readonly StepRecord[],
+  events: readonly EventRecord[],
+  opts: { raw?: boolean } = {},
+): Generator<string> {
   const line = opts.raw ? (t: string) => t : visibleLine;
   const text = opts.raw ? (t: string) => t : visibleText;
-  const out: string[] = [];
+  const eventsOf = groupBy(events, (e) => e.serverName);
+  const stepsOf = groupBy(steps, (x) => x.serverId);
   for (const s of servers) {
+    const out: string[] = [];
     out.push(chalk.bold(`== ${s.name} (${s.user}@${s.host}:${s.port}) ${s.status}${s.error ? `: ${line(s.error)}` : ''}`));
-    for (const e of events.filter((e) => e.serverName === s.name)) out.push(chalk.dim(`   ${e.at}  ${line(e.message)}`));
-    for (const st of steps.filter((x) => x.serverId === s.id)) {
+    for (const e of eventsOf.get(s.name) ?? []) out.push(chalk.dim(`   ${e.at}  ${line(e.message)}`));
+    for (const st of stepsOf.get(s.id) ?? []) {
       const result = st.endedAt === null ? chalk.yellow('(no result recorded: interrupted)') : st.exitCode !== null ? `exit ${st.exitCode}` : chalk.red(line(st.error ?? 'no exit status'));
       out.push(`-- ${st.startedAt} [${st.phase}] $ ${text(st.command)}`);
       out.push(`   ${result}${st.endedAt ? `  (${elapsed(st.startedAt, st.endedAt)})` : ''}`);
@@ -126,8 +154,8 @@ export function logsText(
       }
     }
     out.push('');
+    yield out.join('\n');
   }
-  return out.join('\n');
 }
 
 function elapsed(a: string, b: string): string {

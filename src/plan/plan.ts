@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import pLimit from 'p-limit';
 import type { Config, RolloutSettings, ServerSpec } from '../config/types.js';
 import type { Clock } from '../clock.js';
@@ -101,6 +102,7 @@ export async function createPlan(deps: PlanDeps, config: Config, opts: PlanOptio
   });
   const limit = pLimit(Math.max(1, opts.concurrency));
   const { signal } = opts;
+  allowListeners(signal, opts.concurrency);
   await Promise.all(
     store.getServers(name).map((s) => limit(async () => (signal?.aborted ? undefined : probeServer(deps, config, commit, s, signal)))),
   );
@@ -112,6 +114,14 @@ export async function createPlan(deps: PlanDeps, config: Config, opts: PlanOptio
     throw new InterruptedError(`${reason}: update ${name} is cancelled (nothing was changed on any server); plan again to start over`);
   }
   return store.setUpdateStatus(name, 'pending');
+}
+
+/**
+ * Every probe in flight listens on the Ctrl-C signal (its connect, its command): more than
+ * Node's default of 10 is expected, not a leak, and must not print a MaxListenersExceeded warning.
+ */
+function allowListeners(signal: AbortSignal | undefined, concurrency: number): void {
+  if (signal) setMaxListeners(Math.max(10, concurrency * 4 + 10), signal);
 }
 
 /**
@@ -133,6 +143,7 @@ export async function refreshPlan(
   await checkLocalSsh(deps.transport, u.settings.ssh, `cannot refresh ${name}`, targets.map(specOf));
   store.addEvent(name, null, 'refresh', `re-probing ${targets.length} unreachable server${targets.length === 1 ? '' : 's'}`);
   const limit = pLimit(Math.max(1, opts.concurrency));
+  allowListeners(opts.signal, opts.concurrency);
   await Promise.all(
     targets.map((s) => limit(async () => (opts.signal?.aborted ? undefined : probeServer(deps, u.settings, u.commit, s, opts.signal, true)))),
   );

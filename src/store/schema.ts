@@ -103,4 +103,10 @@ export const MIGRATIONS: readonly string[] = [
   ALTER TABLE updates ADD COLUMN pause_requested_by TEXT;
   ALTER TABLE updates ADD COLUMN pause_base INTEGER;
   `,
+  // 6: indexes for big fleets and long histories: an update's journal (`logs`) without scanning
+  // every update's steps, and the batches split from an update (the failure budget's group).
+  `
+  CREATE INDEX steps_by_update ON steps (update_name, server_id, id);
+  CREATE INDEX updates_by_batch ON updates (batch_of);
+  `,
 ];

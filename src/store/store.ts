@@ -1,4 +1,5 @@
-import Database from 'better-sqlite3';
+import { createRequire } from 'node:module';
+import type Database from 'better-sqlite3';
 import type { JumpHost, RolloutSettings, ServerSpec } from '../config/types.js';
 import { UsageError } from '../errors.js';
 import { plural } from '../util/plural.js';
@@ -287,7 +288,10 @@ function setClause<T extends object>(change: T, columns: Record<keyof T, string>
 function openChecked(path: string): Database.Database {
   let db: Database.Database;
   try {
-    db = new Database(path, { timeout: 10_000 });
+    // Loaded here, not imported: `--help` and the commands that never open a database do not
+    // pay for the module (cold start).
+    const open = createRequire(import.meta.url)('better-sqlite3') as typeof Database;
+    db = new open(path, { timeout: 10_000 });
   } catch (e) {
     throw new UsageError(`cannot open the plan database ${path}: ${(e as Error).message}`);
   }
@@ -389,7 +393,7 @@ export class Store {
 
   /** This database's identity, named in the locks it puts on servers. */
   get dbId(): string {
-    this.dbId_ ??= (this.db.prepare("SELECT value FROM meta WHERE key = 'db_id'").pluck().get() as string);
+    this.dbId_ ??= (this.stmt("SELECT value FROM meta WHERE key = 'db_id'").pluck().get() as string);
     return this.dbId_;
   }
   private dbId_: string | undefined;
@@ -397,6 +401,20 @@ export class Store {
   private iso(): string {
     return this.now().toISOString();
   }
+
+  /**
+   * The prepared statement for `sql`, compiled once per Store: a rollout journals every command
+   * and a plan every probe, and a status of a big update runs the same few queries.
+   */
+  private stmt(sql: string): Database.Statement {
+    let found = this.statements.get(sql);
+    if (found === undefined) {
+      found = this.db.prepare(sql);
+      this.statements.set(sql, found);
+    }
+    return found;
+  }
+  private readonly statements = new Map<string, Database.Statement>();
 
   /** Run `fn` in one IMMEDIATE transaction (takes the write lock up front: no upgrade deadlocks). */
   tx<T>(fn: () => T): T {
@@ -406,11 +424,11 @@ export class Store {
   // ---- updates -------------------------------------------------------------------------------
 
   hasUpdate(name: string): boolean {
-    return this.db.prepare('SELECT 1 FROM updates WHERE name = ?').get(name) !== undefined;
+    return this.stmt('SELECT 1 FROM updates WHERE name = ?').get(name) !== undefined;
   }
 
   findUpdate(name: string): UpdateRecord | null {
-    const row = this.db.prepare('SELECT * FROM updates WHERE name = ?').get(name) as Row | undefined;
+    const row = this.stmt('SELECT * FROM updates WHERE name = ?').get(name) as Row | undefined;
     return row ? toUpdate(row) : null;
   }
 
@@ -428,7 +446,7 @@ export class Store {
   }
 
   listUpdates(): UpdateRecord[] {
-    return (this.db.prepare('SELECT * FROM updates ORDER BY created_at, name').all() as Row[]).map(toUpdate);
+    return (this.stmt('SELECT * FROM updates ORDER BY created_at, name').all() as Row[]).map(toUpdate);
   }
 
   /** Insert an update as `planning` and its servers as `pending`, in one transaction. */
@@ -444,7 +462,7 @@ export class Store {
            VALUES (?, 'planning', ?, ?, ?, ?, ?, ?, ?)`,
         )
         .run(u.name, at, u.repo, u.branch, u.commit, u.configFile, JSON.stringify(u.settings), u.testStopAfter);
-      const insert = this.db.prepare(
+      const insert = this.stmt(
         `INSERT INTO servers (update_name, position, name, host, port, user, type, types, status, ssh_json)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?)`,
       );
@@ -460,7 +478,7 @@ export class Store {
       const current = this.getUpdate(name);
       updateTransition(name, current.status, to);
       const { sql, values } = setClause(change, UPDATE_COLUMNS);
-      this.db.prepare(`UPDATE updates SET status = ?${sql} WHERE name = ?`).run(to, ...values, name);
+      this.stmt(`UPDATE updates SET status = ?${sql} WHERE name = ?`).run(to, ...values, name);
       if (current.status !== to) {
         this.addEvent(name, null, 'update-status', `${current.status} → ${to}${change.reason ? `: ${change.reason}` : ''}`);
       }
@@ -472,19 +490,35 @@ export class Store {
   patchUpdate(name: string, change: UpdateChange): void {
     const { sql, values } = setClause(change, UPDATE_COLUMNS);
     if (!sql) return;
-    this.db.prepare(`UPDATE updates SET ${sql.slice(2)} WHERE name = ?`).run(...values, name);
+    this.stmt(`UPDATE updates SET ${sql.slice(2)} WHERE name = ?`).run(...values, name);
   }
 
   // ---- servers -------------------------------------------------------------------------------
 
   getServers(updateName: string): ServerRecord[] {
     return (
-      this.db.prepare('SELECT * FROM servers WHERE update_name = ? ORDER BY position').all(updateName) as Row[]
+      this.stmt('SELECT * FROM servers WHERE update_name = ? ORDER BY position').all(updateName) as Row[]
     ).map(toServer);
   }
 
+  /**
+   * Each update's servers counted by status (`total` and one key per status present, as
+   * countsOf makes them), in one query: what `status` lists without reading every server.
+   */
+  countsByUpdate(): Map<string, Record<string, number>> {
+    const out = new Map<string, Record<string, number>>();
+    for (const r of this.stmt('SELECT update_name, status, COUNT(*) AS n FROM servers GROUP BY update_name, status ORDER BY update_name, MIN(position)').all() as Row[]) {
+      const name = r.update_name as string;
+      const counts = out.get(name) ?? { total: 0 };
+      counts[r.status as string] = r.n as number;
+      counts.total! += r.n as number;
+      out.set(name, counts);
+    }
+    return out;
+  }
+
   getServer(id: number): ServerRecord {
-    return toServer(this.db.prepare('SELECT * FROM servers WHERE id = ?').get(id) as Row);
+    return toServer(this.stmt('SELECT * FROM servers WHERE id = ?').get(id) as Row);
   }
 
   /** Change a server's status (and step, commits, error), checked against the table. */
@@ -493,7 +527,7 @@ export class Store {
       const current = this.getServer(id);
       serverTransition(current.updateName, current.name, current.status, to);
       const { sql, values } = setClause(change, SERVER_COLUMNS);
-      this.db.prepare(`UPDATE servers SET status = ?${sql} WHERE id = ?`).run(to, ...values, id);
+      this.stmt(`UPDATE servers SET status = ?${sql} WHERE id = ?`).run(to, ...values, id);
       const label = to === 'running' ? `running (${change.step ?? current.step})` : to;
       if (current.status !== to || current.step !== (change.step ?? current.step)) {
         this.addEvent(current.updateName, current.name, 'server-status', `${label}${change.error ? `: ${change.error}` : ''}`);
@@ -506,25 +540,25 @@ export class Store {
   patchServer(id: number, change: ServerChange): void {
     const { sql, values } = setClause(change, SERVER_COLUMNS);
     if (!sql) return;
-    this.db.prepare(`UPDATE servers SET ${sql.slice(2)} WHERE id = ?`).run(...values, id);
+    this.stmt(`UPDATE servers SET ${sql.slice(2)} WHERE id = ?`).run(...values, id);
   }
 
   /** Whether our lock may be on the server (see `ServerRecord.lockHeld`); not a status change. */
   setLockHeld(id: number, held: boolean): void {
-    this.db.prepare('UPDATE servers SET lock_held = ? WHERE id = ?').run(held ? 1 : 0, id);
+    this.stmt('UPDATE servers SET lock_held = ? WHERE id = ?').run(held ? 1 : 0, id);
   }
 
   /** The commit a pending server was found at while planning (its `fromCommit`). */
   setProbedCommit(id: number, commit: string | null): void {
-    this.db.prepare("UPDATE servers SET from_commit = ? WHERE id = ? AND status = 'pending'").run(commit, id);
+    this.stmt("UPDATE servers SET from_commit = ? WHERE id = ? AND status = 'pending'").run(commit, id);
   }
 
   /** Move servers to another update (split). Their journal and their events move with them. */
   moveServers(ids: number[], toUpdate: string): void {
-    const find = this.db.prepare('SELECT update_name, name FROM servers WHERE id = ?');
-    const move = this.db.prepare('UPDATE servers SET update_name = ?, position = ? WHERE id = ?');
-    const moveSteps = this.db.prepare('UPDATE steps SET update_name = ? WHERE server_id = ?');
-    const moveEvents = this.db.prepare('UPDATE events SET update_name = ? WHERE update_name = ? AND server_name = ?');
+    const find = this.stmt('SELECT update_name, name FROM servers WHERE id = ?');
+    const move = this.stmt('UPDATE servers SET update_name = ?, position = ? WHERE id = ?');
+    const moveSteps = this.stmt('UPDATE steps SET update_name = ? WHERE server_id = ?');
+    const moveEvents = this.stmt('UPDATE events SET update_name = ? WHERE update_name = ? AND server_name = ?');
     ids.forEach((id, i) => {
       const from = find.get(id) as { update_name: string; name: string };
       move.run(toUpdate, i, id);
@@ -585,7 +619,7 @@ export class Store {
       group = next;
       next = this.findUpdate(next)?.batchOf ?? null;
     }
-    const updates = this.db.prepare('SELECT name FROM updates WHERE name = ? OR batch_of = ? ORDER BY created_at, name').pluck().all(group, group) as string[];
+    const updates = this.stmt('SELECT name FROM updates WHERE name = ? OR batch_of = ? ORDER BY created_at, name').pluck().all(group, group) as string[];
     const row = this.db
       .prepare(
         `SELECT COUNT(*) AS total, COALESCE(SUM(status IN ('rolled-back', 'failed')), 0) AS used FROM servers
@@ -647,7 +681,7 @@ export class Store {
    * long verify does not store megabytes per server.
    */
   summarizeStep(id: number, keep: number): void {
-    const row = this.db.prepare('SELECT stdout, stderr FROM steps WHERE id = ?').get(id) as Row | undefined;
+    const row = this.stmt('SELECT stdout, stderr FROM steps WHERE id = ?').get(id) as Row | undefined;
     if (!row) return;
     const cut = (s: string | null): string | null => {
       if (s === null || s.length <= keep * 2 + 64) return s;
@@ -656,7 +690,7 @@ export class Store {
     const stdout = cut(row.stdout as string | null);
     const stderr = cut(row.stderr as string | null);
     if (stdout !== row.stdout || stderr !== row.stderr) {
-      this.db.prepare('UPDATE steps SET stdout = ?, stderr = ? WHERE id = ?').run(stdout, stderr, id);
+      this.stmt('UPDATE steps SET stdout = ?, stderr = ? WHERE id = ?').run(stdout, stderr, id);
     }
   }
 
@@ -665,7 +699,7 @@ export class Store {
                  WHERE steps.update_name = ? ${serverName !== undefined ? 'AND servers.name = ?' : ''}
                  ORDER BY servers.position, steps.id`;
     const args = serverName !== undefined ? [updateName, serverName] : [updateName];
-    return (this.db.prepare(sql).all(...args) as Row[]).map(toStep);
+    return (this.stmt(sql).all(...args) as Row[]).map(toStep);
   }
 
   /** `actor`: the person (`user@host`) whose command this records; null for the engine's own. */
@@ -677,7 +711,7 @@ export class Store {
 
   getEvents(updateName: string): EventRecord[] {
     return (
-      this.db.prepare('SELECT * FROM events WHERE update_name = ? ORDER BY id').all(updateName) as Row[]
+      this.stmt('SELECT * FROM events WHERE update_name = ? ORDER BY id').all(updateName) as Row[]
     ).map((r) => ({
       id: r.id as number,
       updateName: r.update_name as string,
@@ -719,14 +753,14 @@ export class Store {
 
   /** The token of the update's lease as committed now, or null when nobody holds it. */
   leaseToken(name: string): string | null {
-    const row = this.db.prepare('SELECT lease_token FROM updates WHERE name = ?').get(name) as Row | undefined;
+    const row = this.stmt('SELECT lease_token FROM updates WHERE name = ?').get(name) as Row | undefined;
     return (row?.lease_token as string | null | undefined) ?? null;
   }
 
   /** Refresh our lease; false when it is no longer ours (someone took it over). */
   heartbeat(name: string, token: string): boolean {
     return (
-      this.db.prepare('UPDATE updates SET lease_heartbeat = ? WHERE name = ? AND lease_token = ?').run(this.iso(), name, token)
+      this.stmt('UPDATE updates SET lease_heartbeat = ? WHERE name = ? AND lease_token = ?').run(this.iso(), name, token)
         .changes === 1
     );
   }

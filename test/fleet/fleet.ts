@@ -4,6 +4,7 @@
  * simulated agent (src/sim/agent.ts) checked out from a local upstream (src/sim/upstream.ts).
  *
  *   servers  s1..sN  at 127.0.X.1..N      type `app` for odd numbers, `db` for even ones
+ *                     (beyond 149: s150.. at 127.1.X.1.., s299.. at 127.2.X.1.., and so on)
  *            u1..    at 127.0.X.200+i     unreachable: nothing listens there (connection refused)
  *            h1..    at 127.0.X.150+i     hanging: accepts TCP but never says a word (timeouts)
  *
@@ -12,7 +13,9 @@
  * runs the requested command with `/bin/sh -c`, so `~` in commands is that server's home (exec
  * requests from ssh2 go through it too). sshd binds at most 16 addresses, so fleets of more than
  * 16 servers run one sshd per 16 (same port, same host key). Every live server starts with the
- * agent at `upstream.commits.base`, online, no deploy logged, one `web` restart logged.
+ * agent at `upstream.commits.base`, online, no deploy logged, one `web` restart logged;
+ * `probeOnly: true` gives each only a `~/commit` file instead (a 1,000-server fleet for `plan`
+ * starts in seconds).
  *
  * Timing (this VM): startFleet ≈ 0.4–0.7 s for 3 servers (1.5 s when two fleets start at once),
  * ≈ 2–3.5 s for 20; one `ssh` client round trip ≈ 0.35 s; one command on an open ssh2 connection
@@ -43,8 +46,18 @@ export const SSHD = '/usr/sbin/sshd';
 const SSH_KEYGEN = 'ssh-keygen';
 
 export interface FleetOptions {
-  /** servers with a live sshd and agent (s1..sN); default 3, at most 149 */
+  /**
+   * servers with a live sshd and agent (s1..sN); default 3, at most 149 in one 127.0.X.0/24,
+   * more (up to 4000) in further subnets 127.K.X.0/24 (K = 1, 2, …, 149 servers each)
+   */
   servers?: number;
+  /**
+   * A light fleet for planning at scale: each live server's home holds only `commit` (the base
+   * commit, one line) and no agent, no git checkout; writeConfig() sets `version_command:
+   * cat ~/commit`. Enough for `plan` (probes), not for a rollout. setCommit() writes the file;
+   * reset() rewrites it. Default false.
+   */
+  probeOnly?: boolean;
   /** servers nobody listens on (u1..); default 0 */
   unreachable?: number;
   /** servers that accept the TCP connection but never answer (h1..); default 0 */
@@ -392,11 +405,21 @@ fi
 exec /bin/sh -i
 `;
 
+/** Live servers per 127.K.X.0/24 subnet: .1 to .149 (.150+ are hanging, .200+ unreachable ones). */
+const LIVE_PER_SUBNET = 149;
+
+/** The address of live server `i` (1-based): 127.0.X.i up to 149, then 127.1.X.1…, 127.2.X.1… */
+function liveAddress(subnet: number, i: number): string {
+  const k = Math.floor((i - 1) / LIVE_PER_SUBNET);
+  return `127.${k}.${subnet}.${((i - 1) % LIVE_PER_SUBNET) + 1}`;
+}
+
 export async function startFleet(options: FleetOptions = {}): Promise<Fleet> {
   const count = options.servers ?? 3;
   const unreachable = options.unreachable ?? 0;
   const hanging = options.hanging ?? 0;
-  if (!Number.isInteger(count) || count < 1 || count > 149) throw new Error(`servers must be 1..149, got ${count}`);
+  const probeOnly = options.probeOnly ?? false;
+  if (!Number.isInteger(count) || count < 1 || count > 4000) throw new Error(`servers must be 1..4000, got ${count}`);
   if (unreachable < 0 || unreachable > 50 || hanging < 0 || hanging > 49) throw new Error('too many unreachable/hanging servers');
   if (!existsSync(SSHD)) throw new Error(`${SSHD} is not installed`);
 
@@ -434,7 +457,7 @@ export async function startFleet(options: FleetOptions = {}): Promise<Fleet> {
     for (let attempt = 0; attempt < 6 && daemons.length === 0; attempt++) {
       subnet = randomInt(2, 250);
       port = await freePort();
-      const addresses = Array.from({ length: count }, (_, i) => `127.0.${subnet}.${i + 1}`);
+      const addresses = Array.from({ length: count }, (_, i) => liveAddress(subnet, i + 1));
       const groups: string[][] = [];
       for (let i = 0; i < addresses.length; i += ADDRESSES_PER_SSHD) groups.push(addresses.slice(i, i + ADDRESSES_PER_SSHD));
       const results = await Promise.all(
@@ -456,7 +479,7 @@ export async function startFleet(options: FleetOptions = {}): Promise<Fleet> {
 
     const servers: ServerSpec[] = [];
     for (let i = 1; i <= count; i++) {
-      servers.push({ name: `s${i}`, host: `127.0.${subnet}.${i}`, port, user, type: i % 2 === 1 ? 'app' : 'db', types: [i % 2 === 1 ? 'app' : 'db'] });
+      servers.push({ name: `s${i}`, host: liveAddress(subnet, i), port, user, type: i % 2 === 1 ? 'app' : 'db', types: [i % 2 === 1 ? 'app' : 'db'] });
     }
     for (let i = 1; i <= unreachable; i++) {
       servers.push({ name: `u${i}`, host: `127.0.${subnet}.${200 + i}`, port, user, type: i % 2 === 1 ? 'app' : 'db', types: [i % 2 === 1 ? 'app' : 'db'] });
@@ -478,8 +501,10 @@ export async function startFleet(options: FleetOptions = {}): Promise<Fleet> {
     }
     const live = new Map(servers.filter((s) => s.name.startsWith('s')).map((s) => [s.name, path.join(homes, s.host)]));
 
-    // Each live server gets its agent at base, started.
-    await Promise.all([...live.values()].map((home) => installAgent(home, upstream.repo, upstream.commits.base)));
+    // Each live server gets its agent at base, started (probe-only: just the commit file).
+    const install = (home: string): Promise<void> =>
+      probeOnly ? mkdir(home).then(() => writeFile(path.join(home, 'commit'), `${upstream.commits.base}\n`)) : installAgent(home, upstream.repo, upstream.commits.base);
+    await Promise.all([...live.values()].map(install));
 
     // known_hosts: plain, hashed, wrong key, missing.
     const knownHosts = path.join(root, 'known_hosts');
@@ -508,7 +533,11 @@ export async function startFleet(options: FleetOptions = {}): Promise<Fleet> {
         source: { repo: upstream.repo, branch: 'master' },
         servers: list.map((s) => ({ name: s.name, host: s.host, type: s.type })),
         ssh: sshConfigYaml(),
-        agent: { ...commands, health: { ...commands.health, timeout: '5s', interval: '100ms' } },
+        agent: {
+          ...commands,
+          ...(probeOnly ? { version_command: 'cat ~/commit' } : {}),
+          health: { ...commands.health, timeout: '5s', interval: '100ms' },
+        },
         restart: ['web'],
         rollback: { enabled: true, continue_after_rollback: false },
       };
@@ -548,8 +577,7 @@ export async function startFleet(options: FleetOptions = {}): Promise<Fleet> {
           const dir = live.get(name);
           if (dir === undefined) throw new Error(`the fleet has no live server ${JSON.stringify(name)}`);
           await rm(dir, { recursive: true, force: true, maxRetries: 3 });
-          await mkdir(dir);
-          await installAgent(dir, upstream.repo, upstream.commits.base);
+          await install(dir);
         }),
       );
     };
@@ -643,7 +671,8 @@ export async function startFleet(options: FleetOptions = {}): Promise<Fleet> {
           return { code: result.exitCode ?? null, stdout: result.stdout, stderr: result.stderr };
         },
         async setCommit(name, commit) {
-          await setAgentCommit(home(name), commit, upstream.repo);
+          if (probeOnly) await writeFile(path.join(home(name), 'commit'), `${commit}\n`);
+          else await setAgentCommit(home(name), commit, upstream.repo);
         },
         holdNewConnections() {
           const held = daemons.flatMap((d) => (d.child.pid !== undefined && d.child.exitCode === null ? [d.child.pid] : []));

@@ -1,0 +1,234 @@
+/**
+ * npm run bench: every figure of issue 13 in one run, each beside its baseline measured in the
+ * same process on the same machine, then bench/RESULTS.md.
+ *
+ *   (a) sequential rollout: agent-update vs a plain `ssh` loop vs ansible-playbook (serial: 1)
+ *   (b) a 1 s fetch, with and without agent.prepare       (bench/prepare.bench.ts, when built)
+ *   (c) plan of BENCH_PLAN_SERVERS (1,000) probe-only servers vs `xargs -P 32 ssh`
+ *   (d) status --json of a synthetic BENCH_STATUS_SERVERS (10,000)-server update
+ *   (e) cold start of --help and status, beside `node -e 0`
+ *   (f) peak RSS of the plan of (c)
+ *   and bench/where.bench.ts (where one command's time goes), when built.
+ *
+ * Knobs: BENCH_SERVERS (30), BENCH_ROUNDS (2; best of), BENCH_PLAN_SERVERS (1000),
+ * BENCH_STATUS_SERVERS (10000), BENCH_SKIP (letters to leave out, e.g. `ac`), BENCH_RESULTS
+ * (where to write the results; default bench/RESULTS.md).
+ */
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import * as os from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { execa } from 'execa';
+import { Store } from '../src/store/store.js';
+import { sshdAvailable, startFleet, SSHD } from '../test/fleet/fleet.js';
+import { ansibleRollout, ansibleVersion } from './ansible.js';
+import { agentUpdate, resetFleet, sshLoop } from './rollout.bench.js';
+import { writeSyntheticUpdate } from './synthetic.js';
+
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+const BIN = join(ROOT, 'bin/agent-update.js');
+const num = (name: string, dflt: number) => Number(process.env[name] ?? dflt);
+const SERVERS = num('BENCH_SERVERS', 30);
+const ROUNDS = Math.max(1, num('BENCH_ROUNDS', 2));
+const PLAN_SERVERS = num('BENCH_PLAN_SERVERS', 1000);
+const STATUS_SERVERS = num('BENCH_STATUS_SERVERS', 10_000);
+const SKIP = process.env.BENCH_SKIP ?? '';
+const RESULTS = process.env.BENCH_RESULTS ?? join(ROOT, 'bench/RESULTS.md');
+
+const best = (xs: number[]) => Math.min(...xs);
+const s = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
+const msf = (ms: number) => `${Math.round(ms)} ms`;
+const lines: string[] = [];
+const targets: Array<{ target: string; reached: string; met: boolean | null }> = [];
+function say(line = ''): void {
+  console.log(line);
+  lines.push(line);
+}
+
+/** Wall time of one run of `node args…` (its output discarded). */
+async function timeNode(args: string[], env: Record<string, string> = {}): Promise<number> {
+  const began = performance.now();
+  const r = await execa(process.execPath, args, { reject: false, env, stdout: 'ignore', stderr: 'pipe' });
+  const t = performance.now() - began;
+  if (r.exitCode !== 0) throw new Error(`node ${args.join(' ')} exited ${r.exitCode}: ${r.stderr}`);
+  return t;
+}
+
+async function sectionA(): Promise<void> {
+  say(`## (a) sequential rollout of ${SERVERS} servers (real sshd on loopback), best of ${ROUNDS}`);
+  const fleet = await startFleet({ servers: SERVERS });
+  try {
+    const commit = fleet.upstream.commits.good;
+    const loop: number[] = [];
+    const ours: number[] = [];
+    const ansible: number[] = [];
+    const version = await ansibleVersion();
+    let ansibleError: string | null = null;
+    let perServer = 0;
+    for (let round = 1; round <= ROUNDS; round++) {
+      await resetFleet(fleet);
+      loop.push(await sshLoop(fleet, commit));
+      await resetFleet(fleet);
+      const r = await agentUpdate(fleet, round);
+      ours.push(r.ms);
+      perServer = r.commandsPerServer;
+      if (version && ansibleError === null) {
+        await resetFleet(fleet);
+        try {
+          ansible.push(await ansibleRollout(fleet, commit));
+        } catch (e) {
+          ansibleError = (e as Error).message;
+        }
+      }
+    }
+    say(`  plain ssh loop     ${s(best(loop))}`);
+    say(`  agent-update       ${s(best(ours))}  ${(best(ours) / best(loop)).toFixed(2)}x the loop (${perServer.toFixed(1)} remote commands per server)`);
+    if (!version) say('  ansible-playbook   (not installed: skipped)');
+    else if (ansible.length === 0) say(`  ansible-playbook   failed: ${ansibleError}`);
+    else say(`  ansible-playbook   ${s(best(ansible))}  (${version}); agent-update is ${(best(ansible) / best(ours)).toFixed(2)}x faster`);
+    const ratio = best(ours) / best(loop);
+    targets.push({ target: 'rollout ≤ 0.5× the ssh loop', reached: `${ratio.toFixed(2)}×`, met: ratio <= 0.5 });
+    if (ansible.length) {
+      const faster = best(ansible) / best(ours);
+      targets.push({ target: 'rollout ≥ 4× faster than Ansible', reached: `${faster.toFixed(2)}×`, met: faster >= 4 });
+    }
+  } finally {
+    await fleet.stop();
+  }
+  say();
+}
+
+/** A helper's bench script, when it has been built: its output, indented. */
+async function helperBench(file: string, title: string, missing: string): Promise<void> {
+  say(title);
+  const script = join(ROOT, 'dist/bench', file);
+  if (!existsSync(script)) {
+    say(`  ${missing}`);
+    say();
+    return;
+  }
+  const r = await execa(process.execPath, [script], { reject: false, env: { BENCH_SERVERS: String(SERVERS), BENCH_ROUNDS: String(ROUNDS) } });
+  for (const l of `${r.stdout}${r.exitCode !== 0 ? `\n(exited ${r.exitCode}) ${r.stderr.slice(-600)}` : ''}`.split('\n')) say(`  ${l}`);
+  say();
+}
+
+async function sectionCF(): Promise<void> {
+  say(`## (c) plan of ${PLAN_SERVERS} probe-only servers vs xargs -P 32 ssh; (f) its peak memory`);
+  const began = performance.now();
+  const fleet = await startFleet({ servers: PLAN_SERVERS, probeOnly: true });
+  say(`  fleet of ${PLAN_SERVERS} started in ${s(performance.now() - began)} (${Math.ceil(PLAN_SERVERS / 16)} sshd)`);
+  try {
+    const hosts = join(fleet.root, 'hosts');
+    writeFileSync(hosts, fleet.servers.map((x) => x.host).join('\n') + '\n');
+    const ssh = `ssh -F /dev/null -i ${fleet.identityFile} -o IdentitiesOnly=yes -o UserKnownHostsFile=${fleet.knownHosts} -o StrictHostKeyChecking=yes -o BatchMode=yes -p ${fleet.port}`;
+    let t = performance.now();
+    const x = await execa('sh', ['-c', `xargs -P 32 -I{} ${ssh} {} 'cat ~/commit' < ${hosts} | grep -c .`], { reject: false });
+    const xargsMs = performance.now() - t;
+    if (Number(x.stdout.trim()) !== PLAN_SERVERS) throw new Error(`xargs probed ${x.stdout.trim()} of ${PLAN_SERVERS}: ${x.stderr.slice(0, 400)}`);
+    const config = fleet.writeConfig({});
+    const rssFile = join(fleet.root, 'rss');
+    t = performance.now();
+    const p = await execa(process.execPath, ['--import', join(ROOT, 'dist/bench/rss-preload.js'), BIN, '--db', join(fleet.root, 'plan.db'), 'plan', '-c', config, '--name', 'p', '-q'], {
+      reject: false,
+      env: { BENCH_RSS_FILE: rssFile },
+    });
+    const planMs = performance.now() - t;
+    if (p.exitCode !== 0) throw new Error(`plan exited ${p.exitCode}: ${p.stderr.slice(-600)}`);
+    const store = new Store(join(fleet.root, 'plan.db'));
+    const probed = store.getServers('p').filter((x) => x.fromCommit !== null).length;
+    store.close();
+    const rss = Number(readFileSync(rssFile, 'utf8')) / 1024 / 1024;
+    say(`  xargs -P 32 ssh    ${s(xargsMs)}`);
+    say(`  agent-update plan  ${s(planMs)}  ${(planMs / xargsMs).toFixed(2)}x xargs' time (--concurrency 32; ${probed} of ${PLAN_SERVERS} probed)`);
+    say(`  (f) peak RSS of that plan: ${rss.toFixed(0)} MB`);
+    targets.push({ target: `plan of ${PLAN_SERVERS} no slower than xargs -P 32 ssh`, reached: `${(planMs / xargsMs).toFixed(2)}× its time`, met: planMs <= xargsMs });
+    targets.push({ target: `< 150 MB resident for a ${PLAN_SERVERS}-server plan`, reached: `${rss.toFixed(0)} MB`, met: rss < 150 });
+  } finally {
+    await fleet.stop();
+  }
+  say();
+}
+
+async function sectionDE(): Promise<void> {
+  const dir = mkdtempSync(join(os.tmpdir(), 'agent-update-bench-'));
+  try {
+    const db = join(dir, 'big.db');
+    const store = new Store(db);
+    writeSyntheticUpdate(store, 'big', STATUS_SERVERS);
+    store.close();
+    const rounds = Math.max(3, ROUNDS);
+    const runs = async (args: string[]) => {
+      const xs: number[] = [];
+      for (let i = 0; i < rounds; i++) xs.push(await timeNode(args));
+      return best(xs);
+    };
+    say(`## (d) status of a synthetic ${STATUS_SERVERS}-server update (best of ${rounds}, whole process)`);
+    const node0 = await runs(['-e', '0']);
+    const json = await runs([BIN, '--db', db, 'status', 'big', '--json']);
+    const table = await runs([BIN, '--db', db, 'status', 'big']);
+    const logs = await runs([BIN, '--db', db, 'logs', 'big']);
+    say(`  status big --json  ${msf(json)}`);
+    say(`  status big         ${msf(table)}`);
+    say(`  logs big           ${msf(logs)}  (${STATUS_SERVERS * 7} journalled commands)`);
+    targets.push({ target: `status --json of ${STATUS_SERVERS} servers < 300 ms`, reached: msf(json), met: json < 300 });
+    say();
+    say(`## (e) cold start (best of ${rounds})`);
+    const help = await runs([BIN, '--help']);
+    const list = await runs([BIN, '--db', db, 'status']);
+    say(`  node -e 0          ${msf(node0)}  (Node's own start, the floor)`);
+    say(`  --help             ${msf(help)}`);
+    say(`  status             ${msf(list)}  (the list, with the ${STATUS_SERVERS}-server update in it)`);
+    targets.push({ target: 'cold start of --help < 150 ms', reached: `${msf(help)} (node -e 0: ${msf(node0)})`, met: help < 150 });
+    targets.push({ target: 'cold start of status < 150 ms', reached: `${msf(list)} (node -e 0: ${msf(node0)})`, met: list < 150 });
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+  say();
+}
+
+async function machine(): Promise<string[]> {
+  const cpus = os.cpus();
+  const sshd = await execa(SSHD, ['-V'], { reject: false });
+  return [
+    `- CPU: ${cpus[0]?.model ?? 'unknown'}, ${cpus.length} cores; ${Math.round(os.totalmem() / 2 ** 30)} GiB`,
+    `- load average at the start: ${os.loadavg().map((x) => x.toFixed(1)).join(' ')} (other work on the machine shows in every figure)`,
+    `- Node ${process.version}; ${(sshd.stderr || sshd.stdout).split('\n')[0]}; ${(await ansibleVersion()) ?? 'no Ansible'}`,
+    `- ${os.type()} ${os.release()}`,
+  ];
+}
+
+async function main(): Promise<void> {
+  if (!sshdAvailable()) {
+    console.error('bench: needs OpenSSH sshd, ssh and git (apt-get install openssh-server)');
+    process.exit(2);
+  }
+  const about = await machine();
+  if (!SKIP.includes('a')) await sectionA();
+  if (!SKIP.includes('b')) await helperBench('prepare.bench.js', '## (b) a 1 s fetch, with and without agent.prepare', '(b) not built yet');
+  if (!SKIP.includes('c')) await sectionCF();
+  if (!SKIP.includes('d')) await sectionDE();
+  if (!SKIP.includes('w')) await helperBench('where.bench.js', '## where one command\'s time goes', '(where.bench.ts not built yet)');
+  say('## targets (issue 13)');
+  for (const t of targets) say(`  ${t.met === null ? '?' : t.met ? 'met    ' : 'NOT met'}  ${t.target}: ${t.reached}`);
+  const knobs = ['BENCH_SERVERS', 'BENCH_ROUNDS', 'BENCH_PLAN_SERVERS', 'BENCH_STATUS_SERVERS', 'BENCH_SKIP'].filter((k) => process.env[k] !== undefined).map((k) => `${k}=${process.env[k]}`);
+  writeFileSync(
+    RESULTS,
+    [
+      '# npm run bench: results',
+      '',
+      `Run ${new Date().toISOString()}.`,
+      '',
+      ...about,
+      '',
+      `Command: \`${[...knobs, 'npm run bench'].join(' ')}\``,
+      '',
+      '```',
+      ...lines,
+      '```',
+      '',
+    ].join('\n'),
+  );
+  console.log(`\nwritten to ${RESULTS}`);
+}
+
+await main();
