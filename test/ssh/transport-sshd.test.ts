@@ -337,9 +337,12 @@ describe('real sshd: a command that times out or is abandoned dies on the server
     const d = need(t);
     if (!d) return;
     const s = await transport.connect(server(d.host, d.port), cfg(d));
-    const r = await s.exec('echo done', { timeoutMs: 4242_000 });
+    // A timeout no other run of this suite uses at the same time (test runs may go side by side
+    // on one machine, and this looks at every process): the watchdog sleeps exactly that long.
+    const seconds = 100_000 + Math.floor(Math.random() * 800_000);
+    const r = await s.exec('echo done', { timeoutMs: seconds * 1000 });
     assert.equal(r.stdout, 'done\n');
-    assert.deepEqual(await noneLeft('sleep 4242'), [], 'the timeout watchdog\'s sleep is gone');
+    assert.deepEqual(await noneLeft(`sleep ${seconds}`), [], 'the timeout watchdog\'s sleep is gone');
     s.close();
   });
 });
