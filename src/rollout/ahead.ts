@@ -76,13 +76,14 @@ export class Ahead {
   constructor(private readonly ops: AheadOps) {}
 
   /**
-   * The current server has begun: be ahead on `next` (upcoming()), opening a connection to each
+   * Server `current` has begun: be ahead on `next` (upcoming()), opening a connection to each
    * not yet connected, and running agent.prepare on the first `prepareCount` of them. Entries for
-   * servers no longer in `next` are closed (once their prepare, if any, is done).
+   * servers no longer in `next` are closed (once their prepare, if any, is done), except the
+   * current server's own, which its run is about to take.
    */
-  plan(next: readonly ServerRecord[], prepareCount: number): void {
+  plan(current: number, next: readonly ServerRecord[], prepareCount: number): void {
     for (const [id, e] of this.entries) {
-      if (next.some((s) => s.id === id)) continue;
+      if (id === current || next.some((s) => s.id === id)) continue;
       this.entries.delete(id);
       this.draining.set(id, e.ready.then((s) => s?.close(), () => undefined));
     }

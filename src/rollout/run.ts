@@ -195,7 +195,7 @@ export async function runUpdate(deps: EngineDeps, name: string, opts: RunOptions
       // While this server is worked on: connect to the next one, prepare the next ones.
       const workAhead = (current: ServerRecord) => {
         const count = prepareAheadOf(u);
-        ahead?.plan(upcoming(u, all, current, Math.max(1, count), budget, (s) => store.busyAccount(s) !== null), count);
+        ahead?.plan(current.id, upcoming(u, all, current, Math.max(1, count), budget, (s) => store.busyAccount(s) !== null), count);
       };
       if (d.kind === 'recover') {
         workAhead(d.server);
