@@ -85,6 +85,11 @@ export type FailureBudget = { count: number } | { percent: number };
 export interface AgentConfig {
   versionCommand: string;
   update: string[];
+  /**
+   * `agent.prepare`: commands that change nothing that runs (a `git fetch`), run ahead on the
+   * next servers while the current one updates; absent in updates planned before it existed
+   */
+  prepare?: string[];
   restart: Record<string, string>;
   health: HealthConfig;
 }
@@ -109,7 +114,12 @@ export interface Config {
   rollback: { enabled: boolean; continueAfterRollback: boolean; commit: string | null };
   testMode: { stopAfter: number };
   /** how the executor shares servers with other updates */
-  execution: { busyWaitMs: number; maxFailures: FailureBudget | null };
+  execution: {
+    busyWaitMs: number;
+    maxFailures: FailureBudget | null;
+    /** `execution.prepare_ahead`: on how many of the next servers agent.prepare runs ahead (0 = off); absent in older plans (1) */
+    prepareAhead?: number;
+  };
 }
 
 /**

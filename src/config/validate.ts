@@ -58,6 +58,9 @@
  *
  * Precedence for every server and jump host: its own keys > the ssh config > the ssh block.
  *
+ * - `agent.prepare` (default none): commands that change nothing that runs (`git fetch`), run
+ *   ahead on the next `execution.prepare_ahead` servers (default 1, 0..1000; 0 = off) while the
+ *   current one updates (rollout/ahead.ts); placeholders as in `agent.update`.
  * - `execution.busy_wait` (default `10m`; `0` = do not wait): how long an executor waits for a
  *   server that another update (of this database, or of another one, by the lock on the server)
  *   is working on, before it pauses its own update with a reason naming the other.
@@ -131,6 +134,7 @@ export const DEFAULTS = {
   continueAfterRollback: false,
   stopAfter: 0,
   busyWaitMs: 600_000,
+  prepareAhead: 1,
   maxHandshakes: 8,
   jumpPort: 22,
 } as const;
@@ -165,11 +169,11 @@ const KEYS = {
     'jump',
     'max_handshakes',
   ],
-  agent: ['version_command', 'update', 'restart', 'health'],
+  agent: ['version_command', 'prepare', 'update', 'restart', 'health'],
   health: ['command', 'expect', 'timeout', 'interval', 'stable_for'],
   rollback: ['enabled', 'continue_after_rollback', 'commit'],
   test_mode: ['stop_after'],
-  execution: ['busy_wait', 'max_failures'],
+  execution: ['busy_wait', 'max_failures', 'prepare_ahead'],
 } as const;
 
 /** Keys SPEC.md lists as decided extensions that this version does not implement yet. */
@@ -1093,6 +1097,7 @@ export function validateConfig(raw: unknown, ctx: ValidateContext): ValidateResu
   // agent
   let versionCommand = '';
   const update: string[] = [];
+  const prepare: string[] = [];
   const restartCommands: Record<string, string> = {};
   let restartsKnown = false;
   const health = {
@@ -1126,6 +1131,17 @@ export function validateConfig(raw: unknown, ctx: ValidateContext): ValidateResu
         const s = c.command(['agent', 'update', i], cmd);
         if (s !== undefined) update.push(s);
       });
+    }
+
+    if (agent.prepare !== undefined && agent.prepare !== null) {
+      if (!Array.isArray(agent.prepare)) {
+        c.add(['agent', 'prepare'], `must be a list of commands (git -C ~/agent/repo fetch --quiet {repo} {commit}), got ${describe(agent.prepare)}`);
+      } else {
+        agent.prepare.forEach((cmd: unknown, i: number) => {
+          const s = c.command(['agent', 'prepare', i], cmd);
+          if (s !== undefined) prepare.push(s);
+        });
+      }
     }
 
     if (agent.restart !== undefined && agent.restart !== null) {
@@ -1208,6 +1224,7 @@ export function validateConfig(raw: unknown, ctx: ValidateContext): ValidateResu
   const ex = c.section(['execution'], top.execution, KEYS.execution, PLANNED.execution) ?? {};
   const busyWaitMs = c.duration(['execution', 'busy_wait'], ex.busy_wait, DEFAULTS.busyWaitMs, true);
   const maxFailures = failureBudget(c, ['execution', 'max_failures'], ex.max_failures);
+  const prepareAhead = c.int(['execution', 'prepare_ahead'], ex.prepare_ahead, DEFAULTS.prepareAhead, 0, 1000, 'a whole number 0 to 1000 (0 = do not prepare ahead)');
   if (maxFailures !== null && !rollback.continueAfterRollback) {
     c.add(
       ['execution', 'max_failures'],
@@ -1242,11 +1259,11 @@ export function validateConfig(raw: unknown, ctx: ValidateContext): ValidateResu
         maxHandshakes,
         configFile: sshConfigFile,
       },
-      agent: { versionCommand, update, restart: restartCommands, health },
+      agent: { versionCommand, prepare, update, restart: restartCommands, health },
       restart,
       rollback,
       testMode: { stopAfter },
-      execution: { busyWaitMs, maxFailures },
+      execution: { busyWaitMs, maxFailures, prepareAhead },
     },
   };
 }

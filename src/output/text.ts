@@ -269,6 +269,7 @@ export function planText(u: UpdateRecord, servers: readonly ServerRecord[], chan
 }
 
 const STEP_LABEL: Record<ShownCommand['step'], string> = {
+  prepare: 'prepare',
   recheck: 're-check',
   update: 'update',
   restart: 'restart',
@@ -284,6 +285,7 @@ function commandLines(c: ShownCommand, label: string, health: ShownCommands['hea
   const pad = ' '.repeat(head.length);
   if (c.command === null) return [`${head}${chalk.red(`(${visibleLine(c.error ?? 'not run')})`)}`];
   let note = '';
+  if (c.kind === 'prepare') note = 'ahead of its turn, while the server before it updates (not on the first); a failure is only journalled';
   if (c.kind === 'version') note = c.expect ? `must print ${c.expect}` : 'reads the commit, under the agent-update lock; at the target already: skipped';
   if (c.kind === 'health') {
     const stable = health.stableForMs > 0 ? `, then stay so for ${formatDuration(health.stableForMs)}` : '';

@@ -8,12 +8,12 @@
 import type { RolloutSettings } from '../config/types.js';
 import { expandCommand, expandText, type PlaceholderValues } from '../util/shell.js';
 
-export type CommandStep = 'recheck' | 'update' | 'restart' | 'verify' | 'rollback' | 'verify-rollback';
+export type CommandStep = 'prepare' | 'recheck' | 'update' | 'restart' | 'verify' | 'rollback' | 'verify-rollback';
 
 export interface ShownCommand {
   step: CommandStep;
   /** an `agent.update` command, the `version_command` check, a named restart, the health check */
-  kind: 'update' | 'version' | 'restart' | 'health';
+  kind: 'prepare' | 'update' | 'version' | 'restart' | 'health';
   /** kind `restart`: the `agent.restart` name */
   name?: string;
   /**
@@ -84,9 +84,12 @@ export function serverCommands(settings: RolloutSettings, target: string, from: 
       return { step, kind: 'health', command: null, expect: null, error: `health command not run: ${shown((e as Error).message)}` };
     }
   };
-  const out: ShownCommand[] = [{ step: 'recheck', kind: 'version', command: agent.versionCommand, expect: null }];
   // update, restart and verify: {commit} the target, {previous_commit} the server's commit
   const forward = values(target, previous);
+  // agent.prepare, ahead of the server's turn (rollout/ahead.ts), with the same values
+  const out: ShownCommand[] = [];
+  if ((settings.execution?.prepareAhead ?? 1) > 0) for (const c of agent.prepare ?? []) out.push(expanded('prepare', 'prepare', c, forward));
+  out.push({ step: 'recheck', kind: 'version', command: agent.versionCommand, expect: null });
   for (const c of agent.update) out.push(expanded('update', 'update', c, forward));
   out.push({ step: 'update', kind: 'version', command: agent.versionCommand, expect: target });
   for (const name of restart) out.push(expanded('restart', 'restart', agent.restart[name] ?? '', forward, { name }));

@@ -8,6 +8,7 @@ import { specOf, type ServerRecord, type Store, type UpdateRecord } from '../sto
 import { expandCommand, expandText, type PlaceholderValues } from '../util/shell.js';
 import { formatDuration } from '../util/duration.js';
 import { suggest } from '../util/suggest.js';
+import { Ahead, prepareAheadOf, upcoming } from './ahead.js';
 import { budgetOf, countWorked, decide } from './decide.js';
 import type { EventSink } from './events.js';
 import { acquireLease, describeHolder, holderIsDead, type HeldLease } from './lease.js';
@@ -121,6 +122,9 @@ export async function runUpdate(deps: EngineDeps, name: string, opts: RunOptions
   const lost = new AbortController();
   const lease = acquireLease(store, name, () => lost.abort(), () => clock.now());
   const abort = opts.signal ? AbortSignal.any([opts.signal, lost.signal]) : lost.signal;
+  // stops what runs ahead of its turn (ahead.ts) when the run ends by an error or a hard stop
+  const aheadStop = new AbortController();
+  let ahead: Ahead | null = null;
   try {
     // Re-read under the lease, and write in the same transaction: a pause asked from another
     // terminal in between is then either seen here or lands after, never overwritten.
@@ -168,7 +172,10 @@ export async function runUpdate(deps: EngineDeps, name: string, opts: RunOptions
     });
 
     const ctx: ServerContext = { deps, update: u, lease, signal: abort };
+    ahead = startAhead(ctx, aheadStop.signal);
+    ctx.ahead = ahead;
     const pause = async (reason: string): Promise<RunResult> => {
+      await ahead?.close();
       await releaseLeftoverLocks(ctx);
       guarded(ctx, () => store.setUpdateStatus(name, 'paused', { reason, pauseRequestedAt: null, pauseRequestedBy: null, pauseAtWorked: null, pauseBase: null }), opts);
       emit({ type: 'update-finished', update: name, status: 'paused', reason, counts: countsOf(store.getServers(name)) });
@@ -182,17 +189,26 @@ export async function runUpdate(deps: EngineDeps, name: string, opts: RunOptions
       ctx.update = u;
       const all = store.getServers(name);
       // the group's failures are counted only when the update has a budget (a query over all its batches)
-      const d = decide(u, all, budgetOf(u) !== null ? store.budgetUse(u) : undefined);
+      const budget = budgetOf(u) !== null ? store.budgetUse(u) : undefined;
+      const d = decide(u, all, budget);
       let outcome: ServerOutcome = DONE;
+      // While this server is worked on: connect to the next one, prepare the next ones.
+      const workAhead = (current: ServerRecord) => {
+        const count = prepareAheadOf(u);
+        ahead?.plan(current.id, upcoming(u, all, current, Math.max(1, count), budget, (s) => store.busyAccount(s) !== null), count);
+      };
       if (d.kind === 'recover') {
+        workAhead(d.server);
         outcome = await recoverServer(ctx, d.server);
       } else if (d.kind === 'run') {
         const claim = claimServer(ctx, d.server);
+        if (claim.ok) workAhead(claim.server);
         const worked = all.filter(worksOn);
         outcome = claim.ok ? await runServer(ctx, claim.server, d.server.fromCommit, worked.indexOf(d.server) + 1, worked.length) : claim.busy;
       } else if (d.kind === 'pause') {
         return await pause(d.reason);
       } else {
+        await ahead?.close();
         await releaseLeftoverLocks(ctx);
         guarded(ctx, () => store.setUpdateStatus(name, d.status, { endedAt: clock.now().toISOString(), reason: d.reason, pauseRequestedAt: null, pauseRequestedBy: null }), opts);
         emit({ type: 'update-finished', update: name, status: d.status, reason: d.reason, counts: countsOf(store.getServers(name)) });
@@ -224,6 +240,8 @@ export async function runUpdate(deps: EngineDeps, name: string, opts: RunOptions
       await clock.sleep(Math.max(1, Math.min(poll, limit - waited)), abort);
     }
   } finally {
+    aheadStop.abort();
+    await ahead?.close();
     lease.release();
   }
 }
@@ -233,6 +251,84 @@ interface ServerContext {
   update: UpdateRecord;
   lease: HeldLease;
   signal: AbortSignal;
+  /** connections and prepares made ahead of their servers' turns (ahead.ts) */
+  ahead?: Ahead;
+}
+
+/**
+ * What runs ahead of the servers' turns, for one run of `ctx`'s update: connections opened
+ * early, agent.prepare on the next servers. `stop` ends it (with the run's own signal).
+ */
+function startAhead(ctx: ServerContext, stop: AbortSignal): Ahead {
+  const { store, transport } = ctx.deps;
+  const signal = AbortSignal.any([ctx.signal, stop]);
+  const aheadCtx: ServerContext = {
+    deps: ctx.deps,
+    lease: ctx.lease,
+    signal,
+    get update() {
+      return ctx.update;
+    },
+  };
+  return new Ahead({
+    connect: async (server) => {
+      checkStillOurs(aheadCtx);
+      const session = await transport.connect(specOf(server), ctx.update.settings.ssh, signal);
+      store.addEvent(server.updateName, server.name, 'connection', 'connected ahead of its turn (nothing run)');
+      return session;
+    },
+    prepare: (server, session) => prepareServer(aheadCtx, server, session),
+  });
+}
+
+/**
+ * agent.prepare on a server ahead of its turn (it is `pending`, and stays so), under our lock:
+ * taken first (the server's flag set before, as for a claim), skipped when somebody else holds
+ * it. Every command is journalled in phase `prepare`; the first that fails ends the prepare and
+ * the server is updated normally on its turn. The lock stays until then (its re-check re-enters
+ * it), or is released when the update pauses or ends first (releaseLeftoverLocks).
+ */
+async function prepareServer(ctx: ServerContext, server: ServerRecord, session: Session): Promise<Session | null> {
+  const { store } = ctx.deps;
+  const run = new ServerRun(ctx, server);
+  run.adopt(session);
+  const note = (message: string) => store.addEvent(server.updateName, server.name, 'prepare', message);
+  try {
+    const other = store.busyAccount(server);
+    if (other) {
+      note(`prepare skipped: the account is in flight in update ${other.update}`);
+      return run.detach();
+    }
+    guarded(ctx, () => store.setLockHeld(server.id, true));
+    run.server = { ...run.server, lockHeld: true };
+    const r = await run.exec('prepare', acquireScript(run.lockOwner()), undefined, '(take the agent-update lock)');
+    const { verdict } = splitLockOutput(r.stdout);
+    if (verdict?.kind === 'held' || verdict?.kind === 'error') {
+      // certainly not taken: the flag goes (a lost reply keeps it, and the release sorts it out)
+      guarded(ctx, () => store.setLockHeld(server.id, false));
+      note(`prepare skipped: ${verdict.kind === 'held' ? `locked by ${describeOwner(parseOwner(verdict.owner))}` : verdict.message}`);
+      return run.detach();
+    }
+    if (verdict?.kind !== 'acquired' && verdict?.kind !== 'reentered' && verdict?.kind !== 'cleared-stale') {
+      note(`prepare skipped: the lock could not be taken (${describeFailure(r)})`);
+      return run.detach();
+    }
+    const values = placeholders(run, ctx.update.commit, server.fromCommit);
+    for (const command of ctx.update.settings.agent.prepare ?? []) {
+      const c = await run.execTemplate('prepare', command, values);
+      if (c.code !== 0) {
+        note(`prepare failed (${describeFailure(c)}); the server is updated normally on its turn`);
+        return run.detach();
+      }
+    }
+    note('prepared ahead of its turn');
+    return run.detach();
+  } catch (e) {
+    // the lease was lost or the run stopped: nothing more runs here; the lock flag stays for whoever continues
+    run.close();
+    if (e instanceof AppError) return null;
+    throw e;
+  }
 }
 
 function checkStillOurs(ctx: ServerContext, opts?: RunOptions): void {
@@ -264,6 +360,19 @@ class ServerRun {
     public server: ServerRecord,
   ) {
     this.started = ctx.deps.clock.now().getTime();
+  }
+
+  /** Use a connection opened before (ahead of this server's turn). */
+  adopt(session: Session): void {
+    this.session?.close();
+    this.session = session;
+  }
+
+  /** Hand the connection over (null when it was lost), leaving this run without one. */
+  detach(): Session | null {
+    const s = this.session;
+    this.session = null;
+    return s;
   }
 
   get settings(): RolloutSettings {
@@ -344,7 +453,8 @@ class ServerRun {
   async exec(phase: string, command: string, timeoutMs?: number, shown = command): Promise<ExecResult> {
     // A health check that cannot connect is "not healthy yet" (its loop has its own timeout), and
     // releasing our lock is best effort: neither waits for a lost connection.
-    const retry = phase !== 'verify' && phase !== 'verify-rollback' && phase !== 'unlock';
+    // Nor does a prepare: it is not worth waiting for, the server's turn connects again.
+    const retry = phase !== 'verify' && phase !== 'verify-rollback' && phase !== 'unlock' && phase !== 'prepare';
     const outage = { since: null as number | null, tries: 0 };
     for (;;) {
       // No remote command after losing the lease or a hard stop: another executor may own the server now.
@@ -636,10 +746,13 @@ function claimServer(ctx: ServerContext, server: ServerRecord): { ok: true; serv
   });
 }
 
-/** Release the locks a crash (or a lost reply) left on this update's finished servers. */
+/**
+ * Release the locks a crash (or a lost reply) left on this update's finished servers, and those
+ * a prepare took on servers whose turn has not come (`pending`).
+ */
 async function releaseLeftoverLocks(ctx: ServerContext): Promise<void> {
   for (const s of ctx.deps.store.getServers(ctx.update.name)) {
-    if (!s.lockHeld || s.status === 'running' || s.status === 'pending') continue;
+    if (!s.lockHeld || s.status === 'running') continue;
     const run = new ServerRun(ctx, s);
     try {
       if ((await run.connect()).ok) await run.releaseLock();
@@ -679,9 +792,13 @@ async function runServer(ctx: ServerContext, s: ServerRecord, plannedFrom: strin
   });
   const run = new ServerRun(ctx, s);
   try {
+    const early = await ctx.ahead?.take(s.id);
+    if (early) run.adopt(early);
     const conn = await run.connectRetrying();
     if (!conn.ok) {
-      await run.finish('unreachable', { fromCommit: plannedFrom, error: `could not connect, nothing was run: ${conn.error}`, lockHeld: false });
+      // nothing was run in its turn; a prepare before it may have taken the lock, released then
+      const preparedLock = ctx.ahead?.preparedOn(s.id) ?? false;
+      await run.finish('unreachable', { fromCommit: plannedFrom, error: `could not connect, nothing was run: ${conn.error}`, lockHeld: preparedLock });
       return DONE;
     }
     const current = await run.recheck('recheck');
@@ -840,6 +957,8 @@ async function recoverServer(ctx: ServerContext, server: ServerRecord): Promise<
   emit({ type: 'takeover', update: server.updateName, server: server.name, message: `re-checking ${server.name}, left in step ${server.step}` });
   store.addEvent(server.updateName, server.name, 'takeover', `re-checking; it was in step ${server.step}`);
   try {
+    const early = await ctx.ahead?.take(server.id);
+    if (early) run.adopt(early);
     const conn = await run.connectRetrying();
     if (!conn.ok) {
       throw new AppError(

@@ -37,6 +37,7 @@ test('a valid config maps to Config with every default', () => {
     },
     agent: {
       versionCommand: 'git -C ~/agent/repo rev-parse HEAD',
+      prepare: [],
       update: ['git -C ~/agent/repo fetch --quiet {repo} {branch}', 'git -C ~/agent/repo reset --hard {commit}'],
       restart: { web: 'sudo supervisorctl restart agent:web', workers: "sudo supervisorctl restart 'agent:worker-*'" },
       health: { command: 'curl -fsS http://127.0.0.1:25052/version', expect: '{commit}', timeoutMs: 300_000, intervalMs: 2_000, stableForMs: 0 },
@@ -44,7 +45,7 @@ test('a valid config maps to Config with every default', () => {
     restart: ['web'],
     rollback: { enabled: true, continueAfterRollback: false, commit: null },
     testMode: { stopAfter: 0 },
-    execution: { busyWaitMs: 600_000, maxFailures: null },
+    execution: { busyWaitMs: 600_000, maxFailures: null, prepareAhead: 1 },
   });
 });
 
@@ -72,7 +73,8 @@ test('every key set explicitly is honoured', () => {
       c.agent.health.timeout = '1m30s';
       c.agent.health.interval = '500ms';
       c.agent.health.stable_for = '20s';
-      c.execution = { busy_wait: '2m', max_failures: '12.5%' };
+      c.execution = { busy_wait: '2m', max_failures: '12.5%', prepare_ahead: 3 };
+      c.agent.prepare = ['git -C ~/agent/repo fetch --quiet {repo} {commit}'];
       c.restart = ['workers', 'web'];
       c.rollback = { enabled: false, continue_after_rollback: true, commit: 'ABCDEF0123456789abcdef0123456789ABCDEF01' };
       c.test_mode = { stop_after: 3 };
@@ -108,7 +110,8 @@ test('every key set explicitly is honoured', () => {
   assert.deepEqual(c.restart, ['workers', 'web']);
   assert.deepEqual(c.rollback, { enabled: false, continueAfterRollback: true, commit: 'abcdef0123456789abcdef0123456789abcdef01' });
   assert.deepEqual(c.testMode, { stopAfter: 3 });
-  assert.deepEqual(c.execution, { busyWaitMs: 120_000, maxFailures: { percent: 12.5 } });
+  assert.deepEqual(c.execution, { busyWaitMs: 120_000, maxFailures: { percent: 12.5 }, prepareAhead: 3 });
+  assert.deepEqual(c.agent.prepare, ['git -C ~/agent/repo fetch --quiet {repo} {commit}']);
 });
 
 test('paths: ~ uses ctx.home, relative paths resolve against ctx.dir', () => {
@@ -177,6 +180,14 @@ const CASES: Case[] = [
   ['reconnect_for not a duration', (c) => void (c.ssh = { reconnect_for: 'a bit' }), 'ssh.reconnect_for', /bad duration/],
   ['busy_wait not a duration', (c) => void (c.execution = { busy_wait: 'a while' }), 'execution.busy_wait', /bad duration/],
   ['busy_wait at top level', (c) => void (c.busy_wait = '1m'), 'busy_wait', /belongs under execution/],
+  ['prepare not a list', (c) => void (c.agent.prepare = 'git fetch'), 'agent.prepare', /must be a list of commands .*got the string "git fetch"/],
+  ['prepare item not a string', (c) => void (c.agent.prepare = ['git fetch', { run: 'x' }]), 'agent.prepare[1]', /shell command .* got a mapping/],
+  ['prepare item empty', (c) => void (c.agent.prepare = ['  ']), 'agent.prepare[0]', /must not be empty/],
+  ['prepare with an unknown placeholder', (c) => void (c.agent.prepare = ['git fetch {remote}']), 'agent.prepare[0]', /\{remote\}/],
+  ['prepare_ahead negative', (c) => void (c.execution = { prepare_ahead: -1 }), 'execution.prepare_ahead', /whole number 0 to 1000 .*got the number -1/],
+  ['prepare_ahead fractional', (c) => void (c.execution = { prepare_ahead: 1.5 }), 'execution.prepare_ahead', /whole number/],
+  ['prepare_ahead as a string', (c) => void (c.execution = { prepare_ahead: '2' }), 'execution.prepare_ahead', /got the string "2"/],
+  ['prepare at top level', (c) => void (c.prepare = ['git fetch']), 'prepare', /belongs under agent/],
   // wrong types
   ['section of the wrong type', (c) => void (c.ssh = 'frappe'), 'ssh', /must be a mapping .*got the string "frappe"/],
   ['port as a string', (c) => void (c.servers[0].port = '22'), 'servers[0].port', /integer 1 to 65535\), got the string "22"/],

@@ -90,3 +90,20 @@ test('servers with the same commands are one group; a placeholder that cannot be
   assert.equal(c?.command, null);
   assert.match(c?.error ?? '', /^not run: placeholder \{commit\} is inside a \$\(…\) command substitution/);
 });
+
+test('agent.prepare is shown first, with the values of the update (unless execution.prepare_ahead is 0)', () => {
+  const prepared: RolloutSettings = {
+    ...settings,
+    agent: { ...settings.agent, prepare: ['fetch {repo} {commit}', 'echo {previous_commit}'] },
+    execution: { busyWaitMs: 0, maxFailures: null, prepareAhead: 2 },
+  };
+  const shown = serverCommands(prepared, NEW, OLD);
+  assert.deepEqual(shown.slice(0, 3), [
+    { step: 'prepare', kind: 'prepare', command: `fetch '/srv/agent repo' ${NEW}` },
+    { step: 'prepare', kind: 'prepare', command: `echo ${OLD}` },
+    { step: 'recheck', kind: 'version', command: 'version', expect: null },
+  ]);
+  assert.deepEqual(shown.slice(2), serverCommands(settings, NEW, OLD), 'the rest as without it');
+  const off = serverCommands({ ...prepared, execution: { busyWaitMs: 0, maxFailures: null, prepareAhead: 0 } }, NEW, OLD);
+  assert.deepEqual(off, serverCommands(settings, NEW, OLD));
+});
