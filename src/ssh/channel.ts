@@ -136,12 +136,19 @@ export class CommandChannel {
   ) {
     ch.on('data', (d: Buffer) => this.onStdout(d));
     ch.stderr.on('data', (d: Buffer) => this.onStderr(d));
-    ch.on('close', () => {
-      this.closed = true;
-      const r = this.running;
-      this.running = null;
-      r?.resolve({ kind: 'closed' });
+    ch.on('close', () => this.lost());
+    // the loop itself ended (killed on the server): what it started may still hold the channel open
+    ch.on('exit', () => {
+      this.lost();
+      closeChannel(ch);
     });
+  }
+
+  private lost(): void {
+    this.closed = true;
+    const r = this.running;
+    this.running = null;
+    r?.resolve({ kind: 'closed' });
   }
 
   get busy(): boolean {

@@ -349,7 +349,8 @@ export class Ssh2Session implements Session {
     if (this.closedByUs || this.lost !== null || options.signal?.aborted || this.loopRefused !== null || command.includes('\0')) {
       return this.execDirect(command, options);
     }
-    return this.commandLoop(options.signal).then((loop) => (loop ? this.execLoop(loop, command, options) : this.execDirect(command, options)));
+    // busy looked at again here: another exec may have taken the loop since it was handed out
+    return this.commandLoop(options.signal).then((loop) => (loop && loop.open && !loop.busy ? this.execLoop(loop, command, options) : this.execDirect(command, options)));
   }
 
   /** One command through the loop: the same results, timeouts and kills as execDirect. */
