@@ -47,9 +47,10 @@ const LOOP = [
   '  p=$!',
   // The timer: its trap is set before its sleep starts, and a trap runs only between commands,
   // so a TERM at any instant either finds no sleep yet or finds it in $! (`: &` sets $! to a
-  // child of its own first, not a stale pid of ours).
+  // child of its own first, not a stale pid of ours). KILL, not TERM: a child not yet exec'd
+  // into sleep still has the shell's handler, and would lose a TERM.
   '  w1=',
-  `  if [ "$t" -gt 0 ]; then ( : & trap 'kill $! 2>/dev/null; exit 0' TERM; sleep "$t" & wait $! && kill -USR1 $$ ) </dev/null >/dev/null 2>&1 3<&- & w1=$!; fi`,
+  `  if [ "$t" -gt 0 ]; then ( : & trap 'kill -KILL $! 2>/dev/null; exit 0' TERM; sleep "$t" & wait $! && kill -USR1 $$ ) </dev/null >/dev/null 2>&1 3<&- & w1=$!; fi`,
   '  ( while read -r _ <&3; do :; done; kill -USR2 $$ ) </dev/null >/dev/null 2>&1 &',
   '  w2=$!',
   '  while :; do',

@@ -161,6 +161,24 @@ describe('real sshd: one session per server', () => {
     s.close();
   });
 
+  test('quick commands leave no timer behind, however soon they end (sessions at once, for load)', async (t) => {
+    const d = need(t)?.sshd;
+    if (!d) return;
+    // a timeout no other test uses: its watchdog's `sleep 4321` is what would be left
+    const sessions = await Promise.all([1, 2, 3].map(() => open(d)));
+    await Promise.all(
+      sessions.map(async (s) => {
+        for (let i = 0; i < 100; i++) assert.equal((await s.exec('true', { timeoutMs: 4321_000 })).code, 0);
+      }),
+    );
+    const left = () => leftovers('sleep 4321').filter((l) => !l.includes('<defunct>'));
+    await waitFor('no timer is left', () => left().length === 0);
+    for (const s of sessions) {
+      assert.equal(s.channelsOpened, 1);
+      s.close();
+    }
+  });
+
   test('closing the session ends the loop on the server; nothing of it is left', async (t) => {
     const d = need(t)?.sshd;
     if (!d) return;
