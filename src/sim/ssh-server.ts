@@ -18,8 +18,14 @@ export interface SimBehaviour {
   neverAnswer?: boolean;
   /** destroy the connection (no goodbye) this long after an exec starts */
   dieAfterMs?: number;
-  /** commands matching this never finish (until the channel or connection closes) */
+  /**
+   * commands matching this never finish (until the channel or connection closes); tested against
+   * each exec request and each piece of a channel's input (where the command loop of
+   * src/ssh/channel.ts receives its commands: from a match on, that channel gets no more input)
+   */
   hangCommands?: RegExp;
+  /** exec handlers pass nothing from the channel to the command's stdin (it stays open, empty) */
+  ignoreStdin?: boolean;
 }
 
 export interface SimServerOptions {
@@ -161,7 +167,14 @@ export async function startSimServer(opts: SimServerOptions): Promise<SimServer>
           proc.stdout?.pipe(channel, { end: false });
           proc.stderr?.pipe(channel.stderr, { end: false });
           proc.stdin?.on('error', () => {});
-          if (proc.stdin) channel.pipe(proc.stdin);
+          let frozen = false;
+          channel.on('data', (d: Buffer) => {
+            if (!frozen && behaviour.hangCommands?.test(d.toString())) frozen = true;
+            if (!frozen && !behaviour.ignoreStdin) proc.stdin?.write(d);
+          });
+          channel.on('end', () => {
+            if (!behaviour.ignoreStdin) proc.stdin?.end();
+          });
           let spawnError: Error | null = null;
           proc.on('error', (err) => {
             spawnError = err;

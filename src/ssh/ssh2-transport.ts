@@ -10,6 +10,7 @@ import type { ServerSpec, SshConfig } from '../config/types.js';
 import { formatDuration } from '../util/duration.js';
 import { TransportError } from './transport.js';
 import { splitRunOutput, supervised } from './remote-run.js';
+import { CommandChannel, LOOP_COMMAND } from './channel.js';
 import type { ExecOptions, ExecResult, Session, Transport } from './transport.js';
 import { blobKeyType, knownKeyTypes, readKnownHosts, verifyHostKey } from './known-hosts.js';
 import type { KnownHostsFile } from './known-hosts.js';
@@ -256,6 +257,13 @@ export class Ssh2Session implements Session {
   private lastError: string | null = null;
   private closedByUs = false;
   private readonly pending = new Set<(reason: string) => void>();
+  /** the command loop (channel.ts) every command goes through, once started */
+  private loop: CommandChannel | null = null;
+  private loopOpening: Promise<CommandChannel | null> | null = null;
+  /** the loop cannot run on this server: one exec per command from now on */
+  private loopRefused: string | null = null;
+  /** SSH sessions (channels) opened on this connection: the loop's, and one per command without it */
+  channelsOpened = 0;
 
   constructor(
     private readonly client: Client,
@@ -280,7 +288,134 @@ export class Ssh2Session implements Session {
     return this.lost === null && !this.closedByUs;
   }
 
+  /** Why commands go one exec each on this server (the loop could not start), or null. */
+  get fallback(): string | null {
+    return this.loopRefused;
+  }
+
+  /** Start the command loop now (no command runs), so the first exec does not wait for it. */
+  async warm(signal?: AbortSignal): Promise<void> {
+    if (!this.connected || this.loopRefused !== null) return;
+    await this.commandLoop(signal);
+  }
+
+  /**
+   * The started loop, free for a command; null when this command must go by its own exec: the
+   * loop cannot run here, it is busy with another command, or it could not be opened now.
+   */
+  private async commandLoop(signal?: AbortSignal): Promise<CommandChannel | null> {
+    if (this.loop?.open) return this.loop.busy ? null : this.loop;
+    if (this.loopRefused !== null) return null;
+    this.loopOpening ??= this.openLoop(signal).finally(() => {
+      this.loopOpening = null;
+    });
+    const loop = await this.loopOpening;
+    return loop && loop.open && !loop.busy ? loop : null;
+  }
+
+  private openLoop(signal?: AbortSignal): Promise<CommandChannel | null> {
+    const handshakeMs = Math.min(this.sshCfg.connectTimeoutMs, LOOP_HANDSHAKE_MS);
+    return new Promise<CommandChannel | null>((resolve) => {
+      let settled = false;
+      const done = (loop: CommandChannel | null) => {
+        if (settled) return;
+        settled = true;
+        this.pending.delete(onLost);
+        if (loop) this.loop = loop;
+        resolve(loop);
+      };
+      const onLost = () => done(null);
+      this.pending.add(onLost);
+      try {
+        this.channelsOpened++;
+        this.client.exec(LOOP_COMMAND, (err, ch) => {
+          // a refused session would refuse the command's own exec too: that one reports it
+          if (err) return done(null);
+          if (settled) return ch.close();
+          void CommandChannel.start(ch, handshakeMs, signal).then((r) => {
+            if (r instanceof CommandChannel) return done(r);
+            // no verdict on the server from an abort or a lost connection
+            if (r.failed !== 'aborted' && this.connected) this.loopRefused = r.failed;
+            done(null);
+          });
+        });
+      } catch {
+        done(null);
+      }
+    });
+  }
+
   exec(command: string, options: ExecOptions = {}): Promise<ExecResult> {
+    if (this.closedByUs || this.lost !== null || options.signal?.aborted || this.loopRefused !== null || command.includes('\0')) {
+      return this.execDirect(command, options);
+    }
+    // busy looked at again here: another exec may have taken the loop since it was handed out
+    return this.commandLoop(options.signal).then((loop) => (loop && loop.open && !loop.busy ? this.execLoop(loop, command, options) : this.execDirect(command, options)));
+  }
+
+  /** One command through the loop: the same results, timeouts and kills as execDirect. */
+  private execLoop(loop: CommandChannel, command: string, options: ExecOptions): Promise<ExecResult> {
+    const started = Date.now();
+    const timeoutMs = options.timeoutMs ?? this.sshCfg.commandTimeoutMs;
+    const stdout = new TailBuffer(this.sshCfg.outputLimitBytes);
+    const stderr = new TailBuffer(this.sshCfg.outputLimitBytes);
+    const result = (code: number | null, error: string | null, timedOut = false): ExecResult => ({
+      code,
+      stdout: stdout.toString(),
+      stderr: stderr.toString(),
+      timedOut,
+      error,
+      durationMs: Date.now() - started,
+    });
+    return new Promise<ExecResult>((resolve) => {
+      let done = false;
+      let timer: NodeJS.Timeout | undefined;
+      const finish = (r: ExecResult) => {
+        if (done) return;
+        done = true;
+        if (timer) clearTimeout(timer);
+        options.signal?.removeEventListener('abort', onAbort);
+        this.pending.delete(onLost);
+        resolve(r);
+      };
+      const onLost = (reason: string) => finish(result(null, this.closedByUs ? 'session closed' : `connection lost: ${reason}`));
+      // Closing the loop's channel kills the command on the server (its stdin watchdog); the
+      // next command starts a new loop.
+      const onAbort = () => {
+        loop.close();
+        finish(result(null, 'aborted'));
+      };
+      this.pending.add(onLost);
+      options.signal?.addEventListener('abort', onAbort, { once: true });
+      if (timeoutMs > 0) {
+        timer = setTimeout(() => {
+          loop.close();
+          finish(result(null, `timed out after ${formatDuration(timeoutMs)} with no answer from the server; the channel was closed, which kills the command there`, true));
+        }, timeoutMs + SUPERVISOR_GRACE_MS);
+      }
+      const seconds = timeoutMs > 0 ? Math.max(1, Math.ceil(timeoutMs / 1000)) : 0;
+      void loop.run(command, seconds, { stdout: (b) => stdout.push(b), stderr: (b) => stderr.push(b) }).then((r) => {
+        if ('kind' in r) {
+          // The connection's own close (with its reason) usually follows at once: let it speak.
+          setImmediate(() => {
+            if (this.lost !== null) onLost(this.lost);
+            else if (this.closedByUs) finish(result(null, 'session closed'));
+            // a lost channel is a lost connection: the caller reconnects as after one
+            else finish(result(null, `connection lost: the command channel ${r.kind === 'closed' ? 'closed while the command ran' : `broke (${r.detail})`}`));
+          });
+        } else if (r.timedOut) {
+          finish(result(null, `timed out after ${formatDuration(timeoutMs)}; killed on the server, with everything it started`, true));
+        } else if (r.signal) {
+          finish(result(null, `killed by signal ${r.signal}`));
+        } else {
+          finish(result(r.status, null));
+        }
+      });
+    });
+  }
+
+  /** One command on its own exec, under the supervisor (remote-run.ts): where the loop cannot run. */
+  private execDirect(command: string, options: ExecOptions): Promise<ExecResult> {
     const started = Date.now();
     const limit = this.sshCfg.outputLimitBytes;
     const timeoutMs = options.timeoutMs ?? this.sshCfg.commandTimeoutMs;
@@ -361,6 +496,7 @@ export class Ssh2Session implements Session {
       }
 
       try {
+        this.channelsOpened++;
         this.client.exec(supervised(command, timeoutMs), (err, ch) => {
           if (err) {
             finish(result(null, `could not start the command: ${err.message}`, false, out));
@@ -426,6 +562,9 @@ function sendSignal(ch: ClientChannel, name: string): void {
 
 /** How long after its timeout a command's supervisor has to report it killed before we stop waiting. */
 const SUPERVISOR_GRACE_MS = 5_000;
+
+/** How long the command loop has to answer its handshake (at most ssh.connect_timeout) before a server gets one exec per command. */
+const LOOP_HANDSHAKE_MS = 5_000;
 
 function describeDrop(err: unknown): string {
   const code = errorCode(err);

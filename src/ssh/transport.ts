@@ -22,6 +22,11 @@ export interface ExecOptions {
 /** One open connection to a server, reused for all its steps. */
 export interface Session {
   exec(command: string, options?: ExecOptions): Promise<ExecResult>;
+  /**
+   * Optional: get ready to run commands (start the server's command loop, ssh/channel.ts) without
+   * running any, so the first exec does not wait for it. Never fails: exec reports problems.
+   */
+  warm?(signal?: AbortSignal): Promise<void>;
   close(): void;
 }
 
