@@ -27,6 +27,9 @@ import { randomBytes } from 'node:crypto';
 import type { ClientChannel } from 'ssh2';
 import { shellQuote } from '../util/shell.js';
 
+/** The per-command timer (`sh -c TIMER agent-update-timer SECONDS LOOP_PID`): USR1 to the loop at the timeout. */
+const TIMER = 'i=0; while [ "$i" -lt "$1" ]; do sleep 1; i=$((i+1)); done; kill -USR1 "$2"';
+
 const LOOP = [
   'tok=',
   'IFS= read -r tok || exit 0',
@@ -45,12 +48,11 @@ const LOOP = [
   '  why=',
   '  "${SHELL:-/bin/sh}" -c "$c" </dev/null 3<&- &',
   '  p=$!',
-  // The timer: its trap is set before its sleep starts, and a trap runs only between commands,
-  // so a TERM at any instant either finds no sleep yet or finds it in $! (`: &` sets $! to a
-  // child of its own first, not a stale pid of ours). KILL, not TERM: a child not yet exec'd
-  // into sleep still has the shell's handler, and would lose a TERM.
+  // The timer: a shell of its own (`agent-update-timer SECONDS` in ps) counting whole seconds
+  // with `sleep 1`, so killing it (KILL: nothing to trap, nothing to race) leaves at most a
+  // `sleep 1` that ends within the second, never a sleep as long as the timeout.
   '  w1=',
-  `  if [ "$t" -gt 0 ]; then ( : & trap 'kill -KILL $! 2>/dev/null; exit 0' TERM; sleep "$t" & wait $! && kill -USR1 $$ ) </dev/null >/dev/null 2>&1 3<&- & w1=$!; fi`,
+  `  if [ "$t" -gt 0 ]; then sh -c ${shellQuote(TIMER)} agent-update-timer "$t" $$ </dev/null >/dev/null 2>&1 3<&- & w1=$!; fi`,
   '  ( while read -r _ <&3; do :; done; kill -USR2 $$ ) </dev/null >/dev/null 2>&1 &',
   '  w2=$!',
   '  while :; do',
@@ -60,7 +62,7 @@ const LOOP = [
   '    kill -0 $p 2>/dev/null || break',
   '  done',
   '  kill -KILL $w2 2>/dev/null; wait $w2 2>/dev/null',
-  '  if [ -n "$w1" ]; then kill -TERM $w1 2>/dev/null; wait $w1 2>/dev/null; fi',
+  '  if [ -n "$w1" ]; then kill -KILL $w1 2>/dev/null; wait $w1 2>/dev/null; fi',
   '  [ "$why" = hangup ] && exit 0',
   '  trap - PIPE',
   // a command killed by a signal is reported as that signal, as sshd would (128 + n is a signal)

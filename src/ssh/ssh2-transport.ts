@@ -391,7 +391,8 @@ export class Ssh2Session implements Session {
         timer = setTimeout(() => {
           loop.close();
           finish(result(null, `timed out after ${formatDuration(timeoutMs)} with no answer from the server; the channel was closed, which kills the command there`, true));
-        }, timeoutMs + SUPERVISOR_GRACE_MS);
+          // the loop's timer counts `sleep 1`s, each a little over a second: 1 % more for long timeouts
+        }, timeoutMs + SUPERVISOR_GRACE_MS + Math.ceil(timeoutMs / 100));
       }
       const seconds = timeoutMs > 0 ? Math.max(1, Math.ceil(timeoutMs / 1000)) : 0;
       void loop.run(command, seconds, { stdout: (b) => stdout.push(b), stderr: (b) => stderr.push(b) }).then((r) => {
