@@ -4,7 +4,7 @@
  */
 import { strict as assert } from 'node:assert';
 import { execFileSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { TestContext } from 'node:test';
@@ -170,6 +170,23 @@ describe('real sshd: host keys', () => {
     assert.equal(err.kind, 'host-key-mismatch');
     assert.ok(err.message.includes(`ssh-keygen -R '[${d.host}]:${d.port}'`), err.message);
     assert.equal(existsSync(marker), false);
+  });
+
+  test('a known_hosts file changed between connections is read again: the key trusted, then a changed key refused', async (t) => {
+    const d = need(t);
+    if (!d) return;
+    const other = await makeUserKey(tmp.dir, 'fake_host_key_2');
+    const [type, b64] = other.publicLine.split(' ');
+    const kh = knownHosts(d.hostKeyLine.replace(/^\[127\.0\.0\.1\]:\d+/, '127.0.0.1'));
+    assert.equal((await rejection(transport.connect(server(d.host, d.port), cfg(d, { knownHosts: kh })))).kind, 'host-key-unknown');
+    // the operator adds the key (after checking it): the next connection trusts it
+    writeFileSync(kh, d.hostKeyLine + '\n');
+    const s = await transport.connect(server(d.host, d.port), cfg(d, { knownHosts: kh }));
+    assert.equal((await s.exec('echo ok')).stdout, 'ok\n');
+    s.close();
+    // then the entry is replaced by another key of the same length: refused, whatever was read before
+    writeFileSync(kh, `[${d.host}]:${d.port} ${type} ${b64}\n`);
+    assert.equal((await rejection(transport.connect(server(d.host, d.port), cfg(d, { knownHosts: kh })))).kind, 'host-key-mismatch');
   });
 
   test('host known only with another key type → mismatch naming the type', async (t) => {
