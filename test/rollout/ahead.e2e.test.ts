@@ -71,9 +71,10 @@ test('agent.prepare runs on the next server while the current one updates, journ
   if (!fleet) return;
   const { commits } = fleet.upstream;
   const { db, name } = await plan(fleet, { agent: { prepare: [PREPARE], update: updateHeld() } });
-  openGate(fleet, 'update', ['s2', 's3']);
+  openGate(fleet, 'update', ['s3']);
   const run = spawnCli(['start', name], { db });
-  // s1 is held at the end of its update step (its gate is closed) while s2 is prepared
+  // s1 is held at the end of its update step (its gate is closed) while s2 is prepared; then s2
+  // is held the same way while s3 is prepared
   await waitFor(db, 's2 prepared', () => existsSync(join(fleet.home('s2'), 'prepare.log')));
   await waitFor(db, 'the prepare on s2 recorded', (s) => s.getSteps(name, 's2').some((x) => x.phase === 'prepare' && x.endedAt !== null && x.command.startsWith('echo prepared')));
   const mid = byName(await statusJson(db, name));
@@ -83,6 +84,8 @@ test('agent.prepare runs on the next server while the current one updates, journ
   assert.equal(existsSync(join(fleet.home('s3'), 'prepare.log')), false, 'prepare_ahead 1: only the next server');
   assert.ok(existsSync(lockOn(fleet, 's2')), 'the prepare runs under our lock on s2');
   openGate(fleet, 'update', ['s1']);
+  await waitFor(db, 'the prepare on s3 recorded', (s) => s.getSteps(name, 's3').some((x) => x.phase === 'prepare' && x.endedAt !== null && x.command.startsWith('echo prepared')));
+  openGate(fleet, 'update', ['s2']);
   const r = await run;
   assert.equal(r.exitCode, 0, String(r.stdout) + String(r.stderr));
   const doc = await statusJson(db, name);
@@ -216,7 +219,8 @@ test('kill -9 during a prepare on the next server: start takes over, every serve
 test('a pause with a prepared-ahead server releases the lock its prepare took', async (t) => {
   const fleet = await fleetFor(t, { servers: 3 });
   if (!fleet) return;
-  const { db, name } = await plan(fleet, { ...heldInVerify(), agent: { prepare: ['touch ~/prepared'] } });
+  // (agent merged by hand: a spread of heldInVerify() would lose its health command to `agent`)
+  const { db, name } = await plan(fleet, { agent: { ...(heldInVerify().agent as object), prepare: ['touch ~/prepared'] } });
   const run = spawnCli(['start', name], { db });
   await waitFor(db, 's2 prepared', () => events(db, name, 's2').includes('prepare: prepared ahead of its turn'));
   assert.ok(existsSync(lockOn(fleet, 's2')));

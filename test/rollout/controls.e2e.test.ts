@@ -8,6 +8,8 @@
  */
 import assert from 'node:assert/strict';
 import { hostname } from 'node:os';
+import { rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { test } from 'node:test';
 import { agentCommands, readDeployCount, currentCommit } from '../../src/sim/agent.js';
 import { Store, type ServerRecord } from '../../src/store/store.js';
@@ -260,16 +262,17 @@ for (const point of ['update', 'verify', 'between servers'] as const) {
     const fleet = await fleetFor(t, { servers: 3 });
     if (!fleet) return;
     const { commits } = fleet.upstream;
-    // s2 is held where the kill lands; s1 and s3 go through. Between servers: s1 is held in
-    // verify while the sshd stops accepting connections, then let go, so s2 begins and waits in
-    // its SSH handshake with nothing run on it.
+    // s2 is held where the kill lands; s1 and s3 go through. Between servers: s2 is claimed and
+    // held in its re-check (its version_command waits while ~/hold exists, made after the plan's
+    // probe), so nothing of the update has run on it. (The next server's connection is opened
+    // ahead of its turn, so holding sshd's accept no longer stops s2 before its first command.)
     const gate = point === 'update' ? 'update' : 'online';
-    const config =
-      point === 'update' ? updateHeld() : point === 'verify' ? heldInVerify() : { ...heldInVerify(), ssh: { connect_timeout: '60s' } };
+    const heldRecheck = { agent: { version_command: `while [ -e ~/hold ]; do sleep 0.05; done; ${agentCommands().version_command}` } };
+    const config = point === 'update' ? updateHeld() : point === 'verify' ? heldInVerify() : heldRecheck;
     const { db, name } = await plan(fleet, config);
-    openGate(fleet, gate, point === 'between servers' ? ['s2', 's3'] : ['s1', 's3']);
-    let hold: { release(): void } | null = null;
-    t.after(() => hold?.release());
+    openGate(fleet, gate, ['s1', 's3']);
+    const holdFile = join(fleet.home('s2'), 'hold');
+    if (point === 'between servers') writeFileSync(holdFile, '');
     const run = spawnCli(['start', name], { db });
     if (point === 'update') {
       // s2's update commands have all run (the commit landed, the deploy is logged) but the last, held.
@@ -278,14 +281,11 @@ for (const point of ['update', 'verify', 'between servers'] as const) {
     } else if (point === 'verify') {
       await waitFor(db, 's2 verifying', serverIs(name, 's2', (s) => s.step === 'verify'));
     } else {
-      await waitFor(db, 's1 verifying', serverIs(name, 's1', (s) => s.step === 'verify'));
-      hold = fleet.holdNewConnections();
-      openGate(fleet, 'online', ['s1']);
-      await waitFor(db, 's2 begun', serverIs(name, 's2', (s) => s.status === 'running'));
+      await waitFor(db, 's2 in its re-check', (store) => store.getSteps(name, 's2').some((x) => x.phase === 'recheck' && x.endedAt === null));
     }
     run.kill('SIGKILL');
     await run;
-    hold?.release();
+    rmSync(holdFile, { force: true });
     const mid = await statusJson(db, name);
     assert.equal(mid.status, 'running', 'a killed executor leaves the update running');
     assert.equal(mid.executor?.alive, false, 'status shows the executor is gone');
