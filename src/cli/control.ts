@@ -38,6 +38,11 @@ export function cancelCommand(ctx: CliContext, name: string): number {
   else {
     ctx.print(`${name} cancelled; nothing more will run`);
     for (const s of leftForAPerson) ctx.print(`  ${s.name} (${s.user}@${s.host}:${s.port}) is fatal, for a person: ${s.error}`);
+    // A server prepared ahead of its turn (agent.prepare) by an executor that died may still carry
+    // our lock: cancel runs nothing remotely, so say how to clear it.
+    for (const s of store.getServers(name).filter((x) => x.lockHeld && x.status === 'pending')) {
+      ctx.print(`  ${s.name} may still carry this update's lock (it was prepared ahead of its turn): ${ctx.cmd(`unlock ${s.name} --update ${name} --yes`)}`);
+    }
   }
   return 0;
 }

@@ -216,6 +216,24 @@ test('kill -9 during a prepare on the next server: start takes over, every serve
   }
 });
 
+test('kill -9 during a prepare, then cancel: cancel says the prepared server may carry our lock, and the unlock it prints clears it', async (t) => {
+  const fleet = await fleetFor(t, { servers: 3 });
+  if (!fleet) return;
+  const { db, name } = await plan(fleet, { agent: { prepare: [waitGate('prepare')], update: updateHeld() } });
+  const run = spawnCli(['start', name], { db });
+  await waitFor(db, 's2 in its prepare', (s) => s.getSteps(name, 's2').some((x) => x.phase === 'prepare' && x.command.includes('gates/prepare') && x.endedAt === null));
+  run.kill('SIGKILL');
+  await run;
+  assert.ok(existsSync(lockOn(fleet, 's2')));
+  const c = await cli(['cancel', name], { db });
+  assert.equal(c.code, 0, c.stdout + c.stderr);
+  const hint = /s2 may still carry this update's lock \(it was prepared ahead of its turn\): (agent-update --db \S+ unlock s2 --update u1 --yes)/.exec(c.stdout);
+  assert.ok(hint, c.stdout);
+  const u = await cli(hint[1]!.split(' ').slice(1));
+  assert.equal(u.code, 0, u.stdout + u.stderr);
+  assert.equal(existsSync(lockOn(fleet, 's2')), false, 'the lock is cleared');
+});
+
 test('a pause with a prepared-ahead server releases the lock its prepare took', async (t) => {
   const fleet = await fleetFor(t, { servers: 3 });
   if (!fleet) return;
