@@ -8,11 +8,12 @@ import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { currentCommit, readDeploys } from '../../src/sim/agent.js';
+import { agentCommands, currentCommit, readDeploys } from '../../src/sim/agent.js';
 import { LOCK_FILE } from '../../src/rollout/remote-lock.js';
 import { Store } from '../../src/store/store.js';
 import type { Fleet } from '../fleet/fleet.js';
 import { byName, cli, fleetFor, spawnCli, statusJson } from '../helpers/cli.js';
+import { gateOpen, openGate } from '../helpers/gates.js';
 
 /** Each server comes online a little after its restart, so two executors would have time to collide. */
 const slowish = { source: { branch: 'slow' }, agent: { health: { timeout: '30s', interval: '100ms' } } };
@@ -44,8 +45,9 @@ async function waitFor<T>(db: string, what: string, pred: (store: Store) => T | 
  * What ran on each server, from every database's journal, in time order: the update of each
  * command that touched the agent. Two updates interleaving on one server is the bug.
  */
-function workOnServers(dbs: string[]): Map<string, Array<{ update: string; at: string; end: string; command: string; phase: string }>> {
-  const out = new Map<string, Array<{ update: string; at: string; end: string; command: string; phase: string }>>();
+type Work = { update: string; at: string; end: string; command: string; phase: string; outcome: string };
+function workOnServers(dbs: string[]): Map<string, Work[]> {
+  const out = new Map<string, Work[]>();
   for (const db of dbs) {
     const store = new Store(db);
     try {
@@ -55,7 +57,8 @@ function workOnServers(dbs: string[]): Map<string, Array<{ update: string; at: s
           const s = store.getServers(u.name).find((x) => x.id === st.serverId)!;
           const key = `${s.host}:${s.port}`;
           const list = out.get(key) ?? [];
-          list.push({ update: `${db}#${u.name}`, at: st.startedAt, end: st.endedAt ?? st.startedAt, command: st.command, phase: st.phase });
+          const outcome = `${st.exitCode ?? st.error ?? 'no end'}${st.stdout ? ` out=${JSON.stringify(st.stdout.slice(-120))}` : ''}`;
+          list.push({ update: `${db}#${u.name}`, at: st.startedAt, end: st.endedAt ?? st.startedAt, command: st.command, phase: st.phase, outcome });
           out.set(key, list);
         }
       }
@@ -79,7 +82,7 @@ function assertNoInterleaving(dbs: string[]): void {
     const list = all.filter((c) => c.phase !== 'unlock');
     const blocks: string[] = [];
     for (const c of list) if (blocks[blocks.length - 1] !== c.update) blocks.push(c.update);
-    assert.equal(new Set(blocks).size, blocks.length, `${server}: updates interleaved: ${list.map((c) => `${c.update} ${c.command}`).join(' | ')}`);
+    assert.equal(new Set(blocks).size, blocks.length, `${server}: updates interleaved: ${all.map((c) => `${c.at} ${c.update} [${c.phase}] ${c.command} → ${c.outcome}`).join(' | ')}`);
     for (let i = 1; i < list.length; i++) {
       const prev = list[i - 1]!;
       if (list[i]!.update === prev.update) continue;
@@ -131,17 +134,39 @@ test('two processes on one database, and two databases: each server worked on by
   // Both targets differ, so each update deployed every server: whichever went last is what runs.
   for (const s of fleet.servers.slice(0, 3)) assert.equal(readDeploys(fleet.home(s.name)).length, 2, s.name);
 
-  // Two databases (two operators): only the lock on the servers keeps them apart.
+  // Two databases (two operators): only the lock on the servers keeps them apart. Their journals
+  // cannot show the order on a server to the millisecond (a step's row is written before its
+  // command reaches the server), so each update also writes its name into ~/order.log on the
+  // server, from its first update command and from every health check: on each server the names
+  // must come in one block per update. Whoever takes s1 first is held in its verify (gate
+  // `online`, closed) until the other has been refused the lock on s1, so they always meet.
   const dbA = join(fleet.root, 'alice.db');
   const dbB = join(fleet.root, 'bob.db');
+  const tagged = (name: string, branch: string) => ({
+    source: { branch },
+    agent: {
+      update: [`echo ${name} >> ~/order.log`, ...agentCommands().update],
+      health: { command: `echo ${name} >> ~/order.log; ${gateOpen('online')} && ~/agent/bin/health`, timeout: '30s', interval: '50ms' },
+    },
+  });
   // targets that differ from each other and from where the servers are now: both deploy everywhere
-  await plan(fleet, dbA, 'alice', { source: { branch: 'good2' } });
-  await plan(fleet, dbB, 'bob', { source: { branch: 'base' } });
-  const [ra, rb] = await Promise.all([spawnCli(['start', 'alice'], { db: dbA }), spawnCli(['start', 'bob'], { db: dbB })]);
-  assert.equal(ra.exitCode, 0, String(ra.stdout) + String(ra.stderr));
-  assert.equal(rb.exitCode, 0, String(rb.stdout) + String(rb.stderr));
-  assertNoInterleaving([dbA, dbB]);
-  const waited = String(ra.stdout) + String(rb.stdout);
+  await plan(fleet, dbA, 'alice', tagged('alice', 'good2'));
+  await plan(fleet, dbB, 'bob', tagged('bob', 'base'));
+  const runs = [spawnCli(['start', 'alice'], { db: dbA }), spawnCli(['start', 'bob'], { db: dbB })];
+  const refusedOnS1 = (db: string, name: string) => (store: Store) =>
+    store.getSteps(name, 's1').some((x) => x.phase === 'recheck' && /agent-update-lock: held/.test(x.stdout ?? ''));
+  await Promise.race([waitFor(dbA, 'alice refused on s1', refusedOnS1(dbA, 'alice')), waitFor(dbB, 'bob refused on s1', refusedOnS1(dbB, 'bob'))]);
+  openGate(fleet, 'online');
+  const [ra, rb] = await Promise.all(runs);
+  assert.equal(ra!.exitCode, 0, String(ra!.stdout) + String(ra!.stderr));
+  assert.equal(rb!.exitCode, 0, String(rb!.stdout) + String(rb!.stderr));
+  for (const s of fleet.servers.slice(0, 3)) {
+    const order: string[] = readFileSync(join(fleet.home(s.name), 'order.log'), 'utf8').trim().split('\n');
+    const blocks: string[] = order.filter((n: string, i: number) => i === 0 || order[i - 1] !== n);
+    assert.equal(blocks.length, 2, `${s.name}: one block per update, never A, B, A: ${order.join(' ')}`);
+    assert.deepEqual([...blocks].sort(), ['alice', 'bob'], s.name);
+  }
+  const waited = String(ra!.stdout) + String(rb!.stdout);
   assert.match(waited, /is locked by update (alice|bob) \(database .*\.db\), pid \d+ on .* since .*, from another plan database/);
   for (const s of fleet.servers.slice(0, 3)) {
     assert.equal(readDeploys(fleet.home(s.name)).length, 4, s.name);
