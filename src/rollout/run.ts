@@ -274,6 +274,9 @@ function startAhead(ctx: ServerContext, stop: AbortSignal): Ahead {
     connect: async (server) => {
       checkStillOurs(aheadCtx);
       const session = await transport.connect(specOf(server), ctx.update.settings.ssh, signal);
+      // The command loop too (ssh/channel.ts): it only waits for commands, and starting it costs
+      // a session, its handshake and, often, a delayed ACK (about 40 ms) off the critical path.
+      await session.warm?.(signal).catch(() => undefined);
       store.addEvent(server.updateName, server.name, 'connection', 'connected ahead of its turn (nothing run)');
       return session;
     },
