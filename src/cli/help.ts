@@ -26,6 +26,7 @@ export const HELP: Record<string, CommandHelp> = {
     examples: [
       ['agent-update plan -c rollout.yaml', 'probe every server and record the plan; prints its name'],
       ['agent-update plan -c rollout.yaml --name canary-2026-12 --json', 'the same, named, with the plan as JSON on stdout'],
+      ['agent-update plan --show-commands canary-2026-12', 'every command each step will send, placeholders filled in; runs nothing'],
       ['agent-update plan --refresh canary-2026-12', 'probe again the servers that were unreachable'],
     ],
     exits: [
