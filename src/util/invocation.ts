@@ -12,12 +12,17 @@ let cached: string | undefined;
 /**
  * How a person can run this agent-update from where they are, for the commands it suggests, so
  * a hint works when pasted right after `npm install`: `agent-update` when that is on the PATH
- * (`npm link`, `npm install -g`), `npx agent-update` inside the project (npx finds the project's
- * own bin), else `node /path/to/bin/agent-update.js`.
+ * (`npm link`, `npm install -g`; not npm's own node_modules/.bin, which only npx and `npm run`
+ * put there), `npx agent-update` inside the project (npx finds the project's own bin), else
+ * `node /path/to/bin/agent-update.js`.
  */
 export function selfCommand(env: NodeJS.ProcessEnv = process.env, cwd: string = process.cwd()): string {
   if (cached !== undefined && env === process.env && cwd === process.cwd()) return cached;
-  const found = onPath('agent-update', env.PATH ?? '');
+  // Under npm (`npx agent-update`, `npm run demo`) the PATH has npm's own node_modules/.bin
+  // folders in front: an agent-update found there is not on the PATH the person's shell has.
+  const underNpm = env.npm_command !== undefined;
+  const path = (env.PATH ?? '').split(delimiter).filter((d) => !(underNpm && /[/\\]node_modules[/\\]\.bin[/\\]?$/.test(d)));
+  const found = onPath('agent-update', path.join(delimiter));
   const inProject = (() => {
     try {
       const rel = relative(realpathSync(ROOT), realpathSync(cwd));
