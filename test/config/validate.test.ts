@@ -171,7 +171,7 @@ const CASES: Case[] = [
   ['unknown key, no suggestion', (c) => void (c.frobnicate = 1), 'frobnicate', /unknown key; expected one of: name, source/],
   ['top-level key that belongs in a section', (c) => void (c.known_hosts = 'x'), 'known_hosts', /belongs under ssh/],
   ['inventory file missing', (c) => void (c.inventory = 'hosts.ini'), 'inventory', /^file not found: \/srv\/rollouts\/hosts\.ini \(from "hosts\.ini"\)$/],
-  ['planned key', (c) => void (c.agent.semver_command = 'cat VERSION'), 'agent.semver_command', /not supported yet/],
+  ['planned key', (c) => void (c.agent.diagnose = ['uptime']), 'agent.diagnose', /not supported yet/],
   ['max_failures without continue_after_rollback', (c) => void (c.execution = { max_failures: 3 }), 'execution.max_failures', /needs rollback\.continue_after_rollback: true/],
   ['max_failures not a count or a percentage', (c) => void ((c.execution = { max_failures: 'some' }), (c.rollback = { continue_after_rollback: true })), 'execution.max_failures', /must be a whole number of servers \(3\) or a percentage .*got the string "some"/],
   ['max_failures over 100%', (c) => void ((c.execution = { max_failures: '150%' }), (c.rollback = { continue_after_rollback: true })), 'execution.max_failures', /0 to 100/],
