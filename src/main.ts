@@ -43,6 +43,7 @@ export function buildProgram(result: { code: number }, contexts: CliContext[]): 
     .option('--name <name>', 'name of the update (default: config name, or <branch>-<date>)')
     .option('--refresh <name>', 're-probe the unreachable servers of this pending or paused update (no config needed)')
     .option('--concurrency <n>', 'servers probed at once', '32')
+    .option('--only <class>', 'plan only the servers of this version class (required or recommended); needs source.version and agent.semver_command')
     .option('--show-commands [name]', 'print the exact commands each step will send, placeholders filled in, and run nothing: of the update NAME, or (with -c) of the config')
     .action(async (o, cmd: Command) => {
       result.code = await (await import('./cli/plan.js')).planCommand(ctxOf(cmd), o);

@@ -28,6 +28,7 @@ export const HELP: Record<string, CommandHelp> = {
       ['agent-update plan -c rollout.yaml --name canary-2026-12 --json', 'the same, named, with the plan as JSON on stdout'],
       ['agent-update plan --show-commands canary-2026-12', 'every command each step will send, placeholders filled in; runs nothing'],
       ['agent-update plan --refresh canary-2026-12', 'probe again the servers that were unreachable'],
+      ['agent-update plan -c rollout.yaml --only required', 'plan only the servers below source.min_compatible (the others are left out)'],
     ],
     exits: [
       [0, 'planned (servers that could not be reached are listed as unreachable)'],

@@ -1,5 +1,6 @@
 import { loadConfig } from '../config/load.js';
-import { checkUpdateName, createPlan, refreshPlan, selectServers, settingsOf } from '../plan/plan.js';
+import { checkOnly, checkUpdateName, createPlan, refreshPlan, selectServers, settingsOf } from '../plan/plan.js';
+import { checkCeiling, parseOnly } from '../plan/versions.js';
 import { resolveCommit, resolveRollbackCommit, SourceHistory } from '../plan/source.js';
 import { planChanges } from '../plan/changes.js';
 import { showCommands } from '../plan/commands.js';
@@ -11,9 +12,13 @@ import { type CliContext, parseCount } from './context.js';
 
 export async function planCommand(
   ctx: CliContext,
-  opts: { config?: string; name?: string; refresh?: string; concurrency?: string; showCommands?: string | boolean },
+  opts: { config?: string; name?: string; refresh?: string; concurrency?: string; showCommands?: string | boolean; only?: string },
 ): Promise<number> {
   const concurrency = parseCount('--concurrency', opts.concurrency, 1) ?? 32;
+  const only = parseOnly(opts.only);
+  if (only !== null && (opts.showCommands !== undefined || opts.refresh !== undefined)) {
+    throw new UsageError(`plan --only classes the servers of a new plan: not with ${opts.refresh !== undefined ? '--refresh (it keeps the class the plan was made with)' : '--show-commands'}`);
+  }
   if (opts.showCommands !== undefined) {
     if (opts.refresh !== undefined) throw new UsageError('plan --show-commands and --refresh: one at a time');
     if (opts.name !== undefined) throw new UsageError('plan --show-commands records no plan, so it takes no --name; to see the commands of an update: plan --show-commands NAME');
@@ -27,6 +32,9 @@ export async function planCommand(
   // Everything that can be wrong with the input is found before the database is even opened.
   const config = loadConfig(opts.config);
   if (opts.name !== undefined) checkUpdateName(opts.name);
+  // A target above what the control plane supports is refused before anything is read or run.
+  checkCeiling(config.file, config.source);
+  checkOnly(config, only);
   // The target commit too: a branch or commit the repo does not have is bad input (exit 2).
   const commit = await resolveCommit(config.source.repo, config.source.branch, config.source.commit);
   // And an abbreviated rollback.commit, expanded to the one commit it names.
@@ -57,7 +65,7 @@ export async function planCommand(
     const u = await createPlan(
       { store, transport: ctx.transport(), clock: ctx.clock, emit: reporter.onEvent, resolve: () => Promise.resolve(commit), resolveRollback: () => Promise.resolve(rollbackCommit!) },
       config,
-      { name: opts.name, concurrency, signal: interrupt.signal },
+      { name: opts.name, concurrency, signal: interrupt.signal, only },
     );
     const servers = store.getServers(u.name);
     // Servers this plan shares with another unfinished update: they will wait for each other.
@@ -137,13 +145,14 @@ async function refreshCommand(ctx: CliContext, name: string, concurrency: number
     reporter.stop();
     const servers = store.getServers(name);
     if (ctx.opts.json) {
-      ctx.printJson({ ...updateJson(r.update, servers, store.budgetUse(r.update)), refreshed: { probed: r.probed, pending: r.nowPending, skipped: r.nowSkipped, unreachable: r.stillUnreachable } });
+      ctx.printJson({ ...updateJson(r.update, servers, store.budgetUse(r.update)), refreshed: { probed: r.probed, pending: r.nowPending, skipped: r.nowSkipped, unreachable: r.stillUnreachable, excluded: r.nowExcluded } });
     } else {
       ctx.print('\n' + updateText(r.update, servers, store.budgetUse(r.update)));
       ctx.print(
         r.probed === 0
           ? `\n${name} has no unreachable server: nothing to refresh`
-          : `\nre-probed ${r.probed} unreachable server${r.probed === 1 ? '' : 's'}: ${r.nowPending} now pending, ${r.nowSkipped} already at the target, ${r.stillUnreachable} still unreachable`,
+          : `\nre-probed ${r.probed} unreachable server${r.probed === 1 ? '' : 's'}: ${r.nowPending} now pending, ${r.nowSkipped} already at the target, ${r.stillUnreachable} still unreachable` +
+              (r.nowExcluded > 0 ? `, ${r.nowExcluded} excluded` : ''),
       );
       if (r.nowPending > 0) ctx.print(`continue with: ${ctx.cmd(`${r.update.status === 'paused' ? 'resume' : 'start'} ${name}`)}`);
       ctx.result(`${name} ${r.nowPending} pending ${r.nowSkipped} skipped ${r.stillUnreachable} unreachable`);

@@ -84,6 +84,11 @@ export type FailureBudget = { count: number } | { percent: number };
 
 export interface AgentConfig {
   versionCommand: string;
+  /**
+   * `agent.semver_command`: prints the installed agent's version (semver); run by the plan's
+   * probe in the same remote command as versionCommand. Absent or null: versions are not read.
+   */
+  semverCommand?: string | null;
   update: string[];
   /**
    * `agent.prepare`: commands that change nothing that runs (a `git fetch`), run ahead on the
@@ -98,7 +103,7 @@ export interface Config {
   /** absolute path of the file it was read from */
   file: string;
   name: string | null;
-  source: { repo: string; branch: string; commit: string | null };
+  source: { repo: string; branch: string; commit: string | null } & VersionBounds;
   /** `servers:` then the hosts of `inventory:`, in that order */
   servers: ServerSpec[];
   /** the inventory file servers were read from (absolute), or null (extension) */
@@ -123,6 +128,22 @@ export interface Config {
 }
 
 /**
+ * `source.version`, `source.min_compatible`, `source.max_compatible` (plan/versions.ts), each a
+ * valid semver in its normal form (a leading `v` dropped); absent or null when not given.
+ */
+export interface VersionBounds {
+  /** the target's version */
+  version?: string | null;
+  /** a server below it is class `required` */
+  minCompatible?: string | null;
+  /** the newest agent the control plane supports: a target above it is refused at plan time */
+  maxCompatible?: string | null;
+}
+
+/** What `plan` labels each server by its version (plan/versions.ts). */
+export type VersionClass = 'required' | 'recommended' | 'current';
+
+/**
  * What a plan stores with the update, so `start` needs no config file: everything the executor
  * runs. Plain JSON; no secret is ever part of it.
  */
@@ -130,4 +151,9 @@ export type RolloutSettings = Pick<Config, 'ssh' | 'agent' | 'restart' | 'rollba
   source: { repo: string; branch: string; commit: string };
   /** absent in updates planned before it existed: read it through `executionOf` */
   execution?: Config['execution'];
+  /**
+   * the version bounds the plan classed servers by, `plan --only`'s class, and the servers that
+   * `--only` left out of the update; absent in updates planned without source.version
+   */
+  versions?: VersionBounds & { only: VersionClass | null; leftOut?: string[] };
 };

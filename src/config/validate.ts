@@ -77,6 +77,13 @@
  *   server_types covers is an error (a typo, nearly always); an exclude that matches nothing is
  *   fine; a selection left empty is an error.
  *
+ * - `agent.semver_command` (default none): prints the installed agent's version; no placeholders
+ *   (it runs as written). `source.version`, `source.min_compatible`, `source.max_compatible`:
+ *   versions (semver after dropping one leading `v`, plan/versions.ts; stored in normal form).
+ *   min_ and max_compatible need source.version; min_compatible needs agent.semver_command and
+ *   may not be above source.version; max_compatible may not be below min_compatible. A target
+ *   above max_compatible is refused by `plan` (checkCeiling), not here: the config is valid.
+ *
  * The other extensions SPEC.md lists as decided but not built yet are reported as "not
  * supported yet" rather than as unknown keys.
  */
@@ -88,6 +95,8 @@ import { patternProblem, select } from './select.js';
 import { expandTokens, parseHopSpec, parseSshConfig, type HostEntry, type ParsedSshConfig } from './ssh-config.js';
 import { formatDuration, parseDuration } from '../util/duration.js';
 import { findPlaceholders, PLACEHOLDERS, unknownPlaceholders, unsafePlaceholders } from '../util/shell.js';
+import semver from 'semver';
+import { parseVersion } from '../plan/versions.js';
 
 export type KeyPath = (string | number)[];
 
@@ -151,7 +160,7 @@ const OUTPUT_LIMIT_MAX = 64 * 1024 * 1024;
 
 const KEYS = {
   top: ['name', 'source', 'servers', 'inventory', 'server_types', 'include', 'exclude', 'ssh', 'agent', 'restart', 'rollback', 'test_mode', 'execution'],
-  source: ['repo', 'branch', 'commit'],
+  source: ['repo', 'branch', 'commit', 'version', 'min_compatible', 'max_compatible'],
   server: ['name', 'host', 'port', 'user', 'type', 'identity_file', 'jump'],
   ssh: [
     'user',
@@ -169,7 +178,7 @@ const KEYS = {
     'jump',
     'max_handshakes',
   ],
-  agent: ['version_command', 'prepare', 'update', 'restart', 'health'],
+  agent: ['version_command', 'semver_command', 'prepare', 'update', 'restart', 'health'],
   health: ['command', 'expect', 'timeout', 'interval', 'stable_for'],
   rollback: ['enabled', 'continue_after_rollback', 'commit'],
   test_mode: ['stop_after'],
@@ -180,14 +189,10 @@ const KEYS = {
 const PLANNED: Record<string, Record<string, string>> = {
   top: {},
   source: {
-    version: 'source.version is not supported yet',
     min_version: 'source.min_version is not supported yet',
-    min_compatible: 'source.min_compatible is not supported yet',
-    max_compatible: 'source.max_compatible is not supported yet',
     stepping_stones: 'source.stepping_stones is not supported yet',
   },
   agent: {
-    semver_command: 'agent.semver_command is not supported yet',
     diagnose: 'agent.diagnose is not supported yet',
   },
 };
@@ -467,6 +472,19 @@ class Checker {
     return r.ms;
   }
 
+  /** A version (semver, plan/versions.ts parseVersion), in its normal form; null when absent or wrong. */
+  version(p: KeyPath, v: unknown): string | null {
+    if (v === undefined || v === null) return null;
+    const s = this.string(p, v, 'a version (semver, e.g. "1.3.0")');
+    if (s === undefined) return null;
+    const parsed = parseVersion(s);
+    if (parsed === null) {
+      this.add(p, `${JSON.stringify(s)} is not a valid version: use semver MAJOR.MINOR.PATCH, e.g. 1.3.0 (a leading v is allowed)`);
+      return null;
+    }
+    return parsed;
+  }
+
   commit(p: KeyPath, v: unknown): string | null {
     if (v === undefined || v === null) return null;
     const s = this.string(p, v, 'a commit hash (7 to 40 hex digits)');
@@ -598,7 +616,7 @@ export function validateConfig(raw: unknown, ctx: ValidateContext): ValidateResu
   }
 
   // source
-  const source = { repo: '', branch: '', commit: null as string | null };
+  const source = { repo: '', branch: '', commit: null as string | null, version: null as string | null, minCompatible: null as string | null, maxCompatible: null as string | null };
   const src = c.section(['source'], top.source, KEYS.source, PLANNED.source);
   if (top.source === undefined || top.source === null) c.add(['source'], 'is required (with repo and branch)');
   else if (src) {
@@ -621,6 +639,20 @@ export function validateConfig(raw: unknown, ctx: ValidateContext): ValidateResu
       }
     }
     source.commit = c.commit(['source', 'commit'], src.commit);
+    source.version = c.version(['source', 'version'], src.version);
+    source.minCompatible = c.version(['source', 'min_compatible'], src.min_compatible);
+    source.maxCompatible = c.version(['source', 'max_compatible'], src.max_compatible);
+    for (const [key, v] of [['min_compatible', source.minCompatible], ['max_compatible', source.maxCompatible]] as const) {
+      if (v !== null && source.version === null && (src.version === undefined || src.version === null)) {
+        c.add(['source', key], "needs source.version (the target's version) to compare with");
+      }
+    }
+    if (source.version !== null && source.minCompatible !== null && semver.gt(source.minCompatible, source.version)) {
+      c.add(['source', 'min_compatible'], `${source.minCompatible} is above source.version ${source.version}: servers updated to the target would still be below it`);
+    }
+    if (source.minCompatible !== null && source.maxCompatible !== null && semver.gt(source.minCompatible, source.maxCompatible)) {
+      c.add(['source', 'max_compatible'], `${source.maxCompatible} is below source.min_compatible ${source.minCompatible}`);
+    }
   }
 
   // ssh (before servers: servers default to ssh.user / ssh.port)
@@ -1096,6 +1128,7 @@ export function validateConfig(raw: unknown, ctx: ValidateContext): ValidateResu
 
   // agent
   let versionCommand = '';
+  let semverCommand: string | null = null;
   const update: string[] = [];
   const prepare: string[] = [];
   const restartCommands: Record<string, string> = {};
@@ -1118,6 +1151,16 @@ export function validateConfig(raw: unknown, ctx: ValidateContext): ValidateResu
         ['agent', 'version_command'],
         `placeholders are not expanded here (it runs as written, to read the installed commit): ${used.map((n) => `{${n}}`).join(', ')}`,
       );
+    }
+    if (agent.semver_command !== undefined && agent.semver_command !== null) {
+      semverCommand = c.command(['agent', 'semver_command'], agent.semver_command) ?? null;
+      const inSemver = semverCommand === null ? [] : findPlaceholders(semverCommand);
+      if (inSemver.length) {
+        c.add(
+          ['agent', 'semver_command'],
+          `placeholders are not expanded here (it runs as written, to read the installed version): ${inSemver.map((n) => `{${n}}`).join(', ')}`,
+        );
+      }
     }
 
     if (agent.update === undefined || agent.update === null) {
@@ -1232,6 +1275,10 @@ export function validateConfig(raw: unknown, ctx: ValidateContext): ValidateResu
     );
   }
 
+  if (source.minCompatible !== null && semverCommand === null && isRecord(top.agent) && (top.agent.semver_command === undefined || top.agent.semver_command === null)) {
+    c.add(['source', 'min_compatible'], "needs agent.semver_command, to read each server's version");
+  }
+
   if (c.problems.length) return { problems: sortProblems(c.problems) };
 
   return {
@@ -1259,7 +1306,7 @@ export function validateConfig(raw: unknown, ctx: ValidateContext): ValidateResu
         maxHandshakes,
         configFile: sshConfigFile,
       },
-      agent: { versionCommand, prepare, update, restart: restartCommands, health },
+      agent: { versionCommand, semverCommand, prepare, update, restart: restartCommands, health },
       restart,
       rollback,
       testMode: { stopAfter },

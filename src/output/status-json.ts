@@ -1,6 +1,8 @@
 import { holderIsDead } from '../rollout/lease.js';
 import type { ServerRecord, Store, UpdateRecord } from '../store/store.js';
 import { allowedFailures, budgetOf, describeBudget } from '../rollout/decide.js';
+import type { VersionClass } from '../config/types.js';
+import { classCounts } from '../plan/versions.js';
 
 /** `status NAME --json`, exactly as SPEC.md shows it, plus the documented extensions. */
 export interface UpdateJson {
@@ -26,6 +28,21 @@ export interface UpdateJson {
    * `allowed`, over the `total` servers of the update and its batches (`updates`), which share it
    */
   budget?: BudgetJson;
+  /**
+   * extension, when the plan had source.version: the bounds the servers were classed by, the
+   * class `plan --only` planned (null: all), the servers it left out of the update, and (with the
+   * servers) how many are of each class
+   */
+  versions?: VersionsJson;
+}
+
+export interface VersionsJson {
+  target: string;
+  minCompatible: string | null;
+  maxCompatible: string | null;
+  only: VersionClass | null;
+  leftOut: string[];
+  classes?: Record<VersionClass, number>;
 }
 
 export interface BudgetJson {
@@ -59,6 +76,10 @@ export interface ServerJson {
   error: string | null;
   startedAt: string | null;
   endedAt: string | null;
+  /** extension: the agent's version the plan read (agent.semver_command), normal semver; null when not read */
+  agentVersion: string | null;
+  /** extension: its class against the target's version (required, recommended, current); null when not classed */
+  versionClass: VersionClass | null;
 }
 
 export { countsOf } from '../rollout/status.js';
@@ -103,6 +124,8 @@ function documentOf(
       error: s.error,
       startedAt: s.startedAt,
       endedAt: s.endedAt,
+      agentVersion: s.agentVersion ?? null,
+      versionClass: s.versionClass ?? null,
     })) }),
     reason: u.reason,
     pauseRequested: u.pauseRequestedAt !== null,
@@ -111,7 +134,27 @@ function documentOf(
       ? { pid: u.lease.pid, host: u.lease.host, since: u.lease.since, heartbeat: u.lease.heartbeat, alive: !holderIsDead(u.lease, new Date()) }
       : null,
     ...(b ? { budget: b } : {}),
+    ...versionsOf(u, servers),
   };
+}
+
+/** The `versions` member of the status document, when the update was planned with source.version. */
+export function versionsJson(u: UpdateRecord, servers: readonly ServerRecord[] | null): VersionsJson | undefined {
+  const v = u.settings.versions;
+  if (!v?.version) return undefined;
+  return {
+    target: v.version,
+    minCompatible: v.minCompatible ?? null,
+    maxCompatible: v.maxCompatible ?? null,
+    only: v.only ?? null,
+    leftOut: v.leftOut ?? [],
+    ...(servers === null ? {} : { classes: classCounts(servers) }),
+  };
+}
+
+function versionsOf(u: UpdateRecord, servers: readonly ServerRecord[] | null): { versions?: VersionsJson } {
+  const v = versionsJson(u, servers);
+  return v ? { versions: v } : {};
 }
 
 /** `status NAME --json` of an update in the store: what the status command prints. */

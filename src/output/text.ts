@@ -1,6 +1,6 @@
 import chalk from 'chalk';
 import type { EventRecord, ServerRecord, StepRecord, UpdateRecord } from '../store/store.js';
-import { budgetJson, countsOf } from './status-json.js';
+import { budgetJson, countsOf, versionsJson } from './status-json.js';
 import { holderIsDead } from '../rollout/lease.js';
 import { plural } from '../util/plural.js';
 import { suggest } from '../util/suggest.js';
@@ -23,6 +23,10 @@ const STATUS_COLOUR: Record<string, (s: string) => string> = {
   fatal: chalk.bgRed.white,
   cancelled: chalk.dim,
   planning: chalk.cyan,
+  excluded: chalk.blue,
+  required: chalk.red,
+  recommended: chalk.yellow,
+  current: chalk.green,
 };
 
 export function colourStatus(status: string): string {
@@ -54,6 +58,28 @@ export function countsLine(servers: readonly ServerRecord[] | Record<string, num
   return `${plural(total ?? 0, 'server')}: ` + Object.entries(rest).map(([k, v]) => `${v} ${colourStatus(k)}`).join(', ');
 }
 
+/**
+ * The `versions` lines of an update planned with source.version: the bounds, the count of each
+ * class, and the servers `plan --only` left out. None without it.
+ */
+export function versionLines(u: UpdateRecord, servers: readonly ServerRecord[]): string[] {
+  const v = versionsJson(u, servers);
+  if (!v) return [];
+  const bounds = [`target ${v.target}`];
+  if (v.minCompatible) bounds.push(`min_compatible ${v.minCompatible}`);
+  if (v.maxCompatible) bounds.push(`max_compatible ${v.maxCompatible}`);
+  const classes = v.classes ? Object.entries(v.classes).map(([k, n]) => `${n} ${colourStatus(k)}`).join(', ') : '';
+  const lines = [`  versions ${bounds.join(', ')}${classes ? `: ${classes}` : ''}${v.only ? ` (planned: --only ${v.only})` : ''}`];
+  if (v.leftOut.length > 0) lines.push(`  left out ${plural(v.leftOut.length, 'server')} not ${v.only ?? 'of the class'} (plan --only ${v.only ?? '?'}): ${someNames(v.leftOut)}`);
+  return lines;
+}
+
+/** The VERSION column (version and class) when any server's version was read; else nothing. */
+function versionCell(servers: readonly ServerRecord[]): ((s: ServerRecord) => string) | null {
+  if (!servers.some((s) => s.agentVersion != null)) return null;
+  return (s) => (s.agentVersion == null ? '-' : `${s.agentVersion}${s.versionClass != null ? ` ${colourStatus(s.versionClass)}` : ''}`);
+}
+
 export function updateText(u: UpdateRecord, servers: readonly ServerRecord[], budget?: { used: number; total: number; updates: string[] }): string {
   const lines = [
     `${chalk.bold(u.name)}  ${colourStatus(u.status)}${u.pauseRequestedAt && u.status === 'running' ? chalk.yellow(` (pause requested${u.pauseRequestedBy ? ` by ${visibleLine(u.pauseRequestedBy)}` : ''})`) : ''}`,
@@ -75,13 +101,16 @@ export function updateText(u: UpdateRecord, servers: readonly ServerRecord[], bu
     const line = `  budget   ${b.used} of ${b.allowed} failures allowed (execution.max_failures ${b.maxFailures} of ${plural(b.total, 'server')}${shared})`;
     lines.push(b.exceeded ? chalk.red(`${line}: spent`) : line);
   }
+  lines.push(...versionLines(u, servers));
   lines.push(`  ${countsLine(servers)}`, '');
-  const rows = [['SERVER', 'HOST', 'TYPE', 'STATUS', 'FROM', 'TO', 'DETAIL'].map((h) => chalk.bold(h))];
+  const version = versionCell(servers);
+  const rows = [['SERVER', 'HOST', 'TYPE', ...(version ? ['VERSION'] : []), 'STATUS', 'FROM', 'TO', 'DETAIL'].map((h) => chalk.bold(h))];
   for (const s of servers) {
     rows.push([
       s.name,
       s.port === 22 ? s.host : `${s.host}:${s.port}`,
       s.types.join(','),
+      ...(version ? [version(s)] : []),
       colourStatus(s.status) + (s.step ? ` (${s.step})` : ''),
       short(s.fromCommit),
       short(s.toCommit),
@@ -248,9 +277,11 @@ export function planText(u: UpdateRecord, servers: readonly ServerRecord[], chan
     const line = `  budget   ${b.used} of ${b.allowed} failures allowed (execution.max_failures ${b.maxFailures} of ${b.total} servers${shared})`;
     lines.push(b.exceeded ? chalk.red(`${line}: spent`) : line);
   }
+  lines.push(...versionLines(u, servers));
   lines.push(`  ${countsLine(servers)}`, ...changesLines(changes, u.repo), '');
   const relation = new Map(changes.running.map((r) => [r.commit, r]));
-  const rows = [['SERVER', 'HOST', 'TYPE', 'STATUS', 'FROM → TO', 'DETAIL'].map((h) => chalk.bold(h))];
+  const version = versionCell(servers);
+  const rows = [['SERVER', 'HOST', 'TYPE', ...(version ? ['VERSION'] : []), 'STATUS', 'FROM → TO', 'DETAIL'].map((h) => chalk.bold(h))];
   for (const s of servers) {
     const r = s.fromCommit === null ? undefined : relation.get(s.fromCommit);
     const change =
@@ -259,6 +290,7 @@ export function planText(u: UpdateRecord, servers: readonly ServerRecord[], chan
       s.name,
       s.port === 22 ? s.host : `${s.host}:${s.port}`,
       s.types.join(','),
+      ...(version ? [version(s)] : []),
       colourStatus(s.status),
       change,
       s.error !== null ? visibleLine(s.error) : s.status === 'pending' && r ? relationWords(r) : '',

@@ -1,6 +1,6 @@
 import { setMaxListeners } from 'node:events';
 import pLimit from 'p-limit';
-import type { Config, RolloutSettings, ServerSpec } from '../config/types.js';
+import type { Config, RolloutSettings, ServerSpec, VersionBounds, VersionClass } from '../config/types.js';
 import type { Clock } from '../clock.js';
 import { InterruptedError, TransitionError, UsageError } from '../errors.js';
 import type { EventSink } from '../rollout/events.js';
@@ -10,6 +10,7 @@ import { resolveCommit, resolveRollbackCommit } from './source.js';
 import { select } from '../config/select.js';
 import { plural } from '../util/plural.js';
 import { describeOwner, parseOwner, readScript, splitLockOutput } from '../rollout/remote-lock.js';
+import { checkCeiling, classOf, probeScript, readVersion, splitProbe } from './versions.js';
 
 export interface PlanOptions {
   name?: string;
@@ -21,6 +22,11 @@ export interface PlanOptions {
    * `planning`.
    */
   signal?: AbortSignal;
+  /**
+   * `plan --only required|recommended`: after the probe, the servers of another class are left
+   * out of the update (Store.leaveOut); those whose class could not be read stay
+   */
+  only?: VersionClass | null;
 }
 
 export interface PlanDeps {
@@ -60,7 +66,8 @@ export function defaultName(branch: string, now: Date, taken: (name: string) => 
 }
 
 /** What the plan stores: `commit` and `rollbackCommit` are the full 40-hex commits resolved at plan time. */
-export function settingsOf(config: Config, commit: string, rollbackCommit: string | null): RolloutSettings {
+export function settingsOf(config: Config, commit: string, rollbackCommit: string | null, only: VersionClass | null = null): RolloutSettings {
+  const { version = null, minCompatible = null, maxCompatible = null } = config.source;
   return {
     source: { repo: config.source.repo, branch: config.source.branch, commit },
     ssh: config.ssh,
@@ -68,7 +75,16 @@ export function settingsOf(config: Config, commit: string, rollbackCommit: strin
     restart: config.restart,
     rollback: { ...config.rollback, commit: rollbackCommit },
     execution: config.execution,
+    ...(version !== null ? { versions: { version, minCompatible, maxCompatible, only } } : {}),
   };
+}
+
+/** Throws a UsageError (exit 2) unless `plan --only` can class this config's servers. */
+export function checkOnly(config: Config, only: VersionClass | null | undefined): void {
+  if (only == null) return;
+  if (!config.source.version || !config.agent.semverCommand) {
+    throw new UsageError(`--only ${only} classes servers by their version: ${config.file} needs source.version and agent.semver_command`);
+  }
 }
 
 /**
@@ -82,6 +98,8 @@ export async function createPlan(deps: PlanDeps, config: Config, opts: PlanOptio
   if (store.hasUpdate(name)) {
     throw new UsageError(`an update named ${name} already exists in ${store.path}; pass --name to choose another`);
   }
+  checkCeiling(config.file, config.source);
+  checkOnly(config, opts.only);
   const servers = selectServers(config);
   if (servers.length === 0) throw new UsageError(`${config.file}: server_types, include and exclude select no server`);
   const commit = await (deps.resolve ?? resolveCommit)(config.source.repo, config.source.branch, config.source.commit);
@@ -96,7 +114,7 @@ export async function createPlan(deps: PlanDeps, config: Config, opts: PlanOptio
     branch: config.source.branch,
     commit,
     configFile: config.file,
-    settings: settingsOf(config, commit, rollbackCommit),
+    settings: settingsOf(config, commit, rollbackCommit, opts.only ?? null),
     testStopAfter: config.testMode.stopAfter,
     servers,
   });
@@ -104,7 +122,7 @@ export async function createPlan(deps: PlanDeps, config: Config, opts: PlanOptio
   const { signal } = opts;
   allowListeners(signal, opts.concurrency);
   await Promise.all(
-    store.getServers(name).map((s) => limit(async () => (signal?.aborted ? undefined : probeServer(deps, config, commit, s, signal)))),
+    store.getServers(name).map((s) => limit(async () => (signal?.aborted ? undefined : probeServer(deps, { ...config, versions: config.source }, commit, s, signal)))),
   );
   if (signal?.aborted) {
     const all = store.getServers(name);
@@ -112,6 +130,12 @@ export async function createPlan(deps: PlanDeps, config: Config, opts: PlanOptio
     const reason = `plan interrupted after probing ${probed} of ${plural(all.length, 'server')}`;
     store.setUpdateStatus(name, 'cancelled', { endedAt: deps.clock.now().toISOString(), reason });
     throw new InterruptedError(`${reason}: update ${name} is cancelled (nothing was changed on any server); plan again to start over`);
+  }
+  const only = opts.only ?? null;
+  if (only !== null) {
+    // A server whose class could not be read (unreachable, version unreadable) stays, so that it is seen.
+    const out = store.getServers(name).filter((s) => s.versionClass != null && s.versionClass !== only);
+    store.leaveOut(name, out.map((s) => s.id), `plan --only ${only}: not of class ${only}`);
   }
   return store.setUpdateStatus(name, 'pending');
 }
@@ -133,7 +157,7 @@ export async function refreshPlan(
   deps: PlanDeps,
   name: string,
   opts: { concurrency: number; signal?: AbortSignal },
-): Promise<{ update: UpdateRecord; probed: number; nowPending: number; nowSkipped: number; stillUnreachable: number }> {
+): Promise<{ update: UpdateRecord; probed: number; nowPending: number; nowSkipped: number; stillUnreachable: number; nowExcluded: number }> {
   const { store } = deps;
   const u = store.getUpdate(name);
   if (u.status !== 'pending' && u.status !== 'paused') {
@@ -145,20 +169,22 @@ export async function refreshPlan(
   const limit = pLimit(Math.max(1, opts.concurrency));
   allowListeners(opts.signal, opts.concurrency);
   await Promise.all(
-    targets.map((s) => limit(async () => (opts.signal?.aborted ? undefined : probeServer(deps, u.settings, u.commit, s, opts.signal, true)))),
+    targets.map((s) => limit(async () => (opts.signal?.aborted ? undefined : probeServer(deps, { ...u.settings, versions: u.settings.versions ?? {} }, u.commit, s, opts.signal, true)))),
   );
   const after = new Map(store.getServers(name).map((s) => [s.id, s.status]));
   const count = (st: string) => targets.filter((s) => after.get(s.id) === st).length;
-  return { update: store.getUpdate(name), probed: targets.length, nowPending: count('pending'), nowSkipped: count('skipped'), stillUnreachable: count('unreachable') };
+  return { update: store.getUpdate(name), probed: targets.length, nowPending: count('pending'), nowSkipped: count('skipped'), stillUnreachable: count('unreachable'), nowExcluded: count('excluded') };
 }
 
 /**
- * Read one server's current commit; record it as pending, skipped (at the target) or
- * unreachable. `again`: a refresh of a server that was unreachable.
+ * Read one server's current commit (and, with agent.semver_command, its version, in the same
+ * remote command); record it as pending, skipped (at the target), unreachable, or excluded (its
+ * version unreadable; on a refresh of a plan made with --only, also of another class).
+ * `again`: a refresh of a server that was unreachable.
  */
 export async function probeServer(
   deps: PlanDeps,
-  config: Pick<Config, 'ssh' | 'agent'>,
+  config: Pick<Config, 'ssh' | 'agent'> & { versions: VersionBounds & { only?: VersionClass | null } },
   target: string,
   s: ServerRecord,
   signal?: AbortSignal,
@@ -169,18 +195,30 @@ export async function probeServer(
   let commit: string | null = null;
   let error: string | null = null;
   let lockedBy: string | null = null;
+  let version: string | null = null;
+  let versionError: string | null = null;
   let session;
   try {
     session = await transport.connect(spec, config.ssh, signal);
     const command = config.agent.versionCommand;
+    const semverCommand = config.agent.semverCommand ?? null;
     // The lock is read in the same round trip: a server another executor is working on is not
-    // called `skipped` on what it shows mid-update; `start` re-checks it under the lock.
-    const step = store.beginStep(s, 'probe', `(read the agent-update lock) && ${command}`);
-    const raw = await session.exec(`${readScript()}\n${command}`, { timeoutMs: Math.min(config.ssh.commandTimeoutMs, 60_000), signal });
+    // called `skipped` on what it shows mid-update; `start` re-checks it under the lock. So is
+    // the version: one command reads the lock, the commit and the version (versions.ts).
+    const probe = semverCommand === null ? null : probeScript(command, semverCommand);
+    const step = store.beginStep(s, 'probe', `(read the agent-update lock) && ${command}${semverCommand === null ? '' : `; ${semverCommand}`}`);
+    const raw = await session.exec(`${readScript()}\n${probe === null ? command : probe.script}`, { timeoutMs: Math.min(config.ssh.commandTimeoutMs, 60_000), signal });
     store.endStep(step, raw);
     const { verdict, rest } = splitLockOutput(raw.stdout);
     if (verdict?.kind === 'present') lockedBy = describeOwner(parseOwner(verdict.owner));
-    const r = { ...raw, stdout: rest };
+    let r = { ...raw, stdout: rest };
+    if (probe !== null) {
+      const parts = splitProbe(r, probe.marker);
+      r = { ...r, ...parts.commit };
+      const v = readVersion(parts.version);
+      if ('version' in v) version = v.version;
+      else versionError = v.error;
+    }
     const last = r.stdout.trim().split('\n').pop()?.trim().toLowerCase() ?? '';
     if (r.code !== 0) error = `version_command ${r.code === null ? `failed: ${r.error}` : `exited ${r.code}: ${(r.stderr || r.stdout).trim().split('\n').pop() ?? ''}`}`;
     else if (!/^[0-9a-f]{40}$/.test(last)) error = `version_command printed ${JSON.stringify(last.slice(0, 80))}, not a 40-hex commit`;
@@ -192,20 +230,41 @@ export async function probeServer(
   }
   // Cut by Ctrl-C: that says nothing about the server, so nothing is recorded for it.
   if (error !== null && signal?.aborted) return;
-  const status = error !== null ? 'unreachable' : commit === target && lockedBy === null ? 'skipped' : 'pending';
+  const cls = version === null ? null : classOf(version, config.versions);
+  // A refresh of a plan made with --only: a server of another class is not this update's to touch.
+  const only = config.versions.only ?? null;
+  if (again && error === null && versionError === null && only !== null && cls !== null && cls !== only) {
+    versionError = `class ${cls}, not ${only} (plan --only ${only})`;
+  }
+  const status =
+    error !== null ? 'unreachable' : versionError !== null ? 'excluded' : commit === target && lockedBy === null ? 'skipped' : 'pending';
   if (lockedBy !== null) store.addEvent(s.updateName, s.name, 'locked', `locked by ${lockedBy} when probed; start re-checks it under the lock`);
+  if (status !== 'unreachable') store.setProbedVersion(s.id, version, cls);
+  const reason = status === 'excluded' ? versionError : error;
   if (again) {
     if (status === 'unreachable') store.patchServer(s.id, { error, endedAt: deps.clock.now().toISOString() });
-    else store.setServerStatus(s.id, status, { fromCommit: commit, toCommit: status === 'skipped' ? target : null, error: null, endedAt: status === 'skipped' ? deps.clock.now().toISOString() : null });
+    else {
+      const ended = status === 'skipped' || status === 'excluded';
+      store.setServerStatus(s.id, status, { fromCommit: commit, toCommit: status === 'skipped' ? target : null, error: status === 'excluded' ? reason : null, endedAt: ended ? deps.clock.now().toISOString() : null });
+    }
   } else if (status === 'pending') {
     store.setProbedCommit(s.id, commit);
   } else {
     store.setServerStatus(s.id, status, {
       fromCommit: commit,
       toCommit: status === 'skipped' ? target : null,
-      error,
+      error: reason,
       endedAt: deps.clock.now().toISOString(),
     });
   }
-  emit({ type: 'probe', update: s.updateName, server: s.name, status, commit, error: error ?? (lockedBy !== null ? `locked by ${lockedBy}` : null) });
+  emit({
+    type: 'probe',
+    update: s.updateName,
+    server: s.name,
+    status,
+    commit,
+    error: reason ?? (lockedBy !== null ? `locked by ${lockedBy}` : null),
+    ...(version !== null ? { version } : {}),
+    ...(cls !== null ? { versionClass: cls } : {}),
+  });
 }

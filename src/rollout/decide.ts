@@ -97,12 +97,21 @@ export function decide(update: UpdateRecord, servers: readonly ServerRecord[], b
   return { kind: 'run', server: next };
 }
 
-/** Every server has been dealt with: how did it go? */
+/**
+ * Every server has been dealt with: how did it go? `excluded` servers (never touched: version
+ * unreadable, dropped, no upgrade path) are out of the update's work: they count neither as at
+ * the target nor against it, and are named in the reason. An update of only excluded servers
+ * ends `success` with nothing done, as one of only skipped servers does.
+ */
 export function finalStatus(servers: readonly ServerRecord[]): Extract<Decision, { kind: 'finish' }> {
-  const good = servers.filter((s) => s.status === 'success' || s.status === 'skipped').length;
-  const bad = servers.filter((s) => s.status !== 'success' && s.status !== 'skipped');
-  if (bad.length === 0) return { kind: 'finish', status: 'success', reason: servers.length === 1 ? 'its one server at the target' : `all ${servers.length} servers at the target` };
+  const excluded = servers.filter((s) => s.status === 'excluded');
+  const worked = servers.filter((s) => s.status !== 'excluded');
+  const left = excluded.length === 0 ? '' : `; ${plural(excluded.length, 'server')} excluded, never touched: ${excluded.map((s) => s.name).join(', ')}`;
+  if (worked.length === 0) return { kind: 'finish', status: 'success', reason: `no server to update${left}` };
+  const good = worked.filter((s) => s.status === 'success' || s.status === 'skipped').length;
+  const bad = worked.filter((s) => s.status !== 'success' && s.status !== 'skipped');
+  if (bad.length === 0) return { kind: 'finish', status: 'success', reason: (worked.length === 1 ? 'its one server at the target' : `all ${worked.length} servers at the target`) + left };
   const summary = bad.map((s) => `${s.name} ${s.status}`).join(', ');
-  if (good > 0) return { kind: 'finish', status: 'partial-success', reason: `not at the target: ${summary}` };
-  return { kind: 'finish', status: 'failure', reason: `no server reached the target: ${summary}` };
+  if (good > 0) return { kind: 'finish', status: 'partial-success', reason: `not at the target: ${summary}${left}` };
+  return { kind: 'finish', status: 'failure', reason: `no server reached the target: ${summary}${left}` };
 }

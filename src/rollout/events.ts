@@ -1,4 +1,5 @@
 import type { ServerStatus, ServerStep, UpdateStatus } from './status.js';
+import type { VersionClass } from '../config/types.js';
 
 /** `total`, and how many servers of an update are in each status (a key only for statuses that occur). */
 export type ServerCounts = Record<string, number>;
@@ -39,7 +40,18 @@ export type RolloutEvent =
   /** the next server is being worked on by another update (or another database's executor): waiting for it */
   | { type: 'server-waiting'; update: string; server: string; holder: string; waitedMs: number; limitMs: number }
   | { type: 'update-finished'; update: string; status: UpdateStatus; reason: string; counts: ServerCounts }
-  | { type: 'probe'; update: string; server: string; status: 'pending' | 'skipped' | 'unreachable'; commit: string | null; error: string | null };
+  | {
+      type: 'probe';
+      update: string;
+      server: string;
+      status: 'pending' | 'skipped' | 'unreachable' | 'excluded';
+      commit: string | null;
+      error: string | null;
+      /** the agent's version (agent.semver_command), when read */
+      version?: string;
+      /** its class against source.version, when classed */
+      versionClass?: VersionClass;
+    };
 
 export type EventSink = (event: RolloutEvent) => void;
 

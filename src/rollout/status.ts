@@ -27,6 +27,7 @@ export const SERVER_STATUSES = [
   'rolled-back',
   'failed',
   'fatal',
+  'excluded',
 ] as const;
 export type ServerStatus = (typeof SERVER_STATUSES)[number];
 
@@ -49,21 +50,24 @@ const UPDATE_TABLE: Record<UpdateStatus, readonly UpdateStatus[]> = {
 };
 
 const SERVER_TABLE: Record<ServerStatus, readonly ServerStatus[]> = {
-  // pending → skipped / unreachable: what the plan's probe found.
-  pending: ['running', 'skipped', 'unreachable'],
+  // pending → skipped / unreachable / excluded: what the plan's probe found (excluded: its
+  // version is unreadable; later also dropped by an operator, or below min_version with no path).
+  pending: ['running', 'skipped', 'unreachable', 'excluded'],
   // running → running moves between steps, and is how a takeover re-runs the server in flight.
   // running → unreachable: the connection could not be opened, so nothing ran on the server.
   // running → pending: another update (or another database's executor) holds the server; nothing
   // ran on it, and it waits for its turn.
   running: ['running', 'pending', 'success', 'skipped', 'unreachable', 'rolled-back', 'failed', 'fatal'],
   skipped: [],
-  // unreachable → pending / skipped: only `plan --refresh` of a pending or paused update, which
-  // probed it again (nothing had run on it).
-  unreachable: ['pending', 'skipped'],
+  // unreachable → pending / skipped / excluded: only `plan --refresh` of a pending or paused
+  // update, which probed it again (nothing had run on it).
+  unreachable: ['pending', 'skipped', 'excluded'],
   success: [],
   'rolled-back': [],
   failed: [],
   fatal: [],
+  // excluded: never touched, and never will be by this update (not a failure; see finalStatus).
+  excluded: [],
 };
 
 /** Statuses the table lets nothing leave. */

@@ -208,6 +208,12 @@ function readLines(file: string): string[] {
     .filter((line) => line.length > 0);
 }
 
+/**
+ * `agent.semver_command` for the simulated agent: the VERSION file of its checkout (upstream.ts
+ * writes one in every commit; the releases of `UpstreamOptions.versions` hold a semver).
+ */
+export const SEMVER_COMMAND = 'cat ~/agent/repo/VERSION';
+
 /** The SPEC `agent:` config section (snake_case keys) driving this simulated agent. */
 export interface AgentCommands {
   version_command: string;

@@ -8,7 +8,8 @@
  *               ├──── broken   (BROKEN=1: health never succeeds)
  *               └──── slow     (online only STARTUP_DELAY_MS after a restart)
  *
- * Branches: `master` → good, and `base`, `good2`, `broken`, `slow` each at its commit.
+ * Branches: `master` → good, and `base`, `good2`, `broken`, `slow` each at its commit. With
+ * `versions` (options), a chain of releases from base, each on `v<version>` with VERSION = it.
  * The repository is a normal one with a worktree (checked out on master); its path is usable as
  * a git URL by `git fetch`/`git clone`.
  */
@@ -21,6 +22,12 @@ export type UpstreamCommitName = 'base' | 'good' | 'good2' | 'broken' | 'slow';
 export interface UpstreamOptions {
   /** STARTUP_DELAY_MS of the `slow` commit; default 3000 */
   slowDelayMs?: number;
+  /**
+   * Versioned releases (agent.semver_command): one commit per version, in this order, each the
+   * child of the one before (the first of `base`), with VERSION holding the version, on the
+   * branch `v<version>`; `Upstream.versions` maps each version to its commit. Default none.
+   */
+  versions?: string[];
 }
 
 /** What the simulated agent reads from `agent.env` at restart. */
@@ -46,6 +53,8 @@ export interface Upstream {
   repo: string;
   /** full 40-hex ids */
   commits: Record<UpstreamCommitName, string>;
+  /** UpstreamOptions.versions: each version's commit (empty without them) */
+  versions: Record<string, string>;
   /** the commit a branch points to (`master`, `base`, `good2`, `broken`, `slow`, or one made by addCommit) */
   branch(name: string): string;
   /**
@@ -115,11 +124,18 @@ export async function createUpstream(dir: string, options: UpstreamOptions = {})
     { startupDelayMs: slowDelayMs },
     `slow: online ${slowDelayMs}ms after a restart`,
   );
+  const versions: Record<string, string> = {};
+  let previous = base;
+  for (const v of options.versions ?? []) {
+    previous = await commitOn(`v${v}`, previous, v, {}, `release ${v}`);
+    versions[v] = previous;
+  }
   await git('checkout', '--quiet', 'master');
 
   return {
     repo,
     commits: { base, good, good2, broken, slow },
+    versions,
     branch(name: string): string {
       const id = branches.get(name);
       if (id === undefined) throw new Error(`upstream has no branch ${JSON.stringify(name)}`);

@@ -109,4 +109,11 @@ export const MIGRATIONS: readonly string[] = [
   CREATE INDEX steps_by_update ON steps (update_name, server_id, id);
   CREATE INDEX updates_by_batch ON updates (batch_of);
   `,
+  // 7: each server's agent version as the plan's probe read it (agent.semver_command, in normal
+  // semver form) and its class against the target (required, recommended, current); NULL when
+  // not read (no semver_command, unreachable, unreadable) or not classed (no source.version).
+  `
+  ALTER TABLE servers ADD COLUMN agent_version TEXT;
+  ALTER TABLE servers ADD COLUMN version_class TEXT;
+  `,
 ];

@@ -1,6 +1,6 @@
 import { createRequire } from 'node:module';
 import type Database from 'better-sqlite3';
-import type { JumpHost, RolloutSettings, ServerSpec } from '../config/types.js';
+import type { JumpHost, RolloutSettings, ServerSpec, VersionClass } from '../config/types.js';
 import { UsageError } from '../errors.js';
 import { plural } from '../util/plural.js';
 import {
@@ -70,6 +70,10 @@ export interface ServerRecord {
   endedAt: string | null;
   /** our lock may be on the server: set before the command that takes it, cleared once released */
   lockHeld: boolean;
+  /** the agent's version the plan's probe read (agent.semver_command), normal semver form; null when not read */
+  agentVersion?: string | null;
+  /** its class against the target's version (plan/versions.ts); null when not classed */
+  versionClass?: VersionClass | null;
   /** how it is reached, when not as the update's ssh settings say (see ServerSpec) */
   identityFiles?: string[];
   knownHosts?: string;
@@ -210,6 +214,8 @@ function toServer(r: Row): ServerRecord {
     startedAt: (r.started_at as string | null) ?? null,
     endedAt: (r.ended_at as string | null) ?? null,
     lockHeld: r.lock_held === 1,
+    agentVersion: (r.agent_version as string | null | undefined) ?? null,
+    versionClass: (r.version_class as VersionClass | null | undefined) ?? null,
   };
 }
 
@@ -238,6 +244,8 @@ export interface ServerChange {
   startedAt?: string | null;
   endedAt?: string | null;
   lockHeld?: boolean;
+  agentVersion?: string | null;
+  versionClass?: VersionClass | null;
 }
 
 export interface UpdateChange {
@@ -258,6 +266,8 @@ const SERVER_COLUMNS: Record<keyof ServerChange, string> = {
   startedAt: 'started_at',
   endedAt: 'ended_at',
   lockHeld: 'lock_held',
+  agentVersion: 'agent_version',
+  versionClass: 'version_class',
 };
 const UPDATE_COLUMNS: Record<keyof UpdateChange, string> = {
   startedAt: 'started_at',
@@ -551,6 +561,36 @@ export class Store {
   /** The commit a pending server was found at while planning (its `fromCommit`). */
   setProbedCommit(id: number, commit: string | null): void {
     this.stmt("UPDATE servers SET from_commit = ? WHERE id = ? AND status = 'pending'").run(commit, id);
+  }
+
+  /** The version (and class) a server was found at while planning; not a status change. */
+  setProbedVersion(id: number, version: string | null, cls: VersionClass | null): void {
+    this.stmt('UPDATE servers SET agent_version = ?, version_class = ? WHERE id = ?').run(version, cls, id);
+  }
+
+  /**
+   * `plan --only`: take servers out of an update being planned, as if the config had not selected
+   * them: their rows, their probe's journal and events go; the others are numbered again from 0.
+   * Their names are kept in the settings (`versions.leftOut`), with an event saying why.
+   */
+  leaveOut(updateName: string, ids: number[], why: string): void {
+    if (ids.length === 0) return;
+    this.tx(() => {
+      const names: string[] = [];
+      for (const id of ids) {
+        const s = this.getServer(id);
+        if (s.updateName !== updateName) throw new Error(`server ${id} is not in update ${updateName}`);
+        names.push(s.name);
+        this.stmt('DELETE FROM steps WHERE server_id = ?').run(id);
+        this.stmt('DELETE FROM events WHERE update_name = ? AND server_name = ?').run(updateName, s.name);
+        this.stmt('DELETE FROM servers WHERE id = ?').run(id);
+      }
+      this.getServers(updateName).forEach((s, i) => this.stmt('UPDATE servers SET position = ? WHERE id = ?').run(i, s.id));
+      const u = this.getUpdate(updateName);
+      const settings: RolloutSettings = { ...u.settings, versions: { ...(u.settings.versions ?? { only: null }), leftOut: names } };
+      this.stmt('UPDATE updates SET settings_json = ? WHERE name = ?').run(JSON.stringify(settings), updateName);
+      this.addEvent(updateName, null, 'left-out', `${plural(names.length, 'server')} left out (${why}): ${names.join(', ')}`);
+    });
   }
 
   /** Move servers to another update (split). Their journal and their events move with them. */

@@ -11,7 +11,7 @@ test('a valid config maps to Config with every default', () => {
   assert.deepEqual(c, {
     file: `${DIR}/fleet.yaml`,
     name: null,
-    source: { repo: 'https://github.com/example/agent', branch: 'master', commit: null },
+    source: { repo: 'https://github.com/example/agent', branch: 'master', commit: null, version: null, minCompatible: null, maxCompatible: null },
     servers: [
       { name: 'app1', host: '10.0.0.11', port: 22, user: 'op', type: 'app', types: ['app'] },
       { name: 'db1', host: '10.0.0.21', port: 2222, user: 'ops', type: 'db', types: ['db'] },
@@ -37,6 +37,7 @@ test('a valid config maps to Config with every default', () => {
     },
     agent: {
       versionCommand: 'git -C ~/agent/repo rev-parse HEAD',
+      semverCommand: null,
       prepare: [],
       update: ['git -C ~/agent/repo fetch --quiet {repo} {branch}', 'git -C ~/agent/repo reset --hard {commit}'],
       restart: { web: 'sudo supervisorctl restart agent:web', workers: "sudo supervisorctl restart 'agent:worker-*'" },
@@ -114,6 +115,19 @@ test('every key set explicitly is honoured', () => {
   assert.deepEqual(c.agent.prepare, ['git -C ~/agent/repo fetch --quiet {repo} {commit}']);
 });
 
+test('agent versions: semver_command and the source bounds, in normal form (a leading v dropped)', () => {
+  const c = ok(variant((raw: Record<string, any>) => {
+    raw.source.version = 'v1.3.0';
+    raw.source.min_compatible = '1.1.0';
+    raw.source.max_compatible = '2.0.0-rc.1';
+    raw.agent.semver_command = 'cat ~/agent/repo/VERSION';
+  }));
+  assert.deepEqual(
+    { version: c.source.version, minCompatible: c.source.minCompatible, maxCompatible: c.source.maxCompatible, semverCommand: c.agent.semverCommand },
+    { version: '1.3.0', minCompatible: '1.1.0', maxCompatible: '2.0.0-rc.1', semverCommand: 'cat ~/agent/repo/VERSION' },
+  );
+});
+
 test('paths: ~ uses ctx.home, relative paths resolve against ctx.dir', () => {
   const rel = ok(variant((c) => void (c.ssh = { identity_file: 'keys/deploy' })));
   assert.equal(rel.ssh.identityFile, `${DIR}/keys/deploy`);
@@ -171,7 +185,17 @@ const CASES: Case[] = [
   ['unknown key, no suggestion', (c) => void (c.frobnicate = 1), 'frobnicate', /unknown key; expected one of: name, source/],
   ['top-level key that belongs in a section', (c) => void (c.known_hosts = 'x'), 'known_hosts', /belongs under ssh/],
   ['inventory file missing', (c) => void (c.inventory = 'hosts.ini'), 'inventory', /^file not found: \/srv\/rollouts\/hosts\.ini \(from "hosts\.ini"\)$/],
-  ['planned key', (c) => void (c.agent.semver_command = 'cat VERSION'), 'agent.semver_command', /not supported yet/],
+  ['planned key', (c) => void (c.agent.diagnose = ['uptime']), 'agent.diagnose', /not supported yet/],
+  ['source.version not semver', (c) => void (c.source.version = '1.3'), 'source.version', /"1\.3" is not a valid version: use semver MAJOR\.MINOR\.PATCH/],
+  ['source.version read as a number', (c) => void (c.source.version = 1.3), 'source.version', /YAML read it as the number 1\.3/],
+  ['min_compatible not semver', (c) => void ((c.source.version = '1.3.0'), (c.source.min_compatible = 'one'), (c.agent.semver_command = 'cat VERSION')), 'source.min_compatible', /"one" is not a valid version/],
+  ['max_compatible not semver', (c) => void ((c.source.version = '1.3.0'), (c.source.max_compatible = '2.x')), 'source.max_compatible', /"2\.x" is not a valid version/],
+  ['min_compatible without source.version', (c) => void ((c.source.min_compatible = '1.1.0'), (c.agent.semver_command = 'cat VERSION')), 'source.min_compatible', /needs source\.version/],
+  ['min_compatible without semver_command', (c) => void ((c.source.version = '1.3.0'), (c.source.min_compatible = '1.1.0')), 'source.min_compatible', /needs agent\.semver_command/],
+  ['min_compatible above the target', (c) => void ((c.source.version = '1.3.0'), (c.source.min_compatible = '1.4.0'), (c.agent.semver_command = 'cat VERSION')), 'source.min_compatible', /1\.4\.0 is above source\.version 1\.3\.0/],
+  ['max_compatible below min_compatible', (c) => void ((c.source.version = '1.3.0'), (c.source.min_compatible = '1.2.0'), (c.source.max_compatible = '1.1.0'), (c.agent.semver_command = 'cat VERSION')), 'source.max_compatible', /1\.1\.0 is below source\.min_compatible 1\.2\.0/],
+  ['semver_command with a placeholder', (c) => void (c.agent.semver_command = 'cat {commit}/VERSION'), 'agent.semver_command', /placeholders are not expanded here/],
+  ['semver_command empty', (c) => void (c.agent.semver_command = ' '), 'agent.semver_command', /must not be empty/],
   ['max_failures without continue_after_rollback', (c) => void (c.execution = { max_failures: 3 }), 'execution.max_failures', /needs rollback\.continue_after_rollback: true/],
   ['max_failures not a count or a percentage', (c) => void ((c.execution = { max_failures: 'some' }), (c.rollback = { continue_after_rollback: true })), 'execution.max_failures', /must be a whole number of servers \(3\) or a percentage .*got the string "some"/],
   ['max_failures over 100%', (c) => void ((c.execution = { max_failures: '150%' }), (c.rollback = { continue_after_rollback: true })), 'execution.max_failures', /0 to 100/],

@@ -725,3 +725,19 @@ export async function startFleet(options: FleetOptions = {}): Promise<Fleet> {
     throw error;
   }
 }
+
+/**
+ * Upstream options for a fleet whose agents know their version (agent.semver_command:
+ * SEMVER_COMMAND of src/sim/agent.ts): releases 1.0.0 → 1.1.0 → 1.2.0 → 1.3.0 → 2.0.0, each the
+ * child of the one before, from base (whose VERSION, `base`, is not a version).
+ */
+export const VERSIONED: UpstreamOptions = { versions: ['1.0.0', '1.1.0', '1.2.0', '1.3.0', '2.0.0'] };
+
+/** Put each named server's agent at the release of that version (a fleet started with VERSIONED). */
+export async function atVersions(fleet: Fleet, versions: Record<string, string>): Promise<void> {
+  for (const [name, v] of Object.entries(versions)) {
+    const commit = fleet.upstream.versions[v];
+    if (commit === undefined) throw new Error(`the fleet's upstream has no release ${v} (start it with upstream: VERSIONED)`);
+    await fleet.setCommit(name, commit);
+  }
+}

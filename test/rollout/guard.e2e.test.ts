@@ -121,7 +121,7 @@ test('plan --refresh re-probes only the unreachable servers of a pending or paus
   assert.equal((await cli(['start', 'r', '--stop-after', '1'], { db })).code, 3);
   const again = await cli(['plan', '--refresh', 'r', '--json'], { db });
   assert.equal(again.code, 0, again.stderr);
-  assert.deepEqual((JSON.parse(again.stdout) as { refreshed: unknown }).refreshed, { probed: 1, pending: 0, skipped: 0, unreachable: 1 });
+  assert.deepEqual((JSON.parse(again.stdout) as { refreshed: unknown }).refreshed, { probed: 1, pending: 0, skipped: 0, unreachable: 1, excluded: 0 });
   const r = await cli(['resume', 'r'], { db });
   assert.equal(r.code, 1, 'partial: u1 is still unreachable');
   doc = await statusJson(db, 'r');

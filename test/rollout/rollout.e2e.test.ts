@@ -92,10 +92,13 @@ test('the status JSON has exactly the SPEC fields', async (t) => {
   }
   assert.deepEqual(Object.keys(doc.source).sort(), ['branch', 'commit', 'repo']);
   assert.match(doc.source.commit, /^[0-9a-f]{40}$/);
-  // SPEC's fields, plus `types` (extension: every type of the server, `type` first)
+  // SPEC's fields, plus `types` (extension: every type of the server, `type` first) and
+  // `agentVersion`, `versionClass` (extension: null without agent.semver_command)
   assert.deepEqual(Object.keys(doc.servers[0]!).sort(), [
-    'endedAt', 'error', 'fromCommit', 'host', 'name', 'startedAt', 'status', 'step', 'toCommit', 'type', 'types',
+    'agentVersion', 'endedAt', 'error', 'fromCommit', 'host', 'name', 'startedAt', 'status', 'step', 'toCommit', 'type', 'types', 'versionClass',
   ]);
+  assert.equal(doc.servers[0]!.agentVersion, null);
+  assert.equal(doc.servers[0]!.versionClass, null);
   assert.equal(typeof doc.servers[0]!.type, 'string');
   assert.deepEqual(doc.servers[0]!.types, [doc.servers[0]!.type]);
   assert.match(doc.createdAt, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
