@@ -13,6 +13,7 @@ import { currentCommit, readDeployCount, SEMVER_COMMAND } from '../../src/sim/ag
 import { Store } from '../../src/store/store.js';
 import { atVersions, VERSIONED, type Fleet } from '../fleet/fleet.js';
 import { byName, cli, cliStatusJson, sharedFleet, statusJson } from '../helpers/cli.js';
+import { gateOpen, openGate } from '../helpers/gates.js';
 
 const fleetFor = sharedFleet({ servers: 4, upstream: VERSIONED });
 
@@ -168,4 +169,27 @@ test('without source.version the versions are read and shown but not classed; wi
   const d2 = await statusJson(db, 'none');
   assert.deepEqual(d2.servers.map((s) => [s.name, s.status, s.agentVersion]), [['s1', 'pending', null], ['s2', 'pending', null], ['s3', 'skipped', null], ['s4', 'pending', null]]);
   assert.doesNotMatch(none.stdout, /VERSION/);
+});
+
+test('plan --refresh of a server unreachable at plan time reads its version too: unreadable → excluded, a readable one is classed', async (t) => {
+  const fleet = await fleetFor(t, { servers: 4, upstream: VERSIONED });
+  if (!fleet) return;
+  await threeVersions(fleet);
+  // s2 and s4 cannot be read while their gate `probe` is closed: unreachable at plan time
+  const versionCommand = `if [ "$(basename "$HOME")" = ${fleet.servers[1]!.host} ] || [ "$(basename "$HOME")" = ${fleet.servers[3]!.host} ]; then ${gateOpen('probe')}; fi; git -C ~/agent/repo rev-parse HEAD`;
+  const db = join(fleet.root, 'refresh.db');
+  const config = fleet.writeConfig({ name: 'rv', ...versioned(fleet, { agent: { semver_command: SEMVER_COMMAND, version_command: versionCommand } }) });
+  const p = await cli(['plan', '-c', config], { db });
+  assert.equal(p.code, 0, p.stdout + p.stderr);
+  let s = byName(await statusJson(db, 'rv'));
+  assert.deepEqual([s.s2!.status, s.s4!.status], ['unreachable', 'unreachable']);
+  openGate(fleet, 'probe', ['s2', 's4']);
+  const r = await cli(['plan', '--refresh', 'rv', '--json'], { db });
+  assert.equal(r.code, 0, r.stdout + r.stderr);
+  const refreshed = (JSON.parse(r.stdout) as { refreshed: Record<string, number> }).refreshed;
+  assert.deepEqual(refreshed, { probed: 2, pending: 1, skipped: 0, unreachable: 0, excluded: 1 });
+  s = byName(await statusJson(db, 'rv'));
+  assert.deepEqual([s.s2!.status, s.s2!.agentVersion, s.s2!.versionClass], ['pending', '1.2.0', 'recommended']);
+  assert.equal(s.s4!.status, 'excluded');
+  assert.match(s.s4!.error ?? '', /version unreadable: semver_command printed "base"/);
 });
