@@ -4,23 +4,22 @@ import { test } from 'node:test';
 import { adviceAfterRun, rollbacksInARow } from '../../src/output/advice.js';
 import type { ServerStatus } from '../../src/rollout/status.js';
 import type { ServerRecord, UpdateRecord } from '../../src/store/store.js';
+import { serverRecord, updateRecord } from '../support/records.js';
 
 function update(status: UpdateRecord['status']): UpdateRecord {
-  return {
-    name: 'u', status, createdAt: '', startedAt: null, endedAt: null, repo: '/r', branch: 'master', commit: 'b'.repeat(40),
-    batchOf: null, configFile: null, settings: {} as UpdateRecord['settings'], testStopAfter: 0, pauseAtWorked: null, pauseBase: null,
-    pauseRequestedAt: null, pauseRequestedBy: null, reason: null, lease: null,
-  };
+  return updateRecord({ status, repo: '/r', commit: 'b'.repeat(40) });
 }
 
 /** Servers s1, s2, … finishing in the order given by `finished` (index into the list), the rest pending. */
 function fleet(statuses: ServerStatus[], errors: Record<string, string> = {}): ServerRecord[] {
-  return statuses.map((status, i) => ({
-    id: i + 1, updateName: 'u', position: i, name: `s${i + 1}`, host: 'h', port: 22, user: 'op', type: 'app', types: ['app'],
-    status, step: null, fromCommit: 'a'.repeat(40), toCommit: 'b'.repeat(40), error: errors[`s${i + 1}`] ?? (status === 'rolled-back' ? 'not online' : null),
-    startedAt: status === 'pending' ? null : `2026-01-01T00:00:0${i}.000Z`,
-    endedAt: status === 'pending' ? null : `2026-01-01T00:00:0${i}.500Z`, lockHeld: false,
-  }));
+  return statuses.map((status, i) =>
+    serverRecord(i, {
+      user: 'op', type: 'app', types: ['app'], status, fromCommit: 'a'.repeat(40), toCommit: 'b'.repeat(40),
+      error: errors[`s${i + 1}`] ?? (status === 'rolled-back' ? 'not online' : null),
+      startedAt: status === 'pending' ? null : `2026-01-01T00:00:0${i}.000Z`,
+      endedAt: status === 'pending' ? null : `2026-01-01T00:00:0${i}.500Z`,
+    }),
+  );
 }
 
 test('a canary rolled back before a test-mode pause: said plainly, with what to check and the logs command, before any resume', () => {

@@ -12,6 +12,7 @@ import { logsText, updateText } from '../../src/output/text.js';
 import { Reporter } from '../../src/output/reporter.js';
 import { terminalSafeJson, visibleLine, visibleText } from '../../src/output/visible.js';
 import type { EventRecord, ServerRecord, StepRecord, UpdateRecord } from '../../src/store/store.js';
+import { serverRecord, updateRecord } from '../support/records.js';
 import { cli, fleetFor } from '../helpers/cli.js';
 
 /** What a hostile (or merely careless) server prints: clear screen, title, cursor moves, … */
@@ -23,21 +24,18 @@ const HOSTILE =
 const RAW_CONTROL = /[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]/;
 
 function server(over: Partial<ServerRecord> = {}): ServerRecord {
-  return {
-    id: 1, updateName: 'u', position: 0, name: 's1', host: '10.0.0.1', port: 22, user: 'op', type: 'app',
-    status: 'rolled-back', step: null, fromCommit: 'a'.repeat(40), toCommit: 'b'.repeat(40),
-    error: `update command exited 3: ${HOSTILE}`, startedAt: '2026-01-01T00:00:00.000Z', endedAt: '2026-01-01T00:00:01.000Z', lockHeld: false, types: ['app'],
+  return serverRecord(0, {
+    host: '10.0.0.1', user: 'op', type: 'app', types: ['app'], status: 'rolled-back', fromCommit: 'a'.repeat(40), toCommit: 'b'.repeat(40),
+    error: `update command exited 3: ${HOSTILE}`, startedAt: '2026-01-01T00:00:00.000Z', endedAt: '2026-01-01T00:00:01.000Z',
     ...over,
-  };
+  });
 }
 
 function update(): UpdateRecord {
-  return {
-    name: 'u', status: 'failure', createdAt: '2026-01-01T00:00:00.000Z', startedAt: null, endedAt: null,
-    repo: '/r', branch: 'master', commit: 'b'.repeat(40), batchOf: null, configFile: null,
-    settings: {} as UpdateRecord['settings'], testStopAfter: 0, pauseAtWorked: null, pauseBase: null, pauseRequestedAt: null, pauseRequestedBy: null,
-    reason: `stopped: server s1 was rolled back (${HOSTILE})`, lease: null,
-  };
+  return updateRecord({
+    status: 'failure', createdAt: '2026-01-01T00:00:00.000Z', repo: '/r', commit: 'b'.repeat(40),
+    reason: `stopped: server s1 was rolled back (${HOSTILE})`,
+  });
 }
 
 function assertHarmless(text: string, what: string): void {

@@ -8,55 +8,21 @@ import { Ahead, prepareAheadOf, upcoming } from '../../src/rollout/ahead.js';
 import type { ServerStatus } from '../../src/rollout/status.js';
 import type { Session } from '../../src/ssh/transport.js';
 import type { ServerRecord, UpdateRecord } from '../../src/store/store.js';
+import { serverRecord, updateRecord } from '../support/records.js';
 
 function update(over: Partial<UpdateRecord> = {}, agent: { prepare?: string[] } = {}, execution: { prepareAhead?: number } = {}): UpdateRecord {
-  return {
-    name: 'u',
-    status: 'running',
-    createdAt: '',
-    startedAt: null,
-    endedAt: null,
-    repo: 'r',
-    branch: 'master',
-    commit: 'a'.repeat(40),
-    batchOf: null,
-    configFile: null,
+  return updateRecord({
     settings: {
       rollback: { enabled: true, continueAfterRollback: false, commit: null },
       agent,
       execution: { busyWaitMs: 0, maxFailures: null, ...execution },
     } as unknown as UpdateRecord['settings'],
-    testStopAfter: 0,
-    pauseAtWorked: null,
-    pauseBase: null,
-    pauseRequestedAt: null,
-    pauseRequestedBy: null,
-    reason: null,
-    lease: null,
     ...over,
-  };
+  });
 }
 
 function servers(...statuses: ServerStatus[]): ServerRecord[] {
-  return statuses.map((status, i) => ({
-    id: i + 1,
-    updateName: 'u',
-    position: i,
-    name: `s${i + 1}`,
-    host: `h${i + 1}`,
-    port: 22,
-    user: 'x',
-    type: 't',
-    types: ['t'],
-    status,
-    step: status === 'running' ? 'update' : null,
-    fromCommit: null,
-    toCommit: null,
-    error: null,
-    startedAt: null,
-    endedAt: null,
-    lockHeld: false,
-  }));
+  return statuses.map((status, i) => serverRecord(i, { status, host: `h${i + 1}`, step: status === 'running' ? 'update' : null }));
 }
 
 const names = (xs: ServerRecord[]) => xs.map((s) => s.name);

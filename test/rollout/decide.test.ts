@@ -3,51 +3,14 @@ import { test } from 'node:test';
 import { decide, finalStatus } from '../../src/rollout/decide.js';
 import type { ServerStatus } from '../../src/rollout/status.js';
 import type { ServerRecord, UpdateRecord } from '../../src/store/store.js';
+import { serverRecord, updateRecord } from '../support/records.js';
 
 function update(over: Partial<UpdateRecord> = {}, continueAfterRollback = false): UpdateRecord {
-  return {
-    name: 'u',
-    status: 'running',
-    createdAt: '',
-    startedAt: null,
-    endedAt: null,
-    repo: 'r',
-    branch: 'master',
-    commit: 'a'.repeat(40),
-    batchOf: null,
-    configFile: null,
-    settings: { rollback: { enabled: true, continueAfterRollback, commit: null } } as UpdateRecord['settings'],
-    testStopAfter: 0,
-    pauseAtWorked: null,
-    pauseBase: null,
-    pauseRequestedAt: null,
-    pauseRequestedBy: null,
-    reason: null,
-    lease: null,
-    ...over,
-  };
+  return updateRecord({ settings: { rollback: { enabled: true, continueAfterRollback, commit: null } } as UpdateRecord['settings'], ...over });
 }
 
 function servers(...statuses: ServerStatus[]): ServerRecord[] {
-  return statuses.map((status, i) => ({
-    id: i + 1,
-    updateName: 'u',
-    position: i,
-    name: `s${i + 1}`,
-    host: 'h',
-    port: 22,
-    user: 'x',
-    type: 't',
-    types: ['t'],
-    status,
-    step: status === 'running' ? 'verify' : null,
-    fromCommit: null,
-    toCommit: null,
-    error: null,
-    startedAt: null,
-    endedAt: null,
-    lockHeld: false,
-  }));
+  return statuses.map((status, i) => serverRecord(i, { status, step: status === 'running' ? 'verify' : null }));
 }
 
 const cases: Array<[string, UpdateRecord, ServerRecord[], string]> = [
