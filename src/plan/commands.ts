@@ -7,6 +7,7 @@
  */
 import type { RolloutSettings } from '../config/types.js';
 import { expandCommand, expandText, type PlaceholderValues } from '../util/shell.js';
+import { phaseValues, rollbackTarget } from '../rollout/phases.js';
 
 export type CommandStep = 'prepare' | 'recheck' | 'update' | 'restart' | 'verify' | 'rollback' | 'verify-rollback';
 
@@ -67,8 +68,7 @@ const SENTINEL = 'AGENTUPDATEPREVIOUSCOMMITSTANDSHERE0000000';
 export function serverCommands(settings: RolloutSettings, target: string, from: string | null | 'unknown'): ShownCommand[] {
   const previous = from === 'unknown' ? SENTINEL : from;
   const shown = (s: string) => (from === 'unknown' ? s.split(SENTINEL).join(PREVIOUS_MARK) : s);
-  const { agent, restart, source, rollback } = settings;
-  const values = (commit: string, previousCommit: string | null): PlaceholderValues => ({ repo: source.repo, branch: source.branch, commit, previous_commit: previousCommit });
+  const { agent, restart, rollback } = settings;
   const expanded = (step: CommandStep, kind: ShownCommand['kind'], template: string, v: PlaceholderValues, extra: Partial<ShownCommand> = {}): ShownCommand => {
     try {
       return { step, kind, ...extra, command: shown(expandCommand(template, v)) };
@@ -84,8 +84,9 @@ export function serverCommands(settings: RolloutSettings, target: string, from: 
       return { step, kind: 'health', command: null, expect: null, error: `health command not run: ${shown((e as Error).message)}` };
     }
   };
-  // update, restart and verify: {commit} the target, {previous_commit} the server's commit
-  const forward = values(target, previous);
+  // the values of each phase, as the executor has them (rollout/phases.ts)
+  const commits = { target, from: previous };
+  const forward = phaseValues(settings, 'update', commits)!;
   // agent.prepare, ahead of the server's turn (rollout/ahead.ts), with the same values
   const out: ShownCommand[] = [];
   if ((settings.execution?.prepareAhead ?? 1) > 0) for (const c of agent.prepare ?? []) out.push(expanded('prepare', 'prepare', c, forward));
@@ -93,17 +94,15 @@ export function serverCommands(settings: RolloutSettings, target: string, from: 
   for (const c of agent.update) out.push(expanded('update', 'update', c, forward));
   out.push({ step: 'update', kind: 'version', command: agent.versionCommand, expect: target });
   for (const name of restart) out.push(expanded('restart', 'restart', agent.restart[name] ?? '', forward, { name }));
-  // verifyHealth reads a missing previous commit as ''
-  out.push(health('verify', values(target, previous ?? '')));
+  out.push(health('verify', phaseValues(settings, 'verify', commits)!));
   if (!rollback.enabled) return out;
-  // the rollback: {commit} the rollback commit, {previous_commit} the target that failed
-  const to = rollback.commit ?? previous;
+  const to = rollbackTarget(settings, previous);
   if (to === null) {
     const error = 'no previous commit is known to roll back to (set rollback.commit): the server would end fatal';
     out.push({ step: 'rollback', kind: 'update', command: null, error });
     return out;
   }
-  const back = values(to, target);
+  const back = phaseValues(settings, 'rollback', commits)!;
   for (const c of agent.update) out.push(expanded('rollback', 'update', c, back));
   out.push({ step: 'rollback', kind: 'version', command: agent.versionCommand, expect: shown(to) });
   for (const name of restart) out.push(expanded('rollback', 'restart', agent.restart[name] ?? '', back, { name }));

@@ -9,6 +9,7 @@ import { expandCommand, expandText, type PlaceholderValues } from '../util/shell
 import { formatDuration } from '../util/duration.js';
 import { suggest } from '../util/suggest.js';
 import { Ahead, prepareAheadOf, upcoming } from './ahead.js';
+import { phaseValues, rollbackTarget } from './phases.js';
 import { budgetOf, countWorked, decide } from './decide.js';
 import type { EventSink } from './events.js';
 import { acquireLease, describeHolder, holderIsDead, type HeldLease } from './lease.js';
@@ -316,7 +317,7 @@ async function prepareServer(ctx: ServerContext, server: ServerRecord, session: 
       note(`prepare skipped: the lock could not be taken (${describeFailure(r)})`);
       return run.detach();
     }
-    const values = placeholders(run, ctx.update.commit, server.fromCommit);
+    const values = phaseValues(run.settings, 'prepare', { target: ctx.update.commit, from: server.fromCommit })!;
     for (const command of ctx.update.settings.agent.prepare ?? []) {
       const c = await run.execTemplate('prepare', command, values);
       if (c.code !== 0) {
@@ -661,7 +662,7 @@ class ServerRun {
         status === 'success'
           ? this.server.toCommit
           : status === 'rolled-back'
-            ? (this.settings.rollback.commit ?? this.server.fromCommit)
+            ? rollbackTarget(this.settings, this.server.fromCommit)
             : status === 'skipped'
               ? this.server.fromCommit
               : null,
@@ -771,11 +772,6 @@ function describeFailure(r: ExecResult): string {
   return `exited ${r.code}${tail ? `: ${tail.slice(0, 200)}` : ''}`;
 }
 
-function placeholders(run: ServerRun, commit: string, previous: string | null) {
-  const { source } = run.settings;
-  return { repo: source.repo, branch: source.branch, commit, previous_commit: previous };
-}
-
 /** One claimed server (`running`, see claimServer): re-check under the lock, update, verify. */
 async function runServer(ctx: ServerContext, s: ServerRecord, plannedFrom: string | null, index: number, total: number): Promise<ServerOutcome> {
   const { emit } = ctx.deps;
@@ -832,7 +828,7 @@ async function runServer(ctx: ServerContext, s: ServerRecord, plannedFrom: strin
 async function updateAndVerify(run: ServerRun, opts: { skipUpdate: boolean }): Promise<void> {
   const { agent, restart } = run.settings;
   const target = run.server.toCommit!;
-  const values = placeholders(run, target, run.server.fromCommit);
+  const values = phaseValues(run.settings, 'update', { target, from: run.server.fromCommit })!;
   if (!opts.skipUpdate) {
     for (const command of agent.update) {
       const r = await run.execTemplate('update', command, values);
@@ -861,12 +857,12 @@ async function updateAndVerify(run: ServerRun, opts: { skipUpdate: boolean }): P
 async function rollbackServer(run: ServerRun, reason: string): Promise<void> {
   const { rollback, agent, restart } = run.settings;
   if (!rollback.enabled) return run.finish('failed', { error: reason });
-  const to = rollback.commit ?? run.server.fromCommit;
+  const to = rollbackTarget(run.settings, run.server.fromCommit);
   if (!to) {
     return run.finish('fatal', { error: `${reason}; no previous commit is known to roll back to (set rollback.commit)` });
   }
   run.setStep('rollback', { error: reason });
-  const values = placeholders(run, to, run.server.toCommit);
+  const values = phaseValues(run.settings, 'rollback', { target: run.server.toCommit, from: run.server.fromCommit })!;
   const fatal = (why: string) => run.finish('fatal', { error: `${reason}; rollback to ${to.slice(0, 12)} failed: ${why}` });
   for (const command of agent.update) {
     const r = await run.execTemplate('rollback', command, values);
@@ -894,8 +890,10 @@ async function verifyHealth(run: ServerRun, phase: ServerStep, commit: string): 
   const signal = run.ctx.signal;
   const { agent: { health }, ssh } = run.settings;
   // The same values as the commands of the phase: during a rollback {previous_commit} is the target that failed.
-  const previous = (phase === 'verify-rollback' ? run.server.toCommit : run.server.fromCommit) ?? '';
-  const values = placeholders(run, commit, previous);
+  const values =
+    phase === 'verify-rollback'
+      ? phaseValues(run.settings, 'verify-rollback', { target: run.server.toCommit, from: run.server.fromCommit })!
+      : phaseValues(run.settings, 'verify', { target: commit, from: run.server.fromCommit })!;
   let expect: string;
   let command: string;
   try {
