@@ -390,7 +390,7 @@ export class Ssh2Session implements Session {
       if (timeoutMs > 0) {
         timer = setTimeout(() => {
           loop.close();
-          finish(result(null, `timed out after ${formatDuration(timeoutMs)} with no answer from the server; the channel was closed, which kills the command there`, true));
+          finish(result(null, noAnswerWithin(timeoutMs), true));
           // the loop's timer counts `sleep 1`s, each a little over a second: 1 % more for long timeouts
         }, timeoutMs + SUPERVISOR_GRACE_MS + Math.ceil(timeoutMs / 100));
       }
@@ -405,7 +405,7 @@ export class Ssh2Session implements Session {
             else finish(result(null, `connection lost: the command channel ${r.kind === 'closed' ? 'closed while the command ran' : `broke (${r.detail})`}`));
           });
         } else if (r.timedOut) {
-          finish(result(null, `timed out after ${formatDuration(timeoutMs)}; killed on the server, with everything it started`, true));
+          finish(result(null, killedAtTimeout(timeoutMs), true));
         } else if (r.signal) {
           finish(result(null, `killed by signal ${r.signal}`));
         } else {
@@ -431,7 +431,7 @@ export class Ssh2Session implements Session {
       if (run.timedOut && !timedOut) {
         code = null;
         timedOut = true;
-        error = `timed out after ${formatDuration(timeoutMs)}; killed on the server, with everything it started`;
+        error = killedAtTimeout(timeoutMs);
       }
       return {
         code,
@@ -492,7 +492,7 @@ export class Ssh2Session implements Session {
         // answer at all. Closing the channel then makes the supervisor kill it too (hang-up).
         timer = setTimeout(() => {
           killChannel();
-          finish(result(null, `timed out after ${formatDuration(timeoutMs)} with no answer from the server; the channel was closed, which kills the command there`, true, out));
+          finish(result(null, noAnswerWithin(timeoutMs), true, out));
         }, timeoutMs + SUPERVISOR_GRACE_MS);
       }
 
@@ -559,6 +559,16 @@ function sendSignal(ch: ClientChannel, name: string): void {
   } else {
     ch.signal(name);
   }
+}
+
+/** The error of a command the server killed at its timeout (the loop's timer or the supervisor's). */
+function killedAtTimeout(timeoutMs: number): string {
+  return `timed out after ${formatDuration(timeoutMs)}; killed on the server, with everything it started`;
+}
+
+/** The error of a command whose server did not report its end in time: we closed its channel. */
+function noAnswerWithin(timeoutMs: number): string {
+  return `timed out after ${formatDuration(timeoutMs)} with no answer from the server; the channel was closed, which kills the command there`;
 }
 
 /** How long after its timeout a command's supervisor has to report it killed before we stop waiting. */
