@@ -9,6 +9,7 @@ import { specOf, type ServerRecord, type Store, type UpdateRecord } from '../sto
 import { resolveCommit, resolveRollbackCommit } from './source.js';
 import { select } from '../config/select.js';
 import { plural } from '../util/plural.js';
+import { actor } from '../util/actor.js';
 import { describeOwner, parseOwner, readScript, splitLockOutput } from '../rollout/remote-lock.js';
 import { checkCeiling, classOf, probeScript, readVersion, splitProbe } from './versions.js';
 
@@ -117,6 +118,7 @@ export async function createPlan(deps: PlanDeps, config: Config, opts: PlanOptio
     settings: settingsOf(config, commit, rollbackCommit, opts.only ?? null),
     testStopAfter: config.testMode.stopAfter,
     servers,
+    createdBy: actor(),
   });
   const limit = pLimit(Math.max(1, opts.concurrency));
   const { signal } = opts;

@@ -116,4 +116,17 @@ export const MIGRATIONS: readonly string[] = [
   ALTER TABLE servers ADD COLUMN agent_version TEXT;
   ALTER TABLE servers ADD COLUMN version_class TEXT;
   `,
+  // 8: per-server targets and the links between updates. servers.path_json: the hops a server
+  // walks, as JSON [{commit, version}] in order, its own target last (stepping stones; undo's
+  // one commit per server); NULL = one hop to the update's commit. servers.hop: the index in that
+  // path being worked on, committed before the hop's first command (NULL: none begun).
+  // updates.retry_of / undo_of: the update a `retry` / `undo` was made from; created_by: who
+  // planned it (`user@host`).
+  `
+  ALTER TABLE servers ADD COLUMN path_json TEXT;
+  ALTER TABLE servers ADD COLUMN hop INTEGER;
+  ALTER TABLE updates ADD COLUMN retry_of TEXT;
+  ALTER TABLE updates ADD COLUMN undo_of TEXT;
+  ALTER TABLE updates ADD COLUMN created_by TEXT;
+  `,
 ];

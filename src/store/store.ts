@@ -38,6 +38,21 @@ export interface UpdateRecord {
   /** why the update is paused or ended, for an operator */
   reason: string | null;
   lease: Lease | null;
+  /** the update a `retry` was made from (status JSON `retryOf`); null otherwise */
+  retryOf: string | null;
+  /** the update an `undo` puts back (status JSON `undoOf`); null otherwise */
+  undoOf: string | null;
+  /** who planned it (`user@host`); null in updates planned before it was recorded */
+  createdBy: string | null;
+}
+
+/**
+ * One hop of a server's path: the commit it is updated to and verified at, and the agent version
+ * that commit is (a stepping stone's, the target's; null when versions are not used).
+ */
+export interface Hop {
+  commit: string;
+  version: string | null;
 }
 
 export interface Lease {
@@ -74,6 +89,13 @@ export interface ServerRecord {
   agentVersion?: string | null;
   /** its class against the target's version (plan/versions.ts); null when not classed */
   versionClass?: VersionClass | null;
+  /**
+   * the hops it walks, in order, its own target last (stepping stones, undo); null = one hop to
+   * the update's commit
+   */
+  path?: Hop[] | null;
+  /** the index in its path (or 0 for one hop) being worked on; null while none has begun */
+  hop?: number | null;
   /** how it is reached, when not as the update's ssh settings say (see ServerSpec) */
   identityFiles?: string[];
   knownHosts?: string;
@@ -142,8 +164,11 @@ export interface NewUpdate {
   configFile: string | null;
   settings: RolloutSettings;
   testStopAfter: number;
-  /** `types` defaults to `[type]` */
-  servers: Array<Omit<ServerSpec, 'types'> & Partial<Pick<ServerSpec, 'types'>>>;
+  /** `types` defaults to `[type]`; `path`: the server's own hops (undo), else set by the plan */
+  servers: Array<Omit<ServerSpec, 'types'> & Partial<Pick<ServerSpec, 'types'>> & { path?: Hop[] | null }>;
+  retryOf?: string | null;
+  undoOf?: string | null;
+  createdBy?: string | null;
 }
 
 type Row = Record<string, unknown>;
@@ -177,6 +202,9 @@ function toUpdate(r: Row): UpdateRecord {
           heartbeat: r.lease_heartbeat as string,
         }
       : null,
+    retryOf: (r.retry_of as string | null | undefined) ?? null,
+    undoOf: (r.undo_of as string | null | undefined) ?? null,
+    createdBy: (r.created_by as string | null | undefined) ?? null,
   };
 }
 
@@ -216,6 +244,8 @@ function toServer(r: Row): ServerRecord {
     lockHeld: r.lock_held === 1,
     agentVersion: (r.agent_version as string | null | undefined) ?? null,
     versionClass: (r.version_class as VersionClass | null | undefined) ?? null,
+    path: typeof r.path_json === 'string' ? (JSON.parse(r.path_json) as Hop[]) : null,
+    hop: (r.hop as number | null | undefined) ?? null,
   };
 }
 
@@ -246,6 +276,9 @@ export interface ServerChange {
   lockHeld?: boolean;
   agentVersion?: string | null;
   versionClass?: VersionClass | null;
+  /** stored as path_json; null = one hop to the update's commit */
+  path?: Hop[] | null;
+  hop?: number | null;
 }
 
 export interface UpdateChange {
@@ -268,6 +301,8 @@ const SERVER_COLUMNS: Record<keyof ServerChange, string> = {
   lockHeld: 'lock_held',
   agentVersion: 'agent_version',
   versionClass: 'version_class',
+  path: 'path_json',
+  hop: 'hop',
 };
 const UPDATE_COLUMNS: Record<keyof UpdateChange, string> = {
   startedAt: 'started_at',
@@ -285,7 +320,7 @@ function setClause<T extends object>(change: T, columns: Record<keyof T, string>
   for (const [key, value] of Object.entries(change)) {
     if (value === undefined) continue;
     parts.push(`${columns[key as keyof T]} = ?`);
-    values.push(typeof value === 'boolean' ? Number(value) : value);
+    values.push(typeof value === 'boolean' ? Number(value) : key === 'path' && value !== null ? JSON.stringify(value) : value);
   }
   return { sql: parts.map((p) => `, ${p}`).join(''), values };
 }
@@ -468,15 +503,20 @@ export class Store {
       }
       this.db
         .prepare(
-          `INSERT INTO updates (name, status, created_at, repo, branch, commit_sha, config_file, settings_json, test_stop_after)
-           VALUES (?, 'planning', ?, ?, ?, ?, ?, ?, ?)`,
+          `INSERT INTO updates (name, status, created_at, repo, branch, commit_sha, config_file, settings_json, test_stop_after,
+                                retry_of, undo_of, created_by)
+           VALUES (?, 'planning', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
         )
-        .run(u.name, at, u.repo, u.branch, u.commit, u.configFile, JSON.stringify(u.settings), u.testStopAfter);
+        .run(u.name, at, u.repo, u.branch, u.commit, u.configFile, JSON.stringify(u.settings), u.testStopAfter,
+          u.retryOf ?? null, u.undoOf ?? null, u.createdBy ?? null);
       const insert = this.stmt(
-        `INSERT INTO servers (update_name, position, name, host, port, user, type, types, status, ssh_json)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?)`,
+        `INSERT INTO servers (update_name, position, name, host, port, user, type, types, status, ssh_json, path_json)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?)`,
       );
-      u.servers.forEach((s, i) => insert.run(u.name, i, s.name, s.host, s.port, s.user, s.type, JSON.stringify(s.types ?? [s.type]), reachJson(s)));
+      u.servers.forEach((s, i) =>
+        insert.run(u.name, i, s.name, s.host, s.port, s.user, s.type, JSON.stringify(s.types ?? [s.type]), reachJson(s),
+          s.path ? JSON.stringify(s.path) : null),
+      );
       this.addEvent(u.name, null, 'planning', `planning ${plural(u.servers.length, 'server')} to ${u.commit.slice(0, 12)}`);
     });
     return this.getUpdate(u.name);

@@ -25,6 +25,9 @@ export function updateRecord(over: Partial<UpdateRecord> = {}): UpdateRecord {
     pauseRequestedBy: null,
     reason: null,
     lease: null,
+    retryOf: null,
+    undoOf: null,
+    createdBy: null,
     ...over,
   };
 }
