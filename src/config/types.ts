@@ -138,6 +138,21 @@ export interface VersionBounds {
   minCompatible?: string | null;
   /** the newest agent the control plane supports: a target above it is refused at plan time */
   maxCompatible?: string | null;
+  /** the oldest version that upgrades directly to the target; older ones walk the stepping stones */
+  minVersion?: string | null;
+  /** releases on the way to the target, sorted by version (plan/versions.ts pathFor) */
+  steppingStones?: SteppingStone[];
+}
+
+/**
+ * `source.stepping_stones[]`: a release every older agent passes through on its way to the
+ * target. `commit` is 7 to 40 hex in a config, the full 40 once planned; `minVersion`: the
+ * oldest version that can upgrade to it (absent: any older one can).
+ */
+export interface SteppingStone {
+  version: string;
+  commit: string;
+  minVersion: string | null;
 }
 
 /** What `plan` labels each server by its version (plan/versions.ts). */

@@ -83,13 +83,18 @@
  *   min_ and max_compatible need source.version; min_compatible needs agent.semver_command and
  *   may not be above source.version; max_compatible may not be below min_compatible. A target
  *   above max_compatible is refused by `plan` (checkCeiling), not here: the config is valid.
+ * - `source.min_version` (the oldest version that upgrades directly) and `source.stepping_stones`
+ *   (a list of `{version, commit, min_version?}`): both need source.version (and min_version
+ *   agent.semver_command); stones need min_version, are below the target, distinct, and the
+ *   highest is at or above min_version (else nobody below it could reach the target). A stone's
+ *   commit is 7 to 40 hex here, expanded to 40 by `plan`.
  *
  * The other extensions SPEC.md lists as decided but not built yet are reported as "not
  * supported yet" rather than as unknown keys.
  */
 import * as path from 'node:path';
 import type { ConfigProblem } from '../errors.js';
-import type { Config, FailureBudget, JumpHost, ServerSpec } from './types.js';
+import type { Config, FailureBudget, JumpHost, ServerSpec, SteppingStone } from './types.js';
 import type { InventoryRead } from './inventory/index.js';
 import { patternProblem, select } from './select.js';
 import { expandTokens, parseHopSpec, parseSshConfig, type HostEntry, type ParsedSshConfig } from './ssh-config.js';
@@ -160,7 +165,8 @@ const OUTPUT_LIMIT_MAX = 64 * 1024 * 1024;
 
 const KEYS = {
   top: ['name', 'source', 'servers', 'inventory', 'server_types', 'include', 'exclude', 'ssh', 'agent', 'restart', 'rollback', 'test_mode', 'execution'],
-  source: ['repo', 'branch', 'commit', 'version', 'min_compatible', 'max_compatible'],
+  source: ['repo', 'branch', 'commit', 'version', 'min_compatible', 'max_compatible', 'min_version', 'stepping_stones'],
+  stone: ['version', 'commit', 'min_version'],
   server: ['name', 'host', 'port', 'user', 'type', 'identity_file', 'jump'],
   ssh: [
     'user',
@@ -189,8 +195,6 @@ const KEYS = {
 const PLANNED: Record<string, Record<string, string>> = {
   top: {},
   source: {
-    min_version: 'source.min_version is not supported yet',
-    stepping_stones: 'source.stepping_stones is not supported yet',
   },
   agent: {
     diagnose: 'agent.diagnose is not supported yet',
@@ -594,6 +598,70 @@ class Checker {
 // ---------------------------------------------------------------------------------------------
 // validateConfig
 
+/** `source.stepping_stones`: a list of `{version, commit, min_version?}`, sorted by version on return. */
+function steppingStones(c: Checker, v: unknown): SteppingStone[] {
+  if (v === undefined || v === null) return [];
+  if (!Array.isArray(v)) {
+    c.add(['source', 'stepping_stones'], `must be a list of {version, commit}, got ${describe(v)}`);
+    return [];
+  }
+  const out: SteppingStone[] = [];
+  v.forEach((item, i) => {
+    const p: KeyPath = ['source', 'stepping_stones', i];
+    if (!isRecord(item)) {
+      c.add(p, `must be {version, commit}, got ${describe(item)}`);
+      return;
+    }
+    const o = c.section(p, item, KEYS.stone)!;
+    if (o.version === undefined || o.version === null) c.add([...p, 'version'], 'is required (the agent version this stepping stone is)');
+    if (o.commit === undefined || o.commit === null) c.add([...p, 'commit'], 'is required (the commit of that version)');
+    const version = c.version([...p, 'version'], o.version);
+    const commit = c.commit([...p, 'commit'], o.commit);
+    const minVersion = c.version([...p, 'min_version'], o.min_version);
+    if (version !== null && minVersion !== null && !semver.lt(minVersion, version)) {
+      c.add([...p, 'min_version'], `${minVersion} is not below the stepping stone's own version ${version}`);
+    }
+    if (version !== null && commit !== null) {
+      const twin = out.find((s) => semver.eq(s.version, version));
+      if (twin) c.add([...p, 'version'], `${version} is listed twice (stepping stones ${out.indexOf(twin)} and ${i})`);
+      else out.push({ version, commit, minVersion });
+    }
+  });
+  return out.sort((a, b) => semver.compare(a.version, b.version));
+}
+
+/**
+ * min_version and the stepping stones need the target's version; every stone is below it; and
+ * the highest stone is at or above min_version, or no server that needs a stone could ever
+ * reach the target from it (plan/versions.ts pathFor).
+ */
+function checkPathBounds(c: Checker, src: Record<string, unknown>, source: Config['source']): void {
+  const given = (v: unknown) => v !== undefined && v !== null;
+  const { version, minVersion, steppingStones: stones } = source;
+  for (const key of ['min_version', 'stepping_stones'] as const) {
+    if (given(src[key]) && !given(src.version)) c.add(['source', key], "needs source.version (the target's version) to compare with");
+  }
+  if (given(src.stepping_stones) && !given(src.min_version) && Array.isArray(src.stepping_stones) && src.stepping_stones.length > 0) {
+    c.add(['source', 'stepping_stones'], 'needs source.min_version: the oldest version that upgrades directly; older agents walk the stepping stones');
+  }
+  if (version == null) return;
+  if (minVersion != null && semver.gt(minVersion, version)) {
+    c.add(['source', 'min_version'], `${minVersion} is above source.version ${version}: no server could upgrade directly to the target`);
+  }
+  for (const s of stones ?? []) {
+    if (!semver.lt(s.version, version)) {
+      c.add(['source', 'stepping_stones'], `stepping stone ${s.version} is not below source.version ${version}: a stepping stone is a release on the way to the target`);
+    }
+  }
+  const top = stones?.at(-1);
+  if (minVersion != null && top !== undefined && semver.lt(top.version, minVersion) && semver.lt(top.version, version)) {
+    c.add(
+      ['source', 'stepping_stones'],
+      `the highest stepping stone, ${top.version}, is below source.min_version ${minVersion}: from it no server could upgrade to ${version}; add a stepping stone at or above ${minVersion}`,
+    );
+  }
+}
+
 export function validateConfig(raw: unknown, ctx: ValidateContext): ValidateResult {
   const c = new Checker(ctx);
   const file = path.resolve(ctx.dir, ctx.file);
@@ -616,7 +684,7 @@ export function validateConfig(raw: unknown, ctx: ValidateContext): ValidateResu
   }
 
   // source
-  const source = { repo: '', branch: '', commit: null as string | null, version: null as string | null, minCompatible: null as string | null, maxCompatible: null as string | null };
+  const source: Config['source'] = { repo: '', branch: '', commit: null, version: null, minCompatible: null, maxCompatible: null, minVersion: null, steppingStones: [] };
   const src = c.section(['source'], top.source, KEYS.source, PLANNED.source);
   if (top.source === undefined || top.source === null) c.add(['source'], 'is required (with repo and branch)');
   else if (src) {
@@ -653,6 +721,9 @@ export function validateConfig(raw: unknown, ctx: ValidateContext): ValidateResu
     if (source.minCompatible !== null && source.maxCompatible !== null && semver.gt(source.minCompatible, source.maxCompatible)) {
       c.add(['source', 'max_compatible'], `${source.maxCompatible} is below source.min_compatible ${source.minCompatible}`);
     }
+    source.minVersion = c.version(['source', 'min_version'], src.min_version);
+    source.steppingStones = steppingStones(c, src.stepping_stones);
+    checkPathBounds(c, src, source);
   }
 
   // ssh (before servers: servers default to ssh.user / ssh.port)
@@ -1275,8 +1346,11 @@ export function validateConfig(raw: unknown, ctx: ValidateContext): ValidateResu
     );
   }
 
-  if (source.minCompatible !== null && semverCommand === null && isRecord(top.agent) && (top.agent.semver_command === undefined || top.agent.semver_command === null)) {
-    c.add(['source', 'min_compatible'], "needs agent.semver_command, to read each server's version");
+  for (const key of ['min_compatible', 'min_version'] as const) {
+    const set = key === 'min_compatible' ? source.minCompatible : source.minVersion;
+    if (set != null && semverCommand === null && isRecord(top.agent) && (top.agent.semver_command === undefined || top.agent.semver_command === null)) {
+      c.add(['source', key], "needs agent.semver_command, to read each server's version");
+    }
   }
 
   if (c.problems.length) return { problems: sortProblems(c.problems) };

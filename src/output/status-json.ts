@@ -1,5 +1,6 @@
 import { holderIsDead } from '../rollout/lease.js';
-import type { ServerRecord, Store, UpdateRecord } from '../store/store.js';
+import type { Hop, ServerRecord, Store, UpdateRecord } from '../store/store.js';
+import { hopOf } from '../rollout/phases.js';
 import { allowedFailures, budgetOf, describeBudget } from '../rollout/decide.js';
 import type { VersionClass } from '../config/types.js';
 import { classCounts } from '../plan/versions.js';
@@ -42,6 +43,9 @@ export interface VersionsJson {
   maxCompatible: string | null;
   only: VersionClass | null;
   leftOut: string[];
+  /** extension: source.min_version, and the stepping stones (commits in full) */
+  minVersion: string | null;
+  steppingStones: Array<{ version: string; commit: string; minVersion: string | null }>;
   classes?: Record<VersionClass, number>;
 }
 
@@ -80,6 +84,13 @@ export interface ServerJson {
   agentVersion: string | null;
   /** extension: its class against the target's version (required, recommended, current); null when not classed */
   versionClass: VersionClass | null;
+  /**
+   * extension: the hops it walks (stepping stones, then the target), each `{commit, version}`;
+   * null when it goes straight to the update's commit
+   */
+  path: Hop[] | null;
+  /** extension: with a path, the hop it is on or ended on (1-based `index` of `count`, that hop's version and commit); null otherwise or before its first */
+  hop: { index: number; count: number; version: string | null; commit: string } | null;
 }
 
 export { countsOf } from '../rollout/status.js';
@@ -126,6 +137,8 @@ function documentOf(
       endedAt: s.endedAt,
       agentVersion: s.agentVersion ?? null,
       versionClass: s.versionClass ?? null,
+      path: s.path ?? null,
+      hop: hopJson(s, u.commit),
     })) }),
     reason: u.reason,
     pauseRequested: u.pauseRequestedAt !== null,
@@ -138,6 +151,12 @@ function documentOf(
   };
 }
 
+function hopJson(s: ServerRecord, updateCommit: string): ServerJson['hop'] {
+  if (!s.path || s.path.length === 0 || s.hop === null || s.hop === undefined) return null;
+  const h = hopOf(s, updateCommit);
+  return { index: h.index + 1, count: h.count, version: h.toVersion, commit: h.to };
+}
+
 /** The `versions` member of the status document, when the update was planned with source.version. */
 export function versionsJson(u: UpdateRecord, servers: readonly ServerRecord[] | null): VersionsJson | undefined {
   const v = u.settings.versions;
@@ -148,6 +167,8 @@ export function versionsJson(u: UpdateRecord, servers: readonly ServerRecord[] |
     maxCompatible: v.maxCompatible ?? null,
     only: v.only ?? null,
     leftOut: v.leftOut ?? [],
+    minVersion: v.minVersion ?? null,
+    steppingStones: (v.steppingStones ?? []).map((st) => ({ version: st.version, commit: st.commit, minVersion: st.minVersion })),
     ...(servers === null ? {} : { classes: classCounts(servers) }),
   };
 }

@@ -6,12 +6,12 @@ import { InterruptedError, TransitionError, UsageError } from '../errors.js';
 import type { EventSink } from '../rollout/events.js';
 import { checkLocalSsh, type Transport } from '../ssh/transport.js';
 import { specOf, type ServerRecord, type Store, type UpdateRecord } from '../store/store.js';
-import { resolveCommit, resolveRollbackCommit } from './source.js';
+import { resolveCommit, resolveRollbackCommit, resolveStones } from './source.js';
 import { select } from '../config/select.js';
 import { plural } from '../util/plural.js';
 import { actor } from '../util/actor.js';
 import { describeOwner, parseOwner, readScript, splitLockOutput } from '../rollout/remote-lock.js';
-import { checkCeiling, classOf, probeScript, readVersion, splitProbe } from './versions.js';
+import { checkCeiling, classOf, pathFor, probeScript, readVersion, splitProbe } from './versions.js';
 
 export interface PlanOptions {
   name?: string;
@@ -68,7 +68,7 @@ export function defaultName(branch: string, now: Date, taken: (name: string) => 
 
 /** What the plan stores: `commit` and `rollbackCommit` are the full 40-hex commits resolved at plan time. */
 export function settingsOf(config: Config, commit: string, rollbackCommit: string | null, only: VersionClass | null = null): RolloutSettings {
-  const { version = null, minCompatible = null, maxCompatible = null } = config.source;
+  const { version = null, minCompatible = null, maxCompatible = null, minVersion = null, steppingStones = [] } = config.source;
   return {
     source: { repo: config.source.repo, branch: config.source.branch, commit },
     ssh: config.ssh,
@@ -76,7 +76,9 @@ export function settingsOf(config: Config, commit: string, rollbackCommit: strin
     restart: config.restart,
     rollback: { ...config.rollback, commit: rollbackCommit },
     execution: config.execution,
-    ...(version !== null ? { versions: { version, minCompatible, maxCompatible, only } } : {}),
+    ...(version !== null
+      ? { versions: { version, minCompatible, maxCompatible, only, ...(minVersion !== null ? { minVersion, steppingStones } : {}) } }
+      : {}),
   };
 }
 
@@ -107,6 +109,8 @@ export async function createPlan(deps: PlanDeps, config: Config, opts: PlanOptio
   // The executor compares version_command's 40 hex with it: an abbreviation would never match.
   const rollbackCommit =
     config.rollback.commit === null ? null : await (deps.resolveRollback ?? resolveRollbackCommit)(config.source.repo, config.rollback.commit);
+  // Stepping stones' commits expanded to 40 hex, like rollback.commit (no I/O when they are).
+  config = { ...config, source: { ...config.source, steppingStones: await resolveStones(config.source.repo, config.source.steppingStones) } };
   await checkLocalSsh(deps.transport, config.ssh, `cannot plan ${name}`, servers);
 
   store.createUpdate({
@@ -233,13 +237,22 @@ export async function probeServer(
   // Cut by Ctrl-C: that says nothing about the server, so nothing is recorded for it.
   if (error !== null && signal?.aborted) return;
   const cls = version === null ? null : classOf(version, config.versions);
+  // Below source.min_version: the stepping stones it walks, or no path (excluded). A server
+  // given its own path at creation (undo) keeps it.
+  let path = s.path ?? null;
+  if (version !== null && path === null && versionError === null) {
+    const verdict = pathFor(version, config.versions, target);
+    if (verdict.kind === 'none') versionError = verdict.reason;
+    else if (verdict.kind === 'path') path = verdict.hops;
+  }
+  const finalTarget = path?.at(-1)?.commit ?? target;
   // A refresh of a plan made with --only: a server of another class is not this update's to touch.
   const only = config.versions.only ?? null;
   if (again && error === null && versionError === null && only !== null && cls !== null && cls !== only) {
     versionError = `class ${cls}, not ${only} (plan --only ${only})`;
   }
   const status =
-    error !== null ? 'unreachable' : versionError !== null ? 'excluded' : commit === target && lockedBy === null ? 'skipped' : 'pending';
+    error !== null ? 'unreachable' : versionError !== null ? 'excluded' : commit === finalTarget && lockedBy === null ? 'skipped' : 'pending';
   if (lockedBy !== null) store.addEvent(s.updateName, s.name, 'locked', `locked by ${lockedBy} when probed; start re-checks it under the lock`);
   if (status !== 'unreachable') store.setProbedVersion(s.id, version, cls);
   const reason = status === 'excluded' ? versionError : error;
@@ -247,14 +260,21 @@ export async function probeServer(
     if (status === 'unreachable') store.patchServer(s.id, { error, endedAt: deps.clock.now().toISOString() });
     else {
       const ended = status === 'skipped' || status === 'excluded';
-      store.setServerStatus(s.id, status, { fromCommit: commit, toCommit: status === 'skipped' ? target : null, error: status === 'excluded' ? reason : null, endedAt: ended ? deps.clock.now().toISOString() : null });
+      store.setServerStatus(s.id, status, {
+        fromCommit: commit,
+        toCommit: status === 'skipped' ? finalTarget : null,
+        error: status === 'excluded' ? reason : null,
+        endedAt: ended ? deps.clock.now().toISOString() : null,
+        path: status === 'pending' ? path : s.path ?? null,
+      });
     }
   } else if (status === 'pending') {
     store.setProbedCommit(s.id, commit);
+    if (path !== s.path) store.patchServer(s.id, { path });
   } else {
     store.setServerStatus(s.id, status, {
       fromCommit: commit,
-      toCommit: status === 'skipped' ? target : null,
+      toCommit: status === 'skipped' ? finalTarget : null,
       error: reason,
       endedAt: deps.clock.now().toISOString(),
     });
@@ -268,5 +288,6 @@ export async function probeServer(
     error: reason ?? (lockedBy !== null ? `locked by ${lockedBy}` : null),
     ...(version !== null ? { version } : {}),
     ...(cls !== null ? { versionClass: cls } : {}),
+    ...(path !== null && status === 'pending' ? { path: path.map((h) => h.version ?? h.commit) } : {}),
   });
 }

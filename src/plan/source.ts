@@ -2,6 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
+import type { SteppingStone } from '../config/types.js';
 import { UsageError } from '../errors.js';
 import { didYouMean } from '../util/did-you-mean.js';
 
@@ -92,17 +93,26 @@ export async function commitsMatching(repo: string, prefix: string): Promise<str
  * usually not the branch tip), and must name exactly one commit. Throws a UsageError (exit 2)
  * naming the key otherwise.
  */
-export async function resolveRollbackCommit(repo: string, commit: string): Promise<string> {
+export async function resolveRollbackCommit(repo: string, commit: string, key = 'rollback.commit'): Promise<string> {
   const c = commit.toLowerCase();
   if (/^[0-9a-f]{40}$/.test(c)) return c;
   const found = await commitsMatching(repo, c).catch((e: Error) => {
-    throw new UsageError(`rollback.commit: cannot read ${repo} to expand ${commit}: ${e.message}`);
+    throw new UsageError(`${key}: cannot read ${repo} to expand ${commit}: ${e.message}`);
   });
-  if (found.length === 0) throw new UsageError(`rollback.commit: ${commit} is not a commit of ${repo} (none of its branches or tags has it)`);
+  if (found.length === 0) throw new UsageError(`${key}: ${commit} is not a commit of ${repo} (none of its branches or tags has it)`);
   if (found.length > 1) {
-    throw new UsageError(`rollback.commit: ${commit} is ambiguous in ${repo}: it could be ${found.join(', ')}; give more digits`);
+    throw new UsageError(`${key}: ${commit} is ambiguous in ${repo}: it could be ${found.join(', ')}; give more digits`);
   }
   return found[0] as string;
+}
+
+/** `source.stepping_stones` with each commit expanded to its 40 hex, like rollback.commit (no I/O when they already are). */
+export async function resolveStones(repo: string, stones: readonly SteppingStone[] | undefined): Promise<SteppingStone[]> {
+  const out: SteppingStone[] = [];
+  for (const s of stones ?? []) {
+    out.push({ ...s, commit: await resolveRollbackCommit(repo, s.commit, `source.stepping_stones (${s.version}) commit`) });
+  }
+  return out;
 }
 
 /** How a commit running on a server stands to the target, in the source repository's history. */

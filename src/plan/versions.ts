@@ -9,6 +9,8 @@
  * - Classes (target = `source.version`): below `source.min_compatible` → `required`, else below
  *   the target → `recommended`, else `current` (at or above the target).
  * - The ceiling: a target above `source.max_compatible` is refused at plan time.
+ * - Paths (pathFor): below `source.min_version` a server walks the stepping stones above its
+ *   version, then the target; with none, or one it may not reach, it has no path.
  *
  * The probe reads the version in the same remote command as the commit (probeScript): the
  * version command, a marker line carrying its exit status (on stdout and on stderr), then the
@@ -18,6 +20,7 @@ import { randomBytes } from 'node:crypto';
 import semver from 'semver';
 import type { VersionBounds, VersionClass } from '../config/types.js';
 import { UsageError } from '../errors.js';
+import type { Hop } from '../store/store.js';
 
 export const VERSION_CLASSES: readonly VersionClass[] = ['required', 'recommended', 'current'];
 
@@ -71,6 +74,49 @@ export function checkCeiling(file: string, bounds: VersionBounds): void {
         `the newest agent the control plane supports: refused, nothing was planned or run`,
     );
   }
+}
+
+/** What pathFor decides for one server. */
+export type PathVerdict =
+  /** at or above source.min_version (or no bound): one hop, straight to the target */
+  | { kind: 'direct' }
+  /** the stepping stones it passes through, then the target, in order */
+  | { kind: 'path'; hops: Hop[] }
+  /** below min_version with no way up: excluded, never touched */
+  | { kind: 'none'; reason: string };
+
+/**
+ * The hops a server at `version` walks to the target (issue 14, item 4). At or above
+ * `min_version` it upgrades directly. Below it, every stepping stone above its version is a
+ * release it must pass through, in order (as "agents older than 1.3.0 go to 1.3.0 first"), and
+ * then the target; a stone with its own `min_version` can only be reached from that version or
+ * newer, so a server below it has no path. Stones are sorted and at least one is at or above
+ * min_version (config/validate.ts checks both), so the last hop to the target is always allowed.
+ */
+export function pathFor(version: string, bounds: VersionBounds, target: string): PathVerdict {
+  const { version: to, minVersion, steppingStones: stones = [] } = bounds;
+  if (!to || !minVersion || !semver.lt(version, minVersion)) return { kind: 'direct' };
+  const above = stones.filter((s) => semver.gt(s.version, version));
+  const below = `agent ${version} is below source.min_version ${minVersion}, the oldest that upgrades directly to ${to}`;
+  if (above.length === 0 || semver.lt(above.at(-1)!.version, minVersion)) {
+    return { kind: 'none', reason: `${below}, and no stepping stone leads there from it: no path, never touched` };
+  }
+  let at = version;
+  for (const s of above) {
+    if (s.minVersion !== null && semver.lt(at, s.minVersion)) {
+      return {
+        kind: 'none',
+        reason: `${below}, and ${at} is below ${s.minVersion}, the oldest that can upgrade to the stepping stone ${s.version}: no path, never touched`,
+      };
+    }
+    at = s.version;
+  }
+  return { kind: 'path', hops: [...above.map((s) => ({ commit: s.commit, version: s.version })), { commit: target, version: to }] };
+}
+
+/** `1.0.0 → 1.1.0 → 1.3.0`: a path as an operator reads it. */
+export function describePath(from: string | null, hops: readonly Hop[]): string {
+  return [from ?? '?', ...hops.map((h) => h.version ?? h.commit.slice(0, 12))].join(' → ');
 }
 
 /** `plan --only CLASS`: the class, checked (exit 2 when wrong). */

@@ -14,7 +14,8 @@ export type RolloutEvent =
   /** pending: servers still to work on; total: all of its servers; counts: by status at this moment */
   | { type: 'update-started'; update: string; takeover: boolean; resumed: boolean; pending: number; total: number; counts: ServerCounts }
   | { type: 'server-started'; update: string; server: string; index: number; total: number; host: string; port: number; user: string; fromCommit: string | null; toCommit: string }
-  | { type: 'server-step'; update: string; server: string; step: ServerStep }
+  /** hop, hops, hopTo: for a server walking stepping stones, the hop (1-based) of how many, and that hop's version (or commit) */
+  | { type: 'server-step'; update: string; server: string; step: ServerStep; hop?: number; hops?: number; hopTo?: string }
   | { type: 'command'; update: string; server: string; phase: string; command: string; code: number | null; error: string | null; durationMs: number }
   /** stableMs / stableForMs: healthy since this long, of the agent.health.stable_for it must stay so */
   | { type: 'health-waiting'; update: string; server: string; attempt: number; elapsedMs: number; output: string; stableMs?: number; stableForMs?: number }
@@ -51,6 +52,8 @@ export type RolloutEvent =
       version?: string;
       /** its class against source.version, when classed */
       versionClass?: VersionClass;
+      /** below source.min_version: the versions (or commits) of the hops it will walk, the target last */
+      path?: string[];
     };
 
 export type EventSink = (event: RolloutEvent) => void;

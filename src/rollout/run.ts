@@ -9,7 +9,7 @@ import { expandCommand, expandText, type PlaceholderValues } from '../util/shell
 import { formatDuration } from '../util/duration.js';
 import { suggest } from '../util/suggest.js';
 import { Ahead, prepareAheadOf, upcoming } from './ahead.js';
-import { phaseValues, rollbackTarget } from './phases.js';
+import { finalTarget, hopLabel, hopOf, phaseValues, rollbackTarget, type HopView } from './phases.js';
 import { budgetOf, countWorked, decide } from './decide.js';
 import type { EventSink } from './events.js';
 import { acquireLease, describeHolder, holderIsDead, type HeldLease } from './lease.js';
@@ -317,7 +317,8 @@ async function prepareServer(ctx: ServerContext, server: ServerRecord, session: 
       note(`prepare skipped: the lock could not be taken (${describeFailure(r)})`);
       return run.detach();
     }
-    const values = phaseValues(run.settings, 'prepare', { target: ctx.update.commit, from: server.fromCommit })!;
+    // a server walking stepping stones prepares for its first hop
+    const values = phaseValues(run.settings, 'prepare', { target: server.path?.[0]?.commit ?? ctx.update.commit, from: server.fromCommit })!;
     for (const command of ctx.update.settings.agent.prepare ?? []) {
       const c = await run.execTemplate('prepare', command, values);
       if (c.code !== 0) {
@@ -628,20 +629,34 @@ class ServerRun {
         toCommit: null,
         error: null,
         lockHeld: false,
+        hop: null,
       }),
     );
     store.addEvent(this.server.updateName, this.server.name, 'busy', reason);
   }
 
 
-  setStep(step: ServerStep, change: { fromCommit?: string; error?: string | null } = {}): void {
+  setStep(step: ServerStep, change: { fromCommit?: string; error?: string | null; hop?: number } = {}): void {
     this.server = guarded(this.ctx, () => this.ctx.deps.store.setServerStatus(this.server.id, 'running', { step, ...change }));
-    this.ctx.deps.emit({ type: 'server-step', update: this.server.updateName, server: this.server.name, step });
+    const h = this.hop;
+    this.ctx.deps.emit({
+      type: 'server-step',
+      update: this.server.updateName,
+      server: this.server.name,
+      step,
+      ...(h.count > 1 ? { hop: h.index + 1, hops: h.count, hopTo: h.toVersion ?? h.to } : {}),
+    });
+  }
+
+  /** The hop the server is on (its path's, or the one hop of an update without stepping stones). */
+  get hop(): HopView {
+    return hopOf(this.server, this.ctx.update.commit);
   }
 
   /** Record the server's outcome, then release our lock on it (after: the outcome comes first). */
   async finish(status: ServerStatus, change: { error?: string | null; fromCommit?: string | null; lockHeld?: boolean } = {}): Promise<void> {
     const { store, clock, emit } = this.ctx.deps;
+    const hop = this.hop;
     this.server = guarded(this.ctx, () =>
       store.setServerStatus(this.server.id, status, {
         step: null,
@@ -662,7 +677,7 @@ class ServerRun {
         status === 'success'
           ? this.server.toCommit
           : status === 'rolled-back'
-            ? rollbackTarget(this.settings, this.server.fromCommit)
+            ? rollbackTarget(this.settings, hop.from, hop.stone)
             : status === 'skipped'
               ? this.server.fromCommit
               : null,
@@ -738,7 +753,8 @@ function claimServer(ctx: ServerContext, server: ServerRecord): { ok: true; serv
     const claimed = store.setServerStatus(server.id, 'running', {
       step: 'update',
       startedAt: clock.now().toISOString(),
-      toCommit: ctx.update.commit,
+      toCommit: finalTarget(server, ctx.update.commit),
+      hop: null,
       // cleared until the re-check reads it again: a takeover that finds it null knows no
       // update command has run, whatever the server was at when the plan was made.
       fromCommit: null,
@@ -775,7 +791,7 @@ function describeFailure(r: ExecResult): string {
 /** One claimed server (`running`, see claimServer): re-check under the lock, update, verify. */
 async function runServer(ctx: ServerContext, s: ServerRecord, plannedFrom: string | null, index: number, total: number): Promise<ServerOutcome> {
   const { emit } = ctx.deps;
-  const target = ctx.update.commit;
+  const target = finalTarget(s, ctx.update.commit);
   checkStillOurs(ctx);
   emit({
     type: 'server-started',
@@ -816,7 +832,7 @@ async function runServer(ctx: ServerContext, s: ServerRecord, plannedFrom: strin
       return DONE;
     }
     // Committed before any update command runs: a takeover needs to know what to roll back to.
-    run.setStep('update', { fromCommit: current.commit });
+    run.setStep('update', { fromCommit: current.commit, hop: 0 });
     await updateAndVerify(run, { skipUpdate: false });
     return DONE;
   } finally {
@@ -824,45 +840,74 @@ async function runServer(ctx: ServerContext, s: ServerRecord, plannedFrom: strin
   }
 }
 
-/** Update (unless already done), restart and verify; on any failure, roll back. */
+/**
+ * Walk the server's hops from the one it is on: each a full update (update, restart, verify at
+ * that hop's commit); the next hop's index is committed before its first command. On any failure,
+ * roll the hop back. `skipUpdate`: the current hop's commit is already on the server (takeover).
+ */
 async function updateAndVerify(run: ServerRun, opts: { skipUpdate: boolean }): Promise<void> {
+  let skipUpdate = opts.skipUpdate;
+  for (;;) {
+    const hop = run.hop;
+    if (!(await walkHop(run, hop, skipUpdate))) return;
+    if (hop.index + 1 >= hop.count) return run.finish('success', { error: null });
+    run.ctx.deps.store.addEvent(run.server.updateName, run.server.name, 'hop', `${hopLabel(hop)} verified; on to the next`);
+    run.setStep('update', { hop: hop.index + 1 });
+    skipUpdate = false;
+  }
+}
+
+/** One hop: update (unless already done), restart and verify; false when it failed (and was rolled back). */
+async function walkHop(run: ServerRun, hop: HopView, skipUpdate: boolean): Promise<boolean> {
   const { agent, restart } = run.settings;
-  const target = run.server.toCommit!;
-  const values = phaseValues(run.settings, 'update', { target, from: run.server.fromCommit })!;
-  if (!opts.skipUpdate) {
+  const target = hop.to;
+  const fail = async (reason: string) => {
+    await rollbackServer(run, reason);
+    return false;
+  };
+  const values = phaseValues(run.settings, 'update', { target, from: hop.from })!;
+  if (!skipUpdate) {
     for (const command of agent.update) {
       const r = await run.execTemplate('update', command, values);
-      if (r.code !== 0) return rollbackServer(run, `update command ${describeFailure(r)}`);
+      if (r.code !== 0) return fail(`update command ${describeFailure(r)}`);
     }
     const v = await run.version('update');
-    if (!v.ok) return rollbackServer(run, `after updating, ${v.error}`);
+    if (!v.ok) return fail(`after updating, ${v.error}`);
     if (v.commit !== target) {
-      return rollbackServer(run, `after updating, version_command prints ${v.commit.slice(0, 12)}, not the target ${target.slice(0, 12)}`);
+      return fail(`after updating, version_command prints ${v.commit.slice(0, 12)}, not the target ${target.slice(0, 12)}`);
     }
   }
   if (run.server.step !== 'verify') {
     run.setStep('restart');
     for (const name of restart) {
       const r = await run.execTemplate('restart', agent.restart[name]!, values);
-      if (r.code !== 0) return rollbackServer(run, `restart ${name} ${describeFailure(r)}`);
+      if (r.code !== 0) return fail(`restart ${name} ${describeFailure(r)}`);
     }
     run.setStep('verify');
   }
-  const health = await verifyHealth(run, 'verify', target);
-  if (health.ok) return run.finish('success', { error: null });
-  return rollbackServer(run, health.error);
+  const health = await verifyHealth(run, 'verify', hop);
+  if (health.ok) return true;
+  return fail(health.error);
 }
 
-/** Put the previous (or configured) commit back and verify it: rolled-back, or fatal. */
-async function rollbackServer(run: ServerRun, reason: string): Promise<void> {
+/**
+ * Put the commit before the hop back and verify it: rolled-back, or fatal. The first hop goes
+ * back to rollback.commit or the server's previous commit; a later one to the stepping stone the
+ * server was verified at, and the reason says where it now stands.
+ */
+async function rollbackServer(run: ServerRun, failure: string): Promise<void> {
   const { rollback, agent, restart } = run.settings;
+  const hop = run.hop;
+  const label = hopLabel(hop);
+  // A takeover passes the reason recorded when the rollback began, which already names the hop.
+  const reason = label && !failure.startsWith(label) ? `${label}: ${failure}` : failure;
   if (!rollback.enabled) return run.finish('failed', { error: reason });
-  const to = rollbackTarget(run.settings, run.server.fromCommit);
+  const to = rollbackTarget(run.settings, hop.from, hop.stone);
   if (!to) {
     return run.finish('fatal', { error: `${reason}; no previous commit is known to roll back to (set rollback.commit)` });
   }
   run.setStep('rollback', { error: reason });
-  const values = phaseValues(run.settings, 'rollback', { target: run.server.toCommit, from: run.server.fromCommit })!;
+  const values = phaseValues(run.settings, 'rollback', { target: hop.to, from: hop.from, stone: hop.stone })!;
   const fatal = (why: string) => run.finish('fatal', { error: `${reason}; rollback to ${to.slice(0, 12)} failed: ${why}` });
   for (const command of agent.update) {
     const r = await run.execTemplate('rollback', command, values);
@@ -876,24 +921,29 @@ async function rollbackServer(run: ServerRun, reason: string): Promise<void> {
     if (r.code !== 0) return fatal(`restart ${name} ${describeFailure(r)}`);
   }
   run.setStep('verify-rollback');
-  const health = await verifyHealth(run, 'verify-rollback', to);
+  const health = await verifyHealth(run, 'verify-rollback', hop);
   if (!health.ok) return fatal(health.error);
-  return run.finish('rolled-back', { error: reason });
+  const stands = hop.stone
+    ? `; rolled back to the stepping stone ${hop.fromVersion ?? to.slice(0, 12)} (${to.slice(0, 12)}), verified: it runs ${hop.fromVersion ?? 'that'} now, not the target`
+    : '';
+  return run.finish('rolled-back', { error: `${reason}${stands}` });
 }
 
 /** Characters kept at each end of a health attempt's output between the first and the last. */
 export const HEALTH_KEEP_CHARS = 512;
 
 /** Poll `agent.health.command` every interval until its output contains `expect`, or the timeout. */
-async function verifyHealth(run: ServerRun, phase: ServerStep, commit: string): Promise<{ ok: true } | { ok: false; error: string }> {
+async function verifyHealth(run: ServerRun, phase: ServerStep, hop: HopView): Promise<{ ok: true } | { ok: false; error: string }> {
   const { clock, emit } = run.ctx.deps;
   const signal = run.ctx.signal;
   const { agent: { health }, ssh } = run.settings;
   // The same values as the commands of the phase: during a rollback {previous_commit} is the target that failed.
   const values =
     phase === 'verify-rollback'
-      ? phaseValues(run.settings, 'verify-rollback', { target: run.server.toCommit, from: run.server.fromCommit })!
-      : phaseValues(run.settings, 'verify', { target: commit, from: run.server.fromCommit })!;
+      ? phaseValues(run.settings, 'verify-rollback', { target: hop.to, from: hop.from, stone: hop.stone })!
+      : phaseValues(run.settings, 'verify', { target: hop.to, from: hop.from })!;
+  // the commit this verify waits for, as its messages name it
+  const commit = values.commit!;
   let expect: string;
   let command: string;
   try {
@@ -953,10 +1003,12 @@ async function verifyHealth(run: ServerRun, phase: ServerStep, commit: string): 
  */
 async function recoverServer(ctx: ServerContext, server: ServerRecord): Promise<ServerOutcome> {
   const { emit, store } = ctx.deps;
-  const target = ctx.update.commit;
   const run = new ServerRun(ctx, server);
+  // the hop it was on (the only one without stepping stones): its (from, to) is all that is compared
+  const hop = run.hop;
+  const target = hop.to;
   emit({ type: 'takeover', update: server.updateName, server: server.name, message: `re-checking ${server.name}, left in step ${server.step}` });
-  store.addEvent(server.updateName, server.name, 'takeover', `re-checking; it was in step ${server.step}`);
+  store.addEvent(server.updateName, server.name, 'takeover', `re-checking; it was in step ${server.step}${hop.count > 1 ? ` of ${hopLabel(hop)}` : ''}`);
   try {
     const early = await ctx.ahead?.take(server.id);
     if (early) run.adopt(early);
@@ -997,10 +1049,10 @@ async function recoverServer(ctx: ServerContext, server: ServerRecord): Promise<
       // a failed re-check leaves it untouched, as in runServer (there is nothing to roll back).
       if (!v.ok) {
         await run.finish('unreachable', { error: `re-check after a crash failed, nothing was changed: ${v.error}` });
-      } else if (v.commit === target) {
+      } else if (v.commit === finalTarget(server, ctx.update.commit)) {
         await run.finish('skipped', { fromCommit: v.commit });
       } else {
-        run.setStep('update', { fromCommit: v.commit });
+        run.setStep('update', { fromCommit: v.commit, hop: 0 });
         await updateAndVerify(run, { skipUpdate: false });
       }
       return DONE;

@@ -11,7 +11,7 @@ test('a valid config maps to Config with every default', () => {
   assert.deepEqual(c, {
     file: `${DIR}/fleet.yaml`,
     name: null,
-    source: { repo: 'https://github.com/example/agent', branch: 'master', commit: null, version: null, minCompatible: null, maxCompatible: null },
+    source: { repo: 'https://github.com/example/agent', branch: 'master', commit: null, version: null, minCompatible: null, maxCompatible: null, minVersion: null, steppingStones: [] },
     servers: [
       { name: 'app1', host: '10.0.0.11', port: 22, user: 'op', type: 'app', types: ['app'] },
       { name: 'db1', host: '10.0.0.21', port: 2222, user: 'ops', type: 'db', types: ['db'] },

@@ -51,7 +51,7 @@ test('plan reads each version in the one probe command, classes and counts them;
     { s1: ['pending', '1.0.0', 'required'], s2: ['pending', '1.2.0', 'recommended'], s3: ['skipped', '1.3.0', 'current'], s4: ['excluded', null, null] },
   );
   assert.match(s.s4!.error!, /printed "base"/);
-  assert.deepEqual(doc.versions, { target: '1.3.0', minCompatible: '1.1.0', maxCompatible: '2.0.0', only: null, leftOut: [], classes: { required: 1, recommended: 1, current: 1 } });
+  assert.deepEqual(doc.versions, { target: '1.3.0', minCompatible: '1.1.0', maxCompatible: '2.0.0', only: null, leftOut: [], minVersion: null, steppingStones: [], classes: { required: 1, recommended: 1, current: 1 } });
   assert.equal(doc.counts.excluded, 1);
 
   // one round trip per server: one probe step, whose one output holds both the commit and the version
