@@ -7,6 +7,7 @@
  */
 import type { RolloutEvent } from '../rollout/events.js';
 import { formatDuration } from '../util/duration.js';
+import { visibleLine } from './visible.js';
 
 // eslint-disable-next-line no-control-regex
 const ANSI = /\x1b\[[0-9;?]*[ -/]*[@-~]/y;
@@ -159,7 +160,7 @@ export class UpdateProgress {
         this.inFlight = { server: e.server, host: e.host, port: e.port, step: 'connecting', since: now, note: null };
         break;
       case 'server-step':
-        this.flight(e.server, now).step = e.step;
+        this.flight(e.server, now).step = e.hop !== undefined ? `${e.step}, hop ${e.hop}/${e.hops} → ${visibleLine(e.hopTo ?? '?')}` : e.step;
         this.inFlight!.note = null;
         break;
       case 'takeover':

@@ -175,7 +175,7 @@ export class Reporter {
         break;
       case 'server-step':
         this.forgetRepeats(e.update, e.server);
-        if (!this.area) this.line(`${t}  ${e.server}: ${e.step}`);
+        if (!this.area) this.line(`${t}  ${e.server}: ${e.step}${e.hop !== undefined ? ` (hop ${e.hop}/${e.hops} → ${visibleLine(e.hopTo ?? '?')})` : ''}`);
         break;
       case 'reconnecting':
         if (e.attempt === 1) {

@@ -2,6 +2,7 @@ import chalk from 'chalk';
 import type { EventRecord, ServerRecord, StepRecord, UpdateRecord } from '../store/store.js';
 import { budgetJson, countsOf, versionsJson } from './status-json.js';
 import { holderIsDead } from '../rollout/lease.js';
+import { hopOf } from '../rollout/phases.js';
 import { plural } from '../util/plural.js';
 import { suggest } from '../util/suggest.js';
 import { visibleLine, visibleText } from './visible.js';
@@ -68,10 +69,24 @@ export function versionLines(u: UpdateRecord, servers: readonly ServerRecord[]):
   const bounds = [`target ${v.target}`];
   if (v.minCompatible) bounds.push(`min_compatible ${v.minCompatible}`);
   if (v.maxCompatible) bounds.push(`max_compatible ${v.maxCompatible}`);
+  if (v.minVersion) bounds.push(`min_version ${v.minVersion}${v.steppingStones.length ? ` (stepping stones ${v.steppingStones.map((st) => st.version).join(', ')})` : ''}`);
   const classes = v.classes ? Object.entries(v.classes).map(([k, n]) => `${n} ${colourStatus(k)}`).join(', ') : '';
   const lines = [`  versions ${bounds.join(', ')}${classes ? `: ${classes}` : ''}${v.only ? ` (planned: --only ${v.only})` : ''}`];
+  const walking = servers.filter((x) => (x.path?.length ?? 0) > 1 && (x.status === 'pending' || x.status === 'running' || x.hop != null));
+  if (walking.length > 0) lines.push(`  paths    ${plural(walking.length, 'server')} through stepping stones: ${someNames(walking.map((x) => x.name))}`);
   if (v.leftOut.length > 0) lines.push(`  left out ${plural(v.leftOut.length, 'server')} not ${v.only ?? 'of the class'} (plan --only ${v.only ?? '?'}): ${someNames(v.leftOut)}`);
   return lines;
+}
+
+/** `1.0.0 → 1.1.0 → 1.3.0` for a server walking stepping stones (the hop it is on or ended on in brackets); '' otherwise. */
+function pathCell(s: ServerRecord): string {
+  if (!s.path || s.path.length <= 1) return '';
+  const at = s.hop ?? -1;
+  const names = s.path.map((h, i) => {
+    const n = h.version ?? short(h.commit);
+    return i === at && s.status !== 'success' ? `[${n}]` : n;
+  });
+  return [s.agentVersion ?? '?', ...names].join(' → ');
 }
 
 /** The VERSION column (version and class) when any server's version was read; else nothing. */
@@ -104,16 +119,20 @@ export function updateText(u: UpdateRecord, servers: readonly ServerRecord[], bu
   lines.push(...versionLines(u, servers));
   lines.push(`  ${countsLine(servers)}`, '');
   const version = versionCell(servers);
-  const rows = [['SERVER', 'HOST', 'TYPE', ...(version ? ['VERSION'] : []), 'STATUS', 'FROM', 'TO', 'DETAIL'].map((h) => chalk.bold(h))];
+  const paths = servers.some((s) => (s.path?.length ?? 0) > 1);
+  const rows = [['SERVER', 'HOST', 'TYPE', ...(version ? ['VERSION'] : []), 'STATUS', 'FROM', 'TO', ...(paths ? ['PATH'] : []), 'DETAIL'].map((h) => chalk.bold(h))];
   for (const s of servers) {
+    const hop = (s.path?.length ?? 0) > 1 && s.hop != null ? hopOf(s, u.commit) : null;
+    const onHop = hop && s.status === 'running' ? `, hop ${hop.index + 1}/${hop.count} → ${hop.toVersion ?? short(hop.to)}` : '';
     rows.push([
       s.name,
       s.port === 22 ? s.host : `${s.host}:${s.port}`,
       s.types.join(','),
       ...(version ? [version(s)] : []),
-      colourStatus(s.status) + (s.step ? ` (${s.step})` : ''),
+      colourStatus(s.status) + (s.step ? ` (${s.step}${onHop})` : ''),
       short(s.fromCommit),
       short(s.toCommit),
+      ...(paths ? [pathCell(s)] : []),
       visibleLine(s.error ?? ''),
     ]);
   }
@@ -284,8 +303,13 @@ export function planText(u: UpdateRecord, servers: readonly ServerRecord[], chan
   const rows = [['SERVER', 'HOST', 'TYPE', ...(version ? ['VERSION'] : []), 'STATUS', 'FROM → TO', 'DETAIL'].map((h) => chalk.bold(h))];
   for (const s of servers) {
     const r = s.fromCommit === null ? undefined : relation.get(s.fromCommit);
+    const via = s.status === 'pending' && s.path && s.path.length > 1 ? ` via ${s.path.slice(0, -1).map((h) => h.version ?? short(h.commit)).join(', ')}` : '';
     const change =
-      s.status === 'skipped' ? `${short(s.fromCommit)} (at the target)` : s.status === 'pending' ? `${short(s.fromCommit)} → ${short(u.commit)}` : short(s.fromCommit);
+      s.status === 'skipped'
+        ? `${short(s.fromCommit)} (at the target)`
+        : s.status === 'pending'
+          ? `${short(s.fromCommit)} → ${short(s.path?.at(-1)?.commit ?? u.commit)}${via}`
+          : short(s.fromCommit);
     rows.push([
       s.name,
       s.port === 22 ? s.host : `${s.host}:${s.port}`,
@@ -333,9 +357,23 @@ function groupText(g: CommandGroup, doc: ShownCommands, total: number): string[]
   const who = doc.update === null ? `every server the config selects (${total}): ${someNames(g.servers)}` : `${g.servers.length === total ? (total === 1 ? 'the server' : `all ${total} servers`) : plural(g.servers.length, 'server')}: ${someNames(g.servers)}`;
   const lines = [chalk.bold(`${who}${g.fromCommit ? `, at ${short(g.fromCommit)}` : ''}`)];
   let last: string | null = null;
+  let hop: number | undefined;
   for (const c of g.commands) {
+    if (c.hop !== undefined && c.hop !== hop) {
+      hop = c.hop;
+      last = null;
+      lines.push(chalk.bold(`  hop ${c.hop} of ${c.hops} → ${visibleLine(c.hopTo ?? '?')}:`));
+    }
     if (c.step === 'rollback' && last !== 'rollback') {
-      lines.push(chalk.dim(`  on a failure, rollback${doc.rollback.commit ? ` to rollback.commit ${short(doc.rollback.commit)}` : g.fromCommit ? ` to ${short(g.fromCommit)}` : ' to the previous commit'}:`));
+      const back =
+        c.hop !== undefined && c.hop > 1
+          ? ' to the stepping stone before this hop'
+          : doc.rollback.commit
+            ? ` to rollback.commit ${short(doc.rollback.commit)}`
+            : g.fromCommit
+              ? ` to ${short(g.fromCommit)}`
+              : ' to the previous commit';
+      lines.push(chalk.dim(`  on a failure, rollback${back}:`));
     }
     lines.push(...commandLines(c, c.step === last ? '' : STEP_LABEL[c.step], doc.health));
     last = c.step;

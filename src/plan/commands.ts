@@ -8,6 +8,7 @@
 import type { RolloutSettings } from '../config/types.js';
 import { expandCommand, expandText, type PlaceholderValues } from '../util/shell.js';
 import { phaseValues, rollbackTarget } from '../rollout/phases.js';
+import type { Hop } from '../store/store.js';
 
 export type CommandStep = 'prepare' | 'recheck' | 'update' | 'restart' | 'verify' | 'rollback' | 'verify-rollback';
 
@@ -28,6 +29,10 @@ export interface ShownCommand {
    */
   expect?: string | null;
   error?: string;
+  /** a server walking stepping stones: the hop (1-based) of how many, and that hop's version (or commit) */
+  hop?: number;
+  hops?: number;
+  hopTo?: string;
 }
 
 export interface CommandGroup {
@@ -65,7 +70,7 @@ const SENTINEL = 'AGENTUPDATEPREVIOUSCOMMITSTANDSHERE0000000';
  * check, the restarts, the health check, then (rollback enabled) the same with the rollback
  * values. `from`: its commit as probed, or 'unknown' (shown as PREVIOUS_MARK).
  */
-export function serverCommands(settings: RolloutSettings, target: string, from: string | null | 'unknown'): ShownCommand[] {
+export function serverCommands(settings: RolloutSettings, target: string, from: string | null | 'unknown', stone = false): ShownCommand[] {
   const previous = from === 'unknown' ? SENTINEL : from;
   const shown = (s: string) => (from === 'unknown' ? s.split(SENTINEL).join(PREVIOUS_MARK) : s);
   const { agent, restart, rollback } = settings;
@@ -85,7 +90,7 @@ export function serverCommands(settings: RolloutSettings, target: string, from: 
     }
   };
   // the values of each phase, as the executor has them (rollout/phases.ts)
-  const commits = { target, from: previous };
+  const commits = { target, from: previous, stone };
   const forward = phaseValues(settings, 'update', commits)!;
   // agent.prepare, ahead of the server's turn (rollout/ahead.ts), with the same values
   const out: ShownCommand[] = [];
@@ -96,7 +101,7 @@ export function serverCommands(settings: RolloutSettings, target: string, from: 
   for (const name of restart) out.push(expanded('restart', 'restart', agent.restart[name] ?? '', forward, { name }));
   out.push(health('verify', phaseValues(settings, 'verify', commits)!));
   if (!rollback.enabled) return out;
-  const to = rollbackTarget(settings, previous);
+  const to = rollbackTarget(settings, previous, stone);
   if (to === null) {
     const error = 'no previous commit is known to roll back to (set rollback.commit): the server would end fatal';
     out.push({ step: 'rollback', kind: 'update', command: null, error });
@@ -111,6 +116,23 @@ export function serverCommands(settings: RolloutSettings, target: string, from: 
 }
 
 /**
+ * The commands of a server walking stepping stones: each hop's, in order, the re-check (and the
+ * prepare) once before the first; a hop's rollback goes back to the commit before it.
+ */
+export function pathCommands(settings: RolloutSettings, target: string, from: string | null | 'unknown', path: readonly Hop[] | null | undefined): ShownCommand[] {
+  if (!path || path.length <= 1) return serverCommands(settings, path?.[0]?.commit ?? target, from);
+  return path.flatMap((h, i) => {
+    const cmds = serverCommands(settings, h.commit, i === 0 ? from : path[i - 1]!.commit, i > 0);
+    return (i === 0 ? cmds : cmds.filter((c) => c.step !== 'recheck' && c.step !== 'prepare')).map((c) => ({
+      ...c,
+      hop: i + 1,
+      hops: path.length,
+      hopTo: h.version ?? h.commit,
+    }));
+  });
+}
+
+/**
  * The commands of `servers` (each with its probed commit, or 'unknown'), servers that get the
  * same commands grouped together, in plan order of each group's first server.
  */
@@ -118,11 +140,11 @@ export function showCommands(
   update: string | null,
   settings: RolloutSettings,
   target: string,
-  servers: ReadonlyArray<{ name: string; fromCommit: string | null | 'unknown' }>,
+  servers: ReadonlyArray<{ name: string; fromCommit: string | null | 'unknown'; path?: readonly Hop[] | null }>,
 ): ShownCommands {
   const groups = new Map<string, CommandGroup>();
   for (const s of servers) {
-    const commands = serverCommands(settings, target, s.fromCommit);
+    const commands = pathCommands(settings, target, s.fromCommit, s.path);
     const key = JSON.stringify(commands);
     const g = groups.get(key);
     if (g) g.servers.push(s.name);

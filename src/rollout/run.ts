@@ -10,6 +10,7 @@ import { formatDuration } from '../util/duration.js';
 import { suggest } from '../util/suggest.js';
 import { Ahead, prepareAheadOf, upcoming } from './ahead.js';
 import { finalTarget, hopLabel, hopOf, phaseValues, rollbackTarget, type HopView } from './phases.js';
+import { recoveryOf } from './recover.js';
 import { budgetOf, countWorked, decide } from './decide.js';
 import type { EventSink } from './events.js';
 import { acquireLease, describeHolder, holderIsDead, type HeldLease } from './lease.js';
@@ -998,15 +999,16 @@ async function verifyHealth(run: ServerRun, phase: ServerStep, hop: HopView): Pr
 
 /**
  * Take over a server left `running` by an executor that died: read what is really on it, then
- * finish it (already at the target: restart if needed, verify), re-run it (nothing changed yet),
- * or roll it back (anything else, or it died while rolling back).
+ * do what recoveryOf (rollout/recover.ts) decides from that and what was recorded: finish the hop
+ * it was on (at the hop's commit: restart if needed, verify) and walk the rest of its path, run
+ * the hop again (still at the commit before it), or roll the hop back (anything else, or it died
+ * while rolling back).
  */
 async function recoverServer(ctx: ServerContext, server: ServerRecord): Promise<ServerOutcome> {
   const { emit, store } = ctx.deps;
   const run = new ServerRun(ctx, server);
   // the hop it was on (the only one without stepping stones): its (from, to) is all that is compared
   const hop = run.hop;
-  const target = hop.to;
   emit({ type: 'takeover', update: server.updateName, server: server.name, message: `re-checking ${server.name}, left in step ${server.step}` });
   store.addEvent(server.updateName, server.name, 'takeover', `re-checking; it was in step ${server.step}${hop.count > 1 ? ` of ${hopLabel(hop)}` : ''}`);
   try {
@@ -1040,31 +1042,29 @@ async function recoverServer(ctx: ServerContext, server: ServerRecord): Promise<
       );
     }
     const v = found.kind === 'ok' ? { ok: true as const, commit: found.commit } : { ok: false as const, error: found.error };
-    if (server.step === 'rollback' || server.step === 'verify-rollback') {
-      await rollbackServer(run, server.error ?? `interrupted during ${server.step}`);
-      return DONE;
-    }
-    if (server.fromCommit === null) {
-      // The crash came before the previous commit was recorded, so no update command had run:
-      // a failed re-check leaves it untouched, as in runServer (there is nothing to roll back).
-      if (!v.ok) {
-        await run.finish('unreachable', { error: `re-check after a crash failed, nothing was changed: ${v.error}` });
-      } else if (v.commit === finalTarget(server, ctx.update.commit)) {
-        await run.finish('skipped', { fromCommit: v.commit });
-      } else {
-        run.setStep('update', { fromCommit: v.commit, hop: 0 });
+    const next = recoveryOf(server, hop, finalTarget(server, ctx.update.commit), v);
+    switch (next.kind) {
+      case 'rollback':
+        await rollbackServer(run, next.reason);
+        break;
+      case 'unreachable':
+        await run.finish('unreachable', { error: next.reason });
+        break;
+      case 'skipped':
+        await run.finish('skipped', { fromCommit: next.commit });
+        break;
+      case 'begin':
+        run.setStep('update', { fromCommit: next.from, hop: 0 });
         await updateAndVerify(run, { skipUpdate: false });
-      }
-      return DONE;
+        break;
+      case 'finish-hop':
+        await updateAndVerify(run, { skipUpdate: next.skipUpdate });
+        break;
+      case 'redo-hop':
+        run.setStep('update');
+        await updateAndVerify(run, { skipUpdate: false });
+        break;
     }
-    if (!v.ok) await rollbackServer(run, `re-checked after a crash: ${v.error}`);
-    // At the target: if it died during the update step, a later update command (a build, a
-    // migration) may not have run, so all of them run again (they must be idempotent).
-    else if (v.commit === target) await updateAndVerify(run, { skipUpdate: server.step !== 'update' });
-    else if (v.commit === server.fromCommit) {
-      run.setStep('update');
-      await updateAndVerify(run, { skipUpdate: false });
-    } else await rollbackServer(run, `re-checked after a crash during ${server.step}: found ${v.commit.slice(0, 12)}`);
     return DONE;
   } finally {
     run.close();

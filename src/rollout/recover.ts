@@ -1,0 +1,49 @@
+/**
+ * What a takeover does with a server an executor left `running` when it died: a pure function
+ * of what was recorded (its step, whether its previous commit was recorded, the hop it was on)
+ * and what the re-check finds on it now. rollout/run.ts recoverServer carries it out; the table
+ * of cases is tested in test/rollout/recover.test.ts without a server.
+ */
+import type { ServerRecord } from '../store/store.js';
+import type { HopView } from './phases.js';
+
+export type Found = { ok: true; commit: string } | { ok: false; error: string };
+
+export type Recovery =
+  /** it died while rolling back, or the hop's state cannot be trusted: roll the hop back */
+  | { kind: 'rollback'; reason: string }
+  /** nothing had run and it cannot be read now: untouched, unreachable */
+  | { kind: 'unreachable'; reason: string }
+  /** nothing had run and it is already at its final target */
+  | { kind: 'skipped'; commit: string }
+  /** nothing had run: update it from the start (its previous commit is what was found) */
+  | { kind: 'begin'; from: string }
+  /** the hop's commit is on it: finish the hop (the update commands again if it died in them) */
+  | { kind: 'finish-hop'; skipUpdate: boolean }
+  /** still at the commit before the hop: run the hop again */
+  | { kind: 'redo-hop' };
+
+export function recoveryOf(
+  server: Pick<ServerRecord, 'step' | 'fromCommit' | 'error'>,
+  hop: Pick<HopView, 'from' | 'to'>,
+  finalTarget: string,
+  found: Found,
+): Recovery {
+  if (server.step === 'rollback' || server.step === 'verify-rollback') {
+    return { kind: 'rollback', reason: server.error ?? `interrupted during ${server.step}` };
+  }
+  if (server.fromCommit === null) {
+    // The crash came before the previous commit was recorded, so no update command had run:
+    // a failed re-check leaves it untouched, as in runServer (there is nothing to roll back).
+    if (!found.ok) return { kind: 'unreachable', reason: `re-check after a crash failed, nothing was changed: ${found.error}` };
+    if (found.commit === finalTarget) return { kind: 'skipped', commit: found.commit };
+    return { kind: 'begin', from: found.commit };
+  }
+  if (!found.ok) return { kind: 'rollback', reason: `re-checked after a crash: ${found.error}` };
+  // At the hop's commit: if it died during the update step, a later update command (a build, a
+  // migration) may not have run, so all of them run again (they must be idempotent).
+  if (found.commit === hop.to) return { kind: 'finish-hop', skipUpdate: server.step !== 'update' };
+  // At the commit before the hop (the server's own, or the stepping stone it was verified at).
+  if (found.commit === hop.from) return { kind: 'redo-hop' };
+  return { kind: 'rollback', reason: `re-checked after a crash during ${server.step}: found ${found.commit.slice(0, 12)}` };
+}

@@ -1,0 +1,209 @@
+/**
+ * Stepping stones (issue 14, items 4–5) on the real sshd fleet, its agents at three versions:
+ * a server below source.min_version walks the stepping stones, each hop a full update verified
+ * at its own commit (the order checked in the deploy log on the server); a server at or above
+ * min_version goes straight to the target; one at the target is skipped; one below min_version
+ * with no path is excluded at plan time and never touched; test mode counts servers, not hops;
+ * a failing second hop rolls back to the stepping stone; kill -9 between two hops is finished by
+ * the takeover.
+ */
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { agentCommands, currentCommit, readDeployCount, readDeploys, SEMVER_COMMAND } from '../../src/sim/agent.js';
+import { Store } from '../../src/store/store.js';
+import { atVersions, VERSIONED, type Fleet } from '../fleet/fleet.js';
+import { byName, cli, sharedFleet, spawnCli, statusJson } from '../helpers/cli.js';
+import { openGate, waitGate } from '../helpers/gates.js';
+import { waitForStore } from '../helpers/wait.js';
+
+const fleetFor = sharedFleet({ servers: 4, upstream: VERSIONED });
+
+/** Target 1.3.0; 1.1.0 and newer upgrade directly; older ones go through the stepping stone 1.1.0 first. */
+function stones(fleet: Fleet, over: { source?: Record<string, unknown>; [k: string]: unknown } = {}): Record<string, unknown> {
+  const { source, ...rest } = over;
+  return {
+    source: {
+      branch: 'v1.3.0',
+      version: '1.3.0',
+      min_version: '1.1.0',
+      stepping_stones: [{ version: '1.1.0', commit: fleet.upstream.versions['1.1.0']!.slice(0, 10) }],
+      ...source,
+    },
+    agent: { semver_command: SEMVER_COMMAND },
+    ...rest,
+  };
+}
+
+/** s1 1.0.0 (below min_version: through 1.1.0), s2 1.2.0 (direct), s3 1.3.0 (at the target), s4 base (unreadable). */
+async function threeVersions(fleet: Fleet): Promise<void> {
+  await atVersions(fleet, { s1: '1.0.0', s2: '1.2.0', s3: '1.3.0' });
+}
+
+test('a server below min_version walks the stepping stone then the target, each hop verified; direct, current and excluded servers as before; test mode counts servers, not hops', async (t) => {
+  const fleet = await fleetFor(t, { servers: 4, upstream: VERSIONED });
+  if (!fleet) return;
+  await threeVersions(fleet);
+  const v = fleet.upstream.versions;
+  const db = join(fleet.root, 'plan.db');
+  const p = await cli(['plan', '-c', fleet.writeConfig({ name: 'st', ...stones(fleet), test_mode: { stop_after: 1 } })], { db });
+  assert.equal(p.code, 0, p.stdout + p.stderr);
+  assert.match(p.stdout, /min_version 1\.1\.0 \(stepping stones 1\.1\.0\)/);
+  assert.match(p.stdout, /paths +1 server through stepping stones: s1/);
+  assert.match(p.stdout, /s1 .* pending .* → [0-9a-f]+ via 1\.1\.0/);
+  const planned = await statusJson(db, 'st');
+  const s = byName(planned);
+  assert.deepEqual(s.s1!.path, [{ commit: v['1.1.0'], version: '1.1.0' }, { commit: v['1.3.0'], version: '1.3.0' }], 'the stone expanded to its 40 hex');
+  assert.equal(s.s2!.path, null, 'at or above min_version: straight to the target');
+  assert.equal(s.s3!.status, 'skipped');
+  assert.equal(s.s4!.status, 'excluded');
+  assert.deepEqual(planned.versions?.steppingStones, [{ version: '1.1.0', commit: v['1.1.0'], minVersion: null }]);
+
+  // show-commands of the plan: s1's two hops, each with its own commit, the second rolling back to the stone
+  const shown = await cli(['plan', '--show-commands', 'st'], { db });
+  assert.equal(shown.code, 0, shown.stderr);
+  assert.match(shown.stdout, /hop 1 of 2 → 1\.1\.0:[^]*reset --hard --quiet [']?[0-9a-f]{0,0}/);
+  assert.ok(shown.stdout.includes(`reset --hard --quiet ${v['1.1.0']}`), shown.stdout);
+  assert.match(shown.stdout, /hop 2 of 2 → 1\.3\.0:[^]*rollback to the stepping stone before this hop/);
+
+  // test mode 1: s1 finishes BOTH hops before the pause (servers are counted, not hops)
+  const first = await cli(['start', 'st'], { db });
+  assert.equal(first.code, 3, first.stdout + first.stderr);
+  const mid = byName(await statusJson(db, 'st'));
+  assert.equal(mid.s1!.status, 'success');
+  assert.deepEqual(mid.s1!.hop, { index: 2, count: 2, version: '1.3.0', commit: v['1.3.0'] });
+  assert.equal(mid.s2!.status, 'pending');
+  assert.deepEqual(readDeploys(fleet.home('s1')), [v['1.1.0'], v['1.3.0']], 'the stone first, then the target, in that order');
+
+  const rest = await cli(['resume', 'st'], { db });
+  assert.equal(rest.code, 0, rest.stdout + rest.stderr);
+  const doc = await statusJson(db, 'st');
+  assert.equal(doc.status, 'success');
+  assert.deepEqual(readDeploys(fleet.home('s2')), [v['1.3.0']], 'direct: one hop');
+  assert.equal(readDeployCount(fleet.home('s3')), 0, 'current: untouched');
+  assert.equal(readDeployCount(fleet.home('s4')), 0, 'excluded: untouched');
+  for (const n of ['s1', 's2', 's3']) assert.equal(currentCommit(fleet.home(n)), v['1.3.0'], n);
+
+  // the journal shows every hop: two update/verify rounds for s1, each verified at its own commit
+  const store = new Store(db);
+  try {
+    const steps = store.getSteps('st', 's1');
+    const resets = steps.filter((x) => x.phase === 'update' && x.command.includes('reset --hard'));
+    assert.deepEqual(resets.map((x) => x.command.split(' ').pop()), [v['1.1.0'], v['1.3.0']]);
+    assert.equal(steps.filter((x) => x.phase === 'verify').length >= 2, true);
+    const events = store.getEvents('st').filter((e) => e.serverName === 's1' && e.kind === 'hop');
+    assert.equal(events.length, 1);
+    assert.match(events[0]!.message, /hop 1 of 2 \(1\.0\.0 → 1\.1\.0\) verified/);
+  } finally {
+    store.close();
+  }
+  const st = await cli(['status', 'st'], { db });
+  assert.match(st.stdout, /s1 .*1\.0\.0 → 1\.1\.0 → 1\.3\.0/);
+});
+
+test('below min_version with no stepping stone: excluded at plan time, naming its version and the bound, never touched; --only required walks only the required server', async (t) => {
+  const fleet = await fleetFor(t, { servers: 4, upstream: VERSIONED });
+  if (!fleet) return;
+  await threeVersions(fleet);
+  const v = fleet.upstream.versions;
+  const db = join(fleet.root, 'plan.db');
+  const none = await cli(['plan', '-c', fleet.writeConfig({ name: 'nopath', ...stones(fleet, { source: { stepping_stones: null } }) })], { db });
+  assert.equal(none.code, 0, none.stdout + none.stderr);
+  const s1 = byName(await statusJson(db, 'nopath')).s1!;
+  assert.equal(s1.status, 'excluded');
+  assert.match(s1.error!, /agent 1\.0\.0 is below source\.min_version 1\.1\.0.*no stepping stone leads there/);
+  const run = await cli(['start', 'nopath'], { db });
+  assert.equal(run.code, 0, run.stdout + run.stderr);
+  assert.equal(readDeployCount(fleet.home('s1')), 0, 'never touched');
+  assert.equal(currentCommit(fleet.home('s1')), v['1.0.0']);
+  const store = new Store(db);
+  try {
+    assert.deepEqual(store.getSteps('nopath', 's1').map((x) => x.phase), ['probe']);
+  } finally {
+    store.close();
+  }
+  // s2 was updated by that run: put it back, then plan only the required class (below min_compatible 1.1.0)
+  await atVersions(fleet, { s2: '1.2.0' });
+  const req = await cli(['plan', '--only', 'required', '-c', fleet.writeConfig({ name: 'req', ...stones(fleet, { source: { min_compatible: '1.1.0' } }) })], { db });
+  assert.equal(req.code, 0, req.stdout + req.stderr);
+  const planned = await statusJson(db, 'req');
+  assert.deepEqual(planned.servers.map((x) => [x.name, x.status]), [['s1', 'pending'], ['s4', 'excluded']]);
+  const go = await cli(['start', 'req'], { db });
+  assert.equal(go.code, 0, go.stdout + go.stderr);
+  assert.deepEqual(readDeploys(fleet.home('s1')), [v['1.1.0'], v['1.3.0']]);
+  assert.equal(currentCommit(fleet.home('s2')), v['1.2.0'], 'recommended: left out');
+});
+
+test('a failing second hop rolls back to the stepping stone (verified) and the server ends rolled-back saying where it stands', async (t) => {
+  const fleet = await fleetFor(t, { servers: 4, upstream: VERSIONED });
+  if (!fleet) return;
+  await atVersions(fleet, { s1: '1.0.0' });
+  const v = fleet.upstream.versions;
+  // a 1.3.0 that never comes online
+  const broken = await fleet.upstream.addCommit('broken-1.3.0', { parent: v['1.2.0'], version: '1.3.0', broken: true });
+  const db = join(fleet.root, 'plan.db');
+  const cfg = fleet.writeConfig({
+    name: 'bad',
+    ...stones(fleet, { source: { branch: 'broken-1.3.0' } }),
+    include: ['s1'],
+    agent: { semver_command: SEMVER_COMMAND, health: { timeout: '3s', interval: '100ms' } },
+  });
+  const p = await cli(['plan', '-c', cfg], { db });
+  assert.equal(p.code, 0, p.stdout + p.stderr);
+  const r = await cli(['start', 'bad'], { db });
+  assert.equal(r.code, 1, r.stdout + r.stderr);
+  const s1 = byName(await statusJson(db, 'bad')).s1!;
+  assert.equal(s1.status, 'rolled-back');
+  assert.match(s1.error!, /^hop 2 of 2 \(1\.1\.0 → 1\.3\.0\): not online at/);
+  assert.match(s1.error!, /rolled back to the stepping stone 1\.1\.0 \([0-9a-f]{12}\), verified: it runs 1\.1\.0 now, not the target/);
+  assert.equal(currentCommit(fleet.home('s1')), v['1.1.0'], 'back at the stone, not at 1.0.0');
+  assert.deepEqual(readDeploys(fleet.home('s1')), [v['1.1.0'], broken, v['1.1.0']]);
+  const store = new Store(db);
+  try {
+    const phases = store.getSteps('bad', 's1').map((x) => x.phase);
+    assert.ok(phases.includes('verify-rollback'), phases.join(' '));
+    const back = store.getSteps('bad', 's1').filter((x) => x.phase === 'rollback' && x.command.includes('reset --hard'));
+    assert.deepEqual(back.map((x) => x.command.split(' ').pop()), [v['1.1.0']]);
+  } finally {
+    store.close();
+  }
+});
+
+test('kill -9 between two hops: start takes over at the hop it was on and finishes the path; nothing is redone', async (t) => {
+  const fleet = await fleetFor(t, { servers: 4, upstream: VERSIONED });
+  if (!fleet) return;
+  await atVersions(fleet, { s1: '1.0.0' });
+  const v = fleet.upstream.versions;
+  const { update } = agentCommands();
+  // the second hop's first command waits on a gate: the executor is killed with the stone verified and hop 2 begun
+  const held = `if [ {commit} = ${v['1.3.0']} ]; then ${waitGate('hop2')}; fi`;
+  const db = join(fleet.root, 'plan.db');
+  const cfg = fleet.writeConfig({ name: 'k9', ...stones(fleet), include: ['s1'], agent: { semver_command: SEMVER_COMMAND, update: [held, ...update] } });
+  const p = await cli(['plan', '-c', cfg], { db });
+  assert.equal(p.code, 0, p.stdout + p.stderr);
+  const run = spawnCli(['start', 'k9'], { db });
+  await waitForStore(db, 's1 on its second hop', (store) => {
+    const s = store.getServers('k9')[0]!;
+    return s.hop === 1 && store.getSteps('k9', 's1').some((x) => x.phase === 'update' && x.endedAt === null && x.command.includes(v['1.3.0']!));
+  });
+  run.kill('SIGKILL');
+  await run;
+  const mid = byName(await statusJson(db, 'k9')).s1!;
+  assert.equal(mid.status, 'running');
+  assert.deepEqual(mid.hop, { index: 2, count: 2, version: '1.3.0', commit: v['1.3.0'] });
+  assert.deepEqual(readDeploys(fleet.home('s1')), [v['1.1.0']], 'the stone was deployed, the target not yet');
+  openGate(fleet, 'hop2', ['s1']);
+  const taken = await cli(['start', 'k9'], { db });
+  assert.equal(taken.code, 0, taken.stdout + taken.stderr);
+  const s1 = byName(await statusJson(db, 'k9')).s1!;
+  assert.equal(s1.status, 'success');
+  assert.equal(currentCommit(fleet.home('s1')), v['1.3.0']);
+  assert.deepEqual(readDeploys(fleet.home('s1')), [v['1.1.0'], v['1.3.0']], 'the stone is not deployed again');
+  const store = new Store(db);
+  try {
+    const events = store.getEvents('k9').filter((e) => e.serverName === 's1').map((e) => `${e.kind}: ${e.message}`);
+    assert.ok(events.some((e) => /^takeover: re-checking; it was in step update of hop 2 of 2 \(1\.1\.0 → 1\.3\.0\)/.test(e)), events.join('\n'));
+  } finally {
+    store.close();
+  }
+});
