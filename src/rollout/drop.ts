@@ -65,6 +65,7 @@ export function dropServers(store: Store, name: string, args: readonly string[],
   if (args.length === 0) throw new UsageError('drop needs at least one server name');
   const reason = opts.reason?.trim();
   if (opts.reason !== undefined && !reason) throw new UsageError('--reason must not be empty');
+  // eslint-disable-next-line no-control-regex -- a reason is shown in status tables: one line, no terminal controls
   if (reason !== undefined && /[\x00-\x1f\x7f]/.test(reason)) throw new UsageError('--reason must be one line of text, without control characters');
   const by = opts.by ?? actor();
   const error = `dropped by ${by}${reason ? `: ${reason}` : ''}`;

@@ -94,6 +94,12 @@ export function readHistory(store: Store, server?: string): HistoryJson {
     if (!r) runs.set(name, (r = store.runEvents(name)));
     return r;
   };
+  // A batch of a split is not planned by anyone: who planned the update it was split from.
+  const plannedBy = (u: UpdateRecord): string | null => {
+    let at: UpdateRecord | null = u;
+    for (let hops = 0; at !== null && at.createdBy === null && at.batchOf !== null && hops < 100; hops++) at = store.findUpdate(at.batchOf);
+    return at?.createdBy ?? null;
+  };
   const byServer = new Map<string, { accounts: string[]; entries: Array<HistoryEntry & { created: string; id: number }> }>();
   for (const s of rows) {
     const u = updateOf(s.updateName);
@@ -109,8 +115,8 @@ export function readHistory(store: Store, server?: string): HistoryJson {
       to: endCommit(u, s, target),
       outcome: s.status,
       error: s.status === 'success' ? null : s.error,
-      by: ran?.actor ?? (s.startedAt === null ? u.createdBy : null),
-      plannedBy: u.createdBy,
+      by: ran?.actor ?? (s.startedAt === null ? plannedBy(u) : null),
+      plannedBy: plannedBy(u),
       created: u.createdAt,
       id: s.id,
     };
