@@ -136,6 +136,24 @@ it is still the lock that was checked), journalled on the server.`,
     });
 
   program
+    .command('drop')
+    .description('take servers out of a pending or paused update before they run: they become excluded, never touched')
+    .argument('<name>', 'the update')
+    .argument('<server...>', 'server names of the update (or of a batch of its split), or glob patterns on them (quote them)')
+    .option('--reason <text>', 'why, shown with the server in status and logs (default: who dropped it)')
+    .action(async (name: string, servers: string[], o, cmd: Command) => {
+      result.code = (await import('./cli/drop.js')).dropCommand(ctxOf(cmd), name, servers, o);
+    });
+
+  program
+    .command('history')
+    .description("each server's commits over time, across every update in the database")
+    .option('--server <name>', 'only this server (its name, or user@host:port)')
+    .action(async (o, cmd: Command) => {
+      result.code = (await import('./cli/history.js')).historyCommand(ctxOf(cmd), o);
+    });
+
+  program
     .command('demo')
     .description('a self-contained demonstration on a simulated local fleet: no servers, keys or config needed')
     .option('--servers <n>', `number of simulated servers, 1 to 20`, '5')

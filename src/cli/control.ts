@@ -126,9 +126,9 @@ export function logsCommand(ctx: CliContext, name: string, opts: { server?: stri
         name: s.name,
         status: s.status,
         steps: (stepsOf.get(s.id) ?? []).map(({ id: _id, serverId: _sid, updateName: _u, serverName: _n, ...st }) => st),
-        events: (eventsOf.get(s.name) ?? []).map((e) => ({ at: e.at, kind: e.kind, message: e.message })),
+        events: (eventsOf.get(s.name) ?? []).map((e) => ({ at: e.at, kind: e.kind, message: e.message, actor: e.actor })),
       })),
-      events: events.filter((e) => e.serverName === null).map((e) => ({ at: e.at, kind: e.kind, message: e.message })),
+      events: events.filter((e) => e.serverName === null).map((e) => ({ at: e.at, kind: e.kind, message: e.message, actor: e.actor })),
     });
   } else {
     const own = events.filter((e) => e.serverName === null);

@@ -99,6 +99,22 @@ export const HELP: Record<string, CommandHelp> = {
       [2, 'refused (someone is working on it), or a stale lock found without --yes'],
     ],
   },
+  drop: {
+    examples: [
+      ['agent-update drop agent-2026-12 app7 app9 --reason "disk replacement on Friday"', 'take two servers out before start; status shows why'],
+      ["agent-update drop agent-2026-12 'db*'", 'every pending server whose name matches (a batch of its split included)'],
+      ['agent-update start agent-2026-12 --stop-after 1 && agent-update drop agent-2026-12 app3', 'after the canary paused it: drop one, then resume'],
+    ],
+    exits: [[0, 'dropped: the servers are excluded'], [2, 'the update is not pending or paused, a server is unknown or not pending; nothing was changed']],
+  },
+  history: {
+    examples: [
+      ['agent-update history', "every server's commits over time, a table per server"],
+      ['agent-update history --server app3', 'one server'],
+      ['agent-update history --server app3 --json', 'the same as JSON'],
+    ],
+    exits: [[0, 'shown'], [2, 'no database, or an unknown server']],
+  },
   demo: {
     examples: [
       ['agent-update demo', 'five simulated servers: a good rollout, then a broken one rolled back'],

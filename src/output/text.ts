@@ -9,6 +9,7 @@ import { visibleLine, visibleText } from './visible.js';
 import type { PlanChanges, RunningCommit } from '../plan/changes.js';
 import { PREVIOUS_MARK, type CommandGroup, type ShownCommand, type ShownCommands } from '../plan/commands.js';
 import { formatDuration } from '../util/duration.js';
+import type { HistoryEntry, HistoryJson } from '../rollout/history.js';
 
 const STATUS_COLOUR: Record<string, (s: string) => string> = {
   success: chalk.green,
@@ -101,7 +102,9 @@ export function updateText(u: UpdateRecord, servers: readonly ServerRecord[], bu
     `  target   ${u.commit} (${visibleLine(u.branch)} of ${visibleLine(u.repo)})`,
   ];
   if (u.batchOf) lines.push(`  batch of ${u.batchOf}`);
-  lines.push(`  created  ${u.createdAt}${u.startedAt ? `   started ${u.startedAt}` : ''}${u.endedAt ? `   ended ${u.endedAt}` : ''}`);
+  lines.push(
+    `  created  ${u.createdAt}${u.createdBy ? ` by ${visibleLine(u.createdBy)}` : ''}${u.startedAt ? `   started ${u.startedAt}` : ''}${u.endedAt ? `   ended ${u.endedAt}` : ''}`,
+  );
   if (u.lease) {
     const dead = holderIsDead(u.lease, new Date());
     lines.push(
@@ -398,4 +401,41 @@ export function commandsText(doc: ShownCommands): string {
   if (doc.groups.length === 0) lines.push(`no server of ${doc.update} is left to run: nothing will be sent`);
   for (const g of doc.groups) lines.push('', ...groupText(g, doc, total));
   return lines.join('\n');
+}
+
+// ---- history -------------------------------------------------------------------------------
+
+/** One entry's change, short commits: `a → b`, `a → b (rolled back to a)`, `at b`. */
+function historyChange(e: HistoryEntry): string {
+  if (e.outcome === 'skipped') return `${short(e.to)} (already at the target)`;
+  const change = `${short(e.from)} → ${short(e.target)}`;
+  if (e.outcome === 'rolled-back') return `${change} (rolled back to ${short(e.to)})`;
+  if (e.outcome === 'failed' || e.outcome === 'fatal') return `${change} (now at: unknown)`;
+  if (e.outcome === 'running') return `${change} (in flight)`;
+  return change;
+}
+
+/** `history`: a table per server, oldest first, short commits. */
+export function historyText(h: HistoryJson, db: string, server?: string): string {
+  if (h.servers.length === 0) {
+    return server === undefined
+      ? `no server has been worked on yet in ${db}`
+      : `${server}: no update has worked on it yet (it was only ever pending, unreachable or excluded)`;
+  }
+  const blocks: string[] = [];
+  for (const s of h.servers) {
+    const rows = [['WHEN', 'UPDATE', 'COMMIT', 'OUTCOME', 'BY', 'DETAIL'].map((x) => chalk.bold(x))];
+    for (const e of s.entries) {
+      rows.push([
+        e.at,
+        e.batchOf ? `${e.update} (batch of ${e.batchOf})` : e.update,
+        historyChange(e),
+        colourStatus(e.outcome),
+        visibleLine(e.by ?? '-'),
+        e.outcome === 'success' || e.error === null ? '' : visibleLine(e.error),
+      ]);
+    }
+    blocks.push(`${chalk.bold(s.name)} (${s.accounts.map(visibleLine).join(', ')})\n${table(rows).replace(/^/gm, '  ')}`);
+  }
+  return blocks.join('\n\n');
 }

@@ -51,7 +51,8 @@ const UPDATE_TABLE: Record<UpdateStatus, readonly UpdateStatus[]> = {
 
 const SERVER_TABLE: Record<ServerStatus, readonly ServerStatus[]> = {
   // pending → skipped / unreachable / excluded: what the plan's probe found (excluded: its
-  // version is unreadable; later also dropped by an operator, or below min_version with no path).
+  // version is unreadable; later also below min_version with no path), or `drop` (an operator took it
+  // out of a pending or paused update: rollout/drop.ts).
   pending: ['running', 'skipped', 'unreachable', 'excluded'],
   // running → running moves between steps, and is how a takeover re-runs the server in flight.
   // running → unreachable: the connection could not be opened, so nothing ran on the server.

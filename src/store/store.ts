@@ -853,4 +853,63 @@ export class Store {
       )
       .run(name, token);
   }
+
+  // ---- drop, history -------------------------------------------------------------------------
+
+  /** The updates split from `name` (their `batch_of` is it), oldest first. */
+  batchesOf(name: string): UpdateRecord[] {
+    return (this.stmt('SELECT * FROM updates WHERE batch_of = ? ORDER BY created_at, name').all(name) as Row[]).map(toUpdate);
+  }
+
+  /**
+   * `drop`: a pending server becomes `excluded` (checked against the table), `error` saying who
+   * dropped it and why; the status event carries the actor, as the events of a person's command do.
+   */
+  dropServer(id: number, error: string, at: string, actor: string): ServerRecord {
+    return this.tx(() => {
+      const current = this.getServer(id);
+      serverTransition(current.updateName, current.name, current.status, 'excluded');
+      this.stmt("UPDATE servers SET status = 'excluded', step = NULL, error = ?, ended_at = ? WHERE id = ?").run(error, at, id);
+      this.addEvent(current.updateName, current.name, 'server-status', `excluded: ${error}`, actor);
+      return this.getServer(id);
+    });
+  }
+
+  /**
+   * `history`: the server rows of every update (batches included) in one of `statuses`, those
+   * named `server` only when given (a name, or `user@host:port`). A full read of the servers
+   * table, as a report over the whole database is.
+   */
+  historyServers(statuses: readonly string[], server?: string): ServerRecord[] {
+    const marks = statuses.map(() => '?').join(', ');
+    const account = server === undefined ? null : /^([^@\s]+)@(.+):(\d+)$/.exec(server);
+    const rows =
+      server === undefined
+        ? this.stmt(`SELECT * FROM servers WHERE status IN (${marks}) ORDER BY id`).all(...statuses)
+        : account
+          ? this.stmt(`SELECT * FROM servers WHERE status IN (${marks}) AND user = ? AND host = ? COLLATE NOCASE AND port = ? ORDER BY id`).all(
+              ...statuses, account[1], account[2], Number(account[3]))
+          : this.stmt(`SELECT * FROM servers WHERE status IN (${marks}) AND name = ? ORDER BY id`).all(...statuses, server);
+    return (rows as Row[]).map(toServer);
+  }
+
+  /** Every server name in the database, for a did-you-mean. */
+  serverNames(): string[] {
+    return this.stmt('SELECT DISTINCT name FROM servers ORDER BY name').pluck().all() as string[];
+  }
+
+  /** Whether any server row (any status) is named `server`, or is on the account `user@host:port`. */
+  hasServer(server: string): boolean {
+    const account = /^([^@\s]+)@(.+):(\d+)$/.exec(server);
+    return account
+      ? this.stmt('SELECT 1 FROM servers WHERE user = ? AND host = ? COLLATE NOCASE AND port = ? LIMIT 1').get(account[1], account[2], Number(account[3])) !== undefined
+      : this.stmt('SELECT 1 FROM servers WHERE name = ? LIMIT 1').get(server) !== undefined;
+  }
+
+  /** The runs of an update by a person (`start`, `resume`, `takeover` events with their actor), in order. */
+  runEvents(updateName: string): Array<{ at: string; kind: string; actor: string }> {
+    return this.stmt(
+      "SELECT at, kind, actor FROM events WHERE update_name = ? AND kind IN ('start', 'resume', 'takeover') AND actor IS NOT NULL ORDER BY id",
+    ).all(updateName) as Array<{ at: string; kind: string; actor: string }>;
+  }
 }
