@@ -84,12 +84,17 @@
  *   may not be above source.version; max_compatible may not be below min_compatible. A target
  *   above max_compatible is refused by `plan` (checkCeiling), not here: the config is valid.
  *
+ * - `agent.diagnose` (default none): commands run on a server whose update or verify failed,
+ *   before its rollback (rollout/diagnose.ts), placeholders as in `agent.update`; a list, or
+ *   `{commands: [...], timeout: 30s}` (each command's own timeout, default 30s). An empty list
+ *   is none.
+ *
  * The other extensions SPEC.md lists as decided but not built yet are reported as "not
  * supported yet" rather than as unknown keys.
  */
 import * as path from 'node:path';
 import type { ConfigProblem } from '../errors.js';
-import type { Config, FailureBudget, JumpHost, ServerSpec } from './types.js';
+import type { Config, DiagnoseConfig, FailureBudget, JumpHost, ServerSpec } from './types.js';
 import type { InventoryRead } from './inventory/index.js';
 import { patternProblem, select } from './select.js';
 import { expandTokens, parseHopSpec, parseSshConfig, type HostEntry, type ParsedSshConfig } from './ssh-config.js';
@@ -146,7 +151,14 @@ export const DEFAULTS = {
   prepareAhead: 1,
   maxHandshakes: 8,
   jumpPort: 22,
+  diagnoseTimeoutMs: 30_000,
 } as const;
+
+/**
+ * The keys of `agent.diagnose` in its mapping form. Not in KEYS: a stray top-level `timeout:`
+ * or `commands:` must not be said to belong under a `diagnose:` section of the top level.
+ */
+const DIAGNOSE_KEYS = ['commands', 'timeout'] as const;
 
 /** A jump host as written (`user@host:port`), before the ssh config and defaults fill it in. */
 interface HopSpec {
@@ -178,7 +190,7 @@ const KEYS = {
     'jump',
     'max_handshakes',
   ],
-  agent: ['version_command', 'semver_command', 'prepare', 'update', 'restart', 'health'],
+  agent: ['version_command', 'semver_command', 'prepare', 'update', 'restart', 'health', 'diagnose'],
   health: ['command', 'expect', 'timeout', 'interval', 'stable_for'],
   rollback: ['enabled', 'continue_after_rollback', 'commit'],
   test_mode: ['stop_after'],
@@ -192,9 +204,7 @@ const PLANNED: Record<string, Record<string, string>> = {
     min_version: 'source.min_version is not supported yet',
     stepping_stones: 'source.stepping_stones is not supported yet',
   },
-  agent: {
-    diagnose: 'agent.diagnose is not supported yet',
-  },
+  agent: {},
 };
 
 const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/;
@@ -1132,6 +1142,7 @@ export function validateConfig(raw: unknown, ctx: ValidateContext): ValidateResu
   const update: string[] = [];
   const prepare: string[] = [];
   const restartCommands: Record<string, string> = {};
+  let diagnose: DiagnoseConfig | undefined;
   let restartsKnown = false;
   const health = {
     command: '',
@@ -1186,6 +1197,8 @@ export function validateConfig(raw: unknown, ctx: ValidateContext): ValidateResu
         });
       }
     }
+
+    diagnose = diagnoseConfig(c, agent.diagnose);
 
     if (agent.restart !== undefined && agent.restart !== null) {
       if (!isRecord(agent.restart)) {
@@ -1306,13 +1319,49 @@ export function validateConfig(raw: unknown, ctx: ValidateContext): ValidateResu
         maxHandshakes,
         configFile: sshConfigFile,
       },
-      agent: { versionCommand, semverCommand, prepare, update, restart: restartCommands, health },
+      agent: { versionCommand, semverCommand, prepare, update, restart: restartCommands, health, ...(diagnose ? { diagnose } : {}) },
       restart,
       rollback,
       testMode: { stopAfter },
       execution: { busyWaitMs, maxFailures, prepareAhead },
     },
   };
+}
+
+/**
+ * `agent.diagnose`: a list of commands (each with the default timeout), or `{commands, timeout}`.
+ * Absent, null or no command: none (undefined), so a config can turn off a site default's with [].
+ */
+function diagnoseConfig(c: Checker, v: unknown): DiagnoseConfig | undefined {
+  if (v === undefined || v === null) return undefined;
+  const p: KeyPath = ['agent', 'diagnose'];
+  const example = '(tail -n 50 ~/agent/log/agent.log), or a mapping {commands: [...], timeout: 30s}';
+  let list: unknown = v;
+  let listPath = p;
+  let timeoutMs: number = DEFAULTS.diagnoseTimeoutMs;
+  if (isRecord(v)) {
+    const d = c.section(p, v, DIAGNOSE_KEYS);
+    if (!d) return undefined;
+    timeoutMs = c.duration([...p, 'timeout'], d.timeout, DEFAULTS.diagnoseTimeoutMs);
+    list = d.commands;
+    listPath = [...p, 'commands'];
+    if (list === undefined || list === null) {
+      c.add(listPath, 'is required: the list of commands to run on a server that failed (tail -n 50 ~/agent/log/agent.log)');
+      return undefined;
+    }
+  }
+  if (!Array.isArray(list)) {
+    c.add(listPath, `must be a list of commands ${listPath === p ? example : '(tail -n 50 ~/agent/log/agent.log)'}, got ${describe(list)}`);
+    return undefined;
+  }
+  const commands: string[] = [];
+  let ok = true;
+  list.forEach((cmd: unknown, i: number) => {
+    const s = c.command([...listPath, i], cmd);
+    if (s === undefined) ok = false;
+    else commands.push(s);
+  });
+  return ok && commands.length > 0 ? { commands, timeoutMs } : undefined;
 }
 
 /** `execution.max_failures`: a whole number of servers, or a percentage of the update's (`"10%"`). */

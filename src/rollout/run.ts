@@ -9,6 +9,7 @@ import { expandCommand, expandText, type PlaceholderValues } from '../util/shell
 import { formatDuration } from '../util/duration.js';
 import { suggest } from '../util/suggest.js';
 import { Ahead, prepareAheadOf, upcoming } from './ahead.js';
+import { diagnoseServer } from './diagnose.js';
 import { phaseValues, rollbackTarget } from './phases.js';
 import { budgetOf, countWorked, decide } from './decide.js';
 import type { EventSink } from './events.js';
@@ -458,7 +459,8 @@ class ServerRun {
     // A health check that cannot connect is "not healthy yet" (its loop has its own timeout), and
     // releasing our lock is best effort: neither waits for a lost connection.
     // Nor does a prepare: it is not worth waiting for, the server's turn connects again.
-    const retry = phase !== 'verify' && phase !== 'verify-rollback' && phase !== 'unlock' && phase !== 'prepare';
+    // Nor does agent.diagnose: informational, it stops once the server does not answer (diagnose.ts).
+    const retry = phase !== 'verify' && phase !== 'verify-rollback' && phase !== 'unlock' && phase !== 'prepare' && phase !== 'diagnose';
     const outage = { since: null as number | null, tries: 0 };
     for (;;) {
       // No remote command after losing the lease or a hard stop: another executor may own the server now.
@@ -853,8 +855,12 @@ async function updateAndVerify(run: ServerRun, opts: { skipUpdate: boolean }): P
   return rollbackServer(run, health.error);
 }
 
-/** Put the previous (or configured) commit back and verify it: rolled-back, or fatal. */
-async function rollbackServer(run: ServerRun, reason: string): Promise<void> {
+/**
+ * Put the previous (or configured) commit back and verify it: rolled-back, or fatal. First
+ * agent.diagnose (diagnose.ts), unless `diagnosed` (a takeover of a server past it).
+ */
+async function rollbackServer(run: ServerRun, reason: string, diagnosed = false): Promise<void> {
+  if (!diagnosed) await diagnoseServer(run, reason);
   const { rollback, agent, restart } = run.settings;
   if (!rollback.enabled) return run.finish('failed', { error: reason });
   const to = rollbackTarget(run.settings, run.server.fromCommit);
@@ -988,8 +994,8 @@ async function recoverServer(ctx: ServerContext, server: ServerRecord): Promise<
       );
     }
     const v = found.kind === 'ok' ? { ok: true as const, commit: found.commit } : { ok: false as const, error: found.error };
-    if (server.step === 'rollback' || server.step === 'verify-rollback') {
-      await rollbackServer(run, server.error ?? `interrupted during ${server.step}`);
+    if (server.step === 'rollback' || server.step === 'verify-rollback' || server.step === 'diagnose') {
+      await rollbackServer(run, server.error ?? `interrupted during ${server.step}`, true);
       return DONE;
     }
     if (server.fromCommit === null) {
