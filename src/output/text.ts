@@ -306,6 +306,7 @@ const STEP_LABEL: Record<ShownCommand['step'], string> = {
   update: 'update',
   restart: 'restart',
   verify: 'verify',
+  diagnose: 'diagnose',
   rollback: 'rollback',
   'verify-rollback': 'verify-rollback',
 };
@@ -318,6 +319,7 @@ function commandLines(c: ShownCommand, label: string, health: ShownCommands['hea
   if (c.command === null) return [`${head}${chalk.red(`(${visibleLine(c.error ?? 'not run')})`)}`];
   let note = '';
   if (c.kind === 'prepare') note = 'ahead of its turn, while the server before it updates (not on the first); a failure is only journalled';
+  if (c.kind === 'diagnose') note = `only on a failure, before the rollback; at most ${formatDuration(c.timeoutMs ?? 0)}; its output is journalled, the outcome unchanged`;
   if (c.kind === 'version') note = c.expect ? `must print ${c.expect}` : 'reads the commit, under the agent-update lock; at the target already: skipped';
   if (c.kind === 'health') {
     const stable = health.stableForMs > 0 ? `, then stay so for ${formatDuration(health.stableForMs)}` : '';
@@ -334,6 +336,7 @@ function groupText(g: CommandGroup, doc: ShownCommands, total: number): string[]
   const lines = [chalk.bold(`${who}${g.fromCommit ? `, at ${short(g.fromCommit)}` : ''}`)];
   let last: string | null = null;
   for (const c of g.commands) {
+    if (c.step === 'diagnose' && last !== 'diagnose') lines.push(chalk.dim('  on a failure, first (agent.diagnose):'));
     if (c.step === 'rollback' && last !== 'rollback') {
       lines.push(chalk.dim(`  on a failure, rollback${doc.rollback.commit ? ` to rollback.commit ${short(doc.rollback.commit)}` : g.fromCommit ? ` to ${short(g.fromCommit)}` : ' to the previous commit'}:`));
     }
