@@ -97,6 +97,19 @@ export interface AgentConfig {
   prepare?: string[];
   restart: Record<string, string>;
   health: HealthConfig;
+  /**
+   * `agent.diagnose`: commands run on a server whose update or verify failed, before the rollback
+   * (rollout/diagnose.ts); their output is journalled and shown, never judged. Absent when the
+   * config has none, and in updates planned before it existed.
+   */
+  diagnose?: DiagnoseConfig;
+}
+
+/** `agent.diagnose`: the commands (placeholders as in agent.update) and the timeout of each. */
+export interface DiagnoseConfig {
+  commands: string[];
+  /** each command is killed after this long (`agent.diagnose.timeout`, default 30s) */
+  timeoutMs: number;
 }
 
 export interface Config {

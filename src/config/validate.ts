@@ -89,12 +89,17 @@
  *   highest is at or above min_version (else nobody below it could reach the target). A stone's
  *   commit is 7 to 40 hex here, expanded to 40 by `plan`.
  *
+ * - `agent.diagnose` (default none): commands run on a server whose update or verify failed,
+ *   before its rollback (rollout/diagnose.ts), placeholders as in `agent.update`; a list, or
+ *   `{commands: [...], timeout: 30s}` (each command's own timeout, default 30s). An empty list
+ *   is none.
+ *
  * The other extensions SPEC.md lists as decided but not built yet are reported as "not
  * supported yet" rather than as unknown keys.
  */
 import * as path from 'node:path';
 import type { ConfigProblem } from '../errors.js';
-import type { Config, FailureBudget, JumpHost, ServerSpec, SteppingStone } from './types.js';
+import type { Config, DiagnoseConfig, FailureBudget, JumpHost, ServerSpec, SteppingStone } from './types.js';
 import type { InventoryRead } from './inventory/index.js';
 import { patternProblem, select } from './select.js';
 import { expandTokens, parseHopSpec, parseSshConfig, type HostEntry, type ParsedSshConfig } from './ssh-config.js';
@@ -151,7 +156,14 @@ export const DEFAULTS = {
   prepareAhead: 1,
   maxHandshakes: 8,
   jumpPort: 22,
+  diagnoseTimeoutMs: 30_000,
 } as const;
+
+/**
+ * The keys of `agent.diagnose` in its mapping form. Not in KEYS: a stray top-level `timeout:`
+ * or `commands:` must not be said to belong under a `diagnose:` section of the top level.
+ */
+const DIAGNOSE_KEYS = ['commands', 'timeout'] as const;
 
 /** A jump host as written (`user@host:port`), before the ssh config and defaults fill it in. */
 interface HopSpec {
@@ -184,7 +196,7 @@ const KEYS = {
     'jump',
     'max_handshakes',
   ],
-  agent: ['version_command', 'semver_command', 'prepare', 'update', 'restart', 'health'],
+  agent: ['version_command', 'semver_command', 'prepare', 'update', 'restart', 'health', 'diagnose'],
   health: ['command', 'expect', 'timeout', 'interval', 'stable_for'],
   rollback: ['enabled', 'continue_after_rollback', 'commit'],
   test_mode: ['stop_after'],
@@ -196,9 +208,7 @@ const PLANNED: Record<string, Record<string, string>> = {
   top: {},
   source: {
   },
-  agent: {
-    diagnose: 'agent.diagnose is not supported yet',
-  },
+  agent: {},
 };
 
 const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/;
@@ -1203,6 +1213,7 @@ export function validateConfig(raw: unknown, ctx: ValidateContext): ValidateResu
   const update: string[] = [];
   const prepare: string[] = [];
   const restartCommands: Record<string, string> = {};
+  let diagnose: DiagnoseConfig | undefined;
   let restartsKnown = false;
   const health = {
     command: '',
@@ -1257,6 +1268,8 @@ export function validateConfig(raw: unknown, ctx: ValidateContext): ValidateResu
         });
       }
     }
+
+    diagnose = diagnoseConfig(c, agent.diagnose);
 
     if (agent.restart !== undefined && agent.restart !== null) {
       if (!isRecord(agent.restart)) {
@@ -1380,13 +1393,49 @@ export function validateConfig(raw: unknown, ctx: ValidateContext): ValidateResu
         maxHandshakes,
         configFile: sshConfigFile,
       },
-      agent: { versionCommand, semverCommand, prepare, update, restart: restartCommands, health },
+      agent: { versionCommand, semverCommand, prepare, update, restart: restartCommands, health, ...(diagnose ? { diagnose } : {}) },
       restart,
       rollback,
       testMode: { stopAfter },
       execution: { busyWaitMs, maxFailures, prepareAhead },
     },
   };
+}
+
+/**
+ * `agent.diagnose`: a list of commands (each with the default timeout), or `{commands, timeout}`.
+ * Absent, null or no command: none (undefined), so a config can turn off a site default's with [].
+ */
+function diagnoseConfig(c: Checker, v: unknown): DiagnoseConfig | undefined {
+  if (v === undefined || v === null) return undefined;
+  const p: KeyPath = ['agent', 'diagnose'];
+  const example = '(tail -n 50 ~/agent/log/agent.log), or a mapping {commands: [...], timeout: 30s}';
+  let list: unknown = v;
+  let listPath = p;
+  let timeoutMs: number = DEFAULTS.diagnoseTimeoutMs;
+  if (isRecord(v)) {
+    const d = c.section(p, v, DIAGNOSE_KEYS);
+    if (!d) return undefined;
+    timeoutMs = c.duration([...p, 'timeout'], d.timeout, DEFAULTS.diagnoseTimeoutMs);
+    list = d.commands;
+    listPath = [...p, 'commands'];
+    if (list === undefined || list === null) {
+      c.add(listPath, 'is required: the list of commands to run on a server that failed (tail -n 50 ~/agent/log/agent.log)');
+      return undefined;
+    }
+  }
+  if (!Array.isArray(list)) {
+    c.add(listPath, `must be a list of commands ${listPath === p ? example : '(tail -n 50 ~/agent/log/agent.log)'}, got ${describe(list)}`);
+    return undefined;
+  }
+  const commands: string[] = [];
+  let ok = true;
+  list.forEach((cmd: unknown, i: number) => {
+    const s = c.command([...listPath, i], cmd);
+    if (s === undefined) ok = false;
+    else commands.push(s);
+  });
+  return ok && commands.length > 0 ? { commands, timeoutMs } : undefined;
 }
 
 /** `execution.max_failures`: a whole number of servers, or a percentage of the update's (`"10%"`). */

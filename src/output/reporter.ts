@@ -33,6 +33,38 @@ export interface ReporterOptions {
   advise?: (update: string) => Advice;
 }
 
+/** The agent.diagnose output of one server, as the run reported it (`diagnose` events). */
+export interface Diagnosed {
+  server: string;
+  /** its outcome, once it finished (null: the run stopped before) */
+  status: string | null;
+  runs: Array<Extract<RolloutEvent, { type: 'diagnose' }>>;
+}
+
+/** Lines of each diagnose command's output in the end-of-run summary (its tail), and characters of each line. */
+export const SUMMARY_DIAGNOSE_LINES = 10;
+const SUMMARY_LINE_CHARS = 240;
+
+/**
+ * The end-of-run summary of what agent.diagnose found on each server that failed: per command,
+ * how it ended and the last lines of its output (terminal-safe), then where the rest is.
+ */
+export function diagnosticsLines(update: string, servers: readonly Diagnosed[]): string[] {
+  const out: string[] = [];
+  for (const d of servers) {
+    out.push(`diagnostics of ${chalk.bold(d.server)}${d.status ? ` (${colourStatus(d.status)})` : ''}, run after it failed (agent.diagnose):`);
+    for (const r of d.runs) {
+      const how = !r.ran ? visibleLine(r.error ?? 'not run') : r.code !== null ? `exit ${r.code}` : visibleLine(r.error ?? 'no exit status');
+      out.push(`  $ ${visibleLine(r.command)}  ${chalk.dim(`→ ${how}`)}`);
+      const lines = r.output === '' ? [] : r.output.split('\n');
+      const shown = lines.length > SUMMARY_DIAGNOSE_LINES ? ['…', ...lines.slice(-SUMMARY_DIAGNOSE_LINES)] : lines;
+      for (const l of shown) out.push(`    ${chalk.dim('|')} ${visibleLine(l.length > SUMMARY_LINE_CHARS ? `${l.slice(0, SUMMARY_LINE_CHARS)}…` : l)}`);
+    }
+    out.push(chalk.dim(`  the whole output: ${suggest(`logs ${update} --server ${d.server}`)}`));
+  }
+  return out;
+}
+
 const SPINNER = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'];
 
 /** Without a terminal, a line about something still being waited for is repeated at most this often per server. */
@@ -63,6 +95,8 @@ export class Reporter {
   /** plain lines: when a repeated wait line was last printed, by update/server/kind */
   private readonly lastRepeat = new Map<string, number>();
   private readonly onResize = () => this.redraw();
+  /** agent.diagnose output of this run, by update then server, for the end-of-run summary */
+  private readonly diagnosed = new Map<string, Map<string, Diagnosed>>();
 
   constructor(private readonly o: ReporterOptions) {
     this.now = o.now ?? Date.now;
@@ -206,8 +240,19 @@ export class Reporter {
           this.line(`${t}  ${chalk.dim(`${e.server} [${e.phase}] $ ${visibleLine(e.command)} → ${e.code ?? visibleLine(e.error ?? '')}`)}`);
         }
         break;
+      case 'diagnose': {
+        const byServer = this.diagnosed.get(e.update) ?? new Map<string, Diagnosed>();
+        this.diagnosed.set(e.update, byServer);
+        const d = byServer.get(e.server) ?? { server: e.server, status: null, runs: [] };
+        byServer.set(e.server, d);
+        d.runs.push(e);
+        if (!this.area) this.line(`${t}  ${e.server}: diagnose $ ${visibleLine(e.command)} → ${e.ran && e.code !== null ? `exit ${e.code}` : visibleLine(e.error ?? 'no exit status')}`);
+        break;
+      }
       case 'server-finished': {
         this.forgetRepeats(e.update, e.server);
+        const d = this.diagnosed.get(e.update)?.get(e.server);
+        if (d) d.status = e.status;
         const mark = e.status === 'success' || e.status === 'skipped' ? chalk.green('✓') : chalk.red('✗');
         const progress = p ? ` (${p.summary(now)})` : '';
         this.line(`${t}  ${mark} ${e.server} ${colourStatus(e.status)} in ${formatDuration(e.durationMs)}${progress}${e.error ? `: ${visibleLine(e.error)}` : ''}`);
@@ -223,6 +268,9 @@ export class Reporter {
               : `${chalk.bold(e.update)} ${colourStatus(e.status)} (${visibleLine(e.reason)}); continue with: ${suggest(`resume ${e.update}`)}`,
         );
         for (const w of advice.warnings) this.line(chalk.yellow(w));
+        const diagnosed = this.diagnosed.get(e.update);
+        this.diagnosed.delete(e.update);
+        if (diagnosed) for (const l of diagnosticsLines(e.update, [...diagnosed.values()])) this.line(`${t}${l}`);
         if (advice.resumeHint) this.line(advice.resumeHint);
         break;
       }

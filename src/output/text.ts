@@ -333,6 +333,7 @@ const STEP_LABEL: Record<ShownCommand['step'], string> = {
   update: 'update',
   restart: 'restart',
   verify: 'verify',
+  diagnose: 'diagnose',
   rollback: 'rollback',
   'verify-rollback': 'verify-rollback',
 };
@@ -345,6 +346,7 @@ function commandLines(c: ShownCommand, label: string, health: ShownCommands['hea
   if (c.command === null) return [`${head}${chalk.red(`(${visibleLine(c.error ?? 'not run')})`)}`];
   let note = '';
   if (c.kind === 'prepare') note = 'ahead of its turn, while the server before it updates (not on the first); a failure is only journalled';
+  if (c.kind === 'diagnose') note = `only on a failure, before the rollback; at most ${formatDuration(c.timeoutMs ?? 0)}; its output is journalled, the outcome unchanged`;
   if (c.kind === 'version') note = c.expect ? `must print ${c.expect}` : 'reads the commit, under the agent-update lock; at the target already: skipped';
   if (c.kind === 'health') {
     const stable = health.stableForMs > 0 ? `, then stay so for ${formatDuration(health.stableForMs)}` : '';
@@ -367,6 +369,7 @@ function groupText(g: CommandGroup, doc: ShownCommands, total: number): string[]
       last = null;
       lines.push(chalk.bold(`  hop ${c.hop} of ${c.hops} → ${visibleLine(c.hopTo ?? '?')}:`));
     }
+    if (c.step === 'diagnose' && last !== 'diagnose') lines.push(chalk.dim('  on a failure, first (agent.diagnose):'));
     if (c.step === 'rollback' && last !== 'rollback') {
       const back =
         c.hop !== undefined && c.hop > 1

@@ -10,12 +10,12 @@ import { expandCommand, expandText, type PlaceholderValues } from '../util/shell
 import { phaseValues, rollbackTarget } from '../rollout/phases.js';
 import type { Hop } from '../store/store.js';
 
-export type CommandStep = 'prepare' | 'recheck' | 'update' | 'restart' | 'verify' | 'rollback' | 'verify-rollback';
+export type CommandStep = 'prepare' | 'recheck' | 'update' | 'restart' | 'verify' | 'diagnose' | 'rollback' | 'verify-rollback';
 
 export interface ShownCommand {
   step: CommandStep;
-  /** an `agent.update` command, the `version_command` check, a named restart, the health check */
-  kind: 'prepare' | 'update' | 'version' | 'restart' | 'health';
+  /** an `agent.update` command, the `version_command` check, a named restart, the health check, an `agent.diagnose` command */
+  kind: 'prepare' | 'update' | 'version' | 'restart' | 'health' | 'diagnose';
   /** kind `restart`: the `agent.restart` name */
   name?: string;
   /**
@@ -28,6 +28,8 @@ export interface ShownCommand {
    * `health`: the text its output must contain
    */
   expect?: string | null;
+  /** kind `diagnose`: its timeout (agent.diagnose.timeout) */
+  timeoutMs?: number;
   error?: string;
   /** a server walking stepping stones: the hop (1-based) of how many, and that hop's version (or commit) */
   hop?: number;
@@ -67,8 +69,8 @@ const SENTINEL = 'AGENTUPDATEPREVIOUSCOMMITSTANDSHERE0000000';
 
 /**
  * The commands one server gets, step by step: the re-check, the update commands and the version
- * check, the restarts, the health check, then (rollback enabled) the same with the rollback
- * values. `from`: its commit as probed, or 'unknown' (shown as PREVIOUS_MARK).
+ * check, the restarts, the health check, then the agent.diagnose commands (run only on a
+ * failure, with the forward values), then (rollback enabled) the same with the rollback values. `from`: its commit as probed, or 'unknown' (shown as PREVIOUS_MARK).
  */
 export function serverCommands(settings: RolloutSettings, target: string, from: string | null | 'unknown', stone = false): ShownCommand[] {
   const previous = from === 'unknown' ? SENTINEL : from;
@@ -100,6 +102,12 @@ export function serverCommands(settings: RolloutSettings, target: string, from: 
   out.push({ step: 'update', kind: 'version', command: agent.versionCommand, expect: target });
   for (const name of restart) out.push(expanded('restart', 'restart', agent.restart[name] ?? '', forward, { name }));
   out.push(health('verify', phaseValues(settings, 'verify', commits)!));
+  // agent.diagnose: on a failure, before the rollback (rollout/diagnose.ts), rollback or not
+  const diagnose = agent.diagnose;
+  if (diagnose) {
+    const values = phaseValues(settings, 'diagnose', commits)!;
+    for (const c of diagnose.commands) out.push(expanded('diagnose', 'diagnose', c, values, { timeoutMs: diagnose.timeoutMs }));
+  }
   if (!rollback.enabled) return out;
   const to = rollbackTarget(settings, previous, stone);
   if (to === null) {

@@ -35,6 +35,24 @@ export type RolloutEvent =
        */
       atCommit: string | null;
     }
+  /**
+   * one agent.diagnose command on a server that failed, before its rollback (rollout/diagnose.ts):
+   * `command` as sent (as journalled); `output` the last lines of its stdout then stderr
+   * (DIAGNOSE_TAIL_LINES, at most DIAGNOSE_TAIL_CHARS); `ran` false when it was not sent (the
+   * server stopped answering, or its placeholders could not be expanded: `error` says which)
+   */
+  | {
+      type: 'diagnose';
+      update: string;
+      server: string;
+      command: string;
+      ran: boolean;
+      code: number | null;
+      timedOut: boolean;
+      error: string | null;
+      durationMs: number;
+      output: string;
+    }
   | { type: 'takeover'; update: string; server: string | null; message: string }
   /** the connection to a server was lost: trying again (for up to ssh.reconnect_for) */
   | { type: 'reconnecting'; update: string; server: string; attempt: number; lostMs: number; limitMs: number; error: string }

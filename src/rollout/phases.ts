@@ -3,7 +3,7 @@ import type { PlaceholderValues } from '../util/shell.js';
 import type { ServerRecord } from '../store/store.js';
 
 /** The phases whose commands get placeholder values (the re-check's version command has none). */
-export type ValuedPhase = 'prepare' | 'update' | 'restart' | 'verify' | 'rollback' | 'verify-rollback';
+export type ValuedPhase = 'prepare' | 'update' | 'restart' | 'verify' | 'diagnose' | 'rollback' | 'verify-rollback';
 
 /**
  * Where a rollback goes: rollback.commit, else the server's own previous commit; null when
@@ -67,8 +67,9 @@ export function hopLabel(h: HopView): string {
 /**
  * {repo}, {branch}, {commit} and {previous_commit} of a phase: the one definition the executor
  * (rollout/run.ts) and `plan --show-commands` (plan/commands.ts) share. Going forward (prepare,
- * update, restart, verify) {commit} is the target and {previous_commit} the server's commit
- * (verify reads a missing one as ''); in the rollback phases {commit} is the rollback target and
+ * update, restart, verify, and diagnose, which looks at the target that failed) {commit} is the
+ * target and {previous_commit} the server's commit (verify and diagnose read a missing one as
+ * ''); in the rollback phases {commit} is the rollback target and
  * {previous_commit} the target that failed. Null for a rollback phase with nowhere to go.
  */
 export function phaseValues(
@@ -82,5 +83,5 @@ export function phaseValues(
     return to === null ? null : { repo, branch, commit: to, previous_commit: c.target };
   }
   if (c.target === null) throw new Error(`phaseValues: no target for ${phase}`);
-  return { repo, branch, commit: c.target, previous_commit: phase === 'verify' ? (c.from ?? '') : c.from };
+  return { repo, branch, commit: c.target, previous_commit: phase === 'verify' || phase === 'diagnose' ? (c.from ?? '') : c.from };
 }

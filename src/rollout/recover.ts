@@ -10,8 +10,11 @@ import type { HopView } from './phases.js';
 export type Found = { ok: true; commit: string } | { ok: false; error: string };
 
 export type Recovery =
-  /** it died while rolling back, or the hop's state cannot be trusted: roll the hop back */
-  | { kind: 'rollback'; reason: string }
+  /**
+   * it died while diagnosing or rolling back, or the hop's state cannot be trusted: roll the hop
+   * back (`diagnosed`: agent.diagnose already ran for this failure, it is not run again)
+   */
+  | { kind: 'rollback'; reason: string; diagnosed: boolean }
   /** nothing had run and it cannot be read now: untouched, unreachable */
   | { kind: 'unreachable'; reason: string }
   /** nothing had run and it is already at its final target */
@@ -29,8 +32,8 @@ export function recoveryOf(
   finalTarget: string,
   found: Found,
 ): Recovery {
-  if (server.step === 'rollback' || server.step === 'verify-rollback') {
-    return { kind: 'rollback', reason: server.error ?? `interrupted during ${server.step}` };
+  if (server.step === 'diagnose' || server.step === 'rollback' || server.step === 'verify-rollback') {
+    return { kind: 'rollback', reason: server.error ?? `interrupted during ${server.step}`, diagnosed: true };
   }
   if (server.fromCommit === null) {
     // The crash came before the previous commit was recorded, so no update command had run:
@@ -39,11 +42,11 @@ export function recoveryOf(
     if (found.commit === finalTarget) return { kind: 'skipped', commit: found.commit };
     return { kind: 'begin', from: found.commit };
   }
-  if (!found.ok) return { kind: 'rollback', reason: `re-checked after a crash: ${found.error}` };
+  if (!found.ok) return { kind: 'rollback', reason: `re-checked after a crash: ${found.error}`, diagnosed: false };
   // At the hop's commit: if it died during the update step, a later update command (a build, a
   // migration) may not have run, so all of them run again (they must be idempotent).
   if (found.commit === hop.to) return { kind: 'finish-hop', skipUpdate: server.step !== 'update' };
   // At the commit before the hop (the server's own, or the stepping stone it was verified at).
   if (found.commit === hop.from) return { kind: 'redo-hop' };
-  return { kind: 'rollback', reason: `re-checked after a crash during ${server.step}: found ${found.commit.slice(0, 12)}` };
+  return { kind: 'rollback', reason: `re-checked after a crash during ${server.step}: found ${found.commit.slice(0, 12)}`, diagnosed: false };
 }

@@ -9,6 +9,7 @@ import { expandCommand, expandText, type PlaceholderValues } from '../util/shell
 import { formatDuration } from '../util/duration.js';
 import { suggest } from '../util/suggest.js';
 import { Ahead, prepareAheadOf, upcoming } from './ahead.js';
+import { diagnoseServer } from './diagnose.js';
 import { finalTarget, hopLabel, hopOf, phaseValues, rollbackTarget, type HopView } from './phases.js';
 import { recoveryOf } from './recover.js';
 import { budgetOf, countWorked, decide } from './decide.js';
@@ -460,7 +461,8 @@ class ServerRun {
     // A health check that cannot connect is "not healthy yet" (its loop has its own timeout), and
     // releasing our lock is best effort: neither waits for a lost connection.
     // Nor does a prepare: it is not worth waiting for, the server's turn connects again.
-    const retry = phase !== 'verify' && phase !== 'verify-rollback' && phase !== 'unlock' && phase !== 'prepare';
+    // Nor does agent.diagnose: informational, it stops once the server does not answer (diagnose.ts).
+    const retry = phase !== 'verify' && phase !== 'verify-rollback' && phase !== 'unlock' && phase !== 'prepare' && phase !== 'diagnose';
     const outage = { since: null as number | null, tries: 0 };
     for (;;) {
       // No remote command after losing the lease or a hard stop: another executor may own the server now.
@@ -894,14 +896,16 @@ async function walkHop(run: ServerRun, hop: HopView, skipUpdate: boolean): Promi
 /**
  * Put the commit before the hop back and verify it: rolled-back, or fatal. The first hop goes
  * back to rollback.commit or the server's previous commit; a later one to the stepping stone the
- * server was verified at, and the reason says where it now stands.
+ * server was verified at, and the reason says where it now stands. First agent.diagnose
+ * (diagnose.ts), unless `diagnosed` (a takeover of a server past it).
  */
-async function rollbackServer(run: ServerRun, failure: string): Promise<void> {
+async function rollbackServer(run: ServerRun, failure: string, diagnosed = false): Promise<void> {
   const { rollback, agent, restart } = run.settings;
   const hop = run.hop;
   const label = hopLabel(hop);
   // A takeover passes the reason recorded when the rollback began, which already names the hop.
   const reason = label && !failure.startsWith(label) ? `${label}: ${failure}` : failure;
+  if (!diagnosed) await diagnoseServer(run, reason);
   if (!rollback.enabled) return run.finish('failed', { error: reason });
   const to = rollbackTarget(run.settings, hop.from, hop.stone);
   if (!to) {
@@ -1045,7 +1049,7 @@ async function recoverServer(ctx: ServerContext, server: ServerRecord): Promise<
     const next = recoveryOf(server, hop, finalTarget(server, ctx.update.commit), v);
     switch (next.kind) {
       case 'rollback':
-        await rollbackServer(run, next.reason);
+        await rollbackServer(run, next.reason, next.diagnosed);
         break;
       case 'unreachable':
         await run.finish('unreachable', { error: next.reason });

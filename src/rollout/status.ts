@@ -31,7 +31,8 @@ export const SERVER_STATUSES = [
 ] as const;
 export type ServerStatus = (typeof SERVER_STATUSES)[number];
 
-export const SERVER_STEPS = ['update', 'restart', 'verify', 'rollback', 'verify-rollback'] as const;
+/** `diagnose`: agent.diagnose runs on a server that failed, before its rollback (rollout/diagnose.ts). */
+export const SERVER_STEPS = ['update', 'restart', 'verify', 'diagnose', 'rollback', 'verify-rollback'] as const;
 export type ServerStep = (typeof SERVER_STEPS)[number];
 
 const UPDATE_TABLE: Record<UpdateStatus, readonly UpdateStatus[]> = {

@@ -185,7 +185,7 @@ const CASES: Case[] = [
   ['unknown key, no suggestion', (c) => void (c.frobnicate = 1), 'frobnicate', /unknown key; expected one of: name, source/],
   ['top-level key that belongs in a section', (c) => void (c.known_hosts = 'x'), 'known_hosts', /belongs under ssh/],
   ['inventory file missing', (c) => void (c.inventory = 'hosts.ini'), 'inventory', /^file not found: \/srv\/rollouts\/hosts\.ini \(from "hosts\.ini"\)$/],
-  ['planned key', (c) => void (c.agent.diagnose = ['uptime']), 'agent.diagnose', /not supported yet/],
+  ['diagnose not a list', (c) => void (c.agent.diagnose = 'uptime'), 'agent.diagnose', /must be a list of commands/],
   ['source.version not semver', (c) => void (c.source.version = '1.3'), 'source.version', /"1\.3" is not a valid version: use semver MAJOR\.MINOR\.PATCH/],
   ['source.version read as a number', (c) => void (c.source.version = 1.3), 'source.version', /YAML read it as the number 1\.3/],
   ['min_compatible not semver', (c) => void ((c.source.version = '1.3.0'), (c.source.min_compatible = 'one'), (c.agent.semver_command = 'cat VERSION')), 'source.min_compatible', /"one" is not a valid version/],

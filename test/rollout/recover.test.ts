@@ -28,7 +28,9 @@ test('one hop: finish at the target, redo at the previous commit, roll back on a
   assert.deepEqual(decide(server('update'), at(OLD)), { kind: 'redo-hop' });
   assert.equal(decide(server('update'), at(OTHER)).kind, 'rollback');
   assert.equal(decide(server('verify'), { ok: false, error: 'no' }).kind, 'rollback');
-  assert.deepEqual(decide(server('rollback', { error: 'why' }), at(TARGET)), { kind: 'rollback', reason: 'why' });
+  assert.deepEqual(decide(server('rollback', { error: 'why' }), at(TARGET)), { kind: 'rollback', reason: 'why', diagnosed: true });
+  assert.deepEqual(decide(server('diagnose', { error: 'why' }), at(TARGET)), { kind: 'rollback', reason: 'why', diagnosed: true }, 'killed while diagnosing: not diagnosed again');
+  assert.deepEqual(decide(server('update'), at(OTHER)), { kind: 'rollback', reason: `re-checked after a crash during update: found ${'d'.repeat(12)}`, diagnosed: false });
 });
 
 test('nothing had run (no previous commit recorded): begin, skipped at the final target, unreachable when unreadable', () => {
