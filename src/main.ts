@@ -154,6 +154,26 @@ it is still the lock that was checked), journalled on the server.`,
     });
 
   program
+    .command('auto')
+    .description('for cron and CI: plan and start this config\'s update only when needed (exit 0 when already running or nothing to do)')
+    .option('-c, --config <file>', 'YAML config (required); its absolute path is what identifies "this config\'s update"')
+    .option('--concurrency <n>', 'servers probed at once', '32')
+    .action(async (o, cmd: Command) => {
+      result.code = await (await import('./cli/auto.js')).autoCommand(ctxOf(cmd), o);
+    });
+
+  program
+    .command('retry')
+    .description('a new pending update of the servers of NAME (and its batches) that ended rolled-back, failed or unreachable')
+    .argument('<name>')
+    .option('--name <new>', 'name of the new update (default: NAME-retry, then NAME-retry-2, …)')
+    .option('--include-fatal', 'also the servers that ended fatal (only once a person has looked at them)')
+    .option('--concurrency <n>', 'servers probed at once', '32')
+    .action(async (name: string, o, cmd: Command) => {
+      result.code = await (await import('./cli/retry.js')).retryCommand(ctxOf(cmd), name, o);
+    });
+
+  program
     .command('demo')
     .description('a self-contained demonstration on a simulated local fleet: no servers, keys or config needed')
     .option('--servers <n>', `number of simulated servers, 1 to 20`, '5')

@@ -115,6 +115,32 @@ export const HELP: Record<string, CommandHelp> = {
     ],
     exits: [[0, 'shown'], [2, 'no database, or an unknown server']],
   },
+  auto: {
+    examples: [
+      ['agent-update auto -c /etc/agent-update/rollout.yaml', 'from cron, as often as you like: plans and starts only when a server is behind'],
+      ['agent-update --json auto -c rollout.yaml', 'for CI: the first line says what auto found, then the start\'s events and result'],
+    ],
+    exits: [
+      [0, 'success, nothing to do, or already running (another process or auto run is at it; nothing touched)'],
+      [1, 'the rollout ended failure or partial-success, or this commit already failed here (nothing touched)'],
+      [2, 'bad config, unknown branch or commit; nothing was written'],
+      [3, 'an update of this config is paused (auto does not resume it), or test mode paused the new one'],
+      [4, 'busy: another process took the update in the instant before auto started it'],
+      [130, 'interrupted'],
+    ],
+  },
+  retry: {
+    examples: [
+      ['agent-update retry agent-2026-12', 'a new pending update, agent-2026-12-retry, of the servers that did not make it'],
+      ['agent-update retry agent-2026-12 --include-fatal --name agent-2026-12-again', 'fatal ones too, once a person has fixed them'],
+      ['agent-update retry agent-2026-12 && agent-update start agent-2026-12-retry', 'retry and run it'],
+    ],
+    exits: [
+      [0, 'planned (its name is printed), or nothing to retry (nothing written)'],
+      [2, 'unknown update, it or a batch still running or pending, an unfinished retry of it exists, or the name is taken; nothing was written'],
+      [130, 'interrupted while probing; the new update is cancelled'],
+    ],
+  },
   demo: {
     examples: [
       ['agent-update demo', 'five simulated servers: a good rollout, then a broken one rolled back'],

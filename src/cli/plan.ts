@@ -1,7 +1,7 @@
 import { loadConfig } from '../config/load.js';
 import { checkOnly, checkUpdateName, createPlan, refreshPlan, selectServers, settingsOf } from '../plan/plan.js';
 import { checkCeiling, parseOnly } from '../plan/versions.js';
-import { resolveCommit, resolveRollbackCommit, SourceHistory } from '../plan/source.js';
+import { resolveCommit, resolveRollbackCommit, SourceHistory, withResolvedStones } from '../plan/source.js';
 import { planChanges } from '../plan/changes.js';
 import { showCommands } from '../plan/commands.js';
 import { updateJson } from '../output/status-json.js';
@@ -30,7 +30,7 @@ export async function planCommand(
   }
   if (opts.config === undefined) throw new UsageError("plan needs -c FILE (the config), or --refresh NAME");
   // Everything that can be wrong with the input is found before the database is even opened.
-  const config = loadConfig(opts.config);
+  let config = loadConfig(opts.config);
   if (opts.name !== undefined) checkUpdateName(opts.name);
   // A target above what the control plane supports is refused before anything is read or run.
   checkCeiling(config.file, config.source);
@@ -39,6 +39,8 @@ export async function planCommand(
   const commit = await resolveCommit(config.source.repo, config.source.branch, config.source.commit);
   // And an abbreviated rollback.commit, expanded to the one commit it names.
   const rollbackCommit = config.rollback.commit === null ? null : await resolveRollbackCommit(config.source.repo, config.rollback.commit);
+  // And the stepping stones' commits, the same way.
+  config = await withResolvedStones(config);
   // And what connecting needs on this side (an unreadable key, a missing passphrase), which
   // would otherwise mark every server unreachable for a reason that is not theirs.
   await checkLocalSsh(ctx.transport(), config.ssh, 'cannot plan', selectServers(config));
@@ -116,11 +118,12 @@ async function showCommandsCommand(ctx: CliContext, file: string | undefined, na
     doc = showCommands(name, u.settings, u.commit, servers);
   } else {
     if (file === undefined) throw new UsageError('plan --show-commands needs -c FILE (the config) or the name of a planned update');
-    const config = loadConfig(file);
+    let config = loadConfig(file);
     const servers = selectServers(config);
     if (servers.length === 0) throw new UsageError(`${config.file}: server_types, include and exclude select no server`);
     const commit = await resolveCommit(config.source.repo, config.source.branch, config.source.commit);
     const rollbackCommit = config.rollback.commit === null ? null : await resolveRollbackCommit(config.source.repo, config.rollback.commit);
+    config = await withResolvedStones(config);
     doc = showCommands(null, settingsOf(config, commit, rollbackCommit), commit, servers.map((s) => ({ name: s.name, fromCommit: 'unknown' as const })));
   }
   if (ctx.opts.json) ctx.printJson(doc);

@@ -35,6 +35,12 @@ export interface UpdateJson {
    * servers) how many are of each class
    */
   versions?: VersionsJson;
+  /** extension: the update a `retry` was made from; null otherwise */
+  retryOf: string | null;
+  /** extension: the update an `undo` puts back; null otherwise */
+  undoOf: string | null;
+  /** extension: who planned it (`user@host`); null for updates planned before it was recorded */
+  createdBy: string | null;
 }
 
 export interface VersionsJson {
@@ -148,6 +154,9 @@ function documentOf(
       : null,
     ...(b ? { budget: b } : {}),
     ...versionsOf(u, servers),
+    retryOf: u.retryOf ?? null,
+    undoOf: u.undoOf ?? null,
+    createdBy: u.createdBy ?? null,
   };
 }
 

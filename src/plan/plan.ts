@@ -5,8 +5,8 @@ import type { Clock } from '../clock.js';
 import { InterruptedError, TransitionError, UsageError } from '../errors.js';
 import type { EventSink } from '../rollout/events.js';
 import { checkLocalSsh, type Transport } from '../ssh/transport.js';
-import { specOf, type ServerRecord, type Store, type UpdateRecord } from '../store/store.js';
-import { resolveCommit, resolveRollbackCommit, resolveStones } from './source.js';
+import { specOf, type NewUpdate, type ServerRecord, type Store, type UpdateRecord } from '../store/store.js';
+import { resolveCommit, resolveRollbackCommit, withResolvedStones } from './source.js';
 import { select } from '../config/select.js';
 import { plural } from '../util/plural.js';
 import { actor } from '../util/actor.js';
@@ -110,25 +110,92 @@ export async function createPlan(deps: PlanDeps, config: Config, opts: PlanOptio
   const rollbackCommit =
     config.rollback.commit === null ? null : await (deps.resolveRollback ?? resolveRollbackCommit)(config.source.repo, config.rollback.commit);
   // Stepping stones' commits expanded to 40 hex, like rollback.commit (no I/O when they are).
-  config = { ...config, source: { ...config.source, steppingStones: await resolveStones(config.source.repo, config.source.steppingStones) } };
+  config = await withResolvedStones(config);
   await checkLocalSsh(deps.transport, config.ssh, `cannot plan ${name}`, servers);
 
-  store.createUpdate({
+  const input = planInput(config, name, commit, rollbackCommit, opts.only ?? null);
+  recordPlan(store, input);
+  const only = opts.only ?? null;
+  return probePlan(deps, input, {
+    concurrency: opts.concurrency,
+    signal: opts.signal,
+    afterProbe: () => {
+      if (only === null) return;
+      // A server whose class could not be read (unreachable, version unreadable) stays, so that it is seen.
+      const out = store.getServers(name).filter((s) => s.versionClass != null && s.versionClass !== only);
+      store.leaveOut(name, out.map((s) => s.id), `plan --only ${only}: not of class ${only}`);
+    },
+  });
+}
+
+/**
+ * Everything a new update is planned from, whatever made it: `plan` (a config), `auto` (the
+ * same), `retry` (another update's stored settings and some of its servers). `probeWith` is what
+ * probeServer reads (ssh, agent commands, the version bounds).
+ */
+export interface PlanInput {
+  name: string;
+  repo: string;
+  branch: string;
+  commit: string;
+  configFile: string | null;
+  settings: RolloutSettings;
+  testStopAfter: number;
+  servers: NewUpdate['servers'];
+  probeWith: Parameters<typeof probeServer>[1];
+  retryOf?: string | null;
+  createdBy: string;
+}
+
+/** The PlanInput of a config: its selected servers, the resolved target, its test mode. */
+export function planInput(config: Config, name: string, commit: string, rollbackCommit: string | null, only: VersionClass | null = null): PlanInput {
+  return {
     name,
     repo: config.source.repo,
     branch: config.source.branch,
     commit,
     configFile: config.file,
-    settings: settingsOf(config, commit, rollbackCommit, opts.only ?? null),
+    settings: settingsOf(config, commit, rollbackCommit, only),
     testStopAfter: config.testMode.stopAfter,
-    servers,
+    servers: selectServers(config),
+    probeWith: { ...config, versions: config.source },
     createdBy: actor(),
+  };
+}
+
+/** Write the update as `planning` with its servers `pending` (one transaction; may be inside the caller's). */
+export function recordPlan(store: Store, input: PlanInput): UpdateRecord {
+  return store.createUpdate({
+    name: input.name,
+    repo: input.repo,
+    branch: input.branch,
+    commit: input.commit,
+    configFile: input.configFile,
+    settings: input.settings,
+    testStopAfter: input.testStopAfter,
+    servers: input.servers,
+    retryOf: input.retryOf ?? null,
+    createdBy: input.createdBy,
   });
+}
+
+/**
+ * Probe every server of a recorded `planning` update (through probeServer, `concurrency` at a
+ * time), then `afterProbe`, then make it `pending` (unless `keepPlanning`: the caller decides).
+ * Ctrl-C (`signal`): the probes in flight are cut, the update is recorded `cancelled`.
+ */
+export async function probePlan(
+  deps: PlanDeps,
+  input: Pick<PlanInput, 'name' | 'commit' | 'probeWith'>,
+  opts: { concurrency: number; signal?: AbortSignal; afterProbe?: () => void; keepPlanning?: boolean },
+): Promise<UpdateRecord> {
+  const { store } = deps;
+  const { name, commit } = input;
   const limit = pLimit(Math.max(1, opts.concurrency));
   const { signal } = opts;
   allowListeners(signal, opts.concurrency);
   await Promise.all(
-    store.getServers(name).map((s) => limit(async () => (signal?.aborted ? undefined : probeServer(deps, { ...config, versions: config.source }, commit, s, signal)))),
+    store.getServers(name).map((s) => limit(async () => (signal?.aborted ? undefined : probeServer(deps, input.probeWith, commit, s, signal)))),
   );
   if (signal?.aborted) {
     const all = store.getServers(name);
@@ -137,13 +204,8 @@ export async function createPlan(deps: PlanDeps, config: Config, opts: PlanOptio
     store.setUpdateStatus(name, 'cancelled', { endedAt: deps.clock.now().toISOString(), reason });
     throw new InterruptedError(`${reason}: update ${name} is cancelled (nothing was changed on any server); plan again to start over`);
   }
-  const only = opts.only ?? null;
-  if (only !== null) {
-    // A server whose class could not be read (unreachable, version unreadable) stays, so that it is seen.
-    const out = store.getServers(name).filter((s) => s.versionClass != null && s.versionClass !== only);
-    store.leaveOut(name, out.map((s) => s.id), `plan --only ${only}: not of class ${only}`);
-  }
-  return store.setUpdateStatus(name, 'pending');
+  opts.afterProbe?.();
+  return opts.keepPlanning ? store.getUpdate(name) : store.setUpdateStatus(name, 'pending');
 }
 
 /**

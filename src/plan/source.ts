@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
-import type { SteppingStone } from '../config/types.js';
+import type { Config, SteppingStone } from '../config/types.js';
 import { UsageError } from '../errors.js';
 import { didYouMean } from '../util/did-you-mean.js';
 
@@ -113,6 +113,12 @@ export async function resolveStones(repo: string, stones: readonly SteppingStone
     out.push({ ...s, commit: await resolveRollbackCommit(repo, s.commit, `source.stepping_stones (${s.version}) commit`) });
   }
   return out;
+}
+
+/** The config with its stepping stones' commits expanded (exit 2 for one the repo does not have). */
+export async function withResolvedStones(config: Config): Promise<Config> {
+  if (!config.source.steppingStones?.length) return config;
+  return { ...config, source: { ...config.source, steppingStones: await resolveStones(config.source.repo, config.source.steppingStones) } };
 }
 
 /** How a commit running on a server stands to the target, in the source repository's history. */

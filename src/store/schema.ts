@@ -129,4 +129,30 @@ export const MIGRATIONS: readonly string[] = [
   ALTER TABLE updates ADD COLUMN undo_of TEXT;
   ALTER TABLE updates ADD COLUMN created_by TEXT;
   `,
+  // 9: `auto` (plan/auto.ts). auto_runs: one row per `auto` that planned: while it runs (ended_at
+  // NULL) it is the claim that keeps a second `auto` of the same config from planning too (its
+  // pid, host, pid start and heartbeat judged like a lease), then the audit record of what it
+  // found (outcome: nothing-to-do, started, refused) and the update it made, if any. An `auto`
+  // that finds the config's update running or paused writes nothing. Indexes: the updates of a
+  // config (auto's identity of "this config's update") and the retries of an update.
+  `
+  CREATE TABLE auto_runs (
+    id          INTEGER PRIMARY KEY,
+    config_file TEXT NOT NULL,
+    started_at  TEXT NOT NULL,
+    ended_at    TEXT,
+    actor       TEXT NOT NULL,
+    pid         INTEGER NOT NULL,
+    host        TEXT NOT NULL,
+    pid_start   TEXT,
+    heartbeat   TEXT NOT NULL,
+    commit_sha  TEXT,
+    update_name TEXT,
+    outcome     TEXT,
+    message     TEXT
+  );
+  CREATE INDEX auto_runs_by_config ON auto_runs (config_file, id);
+  CREATE INDEX updates_by_config ON updates (config_file, created_at);
+  CREATE INDEX updates_by_retry ON updates (retry_of);
+  `,
 ];

@@ -173,6 +173,42 @@ export interface NewUpdate {
 
 type Row = Record<string, unknown>;
 
+/** One `auto` run (table auto_runs): open (`endedAt` null) while it plans and starts, then its audit record. */
+export interface AutoRun {
+  id: number;
+  configFile: string;
+  startedAt: string;
+  endedAt: string | null;
+  actor: string;
+  pid: number;
+  host: string;
+  pidStart: string | null;
+  heartbeat: string;
+  commit: string | null;
+  updateName: string | null;
+  /** nothing-to-do, started (and how it ended), abandoned (its process died), error; null while open */
+  outcome: string | null;
+  message: string | null;
+}
+
+function toAutoRun(r: Row): AutoRun {
+  return {
+    id: r.id as number,
+    configFile: r.config_file as string,
+    startedAt: r.started_at as string,
+    endedAt: (r.ended_at as string | null) ?? null,
+    actor: r.actor as string,
+    pid: r.pid as number,
+    host: r.host as string,
+    pidStart: (r.pid_start as string | null) ?? null,
+    heartbeat: r.heartbeat as string,
+    commit: (r.commit_sha as string | null) ?? null,
+    updateName: (r.update_name as string | null) ?? null,
+    outcome: (r.outcome as string | null) ?? null,
+    message: (r.message as string | null) ?? null,
+  };
+}
+
 function toUpdate(r: Row): UpdateRecord {
   return {
     name: r.name as string,
@@ -856,11 +892,6 @@ export class Store {
 
   // ---- drop, history -------------------------------------------------------------------------
 
-  /** The updates split from `name` (their `batch_of` is it), oldest first. */
-  batchesOf(name: string): UpdateRecord[] {
-    return (this.stmt('SELECT * FROM updates WHERE batch_of = ? ORDER BY created_at, name').all(name) as Row[]).map(toUpdate);
-  }
-
   /**
    * `drop`: a pending server becomes `excluded` (checked against the table), `error` saying who
    * dropped it and why; the status event carries the actor, as the events of a person's command do.
@@ -911,5 +942,89 @@ export class Store {
     return this.stmt(
       "SELECT at, kind, actor FROM events WHERE update_name = ? AND kind IN ('start', 'resume', 'takeover') AND actor IS NOT NULL ORDER BY id",
     ).all(updateName) as Array<{ at: string; kind: string; actor: string }>;
+  }
+
+  // ---- auto, retry ---------------------------------------------------------------------------
+
+  /** The updates planned from this config file (its absolute path, as `auto` identifies "this config's update"), newest first. */
+  updatesOfConfig(configFile: string): UpdateRecord[] {
+    return (this.stmt('SELECT * FROM updates WHERE config_file = ? ORDER BY created_at DESC, name DESC').all(configFile) as Row[]).map(toUpdate);
+  }
+
+  /** The batches split from `name`, and theirs, in creation order. */
+  batchesOf(name: string): UpdateRecord[] {
+    const out: UpdateRecord[] = [];
+    const queue = [name];
+    for (let hops = 0; queue.length > 0 && hops < 10_000; hops++) {
+      const next = queue.shift()!;
+      for (const r of this.stmt('SELECT * FROM updates WHERE batch_of = ? ORDER BY created_at, name').all(next) as Row[]) {
+        const u = toUpdate(r);
+        out.push(u);
+        queue.push(u.name);
+      }
+    }
+    return out;
+  }
+
+  /** The updates `retry` made from `name`, in creation order. */
+  retriesOf(name: string): UpdateRecord[] {
+    return (this.stmt('SELECT * FROM updates WHERE retry_of = ? ORDER BY created_at, name').all(name) as Row[]).map(toUpdate);
+  }
+
+  /** The `auto` runs of this config not ended yet (claims), newest first. */
+  openAutoRuns(configFile: string): AutoRun[] {
+    return (this.stmt('SELECT * FROM auto_runs WHERE config_file = ? AND ended_at IS NULL ORDER BY id DESC').all(configFile) as Row[]).map(toAutoRun);
+  }
+
+  /** Every `auto` run recorded (of one config when given), oldest first: the audit of what each found. */
+  autoRuns(configFile?: string): AutoRun[] {
+    const rows = configFile === undefined
+      ? this.stmt('SELECT * FROM auto_runs ORDER BY id').all()
+      : this.stmt('SELECT * FROM auto_runs WHERE config_file = ? ORDER BY id').all(configFile);
+    return (rows as Row[]).map(toAutoRun);
+  }
+
+  /** Record an `auto` run as begun (its claim); the caller's transaction makes the check and this one write. */
+  beginAutoRun(r: { configFile: string; actor: string; pid: number; host: string; pidStart: string | null; commit: string | null }): number {
+    const at = this.iso();
+    const info = this.stmt(
+      `INSERT INTO auto_runs (config_file, started_at, actor, pid, host, pid_start, heartbeat, commit_sha) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+    ).run(r.configFile, at, r.actor, r.pid, r.host, r.pidStart, at, r.commit);
+    return Number(info.lastInsertRowid);
+  }
+
+  /** Refresh an open `auto` run's heartbeat (its claim is judged like a lease). */
+  autoHeartbeat(id: number): void {
+    this.stmt('UPDATE auto_runs SET heartbeat = ? WHERE id = ? AND ended_at IS NULL').run(this.iso(), id);
+  }
+
+  /** Link the update an `auto` run made or started to it (while it is still open). */
+  setAutoRunUpdate(id: number, updateName: string): void {
+    this.stmt('UPDATE auto_runs SET update_name = ? WHERE id = ?').run(updateName, id);
+  }
+
+  /** End an `auto` run with what it came to; its row stays as the audit record. */
+  endAutoRun(id: number, outcome: string, message: string, updateName?: string | null): void {
+    const at = this.iso();
+    if (updateName === undefined) {
+      this.stmt('UPDATE auto_runs SET ended_at = ?, outcome = ?, message = ? WHERE id = ? AND ended_at IS NULL').run(at, outcome, message, id);
+    } else {
+      this.stmt('UPDATE auto_runs SET ended_at = ?, outcome = ?, message = ?, update_name = ? WHERE id = ? AND ended_at IS NULL').run(at, outcome, message, updateName, id);
+    }
+  }
+
+  /**
+   * Remove a `planning` update and everything recorded for it (its probes' journal, its events),
+   * in one transaction: `auto` found nothing to do, and leaves only its audit record.
+   */
+  discardPlan(name: string): void {
+    this.tx(() => {
+      const u = this.getUpdate(name);
+      if (u.status !== 'planning') throw new Error(`discardPlan: update ${name} is ${u.status}, not planning`);
+      this.stmt('DELETE FROM steps WHERE update_name = ?').run(name);
+      this.stmt('DELETE FROM events WHERE update_name = ?').run(name);
+      this.stmt('DELETE FROM servers WHERE update_name = ?').run(name);
+      this.stmt('DELETE FROM updates WHERE name = ?').run(name);
+    });
   }
 }

@@ -1,0 +1,137 @@
+import { loadConfig } from '../config/load.js';
+import { EXIT, UsageError } from '../errors.js';
+import { ndjsonLine, NDJSON_VERSION } from '../output/ndjson.js';
+import { claimAuto, existingWork, finishAutoPlan, keepClaim, type AutoFinding } from '../plan/auto.js';
+import { probePlan, selectServers } from '../plan/plan.js';
+import { resolveCommit, resolveRollbackCommit, withResolvedStones } from '../plan/source.js';
+import { checkCeiling } from '../plan/versions.js';
+import { checkLocalSsh } from '../ssh/transport.js';
+import { plural } from '../util/plural.js';
+import { type CliContext, parseCount } from './context.js';
+import { Interrupts } from './interrupts.js';
+
+/**
+ * `auto -c FILE`: for cron and CI schedules. Exits 0 touching nothing when an update of this
+ * config is being executed or another auto is planning it; 3 when one is paused (a person's to
+ * resume); 1 when this very commit already failed here; 0 with one audit record when every
+ * reachable server runs the target; else plans (unreachable servers left for the next run) and
+ * starts, exiting as `start` does.
+ */
+export async function autoCommand(ctx: CliContext, opts: { config?: string; concurrency?: string }): Promise<number> {
+  if (opts.config === undefined) throw new UsageError('auto needs -c FILE (the config)');
+  const concurrency = parseCount('--concurrency', opts.concurrency, 1) ?? 32;
+  // Everything that can be wrong with the input is found before the database is opened.
+  let config = loadConfig(opts.config);
+  checkCeiling(config.file, config.source);
+  const servers = selectServers(config);
+  if (servers.length === 0) throw new UsageError(`${config.file}: server_types, include and exclude select no server`);
+  const store = ctx.store(true);
+  // An update of this config at work or paused is the answer, whatever the source says now.
+  const early = existingWork(store, config.file, ctx.clock.now());
+  if (early) return said(ctx, early);
+  const commit = await resolveCommit(config.source.repo, config.source.branch, config.source.commit);
+  const rollbackCommit = config.rollback.commit === null ? null : await resolveRollbackCommit(config.source.repo, config.rollback.commit);
+  // and the stepping stones' commits, expanded to 40 hex like rollback.commit
+  config = await withResolvedStones(config);
+  await checkLocalSsh(ctx.transport(), config.ssh, 'cannot plan', servers);
+  const found = claimAuto(store, config, commit, rollbackCommit, ctx.clock.now());
+  if (found.kind !== 'plan' && found.kind !== 'start') return said(ctx, found);
+  ctx.announceDb();
+  const stopBeat = keepClaim(store, found.runId);
+  let ended = false;
+  try {
+    let names: string[];
+    if (found.kind === 'plan') {
+      const reporter = await ctx.reporter(false);
+      const interrupt = new AbortController();
+      const onSignal = () => (interrupt.signal.aborted ? process.exit(EXIT.interrupted) : interrupt.abort());
+      process.on('SIGINT', onSignal);
+      process.on('SIGTERM', onSignal);
+      try {
+        await probePlan({ store, transport: ctx.transport(), clock: ctx.clock, emit: reporter.onEvent }, found.input, { concurrency, signal: interrupt.signal, keepPlanning: true });
+      } finally {
+        reporter.stop();
+        process.off('SIGINT', onSignal);
+        process.off('SIGTERM', onSignal);
+      }
+      const r = finishAutoPlan(store, found.runId, found.input.name, commit, ctx.clock.now());
+      if ('nothing' in r) {
+        ended = true;
+        return said(ctx, { kind: 'nothing', message: r.nothing });
+      }
+      names = [r.update.name];
+      const left = r.leftForNextRun.length ? `; ${plural(r.leftForNextRun.length, 'unreachable server')} left for the next run: ${r.leftForNextRun.join(', ')}` : '';
+      announce(ctx, 'planned', names, `planned ${names[0]} to ${commit.slice(0, 12)}${left}; starting it`);
+    } else {
+      names = found.names;
+      announce(ctx, found.takeover ? 'takeover' : 'start', names, `${found.takeover ? 'taking over' : 'starting'} ${names.join(', ')} of ${config.file}, as \`start\` would`);
+    }
+    const code = await (await import('./run.js')).runCommand(ctx, 'start', names, {}, new Interrupts());
+    const statuses = names.map((n) => `${n} ${store.getUpdate(n).status}`).join(', ');
+    store.endAutoRun(found.runId, 'started', `${statuses} (exit ${code})`, names[0]!);
+    ended = true;
+    return code;
+  } catch (e) {
+    if (!ended) store.endAutoRun(found.runId, 'error', (e as Error).message.slice(0, 2000));
+    throw e;
+  } finally {
+    stopBeat();
+  }
+}
+
+type Said = Exclude<AutoFinding, { kind: 'plan' | 'start' }> | { kind: 'nothing'; message: string };
+
+/** An auto run that starts nothing: its message (a JSON object with --json) and exit code. */
+function said(ctx: CliContext, f: Said): number {
+  const { code, outcome, updates, message } = describe(ctx, f);
+  if (ctx.opts.json) {
+    ctx.out.write(ndjsonLine({ v: NDJSON_VERSION, type: 'auto', at: ctx.clock.now().toISOString(), outcome, updates, message, exitCode: code }));
+  } else {
+    (code === 0 ? ctx.print.bind(ctx) : (t: string) => ctx.err.write(`agent-update: ${t}\n`))(message);
+    ctx.result(`${outcome}${updates.length ? ` ${updates.join(' ')}` : ''}`);
+  }
+  return code;
+}
+
+function describe(ctx: CliContext, f: Said): { code: number; outcome: string; updates: string[]; message: string } {
+  switch (f.kind) {
+    case 'running': {
+      const names = f.updates.map((u) => u.name);
+      return { code: EXIT.ok, outcome: 'running', updates: names, message: `already running: ${names.join(', ')} (pid ${f.updates[0]!.lease!.pid} on ${f.updates[0]!.lease!.host}); nothing touched. Watch it with \`${ctx.cmd(`status ${names[0]} --watch`)}\`` };
+    }
+    case 'paused': {
+      const names = f.updates.map((u) => u.name);
+      const why = f.updates[0]!.reason ? ` (${f.updates[0]!.reason})` : '';
+      return {
+        code: EXIT.paused,
+        outcome: 'paused',
+        updates: names,
+        message: `${names.join(', ')} ${names.length === 1 ? 'is' : 'are'} paused${why}: auto does not resume what was paused; nothing touched. Continue with \`${ctx.cmd(`resume ${names.join(' ')}`)}\` or end it with \`${ctx.cmd(`cancel ${names[0]}`)}\``,
+      };
+    }
+    case 'claimed':
+      return {
+        code: EXIT.ok,
+        outcome: 'running',
+        updates: f.run.updateName ? [f.run.updateName] : [],
+        message: `another auto run of this config (pid ${f.run.pid} on ${f.run.host}, since ${f.run.startedAt}) is planning or starting ${f.run.updateName ?? 'it'}; nothing touched`,
+      };
+    case 'failed-before':
+      return {
+        code: EXIT.failure,
+        outcome: 'failed-before',
+        updates: [f.update.name],
+        message:
+          `the last update of this config to ${f.update.commit.slice(0, 12)}, ${f.update.name}, ended ${f.update.status}: auto does not deploy a commit that failed here again; nothing touched. ` +
+          `Once the cause is fixed: \`${ctx.cmd(`retry ${f.update.name}`)}\` and start it; a new commit on ${f.update.branch} is deployed by the next auto`,
+      };
+    case 'nothing':
+      return { code: EXIT.ok, outcome: 'nothing-to-do', updates: [], message: f.message };
+  }
+}
+
+/** Before the rollout: one line saying what auto started (the first NDJSON line with --json). */
+function announce(ctx: CliContext, outcome: string, names: string[], message: string): void {
+  if (ctx.opts.json) ctx.out.write(ndjsonLine({ v: NDJSON_VERSION, type: 'auto', at: ctx.clock.now().toISOString(), outcome, updates: names, message, exitCode: null }));
+  else ctx.print(message);
+}

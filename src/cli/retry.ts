@@ -1,0 +1,67 @@
+import { EXIT } from '../errors.js';
+import { updateJson } from '../output/status-json.js';
+import { updateText } from '../output/text.js';
+import { createRetry, type RetrySelection } from '../plan/retry.js';
+import { plural } from '../util/plural.js';
+import { type CliContext, parseCount } from './context.js';
+
+/** `retry NAME [--name NEW] [--include-fatal]`: plan the servers of NAME that did not make it again; Ctrl-C cuts the probes. */
+export async function retryCommand(ctx: CliContext, name: string, opts: { name?: string; includeFatal?: boolean; concurrency?: string }): Promise<number> {
+  const concurrency = parseCount('--concurrency', opts.concurrency, 1) ?? 32;
+  const store = ctx.store();
+  const reporter = await ctx.reporter(false);
+  const interrupt = new AbortController();
+  const onSignal = () => (interrupt.signal.aborted ? process.exit(EXIT.interrupted) : interrupt.abort());
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  try {
+    const r = await createRetry(
+      { store, transport: ctx.transport(), clock: ctx.clock, emit: reporter.onEvent },
+      name,
+      { newName: opts.name, includeFatal: Boolean(opts.includeFatal), concurrency, signal: interrupt.signal },
+    );
+    reporter.stop();
+    const notes = notesOf(r.selection);
+    if (r.update === null) {
+      const message = `nothing to retry in ${name}: no server of it${r.selection.group.length > 1 ? ' or its batches' : ''} ended rolled-back, failed or unreachable${r.selection.fatalLeftOut.length ? ' (fatal ones are taken only with --include-fatal)' : ''}; nothing was written`;
+      if (ctx.opts.json) ctx.printJson({ retry: null, retryOf: name, message, notes, fatalLeftOut: r.selection.fatalLeftOut.map((s) => s.name) });
+      else {
+        ctx.print(message);
+        for (const n of notes) ctx.err.write(`note: ${n}\n`);
+        ctx.result('nothing-to-retry');
+      }
+      return 0;
+    }
+    ctx.announceDb();
+    const u = r.update;
+    const servers = store.getServers(u.name);
+    if (ctx.opts.json) {
+      ctx.printJson({ ...updateJson(u, servers, store.budgetUse(u)), notes, fatalLeftOut: r.selection.fatalLeftOut.map((s) => s.name) });
+    } else {
+      ctx.print('\n' + updateText(u, servers, store.budgetUse(u)));
+      for (const n of notes) ctx.err.write(`note: ${n}\n`);
+      ctx.print(`\nplanned update ${u.name}, a retry of ${name} (${plural(servers.length, 'server')}); run it with: ${ctx.cmd(`start ${u.name}`)}`);
+      ctx.result(u.name);
+    }
+    return 0;
+  } finally {
+    reporter.stop();
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
+}
+
+/** What the retry did not take, and why. */
+function notesOf(sel: RetrySelection): string[] {
+  const notes: string[] = [];
+  if (sel.fatalLeftOut.length > 0) {
+    notes.push(
+      `${plural(sel.fatalLeftOut.length, 'fatal server')} left out: ${sel.fatalLeftOut.map((s) => s.name).join(', ')}. Its rollback failed too, so a person must look at it ` +
+        `(\`agent-update logs ${sel.from.name} --server ${sel.fatalLeftOut[0]!.name}\`) before it is touched again; then retry with --include-fatal`,
+    );
+  }
+  if (sel.neverRun.length > 0) {
+    notes.push(`${plural(sel.neverRun.length, 'server')} of ${sel.from.name} never ran (still pending, not retried): ${sel.neverRun.map((s) => s.name).join(', ')}`);
+  }
+  return notes;
+}

@@ -1,0 +1,146 @@
+/**
+ * `agent-update auto -c FILE`: plan and start only when needed, safe to run from cron or a CI
+ * schedule as often as anyone likes. What it finds is decided from the database alone, in one
+ * IMMEDIATE transaction that also writes the claim (an `auto_runs` row) and the plan, so two
+ * `auto` runs started at the same instant make exactly one rollout.
+ *
+ * "This config's update" is an update whose `config_file` is the config's absolute path (what
+ * `plan -c` and `auto -c` of that file store; a retry keeps its original's). The same file reached
+ * by two paths (a symlink) is two configs: the path is the identity, as it is in `status`.
+ */
+import { hostname } from 'node:os';
+import type { Config } from '../config/types.js';
+import { holderIsDead, HEARTBEAT_MS, processStartTime } from '../rollout/lease.js';
+import type { AutoRun, Store, UpdateRecord } from '../store/store.js';
+import { actor } from '../util/actor.js';
+import { plural } from '../util/plural.js';
+import { planInput, recordPlan, type PlanInput } from './plan.js';
+
+/** What `auto` found, and so what it does. */
+export type AutoFinding =
+  /** an update of this config is being executed by a live process: exit 0, nothing touched */
+  | { kind: 'running'; updates: UpdateRecord[] }
+  /** an update of this config is paused (a person, or test mode): exit 3, nothing touched */
+  | { kind: 'paused'; updates: UpdateRecord[] }
+  /** another `auto` of this config is planning or starting right now: exit 0, nothing touched */
+  | { kind: 'claimed'; run: AutoRun }
+  /** the newest finished update of this config to this very commit failed: exit 1, nothing touched */
+  | { kind: 'failed-before'; update: UpdateRecord }
+  /** updates of this config to begin (pending) or take over (running, executor dead), as `start` would */
+  | { kind: 'start'; runId: number; names: string[]; takeover: boolean }
+  /** a new update recorded `planning` (with the claim), to probe */
+  | { kind: 'plan'; runId: number; input: PlanInput };
+
+/** The statuses of an update that is not finished. */
+const UNFINISHED = new Set(['planning', 'pending', 'running', 'paused']);
+
+/** An open auto run's claim is judged like a lease: its process gone (this host) or no heartbeat. */
+export function autoRunIsDead(r: AutoRun, now: Date): boolean {
+  return holderIsDead({ token: '', pid: r.pid, host: r.host, pidStart: r.pidStart, since: r.startedAt, heartbeat: r.heartbeat }, now);
+}
+
+/**
+ * Read only: an update of this config being executed (its lease held by a live process), one
+ * paused, or another auto of it at work. `auto` asks this before it even resolves the target,
+ * and again inside the transaction that claims.
+ */
+export function existingWork(store: Store, configFile: string, now: Date): Extract<AutoFinding, { kind: 'running' | 'paused' | 'claimed' }> | null {
+  const unfinished = store.updatesOfConfig(configFile).filter((u) => UNFINISHED.has(u.status));
+  const running = unfinished.filter((u) => u.status === 'running' && u.lease !== null && !holderIsDead(u.lease, now));
+  if (running.length > 0) return { kind: 'running', updates: running };
+  // A paused batch split from a paused update that never ran is paused too: a person's to start.
+  const paused = unfinished.filter((u) => u.status === 'paused');
+  if (paused.length > 0) return { kind: 'paused', updates: paused };
+  const claim = store.openAutoRuns(configFile).find((r) => !autoRunIsDead(r, now));
+  if (claim) return { kind: 'claimed', run: claim };
+  return null;
+}
+
+/** `name:` of the config, else `<branch>-<date>`; then `-2`, `-3`… until free (every auto run makes a new update). */
+export function autoName(config: Config, now: Date, taken: (name: string) => boolean): string {
+  const base = config.name ?? `${config.source.branch.replace(/[^A-Za-z0-9._-]+/g, '-').replace(/^[^A-Za-z0-9]+/, '')}-${now.toISOString().slice(0, 10)}`;
+  if (!taken(base)) return base;
+  for (let i = 2; ; i++) if (!taken(`${base}-${i}`)) return `${base}-${i}`;
+}
+
+/**
+ * The check and the claim, in one IMMEDIATE transaction: what is there for this config, and,
+ * when there is work, the auto run's claim and (for a new plan) the update recorded `planning`.
+ * Claims of dead auto runs are ended (`abandoned`), and the `planning` update such a run left is
+ * cancelled, so a killed `auto` never blocks the next one.
+ */
+export function claimAuto(store: Store, config: Config, commit: string, rollbackCommit: string | null, now: Date): AutoFinding {
+  return store.tx((): AutoFinding => {
+    const found = existingWork(store, config.file, now);
+    if (found) return found;
+    for (const dead of store.openAutoRuns(config.file)) {
+      store.endAutoRun(dead.id, 'abandoned', `its process (pid ${dead.pid} on ${dead.host}) ended before the run did`);
+      const left = dead.updateName === null ? null : store.findUpdate(dead.updateName);
+      if (left?.status === 'planning') {
+        store.setUpdateStatus(left.name, 'cancelled', { endedAt: now.toISOString(), reason: `the auto run planning it (pid ${dead.pid} on ${dead.host}) died` });
+      }
+    }
+    const updates = store.updatesOfConfig(config.file);
+    const begin = (what: string | null) => {
+      const id = store.beginAutoRun({ configFile: config.file, actor: actor(), pid: process.pid, host: hostname(), pidStart: processStartTime(process.pid), commit });
+      if (what !== null) store.setAutoRunUpdate(id, what);
+      return id;
+    };
+    // Left running by a dead executor, or planned and never started: begun as `start` would.
+    const takeover = updates.filter((u) => u.status === 'running');
+    const pending = updates.filter((u) => u.status === 'pending');
+    if (takeover.length > 0 || pending.length > 0) {
+      const names = [...takeover, ...pending].map((u) => u.name).reverse();
+      return { kind: 'start', runId: begin(names[0]!), names, takeover: takeover.length > 0 };
+    }
+    const last = updates.find((u) => !UNFINISHED.has(u.status) && u.status !== 'cancelled' && u.commit === commit);
+    if (last && (last.status === 'failure' || last.status === 'partial-success')) return { kind: 'failed-before', update: last };
+    const input = planInput(config, autoName(config, now, (n) => store.hasUpdate(n)), commit, rollbackCommit);
+    const runId = begin(input.name);
+    recordPlan(store, input);
+    store.addEvent(input.name, null, 'auto', `planned by agent-update auto (run ${runId}) of ${config.file}`, input.createdBy);
+    return { kind: 'plan', runId, input };
+  });
+}
+
+/** Refresh the claim's heartbeat while the auto run lives; returns the function that stops it. */
+export function keepClaim(store: Store, runId: number): () => void {
+  const timer = setInterval(() => {
+    try {
+      store.autoHeartbeat(runId);
+    } catch {
+      // a busy database: the next beat
+    }
+  }, HEARTBEAT_MS);
+  timer.unref();
+  return () => clearInterval(timer);
+}
+
+/**
+ * After the probes of an auto plan, in one transaction: servers that could not be reached are
+ * `excluded` (left for the next run, not failures of this one; the reason says so); with no
+ * server left to update, the update and everything recorded for it go and the auto run's row is
+ * the one record of it (`nothing-to-do`); else the update becomes `pending`.
+ */
+export function finishAutoPlan(store: Store, runId: number, name: string, commit: string, now: Date): { nothing: string } | { update: UpdateRecord; leftForNextRun: string[] } {
+  return store.tx(() => {
+    const servers = store.getServers(name);
+    const unreachable = servers.filter((s) => s.status === 'unreachable');
+    for (const s of unreachable) {
+      store.setServerStatus(s.id, 'excluded', { error: `unreachable when auto planned (${s.error ?? 'no reason recorded'}); left for the next auto run`, endedAt: now.toISOString() });
+    }
+    const pending = servers.filter((s) => s.status === 'pending');
+    const unreached = unreachable.length === 0 ? '' : `; ${unreachable.length} unreachable, left for the next run: ${unreachable.map((s) => s.name).join(', ')}`;
+    if (pending.length === 0) {
+      const at = servers.filter((s) => s.status === 'skipped').length;
+      const other = servers.length - at - unreachable.length;
+      const message =
+        `nothing to do: ${plural(at, 'server')} already ${at === 1 ? 'runs' : 'run'} the target ${commit.slice(0, 12)}` +
+        `${other > 0 ? `; ${plural(other, 'server')} excluded by the probe` : ''}${unreached}`;
+      store.discardPlan(name);
+      store.endAutoRun(runId, 'nothing-to-do', message, null);
+      return { nothing: message };
+    }
+    return { update: store.setUpdateStatus(name, 'pending'), leftForNextRun: unreachable.map((s) => s.name) };
+  });
+}

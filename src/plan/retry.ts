@@ -1,0 +1,129 @@
+/**
+ * `agent-update retry NAME`: a new `pending` update of exactly the servers of NAME (and of the
+ * batches split from it) that did not make it: `rolled-back`, `failed`, `unreachable`, and
+ * `fatal` only when asked (a server whose rollback failed too needs a person first). Same
+ * settings and target as NAME (its stored settings and commit, not the config file as it is
+ * now), each server probed again as a plan does; `retry_of` = NAME. NAME is not changed.
+ */
+import { TransitionError, UsageError } from '../errors.js';
+import { checkLocalSsh } from '../ssh/transport.js';
+import { specOf, type ServerRecord, type Store, type UpdateRecord } from '../store/store.js';
+import type { ServerStatus } from '../rollout/status.js';
+import { actor } from '../util/actor.js';
+import { checkUpdateName, probePlan, recordPlan, type PlanDeps, type PlanInput } from './plan.js';
+
+/** The end statuses a retry takes again by default. */
+export const RETRIED: ReadonlySet<ServerStatus> = new Set(['rolled-back', 'failed', 'unreachable']);
+
+const UNFINISHED = new Set(['planning', 'pending', 'running', 'paused']);
+
+export interface RetrySelection {
+  from: UpdateRecord;
+  /** NAME and its batches */
+  group: UpdateRecord[];
+  /** the servers the retry covers, in NAME's order, then each batch's */
+  servers: ServerRecord[];
+  /** fatal servers not taken (no --include-fatal) */
+  fatalLeftOut: ServerRecord[];
+  /** servers never worked on (still pending in a stopped or cancelled update): not retried */
+  neverRun: ServerRecord[];
+}
+
+/**
+ * Which servers a retry of `name` covers, or a refusal (exit 2): NAME unknown; NAME planning,
+ * pending (nothing ran: `plan --refresh` re-probes its unreachable servers) or running; a batch
+ * of it planning or running (its servers are not done); an unfinished retry of NAME (start or
+ * cancel that one first; a finished retry can itself be retried).
+ */
+export function selectRetry(store: Store, name: string, includeFatal: boolean): RetrySelection {
+  const from = store.getUpdate(name);
+  if (from.status === 'pending') {
+    throw new TransitionError(`cannot retry ${name}: it is pending, nothing ran yet; start it, or re-probe its unreachable servers with \`agent-update plan --refresh ${name}\``);
+  }
+  const group = [from, ...store.batchesOf(name)];
+  const busy = group.find((u) => u.status === 'planning' || u.status === 'running');
+  if (busy) {
+    throw new TransitionError(
+      `cannot retry ${name}: ${busy.name === name ? 'it' : `its batch ${busy.name}`} is ${busy.status}; retry it once it has ended or paused` +
+        (busy.status === 'running' ? ` (\`agent-update pause ${busy.name}\`)` : ''),
+    );
+  }
+  const open = store.retriesOf(name).find((u) => UNFINISHED.has(u.status));
+  if (open) {
+    throw new UsageError(
+      `${name} already has a retry that is not finished: ${open.name} (${open.status}); ` +
+        `${open.status === 'paused' ? 'resume' : 'start'} it (\`agent-update ${open.status === 'paused' ? 'resume' : 'start'} ${open.name}\`) or cancel it first`,
+    );
+  }
+  const all = group.flatMap((u) => store.getServers(u.name));
+  return {
+    from,
+    group,
+    servers: all.filter((s) => RETRIED.has(s.status) || (includeFatal && s.status === 'fatal')),
+    fatalLeftOut: includeFatal ? [] : all.filter((s) => s.status === 'fatal'),
+    neverRun: all.filter((s) => s.status === 'pending'),
+  };
+}
+
+/**
+ * The default name: `ROOT-retry`, then `ROOT-retry-2`, … where ROOT is the update the chain of
+ * retries started from (a retry of `a-retry` is `a-retry-2`, not `a-retry-retry`).
+ */
+export function retryName(store: Store, from: UpdateRecord): string {
+  let root = from;
+  for (let hops = 0; root.retryOf !== null && hops < 1000; hops++) {
+    const up = store.findUpdate(root.retryOf);
+    if (!up) break;
+    root = up;
+  }
+  const base = `${root.name}-retry`.slice(0, 94);
+  if (!store.hasUpdate(base)) return base;
+  for (let i = 2; ; i++) if (!store.hasUpdate(`${base}-${i}`)) return `${base}-${i}`;
+}
+
+export interface RetryResult {
+  selection: RetrySelection;
+  /** the new update, pending; null when there was nothing to retry (nothing written) */
+  update: UpdateRecord | null;
+}
+
+/** Check, record and probe the retry of `name`; see the module's comment. */
+export async function createRetry(
+  deps: PlanDeps,
+  name: string,
+  opts: { newName?: string; includeFatal: boolean; concurrency: number; signal?: AbortSignal },
+): Promise<RetryResult> {
+  const { store } = deps;
+  if (opts.newName !== undefined) checkUpdateName(opts.newName);
+  const first = selectRetry(store, name, opts.includeFatal);
+  if (first.servers.length === 0) return { selection: first, update: null };
+  await checkLocalSsh(deps.transport, first.from.settings.ssh, `cannot retry ${name}`, first.servers.map(specOf));
+  // The check and the record in one transaction: two retries of NAME at once make one.
+  const { selection, input } = store.tx(() => {
+    const selection = selectRetry(store, name, opts.includeFatal);
+    if (selection.servers.length === 0) return { selection, input: null };
+    const u = selection.from;
+    const newName = opts.newName ?? retryName(store, u);
+    if (store.hasUpdate(newName)) throw new UsageError(`an update named ${newName} already exists in ${store.path}; pass --name to choose another`);
+    const input: PlanInput = {
+      name: newName,
+      repo: u.repo,
+      branch: u.branch,
+      commit: u.commit,
+      configFile: u.configFile,
+      settings: u.settings,
+      testStopAfter: u.testStopAfter,
+      servers: selection.servers.map(specOf),
+      probeWith: { ...u.settings, versions: u.settings.versions ?? {} },
+      retryOf: u.name,
+      createdBy: actor(),
+    };
+    recordPlan(store, input);
+    const fatal = selection.fatalLeftOut.length ? `; fatal left out (needs --include-fatal): ${selection.fatalLeftOut.map((s) => s.name).join(', ')}` : '';
+    store.addEvent(newName, null, 'retry', `retry of ${u.name}: ${selection.servers.map((s) => `${s.name} (${s.status})`).join(', ')}${fatal}`, input.createdBy);
+    return { selection, input };
+  });
+  if (input === null) return { selection, update: null };
+  const update = await probePlan(deps, input, { concurrency: opts.concurrency, signal: opts.signal });
+  return { selection, update };
+}

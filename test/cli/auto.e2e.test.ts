@@ -1,0 +1,198 @@
+/**
+ * `agent-update auto -c FILE` end to end (issue 15, item 1): the real CLI in its own processes
+ * against a real OpenSSH fleet. Where a test needs a rollout in flight, a gate holds it.
+ */
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { currentCommit, readDeployCount } from '../../src/sim/agent.js';
+import { Store } from '../../src/store/store.js';
+import { byName, cli, sharedFleet, spawnCli, statusJson } from '../helpers/cli.js';
+import { heldInVerify, openGate } from '../helpers/gates.js';
+
+const fleetFor = sharedFleet({ servers: 3, unreachable: 1 });
+
+/** Poll the plan database (a second reader, as `status` would be) until `pred` holds: a condition, not a delay. */
+async function waitFor<T>(db: string, what: string, pred: (store: Store) => T | undefined | false, timeoutMs = 60_000): Promise<T> {
+  const store = new Store(db);
+  try {
+    const end = Date.now() + timeoutMs;
+    for (;;) {
+      const v = pred(store);
+      if (v) return v;
+      if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+      await new Promise((r) => setTimeout(r, 25));
+    }
+  } finally {
+    store.close();
+  }
+}
+
+/**
+ * The database, for "nothing touched": every update, server, event and auto run row (not the
+ * journal: a rollout held in verify adds a health check to it every 50 ms; not the heartbeat).
+ */
+function snapshot(db: string): string {
+  const store = new Store(db);
+  try {
+    const rows = (sql: string) => store.db.prepare(sql).all();
+    return JSON.stringify({
+      updates: rows('SELECT * FROM updates ORDER BY name').map((r) => ({ ...(r as object), lease_heartbeat: null })),
+      servers: rows('SELECT * FROM servers ORDER BY id'),
+      events: rows('SELECT id FROM events ORDER BY id'),
+      auto: rows('SELECT id, outcome FROM auto_runs ORDER BY id'),
+    });
+  } finally {
+    store.close();
+  }
+}
+
+function updatesOf(db: string): string[] {
+  const store = new Store(db);
+  try {
+    return store.listUpdates().map((u) => u.name);
+  } finally {
+    store.close();
+  }
+}
+
+function autoRuns(db: string) {
+  const store = new Store(db);
+  try {
+    return store.autoRuns();
+  } finally {
+    store.close();
+  }
+}
+
+test('auto twice in a row: the first plans and rolls out (the unreachable server left for the next run), the second is a no-op with one audit record', async (t) => {
+  const fleet = await fleetFor(t, { servers: 2, unreachable: 1 });
+  if (!fleet) return;
+  const { commits } = fleet.upstream;
+  const db = join(fleet.root, 'plan.db');
+  const config = fleet.writeConfig({ name: 'nightly' });
+
+  const first = await cli(['auto', '-c', config], { db });
+  assert.equal(first.code, 0, first.stdout + first.stderr);
+  assert.match(first.stdout, /planned nightly to [0-9a-f]{12}; 1 unreachable server left for the next run: u1; starting it/);
+  const doc = await statusJson(db, 'nightly');
+  assert.equal(doc.status, 'success', doc.reason ?? '');
+  const s = byName(doc);
+  assert.equal(s.s1!.status, 'success');
+  assert.equal(s.s2!.status, 'success');
+  assert.equal(s.u1!.status, 'excluded', 'unreachable is not a failure of an auto run');
+  assert.match(s.u1!.error ?? '', /unreachable when auto planned .*left for the next auto run/);
+  assert.match(doc.createdBy ?? '', /.+@.+/);
+  assert.equal(doc.retryOf, null);
+  assert.equal(currentCommit(fleet.home('s1')), commits.good);
+  assert.equal(readDeployCount(fleet.home('s1')), 1);
+
+  const second = await cli(['auto', '-c', config], { db });
+  assert.equal(second.code, 0, second.stdout + second.stderr);
+  assert.match(second.stdout, /nothing to do: 2 servers already run the target [0-9a-f]{12}; 1 unreachable, left for the next run: u1/);
+  assert.deepEqual(updatesOf(db), ['nightly'], 'no second update is left in the database');
+  assert.equal(readDeployCount(fleet.home('s1')), 1, 'nothing deployed');
+  assert.equal(readDeployCount(fleet.home('s2')), 1);
+  const runs = autoRuns(db);
+  assert.deepEqual(runs.map((r) => [r.outcome, r.updateName]), [['started', 'nightly'], ['nothing-to-do', null]]);
+  assert.match(runs[0]!.message ?? '', /nightly success \(exit 0\)/);
+  assert.match(runs[1]!.message ?? '', /nothing to do/);
+  assert.ok(runs.every((r) => r.endedAt !== null));
+
+  // --json: one object saying what auto found.
+  const third = await cli(['--json', 'auto', '-c', config], { db });
+  assert.equal(third.code, 0, third.stderr);
+  const line = JSON.parse(third.stdout) as { type: string; outcome: string; exitCode: number };
+  assert.equal(line.type, 'auto');
+  assert.equal(line.outcome, 'nothing-to-do');
+  assert.equal(line.exitCode, 0);
+});
+
+test('two auto runs started at the same instant make exactly one rollout; the other exits 0', async (t) => {
+  const fleet = await fleetFor(t, { servers: 3 });
+  if (!fleet) return;
+  const db = join(fleet.root, 'plan.db');
+  const config = fleet.writeConfig({ name: 'cron' });
+  const [a, b] = await Promise.all([spawnCli(['auto', '-c', config], { db }), spawnCli(['auto', '-c', config], { db })]);
+  assert.equal(a.exitCode, 0, `${String(a.stdout)}${String(a.stderr)}`);
+  assert.equal(b.exitCode, 0, `${String(b.stdout)}${String(b.stderr)}`);
+  assert.deepEqual(updatesOf(db), ['cron'], 'one update');
+  for (const s of ['s1', 's2', 's3']) assert.equal(readDeployCount(fleet.home(s)), 1, `${s} deployed once`);
+  assert.equal((await statusJson(db, 'cron')).status, 'success');
+  const outputs = `${String(a.stdout)}\n${String(b.stdout)}`;
+  // The loser saw the winner at work (its claim or its running update), or, if it came after the
+  // end, found nothing to do; either way it deployed nothing.
+  assert.match(outputs, /another auto run of this config|already running|nothing to do/);
+});
+
+test('auto while this config\'s rollout runs: exit 0, nothing touched', async (t) => {
+  const fleet = await fleetFor(t, { servers: 2 });
+  if (!fleet) return;
+  const db = join(fleet.root, 'plan.db');
+  const config = fleet.writeConfig({ name: 'held', ...heldInVerify() });
+  const run = spawnCli(['auto', '-c', config], { db });
+  await waitFor(db, 's1 verifying', (store) => store.findUpdate('held') && store.getServers('held').find((s) => s.name === 's1' && s.step === 'verify'));
+  const before = snapshot(db);
+  const again = await cli(['auto', '-c', config], { db });
+  assert.equal(again.code, 0, again.stdout + again.stderr);
+  assert.match(again.stdout, /already running: held \(pid \d+ on .+\); nothing touched/);
+  assert.equal(snapshot(db), before, 'nothing written');
+  const json = await cli(['--json', 'auto', '-c', config], { db });
+  assert.equal((JSON.parse(json.stdout) as { outcome: string }).outcome, 'running');
+  openGate(fleet, 'online');
+  const r = await run;
+  assert.equal(r.exitCode, 0, String(r.stderr));
+  assert.equal(readDeployCount(fleet.home('s2')), 1);
+});
+
+test('auto on a paused update of the config: exit 3, it names it and how to resume, nothing touched', async (t) => {
+  const fleet = await fleetFor(t, { servers: 2 });
+  if (!fleet) return;
+  const db = join(fleet.root, 'plan.db');
+  // test mode: the rollout auto starts pauses after one server
+  const config = fleet.writeConfig({ name: 'canary', test_mode: { stop_after: 1 } });
+  const first = await cli(['auto', '-c', config], { db });
+  assert.equal(first.code, 3, first.stdout + first.stderr);
+  assert.equal((await statusJson(db, 'canary')).status, 'paused');
+  const before = snapshot(db);
+  const again = await cli(['auto', '-c', config], { db });
+  assert.equal(again.code, 3, again.stdout + again.stderr);
+  assert.match(again.stderr, /canary is paused \(test mode: 1 server finished\): auto does not resume what was paused; nothing touched\. Continue with `agent-update --db \S+ resume canary`/);
+  assert.equal(snapshot(db), before);
+  assert.equal(readDeployCount(fleet.home('s2')), 0, 'the second server was not touched');
+  // A person resumes it; then auto finds nothing to do.
+  assert.equal((await cli(['resume', 'canary'], { db })).code, 0);
+  const after = await cli(['auto', '-c', config], { db });
+  assert.equal(after.code, 0, after.stderr);
+  assert.match(after.stdout, /nothing to do/);
+});
+
+test('auto does not deploy again a commit that failed for this config (exit 1, nothing touched)', async (t) => {
+  const fleet = await fleetFor(t, { servers: 1 });
+  if (!fleet) return;
+  const db = join(fleet.root, 'plan.db');
+  const config = fleet.writeConfig({ name: 'bad', source: { branch: 'broken' }, agent: { health: { timeout: '500ms', interval: '100ms' } } });
+  const first = await cli(['auto', '-c', config], { db });
+  assert.equal(first.code, 1, first.stdout + first.stderr);
+  assert.equal(byName(await statusJson(db, 'bad')).s1!.status, 'rolled-back');
+  const before = snapshot(db);
+  const deploys = readDeployCount(fleet.home('s1'));
+  const again = await cli(['auto', '-c', config], { db });
+  assert.equal(again.code, 1);
+  assert.match(again.stderr, /ended failure: auto does not deploy a commit that failed here again; nothing touched/);
+  assert.equal(snapshot(db), before);
+  assert.equal(readDeployCount(fleet.home('s1')), deploys, 'nothing deployed again');
+});
+
+test('auto: bad input is exit 2 and nothing is written', async (t) => {
+  const fleet = await fleetFor(t, { servers: 1 });
+  if (!fleet) return;
+  const db = join(fleet.root, 'plan.db');
+  const noConfig = await cli(['auto'], { db });
+  assert.equal(noConfig.code, 2);
+  assert.match(noConfig.stderr, /auto needs -c FILE/);
+  const badBranch = await cli(['auto', '-c', fleet.writeConfig({ source: { branch: 'no-such-branch' } })], { db });
+  assert.equal(badBranch.code, 2, badBranch.stderr);
+  assert.deepEqual(updatesOf(db), []);
+  assert.deepEqual(autoRuns(db), []);
+});
