@@ -10,6 +10,7 @@ import { describeDefaultsSource, type Origin } from '../config/defaults.js';
 import { loadEffectiveConfig, type EffectiveConfig } from '../config/load.js';
 import { formatKeyPath } from '../config/validate.js';
 import { UsageError } from '../errors.js';
+import type { Config } from '../config/types.js';
 import type { CliContext } from './context.js';
 
 export function configCommand(ctx: CliContext, opts: { config?: string }): number {
@@ -23,15 +24,40 @@ export function configCommand(ctx: CliContext, opts: { config?: string }): numbe
 /**
  * `config --json`: `{ file, defaults: { file, source } | null, config, origins }`, `origins`
  * keyed by dotted key path (`ssh.user`, `agent.update[0]`), each `{ file, line }`, and for a
- * mapping written in both files `also: { file, line }`, where the defaults have it.
+ * mapping written in both files `also: { file, line }`, where the defaults have it; a path key
+ * whose value is relative (or starts with ~) also `resolved`: the absolute path it names.
  */
 export function configJson(eff: EffectiveConfig): Record<string, unknown> {
   return {
     file: eff.file,
     defaults: eff.defaults,
     config: eff.document,
-    origins: Object.fromEntries(eff.origins.map(([p, o]) => [formatKeyPath(p), o])),
+    origins: Object.fromEntries(withResolved(eff)),
   };
+}
+
+/**
+ * Keys holding a local path, with where the validated config has it: a relative path is
+ * resolved against the folder of the file it was written in (the defaults' folder for a default),
+ * so the text shows, and the JSON gives as `resolved`, the file it names.
+ */
+const PATHS: Array<[string, (c: Config) => string | null]> = [
+  ['ssh.identity_file', (c) => c.ssh.identityFile],
+  ['ssh.known_hosts', (c) => c.ssh.knownHosts],
+  ['ssh.config', (c) => c.ssh.configFile ?? null],
+  ['inventory', (c) => c.inventory],
+];
+
+/** Each origin, with `resolved` for a path key whose value, as written, is not the file it names. */
+function withResolved(eff: EffectiveConfig): Array<[string, Origin & { resolved?: string }]> {
+  const doc = isRecord(eff.document) ? eff.document : {};
+  return eff.origins.map(([p, o]) => {
+    const key = formatKeyPath(p);
+    const found = PATHS.find(([k]) => k === key);
+    const written = p.reduce<unknown>((node, seg) => (isRecord(node) ? node[seg as string] : undefined), doc);
+    const resolved = found ? found[1](eff.config) : null;
+    return [key, typeof written === 'string' && resolved && resolved !== written ? { ...o, resolved } : o];
+  });
 }
 
 /** How an origin is written after its key: `defaults.yml:12`; both files for a mapping in both. */
@@ -64,7 +90,7 @@ export function configText(eff: EffectiveConfig): string {
   const bases = files.map((f) => path.basename(f));
   // the file names alone, unless the two have the same name
   const label = (file: string) => (new Set(bases).size === bases.length ? path.basename(file) : file);
-  const origins = new Map(eff.origins.map(([p, o]) => [formatKeyPath(p), o]));
+  const origins = new Map(withResolved(eff));
 
   const lines: Array<{ text: string; note?: string }> = [];
   const emitMap = (node: Record<string, unknown>, p: (string | number)[], indent: string, first = indent) => {
@@ -72,7 +98,7 @@ export function configText(eff: EffectiveConfig): string {
     for (const [k, v] of Object.entries(node)) {
       const q = [...p, k];
       const o = origins.get(formatKeyPath(q));
-      const note = o ? originLabel(o, label) : undefined;
+      const note = o ? `${originLabel(o, label)}${o.resolved ? ` (${o.resolved})` : ''}` : undefined;
       const key = `${lead}${scalar(k)}:`;
       lead = indent;
       if (isRecord(v) && Object.keys(v).length > 0) {
