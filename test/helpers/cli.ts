@@ -9,11 +9,6 @@ import { requireSshd, startFleet, type Fleet, type FleetOptions } from '../fleet
 import { after, type TestContext } from 'node:test';
 import { makeTempDir, tempDirFor } from './tmp.js';
 
-// A test that loads a config in this process (loadConfig, without an `env` of its own) must not
-// read the site defaults of whoever runs the tests either (config/defaults.ts): none, unless the
-// test sets its own.
-process.env.AGENT_UPDATE_DEFAULTS = '';
-
 /** The repository root, from dist/test/helpers/cli.js. */
 export const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 export const BIN = `${ROOT}bin/agent-update.js`;
