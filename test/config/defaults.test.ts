@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { test } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import { chooseDefaults, mergeLayers, type Origin } from '../../src/config/defaults.js';
 import { loadConfig, loadEffectiveConfig, parseYaml, type EffectiveConfig } from '../../src/config/load.js';
 import { formatKeyPath } from '../../src/config/validate.js';
@@ -255,4 +256,30 @@ test('mergeLayers: without defaults the config alone, its own file for every key
   const m2 = mergeLayers({ file: '/d.yml', dir: '/', value: d.value, locate: d.locate }, { file: '/c.yml', dir: '/', value: { agent: { restart: {} } }, locate: () => undefined });
   assert.deepEqual(Object.keys((m2.value as { agent: { restart: object } }).agent.restart), ['__proto__']);
   assert.equal(Object.getPrototypeOf((m2.value as { agent: { restart: object } }).agent.restart), Object.prototype);
+});
+
+test('the example plans/site/canary.yaml leans on plans/site/defaults.yml and is valid with it (given its key files exist)', () => {
+  const PLANS = fileURLToPath(new URL('../../../plans/site/', import.meta.url));
+  const checked: string[] = [];
+  const eff = loadEffectiveConfig(path.join(PLANS, 'canary.yaml'), {
+    defaults: path.join(PLANS, 'defaults.yml'),
+    home: '/home/frappe',
+    user: 'frappe',
+    exists: (p) => {
+      checked.push(p);
+      return true;
+    },
+  });
+  const c = eff.config;
+  assert.equal(c.ssh.user, 'ops');
+  assert.equal(c.ssh.identityFile, path.join(PLANS, 'keys', 'deploy'));
+  assert.equal(c.ssh.knownHosts, '/home/frappe/.ssh/known_hosts');
+  assert.deepEqual(c.restart, ['web']);
+  assert.equal(c.agent.health.timeoutMs, 120_000);
+  assert.equal(c.agent.health.command, 'curl -fsS http://127.0.0.1:25052/version');
+  assert.equal(c.source.repo, 'https://github.com/example/agent');
+  assert.ok(checked.includes(path.join(PLANS, 'keys', 'deploy')));
+  // and without its defaults it is not a config on its own
+  const e = configError(() => loadConfig(path.join(PLANS, 'canary.yaml'), { defaults: null, home: '/home/frappe', user: 'frappe', exists: () => true }));
+  assert.ok(e.problems.some((p) => p.path === 'source'), e.message);
 });
