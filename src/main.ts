@@ -50,6 +50,14 @@ export function buildProgram(result: { code: number }, contexts: CliContext[]): 
     });
 
   program
+    .command('config')
+    .description('print the effective config (the site defaults merged under it) and the file and line each key came from; reads and writes nothing else')
+    .addOption(new Option('-c, --config <file>', 'YAML config').makeOptionMandatory())
+    .action(async (o, cmd: Command) => {
+      result.code = (await import('./cli/config.js')).configCommand(ctxOf(cmd), o);
+    });
+
+  program
     .command('start')
     .description('execute updates (several: the batches of a split, in parallel), each one server at a time')
     .argument('<name...>', 'update names')

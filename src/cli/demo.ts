@@ -102,7 +102,7 @@ export async function demoCommand(ctx: CliContext, opts: DemoOptions): Promise<n
       const names: string[] = [];
 
       const runScenario = async (base: string, configFile: string): Promise<Scenario> => {
-        const config = loadConfig(configFile);
+        const config = loadConfig(configFile, { defaults: null }); // the simulated fleet's config is whole: no site defaults
         const name = uniqueName(store, base);
         names.push(name);
         say(chalk.dim(`$ ${cmd('plan', '-c', configFile, '--name', name)}`));

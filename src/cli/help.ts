@@ -36,6 +36,17 @@ export const HELP: Record<string, CommandHelp> = {
       [130, 'interrupted while probing; nothing was written'],
     ],
   },
+  config: {
+    examples: [
+      ['agent-update config -c rollout.yaml', 'the config as plan reads it, site defaults merged, each key with its file and line'],
+      ['agent-update config -c rollout.yaml --json', 'the same as { file, defaults, config, origins } on stdout'],
+      ['AGENT_UPDATE_DEFAULTS= agent-update config -c rollout.yaml', 'the config alone, without the site defaults'],
+    ],
+    exits: [
+      [0, 'shown'],
+      [2, 'a bad config or site defaults (the file, line, key and problem are named), or a defaults file that is not there'],
+    ],
+  },
   start: {
     examples: [
       ['agent-update start agent-2026-12', 'roll out, one server at a time, in the foreground'],

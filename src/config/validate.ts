@@ -131,6 +131,13 @@ export interface ValidateContext {
   listDir?: (absPath: string) => string[];
   /** environment for `${VAR}` in ssh config paths; default process.env */
   env?: NodeJS.ProcessEnv;
+  /**
+   * The config is merged from several files (site defaults, config/defaults.ts): the file and
+   * folder of the value at a key path, undefined where there is none. A problem is then reported
+   * against the file its key path (or nearest parent that is there) was written in, with `locate`
+   * giving the line in that file, and a relative path is resolved against that file's folder.
+   */
+  origin?: (path: KeyPath) => { file: string; dir: string } | undefined;
 }
 
 export type ValidateResult = { config: Config } | { problems: ConfigProblem[] };
@@ -400,11 +407,41 @@ class Checker {
   add(p: KeyPath, message: string): void {
     const w = this.at.where?.(p);
     const problem: ConfigProblem = { path: w ? w.path : formatKeyPath(p), message };
-    const line = w ? w.line : this.line(p);
+    const merged = w || this.at.file !== undefined ? undefined : this.mergedPlace(p);
+    const line = w ? w.line : merged ? merged.line : this.line(p);
     if (line !== undefined) problem.line = line;
-    const file = w ? w.file : this.at.file;
+    const file = w ? w.file : merged ? merged.file : this.at.file;
     if (file !== undefined) problem.file = file;
     this.problems.push(problem);
+  }
+
+  /**
+   * With site defaults (ctx.origin): the file of `p`'s nearest part that is written somewhere
+   * (undefined: the config itself) and the line in that file. Without them, undefined.
+   */
+  private mergedPlace(p: KeyPath): { file?: string; line?: number } | undefined {
+    if (!this.ctx.origin) return undefined;
+    const configFile = path.resolve(this.ctx.dir, this.ctx.file);
+    let file: string | undefined;
+    for (let i = p.length; i >= 0; i--) {
+      const o = this.ctx.origin(p.slice(0, i));
+      if (!o) continue;
+      file ??= o.file;
+      if (o.file !== file) break;
+      const line = i > 0 ? this.ctx.locate?.(p.slice(0, i)) : undefined;
+      if (line !== undefined) return { ...(file !== configFile ? { file } : {}), line };
+    }
+    return file !== undefined && file !== configFile ? { file } : {};
+  }
+
+  /** The folder a relative path at `p` is resolved against: that of the file it was written in. */
+  private dirOf(p: KeyPath): string {
+    if (!this.ctx.origin || this.at.file !== undefined || this.at.where) return this.ctx.dir;
+    for (let i = p.length; i >= 0; i--) {
+      const o = this.ctx.origin(p.slice(0, i));
+      if (o) return o.dir;
+    }
+    return this.ctx.dir;
   }
 
   /** The line of a key path (or of its nearest parent that has one). */
@@ -596,7 +633,7 @@ class Checker {
     else if (v.startsWith('~')) {
       this.add(p, `${JSON.stringify(v)}: ~user paths are not supported; write the full path`);
       return undefined;
-    } else out = path.resolve(this.ctx.dir, v);
+    } else out = path.resolve(this.dirOf(p), v);
     return path.normalize(out);
   }
 

@@ -10,6 +10,10 @@ import { selectServers } from '../../src/plan/plan.js';
 
 const PLANS = fileURLToPath(new URL('../../../plans/', import.meta.url));
 
+// These loads take no site defaults (those are test/config/defaults.test.ts's): not the ones of
+// whoever runs the tests either.
+process.env.AGENT_UPDATE_DEFAULTS = '';
+
 function tmpdir(): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), 'agent-update-config-'));
 }

@@ -39,7 +39,17 @@ export function spawnCli(
     // $AGENT_UPDATE_DB of the environment is not passed on. A test that wants either sets it.
     // And `agent-update` is on the PATH, as for an operator who ran `npm link`: the commands it
     // suggests then start with `agent-update` (util/invocation.ts; its own test covers npx and node).
-    env: { NO_COLOR: '1', XDG_STATE_HOME: testStateHome(), AGENT_UPDATE_DB: undefined, PATH: `${shimDir()}${delimiter}${process.env.PATH ?? ''}`, ...opts.env },
+    // Nor may it read the site defaults of whoever runs the tests (~/.config/agent-update/defaults.yml,
+    // or theirs in $AGENT_UPDATE_DEFAULTS): an empty AGENT_UPDATE_DEFAULTS means none. A test of the
+    // defaults passes its own.
+    env: {
+      NO_COLOR: '1',
+      XDG_STATE_HOME: testStateHome(),
+      AGENT_UPDATE_DB: undefined,
+      AGENT_UPDATE_DEFAULTS: '',
+      PATH: `${shimDir()}${delimiter}${process.env.PATH ?? ''}`,
+      ...opts.env,
+    },
     cwd: opts.cwd,
   });
   running.add(child);

@@ -12,6 +12,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
 
+// Not about temp folders, but every test helper (cli.ts, fleet.ts) imports this module: a test
+// that loads a config in its own process (loadConfig without an `env` of its own) must not read
+// the site defaults of whoever runs the tests (~/.config/agent-update/defaults.yml, or an
+// exported $AGENT_UPDATE_DEFAULTS; config/defaults.ts). Empty means none; a test of the
+// defaults passes its own (spawnCli sets it empty for every CLI it starts, too).
+process.env.AGENT_UPDATE_DEFAULTS = '';
+
 const SHM = '/dev/shm';
 /** Less free space than this on /dev/shm (a container's default is 64 MB) and the disk is used. */
 const MIN_FREE_BYTES = 256 * 1024 * 1024;

@@ -380,7 +380,7 @@ describe('ssh config file', () => {
       'agent: { version_command: "true", update: ["true"], health: { command: "true" } }',
       '',
     ].join('\n');
-    const config = loadConfigText(yaml, join(dir, 'fleet.yaml'));
+    const config = loadConfigText(yaml, join(dir, 'fleet.yaml'), { defaults: null });
     const spec = config.servers[0]!;
     assert.deepEqual(
       { host: spec.host, port: spec.port, user: spec.user, identityFiles: spec.identityFiles, knownHosts: spec.knownHosts },
