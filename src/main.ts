@@ -171,6 +171,16 @@ it is still the lock that was checked), journalled on the server.`,
     });
 
   program
+    .command('undo')
+    .description('a new pending update putting every server NAME changed back to the commit it had before NAME, each to its own')
+    .argument('<name>')
+    .option('--name <new>', 'name of the new update (default: NAME-undo, then NAME-undo-2, …)')
+    .option('--concurrency <n>', 'servers probed at once', '32')
+    .action(async (name: string, o, cmd: Command) => {
+      result.code = await (await import('./cli/undo.js')).undoCommand(ctxOf(cmd), name, o);
+    });
+
+  program
     .command('retry')
     .description('a new pending update of the servers of NAME (and its batches) that ended rolled-back, failed or unreachable')
     .argument('<name>')

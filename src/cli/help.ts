@@ -140,6 +140,17 @@ export const HELP: Record<string, CommandHelp> = {
       [130, 'interrupted'],
     ],
   },
+  undo: {
+    examples: [
+      ['agent-update undo agent-2026-12', 'a new pending update, agent-2026-12-undo: each server it changed back to its own previous commit'],
+      ['agent-update undo agent-2026-12 && agent-update start agent-2026-12-undo', 'undo and run it (verified like any update)'],
+    ],
+    exits: [
+      [0, 'planned (its name is printed), or nothing to undo (nothing written)'],
+      [2, 'unknown update, it or a batch pending or running, an unfinished undo of it exists, or the name is taken; nothing was written'],
+      [130, 'interrupted while probing; the new update is cancelled'],
+    ],
+  },
   retry: {
     examples: [
       ['agent-update retry agent-2026-12', 'a new pending update, agent-2026-12-retry, of the servers that did not make it'],

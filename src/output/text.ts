@@ -102,6 +102,8 @@ export function updateText(u: UpdateRecord, servers: readonly ServerRecord[], bu
     `  target   ${u.commit} (${visibleLine(u.branch)} of ${visibleLine(u.repo)})`,
   ];
   if (u.batchOf) lines.push(`  batch of ${u.batchOf}`);
+  if (u.retryOf) lines.push(`  retry of ${u.retryOf} (its servers that did not make it)`);
+  if (u.undoOf) lines.push(`  undo of  ${u.undoOf}: each server back to the commit it had before it (TO)`);
   lines.push(
     `  created  ${u.createdAt}${u.createdBy ? ` by ${visibleLine(u.createdBy)}` : ''}${u.startedAt ? `   started ${u.startedAt}` : ''}${u.endedAt ? `   ended ${u.endedAt}` : ''}`,
   );

@@ -144,6 +144,7 @@ export interface PlanInput {
   servers: NewUpdate['servers'];
   probeWith: Parameters<typeof probeServer>[1];
   retryOf?: string | null;
+  undoOf?: string | null;
   createdBy: string;
 }
 
@@ -175,6 +176,7 @@ export function recordPlan(store: Store, input: PlanInput): UpdateRecord {
     testStopAfter: input.testStopAfter,
     servers: input.servers,
     retryOf: input.retryOf ?? null,
+    undoOf: input.undoOf ?? null,
     createdBy: input.createdBy,
   });
 }

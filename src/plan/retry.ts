@@ -113,7 +113,8 @@ export async function createRetry(
       configFile: u.configFile,
       settings: u.settings,
       testStopAfter: u.testStopAfter,
-      servers: selection.servers.map(specOf),
+      // a retry of an undo keeps each server's own target (its path); others are probed for theirs
+      servers: selection.servers.map((s) => (u.undoOf !== null && s.path ? { ...specOf(s), path: s.path } : specOf(s))),
       probeWith: { ...u.settings, versions: u.settings.versions ?? {} },
       retryOf: u.name,
       createdBy: actor(),

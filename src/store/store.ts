@@ -768,10 +768,12 @@ export class Store {
   insertBatch(from: UpdateRecord, name: string, testStopAfter: number, as: { status: 'paused'; reason: string } | undefined = undefined): void {
     this.db
       .prepare(
-        `INSERT INTO updates (name, status, created_at, repo, branch, commit_sha, batch_of, config_file, settings_json, test_stop_after, reason)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+        `INSERT INTO updates (name, status, created_at, repo, branch, commit_sha, batch_of, config_file, settings_json, test_stop_after, reason,
+                              retry_of, undo_of, created_by)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       )
-      .run(name, as?.status ?? 'pending', this.iso(), from.repo, from.branch, from.commit, from.name, from.configFile, JSON.stringify(from.settings), testStopAfter, as?.reason ?? null);
+      .run(name, as?.status ?? 'pending', this.iso(), from.repo, from.branch, from.commit, from.name, from.configFile, JSON.stringify(from.settings), testStopAfter, as?.reason ?? null,
+        from.retryOf, from.undoOf, from.createdBy);
   }
 
   // ---- journal -------------------------------------------------------------------------------
@@ -1026,5 +1028,26 @@ export class Store {
       this.stmt('DELETE FROM servers WHERE update_name = ?').run(name);
       this.stmt('DELETE FROM updates WHERE name = ?').run(name);
     });
+  }
+
+  // ---- undo ----------------------------------------------------------------------------------
+
+  /** The updates `undo` made from `name`, in creation order. */
+  undosOf(name: string): UpdateRecord[] {
+    return (this.stmt('SELECT * FROM updates WHERE undo_of = ? ORDER BY created_at, name').all(name) as Row[]).map(toUpdate);
+  }
+
+  /**
+   * Server rows of any update on the same account (`user@host:port`, the host without case) that
+   * were worked on after `since` and may have changed what runs there: running, or ended
+   * success, failed or fatal (a rolled-back one put back what it found). Oldest first.
+   */
+  laterWorkOn(s: Pick<ServerRecord, 'user' | 'host' | 'port' | 'id'>, since: string): ServerRecord[] {
+    return (
+      this.stmt(
+        `SELECT * FROM servers WHERE user = ? AND host = ? COLLATE NOCASE AND port = ? AND id != ?
+           AND started_at > ? AND status IN ('running', 'success', 'failed', 'fatal') ORDER BY started_at`,
+      ).all(s.user, s.host, s.port, s.id, since) as Row[]
+    ).map(toServer);
   }
 }

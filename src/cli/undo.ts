@@ -1,0 +1,69 @@
+import { EXIT } from '../errors.js';
+import { updateJson } from '../output/status-json.js';
+import { updateText } from '../output/text.js';
+import { createUndo, type UndoSelection } from '../plan/undo.js';
+import { plural } from '../util/plural.js';
+import { type CliContext, parseCount } from './context.js';
+
+/** `undo NAME [--name NEW]`: plan putting each server NAME changed back to its own previous commit; Ctrl-C cuts the probes. */
+export async function undoCommand(ctx: CliContext, name: string, opts: { name?: string; concurrency?: string }): Promise<number> {
+  const concurrency = parseCount('--concurrency', opts.concurrency, 1) ?? 32;
+  const store = ctx.store();
+  const reporter = await ctx.reporter(false);
+  const interrupt = new AbortController();
+  const onSignal = () => (interrupt.signal.aborted ? process.exit(EXIT.interrupted) : interrupt.abort());
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  try {
+    const r = await createUndo({ store, transport: ctx.transport(), clock: ctx.clock, emit: reporter.onEvent }, name, {
+      newName: opts.name,
+      concurrency,
+      signal: interrupt.signal,
+    });
+    reporter.stop();
+    const changedSince = changedSinceOf(r.selection);
+    const notes = changedSince.length ? [leftOutNote(r.selection)] : [];
+    if (r.update === null) {
+      const message =
+        `nothing to undo in ${name}: no server of it${r.selection.group.length > 1 ? ' or its batches' : ''} was changed by it` +
+        `${changedSince.length ? ' and left alone since' : ' (none ended success)'}; nothing was written`;
+      if (ctx.opts.json) ctx.printJson({ undo: null, undoOf: name, message, changedSince });
+      else {
+        ctx.print(message);
+        for (const n of notes) ctx.err.write(`note: ${n}\n`);
+        ctx.result('nothing-to-undo');
+      }
+      return 0;
+    }
+    ctx.announceDb();
+    const u = r.update;
+    const servers = store.getServers(u.name);
+    if (ctx.opts.json) {
+      ctx.printJson({ ...updateJson(u, servers, store.budgetUse(u)), changedSince });
+    } else {
+      ctx.print('\n' + updateText(u, servers, store.budgetUse(u)));
+      for (const n of notes) ctx.err.write(`note: ${n}\n`);
+      ctx.print(
+        `\nplanned update ${u.name}, the undo of ${name}: ${plural(servers.length, 'server')}, each back to the commit it had before ${name}; ` +
+          `run it with: ${ctx.cmd(`start ${u.name}`)}`,
+      );
+      ctx.result(u.name);
+    }
+    return 0;
+  } finally {
+    reporter.stop();
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
+}
+
+function changedSinceOf(sel: UndoSelection): Array<{ server: string; update: string; by: string }> {
+  return sel.changedSince.map((c) => ({ server: c.server.name, update: c.server.updateName, by: c.by }));
+}
+
+function leftOutNote(sel: UndoSelection): string {
+  return (
+    `${plural(sel.changedSince.length, 'server')} left out, changed since by another update (undoing ${sel.from.name} there would undo that one too): ` +
+    sel.changedSince.map((c) => `${c.server.name} by ${c.by}`).join(', ')
+  );
+}

@@ -1,0 +1,107 @@
+/**
+ * `agent-update undo NAME` end to end (issue 15, item 5) on the real OpenSSH fleet: each server
+ * NAME changed goes back to its own previous commit, verified like any update; servers NAME did
+ * not change, or another update changed since, are left out (and listed); NAME is not changed.
+ */
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { currentCommit, readDeploys } from '../../src/sim/agent.js';
+import { Store } from '../../src/store/store.js';
+import { byName, cli, sharedFleet, statusJson } from '../helpers/cli.js';
+
+const fleetFor = sharedFleet({ servers: 3 });
+
+test('undo of a finished update puts each server it changed back to its own previous commit, verified; refusals and nothing-to-undo', async (t) => {
+  const fleet = await fleetFor(t, { servers: 3 });
+  if (!fleet) return;
+  const { base, good, good2 } = fleet.upstream.commits;
+  await fleet.setCommit('s2', good2);
+  await fleet.setCommit('s3', good);
+  const db = join(fleet.root, 'plan.db');
+  const p = await cli(['plan', '-c', fleet.writeConfig({ name: 'a' })], { db });
+  assert.equal(p.code, 0, p.stdout + p.stderr);
+  assert.equal((await cli(['undo', 'a'], { db })).code, 2, 'a pending update has nothing to undo: refused');
+  const run = await cli(['start', 'a'], { db });
+  assert.equal(run.code, 0, run.stdout + run.stderr);
+  const before = await statusJson(db, 'a');
+
+  const u = await cli(['undo', 'a'], { db });
+  assert.equal(u.code, 0, u.stdout + u.stderr);
+  assert.match(u.stdout, /planned update a-undo, the undo of a: 2 servers, each back to the commit it had before a/);
+  assert.match(u.stdout, /undo of +a: each server back to the commit it had before it/);
+  const planned = await statusJson(db, 'a-undo');
+  assert.equal(planned.undoOf, 'a');
+  assert.equal(planned.status, 'pending');
+  const s = byName(planned);
+  assert.deepEqual(Object.keys(s), ['s1', 's2'], 's3 was skipped by a (already at its target): not undone');
+  assert.deepEqual(s.s1!.path, [{ commit: base, version: null }]);
+  assert.deepEqual(s.s2!.path, [{ commit: good2, version: null }]);
+  assert.equal(s.s1!.fromCommit, good);
+
+  const again = await cli(['undo', 'a'], { db });
+  assert.equal(again.code, 2, 'an unfinished undo of a exists');
+  assert.match(again.stderr, /a already has an undo that is not finished: a-undo \(pending\)/);
+
+  const go = await cli(['start', 'a-undo'], { db });
+  assert.equal(go.code, 0, go.stdout + go.stderr);
+  const done = byName(await statusJson(db, 'a-undo'));
+  assert.equal(done.s1!.status, 'success');
+  assert.equal(done.s1!.toCommit, base);
+  assert.equal(done.s2!.toCommit, good2);
+  assert.equal(currentCommit(fleet.home('s1')), base, 's1 back where it was');
+  assert.equal(currentCommit(fleet.home('s2')), good2, 's2 back where it was (not to s1’s commit)');
+  assert.equal(currentCommit(fleet.home('s3')), good, 's3 untouched');
+  assert.deepEqual(readDeploys(fleet.home('s1')), [good, base]);
+  assert.deepEqual(readDeploys(fleet.home('s3')), []);
+  // verified at its own commit: the health check's expect was the undo commit
+  const store = new Store(db);
+  try {
+    const verify = store.getSteps('a-undo', 's2').filter((x) => x.phase === 'verify');
+    assert.ok(verify.length > 0 && verify.at(-1)!.stdout!.includes(good2), 'verified at good2');
+  } finally {
+    store.close();
+  }
+  assert.deepEqual(await statusJson(db, 'a'), before, 'a itself is not changed');
+
+  // an update that changed nothing (s3 was at its target): nothing to undo, nothing written
+  assert.equal((await cli(['plan', '-c', fleet.writeConfig({ name: 'same', include: ['s3'] })], { db })).code, 0);
+  assert.equal((await cli(['start', 'same'], { db })).code, 0);
+  const none = await cli(['undo', 'same'], { db });
+  assert.equal(none.code, 0, none.stdout + none.stderr);
+  assert.match(none.stdout, /nothing to undo in same: no server of it was changed by it \(none ended success\); nothing was written/);
+  assert.equal((await cli(['status', 'same-undo'], { db })).code, 2, 'no update was written');
+});
+
+test('undo leaves out (and lists) a server another update changed since', async (t) => {
+  const fleet = await fleetFor(t, { servers: 3 });
+  if (!fleet) return;
+  const { base, good, good2 } = fleet.upstream.commits;
+  const db = join(fleet.root, 'plan.db');
+  for (const [name, over] of [['c', {}], ['d', { include: ['s1'], source: { branch: 'good2' } }]] as const) {
+    const p = await cli(['plan', '-c', fleet.writeConfig({ name, ...over })], { db });
+    assert.equal(p.code, 0, p.stdout + p.stderr);
+    const r = await cli(['start', name], { db });
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+  }
+  assert.equal(currentCommit(fleet.home('s1')), good2);
+  const u = await cli(['undo', 'c'], { db });
+  assert.equal(u.code, 0, u.stdout + u.stderr);
+  assert.match(u.stderr, /1 server left out, changed since by another update \(undoing c there would undo that one too\): s1 by d \(success\)/);
+  const planned = await statusJson(db, 'c-undo');
+  assert.deepEqual(planned.servers.map((x) => x.name), ['s2', 's3']);
+  const go = await cli(['start', 'c-undo'], { db });
+  assert.equal(go.code, 0, go.stdout + go.stderr);
+  assert.equal(currentCommit(fleet.home('s1')), good2, "d's change is kept");
+  assert.equal(currentCommit(fleet.home('s2')), base);
+  // undo of the undo: forward again, and then nothing left to undo in d once s1 is changed by nobody else
+  const nothing = await cli(['undo', 'c-undo', '--name', 'redo'], { db });
+  assert.equal(nothing.code, 0, nothing.stdout + nothing.stderr);
+  assert.equal((await statusJson(db, 'redo')).undoOf, 'c-undo');
+  assert.deepEqual(byName(await statusJson(db, 'redo')).s2!.path, [{ commit: good, version: null }]);
+  const empty = await cli(['undo', 'nope'], { db });
+  assert.equal(empty.code, 2);
+  const json = await cli(['--json', 'undo', 'd'], { db });
+  assert.equal(json.code, 0, json.stdout + json.stderr);
+  assert.equal((JSON.parse(json.stdout) as { undoOf: string }).undoOf, 'd');
+});
