@@ -78,7 +78,7 @@ test('a config that says only what differs: the defaults merged under it, maps k
   const eff = loadEffectiveConfig(s.at('rollouts/canary.yml'), { env: { ...s.env, AGENT_UPDATE_DEFAULTS: s.at('site/defaults.yml') } });
   const c = eff.config;
   assert.equal(c.name, 'canary');
-  assert.deepEqual(c.source, { repo: 'https://github.com/example/agent', branch: 'master', commit: null, version: null, minCompatible: null, maxCompatible: null });
+  assert.deepEqual(c.source, { repo: 'https://github.com/example/agent', branch: 'master', commit: null, version: null, minCompatible: null, maxCompatible: null, minVersion: null, steppingStones: [] });
   // the config's ssh.user wins; ssh.port comes from the defaults, and the servers take both
   assert.equal(c.ssh.user, 'ops');
   assert.equal(c.ssh.port, 2222);

@@ -93,10 +93,13 @@ test('the status JSON has exactly the SPEC fields', async (t) => {
   assert.deepEqual(Object.keys(doc.source).sort(), ['branch', 'commit', 'repo']);
   assert.match(doc.source.commit, /^[0-9a-f]{40}$/);
   // SPEC's fields, plus `types` (extension: every type of the server, `type` first) and
-  // `agentVersion`, `versionClass` (extension: null without agent.semver_command)
+  // `agentVersion`, `versionClass` (extension: null without agent.semver_command), `path` and
+  // `hop` (extension: null without stepping stones or an undo)
   assert.deepEqual(Object.keys(doc.servers[0]!).sort(), [
-    'agentVersion', 'endedAt', 'error', 'fromCommit', 'host', 'name', 'startedAt', 'status', 'step', 'toCommit', 'type', 'types', 'versionClass',
+    'agentVersion', 'endedAt', 'error', 'fromCommit', 'hop', 'host', 'name', 'path', 'startedAt', 'status', 'step', 'toCommit', 'type', 'types', 'versionClass',
   ]);
+  assert.equal(doc.servers[0]!.path, null);
+  assert.equal(doc.servers[0]!.hop, null);
   assert.equal(doc.servers[0]!.agentVersion, null);
   assert.equal(doc.servers[0]!.versionClass, null);
   assert.equal(typeof doc.servers[0]!.type, 'string');
