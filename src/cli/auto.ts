@@ -9,6 +9,7 @@ import { checkLocalSsh } from '../ssh/transport.js';
 import { plural } from '../util/plural.js';
 import { type CliContext, parseCount } from './context.js';
 import { Interrupts } from './interrupts.js';
+import { probeInterrupts } from './derived.js';
 
 /**
  * `auto -c FILE`: for cron and CI schedules. Exits 0 touching nothing when an update of this
@@ -43,16 +44,12 @@ export async function autoCommand(ctx: CliContext, opts: { config?: string; conc
     let names: string[];
     if (found.kind === 'plan') {
       const reporter = await ctx.reporter(false);
-      const interrupt = new AbortController();
-      const onSignal = () => (interrupt.signal.aborted ? process.exit(EXIT.interrupted) : interrupt.abort());
-      process.on('SIGINT', onSignal);
-      process.on('SIGTERM', onSignal);
+      const interrupts = probeInterrupts();
       try {
-        await probePlan({ store, transport: ctx.transport(), clock: ctx.clock, emit: reporter.onEvent }, found.input, { concurrency, signal: interrupt.signal, keepPlanning: true });
+        await probePlan({ store, transport: ctx.transport(), clock: ctx.clock, emit: reporter.onEvent }, found.input, { concurrency, signal: interrupts.signal, keepPlanning: true });
       } finally {
         reporter.stop();
-        process.off('SIGINT', onSignal);
-        process.off('SIGTERM', onSignal);
+        interrupts.dispose();
       }
       const r = finishAutoPlan(store, found.runId, found.input.name, commit, ctx.clock.now());
       if ('nothing' in r) {

@@ -1,24 +1,19 @@
-import { EXIT } from '../errors.js';
-import { updateJson } from '../output/status-json.js';
-import { updateText } from '../output/text.js';
 import { createRetry, type RetrySelection } from '../plan/retry.js';
 import { plural } from '../util/plural.js';
 import { type CliContext, parseCount } from './context.js';
+import { printNewPlan, probeInterrupts } from './derived.js';
 
 /** `retry NAME [--name NEW] [--include-fatal]`: plan the servers of NAME that did not make it again; Ctrl-C cuts the probes. */
 export async function retryCommand(ctx: CliContext, name: string, opts: { name?: string; includeFatal?: boolean; concurrency?: string }): Promise<number> {
   const concurrency = parseCount('--concurrency', opts.concurrency, 1) ?? 32;
   const store = ctx.store();
   const reporter = await ctx.reporter(false);
-  const interrupt = new AbortController();
-  const onSignal = () => (interrupt.signal.aborted ? process.exit(EXIT.interrupted) : interrupt.abort());
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
+  const interrupts = probeInterrupts();
   try {
     const r = await createRetry(
       { store, transport: ctx.transport(), clock: ctx.clock, emit: reporter.onEvent },
       name,
-      { newName: opts.name, includeFatal: Boolean(opts.includeFatal), concurrency, signal: interrupt.signal },
+      { newName: opts.name, includeFatal: Boolean(opts.includeFatal), concurrency, signal: interrupts.signal },
     );
     reporter.stop();
     const notes = notesOf(r.selection);
@@ -33,21 +28,15 @@ export async function retryCommand(ctx: CliContext, name: string, opts: { name?:
       return 0;
     }
     ctx.announceDb();
-    const u = r.update;
-    const servers = store.getServers(u.name);
-    if (ctx.opts.json) {
-      ctx.printJson({ ...updateJson(u, servers, store.budgetUse(u)), notes, fatalLeftOut: r.selection.fatalLeftOut.map((s) => s.name) });
-    } else {
-      ctx.print('\n' + updateText(u, servers, store.budgetUse(u)));
-      for (const n of notes) ctx.err.write(`note: ${n}\n`);
-      ctx.print(`\nplanned update ${u.name}, a retry of ${name} (${plural(servers.length, 'server')}); run it with: ${ctx.cmd(`start ${u.name}`)}`);
-      ctx.result(u.name);
-    }
+    printNewPlan(ctx, store, r.update, {
+      extra: { notes, fatalLeftOut: r.selection.fatalLeftOut.map((s) => s.name) },
+      notes,
+      line: (n) => `planned update ${r.update!.name}, a retry of ${name} (${plural(n, 'server')}); run it with: ${ctx.cmd(`start ${r.update!.name}`)}`,
+    });
     return 0;
   } finally {
     reporter.stop();
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
+    interrupts.dispose();
   }
 }
 

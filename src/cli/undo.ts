@@ -1,24 +1,19 @@
-import { EXIT } from '../errors.js';
-import { updateJson } from '../output/status-json.js';
-import { updateText } from '../output/text.js';
 import { createUndo, type UndoSelection } from '../plan/undo.js';
 import { plural } from '../util/plural.js';
 import { type CliContext, parseCount } from './context.js';
+import { printNewPlan, probeInterrupts } from './derived.js';
 
 /** `undo NAME [--name NEW]`: plan putting each server NAME changed back to its own previous commit; Ctrl-C cuts the probes. */
 export async function undoCommand(ctx: CliContext, name: string, opts: { name?: string; concurrency?: string }): Promise<number> {
   const concurrency = parseCount('--concurrency', opts.concurrency, 1) ?? 32;
   const store = ctx.store();
   const reporter = await ctx.reporter(false);
-  const interrupt = new AbortController();
-  const onSignal = () => (interrupt.signal.aborted ? process.exit(EXIT.interrupted) : interrupt.abort());
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
+  const interrupts = probeInterrupts();
   try {
     const r = await createUndo({ store, transport: ctx.transport(), clock: ctx.clock, emit: reporter.onEvent }, name, {
       newName: opts.name,
       concurrency,
-      signal: interrupt.signal,
+      signal: interrupts.signal,
     });
     reporter.stop();
     const changedSince = changedSinceOf(r.selection);
@@ -36,24 +31,17 @@ export async function undoCommand(ctx: CliContext, name: string, opts: { name?: 
       return 0;
     }
     ctx.announceDb();
-    const u = r.update;
-    const servers = store.getServers(u.name);
-    if (ctx.opts.json) {
-      ctx.printJson({ ...updateJson(u, servers, store.budgetUse(u)), changedSince });
-    } else {
-      ctx.print('\n' + updateText(u, servers, store.budgetUse(u)));
-      for (const n of notes) ctx.err.write(`note: ${n}\n`);
-      ctx.print(
-        `\nplanned update ${u.name}, the undo of ${name}: ${plural(servers.length, 'server')}, each back to the commit it had before ${name}; ` +
-          `run it with: ${ctx.cmd(`start ${u.name}`)}`,
-      );
-      ctx.result(u.name);
-    }
+    printNewPlan(ctx, store, r.update, {
+      extra: { changedSince },
+      notes,
+      line: (n) =>
+        `planned update ${r.update!.name}, the undo of ${name}: ${plural(n, 'server')}, each back to the commit it had before ${name}; ` +
+        `run it with: ${ctx.cmd(`start ${r.update!.name}`)}`,
+    });
     return 0;
   } finally {
     reporter.stop();
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
+    interrupts.dispose();
   }
 }
 

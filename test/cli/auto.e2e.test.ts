@@ -9,24 +9,9 @@ import { currentCommit, readDeployCount } from '../../src/sim/agent.js';
 import { Store } from '../../src/store/store.js';
 import { byName, cli, sharedFleet, spawnCli, statusJson } from '../helpers/cli.js';
 import { heldInVerify, openGate } from '../helpers/gates.js';
+import { waitForStore as waitFor } from '../helpers/db.js';
 
 const fleetFor = sharedFleet({ servers: 3, unreachable: 1 });
-
-/** Poll the plan database (a second reader, as `status` would be) until `pred` holds: a condition, not a delay. */
-async function waitFor<T>(db: string, what: string, pred: (store: Store) => T | undefined | false, timeoutMs = 60_000): Promise<T> {
-  const store = new Store(db);
-  try {
-    const end = Date.now() + timeoutMs;
-    for (;;) {
-      const v = pred(store);
-      if (v) return v;
-      if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-      await new Promise((r) => setTimeout(r, 25));
-    }
-  } finally {
-    store.close();
-  }
-}
 
 /**
  * The database, for "nothing touched": every update, server, event and auto run row (not the

@@ -7,22 +7,13 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { currentCommit, readDeployCount } from '../../src/sim/agent.js';
-import { Store } from '../../src/store/store.js';
 import { actor } from '../../src/util/actor.js';
 import { byName, cli, cliStatusJson, planned, sharedFleet, spawnCli, statusJson } from '../helpers/cli.js';
 import { heldInVerify, openGate } from '../helpers/gates.js';
+import { waitForStore as waitFor, withStore } from '../helpers/db.js';
 
 /** One sshd fleet for the file; each test sees its first servers, reset (test/helpers/cli.ts). */
 const fleetFor = sharedFleet({ servers: 3 });
-
-function withStore<T>(db: string, f: (store: Store) => T): T {
-  const store = new Store(db);
-  try {
-    return f(store);
-  } finally {
-    store.close();
-  }
-}
 
 /** Everything a refused command must leave as it was: updates, server rows, the journal and events. */
 function snapshot(db: string): string {
@@ -34,20 +25,6 @@ function snapshot(db: string): string {
       events: store.db.prepare('SELECT COUNT(*) AS n FROM events').get(),
     }),
   );
-}
-
-/** Poll the plan database until `pred` holds (a condition, not a delay). */
-async function waitFor(db: string, what: string, pred: (store: Store) => boolean, timeoutMs = 60_000): Promise<void> {
-  const store = new Store(db);
-  try {
-    const end = Date.now() + timeoutMs;
-    while (!pred(store)) {
-      if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-      await new Promise((r) => setTimeout(r, 25));
-    }
-  } finally {
-    store.close();
-  }
 }
 
 test('drop before start: the dropped server is excluded with its reason, start never touches it, the update ends success', async (t) => {

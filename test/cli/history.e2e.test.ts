@@ -14,18 +14,10 @@ import type { HistoryJson } from '../../src/rollout/history.js';
 import { actor } from '../../src/util/actor.js';
 import { cli, planned, sharedFleet, spawnCli } from '../helpers/cli.js';
 import { heldInVerify, openGate } from '../helpers/gates.js';
+import { withStore } from '../helpers/db.js';
 
 /** One sshd fleet for the file; each test sees its first servers, reset (test/helpers/cli.ts). */
 const fleetFor = sharedFleet({ servers: 3 });
-
-function withStore<T>(db: string, f: (store: Store) => T): T {
-  const store = new Store(db);
-  try {
-    return f(store);
-  } finally {
-    store.close();
-  }
-}
 
 const short = (c: string) => c.slice(0, 12);
 

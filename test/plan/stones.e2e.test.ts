@@ -15,7 +15,7 @@ import { Store } from '../../src/store/store.js';
 import { atVersions, VERSIONED, type Fleet } from '../fleet/fleet.js';
 import { byName, cli, sharedFleet, spawnCli, statusJson } from '../helpers/cli.js';
 import { openGate, waitGate } from '../helpers/gates.js';
-import { waitForStore } from '../helpers/wait.js';
+import { waitForStore } from '../helpers/db.js';
 
 const fleetFor = sharedFleet({ servers: 4, upstream: VERSIONED });
 

@@ -16,6 +16,7 @@ import { Store, type StepRecord } from '../../src/store/store.js';
 import type { Fleet } from '../fleet/fleet.js';
 import { byName, cli, sharedFleet, spawnCli, statusJson } from '../helpers/cli.js';
 import { heldInVerify, openGate, waitGate } from '../helpers/gates.js';
+import { waitForStore as waitFor } from '../helpers/db.js';
 
 const fleetFor = sharedFleet({ servers: 3 });
 
@@ -25,22 +26,6 @@ async function plan(fleet: Fleet, overrides: Record<string, unknown> = {}, name 
   const r = await cli(['plan', '-c', config], { db });
   assert.equal(r.code, 0, r.stderr);
   return { db, name };
-}
-
-/** Poll the plan database (a second reader, as `status` would be) until `pred` holds. */
-async function waitFor<T>(db: string, what: string, pred: (store: Store) => T | undefined | false, timeoutMs = 60_000): Promise<T> {
-  const store = new Store(db);
-  try {
-    const end = Date.now() + timeoutMs;
-    for (;;) {
-      const v = pred(store);
-      if (v) return v;
-      if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-      await new Promise((r) => setTimeout(r, 25));
-    }
-  } finally {
-    store.close();
-  }
 }
 
 function journal(db: string, name: string, server?: string): StepRecord[] {

@@ -15,32 +15,12 @@ import { agentCommands, readDeployCount, currentCommit } from '../../src/sim/age
 import { Store, type ServerRecord } from '../../src/store/store.js';
 import { byName, cli, planned, printed, sharedFleet, spawnCli, statusJson } from '../helpers/cli.js';
 import { heldInVerify, openGate, waitGate } from '../helpers/gates.js';
+import { until, waitForStore as waitFor } from '../helpers/db.js';
 
 /** One sshd fleet for the file; each test sees its first servers, reset (test/helpers/cli.ts). */
 const fleetFor = sharedFleet({ servers: 7 });
 
 const plan = planned;
-
-/** Poll until `pred` holds (a condition, not a delay: it returns as soon as it holds). */
-async function until<T>(what: string, pred: () => T | undefined | false, timeoutMs = 60_000): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const v = pred();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
-
-/** Poll the plan database (a second reader, as `status` would be) until `pred` holds. */
-async function waitFor<T>(db: string, what: string, pred: (store: Store) => T | undefined | false, timeoutMs = 60_000): Promise<T> {
-  const store = new Store(db);
-  try {
-    return await until(what, () => pred(store), timeoutMs);
-  } finally {
-    store.close();
-  }
-}
 
 const serverIs = (name: string, server: string, pred: (s: ServerRecord) => boolean) => (store: Store) => {
   const s = store.getServers(name).find((x) => x.name === server);

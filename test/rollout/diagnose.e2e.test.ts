@@ -13,6 +13,7 @@ import { agentCommands, currentCommit } from '../../src/sim/agent.js';
 import { Store, type StepRecord } from '../../src/store/store.js';
 import { byName, cli, planned, sharedFleet, spawnCli, statusJson } from '../helpers/cli.js';
 import { waitGate } from '../helpers/gates.js';
+import { waitForStore as waitFor } from '../helpers/db.js';
 
 /** One sshd fleet for the file; each test sees its first servers, reset (test/helpers/cli.ts). */
 const fleetFor = sharedFleet({ servers: 2 });
@@ -29,23 +30,6 @@ function steps(db: string, name: string, server: string): StepRecord[] {
     return store.getSteps(name, server);
   } finally {
     store.close();
-  }
-}
-
-/** Poll the plan database until `pred` holds (a condition, not a delay). */
-async function waitFor(db: string, what: string, pred: (store: Store) => boolean, timeoutMs = 60_000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    if (existsSync(db)) {
-      const store = new Store(db);
-      try {
-        if (pred(store)) return;
-      } finally {
-        store.close();
-      }
-    }
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
   }
 }
 

@@ -14,6 +14,7 @@ import { Store } from '../../src/store/store.js';
 import type { Fleet } from '../fleet/fleet.js';
 import { byName, cli, fleetFor, spawnCli, statusJson } from '../helpers/cli.js';
 import { gateOpen, openGate } from '../helpers/gates.js';
+import { waitForStore as waitFor } from '../helpers/db.js';
 
 /** Each server comes online a little after its restart, so two executors would have time to collide. */
 const slowish = { source: { branch: 'slow' }, agent: { health: { timeout: '30s', interval: '100ms' } } };
@@ -23,22 +24,6 @@ async function plan(fleet: Fleet, db: string, name: string, overrides: Record<st
   const r = await cli(['plan', '-c', config], { db });
   assert.equal(r.code, 0, r.stdout + r.stderr);
   return r;
-}
-
-/** Poll a database until `pred` holds (a reader, as `status` is). */
-async function waitFor<T>(db: string, what: string, pred: (store: Store) => T | undefined | false, timeoutMs = 60_000): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const store = new Store(db);
-    try {
-      const v = pred(store);
-      if (v) return v;
-    } finally {
-      store.close();
-    }
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
 }
 
 /**

@@ -9,20 +9,12 @@ import { readDeployCount } from '../../src/sim/agent.js';
 import { Store } from '../../src/store/store.js';
 import { cli, planned, sharedFleet, spawnCli, statusJson } from '../helpers/cli.js';
 import { heldInVerify, openGate } from '../helpers/gates.js';
+import { withStore } from '../helpers/db.js';
 
 /** One sshd fleet for the file; each test sees its first servers, reset (test/helpers/cli.ts). */
 const fleetFor = sharedFleet({ servers: 7 });
 
 const plan = planned;
-
-function withStore<T>(db: string, f: (store: Store) => T): T {
-  const store = new Store(db);
-  try {
-    return f(store);
-  } finally {
-    store.close();
-  }
-}
 
 /** What the database holds, to compare before and after a refused command. */
 function snapshot(db: string): string {

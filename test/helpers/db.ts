@@ -1,6 +1,7 @@
 /**
- * Waiting on conditions, not delays: each returns as soon as what it waits for holds, and fails
- * with what it waited for once the (generous) limit passes.
+ * The plan database in tests: waiting on conditions, not delays (each returns as soon as what it
+ * waits for holds, and fails naming it once the generous limit passes), and a Store opened for
+ * one look.
  */
 import { Store } from '../../src/store/store.js';
 
@@ -20,6 +21,16 @@ export async function waitForStore<T>(db: string, what: string, pred: (store: St
   const store = new Store(db);
   try {
     return await until(what, () => pred(store), timeoutMs);
+  } finally {
+    store.close();
+  }
+}
+
+/** Run `f` on a Store of `db` opened for it, and close it. */
+export function withStore<T>(db: string, f: (store: Store) => T): T {
+  const store = new Store(db);
+  try {
+    return f(store);
   } finally {
     store.close();
   }

@@ -1,0 +1,43 @@
+/**
+ * What the commands that plan a new update from stored state share (`retry`, `undo`, and the
+ * probes of `auto`): Ctrl-C while probing, and printing the new plan.
+ */
+import { EXIT } from '../errors.js';
+import { updateJson } from '../output/status-json.js';
+import { updateText } from '../output/text.js';
+import type { Store, UpdateRecord } from '../store/store.js';
+import type { CliContext } from './context.js';
+
+/**
+ * SIGINT/SIGTERM while probing: the first aborts `signal` (the probes in flight are cut and the
+ * caller records the update cancelled), a second exits 130 at once. `dispose` stops listening.
+ */
+export function probeInterrupts(): { signal: AbortSignal; dispose: () => void } {
+  const interrupt = new AbortController();
+  const onSignal = () => (interrupt.signal.aborted ? process.exit(EXIT.interrupted) : interrupt.abort());
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  return {
+    signal: interrupt.signal,
+    dispose: () => {
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+    },
+  };
+}
+
+/**
+ * A new pending update: `--json` its status document plus `extra`; else its status table, each
+ * note on stderr, then `line` (given the count of its servers) and, with -q, just its name.
+ */
+export function printNewPlan(ctx: CliContext, store: Store, u: UpdateRecord, o: { extra: object; notes: string[]; line: (servers: number) => string }): void {
+  const servers = store.getServers(u.name);
+  if (ctx.opts.json) {
+    ctx.printJson({ ...updateJson(u, servers, store.budgetUse(u)), ...o.extra });
+    return;
+  }
+  ctx.print('\n' + updateText(u, servers, store.budgetUse(u)));
+  for (const n of o.notes) ctx.err.write(`note: ${n}\n`);
+  ctx.print(`\n${o.line(servers.length)}`);
+  ctx.result(u.name);
+}
