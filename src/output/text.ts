@@ -103,7 +103,7 @@ export function updateText(u: UpdateRecord, servers: readonly ServerRecord[], bu
   ];
   if (u.batchOf) lines.push(`  batch of ${u.batchOf}`);
   if (u.retryOf) lines.push(`  retry of ${u.retryOf} (its servers that did not make it)`);
-  if (u.undoOf) lines.push(`  undo of  ${u.undoOf}: each server back to the commit it had before it (TO)`);
+  if (u.undoOf) lines.push(`  undo of  ${u.undoOf}: each server back to the commit it had before it (its TO)`);
   lines.push(
     `  created  ${u.createdAt}${u.createdBy ? ` by ${visibleLine(u.createdBy)}` : ''}${u.startedAt ? `   started ${u.startedAt}` : ''}${u.endedAt ? `   ended ${u.endedAt}` : ''}`,
   );
@@ -136,7 +136,8 @@ export function updateText(u: UpdateRecord, servers: readonly ServerRecord[], bu
       ...(version ? [version(s)] : []),
       colourStatus(s.status) + (s.step ? ` (${s.step}${onHop})` : ''),
       short(s.fromCommit),
-      short(s.toCommit),
+      // a pending server with its own target (stepping stones, undo) shows it before it is claimed
+      short(s.toCommit ?? (s.status === 'pending' ? (s.path?.at(-1)?.commit ?? null) : null)),
       ...(paths ? [pathCell(s)] : []),
       visibleLine(s.error ?? ''),
     ]);

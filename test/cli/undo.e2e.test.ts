@@ -29,7 +29,7 @@ test('undo of a finished update puts each server it changed back to its own prev
   const u = await cli(['undo', 'a'], { db });
   assert.equal(u.code, 0, u.stdout + u.stderr);
   assert.match(u.stdout, /planned update a-undo, the undo of a: 2 servers, each back to the commit it had before a/);
-  assert.match(u.stdout, /undo of +a: each server back to the commit it had before it/);
+  assert.match(u.stdout, /undo of +a: each server back to the commit it had before it \(its TO\)/);
   const planned = await statusJson(db, 'a-undo');
   assert.equal(planned.undoOf, 'a');
   assert.equal(planned.status, 'pending');
