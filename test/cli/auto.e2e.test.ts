@@ -3,6 +3,7 @@
  * against a real OpenSSH fleet. Where a test needs a rollout in flight, a gate holds it.
  */
 import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { currentCommit, readDeployCount } from '../../src/sim/agent.js';
@@ -180,4 +181,14 @@ test('auto: bad input is exit 2 and nothing is written', async (t) => {
   assert.equal(badBranch.code, 2, badBranch.stderr);
   assert.deepEqual(updatesOf(db), []);
   assert.deepEqual(autoRuns(db), []);
+});
+
+test('auto: an unknown branch is exit 2 before the database is even created (a first cron run with a typo leaves no file)', async (t) => {
+  const fleet = await fleetFor(t, { servers: 1 });
+  if (!fleet) return;
+  const db = join(fleet.root, 'new.db');
+  const r = await cli(['auto', '-c', fleet.writeConfig({ source: { branch: 'no-such-branch' } })], { db });
+  assert.equal(r.code, 2, r.stdout + r.stderr);
+  assert.match(r.stderr, /no-such-branch/);
+  assert.equal(existsSync(db), false, 'no database created');
 });
