@@ -207,3 +207,38 @@ test('kill -9 between two hops: start takes over at the hop it was on and finish
     store.close();
   }
 });
+
+/** s1 at 1.0.0 walks the stone 1.1.0, then a 1.3.0 that never comes online: rolled back to the stone. */
+async function failingSecondHop(fleet: Fleet, name: string, agent: Record<string, unknown> = {}): Promise<{ db: string; broken: string }> {
+  await atVersions(fleet, { s1: '1.0.0' });
+  const broken = await fleet.upstream.addCommit('broken-1.3.0', { parent: fleet.upstream.versions['1.2.0'], version: '1.3.0', broken: true });
+  const db = join(fleet.root, 'plan.db');
+  const cfg = fleet.writeConfig({
+    name,
+    ...stones(fleet, { source: { branch: 'broken-1.3.0' } }),
+    include: ['s1'],
+    agent: { semver_command: SEMVER_COMMAND, health: { timeout: '3s', interval: '100ms' }, ...agent },
+  });
+  const p = await cli(['plan', '-c', cfg], { db });
+  assert.equal(p.code, 0, p.stdout + p.stderr);
+  const r = await cli(['start', name], { db });
+  assert.equal(r.code, 1, r.stdout + r.stderr);
+  assert.equal(byName(await statusJson(db, name)).s1!.status, 'rolled-back');
+  assert.equal(currentCommit(fleet.home('s1')), fleet.upstream.versions['1.1.0'], 'back at the stone');
+  return { db, broken };
+}
+
+test('agent.diagnose of a failed second hop gets that hop\'s values: {commit} the hop that failed, {previous_commit} the stone it came from', async (t) => {
+  const fleet = await fleetFor(t, { servers: 4, upstream: VERSIONED });
+  if (!fleet) return;
+  const v = fleet.upstream.versions;
+  const { db, broken } = await failingSecondHop(fleet, 'diag', { diagnose: ['echo diag {commit} {previous_commit}'] });
+  const store = new Store(db);
+  try {
+    const diag = store.getSteps('diag', 's1').filter((x) => x.phase === 'diagnose');
+    assert.deepEqual(diag.map((x) => x.command), [`echo diag ${broken} ${v['1.1.0']}`]);
+    assert.equal((diag[0]!.stdout ?? '').trim(), `diag ${broken} ${v['1.1.0']}`);
+  } finally {
+    store.close();
+  }
+});
