@@ -1,7 +1,7 @@
 import { UsageError } from '../errors.js';
 import type { ServerRecord, Store, UpdateRecord } from '../store/store.js';
 import { didYouMean } from '../util/did-you-mean.js';
-import { rollbackTarget } from './phases.js';
+import { hopOf, rollbackTarget } from './phases.js';
 import type { ServerStatus } from './status.js';
 
 /**
@@ -62,8 +62,11 @@ function endCommit(u: UpdateRecord, s: ServerRecord, target: string): string | n
       return target;
     case 'skipped':
       return s.fromCommit ?? target;
-    case 'rolled-back':
-      return rollbackTarget(u.settings, s.fromCommit);
+    case 'rolled-back': {
+      // back to where the hop that failed began: for a later hop of a path, the stepping stone
+      const hop = hopOf(s, u.commit);
+      return rollbackTarget(u.settings, hop.from, hop.stone);
+    }
     default:
       return null;
   }

@@ -242,3 +242,14 @@ test('agent.diagnose of a failed second hop gets that hop\'s values: {commit} th
     store.close();
   }
 });
+
+test('history of a server rolled back on its second hop: it runs the stepping stone after it, not its commit before the update', async (t) => {
+  const fleet = await fleetFor(t, { servers: 4, upstream: VERSIONED });
+  if (!fleet) return;
+  const v = fleet.upstream.versions;
+  const { db, broken } = await failingSecondHop(fleet, 'hist');
+  const h = await cli(['--json', 'history', '--server', 's1'], { db });
+  assert.equal(h.code, 0, h.stderr);
+  const entries = (JSON.parse(h.stdout) as { servers: Array<{ entries: Array<{ from: string; target: string; to: string; outcome: string }> }> }).servers[0]!.entries;
+  assert.deepEqual(entries.map((e) => [e.outcome, e.from, e.target, e.to]), [['rolled-back', v['1.0.0'], broken, v['1.1.0']]]);
+});
