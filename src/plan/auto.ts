@@ -135,7 +135,9 @@ export function finishAutoPlan(store: Store, runId: number, name: string, commit
       const at = servers.filter((s) => s.status === 'skipped').length;
       const other = servers.length - at - unreachable.length;
       const message =
-        `nothing to do: ${plural(at, 'server')} already ${at === 1 ? 'runs' : 'run'} the target ${commit.slice(0, 12)}` +
+        at === 0 && other === 0 && unreachable.length > 0
+          ? `no server could be reached, so nothing was done: ${unreachable.length} unreachable, left for the next run: ${unreachable.map((s) => s.name).join(', ')}`
+          : `nothing to do: ${plural(at, 'server')} already ${at === 1 ? 'runs' : 'run'} the target ${commit.slice(0, 12)}` +
         `${other > 0 ? `; ${plural(other, 'server')} excluded by the probe` : ''}${unreached}`;
       store.discardPlan(name);
       store.endAutoRun(runId, 'nothing-to-do', message, null);

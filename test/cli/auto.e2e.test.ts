@@ -192,3 +192,15 @@ test('auto: an unknown branch is exit 2 before the database is even created (a f
   assert.match(r.stderr, /no-such-branch/);
   assert.equal(existsSync(db), false, 'no database created');
 });
+
+test('auto when no server of the config can be reached: exit 0, nothing planned, and it says so instead of "0 servers already run the target"', async (t) => {
+  const fleet = await fleetFor(t, { servers: 1, unreachable: 1 });
+  if (!fleet) return;
+  const db = join(fleet.root, 'plan.db');
+  const r = await cli(['auto', '-c', fleet.writeConfig({ name: 'down', include: ['u1'] })], { db });
+  assert.equal(r.code, 0, r.stdout + r.stderr);
+  assert.doesNotMatch(r.stdout, /already runs? the target/);
+  assert.match(r.stdout, /no server could be reached, so nothing was done: 1 unreachable, left for the next run: u1/);
+  assert.deepEqual(updatesOf(db), []);
+  assert.deepEqual(autoRuns(db).map((x) => x.outcome), ['nothing-to-do']);
+});
