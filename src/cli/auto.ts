@@ -109,6 +109,18 @@ function describe(ctx: CliContext, f: Said): { code: number; outcome: string; up
         message: `${names.join(', ')} ${names.length === 1 ? 'is' : 'are'} paused${why}: auto does not resume what was paused; nothing touched. Continue with \`${ctx.cmd(`resume ${names.join(' ')}`)}\` or end it with \`${ctx.cmd(`cancel ${names[0]}`)}\``,
       };
     }
+    case 'planned': {
+      const names = f.updates.map((u) => u.name);
+      const by = f.updates[0]!.createdBy ? ` by ${f.updates[0]!.createdBy}` : '';
+      return {
+        code: EXIT.paused,
+        outcome: 'planned',
+        updates: names,
+        message:
+          `${names.join(', ')} ${names.length === 1 ? 'was' : 'were'} planned${by} and not started: auto does not start a plan a person made; nothing touched. ` +
+          `Start it with \`${ctx.cmd(`start ${names.join(' ')}`)}\` or drop it with \`${ctx.cmd(`cancel ${names[0]}`)}\``,
+      };
+    }
     case 'claimed':
       return {
         code: EXIT.ok,

@@ -22,6 +22,8 @@ export type AutoFinding =
   | { kind: 'running'; updates: UpdateRecord[] }
   /** an update of this config is paused (a person, or test mode): exit 3, nothing touched */
   | { kind: 'paused'; updates: UpdateRecord[] }
+  /** a pending update of this config that a person planned (plan, retry, undo): theirs to start; exit 3, nothing touched */
+  | { kind: 'planned'; updates: UpdateRecord[] }
   /** another `auto` of this config is planning or starting right now: exit 0, nothing touched */
   | { kind: 'claimed'; run: AutoRun }
   /** the newest finished update of this config to this very commit failed: exit 1, nothing touched */
@@ -86,9 +88,14 @@ export function claimAuto(store: Store, config: Config, commit: string, rollback
       if (what !== null) store.setAutoRunUpdate(id, what);
       return id;
     };
-    // Left running by a dead executor, or planned and never started: begun as `start` would.
+    // Left running by a dead executor, or planned by an auto run that died before starting it:
+    // begun as `start` would. A pending plan a person made (plan -c, retry, undo) is theirs to
+    // review and start, as a paused one is theirs to resume.
     const takeover = updates.filter((u) => u.status === 'running');
-    const pending = updates.filter((u) => u.status === 'pending');
+    const byAuto = new Set(store.autoRuns(config.file).map((r) => r.updateName));
+    const planned = updates.filter((u) => u.status === 'pending' && !byAuto.has(u.name) && !(u.batchOf !== null && byAuto.has(u.batchOf)));
+    if (takeover.length === 0 && planned.length > 0) return { kind: 'planned', updates: planned };
+    const pending = updates.filter((u) => u.status === 'pending' && !planned.includes(u));
     if (takeover.length > 0 || pending.length > 0) {
       const names = [...takeover, ...pending].map((u) => u.name).reverse();
       return { kind: 'start', runId: begin(names[0]!), names, takeover: takeover.length > 0 };

@@ -153,6 +153,24 @@ test('auto on a paused update of the config: exit 3, it names it and how to resu
   assert.match(after.stdout, /nothing to do/);
 });
 
+test('auto on a pending plan a person made of the config: exit 3, it names it and how to start it, nothing touched', async (t) => {
+  const fleet = await fleetFor(t, { servers: 2 });
+  if (!fleet) return;
+  const db = join(fleet.root, 'plan.db');
+  const config = fleet.writeConfig({ name: 'reviewed' });
+  assert.equal((await cli(['plan', '-c', config], { db })).code, 0);
+  const before = snapshot(db);
+  const r = await cli(['auto', '-c', config], { db });
+  assert.equal(r.code, 3, r.stdout + r.stderr);
+  assert.match(r.stderr, /reviewed was planned by \S+ and not started: auto does not start a plan a person made; nothing touched\. Start it with `agent-update --db \S+ start reviewed`/);
+  assert.equal(snapshot(db), before);
+  assert.equal(readDeployCount(fleet.home('s1')), 0);
+  assert.equal((await cli(['start', 'reviewed'], { db })).code, 0);
+  const after = await cli(['auto', '-c', config], { db });
+  assert.equal(after.code, 0, after.stderr);
+  assert.match(after.stdout, /nothing to do/);
+});
+
 test('auto does not deploy again a commit that failed for this config (exit 1, nothing touched)', async (t) => {
   const fleet = await fleetFor(t, { servers: 1 });
   if (!fleet) return;
