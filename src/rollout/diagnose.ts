@@ -24,7 +24,7 @@ import type { ServerRecord, Store } from '../store/store.js';
 import { expandCommand, type PlaceholderValues } from '../util/shell.js';
 import { plural } from '../util/plural.js';
 import type { EventSink } from './events.js';
-import { phaseValues } from './phases.js';
+import { phaseValues, type HopView } from './phases.js';
 import type { ServerStep } from './status.js';
 
 /** Lines of a command's output a `diagnose` event carries: its tail, what the summary shows. */
@@ -36,6 +36,8 @@ export const DIAGNOSE_TAIL_CHARS = 1800;
 export interface DiagnoseRun {
   readonly server: ServerRecord;
   readonly settings: RolloutSettings;
+  /** the hop that failed (a server walking stepping stones has several): its (from, to) are the values */
+  readonly hop: Pick<HopView, 'from' | 'to'>;
   readonly ctx: { readonly update: { readonly commit: string }; readonly deps: { readonly store: Store; readonly emit: EventSink } };
   setStep(step: ServerStep, change?: { error?: string | null }): void;
   execTemplate(phase: string, template: string, values: PlaceholderValues, timeoutMs?: number): Promise<ExecResult>;
@@ -52,7 +54,8 @@ export async function diagnoseServer(run: DiagnoseRun, reason: string): Promise<
   const { store, emit } = run.ctx.deps;
   const { updateName: update, name: server } = run.server;
   run.setStep('diagnose', { error: reason });
-  const values = phaseValues(run.settings, 'diagnose', { target: run.server.toCommit ?? run.ctx.update.commit, from: run.server.fromCommit })!;
+  // the hop that failed, as plan --show-commands shows it: {commit} its target, {previous_commit} the commit before it
+  const values = phaseValues(run.settings, 'diagnose', { target: run.hop.to, from: run.hop.from })!;
   for (let i = 0; i < d.commands.length; i++) {
     const template = d.commands[i]!;
     const r = await run.execTemplate('diagnose', template, values, d.timeoutMs);
