@@ -1,7 +1,7 @@
 import { UsageError } from '../errors.js';
 import type { ServerRecord, Store, UpdateRecord } from '../store/store.js';
 import { didYouMean } from '../util/did-you-mean.js';
-import { rollbackTarget } from './phases.js';
+import { hopOf, rollbackTarget } from './phases.js';
 import type { ServerStatus } from './status.js';
 
 /**
@@ -30,7 +30,8 @@ export interface HistoryEntry {
   /** the commit the update was taking it to */
   target: string;
   /**
-   * the commit it runs after: the target (success, skipped), the rollback commit (rolled-back);
+   * the commit it runs after: the target (success, skipped), the rollback commit (rolled-back;
+   * the stepping stone, for a server that failed a later hop of its path);
    * null when unknown (failed, fatal: what the server runs is for a person to check; running)
    */
   to: string | null;
@@ -62,8 +63,11 @@ function endCommit(u: UpdateRecord, s: ServerRecord, target: string): string | n
       return target;
     case 'skipped':
       return s.fromCommit ?? target;
-    case 'rolled-back':
-      return rollbackTarget(u.settings, s.fromCommit);
+    case 'rolled-back': {
+      // the hop it failed on went back to the commit before it: a stepping stone after the first hop
+      const hop = hopOf(s, u.commit);
+      return rollbackTarget(u.settings, hop.from, hop.stone);
+    }
     default:
       return null;
   }

@@ -17,6 +17,7 @@ import { byName, cli, sharedFleet, spawnCli, statusJson } from '../helpers/cli.j
 import { openGate, waitGate } from '../helpers/gates.js';
 import { waitForStore, withStore } from '../helpers/db.js';
 import type { ShownCommands } from '../../src/plan/commands.js';
+import type { HistoryJson } from '../../src/rollout/history.js';
 
 const fleetFor = sharedFleet({ servers: 4, upstream: VERSIONED });
 
@@ -159,6 +160,12 @@ test('a failing second hop rolls back to the stepping stone (verified) and the s
   assert.match(s1.error!, /rolled back to the stepping stone 1\.1\.0 \([0-9a-f]{12}\), verified: it runs 1\.1\.0 now, not the target/);
   assert.equal(currentCommit(fleet.home('s1')), v['1.1.0'], 'back at the stone, not at 1.0.0');
   assert.deepEqual(readDeploys(fleet.home('s1')), [v['1.1.0'], broken, v['1.1.0']]);
+  // history says what it runs now: the stone, not the commit it had before the update
+  const h = await cli(['--json', 'history', '--server', 's1'], { db });
+  assert.equal(h.code, 0, h.stderr);
+  const entry = (JSON.parse(h.stdout) as HistoryJson).servers[0]!.entries.find((e) => e.update === 'bad')!;
+  assert.equal(entry.outcome, 'rolled-back');
+  assert.equal(entry.to, v['1.1.0'], 'history: s1 runs the stepping stone after bad');
   const store = new Store(db);
   try {
     const phases = store.getSteps('bad', 's1').map((x) => x.phase);
