@@ -81,6 +81,19 @@ export function retryName(store: Store, from: UpdateRecord): string {
   for (let i = 2; ; i++) if (!store.hasUpdate(`${base}-${i}`)) return `${base}-${i}`;
 }
 
+/**
+ * NAME is an undo, or a retry (of a retry, …) of one: each server's path is its own target, which
+ * the stored settings cannot compute again (an undo's have no version bounds), so a retry keeps it.
+ */
+function ownTargets(store: Store, u: UpdateRecord): boolean {
+  let at: UpdateRecord | null = u;
+  for (let hops = 0; at !== null && hops < 1000; hops++) {
+    if (at.undoOf !== null) return true;
+    at = at.retryOf === null ? null : (store.findUpdate(at.retryOf) ?? null);
+  }
+  return false;
+}
+
 export interface RetryResult {
   selection: RetrySelection;
   /** the new update, pending; null when there was nothing to retry (nothing written) */
@@ -104,6 +117,7 @@ export async function createRetry(
     if (selection.servers.length === 0) return { selection, input: null };
     const u = selection.from;
     const newName = opts.newName ?? retryName(store, u);
+    const own = ownTargets(store, u);
     if (store.hasUpdate(newName)) throw new UsageError(`an update named ${newName} already exists in ${store.path}; pass --name to choose another`);
     const input: PlanInput = {
       name: newName,
@@ -113,8 +127,8 @@ export async function createRetry(
       configFile: u.configFile,
       settings: u.settings,
       testStopAfter: u.testStopAfter,
-      // a retry of an undo keeps each server's own target (its path); others are probed for theirs
-      servers: selection.servers.map((s) => (u.undoOf !== null && s.path ? { ...specOf(s), path: s.path } : specOf(s))),
+      // a retry of an undo (or of a retry of one) keeps each server's own target (its path); others are probed for theirs
+      servers: selection.servers.map((s) => (own && s.path ? { ...specOf(s), path: s.path } : specOf(s))),
       probeWith: { ...u.settings, versions: u.settings.versions ?? {} },
       retryOf: u.name,
       createdBy: actor(),

@@ -4,6 +4,7 @@
  * not change, or another update changed since, are left out (and listed); NAME is not changed.
  */
 import assert from 'node:assert/strict';
+import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { currentCommit, readDeploys } from '../../src/sim/agent.js';
@@ -104,4 +105,35 @@ test('undo leaves out (and lists) a server another update changed since', async 
   const json = await cli(['--json', 'undo', 'd'], { db });
   assert.equal(json.code, 0, json.stdout + json.stderr);
   assert.equal((JSON.parse(json.stdout) as { undoOf: string }).undoOf, 'd');
+});
+
+test('a retry of a retry of an undo still sends each server to its own previous commit, not to the undo’s majority commit', async (t) => {
+  const fleet = await fleetFor(t, { servers: 3 });
+  if (!fleet) return;
+  const { base, good2 } = fleet.upstream.commits;
+  await fleet.setCommit('s3', good2);
+  const db = join(fleet.root, 'plan.db');
+  // the health check fails on a server whose ~/bad names the commit it checks: an undo that does not come back
+  const health = { command: 'c={commit}; [ "$(cat ~/bad 2>/dev/null)" != "$c" ] && ~/agent/bin/health', timeout: '2s', interval: '100ms' };
+  const p = await cli(['plan', '-c', fleet.writeConfig({ name: 'a', agent: { health } })], { db });
+  assert.equal(p.code, 0, p.stdout + p.stderr);
+  assert.equal((await cli(['start', 'a'], { db })).code, 0);
+  assert.equal((await cli(['undo', 'a'], { db })).code, 0);
+  assert.equal((await statusJson(db, 'a-undo')).source.commit, base, 'the undo’s own commit: the one most of its servers go back to');
+  writeFileSync(join(fleet.home('s3'), 'bad'), `${good2}\n`);
+  assert.equal((await cli(['start', 'a-undo'], { db })).code, 1);
+  assert.equal(byName(await statusJson(db, 'a-undo')).s3!.status, 'rolled-back');
+  // the retry of the undo, and the retry of that retry: s3 keeps its own target, good2
+  for (const [from, name] of [['a-undo', 'r1'], ['r1', 'r2']] as const) {
+    const r = await cli(['retry', from, '--name', name], { db });
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    const s3 = byName(await statusJson(db, name)).s3!;
+    assert.deepEqual(s3.path, [{ commit: good2, version: null }], `${name}: s3 goes back to good2`);
+    if (name === 'r1') assert.equal((await cli(['start', name], { db })).code, 1, 'r1 fails again: s3 still bad');
+  }
+  rmSync(join(fleet.home('s3'), 'bad'));
+  const go = await cli(['start', 'r2'], { db });
+  assert.equal(go.code, 0, go.stdout + go.stderr);
+  assert.equal(currentCommit(fleet.home('s3')), good2, 's3 back at its own previous commit');
+  assert.equal(currentCommit(fleet.home('s1')), base);
 });

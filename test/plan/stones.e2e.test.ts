@@ -15,7 +15,9 @@ import { Store } from '../../src/store/store.js';
 import { atVersions, VERSIONED, type Fleet } from '../fleet/fleet.js';
 import { byName, cli, sharedFleet, spawnCli, statusJson } from '../helpers/cli.js';
 import { openGate, waitGate } from '../helpers/gates.js';
-import { waitForStore } from '../helpers/db.js';
+import { waitForStore, withStore } from '../helpers/db.js';
+import type { ShownCommands } from '../../src/plan/commands.js';
+import type { HistoryJson } from '../../src/rollout/history.js';
 
 const fleetFor = sharedFleet({ servers: 4, upstream: VERSIONED });
 
@@ -158,6 +160,12 @@ test('a failing second hop rolls back to the stepping stone (verified) and the s
   assert.match(s1.error!, /rolled back to the stepping stone 1\.1\.0 \([0-9a-f]{12}\), verified: it runs 1\.1\.0 now, not the target/);
   assert.equal(currentCommit(fleet.home('s1')), v['1.1.0'], 'back at the stone, not at 1.0.0');
   assert.deepEqual(readDeploys(fleet.home('s1')), [v['1.1.0'], broken, v['1.1.0']]);
+  // history says what it runs now: the stone, not the commit it had before the update
+  const h = await cli(['--json', 'history', '--server', 's1'], { db });
+  assert.equal(h.code, 0, h.stderr);
+  const entry = (JSON.parse(h.stdout) as HistoryJson).servers[0]!.entries.find((e) => e.update === 'bad')!;
+  assert.equal(entry.outcome, 'rolled-back');
+  assert.equal(entry.to, v['1.1.0'], 'history: s1 runs the stepping stone after bad');
   const store = new Store(db);
   try {
     const phases = store.getSteps('bad', 's1').map((x) => x.phase);
@@ -252,4 +260,43 @@ test('history of a server rolled back on its second hop: it runs the stepping st
   assert.equal(h.code, 0, h.stderr);
   const entries = (JSON.parse(h.stdout) as { servers: Array<{ entries: Array<{ from: string; target: string; to: string; outcome: string }> }> }).servers[0]!.entries;
   assert.deepEqual(entries.map((e) => [e.outcome, e.from, e.target, e.to]), [['rolled-back', v['1.0.0'], broken, v['1.1.0']]]);
+});
+
+test('agent.diagnose of a failing hop gets that hop’s {commit} and {previous_commit}, as plan --show-commands shows them', async (t) => {
+  const fleet = await fleetFor(t, { servers: 4, upstream: VERSIONED });
+  if (!fleet) return;
+  await atVersions(fleet, { s1: '1.0.0', s2: '1.0.0' });
+  const v = fleet.upstream.versions;
+  // hop 1 fails: a 1.1.0 that never comes online, under a good 1.3.0 (one branch holds both)
+  const badStone = await fleet.upstream.addCommit('bad-stone', { parent: v['1.0.0'], version: '1.1.0', broken: true });
+  const goodTop = await fleet.upstream.addCommit('top-of-bad-stone', { parent: badStone, version: '1.3.0' });
+  // hop 2 fails: the good stone 1.1.0, then a 1.3.0 that never comes online
+  const badTop = await fleet.upstream.addCommit('bad-top', { parent: v['1.2.0'], version: '1.3.0', broken: true });
+  const db = join(fleet.root, 'plan.db');
+  const agent = { semver_command: SEMVER_COMMAND, diagnose: ['echo diag {commit} {previous_commit}'], health: { timeout: '3s', interval: '100ms' } };
+  const cases = [
+    { name: 'd1', server: 's1', branch: 'top-of-bad-stone', stone: badStone, hop: 1, expected: `echo diag ${badStone} ${v['1.0.0']}` },
+    { name: 'd2', server: 's2', branch: 'bad-top', stone: v['1.1.0']!, hop: 2, expected: `echo diag ${badTop} ${v['1.1.0']}` },
+  ];
+  for (const c of cases) {
+    const cfg = fleet.writeConfig({
+      name: c.name,
+      ...stones(fleet, { source: { branch: c.branch, stepping_stones: [{ version: '1.1.0', commit: c.stone }] } }),
+      include: [c.server],
+      agent,
+    });
+    assert.equal((await cli(['plan', '-c', cfg], { db })).code, 0);
+    const shown = await cli(['--json', 'plan', '--show-commands', c.name], { db });
+    assert.equal(shown.code, 0, shown.stderr);
+    const doc = JSON.parse(shown.stdout) as ShownCommands;
+    const diagnose = doc.groups[0]!.commands.filter((x) => x.step === 'diagnose' && x.hop === c.hop).map((x) => x.command);
+    assert.deepEqual(diagnose, [c.expected], `${c.name}: show-commands' diagnose of hop ${c.hop}`);
+    const r = await cli(['start', c.name], { db });
+    assert.equal(r.code, 1, r.stdout + r.stderr);
+    assert.equal(byName(await statusJson(db, c.name))[c.server]!.status, 'rolled-back');
+    const ran = withStore(db, (store) => store.getSteps(c.name, c.server).filter((x) => x.phase === 'diagnose').map((x) => x.command));
+    assert.deepEqual(ran, [c.expected], `${c.name}: the diagnose command the failing hop ran is the one shown`);
+  }
+  assert.equal(currentCommit(fleet.home('s1')), v['1.0.0'], 'hop 1 rolled back to the server’s own commit');
+  assert.notEqual(goodTop, badTop);
 });
