@@ -9,6 +9,8 @@ import { commandsText, planText, updateText } from '../output/text.js';
 import { EXIT, UsageError } from '../errors.js';
 import { checkLocalSsh } from '../ssh/transport.js';
 import { type CliContext, parseCount } from './context.js';
+import type { SteppingStone } from '../config/types.js';
+import type { ServerRecord } from '../store/store.js';
 
 export async function planCommand(
   ctx: CliContext,
@@ -82,6 +84,7 @@ export async function planCommand(
     if (changes.error !== null) {
       warnings.push(`cannot read what the update changes (the commits between the running commits and the target) from ${u.repo}: ${changes.error}; the plan is made without it`);
     }
+    warnings.push(...(await stoneWarnings(await history, u.commit, u.settings.versions?.steppingStones ?? [], servers)));
     if (ctx.opts.json) ctx.printJson({ ...updateJson(u, servers, store.budgetUse(u)), changes, overlaps, warnings });
     else {
       ctx.print('\n' + planText(u, servers, changes, store.budgetUse(u)));
@@ -166,4 +169,29 @@ async function refreshCommand(ctx: CliContext, name: string, concurrency: number
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
   }
+}
+
+/**
+ * A stepping stone some server walks that is not an ancestor of the target: the usual update
+ * commands fetch `{branch}`, which does not bring it, and the hop would fail on the server.
+ */
+async function stoneWarnings(
+  history: SourceHistory | { error: string },
+  target: string,
+  stones: readonly SteppingStone[],
+  servers: readonly ServerRecord[],
+): Promise<string[]> {
+  if (!(history instanceof SourceHistory)) return [];
+  const used = new Set(servers.flatMap((s) => (s.status === 'pending' ? (s.path ?? []).slice(0, -1).map((h) => h.commit) : [])));
+  const out: string[] = [];
+  for (const st of stones) {
+    if (!used.has(st.commit)) continue;
+    const r = await history.relation(st.commit, target).catch(() => null);
+    if (r === null || r.relation === 'behind') continue;
+    out.push(
+      `the stepping stone ${st.version} (${st.commit.slice(0, 12)}) is not an ancestor of the target (${r.relation}): ` +
+        `update commands that fetch {branch} do not bring it; make sure they fetch it (e.g. fetch {repo} {commit}), or its hop fails on the server`,
+    );
+  }
+  return out;
 }

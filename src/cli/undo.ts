@@ -17,12 +17,25 @@ export async function undoCommand(ctx: CliContext, name: string, opts: { name?: 
     });
     reporter.stop();
     const changedSince = changedSinceOf(r.selection);
-    const notes = changedSince.length ? [leftOutNote(r.selection)] : [];
+    const notes = [
+      ...(changedSince.length ? [leftOutNote(r.selection)] : []),
+      ...(r.selection.notUndone.length
+        ? [
+            `${plural(r.selection.notUndone.length, 'server')} ${name} changed but did not end success ${r.selection.notUndone.length === 1 ? 'is' : 'are'} not undone: ` +
+              r.selection.notUndone.map((n) => `${n.server.name} (${n.why})`).join(', ') +
+              '; put them back by hand or with a plan of their own',
+          ]
+        : []),
+      ...(r.selection.from.status === 'paused'
+        ? [`${name} is paused: resuming it would go on with its pending servers; \`${ctx.cmd(`cancel ${name}`)}\` if it should not`]
+        : []),
+    ];
+    const notUndone = r.selection.notUndone.map((n) => ({ server: n.server.name, update: n.server.updateName, why: n.why }));
     if (r.update === null) {
       const message =
         `nothing to undo in ${name}: no server of it${r.selection.group.length > 1 ? ' or its batches' : ''} was changed by it` +
         `${changedSince.length ? ' and left alone since' : ' (none ended success)'}; nothing was written`;
-      if (ctx.opts.json) ctx.printJson({ undo: null, undoOf: name, message, changedSince });
+      if (ctx.opts.json) ctx.printJson({ undo: null, undoOf: name, message, changedSince, notUndone, notes });
       else {
         ctx.print(message);
         for (const n of notes) ctx.err.write(`note: ${n}\n`);
@@ -32,7 +45,7 @@ export async function undoCommand(ctx: CliContext, name: string, opts: { name?: 
     }
     ctx.announceDb();
     printNewPlan(ctx, store, r.update, {
-      extra: { changedSince },
+      extra: { changedSince, notUndone, notes },
       notes,
       line: (n) =>
         `planned update ${r.update!.name}, the undo of ${name}: ${plural(n, 'server')}, each back to the commit it had before ${name}; ` +

@@ -16,6 +16,7 @@ import { actor } from '../util/actor.js';
 import { plural } from '../util/plural.js';
 import { suggest } from '../util/suggest.js';
 import { checkUpdateName, probePlan, recordPlan, type PlanDeps, type PlanInput } from './plan.js';
+import { endCommit } from '../rollout/history.js';
 
 const UNFINISHED = new Set(['planning', 'pending', 'running', 'paused']);
 
@@ -27,6 +28,11 @@ export interface UndoSelection {
   servers: ServerRecord[];
   /** servers NAME changed that another update has worked on since: left out */
   changedSince: Array<{ server: ServerRecord; by: string }>;
+  /**
+   * servers NAME changed that did not end `success` (rolled back to a stepping stone or to
+   * rollback.commit, left failed or fatal): not undone, listed for a person
+   */
+  notUndone: Array<{ server: ServerRecord; why: string }>;
 }
 
 /**
@@ -56,15 +62,42 @@ export function selectUndo(store: Store, name: string): UndoSelection {
     );
   }
   const names = new Set(group.map((u) => u.name));
+  const byName = new Map(group.map((u) => [u.name, u]));
   const servers: ServerRecord[] = [];
   const changedSince: UndoSelection['changedSince'] = [];
+  const notUndone: UndoSelection['notUndone'] = [];
   for (const s of group.flatMap((u) => store.getServers(u.name))) {
+    const u = byName.get(s.updateName)!;
+    if (s.status === 'failed' || s.status === 'fatal') {
+      notUndone.push({ server: s, why: `${s.status}: its state is for a person to check` });
+      continue;
+    }
+    if (s.status === 'rolled-back') {
+      const at = endCommit(u, s, u.commit);
+      if (at !== null && at !== s.fromCommit) notUndone.push({ server: s, why: `rolled back to ${at.slice(0, 12)}, not to the commit it had` });
+      continue;
+    }
     if (s.status !== 'success' || s.fromCommit === null || s.fromCommit === s.toCommit) continue;
-    const later = store.laterWorkOn(s, s.endedAt ?? s.startedAt ?? from.createdAt).find((r) => !names.has(r.updateName));
+    const later = store
+      .laterWorkOn(s, s.endedAt ?? s.startedAt ?? from.createdAt)
+      .find((r) => !names.has(r.updateName) && changedIt(store, r));
     if (later) changedSince.push({ server: s, by: `${later.updateName} (${later.status})` });
     else servers.push(s);
   }
-  return { from, group, servers, changedSince };
+  return { from, group, servers, changedSince, notUndone };
+}
+
+/**
+ * Whether another update's row changed what runs on the server: it is running, or ended success,
+ * failed or fatal, or was rolled back to something else than it found (a stepping stone, a
+ * rollback.commit); a plain rollback put back what it found.
+ */
+function changedIt(store: Store, r: ServerRecord): boolean {
+  if (r.status !== 'rolled-back') return true;
+  const u = store.findUpdate(r.updateName);
+  if (!u) return true;
+  const at = endCommit(u, r, u.commit);
+  return at === null || at !== r.fromCommit;
 }
 
 /** `NAME-undo`, then `NAME-undo-2`, … */

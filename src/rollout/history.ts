@@ -56,7 +56,7 @@ export interface HistoryJson {
 }
 
 /** The commit a server runs after its row in an update ended, when that is known. */
-function endCommit(u: UpdateRecord, s: ServerRecord, target: string): string | null {
+export function endCommit(u: UpdateRecord, s: ServerRecord, target: string): string | null {
   switch (s.status) {
     case 'success':
       return target;

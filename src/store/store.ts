@@ -1039,14 +1039,14 @@ export class Store {
 
   /**
    * Server rows of any update on the same account (`user@host:port`, the host without case) that
-   * were worked on after `since` and may have changed what runs there: running, or ended
-   * success, failed or fatal (a rolled-back one put back what it found). Oldest first.
+   * were worked on after `since`: running, or ended success, rolled-back, failed or fatal (the
+   * caller tells whether a rollback put back what it found). Oldest first.
    */
   laterWorkOn(s: Pick<ServerRecord, 'user' | 'host' | 'port' | 'id'>, since: string): ServerRecord[] {
     return (
       this.stmt(
         `SELECT * FROM servers WHERE user = ? AND host = ? COLLATE NOCASE AND port = ? AND id != ?
-           AND started_at > ? AND status IN ('running', 'success', 'failed', 'fatal') ORDER BY started_at`,
+           AND started_at > ? AND status IN ('running', 'success', 'rolled-back', 'failed', 'fatal') ORDER BY started_at`,
       ).all(s.user, s.host, s.port, s.id, since) as Row[]
     ).map(toServer);
   }

@@ -137,3 +137,47 @@ test('a retry of a retry of an undo still sends each server to its own previous 
   assert.equal(currentCommit(fleet.home('s3')), good2, 's3 back at its own previous commit');
   assert.equal(currentCommit(fleet.home('s1')), base);
 });
+
+test('undo names the servers NAME changed that did not end success (rolled back to rollback.commit): not undone; a later plain rollback is not a change since', async (t) => {
+  const fleet = await fleetFor(t, { servers: 3 });
+  if (!fleet) return;
+  const { base, good } = fleet.upstream.commits;
+  await fleet.setCommit('s1', good);
+  const db = join(fleet.root, 'plan.db');
+  const quick = { agent: { health: { timeout: '500ms', interval: '100ms' } } };
+  // rc: s1 (at good) gets broken, is rolled back to rollback.commit = base: changed, not success
+  const rc = fleet.writeConfig({ name: 'rc', include: ['s1'], source: { branch: 'broken' }, rollback: { commit: base }, ...quick });
+  assert.equal((await cli(['plan', '-c', rc], { db })).code, 0);
+  assert.equal((await cli(['start', 'rc'], { db })).code, 1);
+  assert.equal(currentCommit(fleet.home('s1')), base);
+  const u = await cli(['undo', 'rc'], { db });
+  assert.equal(u.code, 0, u.stdout + u.stderr);
+  assert.match(u.stdout, /nothing to undo in rc/);
+  assert.match(u.stderr, /1 server rc changed but did not end success is not undone: s1 \(rolled back to [0-9a-f]{12}, not to the commit it had\)/);
+
+  // ok: s2 base → good; then bad: s2 good → broken, rolled back to good (a plain rollback): undo ok still takes s2
+  assert.equal((await cli(['plan', '-c', fleet.writeConfig({ name: 'ok', include: ['s2'] })], { db })).code, 0);
+  assert.equal((await cli(['start', 'ok'], { db })).code, 0);
+  const bad = fleet.writeConfig({ name: 'bad', include: ['s2'], source: { branch: 'broken' }, ...quick });
+  assert.equal((await cli(['plan', '-c', bad], { db })).code, 0);
+  assert.equal((await cli(['start', 'bad'], { db })).code, 1);
+  const undo = await cli(['--json', 'undo', 'ok'], { db });
+  assert.equal(undo.code, 0, undo.stdout + undo.stderr);
+  const doc = JSON.parse(undo.stdout) as { servers: Array<{ name: string; path: Array<{ commit: string }> }>; changedSince: unknown[] };
+  assert.deepEqual(doc.servers.map((s) => [s.name, s.path[0]!.commit]), [['s2', base]]);
+  assert.deepEqual(doc.changedSince, []);
+
+  // ok3: s3 base → good; then rc3 sends s3 to broken and rolls it back to rollback.commit (good2):
+  // that rollback changed s3, so undoing ok3 there would undo rc3's change too — left out
+  const { good2 } = fleet.upstream.commits;
+  assert.equal((await cli(['plan', '-c', fleet.writeConfig({ name: 'ok3', include: ['s3'] })], { db })).code, 0);
+  assert.equal((await cli(['start', 'ok3'], { db })).code, 0);
+  const rc3 = fleet.writeConfig({ name: 'rc3', include: ['s3'], source: { branch: 'broken' }, rollback: { commit: good2 }, ...quick });
+  assert.equal((await cli(['plan', '-c', rc3], { db })).code, 0);
+  assert.equal((await cli(['start', 'rc3'], { db })).code, 1);
+  assert.equal(currentCommit(fleet.home('s3')), good2);
+  const left = await cli(['undo', 'ok3'], { db });
+  assert.equal(left.code, 0, left.stdout + left.stderr);
+  assert.match(left.stdout, /nothing to undo in ok3/);
+  assert.match(left.stderr, /1 server left out, changed since by another update .*: s3 by rc3 \(rolled-back\)/);
+});

@@ -300,3 +300,18 @@ test('agent.diagnose of a failing hop gets that hop’s {commit} and {previous_c
   assert.equal(currentCommit(fleet.home('s1')), v['1.0.0'], 'hop 1 rolled back to the server’s own commit');
   assert.notEqual(goodTop, badTop);
 });
+
+test('plan warns when a stepping stone a server walks is not an ancestor of the target (fetching {branch} would not bring it)', async (t) => {
+  const fleet = await fleetFor(t, { servers: 4, upstream: VERSIONED });
+  if (!fleet) return;
+  await atVersions(fleet, { s1: '1.0.0' });
+  const v = fleet.upstream.versions;
+  const side = await fleet.upstream.addCommit('side-1.1.0', { parent: v['1.0.0'], version: '1.1.0' });
+  const db = join(fleet.root, 'plan.db');
+  const off = await cli(['plan', '-c', fleet.writeConfig({ name: 'side', ...stones(fleet, { source: { stepping_stones: [{ version: '1.1.0', commit: side }] } }), include: ['s1'] })], { db });
+  assert.equal(off.code, 0, off.stdout + off.stderr);
+  assert.match(off.stderr, new RegExp(`warning: the stepping stone 1\\.1\\.0 \\(${side.slice(0, 12)}\\) is not an ancestor of the target \\(diverged\\)`));
+  const on = await cli(['plan', '-c', fleet.writeConfig({ name: 'on', ...stones(fleet), include: ['s1'] })], { db });
+  assert.equal(on.code, 0, on.stdout + on.stderr);
+  assert.doesNotMatch(on.stderr, /stepping stone .* is not an ancestor/);
+});
