@@ -135,7 +135,7 @@ export const HELP: Record<string, CommandHelp> = {
       [0, 'success, nothing to do, or already running (another process or auto run is at it; nothing touched)'],
       [1, 'the rollout ended failure or partial-success, or this commit already failed here (nothing touched)'],
       [2, 'bad config, unknown branch or commit; nothing was written'],
-      [3, 'an update of this config is paused (auto does not resume it), or test mode paused the new one'],
+      [3, 'an update of this config is paused (auto does not resume it) or pending from a person (auto does not start it), or test mode paused the new one'],
       [4, 'busy: another process took the update in the instant before auto started it'],
       [130, 'interrupted'],
     ],
