@@ -1,5 +1,6 @@
 import { createRetry, type RetrySelection } from '../plan/retry.js';
 import { plural } from '../util/plural.js';
+import { suggest } from '../util/suggest.js';
 import { type CliContext, parseCount } from './context.js';
 import { printNewPlan, probeInterrupts } from './derived.js';
 
@@ -46,7 +47,7 @@ function notesOf(sel: RetrySelection): string[] {
   if (sel.fatalLeftOut.length > 0) {
     notes.push(
       `${plural(sel.fatalLeftOut.length, 'fatal server')} left out: ${sel.fatalLeftOut.map((s) => s.name).join(', ')}. Its rollback failed too, so a person must look at it ` +
-        `(\`agent-update logs ${sel.from.name} --server ${sel.fatalLeftOut[0]!.name}\`) before it is touched again; then retry with --include-fatal`,
+        `(\`${suggest(`logs ${sel.from.name} --server ${sel.fatalLeftOut[0]!.name}`)}\`) before it is touched again; then retry with --include-fatal`,
     );
   }
   if (sel.neverRun.length > 0) {

@@ -10,6 +10,7 @@ import { checkLocalSsh } from '../ssh/transport.js';
 import { specOf, type ServerRecord, type Store, type UpdateRecord } from '../store/store.js';
 import type { ServerStatus } from '../rollout/status.js';
 import { actor } from '../util/actor.js';
+import { suggest } from '../util/suggest.js';
 import { checkUpdateName, probePlan, recordPlan, type PlanDeps, type PlanInput } from './plan.js';
 
 /** The end statuses a retry takes again by default. */
@@ -38,21 +39,26 @@ export interface RetrySelection {
 export function selectRetry(store: Store, name: string, includeFatal: boolean): RetrySelection {
   const from = store.getUpdate(name);
   if (from.status === 'pending') {
-    throw new TransitionError(`cannot retry ${name}: it is pending, nothing ran yet; start it, or re-probe its unreachable servers with \`agent-update plan --refresh ${name}\``);
+    throw new TransitionError(`cannot retry ${name}: it is pending, nothing ran yet; start it, or re-probe its unreachable servers with \`${suggest(`plan --refresh ${name}`)}\``);
   }
   const group = [from, ...store.batchesOf(name)];
   const busy = group.find((u) => u.status === 'planning' || u.status === 'running');
   if (busy) {
     throw new TransitionError(
       `cannot retry ${name}: ${busy.name === name ? 'it' : `its batch ${busy.name}`} is ${busy.status}; retry it once it has ended or paused` +
-        (busy.status === 'running' ? ` (\`agent-update pause ${busy.name}\`)` : ''),
+        (busy.status === 'running' ? ` (\`${suggest(`pause ${busy.name}`)}\`)` : ''),
     );
   }
-  const open = store.retriesOf(name).find((u) => UNFINISHED.has(u.status));
+  // A retry of NAME and one of a batch of the same split would take the same servers: one at a time.
+  let root = from;
+  for (let hops = 0; root.batchOf !== null && hops < 1000; hops++) root = store.findUpdate(root.batchOf) ?? { ...root, batchOf: null };
+  const split = [root, ...store.batchesOf(root.name)];
+  const open = split.flatMap((u) => store.retriesOf(u.name)).find((u) => UNFINISHED.has(u.status));
   if (open) {
+    const of = open.retryOf === name ? name : `${open.retryOf} (of the same split as ${name})`;
     throw new UsageError(
-      `${name} already has a retry that is not finished: ${open.name} (${open.status}); ` +
-        `${open.status === 'paused' ? 'resume' : 'start'} it (\`agent-update ${open.status === 'paused' ? 'resume' : 'start'} ${open.name}\`) or cancel it first`,
+      `${of} already has a retry that is not finished: ${open.name} (${open.status}); ` +
+        `${open.status === 'paused' ? 'resume' : 'start'} it (\`${suggest(`${open.status === 'paused' ? 'resume' : 'start'} ${open.name}`)}\`) or cancel it first`,
     );
   }
   const all = group.flatMap((u) => store.getServers(u.name));

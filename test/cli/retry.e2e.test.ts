@@ -147,3 +147,21 @@ test('retry takes unreachable servers, leaves fatal ones out unless --include-fa
   assert.equal(badName.code, 2);
   assert.deepEqual(updatesOf(db), ['f', 'f-retry', 'f-fatal', 'p']);
 });
+
+test('retry of a batch while a retry of its split is unfinished is refused: both would take the same servers', async (t) => {
+  const fleet = await fleetFor(t, { servers: 3 });
+  if (!fleet) return;
+  const { commits } = fleet.upstream;
+  const db = join(fleet.root, 'plan.db');
+  const p = await cli(['plan', '-c', fleet.writeConfig({ name: 'sp', include: ['s1', 's2'], ...brokenAt(commits.good) })], { db });
+  assert.equal(p.code, 0, p.stdout + p.stderr);
+  assert.equal((await cli(['split', 'sp', '--batches', '2'], { db })).code, 0);
+  const r = await cli(['start', 'sp', 'sp.2'], { db });
+  assert.equal(r.code, 1, r.stdout + r.stderr);
+  const whole = await cli(['retry', 'sp'], { db });
+  assert.equal(whole.code, 0, whole.stdout + whole.stderr);
+  assert.deepEqual((await statusJson(db, 'sp-retry')).servers.map((s) => s.name), ['s1', 's2'], 'the retry of the split takes the batch’s server too');
+  const batch = await cli(['retry', 'sp.2'], { db });
+  assert.equal(batch.code, 2, batch.stdout + batch.stderr);
+  assert.match(batch.stderr, /sp \(of the same split as sp\.2\) already has a retry that is not finished: sp-retry \(pending\)/);
+});
