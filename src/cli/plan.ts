@@ -122,6 +122,8 @@ async function showCommandsCommand(ctx: CliContext, file: string | undefined, na
   } else {
     if (file === undefined) throw new UsageError('plan --show-commands needs -c FILE (the config) or the name of a planned update');
     let config = loadConfig(file);
+    // what `plan -c` refuses before anything is read is refused here too
+    checkCeiling(config.file, config.source);
     const servers = selectServers(config);
     if (servers.length === 0) throw new UsageError(`${config.file}: server_types, include and exclude select no server`);
     const commit = await resolveCommit(config.source.repo, config.source.branch, config.source.commit);
