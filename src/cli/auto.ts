@@ -114,11 +114,12 @@ function describe(ctx: CliContext, f: Said): { code: number; outcome: string; up
       const by = f.updates[0]!.createdBy ? ` by ${f.updates[0]!.createdBy}` : '';
       return {
         code: EXIT.paused,
-        outcome: 'planned',
+        // not 'planned': that is the line of an auto that planned and is starting the rollout
+        outcome: 'pending',
         updates: names,
         message:
           `${names.join(', ')} ${names.length === 1 ? 'was' : 'were'} planned${by} and not started: auto does not start a plan a person made; nothing touched. ` +
-          `Start it with \`${ctx.cmd(`start ${names.join(' ')}`)}\` or drop it with \`${ctx.cmd(`cancel ${names[0]}`)}\``,
+          `Start it with \`${ctx.cmd(`start ${names.join(' ')}`)}\` or cancel it with \`${ctx.cmd(`cancel ${names[0]}`)}\``,
       };
     }
     case 'claimed':

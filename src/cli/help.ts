@@ -73,14 +73,14 @@ export const HELP: Record<string, CommandHelp> = {
   cancel: {
     examples: [
       ['agent-update cancel agent-2026-12', 'end a pending or paused update; nothing more runs'],
-      ['agent-update pause agent-2026-12 && agent-update cancel agent-2026-12', 'a running one: pause it first'],
+      ['agent-update pause agent-2026-12 && agent-update status agent-2026-12 --watch && agent-update cancel agent-2026-12', 'a running one: pause it, wait until it has paused (the server in flight finishes), then cancel'],
     ],
     exits: [[0, 'cancelled, or already cancelled'], [2, 'running with a live executor (pause it first), finished, or unknown; nothing was changed']],
   },
   split: {
     examples: [
       ['agent-update split agent-2026-12 --batches 4', 'four parallel batches: agent-2026-12, agent-2026-12.2 … .4'],
-      ['agent-update start agent-2026-12 --stop-after 1 && agent-update split agent-2026-12 --batches 4', 'a canary first, then fan out the rest'],
+      ['agent-update split agent-2026-12 --batches 4 && agent-update resume agent-2026-12 agent-2026-12.2 agent-2026-12.3 agent-2026-12.4', 'once a canary (start --stop-after 1) has paused it and looks good: fan out the rest'],
     ],
     exits: [[0, 'split; the batch names are printed'], [2, 'running, finished, no pending server, or more batches than pending servers; nothing was changed']],
   },
@@ -114,7 +114,7 @@ export const HELP: Record<string, CommandHelp> = {
     examples: [
       ['agent-update drop agent-2026-12 app7 app9 --reason "disk replacement on Friday"', 'take two servers out before start; status shows why'],
       ["agent-update drop agent-2026-12 'db*'", 'every pending server whose name matches (a batch of its split included)'],
-      ['agent-update start agent-2026-12 --stop-after 1 && agent-update drop agent-2026-12 app3', 'after the canary paused it: drop one, then resume'],
+      ['agent-update drop agent-2026-12 app3 && agent-update resume agent-2026-12', 'once a canary (start --stop-after 1) has paused it: drop one, then resume'],
     ],
     exits: [[0, 'dropped: the servers are excluded'], [2, 'the update is not pending or paused, a server is unknown or not pending; nothing was changed']],
   },

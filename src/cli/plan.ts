@@ -122,12 +122,27 @@ async function showCommandsCommand(ctx: CliContext, file: string | undefined, na
   } else {
     if (file === undefined) throw new UsageError('plan --show-commands needs -c FILE (the config) or the name of a planned update');
     let config = loadConfig(file);
+    // what `plan -c` refuses before anything is read is refused here too
+    checkCeiling(config.file, config.source);
     const servers = selectServers(config);
     if (servers.length === 0) throw new UsageError(`${config.file}: server_types, include and exclude select no server`);
     const commit = await resolveCommit(config.source.repo, config.source.branch, config.source.commit);
     const rollbackCommit = config.rollback.commit === null ? null : await resolveRollbackCommit(config.source.repo, config.rollback.commit);
     config = await withResolvedStones(config);
     doc = showCommands(null, settingsOf(config, commit, rollbackCommit), commit, servers.map((s) => ({ name: s.name, fromCommit: 'unknown' as const })));
+    // each server's path needs its version, read only by the plan's probe: the commands above are
+    // those of a server that upgrades directly; say that the older ones walk the stones first
+    const stones = config.source.steppingStones ?? [];
+    if (stones.length > 0 && !ctx.opts.json) {
+      ctx.print(commandsText(doc));
+      ctx.print(
+        `\nservers below source.min_version ${config.source.minVersion} first walk the stepping stones ` +
+          `${stones.map((st) => `${st.version} (${st.commit.slice(0, 12)})`).join(', ')} above their version, each hop these commands ` +
+          `with {commit} the stone's; their versions are read when planning: \`${ctx.cmd('plan -c FILE')}\`, then ` +
+          `\`${ctx.cmd('plan --show-commands NAME')}\` shows each server's hops`,
+      );
+      return 0;
+    }
   }
   if (ctx.opts.json) ctx.printJson(doc);
   else ctx.print(commandsText(doc));

@@ -164,6 +164,12 @@ test('auto on a pending plan a person made of the config: exit 3, it names it an
   assert.equal(r.code, 3, r.stdout + r.stderr);
   assert.match(r.stderr, /reviewed was planned by \S+ and not started: auto does not start a plan a person made; nothing touched\. Start it with `agent-update --db \S+ start reviewed`/);
   assert.equal(snapshot(db), before);
+  // with --json its outcome is its own: `planned` is the line of an auto that planned and is starting the rollout
+  const json = await cli(['--json', 'auto', '-c', config], { db });
+  assert.equal(json.code, 3, json.stdout + json.stderr);
+  const line = JSON.parse(json.stdout) as { type: string; outcome: string; updates: string[]; exitCode: number };
+  assert.deepEqual([line.type, line.outcome, line.updates, line.exitCode], ['auto', 'pending', ['reviewed'], 3]);
+  assert.equal(snapshot(db), before);
   assert.equal(readDeployCount(fleet.home('s1')), 0);
   assert.equal((await cli(['start', 'reviewed'], { db })).code, 0);
   const after = await cli(['auto', '-c', config], { db });

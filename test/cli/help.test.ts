@@ -51,3 +51,20 @@ test('--help of each command, through the CLI, lists the global options, its exa
   const root = await cli(['--help']);
   assert.match(root.stdout, /Getting started:[\s\S]*npx agent-update[\s\S]*Exit codes:/);
 });
+
+test('no example chains with && a command that needs what the one before it does not give: a canary pause is exit 3, and pause returns before the update is paused', () => {
+  // start/resume --stop-after N end paused (exit 3) when all goes well: `&&` would never run what follows
+  // pause returns at once (exit 0), while the server in flight finishes: what needs a paused update is refused then
+  const needsPaused = new Set(['cancel', 'split', 'drop', 'retry', 'undo', 'resume']);
+  for (const [cmd, h] of Object.entries(HELP)) {
+    for (const [line] of h.examples) {
+      const parts = line.split('&&').map((p) => p.trim().split(/\s+/));
+      for (let i = 0; i + 1 < parts.length; i++) {
+        const [, name, ...rest] = parts[i]!;
+        const next = parts[i + 1]![1]!;
+        assert.ok(!((name === 'start' || name === 'resume') && rest.includes('--stop-after')), `${cmd}: "${line}": ${name} --stop-after exits 3 when the canary pauses, so && never runs ${next}`);
+        assert.ok(!(name === 'pause' && needsPaused.has(next)), `${cmd}: "${line}": pause returns before the update is paused, so ${next} would be refused`);
+      }
+    }
+  }
+});

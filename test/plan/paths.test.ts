@@ -83,3 +83,21 @@ test('config: min_version and stepping_stones are read, stones sorted; their rul
     assert.match(p.message, re, what);
   }
 });
+
+test('config: a stone whose commit or version is wrong is that one problem, not also "the highest stepping stone is below min_version"', () => {
+  for (const [what, stone, key] of [
+    ['a bad commit', { version: '1.1.0', commit: 'zzzzzzzz' }, 'source.stepping_stones[1].commit'],
+    ['no commit', { version: '1.1.0' }, 'source.stepping_stones[1].commit'],
+    ['a bad version', { version: 'v1.1', commit: 'abcdef1' }, 'source.stepping_stones[1].version'],
+  ] as const) {
+    const found = problems(
+      variant((r) => {
+        r.source.version = '1.3.0';
+        r.source.min_version = '1.1.0';
+        r.source.stepping_stones = [{ version: '1.0.0', commit: 'abcdef2' }, stone];
+        r.agent.semver_command = 'x';
+      }),
+    );
+    assert.deepEqual(found.map((p) => p.path), [key], `${what}: ${JSON.stringify(found)}`);
+  }
+});

@@ -315,3 +315,20 @@ test('plan warns when a stepping stone a server walks is not an ancestor of the 
   assert.equal(on.code, 0, on.stdout + on.stderr);
   assert.doesNotMatch(on.stderr, /stepping stone .* is not an ancestor/);
 });
+
+test('plan -c FILE --show-commands of a config with stepping stones says which servers walk them first and where to see those hops (it reads no version)', async (t) => {
+  const fleet = await fleetFor(t, { servers: 4, upstream: VERSIONED });
+  if (!fleet) return;
+  const v = fleet.upstream.versions;
+  const db = join(fleet.root, 'plan.db');
+  const config = fleet.writeConfig({ name: 'review', ...stones(fleet) });
+  const shown = await cli(['plan', '-c', config, '--show-commands'], { db });
+  assert.equal(shown.code, 0, shown.stdout + shown.stderr);
+  assert.ok(shown.stdout.includes(`reset --hard --quiet ${v['1.3.0']}`), 'the direct hop to the target, as before');
+  assert.match(shown.stdout, new RegExp(`servers below source\\.min_version 1\\.1\\.0 first walk the stepping stones 1\\.1\\.0 \\(${v['1.1.0']!.slice(0, 12)}\\)`));
+  assert.match(shown.stdout, /plan --show-commands NAME/);
+  // a config without stones says nothing of them
+  const plain = await cli(['plan', '-c', fleet.writeConfig({ name: 'plain', source: { branch: 'v1.3.0' } }), '--show-commands'], { db });
+  assert.equal(plain.code, 0, plain.stdout + plain.stderr);
+  assert.doesNotMatch(plain.stdout, /stepping stone/);
+});

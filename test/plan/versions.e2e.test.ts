@@ -133,10 +133,16 @@ test('plan refuses a target above max_compatible (exit 2, naming both versions; 
   const fleet = await fleetFor(t, { servers: 4, upstream: VERSIONED });
   if (!fleet) return;
   const db = join(fleet.root, 'plan.db');
-  const ceiling = await cli(['plan', '-c', fleet.writeConfig(versioned(fleet, { source: { branch: 'v2.0.0', version: '2.0.0', max_compatible: '1.3.0' } }))], { db });
+  const above = fleet.writeConfig(versioned(fleet, { source: { branch: 'v2.0.0', version: '2.0.0', max_compatible: '1.3.0' } }));
+  const ceiling = await cli(['plan', '-c', above], { db });
   assert.equal(ceiling.code, 2, ceiling.stdout + ceiling.stderr);
   assert.match(ceiling.stderr, /target's version 2\.0\.0 \(source\.version\) is above 1\.3\.0 \(source\.max_compatible\)/);
   assert.equal(existsSync(db), false);
+  // the review of the same config before planning refuses it the same way: no commands shown for a plan that would be refused
+  const shown = await cli(['plan', '-c', above, '--show-commands'], { db });
+  assert.equal(shown.code, 2, shown.stdout + shown.stderr);
+  assert.match(shown.stderr, /target's version 2\.0\.0 \(source\.version\) is above 1\.3\.0 \(source\.max_compatible\)/);
+  assert.doesNotMatch(shown.stdout, /commands this config will send/);
 
   const noClasses = await cli(['plan', '--only', 'required', '-c', fleet.writeConfig({})], { db });
   assert.equal(noClasses.code, 2, noClasses.stderr);
