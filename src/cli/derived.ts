@@ -1,6 +1,6 @@
 /**
- * What the commands that plan a new update from stored state share (`retry`, `undo`, and the
- * probes of `auto`): Ctrl-C while probing, and printing the new plan.
+ * What the commands that plan a new update share (`retry`, `undo`, the probes of `auto`, and the
+ * overlap warnings of `plan`): Ctrl-C while probing, and printing the new plan.
  */
 import { EXIT } from '../errors.js';
 import { updateJson } from '../output/status-json.js';
@@ -32,12 +32,25 @@ export function probeInterrupts(): { signal: AbortSignal; dispose: () => void } 
  */
 export function printNewPlan(ctx: CliContext, store: Store, u: UpdateRecord, o: { extra: object; notes: string[]; line: (servers: number) => string }): void {
   const servers = store.getServers(u.name);
+  const overlaps = store.overlappingUpdates(u.name);
+  const warnings = overlapWarnings(ctx, overlaps);
   if (ctx.opts.json) {
-    ctx.printJson({ ...updateJson(u, servers, store.budgetUse(u)), ...o.extra });
+    ctx.printJson({ ...updateJson(u, servers, store.budgetUse(u)), ...o.extra, overlaps, warnings });
     return;
   }
   ctx.print('\n' + updateText(u, servers, store.budgetUse(u)));
   for (const n of o.notes) ctx.err.write(`note: ${n}\n`);
+  for (const w of warnings) ctx.err.write(`warning: ${w}\n`);
   ctx.print(`\n${o.line(servers.length)}`);
   ctx.result(u.name);
+}
+
+/** The warnings of a new plan whose servers are also in other unfinished updates (Store.overlappingUpdates). */
+export function overlapWarnings(ctx: CliContext, overlaps: ReturnType<Store['overlappingUpdates']>): string[] {
+  return overlaps.map(
+    (o) =>
+      `${o.servers.length} of this plan's servers ${o.servers.length === 1 ? 'is' : 'are'} also in update ${o.update} (${o.status}), not finished: ` +
+      `${o.servers.slice(0, 10).join(', ')}${o.servers.length > 10 ? ', …' : ''}. Each server is worked on by one update at a time ` +
+      `(the other waits); if ${o.update} is stale, \`${ctx.cmd(`cancel ${o.update}`)}\``,
+  );
 }

@@ -9,6 +9,7 @@ import { commandsText, planText, updateText } from '../output/text.js';
 import { EXIT, UsageError } from '../errors.js';
 import { checkLocalSsh } from '../ssh/transport.js';
 import { type CliContext, parseCount } from './context.js';
+import { overlapWarnings } from './derived.js';
 import type { SteppingStone } from '../config/types.js';
 import type { ServerRecord } from '../store/store.js';
 
@@ -74,12 +75,7 @@ export async function planCommand(
     const servers = store.getServers(u.name);
     // Servers this plan shares with another unfinished update: they will wait for each other.
     const overlaps = store.overlappingUpdates(u.name);
-    const warnings = overlaps.map(
-      (o) =>
-        `${o.servers.length} of this plan's servers ${o.servers.length === 1 ? 'is' : 'are'} also in update ${o.update} (${o.status}), not finished: ` +
-        `${o.servers.slice(0, 10).join(', ')}${o.servers.length > 10 ? ', …' : ''}. Each server is worked on by one update at a time ` +
-        `(the other waits); if ${o.update} is stale, \`${ctx.cmd(`cancel ${o.update}`)}\``,
-    );
+    const warnings = overlapWarnings(ctx, overlaps);
     const changes = await planChanges(await history, u.commit, servers);
     if (changes.error !== null) {
       warnings.push(`cannot read what the update changes (the commits between the running commits and the target) from ${u.repo}: ${changes.error}; the plan is made without it`);

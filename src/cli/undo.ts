@@ -58,13 +58,14 @@ export async function undoCommand(ctx: CliContext, name: string, opts: { name?: 
   }
 }
 
-function changedSinceOf(sel: UndoSelection): Array<{ server: string; update: string; by: string }> {
+/** `--json`: each server left out, the update of NAME's split it was in, and the later update (and how it ended there) that changed it. */
+function changedSinceOf(sel: UndoSelection): Array<{ server: string; update: string; by: { update: string; status: string } }> {
   return sel.changedSince.map((c) => ({ server: c.server.name, update: c.server.updateName, by: c.by }));
 }
 
 function leftOutNote(sel: UndoSelection): string {
   return (
     `${plural(sel.changedSince.length, 'server')} left out, changed since by another update (undoing ${sel.from.name} there would undo that one too): ` +
-    sel.changedSince.map((c) => `${c.server.name} by ${c.by}`).join(', ')
+    sel.changedSince.map((c) => `${c.server.name} by ${c.by.update} (${c.by.status})`).join(', ')
   );
 }

@@ -23,7 +23,8 @@
  *
  * What the defaults may not hold (NOT_IN_DEFAULTS): what one update covers and targets, which a
  * site-wide file would apply silently to every update: name, servers, inventory, server_types,
- * include, exclude, source.commit, source.version, rollback.commit.
+ * include, exclude, source.commit, source.version, source.min_version, source.stepping_stones
+ * (they belong to one target release), rollback.commit.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -86,6 +87,9 @@ export const NOT_IN_DEFAULTS: readonly KeyPath[] = [
   ['exclude'],
   ['source', 'commit'],
   ['source', 'version'],
+  // the path to one target release: its stepping stones and the oldest version that upgrades to it
+  ['source', 'min_version'],
+  ['source', 'stepping_stones'],
   ['rollback', 'commit'],
 ];
 

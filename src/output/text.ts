@@ -293,7 +293,7 @@ export function planText(u: UpdateRecord, servers: readonly ServerRecord[], chan
   const lines = [
     `${chalk.bold(u.name)}  ${colourStatus(u.status)}`,
     `  target   ${u.commit} (${visibleLine(u.branch)} of ${visibleLine(u.repo)})`,
-    `  created  ${u.createdAt}`,
+    `  created  ${u.createdAt}${u.createdBy ? ` by ${visibleLine(u.createdBy)}` : ''}`,
   ];
   const b = budgetJson(u, budget);
   if (b) {

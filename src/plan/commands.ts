@@ -56,6 +56,12 @@ export interface ShownCommands {
   unknown: string[];
   health: { intervalMs: number; timeoutMs: number; stableForMs: number };
   rollback: { enabled: boolean; commit: string | null; continueAfterRollback: boolean };
+  /**
+   * source.min_version and the stepping stones (commits in full), when the settings have them: a
+   * server below min_version walks the stones first (from a config, whose servers' versions are
+   * not read, the groups show the direct upgrade); absent otherwise
+   */
+  steppingStones?: { minVersion: string; stones: Array<{ version: string; commit: string }> };
   groups: CommandGroup[];
 }
 
@@ -170,6 +176,14 @@ export function showCommands(
     unknown: servers.some((s) => s.fromCommit === 'unknown') ? ['previous_commit'] : [],
     health: { intervalMs: health.intervalMs, timeoutMs: health.timeoutMs, stableForMs: health.stableForMs ?? 0 },
     rollback: { enabled: rollback.enabled, commit: rollback.commit, continueAfterRollback: rollback.continueAfterRollback },
+    ...(settings.versions?.minVersion && (settings.versions.steppingStones ?? []).length > 0
+      ? {
+          steppingStones: {
+            minVersion: settings.versions.minVersion,
+            stones: settings.versions.steppingStones!.map((st) => ({ version: st.version, commit: st.commit })),
+          },
+        }
+      : {}),
     groups: [...groups.values()],
   };
 }

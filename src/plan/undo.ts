@@ -27,7 +27,7 @@ export interface UndoSelection {
   /** the servers put back, each with the commit it goes back to */
   servers: ServerRecord[];
   /** servers NAME changed that another update has worked on since: left out */
-  changedSince: Array<{ server: ServerRecord; by: string }>;
+  changedSince: Array<{ server: ServerRecord; by: { update: string; status: string } }>;
   /**
    * servers NAME changed that did not end `success` (rolled back to a stepping stone or to
    * rollback.commit, left failed or fatal): not undone, listed for a person
@@ -81,7 +81,7 @@ export function selectUndo(store: Store, name: string): UndoSelection {
     const later = store
       .laterWorkOn(s, s.endedAt ?? s.startedAt ?? from.createdAt)
       .find((r) => !names.has(r.updateName) && changedIt(store, r));
-    if (later) changedSince.push({ server: s, by: `${later.updateName} (${later.status})` });
+    if (later) changedSince.push({ server: s, by: { update: later.updateName, status: later.status } });
     else servers.push(s);
   }
   return { from, group, servers, changedSince, notUndone };
@@ -160,7 +160,7 @@ export async function createUndo(
       createdBy: actor(),
     };
     recordPlan(store, input);
-    const left = selection.changedSince.length ? `; left out, changed since: ${selection.changedSince.map((c) => `${c.server.name} by ${c.by}`).join(', ')}` : '';
+    const left = selection.changedSince.length ? `; left out, changed since: ${selection.changedSince.map((c) => `${c.server.name} by ${c.by.update} (${c.by.status})`).join(', ')}` : '';
     store.addEvent(newName, null, 'undo', `undo of ${u.name}: ${plural(selection.servers.length, 'server')} back to their own previous commits${left}`, input.createdBy);
     return { selection, input };
   });

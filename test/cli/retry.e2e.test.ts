@@ -158,8 +158,11 @@ test('retry of a batch while a retry of its split is unfinished is refused: both
   assert.equal((await cli(['split', 'sp', '--batches', '2'], { db })).code, 0);
   const r = await cli(['start', 'sp', 'sp.2'], { db });
   assert.equal(r.code, 1, r.stdout + r.stderr);
+  // another pending plan of s1: the retry warns that they overlap, as plan does
+  assert.equal((await cli(['plan', '-c', fleet.writeConfig({ name: 'hold', include: ['s1'] })], { db })).code, 0);
   const whole = await cli(['retry', 'sp'], { db });
   assert.equal(whole.code, 0, whole.stdout + whole.stderr);
+  assert.match(whole.stderr, /warning: 1 of this plan's servers is also in update hold \(pending\), not finished: s1/);
   assert.deepEqual((await statusJson(db, 'sp-retry')).servers.map((s) => s.name), ['s1', 's2'], 'the retry of the split takes the batch’s server too');
   const batch = await cli(['retry', 'sp.2'], { db });
   assert.equal(batch.code, 2, batch.stdout + batch.stderr);

@@ -105,6 +105,16 @@ test('undo leaves out (and lists) a server another update changed since', async 
   const json = await cli(['--json', 'undo', 'd'], { db });
   assert.equal(json.code, 0, json.stdout + json.stderr);
   assert.equal((JSON.parse(json.stdout) as { undoOf: string }).undoOf, 'd');
+  // c again: every server it changed has been changed since (s1 by d, the others by c's undo), as --json says it
+  const again = await cli(['--json', 'undo', 'c', '--name', 'c-undo-again'], { db });
+  assert.equal(again.code, 0, again.stdout + again.stderr);
+  const cj = JSON.parse(again.stdout) as { undo: unknown; changedSince: unknown };
+  assert.equal(cj.undo, null);
+  assert.deepEqual(cj.changedSince, [
+    { server: 's1', update: 'c', by: { update: 'd', status: 'success' } },
+    { server: 's2', update: 'c', by: { update: 'c-undo', status: 'success' } },
+    { server: 's3', update: 'c', by: { update: 'c-undo', status: 'success' } },
+  ]);
 });
 
 test('a retry of a retry of an undo still sends each server to its own previous commit, not to the undo’s majority commit', async (t) => {

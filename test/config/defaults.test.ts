@@ -174,7 +174,7 @@ servers: [{ name: app1, host: h1 }]
 include: web*
 source: { repo: https://example.com/a.git, branch: master, commit: abcdef1 }
 rollback: { commit: abcdef1 }
-`,
+`.replace('commit: abcdef1 }\nrollback', 'commit: abcdef1, min_version: 1.1.0, stepping_stones: [] }\nrollback'),
     'c.yml': 'servers: [{ name: app1, host: h1 }]\n',
   });
   const e = configError(() => loadConfig(s.at('c.yml'), { env: s.env, defaults: s.at('d.yml') }));
@@ -185,6 +185,8 @@ rollback: { commit: abcdef1 }
       [s.at('d.yml'), 2, 'servers'],
       [s.at('d.yml'), 3, 'include'],
       [s.at('d.yml'), 4, 'source.commit'],
+      [s.at('d.yml'), 4, 'source.min_version'],
+      [s.at('d.yml'), 4, 'source.stepping_stones'],
       [s.at('d.yml'), 5, 'rollback.commit'],
     ],
   );

@@ -327,8 +327,13 @@ test('plan -c FILE --show-commands of a config with stepping stones says which s
   assert.ok(shown.stdout.includes(`reset --hard --quiet ${v['1.3.0']}`), 'the direct hop to the target, as before');
   assert.match(shown.stdout, new RegExp(`servers below source\\.min_version 1\\.1\\.0 first walk the stepping stones 1\\.1\\.0 \\(${v['1.1.0']!.slice(0, 12)}\\)`));
   assert.match(shown.stdout, /plan --show-commands NAME/);
+  const json = await cli(['--json', 'plan', '-c', config, '--show-commands'], { db });
+  assert.equal(json.code, 0, json.stderr);
+  assert.deepEqual((JSON.parse(json.stdout) as ShownCommands).steppingStones, { minVersion: '1.1.0', stones: [{ version: '1.1.0', commit: v['1.1.0'] }] });
   // a config without stones says nothing of them
   const plain = await cli(['plan', '-c', fleet.writeConfig({ name: 'plain', source: { branch: 'v1.3.0' } }), '--show-commands'], { db });
   assert.equal(plain.code, 0, plain.stdout + plain.stderr);
   assert.doesNotMatch(plain.stdout, /stepping stone/);
+  const plainJson = await cli(['--json', 'plan', '-c', fleet.writeConfig({ name: 'plain', source: { branch: 'v1.3.0' } }), '--show-commands'], { db });
+  assert.equal((JSON.parse(plainJson.stdout) as ShownCommands).steppingStones, undefined);
 });
