@@ -343,6 +343,40 @@ const crashScenarios: CrashScenario[] = [
   },
 ];
 
+/**
+ * The first executor, on its own connection to the database (as a process of its own), run until
+ * it dies at remote command `k`: before it is sent, or (`landed`) once it ran. A dead process
+ * sends and writes nothing more.
+ */
+async function killAt(file: string, fake: FakeTransport, k: number, landed: boolean, at: string): Promise<{ crashedOn: string; clock: ReturnType<typeof virtualClock> }> {
+  const first = new Store(file);
+  let sent = 0;
+  let dead = false;
+  let crashedOn = '';
+  fake.intercept = async (server, command, next) => {
+    if (dead) return new Promise<never>(() => {});
+    if (++sent < k) return next();
+    crashedOn = `${server}: ${command}`;
+    if (landed) await next();
+    dead = true;
+    first.close();
+    return new Promise<never>(() => {});
+  };
+  const clock = virtualClock();
+  let settled = false;
+  void runUpdate(deps(first, fake, clock), 'u', { mode: 'start' })
+    .catch(() => {})
+    .finally(() => (settled = true));
+  while (!dead && !settled) await new Promise((r) => setImmediate(r));
+  assert.ok(dead, `${at}: the first executor ended without sending command ${k}`);
+  return { crashedOn, clock };
+}
+
+/** What the database says at the instant of death: the lease names a process that is gone. */
+function leaseOfTheDead(store: Store): void {
+  store.db.prepare('UPDATE updates SET lease_pid = 2147483646, lease_pid_start = NULL WHERE name = ?').run('u');
+}
+
 function crashSetup(t: TestContext, scenario: CrashScenario) {
   const store = setup(t, ['s1', 's2', 's3']);
   store.db.prepare('UPDATE updates SET settings_json = ?').run(JSON.stringify({ ...settings, rollback: scenario.rollback }));
@@ -378,32 +412,12 @@ for (const scenario of crashScenarios) {
       for (const landed of [false, true]) {
         const at = `crash at command ${k}/${total} (${landed ? 'after it ran' : 'before it ran'})`;
         const { store, fake, file } = crashSetup(t, scenario);
-        // The first executor, on its own connection to the database, as a process of its own.
-        const first = new Store(file);
-        let sent = 0;
-        let dead = false;
-        let crashedOn = '';
-        fake.intercept = async (server, command, next) => {
-          if (dead) return new Promise<never>(() => {}); // a dead process sends nothing more
-          if (++sent < k) return next();
-          crashedOn = `${server}: ${command}`;
-          if (landed) await next();
-          dead = true;
-          first.close(); // nothing more is written by it either
-          return new Promise<never>(() => {});
-        };
-        const clock = virtualClock();
-        let settled = false;
-        void runUpdate(deps(first, fake, clock), 'u', { mode: 'start' })
-          .catch(() => {})
-          .finally(() => (settled = true));
-        while (!dead && !settled) await new Promise((r) => setImmediate(r));
-        assert.ok(dead, `${at}: the first executor ended without sending command ${k}`);
+        const { crashedOn, clock } = await killAt(file, fake, k, landed, at);
 
-        // What the database says at the instant of death; the lease names a process that is gone.
+        // What the database says at the instant of death.
         const finishedBefore = store.getServers('u').filter((s) => s.status !== 'pending' && s.status !== 'running').map((s) => s.name);
         const logsBefore = new Map([...fake.servers].map(([name, s]) => [name, s.log.length]));
-        store.db.prepare('UPDATE updates SET lease_pid = 2147483646, lease_pid_start = NULL WHERE name = ?').run('u');
+        leaseOfTheDead(store);
 
         fake.intercept = null;
         const taken = await runUpdate(deps(store, fake, clock), 'u', { mode: 'start' });
@@ -520,32 +534,13 @@ for (const scenario of pathScenarios) {
       for (const landed of [false, true]) {
         const at = `crash at command ${k}/${total} (${landed ? 'after it ran' : 'before it ran'})`;
         const { store, fake, file } = pathSetup(t, scenario);
-        const first = new Store(file);
-        let sent = 0;
-        let dead = false;
-        let crashedOn = '';
-        fake.intercept = async (server, command, next) => {
-          if (dead) return new Promise<never>(() => {});
-          if (++sent < k) return next();
-          crashedOn = `${server}: ${command}`;
-          if (landed) await next();
-          dead = true;
-          first.close();
-          return new Promise<never>(() => {});
-        };
-        const clock = virtualClock();
-        let settled = false;
-        void runUpdate(deps(first, fake, clock), 'u', { mode: 'start' })
-          .catch(() => {})
-          .finally(() => (settled = true));
-        while (!dead && !settled) await new Promise((r) => setImmediate(r));
-        assert.ok(dead, `${at}: the first executor ended without sending command ${k}`);
+        const { crashedOn, clock } = await killAt(file, fake, k, landed, at);
 
         const finishedBefore = store.getServers('u').filter((s) => s.status !== 'pending' && s.status !== 'running').map((s) => s.name);
         const logsBefore = new Map([...fake.servers].map(([name, s]) => [name, s.log.length]));
         // the stone verified (the hop event, or hop 2 begun) before the crash
         const stoneVerified = statusOf(store, 's1').hop === 1 || store.getEvents('u').some((e) => e.serverName === 's1' && e.kind === 'hop');
-        store.db.prepare('UPDATE updates SET lease_pid = 2147483646, lease_pid_start = NULL WHERE name = ?').run('u');
+        leaseOfTheDead(store);
 
         fake.intercept = null;
         const taken = await runUpdate(deps(store, fake, clock), 'u', { mode: 'start' });
