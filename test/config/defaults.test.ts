@@ -12,8 +12,8 @@ import { fileURLToPath } from 'node:url';
 import { chooseDefaults, mergeLayers, type Origin } from '../../src/config/defaults.js';
 import { loadConfig, loadEffectiveConfig, parseYaml, type EffectiveConfig } from '../../src/config/load.js';
 import { formatKeyPath } from '../../src/config/validate.js';
-import { ConfigError, EXIT } from '../../src/errors.js';
 import { makeTempDir } from '../helpers/tmp.js';
+import { configError } from './helpers.js';
 
 /** A folder with a HOME (known_hosts in it), a site/ folder and the files given, relative to the folder. */
 function setup(files: Record<string, string>): { dir: string; home: string; env: NodeJS.ProcessEnv; at: (f: string) => string } {
@@ -28,16 +28,6 @@ function setup(files: Record<string, string>): { dir: string; home: string; env:
   return { dir, home, env: { HOME: home, USER: 'tester' }, at: (f) => path.join(dir, f) };
 }
 
-function configError(fn: () => unknown): ConfigError {
-  try {
-    fn();
-  } catch (e) {
-    assert.ok(e instanceof ConfigError, `expected a ConfigError, got ${String(e)}`);
-    assert.equal(e.exitCode, EXIT.usage);
-    return e;
-  }
-  assert.fail('expected a ConfigError');
-}
 
 function originsOf(eff: EffectiveConfig): Record<string, Origin> {
   return Object.fromEntries(eff.origins.map(([p, o]) => [formatKeyPath(p), o]));

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import type { ConfigProblem } from '../../src/errors.js';
+import { ConfigError, EXIT, type ConfigProblem } from '../../src/errors.js';
 import type { Config } from '../../src/config/types.js';
 import { validateConfig, type ValidateContext } from '../../src/config/validate.js';
 
@@ -56,4 +56,16 @@ export function problems(raw: unknown, c: ValidateContext = ctx()): ConfigProble
   const r = validateConfig(raw, c);
   if ('config' in r) assert.fail('expected problems, the config was accepted');
   return r.problems;
+}
+
+/** The ConfigError (exit 2) `fn` throws; fails the test when it throws nothing or something else. */
+export function configError(fn: () => unknown): ConfigError {
+  try {
+    fn();
+  } catch (e) {
+    assert.ok(e instanceof ConfigError, `expected a ConfigError, got ${String(e)}`);
+    assert.equal(e.exitCode, EXIT.usage);
+    return e;
+  }
+  assert.fail('expected a ConfigError');
 }

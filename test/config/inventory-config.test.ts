@@ -8,10 +8,10 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { ConfigError, EXIT } from '../../src/errors.js';
 import { loadConfig } from '../../src/config/load.js';
 import type { Config } from '../../src/config/types.js';
 import { selectServers } from '../../src/plan/plan.js';
+import { configError } from './helpers.js';
 
 const AGENT = `source:
   repo: https://github.com/example/agent
@@ -40,16 +40,6 @@ function setup(config: string, files: Record<string, string> = {}): { dir: strin
   return { dir, home, file, load: () => loadConfig(file, { env: { HOME: home, USER: 'op' } }) };
 }
 
-function configError(fn: () => unknown): ConfigError {
-  try {
-    fn();
-  } catch (e) {
-    assert.ok(e instanceof ConfigError, `expected a ConfigError, got ${String(e)}`);
-    assert.equal(e.exitCode, EXIT.usage);
-    return e;
-  }
-  assert.fail('expected a ConfigError');
-}
 
 const INI = `[web]
 web1 ansible_host=10.0.0.1

@@ -4,9 +4,10 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ConfigError, EXIT } from '../../src/errors.js';
+import { EXIT } from '../../src/errors.js';
 import { loadConfig, loadConfigText, parseYaml } from '../../src/config/load.js';
 import { selectServers } from '../../src/plan/plan.js';
+import { configError } from './helpers.js';
 
 const PLANS = fileURLToPath(new URL('../../../plans/', import.meta.url));
 
@@ -29,15 +30,6 @@ function setup(yaml: string): { dir: string; home: string; file: string; env: No
   return { dir, home, file, env: { HOME: home, USER: 'tester' } };
 }
 
-function configError(fn: () => unknown): ConfigError {
-  try {
-    fn();
-  } catch (e) {
-    assert.ok(e instanceof ConfigError, `expected a ConfigError, got ${String(e)}`);
-    return e;
-  }
-  assert.fail('expected a ConfigError');
-}
 
 const GOOD = `source:
   repo: https://github.com/example/agent
