@@ -130,21 +130,12 @@ export async function createPlan(deps: PlanDeps, config: Config, opts: PlanOptio
 
 /**
  * Everything a new update is planned from, whatever made it: `plan` (a config), `auto` (the
- * same), `retry` (another update's stored settings and some of its servers). `probeWith` is what
- * probeServer reads (ssh, agent commands, the version bounds).
+ * same), `retry` and `undo` (another update's stored settings and some of its servers): the
+ * update as Store.createUpdate records it, and `probeWith`, what probeServer reads (ssh, agent
+ * commands, the version bounds).
  */
-export interface PlanInput {
-  name: string;
-  repo: string;
-  branch: string;
-  commit: string;
-  configFile: string | null;
-  settings: RolloutSettings;
-  testStopAfter: number;
-  servers: NewUpdate['servers'];
+export interface PlanInput extends NewUpdate {
   probeWith: Parameters<typeof probeServer>[1];
-  retryOf?: string | null;
-  undoOf?: string | null;
   createdBy: string;
 }
 
@@ -166,19 +157,8 @@ export function planInput(config: Config, name: string, commit: string, rollback
 
 /** Write the update as `planning` with its servers `pending` (one transaction; may be inside the caller's). */
 export function recordPlan(store: Store, input: PlanInput): UpdateRecord {
-  return store.createUpdate({
-    name: input.name,
-    repo: input.repo,
-    branch: input.branch,
-    commit: input.commit,
-    configFile: input.configFile,
-    settings: input.settings,
-    testStopAfter: input.testStopAfter,
-    servers: input.servers,
-    retryOf: input.retryOf ?? null,
-    undoOf: input.undoOf ?? null,
-    createdBy: input.createdBy,
-  });
+  const { probeWith: _probeWith, ...update } = input;
+  return store.createUpdate(update);
 }
 
 /**
