@@ -10,7 +10,7 @@ import { currentCommit, readDeployCount } from '../../src/sim/agent.js';
 import { Store } from '../../src/store/store.js';
 import { byName, cli, sharedFleet, spawnCli, statusJson } from '../helpers/cli.js';
 import { heldInVerify, openGate } from '../helpers/gates.js';
-import { waitForStore as waitFor } from '../helpers/db.js';
+import { updatesOf, waitForStore as waitFor } from '../helpers/db.js';
 
 const fleetFor = sharedFleet({ servers: 3, unreachable: 1 });
 
@@ -33,14 +33,6 @@ function snapshot(db: string): string {
   }
 }
 
-function updatesOf(db: string): string[] {
-  const store = new Store(db);
-  try {
-    return store.listUpdates().map((u) => u.name);
-  } finally {
-    store.close();
-  }
-}
 
 function autoRuns(db: string) {
   const store = new Store(db);

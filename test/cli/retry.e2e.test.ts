@@ -7,10 +7,10 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { currentCommit, readDeployCount } from '../../src/sim/agent.js';
-import { Store } from '../../src/store/store.js';
 import type { Fleet } from '../fleet/fleet.js';
 import { byName, cli, cliStatusJson, sharedFleet, statusJson } from '../helpers/cli.js';
 import { openGate } from '../helpers/gates.js';
+import { updatesOf } from '../helpers/db.js';
 
 const fleetFor = sharedFleet({ servers: 3, unreachable: 1 });
 
@@ -31,14 +31,6 @@ function brokenAt(target: string): Record<string, unknown> {
   };
 }
 
-function updatesOf(db: string): string[] {
-  const store = new Store(db);
-  try {
-    return store.listUpdates().map((u) => u.name);
-  } finally {
-    store.close();
-  }
-}
 
 async function planAndStart(fleet: Fleet, overrides: Record<string, unknown>, name: string) {
   const db = join(fleet.root, 'plan.db');

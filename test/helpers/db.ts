@@ -35,3 +35,8 @@ export function withStore<T>(db: string, f: (store: Store) => T): T {
     store.close();
   }
 }
+
+/** The names of every update in `db`, oldest first. */
+export function updatesOf(db: string): string[] {
+  return withStore(db, (store) => store.listUpdates().map((u) => u.name));
+}
