@@ -2,7 +2,7 @@ import chalk from 'chalk';
 import type { EventRecord, ServerRecord, StepRecord, UpdateRecord } from '../store/store.js';
 import { budgetJson, countsOf, versionsJson } from './status-json.js';
 import { holderIsDead } from '../rollout/lease.js';
-import { hopOf } from '../rollout/phases.js';
+import { finalTarget, hopOf } from '../rollout/phases.js';
 import { plural } from '../util/plural.js';
 import { suggest } from '../util/suggest.js';
 import { visibleLine, visibleText } from './visible.js';
@@ -314,7 +314,7 @@ export function planText(u: UpdateRecord, servers: readonly ServerRecord[], chan
       s.status === 'skipped'
         ? `${short(s.fromCommit)} (at the target)`
         : s.status === 'pending'
-          ? `${short(s.fromCommit)} → ${short(s.path?.at(-1)?.commit ?? u.commit)}${via}`
+          ? `${short(s.fromCommit)} → ${short(finalTarget(s, u.commit))}${via}`
           : short(s.fromCommit);
     rows.push([
       s.name,

@@ -11,6 +11,7 @@ import { select } from '../config/select.js';
 import { plural } from '../util/plural.js';
 import { actor } from '../util/actor.js';
 import { describeOwner, parseOwner, readScript, splitLockOutput } from '../rollout/remote-lock.js';
+import { finalTarget } from '../rollout/phases.js';
 import { checkCeiling, classOf, pathFor, probeScript, readVersion, splitProbe } from './versions.js';
 
 export interface PlanOptions {
@@ -289,14 +290,14 @@ export async function probeServer(
     if (verdict.kind === 'none') versionError = verdict.reason;
     else if (verdict.kind === 'path') path = verdict.hops;
   }
-  const finalTarget = path?.at(-1)?.commit ?? target;
+  const endsAt = finalTarget({ path }, target);
   // A refresh of a plan made with --only: a server of another class is not this update's to touch.
   const only = config.versions.only ?? null;
   if (again && error === null && versionError === null && only !== null && cls !== null && cls !== only) {
     versionError = `class ${cls}, not ${only} (plan --only ${only})`;
   }
   const status =
-    error !== null ? 'unreachable' : versionError !== null ? 'excluded' : commit === finalTarget && lockedBy === null ? 'skipped' : 'pending';
+    error !== null ? 'unreachable' : versionError !== null ? 'excluded' : commit === endsAt && lockedBy === null ? 'skipped' : 'pending';
   if (lockedBy !== null) store.addEvent(s.updateName, s.name, 'locked', `locked by ${lockedBy} when probed; start re-checks it under the lock`);
   if (status !== 'unreachable') store.setProbedVersion(s.id, version, cls);
   const reason = status === 'excluded' ? versionError : error;
@@ -306,7 +307,7 @@ export async function probeServer(
       const ended = status === 'skipped' || status === 'excluded';
       store.setServerStatus(s.id, status, {
         fromCommit: commit,
-        toCommit: status === 'skipped' ? finalTarget : null,
+        toCommit: status === 'skipped' ? endsAt : null,
         error: status === 'excluded' ? reason : null,
         endedAt: ended ? deps.clock.now().toISOString() : null,
         path: status === 'pending' ? path : s.path ?? null,
@@ -318,7 +319,7 @@ export async function probeServer(
   } else {
     store.setServerStatus(s.id, status, {
       fromCommit: commit,
-      toCommit: status === 'skipped' ? finalTarget : null,
+      toCommit: status === 'skipped' ? endsAt : null,
       error: reason,
       endedAt: deps.clock.now().toISOString(),
     });
