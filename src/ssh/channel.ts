@@ -26,6 +26,7 @@
 import { randomBytes } from 'node:crypto';
 import type { ClientChannel } from 'ssh2';
 import { shellQuote } from '../util/shell.js';
+import { PROCESS_TREE_SH } from './remote-run.js';
 
 /** The per-command timer (`sh -c TIMER agent-update-timer SECONDS LOOP_PID`): USR1 to the loop at the timeout. */
 const TIMER = 'i=0; while [ "$i" -lt "$1" ]; do sleep 1; i=$((i+1)); done; kill -USR1 "$2"';
@@ -35,10 +36,7 @@ const LOOP = [
   'IFS= read -r tok || exit 0',
   "N='\n'",
   'exec 3<&0',
-  // every descendant of pid $1 (and $1), from one ps: children found by walking the parents up
-  `tree() { ps -A -o pid= -o ppid= 2>/dev/null | awk -v r="$1" '{ p[$1] = $2 } END { print r; for (x in p) { y = x; n = 0; while (y != r && (y in p) && n++ < 100) y = p[y]; if (y == r && x != r) print x } }'; }`,
-  // the whole tree at once, frozen first so it cannot fork meanwhile; TERM, then KILL what is left
-  'stop() { k=$(tree "$1"); kill -STOP $k 2>/dev/null; kill -TERM $k 2>/dev/null; kill -CONT $k 2>/dev/null; sleep 1; kill -KILL $k 2>/dev/null; }',
+  ...PROCESS_TREE_SH,
   "trap 'why=timeout' USR1",
   "trap 'why=hangup' USR2",
   `printf '%s ready\\n' "$tok"`,

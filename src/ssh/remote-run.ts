@@ -21,13 +21,23 @@ import { shellQuote } from '../util/shell.js';
 
 export const RUN_PREFIX = 'agent-update-run: ';
 
-/** The supervisor's body (run with `sh -c BODY agent-update-run SECONDS COMMAND`). */
-const SUPERVISOR = [
-  't=$1; c=$2; why=',
+/**
+ * The POSIX sh functions every script that kills a command uses (the supervisor, the command
+ * loop, the fencing's takeover of a command in flight): `tree PID` prints PID and every
+ * descendant of it, from one `ps`; `stop PID` stops that whole tree (frozen first so it cannot
+ * fork meanwhile; TERM, then KILL what is left a second later).
+ */
+export const PROCESS_TREE_SH = [
   // every descendant of pid $1 (and $1), from one ps: children found by walking the parents up
   `tree() { ps -A -o pid= -o ppid= 2>/dev/null | awk -v r="$1" '{ p[$1] = $2 } END { print r; for (x in p) { y = x; n = 0; while (y != r && (y in p) && n++ < 100) y = p[y]; if (y == r && x != r) print x } }'; }`,
   // the whole tree at once, frozen first so it cannot fork meanwhile; TERM, then KILL what is left
   'stop() { k=$(tree "$1"); kill -STOP $k 2>/dev/null; kill -TERM $k 2>/dev/null; kill -CONT $k 2>/dev/null; sleep 1; kill -KILL $k 2>/dev/null; }',
+];
+
+/** The supervisor's body (run with `sh -c BODY agent-update-run SECONDS COMMAND`). */
+const SUPERVISOR = [
+  't=$1; c=$2; why=',
+  ...PROCESS_TREE_SH,
   // the watchdogs only tell this shell (a trapped signal ends `wait` at once); it does the killing
   "trap 'why=timeout' USR1",
   "trap 'why=hangup' USR2",
