@@ -40,10 +40,35 @@ export function describeHolder(l: Lease): string {
   return `pid ${l.pid} on ${l.host} since ${l.since} (last heartbeat ${l.heartbeat})`;
 }
 
-/** A holder is dead when it was on this host and its process is gone, or it stopped heartbeating. */
+/**
+ * A holder is dead when it is proven gone. On this host that is its process: gone (or the pid
+ * reused by another process) is dead, alive is busy whatever its heartbeat says (a process
+ * stopped with Ctrl-Z or SIGSTOP beats no more, yet continued it would go on). On another host
+ * nothing can be looked at, so a heartbeat older than LEASE_STALE_MS decides; a wrong guess is
+ * made harmless by the fencing token every remote command checks (remote-lock.ts).
+ */
 export function holderIsDead(l: Lease, now: Date, myHost = hostname()): boolean {
-  if (l.host === myHost && !processAlive(l.pid, l.pidStart)) return true;
-  return now.getTime() - Date.parse(l.heartbeat) > LEASE_STALE_MS;
+  if (l.host === myHost) return !processAlive(l.pid, l.pidStart);
+  return silentFor(l, now) > LEASE_STALE_MS;
+}
+
+/** How long since the holder's last heartbeat, in ms. */
+export function silentFor(l: Pick<Lease, 'heartbeat'>, now: Date): number {
+  return now.getTime() - Date.parse(l.heartbeat);
+}
+
+/**
+ * The holder as a person should read it: who, and, when it has not beaten for a while, that it
+ * may be stopped (on this host: `kill -CONT` it, or end it).
+ */
+export function describeLiveHolder(l: Lease, now: Date, myHost = hostname()): string {
+  const base = describeHolder(l);
+  const silent = silentFor(l, now);
+  if (silent <= HEARTBEAT_MS * 5) return base;
+  const secs = Math.round(silent / 1000);
+  return l.host === myHost
+    ? `${base}; it has not beaten for ${secs}s although its process is alive: stopped? (Ctrl-Z, SIGSTOP) continue it with \`kill -CONT ${l.pid}\`, or end it with \`kill ${l.pid}\`, then try again`
+    : `${base}; it has not beaten for ${secs}s (taken over as dead after ${LEASE_STALE_MS / 1000}s)`;
 }
 
 export interface HeldLease {
@@ -72,7 +97,7 @@ export function acquireLease(store: Store, update: string, onLost: () => void, n
   );
   if (!result.ok) {
     throw new BusyError(
-      `update ${update} is being executed by ${describeHolder(result.holder)}; ` +
+      `update ${update} is being executed by ${describeLiveHolder(result.holder, now())}; ` +
         `watch it with \`${suggest(`status ${update} --watch`)}\` or ask it to stop with \`${suggest(`pause ${update}`)}\``,
     );
   }

@@ -1,7 +1,8 @@
 /**
- * The lock on the server itself: one file, `$HOME/.agent-update.lock`, that says which update of
- * which plan database is working on this account's agent. It keeps two executors with different
- * databases (two operators, two machines) off one agent, which the database alone cannot.
+ * The lock on the server itself: one file, `$HOME/.agent-update.lock`, that says which executor
+ * of which update of which plan database is working on this account's agent. It keeps two
+ * executors off one agent however they reach it (two databases, two names for one machine, a
+ * copy of the database), which the database alone cannot.
  *
  * Taken atomically with a POSIX shell and nothing else: the owner's lines are written to a file
  * of our own, then hard-linked to the lock's name (`ln` fails when the name exists, and the
@@ -9,13 +10,28 @@
  * `agent.version_command`, in the same remote command: one round trip takes the lock and
  * re-checks the commit, and the version command runs only when the lock is ours.
  *
+ * **The fencing token.** The lock holds the token of the executor's claim (its lease token: a
+ * random id per executor run, never reused, neither the database id nor a pid). Every command
+ * the executor sends afterwards runs under `fenced()`: in the same round trip, on the server,
+ * the command runs only if the lock still holds *its* token. An executor that lost its claim
+ * (frozen and taken over, cut off by a partition, running from a copy of the database) can
+ * run nothing more there (Chubby's sequencers; Kleppmann's fencing tokens).
+ *
+ * **The command in flight.** `fenced()` also keeps a record of the command while it runs,
+ * `$HOME/.agent-update.run.PID` (its token, the start time of PID, its timeout), written before
+ * the token is checked and removed when it ends. Whoever takes the lock reads the records after
+ * writing the lock, so of two racing executors one is fenced or the other sees its record (the
+ * order of the file system's writes, as in Dekker's algorithm). A record whose process is alive
+ * keeps everyone (its own executor reconnecting too) from starting a command beside it: the
+ * scripts stop with `inflight` and the executor waits for it (waitScript), then kills it.
+ *
  * Who may take a lock that exists:
- * - the same update of the same database (`update=` and `db=` lines match): a takeover after a
- *   crash, or a retry; the owner lines are rewritten with the new pid;
+ * - the executor whose token it holds (a re-check after a reconnect, a prepare's lock);
  * - anybody, when the caller names the exact content it judged stale (`stale`), which it does
- *   only for a lock of its own database whose update is no longer working on the server;
+ *   only when the holder is proven gone (rollout/run.ts judgeLock);
  * - nobody else: the script prints the owner and exits 75 before the version command runs.
  */
+import { PROCESS_TREE_SH } from '../ssh/remote-run.js';
 import { shellQuote } from '../util/shell.js';
 
 export const LOCK_FILE = '.agent-update.lock';
@@ -28,8 +44,12 @@ export interface LockOwner {
   update: string;
   /** the plan database's identity (a UUID kept in it) */
   db: string;
+  /** the fencing token: the claiming executor's lease token */
+  token: string;
   host: string;
   pid: number;
+  /** the executor process's start time (lease.ts processStartTime), so a reused pid is not it */
+  pidStart: string | null;
   /** ISO 8601, when the lock was taken */
   since: string;
   /** the plan database's path, for a person reading the lock */
@@ -38,7 +58,9 @@ export interface LockOwner {
 
 /** The lock file's content: `key=value` lines, in this order. */
 export function ownerText(o: LockOwner): string {
-  const lines = ['agent-update-lock v1', `update=${o.update}`, `db=${o.db}`, `host=${o.host}`, `pid=${o.pid}`, `since=${o.since}`];
+  const lines = ['agent-update-lock v2', `update=${o.update}`, `db=${o.db}`, `token=${o.token}`, `host=${o.host}`, `pid=${o.pid}`];
+  if (o.pidStart) lines.push(`pid_start=${o.pidStart}`);
+  lines.push(`since=${o.since}`);
   if (o.dbPath) lines.push(`db_path=${o.dbPath}`);
   for (const l of lines) if (/[\n\r\0]/.test(l)) throw new Error(`a lock owner field cannot contain a line break: ${JSON.stringify(l)}`);
   return lines.join('\n');
@@ -56,8 +78,10 @@ export function parseOwner(text: string): Partial<LockOwner> & { raw: string } {
     raw: text,
     update: fields.update,
     db: fields.db,
+    token: fields.token,
     host: fields.host,
     pid,
+    pidStart: fields.pid_start ?? null,
     since: fields.since,
     dbPath: fields.db_path,
   };
@@ -75,32 +99,166 @@ export const LOCK_SCRIPT_END = ': agent-update-lock end';
 const say = (word: string) => `echo ${shellQuote(LOCK_PREFIX + word)}`;
 const sayFile = (word: string) => `sed ${shellQuote(`s/^/${LOCK_PREFIX}${word} /`)} ${L} 2>/dev/null`;
 
-/** true when the lock file names this update of this database (grep -x: whole lines, -F: fixed strings) */
-function ours(o: LockOwner): string {
+/** true when the lock file holds `token` (grep -x: whole lines, -F: fixed strings) */
+function holds(token: string): string {
+  return `grep -qxF ${shellQuote(`token=${token}`)} ${L} 2>/dev/null`;
+}
+
+/** true when the lock file names this update of this database, whoever's token it holds */
+function ourUpdate(o: LockOwner): string {
   return `grep -qxF ${shellQuote(`update=${o.update}`)} ${L} 2>/dev/null && grep -qxF ${shellQuote(`db=${o.db}`)} ${L} 2>/dev/null`;
 }
 
+/** The record of a command in flight: `RUN_FILE` + the pid of the shell that runs it. */
+export const RUN_FILE = '.agent-update.run.';
+/** exit status of a fenced command that was not run: the lock no longer holds its token */
+export const FENCED_EXIT = 76;
+/** exit status of a script that found a command of an earlier run still in flight */
+export const INFLIGHT_EXIT = 77;
+
+/**
+ * POSIX sh functions for the records of commands in flight, with no process forked for a look:
+ * `st PID` sets `_s` to the start time of PID (field 22 of /proc/PID/stat, in clock ticks since
+ * boot; empty where there is no /proc) and `_z` to its state, `up PID START`, `busy MINE` prints an `inflight` line for every record
+ * but MINE whose process is alive (a record without a start time: by its pid alone) and removes
+ * the others (left by a command killed with its shell); returns 1 when one is alive.
+ */
+const INFLIGHT_SH = [
+  `st() { _s=; _z=; [ -r "/proc/$1/stat" ] || return 0; read -r _s 2>/dev/null <"/proc/$1/stat" || { _s=; return 0; }; _s=\${_s##*") "}; set -f; set -- $_s; set +f; _z=$1; if [ $# -ge 20 ]; then shift 19; _s=$1; else _s=; fi; }`,
+  // up PID START: PID is the process that started at START (any, when START is empty), and not a zombie
+  'up() { kill -0 "$1" 2>/dev/null && st "$1" && [ "$_z" != Z ] && { [ -z "$2" ] || [ "$_s" = "$2" ]; }; }',
+  'busy() {',
+  '  _b=0',
+  `  for _f in "$HOME"/${RUN_FILE}*; do`,
+  '    [ -f "$_f" ] && [ "$_f" != "$1" ] || continue',
+  '    _p=${_f##*.}',
+  "    case $_p in ''|*[!0-9]*) continue ;; esac",
+  '    _t=; _o=; _n=',
+  '    while IFS== read -r _k _v; do case $_k in token) _t=$_v ;; start) _o=$_v ;; seconds) _n=$_v ;; esac; done 2>/dev/null <"$_f"',
+  '    if up "$_p" "$_o"; then',
+  `      echo "${LOCK_PREFIX}inflight pid=$_p start=$_o seconds=$_n token=$_t"; _b=1`,
+  '    else rm -f "$_f"; fi',
+  '  done',
+  '  return $_b',
+  '}',
+];
+
 /**
  * Take the lock for `owner`, or stop (exit 75) printing who holds it. `stale`: the exact content
- * of a lock the caller has judged stale, which may then be replaced.
+ * of a lock the caller has judged stale, which may then be replaced. Once the lock is ours, a
+ * command of an earlier run still in flight stops it too (exit 77, `inflight` lines), before the
+ * command that follows (the version command) runs.
  */
 export function acquireScript(owner: LockOwner, stale?: string): string {
   const tmp = `${L}.$$`;
   const lines = [
     `printf '%s\\n' ${shellQuote(ownerText(owner))} > ${tmp} || { ${say('error cannot write the lock file')}; exit ${LOCK_HELD_EXIT}; }`,
     `if ln ${tmp} ${L} 2>/dev/null; then rm -f ${tmp}; ${say('acquired')}`,
-    `elif ${ours(owner)}; then ${sayFile('was')}; mv -f ${tmp} ${L} && ${say('reentered')}`,
+    `elif ${holds(owner.token)}; then rm -f ${tmp}; ${say('reentered')}`,
   ];
   if (stale !== undefined) {
     lines.push(`elif [ "$(cat ${L} 2>/dev/null)" = ${shellQuote(stale)} ]; then ${sayFile('was')}; mv -f ${tmp} ${L} && ${say('cleared-stale')}`);
   }
-  lines.push(`else rm -f ${tmp}; ${say('held')}; ${sayFile('by')}; exit ${LOCK_HELD_EXIT}; fi`, LOCK_SCRIPT_END);
+  lines.push(`else rm -f ${tmp}; ${say('held')}; ${sayFile('by')}; exit ${LOCK_HELD_EXIT}; fi`);
+  lines.push(...INFLIGHT_SH, `busy '' || exit ${INFLIGHT_EXIT}`, LOCK_SCRIPT_END);
   return lines.join('\n');
 }
 
-/** Remove the lock if it is `owner`'s (this update of this database); say which. */
+/**
+ * Remove the lock if it holds `owner`'s token; say which. A lock of the same update and
+ * database under another token (an earlier executor's, or a copy's) is shown (`foreign`), for
+ * the caller to judge and clear with clearScript.
+ */
 export function releaseScript(owner: LockOwner): string {
-  return [`if ${ours(owner)}; then rm -f ${L} && ${say('released')}; else ${say('not-ours')}; fi`, LOCK_SCRIPT_END].join('\n');
+  return [
+    `if ${holds(owner.token)}; then rm -f ${L} && ${say('released')}; elif ${ourUpdate(owner)}; then ${say('foreign')}; ${sayFile('by')}; else ${say('not-ours')}; fi`,
+    LOCK_SCRIPT_END,
+  ].join('\n');
+}
+
+/** The body of fenced(): `sh -c FENCE agent-update-fence TOKEN SECONDS COMMAND`. */
+const FENCE = [
+  'k=$1; n=$2; c=$3',
+  'L="$HOME/.agent-update.lock"',
+  `r="$HOME/${RUN_FILE}$$"`,
+  ...INFLIGHT_SH,
+  // the record first, then the token: see the header for why this order
+  'st $$',
+  `printf 'token=%s\\nstart=%s\\nseconds=%s\\n' "$k" "$_s" "$n" >"$r" || { echo "${LOCK_PREFIX}not-run $k error cannot write $r"; exit ${FENCED_EXIT}; }`,
+  'ok=',
+  'if [ -f "$L" ]; then while IFS= read -r _l; do [ "$_l" = "token=$k" ] && ok=1; done 2>/dev/null <"$L"; fi',
+  `if [ -z "$ok" ]; then rm -f "$r"; echo "${LOCK_PREFIX}not-run $k fenced"; sed 's/^/${LOCK_PREFIX}by /' "$L" 2>/dev/null; exit ${FENCED_EXIT}; fi`,
+  `busy "$r" || { rm -f "$r"; echo "${LOCK_PREFIX}not-run $k inflight"; exit ${INFLIGHT_EXIT}; }`,
+  '"${SHELL:-/bin/sh}" -c "$c"',
+  's=$?',
+  'rm -f "$r"',
+  'exit $s',
+].join('\n');
+
+/** The marker fenced() commands start with, for tests' fake servers and the journal. */
+export const FENCE_ARGV0 = 'agent-update-fence';
+
+/**
+ * `command` to run only while the lock holds `token`, checked on the server in the same round
+ * trip, with a record of it while it runs (see the header). `seconds`: its timeout, recorded for
+ * whoever must wait for it. When it does not run, stdout says why on lines starting with
+ * `agent-update-lock: ` (notRunOf), and the status is FENCED_EXIT or INFLIGHT_EXIT.
+ */
+export function fenced(command: string, token: string, seconds: number): string {
+  if (!/^[A-Za-z0-9-]+$/.test(token)) throw new Error(`a fencing token must be letters, digits and dashes: ${JSON.stringify(token)}`);
+  return `exec sh -c ${shellQuote(FENCE)} ${FENCE_ARGV0} ${token} ${Math.max(0, Math.floor(seconds))} ${shellQuote(command)}`;
+}
+
+/** A command in flight on the server, as its record says. */
+export interface InFlight {
+  pid: number;
+  /** its start time (clock ticks since boot), '' when unknown */
+  start: string;
+  /** its timeout in seconds (0: none) */
+  seconds: number;
+  token: string;
+}
+
+function inflightOf(lines: string[]): InFlight[] {
+  const out: InFlight[] = [];
+  for (const l of lines) {
+    const m = /^inflight pid=(\d+) start=(\d*) seconds=(\d*) token=(.*)$/.exec(l);
+    if (m) out.push({ pid: Number(m[1]), start: m[2]!, seconds: Number(m[3] || 0), token: m[4]! });
+  }
+  return out;
+}
+
+/**
+ * Why a fenced() command with `token` did not run, or null when it ran (its output is the
+ * command's own). An operator's command cannot be mistaken for it: the line carries the token.
+ */
+export function notRunOf(stdout: string, code: number | null, token: string): { kind: 'fenced'; owner: string } | { kind: 'inflight'; inflight: InFlight[] } | { kind: 'error'; message: string } | null {
+  if (code !== FENCED_EXIT && code !== INFLIGHT_EXIT) return null;
+  const lines = stdout.split('\n').filter((l) => l.startsWith(LOCK_PREFIX)).map((l) => l.slice(LOCK_PREFIX.length));
+  const head = `not-run ${token} `;
+  const why = lines.find((l) => l.startsWith(head))?.slice(head.length);
+  if (why === undefined) return null;
+  if (why === 'fenced') return { kind: 'fenced', owner: lines.filter((l) => l.startsWith('by ')).map((l) => l.slice(3)).join('\n') };
+  if (why === 'inflight') return { kind: 'inflight', inflight: inflightOf(lines) };
+  return { kind: 'error', message: why.replace(/^error /, '') };
+}
+
+/**
+ * Wait up to `seconds` for the commands in flight to end (each by its pid and start time: a
+ * reused pid is not it), then stop what is left with everything it started. Says `ended` or
+ * `killed PIDS` (or `alive PIDS` when even that failed).
+ */
+export function waitScript(inflight: readonly InFlight[], seconds: number): string {
+  const list = inflight.map((f) => `${f.pid}:${f.start}`).join(' ');
+  return [
+    ...INFLIGHT_SH,
+    ...PROCESS_TREE_SH,
+    `alive() { a=; for e in ${list}; do if up "\${e%%:*}" "\${e#*:}"; then a="$a \${e%%:*}"; fi; done; }`,
+    'i=0',
+    `while alive; [ -n "$a" ] && [ "$i" -lt ${Math.max(0, Math.floor(seconds))} ]; do sleep 1; i=$((i+1)); done`,
+    `if [ -z "$a" ]; then ${say('ended')}; else _w=$a; for _q in $_w; do stop "$_q"; done; alive; if [ -z "$a" ]; then echo "${LOCK_PREFIX}killed$_w"; else echo "${LOCK_PREFIX}alive$a"; fi; fi`,
+    LOCK_SCRIPT_END,
+  ].join('\n');
 }
 
 /** Print the lock file, or say there is none. */
@@ -119,6 +277,9 @@ export function clearScript(content: string): string {
 export type LockVerdict =
   | { kind: 'acquired' | 'reentered' | 'cleared-stale'; previous: string | null }
   | { kind: 'held'; owner: string }
+  | { kind: 'inflight'; inflight: InFlight[] }
+  | { kind: 'foreign'; owner: string }
+  | { kind: 'ended' | 'killed' | 'alive'; pids: number[] }
   | { kind: 'released' | 'not-ours' | 'none' | 'cleared' | 'changed' }
   | { kind: 'present'; owner: string }
   | { kind: 'error'; message: string };
@@ -141,6 +302,8 @@ export function splitLockOutput(stdout: string): { verdict: LockVerdict | null; 
   const err = words.find((w) => w.startsWith('error '));
   if (err !== undefined) verdict = { kind: 'error', message: err.slice('error '.length) };
   else if (words.includes('held')) verdict = { kind: 'held', owner: body('by') };
+  else if (words.some((w) => w.startsWith('inflight '))) verdict = { kind: 'inflight', inflight: inflightOf(words) };
+  else if (words.includes('foreign')) verdict = { kind: 'foreign', owner: body('by') };
   else if (words.includes('present')) verdict = { kind: 'present', owner: body('by') };
   else {
     for (const kind of ['acquired', 'reentered', 'cleared-stale'] as const) {
@@ -148,6 +311,10 @@ export function splitLockOutput(stdout: string): { verdict: LockVerdict | null; 
     }
     for (const kind of ['released', 'not-ours', 'none', 'cleared', 'changed'] as const) {
       if (words.includes(kind)) verdict = { kind };
+    }
+    for (const kind of ['ended', 'killed', 'alive'] as const) {
+      const w = words.find((x) => x === kind || x.startsWith(`${kind} `));
+      if (w !== undefined) verdict = { kind, pids: w.slice(kind.length).trim().split(/\s+/).filter(Boolean).map(Number) };
     }
   }
   return { verdict, rest: rest.join('\n') };

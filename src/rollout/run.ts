@@ -14,13 +14,18 @@ import { finalTarget, hopLabel, hopOf, phaseValues, rollbackTarget, type HopView
 import { recoveryOf } from './recover.js';
 import { budgetOf, countWorked, decide } from './decide.js';
 import type { EventSink } from './events.js';
-import { acquireLease, describeHolder, holderIsDead, type HeldLease } from './lease.js';
+import { acquireLease, describeHolder, holderIsDead, processAlive, processStartTime, type HeldLease } from './lease.js';
 import {
   acquireScript,
+  clearScript,
   describeOwner,
+  fenced,
+  notRunOf,
   parseOwner,
   releaseScript,
   splitLockOutput,
+  waitScript,
+  type InFlight,
   type LockOwner,
 } from './remote-lock.js';
 import { countsOf, itIs, whatYouCanDo, worksOn, type ServerStatus, type ServerStep, type UpdateStatus } from './status.js';
@@ -307,12 +312,17 @@ async function prepareServer(ctx: ServerContext, server: ServerRecord, session: 
     }
     guarded(ctx, () => store.setLockHeld(server.id, true));
     run.server = { ...run.server, lockHeld: true };
-    const r = await run.exec('prepare', acquireScript(run.lockOwner()), undefined, '(take the agent-update lock)');
+    const r = await run.exec('prepare', acquireScript(run.lockOwner()), undefined, '(take the agent-update lock)', { lockScript: true });
     const { verdict } = splitLockOutput(r.stdout);
     if (verdict?.kind === 'held' || verdict?.kind === 'error') {
       // certainly not taken: the flag goes (a lost reply keeps it, and the release sorts it out)
       guarded(ctx, () => store.setLockHeld(server.id, false));
       note(`prepare skipped: ${verdict.kind === 'held' ? `locked by ${describeOwner(parseOwner(verdict.owner))}` : verdict.message}`);
+      return run.detach();
+    }
+    if (verdict?.kind === 'inflight') {
+      // the lock is ours now; the server's turn waits for that command before anything runs
+      note(`prepare skipped: ${describeInFlight(verdict.inflight, ctx.lease.token)} is still running on it`);
       return run.detach();
     }
     if (verdict?.kind !== 'acquired' && verdict?.kind !== 'reentered' && verdict?.kind !== 'cleared-stale') {
@@ -457,17 +467,18 @@ class ServerRun {
    * for when it is given up on. `shown`: what the journal and events say was run, when the
    * command is one of ours (the lock script) rather than the operator's.
    */
-  async exec(phase: string, command: string, timeoutMs?: number, shown = command): Promise<ExecResult> {
+  async exec(phase: string, command: string, timeoutMs?: number, shown = command, opts: { lockScript?: boolean } = {}): Promise<ExecResult> {
     // A health check that cannot connect is "not healthy yet" (its loop has its own timeout), and
     // releasing our lock is best effort: neither waits for a lost connection.
     // Nor does a prepare: it is not worth waiting for, the server's turn connects again.
     // Nor does agent.diagnose: informational, it stops once the server does not answer (diagnose.ts).
     const retry = phase !== 'verify' && phase !== 'verify-rollback' && phase !== 'unlock' && phase !== 'prepare' && phase !== 'diagnose';
     const outage = { since: null as number | null, tries: 0 };
+    let waits = 0;
     for (;;) {
       // No remote command after losing the lease or a hard stop: another executor may own the server now.
       checkStillOurs(this.ctx);
-      let result: ExecResult;
+      let result: ExecResult & { inflight?: InFlight[] };
       let transient: boolean;
       // A refused reconnect is retried without a journal row (nothing was sent); the last one is recorded.
       const conn = retry ? await this.reconnect(outage) : await this.connect();
@@ -475,8 +486,14 @@ class ServerRun {
         result = this.record(phase, shown, { code: null, stdout: '', stderr: '', timedOut: false, error: `could not connect: ${conn.error}`, durationMs: 0 });
         transient = conn.transient;
       } else {
-        ({ result, transient } = await this.execOnce(phase, command, timeoutMs, shown));
+        ({ result, transient } = await this.execOnce(phase, command, timeoutMs, shown, !opts.lockScript));
         if (transient && retry && (await this.backoff(outage, result.error ?? 'connection lost'))) continue;
+        if (result.inflight) {
+          // An earlier run's command (ours, cut off by a lost connection, or another executor's)
+          // is still running there: never beside it. Wait for it to end (or kill it), then again.
+          if (waits++ < MAX_INFLIGHT_WAITS && (await this.waitForInFlight(phase, result.inflight))) continue;
+          return result;
+        }
       }
       if (!transient) {
         this.recovered(outage);
@@ -521,13 +538,39 @@ class ServerRun {
     return result;
   }
 
-  /** One try of a command, journalled on its own row; `transient`: the connection failed, not the command. */
-  private async execOnce(phase: string, command: string, timeoutMs: number | undefined, shown: string): Promise<{ result: ExecResult; transient: boolean }> {
+  /**
+   * One try of a command, journalled on its own row; `transient`: the connection failed, not the
+   * command. `fence`: run it under this executor's fencing token (remote-lock.ts fenced()); the
+   * lock scripts check the token themselves. A fenced command that was not run because the lock
+   * holds another token throws (BusyError): this executor lost the server and stops.
+   */
+  private async execOnce(
+    phase: string,
+    command: string,
+    timeoutMs: number | undefined,
+    shown: string,
+    fence: boolean,
+  ): Promise<{ result: ExecResult & { inflight?: InFlight[] }; transient: boolean }> {
     const { store, emit } = this.ctx.deps;
     const stepId = store.beginStep(this.server, phase, shown);
     this.lastStepId = stepId;
     let transient = false;
-    const result = await this.session!.exec(command, { timeoutMs: timeoutMs ?? this.settings.ssh.commandTimeoutMs, signal: this.ctx.signal });
+    const timeout = timeoutMs ?? this.settings.ssh.commandTimeoutMs;
+    const token = this.ctx.lease.token;
+    const sent = fence ? fenced(command, token, timeout > 0 ? Math.ceil(timeout / 1000) : 0) : command;
+    let result: ExecResult & { inflight?: InFlight[] } = await this.session!.exec(sent, { timeoutMs: timeout, signal: this.ctx.signal });
+    const notRun = fence ? notRunOf(result.stdout, result.code, token) : null;
+    if (notRun?.kind === 'fenced') {
+      store.endStep(stepId, { ...result, code: null, error: 'not run: the agent-update lock on the server no longer holds this executor\'s token' });
+      const owner = notRun.owner ? describeOwner(parseOwner(notRun.owner)) : 'nobody (the lock is gone)';
+      const message =
+        `lost ${this.server.name}: its agent-update lock no longer holds this executor's fencing token (it is now held by ${owner}), ` +
+        'so another executor took it over; nothing more is run there, and this executor stops';
+      store.addEvent(this.server.updateName, this.server.name, 'fenced', message);
+      throw new BusyError(`${message}. ${this.server.name} stays running in update ${this.server.updateName}; see \`${suggest(`status ${this.server.updateName}`)}\``);
+    }
+    if (notRun?.kind === 'inflight') result = { ...result, code: null, error: `not run: ${describeInFlight(notRun.inflight, token)} is still running on the server`, inflight: notRun.inflight };
+    else if (notRun?.kind === 'error') result = { ...result, code: null, error: `not run: ${notRun.message}` };
     if (result.code === null && /connection lost|not connected|no answer from the server/i.test(result.error ?? '')) {
       this.session?.close();
       this.session = null;
@@ -554,14 +597,14 @@ class ServerRun {
 
   /** Who we are, as the lock on the server says it. */
   lockOwner(): LockOwner {
-    // eslint-disable-next-line no-control-regex
-    const oneLine = (s: string) => s.replace(/[\x00-\x1f\x7f]/g, '?');
     const { store, clock } = this.ctx.deps;
     return {
       update: this.server.updateName,
       db: store.dbId,
+      token: this.ctx.lease.token,
       host: oneLine(hostname()),
       pid: process.pid,
+      pidStart: processStartTime(process.pid),
       since: clock.now().toISOString(),
       dbPath: oneLine(store.path),
     };
@@ -576,17 +619,26 @@ class ServerRun {
     const { versionCommand } = this.settings.agent;
     const owner = this.lockOwner();
     let stale: string | undefined;
+    let waits = 0;
     for (;;) {
       const shown = `${stale === undefined ? '(take the agent-update lock)' : '(clear a stale agent-update lock and take it)'} && ${versionCommand}`;
-      const r = await this.exec(phase, `${acquireScript(owner, stale)}\n${versionCommand}`, undefined, shown);
+      const r = await this.exec(phase, `${acquireScript(owner, stale)}\n${versionCommand}`, undefined, shown, { lockScript: true });
       const { verdict, rest } = splitLockOutput(r.stdout);
       if (verdict?.kind === 'held') {
         const holder = parseOwner(verdict.owner);
-        if (stale === undefined && this.isStaleLock(holder)) {
+        if (stale === undefined && judgeLock(this.ctx, holder) === 'stale') {
           stale = verdict.owner;
           continue;
         }
         return { kind: 'busy', owner: holder };
+      }
+      if (verdict?.kind === 'inflight') {
+        // The lock is ours now; a command of an earlier run is still running: never beside it.
+        if (waits++ < MAX_INFLIGHT_WAITS && (await this.waitForInFlight(phase, verdict.inflight))) {
+          stale = undefined;
+          continue;
+        }
+        return { kind: 'failed', error: `${describeInFlight(verdict.inflight, owner.token)} is still running on the server, and could not be ended` };
       }
       if (verdict?.kind === 'error') return { kind: 'failed', error: `cannot take the lock on the server: ${verdict.message}` };
       const v = parseVersion({ ...r, stdout: rest });
@@ -595,23 +647,44 @@ class ServerRun {
   }
 
   /**
-   * A lock left by another update of this very database that is no longer working on this
-   * account (its server finished, its release was lost): the database says nobody is on it.
+   * Wait for commands of an earlier run still in flight on the server to end, at most their own
+   * timeout (the supervisor's dead-man timer ends one whose executor went silent sooner), then
+   * kill them with everything they started. Journalled (a step, an event). True when none is
+   * left, so what was stopped may run now.
    */
-  private isStaleLock(holder: ReturnType<typeof parseOwner>): boolean {
+  async waitForInFlight(phase: string, inflight: InFlight[]): Promise<boolean> {
     const { store } = this.ctx.deps;
-    if (holder.db !== store.dbId || !holder.update || holder.update === this.server.updateName) return false;
-    if (!store.findUpdate(holder.update)) return false;
-    return store.busyAccount(this.server) === null;
+    const ownTimeout = Math.ceil(this.settings.ssh.commandTimeoutMs / 1000) || 600;
+    const bound = Math.max(...inflight.map((f) => (f.seconds > 0 ? f.seconds : ownTimeout))) + INFLIGHT_GRACE_S;
+    const what = describeInFlight(inflight, this.ctx.lease.token);
+    store.addEvent(this.server.updateName, this.server.name, 'in-flight', `${what} is still running on the server: waiting up to ${formatDuration(bound * 1000)} for it to end (then it is killed) before anything runs beside it`);
+    const r = await this.exec(phase, waitScript(inflight, bound), (bound + 30) * 1000, `(wait for ${what} to end, up to ${formatDuration(bound * 1000)}, then kill it)`, { lockScript: true });
+    const { verdict } = splitLockOutput(r.stdout);
+    const done = verdict?.kind === 'ended' || verdict?.kind === 'killed';
+    store.addEvent(
+      this.server.updateName,
+      this.server.name,
+      'in-flight',
+      verdict?.kind === 'ended' ? `${what} ended` : verdict?.kind === 'killed' ? `${what} did not end in time: killed, with everything it started` : `${what}: could not be ended (${describeFailure(r)})`,
+    );
+    return done;
   }
 
   /** Remove our lock from the server (best effort: a lock left behind is cleared by the next of ours). */
   async releaseLock(): Promise<void> {
     const { store } = this.ctx.deps;
     try {
-      const r = await this.exec('unlock', releaseScript(this.lockOwner()), undefined, '(release the agent-update lock)');
-      const { verdict } = splitLockOutput(r.stdout);
-      if (verdict?.kind === 'released' || verdict?.kind === 'not-ours') {
+      const r = await this.exec('unlock', releaseScript(this.lockOwner()), undefined, '(release the agent-update lock)', { lockScript: true });
+      let { verdict } = splitLockOutput(r.stdout);
+      if (verdict?.kind === 'foreign') {
+        // this update's lock under another executor's token: an earlier executor's, left by a
+        // crash, is cleared once it is proven gone; a live one (a copy of this database) is not ours to clear
+        if (judgeLock(this.ctx, parseOwner(verdict.owner)) === 'stale') {
+          const c = await this.exec('unlock', clearScript(verdict.owner), undefined, '(clear a stale agent-update lock of this update)', { lockScript: true });
+          verdict = splitLockOutput(c.stdout).verdict;
+        } else verdict = { kind: 'not-ours' };
+      }
+      if (verdict?.kind === 'released' || verdict?.kind === 'not-ours' || verdict?.kind === 'cleared' || verdict?.kind === 'changed' || verdict?.kind === 'none') {
         guarded(this.ctx, () => store.setLockHeld(this.server.id, false));
         this.server = { ...this.server, lockHeld: false };
       }
@@ -708,6 +781,53 @@ function accountOf(s: Pick<ServerRecord, 'user' | 'host' | 'port'>): string {
   return `${s.user}@${s.host}:${s.port}`;
 }
 
+/** How many times a command waits for one of an earlier run in flight before it is given up on. */
+const MAX_INFLIGHT_WAITS = 3;
+/** Seconds waited for a command in flight beyond its own timeout, before it is killed. */
+const INFLIGHT_GRACE_S = 5;
+
+/** Whose command is in flight on a server, for the journal and the operator. */
+function describeInFlight(list: readonly InFlight[], token: string): string {
+  const pids = list.map((f) => f.pid).join(', ');
+  return list.every((f) => f.token === token)
+    ? `this executor's earlier try of a command, cut off by a lost connection (pid ${pids})`
+    : `a command of another executor of this server (pid ${pids})`;
+}
+
+/**
+ * Whether the lock another holds on a server may be cleared: only when its holder is proven
+ * gone, never because the database shows nobody on the account (the same machine may be in
+ * the plan under two names, a prepare holds locks of servers still pending, a copy of the
+ * database runs the same update).
+ * - another database's lock: never (`unlock` is for a person who checked);
+ * - on this host: its process is gone (pid and start time), whatever the database says; a live
+ *   one is busy, even a stopped one (but this update's lock from this very process is an
+ *   earlier executor's, ended: the lease this one holds excludes it);
+ * - on another host, nothing there can be looked at: this update's own lock is stale, since this
+ *   executor holds the update's lease (the holder lost it); another update's is stale when that
+ *   update's lease is released or dead by its heartbeat. A wrong guess is harmless: the holder's
+ *   next command is fenced, and one in flight is waited for before anything runs.
+ */
+function judgeLock(ctx: ServerContext, holder: ReturnType<typeof parseOwner>): 'stale' | 'busy' {
+  const { store, clock } = ctx.deps;
+  if (holder.db !== store.dbId || !holder.update) return 'busy';
+  if (holder.token !== undefined && holder.token === ctx.lease.token) return 'busy';
+  if (holder.host === oneLine(hostname())) {
+    if (holder.pid === undefined) return 'busy';
+    // an earlier executor of this update in this very process: its lease is ours now, so it has ended
+    if (holder.pid === process.pid && holder.update === ctx.update.name) return 'stale';
+    return processAlive(holder.pid, holder.pidStart ?? null) ? 'busy' : 'stale';
+  }
+  if (holder.update === ctx.update.name) return 'stale';
+  const u = store.findUpdate(holder.update);
+  if (!u) return 'busy';
+  return u.lease === null || holderIsDead(u.lease, clock.now()) ? 'stale' : 'busy';
+}
+
+/** A field of the lock file on one line (no control characters). */
+// eslint-disable-next-line no-control-regex
+const oneLine = (s: string) => s.replace(/[\x00-\x1f\x7f]/g, '?');
+
 /** Why another update's lock on a server keeps us off it, and what the operator can do. */
 function lockedBy(ctx: ServerContext, s: ServerRecord, owner: ReturnType<typeof parseOwner>): Extract<ServerOutcome, { kind: 'busy' }> {
   const ownDb = owner.db === ctx.deps.store.dbId;
@@ -720,7 +840,7 @@ function lockedBy(ctx: ServerContext, s: ServerRecord, owner: ReturnType<typeof 
     remote: true,
     reason:
       `server ${s.name} (${accountOf(s)}) is locked by ${describeOwner(owner)}` +
-      (ownDb ? '' : ', from another plan database') +
+      (!ownDb ? ', from another plan database' : owner.update === s.updateName ? ', another executor of this same update (a copy of this plan database?), still alive' : '') +
       `; if that executor is gone, clear the lock with \`${suggest(`unlock ${s.name} --yes`)}\``,
   };
 }

@@ -249,7 +249,7 @@ test('a pause with a prepared-ahead server releases the lock its prepare took', 
 test('a server locked by another database is not prepared: its lock is left as it was', async (t) => {
   const fleet = await fleetFor(t, { servers: 2 });
   if (!fleet) return;
-  const foreign = `${ownerText({ update: 'theirs', db: 'f'.repeat(32), host: 'elsewhere', pid: 1, since: '2026-01-01T00:00:00.000Z' })}\n`;
+  const foreign = `${ownerText({ update: 'theirs', db: 'f'.repeat(32), token: 'their-token', host: 'elsewhere', pid: 1, pidStart: null, since: '2026-01-01T00:00:00.000Z' })}\n`;
   writeFileSync(lockOn(fleet, 's2'), foreign);
   const { db, name } = await plan(fleet, { agent: { prepare: ['touch ~/prepared'] }, execution: { busy_wait: 0 } });
   const r = await cli(['start', name], { db });

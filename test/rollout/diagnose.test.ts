@@ -19,6 +19,7 @@ import { commandsText } from '../../src/output/text.js';
 import { answers, outputTail } from '../../src/rollout/diagnose.js';
 import type { RolloutEvent } from '../../src/rollout/events.js';
 import { LOCK_SCRIPT_END } from '../../src/rollout/remote-lock.js';
+import { runFence } from '../support/fence.js';
 import { runUpdate } from '../../src/rollout/run.js';
 import type { ExecOptions, ExecResult, Session, Transport } from '../../src/ssh/transport.js';
 import { Store } from '../../src/store/store.js';
@@ -193,7 +194,12 @@ class FakeTransport implements Transport {
     return {
       exec: async (command, opts) => {
         const end = command.indexOf(LOCK_SCRIPT_END);
-        if (end < 0) return run(command, opts);
+        if (end < 0) {
+          // a command under the fencing token: the fence runs for real in the server's home first
+          const f = runFence(command, s.home);
+          if (f === null) return run(command, opts);
+          return 'notRun' in f ? f.notRun : run(f.run, opts);
+        }
         const script = command.slice(0, end + LOCK_SCRIPT_END.length);
         const rest = command.slice(end + LOCK_SCRIPT_END.length).replace(/^\n/, '');
         const r = spawnSync('/bin/sh', ['-c', script], { env: { HOME: s.home, PATH: process.env.PATH } });

@@ -19,6 +19,7 @@ import { TransportError, type ExecResult, type Session, type Transport } from '.
 import { Store } from '../../src/store/store.js';
 import { OLD, NEW, OTHER, fakeSettings } from '../support/fake-settings.js';
 import { makeTempDir } from '../helpers/tmp.js';
+import { runFence } from '../support/fence.js';
 
 
 interface FakeServer {
@@ -80,7 +81,13 @@ class FakeTransport implements Transport {
         if (command === 'health') return s.online ? ok(`online ${s.commit}`) : { ...ok(''), code: 7 };
         throw new Error(`unexpected command ${command}`);
     };
-    const plain = (command: string) => (this.intercept ? this.intercept(server.name, command, () => run(command)) : run(command));
+    const model = (command: string) => (this.intercept ? this.intercept(server.name, command, () => run(command)) : run(command));
+    // a command under the fencing token: the fence runs for real in the server's home first
+    const plain = async (command: string): Promise<ExecResult> => {
+      const f = runFence(command, s.home);
+      if (f === null) return model(command);
+      return 'notRun' in f ? f.notRun : model(f.run);
+    };
     const withLock = async (command: string): Promise<ExecResult> => {
       const end = command.indexOf(LOCK_SCRIPT_END);
       if (end < 0) return plain(command);
@@ -716,7 +723,7 @@ test('a lock our own database left on a server whose update is done with it is s
   assert.equal(fake.lockOf('s1'), null);
 });
 
-test('takeover: the same update re-enters its own lock; a lock taken meanwhile by another stops it, the server left running', async (t) => {
+test('takeover: the same update takes its own lock over from its dead executor (another host: the lease decides); a lock taken meanwhile by another stops it, the server left running', async (t) => {
   const store = setup(t, ['s1']);
   const fake = new FakeTransport();
   const s1 = fake.add('s1', NEW);
@@ -725,7 +732,8 @@ test('takeover: the same update re-enters its own lock; a lock taken meanwhile b
   writeFileSync(join(s1.home, LOCK_FILE), `agent-update-lock v1\nupdate=u\ndb=${store.dbId}\nhost=h\npid=2147483646\nsince=2026-12-01T00:00:00.000Z\n`);
   const r = await runUpdate(deps(store, fake), 'u', { mode: 'start' });
   assert.equal(r.status, 'success');
-  assert.deepEqual(s1.locks, ['reentered', 'released']);
+  // the lock holds the dead executor's token (none: written by v1), not this one's: judged, cleared, taken
+  assert.deepEqual(s1.locks, ['held', 'cleared-stale', 'released']);
 
   const store2 = setup(t, ['s1']);
   const fake2 = new FakeTransport();

@@ -172,7 +172,7 @@ test('kill -9 leaves the lock on the server in flight: its own update takes it o
   await run;
   const lockFile = join(fleet.home('s1'), LOCK_FILE);
   const lock = readFileSync(lockFile, 'utf8');
-  assert.match(lock, new RegExp(`^agent-update-lock v1\nupdate=u1\ndb=[0-9a-f]{32}\nhost=.+\npid=${pid}\nsince=.+\ndb_path=${db1.replace(/[.]/g, '\\.')}\n$`));
+  assert.match(lock, new RegExp(`^agent-update-lock v2\nupdate=u1\ndb=[0-9a-f]{32}\ntoken=[0-9a-f-]{36}\nhost=.+\npid=${pid}\npid_start=\\d+\nsince=.+\ndb_path=${db1.replace(/[.]/g, '\\.')}\n$`));
 
   // Another update, of another database, is refused with who holds it and since when (busy_wait 0: at once).
   await plan(fleet, db2, 'u2', { execution: { busy_wait: 0 } });
@@ -196,14 +196,16 @@ test('kill -9 leaves the lock on the server in flight: its own update takes it o
   assert.match(notStale.stdout, /not stale: update u1 left it in flight \(step verify\) when its executor died: `agent-update --db \S+ start u1` takes it over/);
   assert.equal(readFileSync(lockFile, 'utf8'), lock);
 
-  // Its own update takes it over: the lock is re-entered, the server finished, the lock released.
+  // Its own update takes it over: the lock holds the dead executor's token, not the new one's, so
+  // it is judged (its process is gone) and taken; the server finished, the lock released.
   const taken = await cli(['start', 'u1'], { db: db1 });
   assert.equal(taken.code, 0, taken.stdout + taken.stderr);
   assert.equal(existsSync(lockFile), false, 'released after the takeover');
   const steps = new Store(db1);
   try {
-    const takeover = steps.getSteps('u1', 's1').find((s) => s.phase === 'takeover')!;
-    assert.match(takeover.stdout!, /agent-update-lock: reentered/);
+    const takeover = steps.getSteps('u1', 's1').filter((s) => s.phase === 'takeover');
+    assert.match(takeover[0]!.stdout!, /agent-update-lock: held/);
+    assert.match(takeover[1]!.stdout!, /agent-update-lock: cleared-stale/);
   } finally {
     steps.close();
   }
