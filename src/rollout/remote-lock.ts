@@ -245,18 +245,21 @@ export function notRunOf(stdout: string, code: number | null, token: string): { 
 
 /**
  * Wait up to `seconds` for the commands in flight to end (each by its pid and start time: a
- * reused pid is not it), then stop what is left with everything it started. Says `ended` or
- * `killed PIDS` (or `alive PIDS` when even that failed).
+ * reused pid is not it), then stop what is left with everything it started (only a process whose
+ * start time is known: without /proc a pid may be somebody else's by then). Says `ended`,
+ * `killed PIDS`, or `alive PIDS` for what is still there.
  */
 export function waitScript(inflight: readonly InFlight[], seconds: number): string {
   const list = inflight.map((f) => `${f.pid}:${f.start}`).join(' ');
   return [
     ...INFLIGHT_SH,
     ...PROCESS_TREE_SH,
-    `alive() { a=; for e in ${list}; do if up "\${e%%:*}" "\${e#*:}"; then a="$a \${e%%:*}"; fi; done; }`,
+    // a: the ones alive; k: those of them whose start time is known (only those are killed: a
+    // pid without one may be another process's by now)
+    `alive() { a=; k=; for e in ${list}; do if up "\${e%%:*}" "\${e#*:}"; then a="$a \${e%%:*}"; [ -n "\${e#*:}" ] && k="$k \${e%%:*}"; fi; done; }`,
     'i=0',
     `while alive; [ -n "$a" ] && [ "$i" -lt ${Math.max(0, Math.floor(seconds))} ]; do sleep 1; i=$((i+1)); done`,
-    `if [ -z "$a" ]; then ${say('ended')}; else _w=$a; for _q in $_w; do stop "$_q"; done; alive; if [ -z "$a" ]; then echo "${LOCK_PREFIX}killed$_w"; else echo "${LOCK_PREFIX}alive$a"; fi; fi`,
+    `if [ -z "$a" ]; then ${say('ended')}; else _w=$k; for _q in $_w; do stop "$_q"; done; alive; if [ -z "$a" ]; then echo "${LOCK_PREFIX}killed$_w"; else echo "${LOCK_PREFIX}alive$a"; fi; fi`,
     LOCK_SCRIPT_END,
   ].join('\n');
 }
