@@ -14,7 +14,7 @@ import { finalTarget, hopLabel, hopOf, phaseValues, rollbackTarget, type HopView
 import { recoveryOf } from './recover.js';
 import { budgetOf, countWorked, decide } from './decide.js';
 import type { EventSink } from './events.js';
-import { acquireLease, describeHolder, holderIsDead, processAlive, processStartTime, type HeldLease } from './lease.js';
+import { acquireLease, describeHolder, describeLiveHolder, holderIsDead, processAlive, processStartTime, type HeldLease } from './lease.js';
 import {
   acquireScript,
   clearScript,
@@ -1236,7 +1236,7 @@ export function cancelUpdate(store: Store, name: string, now: Date, by: string =
     }
     if (u.lease && !holderIsDead(u.lease, now)) {
       throw new TransitionError(
-        `cannot cancel update ${name}: it is running, executed by ${describeHolder(u.lease)}; ` +
+        `cannot cancel update ${name}: it is running, executed by ${describeLiveHolder(u.lease, now)}; ` +
           `pause it first with \`${suggest(`pause ${name}`)}\`, then cancel it`,
       );
     }
