@@ -1,7 +1,7 @@
 import chalk from 'chalk';
 import type { EventRecord, ServerRecord, StepRecord, UpdateRecord } from '../store/store.js';
 import { budgetJson, countsOf, versionsJson } from './status-json.js';
-import { holderIsDead } from '../rollout/lease.js';
+import { HEARTBEAT_MS, holderIsDead, silentFor } from '../rollout/lease.js';
 import { finalTarget, hopOf } from '../rollout/phases.js';
 import { plural } from '../util/plural.js';
 import { suggest } from '../util/suggest.js';
@@ -108,10 +108,16 @@ export function updateText(u: UpdateRecord, servers: readonly ServerRecord[], bu
     `  created  ${u.createdAt}${u.createdBy ? ` by ${visibleLine(u.createdBy)}` : ''}${u.startedAt ? `   started ${u.startedAt}` : ''}${u.endedAt ? `   ended ${u.endedAt}` : ''}`,
   );
   if (u.lease) {
-    const dead = holderIsDead(u.lease, new Date());
+    const now = new Date();
+    const dead = holderIsDead(u.lease, now);
+    const silent = Math.round(silentFor(u.lease, now) / 1000);
     lines.push(
       `  executor pid ${u.lease.pid} on ${u.lease.host} since ${u.lease.since}` +
-        (dead ? chalk.red(` (gone: \`${suggest(`start ${u.name}`)}\` takes over)`) : ''),
+        (dead
+          ? chalk.red(` (gone: \`${suggest(`start ${u.name}`)}\` takes over)`)
+          : silent * 1000 > HEARTBEAT_MS * 5
+            ? chalk.yellow(` (alive, but no heartbeat for ${silent}s: stopped? \`kill -CONT ${u.lease.pid}\` on ${u.lease.host})`)
+            : ''),
     );
   }
   if (u.reason) lines.push(`  reason   ${visibleLine(u.reason)}`);

@@ -264,9 +264,16 @@ export function waitScript(inflight: readonly InFlight[], seconds: number): stri
   ].join('\n');
 }
 
-/** Print the lock file, or say there is none. */
-export function readScript(): string {
-  return [`if [ -e ${L} ]; then ${sayFile('by')}; ${say('present')}; else ${say('none')}; fi`, LOCK_SCRIPT_END].join('\n');
+/** Print the lock file, or say there is none; `inflight`: and a line for each command running under a lock there (inflightIn). */
+export function readScript(opts: { inflight?: boolean } = {}): string {
+  const lines = [`if [ -e ${L} ]; then ${sayFile('by')}; ${say('present')}; else ${say('none')}; fi`];
+  if (opts.inflight) lines.push(...INFLIGHT_SH, "busy '' || :");
+  return [...lines, LOCK_SCRIPT_END].join('\n');
+}
+
+/** The commands in flight a script's output names (readScript with `inflight`). */
+export function inflightIn(stdout: string): InFlight[] {
+  return inflightOf(stdout.split('\n').filter((l) => l.startsWith(LOCK_PREFIX)).map((l) => l.slice(LOCK_PREFIX.length)));
 }
 
 /** Remove the lock only if its content is still exactly `content` (what the operator was shown). */
@@ -305,9 +312,9 @@ export function splitLockOutput(stdout: string): { verdict: LockVerdict | null; 
   const err = words.find((w) => w.startsWith('error '));
   if (err !== undefined) verdict = { kind: 'error', message: err.slice('error '.length) };
   else if (words.includes('held')) verdict = { kind: 'held', owner: body('by') };
+  else if (words.includes('present')) verdict = { kind: 'present', owner: body('by') };
   else if (words.some((w) => w.startsWith('inflight '))) verdict = { kind: 'inflight', inflight: inflightOf(words) };
   else if (words.includes('foreign')) verdict = { kind: 'foreign', owner: body('by') };
-  else if (words.includes('present')) verdict = { kind: 'present', owner: body('by') };
   else {
     for (const kind of ['acquired', 'reentered', 'cleared-stale'] as const) {
       if (words.includes(kind)) verdict = { kind, previous: kind === 'acquired' ? null : body('was') };

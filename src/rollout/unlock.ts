@@ -9,7 +9,7 @@ import type { Transport } from '../ssh/transport.js';
 import { specOf, type ServerRecord, type Store } from '../store/store.js';
 import { suggest } from '../util/suggest.js';
 import { describeHolder, holderIsDead, processAlive } from './lease.js';
-import { clearScript, describeOwner, parseOwner, readScript, splitLockOutput } from './remote-lock.js';
+import { clearScript, describeOwner, inflightIn, parseOwner, readScript, splitLockOutput } from './remote-lock.js';
 
 export interface UnlockResult {
   server: string;
@@ -83,7 +83,7 @@ export async function unlockServers(
     }
     try {
       // Reading changes nothing: journalled only when the lock is then cleared.
-      const read = await session.exec(readScript(), { timeoutMs: settings.ssh.connectTimeoutMs + 30_000 });
+      const read = await session.exec(readScript({ inflight: true }), { timeoutMs: settings.ssh.connectTimeoutMs + 30_000 });
       const { verdict } = splitLockOutput(read.stdout);
       if (verdict?.kind === 'none') {
         out.push({ ...base, outcome: 'none', lock: null, message: 'there is no agent-update lock on it' });
@@ -95,7 +95,11 @@ export async function unlockServers(
       }
       const lock = verdict.owner;
       const who = describeOwner(parseOwner(lock));
-      const busy = stillInUse(store, s, lock, deps.now());
+      const running = inflightIn(read.stdout);
+      const busy =
+        running.length > 0
+          ? `a command sent under a lock is running on it now (pid ${running.map((f) => f.pid).join(', ')}); wait for it to end`
+          : stillInUse(store, s, lock, deps.now());
       if (busy) {
         out.push({ ...base, outcome: 'refused', lock, message: `locked by ${who}, and not stale: ${busy}` });
         continue;
