@@ -133,10 +133,10 @@ const INFLIGHT_SH = [
   '    [ -f "$_f" ] && [ "$_f" != "$1" ] || continue',
   '    _p=${_f##*.}',
   "    case $_p in ''|*[!0-9]*) continue ;; esac",
-  '    _t=; _o=; _n=',
-  '    while IFS== read -r _k _v; do case $_k in token) _t=$_v ;; start) _o=$_v ;; seconds) _n=$_v ;; esac; done 2>/dev/null <"$_f"',
+  '    _t=; _o=; _q=',
+  '    while IFS== read -r _x _y; do case $_x in token) _t=$_y ;; start) _o=$_y ;; seconds) _q=$_y ;; esac; done 2>/dev/null <"$_f"',
   '    if up "$_p" "$_o"; then',
-  `      echo "${LOCK_PREFIX}inflight pid=$_p start=$_o seconds=$_n token=$_t"; _b=1`,
+  `      echo "${LOCK_PREFIX}inflight pid=$_p start=$_o seconds=$_q token=$_t"; _b=1`,
   '    else rm -f "$_f"; fi',
   '  done',
   '  return $_b',
@@ -178,21 +178,23 @@ export function releaseScript(owner: LockOwner): string {
 
 /** The body of fenced(): `sh -c FENCE agent-update-fence TOKEN SECONDS COMMAND`. */
 const FENCE = [
-  'k=$1; n=$2; c=$3',
-  'L="$HOME/.agent-update.lock"',
-  `r="$HOME/${RUN_FILE}$$"`,
+  // names of our own (underscored): an assignment to a variable the environment exports would
+  // change the command's environment
+  '_k=$1; _n=$2; _c=$3',
+  '_L="$HOME/.agent-update.lock"',
+  `_r="$HOME/${RUN_FILE}$$"`,
   ...INFLIGHT_SH,
   // the record first, then the token: see the header for why this order
   'st $$',
-  `printf 'token=%s\\nstart=%s\\nseconds=%s\\n' "$k" "$_s" "$n" >"$r" || { echo "${LOCK_PREFIX}not-run $k error cannot write $r"; exit ${FENCED_EXIT}; }`,
-  'ok=',
-  'if [ -f "$L" ]; then while IFS= read -r _l; do [ "$_l" = "token=$k" ] && ok=1; done 2>/dev/null <"$L"; fi',
-  `if [ -z "$ok" ]; then rm -f "$r"; echo "${LOCK_PREFIX}not-run $k fenced"; sed 's/^/${LOCK_PREFIX}by /' "$L" 2>/dev/null; exit ${FENCED_EXIT}; fi`,
-  `busy "$r" || { rm -f "$r"; echo "${LOCK_PREFIX}not-run $k inflight"; exit ${INFLIGHT_EXIT}; }`,
-  '"${SHELL:-/bin/sh}" -c "$c"',
-  's=$?',
-  'rm -f "$r"',
-  'exit $s',
+  `printf 'token=%s\\nstart=%s\\nseconds=%s\\n' "$_k" "$_s" "$_n" >"$_r" || { echo "${LOCK_PREFIX}not-run $_k error cannot write $_r"; exit ${FENCED_EXIT}; }`,
+  '_ok=',
+  'if [ -f "$_L" ]; then while IFS= read -r _l; do [ "$_l" = "token=$_k" ] && _ok=1; done 2>/dev/null <"$_L"; fi',
+  `if [ -z "$_ok" ]; then rm -f "$_r"; echo "${LOCK_PREFIX}not-run $_k fenced"; sed 's/^/${LOCK_PREFIX}by /' "$_L" 2>/dev/null; exit ${FENCED_EXIT}; fi`,
+  `busy "$_r" || { rm -f "$_r"; echo "${LOCK_PREFIX}not-run $_k inflight"; exit ${INFLIGHT_EXIT}; }`,
+  '"${SHELL:-/bin/sh}" -c "$_c"',
+  '_e=$?',
+  'rm -f "$_r"',
+  'exit $_e',
 ].join('\n');
 
 /** The marker fenced() commands start with, for tests' fake servers and the journal. */
@@ -256,10 +258,10 @@ export function waitScript(inflight: readonly InFlight[], seconds: number): stri
     ...PROCESS_TREE_SH,
     // a: the ones alive; k: those of them whose start time is known (only those are killed: a
     // pid without one may be another process's by now)
-    `alive() { a=; k=; for e in ${list}; do if up "\${e%%:*}" "\${e#*:}"; then a="$a \${e%%:*}"; [ -n "\${e#*:}" ] && k="$k \${e%%:*}"; fi; done; }`,
+    `alive() { a=; _kk=; for e in ${list}; do if up "\${e%%:*}" "\${e#*:}"; then a="$a \${e%%:*}"; [ -n "\${e#*:}" ] && _kk="$_kk \${e%%:*}"; fi; done; }`,
     'i=0',
     `while alive; [ -n "$a" ] && [ "$i" -lt ${Math.max(0, Math.floor(seconds))} ]; do sleep 1; i=$((i+1)); done`,
-    `if [ -z "$a" ]; then ${say('ended')}; else _w=$k; for _q in $_w; do stop "$_q"; done; alive; if [ -z "$a" ]; then echo "${LOCK_PREFIX}killed$_w"; else echo "${LOCK_PREFIX}alive$a"; fi; fi`,
+    `if [ -z "$a" ]; then ${say('ended')}; else _w=$_kk; for _q in $_w; do stop "$_q"; done; alive; if [ -z "$a" ]; then echo "${LOCK_PREFIX}killed$_w"; else echo "${LOCK_PREFIX}alive$a"; fi; fi`,
     LOCK_SCRIPT_END,
   ].join('\n');
 }
