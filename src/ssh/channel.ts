@@ -10,18 +10,24 @@
  *   `TOKEN ready`. No answer within a short time, or the channel ending first (no POSIX sh, a
  *   ForceCommand that ignores stdin or runs something else), and the session falls back to one
  *   exec per command (remote-run.ts), for good;
- * - a command: `SECONDS LINES\n` then its text as LINES lines (a command is split at its
- *   newlines and joined again on the server, so any text without NUL passes as it is);
- * - its output: the command writes straight to the channel's stdout and stderr; when it has
- *   ended the loop writes the token on stderr, then `TOKEN STATUS HOW SIGNAL` on stdout. The
- *   output is everything before the token, binary or without a final newline alike.
+ *   Where `ps` cannot list a command's process tree it answers `TOKEN noprocs` instead and
+ *   ends: nothing may run there (remote-run.ts PROCS_WORK_SH);
+ * - a command: `SECONDS LINES DEAD_MAN\n` then its text as LINES lines (a command is split at
+ *   its newlines and joined again on the server, so any text without NUL passes as it is);
+ * - while it runs we send a beat line (`.`) every so often; one that arrives after its end is
+ *   read between commands, and skipped;
+ * - its output: the command writes to FIFOs whose `cat`s pass it on to the channel's stdout and
+ *   stderr (OUTPUT_SH); when it has ended and both reached their end, the loop writes the token
+ *   on stderr, then `TOKEN STATUS HOW SIGNAL[ PID NAME]` on stdout (HOW: exit, timeout, deadman,
+ *   held). The output is everything before the token, binary or without a final newline alike.
  *
  * Per command, as the per-exec supervisor does: the command runs with the login shell
- * (`$SHELL -c`), stdin from /dev/null; a watchdog kills its whole process tree at its timeout
- * (on the server's clock), another reads the channel's stdin while it runs (we send nothing
- * then): end of file means we closed the channel (our own timeout, an abort) or the connection
- * died, and the command is killed and the loop ends. Between commands the loop waits in `read`,
- * so the end of the channel ends it too.
+ * (`$SHELL -c`), stdin from /dev/null; a timer kills its whole process tree at its timeout (on
+ * the server's clock) or when DEAD_MAN seconds went by without a beat (a silent partition, a
+ * frozen executor: the loop ends then); a watchdog reads the channel's stdin while it runs: end
+ * of file means we closed the channel (our own timeout, an abort) or the connection died, and
+ * the command is killed and the loop ends. A process the command left holding its output fails
+ * it (`held`). Between commands the loop waits in `read`, so the end of the channel ends it too.
  */
 import { randomBytes } from 'node:crypto';
 import type { ClientChannel } from 'ssh2';

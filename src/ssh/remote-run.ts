@@ -11,7 +11,12 @@
  *   the connection is gone);
  * - a second watchdog reads the channel's stdin, which we keep open while the command runs:
  *   end of file means the executor closed the channel (its own timeout, an interrupt) or the
- *   connection died; the command is killed then too;
+ *   connection died; the command is killed then too; each line on it is a beat, and when none
+ *   came for the dead-man timeout (a silent partition, a frozen executor: no end of file) the
+ *   command is killed as well;
+ * - nothing runs where `ps` cannot list the process tree (PROCS_WORK_SH): it exits 113 instead;
+ * - the command's output goes to the channel through two FIFOs, so a process it left in the
+ *   background holding its output is seen (OUTPUT_SH), and the command fails;
  * - killing is of the whole tree: the command's descendants are found with `ps -A -o pid= -o
  *   ppid=`, stopped (no new children), sent TERM, continued, and after a second sent KILL;
  * - it says on stderr what it did, on lines starting with `agent-update-run: `, which the
