@@ -55,6 +55,12 @@ export interface SshConfig {
    * step it interrupted is judged; absent in updates planned before it existed (30 s)
    */
   reconnectForMs?: number;
+  /**
+   * `ssh.dead_man_timeout`: a running command is killed on the server when no beat came from the
+   * executor for this long (a silent partition, a frozen executor); 0 = off; absent in updates
+   * planned before it existed (3 × keepaliveIntervalMs, or 60 s without keepalives)
+   */
+  deadManTimeoutMs?: number;
   /** cap on captured stdout/stderr per command, bytes (the tail is kept) */
   outputLimitBytes: number;
   /**

@@ -43,6 +43,9 @@
  *   refused reconnect) is retried, with backoff, before the step it interrupted is judged.
  * - `ssh.keepalive_interval` (default `15s`; `0` turns keepalives off): how often an idle
  *   connection is probed, so a dead server is noticed.
+ * - `ssh.dead_man_timeout` (default 3 × `keepalive_interval`, `60s` when that is 0; `0` turns it
+ *   off; else at least `2s`): a running command is killed on the server when the executor sent
+ *   no beat for this long (a silent partition, a frozen executor).
  * - `ssh.output_limit` (default `65536`, 1024..67108864): bytes of stdout/stderr kept per
  *   command; the tail is kept.
  *
@@ -104,6 +107,7 @@ import type { InventoryRead } from './inventory/index.js';
 import { patternProblem, select } from './select.js';
 import { expandTokens, parseHopSpec, parseSshConfig, type HostEntry, type ParsedSshConfig } from './ssh-config.js';
 import { formatDuration, parseDuration } from '../util/duration.js';
+import { DEAD_MAN_MIN_MS, defaultDeadManMs } from './dead-man.js';
 import { findPlaceholders, PLACEHOLDERS, unknownPlaceholders, unsafePlaceholders } from '../util/shell.js';
 import semver from 'semver';
 import { parseVersion } from '../plan/versions.js';
@@ -197,6 +201,7 @@ const KEYS = {
     'passphrase_env',
     'agent',
     'keepalive_interval',
+    'dead_man_timeout',
     'reconnect_for',
     'output_limit',
     'config',
@@ -816,6 +821,10 @@ export function validateConfig(raw: unknown, ctx: ValidateContext): ValidateResu
   const commandTimeoutMs = c.duration(['ssh', 'command_timeout'], sshRaw.command_timeout, DEFAULTS.commandTimeoutMs);
   const keepaliveIntervalMs = c.duration(['ssh', 'keepalive_interval'], sshRaw.keepalive_interval, DEFAULTS.keepaliveIntervalMs, true);
   const reconnectForMs = c.duration(['ssh', 'reconnect_for'], sshRaw.reconnect_for, DEFAULTS.reconnectForMs, true);
+  const deadManTimeoutMs = c.duration(['ssh', 'dead_man_timeout'], sshRaw.dead_man_timeout, defaultDeadManMs(keepaliveIntervalMs), true);
+  if (deadManTimeoutMs > 0 && deadManTimeoutMs < DEAD_MAN_MIN_MS) {
+    c.add(['ssh', 'dead_man_timeout'], `must be at least ${formatDuration(DEAD_MAN_MIN_MS)} (or 0 to turn the dead-man timer off)`);
+  }
   let passphraseEnv: string = DEFAULTS.passphraseEnv;
   if (sshRaw.passphrase_env !== undefined && sshRaw.passphrase_env !== null) {
     const s = c.string(['ssh', 'passphrase_env'], sshRaw.passphrase_env, 'an environment variable name');
@@ -1428,6 +1437,7 @@ export function validateConfig(raw: unknown, ctx: ValidateContext): ValidateResu
         connectTimeoutMs,
         commandTimeoutMs,
         keepaliveIntervalMs,
+        deadManTimeoutMs,
         reconnectForMs,
         outputLimitBytes,
         maxHandshakes,

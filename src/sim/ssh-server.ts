@@ -26,6 +26,8 @@ export interface SimBehaviour {
   hangCommands?: RegExp;
   /** exec handlers pass nothing from the channel to the command's stdin (it stays open, empty) */
   ignoreStdin?: boolean;
+  /** the connection is up, but a request to open a session (a channel) is never answered */
+  neverOpenSessions?: boolean;
 }
 
 export interface SimServerOptions {
@@ -125,6 +127,7 @@ export async function startSimServer(opts: SimServerOptions): Promise<SimServer>
     });
     conn.on('ready', () => {
       conn.on('session', (acceptSession) => {
+        if (behaviour.neverOpenSessions) return; // neither accepted nor rejected: the client waits
         const session = acceptSession();
         let child: ChildProcess | null = null;
         session.on('signal', (accept, _reject, sig) => {

@@ -10,26 +10,29 @@
  *   `TOKEN ready`. No answer within a short time, or the channel ending first (no POSIX sh, a
  *   ForceCommand that ignores stdin or runs something else), and the session falls back to one
  *   exec per command (remote-run.ts), for good;
- * - a command: `SECONDS LINES\n` then its text as LINES lines (a command is split at its
- *   newlines and joined again on the server, so any text without NUL passes as it is);
- * - its output: the command writes straight to the channel's stdout and stderr; when it has
- *   ended the loop writes the token on stderr, then `TOKEN STATUS HOW SIGNAL` on stdout. The
- *   output is everything before the token, binary or without a final newline alike.
+ *   Where `ps` cannot list a command's process tree it answers `TOKEN noprocs` instead and
+ *   ends: nothing may run there (remote-run.ts PROCS_WORK_SH);
+ * - a command: `SECONDS LINES DEAD_MAN\n` then its text as LINES lines (a command is split at
+ *   its newlines and joined again on the server, so any text without NUL passes as it is);
+ * - while it runs we send a beat line (`.`) every so often; one that arrives after its end is
+ *   read between commands, and skipped;
+ * - its output: the command writes to FIFOs whose `cat`s pass it on to the channel's stdout and
+ *   stderr (OUTPUT_SH); when it has ended and both reached their end, the loop writes the token
+ *   on stderr, then `TOKEN STATUS HOW SIGNAL[ PID NAME]` on stdout (HOW: exit, timeout, deadman,
+ *   held). The output is everything before the token, binary or without a final newline alike.
  *
  * Per command, as the per-exec supervisor does: the command runs with the login shell
- * (`$SHELL -c`), stdin from /dev/null; a watchdog kills its whole process tree at its timeout
- * (on the server's clock), another reads the channel's stdin while it runs (we send nothing
- * then): end of file means we closed the channel (our own timeout, an abort) or the connection
- * died, and the command is killed and the loop ends. Between commands the loop waits in `read`,
- * so the end of the channel ends it too.
+ * (`$SHELL -c`), stdin from /dev/null; a timer kills its whole process tree at its timeout (on
+ * the server's clock) or when DEAD_MAN seconds went by without a beat (a silent partition, a
+ * frozen executor: the loop ends then); a watchdog reads the channel's stdin while it runs: end
+ * of file means we closed the channel (our own timeout, an abort) or the connection died, and
+ * the command is killed and the loop ends. A process the command left holding its output fails
+ * it (`held`). Between commands the loop waits in `read`, so the end of the channel ends it too.
  */
 import { randomBytes } from 'node:crypto';
 import type { ClientChannel } from 'ssh2';
 import { shellQuote } from '../util/shell.js';
-import { PROCESS_TREE_SH } from './remote-run.js';
-
-/** The per-command timer (`sh -c TIMER agent-update-timer SECONDS LOOP_PID`): USR1 to the loop at the timeout. */
-const TIMER = 'i=0; while [ "$i" -lt "$1" ]; do sleep 1; i=$((i+1)); done; kill -USR1 "$2"';
+import { OUTPUT_SH, PROCESS_TREE_SH, PROCS_WORK_SH, TIMER } from './remote-run.js';
 
 const LOOP = [
   'tok=',
@@ -37,21 +40,36 @@ const LOOP = [
   "N='\n'",
   'exec 3<&0',
   ...PROCESS_TREE_SH,
+  PROCS_WORK_SH,
+  ...OUTPUT_SH,
+  // nothing runs where a command's tree could not be killed: say so instead of ready
+  `procs_work || { printf '%s noprocs\\n' "$tok"; exit 0; }`,
+  // the FIFOs each command writes its output to (OUTPUT_SH), where they can be made; else the channel
+  'f=; q=$(mktemp -d 2>/dev/null) || q=',
+  `if [ -n "$q" ]; then trap 'rm -rf "$q"' EXIT; mkfifo "$q/o" "$q/e" 2>/dev/null && f=1; fi`,
   "trap 'why=timeout' USR1",
   "trap 'why=hangup' USR2",
+  "trap 'why=deadman' ALRM",
+  "trap 'x=1' HUP",
   `printf '%s ready\\n' "$tok"`,
-  'while read -r t n; do',
+  'while read -r t n m; do',
+  // a beat that came after its command's end (or what is left of one): not a command
+  "  case $t in ''|.) continue;; esac",
   '  c=; i=0',
   '  while [ "$i" -lt "$n" ]; do IFS= read -r l || exit 0; if [ "$i" -eq 0 ]; then c=$l; else c=$c$N$l; fi; i=$((i+1)); done',
-  '  why=',
-  '  "${SHELL:-/bin/sh}" -c "$c" </dev/null 3<&- &',
+  '  why=; held=; hp=',
+  '  if [ -n "$f" ]; then',
+  '    cat "$q/o" </dev/null 3<&- & co=$!',
+  '    cat "$q/e" </dev/null >&2 3<&- & ce=$!',
+  '    "${SHELL:-/bin/sh}" -c "$c" </dev/null >"$q/o" 2>"$q/e" 3<&- &',
+  '  else',
+  '    "${SHELL:-/bin/sh}" -c "$c" </dev/null 3<&- &',
+  '  fi',
   '  p=$!',
-  // The timer: a shell of its own (`agent-update-timer SECONDS` in ps) counting whole seconds
-  // with `sleep 1`, so killing it (KILL: nothing to trap, nothing to race) leaves at most a
-  // `sleep 1` that ends within the second, never a sleep as long as the timeout.
-  '  w1=',
-  `  if [ "$t" -gt 0 ]; then sh -c ${shellQuote(TIMER)} agent-update-timer "$t" $$ </dev/null >/dev/null 2>&1 3<&- & w1=$!; fi`,
-  '  ( while read -r _ <&3; do :; done; kill -USR2 $$ ) </dev/null >/dev/null 2>&1 &',
+  `  sh -c ${shellQuote(TIMER)} agent-update-timer "$t" "\${m:-0}" $$ </dev/null >/dev/null 2>&1 3<&- &`,
+  '  w1=$!',
+  // the stdin watchdog: each line is a beat (the timer counts the dead-man time from it), the end a hang-up
+  '  ( while read -r _ <&3; do kill -URG $w1 2>/dev/null; done; kill -USR2 $$ ) </dev/null >/dev/null 2>&1 &',
   '  w2=$!',
   '  while :; do',
   '    wait $p; s=$?',
@@ -60,14 +78,23 @@ const LOOP = [
   '    kill -0 $p 2>/dev/null || break',
   '  done',
   '  kill -KILL $w2 2>/dev/null; wait $w2 2>/dev/null',
-  '  if [ -n "$w1" ]; then kill -KILL $w1 2>/dev/null; wait $w1 2>/dev/null; fi',
-  '  [ "$why" = hangup ] && exit 0',
+  '  if [ "$why" = hangup ]; then [ -n "$f" ] && kill -KILL $co $ce 2>/dev/null; exit 0; fi',
+  '  if [ -n "$f" ] && [ "$why" = deadman ]; then kill -KILL $co $ce 2>/dev/null; wait $co 2>/dev/null; wait $ce 2>/dev/null; fi',
+  '  if [ -n "$f" ] && [ "$why" != deadman ]; then',
+  '    outwait',
+  // the holder keeps these FIFOs: the next command gets new ones
+  '    if [ -n "$held" ]; then rm -f "$q/o" "$q/e"; mkfifo "$q/o" "$q/e" 2>/dev/null || f=; fi',
+  '  fi',
+  '  kill -KILL $w1 2>/dev/null; wait $w1 2>/dev/null',
   '  trap - PIPE',
   // a command killed by a signal is reported as that signal, as sshd would (128 + n is a signal)
   '  g=-',
   '  if [ "$s" -gt 128 ] && [ "$s" -lt 160 ]; then g=$(kill -l "$s" 2>/dev/null) || g=-; fi',
+  '  [ -z "$why" ] && [ -n "$held" ] && why=held',
   `  printf '%s\\n' "$tok" >&2`,
-  `  printf '%s %s %s %s\\n' "$tok" "$s" "\${why:-exit}" "\${g:--}"`,
+  `  printf '%s %s %s %s%s\\n' "$tok" "$s" "\${why:-exit}" "\${g:--}" "\${hp:+ $hp}"`,
+  // the executor went silent (a partition, a frozen process): the command is dead, the loop ends like at a hang-up
+  '  [ "$why" = deadman ] && exit 0',
   'done',
 ].join('\n');
 
@@ -78,9 +105,22 @@ export const LOOP_COMMAND = `exec sh -c ${shellQuote(LOOP)} agent-update-loop`;
 export interface LoopResult {
   /** exit status, or (with `signal`) 128 + the signal */
   status: number;
+  /**
+   * exit: it ended; timeout: killed at its timeout; deadman: killed because no beat came for the
+   * dead-man timeout (the loop has ended); held: it ended, but left a process holding its output
+   */
+  how: 'exit' | 'timeout' | 'deadman' | 'held';
   timedOut: boolean;
   /** the signal that killed it (TERM, KILL, …), when it died of one */
   signal: string | null;
+  /** with `held`: `PID NAME` of the process holding the output, or '' when the loop could not name it */
+  holder: string | null;
+}
+
+/** The beats a running command's executor sends: the loop kills the command after `seconds` (whole) without one. */
+export interface DeadMan {
+  seconds: number;
+  everyMs: number;
 }
 
 /**
@@ -123,8 +163,14 @@ interface Running {
   resolve(r: LoopResult | LoopFailure): void;
 }
 
-/** The longest result line we accept after the token (status, how, signal). */
+/** The longest result line we accept after the token (status, how, signal, a holder). */
 const MAX_TRAILER = 256;
+
+/** The beat line: anything the loop's stdin watchdog reads while a command runs; ignored between commands. */
+export const BEAT = '.\n';
+
+/** What the loop answers its handshake with where a command's tree could not be killed (PROCS_WORK_SH). */
+export type StartFailure = { failed: string; noProcs?: true };
 
 /** A started loop on one channel, after its handshake. Runs one command at a time. */
 export class CommandChannel {
@@ -165,13 +211,14 @@ export class CommandChannel {
    * most `timeoutMs`. Resolves to the channel, or to why the loop cannot run there (the channel
    * is closed then).
    */
-  static start(ch: ClientChannel, timeoutMs: number, signal?: AbortSignal): Promise<CommandChannel | { failed: string }> {
+  static start(ch: ClientChannel, timeoutMs: number, signal?: AbortSignal): Promise<CommandChannel | StartFailure> {
     const token = Buffer.from(randomBytes(16).toString('hex'));
     const ready = Buffer.concat([token, Buffer.from(' ready\n')]);
+    const noProcs = Buffer.concat([token, Buffer.from(' noprocs\n')]);
     return new Promise((resolve) => {
       let seen = Buffer.alloc(0);
       let settled = false;
-      const finish = (r: CommandChannel | { failed: string }) => {
+      const finish = (r: CommandChannel | StartFailure) => {
         if (settled) return;
         settled = true;
         clearTimeout(timer);
@@ -187,6 +234,7 @@ export class CommandChannel {
         seen = Buffer.concat([seen, d]);
         const at = seen.indexOf(ready);
         if (at >= 0) finish(new CommandChannel(ch, token));
+        else if (seen.includes(noProcs)) finish({ failed: 'this server cannot list its processes', noProcs: true });
         else seen = Buffer.from(seen.subarray(Math.max(0, seen.length - ready.length)));
       };
       const onClose = () => finish({ failed: 'the channel closed before the handshake' });
@@ -204,22 +252,45 @@ export class CommandChannel {
 
   /**
    * Run one command (no NUL in it) with the server-side timeout `seconds` (0: none); its
-   * output goes to the sinks as it arrives. Resolves when the loop reported its end, or when the
-   * channel closed first.
+   * output goes to the sinks as it arrives. With `deadMan`, a beat goes to the loop every
+   * `everyMs` while it runs, and the loop kills it after `seconds` without one (a partition, a
+   * frozen executor). Resolves when the loop reported its end, or when the channel closed first.
    */
-  run(command: string, seconds: number, sinks: { stdout(b: Buffer): void; stderr(b: Buffer): void }): Promise<LoopResult | LoopFailure> {
+  run(
+    command: string,
+    seconds: number,
+    sinks: { stdout(b: Buffer): void; stderr(b: Buffer): void },
+    deadMan?: DeadMan,
+  ): Promise<LoopResult | LoopFailure> {
     if (this.closed) return Promise.resolve({ kind: 'closed' });
     if (this.running) throw new Error('the command channel is busy');
     return new Promise((resolve) => {
       const lines = command.split('\n');
+      let beats: NodeJS.Timeout | undefined;
       this.running = {
         out: new MarkerScanner(this.token, sinks.stdout),
         err: new MarkerScanner(this.token, sinks.stderr),
         trailer: null,
-        resolve,
+        resolve: (r) => {
+          clearInterval(beats);
+          resolve(r);
+        },
       };
-      this.ch.write(`${seconds} ${lines.length}\n${lines.join('\n')}\n`);
+      const dm = deadMan && deadMan.seconds > 0 ? deadMan : null;
+      this.ch.write(`${seconds} ${lines.length} ${dm ? dm.seconds : 0}\n${lines.join('\n')}\n`);
+      // beats that cross the command's end arrive between commands, where the loop skips them
+      if (dm) beats = setInterval(() => this.beat(), dm.everyMs);
     });
+  }
+
+  /** One beat line to the loop (the dead-man timer of the running command starts again). */
+  beat(): void {
+    if (this.closed) return;
+    try {
+      this.ch.write(BEAT);
+    } catch {
+      /* the channel is going: its close says so */
+    }
   }
 
   /** End the loop (a running command is killed on the server: its stdin watchdog sees the end). */
@@ -257,13 +328,23 @@ export class CommandChannel {
       if (r.trailer.length > MAX_TRAILER) this.fail(r, 'a result line without its end');
       return;
     }
-    const m = /^ (\d+) (exit|timeout) (\S+)$/.exec(r.trailer.subarray(0, nl).toString('latin1'));
+    // ` STATUS HOW SIGNAL`, and with `held` the holder when the loop could name it: ` PID NAME`
+    const m = /^ (\d+) (exit|timeout|deadman|held) (\S+)(?: (\d+ .*))?$/.exec(r.trailer.subarray(0, nl).toString('utf8'));
     if (!m) {
       this.fail(r, 'a malformed result line');
       return;
     }
     this.running = null;
-    r.resolve({ status: Number(m[1]), timedOut: m[2] === 'timeout', signal: m[3] === '-' ? null : m[3]! });
+    const how = m[2] as LoopResult['how'];
+    r.resolve({
+      status: Number(m[1]),
+      how,
+      timedOut: how === 'timeout',
+      signal: m[3] === '-' ? null : m[3]!,
+      holder: how === 'held' ? (m[4] ?? '') : null,
+    });
+    // the loop ends after a dead-man kill: the next command must not be sent to it
+    if (how === 'deadman') this.close();
   }
 
   private fail(r: Running, detail: string): void {

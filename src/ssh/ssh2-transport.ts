@@ -8,9 +8,11 @@ import type { Duplex } from 'node:stream';
 import type { AuthMethod, Client, ClientChannel, ConnectConfig, ParsedKey } from 'ssh2';
 import type { ServerSpec, SshConfig } from '../config/types.js';
 import { formatDuration } from '../util/duration.js';
+import { defaultDeadManMs } from '../config/dead-man.js';
 import { TransportError } from './transport.js';
-import { splitRunOutput, supervised } from './remote-run.js';
-import { CommandChannel, LOOP_COMMAND } from './channel.js';
+import { heldOutputError, NOPROCS_ERROR, NOPROCS_STATUS, splitRunOutput, supervised, wholeSeconds } from './remote-run.js';
+import { BEAT, CommandChannel, LOOP_COMMAND } from './channel.js';
+import type { DeadMan } from './channel.js';
 import type { ExecOptions, ExecResult, Session, Transport } from './transport.js';
 import { blobKeyType, knownKeyTypes, readKnownHosts, verifyHostKey } from './known-hosts.js';
 import type { KnownHostsFile } from './known-hosts.js';
@@ -262,6 +264,8 @@ export class Ssh2Session implements Session {
   private loopOpening: Promise<CommandChannel | null> | null = null;
   /** the loop cannot run on this server: one exec per command from now on */
   private loopRefused: string | null = null;
+  /** this server cannot list its processes (PROCS_WORK_SH): every command is refused at once */
+  private noProcs = false;
   /** SSH sessions (channels) opened on this connection: the loop's, and one per command without it */
   channelsOpened = 0;
 
@@ -295,7 +299,7 @@ export class Ssh2Session implements Session {
 
   /** Start the command loop now (no command runs), so the first exec does not wait for it. */
   async warm(signal?: AbortSignal): Promise<void> {
-    if (!this.connected || this.loopRefused !== null) return;
+    if (!this.connected || this.loopRefused !== null || this.noProcs) return;
     await this.commandLoop(signal);
   }
 
@@ -317,9 +321,11 @@ export class Ssh2Session implements Session {
     const handshakeMs = Math.min(this.sshCfg.connectTimeoutMs, LOOP_HANDSHAKE_MS);
     return new Promise<CommandChannel | null>((resolve) => {
       let settled = false;
+      let opening: NodeJS.Timeout | undefined;
       const done = (loop: CommandChannel | null) => {
         if (settled) return;
         settled = true;
+        clearTimeout(opening);
         this.pending.delete(onLost);
         if (loop) this.loop = loop;
         resolve(loop);
@@ -328,14 +334,20 @@ export class Ssh2Session implements Session {
       this.pending.add(onLost);
       try {
         this.channelsOpened++;
+        // A server that never answers the channel open (a wedged sshd; with keepalives off nothing
+        // else notices) must not hold the command forever: it goes by its own exec, bounded by its
+        // timeout. No verdict on the loop from that: the next command tries it again.
+        opening = setTimeout(() => done(null), handshakeMs);
         this.client.exec(LOOP_COMMAND, (err, ch) => {
+          clearTimeout(opening);
           // a refused session would refuse the command's own exec too: that one reports it
           if (err) return done(null);
           if (settled) return ch.close();
           void CommandChannel.start(ch, handshakeMs, signal).then((r) => {
             if (r instanceof CommandChannel) return done(r);
+            if (r.noProcs) this.noProcs = true;
             // no verdict on the server from an abort or a lost connection
-            if (r.failed !== 'aborted' && this.connected) this.loopRefused = r.failed;
+            else if (r.failed !== 'aborted' && this.connected) this.loopRefused = r.failed;
             done(null);
           });
         });
@@ -346,11 +358,15 @@ export class Ssh2Session implements Session {
   }
 
   exec(command: string, options: ExecOptions = {}): Promise<ExecResult> {
+    if (this.noProcs) return Promise.resolve(refused());
     if (this.closedByUs || this.lost !== null || options.signal?.aborted || this.loopRefused !== null || command.includes('\0')) {
       return this.execDirect(command, options);
     }
     // busy looked at again here: another exec may have taken the loop since it was handed out
-    return this.commandLoop(options.signal).then((loop) => (loop && loop.open && !loop.busy ? this.execLoop(loop, command, options) : this.execDirect(command, options)));
+    return this.commandLoop(options.signal).then((loop) => {
+      if (this.noProcs) return refused();
+      return loop && loop.open && !loop.busy ? this.execLoop(loop, command, options) : this.execDirect(command, options);
+    });
   }
 
   /** One command through the loop: the same results, timeouts and kills as execDirect. */
@@ -394,8 +410,8 @@ export class Ssh2Session implements Session {
           // the loop's timer counts `sleep 1`s, each a little over a second: 1 % more for long timeouts
         }, timeoutMs + SUPERVISOR_GRACE_MS + Math.ceil(timeoutMs / 100));
       }
-      const seconds = timeoutMs > 0 ? Math.max(1, Math.ceil(timeoutMs / 1000)) : 0;
-      void loop.run(command, seconds, { stdout: (b) => stdout.push(b), stderr: (b) => stderr.push(b) }).then((r) => {
+      const sinks = { stdout: (b: Buffer) => stdout.push(b), stderr: (b: Buffer) => stderr.push(b) };
+      void loop.run(command, wholeSeconds(timeoutMs), sinks, deadManOf(this.sshCfg)).then((r) => {
         if ('kind' in r) {
           // The connection's own close (with its reason) usually follows at once: let it speak.
           setImmediate(() => {
@@ -404,8 +420,13 @@ export class Ssh2Session implements Session {
             // a lost channel is a lost connection: the caller reconnects as after one
             else finish(result(null, `connection lost: the command channel ${r.kind === 'closed' ? 'closed while the command ran' : `broke (${r.detail})`}`));
           });
-        } else if (r.timedOut) {
+        } else if (r.how === 'timeout') {
           finish(result(null, killedAtTimeout(timeoutMs), true));
+        } else if (r.how === 'deadman') {
+          // (the loop has ended: the next command starts a new one)
+          finish(result(null, killedByDeadMan(this.sshCfg)));
+        } else if (r.how === 'held') {
+          finish(result(null, heldOutputError(r.holder ?? '')));
         } else if (r.signal) {
           finish(result(null, `killed by signal ${r.signal}`));
         } else {
@@ -432,6 +453,17 @@ export class Ssh2Session implements Session {
         code = null;
         timedOut = true;
         error = killedAtTimeout(timeoutMs);
+      } else if (run.deadMan && error === null) {
+        code = null;
+        error = killedByDeadMan(this.sshCfg);
+      } else if (run.noProcs && code === NOPROCS_STATUS) {
+        // it refused before running anything of the command; so will every other command here
+        this.noProcs = true;
+        code = null;
+        error = NOPROCS_ERROR;
+      } else if (run.held !== null && error === null) {
+        code = null;
+        error = heldOutputError(run.held);
       }
       return {
         code,
@@ -456,11 +488,15 @@ export class Ssh2Session implements Session {
       let exitSignal: string | null = null;
       let done = false;
       let timer: NodeJS.Timeout | undefined;
+      let opening: NodeJS.Timeout | undefined;
+      let beats: NodeJS.Timeout | undefined;
 
       const finish = (r: ExecResult) => {
         if (done) return;
         done = true;
         if (timer) clearTimeout(timer);
+        clearTimeout(opening);
+        clearInterval(beats);
         options.signal?.removeEventListener('abort', onAbort);
         this.pending.delete(onLost);
         resolve(r);
@@ -496,9 +532,17 @@ export class Ssh2Session implements Session {
         }, timeoutMs + SUPERVISOR_GRACE_MS);
       }
 
+      const deadMan = deadManOf(this.sshCfg);
       try {
         this.channelsOpened++;
-        this.client.exec(supervised(command, timeoutMs), (err, ch) => {
+        // The command timer covers a channel open nobody answers; without a timeout this does.
+        if (timeoutMs <= 0) {
+          opening = setTimeout(() => {
+            finish(result(null, `could not start the command: the server did not answer the request for a session within ${formatDuration(this.sshCfg.connectTimeoutMs)}`, false, out));
+          }, this.sshCfg.connectTimeoutMs);
+        }
+        this.client.exec(supervised(command, timeoutMs, deadMan.seconds * 1000), (err, ch) => {
+          clearTimeout(opening);
           if (err) {
             finish(result(null, `could not start the command: ${err.message}`, false, out));
             return;
@@ -522,7 +566,17 @@ export class Ssh2Session implements Session {
             else finish(result(null, 'the channel closed without an exit status', false, out));
           });
           // The command's own stdin is /dev/null; the channel's stays open while it runs: its
-          // end tells the supervisor we are gone (an interrupt, our timeout, a dead connection).
+          // end tells the supervisor we are gone (an interrupt, our timeout, a dead connection),
+          // and the beats on it that we are still here (their silence: a partition, a freeze).
+          if (deadMan.seconds > 0) {
+            beats = setInterval(() => {
+              try {
+                ch.write(BEAT);
+              } catch {
+                /* the channel is going: its close says so */
+              }
+            }, deadMan.everyMs);
+          }
         });
       } catch (err) {
         finish(result(null, `not connected: ${errorMessage(err)}`, false, out));
@@ -564,6 +618,31 @@ function sendSignal(ch: ClientChannel, name: string): void {
 /** The error of a command the server killed at its timeout (the loop's timer or the supervisor's). */
 function killedAtTimeout(timeoutMs: number): string {
   return `timed out after ${formatDuration(timeoutMs)}; killed on the server, with everything it started`;
+}
+
+/** The error of a command the server killed because no beat came from us for the dead-man timeout. */
+function killedByDeadMan(sshCfg: SshConfig): string {
+  const ms = deadManOf(sshCfg).seconds * 1000;
+  return (
+    `killed on the server, with everything it started: no word from this executor for ${formatDuration(ms)} (ssh.dead_man_timeout; ` +
+    'a network partition, or this process was frozen)'
+  );
+}
+
+/** The result of every command on a server that cannot list its processes (PROCS_WORK_SH). */
+function refused(): ExecResult {
+  return { code: null, stdout: '', stderr: '', timedOut: false, error: NOPROCS_ERROR, durationMs: 0 };
+}
+
+/**
+ * The dead-man timer of a command (`ssh.dead_man_timeout`, in whole seconds on the server: 0 =
+ * off) and how often we send a beat meanwhile: a quarter of it, at most 5 s, at least 250 ms.
+ * Absent (a plan from before it existed): 3 × keepalive_interval, as validate.ts defaults it.
+ */
+export function deadManOf(sshCfg: SshConfig): DeadMan {
+  const ms = sshCfg.deadManTimeoutMs ?? defaultDeadManMs(sshCfg.keepaliveIntervalMs);
+  const seconds = wholeSeconds(ms);
+  return { seconds, everyMs: Math.max(250, Math.min(5000, Math.floor((seconds * 1000) / 4))) };
 }
 
 /** The error of a command whose server did not report its end in time: we closed its channel. */

@@ -30,6 +30,7 @@ test('a valid config maps to Config with every default', () => {
       connectTimeoutMs: 10_000,
       commandTimeoutMs: 600_000,
       keepaliveIntervalMs: 15_000,
+      deadManTimeoutMs: 45_000,
       reconnectForMs: 30_000,
       outputLimitBytes: 65_536,
       maxHandshakes: 8,
@@ -96,6 +97,7 @@ test('every key set explicitly is honoured', () => {
     connectTimeoutMs: 3000,
     commandTimeoutMs: 120_000,
     keepaliveIntervalMs: 0,
+    deadManTimeoutMs: 60_000,
     reconnectForMs: 5_000,
     outputLimitBytes: 4096,
     maxHandshakes: 3,
@@ -126,6 +128,16 @@ test('agent versions: semver_command and the source bounds, in normal form (a le
     { version: c.source.version, minCompatible: c.source.minCompatible, maxCompatible: c.source.maxCompatible, semverCommand: c.agent.semverCommand },
     { version: '1.3.0', minCompatible: '1.1.0', maxCompatible: '2.0.0-rc.1', semverCommand: 'cat ~/agent/repo/VERSION' },
   );
+});
+
+test('ssh.dead_man_timeout: 3 × keepalive_interval by default (60s without keepalives, 2s at least), 0 turns it off', () => {
+  const dm = (ssh: Record<string, unknown>) => ok(variant((c) => void (c.ssh = ssh))).ssh.deadManTimeoutMs;
+  assert.equal(dm({ keepalive_interval: '10s' }), 30_000);
+  assert.equal(dm({ keepalive_interval: '500ms' }), 2_000);
+  assert.equal(dm({ keepalive_interval: 0 }), 60_000);
+  assert.equal(dm({ keepalive_interval: '10s', dead_man_timeout: '2m' }), 120_000);
+  assert.equal(dm({ dead_man_timeout: 0 }), 0);
+  assert.equal(dm({ dead_man_timeout: '2s' }), 2_000);
 });
 
 test('paths: ~ uses ctx.home, relative paths resolve against ctx.dir', () => {
@@ -242,6 +254,8 @@ const CASES: Case[] = [
   ['timeout not above the default interval', (c) => void (c.agent.health.timeout = '2s'), 'agent.health.timeout', /longer than agent.health.interval \(2s is not less than 2s, the default interval\)/],
   ['unknown placeholder without suggestion', (c) => void (c.agent.update[0] = "awk '{print}' f"), 'agent.update[0]', /unknown placeholder \{print\} \(the placeholders are \{repo\}, \{branch\}, \{commit\} and \{previous_commit\}; .*'\{ print \}'/],
   ['keepalive bad', (c) => void (c.ssh = { keepalive_interval: 'often' }), 'ssh.keepalive_interval', /bad duration/],
+  ['dead_man_timeout under 2s', (c) => void (c.ssh = { dead_man_timeout: '1500ms' }), 'ssh.dead_man_timeout', /must be at least 2s \(or 0 to turn the dead-man timer off\)/],
+  ['dead_man_timeout bad', (c) => void (c.ssh = { dead_man_timeout: 'soon' }), 'ssh.dead_man_timeout', /bad duration/],
   // commits
   ['commit with a non-hex character', (c) => void (c.source.commit = 'abc123z'), 'source.commit', /7 to 40 hex digits; "abc123z" contains "z", which is not hex/],
   ['commit too short', (c) => void (c.source.commit = 'abc123'), 'source.commit', /has 6 digits/],

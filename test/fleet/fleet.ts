@@ -11,7 +11,8 @@
  * All servers share one port (the sshd's, picked free at start) and the current user (root in
  * CI). A ForceCommand wrapper sets HOME to `<root>/homes/<address>` from $SSH_CONNECTION and
  * runs the requested command with `/bin/sh -c`, so `~` in commands is that server's home (exec
- * requests from ssh2 go through it too). sshd binds at most 16 addresses, so fleets of more than
+ * requests from ssh2 go through it too); a server's `~/.fleet-bin`, when a test makes one, comes
+ * first on its PATH (a reset removes it with the home). sshd binds at most 16 addresses, so fleets of more than
  * 16 servers run one sshd per 16 (same port, same host key). Every live server starts with the
  * agent at `upstream.commits.base`, online, no deploy logged, one `web` restart logged;
  * `probeOnly: true` gives each only a `~/commit` file instead (a 1,000-server fleet for `plan`
@@ -399,6 +400,8 @@ if [ -z "$addr" ] || [ ! -d "$HOME" ]; then
 fi
 export HOME
 cd "$HOME" || exit 255
+# a test's own commands for this server (a ps that does not work, …): first on the PATH
+if [ -d "$HOME/.fleet-bin" ]; then PATH=$HOME/.fleet-bin:$PATH; export PATH; fi
 if [ -n "\${SSH_ORIGINAL_COMMAND:-}" ]; then
   exec /bin/sh -c "$SSH_ORIGINAL_COMMAND"
 fi

@@ -93,6 +93,21 @@ describe('the command loop on the simulated server', () => {
     session.close();
   });
 
+  test('a server that never answers the request for a session, keepalives off: the command still ends, with an error', { timeout: 60_000 }, async () => {
+    const s = await sim({ behaviour: { neverOpenSessions: true } });
+    const session = await connectTo(s, { keepaliveIntervalMs: 0, connectTimeoutMs: 1000 });
+    const r = await session.exec('echo never', { timeoutMs: 1000 });
+    assert.equal(r.code, null);
+    assert.match(r.error ?? '', /^timed out after 1s with no answer from the server/);
+    assert.equal(session.fallback, null, 'no verdict on the loop from a server that did not answer');
+    // without a timeout of its own, the request for its session is what is bounded
+    const r2 = await session.exec('echo never', { timeoutMs: 0 });
+    assert.equal(r2.code, null);
+    assert.equal(r2.error, 'could not start the command: the server did not answer the request for a session within 1s');
+    assert.equal(s.commands.length, 0, 'nothing ran');
+    session.close();
+  });
+
   test('two commands at once on one session: the second gets its own exec', async () => {
     const s = await sim();
     const session = await connectTo(s);
