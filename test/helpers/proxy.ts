@@ -15,6 +15,11 @@ export interface Proxy {
   freeze(): void;
   /** forward again, what was held back first */
   thaw(): void;
+  /**
+   * The connections open now go silent for good (a NAT or firewall that lost their state: their
+   * packets are dropped, nothing is closed); connections made after it are forwarded as usual.
+   */
+  cutOff(): void;
   close(): Promise<void>;
 }
 
@@ -22,13 +27,15 @@ export async function startProxy(target: { host: string; port: number }): Promis
   const sockets = new Set<Socket>();
   const pipes: { flush(): void }[] = [];
   let frozen = false;
+  /** sockets of connections cut off: read no more, written no more, never closed */
+  const silenced = new Set<Socket>();
   let accepted = 0;
 
   /** from → to, holding back (and no longer reading) while frozen or while `to` is full */
   const pipe = (from: Socket, to: Socket) => {
     const held: Buffer[] = [];
     from.on('data', (d: Buffer) => {
-      if (frozen) {
+      if (frozen || silenced.has(from)) {
         // what was read before the pause took hold: kept for thaw(), never written now
         held.push(d);
         from.pause();
@@ -37,11 +44,12 @@ export async function startProxy(target: { host: string; port: number }): Promis
       if (!to.write(d)) from.pause();
     });
     to.on('drain', () => {
-      if (!frozen) from.resume();
+      if (!frozen && !silenced.has(from)) from.resume();
     });
     from.on('end', () => to.end());
     return {
       flush() {
+        if (silenced.has(from)) return;
         for (const d of held.splice(0)) to.write(d);
         from.resume();
       },
@@ -79,6 +87,12 @@ export async function startProxy(target: { host: string; port: number }): Promis
     thaw() {
       frozen = false;
       for (const p of pipes) p.flush();
+    },
+    cutOff() {
+      for (const s of sockets) {
+        silenced.add(s);
+        s.pause();
+      }
     },
     close: () =>
       new Promise<void>((resolve) => {
