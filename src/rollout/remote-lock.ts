@@ -12,18 +12,17 @@
  *
  * **The fencing token.** The lock holds the token of the executor's claim (its lease token: a
  * random id per executor run, never reused, neither the database id nor a pid). Every command
- * the executor sends afterwards runs under `fenced()`: in the same round trip, on the server,
- * the command runs only if the lock still holds *its* token. An executor that lost its claim
- * (frozen and taken over, cut off by a partition, running from a copy of the database) can
- * run nothing more there (Chubby's sequencers; Kleppmann's fencing tokens).
+ * the executor sends afterwards runs behind the fence of ssh/fence.ts: in the same round trip,
+ * on the server, the command runs only if the lock still holds *its* token. An executor that
+ * lost its claim (frozen and taken over, cut off by a partition, running from a copy of the
+ * database) can run nothing more there (Chubby's sequencers; Kleppmann's fencing tokens).
  *
- * **The command in flight.** `fenced()` also keeps a record of the command while it runs,
- * `$HOME/.agent-update.run.PID` (its token, the start time of PID, its timeout), written before
- * the token is checked and removed when it ends. Whoever takes the lock reads the records after
- * writing the lock, so of two racing executors one is fenced or the other sees its record (the
- * order of the file system's writes, as in Dekker's algorithm). A record whose process is alive
- * keeps everyone (its own executor reconnecting too) from starting a command beside it: the
- * scripts stop with `inflight` and the executor waits for it (waitScript), then kills it.
+ * **The command in flight.** The fence also keeps a record of the command while it runs,
+ * `$HOME/.agent-update.run.PID` (see ssh/fence.ts). The acquire script reads the records after
+ * writing the lock, so of two racing executors one is fenced or the other sees its record. A
+ * command in flight keeps everyone (its own executor reconnecting too) from starting a command
+ * beside it: the scripts stop with `inflight` and the executor waits for it (waitScript), then
+ * kills it.
  *
  * Who may take a lock that exists:
  * - the executor whose token it holds (a re-check after a reconnect, a prepare's lock);
@@ -31,12 +30,13 @@
  *   only when the holder is proven gone (rollout/run.ts judgeLock);
  * - nobody else: the script prints the owner and exits 75 before the version command runs.
  */
+import { FENCED_EXIT, INFLIGHT_EXIT, INFLIGHT_SH, LOCK_PREFIX, RUN_FILE } from '../ssh/fence.js';
 import { PROCESS_TREE_SH } from '../ssh/remote-run.js';
 import { shellQuote } from '../util/shell.js';
 
 export const LOCK_FILE = '.agent-update.lock';
 /** what every line the lock scripts print starts with, so they are told apart from the version command's output */
-export const LOCK_PREFIX = 'agent-update-lock: ';
+export { LOCK_PREFIX, RUN_FILE, FENCED_EXIT, INFLIGHT_EXIT, FENCE_ARGV0, fenced } from '../ssh/fence.js';
 /** exit status of the acquire script when the lock is someone else's (EX_TEMPFAIL) */
 export const LOCK_HELD_EXIT = 75;
 
@@ -109,40 +109,6 @@ function ourUpdate(o: LockOwner): string {
   return `grep -qxF ${shellQuote(`update=${o.update}`)} ${L} 2>/dev/null && grep -qxF ${shellQuote(`db=${o.db}`)} ${L} 2>/dev/null`;
 }
 
-/** The record of a command in flight: `RUN_FILE` + the pid of the shell that runs it. */
-export const RUN_FILE = '.agent-update.run.';
-/** exit status of a fenced command that was not run: the lock no longer holds its token */
-export const FENCED_EXIT = 76;
-/** exit status of a script that found a command of an earlier run still in flight */
-export const INFLIGHT_EXIT = 77;
-
-/**
- * POSIX sh functions for the records of commands in flight, with no process forked for a look:
- * `st PID` sets `_s` to the start time of PID (field 22 of /proc/PID/stat, in clock ticks since
- * boot; empty where there is no /proc) and `_z` to its state, `up PID START`, `busy MINE` prints an `inflight` line for every record
- * but MINE whose process is alive (a record without a start time: by its pid alone) and removes
- * the others (left by a command killed with its shell); returns 1 when one is alive.
- */
-const INFLIGHT_SH = [
-  `st() { _s=; _z=; [ -r "/proc/$1/stat" ] || return 0; read -r _s 2>/dev/null <"/proc/$1/stat" || { _s=; return 0; }; _s=\${_s##*") "}; set -f; set -- $_s; set +f; _z=$1; if [ $# -ge 20 ]; then shift 19; _s=$1; else _s=; fi; }`,
-  // up PID START: PID is the process that started at START (any, when START is empty), and not a zombie
-  'up() { kill -0 "$1" 2>/dev/null && st "$1" && [ "$_z" != Z ] && { [ -z "$2" ] || [ "$_s" = "$2" ]; }; }',
-  'busy() {',
-  '  _b=0',
-  `  for _f in "$HOME"/${RUN_FILE}*; do`,
-  '    [ -f "$_f" ] && [ "$_f" != "$1" ] || continue',
-  '    _p=${_f##*.}',
-  "    case $_p in ''|*[!0-9]*) continue ;; esac",
-  '    _t=; _o=; _q=',
-  '    while IFS== read -r _x _y; do case $_x in token) _t=$_y ;; start) _o=$_y ;; seconds) _q=$_y ;; esac; done 2>/dev/null <"$_f"',
-  '    if up "$_p" "$_o"; then',
-  `      echo "${LOCK_PREFIX}inflight pid=$_p start=$_o seconds=$_q token=$_t"; _b=1`,
-  '    else rm -f "$_f"; fi',
-  '  done',
-  '  return $_b',
-  '}',
-];
-
 /**
  * Take the lock for `owner`, or stop (exit 75) printing who holds it. `stale`: the exact content
  * of a lock the caller has judged stale, which may then be replaced. Once the lock is ours, a
@@ -174,41 +140,6 @@ export function releaseScript(owner: LockOwner): string {
     `if ${holds(owner.token)}; then rm -f ${L} && ${say('released')}; elif ${ourUpdate(owner)}; then ${say('foreign')}; ${sayFile('by')}; else ${say('not-ours')}; fi`,
     LOCK_SCRIPT_END,
   ].join('\n');
-}
-
-/** The body of fenced(): `sh -c FENCE agent-update-fence TOKEN SECONDS COMMAND`. */
-const FENCE = [
-  // names of our own (underscored): an assignment to a variable the environment exports would
-  // change the command's environment
-  '_k=$1; _n=$2; _c=$3',
-  '_L="$HOME/.agent-update.lock"',
-  `_r="$HOME/${RUN_FILE}$$"`,
-  ...INFLIGHT_SH,
-  // the record first, then the token: see the header for why this order
-  'st $$',
-  `printf 'token=%s\\nstart=%s\\nseconds=%s\\n' "$_k" "$_s" "$_n" >"$_r" || { echo "${LOCK_PREFIX}not-run $_k error cannot write $_r"; exit ${FENCED_EXIT}; }`,
-  '_ok=',
-  'if [ -f "$_L" ]; then while IFS= read -r _l; do [ "$_l" = "token=$_k" ] && _ok=1; done 2>/dev/null <"$_L"; fi',
-  `if [ -z "$_ok" ]; then rm -f "$_r"; echo "${LOCK_PREFIX}not-run $_k fenced"; sed 's/^/${LOCK_PREFIX}by /' "$_L" 2>/dev/null; exit ${FENCED_EXIT}; fi`,
-  `busy "$_r" || { rm -f "$_r"; echo "${LOCK_PREFIX}not-run $_k inflight"; exit ${INFLIGHT_EXIT}; }`,
-  '"${SHELL:-/bin/sh}" -c "$_c"',
-  '_e=$?',
-  'rm -f "$_r"',
-  'exit $_e',
-].join('\n');
-
-/** The marker fenced() commands start with, for tests' fake servers and the journal. */
-export const FENCE_ARGV0 = 'agent-update-fence';
-
-/**
- * `command` to run only while the lock holds `token`, checked on the server in the same round
- * trip, with a record of it while it runs (see the header). `seconds`: its timeout, recorded for
- * whoever must wait for it. When it does not run, stdout says why on lines starting with
- * `agent-update-lock: ` (notRunOf), and the status is FENCED_EXIT or INFLIGHT_EXIT.
- */
-export function fenced(command: string, token: string, seconds: number): string {
-  if (!/^[A-Za-z0-9-]+$/.test(token)) throw new Error(`a fencing token must be letters, digits and dashes: ${JSON.stringify(token)}`);
-  return `exec sh -c ${shellQuote(FENCE)} ${FENCE_ARGV0} ${token} ${Math.max(0, Math.floor(seconds))} ${shellQuote(command)}`;
 }
 
 /** A command in flight on the server, as its record says. */
@@ -258,7 +189,8 @@ export function waitScript(inflight: readonly InFlight[], seconds: number): stri
     ...PROCESS_TREE_SH,
     // a: the ones alive; k: those of them whose start time is known (only those are killed: a
     // pid without one may be another process's by now)
-    `alive() { a=; _kk=; for e in ${list}; do if up "\${e%%:*}" "\${e#*:}"; then a="$a \${e%%:*}"; [ -n "\${e#*:}" ] && _kk="$_kk \${e%%:*}"; fi; done; }`,
+    // in flight: its shell alive and its record not emptied (the command loop lives on after its command)
+    `alive() { a=; _kk=; for e in ${list}; do if up "\${e%%:*}" "\${e#*:}" && [ -s "$HOME/${RUN_FILE}\${e%%:*}" ]; then a="$a \${e%%:*}"; [ -n "\${e#*:}" ] && _kk="$_kk \${e%%:*}"; fi; done; }`,
     'i=0',
     `while alive; [ -n "$a" ] && [ "$i" -lt ${Math.max(0, Math.floor(seconds))} ]; do sleep 1; i=$((i+1)); done`,
     `if [ -z "$a" ]; then ${say('ended')}; else _w=$_kk; for _q in $_w; do stop "$_q"; done; alive; if [ -z "$a" ]; then echo "${LOCK_PREFIX}killed$_w"; else echo "${LOCK_PREFIX}alive$a"; fi; fi`,

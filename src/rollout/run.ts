@@ -19,7 +19,6 @@ import {
   acquireScript,
   clearScript,
   describeOwner,
-  fenced,
   notRunOf,
   parseOwner,
   releaseScript,
@@ -540,7 +539,7 @@ class ServerRun {
 
   /**
    * One try of a command, journalled on its own row; `transient`: the connection failed, not the
-   * command. `fence`: run it under this executor's fencing token (remote-lock.ts fenced()); the
+   * command. `fence`: run it behind this executor's fencing token (ssh/fence.ts); the
    * lock scripts check the token themselves. A fenced command that was not run because the lock
    * holds another token throws (BusyError): this executor lost the server and stops.
    */
@@ -557,8 +556,7 @@ class ServerRun {
     let transient = false;
     const timeout = timeoutMs ?? this.settings.ssh.commandTimeoutMs;
     const token = this.ctx.lease.token;
-    const sent = fence ? fenced(command, token, timeout > 0 ? Math.ceil(timeout / 1000) : 0) : command;
-    let result: ExecResult & { inflight?: InFlight[] } = await this.session!.exec(sent, { timeoutMs: timeout, signal: this.ctx.signal });
+    let result: ExecResult & { inflight?: InFlight[] } = await this.session!.exec(command, { timeoutMs: timeout, signal: this.ctx.signal, ...(fence ? { fence: token } : {}) });
     const notRun = fence ? notRunOf(result.stdout, result.code, token) : null;
     if (notRun?.kind === 'fenced') {
       store.endStep(stepId, { ...result, code: null, error: 'not run: the agent-update lock on the server no longer holds this executor\'s token' });

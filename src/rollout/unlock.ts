@@ -97,9 +97,8 @@ export async function unlockServers(
       const who = describeOwner(parseOwner(lock));
       const running = inflightIn(read.stdout);
       const busy =
-        running.length > 0
-          ? `a command sent under a lock is running on it now (pid ${running.map((f) => f.pid).join(', ')}); wait for it to end`
-          : stillInUse(store, s, lock, deps.now());
+        stillInUse(store, s, lock, deps.now()) ??
+        (running.length > 0 ? `a command sent under a lock is running on it now (pid ${running.map((f) => f.pid).join(', ')}); wait for it to end` : null);
       if (busy) {
         out.push({ ...base, outcome: 'refused', lock, message: `locked by ${who}, and not stale: ${busy}` });
         continue;

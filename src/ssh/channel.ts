@@ -32,6 +32,7 @@
 import { randomBytes } from 'node:crypto';
 import type { ClientChannel } from 'ssh2';
 import { shellQuote } from '../util/shell.js';
+import { checkToken, FENCE_SH, INFLIGHT_SH } from './fence.js';
 import { OUTPUT_SH, PROCESS_TREE_SH, PROCS_WORK_SH, TIMER } from './remote-run.js';
 
 const LOOP = [
@@ -42,21 +43,28 @@ const LOOP = [
   ...PROCESS_TREE_SH,
   PROCS_WORK_SH,
   ...OUTPUT_SH,
+  ...INFLIGHT_SH,
+  ...FENCE_SH,
   // nothing runs where a command's tree could not be killed: say so instead of ready
   `procs_work || { printf '%s noprocs\\n' "$tok"; exit 0; }`,
   // the FIFOs each command writes its output to (OUTPUT_SH), where they can be made; else the channel
   'f=; q=$(mktemp -d 2>/dev/null) || q=',
-  `if [ -n "$q" ]; then trap 'rm -rf "$q"' EXIT; mkfifo "$q/o" "$q/e" 2>/dev/null && f=1; fi`,
+  `if [ -n "$q" ]; then mkfifo "$q/o" "$q/e" 2>/dev/null && f=1; fi`,
+  // this loop's record of a command in flight (fence.ts) goes with it
+  `trap 'rm -f "$_r"; [ -n "$q" ] && rm -rf "$q"' EXIT`,
   "trap 'why=timeout' USR1",
   "trap 'why=hangup' USR2",
   "trap 'why=deadman' ALRM",
   "trap 'x=1' HUP",
   `printf '%s ready\\n' "$tok"`,
-  'while read -r t n m; do',
+  'while read -r t n m tk; do',
   // a beat that came after its command's end (or what is left of one): not a command
   "  case $t in ''|.) continue;; esac",
   '  c=; i=0',
   '  while [ "$i" -lt "$n" ]; do IFS= read -r l || exit 0; if [ "$i" -eq 0 ]; then c=$l; else c=$c$N$l; fi; i=$((i+1)); done',
+  // behind the fence (fence.ts) when the frame names a token: not run, it ends here with why
+  '  case $tk in \'\'|-) tk= ;; esac',
+  `  if [ -n "$tk" ]; then fence "$tk" "$t"; s=$?; if [ "$s" -ne 0 ]; then printf '%s\\n' "$tok" >&2; printf '%s %s exit -\\n' "$tok" "$s"; continue; fi; fi`,
   '  why=; held=; hp=',
   '  if [ -n "$f" ]; then',
   '    cat "$q/o" </dev/null 3<&- & co=$!',
@@ -91,6 +99,7 @@ const LOOP = [
   '  g=-',
   '  if [ "$s" -gt 128 ] && [ "$s" -lt 160 ]; then g=$(kill -l "$s" 2>/dev/null) || g=-; fi',
   '  [ -z "$why" ] && [ -n "$held" ] && why=held',
+  '  [ -n "$tk" ] && unfence',
   `  printf '%s\\n' "$tok" >&2`,
   `  printf '%s %s %s %s%s\\n' "$tok" "$s" "\${why:-exit}" "\${g:--}" "\${hp:+ $hp}"`,
   // the executor went silent (a partition, a frozen process): the command is dead, the loop ends like at a hang-up
@@ -254,13 +263,16 @@ export class CommandChannel {
    * Run one command (no NUL in it) with the server-side timeout `seconds` (0: none); its
    * output goes to the sinks as it arrives. With `deadMan`, a beat goes to the loop every
    * `everyMs` while it runs, and the loop kills it after `seconds` without one (a partition, a
-   * frozen executor). Resolves when the loop reported its end, or when the channel closed first.
+   * frozen executor). With `fence`, it runs only behind that fencing token (fence.ts): not run,
+   * it ends with FENCED_EXIT or INFLIGHT_EXIT and why on stdout. Resolves when the loop reported
+   * its end, or when the channel closed first.
    */
   run(
     command: string,
     seconds: number,
     sinks: { stdout(b: Buffer): void; stderr(b: Buffer): void },
     deadMan?: DeadMan,
+    fence?: string,
   ): Promise<LoopResult | LoopFailure> {
     if (this.closed) return Promise.resolve({ kind: 'closed' });
     if (this.running) throw new Error('the command channel is busy');
@@ -277,7 +289,7 @@ export class CommandChannel {
         },
       };
       const dm = deadMan && deadMan.seconds > 0 ? deadMan : null;
-      this.ch.write(`${seconds} ${lines.length} ${dm ? dm.seconds : 0}\n${lines.join('\n')}\n`);
+      this.ch.write(`${seconds} ${lines.length} ${dm ? dm.seconds : 0} ${fence === undefined ? '-' : checkToken(fence)}\n${lines.join('\n')}\n`);
       // beats that cross the command's end arrive between commands, where the loop skips them
       if (dm) beats = setInterval(() => this.beat(), dm.everyMs);
     });

@@ -23,6 +23,7 @@
  *   client removes from the output it records.
  */
 import { shellQuote } from '../util/shell.js';
+import { checkToken, FENCE_SH, INFLIGHT_SH } from './fence.js';
 
 export const RUN_PREFIX = 'agent-update-run: ';
 
@@ -113,12 +114,16 @@ export const OUTPUT_SH = [
 
 /** The supervisor's body (run with `sh -c BODY agent-update-run SECONDS COMMAND DEAD_MAN`). */
 const SUPERVISOR = [
-  't=$1; c=$2; m=${3:-0}; why=; x=; held=',
+  't=$1; c=$2; m=${3:-0}; tk=${4:-}; why=; x=; held=',
   ...PROCESS_TREE_SH,
   PROCS_WORK_SH,
   ...OUTPUT_SH,
+  ...INFLIGHT_SH,
+  ...FENCE_SH,
   // nothing of the command runs where its tree could not be killed
   `procs_work || { echo "${RUN_PREFIX}noprocs" >&2; exit ${NOPROCS_STATUS}; }`,
+  // behind the fence (fence.ts) when given a token: not run, it exits here with why
+  'if [ -n "$tk" ]; then fence "$tk" "$t" || { _e=$?; rm -f "$_r"; exit $_e; }; fi',
   // the watchdogs only tell this shell (a trapped signal ends `wait` at once); it does the killing
   "trap 'why=timeout' USR1",
   "trap 'why=hangup' USR2",
@@ -157,6 +162,7 @@ const SUPERVISOR = [
   '[ -n "$q" ] && rm -rf "$q"',
   `[ -n "$why" ] && echo "${RUN_PREFIX}$why" >&2`,
   `[ -n "$held" ] && echo "${RUN_PREFIX}held $hp" >&2`,
+  '[ -n "$tk" ] && rm -f "$_r"',
   // a command killed by a signal is reported as that signal, as sshd would (128 + n is a signal)
   'if [ "$s" -gt 128 ] && [ "$s" -lt 160 ] && n=$(kill -l "$s" 2>/dev/null) && [ -n "$n" ]; then trap - "$n" 2>/dev/null; kill -s "$n" $$; fi',
   'exit $s',
@@ -165,11 +171,12 @@ const SUPERVISOR = [
 /**
  * `command`, to be run under the supervisor with a timeout of `timeoutMs` (rounded up to a
  * second) and a dead-man timeout of `deadManMs` (0: none; the executor sends a beat line on the
- * channel's stdin meanwhile, see deadManOf in ssh2-transport.ts).
+ * channel's stdin meanwhile, see deadManOf in ssh2-transport.ts); with `fence`, behind that
+ * fencing token (fence.ts).
  */
-export function supervised(command: string, timeoutMs: number, deadManMs = 0): string {
+export function supervised(command: string, timeoutMs: number, deadManMs = 0, fence?: string): string {
   // 0: no timeout (only the hang-up watchdog)
-  return `exec sh -c ${shellQuote(SUPERVISOR)} agent-update-run ${wholeSeconds(timeoutMs)} ${shellQuote(command)} ${wholeSeconds(deadManMs)}`;
+  return `exec sh -c ${shellQuote(SUPERVISOR)} agent-update-run ${wholeSeconds(timeoutMs)} ${shellQuote(command)} ${wholeSeconds(deadManMs)}${fence === undefined ? '' : ` ${checkToken(fence)}`}`;
 }
 
 /** Milliseconds as the whole seconds the server's timers count (rounded up; 0 stays 0: off). */

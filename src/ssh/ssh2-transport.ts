@@ -411,7 +411,7 @@ export class Ssh2Session implements Session {
         }, timeoutMs + SUPERVISOR_GRACE_MS + Math.ceil(timeoutMs / 100));
       }
       const sinks = { stdout: (b: Buffer) => stdout.push(b), stderr: (b: Buffer) => stderr.push(b) };
-      void loop.run(command, wholeSeconds(timeoutMs), sinks, deadManOf(this.sshCfg)).then((r) => {
+      void loop.run(command, wholeSeconds(timeoutMs), sinks, deadManOf(this.sshCfg), options.fence).then((r) => {
         if ('kind' in r) {
           // The connection's own close (with its reason) usually follows at once: let it speak.
           setImmediate(() => {
@@ -541,7 +541,7 @@ export class Ssh2Session implements Session {
             finish(result(null, `could not start the command: the server did not answer the request for a session within ${formatDuration(this.sshCfg.connectTimeoutMs)}`, false, out));
           }, this.sshCfg.connectTimeoutMs);
         }
-        this.client.exec(supervised(command, timeoutMs, deadMan.seconds * 1000), (err, ch) => {
+        this.client.exec(supervised(command, timeoutMs, deadMan.seconds * 1000, options.fence), (err, ch) => {
           clearTimeout(opening);
           if (err) {
             finish(result(null, `could not start the command: ${err.message}`, false, out));

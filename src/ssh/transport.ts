@@ -17,6 +17,12 @@ export interface ExecResult {
 export interface ExecOptions {
   timeoutMs?: number;
   signal?: AbortSignal;
+  /**
+   * A fencing token (ssh/fence.ts): the command runs only while the server's agent-update lock
+   * holds it and no command of an earlier run is in flight there; else the result is
+   * FENCED_EXIT or INFLIGHT_EXIT with why on stdout, and nothing ran.
+   */
+  fence?: string;
 }
 
 /** One open connection to a server, reused for all its steps. */

@@ -18,7 +18,6 @@ import type { RolloutSettings, ServerSpec, SshConfig } from '../../src/config/ty
 import { EXIT, InterruptedError } from '../../src/errors.js';
 import type { ExecResult, Session, Transport } from '../../src/ssh/transport.js';
 import { LOCK_SCRIPT_END } from '../../src/rollout/remote-lock.js';
-import { unfenced } from '../support/fence.js';
 import { OLD, NEW, fakeSettings } from '../support/fake-settings.js';
 import { Store } from '../../src/store/store.js';
 
@@ -45,8 +44,7 @@ class Fake implements Transport {
       exec: async (full: string) => {
         // The lock script in front of a re-check (or alone, to release it): answered as a server would.
         const end = full.indexOf(LOCK_SCRIPT_END);
-        // a command under the fencing token: this fake holds no lock file and lets it run
-        const command = end < 0 ? (unfenced(full)?.command ?? full) : full.slice(end + LOCK_SCRIPT_END.length).replace(/^\n/, '');
+        const command = end < 0 ? full : full.slice(end + LOCK_SCRIPT_END.length).replace(/^\n/, '');
         this.commands.push(`${server.name}: ${end < 0 ? command : `(lock) ${command}`}`);
         if (end >= 0 && command === '') return ok('agent-update-lock: released\n');
         const lock = end >= 0 ? 'agent-update-lock: acquired\n' : '';

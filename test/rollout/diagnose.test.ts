@@ -196,7 +196,7 @@ class FakeTransport implements Transport {
         const end = command.indexOf(LOCK_SCRIPT_END);
         if (end < 0) {
           // a command under the fencing token: the fence runs for real in the server's home first
-          const f = runFence(command, s.home);
+          const f = runFence(command, opts?.fence, s.home);
           if (f === null) return run(command, opts);
           return 'notRun' in f ? f.notRun : run(f.run, opts);
         }

@@ -15,7 +15,7 @@ import { HEARTBEAT_MS } from '../../src/rollout/lease.js';
 import { runUpdate } from '../../src/rollout/run.js';
 import { LOCK_FILE, LOCK_SCRIPT_END } from '../../src/rollout/remote-lock.js';
 import type { ServerStep } from '../../src/rollout/status.js';
-import { TransportError, type ExecResult, type Session, type Transport } from '../../src/ssh/transport.js';
+import { TransportError, type ExecOptions, type ExecResult, type Session, type Transport } from '../../src/ssh/transport.js';
 import { Store } from '../../src/store/store.js';
 import { OLD, NEW, OTHER, fakeSettings } from '../support/fake-settings.js';
 import { makeTempDir } from '../helpers/tmp.js';
@@ -83,14 +83,14 @@ class FakeTransport implements Transport {
     };
     const model = (command: string) => (this.intercept ? this.intercept(server.name, command, () => run(command)) : run(command));
     // a command under the fencing token: the fence runs for real in the server's home first
-    const plain = async (command: string): Promise<ExecResult> => {
-      const f = runFence(command, s.home);
+    const plain = async (command: string, fence?: string): Promise<ExecResult> => {
+      const f = runFence(command, fence, s.home);
       if (f === null) return model(command);
       return 'notRun' in f ? f.notRun : model(f.run);
     };
-    const withLock = async (command: string): Promise<ExecResult> => {
+    const withLock = async (command: string, opts?: ExecOptions): Promise<ExecResult> => {
       const end = command.indexOf(LOCK_SCRIPT_END);
-      if (end < 0) return plain(command);
+      if (end < 0) return plain(command, opts?.fence);
       const script = command.slice(0, end + LOCK_SCRIPT_END.length);
       const rest = command.slice(end + LOCK_SCRIPT_END.length).replace(/^\n/, '');
       const lockRun = async (): Promise<ExecResult> => {
