@@ -179,10 +179,11 @@ export function notRunOf(stdout: string, code: number | null, token: string): { 
 /**
  * Wait up to `seconds` for the commands in flight to end (each by its pid and start time: a
  * reused pid is not it), then stop what is left with everything it started (only a process whose
- * start time is known: without /proc a pid may be somebody else's by then). Says `ended`,
- * `killed PIDS`, or `alive PIDS` for what is still there.
+ * start time is known: without /proc a pid may be somebody else's by then); with `kill: false`,
+ * only wait. Says `ended`, `killed PIDS`, or `alive PIDS` for what is still there.
  */
-export function waitScript(inflight: readonly InFlight[], seconds: number): string {
+export function waitScript(inflight: readonly InFlight[], seconds: number, opts: { kill?: boolean } = {}): string {
+  const kill = opts.kill ?? true;
   const list = inflight.map((f) => `${f.pid}:${f.start}`).join(' ');
   return [
     ...INFLIGHT_SH,
@@ -193,7 +194,9 @@ export function waitScript(inflight: readonly InFlight[], seconds: number): stri
     `alive() { a=; _kk=; for e in ${list}; do if up "\${e%%:*}" "\${e#*:}" && [ -s "$HOME/${RUN_FILE}\${e%%:*}" ]; then a="$a \${e%%:*}"; [ -n "\${e#*:}" ] && _kk="$_kk \${e%%:*}"; fi; done; }`,
     'i=0',
     `while alive; [ -n "$a" ] && [ "$i" -lt ${Math.max(0, Math.floor(seconds))} ]; do sleep 1; i=$((i+1)); done`,
-    `if [ -z "$a" ]; then ${say('ended')}; else _w=$_kk; for _q in $_w; do stop "$_q"; done; alive; if [ -z "$a" ]; then echo "${LOCK_PREFIX}killed$_w"; else echo "${LOCK_PREFIX}alive$a"; fi; fi`,
+    kill
+      ? `if [ -z "$a" ]; then ${say('ended')}; else _w=$_kk; for _q in $_w; do stop "$_q"; done; alive; if [ -z "$a" ]; then echo "${LOCK_PREFIX}killed$_w"; else echo "${LOCK_PREFIX}alive$a"; fi; fi`
+      : `if [ -z "$a" ]; then ${say('ended')}; else echo "${LOCK_PREFIX}alive$a"; fi`,
     LOCK_SCRIPT_END,
   ].join('\n');
 }

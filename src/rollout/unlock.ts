@@ -9,7 +9,7 @@ import type { Transport } from '../ssh/transport.js';
 import { specOf, type ServerRecord, type Store } from '../store/store.js';
 import { suggest } from '../util/suggest.js';
 import { describeHolder, holderIsDead, processAlive } from './lease.js';
-import { clearScript, describeOwner, inflightIn, parseOwner, readScript, splitLockOutput } from './remote-lock.js';
+import { clearScript, describeOwner, inflightIn, parseOwner, readScript, splitLockOutput, waitScript } from './remote-lock.js';
 
 export interface UnlockResult {
   server: string;
@@ -39,6 +39,9 @@ export function resolveServers(store: Store, names: string[], update?: string): 
     return found[0]!;
   });
 }
+
+/** How long unlock waits for a command in flight on the server to end before it refuses. */
+const UNLOCK_WAIT_S = 5;
 
 /** Why clearing this lock now would be wrong, or null when nothing this tool can see is using it. */
 function stillInUse(store: Store, s: ServerRecord, lock: string, now: Date): string | null {
@@ -95,10 +98,16 @@ export async function unlockServers(
       }
       const lock = verdict.owner;
       const who = describeOwner(parseOwner(lock));
+      let busy = stillInUse(store, s, lock, deps.now());
       const running = inflightIn(read.stdout);
-      const busy =
-        stillInUse(store, s, lock, deps.now()) ??
-        (running.length > 0 ? `a command sent under a lock is running on it now (pid ${running.map((f) => f.pid).join(', ')}); wait for it to end` : null);
+      if (busy === null && running.length > 0) {
+        // a command of an executor that just died is still being killed (its supervisor takes a
+        // second or so after the connection ends): give it a few seconds, never kill it from here
+        const waited = await session.exec(waitScript(running, UNLOCK_WAIT_S, { kill: false }), { timeoutMs: settings.ssh.connectTimeoutMs + 30_000 });
+        if (splitLockOutput(waited.stdout).verdict?.kind !== 'ended') {
+          busy = `a command sent under a lock is running on it now (pid ${running.map((f) => f.pid).join(', ')}); wait for it to end`;
+        }
+      }
       if (busy) {
         out.push({ ...base, outcome: 'refused', lock, message: `locked by ${who}, and not stale: ${busy}` });
         continue;

@@ -96,6 +96,9 @@ for (const shell of SHELLS) {
     assert.equal(splitLockOutput(taken.stdout).verdict?.kind, 'inflight');
     // unlock's read names it
     assert.deepEqual(inflightIn(run(shell, home, readScript({ inflight: true })).stdout).map((f) => f.pid), [first.pid]);
+    // unlock's wait never kills
+    assert.deepEqual(splitLockOutput(run(shell, home, waitScript(inflight, 0, { kill: false })).stdout).verdict, { kind: 'alive', pids: [first.pid] });
+    assert.equal(first.exitCode, null, 'still running');
     // waited for 1 s, then killed with its child (the sleep)
     const waited = run(shell, home, waitScript(inflight, 1));
     assert.deepEqual(splitLockOutput(waited.stdout).verdict, { kind: 'killed', pids: [first.pid] });
