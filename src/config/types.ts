@@ -22,6 +22,12 @@ export interface ServerSpec {
    */
   identityFiles?: string[];
   knownHosts?: string;
+  /** ssh config IdentitiesOnly yes (only with ssh.agent false, where it is what the transport does): offer the identity files only */
+  identitiesOnly?: boolean;
+  /** ssh config IdentityAgent: 'none' (only with ssh.agent false); a socket path is refused until the transport can use it */
+  identityAgent?: string;
+  /** ssh config CertificateFile that exist (refused until the transport offers certificates: never set yet) */
+  certificateFiles?: string[];
   /** jump hosts in order (the first is connected to directly); absent or [] = direct */
   jump?: JumpHost[];
 }
@@ -35,6 +41,10 @@ export interface JumpHost {
   identityFiles?: string[];
   /** its host key is checked against this file; absent = `ssh.known_hosts` */
   knownHosts?: string;
+  /** as in ServerSpec */
+  identitiesOnly?: boolean;
+  identityAgent?: string;
+  certificateFiles?: string[];
 }
 
 export interface SshConfig {

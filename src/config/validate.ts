@@ -105,7 +105,7 @@ import type { ConfigProblem } from '../errors.js';
 import type { Config, DiagnoseConfig, FailureBudget, JumpHost, ServerSpec, SteppingStone } from './types.js';
 import type { InventoryRead } from './inventory/index.js';
 import { patternProblem, select } from './select.js';
-import { expandTokens, parseHopSpec, parseSshConfig, type HostEntry, type ParsedSshConfig } from './ssh-config.js';
+import { expandTokens, parseHopSpec, parseSshConfig, type HostEntry, type ParsedSshConfig, type Setting } from './ssh-config.js';
 import { formatDuration, parseDuration } from '../util/duration.js';
 import { DEAD_MAN_MIN_MS, defaultDeadManMs } from './dead-man.js';
 import { findPlaceholders, PLACEHOLDERS, unknownPlaceholders, unsafePlaceholders } from '../util/shell.js';
@@ -182,6 +182,11 @@ interface HopSpec {
   host: string;
   port?: number;
 }
+
+/** How one endpoint (a server or a jump host) is reached, once resolved. */
+type Endpoint = { host: string; port: number; user: string; proxyJump?: string } & Pick<JumpHost, ReachField>;
+/** The fields of ServerSpec and JumpHost that say how an endpoint is reached, beyond host, port and user. */
+type ReachField = 'identityFiles' | 'knownHosts' | 'identitiesOnly' | 'identityAgent' | 'certificateFiles';
 
 const OUTPUT_LIMIT_MIN = 1024;
 const OUTPUT_LIMIT_MAX = 64 * 1024 * 1024;
@@ -865,6 +870,7 @@ export function validateConfig(raw: unknown, ctx: ValidateContext): ValidateResu
           localUser: ctx.user ?? '',
           readFile: ctx.readFile,
           listDir: ctx.listDir ?? (() => []),
+          exists: c.exists.bind(c),
         });
         for (const problem of sshCfg.problems) c.add(['ssh', 'config'], problem);
       }
@@ -899,8 +905,10 @@ export function validateConfig(raw: unknown, ctx: ValidateContext): ValidateResu
 
   /** What the ssh config says about `alias` (nothing without ssh.config). */
   const lookup = (alias: string, user?: string): HostEntry =>
-    sshCfg ? sshCfg.lookup(alias, user) : { identityFiles: [], userKnownHostsFiles: [] };
+    sshCfg ? sshCfg.lookup(alias, user) : { host: alias, identityFiles: [], certificateFiles: [], problems: [] };
   const configWhere = () => `the ssh config ${sshConfigFile ?? ''}`;
+  /** ssh's identity files when the config names none (readconf.c fill_default_options); the ones that exist are offered */
+  const DEFAULT_IDENTITIES = ['id_rsa', 'id_ecdsa', 'id_ecdsa_sk', 'id_ed25519', 'id_ed25519_sk', 'id_xmss', 'id_dsa'];
 
   /**
    * One endpoint (a server or a jump host): per-server keys > the ssh config > the ssh block.
@@ -911,48 +919,53 @@ export function validateConfig(raw: unknown, ctx: ValidateContext): ValidateResu
     alias: string,
     explicit: { user?: string; port?: number; identityFiles?: string[] },
     dflt: { port: number },
-  ): { host: string; port: number; user: string; identityFiles?: string[]; knownHosts?: string; proxyJump?: string } | undefined => {
+  ): Endpoint | undefined => {
     const e = lookup(alias, explicit.user);
     let ok = true;
     const where = `${configWhere()} (for ${JSON.stringify(alias)})`;
+    const refuse = (msg: string) => {
+      c.add(p, `${where}: ${msg}`);
+      ok = false;
+    };
+    for (const problem of e.problems) refuse(problem);
     let host = alias;
-    if (e.hostName !== undefined) {
-      const h = e.hostName.replace(/%%|%h/g, (m) => (m === '%%' ? '%' : alias));
+    if (sshCfg) {
+      const h = e.host;
       if (h === '' || /\s/.test(h) || h.startsWith('-') || h.includes('%')) {
-        c.add(p, `${where}: HostName ${JSON.stringify(e.hostName)} is not a host name`);
-        ok = false;
+        refuse(e.hostName ? `HostName ${JSON.stringify(e.hostName.value)} (${e.hostName.where}) is not a host name` : `${JSON.stringify(h)} is not a host name`);
       } else host = h;
     }
     let port = explicit.port;
     if (port === undefined && e.port !== undefined) {
-      const n = Number(e.port);
-      if (!/^\d+$/.test(e.port) || n < 1 || n > 65535) {
-        c.add(p, `${where}: Port ${JSON.stringify(e.port)} is not a port number (1 to 65535)`);
-        ok = false;
-      } else port = n;
+      const n = Number(e.port.value);
+      if (!/^\d+$/.test(e.port.value) || n < 1 || n > 65535) refuse(`Port ${JSON.stringify(e.port.value)} (${e.port.where}) is not a port number (1 to 65535)`);
+      else port = n;
     }
     port ??= dflt.port;
     let user = explicit.user;
     if (user === undefined && e.user !== undefined) {
-      const u = checkUser(c, p, e.user);
+      const u = checkUser(c, p, e.user.value);
       if (u === undefined) ok = false;
       else user = u;
     }
     user ??= sshUser;
-    if (e.proxyCommand !== undefined && e.proxyCommand.toLowerCase() !== 'none') {
-      c.add(p, `${where}: ProxyCommand is not supported (agent-update runs no local command to connect); use ProxyJump, or ssh.jump / jump in this config`);
-      ok = false;
+    if (e.proxyCommand !== undefined && e.proxyCommand.value.toLowerCase() !== 'none') {
+      refuse(`ProxyCommand (${e.proxyCommand.where}) is not supported (agent-update runs no local command to connect); use ProxyJump, or ssh.jump / jump in this config`);
     }
     if (e.hostKeyAlias !== undefined) {
-      c.add(p, `${where}: HostKeyAlias is not supported (host keys are checked under the host name and port connected to)`);
-      ok = false;
+      refuse(`HostKeyAlias (${e.hostKeyAlias.where}) is not supported (host keys are checked under the host name and port connected to)`);
+    }
+    if (e.canonicalizeHostName !== undefined && !/^(no|false|none)$/i.test(e.canonicalizeHostName.value)) {
+      refuse(
+        `CanonicalizeHostName ${e.canonicalizeHostName.value} (${e.canonicalizeHostName.where}) is not supported: ssh would look the name up in DNS ` +
+          'to canonicalize it, and agent-update makes no DNS query while reading a config; set CanonicalizeHostName no for this host, or give its full name as HostName',
+      );
     }
     const tokens = { host, original: alias, port, user };
-    const expand = (what: string, raw: string): string | undefined => {
-      const r = expandTokens(raw, tokens, tokenCtx);
+    const expand = (what: string, s: Setting): string | undefined => {
+      const r = expandTokens(s.value, tokens, tokenCtx);
       if ('error' in r) {
-        c.add(p, `${where}: ${what}: ${r.error}`);
-        ok = false;
+        refuse(`${what} (${s.where}): ${r.error}`);
         return undefined;
       }
       const v = r.value;
@@ -963,26 +976,62 @@ export function validateConfig(raw: unknown, ctx: ValidateContext): ValidateResu
     if (identityFiles === undefined && e.identityFiles.length) {
       // As ssh does, IdentityFiles that do not exist are passed over (a `Host *` default for
       // a key this machine does not have is common); `none` stands for no file.
-      const files = e.identityFiles.filter((f) => f.toLowerCase() !== 'none').map((f) => expand('IdentityFile', f));
+      const files = e.identityFiles.filter((f) => f.value.toLowerCase() !== 'none').map((f) => expand('IdentityFile', f));
       const existing = files.filter((f): f is string => f !== undefined && c.exists(f));
       if (existing.length) identityFiles = [...new Set(existing)];
+    } else if (identityFiles === undefined && sshCfg && identityFile === null) {
+      // no IdentityFile anywhere (and no ssh.identity_file): ssh offers its default keys that exist
+      const existing = DEFAULT_IDENTITIES.map((n) => path.join(ctx.home, '.ssh', n)).filter((f) => c.exists(f));
+      if (existing.length) identityFiles = existing;
+    }
+    const out: Endpoint = { host, port, user };
+    // CertificateFile, IdentitiesOnly, IdentityAgent: the transport does not honour them yet, so
+    // each is accepted only where it changes nothing about what is offered; refused otherwise
+    if (e.certificateFiles.length) {
+      const certs = e.certificateFiles.map((f) => expand('CertificateFile', f)).filter((f): f is string => f !== undefined && c.exists(f));
+      if (certs.length) {
+        refuse(`CertificateFile (${e.certificateFiles.map((f) => f.where).join(', ')}): ssh would offer the certificate ${certs.join(', ')}, and agent-update does not offer certificates yet; remove it for this host`);
+      }
+    }
+    if (e.identitiesOnly !== undefined && /^(yes|true)$/i.test(e.identitiesOnly.value)) {
+      if (useAgent) {
+        refuse(`IdentitiesOnly yes (${e.identitiesOnly.where}): ssh would offer only the identity files, and agent-update would also offer every key of ssh-agent; set ssh.agent: false (the files alone are then offered, as ssh does), or remove it for this host`);
+      } else out.identitiesOnly = true;
+    }
+    if (e.identityAgent !== undefined) {
+      const v = e.identityAgent.value;
+      const isDefault = v === 'SSH_AUTH_SOCK' || v === '$SSH_AUTH_SOCK';
+      if (v.toLowerCase() === 'none') {
+        if (useAgent) refuse(`IdentityAgent none (${e.identityAgent.where}): ssh would use no agent for this host, and agent-update would use ssh-agent ($SSH_AUTH_SOCK); set ssh.agent: false, or remove it for this host`);
+        else out.identityAgent = 'none';
+      } else if (isDefault) {
+        if (!useAgent) refuse(`IdentityAgent ${v} (${e.identityAgent.where}): ssh would use ssh-agent for this host, and agent-update uses none (ssh.agent: false); set ssh.agent: true, or remove it for this host`);
+      } else {
+        refuse(`IdentityAgent ${v} (${e.identityAgent.where}): ssh would use that agent socket for this host, and agent-update uses $SSH_AUTH_SOCK (or none, ssh.agent: false) and cannot use another socket yet; remove it for this host`);
+      }
     }
     let kh: string | undefined;
-    if (e.userKnownHostsFiles.length) {
-      const files = e.userKnownHostsFiles.filter((f) => f.toLowerCase() !== 'none').map((f) => expand('UserKnownHostsFile', f));
-      if (files.every((f) => f !== undefined)) {
-        kh = files.find((f) => f !== undefined && c.exists(f));
-        if (kh === undefined) {
-          c.add(p, `${where}: none of its UserKnownHostsFile exists (${files.join(', ')}); host keys are always verified`);
-          ok = false;
+    if (e.userKnownHostsFiles) {
+      const at = e.userKnownHostsFiles.where;
+      const isNull = (f: string) => f === '/dev/null' || f.toLowerCase() === 'none';
+      const listed = e.userKnownHostsFiles.values;
+      if (listed.every(isNull)) {
+        refuse(
+          `UserKnownHostsFile ${listed.join(' ')} (${at}): with it ssh keeps no host keys for this host; agent-update always verifies host keys ` +
+            `against a known_hosts file, and without that line would use ${knownHosts}: remove the line for this host, or name a known_hosts file`,
+        );
+      } else {
+        const files = listed.filter((f) => !isNull(f)).map((f) => expand('UserKnownHostsFile', { value: f, where: at }));
+        if (files.every((f) => f !== undefined)) {
+          kh = files.find((f) => f !== undefined && c.exists(f));
+          if (kh === undefined) refuse(`none of its UserKnownHostsFile exists (${files.join(', ')}, ${at}); host keys are always verified`);
         }
       }
     }
     if (!ok) return undefined;
-    const out: { host: string; port: number; user: string; identityFiles?: string[]; knownHosts?: string; proxyJump?: string } = { host, port, user };
     if (identityFiles !== undefined) out.identityFiles = identityFiles;
     if (kh !== undefined && kh !== knownHosts) out.knownHosts = kh;
-    if (e.proxyJump !== undefined) out.proxyJump = e.proxyJump;
+    if (e.proxyJump !== undefined) out.proxyJump = e.proxyJump.value;
     return out;
   };
 
@@ -1024,9 +1073,7 @@ export function validateConfig(raw: unknown, ctx: ValidateContext): ValidateResu
         if (!prefix) return undefined;
         out.push(...prefix);
       }
-      const hop: JumpHost = { host: r.host, port: r.port, user: r.user };
-      if (r.identityFiles) hop.identityFiles = r.identityFiles;
-      if (r.knownHosts) hop.knownHosts = r.knownHosts;
+      const { proxyJump: _pj, ...hop } = r;
       out.push(hop);
     }
     return out;
@@ -1048,9 +1095,7 @@ export function validateConfig(raw: unknown, ctx: ValidateContext): ValidateResu
       }
       const r = resolveEndpoint([...p, 'host'], base.host, base.explicit, { port: sshPort });
       if (!r) return undefined;
-      const reach: Pick<ServerSpec, 'identityFiles' | 'knownHosts' | 'jump'> = {};
-      if (r.identityFiles) reach.identityFiles = r.identityFiles;
-      if (r.knownHosts) reach.knownHosts = r.knownHosts;
+      const { host: _h, port: _p, user: _u, proxyJump: _pj, ...reach }: Endpoint & Pick<ServerSpec, 'jump'> = r;
       let specs = jumpSpecs;
       if (specs === undefined && r.proxyJump !== undefined) specs = proxyJumpSpecs([...p, 'host'], base.host, r.proxyJump);
       specs ??= globalJump;
@@ -1542,7 +1587,7 @@ interface ReachResolver {
   resolve(
     p: KeyPath,
     base: { host: string; explicit: { user?: string; port?: number; identityFiles?: string[] }; jump: { given: boolean; value: unknown } },
-  ): { host: string; port: number; user: string; reach: Pick<ServerSpec, 'identityFiles' | 'knownHosts' | 'jump'> } | undefined;
+  ): { host: string; port: number; user: string; reach: Pick<ServerSpec, ReachField | 'jump'> } | undefined;
 }
 
 function checkServer(

@@ -100,15 +100,21 @@ export interface ServerRecord {
   identityFiles?: string[];
   knownHosts?: string;
   jump?: JumpHost[];
+  identitiesOnly?: boolean;
+  identityAgent?: string;
+  certificateFiles?: string[];
 }
 
 /** What `servers.ssh_json` holds. */
-type ServerReach = Pick<ServerSpec, 'identityFiles' | 'knownHosts' | 'jump'>;
+type ServerReach = Pick<ServerSpec, 'identityFiles' | 'knownHosts' | 'jump' | 'identitiesOnly' | 'identityAgent' | 'certificateFiles'>;
 
-function reachJson(s: Pick<ServerSpec, 'identityFiles' | 'knownHosts' | 'jump'>): string | null {
+function reachJson(s: ServerReach): string | null {
   const r: ServerReach = {};
   if (s.identityFiles !== undefined) r.identityFiles = s.identityFiles;
   if (s.knownHosts !== undefined) r.knownHosts = s.knownHosts;
+  if (s.identitiesOnly !== undefined) r.identitiesOnly = s.identitiesOnly;
+  if (s.identityAgent !== undefined) r.identityAgent = s.identityAgent;
+  if (s.certificateFiles !== undefined) r.certificateFiles = s.certificateFiles;
   if (s.jump !== undefined && s.jump.length > 0) r.jump = s.jump;
   return Object.keys(r).length ? JSON.stringify(r) : null;
 }
@@ -119,6 +125,9 @@ export function specOf(r: ServerRecord): ServerSpec {
   if (r.identityFiles !== undefined) spec.identityFiles = r.identityFiles;
   if (r.knownHosts !== undefined) spec.knownHosts = r.knownHosts;
   if (r.jump !== undefined) spec.jump = r.jump;
+  if (r.identitiesOnly !== undefined) spec.identitiesOnly = r.identitiesOnly;
+  if (r.identityAgent !== undefined) spec.identityAgent = r.identityAgent;
+  if (r.certificateFiles !== undefined) spec.certificateFiles = r.certificateFiles;
   return spec;
 }
 

@@ -4,7 +4,9 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
 import { parseHopSpec } from '../../src/config/ssh-config.js';
 import { ctx, DIR, EXISTING, HOME, ok, problems, variant } from './helpers.js';
 
@@ -148,12 +150,12 @@ test('refused, never ignored: ProxyCommand, HostKeyAlias, Match exec setting wha
   const files = (text: string) => ({ ...FILES, [`${SSH_DIR}/config`]: text });
   const messages = (text: string, list: unknown[] = [{ name: 'x', host: 'x' }]) =>
     problems(variant((c) => void ((c.ssh = { config: true }), (c.servers = list))), withFiles(files(text))).map((p) => `${p.path}: ${p.message}`);
-  assert.match(messages('Host x\n  ProxyCommand nc %h %p\n').join('\n'), /^servers\[0\]\.host: the ssh config .* \(for "x"\): ProxyCommand is not supported/);
-  assert.match(messages('Host x\n  HostKeyAlias other\n').join('\n'), /HostKeyAlias is not supported/);
+  assert.match(messages('Host x\n  ProxyCommand nc %h %p\n').join('\n'), /^servers\[0\]\.host: the ssh config .* \(for "x"\): ProxyCommand \(\/home\/op\/\.ssh\/config line 2\) is not supported/);
+  assert.match(messages('Host x\n  HostKeyAlias other\n').join('\n'), /HostKeyAlias \(.* line 2\) is not supported/);
   const marker = `/tmp/au-match-exec-ran-${process.pid}`;
-  assert.match(messages(`Match exec "touch ${marker}"\n  User evil\n`).join('\n'), /^ssh.config: "Match exec touch .*" sets User, and whether it applies cannot be told here/);
+  assert.match(messages(`Match exec "touch ${marker}"\n  User evil\n`).join('\n'), /^servers\[0\]\.host: .*: Match exec "touch .*" \(.* line 1\) may apply to it \(exec "touch .*" is never run\), and it sets User \(.* line 2\): whether it applies cannot be told here/);
   assert.equal(existsSync(marker), false, 'the Match exec command was not run');
-  assert.match(messages('CanonicalizeHostName yes\n').join('\n'), /CanonicalizeHostName yes is not supported/);
+  assert.match(messages('CanonicalizeHostName yes\n').join('\n'), /CanonicalizeHostName yes \(.* line 1\) is not supported: ssh would look the name up in DNS/);
   // a ProxyCommand for a host no server uses, a Match exec that sets nothing we read: fine
   assert.equal(servers([{ name: 'y', host: 'y' }], {}, files('Host x\n  ProxyCommand nc %h %p\nMatch exec "false"\n  ForwardAgent yes\n'))[0]!.host, 'y');
   // ProxyCommand none is no proxy
@@ -164,8 +166,8 @@ test('other problems: a missing ssh.config, a bad Port, an unknown %token, no Us
   const all = (ssh: Record<string, unknown>, list: unknown[], text = CONFIG) =>
     problems(variant((c) => void ((c.ssh = ssh), (c.servers = list))), withFiles({ ...FILES, [`${SSH_DIR}/config`]: text })).map((p) => `${p.path}: ${p.message}`).join('\n');
   assert.match(all({ config: 'nowhere/ssh_config' }, [{ name: 'a', host: 'a' }]), new RegExp(`ssh.config: file not found: ${DIR}/nowhere/ssh_config`));
-  assert.match(all({ config: true }, [{ name: 'a', host: 'a' }], 'Host a\n  Port 99999\n'), /Port "99999" is not a port number/);
-  assert.match(all({ config: true }, [{ name: 'a', host: 'a' }], 'Host a\n  IdentityFile ~/.ssh/%C\n'), /unsupported token %C/);
+  assert.match(all({ config: true }, [{ name: 'a', host: 'a' }], 'Host a\n  Port 99999\n'), /Port "99999" \(.* line 2\) is not a port number/);
+  assert.match(all({ config: true }, [{ name: 'a', host: 'a' }], 'Host a\n  IdentityFile ~/.ssh/%C\n'), /IdentityFile \(.* line 2\): unsupported token %C/);
   assert.match(all({ config: true }, [{ name: 'a', host: 'a' }], 'Host a\n  UserKnownHostsFile ~/.ssh/none1 ~/.ssh/none2\n'), /none of its UserKnownHostsFile exists/);
   assert.match(all({ jump: 'a@' }, [{ name: 'a', host: 'a' }]), /ssh.jump: bad jump host "a@": no host/);
   assert.match(all({}, [{ name: 'a', host: 'a', jump: ['h:0'] }]), /servers\[0\]\.jump\[0\]: bad jump host "h:0": "0" is not a port/);
@@ -188,4 +190,102 @@ test('parseHopSpec', () => {
   assert.ok('error' in parseHopSpec('::1'));
   assert.ok('error' in parseHopSpec('gw:x'));
   assert.ok('error' in parseHopSpec('-oProxyCommand=x'));
+});
+
+// Issue 21: each case below is what `ssh -G` prints for the same config (OpenSSH 9.2);
+// test/config/ssh-config-openssh.test.ts checks the corpus against ssh itself.
+const withConfig = (text: string, extra: Record<string, string> = {}) => ({ ...FILES, [`${SSH_DIR}/config`]: text, ...extra });
+const refusals = (text: string, list: unknown[], ssh: Record<string, unknown> = {}, extra: Record<string, string> = {}) =>
+  problems(variant((c) => void ((c.ssh = { config: true, ...ssh }), (c.servers = list))), withFiles(withConfig(text, extra))).map((p) => `${p.path}: ${p.message}`).join('\n');
+
+test('Host patterns match the name as given, case-sensitively; the host connected to is lower-cased (ssh -G)', () => {
+  const text = 'Host Bastion-EU\n  HostName 198.51.100.20\nHost target\n  ProxyJump ops@Bastion-EU\nHost github.com\n  User git\n';
+  const [t, g, upper, exact] = servers(
+    [{ name: 't', host: 'target' }, { name: 'g', host: 'GitHub.com' }, { name: 'u', host: 'BASTION-EU' }, { name: 'e', host: 'Bastion-EU' }],
+    {},
+    withConfig(text),
+  );
+  // (no IdentityFile and no ssh.identity_file: ssh offers its default keys that exist)
+  assert.deepEqual(t!.jump, [{ host: '198.51.100.20', port: 22, user: 'ops', identityFiles: [`${SSH_DIR}/id_ed25519`] }], 'the jump spec names the alias as written: it matches');
+  assert.deepEqual([g!.host, g!.user], ['github.com', 'op'], '"GitHub.com" does not match Host github.com');
+  assert.equal(upper!.host, 'bastion-eu', '"BASTION-EU" does not match Host Bastion-EU');
+  assert.equal(exact!.host, '198.51.100.20');
+});
+
+test('`?` is exactly one character; a comma is part of a Host pattern', () => {
+  const text = 'Host db?\n  User q\nHost github.com,gitlab.com\n  User commas\n';
+  const [db, db1, gh] = servers([{ name: 'db', host: 'db' }, { name: 'db1', host: 'db1' }, { name: 'gh', host: 'github.com' }], {}, withConfig(text));
+  assert.deepEqual([db!.user, db1!.user, gh!.user], ['op', 'q', 'op']);
+});
+
+test('keywords in any case; Match host sees the HostName obtained so far, Match user the User', () => {
+  const text = 'Host d\n  Hostname 10.0.0.6\nMatch host 10.0.*\n  USER tenner\nHost e\n  user deploy\nMatch user deploy\n  identityfile ~/.ssh/deploykey\n';
+  const [d, e] = servers([{ name: 'd', host: 'd' }, { name: 'e', host: 'e' }], {}, withConfig(text, { [`${SSH_DIR}/deploykey`]: 'k' }));
+  assert.deepEqual([d!.host, d!.user], ['10.0.0.6', 'tenner']);
+  assert.deepEqual([e!.user, e!.identityFiles], ['deploy', [`${SSH_DIR}/deploykey`]]);
+});
+
+test('IdentitiesOnly, IdentityAgent, CertificateFile: honoured where the transport does the same, refused with file and line otherwise', () => {
+  const text = 'Host only\n  IdentitiesOnly yes\nHost sock\n  IdentityAgent /run/agent.sock\nHost noagent\n  IdentityAgent none\nHost cert\n  CertificateFile ~/.ssh/id_prod_deploy-cert.pub\n';
+  const cert = { [`${SSH_DIR}/id_prod_deploy-cert.pub`]: 'c' };
+  const all = refusals(text, [{ name: 'o', host: 'only' }, { name: 's', host: 'sock' }, { name: 'n', host: 'noagent' }, { name: 'c', host: 'cert' }], {}, cert);
+  assert.match(all, /servers\[0\]\.host: .*IdentitiesOnly yes \(.*config line 2\): ssh would offer only the identity files/);
+  assert.match(all, /servers\[1\]\.host: .*IdentityAgent \/run\/agent\.sock \(.*config line 4\): ssh would use that agent socket/);
+  assert.match(all, /servers\[2\]\.host: .*IdentityAgent none \(.*config line 6\): ssh would use no agent for this host/);
+  assert.match(all, /servers\[3\]\.host: .*CertificateFile \(.*config line 8\): ssh would offer the certificate/);
+  // with ssh.agent: false, IdentitiesOnly yes and IdentityAgent none are what the transport does
+  const [o, n] = servers([{ name: 'o', host: 'only' }, { name: 'n', host: 'noagent' }], { agent: false, identity_file: '~/.ssh/id_ed25519' }, withConfig(text));
+  assert.equal(o!.identitiesOnly, true);
+  assert.equal(n!.identityAgent, 'none');
+});
+
+test('CanonicalizeHostName never runs nslookup (nor anything else) while reading the config', () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'au-nslookup-'));
+  const marker = path.join(dir, 'ran');
+  writeFileSync(path.join(dir, 'nslookup'), `#!/bin/sh\necho "$@" >> ${marker}\n`, { mode: 0o755 });
+  writeFileSync(path.join(dir, 'host'), `#!/bin/sh\necho "$@" >> ${marker}\n`, { mode: 0o755 });
+  const oldPath = process.env.PATH;
+  process.env.PATH = `${dir}:${oldPath ?? ''}`;
+  try {
+    const text = 'Host *\n  CanonicalizeHostName yes\n  CanonicalDomains example.com example.net\n';
+    const all = refusals(text, [{ name: 'a', host: 'a' }, { name: 'b', host: 'b' }]);
+    assert.match(all, /servers\[0\]\.host: .*CanonicalizeHostName yes \(.*config line 2\) is not supported: ssh would look the name up in DNS/);
+  } finally {
+    process.env.PATH = oldPath;
+  }
+  assert.equal(existsSync(marker), false, 'nslookup was run');
+  rmSync(dir, { recursive: true, force: true });
+});
+
+test('UserKnownHostsFile /dev/null: refused, saying host keys are always verified and which file would be', () => {
+  const all = refusals('Host a\n  UserKnownHostsFile /dev/null\n', [{ name: 'a', host: 'a' }]);
+  assert.match(all, /UserKnownHostsFile \/dev\/null \(.*config line 2\): with it ssh keeps no host keys for this host; agent-update always verifies host keys against a known_hosts file, and without that line would use \/home\/op\/\.ssh\/known_hosts/);
+  assert.doesNotMatch(all, /exist/);
+});
+
+test('ProxyJump then ProxyCommand in one block: the first obtained wins (ProxyJump), as in ssh', () => {
+  const [a] = servers([{ name: 'a', host: 'a' }], {}, withConfig('Host a\n  ProxyJump gw.example\n  ProxyCommand nc %h %p\n'));
+  assert.deepEqual(a!.jump?.map((h) => h.host), ['gw.example']);
+  // and the other way round: ProxyCommand first wins, so it is refused
+  assert.match(refusals('Host a\n  ProxyCommand nc %h %p\n  ProxyJump gw.example\n', [{ name: 'a', host: 'a' }]), /ProxyCommand \(.*line 2\) is not supported/);
+});
+
+test('a missing Include file is skipped, as ssh does', () => {
+  const [a] = servers([{ name: 'a', host: 'a' }], {}, withConfig('Include nothere.conf conf.d/*.conf\nHost a\n  HostName 10.3.3.3\n'));
+  assert.equal(a!.host, '10.3.3.3');
+});
+
+test('Match with criteria that cannot be evaluated: only servers for which the rest of the criteria hold are refused', () => {
+  const text = 'Match host foo exec "false"\n  User fromexec\nMatch !host bar,foo\n  Port 2345\nMatch host baz canonical\n  User canon\n';
+  const [bar, baz] = servers([{ name: 'bar', host: 'bar' }, { name: 'baz', host: 'baz' }], {}, withConfig(text));
+  assert.deepEqual([bar!.user, bar!.port], ['op', 22], 'host foo is false for bar: the exec does not matter; !host bar,foo is false');
+  assert.deepEqual([baz!.user, baz!.port], ['op', 2345], '!host matches baz; canonical is false without canonicalization or Match final');
+  assert.match(refusals(text, [{ name: 'foo', host: 'foo' }]), /servers\[0\]\.host: .*Match host foo exec "false" \(.*line 1\) may apply to it \(exec "false" is never run\), and it sets User/);
+});
+
+test('a Host block inside an Include inside a Host block applies as ssh reads it', () => {
+  const text = 'Host web\n  Include web.conf\n';
+  const [web, other] = servers([{ name: 'web', host: 'web' }, { name: 'other', host: 'other' }], {}, withConfig(text, { [`${SSH_DIR}/web.conf`]: 'User u1\nHost other web\n  Port 2201\n' }));
+  assert.deepEqual([web!.user, web!.port], ['u1', 2201]);
+  assert.deepEqual([other!.user, other!.port], ['op', 22], 'an Include inside a block that does not apply: nothing in it applies');
 });
