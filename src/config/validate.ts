@@ -1177,7 +1177,9 @@ export function validateConfig(raw: unknown, ctx: ValidateContext): ValidateResu
         for (const e of read.entries) {
           const ac = new Checker(ctx, {
             where: (p) => {
-              const place = e.places[p[p.length - 1] as keyof typeof e.places] ?? e.places.name;
+              // the field's own place (`jump`, not its hop `jump[0]`), else the host's
+              const key = [...p].reverse().find((k) => typeof k === 'string');
+              const place = e.places[key as keyof typeof e.places] ?? e.places.name;
               return { path: place.path, file: place.file, line: place.line };
             },
           });

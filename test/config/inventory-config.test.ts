@@ -203,3 +203,40 @@ test('include over an inventory: the CLI-style selection of an Ansible fleet', (
   const { load } = setup(`${AGENT}inventory: hosts.ini\nserver_types: [prod]\ninclude: "web*"\nexclude: web2\n`, { 'hosts.ini': INI });
   assert.deepEqual(selectServers(load()).map((s) => s.name), ['web1']);
 });
+
+test('Ansible ssh variables become the server fields: jump hosts, key file (~ and group vars), -o User/Port; refusals exit 2 at file:line', () => {
+  const { load, home } = setup(`${AGENT}inventory: hosts.ini\n`, {
+    'hosts.ini':
+      "[private]\napp1 ansible_host=10.0.1.11 ansible_ssh_common_args='-o ProxyJump=ops@bastion.example.com:2222,inner'\n" +
+      "app2 ansible_host=10.0.1.12 ansible_ssh_common_args='-o ProxyCommand=\"ssh -q -l jumper -W %h:%p bastion\" -o User=app -o Port=2200'\n" +
+      '[private:vars]\nansible_ssh_private_key_file=~/.vagrant.d/insecure_private_key\n',
+    '~/.vagrant.d/insecure_private_key': 'key',
+  });
+  const key = path.join(home, '.vagrant.d', 'insecure_private_key');
+  assert.deepEqual(load().servers, [
+    {
+      name: 'app1',
+      host: '10.0.1.11',
+      port: 22,
+      user: 'op',
+      type: 'private',
+      types: ['private'],
+      identityFiles: [key],
+      jump: [
+        { host: 'bastion.example.com', port: 2222, user: 'ops' },
+        { host: 'inner', port: 22, user: 'op' },
+      ],
+    },
+    { name: 'app2', host: '10.0.1.12', port: 2200, user: 'app', type: 'private', types: ['private'], identityFiles: [key], jump: [{ host: 'bastion', port: 22, user: 'jumper' }] },
+  ]);
+  const bad = setup(`${AGENT}inventory: hosts.ini\n`, { 'hosts.ini': '[local]\nctl\n[local:vars]\nansible_connection=local\nansible_ssh_private_key_file=~/missing\n' });
+  const inv = path.join(bad.dir, 'hosts.ini');
+  assert.deepEqual(configError(bad.load).message.split('\n'), [
+    `${inv}:4: [local:vars] ansible_connection: host "ctl": ansible_connection=local (set at ${inv}:4, [local:vars] ansible_connection): Ansible would not use ssh for this host, and agent-update only reaches servers over SSH; leave this host out of the inventory agent-update reads, or give it an ssh connection (ansible_connection=ssh)`,
+  ]);
+  const missing = setup(`${AGENT}inventory: hosts.ini\n`, { 'hosts.ini': '[g]\nh1\n[g:vars]\nansible_ssh_private_key_file=~/missing\n' });
+  const inv2 = path.join(missing.dir, 'hosts.ini');
+  assert.deepEqual(configError(missing.load).message.split('\n'), [
+    `${inv2}:4: [g:vars] ansible_ssh_private_key_file: file not found: ${path.join(missing.home, 'missing')} (from "~/missing")`,
+  ]);
+});

@@ -93,7 +93,20 @@ const FILES = fixtures();
 
 test('there are fixtures: INI and YAML, flat, nested, tricky, values, group_vars/host_vars', () => {
   const names = FILES.map((f) => path.relative(FIXTURES, f));
-  for (const want of ['flat.ini', 'groups.ini', 'nested.yml', 'tricky.ini', 'tricky.yaml', 'values.ini', 'values.yml', 'with-vars-dirs/hosts.ini']) {
+  for (const want of [
+    'flat.ini',
+    'groups.ini',
+    'nested.yml',
+    'tricky.ini',
+    'tricky.yaml',
+    'values.ini',
+    'values.yml',
+    'with-vars-dirs/hosts.ini',
+    'proxy.ini',
+    'keys.ini',
+    'refused.ini',
+    'with-keys/hosts.yml',
+  ]) {
     assert.ok(names.includes(want), `${want} is missing (have: ${names.join(', ')})`);
   }
 });
@@ -132,21 +145,104 @@ for (const file of FILES) {
   test(`fixture ${rel}: each host connects where Ansible's ssh would`, () => {
     const list = JSON.parse(fs.readFileSync(`${file}.ansible.json`, 'utf8')) as AnsibleList;
     const want = expected(list);
+    const withSshG = fs.existsSync(`${file}.ssh.json`);
     const read = readInventory(file);
     assert.equal(read.kind, 'ansible', JSON.stringify(read));
     if (read.kind !== 'ansible') return;
     const got = new Map(read.entries.map((e) => [e.raw.name as string, e.raw]));
-    // The hosts left out are exactly the ones a problem names (a name agent-update cannot use).
+    // The hosts left out are exactly the ones a problem names (a name agent-update cannot use,
+    // `host "x": …` for a host refused), and every problem names one of them.
     const left = [...want.keys()].filter((h) => !got.has(h));
-    assert.deepEqual(left, read.problems.map((p) => p.path).filter((p) => want.has(p)));
+    const named = (p: { path: string; message: string }) =>
+      left.find((h) => p.path === h || p.path.startsWith(`${h} `) || p.message.startsWith(`host ${JSON.stringify(h)}:`));
+    for (const p of read.problems) assert.ok(named(p), `a problem names no host left out: ${p.path}: ${p.message}`);
+    assert.deepEqual(left, left.filter((h) => read.problems.some((p) => named(p) === h)), 'every host left out is named by a problem');
     for (const [name, w] of want) {
       const raw = got.get(name);
       if (!raw) continue;
-      const c = connection(name, w.vars);
-      assert.equal(raw.host, c.host, `${name}: host`);
-      assert.equal(raw.port ?? null, c.port, `${name}: port`);
-      assert.equal(raw.user ?? null, c.user, `${name}: user`);
+      // with ssh options in the variables, the test below (ssh -G) is the one that knows
+      if (!withSshG) {
+        const c = connection(name, w.vars);
+        assert.equal(raw.host, c.host, `${name}: host`);
+        assert.equal(raw.port ?? null, c.port, `${name}: port`);
+        assert.equal(raw.user ?? null, c.user, `${name}: user`);
+      }
       assert.deepEqual([...(raw.type as string[])].sort(), w.groups.length ? w.groups : ['default'], `${name}: types`);
     }
   });
 }
+
+/**
+ * What OpenSSH itself makes of the command line Ansible's ssh connection builds for each host
+ * (F.ssh.json, written by ssh-g.py with `ssh -G`, see the README there).
+ */
+interface SshG {
+  local_user: string;
+  home: string;
+  hosts: Record<string, { error?: string; hostname?: string; port?: number; user?: string; identityfile?: string[]; proxyjump?: string; proxycommand?: string }>;
+}
+
+/** The ProxyCommands of the fixtures that are a jump, and that jump. */
+const PROXY_COMMAND_JUMPS: Record<string, string[]> = {
+  'ssh -W %h:%p ops@bastion.example.com': ['ops@bastion.example.com'],
+  'ssh -q -p 2222 -l jumper -W %h:%p bastion.example.com': ['jumper@bastion.example.com:2222'],
+};
+
+for (const file of FILES.filter((f) => fs.existsSync(`${f}.ssh.json`))) {
+  const rel = path.relative(FIXTURES, file);
+  test(`fixture ${rel}: host, port, user, key file and jump hosts as ssh -G reads Ansible's ssh command line`, () => {
+    const g = JSON.parse(fs.readFileSync(`${file}.ssh.json`, 'utf8')) as SshG;
+    const read = readInventory(file);
+    assert.equal(read.kind, 'ansible', JSON.stringify(read));
+    if (read.kind !== 'ansible') return;
+    const got = new Map(read.entries.map((e) => [e.raw.name as string, e.raw]));
+    for (const [name, want] of Object.entries(g.hosts)) {
+      const raw = got.get(name);
+      if (want.error !== undefined) {
+        // Ansible's ssh would fail for it: it is refused here
+        assert.equal(raw, undefined, `${name}: ssh fails (${want.error}), agent-update must refuse it`);
+        continue;
+      }
+      if (!raw) continue; // refused (the test above checks a problem names it)
+      assert.equal(raw.host, want.hostname, `${name}: host`);
+      assert.equal(raw.port ?? 22, want.port, `${name}: port`);
+      assert.equal(raw.user ?? g.local_user, want.user, `${name}: user`);
+      assert.deepEqual(raw.identity_file === undefined ? [] : [raw.identity_file], want.identityfile, `${name}: key file`);
+      const jump = want.proxyjump !== undefined ? want.proxyjump.split(',') : want.proxycommand !== undefined ? PROXY_COMMAND_JUMPS[want.proxycommand] : [];
+      assert.ok(jump, `${name}: a ProxyCommand the test does not know: ${want.proxycommand}`);
+      assert.deepEqual(raw.jump ?? [], jump, `${name}: jump hosts`);
+    }
+  });
+}
+
+test('fixture refused.ini: each host refused by name, with the variable, where it was set and what to do', () => {
+  const file = path.join(FIXTURES, 'refused.ini');
+  const read = readInventory(file);
+  assert.equal(read.kind, 'ansible');
+  if (read.kind !== 'ansible') return;
+  assert.deepEqual(read.entries.map((e) => e.raw.name), []);
+  const lines = read.problems.map((p) => `${p.line}: ${p.path}: ${p.message}`);
+  const expect = (host: string, ...parts: string[]) => {
+    const hit = lines.find((l) => (l.includes(`host ${JSON.stringify(host)}:`) || l.includes(`: ${host} `) || l.includes(`${JSON.stringify(host)} is not a valid server name`)) && parts.every((p) => l.includes(p)));
+    assert.ok(hit, `${host}: no problem with ${parts.map((p) => JSON.stringify(p)).join(', ')} in:\n${lines.join('\n')}`);
+  };
+  expect('local1', '2: local1 ansible_connection:', `ansible_connection=local (set at ${file}:2`, 'only reaches servers over SSH');
+  expect('box1', 'ansible_connection=docker');
+  expect('w1', 'ansible_connection=winrm');
+  expect('g1', `ansible_connection=community.docker.docker (set at ${file}:30, [containers:vars] ansible_connection)`);
+  expect('g2', 'ansible_connection=community.docker.docker');
+  expect('p1', 'ansible_password is set', 'never uses passwords', 'log in with a key');
+  expect('p2', 'ansible_ssh_pass is set');
+  expect('p3', 'ansible_become_pass is set', 'never becomes another user with one');
+  expect('x1', 'ansible_ssh_common_args: ProxyCommand "nc -X 5 -x proxy:1080 %h %p" does not run ssh', 'runs no local command', 'ProxyJump');
+  expect('x2', 'IdentitiesOnly=yes is not supported per host');
+  expect('x3', '-o FooBar: agent-update does not know what this ssh option would change');
+  expect('x4', 'gives the jump host its own key (-i)');
+  expect('x5', 'the key file "keys/id_rsa" is a relative path', 'write it from / or ~/');
+  expect('x6', 'ansible_user is a Jinja template', 'write the value itself');
+  expect('x7', '-F /etc/ssh/other_config', 'ssh.config');
+  expect('x8', 'UserKnownHostsFile=/etc/ssh/fleet_known_hosts', 'ssh.known_hosts');
+  expect('2001:db8::10', 'e.g. 2001-db8-10 ansible_host=2001:db8::10 ansible_port=2222');
+  expect('2001:db8::2', 'e.g. 2001-db8-2 ansible_host=2001:db8::2 ansible_port=2200');
+  expect('c1', '23: [commented:vars] ansible_user:', 'ansible_user is "deploy # the deploy user"', 'a trailing # comment too, as Ansible reads it: put the comment on its own line');
+});

@@ -143,7 +143,7 @@ test('templates, vault-encrypted connection variables and unusable names are pro
   assert.deepEqual(problems(r), [
     'h.yml:4: all.hosts.a.ansible_host: ansible_host is a Jinja template ("{{ inventory_hostname }}.example.com"); agent-update does not evaluate templates: write the value itself',
     'h.yml:6: all.hosts.b.ansible_user: ansible_user is encrypted with ansible-vault, which agent-update cannot decrypt: write it in plain text',
-    'h.yml:9: 2001:db8::1: "2001:db8::1" is not a valid server name (letters, digits, \'.\', \'_\' and \'-\', starting with a letter or digit): give the host a name and put the address in ansible_host, e.g. web1 ansible_host=2001:db8::1',
+    'h.yml:9: 2001:db8::1: "2001:db8::1" is not a valid server name (letters, digits, \'.\', \'_\' and \'-\', starting with a letter or digit): give the host a name and put the address in ansible_host, e.g. 2001-db8-1 ansible_host=2001:db8::1',
   ]);
   assert.deepEqual(r.entries.map((e) => e.raw.name), ['ok']);
 });

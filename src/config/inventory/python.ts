@@ -12,8 +12,13 @@
 
 export class ShlexError extends Error {}
 
-/** `shlex.split(s, comments=True, posix=True)`. Throws ShlexError where Python raises ValueError. */
-export function shlexSplit(s: string): string[] {
+/**
+ * `shlex.split(s, comments=True, posix=True)`; with `{ comments: false }`, `shlex.split(s)` (as
+ * Ansible splits ansible_ssh_common_args: `#` is an ordinary character). Throws ShlexError where
+ * Python raises ValueError.
+ */
+export function shlexSplit(s: string, opts: { comments?: boolean } = {}): string[] {
+  const comments = opts.comments ?? true;
   const tokens: string[] = [];
   let token = '';
   let inToken = false;
@@ -28,7 +33,7 @@ export function shlexSplit(s: string): string[] {
         inToken = false;
       }
       i++;
-    } else if (ch === '#') {
+    } else if (ch === '#' && comments) {
       // a comment runs to the end of the line, in the middle of a word too
       break;
     } else if (ch === "'") {
