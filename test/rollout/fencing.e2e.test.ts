@@ -145,14 +145,20 @@ test('a lock agent.prepare took on a pending server is not cleared as stale by a
   assertOneAtATime(fleet, 's2', 2);
 });
 
-test('a copied plan database on this host: the copy\'s executor finds the lock of the live one and leaves the server alone', async (t) => {
-  const fleet = await fleetFor(t, { servers: 1 });
-  if (!fleet) return;
+/** A plan of update u, a copy of its database made before it starts, and `start u` from the original, in its update on s1. */
+async function startWithACopy(fleet: Fleet) {
   const { db } = await planned(fleet, gatedUpdate(), 'u');
   const copy = join(fleet.root, 'copy.db');
   await copyDb(db, copy);
   const first = spawnCli(['start', 'u'], { db });
   await beganOn(fleet, 's1');
+  return { db, copy, first };
+}
+
+test('a copied plan database on this host: the copy\'s executor finds the lock of the live one and leaves the server alone', async (t) => {
+  const fleet = await fleetFor(t, { servers: 1 });
+  if (!fleet) return;
+  const { copy, first } = await startWithACopy(fleet);
   const second = await cli(['start', 'u'], { db: copy });
   assert.equal(second.code, 3, second.stdout + second.stderr);
   assert.match(second.stdout, /s1 \(.*\) is locked by update u .*another executor of this same update \(a copy of this plan database\?\), still alive/);
@@ -164,11 +170,7 @@ test('a copied plan database on this host: the copy\'s executor finds the lock o
 test('a copied plan database on another host: the copy takes the server over, waits for the command in flight, and the first executor\'s next command is fenced', async (t) => {
   const fleet = await fleetFor(t, { servers: 1 });
   if (!fleet) return;
-  const { db } = await planned(fleet, gatedUpdate(), 'u');
-  const copy = join(fleet.root, 'copy.db');
-  await copyDb(db, copy);
-  const first = spawnCli(['start', 'u'], { db });
-  await beganOn(fleet, 's1');
+  const { db, copy, first } = await startWithACopy(fleet);
   // The copy runs on another machine: nothing there can be looked at, so the lock of this
   // update there is taken over (as a heartbeat's wrong guess would) and fencing must make it harmless.
   const lockFile = join(fleet.home('s1'), LOCK_FILE);

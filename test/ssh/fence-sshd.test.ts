@@ -6,12 +6,12 @@
  * command in flight, the same token's included.
  */
 import { strict as assert } from 'node:assert';
-import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, before, beforeEach, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import { acquireScript, notRunOf, type LockOwner } from '../../src/rollout/remote-lock.js';
-import { Ssh2Transport, type Ssh2Session } from '../../src/ssh/ssh2-transport.js';
-import { sshdAvailable, startFleet, type Fleet } from '../fleet/fleet.js';
+import { sshdAvailable } from '../fleet/fleet.js';
+import { oneServer } from './one-server.js';
 import { until } from '../helpers/db.js';
 
 const skip = !sshdAvailable() && process.env.REQUIRE_SSHD !== '1' ? 'sshd not installed' : false;
@@ -19,26 +19,9 @@ const skip = !sshdAvailable() && process.env.REQUIRE_SSHD !== '1' ? 'sshd not in
 const owner = (token: string): LockOwner => ({ update: 'u', db: 'd'.repeat(32), token, host: 'h', pid: 1, pidStart: null, since: '2026-12-06T00:00:00.000Z' });
 
 describe('real sshd: the fence around every command of a claim', { skip }, () => {
-  let fleet: Fleet;
-  const transport = new Ssh2Transport();
-  before(async () => {
-    fleet = await startFleet({ servers: 1, probeOnly: true });
-  });
-  after(async () => {
-    transport.close();
-    await fleet?.stop();
-  });
-  beforeEach(() => fleet.reset());
-
-  const home = () => fleet.home('s1');
+  const { home, open: openWith, refuseLoop } = oneServer();
   const records = () => readdirSync(home()).filter((f) => f.startsWith('.agent-update.run.'));
-  const open = async () => (await transport.connect(fleet.server('s1'), fleet.sshConfig({ keepaliveIntervalMs: 0 }))) as Ssh2Session;
-  /** an `sh` that will not run the command loop: every command then goes on its own exec, under the supervisor */
-  const refuseLoop = () => {
-    const dir = join(home(), '.fleet-bin');
-    mkdirSync(dir, { recursive: true });
-    writeFileSync(join(dir, 'sh'), '#!/bin/sh\ncase "$*" in *agent-update-loop*) echo "no loops here" >&2; exit 1;; esac\nexec /bin/sh "$@"\n', { mode: 0o755 });
-  };
+  const open = () => openWith({ keepaliveIntervalMs: 0 });
 
   for (const path of ['the command loop', 'the per-exec supervisor'] as const) {
     test(`${path}: runs only while the lock holds the token; its output and status its own`, async () => {

@@ -9,43 +9,20 @@
  * session one exec per command under the supervisor.
  */
 import { strict as assert } from 'node:assert';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, before, beforeEach, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import ssh2 from 'ssh2';
 import type { ClientChannel } from 'ssh2';
-import type { SshConfig } from '../../src/config/types.js';
 import { CommandChannel, LOOP_COMMAND, type LoopFailure, type LoopResult } from '../../src/ssh/channel.js';
 import { NOPROCS_ERROR } from '../../src/ssh/remote-run.js';
-import { Ssh2Transport, type Ssh2Session } from '../../src/ssh/ssh2-transport.js';
-import { sshdAvailable, startFleet, type Fleet } from '../fleet/fleet.js';
+import { sshdAvailable } from '../fleet/fleet.js';
+import { oneServer } from './one-server.js';
 
 const skip = !sshdAvailable() && process.env.REQUIRE_SSHD !== '1' ? 'sshd not installed' : false;
 
 describe('real sshd: what is checked around a command', { skip }, () => {
-  let fleet: Fleet;
-  const transport = new Ssh2Transport();
-
-  before(async () => {
-    fleet = await startFleet({ servers: 1, probeOnly: true });
-  });
-  after(async () => {
-    transport.close();
-    await fleet?.stop();
-  });
-  beforeEach(() => fleet.reset());
-
-  const home = () => fleet.home('s1');
-  const open = async (overrides: Partial<SshConfig> = {}) => (await transport.connect(fleet.server('s1'), fleet.sshConfig(overrides))) as Ssh2Session;
-
-  /** an executable in s1's ~/.fleet-bin, first on its PATH */
-  function fleetBin(name: string, script: string): void {
-    const dir = join(home(), '.fleet-bin');
-    mkdirSync(dir, { recursive: true });
-    writeFileSync(join(dir, name), `#!/bin/sh\n${script}\n`, { mode: 0o755 });
-  }
-  /** an `sh` that will not run the command loop: every command then goes on its own exec, under the supervisor */
-  const refuseLoop = () => fleetBin('sh', 'case "$*" in *agent-update-loop*) echo "no loops here" >&2; exit 1;; esac\nexec /bin/sh "$@"');
+  const { fleet: fleetOf, home, open, fleetBin, refuseLoop } = oneServer();
   const busyboxPs = () => fleetBin('ps', 'echo "ps: unrecognized option: o" >&2\nexit 1');
   const noPs = () => fleetBin('ps', 'echo "sh: ps: not found" >&2\nexit 127');
 
@@ -135,11 +112,11 @@ describe('real sshd: what is checked around a command', { skip }, () => {
   });
 
   test('beat lines between commands, and beats crossing each command’s end, do not disturb the loop', async () => {
-    const f = fleet.server('s1');
+    const f = fleetOf().server('s1');
     const client = new ssh2.Client();
     await new Promise<void>((resolve, reject) => {
       client.once('ready', () => resolve()).once('error', reject);
-      client.connect({ host: f.host, port: f.port, username: f.user, privateKey: readFileSync(fleet.identityFile) });
+      client.connect({ host: f.host, port: f.port, username: f.user, privateKey: readFileSync(fleetOf().identityFile) });
     });
     try {
       const ch = await new Promise<ClientChannel>((resolve, reject) => client.exec(LOOP_COMMAND, (err, c) => (err ? reject(err) : resolve(c))));
