@@ -58,6 +58,14 @@ export function buildProgram(result: { code: number }, contexts: CliContext[]): 
     });
 
   program
+    .command('servers')
+    .description('print every server of the config as it will be reached (host, port, user, identity files, agent, jump hosts, known_hosts) and where each value came from; connects to nothing, writes nothing')
+    .addOption(new Option('-c, --config <file>', 'YAML config').makeOptionMandatory())
+    .action(async (o, cmd: Command) => {
+      result.code = (await import('./cli/servers.js')).serversCommand(ctxOf(cmd), o);
+    });
+
+  program
     .command('start')
     .description('execute updates (several: the batches of a split, in parallel), each one server at a time')
     .argument('<name...>', 'update names')

@@ -47,6 +47,17 @@ export const HELP: Record<string, CommandHelp> = {
       [2, 'a bad config or site defaults (the file, line, key and problem are named), or a defaults file that is not there'],
     ],
   },
+  servers: {
+    examples: [
+      ['agent-update servers -c rollout.yaml', 'each server as it will be reached (host, port, user, keys, jump hosts, known_hosts) and where each value came from'],
+      ['agent-update servers -c rollout.yaml --json', 'the same as { servers: [{ name, types, host, port, user, identityFiles, identityAgent, identitiesOnly, jump, knownHosts }] }'],
+      ['agent-update servers -c rollout.yaml --json | jq -r \'.servers[] | "\\(.user)@\\(.host):\\(.port)"\'', 'the accounts, one a line'],
+    ],
+    exits: [
+      [0, 'shown; nothing was connected to or written'],
+      [2, 'a bad config, or a server plan would refuse (the file, line, key and problem are named)'],
+    ],
+  },
   start: {
     examples: [
       ['agent-update start agent-2026-12', 'roll out, one server at a time, in the foreground'],

@@ -30,7 +30,18 @@ export interface ServerSpec {
   certificateFiles?: string[];
   /** jump hosts in order (the first is connected to directly); absent or [] = direct */
   jump?: JumpHost[];
+  /**
+   * Where each of the values above was decided (`servers[2].host`, `hosts.ini:3 (web1)`, `ssh
+   * config /home/me/.ssh/config:12`, `ssh.user`), for `agent-update servers`. Set by the validator
+   * as a non-enumerable property: in memory only, never in JSON, the database or a copy of the spec.
+   */
+  readonly sources?: ServerSources;
 }
+
+/** The fields of a server whose provenance `agent-update servers` shows. */
+export type ServerSourceField = 'host' | 'port' | 'user' | 'identityFiles' | 'jump' | 'knownHosts';
+/** Where each value came from, in words (ServerSpec.sources). */
+export type ServerSources = Partial<Record<ServerSourceField, string>>;
 
 /** One jump host (bastion) on the way to a server. */
 export interface JumpHost {

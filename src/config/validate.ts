@@ -102,7 +102,7 @@
  */
 import * as path from 'node:path';
 import type { ConfigProblem } from '../errors.js';
-import type { Config, DiagnoseConfig, FailureBudget, JumpHost, ServerSpec, SteppingStone } from './types.js';
+import type { Config, DiagnoseConfig, FailureBudget, JumpHost, ServerSources, ServerSpec, SteppingStone } from './types.js';
 import type { InventoryRead } from './inventory/index.js';
 import { patternProblem, select } from './select.js';
 import { expandTokens, parseHopSpec, parseSshConfig, type HostEntry, type ParsedSshConfig, type Setting } from './ssh-config.js';
@@ -184,7 +184,7 @@ interface HopSpec {
 }
 
 /** How one endpoint (a server or a jump host) is reached, once resolved. */
-type Endpoint = { host: string; port: number; user: string; proxyJump?: string } & Pick<JumpHost, ReachField>;
+type Endpoint = { host: string; port: number; user: string; proxyJump?: string; src?: ServerSources } & Pick<JumpHost, ReachField>;
 /** The fields of ServerSpec and JumpHost that say how an endpoint is reached, beyond host, port and user. */
 type ReachField = 'identityFiles' | 'knownHosts' | 'identitiesOnly' | 'identityAgent' | 'certificateFiles';
 
@@ -457,6 +457,19 @@ class Checker {
   /** The line of a key path (or of its nearest parent that has one). */
   lineOf(p: KeyPath): number | undefined {
     return this.line(p);
+  }
+
+  /**
+   * Where the value at `p` was written, in words (ServerSpec.sources): `servers[2].host`, with the
+   * site defaults' file:line when written there; `hosts.ini:3 (web1 ansible_host)` for an inventory.
+   */
+  sourceOf(p: KeyPath): string {
+    const at = (file: string | undefined, line: number | undefined) => `${file ?? ''}${line !== undefined ? `:${line}` : ''}`;
+    const w = this.at.where?.(p);
+    if (w) return `${at(w.file, w.line)} (${w.path})`;
+    if (this.at.file !== undefined) return `${at(this.at.file, this.line(p))} (${formatKeyPath(p)})`;
+    const merged = this.mergedPlace(p);
+    return merged?.file !== undefined ? `${formatKeyPath(p)} (${at(merged.file, merged.line)})` : formatKeyPath(p);
   }
 
   private line(p: KeyPath): number | undefined {
@@ -902,6 +915,17 @@ export function validateConfig(raw: unknown, ctx: ValidateContext): ValidateResu
     return ok ? out : undefined;
   };
   const globalJump = sshRaw.jump === undefined ? [] : (hopSpecs(['ssh', 'jump'], sshRaw.jump) ?? []);
+  // where the ssh block's values come from, for the servers that take them (ServerSpec.sources)
+  const sshWritten = (k: string) => sshRaw[k] !== undefined && sshRaw[k] !== null;
+  const blockSource = {
+    user: sshWritten('user') ? c.sourceOf(['ssh', 'user']) : 'ssh.user not set: the current user',
+    port: sshWritten('port') ? c.sourceOf(['ssh', 'port']) : `ssh.port not set: ${DEFAULTS.sshPort}`,
+    identityFiles: sshWritten('identity_file') ? c.sourceOf(['ssh', 'identity_file']) : 'ssh.identity_file not set',
+    knownHosts: sshWritten('known_hosts') ? c.sourceOf(['ssh', 'known_hosts']) : `ssh.known_hosts not set: ${DEFAULTS.knownHosts}`,
+    jump: sshWritten('jump') ? c.sourceOf(['ssh', 'jump']) : 'ssh.jump not set: none',
+  };
+  /** `file line 12` of the ssh config reader as `ssh config file:12` */
+  const sshConfigSource = (where: string) => (where ? `ssh config ${where.replace(/ line (\d+)$/, ':$1')}` : `ssh config ${sshConfigFile ?? ''}`);
 
   /** What the ssh config says about `alias` (nothing without ssh.config). */
   const lookup = (alias: string, user?: string): HostEntry =>
@@ -918,7 +942,7 @@ export function validateConfig(raw: unknown, ctx: ValidateContext): ValidateResu
     p: KeyPath,
     alias: string,
     explicit: { user?: string; port?: number; identityFiles?: string[] },
-    dflt: { port: number },
+    dflt: { port: number; portSource?: string },
   ): Endpoint | undefined => {
     const e = lookup(alias, explicit.user);
     let ok = true;
@@ -973,17 +997,28 @@ export function validateConfig(raw: unknown, ctx: ValidateContext): ValidateResu
       return path.resolve(path.dirname(sshConfigFile ?? ctx.file), v);
     };
     let identityFiles = explicit.identityFiles;
+    // where each value not given explicitly came from (the caller names the explicit ones)
+    const src: ServerSources = {};
+    if (sshCfg && e.hostName) src.host = sshConfigSource(e.hostName.where);
+    if (explicit.port === undefined) src.port = e.port !== undefined ? sshConfigSource(e.port.where) : (dflt.portSource ?? `default ${dflt.port}`);
+    if (explicit.user === undefined) src.user = e.user !== undefined ? sshConfigSource(e.user.where) : blockSource.user;
+    if (e.proxyJump !== undefined) src.jump = sshConfigSource(e.proxyJump.where);
     if (identityFiles === undefined && e.identityFiles.length) {
       // As ssh does, IdentityFiles that do not exist are passed over (a `Host *` default for
       // a key this machine does not have is common); `none` stands for no file.
       const files = e.identityFiles.filter((f) => f.value.toLowerCase() !== 'none').map((f) => expand('IdentityFile', f));
       const existing = files.filter((f): f is string => f !== undefined && c.exists(f));
       if (existing.length) identityFiles = [...new Set(existing)];
+      const named = e.identityFiles.filter((f) => f.value.toLowerCase() !== 'none');
+      const used = named.filter((_, i) => files[i] !== undefined && c.exists(files[i]!)).map((f) => sshConfigSource(f.where));
+      if (existing.length) src.identityFiles = [...new Set(used)].join(', ');
     } else if (identityFiles === undefined && sshCfg && identityFile === null) {
       // no IdentityFile anywhere (and no ssh.identity_file): ssh offers its default keys that exist
       const existing = DEFAULT_IDENTITIES.map((n) => path.join(ctx.home, '.ssh', n)).filter((f) => c.exists(f));
       if (existing.length) identityFiles = existing;
+      if (existing.length) src.identityFiles = "ssh's default identity files (neither the ssh config nor ssh.identity_file names one)";
     }
+    if (identityFiles === undefined) src.identityFiles = blockSource.identityFiles;
     const out: Endpoint = { host, port, user };
     // CertificateFile, IdentitiesOnly, IdentityAgent: the transport does not honour them yet, so
     // each is accepted only where it changes nothing about what is offered; refused otherwise
@@ -1032,6 +1067,8 @@ export function validateConfig(raw: unknown, ctx: ValidateContext): ValidateResu
     if (identityFiles !== undefined) out.identityFiles = identityFiles;
     if (kh !== undefined && kh !== knownHosts) out.knownHosts = kh;
     if (e.proxyJump !== undefined) out.proxyJump = e.proxyJump.value;
+    src.knownHosts = kh !== undefined && e.userKnownHostsFiles ? sshConfigSource(e.userKnownHostsFiles.where) : blockSource.knownHosts;
+    out.src = src;
     return out;
   };
 
@@ -1061,7 +1098,7 @@ export function validateConfig(raw: unknown, ctx: ValidateContext): ValidateResu
       const explicit: { user?: string; port?: number } = {};
       if (spec.user !== undefined) explicit.user = spec.user;
       if (spec.port !== undefined) explicit.port = spec.port;
-      const r = resolveEndpoint(p, spec.host, explicit, { port: DEFAULTS.jumpPort });
+      const r = resolveEndpoint(p, spec.host, explicit, { port: DEFAULTS.jumpPort, portSource: `default ${DEFAULTS.jumpPort} for a jump host` });
       if (!r) return undefined;
       if (i === 0 && r.proxyJump !== undefined && r.proxyJump.toLowerCase() !== 'none') {
         if (seen.includes(spec.host) || seen.length > 8) {
@@ -1073,7 +1110,7 @@ export function validateConfig(raw: unknown, ctx: ValidateContext): ValidateResu
         if (!prefix) return undefined;
         out.push(...prefix);
       }
-      const { proxyJump: _pj, ...hop } = r;
+      const { proxyJump: _pj, src: _src, ...hop } = r;
       out.push(hop);
     }
     return out;
@@ -1093,16 +1130,21 @@ export function validateConfig(raw: unknown, ctx: ValidateContext): ValidateResu
         jumpSpecs = hopSpecs([...p, 'jump'], base.jump.value);
         if (jumpSpecs === undefined) return undefined;
       }
-      const r = resolveEndpoint([...p, 'host'], base.host, base.explicit, { port: sshPort });
+      const r = resolveEndpoint([...p, 'host'], base.host, base.explicit, { port: sshPort, portSource: blockSource.port });
       if (!r) return undefined;
-      const { host: _h, port: _p, user: _u, proxyJump: _pj, ...reach }: Endpoint & Pick<ServerSpec, 'jump'> = r;
+      const { host: _h, port: _p, user: _u, proxyJump: _pj, src = {}, ...reach }: Endpoint & Pick<ServerSpec, 'jump'> = r;
       let specs = jumpSpecs;
       if (specs === undefined && r.proxyJump !== undefined) specs = proxyJumpSpecs([...p, 'host'], base.host, r.proxyJump);
       specs ??= globalJump;
       const chain = resolveChain(jumpSpecs !== undefined ? [...p, 'jump'] : [...p, 'host'], specs, []);
       if (!chain) return undefined;
       if (chain.length) reach.jump = chain;
-      return { host: r.host, port: r.port, user: r.user, reach };
+      // the jump hosts' source: the server's own `jump` (named by checkServer), its ProxyJump, or ssh.jump
+      const sources: ServerSources = { ...src };
+      if (jumpSpecs !== undefined) delete sources.jump;
+      else if (r.proxyJump === undefined) sources.jump = blockSource.jump;
+      if (chain.length > specs.length) sources.jump = `${sources.jump ?? ''}, then the ssh config's ProxyJump for its first hop`;
+      return { host: r.host, port: r.port, user: r.user, reach, sources };
     },
   };
 
@@ -1589,7 +1631,7 @@ interface ReachResolver {
   resolve(
     p: KeyPath,
     base: { host: string; explicit: { user?: string; port?: number; identityFiles?: string[] }; jump: { given: boolean; value: unknown } },
-  ): { host: string; port: number; user: string; reach: Pick<ServerSpec, ReachField | 'jump'> } | undefined;
+  ): { host: string; port: number; user: string; reach: Pick<ServerSpec, ReachField | 'jump'>; sources?: ServerSources } | undefined;
 }
 
 function checkServer(
@@ -1662,7 +1704,17 @@ function checkServer(
   }
   const r = reach.resolve(p, { host, explicit, jump: { given: 'jump' in s, value: s.jump } });
   if (!r) return { name, spec: undefined };
-  return { name, spec: { name, host: r.host, port: r.port, user: r.user, type: types[0]!, types, ...r.reach } };
+  const spec: ServerSpec = { name, host: r.host, port: r.port, user: r.user, type: types[0]!, types, ...r.reach };
+  // where each value came from (`agent-update servers`): the entry's own keys, else what the resolver says
+  const sources: ServerSources = { ...r.sources };
+  sources.host ??= c.sourceOf([...p, s.host === undefined || s.host === null ? 'name' : 'host']);
+  if (explicit.port !== undefined) sources.port = c.sourceOf([...p, 'port']);
+  if (explicit.user !== undefined) sources.user = c.sourceOf([...p, 'user']);
+  if (explicit.identityFiles !== undefined) sources.identityFiles = c.sourceOf([...p, 'identity_file']);
+  if ('jump' in s) sources.jump = `${c.sourceOf([...p, 'jump'])}${r.sources?.jump ?? ''}`;
+  // non-enumerable: in memory only, never in JSON or the database, and no test's deepEqual sees it
+  Object.defineProperty(spec, 'sources', { value: sources, enumerable: false });
+  return { name, spec };
 }
 
 function checkUser(c: Checker, p: KeyPath, v: unknown): string | undefined {
