@@ -8,7 +8,7 @@
  */
 import { loadEffectiveConfig } from '../config/load.js';
 import type { Config, ServerSourceField, ServerSpec } from '../config/types.js';
-import { endpointsOf } from '../ssh/ssh2-transport.js';
+import { agentSocket, endpointsOf } from '../ssh/ssh2-transport.js';
 import { UsageError } from '../errors.js';
 import type { CliContext } from './context.js';
 
@@ -38,19 +38,11 @@ export function serversCommand(ctx: CliContext, opts: { config?: string }): numb
   return 0;
 }
 
-/**
- * The agent socket the transport uses (ssh2-transport.ts agentSocket: $SSH_AUTH_SOCK when
- * ssh.agent is true and it is set), or undefined for none.
- */
-function agentSocketOf(cfg: Config, env: NodeJS.ProcessEnv): string | undefined {
-  return cfg.ssh.agent ? env.SSH_AUTH_SOCK || undefined : undefined;
-}
-
 /** How the transport reaches `server`: endpointsOf, the function it connects with. */
 export function serverReach(cfg: Config, server: ServerSpec, env: NodeJS.ProcessEnv): ServerReachJson {
   const eps = endpointsOf(server, cfg.ssh);
   const target = eps[eps.length - 1]!;
-  const agent = agentSocketOf(cfg, env);
+  const agent = agentSocket(cfg.ssh, env);
   return {
     name: server.name,
     types: server.types,

@@ -728,8 +728,9 @@ function readKnown(file: string): KnownHostsFile {
   }
 }
 
-function agentSocket(sshCfg: SshConfig): string | undefined {
-  return sshCfg.agent ? process.env.SSH_AUTH_SOCK || undefined : undefined;
+/** The ssh-agent socket a connection uses: `$SSH_AUTH_SOCK` when `ssh.agent` is on and it is set. */
+export function agentSocket(sshCfg: Pick<SshConfig, 'agent'>, env: NodeJS.ProcessEnv = process.env): string | undefined {
+  return sshCfg.agent ? env.SSH_AUTH_SOCK || undefined : undefined;
 }
 
 function noWayToAuthenticate(sshCfg: SshConfig): TransportError {
