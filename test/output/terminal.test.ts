@@ -139,3 +139,16 @@ test('through the CLI: logs and status show a server\'s escape sequences escaped
   const doc = JSON.parse(json.stdout) as { servers: Array<{ steps: Array<{ stdout: string | null }> }> };
   assert.ok(doc.servers[0]!.steps.some((s) => s.stdout?.includes('\x1b[2J')), 'the JSON holds the original text');
 });
+
+test('status text: an executor alive on this host that has not beaten for a while is shown as maybe stopped; a dead one as gone', async () => {
+  const { hostname } = await import('node:os');
+  const { processStartTime } = await import('../../src/rollout/lease.js');
+  const old = new Date(Date.now() - 40_000).toISOString();
+  const alive = { token: 't', pid: process.pid, host: hostname(), pidStart: processStartTime(process.pid), since: old, heartbeat: old };
+  const stopped = updateText(updateRecord({ lease: alive }), []);
+  assert.match(stopped, new RegExp(`executor pid ${process.pid} on .* \\(alive, but no heartbeat for 4\\ds: stopped\\? \`kill -CONT ${process.pid}\` on `));
+  const beating = updateText(updateRecord({ lease: { ...alive, heartbeat: new Date().toISOString() } }), []);
+  assert.doesNotMatch(beating, /stopped\?|gone/);
+  const dead = updateText(updateRecord({ lease: { ...alive, pid: 2147483646 } }), []);
+  assert.match(dead, /\(gone: `.*start u` takes over\)/);
+});
