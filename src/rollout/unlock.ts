@@ -40,8 +40,12 @@ export function resolveServers(store: Store, names: string[], update?: string): 
   });
 }
 
-/** How long unlock waits for a command in flight on the server to end before it refuses. */
-const UNLOCK_WAIT_S = 5;
+/**
+ * How long unlock waits for a command in flight on the server to end before it refuses: after a
+ * kill -9 the server's sshd and the command loop must notice the connection is gone, then kill
+ * what it ran (a second more); on a loaded machine that took more than 5 s once in CI.
+ */
+const UNLOCK_WAIT_S = 15;
 
 /** Why clearing this lock now would be wrong, or null when nothing this tool can see is using it. */
 function stillInUse(store: Store, s: ServerRecord, lock: string, now: Date): string | null {
