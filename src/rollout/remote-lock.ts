@@ -30,13 +30,12 @@
  *   only when the holder is proven gone (rollout/run.ts judgeLock);
  * - nobody else: the script prints the owner and exits 75 before the version command runs.
  */
-import { FENCED_EXIT, INFLIGHT_EXIT, INFLIGHT_SH, LOCK_PREFIX, RUN_FILE } from '../ssh/fence.js';
+import { FENCED_EXIT, INFLIGHT_EXIT, INFLIGHT_SH, LOCK_FILE, LOCK_PREFIX, RUN_FILE } from '../ssh/fence.js';
 import { PROCESS_TREE_SH } from '../ssh/remote-run.js';
 import { shellQuote } from '../util/shell.js';
 
-export const LOCK_FILE = '.agent-update.lock';
+export { LOCK_FILE };
 /** what every line the lock scripts print starts with, so they are told apart from the version command's output */
-export { LOCK_PREFIX, RUN_FILE, FENCED_EXIT, INFLIGHT_EXIT, FENCE_ARGV0, fenced } from '../ssh/fence.js';
 /** exit status of the acquire script when the lock is someone else's (EX_TEMPFAIL) */
 export const LOCK_HELD_EXIT = 75;
 

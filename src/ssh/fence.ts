@@ -19,6 +19,8 @@
  */
 import { shellQuote } from '../util/shell.js';
 
+/** The server's agent-update lock, in the account's home (rollout/remote-lock.ts takes and releases it). */
+export const LOCK_FILE = '.agent-update.lock';
 /** What every line of the lock scripts and of the fence starts with. */
 export const LOCK_PREFIX = 'agent-update-lock: ';
 /** The record of a command in flight: `RUN_FILE` + the pid of the shell that runs it. */
@@ -72,7 +74,7 @@ export const INFLIGHT_SH = [
  * empties it once the command has ended). Needs INFLIGHT_SH.
  */
 export const FENCE_SH = [
-  '_L="$HOME/.agent-update.lock"',
+  `_L="$HOME/${LOCK_FILE}"`,
   `_r="$HOME/${RUN_FILE}$$"`,
   'fence() {',
   '  st $$',
@@ -86,8 +88,6 @@ export const FENCE_SH = [
   "unfence() { : >\"$_r\" 2>/dev/null; }",
 ];
 
-/** The marker fenced() commands carry as their $0, for tests' fake servers. */
-export const FENCE_ARGV0 = 'agent-update-fence';
 
 /**
  * `command` behind the fence as one command of its own (`sh -c FENCE agent-update-fence TOKEN
@@ -104,5 +104,5 @@ export function fenced(command: string, token: string, seconds: number): string 
     'rm -f "$_r"',
     'exit $_e',
   ].join('\n');
-  return `exec sh -c ${shellQuote(body)} ${FENCE_ARGV0} ${checkToken(token)} ${Math.max(0, Math.floor(seconds))} ${shellQuote(command)}`;
+  return `exec sh -c ${shellQuote(body)} agent-update-fence ${checkToken(token)} ${Math.max(0, Math.floor(seconds))} ${shellQuote(command)}`;
 }

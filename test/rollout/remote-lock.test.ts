@@ -11,7 +11,6 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import {
   acquireScript,
-  fenced,
   inflightIn,
   LOCK_FILE,
   notRunOf,
@@ -22,6 +21,7 @@ import {
   waitScript,
   type LockOwner,
 } from '../../src/rollout/remote-lock.js';
+import { fenced } from '../../src/ssh/fence.js';
 import { makeTempDir } from '../helpers/tmp.js';
 import { until } from '../helpers/db.js';
 
