@@ -9,6 +9,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import type { ServerReachJson } from '../../src/cli/servers.js';
 import { cli, testStateHome } from '../helpers/cli.js';
 import { makeTempDir } from '../helpers/tmp.js';
 
@@ -30,18 +31,7 @@ function folder(extra: string, files: Record<string, string> = {}): { dir: strin
   return { dir, config };
 }
 
-interface ServerJson {
-  name: string;
-  types: string[];
-  host: string;
-  port: number;
-  user: string;
-  identityFiles: string[];
-  identityAgent: string;
-  identitiesOnly: boolean;
-  jump: Array<{ host: string; port: number; user: string }>;
-  knownHosts: string;
-}
+type ServerJson = ServerReachJson;
 
 async function serversJson(config: string, env: Record<string, string> = {}): Promise<ServerJson[]> {
   const r = await cli(['servers', '-c', config, '--json'], { env: { SSH_AUTH_SOCK: '', ...env } });

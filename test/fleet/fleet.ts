@@ -134,6 +134,16 @@ export interface Fleet {
 }
 
 /** True when this machine can run a fleet. */
+/**
+ * A known_hosts file at `file` naming the fleet's host key (one for every server) under each
+ * endpoint given: another name for a server, a proxy in front of it. Returns `file`.
+ */
+export function knownHostsAs(fleet: Pick<Fleet, 'knownHosts'>, file: string, endpoints: ReadonlyArray<{ host: string; port: number }>): string {
+  const key = readFileSync(fleet.knownHosts, 'utf8').split('\n')[0]!.split(' ').slice(1).join(' ');
+  writeFileSync(file, endpoints.map((e) => `[${e.host}]:${e.port} ${key}\n`).join(''));
+  return file;
+}
+
 export function sshdAvailable(): boolean {
   return existsSync(SSHD) && whichSync(SSH_KEYGEN) && whichSync('ssh') && whichSync('git');
 }

@@ -12,7 +12,7 @@ import { test } from 'node:test';
 import { LOCK_FILE } from '../../src/rollout/remote-lock.js';
 import { Store } from '../../src/store/store.js';
 import { agentCommands, currentCommit } from '../../src/sim/agent.js';
-import type { Fleet } from '../fleet/fleet.js';
+import { knownHostsAs, type Fleet } from '../fleet/fleet.js';
 import { byName, cli, planned, sharedFleet, spawnCli, statusJson } from '../helpers/cli.js';
 import { until, waitForStore, withStore } from '../helpers/db.js';
 import { openGate, waitGate } from '../helpers/gates.js';
@@ -104,9 +104,7 @@ test('one machine under two names in one database: the second update finds the f
   const s1 = fleet.server('s1');
   // the same account as an IPv4-mapped IPv6 address: another host string, the same sshd and home
   const alias = `::ffff:${s1.host}`;
-  const knownHosts = join(fleet.root, 'known_hosts.alias');
-  const line = readFileSync(fleet.knownHosts, 'utf8').split('\n').find((l) => l.startsWith(`[${s1.host}]:`))!;
-  writeFileSync(knownHosts, `${line}\n${line.replace(`[${s1.host}]`, `[${alias}]`)}\n`);
+  const knownHosts = knownHostsAs(fleet, join(fleet.root, 'known_hosts.alias'), [s1, { host: alias, port: s1.port }]);
   const ssh = { ...fleet.sshConfigYaml(), known_hosts: knownHosts };
   const db = join(fleet.root, 'plan.db');
   await planned(fleet, { ...gatedUpdate(), ssh }, 'u1', db);
@@ -200,9 +198,7 @@ for (const deadMan of ['default', 'off'] as const) {
     const s1 = fleet.server('s1');
     const proxy = await startProxy({ host: s1.host, port: s1.port });
     t.after(() => proxy.close());
-    const knownHosts = join(fleet.root, 'known_hosts.proxy');
-    const line = readFileSync(fleet.knownHosts, 'utf8').split('\n').find((l) => l.startsWith(`[${s1.host}]:`))!;
-    writeFileSync(knownHosts, `${line.replace(`[${s1.host}]:${s1.port}`, `[127.0.0.1]:${proxy.port}`)}\n`);
+    const knownHosts = knownHostsAs(fleet, join(fleet.root, 'known_hosts.proxy'), [{ host: '127.0.0.1', port: proxy.port }]);
     const { update } = agentCommands();
     const { db } = await planned(
       fleet,

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { after, before, beforeEach, describe, test } from 'node:test';
 import type { SshConfig } from '../../src/config/types.js';
 import { Ssh2Transport, type Ssh2Session } from '../../src/ssh/ssh2-transport.js';
-import { sshdAvailable, startFleet, type Fleet } from '../fleet/fleet.js';
+import { knownHostsAs, sshdAvailable, startFleet, type Fleet } from '../fleet/fleet.js';
 import { waitGate } from '../helpers/gates.js';
 import { startProxy, type Proxy } from '../helpers/proxy.js';
 
@@ -42,9 +42,7 @@ describe('real sshd: a silent partition under a running command', { skip }, () =
   async function throughProxy(overrides: Partial<SshConfig>): Promise<{ session: Ssh2Session; proxy: Proxy }> {
     const s1 = fleet.server('s1');
     proxy = await startProxy({ host: s1.host, port: s1.port });
-    const [, type, blob] = readFileSync(fleet.knownHosts, 'utf8').split('\n')[0]!.split(' ');
-    const knownHosts = join(fleet.root, `known_hosts.proxy-${proxy.port}`);
-    writeFileSync(knownHosts, `[127.0.0.1]:${proxy.port} ${type} ${blob}\n`);
+    const knownHosts = knownHostsAs(fleet, join(fleet.root, `known_hosts.proxy-${proxy.port}`), [{ host: '127.0.0.1', port: proxy.port }]);
     const session = (await transport.connect({ ...s1, host: '127.0.0.1', port: proxy.port }, fleet.sshConfig({ knownHosts, ...overrides }))) as Ssh2Session;
     return { session, proxy };
   }
