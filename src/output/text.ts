@@ -1,7 +1,7 @@
 import chalk from 'chalk';
 import type { EventRecord, ServerRecord, StepRecord, UpdateRecord } from '../store/store.js';
 import { budgetJson, countsOf, versionsJson } from './status-json.js';
-import { HEARTBEAT_MS, holderIsDead, silentFor } from '../rollout/lease.js';
+import { holderIsDead, quietFor } from '../rollout/lease.js';
 import { finalTarget, hopOf } from '../rollout/phases.js';
 import { plural } from '../util/plural.js';
 import { suggest } from '../util/suggest.js';
@@ -110,13 +110,13 @@ export function updateText(u: UpdateRecord, servers: readonly ServerRecord[], bu
   if (u.lease) {
     const now = new Date();
     const dead = holderIsDead(u.lease, now);
-    const silent = Math.round(silentFor(u.lease, now) / 1000);
+    const quiet = quietFor(u.lease, now);
     lines.push(
       `  executor pid ${u.lease.pid} on ${u.lease.host} since ${u.lease.since}` +
         (dead
           ? chalk.red(` (gone: \`${suggest(`start ${u.name}`)}\` takes over)`)
-          : silent * 1000 > HEARTBEAT_MS * 5
-            ? chalk.yellow(` (alive, but no heartbeat for ${silent}s: stopped? \`kill -CONT ${u.lease.pid}\` on ${u.lease.host})`)
+          : quiet !== null
+            ? chalk.yellow(` (alive, but no heartbeat for ${quiet}s: stopped? \`kill -CONT ${u.lease.pid}\` on ${u.lease.host})`)
             : ''),
     );
   }

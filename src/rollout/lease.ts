@@ -53,8 +53,17 @@ export function holderIsDead(l: Lease, now: Date, myHost = hostname()): boolean 
 }
 
 /** How long since the holder's last heartbeat, in ms. */
-export function silentFor(l: Pick<Lease, 'heartbeat'>, now: Date): number {
+function silentFor(l: Pick<Lease, 'heartbeat'>, now: Date): number {
   return now.getTime() - Date.parse(l.heartbeat);
+}
+
+/**
+ * Whole seconds since the holder's last heartbeat, once it has missed five (a live holder that
+ * quiet may be stopped); null while it beats.
+ */
+export function quietFor(l: Pick<Lease, 'heartbeat'>, now: Date): number | null {
+  const silent = silentFor(l, now);
+  return silent > HEARTBEAT_MS * 5 ? Math.round(silent / 1000) : null;
 }
 
 /**
@@ -63,9 +72,8 @@ export function silentFor(l: Pick<Lease, 'heartbeat'>, now: Date): number {
  */
 export function describeLiveHolder(l: Lease, now: Date, myHost = hostname()): string {
   const base = describeHolder(l);
-  const silent = silentFor(l, now);
-  if (silent <= HEARTBEAT_MS * 5) return base;
-  const secs = Math.round(silent / 1000);
+  const secs = quietFor(l, now);
+  if (secs === null) return base;
   return l.host === myHost
     ? `${base}; it has not beaten for ${secs}s although its process is alive: stopped? (Ctrl-Z, SIGSTOP) continue it with \`kill -CONT ${l.pid}\`, or end it with \`kill ${l.pid}\`, then try again`
     : `${base}; it has not beaten for ${secs}s (taken over as dead after ${LEASE_STALE_MS / 1000}s)`;
