@@ -8,7 +8,7 @@
  * its status events.
  */
 import type { RolloutSettings } from '../src/config/types.js';
-import type { ServerStatus } from '../src/rollout/status.js';
+import type { ServerStatus } from '../src/model/lifecycle.js';
 import type { Store } from '../src/store/store.js';
 
 export const SYNTH_FROM = 'a'.repeat(40);

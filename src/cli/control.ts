@@ -4,7 +4,7 @@ import { groupBy, logsBlocks, updateText, updatesListText } from '../output/text
 import { visibleLine } from '../output/visible.js';
 import { cancelUpdate, requestPause } from '../rollout/run.js';
 import { splitUpdate } from '../rollout/split.js';
-import { TERMINAL_UPDATE } from '../rollout/status.js';
+import { TERMINAL_UPDATE } from '../model/lifecycle.js';
 import { holderIsDead } from '../rollout/lease.js';
 import { budgetOf } from '../rollout/decide.js';
 import { UsageError } from '../errors.js';

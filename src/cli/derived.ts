@@ -5,7 +5,8 @@
 import { EXIT } from '../errors.js';
 import { updateJson } from '../output/status-json.js';
 import { updateText } from '../output/text.js';
-import type { Store, UpdateRecord } from '../store/store.js';
+import type { Store } from '../store/store.js';
+import type { UpdateRecord } from '../model/records.js';
 import type { CliContext } from './context.js';
 
 /**

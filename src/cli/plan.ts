@@ -11,7 +11,7 @@ import { checkLocalSsh } from '../ssh/transport.js';
 import { type CliContext, parseCount } from './context.js';
 import { overlapWarnings } from './derived.js';
 import type { SteppingStone } from '../config/types.js';
-import type { ServerRecord } from '../store/store.js';
+import type { ServerRecord } from '../model/records.js';
 
 export async function planCommand(
   ctx: CliContext,

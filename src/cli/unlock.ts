@@ -2,7 +2,7 @@ import { EXIT } from '../errors.js';
 import { checkLocalSsh } from '../ssh/transport.js';
 import { resolveServers, unlockServers } from '../rollout/unlock.js';
 import type { CliContext } from './context.js';
-import { specOf } from '../store/store.js';
+import { specOf } from '../model/records.js';
 
 const SEVERITY = { none: 0, cleared: 0, shown: 1, refused: 1, failed: 2 } as const;
 

@@ -1,5 +1,5 @@
-import type { ServerRecord, UpdateRecord } from '../store/store.js';
-import { WORKED_SERVER } from '../rollout/status.js';
+import type { ServerRecord, UpdateRecord } from '../model/records.js';
+import { WORKED_SERVER } from '../model/lifecycle.js';
 import { suggest } from '../util/suggest.js';
 import { visibleLine } from './visible.js';
 

@@ -1,5 +1,6 @@
 import { holderIsDead } from '../rollout/lease.js';
-import type { Hop, ServerRecord, Store, UpdateRecord } from '../store/store.js';
+import type { Store } from '../store/store.js';
+import type { Hop, ServerRecord, UpdateRecord } from '../model/records.js';
 import { hopOf } from '../rollout/phases.js';
 import { allowedFailures, budgetOf, describeBudget } from '../rollout/decide.js';
 import type { VersionClass } from '../config/types.js';
@@ -99,8 +100,8 @@ export interface ServerJson {
   hop: { index: number; count: number; version: string | null; commit: string } | null;
 }
 
-export { countsOf } from '../rollout/status.js';
-import { countsOf } from '../rollout/status.js';
+export { countsOf } from '../model/lifecycle.js';
+import { countsOf } from '../model/lifecycle.js';
 
 export function updateJson(u: UpdateRecord, servers: readonly ServerRecord[], budget?: { used: number; total: number; updates: string[] }): UpdateJson {
   return documentOf(u, countsOf(servers), servers, budget);

@@ -1,5 +1,5 @@
 import chalk from 'chalk';
-import type { EventRecord, ServerRecord, StepRecord, UpdateRecord } from '../store/store.js';
+import type { EventRecord, ServerRecord, StepRecord, UpdateRecord } from '../model/records.js';
 import { budgetJson, countsOf, versionsJson } from './status-json.js';
 import { holderIsDead, quietFor } from '../rollout/lease.js';
 import { finalTarget, hopOf } from '../rollout/phases.js';

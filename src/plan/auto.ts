@@ -11,7 +11,8 @@
 import { hostname } from 'node:os';
 import type { Config } from '../config/types.js';
 import { holderIsDead, HEARTBEAT_MS, processStartTime } from '../rollout/lease.js';
-import type { AutoRun, Store, UpdateRecord } from '../store/store.js';
+import type { Store } from '../store/store.js';
+import type { AutoRun, UpdateRecord } from '../model/records.js';
 import { actor } from '../util/actor.js';
 import { plural } from '../util/plural.js';
 import { planInput, recordPlan, type PlanInput } from './plan.js';

@@ -1,5 +1,5 @@
 import pLimit from 'p-limit';
-import type { ServerRecord } from '../store/store.js';
+import type { ServerRecord } from '../model/records.js';
 import type { CommitRelation, LogEntry, SourceHistory } from './source.js';
 
 /** How many commits of the log a plan shows (and `plan --json` carries). */

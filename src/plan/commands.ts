@@ -8,7 +8,7 @@
 import type { RolloutSettings } from '../config/types.js';
 import { expandCommand, expandText, type PlaceholderValues } from '../util/shell.js';
 import { phaseValues, rollbackTarget } from '../rollout/phases.js';
-import type { Hop } from '../store/store.js';
+import type { Hop } from '../model/records.js';
 
 export type CommandStep = 'prepare' | 'recheck' | 'update' | 'restart' | 'verify' | 'diagnose' | 'rollback' | 'verify-rollback';
 

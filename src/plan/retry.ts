@@ -7,8 +7,9 @@
  */
 import { TransitionError, UsageError } from '../errors.js';
 import { checkLocalSsh } from '../ssh/transport.js';
-import { specOf, type ServerRecord, type Store, type UpdateRecord } from '../store/store.js';
-import type { ServerStatus } from '../rollout/status.js';
+import { type Store } from '../store/store.js';
+import { specOf, type ServerRecord, type UpdateRecord } from '../model/records.js';
+import type { ServerStatus } from '../model/lifecycle.js';
 import { actor } from '../util/actor.js';
 import { suggest } from '../util/suggest.js';
 import { checkUpdateName, probePlan, recordPlan, type PlanDeps, type PlanInput } from './plan.js';

@@ -10,7 +10,8 @@
  */
 import { TransitionError, UsageError } from '../errors.js';
 import { checkLocalSsh } from '../ssh/transport.js';
-import { specOf, type ServerRecord, type Store, type UpdateRecord } from '../store/store.js';
+import { type Store } from '../store/store.js';
+import { specOf, type ServerRecord, type UpdateRecord } from '../model/records.js';
 import type { RolloutSettings } from '../config/types.js';
 import { actor } from '../util/actor.js';
 import { plural } from '../util/plural.js';

@@ -20,7 +20,7 @@ import { randomBytes } from 'node:crypto';
 import semver from 'semver';
 import type { VersionBounds, VersionClass } from '../config/types.js';
 import { UsageError } from '../errors.js';
-import type { Hop } from '../store/store.js';
+import type { Hop } from '../model/records.js';
 
 export const VERSION_CLASSES: readonly VersionClass[] = ['required', 'recommended', 'current'];
 

@@ -14,7 +14,7 @@
  * The engine (run.ts) supplies how to connect and how to prepare; this file only keeps track.
  */
 import type { Session } from '../ssh/transport.js';
-import type { ServerRecord, UpdateRecord } from '../store/store.js';
+import type { ServerRecord, UpdateRecord } from '../model/records.js';
 import { decide, type BudgetUse } from './decide.js';
 
 /** `execution.prepare_ahead` when an update was planned before it existed. */

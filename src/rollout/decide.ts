@@ -1,7 +1,7 @@
 import { plural } from '../util/plural.js';
 import type { FailureBudget } from '../config/types.js';
-import type { ServerRecord, UpdateRecord } from '../store/store.js';
-import { WORKED_SERVER, type ServerStatus } from './status.js';
+import type { ServerRecord, UpdateRecord } from '../model/records.js';
+import { WORKED_SERVER, type ServerStatus } from '../model/lifecycle.js';
 
 /**
  * What the executor does next, decided from the stored state alone (Nomad's watcher: decide,

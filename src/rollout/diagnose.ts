@@ -20,12 +20,13 @@
  */
 import type { RolloutSettings } from '../config/types.js';
 import type { ExecResult } from '../ssh/transport.js';
-import type { ServerRecord, Store } from '../store/store.js';
+import type { Store } from '../store/store.js';
+import type { ServerRecord } from '../model/records.js';
 import { expandCommand, type PlaceholderValues } from '../util/shell.js';
 import { plural } from '../util/plural.js';
 import type { EventSink } from './events.js';
 import { phaseValues, type HopView } from './phases.js';
-import type { ServerStep } from './status.js';
+import type { ServerStep } from '../model/lifecycle.js';
 
 /** Lines of a command's output a `diagnose` event carries: its tail, what the summary shows. */
 export const DIAGNOSE_TAIL_LINES = 20;

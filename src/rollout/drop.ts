@@ -1,9 +1,10 @@
 import { globMatcher, patternProblem } from '../config/select.js';
 import { TransitionError, UsageError } from '../errors.js';
-import type { ServerRecord, Store, UpdateRecord } from '../store/store.js';
+import type { Store } from '../store/store.js';
+import type { ServerRecord, UpdateRecord } from '../model/records.js';
 import { actor } from '../util/actor.js';
 import { didYouMean } from '../util/did-you-mean.js';
-import { itIs, whatYouCanDo } from './status.js';
+import { itIs, whatYouCanDo } from '../model/lifecycle.js';
 
 /**
  * `drop NAME SERVER...`: take servers out of an update before they are worked on, as Frappe

@@ -1,4 +1,4 @@
-import type { ServerStatus, ServerStep, UpdateStatus } from './status.js';
+import type { ServerStatus, ServerStep, UpdateStatus } from '../model/lifecycle.js';
 import type { VersionClass } from '../config/types.js';
 
 /** `total`, and how many servers of an update are in each status (a key only for statuses that occur). */

@@ -1,8 +1,9 @@
 import { UsageError } from '../errors.js';
-import type { ServerRecord, Store, UpdateRecord } from '../store/store.js';
+import type { Store } from '../store/store.js';
+import type { ServerRecord, UpdateRecord } from '../model/records.js';
 import { didYouMean } from '../util/did-you-mean.js';
 import { hopOf, rollbackTarget } from './phases.js';
-import type { ServerStatus } from './status.js';
+import type { ServerStatus } from '../model/lifecycle.js';
 
 /**
  * `history`: each server's commits over time, across every update in the database (batches of

@@ -2,7 +2,8 @@ import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { BusyError } from '../errors.js';
-import type { Lease, Store } from '../store/store.js';
+import type { Store } from '../store/store.js';
+import type { Lease } from '../model/records.js';
 import { suggest } from '../util/suggest.js';
 
 /** How often a live executor refreshes its lease. */

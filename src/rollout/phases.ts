@@ -1,6 +1,6 @@
 import type { RolloutSettings } from '../config/types.js';
 import type { PlaceholderValues } from '../util/shell.js';
-import type { ServerRecord } from '../store/store.js';
+import type { ServerRecord } from '../model/records.js';
 
 /** The phases whose commands get placeholder values (the re-check's version command has none). */
 export type ValuedPhase = 'prepare' | 'update' | 'restart' | 'verify' | 'diagnose' | 'rollback' | 'verify-rollback';

@@ -4,7 +4,7 @@
  * and what the re-check finds on it now. rollout/run.ts recoverServer carries it out; the table
  * of cases is tested in test/rollout/recover.test.ts without a server.
  */
-import type { ServerRecord } from '../store/store.js';
+import type { ServerRecord } from '../model/records.js';
 import type { HopView } from './phases.js';
 
 export type Found = { ok: true; commit: string } | { ok: false; error: string };

@@ -4,7 +4,8 @@ import type { RolloutSettings, ServerSpec } from '../config/types.js';
 import type { Clock } from '../clock.js';
 import { AppError, BusyError, EXIT, InterruptedError, TransitionError } from '../errors.js';
 import { checkLocalSsh, TransportError, type Session, type Transport, type ExecResult } from '../ssh/transport.js';
-import { specOf, type ServerRecord, type Store, type UpdateRecord } from '../store/store.js';
+import { type Store } from '../store/store.js';
+import { specOf, type ServerRecord, type UpdateRecord } from '../model/records.js';
 import { expandCommand, expandText, type PlaceholderValues } from '../util/shell.js';
 import { formatDuration } from '../util/duration.js';
 import { suggest } from '../util/suggest.js';
@@ -27,7 +28,7 @@ import {
   type InFlight,
   type LockOwner,
 } from './remote-lock.js';
-import { countsOf, itIs, whatYouCanDo, worksOn, type ServerStatus, type ServerStep, type UpdateStatus } from './status.js';
+import { countsOf, itIs, whatYouCanDo, worksOn, type ServerStatus, type ServerStep, type UpdateStatus } from '../model/lifecycle.js';
 
 export interface EngineDeps {
   store: Store;

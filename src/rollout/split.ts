@@ -1,6 +1,6 @@
 import { TransitionError, UsageError } from '../errors.js';
 import type { Store } from '../store/store.js';
-import { whatYouCanDo } from './status.js';
+import { whatYouCanDo } from '../model/lifecycle.js';
 
 /**
  * Divide `items` into `n` contiguous batches whose sizes differ by at most one, none empty,

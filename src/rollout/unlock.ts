@@ -6,7 +6,8 @@
 import { hostname, userInfo } from 'node:os';
 import { UsageError } from '../errors.js';
 import type { Transport } from '../ssh/transport.js';
-import { specOf, type ServerRecord, type Store } from '../store/store.js';
+import { type Store } from '../store/store.js';
+import { specOf, type ServerRecord } from '../model/records.js';
 import { suggest } from '../util/suggest.js';
 import { describeHolder, holderIsDead, processAlive } from './lease.js';
 import { clearScript, describeOwner, inflightIn, parseOwner, readScript, splitLockOutput, waitScript } from './remote-lock.js';

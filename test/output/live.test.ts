@@ -10,7 +10,7 @@ import { EventEmitter } from 'node:events';
 import { Reporter, PLAIN_REPEAT_MS } from '../../src/output/reporter.js';
 import { UpdateProgress, displayWidth, formatEta, stripAnsi, truncate } from '../../src/output/live.js';
 import type { RolloutEvent } from '../../src/rollout/events.js';
-import type { ServerStatus } from '../../src/rollout/status.js';
+import type { ServerStatus } from '../../src/model/lifecycle.js';
 import { Screen } from './screen.js';
 
 /** What the Reporter needs of a terminal: write, isTTY, columns, and the resize event. */

@@ -11,7 +11,7 @@ import { PassThrough } from 'node:stream';
 import { logsText, updateText } from '../../src/output/text.js';
 import { Reporter } from '../../src/output/reporter.js';
 import { terminalSafeJson, visibleLine, visibleText } from '../../src/output/visible.js';
-import type { EventRecord, ServerRecord, StepRecord, UpdateRecord } from '../../src/store/store.js';
+import type { EventRecord, ServerRecord, StepRecord, UpdateRecord } from '../../src/model/records.js';
 import { serverRecord, updateRecord } from '../support/records.js';
 import { cli, fleetFor } from '../helpers/cli.js';
 

@@ -11,7 +11,7 @@ import * as path from 'node:path';
 import { createUpstream, type Upstream } from '../../src/sim/upstream.js';
 import { SourceHistory } from '../../src/plan/source.js';
 import { LOG_LINES, planChanges } from '../../src/plan/changes.js';
-import type { ServerRecord } from '../../src/store/store.js';
+import type { ServerRecord } from '../../src/model/records.js';
 import { makeTempDir } from '../helpers/tmp.js';
 
 const work = makeTempDir('agent-update-changes-');

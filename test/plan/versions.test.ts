@@ -8,8 +8,8 @@ import { spawnSync } from 'node:child_process';
 import { test } from 'node:test';
 import { checkCeiling, classCounts, classOf, parseOnly, parseVersion, probeScript, readVersion, splitProbe } from '../../src/plan/versions.js';
 import { finalStatus } from '../../src/rollout/decide.js';
-import { canTransitionUpdate, countsOf, serverTransition, WORKED_SERVER, worksOn } from '../../src/rollout/status.js';
-import type { ServerRecord } from '../../src/store/store.js';
+import { canTransitionUpdate, countsOf, serverTransition, WORKED_SERVER, worksOn } from '../../src/model/lifecycle.js';
+import type { ServerRecord } from '../../src/model/records.js';
 import { UsageError } from '../../src/errors.js';
 
 test('parseVersion: strict semver after trimming and one leading v; nothing else is coerced', () => {

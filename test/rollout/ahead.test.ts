@@ -5,9 +5,9 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { Ahead, prepareAheadOf, upcoming } from '../../src/rollout/ahead.js';
-import type { ServerStatus } from '../../src/rollout/status.js';
+import type { ServerStatus } from '../../src/model/lifecycle.js';
 import type { Session } from '../../src/ssh/transport.js';
-import type { ServerRecord, UpdateRecord } from '../../src/store/store.js';
+import type { ServerRecord, UpdateRecord } from '../../src/model/records.js';
 import { serverRecord, updateRecord } from '../support/records.js';
 
 function update(over: Partial<UpdateRecord> = {}, agent: { prepare?: string[] } = {}, execution: { prepareAhead?: number } = {}): UpdateRecord {

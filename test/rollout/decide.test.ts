@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { decide, finalStatus } from '../../src/rollout/decide.js';
-import type { ServerStatus } from '../../src/rollout/status.js';
-import type { ServerRecord, UpdateRecord } from '../../src/store/store.js';
+import type { ServerStatus } from '../../src/model/lifecycle.js';
+import type { ServerRecord, UpdateRecord } from '../../src/model/records.js';
 import { serverRecord, updateRecord } from '../support/records.js';
 
 function update(over: Partial<UpdateRecord> = {}, continueAfterRollback = false): UpdateRecord {

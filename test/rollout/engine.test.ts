@@ -14,7 +14,7 @@ import { AppError, BusyError, TransitionError, UsageError } from '../../src/erro
 import { HEARTBEAT_MS } from '../../src/rollout/lease.js';
 import { runUpdate } from '../../src/rollout/run.js';
 import { LOCK_FILE, LOCK_SCRIPT_END } from '../../src/rollout/remote-lock.js';
-import type { ServerStep } from '../../src/rollout/status.js';
+import type { ServerStep } from '../../src/model/lifecycle.js';
 import { TransportError, type ExecOptions, type ExecResult, type Session, type Transport } from '../../src/ssh/transport.js';
 import { Store } from '../../src/store/store.js';
 import { OLD, NEW, OTHER, fakeSettings } from '../support/fake-settings.js';

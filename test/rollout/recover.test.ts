@@ -6,8 +6,8 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { hopOf } from '../../src/rollout/phases.js';
 import { recoveryOf, type Found } from '../../src/rollout/recover.js';
-import type { ServerRecord } from '../../src/store/store.js';
-import type { ServerStep } from '../../src/rollout/status.js';
+import type { ServerRecord } from '../../src/model/records.js';
+import type { ServerStep } from '../../src/model/lifecycle.js';
 import { serverRecord } from '../support/records.js';
 
 const OLD = 'a'.repeat(40);

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { TransitionError } from '../../src/errors.js';
-import { canTransitionUpdate, serverTransition, updateTransition, UPDATE_STATUSES, TERMINAL_UPDATE } from '../../src/rollout/status.js';
+import { canTransitionUpdate, serverTransition, updateTransition, UPDATE_STATUSES, TERMINAL_UPDATE } from '../../src/model/lifecycle.js';
 
 test('the update table: the transitions SPEC.md names are allowed', () => {
   const allowed: Array<[string, string]> = [

@@ -3,7 +3,7 @@
  * without a database: every field at a neutral default, `over` for what the test is about. One
  * place to change when a record gains a field.
  */
-import type { ServerRecord, UpdateRecord } from '../../src/store/store.js';
+import type { ServerRecord, UpdateRecord } from '../../src/model/records.js';
 
 export function updateRecord(over: Partial<UpdateRecord> = {}): UpdateRecord {
   return {
