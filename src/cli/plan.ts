@@ -12,6 +12,7 @@ import { type CliContext, parseCount } from './context.js';
 import { overlapWarnings } from './derived.js';
 import type { SteppingStone } from '../config/types.js';
 import type { ServerRecord } from '../model/records.js';
+import { ACTIVE_SERVER } from '../model/lifecycle.js';
 
 export async function planCommand(
   ctx: CliContext,
@@ -113,7 +114,7 @@ async function showCommandsCommand(ctx: CliContext, file: string | undefined, na
     if (file !== undefined) throw new UsageError('plan --show-commands NAME reads the plan of NAME: give it no -c (or give -c FILE and no NAME)');
     const store = ctx.store();
     const u = store.getUpdate(name);
-    const servers = store.getServers(name).filter((s) => s.status === 'pending' || s.status === 'running');
+    const servers = store.getServers(name).filter((s) => ACTIVE_SERVER.has(s.status));
     doc = showCommands(name, u.settings, u.commit, servers);
   } else {
     if (file === undefined) throw new UsageError('plan --show-commands needs -c FILE (the config) or the name of a planned update');

@@ -74,8 +74,33 @@ const SERVER_TABLE: Record<ServerStatus, readonly ServerStatus[]> = {
 
 /** Statuses the table lets nothing leave. */
 export const TERMINAL_UPDATE: ReadonlySet<UpdateStatus> = new Set(UPDATE_STATUSES.filter((st) => UPDATE_TABLE[st].length === 0));
+/** Statuses an update can still move from: it is being planned, waits, runs or is paused. */
+export const ACTIVE_UPDATE: ReadonlySet<UpdateStatus> = new Set(UPDATE_STATUSES.filter((st) => !TERMINAL_UPDATE.has(st)));
+
+// ---- named sets of server statuses ----------------------------------------------------------
+// Every rule that groups server statuses reads one of these; the store builds its SQL from them
+// (sqlList), so a query and the code that reads its rows never disagree about a group.
+
 /** Terminal statuses that involved work on the server: they count towards test mode's stop_after. */
 export const WORKED_SERVER: ReadonlySet<ServerStatus> = new Set(['success', 'rolled-back', 'failed', 'fatal']);
+/** What the failure budget (execution.max_failures) counts: a rollback, or a failure with rollback off. */
+export const BUDGETED_SERVER: ReadonlySet<ServerStatus> = new Set(['rolled-back', 'failed']);
+/** Still to do or in flight: the update has work left on it. */
+export const ACTIVE_SERVER: ReadonlySet<ServerStatus> = new Set(['pending', 'running']);
+/** Ended at the update's target: updated, or found there. */
+export const AT_TARGET_SERVER: ReadonlySet<ServerStatus> = new Set(['success', 'skipped']);
+/** Something ran on it, or runs now: worked, or in flight (what a later update's undo must not undo). */
+export const TOUCHED_SERVER: ReadonlySet<ServerStatus> = new Set(['running', ...WORKED_SERVER]);
+/**
+ * The rows that say something about the server's commit (`history`): worked on, being worked on,
+ * or found at the target. Pending, unreachable and excluded rows never touched it.
+ */
+export const HISTORY_SERVER: ReadonlySet<ServerStatus> = new Set([...WORKED_SERVER, 'running', 'skipped']);
+
+/** A set of statuses as an SQL list (`'a', 'b'`): fixed names from the tables above, never input. */
+export function sqlList(statuses: ReadonlySet<string>): string {
+  return [...statuses].map((st) => `'${st}'`).join(', ');
+}
 
 export function canTransitionUpdate(from: UpdateStatus, to: UpdateStatus): boolean {
   return UPDATE_TABLE[from].includes(to);
@@ -133,5 +158,5 @@ export function countsOf(servers: ReadonlyArray<{ status: ServerStatus }>): Reco
  * (already at the target, or unreachable before anything ran). Progress counts these only.
  */
 export function worksOn(s: { status: ServerStatus; startedAt: string | null }): boolean {
-  return s.status === 'pending' || s.status === 'running' || WORKED_SERVER.has(s.status) || (s.status === 'unreachable' && s.startedAt !== null);
+  return ACTIVE_SERVER.has(s.status) || WORKED_SERVER.has(s.status) || (s.status === 'unreachable' && s.startedAt !== null);
 }

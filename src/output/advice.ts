@@ -1,5 +1,5 @@
 import type { ServerRecord, UpdateRecord } from '../model/records.js';
-import { WORKED_SERVER } from '../model/lifecycle.js';
+import { BUDGETED_SERVER, WORKED_SERVER } from '../model/lifecycle.js';
 import { suggest } from '../util/suggest.js';
 import { visibleLine } from './visible.js';
 
@@ -34,7 +34,7 @@ export function rollbacksInARow(servers: readonly ServerRecord[]): ServerRecord[
   const runs: ServerRecord[][] = [];
   let current: ServerRecord[] = [];
   for (const s of finishedInOrder(servers)) {
-    if (s.status === 'rolled-back' || s.status === 'failed') current.push(s);
+    if (BUDGETED_SERVER.has(s.status)) current.push(s);
     else {
       if (current.length >= 2) runs.push(current);
       current = [];
@@ -60,7 +60,7 @@ export function adviceAfterRun(u: UpdateRecord, servers: readonly ServerRecord[]
   let resumeHint: string | null = null;
   const done = finishedInOrder(servers);
   const last = done.at(-1);
-  if (u.status === 'paused' && last && (last.status === 'rolled-back' || last.status === 'failed')) {
+  if (u.status === 'paused' && last && BUDGETED_SERVER.has(last.status)) {
     const what = last.status === 'rolled-back' ? `was rolled back to ${last.fromCommit?.slice(0, 12) ?? 'its previous commit'}` : 'failed and was left as it is (rollback is disabled)';
     warnings.push(`warning: the last server before the pause, ${last.name}, ${what}: ${visibleLine(last.error ?? 'no reason recorded')}`);
     resumeHint =

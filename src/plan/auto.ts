@@ -13,6 +13,7 @@ import type { Config } from '../config/types.js';
 import { holderIsDead, HEARTBEAT_MS, processStartTime } from '../rollout/lease.js';
 import type { Store } from '../store/store.js';
 import type { AutoRun, UpdateRecord } from '../model/records.js';
+import { ACTIVE_UPDATE } from '../model/lifecycle.js';
 import { actor } from '../util/actor.js';
 import { plural } from '../util/plural.js';
 import { planInput, recordPlan, type PlanInput } from './plan.js';
@@ -35,7 +36,6 @@ export type AutoFinding =
   | { kind: 'plan'; runId: number; input: PlanInput };
 
 /** The statuses of an update that is not finished. */
-const UNFINISHED = new Set(['planning', 'pending', 'running', 'paused']);
 
 /** An open auto run's claim is judged like a lease: its process gone (this host) or no heartbeat. */
 export function autoRunIsDead(r: AutoRun, now: Date): boolean {
@@ -48,7 +48,7 @@ export function autoRunIsDead(r: AutoRun, now: Date): boolean {
  * and again inside the transaction that claims.
  */
 export function existingWork(store: Store, configFile: string, now: Date): Extract<AutoFinding, { kind: 'running' | 'paused' | 'claimed' }> | null {
-  const unfinished = store.updatesOfConfig(configFile).filter((u) => UNFINISHED.has(u.status));
+  const unfinished = store.updatesOfConfig(configFile).filter((u) => ACTIVE_UPDATE.has(u.status));
   const running = unfinished.filter((u) => u.status === 'running' && u.lease !== null && !holderIsDead(u.lease, now));
   if (running.length > 0) return { kind: 'running', updates: running };
   // A paused batch split from a paused update that never ran is paused too: a person's to start.
@@ -101,7 +101,7 @@ export function claimAuto(store: Store, config: Config, commit: string, rollback
       const names = [...takeover, ...pending].map((u) => u.name).reverse();
       return { kind: 'start', runId: begin(names[0]!), names, takeover: takeover.length > 0 };
     }
-    const last = updates.find((u) => !UNFINISHED.has(u.status) && u.status !== 'cancelled' && u.commit === commit);
+    const last = updates.find((u) => !ACTIVE_UPDATE.has(u.status) && u.status !== 'cancelled' && u.commit === commit);
     if (last && (last.status === 'failure' || last.status === 'partial-success')) return { kind: 'failed-before', update: last };
     const input = planInput(config, autoName(config, now, (n) => store.hasUpdate(n)), commit, rollbackCommit);
     const runId = begin(input.name);

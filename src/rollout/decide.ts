@@ -1,7 +1,7 @@
 import { plural } from '../util/plural.js';
 import type { FailureBudget } from '../config/types.js';
 import type { ServerRecord, UpdateRecord } from '../model/records.js';
-import { WORKED_SERVER, type ServerStatus } from '../model/lifecycle.js';
+import { AT_TARGET_SERVER, WORKED_SERVER, type ServerStatus } from '../model/lifecycle.js';
 
 /**
  * What the executor does next, decided from the stored state alone (Nomad's watcher: decide,
@@ -108,8 +108,8 @@ export function finalStatus(servers: readonly ServerRecord[]): Extract<Decision,
   const worked = servers.filter((s) => s.status !== 'excluded');
   const left = excluded.length === 0 ? '' : `; ${plural(excluded.length, 'server')} excluded, never touched: ${excluded.map((s) => s.name).join(', ')}`;
   if (worked.length === 0) return { kind: 'finish', status: 'success', reason: `no server to update${left}` };
-  const good = worked.filter((s) => s.status === 'success' || s.status === 'skipped').length;
-  const bad = worked.filter((s) => s.status !== 'success' && s.status !== 'skipped');
+  const good = worked.filter((s) => AT_TARGET_SERVER.has(s.status)).length;
+  const bad = worked.filter((s) => !AT_TARGET_SERVER.has(s.status));
   if (bad.length === 0) return { kind: 'finish', status: 'success', reason: (worked.length === 1 ? 'its one server at the target' : `all ${worked.length} servers at the target`) + left };
   const summary = bad.map((s) => `${s.name} ${s.status}`).join(', ');
   if (good > 0) return { kind: 'finish', status: 'partial-success', reason: `not at the target: ${summary}${left}` };

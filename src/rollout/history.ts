@@ -12,12 +12,6 @@ import type { ServerStatus } from '../model/lifecycle.js';
  * asked of the servers and nothing is written.
  */
 
-/**
- * The server rows that say something about the server's commit: it was worked on (success,
- * rolled-back, failed, fatal), is being worked on (running), or was found at the target
- * (skipped). Pending, unreachable and excluded rows never touched it.
- */
-export const HISTORY_STATUSES: readonly ServerStatus[] = ['success', 'rolled-back', 'failed', 'fatal', 'running', 'skipped'];
 
 /** One update's passage on one server (README "history": the `--json` shape). */
 export interface HistoryEntry {
@@ -85,7 +79,7 @@ export function readHistory(store: Store, server?: string): HistoryJson {
         (didYouMean(server, names) || (names.length ? '' : `; it holds no servers (run \`plan -c FILE\` first)`)),
     );
   }
-  const rows = store.historyServers(HISTORY_STATUSES, server);
+  const rows = store.historyServers(server);
   const updates = new Map<string, UpdateRecord>();
   const runs = new Map<string, ReturnType<Store['runEvents']>>();
   const updateOf = (name: string) => {

@@ -28,7 +28,7 @@ import {
   type InFlight,
   type LockOwner,
 } from './remote-lock.js';
-import { countsOf, itIs, whatYouCanDo, worksOn, type ServerStatus, type ServerStep, type UpdateStatus } from '../model/lifecycle.js';
+import { ACTIVE_SERVER, countsOf, itIs, whatYouCanDo, worksOn, type ServerStatus, type ServerStep, type UpdateStatus } from '../model/lifecycle.js';
 
 export interface EngineDeps {
   store: Store;
@@ -80,7 +80,7 @@ function checkRunnable(u: UpdateRecord, mode: RunOptions['mode']): void {
  * preflight: an identity file of a server long done need not exist any more.
  */
 export function serversToReach(servers: readonly ServerRecord[]): ServerSpec[] {
-  return servers.filter((s) => s.status === 'pending' || s.status === 'running' || s.lockHeld).map(specOf);
+  return servers.filter((s) => ACTIVE_SERVER.has(s.status) || s.lockHeld).map(specOf);
 }
 
 export function assertRunnable(store: Store, name: string, mode: RunOptions['mode']): void {
@@ -174,7 +174,7 @@ export async function runUpdate(deps: EngineDeps, name: string, opts: RunOptions
       update: name,
       takeover,
       resumed,
-      pending: servers.filter((s) => s.status === 'pending' || s.status === 'running').length,
+      pending: servers.filter((s) => ACTIVE_SERVER.has(s.status)).length,
       total: servers.length,
       counts: countsOf(servers),
     });

@@ -11,6 +11,7 @@ import {
   type ServerStep,
   type UpdateStatus,
 } from '../model/lifecycle.js';
+import { ACTIVE_SERVER, ACTIVE_UPDATE, BUDGETED_SERVER, HISTORY_SERVER, TOUCHED_SERVER, sqlList } from '../model/lifecycle.js';
 import { MIGRATIONS } from './schema.js';
 import { didYouMean } from '../util/did-you-mean.js';
 import { suggest } from '../util/suggest.js';
@@ -563,9 +564,9 @@ export class Store {
         `SELECT other.update_name AS update_name, updates.status AS status, mine.name AS name
          FROM servers AS mine
          JOIN servers AS other ON other.port = mine.port AND other.user = mine.user AND other.host = mine.host COLLATE NOCASE
-                              AND other.update_name != mine.update_name AND other.status IN ('pending', 'running')
-         JOIN updates ON updates.name = other.update_name AND updates.status IN ('planning', 'pending', 'running', 'paused')
-         WHERE mine.update_name = ? AND mine.status IN ('pending', 'running')
+                              AND other.update_name != mine.update_name AND other.status IN (${sqlList(ACTIVE_SERVER)})
+         JOIN updates ON updates.name = other.update_name AND updates.status IN (${sqlList(ACTIVE_UPDATE)})
+         WHERE mine.update_name = ? AND mine.status IN (${sqlList(ACTIVE_SERVER)})
          ORDER BY updates.created_at, other.update_name, mine.position`,
       )
       .all(updateName) as Row[];
@@ -590,7 +591,7 @@ export class Store {
     const updates = this.stmt('SELECT name FROM updates WHERE name = ? OR batch_of = ? ORDER BY created_at, name').pluck().all(group, group) as string[];
     const row = this.db
       .prepare(
-        `SELECT COUNT(*) AS total, COALESCE(SUM(status IN ('rolled-back', 'failed')), 0) AS used FROM servers
+        `SELECT COUNT(*) AS total, COALESCE(SUM(status IN (${sqlList(BUDGETED_SERVER)})), 0) AS used FROM servers
          WHERE update_name IN (SELECT name FROM updates WHERE name = ? OR batch_of = ?)`,
       )
       .get(group, group) as { total: number; used: number };
@@ -765,17 +766,16 @@ export class Store {
    * named `server` only when given (a name, or `user@host:port`). A full read of the servers
    * table, as a report over the whole database is.
    */
-  historyServers(statuses: readonly string[], server?: string): ServerRecord[] {
-    const marks = statuses.map(() => '?').join(', ');
+  historyServers(server?: string): ServerRecord[] {
+    const rows = `SELECT * FROM servers WHERE status IN (${sqlList(HISTORY_SERVER)})`;
     const account = server === undefined ? null : /^([^@\s]+)@(.+):(\d+)$/.exec(server);
-    const rows =
+    const found =
       server === undefined
-        ? this.stmt(`SELECT * FROM servers WHERE status IN (${marks}) ORDER BY id`).all(...statuses)
+        ? this.stmt(`${rows} ORDER BY id`).all()
         : account
-          ? this.stmt(`SELECT * FROM servers WHERE status IN (${marks}) AND user = ? AND host = ? COLLATE NOCASE AND port = ? ORDER BY id`).all(
-              ...statuses, account[1], account[2], Number(account[3]))
-          : this.stmt(`SELECT * FROM servers WHERE status IN (${marks}) AND name = ? ORDER BY id`).all(...statuses, server);
-    return (rows as Row[]).map(toServer);
+          ? this.stmt(`${rows} AND user = ? AND host = ? COLLATE NOCASE AND port = ? ORDER BY id`).all(account[1], account[2], Number(account[3]))
+          : this.stmt(`${rows} AND name = ? ORDER BY id`).all(server);
+    return (found as Row[]).map(toServer);
   }
 
   /** Every server name in the database, for a did-you-mean. */
@@ -898,7 +898,7 @@ export class Store {
     return (
       this.stmt(
         `SELECT * FROM servers WHERE user = ? AND host = ? COLLATE NOCASE AND port = ? AND id != ?
-           AND started_at > ? AND status IN ('running', 'success', 'rolled-back', 'failed', 'fatal') ORDER BY started_at`,
+           AND started_at > ? AND status IN (${sqlList(TOUCHED_SERVER)}) ORDER BY started_at`,
       ).all(s.user, s.host, s.port, s.id, since) as Row[]
     ).map(toServer);
   }
