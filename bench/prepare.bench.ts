@@ -15,6 +15,7 @@
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { systemClock } from '../src/clock.js';
+import { systemLiveness } from '../src/liveness.js';
 import { loadConfig } from '../src/config/load.js';
 import { createPlan } from '../src/plan/plan.js';
 import { runUpdate } from '../src/rollout/run.js';
@@ -58,7 +59,7 @@ async function rollout(fleet: Fleet, name: string, prepare: boolean, prepareAhea
   const config = loadConfig(fleet.writeConfig(overrides));
   const store = new Store(join(fleet.root, `${name}.db`));
   const transport = new Ssh2Transport();
-  const deps = { store, transport, clock: systemClock, emit: () => {} };
+  const deps = { store, transport, clock: systemClock, liveness: systemLiveness, emit: () => {} };
   try {
     await createPlan(deps, config, { concurrency: 32 });
     const began = performance.now();

@@ -10,6 +10,7 @@
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { systemClock } from '../src/clock.js';
+import { systemLiveness } from '../src/liveness.js';
 import { loadConfig } from '../src/config/load.js';
 import { createPlan } from '../src/plan/plan.js';
 import { runUpdate } from '../src/rollout/run.js';
@@ -46,7 +47,7 @@ export async function agentUpdate(fleet: Fleet, round: number): Promise<{ ms: nu
   const config = loadConfig(fleet.writeConfig({ name: `bench-${round}` }));
   const store = new Store(join(fleet.root, `bench-${round}.db`));
   const transport = new Ssh2Transport();
-  const deps = { store, transport, clock: systemClock, emit: () => {} };
+  const deps = { store, transport, clock: systemClock, liveness: systemLiveness, emit: () => {} };
   try {
     await createPlan(deps, config, { concurrency: 32 });
     const began = performance.now();

@@ -30,7 +30,7 @@ export async function autoCommand(ctx: CliContext, opts: { config?: string; conc
   // An update of this config at work or paused is the answer, whatever the source says now.
   // Read from a database that exists; one that does not is created only once the input is known
   // good (an unknown branch or a local SSH problem is exit 2 with nothing written, as for plan).
-  const early = existsSync(ctx.dbPath) ? existingWork(ctx.store(), config.file, ctx.clock.now()) : null;
+  const early = existsSync(ctx.dbPath) ? existingWork(ctx.store(), config.file, ctx.clock.now(), ctx.liveness) : null;
   if (early) return said(ctx, early);
   const commit = await resolveCommit(config.source.repo, config.source.branch, config.source.commit);
   const rollbackCommit = config.rollback.commit === null ? null : await resolveRollbackCommit(config.source.repo, config.rollback.commit);
@@ -38,10 +38,10 @@ export async function autoCommand(ctx: CliContext, opts: { config?: string; conc
   config = await withResolvedStones(config);
   await checkLocalSsh(ctx.transport(), config.ssh, 'cannot plan', servers);
   const store = ctx.store(true);
-  const found = claimAuto(store, config, commit, rollbackCommit, ctx.clock.now());
+  const found = claimAuto(store, config, commit, rollbackCommit, ctx.clock.now(), ctx.liveness);
   if (found.kind !== 'plan' && found.kind !== 'start') return said(ctx, found);
   ctx.announceDb();
-  const stopBeat = keepClaim(store, found.runId);
+  const stopBeat = keepClaim(store, found.runId, ctx.liveness);
   let ended = false;
   try {
     let names: string[];

@@ -3,6 +3,7 @@ import { homedir } from 'node:os';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import chalk from 'chalk';
 import { systemClock, type Clock } from '../clock.js';
+import { systemLiveness, type Liveness } from '../liveness.js';
 import { UsageError } from '../errors.js';
 import { shellQuote } from '../util/shell.js';
 import { selfCommand } from '../util/invocation.js';
@@ -29,6 +30,7 @@ export class CliContext {
   private dbChoice_: DbChoice | null = null;
   private announced = false;
   readonly clock: Clock = systemClock;
+  readonly liveness: Liveness = systemLiveness;
 
   constructor(
     readonly opts: GlobalOptions,

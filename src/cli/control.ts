@@ -14,13 +14,13 @@ import { type CliContext, parseCount } from './context.js';
 export function pauseCommand(ctx: CliContext, name: string): number {
   const store = ctx.store();
   ctx.announceDb();
-  const { alreadyPaused, pausedNow } = requestPause(store, name, ctx.clock.now());
+  const { alreadyPaused, pausedNow } = requestPause(store, name, ctx.clock.now(), ctx.liveness);
   const u = store.getUpdate(name);
   ctx.result(`${name} ${store.getUpdate(name).status === 'paused' ? 'paused' : 'pause-requested'}`);
   if (ctx.opts.json) ctx.printJson(statusDocument(store, name));
   else if (alreadyPaused) ctx.print(`${name} is already paused; continue it with: ${ctx.cmd(`resume ${name}`)}`);
   else if (pausedNow) ctx.print(`${name} paused (no process was executing it and no server was in flight); continue with: ${ctx.cmd(`resume ${name}`)}`);
-  else if (u.lease && !holderIsDead(u.lease, ctx.clock.now())) {
+  else if (u.lease && !holderIsDead(u.lease, ctx.clock.now(), ctx.liveness)) {
     ctx.print(`pause requested: ${name} stops as paused once the server in flight finishes (executor pid ${u.lease.pid} on ${u.lease.host})`);
   } else {
     ctx.print(`pause requested: no process is executing ${name} now; \`${ctx.cmd(`start ${name}`)}\` takes it over, finishes the server in flight and pauses`);
@@ -31,7 +31,7 @@ export function pauseCommand(ctx: CliContext, name: string): number {
 export function cancelCommand(ctx: CliContext, name: string): number {
   const store = ctx.store();
   ctx.announceDb();
-  const { leftForAPerson, alreadyCancelled } = cancelUpdate(store, name, ctx.clock.now());
+  const { leftForAPerson, alreadyCancelled } = cancelUpdate(store, name, ctx.clock.now(), ctx.liveness);
   ctx.result(`${name} cancelled`);
   if (ctx.opts.json) ctx.printJson(statusDocument(store, name));
   else if (alreadyCancelled) ctx.print(`${name} is already cancelled; nothing runs`);

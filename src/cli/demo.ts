@@ -97,7 +97,7 @@ export async function demoCommand(ctx: CliContext, opts: DemoOptions): Promise<n
 
     try {
       const store = db.store(true);
-      const deps = { store, transport: db.transport(), clock: db.clock, emit: reporter.onEvent };
+      const deps = { store, transport: db.transport(), clock: db.clock, liveness: db.liveness, emit: reporter.onEvent };
       const problems: string[] = [];
       const names: string[] = [];
 

@@ -69,7 +69,7 @@ export async function runCommand(
     if (pauseAsked.has(name) || store === null) return;
     try {
       if (store.getUpdate(name).status !== 'running') return; // not yet: asked when it starts (see emit)
-      requestPause(store, name, ctx.clock.now(), `${interrupts.first ?? 'a signal'} to the executor (${actor()})`);
+      requestPause(store, name, ctx.clock.now(), ctx.liveness, `${interrupts.first ?? 'a signal'} to the executor (${actor()})`);
       pauseAsked.add(name);
     } catch {
       // not running (yet, or any more): nothing to pause
@@ -146,7 +146,7 @@ async function execute(ctx: CliContext, store: Store, reporter: Reporter, x: Exe
     reporter.onEvent(e);
     stream?.event(e);
   };
-  const deps = { store, transport: ctx.transport(), clock: ctx.clock, emit };
+  const deps = { store, transport: ctx.transport(), clock: ctx.clock, liveness: ctx.liveness, emit };
   const limit = pLimit(parallel);
   try {
     // allSettled: a bug in one batch must not close the store under the others still running.

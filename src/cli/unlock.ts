@@ -12,7 +12,7 @@ export async function unlockCommand(ctx: CliContext, names: string[], opts: { ye
   // Every name is known, and our side of SSH works, before any server is looked at.
   const servers = resolveServers(store, names, opts.update);
   for (const s of servers) await checkLocalSsh(ctx.transport(), store.getUpdate(s.updateName).settings.ssh, `cannot unlock ${s.name}`, [specOf(s)]);
-  const results = await unlockServers({ store, transport: ctx.transport(), now: () => ctx.clock.now() }, servers, { yes: Boolean(opts.yes) });
+  const results = await unlockServers({ store, transport: ctx.transport(), now: () => ctx.clock.now(), liveness: ctx.liveness }, servers, { yes: Boolean(opts.yes) });
   if (ctx.opts.json) ctx.printJson({ db: store.path, results });
   else {
     for (const r of results) ctx.print(`${r.server} (${r.account}): ${r.message}`);

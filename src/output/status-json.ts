@@ -1,4 +1,5 @@
 import { holderIsDead } from '../rollout/lease.js';
+import { systemLiveness } from '../liveness.js';
 import type { Store } from '../store/store.js';
 import type { Hop, ServerRecord, UpdateRecord } from '../model/records.js';
 import { hopOf } from '../rollout/phases.js';
@@ -151,7 +152,7 @@ function documentOf(
     pauseRequested: u.pauseRequestedAt !== null,
     pauseRequestedBy: u.pauseRequestedAt !== null ? u.pauseRequestedBy : null,
     executor: u.lease
-      ? { pid: u.lease.pid, host: u.lease.host, since: u.lease.since, heartbeat: u.lease.heartbeat, alive: !holderIsDead(u.lease, new Date()) }
+      ? { pid: u.lease.pid, host: u.lease.host, since: u.lease.since, heartbeat: u.lease.heartbeat, alive: !holderIsDead(u.lease, new Date(), systemLiveness) }
       : null,
     ...(b ? { budget: b } : {}),
     ...versionsOf(u, servers),

@@ -2,6 +2,7 @@ import chalk from 'chalk';
 import type { EventRecord, ServerRecord, StepRecord, UpdateRecord } from '../model/records.js';
 import { budgetJson, countsOf, versionsJson } from './status-json.js';
 import { holderIsDead, quietFor } from '../rollout/lease.js';
+import { systemLiveness } from '../liveness.js';
 import { finalTarget, hopOf } from '../rollout/phases.js';
 import { plural } from '../util/plural.js';
 import { suggest } from '../util/suggest.js';
@@ -109,7 +110,7 @@ export function updateText(u: UpdateRecord, servers: readonly ServerRecord[], bu
   );
   if (u.lease) {
     const now = new Date();
-    const dead = holderIsDead(u.lease, now);
+    const dead = holderIsDead(u.lease, now, systemLiveness);
     const quiet = quietFor(u.lease, now);
     lines.push(
       `  executor pid ${u.lease.pid} on ${u.lease.host} since ${u.lease.since}` +

@@ -8,9 +8,9 @@
  * `plan -c` and `auto -c` of that file store; a retry keeps its original's). The same file reached
  * by two paths (a symlink) is two configs: the path is the identity, as it is in `status`.
  */
-import { hostname } from 'node:os';
 import type { Config } from '../config/types.js';
-import { holderIsDead, HEARTBEAT_MS, processStartTime } from '../rollout/lease.js';
+import type { Liveness } from '../liveness.js';
+import { holderIsDead, HEARTBEAT_MS } from '../rollout/lease.js';
 import type { Store } from '../store/store.js';
 import type { AutoRun, UpdateRecord } from '../model/records.js';
 import { ACTIVE_UPDATE } from '../model/lifecycle.js';
@@ -38,8 +38,8 @@ export type AutoFinding =
 /** The statuses of an update that is not finished. */
 
 /** An open auto run's claim is judged like a lease: its process gone (this host) or no heartbeat. */
-export function autoRunIsDead(r: AutoRun, now: Date): boolean {
-  return holderIsDead({ token: '', pid: r.pid, host: r.host, pidStart: r.pidStart, since: r.startedAt, heartbeat: r.heartbeat }, now);
+export function autoRunIsDead(r: AutoRun, now: Date, live: Liveness): boolean {
+  return holderIsDead({ token: '', pid: r.pid, host: r.host, pidStart: r.pidStart, since: r.startedAt, heartbeat: r.heartbeat }, now, live);
 }
 
 /**
@@ -47,14 +47,14 @@ export function autoRunIsDead(r: AutoRun, now: Date): boolean {
  * paused, or another auto of it at work. `auto` asks this before it even resolves the target,
  * and again inside the transaction that claims.
  */
-export function existingWork(store: Store, configFile: string, now: Date): Extract<AutoFinding, { kind: 'running' | 'paused' | 'claimed' }> | null {
+export function existingWork(store: Store, configFile: string, now: Date, live: Liveness): Extract<AutoFinding, { kind: 'running' | 'paused' | 'claimed' }> | null {
   const unfinished = store.updatesOfConfig(configFile).filter((u) => ACTIVE_UPDATE.has(u.status));
-  const running = unfinished.filter((u) => u.status === 'running' && u.lease !== null && !holderIsDead(u.lease, now));
+  const running = unfinished.filter((u) => u.status === 'running' && u.lease !== null && !holderIsDead(u.lease, now, live));
   if (running.length > 0) return { kind: 'running', updates: running };
   // A paused batch split from a paused update that never ran is paused too: a person's to start.
   const paused = unfinished.filter((u) => u.status === 'paused');
   if (paused.length > 0) return { kind: 'paused', updates: paused };
-  const claim = store.openAutoRuns(configFile).find((r) => !autoRunIsDead(r, now));
+  const claim = store.openAutoRuns(configFile).find((r) => !autoRunIsDead(r, now, live));
   if (claim) return { kind: 'claimed', run: claim };
   return null;
 }
@@ -72,9 +72,9 @@ export function autoName(config: Config, now: Date, taken: (name: string) => boo
  * Claims of dead auto runs are ended (`abandoned`), and the `planning` update such a run left is
  * cancelled, so a killed `auto` never blocks the next one.
  */
-export function claimAuto(store: Store, config: Config, commit: string, rollbackCommit: string | null, now: Date): AutoFinding {
+export function claimAuto(store: Store, config: Config, commit: string, rollbackCommit: string | null, now: Date, live: Liveness): AutoFinding {
   return store.tx((): AutoFinding => {
-    const found = existingWork(store, config.file, now);
+    const found = existingWork(store, config.file, now, live);
     if (found) return found;
     for (const dead of store.openAutoRuns(config.file)) {
       store.endAutoRun(dead.id, 'abandoned', `its process (pid ${dead.pid} on ${dead.host}) ended before the run did`);
@@ -85,7 +85,7 @@ export function claimAuto(store: Store, config: Config, commit: string, rollback
     }
     const updates = store.updatesOfConfig(config.file);
     const begin = (what: string | null) => {
-      const id = store.beginAutoRun({ configFile: config.file, actor: actor(), pid: process.pid, host: hostname(), pidStart: processStartTime(process.pid), commit });
+      const id = store.beginAutoRun({ configFile: config.file, actor: actor(), pid: live.pid, host: live.host, pidStart: live.pidStart, commit });
       if (what !== null) store.setAutoRunUpdate(id, what);
       return id;
     };
@@ -112,16 +112,14 @@ export function claimAuto(store: Store, config: Config, commit: string, rollback
 }
 
 /** Refresh the claim's heartbeat while the auto run lives; returns the function that stops it. */
-export function keepClaim(store: Store, runId: number): () => void {
-  const timer = setInterval(() => {
+export function keepClaim(store: Store, runId: number, live: Liveness): () => void {
+  return live.heartbeat(HEARTBEAT_MS, () => {
     try {
       store.autoHeartbeat(runId);
     } catch {
       // a busy database: the next beat
     }
-  }, HEARTBEAT_MS);
-  timer.unref();
-  return () => clearInterval(timer);
+  });
 }
 
 /**

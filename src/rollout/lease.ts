@@ -1,7 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import { readFileSync } from 'node:fs';
-import { hostname } from 'node:os';
 import { BusyError } from '../errors.js';
+import type { Liveness } from '../liveness.js';
 import type { Store } from '../store/store.js';
 import type { Lease } from '../model/records.js';
 import { suggest } from '../util/suggest.js';
@@ -10,32 +9,6 @@ import { suggest } from '../util/suggest.js';
 export const HEARTBEAT_MS = 2_000;
 /** A lease not refreshed for this long belongs to a dead (or frozen) executor and is taken over. */
 export const LEASE_STALE_MS = 30_000;
-
-/**
- * The start time of a process in clock ticks since boot (Linux /proc), so a pid reused by an
- * unrelated process after a crash is not mistaken for the executor. null where /proc is absent.
- */
-export function processStartTime(pid: number): string | null {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // Field 22; the command name (field 2) may contain spaces and parentheses, so count from the last ')'.
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return fields[19] ?? null;
-  } catch {
-    return null;
-  }
-}
-
-export function processAlive(pid: number, startTime: string | null): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'EPERM') return false;
-  }
-  if (startTime === null) return true;
-  const now = processStartTime(pid);
-  return now === null || now === startTime;
-}
 
 export function describeHolder(l: Lease): string {
   return `pid ${l.pid} on ${l.host} since ${l.since} (last heartbeat ${l.heartbeat})`;
@@ -48,8 +21,8 @@ export function describeHolder(l: Lease): string {
  * nothing can be looked at, so a heartbeat older than LEASE_STALE_MS decides; a wrong guess is
  * made harmless by the fencing token every remote command checks (remote-lock.ts).
  */
-export function holderIsDead(l: Lease, now: Date, myHost = hostname()): boolean {
-  if (l.host === myHost) return !processAlive(l.pid, l.pidStart);
+export function holderIsDead(l: Lease, now: Date, live: Liveness): boolean {
+  if (l.host === live.host) return !live.isAlive(l.pid, l.pidStart);
   return silentFor(l, now) > LEASE_STALE_MS;
 }
 
@@ -71,11 +44,11 @@ export function quietFor(l: Pick<Lease, 'heartbeat'>, now: Date): number | null 
  * The holder as a person should read it: who, and, when it has not beaten for a while, that it
  * may be stopped (on this host: `kill -CONT` it, or end it).
  */
-export function describeLiveHolder(l: Lease, now: Date, myHost = hostname()): string {
+export function describeLiveHolder(l: Lease, now: Date, live: Pick<Liveness, 'host'>): string {
   const base = describeHolder(l);
   const secs = quietFor(l, now);
   if (secs === null) return base;
-  return l.host === myHost
+  return l.host === live.host
     ? `${base}; it has not beaten for ${secs}s although its process is alive: stopped? (Ctrl-Z, SIGSTOP) continue it with \`kill -CONT ${l.pid}\`, or end it with \`kill ${l.pid}\`, then try again`
     : `${base}; it has not beaten for ${secs}s (taken over as dead after ${LEASE_STALE_MS / 1000}s)`;
 }
@@ -95,36 +68,35 @@ export interface HeldLease {
 
 /**
  * Take the update's lease or throw BusyError (exit 4) naming the live holder. While held, a
- * timer refreshes the heartbeat; `onLost` fires if another process took it over.
+ * timer (`live.heartbeat`) refreshes the heartbeat; `onLost` fires if another process took it over.
  */
-export function acquireLease(store: Store, update: string, onLost: () => void, now: () => Date = () => new Date()): HeldLease {
+export function acquireLease(store: Store, update: string, onLost: () => void, live: Liveness, now: () => Date): HeldLease {
   const token = randomUUID();
   const result = store.acquireLease(
     update,
-    { token, pid: process.pid, host: hostname(), pidStart: processStartTime(process.pid) },
-    (holder) => holderIsDead(holder, now()),
+    { token, pid: live.pid, host: live.host, pidStart: live.pidStart },
+    (holder) => holderIsDead(holder, now(), live),
   );
   if (!result.ok) {
     throw new BusyError(
-      `update ${update} is being executed by ${describeLiveHolder(result.holder, now())}; ` +
+      `update ${update} is being executed by ${describeLiveHolder(result.holder, now(), live)}; ` +
         `watch it with \`${suggest(`status ${update} --watch`)}\` or ask it to stop with \`${suggest(`pause ${update}`)}\``,
     );
   }
   let held = true;
   const lose = () => {
     held = false;
-    clearInterval(timer);
+    stopBeating();
     onLost();
   };
-  const timer = setInterval(() => {
+  const stopBeating = live.heartbeat(HEARTBEAT_MS, () => {
     if (!held) return;
     try {
       if (!store.heartbeat(update, token)) lose();
     } catch {
       // A busy database for longer than its timeout: try again at the next beat.
     }
-  }, HEARTBEAT_MS);
-  timer.unref();
+  });
   return {
     token,
     previous: result.previous,
@@ -140,7 +112,7 @@ export function acquireLease(store: Store, update: string, onLost: () => void, n
       return held;
     },
     release() {
-      clearInterval(timer);
+      stopBeating();
       if (held) store.releaseLease(update, token);
       held = false;
     },

@@ -1,7 +1,7 @@
-import { hostname } from 'node:os';
 import { actor } from '../util/actor.js';
 import type { RolloutSettings, ServerSpec } from '../config/types.js';
 import type { Clock } from '../clock.js';
+import type { Liveness } from '../liveness.js';
 import { AppError, BusyError, EXIT, InterruptedError, TransitionError } from '../errors.js';
 import { checkLocalSsh, TransportError, type Session, type Transport, type ExecResult } from '../ssh/transport.js';
 import { type Store } from '../store/store.js';
@@ -15,7 +15,7 @@ import { finalTarget, hopLabel, hopOf, phaseValues, rollbackTarget, type HopView
 import { recoveryOf } from './recover.js';
 import { budgetOf, countWorked, decide } from './decide.js';
 import type { EventSink } from './events.js';
-import { acquireLease, describeHolder, describeLiveHolder, holderIsDead, processAlive, processStartTime, type HeldLease } from './lease.js';
+import { acquireLease, describeHolder, describeLiveHolder, holderIsDead, type HeldLease } from './lease.js';
 import {
   acquireScript,
   clearScript,
@@ -34,6 +34,8 @@ export interface EngineDeps {
   store: Store;
   transport: Transport;
   clock: Clock;
+  /** this process and the others of this host: the lease, the locks' owners, dead-holder detection */
+  liveness: Liveness;
   emit: EventSink;
 }
 
@@ -128,7 +130,7 @@ export async function runUpdate(deps: EngineDeps, name: string, opts: RunOptions
   checkRunnable(update, opts.mode);
   await checkLocalSsh(deps.transport, update.settings.ssh, `cannot ${opts.mode} ${name}`, serversToReach(store.getServers(name)));
   const lost = new AbortController();
-  const lease = acquireLease(store, name, () => lost.abort(), () => clock.now());
+  const lease = acquireLease(store, name, () => lost.abort(), deps.liveness, () => clock.now());
   const abort = opts.signal ? AbortSignal.any([opts.signal, lost.signal]) : lost.signal;
   // stops what runs ahead of its turn (ahead.ts) when the run ends by an error or a hard stop
   const aheadStop = new AbortController();
@@ -157,7 +159,7 @@ export async function runUpdate(deps: EngineDeps, name: string, opts: RunOptions
         reason: null,
       });
       const how = before.status === 'running' ? 'takeover' : before.status === 'paused' ? 'resume' : 'start';
-      store.addEvent(name, null, how, `${how} by ${opts.actor ?? actor()} (pid ${process.pid})`, opts.actor ?? actor());
+      store.addEvent(name, null, how, `${how} by ${opts.actor ?? actor()} (pid ${deps.liveness.pid})`, opts.actor ?? actor());
       return { before, after, servers };
     });
     const { servers } = begun;
@@ -596,14 +598,14 @@ class ServerRun {
 
   /** Who we are, as the lock on the server says it. */
   lockOwner(): LockOwner {
-    const { store, clock } = this.ctx.deps;
+    const { store, clock, liveness } = this.ctx.deps;
     return {
       update: this.server.updateName,
       db: store.dbId,
       token: this.ctx.lease.token,
-      host: oneLine(hostname()),
-      pid: process.pid,
-      pidStart: processStartTime(process.pid),
+      host: oneLine(liveness.host),
+      pid: liveness.pid,
+      pidStart: liveness.pidStart,
       since: clock.now().toISOString(),
       dbPath: oneLine(store.path),
     };
@@ -808,19 +810,19 @@ function describeInFlight(list: readonly InFlight[], token: string): string {
  *   next command is fenced, and one in flight is waited for before anything runs.
  */
 function judgeLock(ctx: ServerContext, holder: ReturnType<typeof parseOwner>): 'stale' | 'busy' {
-  const { store, clock } = ctx.deps;
+  const { store, clock, liveness } = ctx.deps;
   if (holder.db !== store.dbId || !holder.update) return 'busy';
   if (holder.token !== undefined && holder.token === ctx.lease.token) return 'busy';
-  if (holder.host === oneLine(hostname())) {
+  if (holder.host === oneLine(liveness.host)) {
     if (holder.pid === undefined) return 'busy';
     // an earlier executor of this update in this very process: its lease is ours now, so it has ended
-    if (holder.pid === process.pid && holder.update === ctx.update.name) return 'stale';
-    return processAlive(holder.pid, holder.pidStart ?? null) ? 'busy' : 'stale';
+    if (holder.pid === liveness.pid && holder.update === ctx.update.name) return 'stale';
+    return liveness.isAlive(holder.pid, holder.pidStart ?? null) ? 'busy' : 'stale';
   }
   if (holder.update === ctx.update.name) return 'stale';
   const u = store.findUpdate(holder.update);
   if (!u) return 'busy';
-  return u.lease === null || holderIsDead(u.lease, clock.now()) ? 'stale' : 'busy';
+  return u.lease === null || holderIsDead(u.lease, clock.now(), liveness) ? 'stale' : 'busy';
 }
 
 /** A field of the lock file on one line (no control characters). */
@@ -850,11 +852,11 @@ function lockedBy(ctx: ServerContext, s: ServerRecord, owner: ReturnType<typeof 
  * transaction, so two executors (in one process or several) never both have it.
  */
 function claimServer(ctx: ServerContext, server: ServerRecord): { ok: true; server: ServerRecord } | { ok: false; busy: Extract<ServerOutcome, { kind: 'busy' }> } {
-  const { store, clock } = ctx.deps;
+  const { store, clock, liveness } = ctx.deps;
   return guarded(ctx, () => {
     const other = store.busyAccount(server);
     if (other) {
-      const alive = other.lease !== null && !holderIsDead(other.lease, clock.now());
+      const alive = other.lease !== null && !holderIsDead(other.lease, clock.now(), liveness);
       const where = `server ${server.name} (${accountOf(server)}) is in flight in update ${other.update} (as ${other.server}, step ${other.step ?? '?'})`;
       return {
         ok: false as const,
@@ -1196,14 +1198,14 @@ async function recoverServer(ctx: ServerContext, server: ServerRecord): Promise<
 
 /** Ask a running update to pause after the server in flight; from another process or a signal. */
 /** `by`: who asks (`user@host`, by default this process's user), recorded with the pause. */
-export function requestPause(store: Store, name: string, now: Date, by: string = actor()): { alreadyPaused: boolean; pausedNow: boolean } {
+export function requestPause(store: Store, name: string, now: Date, live: Liveness, by: string = actor()): { alreadyPaused: boolean; pausedNow: boolean } {
   return store.tx(() => {
     const u = store.getUpdate(name);
     if (u.status === 'paused') return { alreadyPaused: true, pausedNow: false };
     if (u.status !== 'running') {
       throw new TransitionError(`cannot pause update ${name}: ${itIs(u.status)}. ${whatYouCanDo(name, u.status)}`);
     }
-    const executorAlive = u.lease !== null && !holderIsDead(u.lease, now);
+    const executorAlive = u.lease !== null && !holderIsDead(u.lease, now, live);
     const inFlight = store.getServers(name).some((s) => s.status === 'running');
     if (!executorAlive && !inFlight) {
       // Its executor died between servers: nothing is half done, so it can be paused right here.
@@ -1223,7 +1225,7 @@ export function requestPause(store: Store, name: string, now: Date, by: string =
  * server it left in flight never comes back): that server becomes `fatal`, for a person, since
  * nobody knows what state it is in. Returns those servers.
  */
-export function cancelUpdate(store: Store, name: string, now: Date, by: string = actor()): { leftForAPerson: ServerRecord[]; alreadyCancelled: boolean } {
+export function cancelUpdate(store: Store, name: string, now: Date, live: Liveness, by: string = actor()): { leftForAPerson: ServerRecord[]; alreadyCancelled: boolean } {
   return store.tx(() => {
     const u = store.getUpdate(name);
     // Asking again for the end state it is in is not an error (as `pause` of a paused update).
@@ -1233,9 +1235,9 @@ export function cancelUpdate(store: Store, name: string, now: Date, by: string =
       store.setUpdateStatus(name, 'cancelled', { endedAt: now.toISOString(), reason: `cancelled by ${by}` });
       return { leftForAPerson: [], alreadyCancelled: false };
     }
-    if (u.lease && !holderIsDead(u.lease, now)) {
+    if (u.lease && !holderIsDead(u.lease, now, live)) {
       throw new TransitionError(
-        `cannot cancel update ${name}: it is running, executed by ${describeLiveHolder(u.lease, now)}; ` +
+        `cannot cancel update ${name}: it is running, executed by ${describeLiveHolder(u.lease, now, live)}; ` +
           `pause it first with \`${suggest(`pause ${name}`)}\`, then cancel it`,
       );
     }

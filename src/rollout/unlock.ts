@@ -3,13 +3,14 @@
  * (see remote-lock.ts), after checking that nobody this tool can see is still working on it.
  * Each clearing is journalled on the server's row (a step and an event).
  */
-import { hostname, userInfo } from 'node:os';
+import { userInfo } from 'node:os';
 import { UsageError } from '../errors.js';
+import type { Liveness } from '../liveness.js';
 import type { Transport } from '../ssh/transport.js';
 import { type Store } from '../store/store.js';
 import { specOf, type ServerRecord } from '../model/records.js';
 import { suggest } from '../util/suggest.js';
-import { describeHolder, holderIsDead, processAlive } from './lease.js';
+import { describeHolder, holderIsDead } from './lease.js';
 import { clearScript, describeOwner, inflightIn, parseOwner, readScript, splitLockOutput, waitScript } from './remote-lock.js';
 
 export interface UnlockResult {
@@ -49,12 +50,12 @@ export function resolveServers(store: Store, names: string[], update?: string): 
 const UNLOCK_WAIT_S = 15;
 
 /** Why clearing this lock now would be wrong, or null when nothing this tool can see is using it. */
-function stillInUse(store: Store, s: ServerRecord, lock: string, now: Date): string | null {
+function stillInUse(store: Store, s: ServerRecord, lock: string, now: Date, live: Liveness): string | null {
   // Anything of this database in flight on the account, whoever's lock it is.
   for (const r of store.findServers(accountOf(s))) {
     if (r.status !== 'running') continue;
     const u = store.getUpdate(r.updateName);
-    if (u.lease && !holderIsDead(u.lease, now)) {
+    if (u.lease && !holderIsDead(u.lease, now, live)) {
       return `update ${u.name} is working on it now (${describeHolder(u.lease)}); wait for it, or \`${suggest(`pause ${u.name}`)}\``;
     }
     return (
@@ -63,20 +64,20 @@ function stillInUse(store: Store, s: ServerRecord, lock: string, now: Date): str
     );
   }
   const owner = parseOwner(lock);
-  if (owner.host === hostname() && owner.pid !== undefined && processAlive(owner.pid, null) && owner.pid !== process.pid) {
+  if (owner.host === live.host && owner.pid !== undefined && live.isAlive(owner.pid, null) && owner.pid !== live.pid) {
     return `the process that took it, pid ${owner.pid} on this host, is still running`;
   }
   return null;
 }
 
 export async function unlockServers(
-  deps: { store: Store; transport: Transport; now: () => Date },
+  deps: { store: Store; transport: Transport; now: () => Date; liveness: Liveness },
   servers: ServerRecord[],
   opts: { yes: boolean },
 ): Promise<UnlockResult[]> {
   const { store, transport } = deps;
   const out: UnlockResult[] = [];
-  const me = `${userInfo().username}@${hostname()} (pid ${process.pid})`;
+  const me = `${userInfo().username}@${deps.liveness.host} (pid ${deps.liveness.pid})`;
   for (const s of servers) {
     const account = accountOf(s);
     const base = { server: s.name, account };
@@ -103,7 +104,7 @@ export async function unlockServers(
       }
       const lock = verdict.owner;
       const who = describeOwner(parseOwner(lock));
-      let busy = stillInUse(store, s, lock, deps.now());
+      let busy = stillInUse(store, s, lock, deps.now(), deps.liveness);
       const running = inflightIn(read.stdout);
       if (busy === null && running.length > 0) {
         // a command of an executor that just died is still being killed (its supervisor takes a

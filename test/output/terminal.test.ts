@@ -142,7 +142,7 @@ test('through the CLI: logs and status show a server\'s escape sequences escaped
 
 test('status text: an executor alive on this host that has not beaten for a while is shown as maybe stopped; a dead one as gone', async () => {
   const { hostname } = await import('node:os');
-  const { processStartTime } = await import('../../src/rollout/lease.js');
+  const { processStartTime } = await import('../../src/liveness.js');
   const old = new Date(Date.now() - 40_000).toISOString();
   const alive = { token: 't', pid: process.pid, host: hostname(), pidStart: processStartTime(process.pid), since: old, heartbeat: old };
   const stopped = updateText(updateRecord({ lease: alive }), []);

@@ -9,6 +9,7 @@ import { test } from 'node:test';
 import { claimAuto } from '../../src/plan/auto.js';
 import { planInput, recordPlan } from '../../src/plan/plan.js';
 import { Store } from '../../src/store/store.js';
+import { systemLiveness } from '../../src/liveness.js';
 import { base, ok } from '../config/helpers.js';
 import { tempDirFor } from '../helpers/tmp.js';
 
@@ -21,12 +22,12 @@ test('claimAuto: a pending update auto planned is started again; a person’s pe
   const now = () => new Date();
 
   // an auto run that planned, made its update pending, and ended before starting it
-  const first = claimAuto(store, config, COMMIT, null, now());
+  const first = claimAuto(store, config, COMMIT, null, now(), systemLiveness);
   assert.equal(first.kind, 'plan');
   if (first.kind !== 'plan') return;
   store.setUpdateStatus(first.input.name, 'pending');
   store.endAutoRun(first.runId, 'error', 'killed before it started the update');
-  const next = claimAuto(store, config, COMMIT, null, now());
+  const next = claimAuto(store, config, COMMIT, null, now(), systemLiveness);
   assert.equal(next.kind, 'start');
   assert.deepEqual(next.kind === 'start' ? next.names : [], [first.input.name]);
   if (next.kind === 'start') store.endAutoRun(next.runId, 'error', 'test');
@@ -36,7 +37,7 @@ test('claimAuto: a pending update auto planned is started again; a person’s pe
   recordPlan(store, planInput(config, 'by-hand', COMMIT, null));
   store.setUpdateStatus('by-hand', 'pending');
   const runsBefore = store.autoRuns(config.file).length;
-  const found = claimAuto(store, config, COMMIT, null, now());
+  const found = claimAuto(store, config, COMMIT, null, now(), systemLiveness);
   assert.equal(found.kind, 'planned');
   assert.deepEqual(found.kind === 'planned' ? found.updates.map((u) => u.name) : [], ['by-hand']);
   assert.equal(store.autoRuns(config.file).length, runsBefore, 'no auto run recorded: nothing touched');

@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import type { Clock } from '../../src/clock.js';
+import { systemLiveness } from '../../src/liveness.js';
 import type { RolloutSettings, ServerSpec } from '../../src/config/types.js';
 import { eventObject } from '../../src/output/ndjson.js';
 import { diagnosticsLines } from '../../src/output/reporter.js';
@@ -242,7 +243,7 @@ function setup(t: TestContext, settings: RolloutSettings) {
   for (const s of store.getServers('u')) store.setProbedCommit(s.id, OLD);
   store.setUpdateStatus('u', 'pending');
   const events: RolloutEvent[] = [];
-  const deps = { store, transport: fake, clock: virtualClock(), emit: (e: RolloutEvent) => void events.push(e) };
+  const deps = { store, transport: fake, clock: virtualClock(), liveness: systemLiveness, emit: (e: RolloutEvent) => void events.push(e) };
   return { store, fake, events, deps, s1: fake.add('s1', OLD) };
 }
 

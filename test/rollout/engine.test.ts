@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { systemClock, type Clock } from '../../src/clock.js';
+import { systemLiveness, type Liveness } from '../../src/liveness.js';
 import type { RolloutSettings, ServerSpec } from '../../src/config/types.js';
 import { AppError, BusyError, TransitionError, UsageError } from '../../src/errors.js';
 import { HEARTBEAT_MS } from '../../src/rollout/lease.js';
@@ -19,6 +20,7 @@ import { TransportError, type ExecOptions, type ExecResult, type Session, type T
 import { Store } from '../../src/store/store.js';
 import { OLD, NEW, OTHER, fakeSettings } from '../support/fake-settings.js';
 import { makeTempDir } from '../helpers/tmp.js';
+import { GONE_PID, liveness } from '../helpers/liveness.js';
 import { runFence } from '../support/fence.js';
 
 
@@ -141,7 +143,7 @@ function crashAt(store: Store, server: string, step: ServerStep, fromCommit: str
   store.setServerStatus(s.id, 'running', { step, fromCommit, toCommit: NEW, lockHeld: true });
 }
 
-const deps = (store: Store, transport: Transport, clock: Clock = systemClock) => ({ store, transport, clock, emit: () => {} });
+const deps = (store: Store, transport: Transport, clock: Clock = systemClock, live: Liveness = systemLiveness) => ({ store, transport, clock, liveness: live, emit: () => {} });
 
 /** Time that passes only when the engine sleeps, and at once: health polling without the wait. */
 function virtualClock(): Clock {
@@ -371,17 +373,13 @@ async function killAt(file: string, fake: FakeTransport, k: number, landed: bool
   };
   const clock = virtualClock();
   let settled = false;
-  void runUpdate(deps(first, fake, clock), 'u', { mode: 'start' })
+  // its lease and its locks name a process that is gone, as a process killed with -9 would be
+  void runUpdate(deps(first, fake, clock, liveness({ pid: GONE_PID, pidStart: null })), 'u', { mode: 'start' })
     .catch(() => {})
     .finally(() => (settled = true));
   while (!dead && !settled) await new Promise((r) => setImmediate(r));
   assert.ok(dead, `${at}: the first executor ended without sending command ${k}`);
   return { crashedOn, clock };
-}
-
-/** What the database says at the instant of death: the lease names a process that is gone. */
-function leaseOfTheDead(store: Store): void {
-  store.db.prepare('UPDATE updates SET lease_pid = 2147483646, lease_pid_start = NULL WHERE name = ?').run('u');
 }
 
 function crashSetup(t: TestContext, scenario: CrashScenario) {
@@ -424,7 +422,6 @@ for (const scenario of crashScenarios) {
         // What the database says at the instant of death.
         const finishedBefore = store.getServers('u').filter((s) => s.status !== 'pending' && s.status !== 'running').map((s) => s.name);
         const logsBefore = new Map([...fake.servers].map(([name, s]) => [name, s.log.length]));
-        leaseOfTheDead(store);
 
         fake.intercept = null;
         const taken = await runUpdate(deps(store, fake, clock), 'u', { mode: 'start' });
@@ -547,7 +544,6 @@ for (const scenario of pathScenarios) {
         const logsBefore = new Map([...fake.servers].map(([name, s]) => [name, s.log.length]));
         // the stone verified (the hop event, or hop 2 begun) before the crash
         const stoneVerified = statusOf(store, 's1').hop === 1 || store.getEvents('u').some((e) => e.serverName === 's1' && e.kind === 'hop');
-        leaseOfTheDead(store);
 
         fake.intercept = null;
         const taken = await runUpdate(deps(store, fake, clock), 'u', { mode: 'start' });
@@ -782,13 +778,11 @@ test('cancel of a running update: refused while its executor lives; once it is d
   const store = setup(t, ['s1', 's2']);
   crashAt(store, 's1', 'restart', OLD);
   // a live executor: this very process
-  store.db.prepare("UPDATE updates SET lease_token = 'x', lease_pid = ?, lease_host = ?, lease_since = ?, lease_heartbeat = ? WHERE name = 'u'")
-    .run(process.pid, (await import('node:os')).hostname(), new Date().toISOString(), new Date().toISOString());
-  assert.throws(() => cancelUpdate(store, 'u', new Date()), (e: unknown) => e instanceof TransitionError && /executed by pid \d+ .*pause it first/.test(e.message));
+  store.acquireLease('u', { token: 'x', pid: process.pid, host: systemLiveness.host, pidStart: null }, () => true);
+  assert.throws(() => cancelUpdate(store, 'u', new Date(), systemLiveness), (e: unknown) => e instanceof TransitionError && /executed by pid \d+ .*pause it first/.test(e.message));
   assert.equal(store.getUpdate('u').status, 'running');
-  // now it is dead
-  store.db.prepare('UPDATE updates SET lease_pid = 2147483646 WHERE name = ?').run('u');
-  const { leftForAPerson } = cancelUpdate(store, 'u', new Date());
+  // now it is dead: its process is gone
+  const { leftForAPerson } = cancelUpdate(store, 'u', new Date(), liveness({ isAlive: () => false }));
   assert.deepEqual(leftForAPerson.map((s) => s.name), ['s1']);
   const u = store.getUpdate('u');
   assert.equal(u.status, 'cancelled');

@@ -4,7 +4,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import Database from 'better-sqlite3';
-import { holderIsDead, acquireLease, processStartTime } from '../../src/rollout/lease.js';
+import { holderIsDead, acquireLease } from '../../src/rollout/lease.js';
+import { processStartTime, systemLiveness } from '../../src/liveness.js';
+import { liveness } from '../helpers/liveness.js';
 import { splitUpdate } from '../../src/rollout/split.js';
 import { BusyError, TransitionError, UsageError } from '../../src/errors.js';
 import { Store, type NewUpdate } from '../../src/store/store.js';
@@ -81,21 +83,22 @@ test('split moves servers and their journal, keeps test mode on the first batch 
 test('the lease: a live holder refuses a second executor; a dead or stale one is taken over', (t) => {
   const store = tmpStore(t);
   store.createUpdate(newUpdate('a', 1));
-  const held = acquireLease(store, 'a', () => {});
+  const held = acquireLease(store, 'a', () => {}, systemLiveness, () => new Date());
   t.after(() => held.release());
-  assert.throws(() => acquireLease(store, 'a', () => {}), (e: unknown) => e instanceof BusyError && new RegExp(`pid ${process.pid}`).test(e.message));
+  assert.throws(() => acquireLease(store, 'a', () => {}, systemLiveness, () => new Date()), (e: unknown) => e instanceof BusyError && new RegExp(`pid ${process.pid}`).test(e.message));
   held.release();
-  const again = acquireLease(store, 'a', () => {});
+  const again = acquireLease(store, 'a', () => {}, systemLiveness, () => new Date());
   again.release();
 
   const now = new Date();
+  const here = liveness({ host: 'here' });
   const live = { token: 't', pid: process.pid, host: 'here', pidStart: processStartTime(process.pid), since: now.toISOString(), heartbeat: now.toISOString() };
-  assert.equal(holderIsDead(live, now, 'here'), false);
-  assert.equal(holderIsDead({ ...live, pid: 2 ** 22 + 12345 }, now, 'here'), true, 'pid gone');
-  assert.equal(holderIsDead({ ...live, pidStart: '1' }, now, 'here'), true, 'pid reused by another process');
-  assert.equal(holderIsDead({ ...live, host: 'elsewhere' }, now, 'here'), false, 'another host: only the heartbeat tells');
+  assert.equal(holderIsDead(live, now, here), false);
+  assert.equal(holderIsDead({ ...live, pid: 2 ** 22 + 12345 }, now, here), true, 'pid gone');
+  assert.equal(holderIsDead({ ...live, pidStart: '1' }, now, here), true, 'pid reused by another process');
+  assert.equal(holderIsDead({ ...live, host: 'elsewhere' }, now, here), false, 'another host: only the heartbeat tells');
   const old = new Date(now.getTime() - 60_000).toISOString();
-  assert.equal(holderIsDead({ ...live, host: 'elsewhere', heartbeat: old }, now, 'here'), true, 'stale heartbeat');
+  assert.equal(holderIsDead({ ...live, host: 'elsewhere', heartbeat: old }, now, here), true, 'stale heartbeat');
 });
 
 test('a database written by another process is read consistently (WAL, two connections)', (t) => {
