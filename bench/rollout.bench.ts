@@ -54,7 +54,7 @@ export async function agentUpdate(fleet: Fleet, round: number): Promise<{ ms: nu
     const r = await runUpdate(deps, `bench-${round}`, { mode: 'start' });
     if (r.status !== 'success') throw new Error(`agent-update: ${r.status}: ${r.reason}`);
     const ms = performance.now() - began;
-    const commands = store.db.prepare("SELECT COUNT(*) FROM steps WHERE update_name = ? AND phase != 'probe'").pluck().get(`bench-${round}`) as number;
+    const commands = store.getSteps(`bench-${round}`).filter((s) => s.phase !== 'probe').length;
     return { ms, commandsPerServer: commands / fleet.servers.length };
   } finally {
     transport.close();

@@ -10,7 +10,7 @@ import { currentCommit, readDeployCount } from '../../src/sim/agent.js';
 import { Store } from '../../src/store/store.js';
 import { byName, cli, sharedFleet, spawnCli, statusJson } from '../helpers/cli.js';
 import { heldInVerify, openGate } from '../helpers/gates.js';
-import { updatesOf, waitForStore as waitFor } from '../helpers/db.js';
+import { contents, updatesOf, waitForStore as waitFor, withStore } from '../helpers/db.js';
 
 const fleetFor = sharedFleet({ servers: 3, unreachable: 1 });
 
@@ -19,18 +19,7 @@ const fleetFor = sharedFleet({ servers: 3, unreachable: 1 });
  * journal: a rollout held in verify adds a health check to it every 50 ms; not the heartbeat).
  */
 function snapshot(db: string): string {
-  const store = new Store(db);
-  try {
-    const rows = (sql: string) => store.db.prepare(sql).all();
-    return JSON.stringify({
-      updates: rows('SELECT * FROM updates ORDER BY name').map((r) => ({ ...(r as object), lease_heartbeat: null })),
-      servers: rows('SELECT * FROM servers ORDER BY id'),
-      events: rows('SELECT id FROM events ORDER BY id'),
-      auto: rows('SELECT id, outcome FROM auto_runs ORDER BY id'),
-    });
-  } finally {
-    store.close();
-  }
+  return withStore(db, (store) => contents(store, { heartbeats: false, journal: false }));
 }
 
 

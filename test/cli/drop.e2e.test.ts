@@ -10,21 +10,14 @@ import { currentCommit, readDeployCount } from '../../src/sim/agent.js';
 import { actor } from '../../src/util/actor.js';
 import { byName, cli, cliStatusJson, planned, sharedFleet, spawnCli, statusJson } from '../helpers/cli.js';
 import { heldInVerify, openGate } from '../helpers/gates.js';
-import { waitForStore as waitFor, withStore } from '../helpers/db.js';
+import { contents, waitForStore as waitFor, withStore } from '../helpers/db.js';
 
 /** One sshd fleet for the file; each test sees its first servers, reset (test/helpers/cli.ts). */
 const fleetFor = sharedFleet({ servers: 3 });
 
 /** Everything a refused command must leave as it was: updates, server rows, the journal and events. */
 function snapshot(db: string): string {
-  return withStore(db, (store) =>
-    JSON.stringify({
-      updates: store.db.prepare('SELECT * FROM updates ORDER BY name').all(),
-      servers: store.db.prepare('SELECT * FROM servers ORDER BY id').all(),
-      steps: store.db.prepare('SELECT COUNT(*) AS n FROM steps').get(),
-      events: store.db.prepare('SELECT COUNT(*) AS n FROM events').get(),
-    }),
-  );
+  return withStore(db, (store) => contents(store));
 }
 
 test('drop before start: the dropped server is excluded with its reason, start never touches it, the update ends success', async (t) => {

@@ -11,9 +11,9 @@ import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import * as net from 'node:net';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
-import Database from 'better-sqlite3';
 import { currentCommit, readDeployCount, restartCount } from '../../src/sim/agent.js';
 import { Store } from '../../src/store/store.js';
+import { withSqliteFile } from '../helpers/db.js';
 import type { PlanChanges } from '../../src/plan/changes.js';
 import type { ShownCommands } from '../../src/plan/commands.js';
 import type { Fleet } from '../fleet/fleet.js';
@@ -30,13 +30,15 @@ const escape = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 
 /** Every row of every table: what a command that changes nothing must leave as it was. */
 function dump(db: string): string {
-  const d = new Database(db, { readonly: true });
-  try {
-    const tables = d.prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name").pluck().all() as string[];
-    return JSON.stringify(tables.map((t) => [t, d.prepare(`SELECT * FROM "${t}" ORDER BY rowid`).all()]));
-  } finally {
-    d.close();
-  }
+  // the file itself (every table, the meta row too): more than the Store reads
+  return withSqliteFile(
+    db,
+    (d) => {
+      const tables = d.prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name").pluck().all() as string[];
+      return JSON.stringify(tables.map((t) => [t, d.prepare(`SELECT * FROM "${t}" ORDER BY rowid`).all()]));
+    },
+    { readonly: true },
+  );
 }
 
 /**

@@ -9,6 +9,7 @@ import { TransitionError, UsageError } from '../../src/errors.js';
 import { Store, type NewUpdate } from '../../src/store/store.js';
 import { fakeSettings } from '../support/fake-settings.js';
 import { makeTempDir } from '../helpers/tmp.js';
+import { contents } from '../helpers/db.js';
 
 const NOW = new Date('2026-12-01T10:00:00Z');
 const BY = 'ops@admin1';
@@ -34,13 +35,7 @@ function pendingUpdate(store: Store, name: string, n: number): void {
 }
 
 /** Everything a refused drop must leave as it was. */
-function snapshot(store: Store): unknown {
-  return {
-    servers: store.db.prepare('SELECT * FROM servers ORDER BY id').all(),
-    events: store.db.prepare('SELECT COUNT(*) AS n FROM events').get(),
-    updates: store.db.prepare('SELECT name, status FROM updates ORDER BY name').all(),
-  };
-}
+const snapshot = (store: Store) => contents(store);
 
 const statusOf = (store: Store, update: string, server: string) => store.getServers(update).find((s) => s.name === server)!;
 

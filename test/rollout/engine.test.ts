@@ -120,7 +120,7 @@ class FakeTransport implements Transport {
 
 const settings: RolloutSettings = fakeSettings;
 
-function setup(t: TestContext, names: string[]) {
+function setup(t: TestContext, names: string[], planned: RolloutSettings = settings) {
   const dir = makeTempDir('agent-update-engine-');
   const store = new Store(join(dir, 'p.db'));
   t.after(() => {
@@ -128,7 +128,7 @@ function setup(t: TestContext, names: string[]) {
     rmSync(dir, { recursive: true, force: true });
   });
   store.createUpdate({
-    name: 'u', repo: '/r', branch: 'master', commit: NEW, configFile: null, settings, testStopAfter: 0,
+    name: 'u', repo: '/r', branch: 'master', commit: NEW, configFile: null, settings: planned, testStopAfter: 0,
     servers: names.map((name) => ({ name, host: name, port: 22, user: 'u', type: 'app' })),
   });
   for (const s of store.getServers('u')) store.setProbedCommit(s.id, OLD);
@@ -141,6 +141,11 @@ function crashAt(store: Store, server: string, step: ServerStep, fromCommit: str
   store.setUpdateStatus('u', 'running');
   const s = store.getServers('u').find((x) => x.name === server)!;
   store.setServerStatus(s.id, 'running', { step, fromCommit, toCommit: NEW, lockHeld: true });
+}
+
+/** Another executor takes the lease over (as a `start` elsewhere that judged us dead would). */
+function takeLease(store: Store, update: string): void {
+  store.acquireLease(update, { token: 'thief', pid: 4242, host: 'elsewhere', pidStart: null }, () => true);
 }
 
 const deps = (store: Store, transport: Transport, clock: Clock = systemClock, live: Liveness = systemLiveness) => ({ store, transport, clock, liveness: live, emit: () => {} });
@@ -231,7 +236,7 @@ test('an executor whose lease is taken stops before its next write', async (t) =
   // Another process "takes over" while s1 is being updated.
   fake.intercept = async (_server, cmd, next) => {
     if (cmd.startsWith('reset')) {
-      store.db.prepare("UPDATE updates SET lease_token = 'thief' WHERE name = 'u'").run();
+      takeLease(store, 'u');
       t.mock.timers.tick(HEARTBEAT_MS); // one heartbeat: it finds the lease taken
     }
     return next();
@@ -246,9 +251,8 @@ test('takeover: the re-check fails before any update command ran → unreachable
   // Crashed right after the server went `running (update)` with fromCommit cleared: no update
   // command has run. A failed re-check must leave it untouched, as runServer does, not roll it
   // back (to rollback.commit, a commit never seen there) nor call it fatal.
-  const store = setup(t, ['s1', 's2']);
   const withRollbackCommit = { ...settings, rollback: { ...settings.rollback, commit: OTHER } };
-  store.db.prepare('UPDATE updates SET settings_json = ?').run(JSON.stringify(withRollbackCommit));
+  const store = setup(t, ['s1', 's2'], withRollbackCommit);
   const fake = new FakeTransport();
   const s1 = fake.add('s1', OLD);
   const s2 = fake.add('s2', OLD);
@@ -276,7 +280,7 @@ test('an executor whose lease was taken while it was frozen stops before its nex
   const s2 = fake.add('s2', OLD);
   fake.intercept = async (_server, cmd, next) => {
     const r = await next();
-    if (cmd.startsWith('reset')) store.db.prepare("UPDATE updates SET lease_token = 'thief' WHERE name = 'u'").run();
+    if (cmd.startsWith('reset')) takeLease(store, 'u');
     return r;
   };
   await assert.rejects(runUpdate(deps(store, fake), 'u', { mode: 'start' }), BusyError);
@@ -287,12 +291,11 @@ test('an executor whose lease was taken while it was frozen stops before its nex
 });
 
 test('placeholders in agent.health.command are expanded (the target while verifying, the rollback commit while verifying a rollback)', async (t) => {
-  const store = setup(t, ['s1', 's2']);
   const healthWithCommit = {
     ...settings,
     agent: { ...settings.agent, health: { ...settings.agent.health, command: 'health-at {commit}', expect: '' } },
   };
-  store.db.prepare('UPDATE updates SET settings_json = ?').run(JSON.stringify(healthWithCommit));
+  const store = setup(t, ['s1', 's2'], healthWithCommit);
   const fake = new FakeTransport(new Set([NEW]));
   const s1 = fake.add('s1', OLD);
   fake.intercept = async (server, cmd, next) => {
@@ -383,11 +386,10 @@ async function killAt(file: string, fake: FakeTransport, k: number, landed: bool
 }
 
 function crashSetup(t: TestContext, scenario: CrashScenario) {
-  const store = setup(t, ['s1', 's2', 's3']);
-  store.db.prepare('UPDATE updates SET settings_json = ?').run(JSON.stringify({ ...settings, rollback: scenario.rollback }));
+  const store = setup(t, ['s1', 's2', 's3'], { ...settings, rollback: scenario.rollback });
   const fake = new FakeTransport(new Set(scenario.broken));
   for (const name of ['s1', 's2', 's3']) fake.add(name, OLD);
-  return { store, fake, file: store.db.name };
+  return { store, fake, file: store.path };
 }
 
 const deploys = (s: FakeServer) => s.log.filter((c) => c === `reset ${NEW}`).length;
@@ -502,14 +504,13 @@ const pathScenarios: PathScenario[] = [
 ];
 
 function pathSetup(t: TestContext, scenario: PathScenario) {
-  const store = setup(t, ['s1', 's2']);
-  store.db.prepare('UPDATE updates SET settings_json = ?').run(JSON.stringify({ ...settings, rollback: scenario.rollback }));
+  const store = setup(t, ['s1', 's2'], { ...settings, rollback: scenario.rollback });
   const s1 = store.getServers('u').find((s) => s.name === 's1')!;
   store.patchServer(s1.id, { path: PATH });
   store.setProbedVersion(s1.id, '1.0.0', null);
   const fake = new FakeTransport(new Set(scenario.broken));
   for (const name of ['s1', 's2']) fake.add(name, OLD);
-  return { store, fake, file: store.db.name };
+  return { store, fake, file: store.path };
 }
 
 for (const scenario of pathScenarios) {
@@ -663,8 +664,7 @@ test('a server left in flight by an update whose executor died: another update p
 });
 
 test('a lock from another database: wait for it (bounded), go on once it is released, pause naming its holder if it is not', async (t) => {
-  const store = setup(t, ['s1', 's2']);
-  store.db.prepare('UPDATE updates SET settings_json = ?').run(JSON.stringify({ ...settings, execution: { busyWaitMs: 60_000 } }));
+  const store = setup(t, ['s1', 's2'], { ...settings, execution: { busyWaitMs: 60_000, maxFailures: null } });
   const fake = new FakeTransport();
   const s1 = fake.add('s1', OLD);
   fake.add('s2', OLD);
@@ -685,8 +685,7 @@ test('a lock from another database: wait for it (bounded), go on once it is rele
   assert.equal(s1.log.filter((c) => c === 'version').length, 2, 'the re-check and the check after updating');
 
   // Now one that is never released: the update pauses after execution.busy_wait, naming who holds it.
-  const store2 = setup(t, ['s1']);
-  store2.db.prepare('UPDATE updates SET settings_json = ?').run(JSON.stringify({ ...settings, execution: { busyWaitMs: 30_000 } }));
+  const store2 = setup(t, ['s1'], { ...settings, execution: { busyWaitMs: 30_000, maxFailures: null } });
   const fake2 = new FakeTransport();
   const x1 = fake2.add('s1', OLD);
   writeFileSync(join(x1.home, LOCK_FILE), theirs);
@@ -746,9 +745,8 @@ test('takeover: the same update takes its own lock over from its dead executor (
 });
 
 test('the health journal stays bounded: the first and last attempts in full, the ones between cut down', async (t) => {
-  const store = setup(t, ['s1']);
   const big = { ...settings, ssh: { ...settings.ssh, outputLimitBytes: 200_000 }, agent: { ...settings.agent, health: { ...settings.agent.health, timeoutMs: 600_000, intervalMs: 2_000 } } };
-  store.db.prepare('UPDATE updates SET settings_json = ?').run(JSON.stringify(big));
+  const store = setup(t, ['s1'], big);
   const fake = new FakeTransport();
   fake.add('s1', OLD);
   let attempts = 0;
@@ -798,9 +796,8 @@ test('cancel of a running update: refused while its executor lives; once it is d
 
 test('a failure budget shared by the batches of a split: once spent, no batch starts another server', async (t) => {
   const { splitUpdate } = await import('../../src/rollout/split.js');
-  const store = setup(t, ['s1', 's2', 's3', 's4', 's5', 's6']);
   const withBudget = { ...settings, rollback: { ...settings.rollback, continueAfterRollback: true }, execution: { busyWaitMs: 0, maxFailures: { count: 1 } } };
-  store.db.prepare('UPDATE updates SET settings_json = ?').run(JSON.stringify(withBudget));
+  const store = setup(t, ['s1', 's2', 's3', 's4', 's5', 's6'], withBudget);
   splitUpdate(store, 'u', 2); // u: s1 s2 s3, u.2: s4 s5 s6
   const fake = new FakeTransport(new Set([NEW]));
   for (const n of ['s1', 's2', 's3', 's4', 's5', 's6']) fake.add(n, OLD);
@@ -818,9 +815,8 @@ test('a failure budget shared by the batches of a split: once spent, no batch st
 });
 
 test('a percentage budget: 25% of 8 servers lets two fail and stops at the third', async (t) => {
-  const store = setup(t, ['s1', 's2', 's3', 's4', 's5', 's6', 's7', 's8']);
   const withBudget = { ...settings, rollback: { ...settings.rollback, continueAfterRollback: true }, execution: { busyWaitMs: 0, maxFailures: { percent: 25 } } };
-  store.db.prepare('UPDATE updates SET settings_json = ?').run(JSON.stringify(withBudget));
+  const store = setup(t, ['s1', 's2', 's3', 's4', 's5', 's6', 's7', 's8'], withBudget);
   const fake = new FakeTransport(new Set([NEW]));
   for (let i = 1; i <= 8; i++) fake.add(`s${i}`, OLD);
   const r = await runUpdate(deps(store, fake, virtualClock()), 'u', { mode: 'start' });
@@ -830,9 +826,8 @@ test('a percentage budget: 25% of 8 servers lets two fail and stops at the third
 });
 
 test('agent.health.stable_for: a crash loop that answers once and dies is caught and rolled back; a stable one passes', async (t) => {
-  const store = setup(t, ['s1', 's2']);
   const windowed = { ...settings, agent: { ...settings.agent, health: { ...settings.agent.health, timeoutMs: 60_000, intervalMs: 1_000, stableForMs: 10_000 } } };
-  store.db.prepare('UPDATE updates SET settings_json = ?').run(JSON.stringify(windowed));
+  const store = setup(t, ['s1', 's2'], windowed);
   const fake = new FakeTransport();
   const s1 = fake.add('s1', OLD);
   const s2 = fake.add('s2', OLD);
@@ -855,8 +850,7 @@ test('agent.health.stable_for: a crash loop that answers once and dies is caught
   assert.equal(r.status, 'failure');
   assert.deepEqual(s2.log, [], 'the rollout stopped there');
   // A stable agent passes after the window: 1 + 10 checks, one a second.
-  const store2 = setup(t, ['s1']);
-  store2.db.prepare('UPDATE updates SET settings_json = ?').run(JSON.stringify(windowed));
+  const store2 = setup(t, ['s1'], windowed);
   const fake2 = new FakeTransport();
   const x1 = fake2.add('s1', OLD);
   const ok = await runUpdate(deps(store2, fake2, virtualClock()), 'u', { mode: 'start' });
@@ -962,9 +956,8 @@ test('gone for longer than reconnect_for after something changed: the update sto
 });
 
 test('health checks that cannot connect are "not healthy yet", inside the health timeout', async (t) => {
-  const store = setup(t, ['s1']);
   const slowHealth = { ...settings, agent: { ...settings.agent, health: { ...settings.agent.health, timeoutMs: 60_000, intervalMs: 1_000 } } };
-  store.db.prepare('UPDATE updates SET settings_json = ?').run(JSON.stringify(slowHealth));
+  const store = setup(t, ['s1'], slowHealth);
   const fake = new FakeTransport();
   fake.add('s1', OLD);
   let healthCalls = 0;
@@ -975,9 +968,8 @@ test('health checks that cannot connect are "not healthy yet", inside the health
 });
 
 test('a stored plan whose command cannot be expanded (an older version made it) fails its step, journalled; never an internal error', async (t) => {
-  const store = setup(t, ['s1']);
   const old = { ...settings, agent: { ...settings.agent, update: ['reset `echo {commit}`'] } };
-  store.db.prepare('UPDATE updates SET settings_json = ?').run(JSON.stringify(old));
+  const store = setup(t, ['s1'], old);
   const fake = new FakeTransport();
   const s1 = fake.add('s1', OLD);
   crashAt(store, 's1', 'update', OLD);

@@ -14,7 +14,7 @@ import { Store } from '../../src/store/store.js';
 import type { Fleet } from '../fleet/fleet.js';
 import { byName, cli, fleetFor, spawnCli, statusJson } from '../helpers/cli.js';
 import { gateOpen, openGate } from '../helpers/gates.js';
-import { waitForStore as waitFor } from '../helpers/db.js';
+import { waitForStore as waitFor, withSqliteFile } from '../helpers/db.js';
 
 /** Each server comes online a little after its restart, so two executors would have time to collide. */
 const slowish = { source: { branch: 'slow' }, agent: { health: { timeout: '30s', interval: '100ms' } } };
@@ -262,9 +262,8 @@ test('a server in flight that never comes back after a kill -9: start says how o
   run.kill('SIGKILL');
   await run;
   // The server is gone for good: nobody listens where it was.
-  const store = new Store(db);
-  store.db.prepare("UPDATE servers SET host = '127.255.255.254' WHERE name = 's1'").run();
-  store.close();
+  // (no command moves a planned server: its row is changed in the file)
+  withSqliteFile(db, (d) => d.prepare("UPDATE servers SET host = '127.255.255.254' WHERE name = 's1'").run());
   const stuck = await cli(['start', 'u1'], { db });
   assert.equal(stuck.code, 1, stuck.stdout + stuck.stderr);
   assert.match(stuck.stderr, /cannot reach s1 to re-check it after a crash .* `agent-update --db \S+ cancel u1` \(the server is then marked fatal, for a person\)/);

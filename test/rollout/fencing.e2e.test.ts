@@ -14,7 +14,7 @@ import { Store } from '../../src/store/store.js';
 import { agentCommands, currentCommit } from '../../src/sim/agent.js';
 import { knownHostsAs, type Fleet } from '../fleet/fleet.js';
 import { byName, cli, planned, sharedFleet, spawnCli, statusJson } from '../helpers/cli.js';
-import { until, waitForStore, withStore } from '../helpers/db.js';
+import { copyDatabase, until, waitForStore, withStore } from '../helpers/db.js';
 import { openGate, waitGate } from '../helpers/gates.js';
 import { startProxy } from '../helpers/proxy.js';
 
@@ -60,14 +60,7 @@ async function beganOn(fleet: Fleet, server: string, tag = 'update'): Promise<vo
 }
 
 /** `sqlite3 db '.backup to'`: a consistent copy, its db_id included, as a backup restored would be. */
-async function copyDb(db: string, to: string): Promise<void> {
-  const store = new Store(db);
-  try {
-    await store.db.backup(to);
-  } finally {
-    store.close();
-  }
-}
+const copyDb = copyDatabase;
 
 test('a frozen executor (SIGSTOP) is not taken over while its process lives, whatever its heartbeat: exit 4, "stopped?"; continued, it finishes alone', async (t) => {
   const fleet = await fleetFor(t, { servers: 1 });
@@ -80,7 +73,12 @@ test('a frozen executor (SIGSTOP) is not taken over while its process lives, wha
   process.kill(first.pid!, 'SIGSTOP');
   try {
     // as 33 s later: its heartbeat is older than the 30 s after which a lease elsewhere is judged dead
-    withStore(db, (s) => s.db.prepare("UPDATE updates SET lease_heartbeat = ? WHERE name = 'u'").run(new Date(Date.now() - 33_000).toISOString()));
+    const behind = new Store(db, () => new Date(Date.now() - 33_000));
+    try {
+      behind.heartbeat('u', behind.getUpdate('u').lease!.token);
+    } finally {
+      behind.close();
+    }
     const second = await cli(['start', 'u'], { db });
     assert.equal(second.code, 4, second.stdout + second.stderr);
     assert.match(second.stderr, new RegExp(`update u is being executed by pid ${first.pid} .*not beaten for 3\\ds although its process is alive: stopped\\? .*kill -CONT ${first.pid}`));

@@ -16,6 +16,7 @@ import { generateKeyPair } from '../../src/sim/keys.js';
 import { createUpstream } from '../../src/sim/upstream.js';
 import { cli } from '../helpers/cli.js';
 import { makeTempDir } from '../helpers/tmp.js';
+import { withSqliteFile } from '../helpers/db.js';
 
 function tmpStore(t: { after(fn: () => void): void }): Store {
   const dir = makeTempDir('agent-update-store-');
@@ -26,6 +27,9 @@ function tmpStore(t: { after(fn: () => void): void }): Store {
   });
   return store;
 }
+
+/** A pragma of the database file, read on a connection of its own. */
+const pragma = (file: string, name: string) => withSqliteFile(file, (d) => d.pragma(name, { simple: true }), { readonly: true });
 
 function newUpdate(name: string, n: number): NewUpdate {
   return {
@@ -42,9 +46,9 @@ function newUpdate(name: string, n: number): NewUpdate {
 
 test('the store is WAL, migrated to the latest schema version, and refuses a newer one', (t) => {
   const store = tmpStore(t);
-  assert.equal(store.db.pragma('journal_mode', { simple: true }), 'wal');
-  assert.equal(store.db.pragma('user_version', { simple: true }), MIGRATIONS.length);
-  store.db.pragma(`user_version = ${MIGRATIONS.length + 1}`);
+  assert.equal(pragma(store.path, 'journal_mode'), 'wal');
+  assert.equal(pragma(store.path, 'user_version'), MIGRATIONS.length);
+  withSqliteFile(store.path, (d) => d.pragma(`user_version = ${MIGRATIONS.length + 1}`));
   assert.throws(() => new Store(store.path), /newer agent-update/);
 });
 
@@ -207,9 +211,7 @@ test('processes opening a new database at once all migrate it: the version is re
     writeFileSync(gate, '');
     const results = await Promise.all(outputs);
     assert.deepEqual(results, Array(6).fill('0: ok'), `round ${round}`);
-    const store = new Store(db);
-    assert.equal(store.db.pragma('user_version', { simple: true }), MIGRATIONS.length);
-    store.close();
+    assert.equal(pragma(db, 'user_version'), MIGRATIONS.length);
   }
 });
 
@@ -246,7 +248,7 @@ test('a server keeps every type (migration 3); rows from before it read as [type
     store.close();
     rmSync(dir, { recursive: true, force: true });
   });
-  assert.equal(store.db.pragma('user_version', { simple: true }), MIGRATIONS.length);
+  assert.equal(pragma(path, 'user_version'), MIGRATIONS.length);
   assert.deepEqual(store.getServers('old').map((s) => [s.type, s.types]), [['app', ['app']]]);
   store.createUpdate({
     ...newUpdate('new', 2),
@@ -272,7 +274,8 @@ test('how a server is reached (its own identity files, known_hosts, jump hosts) 
   assert.deepEqual([s1!.identityFiles, s1!.knownHosts, s1!.jump], [undefined, undefined, undefined]);
   assert.deepEqual([s2!.identityFiles, s2!.knownHosts, s2!.jump], [['/keys/s2'], '/kh/s2', jump]);
   assert.equal(s3!.jump, undefined, 'no jump hosts stores nothing');
-  const raw = store.db.prepare('SELECT name, ssh_json FROM servers ORDER BY position').all() as { name: string; ssh_json: string | null }[];
+  // what the file holds: no ssh_json at all for a server with nothing of its own
+  const raw = withSqliteFile(store.path, (d) => d.prepare('SELECT name, ssh_json FROM servers ORDER BY position').all() as { name: string; ssh_json: string | null }[]);
   assert.deepEqual(raw.map((r) => r.ssh_json === null), [true, false, true]);
   store.setUpdateStatus('reach', 'pending');
   splitUpdate(store, 'reach', 2);
@@ -293,7 +296,7 @@ test('migrations 3 and 4 on a schema-2 database: its servers are reached as thei
   db.close();
   const store = new Store(file);
   t.after(() => store.close());
-  assert.equal(store.db.pragma('user_version', { simple: true }), MIGRATIONS.length);
+  assert.equal(pragma(file, 'user_version'), MIGRATIONS.length);
   const [s1] = store.getServers('old');
   assert.deepEqual([s1!.host, s1!.identityFiles, s1!.jump], ['h1', undefined, undefined]);
 });
