@@ -1,5 +1,5 @@
 /**
- * A synthetic update of many servers written straight into a Store (no sshd): what `status`,
+ * A synthetic update of many servers written straight into a plan database (no sshd): what `status`,
  * `status --json` and `logs` of a big rollout read. Used by `npm run bench` (d) and by
  * test/store/scale.test.ts. Deterministic: server i's status is `statusOf(i, n)`.
  *
@@ -7,6 +7,7 @@
  * realistic journal (a probe, the lock, the update commands, a restart, two health polls) and
  * its status events.
  */
+import Database from 'better-sqlite3';
 import type { RolloutSettings } from '../src/config/types.js';
 import type { ServerStatus } from '../src/model/lifecycle.js';
 import type { Store } from '../src/store/store.js';
@@ -42,7 +43,7 @@ const settings: RolloutSettings = {
   execution: { busyWaitMs: 600_000, maxFailures: { percent: 5 } },
 };
 
-/** Writes update `name` with `n` servers (and their journal when `journal`) in one transaction. */
+/** Writes update `name` with `n` servers through the Store, then their state (and their journal when `journal`) in one transaction of its own. */
 export function writeSyntheticUpdate(store: Store, name: string, n: number, opts: { journal?: boolean } = {}): void {
   const journal = opts.journal ?? true;
   const at = (i: number, s = 0) => new Date(Date.UTC(2026, 0, 1) + i * 60_000 + s * 1000).toISOString();
@@ -63,7 +64,17 @@ export function writeSyntheticUpdate(store: Store, name: string, n: number, opts
       types: i % 3 === 0 ? ['db'] : ['app'],
     })),
   });
-  const db = store.db;
+  // The state a long rollout leaves is written straight into the file, on a connection of its own:
+  // no command of the tool writes 70,000 journal rows with made-up times.
+  const db = new Database(store.path, { timeout: 10_000 });
+  try {
+    writeRows(db, name, n, journal, at);
+  } finally {
+    db.close();
+  }
+}
+
+function writeRows(db: Database.Database, name: string, n: number, journal: boolean, at: (i: number, s?: number) => string): void {
   const ids = db.prepare('SELECT id FROM servers WHERE update_name = ? ORDER BY position').pluck().all(name) as number[];
   const setServer = db.prepare(
     'UPDATE servers SET status = ?, step = ?, from_commit = ?, to_commit = ?, error = ?, started_at = ?, ended_at = ?, lock_held = ? WHERE id = ?',

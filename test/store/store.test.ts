@@ -10,7 +10,7 @@ import { liveness } from '../helpers/liveness.js';
 import { splitUpdate } from '../../src/rollout/split.js';
 import { BusyError, TransitionError, UsageError } from '../../src/errors.js';
 import { Store, type NewUpdate } from '../../src/store/store.js';
-import { MIGRATIONS } from '../../src/store/schema.js';
+import { MIGRATIONS } from '../../src/store/sqlite/schema.js';
 import { stringify } from 'yaml';
 import { generateKeyPair } from '../../src/sim/keys.js';
 import { createUpstream } from '../../src/sim/upstream.js';

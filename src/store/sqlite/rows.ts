@@ -1,0 +1,178 @@
+/** Rows of the SQLite tables ↔ the records of model/records.ts and the changes of store/port.ts. */
+import type { RolloutSettings, VersionClass } from '../../config/types.js';
+import type { ServerStatus, ServerStep, UpdateStatus } from '../../model/lifecycle.js';
+import type { AutoRun, EventRecord, Hop, ServerReach, ServerRecord, StepRecord, UpdateRecord } from '../../model/records.js';
+import type { ServerChange, UpdateChange } from '../port.js';
+
+export type Row = Record<string, unknown>;
+
+/** What `servers.ssh_json` holds for a server: how it is reached when not as its update says; null for nothing of its own. */
+export function reachJson(s: ServerReach): string | null {
+  const r: ServerReach = {};
+  if (s.identityFiles !== undefined) r.identityFiles = s.identityFiles;
+  if (s.knownHosts !== undefined) r.knownHosts = s.knownHosts;
+  if (s.identitiesOnly !== undefined) r.identitiesOnly = s.identitiesOnly;
+  if (s.identityAgent !== undefined) r.identityAgent = s.identityAgent;
+  if (s.certificateFiles !== undefined) r.certificateFiles = s.certificateFiles;
+  if (s.jump !== undefined && s.jump.length > 0) r.jump = s.jump;
+  return Object.keys(r).length ? JSON.stringify(r) : null;
+}
+
+export function toAutoRun(r: Row): AutoRun {
+  return {
+    id: r.id as number,
+    configFile: r.config_file as string,
+    startedAt: r.started_at as string,
+    endedAt: (r.ended_at as string | null) ?? null,
+    actor: r.actor as string,
+    pid: r.pid as number,
+    host: r.host as string,
+    pidStart: (r.pid_start as string | null) ?? null,
+    heartbeat: r.heartbeat as string,
+    commit: (r.commit_sha as string | null) ?? null,
+    updateName: (r.update_name as string | null) ?? null,
+    outcome: (r.outcome as string | null) ?? null,
+    message: (r.message as string | null) ?? null,
+  };
+}
+
+export function toUpdate(r: Row): UpdateRecord {
+  return {
+    name: r.name as string,
+    status: r.status as UpdateStatus,
+    createdAt: r.created_at as string,
+    startedAt: (r.started_at as string | null) ?? null,
+    endedAt: (r.ended_at as string | null) ?? null,
+    repo: r.repo as string,
+    branch: r.branch as string,
+    commit: r.commit_sha as string,
+    batchOf: (r.batch_of as string | null) ?? null,
+    configFile: (r.config_file as string | null) ?? null,
+    settings: JSON.parse(r.settings_json as string) as RolloutSettings,
+    testStopAfter: r.test_stop_after as number,
+    pauseAtWorked: (r.pause_at_worked as number | null) ?? null,
+    pauseBase: (r.pause_base as number | null) ?? null,
+    pauseRequestedAt: (r.pause_requested_at as string | null) ?? null,
+    pauseRequestedBy: (r.pause_requested_by as string | null) ?? null,
+    reason: (r.reason as string | null) ?? null,
+    lease: r.lease_token
+      ? {
+          token: r.lease_token as string,
+          pid: r.lease_pid as number,
+          host: r.lease_host as string,
+          pidStart: (r.lease_pid_start as string | null) ?? null,
+          since: r.lease_since as string,
+          heartbeat: r.lease_heartbeat as string,
+        }
+      : null,
+    retryOf: (r.retry_of as string | null | undefined) ?? null,
+    undoOf: (r.undo_of as string | null | undefined) ?? null,
+    createdBy: (r.created_by as string | null | undefined) ?? null,
+  };
+}
+
+/** The `types` column (a JSON list), or just `type` for rows written before it existed. */
+function typesOf(r: Row): string[] {
+  if (typeof r.types === 'string') {
+    try {
+      const v = JSON.parse(r.types) as unknown;
+      if (Array.isArray(v) && v.length > 0 && v.every((t) => typeof t === 'string')) return v as string[];
+    } catch {
+      // fall back to type
+    }
+  }
+  return [r.type as string];
+}
+
+export function toServer(r: Row): ServerRecord {
+  const reach = typeof r.ssh_json === 'string' ? (JSON.parse(r.ssh_json) as ServerReach) : {};
+  return {
+    ...reach,
+    id: r.id as number,
+    updateName: r.update_name as string,
+    position: r.position as number,
+    name: r.name as string,
+    host: r.host as string,
+    port: r.port as number,
+    user: r.user as string,
+    type: r.type as string,
+    types: typesOf(r),
+    status: r.status as ServerStatus,
+    step: (r.step as ServerStep | null) ?? null,
+    fromCommit: (r.from_commit as string | null) ?? null,
+    toCommit: (r.to_commit as string | null) ?? null,
+    error: (r.error as string | null) ?? null,
+    startedAt: (r.started_at as string | null) ?? null,
+    endedAt: (r.ended_at as string | null) ?? null,
+    lockHeld: r.lock_held === 1,
+    agentVersion: (r.agent_version as string | null | undefined) ?? null,
+    versionClass: (r.version_class as VersionClass | null | undefined) ?? null,
+    path: typeof r.path_json === 'string' ? (JSON.parse(r.path_json) as Hop[]) : null,
+    hop: (r.hop as number | null | undefined) ?? null,
+  };
+}
+
+export function toStep(r: Row): StepRecord {
+  return {
+    id: r.id as number,
+    updateName: r.update_name as string,
+    serverId: r.server_id as number,
+    serverName: r.server_name as string,
+    phase: r.phase as string,
+    command: r.command as string,
+    startedAt: r.started_at as string,
+    endedAt: (r.ended_at as string | null) ?? null,
+    exitCode: (r.exit_code as number | null) ?? null,
+    stdout: (r.stdout as string | null) ?? null,
+    stderr: (r.stderr as string | null) ?? null,
+    error: (r.error as string | null) ?? null,
+  };
+}
+
+export function toEvent(r: Row): EventRecord {
+  return {
+    id: r.id as number,
+    updateName: r.update_name as string,
+    serverName: (r.server_name as string | null) ?? null,
+    at: r.at as string,
+    kind: r.kind as string,
+    message: r.message as string,
+    actor: (r.actor as string | null) ?? null,
+  };
+}
+
+export const SERVER_COLUMNS: Record<keyof ServerChange, string> = {
+  step: 'step',
+  fromCommit: 'from_commit',
+  toCommit: 'to_commit',
+  error: 'error',
+  startedAt: 'started_at',
+  endedAt: 'ended_at',
+  lockHeld: 'lock_held',
+  agentVersion: 'agent_version',
+  versionClass: 'version_class',
+  path: 'path_json',
+  hop: 'hop',
+};
+
+export const UPDATE_COLUMNS: Record<keyof UpdateChange, string> = {
+  startedAt: 'started_at',
+  endedAt: 'ended_at',
+  pauseAtWorked: 'pause_at_worked',
+  pauseBase: 'pause_base',
+  pauseRequestedAt: 'pause_requested_at',
+  pauseRequestedBy: 'pause_requested_by',
+  reason: 'reason',
+};
+
+/** `, col = ?` for each field of `change` given (booleans as 0/1, a path as JSON), and their values. */
+export function setClause<T extends object>(change: T, columns: Record<keyof T, string>): { sql: string; values: unknown[] } {
+  const parts: string[] = [];
+  const values: unknown[] = [];
+  for (const [key, value] of Object.entries(change)) {
+    if (value === undefined) continue;
+    parts.push(`${columns[key as keyof T]} = ?`);
+    values.push(typeof value === 'boolean' ? Number(value) : key === 'path' && value !== null ? JSON.stringify(value) : value);
+  }
+  return { sql: parts.map((p) => `, ${p}`).join(''), values };
+}
