@@ -20,7 +20,7 @@ import { loadConfig } from '../src/config/load.js';
 import { createPlan } from '../src/plan/plan.js';
 import { runUpdate } from '../src/rollout/run.js';
 import { Ssh2Transport } from '../src/ssh/ssh2-transport.js';
-import { Store } from '../src/store/store.js';
+import { SqliteStore } from '../src/store/sqlite/store.js';
 import { agentCommands } from '../src/sim/agent.js';
 import { sshdAvailable, startFleet, type Fleet } from '../test/fleet/fleet.js';
 
@@ -57,7 +57,7 @@ async function rollout(fleet: Fleet, name: string, prepare: boolean, prepareAhea
     execution: { prepare_ahead: prepareAhead },
   };
   const config = loadConfig(fleet.writeConfig(overrides));
-  const store = new Store(join(fleet.root, `${name}.db`));
+  const store = new SqliteStore(join(fleet.root, `${name}.db`), { clock: systemClock });
   const transport = new Ssh2Transport();
   const deps = { store, transport, clock: systemClock, liveness: systemLiveness, emit: () => {} };
   try {
@@ -68,7 +68,7 @@ async function rollout(fleet: Fleet, name: string, prepare: boolean, prepareAhea
     return performance.now() - began;
   } finally {
     transport.close();
-    store.close();
+    await store.close();
   }
 }
 

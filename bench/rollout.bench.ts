@@ -16,7 +16,7 @@ import { createPlan } from '../src/plan/plan.js';
 import { runUpdate } from '../src/rollout/run.js';
 import { Ssh2Transport } from '../src/ssh/ssh2-transport.js';
 import { shellQuote } from '../src/util/shell.js';
-import { Store } from '../src/store/store.js';
+import { SqliteStore } from '../src/store/sqlite/store.js';
 import type { Fleet } from '../test/fleet/fleet.js';
 
 export async function resetFleet(fleet: Fleet): Promise<void> {
@@ -45,7 +45,7 @@ export async function sshLoop(fleet: Fleet, commit: string): Promise<number> {
 /** agent-update's time for the rollout, and how many remote commands it sent per server. */
 export async function agentUpdate(fleet: Fleet, round: number): Promise<{ ms: number; commandsPerServer: number }> {
   const config = loadConfig(fleet.writeConfig({ name: `bench-${round}` }));
-  const store = new Store(join(fleet.root, `bench-${round}.db`));
+  const store = new SqliteStore(join(fleet.root, `bench-${round}.db`), { clock: systemClock });
   const transport = new Ssh2Transport();
   const deps = { store, transport, clock: systemClock, liveness: systemLiveness, emit: () => {} };
   try {
@@ -54,10 +54,10 @@ export async function agentUpdate(fleet: Fleet, round: number): Promise<{ ms: nu
     const r = await runUpdate(deps, `bench-${round}`, { mode: 'start' });
     if (r.status !== 'success') throw new Error(`agent-update: ${r.status}: ${r.reason}`);
     const ms = performance.now() - began;
-    const commands = store.getSteps(`bench-${round}`).filter((s) => s.phase !== 'probe').length;
+    const commands = (await store.getSteps(`bench-${round}`)).filter((s) => s.phase !== 'probe').length;
     return { ms, commandsPerServer: commands / fleet.servers.length };
   } finally {
     transport.close();
-    store.close();
+    await store.close();
   }
 }

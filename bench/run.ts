@@ -19,7 +19,8 @@ import * as os from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
-import { Store } from '../src/store/store.js';
+import { systemClock } from '../src/clock.js';
+import { SqliteStore } from '../src/store/sqlite/store.js';
 import { sshdAvailable, startFleet, SSHD } from '../test/fleet/fleet.js';
 import { ansibleRollout, ansibleVersion } from './ansible.js';
 import { agentUpdate, resetFleet, sshLoop } from './rollout.bench.js';
@@ -134,9 +135,9 @@ async function sectionCF(): Promise<void> {
     });
     const planMs = performance.now() - t;
     if (p.exitCode !== 0) throw new Error(`plan exited ${p.exitCode}: ${p.stderr.slice(-600)}`);
-    const store = new Store(join(fleet.root, 'plan.db'));
-    const probed = store.getServers('p').filter((x) => x.fromCommit !== null).length;
-    store.close();
+    const store = new SqliteStore(join(fleet.root, 'plan.db'), { clock: systemClock });
+    const probed = (await store.getServers('p')).filter((x) => x.fromCommit !== null).length;
+    await store.close();
     const rss = Number(readFileSync(rssFile, 'utf8')) / 1024 / 1024;
     say(`  xargs -P 32 ssh    ${s(xargsMs)}`);
     say(`  agent-update plan  ${s(planMs)}  ${(planMs / xargsMs).toFixed(2)}x xargs' time (--concurrency 32; ${probed} of ${PLAN_SERVERS} probed)`);
@@ -153,9 +154,9 @@ async function sectionDE(): Promise<void> {
   const dir = mkdtempSync(join(os.tmpdir(), 'agent-update-bench-'));
   try {
     const db = join(dir, 'big.db');
-    const store = new Store(db);
-    writeSyntheticUpdate(store, 'big', STATUS_SERVERS);
-    store.close();
+    const store = new SqliteStore(db, { clock: systemClock });
+    await writeSyntheticUpdate(store, 'big', STATUS_SERVERS);
+    await store.close();
     const rounds = Math.max(3, ROUNDS);
     const runs = async (args: string[]) => {
       const xs: number[] = [];

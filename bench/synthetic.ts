@@ -10,7 +10,7 @@
 import Database from 'better-sqlite3';
 import type { RolloutSettings } from '../src/config/types.js';
 import type { ServerStatus } from '../src/model/lifecycle.js';
-import type { Store } from '../src/store/store.js';
+import type { Store } from '../src/store/port.js';
 
 export const SYNTH_FROM = 'a'.repeat(40);
 export const SYNTH_TO = 'b'.repeat(40);
@@ -44,10 +44,10 @@ const settings: RolloutSettings = {
 };
 
 /** Writes update `name` with `n` servers through the Store, then their state (and their journal when `journal`) in one transaction of its own. */
-export function writeSyntheticUpdate(store: Store, name: string, n: number, opts: { journal?: boolean } = {}): void {
+export async function writeSyntheticUpdate(store: Store, name: string, n: number, opts: { journal?: boolean } = {}): Promise<void> {
   const journal = opts.journal ?? true;
   const at = (i: number, s = 0) => new Date(Date.UTC(2026, 0, 1) + i * 60_000 + s * 1000).toISOString();
-  store.createUpdate({
+  await store.createUpdate({
     name,
     repo: settings.source.repo,
     branch: settings.source.branch,
@@ -66,7 +66,7 @@ export function writeSyntheticUpdate(store: Store, name: string, n: number, opts
   });
   // The state a long rollout leaves is written straight into the file, on a connection of its own:
   // no command of the tool writes 70,000 journal rows with made-up times.
-  const db = new Database(store.path, { timeout: 10_000 });
+  const db = new Database(store.location, { timeout: 10_000 });
   try {
     writeRows(db, name, n, journal, at);
   } finally {

@@ -22,7 +22,8 @@ import type { Client } from 'ssh2';
 import { loadConfig } from '../src/config/load.js';
 import { supervised } from '../src/ssh/remote-run.js';
 import { Ssh2Transport, type Ssh2Session } from '../src/ssh/ssh2-transport.js';
-import { Store } from '../src/store/store.js';
+import { systemClock } from '../src/clock.js';
+import { SqliteStore } from '../src/store/sqlite/store.js';
 import { sshdAvailable, startFleet } from '../test/fleet/fleet.js';
 
 const ROUNDS = Number(process.env.WHERE_ROUNDS ?? 30);
@@ -110,9 +111,9 @@ async function main(): Promise<void> {
 
     // WHERE_DB_DIR: where the journal is (the fleet's temp folder by default, often a tmpfs)
     const dbDir = process.env.WHERE_DB_DIR ?? fleet.root;
-    const store = new Store(join(dbDir, `where-${process.pid}.db`));
+    const store = new SqliteStore(join(dbDir, `where-${process.pid}.db`), { clock: systemClock });
     try {
-      store.createUpdate({
+      await store.createUpdate({
         name: 'w',
         repo: '/r',
         branch: 'master',
@@ -122,11 +123,11 @@ async function main(): Promise<void> {
         testStopAfter: 0,
         servers: [{ name: 's1', host: 'h', port: 22, user: 'u', type: 'app' }],
       });
-      const server = store.getServers('w')[0]!;
+      const server = (await store.getServers('w'))[0]!;
       const r = { code: 0, stdout: 'out\n', stderr: '', error: null };
-      rows.push([`journal: beginStep + endStep (synchronous=FULL, in ${dbDir})`, await timed(ROUNDS, () => store.endStep(store.beginStep(server, 'update', 'true'), r))]);
+      rows.push([`journal: beginStep + endStep (synchronous=FULL, in ${dbDir})`, await timed(ROUNDS, async () => await store.endStep(await store.beginStep(server, 'update', 'true'), r))]);
     } finally {
-      store.close();
+      await store.close();
       for (const ext of ['', '-wal', '-shm']) rmSync(join(dbDir, `where-${process.pid}.db${ext}`), { force: true });
     }
 

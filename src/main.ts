@@ -92,7 +92,7 @@ export function buildProgram(result: { code: number }, contexts: CliContext[]): 
     .description('ask a running update to pause after the server in flight; returns at once')
     .argument('<name>')
     .action(async (name: string, _o, cmd: Command) => {
-      result.code = (await control()).pauseCommand(ctxOf(cmd), name);
+      result.code = await (await control()).pauseCommand(ctxOf(cmd), name);
     });
 
   program
@@ -100,7 +100,7 @@ export function buildProgram(result: { code: number }, contexts: CliContext[]): 
     .description('end a pending or paused update; nothing more runs')
     .argument('<name>')
     .action(async (name: string, _o, cmd: Command) => {
-      result.code = (await control()).cancelCommand(ctxOf(cmd), name);
+      result.code = await (await control()).cancelCommand(ctxOf(cmd), name);
     });
 
   program
@@ -109,7 +109,7 @@ export function buildProgram(result: { code: number }, contexts: CliContext[]): 
     .argument('<name>')
     .addOption(new Option('--batches <n>', 'number of batches').makeOptionMandatory())
     .action(async (name: string, o, cmd: Command) => {
-      result.code = (await control()).splitCommand(ctxOf(cmd), name, o);
+      result.code = await (await control()).splitCommand(ctxOf(cmd), name, o);
     });
 
   program
@@ -129,7 +129,7 @@ export function buildProgram(result: { code: number }, contexts: CliContext[]): 
     .option('--server <name>', 'only this server')
     .option('--raw', "print the servers' output exactly as recorded (by default terminal control characters are shown as visible escapes)")
     .action(async (name: string, o, cmd: Command) => {
-      result.code = (await control()).logsCommand(ctxOf(cmd), name, o);
+      result.code = await (await control()).logsCommand(ctxOf(cmd), name, o);
     });
 
   program
@@ -158,7 +158,7 @@ it is still the lock that was checked), journalled on the server.`,
     .argument('<server...>', 'server names of the update (or of a batch of its split), or glob patterns on them (quote them)')
     .option('--reason <text>', 'why, shown with the server in status and logs (default: who dropped it)')
     .action(async (name: string, servers: string[], o, cmd: Command) => {
-      result.code = (await import('./cli/drop.js')).dropCommand(ctxOf(cmd), name, servers, o);
+      result.code = await (await import('./cli/drop.js')).dropCommand(ctxOf(cmd), name, servers, o);
     });
 
   program
@@ -166,7 +166,7 @@ it is still the lock that was checked), journalled on the server.`,
     .description("each server's commits over time, across every update in the database")
     .option('--server <name>', 'only this server (its name, or user@host:port)')
     .action(async (o, cmd: Command) => {
-      result.code = (await import('./cli/history.js')).historyCommand(ctxOf(cmd), o);
+      result.code = await (await import('./cli/history.js')).historyCommand(ctxOf(cmd), o);
     });
 
   program
@@ -274,6 +274,6 @@ export async function main(argv: string[]): Promise<number> {
     if (wantsJson(argv, contexts)) process.stdout.write(ndjsonLine(errorObject(e, f.code, messageOf(e, f), new Date())));
     return f.code;
   } finally {
-    for (const c of contexts) c.close();
+    for (const c of contexts) await c.close();
   }
 }

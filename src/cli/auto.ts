@@ -30,7 +30,7 @@ export async function autoCommand(ctx: CliContext, opts: { config?: string; conc
   // An update of this config at work or paused is the answer, whatever the source says now.
   // Read from a database that exists; one that does not is created only once the input is known
   // good (an unknown branch or a local SSH problem is exit 2 with nothing written, as for plan).
-  const early = existsSync(ctx.dbPath) ? existingWork(ctx.store(), config.file, ctx.clock.now(), ctx.liveness) : null;
+  const early = existsSync(ctx.dbPath) ? await existingWork(ctx.store(), config.file, ctx.clock.now(), ctx.liveness) : null;
   if (early) return said(ctx, early);
   const commit = await resolveCommit(config.source.repo, config.source.branch, config.source.commit);
   const rollbackCommit = config.rollback.commit === null ? null : await resolveRollbackCommit(config.source.repo, config.rollback.commit);
@@ -38,7 +38,7 @@ export async function autoCommand(ctx: CliContext, opts: { config?: string; conc
   config = await withResolvedStones(config);
   await checkLocalSsh(ctx.transport(), config.ssh, 'cannot plan', servers);
   const store = ctx.store(true);
-  const found = claimAuto(store, config, commit, rollbackCommit, ctx.clock.now(), ctx.liveness);
+  const found = await claimAuto(store, config, commit, rollbackCommit, ctx.clock.now(), ctx.liveness);
   if (found.kind !== 'plan' && found.kind !== 'start') return said(ctx, found);
   ctx.announceDb();
   const stopBeat = keepClaim(store, found.runId, ctx.liveness);
@@ -54,7 +54,7 @@ export async function autoCommand(ctx: CliContext, opts: { config?: string; conc
         reporter.stop();
         interrupts.dispose();
       }
-      const r = finishAutoPlan(store, found.runId, found.input.name, commit, ctx.clock.now());
+      const r = await finishAutoPlan(store, found.runId, found.input.name, commit, ctx.clock.now());
       if ('nothing' in r) {
         ended = true;
         return said(ctx, { kind: 'nothing', message: r.nothing });
@@ -67,12 +67,13 @@ export async function autoCommand(ctx: CliContext, opts: { config?: string; conc
       announce(ctx, found.takeover ? 'takeover' : 'start', names, `${found.takeover ? 'taking over' : 'starting'} ${names.join(', ')} of ${config.file}, as \`start\` would`);
     }
     const code = await (await import('./run.js')).runCommand(ctx, 'start', names, {}, new Interrupts());
-    const statuses = names.map((n) => `${n} ${store.getUpdate(n).status}`).join(', ');
-    store.endAutoRun(found.runId, 'started', `${statuses} (exit ${code})`, names[0]!);
+    const statuses: string[] = [];
+    for (const n of names) statuses.push(`${n} ${(await store.getUpdate(n)).status}`);
+    await store.endAutoRun(found.runId, 'started', `${statuses.join(', ')} (exit ${code})`, names[0]!);
     ended = true;
     return code;
   } catch (e) {
-    if (!ended) store.endAutoRun(found.runId, 'error', (e as Error).message.slice(0, 2000));
+    if (!ended) await store.endAutoRun(found.runId, 'error', (e as Error).message.slice(0, 2000));
     throw e;
   } finally {
     stopBeat();

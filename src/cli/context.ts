@@ -13,7 +13,8 @@ import { Reporter } from '../output/reporter.js';
 import { terminalSafeJson } from '../output/visible.js';
 import { Ssh2Transport } from '../ssh/ssh2-transport.js';
 import type { Transport } from '../ssh/transport.js';
-import { Store } from '../store/store.js';
+import type { Store } from '../store/port.js';
+import { SqliteStore } from '../store/sqlite/store.js';
 
 export interface GlobalOptions {
   db?: string;
@@ -67,7 +68,7 @@ export class CliContext {
         );
       }
       if (create && source !== '--db' && source !== '$AGENT_UPDATE_DB') mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
-      this.store_ = new Store(path);
+      this.store_ = new SqliteStore(path, { clock: this.clock });
     }
     return this.store_;
   }
@@ -130,9 +131,10 @@ export class CliContext {
     this.out.write(terminalSafeJson(JSON.stringify(value, null, 2)) + '\n');
   }
 
-  close(): void {
+  /** The transport, then the store once every call made on it has ended. */
+  async close(): Promise<void> {
     this.transport_?.close();
-    this.store_?.close();
+    await this.store_?.close();
   }
 }
 

@@ -11,13 +11,13 @@ import { UsageError } from '../errors.js';
 import { didYouMean } from '../util/did-you-mean.js';
 import { type CliContext, parseCount } from './context.js';
 
-export function pauseCommand(ctx: CliContext, name: string): number {
+export async function pauseCommand(ctx: CliContext, name: string): Promise<number> {
   const store = ctx.store();
   ctx.announceDb();
-  const { alreadyPaused, pausedNow } = requestPause(store, name, ctx.clock.now(), ctx.liveness);
-  const u = store.getUpdate(name);
-  ctx.result(`${name} ${store.getUpdate(name).status === 'paused' ? 'paused' : 'pause-requested'}`);
-  if (ctx.opts.json) ctx.printJson(statusDocument(store, name));
+  const { alreadyPaused, pausedNow } = await requestPause(store, name, ctx.clock.now(), ctx.liveness);
+  const u = await store.getUpdate(name);
+  ctx.result(`${name} ${(await store.getUpdate(name)).status === 'paused' ? 'paused' : 'pause-requested'}`);
+  if (ctx.opts.json) ctx.printJson(await statusDocument(store, name));
   else if (alreadyPaused) ctx.print(`${name} is already paused; continue it with: ${ctx.cmd(`resume ${name}`)}`);
   else if (pausedNow) ctx.print(`${name} paused (no process was executing it and no server was in flight); continue with: ${ctx.cmd(`resume ${name}`)}`);
   else if (u.lease && !holderIsDead(u.lease, ctx.clock.now(), ctx.liveness)) {
@@ -28,41 +28,41 @@ export function pauseCommand(ctx: CliContext, name: string): number {
   return 0;
 }
 
-export function cancelCommand(ctx: CliContext, name: string): number {
+export async function cancelCommand(ctx: CliContext, name: string): Promise<number> {
   const store = ctx.store();
   ctx.announceDb();
-  const { leftForAPerson, alreadyCancelled } = cancelUpdate(store, name, ctx.clock.now(), ctx.liveness);
+  const { leftForAPerson, alreadyCancelled } = await cancelUpdate(store, name, ctx.clock.now(), ctx.liveness);
   ctx.result(`${name} cancelled`);
-  if (ctx.opts.json) ctx.printJson(statusDocument(store, name));
+  if (ctx.opts.json) ctx.printJson(await statusDocument(store, name));
   else if (alreadyCancelled) ctx.print(`${name} is already cancelled; nothing runs`);
   else {
     ctx.print(`${name} cancelled; nothing more will run`);
     for (const s of leftForAPerson) ctx.print(`  ${s.name} (${s.user}@${s.host}:${s.port}) is fatal, for a person: ${s.error}`);
     // A server prepared ahead of its turn (agent.prepare) by an executor that died may still carry
     // our lock: cancel runs nothing remotely, so say how to clear it.
-    for (const s of store.getServers(name).filter((x) => x.lockHeld && x.status === 'pending')) {
+    for (const s of (await store.getServers(name)).filter((x) => x.lockHeld && x.status === 'pending')) {
       ctx.print(`  ${s.name} may still carry this update's lock (it was prepared ahead of its turn): ${ctx.cmd(`unlock ${s.name} --update ${name} --yes`)}`);
     }
   }
   return 0;
 }
 
-export function splitCommand(ctx: CliContext, name: string, opts: { batches?: string }): number {
+export async function splitCommand(ctx: CliContext, name: string, opts: { batches?: string }): Promise<number> {
   const n = parseCount('--batches', opts.batches, 1);
   if (n === undefined) throw new UsageError('split needs --batches N');
   const store = ctx.store();
   ctx.announceDb();
-  const names = splitUpdate(store, name, n);
+  const names = await splitUpdate(store, name, n);
   ctx.result(names.join(' '));
   if (ctx.opts.json) ctx.printJson({ updates: names });
   else {
-    for (const b of names) ctx.print(`${b}: ${store.getServers(b).filter((s) => s.status === 'pending').map((s) => s.name).join(', ')}`);
-    const done = store.getServers(name).filter((s) => s.status !== 'pending');
+    for (const b of names) ctx.print(`${b}: ${(await store.getServers(b)).filter((s) => s.status === 'pending').map((s) => s.name).join(', ')}`);
+    const done = (await store.getServers(name)).filter((s) => s.status !== 'pending');
     if (done.length > 0) {
       const shown = done.slice(0, 5).map((s) => `${s.name} (${s.status})`).join(', ');
       ctx.print(`${name} also keeps the ${done.length === 1 ? 'server' : `${done.length} servers`} not pending: ${shown}${done.length > 5 ? ', …' : ''}`);
     }
-    const paused = store.getUpdate(name).status === 'paused';
+    const paused = (await store.getUpdate(name)).status === 'paused';
     ctx.print(`\n${paused ? 'continue' : 'run'} them in parallel with: ${ctx.cmd(`${paused ? 'resume' : 'start'} ${names.join(' ')}`)}`);
   }
   return 0;
@@ -73,32 +73,36 @@ export async function statusCommand(ctx: CliContext, name: string | undefined, o
   const intervalMs = (parseCount('--interval', opts.interval, 1) ?? 2) * 1000;
   // Only what is printed is made (the table or the document), the budget only for an update
   // that has one, and the list from counts in SQL, not every update's servers.
-  const render = (): { text: () => string; json: () => UpdateJson | { updates: Omit<UpdateJson, 'servers'>[] }; done: boolean } => {
+  const render = async (): Promise<{ text: () => string; json: () => Promise<UpdateJson | { updates: Omit<UpdateJson, 'servers'>[] }>; done: boolean }> => {
     if (name !== undefined) {
-      const u = store.getUpdate(name);
-      const servers = store.getServers(name);
-      const budget = budgetOf(u) !== null ? store.budgetUse(u) : undefined;
-      return { text: () => updateText(u, servers, budget), json: () => updateJson(u, servers, budget), done: TERMINAL_UPDATE.has(u.status) || u.status === 'paused' };
+      const u = await store.getUpdate(name);
+      const servers = await store.getServers(name);
+      const budget = budgetOf(u) !== null ? await store.budgetUse(u) : undefined;
+      return { text: () => updateText(u, servers, budget), json: () => Promise.resolve(updateJson(u, servers, budget)), done: TERMINAL_UPDATE.has(u.status) || u.status === 'paused' };
     }
-    const counts = store.countsByUpdate();
-    const all = store.listUpdates().map((u) => ({ u, counts: counts.get(u.name) ?? { total: 0 } }));
+    const counts = await store.countsByUpdate();
+    const all = (await store.listUpdates()).map((u) => ({ u, counts: counts.get(u.name) ?? { total: 0 } }));
     return {
       text: () => updatesListText(all),
-      json: () => ({ updates: all.map(({ u, counts }) => updateSummaryJson(u, counts, budgetOf(u) !== null ? store.budgetUse(u) : undefined)) }),
+      json: async () => {
+        const updates: Omit<UpdateJson, 'servers'>[] = [];
+        for (const { u, counts } of all) updates.push(updateSummaryJson(u, counts, budgetOf(u) !== null ? await store.budgetUse(u) : undefined));
+        return { updates };
+      },
       done: all.every(({ u }) => TERMINAL_UPDATE.has(u.status) || u.status === 'paused'),
     };
   };
   /** --watch --json: the last document printed, without the executor's heartbeat (it moves every few seconds) */
   let lastShown: string | null = null;
   for (;;) {
-    const r = render();
+    const r = await render();
     if (ctx.opts.json && opts.watch) {
       // NDJSON: one whole document per line, written when it changed (README "Event stream (NDJSON)").
-      const json = r.json();
+      const json = await r.json();
       const seen = JSON.stringify(json, (k, v: unknown) => (k === 'heartbeat' ? undefined : v));
       if (seen !== lastShown) ctx.out.write(ndjsonLine(json));
       lastShown = seen;
-    } else if (ctx.opts.json) ctx.printJson(r.json());
+    } else if (ctx.opts.json) ctx.printJson(await r.json());
     else {
       if (opts.watch && ctx.out.isTTY) ctx.out.write('\x1b[2J\x1b[H');
       ctx.out.write(r.text() + '\n');
@@ -108,15 +112,15 @@ export async function statusCommand(ctx: CliContext, name: string | undefined, o
   }
 }
 
-export function logsCommand(ctx: CliContext, name: string, opts: { server?: string; raw?: boolean }): number {
+export async function logsCommand(ctx: CliContext, name: string, opts: { server?: string; raw?: boolean }): Promise<number> {
   const store = ctx.store();
-  store.getUpdate(name);
-  const servers = store.getServers(name).filter((s) => opts.server === undefined || s.name === opts.server);
+  await store.getUpdate(name);
+  const servers = (await store.getServers(name)).filter((s) => opts.server === undefined || s.name === opts.server);
   if (opts.server !== undefined && servers.length === 0) {
-    throw new UsageError(`update ${name} has no server named ${JSON.stringify(opts.server)}${didYouMean(opts.server, store.getServers(name).map((s) => s.name))}`);
+    throw new UsageError(`update ${name} has no server named ${JSON.stringify(opts.server)}${didYouMean(opts.server, (await store.getServers(name)).map((s) => s.name))}`);
   }
-  const steps = store.getSteps(name, opts.server);
-  const events = store.getEvents(name);
+  const steps = await store.getSteps(name, opts.server);
+  const events = await store.getEvents(name);
   if (ctx.opts.json) {
     const stepsOf = groupBy(steps, (st) => st.serverId);
     const eventsOf = groupBy(events, (e) => e.serverName);

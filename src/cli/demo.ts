@@ -17,7 +17,7 @@ import { statusDocument } from '../output/status-json.js';
 import { updateText } from '../output/text.js';
 import { createPlan } from '../plan/plan.js';
 import { runUpdate } from '../rollout/run.js';
-import type { Store } from '../store/store.js';
+import type { ReportStore } from '../store/port.js';
 import { selfCommand } from '../util/invocation.js';
 import { shellQuote } from '../util/shell.js';
 import { formatDuration } from '../util/duration.js';
@@ -103,7 +103,7 @@ export async function demoCommand(ctx: CliContext, opts: DemoOptions): Promise<n
 
       const runScenario = async (base: string, configFile: string): Promise<Scenario> => {
         const config = loadConfig(configFile, { defaults: null }); // the simulated fleet's config is whole: no site defaults
-        const name = uniqueName(store, base);
+        const name = await uniqueName(store, base);
         names.push(name);
         say(chalk.dim(`$ ${cmd('plan', '-c', configFile, '--name', name)}`));
         await createPlan({ ...deps }, config, { name, concurrency: 32 });
@@ -121,7 +121,7 @@ export async function demoCommand(ctx: CliContext, opts: DemoOptions): Promise<n
       say(chalk.bold(`1. Roll out branch master to ${serverRange(info)}${skipped ? ` (${skipped} runs it already)` : ''}`));
       say(chalk.dim('   One server at a time: update, restart, check health at the new commit.'));
       const first = await runScenario('demo-master', info.configFile);
-      problems.push(...expectFirst(store, first.name, info, good));
+      problems.push(...(await expectFirst(store, first.name, info, good)));
 
       // 2. A version that never comes online: the first server is rolled back, the rollout stops.
       let second: Scenario | null = null;
@@ -134,16 +134,19 @@ export async function demoCommand(ctx: CliContext, opts: DemoOptions): Promise<n
           ),
         );
         second = await runScenario('demo-broken', info.brokenConfigFile);
-        problems.push(...expectSecond(store, second.name, info, good));
+        problems.push(...(await expectSecond(store, second.name, info, good)));
       }
       reporter.stop();
 
       if (json) {
-        ctx.printJson({ updates: names.map((n) => statusDocument(store, n)) });
+        const docs = [];
+        for (const n of names) docs.push(await statusDocument(store, n));
+        ctx.printJson({ updates: docs });
       } else {
         // The results: printed even with --quiet.
-        const tables = names.map((n) => updateText(store.getUpdate(n), store.getServers(n))).join('\n\n');
-        inner.out.write(`${ctx.opts.quiet ? '' : '\n'}${tables}\n`);
+        const tables: string[] = [];
+        for (const n of names) tables.push(updateText(await store.getUpdate(n), await store.getServers(n)));
+        inner.out.write(`${ctx.opts.quiet ? '' : '\n'}${tables.join('\n\n')}\n`);
       }
 
       if (problems.length > 0) {
@@ -207,7 +210,7 @@ export async function demoCommand(ctx: CliContext, opts: DemoOptions): Promise<n
         say();
         say(chalk.bold('The simulated fleet keeps running until you press Ctrl-C.'));
         say(`  In another terminal, roll out another version (good2) by hand, exactly as on real servers:`);
-        const name = uniqueName(store, 'my-rollout');
+        const name = await uniqueName(store, 'my-rollout');
         const mine = path.join(fleet.dir, 'my-rollout.yaml');
         say(`    sed 's/^  branch: master/  branch: good2/' ${shellQuote(displayPath(info.configFile, fleet))} > ${shellQuote(displayPath(mine, fleet))}`);
         say(`    ${cmd('plan', '-c', mine, '--name', name)}`);
@@ -220,7 +223,7 @@ export async function demoCommand(ctx: CliContext, opts: DemoOptions): Promise<n
       return EXIT.ok;
     } finally {
       reporter.stop();
-      db.close();
+      await db.close();
     }
   } catch (e) {
     if (interrupt.signal.aborted) {
@@ -231,7 +234,7 @@ export async function demoCommand(ctx: CliContext, opts: DemoOptions): Promise<n
     throw e;
   } finally {
     reporter.stop();
-    inner.close();
+    await inner.close();
     await fleet.stop();
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
@@ -246,9 +249,9 @@ function aligned(rows: [string, string][]): string {
 }
 
 /** `base`, or `base-2`, `base-3`… when a database given with --db has it already. */
-function uniqueName(store: Store, base: string): string {
-  if (!store.hasUpdate(base)) return base;
-  for (let i = 2; ; i++) if (!store.hasUpdate(`${base}-${i}`)) return `${base}-${i}`;
+async function uniqueName(store: ReportStore, base: string): Promise<string> {
+  if (!(await store.hasUpdate(base))) return base;
+  for (let i = 2; ; i++) if (!(await store.hasUpdate(`${base}-${i}`))) return `${base}-${i}`;
 }
 
 /**
@@ -287,12 +290,12 @@ function serverRange(info: DemoFleetInfo, from = 0): string {
   return `${names[0]}..${names.at(-1)}`;
 }
 
-function expectFirst(store: Store, name: string, info: DemoFleetInfo, good: string): string[] {
+async function expectFirst(store: ReportStore, name: string, info: DemoFleetInfo, good: string): Promise<string[]> {
   const problems: string[] = [];
-  const u = store.getUpdate(name);
+  const u = await store.getUpdate(name);
   if (u.commit !== good) problems.push(`${name}: planned commit ${short(u.commit)}, expected master's ${short(good)}`);
   if (u.status !== 'success') problems.push(`${name}: ended ${u.status} (${u.reason ?? 'no reason'}), expected success`);
-  for (const s of store.getServers(name)) {
+  for (const s of await store.getServers(name)) {
     const want = s.name === info.alreadyAtTarget ? 'skipped' : 'success';
     if (s.status !== want) problems.push(`${name}: server ${s.name} is ${s.status}${s.error ? ` (${s.error})` : ''}, expected ${want}`);
     const at = safeCommit(info, s.name);
@@ -301,12 +304,12 @@ function expectFirst(store: Store, name: string, info: DemoFleetInfo, good: stri
   return problems;
 }
 
-function expectSecond(store: Store, name: string, info: DemoFleetInfo, good: string): string[] {
+async function expectSecond(store: ReportStore, name: string, info: DemoFleetInfo, good: string): Promise<string[]> {
   const problems: string[] = [];
-  const u = store.getUpdate(name);
+  const u = await store.getUpdate(name);
   if (u.commit !== info.upstream.commits.broken) problems.push(`${name}: planned commit ${short(u.commit)}, expected the broken branch's`);
   if (u.status !== 'failure') problems.push(`${name}: ended ${u.status} (${u.reason ?? 'no reason'}), expected failure`);
-  store.getServers(name).forEach((s, i) => {
+  (await store.getServers(name)).forEach((s, i) => {
     const want = i === 0 ? 'rolled-back' : 'pending';
     if (s.status !== want) problems.push(`${name}: server ${s.name} is ${s.status}${s.error ? ` (${s.error})` : ''}, expected ${want}`);
     const at = safeCommit(info, s.name);

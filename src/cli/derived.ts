@@ -5,7 +5,7 @@
 import { EXIT } from '../errors.js';
 import { updateJson } from '../output/status-json.js';
 import { updateText } from '../output/text.js';
-import type { Store } from '../store/store.js';
+import type { Overlap, ReportStore } from '../store/port.js';
 import type { UpdateRecord } from '../model/records.js';
 import type { CliContext } from './context.js';
 
@@ -31,23 +31,23 @@ export function probeInterrupts(): { signal: AbortSignal; dispose: () => void } 
  * A new pending update: `--json` its status document plus `extra`; else its status table, each
  * note on stderr, then `line` (given the count of its servers) and, with -q, just its name.
  */
-export function printNewPlan(ctx: CliContext, store: Store, u: UpdateRecord, o: { extra: object; notes: string[]; line: (servers: number) => string }): void {
-  const servers = store.getServers(u.name);
-  const overlaps = store.overlappingUpdates(u.name);
+export async function printNewPlan(ctx: CliContext, store: ReportStore, u: UpdateRecord, o: { extra: object; notes: string[]; line: (servers: number) => string }): Promise<void> {
+  const servers = await store.getServers(u.name);
+  const overlaps = await store.overlappingUpdates(u.name);
   const warnings = overlapWarnings(ctx, overlaps);
   if (ctx.opts.json) {
-    ctx.printJson({ ...updateJson(u, servers, store.budgetUse(u)), ...o.extra, overlaps, warnings });
+    ctx.printJson({ ...updateJson(u, servers, await store.budgetUse(u)), ...o.extra, overlaps, warnings });
     return;
   }
-  ctx.print('\n' + updateText(u, servers, store.budgetUse(u)));
+  ctx.print('\n' + updateText(u, servers, await store.budgetUse(u)));
   for (const n of o.notes) ctx.err.write(`note: ${n}\n`);
   for (const w of warnings) ctx.err.write(`warning: ${w}\n`);
   ctx.print(`\n${o.line(servers.length)}`);
   ctx.result(u.name);
 }
 
-/** The warnings of a new plan whose servers are also in other unfinished updates (Store.overlappingUpdates). */
-export function overlapWarnings(ctx: CliContext, overlaps: ReturnType<Store['overlappingUpdates']>): string[] {
+/** The warnings of a new plan whose servers are also in other unfinished updates (ReportStore.overlappingUpdates). */
+export function overlapWarnings(ctx: CliContext, overlaps: readonly Overlap[]): string[] {
   return overlaps.map(
     (o) =>
       `${o.servers.length} of this plan's servers ${o.servers.length === 1 ? 'is' : 'are'} also in update ${o.update} (${o.status}), not finished: ` +

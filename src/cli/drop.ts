@@ -8,9 +8,9 @@ import type { CliContext } from './context.js';
  * `drop NAME SERVER... [--reason TEXT]`: the servers become `excluded` in NAME (or in the batch
  * of its split that holds them), all or nothing; see rollout/drop.ts.
  */
-export function dropCommand(ctx: CliContext, name: string, servers: string[], opts: { reason?: string }): number {
+export async function dropCommand(ctx: CliContext, name: string, servers: string[], opts: { reason?: string }): Promise<number> {
   const store = ctx.store();
-  const r = dropServers(store, name, servers, { reason: opts.reason, now: ctx.clock.now() });
+  const r = await dropServers(store, name, servers, { reason: opts.reason, now: ctx.clock.now() });
   ctx.announceDb();
   ctx.result(`${name} dropped ${r.dropped.map((d) => d.name).join(' ')}`);
   if (ctx.opts.json) {
@@ -19,7 +19,7 @@ export function dropCommand(ctx: CliContext, name: string, servers: string[], op
       dropped: r.dropped.map((d) => ({ name: d.name, update: d.update })),
       notPending: r.notPending,
       error: r.error,
-      status: statusDocument(store, name),
+      status: await statusDocument(store, name),
     });
     return 0;
   }
@@ -35,8 +35,8 @@ export function dropCommand(ctx: CliContext, name: string, servers: string[], op
     // agent.prepare took our lock on it ahead of its turn and its release was not recorded
     ctx.print(`  ${d.name} may still carry ${d.update}'s lock (prepared ahead of its turn): it is released when ${d.update} pauses or ends, or now with ${ctx.cmd(`unlock ${d.name} --update ${d.update} --yes`)}`);
   }
-  const left = store.getServers(name).filter((s) => s.status === 'pending').length;
-  const paused = store.getUpdate(name).status === 'paused';
+  const left = (await store.getServers(name)).filter((s) => s.status === 'pending').length;
+  const paused = (await store.getUpdate(name)).status === 'paused';
   if (left === 0) ctx.print(`${name} has no pending server left: ${ctx.cmd(`${paused ? 'resume' : 'start'} ${name}`)} ends it with nothing to do, or ${ctx.cmd(`cancel ${name}`)}`);
   else ctx.print(`${plural(left, 'server')} still pending; ${paused ? 'continue' : 'run'} with: ${ctx.cmd(`${paused ? 'resume' : 'start'} ${name}`)}`);
   return 0;

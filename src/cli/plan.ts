@@ -73,18 +73,18 @@ export async function planCommand(
       config,
       { name: opts.name, concurrency, signal: interrupt.signal, only },
     );
-    const servers = store.getServers(u.name);
+    const servers = await store.getServers(u.name);
     // Servers this plan shares with another unfinished update: they will wait for each other.
-    const overlaps = store.overlappingUpdates(u.name);
+    const overlaps = await store.overlappingUpdates(u.name);
     const warnings = overlapWarnings(ctx, overlaps);
     const changes = await planChanges(await history, u.commit, servers);
     if (changes.error !== null) {
       warnings.push(`cannot read what the update changes (the commits between the running commits and the target) from ${u.repo}: ${changes.error}; the plan is made without it`);
     }
     warnings.push(...(await stoneWarnings(await history, u.commit, u.settings.versions?.steppingStones ?? [], servers)));
-    if (ctx.opts.json) ctx.printJson({ ...updateJson(u, servers, store.budgetUse(u)), changes, overlaps, warnings });
+    if (ctx.opts.json) ctx.printJson({ ...updateJson(u, servers, await store.budgetUse(u)), changes, overlaps, warnings });
     else {
-      ctx.print('\n' + planText(u, servers, changes, store.budgetUse(u)));
+      ctx.print('\n' + planText(u, servers, changes, await store.budgetUse(u)));
       for (const w of warnings) ctx.err.write(`warning: ${w}\n`);
       ctx.print(`\nplanned update ${u.name}; run it with: ${ctx.cmd(`start ${u.name}`)}`);
       ctx.result(u.name);
@@ -113,8 +113,8 @@ async function showCommandsCommand(ctx: CliContext, file: string | undefined, na
   if (name !== undefined) {
     if (file !== undefined) throw new UsageError('plan --show-commands NAME reads the plan of NAME: give it no -c (or give -c FILE and no NAME)');
     const store = ctx.store();
-    const u = store.getUpdate(name);
-    const servers = store.getServers(name).filter((s) => ACTIVE_SERVER.has(s.status));
+    const u = await store.getUpdate(name);
+    const servers = (await store.getServers(name)).filter((s) => ACTIVE_SERVER.has(s.status));
     doc = showCommands(name, u.settings, u.commit, servers);
   } else {
     if (file === undefined) throw new UsageError('plan --show-commands needs -c FILE (the config) or the name of a planned update');
@@ -161,11 +161,11 @@ async function refreshCommand(ctx: CliContext, name: string, concurrency: number
   try {
     const r = await refreshPlan({ store, transport: ctx.transport(), clock: ctx.clock, emit: reporter.onEvent }, name, { concurrency, signal: interrupt.signal });
     reporter.stop();
-    const servers = store.getServers(name);
+    const servers = await store.getServers(name);
     if (ctx.opts.json) {
-      ctx.printJson({ ...updateJson(r.update, servers, store.budgetUse(r.update)), refreshed: { probed: r.probed, pending: r.nowPending, skipped: r.nowSkipped, unreachable: r.stillUnreachable, excluded: r.nowExcluded } });
+      ctx.printJson({ ...updateJson(r.update, servers, await store.budgetUse(r.update)), refreshed: { probed: r.probed, pending: r.nowPending, skipped: r.nowSkipped, unreachable: r.stillUnreachable, excluded: r.nowExcluded } });
     } else {
-      ctx.print('\n' + updateText(r.update, servers, store.budgetUse(r.update)));
+      ctx.print('\n' + updateText(r.update, servers, await store.budgetUse(r.update)));
       ctx.print(
         r.probed === 0
           ? `\n${name} has no unreachable server: nothing to refresh`

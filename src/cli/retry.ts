@@ -29,7 +29,7 @@ export async function retryCommand(ctx: CliContext, name: string, opts: { name?:
       return 0;
     }
     ctx.announceDb();
-    printNewPlan(ctx, store, r.update, {
+    await printNewPlan(ctx, store, r.update, {
       extra: { notes, fatalLeftOut: r.selection.fatalLeftOut.map((s) => s.name) },
       notes,
       line: (n) => `planned update ${r.update!.name}, a retry of ${name} (${plural(n, 'server')}); run it with: ${ctx.cmd(`start ${r.update!.name}`)}`,

@@ -3,13 +3,13 @@ import { actor } from '../util/actor.js';
 import { AppError, EXIT, InterruptedError, UsageError } from '../errors.js';
 import { checkLocalSsh } from '../ssh/transport.js';
 import { NdjsonWriter } from '../output/ndjson.js';
-import { adviceAfterRun } from '../output/advice.js';
+import { adviceAfterRun, type Advice } from '../output/advice.js';
 import { statusDocument } from '../output/status-json.js';
 import { visibleText } from '../output/visible.js';
 import { assertRunnable, requestPause, runUpdate, serversToReach, type RunOptions, type RunResult } from '../rollout/run.js';
 import type { Reporter } from '../output/reporter.js';
 import type { RolloutEvent } from '../rollout/events.js';
-import type { Store } from '../store/store.js';
+import type { Store } from '../store/port.js';
 import type { UpdateRecord } from '../model/records.js';
 import { unsafePlaceholders } from '../util/shell.js';
 import { type CliContext, parseCount } from './context.js';
@@ -65,15 +65,24 @@ export async function runCommand(
   let store: Store | null = null;
   /** updates whose pause was asked for this signal (once each) */
   const pauseAsked = new Set<string>();
+  /**
+   * Called by the signal handler and by the engine's `update-started` event, neither of which can
+   * wait: the check and the request are one transaction, queued on the store the moment this is
+   * called, so whatever the engine reads or writes after that comes after the request. Its
+   * outcome is not waited for; an error (not running, or any more) means nothing to pause.
+   */
   const askPause = (name: string) => {
     if (pauseAsked.has(name) || store === null) return;
-    try {
-      if (store.getUpdate(name).status !== 'running') return; // not yet: asked when it starts (see emit)
-      requestPause(store, name, ctx.clock.now(), ctx.liveness, `${interrupts.first ?? 'a signal'} to the executor (${actor()})`);
-      pauseAsked.add(name);
-    } catch {
-      // not running (yet, or any more): nothing to pause
-    }
+    const now = ctx.clock.now();
+    const by = `${interrupts.first ?? 'a signal'} to the executor (${actor()})`;
+    store
+      .tx(async (t) => {
+        if (pauseAsked.has(name)) return; // asked by a call queued before this one
+        if ((await t.getUpdate(name)).status !== 'running') return; // not yet: asked when it starts (see emit)
+        await requestPause(t, name, now, ctx.liveness, by);
+        pauseAsked.add(name);
+      })
+      .catch(() => {});
   };
   let reporter: Reporter | null = null;
   /** a message about a signal: above the live view when there is one (same terminal), else on stderr */
@@ -108,17 +117,23 @@ export async function runCommand(
     const db = store;
     // Refuse the whole command before anything runs if any one update cannot start.
     for (const name of names) {
-      assertRunnable(db, name, mode);
-      assertPlanUsable(db.getUpdate(name), mode);
+      await assertRunnable(db, name, mode);
+      assertPlanUsable(await db.getUpdate(name), mode);
     }
     for (const name of names) {
-      await checkLocalSsh(ctx.transport(), db.getUpdate(name).settings.ssh, `cannot ${mode} ${name}`, serversToReach(db.getServers(name)));
+      await checkLocalSsh(ctx.transport(), (await db.getUpdate(name)).settings.ssh, `cannot ${mode} ${name}`, serversToReach(await db.getServers(name)));
       await stopIfInterrupted();
     }
-    reporter = await ctx.reporter(names.length > 1, (name) => adviceAfterRun(db.getUpdate(name), db.getServers(name)));
+    // What to look at after each update's run, read from the store before its update-finished
+    // event reaches the Reporter (execute), which prints it with the outcome.
+    const advice = new Map<string, Advice>();
+    reporter = await ctx.reporter(names.length > 1, (name) => advice.get(name) ?? { warnings: [], resumeHint: null });
+    const advise = async (name: string) => {
+      advice.set(name, adviceAfterRun(await db.getUpdate(name), await db.getServers(name)));
+    };
     await stopIfInterrupted();
     started = true;
-    return await execute(ctx, db, reporter, { mode, names, stopAfter, parallel, interrupts, hardStop, askPause });
+    return await execute(ctx, db, reporter, { mode, names, stopAfter, parallel, interrupts, hardStop, askPause, advise });
   } finally {
     reporter?.stop();
     interrupts.dispose();
@@ -133,6 +148,8 @@ interface Execution {
   interrupts: Interrupts;
   hardStop: AbortController;
   askPause: (name: string) => void;
+  /** reads the advice the Reporter prints after the update (see runCommand) */
+  advise: (name: string) => Promise<void>;
 }
 
 async function execute(ctx: CliContext, store: Store, reporter: Reporter, x: Execution): Promise<number> {
@@ -141,9 +158,16 @@ async function execute(ctx: CliContext, store: Store, reporter: Reporter, x: Exe
   const stream = ctx.opts.json ? new NdjsonWriter(ctx.out, () => ctx.clock.now()) : null;
   // An update reaches `running` inside the engine, after a signal may have come (while it
   // checked SSH once more): its pause is asked the moment it reports that it started.
+ // The Reporter's lines of an update's end carry its advice, read from the store first: the
+  // engine goes on meanwhile (it has nothing more to say of that update); they are all printed
+  // before anything that follows the run.
+  const finishing: Array<Promise<void>> = [];
   const emit = (e: RolloutEvent) => {
     if (e.type === 'update-started' && interrupts.count > 0) x.askPause(e.update);
-    reporter.onEvent(e);
+    if (e.type === 'update-finished') {
+      const show = () => reporter.onEvent(e);
+      finishing.push(x.advise(e.update).then(show, show));
+    } else reporter.onEvent(e);
     stream?.event(e);
   };
   const deps = { store, transport: ctx.transport(), clock: ctx.clock, liveness: ctx.liveness, emit };
@@ -164,6 +188,7 @@ async function execute(ctx: CliContext, store: Store, reporter: Reporter, x: Exe
         }),
       ),
     );
+    await Promise.all(finishing);
     const bug = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (bug) throw bug.reason;
     const results = settled.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
@@ -176,18 +201,18 @@ async function execute(ctx: CliContext, store: Store, reporter: Reporter, x: Exe
     reporter.stop();
     if (stream) {
       // The last line: what a script reads (README "Event stream (NDJSON)").
-      stream.result(
-        worst,
-        names.map((n) => statusDocument(store, n)),
-        {
-          errors: results.flatMap((r) => ('error' in r ? [{ update: r.update, error: r.error.message, exitCode: r.error.exitCode }] : [])),
-          notStarted: results.flatMap((r) => ('notStarted' in r ? [r.update] : [])),
-          warnings: names.flatMap((n) => {
-            const a = adviceAfterRun(store.getUpdate(n), store.getServers(n));
-            return a.resumeHint ? [...a.warnings, a.resumeHint] : a.warnings;
-          }),
-        },
-      );
+      const documents = [];
+      const warnings: string[] = [];
+      for (const n of names) {
+        documents.push(await statusDocument(store, n));
+        const a = adviceAfterRun(await store.getUpdate(n), await store.getServers(n));
+        warnings.push(...a.warnings, ...(a.resumeHint ? [a.resumeHint] : []));
+      }
+      stream.result(worst, documents, {
+        errors: results.flatMap((r) => ('error' in r ? [{ update: r.update, error: r.error.message, exitCode: r.error.exitCode }] : [])),
+        notStarted: results.flatMap((r) => ('notStarted' in r ? [r.update] : [])),
+        warnings,
+      });
     } else {
       for (const r of results) {
         if ('error' in r) continue;

@@ -44,7 +44,7 @@ export async function undoCommand(ctx: CliContext, name: string, opts: { name?: 
       return 0;
     }
     ctx.announceDb();
-    printNewPlan(ctx, store, r.update, {
+    await printNewPlan(ctx, store, r.update, {
       extra: { changedSince, notUndone, notes },
       notes,
       line: (n) =>

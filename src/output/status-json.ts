@@ -1,6 +1,6 @@
 import { holderIsDead } from '../rollout/lease.js';
 import { systemLiveness } from '../liveness.js';
-import type { Store } from '../store/store.js';
+import type { ReportStore } from '../store/port.js';
 import type { Hop, ServerRecord, UpdateRecord } from '../model/records.js';
 import { hopOf } from '../rollout/phases.js';
 import { allowedFailures, budgetOf, describeBudget } from '../rollout/decide.js';
@@ -190,7 +190,7 @@ function versionsOf(u: UpdateRecord, servers: readonly ServerRecord[] | null): {
 }
 
 /** `status NAME --json` of an update in the store: what the status command prints. */
-export function statusDocument(store: Store, name: string): UpdateJson {
-  const u = store.getUpdate(name);
-  return updateJson(u, store.getServers(name), budgetOf(u) !== null ? store.budgetUse(u) : undefined);
+export async function statusDocument(store: ReportStore, name: string): Promise<UpdateJson> {
+  const u = await store.getUpdate(name);
+  return updateJson(u, await store.getServers(name), budgetOf(u) !== null ? await store.budgetUse(u) : undefined);
 }

@@ -11,7 +11,7 @@
 import type { Config } from '../config/types.js';
 import type { Liveness } from '../liveness.js';
 import { holderIsDead, HEARTBEAT_MS } from '../rollout/lease.js';
-import type { Store } from '../store/store.js';
+import type { PlanStore, ReportStore } from '../store/port.js';
 import type { AutoRun, UpdateRecord } from '../model/records.js';
 import { ACTIVE_UPDATE } from '../model/lifecycle.js';
 import { actor } from '../util/actor.js';
@@ -47,23 +47,28 @@ export function autoRunIsDead(r: AutoRun, now: Date, live: Liveness): boolean {
  * paused, or another auto of it at work. `auto` asks this before it even resolves the target,
  * and again inside the transaction that claims.
  */
-export function existingWork(store: Store, configFile: string, now: Date, live: Liveness): Extract<AutoFinding, { kind: 'running' | 'paused' | 'claimed' }> | null {
-  const unfinished = store.updatesOfConfig(configFile).filter((u) => ACTIVE_UPDATE.has(u.status));
+export async function existingWork(
+  store: ReportStore,
+  configFile: string,
+  now: Date,
+  live: Liveness,
+): Promise<Extract<AutoFinding, { kind: 'running' | 'paused' | 'claimed' }> | null> {
+  const unfinished = (await store.updatesOfConfig(configFile)).filter((u) => ACTIVE_UPDATE.has(u.status));
   const running = unfinished.filter((u) => u.status === 'running' && u.lease !== null && !holderIsDead(u.lease, now, live));
   if (running.length > 0) return { kind: 'running', updates: running };
   // A paused batch split from a paused update that never ran is paused too: a person's to start.
   const paused = unfinished.filter((u) => u.status === 'paused');
   if (paused.length > 0) return { kind: 'paused', updates: paused };
-  const claim = store.openAutoRuns(configFile).find((r) => !autoRunIsDead(r, now, live));
+  const claim = (await store.openAutoRuns(configFile)).find((r) => !autoRunIsDead(r, now, live));
   if (claim) return { kind: 'claimed', run: claim };
   return null;
 }
 
 /** `name:` of the config, else `<branch>-<date>`; then `-2`, `-3`… until free (every auto run makes a new update). */
-export function autoName(config: Config, now: Date, taken: (name: string) => boolean): string {
+export async function autoName(config: Config, now: Date, taken: (name: string) => Promise<boolean>): Promise<string> {
   const base = config.name ?? `${config.source.branch.replace(/[^A-Za-z0-9._-]+/g, '-').replace(/^[^A-Za-z0-9]+/, '')}-${now.toISOString().slice(0, 10)}`;
-  if (!taken(base)) return base;
-  for (let i = 2; ; i++) if (!taken(`${base}-${i}`)) return `${base}-${i}`;
+  if (!(await taken(base))) return base;
+  for (let i = 2; ; i++) if (!(await taken(`${base}-${i}`))) return `${base}-${i}`;
 }
 
 /**
@@ -72,54 +77,49 @@ export function autoName(config: Config, now: Date, taken: (name: string) => boo
  * Claims of dead auto runs are ended (`abandoned`), and the `planning` update such a run left is
  * cancelled, so a killed `auto` never blocks the next one.
  */
-export function claimAuto(store: Store, config: Config, commit: string, rollbackCommit: string | null, now: Date, live: Liveness): AutoFinding {
-  return store.tx((): AutoFinding => {
-    const found = existingWork(store, config.file, now, live);
+export function claimAuto(store: PlanStore, config: Config, commit: string, rollbackCommit: string | null, now: Date, live: Liveness): Promise<AutoFinding> {
+  return store.tx(async (t): Promise<AutoFinding> => {
+    const found = await existingWork(t, config.file, now, live);
     if (found) return found;
-    for (const dead of store.openAutoRuns(config.file)) {
-      store.endAutoRun(dead.id, 'abandoned', `its process (pid ${dead.pid} on ${dead.host}) ended before the run did`);
-      const left = dead.updateName === null ? null : store.findUpdate(dead.updateName);
+    for (const dead of await t.openAutoRuns(config.file)) {
+      await t.endAutoRun(dead.id, 'abandoned', `its process (pid ${dead.pid} on ${dead.host}) ended before the run did`);
+      const left = dead.updateName === null ? null : await t.findUpdate(dead.updateName);
       if (left?.status === 'planning') {
-        store.setUpdateStatus(left.name, 'cancelled', { endedAt: now.toISOString(), reason: `the auto run planning it (pid ${dead.pid} on ${dead.host}) died` });
+        await t.setUpdateStatus(left.name, 'cancelled', { endedAt: now.toISOString(), reason: `the auto run planning it (pid ${dead.pid} on ${dead.host}) died` });
       }
     }
-    const updates = store.updatesOfConfig(config.file);
-    const begin = (what: string | null) => {
-      const id = store.beginAutoRun({ configFile: config.file, actor: actor(), pid: live.pid, host: live.host, pidStart: live.pidStart, commit });
-      if (what !== null) store.setAutoRunUpdate(id, what);
+    const updates = await t.updatesOfConfig(config.file);
+    const begin = async (what: string | null) => {
+      const id = await t.beginAutoRun({ configFile: config.file, actor: actor(), pid: live.pid, host: live.host, pidStart: live.pidStart, commit });
+      if (what !== null) await t.setAutoRunUpdate(id, what);
       return id;
     };
     // Left running by a dead executor, or planned by an auto run that died before starting it:
     // begun as `start` would. A pending plan a person made (plan -c, retry, undo) is theirs to
     // review and start, as a paused one is theirs to resume.
     const takeover = updates.filter((u) => u.status === 'running');
-    const byAuto = new Set(store.autoRuns(config.file).map((r) => r.updateName));
+    const byAuto = new Set((await t.autoRuns(config.file)).map((r) => r.updateName));
     const planned = updates.filter((u) => u.status === 'pending' && !byAuto.has(u.name) && !(u.batchOf !== null && byAuto.has(u.batchOf)));
     if (takeover.length === 0 && planned.length > 0) return { kind: 'planned', updates: planned };
     const pending = updates.filter((u) => u.status === 'pending' && !planned.includes(u));
     if (takeover.length > 0 || pending.length > 0) {
       const names = [...takeover, ...pending].map((u) => u.name).reverse();
-      return { kind: 'start', runId: begin(names[0]!), names, takeover: takeover.length > 0 };
+      return { kind: 'start', runId: await begin(names[0]!), names, takeover: takeover.length > 0 };
     }
     const last = updates.find((u) => !ACTIVE_UPDATE.has(u.status) && u.status !== 'cancelled' && u.commit === commit);
     if (last && (last.status === 'failure' || last.status === 'partial-success')) return { kind: 'failed-before', update: last };
-    const input = planInput(config, autoName(config, now, (n) => store.hasUpdate(n)), commit, rollbackCommit);
-    const runId = begin(input.name);
-    recordPlan(store, input);
-    store.addEvent(input.name, null, 'auto', `planned by agent-update auto (run ${runId}) of ${config.file}`, input.createdBy);
+    const input = planInput(config, await autoName(config, now, (n) => t.hasUpdate(n)), commit, rollbackCommit);
+    const runId = await begin(input.name);
+    await recordPlan(t, input);
+    await t.addEvent(input.name, null, 'auto', `planned by agent-update auto (run ${runId}) of ${config.file}`, input.createdBy);
     return { kind: 'plan', runId, input };
   });
 }
 
 /** Refresh the claim's heartbeat while the auto run lives; returns the function that stops it. */
-export function keepClaim(store: Store, runId: number, live: Liveness): () => void {
-  return live.heartbeat(HEARTBEAT_MS, () => {
-    try {
-      store.autoHeartbeat(runId);
-    } catch {
-      // a busy database: the next beat
-    }
-  });
+export function keepClaim(store: PlanStore, runId: number, live: Liveness): () => void {
+  // a timer cannot wait for its write: each beat's runs on its own; a busy database: the next beat
+  return live.heartbeat(HEARTBEAT_MS, () => void store.autoHeartbeat(runId).catch(() => {}));
 }
 
 /**
@@ -128,12 +128,18 @@ export function keepClaim(store: Store, runId: number, live: Liveness): () => vo
  * server left to update, the update and everything recorded for it go and the auto run's row is
  * the one record of it (`nothing-to-do`); else the update becomes `pending`.
  */
-export function finishAutoPlan(store: Store, runId: number, name: string, commit: string, now: Date): { nothing: string } | { update: UpdateRecord; leftForNextRun: string[] } {
-  return store.tx(() => {
-    const servers = store.getServers(name);
+export function finishAutoPlan(
+  store: PlanStore,
+  runId: number,
+  name: string,
+  commit: string,
+  now: Date,
+): Promise<{ nothing: string } | { update: UpdateRecord; leftForNextRun: string[] }> {
+  return store.tx(async (t) => {
+    const servers = await t.getServers(name);
     const unreachable = servers.filter((s) => s.status === 'unreachable');
     for (const s of unreachable) {
-      store.setServerStatus(s.id, 'excluded', { error: `unreachable when auto planned (${s.error ?? 'no reason recorded'}); left for the next auto run`, endedAt: now.toISOString() });
+      await t.setServerStatus(s.id, 'excluded', { error: `unreachable when auto planned (${s.error ?? 'no reason recorded'}); left for the next auto run`, endedAt: now.toISOString() });
     }
     const pending = servers.filter((s) => s.status === 'pending');
     const unreached = unreachable.length === 0 ? '' : `; ${unreachable.length} unreachable, left for the next run: ${unreachable.map((s) => s.name).join(', ')}`;
@@ -145,10 +151,10 @@ export function finishAutoPlan(store: Store, runId: number, name: string, commit
           ? `no server could be reached, so nothing was done: ${unreachable.length} unreachable, left for the next run: ${unreachable.map((s) => s.name).join(', ')}`
           : `nothing to do: ${plural(at, 'server')} already ${at === 1 ? 'runs' : 'run'} the target ${commit.slice(0, 12)}` +
         `${other > 0 ? `; ${plural(other, 'server')} excluded by the probe` : ''}${unreached}`;
-      store.discardPlan(name);
-      store.endAutoRun(runId, 'nothing-to-do', message, null);
+      await t.discardPlan(name);
+      await t.endAutoRun(runId, 'nothing-to-do', message, null);
       return { nothing: message };
     }
-    return { update: store.setUpdateStatus(name, 'pending'), leftForNextRun: unreachable.map((s) => s.name) };
+    return { update: await t.setUpdateStatus(name, 'pending'), leftForNextRun: unreachable.map((s) => s.name) };
   });
 }

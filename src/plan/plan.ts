@@ -5,8 +5,7 @@ import type { Clock } from '../clock.js';
 import { InterruptedError, TransitionError, UsageError } from '../errors.js';
 import type { EventSink } from '../rollout/events.js';
 import { checkLocalSsh, type Transport } from '../ssh/transport.js';
-import type { Store } from '../store/store.js';
-import type { NewUpdate } from '../store/port.js';
+import type { NewUpdate, PlanStore } from '../store/port.js';
 import { specOf, type ServerRecord, type UpdateRecord } from '../model/records.js';
 import { resolveCommit, resolveRollbackCommit, withResolvedStones } from './source.js';
 import { select } from '../config/select.js';
@@ -34,7 +33,7 @@ export interface PlanOptions {
 }
 
 export interface PlanDeps {
-  store: Store;
+  store: PlanStore;
   transport: Transport;
   clock: Clock;
   emit: EventSink;
@@ -63,10 +62,10 @@ export function selectServers(config: Config): ServerSpec[] {
 }
 
 /** `<branch>-<YYYY-MM-DD>`, then `-2`, `-3`… until the name is free. */
-export function defaultName(branch: string, now: Date, taken: (name: string) => boolean): string {
+export async function defaultName(branch: string, now: Date, taken: (name: string) => Promise<boolean>): Promise<string> {
   const base = `${branch.replace(/[^A-Za-z0-9._-]+/g, '-').replace(/^[^A-Za-z0-9]+/, '')}-${now.toISOString().slice(0, 10)}`;
-  if (!taken(base)) return base;
-  for (let i = 2; ; i++) if (!taken(`${base}-${i}`)) return `${base}-${i}`;
+  if (!(await taken(base))) return base;
+  for (let i = 2; ; i++) if (!(await taken(`${base}-${i}`))) return `${base}-${i}`;
 }
 
 /** What the plan stores: `commit` and `rollbackCommit` are the full 40-hex commits resolved at plan time. */
@@ -99,10 +98,10 @@ export function checkOnly(config: Config, only: VersionClass | null | undefined)
  */
 export async function createPlan(deps: PlanDeps, config: Config, opts: PlanOptions): Promise<UpdateRecord> {
   const { store } = deps;
-  const name = opts.name ?? config.name ?? defaultName(config.source.branch, deps.clock.now(), (n) => store.hasUpdate(n));
+  const name = opts.name ?? config.name ?? (await defaultName(config.source.branch, deps.clock.now(), (n) => store.hasUpdate(n)));
   checkUpdateName(name);
-  if (store.hasUpdate(name)) {
-    throw new UsageError(`an update named ${name} already exists in ${store.path}; pass --name to choose another`);
+  if (await store.hasUpdate(name)) {
+    throw new UsageError(`an update named ${name} already exists in ${store.location}; pass --name to choose another`);
   }
   checkCeiling(config.file, config.source);
   checkOnly(config, opts.only);
@@ -117,16 +116,16 @@ export async function createPlan(deps: PlanDeps, config: Config, opts: PlanOptio
   await checkLocalSsh(deps.transport, config.ssh, `cannot plan ${name}`, servers);
 
   const input = planInput(config, name, commit, rollbackCommit, opts.only ?? null);
-  recordPlan(store, input);
+  await recordPlan(store, input);
   const only = opts.only ?? null;
   return probePlan(deps, input, {
     concurrency: opts.concurrency,
     signal: opts.signal,
-    afterProbe: () => {
+    afterProbe: async () => {
       if (only === null) return;
       // A server whose class could not be read (unreachable, version unreadable) stays, so that it is seen.
-      const out = store.getServers(name).filter((s) => s.versionClass != null && s.versionClass !== only);
-      store.leaveOut(name, out.map((s) => s.id), `plan --only ${only}: not of class ${only}`);
+      const out = (await store.getServers(name)).filter((s) => s.versionClass != null && s.versionClass !== only);
+      await store.leaveOut(name, out.map((s) => s.id), `plan --only ${only}: not of class ${only}`);
     },
   });
 }
@@ -159,7 +158,7 @@ export function planInput(config: Config, name: string, commit: string, rollback
 }
 
 /** Write the update as `planning` with its servers `pending` (one transaction; may be inside the caller's). */
-export function recordPlan(store: Store, input: PlanInput): UpdateRecord {
+export function recordPlan(store: PlanStore, input: PlanInput): Promise<UpdateRecord> {
   const { probeWith: _probeWith, ...update } = input;
   return store.createUpdate(update);
 }
@@ -172,7 +171,7 @@ export function recordPlan(store: Store, input: PlanInput): UpdateRecord {
 export async function probePlan(
   deps: PlanDeps,
   input: Pick<PlanInput, 'name' | 'commit' | 'probeWith'>,
-  opts: { concurrency: number; signal?: AbortSignal; afterProbe?: () => void; keepPlanning?: boolean },
+  opts: { concurrency: number; signal?: AbortSignal; afterProbe?: () => Promise<void>; keepPlanning?: boolean },
 ): Promise<UpdateRecord> {
   const { store } = deps;
   const { name, commit } = input;
@@ -180,16 +179,16 @@ export async function probePlan(
   const { signal } = opts;
   allowListeners(signal, opts.concurrency);
   await Promise.all(
-    store.getServers(name).map((s) => limit(async () => (signal?.aborted ? undefined : probeServer(deps, input.probeWith, commit, s, signal)))),
+    (await store.getServers(name)).map((s) => limit(async () => (signal?.aborted ? undefined : probeServer(deps, input.probeWith, commit, s, signal)))),
   );
   if (signal?.aborted) {
-    const all = store.getServers(name);
+    const all = await store.getServers(name);
     const probed = all.filter((s) => s.status !== 'pending' || s.fromCommit !== null).length;
     const reason = `plan interrupted after probing ${probed} of ${plural(all.length, 'server')}`;
-    store.setUpdateStatus(name, 'cancelled', { endedAt: deps.clock.now().toISOString(), reason });
+    await store.setUpdateStatus(name, 'cancelled', { endedAt: deps.clock.now().toISOString(), reason });
     throw new InterruptedError(`${reason}: update ${name} is cancelled (nothing was changed on any server); plan again to start over`);
   }
-  opts.afterProbe?.();
+  await opts.afterProbe?.();
   return opts.keepPlanning ? store.getUpdate(name) : store.setUpdateStatus(name, 'pending');
 }
 
@@ -212,21 +211,21 @@ export async function refreshPlan(
   opts: { concurrency: number; signal?: AbortSignal },
 ): Promise<{ update: UpdateRecord; probed: number; nowPending: number; nowSkipped: number; stillUnreachable: number; nowExcluded: number }> {
   const { store } = deps;
-  const u = store.getUpdate(name);
+  const u = await store.getUpdate(name);
   if (u.status !== 'pending' && u.status !== 'paused') {
     throw new TransitionError(`cannot refresh update ${name}: it is ${u.status}; only a pending or paused update's plan can be refreshed`);
   }
-  const targets = store.getServers(name).filter((s) => s.status === 'unreachable');
+  const targets = (await store.getServers(name)).filter((s) => s.status === 'unreachable');
   await checkLocalSsh(deps.transport, u.settings.ssh, `cannot refresh ${name}`, targets.map(specOf));
-  store.addEvent(name, null, 'refresh', `re-probing ${targets.length} unreachable server${targets.length === 1 ? '' : 's'}`);
+  await store.addEvent(name, null, 'refresh', `re-probing ${targets.length} unreachable server${targets.length === 1 ? '' : 's'}`);
   const limit = pLimit(Math.max(1, opts.concurrency));
   allowListeners(opts.signal, opts.concurrency);
   await Promise.all(
     targets.map((s) => limit(async () => (opts.signal?.aborted ? undefined : probeServer(deps, { ...u.settings, versions: u.settings.versions ?? {} }, u.commit, s, opts.signal, true)))),
   );
-  const after = new Map(store.getServers(name).map((s) => [s.id, s.status]));
+  const after = new Map((await store.getServers(name)).map((s) => [s.id, s.status]));
   const count = (st: string) => targets.filter((s) => after.get(s.id) === st).length;
-  return { update: store.getUpdate(name), probed: targets.length, nowPending: count('pending'), nowSkipped: count('skipped'), stillUnreachable: count('unreachable'), nowExcluded: count('excluded') };
+  return { update: await store.getUpdate(name), probed: targets.length, nowPending: count('pending'), nowSkipped: count('skipped'), stillUnreachable: count('unreachable'), nowExcluded: count('excluded') };
 }
 
 /**
@@ -259,9 +258,9 @@ export async function probeServer(
     // called `skipped` on what it shows mid-update; `start` re-checks it under the lock. So is
     // the version: one command reads the lock, the commit and the version (versions.ts).
     const probe = semverCommand === null ? null : probeScript(command, semverCommand);
-    const step = store.beginStep(s, 'probe', `(read the agent-update lock) && ${command}${semverCommand === null ? '' : `; ${semverCommand}`}`);
+    const step = await store.beginStep(s, 'probe', `(read the agent-update lock) && ${command}${semverCommand === null ? '' : `; ${semverCommand}`}`);
     const raw = await session.exec(`${readScript()}\n${probe === null ? command : probe.script}`, { timeoutMs: Math.min(config.ssh.commandTimeoutMs, 60_000), signal });
-    store.endStep(step, raw);
+    await store.endStep(step, raw);
     const { verdict, rest } = splitLockOutput(raw.stdout);
     if (verdict?.kind === 'present') lockedBy = describeOwner(parseOwner(verdict.owner));
     let r = { ...raw, stdout: rest };
@@ -300,14 +299,14 @@ export async function probeServer(
   }
   const status =
     error !== null ? 'unreachable' : versionError !== null ? 'excluded' : commit === endsAt && lockedBy === null ? 'skipped' : 'pending';
-  if (lockedBy !== null) store.addEvent(s.updateName, s.name, 'locked', `locked by ${lockedBy} when probed; start re-checks it under the lock`);
-  if (status !== 'unreachable') store.setProbedVersion(s.id, version, cls);
+  if (lockedBy !== null) await store.addEvent(s.updateName, s.name, 'locked', `locked by ${lockedBy} when probed; start re-checks it under the lock`);
+  if (status !== 'unreachable') await store.setProbedVersion(s.id, version, cls);
   const reason = status === 'excluded' ? versionError : error;
   if (again) {
-    if (status === 'unreachable') store.patchServer(s.id, { error, endedAt: deps.clock.now().toISOString() });
+    if (status === 'unreachable') await store.patchServer(s.id, { error, endedAt: deps.clock.now().toISOString() });
     else {
       const ended = status === 'skipped' || status === 'excluded';
-      store.setServerStatus(s.id, status, {
+      await store.setServerStatus(s.id, status, {
         fromCommit: commit,
         toCommit: status === 'skipped' ? endsAt : null,
         error: status === 'excluded' ? reason : null,
@@ -316,10 +315,10 @@ export async function probeServer(
       });
     }
   } else if (status === 'pending') {
-    store.setProbedCommit(s.id, commit);
-    if (path !== s.path) store.patchServer(s.id, { path });
+    await store.setProbedCommit(s.id, commit);
+    if (path !== s.path) await store.patchServer(s.id, { path });
   } else {
-    store.setServerStatus(s.id, status, {
+    await store.setServerStatus(s.id, status, {
       fromCommit: commit,
       toCommit: status === 'skipped' ? endsAt : null,
       error: reason,

@@ -7,7 +7,7 @@
  */
 import { TransitionError, UsageError } from '../errors.js';
 import { checkLocalSsh } from '../ssh/transport.js';
-import { type Store } from '../store/store.js';
+import type { PlanStore, ReportStore } from '../store/port.js';
 import { specOf, type ServerRecord, type UpdateRecord } from '../model/records.js';
 import type { ServerStatus } from '../model/lifecycle.js';
 import { actor } from '../util/actor.js';
@@ -37,12 +37,12 @@ export interface RetrySelection {
  * of it planning or running (its servers are not done); an unfinished retry of NAME (start or
  * cancel that one first; a finished retry can itself be retried).
  */
-export function selectRetry(store: Store, name: string, includeFatal: boolean): RetrySelection {
-  const from = store.getUpdate(name);
+export async function selectRetry(store: ReportStore, name: string, includeFatal: boolean): Promise<RetrySelection> {
+  const from = await store.getUpdate(name);
   if (from.status === 'pending') {
     throw new TransitionError(`cannot retry ${name}: it is pending, nothing ran yet; start it, or re-probe its unreachable servers with \`${suggest(`plan --refresh ${name}`)}\``);
   }
-  const group = [from, ...store.batchesOf(name)];
+  const group = [from, ...(await store.batchesOf(name))];
   const busy = group.find((u) => u.status === 'planning' || u.status === 'running');
   if (busy) {
     throw new TransitionError(
@@ -52,9 +52,11 @@ export function selectRetry(store: Store, name: string, includeFatal: boolean): 
   }
   // A retry of NAME and one of a batch of the same split would take the same servers: one at a time.
   let root = from;
-  for (let hops = 0; root.batchOf !== null && hops < 1000; hops++) root = store.findUpdate(root.batchOf) ?? { ...root, batchOf: null };
-  const split = [root, ...store.batchesOf(root.name)];
-  const open = split.flatMap((u) => store.retriesOf(u.name)).find((u) => UNFINISHED.has(u.status));
+  for (let hops = 0; root.batchOf !== null && hops < 1000; hops++) root = (await store.findUpdate(root.batchOf)) ?? { ...root, batchOf: null };
+  const split = [root, ...(await store.batchesOf(root.name))];
+  const retries: UpdateRecord[] = [];
+  for (const u of split) retries.push(...(await store.retriesOf(u.name)));
+  const open = retries.find((u) => UNFINISHED.has(u.status));
   if (open) {
     const of = open.retryOf === name ? name : `${open.retryOf} (of the same split as ${name})`;
     throw new UsageError(
@@ -62,7 +64,8 @@ export function selectRetry(store: Store, name: string, includeFatal: boolean): 
         `${open.status === 'paused' ? 'resume' : 'start'} it (\`${suggest(`${open.status === 'paused' ? 'resume' : 'start'} ${open.name}`)}\`) or cancel it first`,
     );
   }
-  const all = group.flatMap((u) => store.getServers(u.name));
+  const all: ServerRecord[] = [];
+  for (const u of group) all.push(...(await store.getServers(u.name)));
   return {
     from,
     group,
@@ -76,27 +79,27 @@ export function selectRetry(store: Store, name: string, includeFatal: boolean): 
  * The default name: `ROOT-retry`, then `ROOT-retry-2`, … where ROOT is the update the chain of
  * retries started from (a retry of `a-retry` is `a-retry-2`, not `a-retry-retry`).
  */
-export function retryName(store: Store, from: UpdateRecord): string {
+export async function retryName(store: ReportStore, from: UpdateRecord): Promise<string> {
   let root = from;
   for (let hops = 0; root.retryOf !== null && hops < 1000; hops++) {
-    const up = store.findUpdate(root.retryOf);
+    const up = await store.findUpdate(root.retryOf);
     if (!up) break;
     root = up;
   }
   const base = `${root.name}-retry`.slice(0, 94);
-  if (!store.hasUpdate(base)) return base;
-  for (let i = 2; ; i++) if (!store.hasUpdate(`${base}-${i}`)) return `${base}-${i}`;
+  if (!(await store.hasUpdate(base))) return base;
+  for (let i = 2; ; i++) if (!(await store.hasUpdate(`${base}-${i}`))) return `${base}-${i}`;
 }
 
 /**
  * NAME is an undo, or a retry (of a retry, …) of one: each server's path is its own target, which
  * the stored settings cannot compute again (an undo's have no version bounds), so a retry keeps it.
  */
-function ownTargets(store: Store, u: UpdateRecord): boolean {
+async function ownTargets(store: ReportStore, u: UpdateRecord): Promise<boolean> {
   let at: UpdateRecord | null = u;
   for (let hops = 0; at !== null && hops < 1000; hops++) {
     if (at.undoOf !== null) return true;
-    at = at.retryOf === null ? null : (store.findUpdate(at.retryOf) ?? null);
+    at = at.retryOf === null ? null : ((await store.findUpdate(at.retryOf)) ?? null);
   }
   return false;
 }
@@ -115,17 +118,17 @@ export async function createRetry(
 ): Promise<RetryResult> {
   const { store } = deps;
   if (opts.newName !== undefined) checkUpdateName(opts.newName);
-  const first = selectRetry(store, name, opts.includeFatal);
+  const first = await selectRetry(store, name, opts.includeFatal);
   if (first.servers.length === 0) return { selection: first, update: null };
   await checkLocalSsh(deps.transport, first.from.settings.ssh, `cannot retry ${name}`, first.servers.map(specOf));
   // The check and the record in one transaction: two retries of NAME at once make one.
-  const { selection, input } = store.tx(() => {
-    const selection = selectRetry(store, name, opts.includeFatal);
+  const { selection, input } = await store.tx(async (t: PlanStore) => {
+    const selection = await selectRetry(t, name, opts.includeFatal);
     if (selection.servers.length === 0) return { selection, input: null };
     const u = selection.from;
-    const newName = opts.newName ?? retryName(store, u);
-    const own = ownTargets(store, u);
-    if (store.hasUpdate(newName)) throw new UsageError(`an update named ${newName} already exists in ${store.path}; pass --name to choose another`);
+    const newName = opts.newName ?? (await retryName(t, u));
+    const own = await ownTargets(t, u);
+    if (await t.hasUpdate(newName)) throw new UsageError(`an update named ${newName} already exists in ${t.location}; pass --name to choose another`);
     const input: PlanInput = {
       name: newName,
       repo: u.repo,
@@ -140,9 +143,9 @@ export async function createRetry(
       retryOf: u.name,
       createdBy: actor(),
     };
-    recordPlan(store, input);
+    await recordPlan(t, input);
     const fatal = selection.fatalLeftOut.length ? `; fatal left out (needs --include-fatal): ${selection.fatalLeftOut.map((s) => s.name).join(', ')}` : '';
-    store.addEvent(newName, null, 'retry', `retry of ${u.name}: ${selection.servers.map((s) => `${s.name} (${s.status})`).join(', ')}${fatal}`, input.createdBy);
+    await t.addEvent(newName, null, 'retry', `retry of ${u.name}: ${selection.servers.map((s) => `${s.name} (${s.status})`).join(', ')}${fatal}`, input.createdBy);
     return { selection, input };
   });
   if (input === null) return { selection, update: null };

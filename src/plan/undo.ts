@@ -10,7 +10,7 @@
  */
 import { TransitionError, UsageError } from '../errors.js';
 import { checkLocalSsh } from '../ssh/transport.js';
-import { type Store } from '../store/store.js';
+import type { PlanStore, ReportStore } from '../store/port.js';
 import { specOf, type ServerRecord, type UpdateRecord } from '../model/records.js';
 import type { RolloutSettings } from '../config/types.js';
 import { actor } from '../util/actor.js';
@@ -40,9 +40,9 @@ export interface UndoSelection {
  * Which servers an undo of `name` covers, or a refusal (exit 2): NAME unknown; NAME or a batch of
  * it planning, pending or running (pause it, or let it end, first); an unfinished undo of NAME.
  */
-export function selectUndo(store: Store, name: string): UndoSelection {
-  const from = store.getUpdate(name);
-  const group = [from, ...store.batchesOf(name)];
+export async function selectUndo(store: ReportStore, name: string): Promise<UndoSelection> {
+  const from = await store.getUpdate(name);
+  const group = [from, ...(await store.batchesOf(name))];
   const busy = group.find((u) => u.status === 'planning' || u.status === 'pending' || u.status === 'running');
   if (busy) {
     const who = busy.name === name ? 'it' : `its batch ${busy.name}`;
@@ -55,7 +55,7 @@ export function selectUndo(store: Store, name: string): UndoSelection {
             : ''),
     );
   }
-  const open = store.undosOf(name).find((u) => UNFINISHED.has(u.status));
+  const open = (await store.undosOf(name)).find((u) => UNFINISHED.has(u.status));
   if (open) {
     throw new UsageError(
       `${name} already has an undo that is not finished: ${open.name} (${open.status}); ` +
@@ -67,7 +67,9 @@ export function selectUndo(store: Store, name: string): UndoSelection {
   const servers: ServerRecord[] = [];
   const changedSince: UndoSelection['changedSince'] = [];
   const notUndone: UndoSelection['notUndone'] = [];
-  for (const s of group.flatMap((u) => store.getServers(u.name))) {
+  const all: ServerRecord[] = [];
+  for (const u of group) all.push(...(await store.getServers(u.name)));
+  for (const s of all) {
     const u = byName.get(s.updateName)!;
     if (s.status === 'failed' || s.status === 'fatal') {
       notUndone.push({ server: s, why: `${s.status}: its state is for a person to check` });
@@ -79,9 +81,12 @@ export function selectUndo(store: Store, name: string): UndoSelection {
       continue;
     }
     if (s.status !== 'success' || s.fromCommit === null || s.fromCommit === s.toCommit) continue;
-    const later = store
-      .laterWorkOn(s, s.endedAt ?? s.startedAt ?? from.createdAt)
-      .find((r) => !names.has(r.updateName) && changedIt(store, r));
+    let later: ServerRecord | undefined;
+    for (const r of await store.laterWorkOn(s, s.endedAt ?? s.startedAt ?? from.createdAt)) {
+      if (names.has(r.updateName) || !(await changedIt(store, r))) continue;
+      later = r;
+      break;
+    }
     if (later) changedSince.push({ server: s, by: { update: later.updateName, status: later.status } });
     else servers.push(s);
   }
@@ -93,19 +98,19 @@ export function selectUndo(store: Store, name: string): UndoSelection {
  * failed or fatal, or was rolled back to something else than it found (a stepping stone, a
  * rollback.commit); a plain rollback put back what it found.
  */
-function changedIt(store: Store, r: ServerRecord): boolean {
+async function changedIt(store: ReportStore, r: ServerRecord): Promise<boolean> {
   if (r.status !== 'rolled-back') return true;
-  const u = store.findUpdate(r.updateName);
+  const u = await store.findUpdate(r.updateName);
   if (!u) return true;
   const at = endCommit(u, r, u.commit);
   return at === null || at !== r.fromCommit;
 }
 
 /** `NAME-undo`, then `NAME-undo-2`, … */
-export function undoName(store: Store, from: UpdateRecord): string {
+export async function undoName(store: ReportStore, from: UpdateRecord): Promise<string> {
   const base = `${from.name}-undo`.slice(0, 95);
-  if (!store.hasUpdate(base)) return base;
-  for (let i = 2; ; i++) if (!store.hasUpdate(`${base}-${i}`)) return `${base}-${i}`;
+  if (!(await store.hasUpdate(base))) return base;
+  for (let i = 2; ; i++) if (!(await store.hasUpdate(`${base}-${i}`))) return `${base}-${i}`;
 }
 
 /**
@@ -132,16 +137,16 @@ export async function createUndo(
 ): Promise<UndoResult> {
   const { store } = deps;
   if (opts.newName !== undefined) checkUpdateName(opts.newName);
-  const first = selectUndo(store, name);
+  const first = await selectUndo(store, name);
   if (first.servers.length === 0) return { selection: first, update: null };
   await checkLocalSsh(deps.transport, first.from.settings.ssh, `cannot undo ${name}`, first.servers.map(specOf));
   // The check and the record in one transaction: two undos of NAME at once make one.
-  const { selection, input } = store.tx(() => {
-    const selection = selectUndo(store, name);
+  const { selection, input } = await store.tx(async (t: PlanStore) => {
+    const selection = await selectUndo(t, name);
     if (selection.servers.length === 0) return { selection, input: null };
     const u = selection.from;
-    const newName = opts.newName ?? undoName(store, u);
-    if (store.hasUpdate(newName)) throw new UsageError(`an update named ${newName} already exists in ${store.path}; pass --name to choose another`);
+    const newName = opts.newName ?? (await undoName(t, u));
+    if (await t.hasUpdate(newName)) throw new UsageError(`an update named ${newName} already exists in ${t.location}; pass --name to choose another`);
     // The update's own commit is the one most of its servers go back to (status shows it as the target).
     const counts = new Map<string, number>();
     for (const s of selection.servers) counts.set(s.fromCommit!, (counts.get(s.fromCommit!) ?? 0) + 1);
@@ -160,9 +165,9 @@ export async function createUndo(
       undoOf: u.name,
       createdBy: actor(),
     };
-    recordPlan(store, input);
+    await recordPlan(t, input);
     const left = selection.changedSince.length ? `; left out, changed since: ${selection.changedSince.map((c) => `${c.server.name} by ${c.by.update} (${c.by.status})`).join(', ')}` : '';
-    store.addEvent(newName, null, 'undo', `undo of ${u.name}: ${plural(selection.servers.length, 'server')} back to their own previous commits${left}`, input.createdBy);
+    await t.addEvent(newName, null, 'undo', `undo of ${u.name}: ${plural(selection.servers.length, 'server')} back to their own previous commits${left}`, input.createdBy);
     return { selection, input };
   });
   if (input === null) return { selection, update: null };

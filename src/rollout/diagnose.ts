@@ -20,7 +20,7 @@
  */
 import type { RolloutSettings } from '../config/types.js';
 import type { ExecResult } from '../ssh/transport.js';
-import type { Store } from '../store/store.js';
+import type { EngineStore } from '../store/port.js';
 import type { ServerRecord } from '../model/records.js';
 import { expandCommand, type PlaceholderValues } from '../util/shell.js';
 import { plural } from '../util/plural.js';
@@ -39,8 +39,8 @@ export interface DiagnoseRun {
   readonly settings: RolloutSettings;
   /** the hop that failed (a server without a path: its one hop, fromCommit → its target) */
   readonly hop: Pick<HopView, 'from' | 'to'>;
-  readonly ctx: { readonly deps: { readonly store: Store; readonly emit: EventSink } };
-  setStep(step: ServerStep, change?: { error?: string | null }): void;
+  readonly ctx: { readonly deps: { readonly store: EngineStore; readonly emit: EventSink } };
+  setStep(step: ServerStep, change?: { error?: string | null }): Promise<void>;
   execTemplate(phase: string, template: string, values: PlaceholderValues, timeoutMs?: number): Promise<ExecResult>;
 }
 
@@ -54,7 +54,7 @@ export async function diagnoseServer(run: DiagnoseRun, reason: string): Promise<
   if (!d || d.commands.length === 0) return;
   const { store, emit } = run.ctx.deps;
   const { updateName: update, name: server } = run.server;
-  run.setStep('diagnose', { error: reason });
+  await run.setStep('diagnose', { error: reason });
   // the values of the hop that failed, as its update commands had them (and plan --show-commands shows them)
   const values = phaseValues(run.settings, 'diagnose', { target: run.hop.to, from: run.hop.from })!;
   for (let i = 0; i < d.commands.length; i++) {
@@ -65,7 +65,7 @@ export async function diagnoseServer(run: DiagnoseRun, reason: string): Promise<
     if (!answers(r)) {
       const left = d.commands.slice(i + 1);
       const why = `the server does not answer (${r.error ?? 'connection lost'})`;
-      store.addEvent(update, server, 'diagnose', `diagnose stopped: ${why}${left.length ? `; ${plural(left.length, 'command')} not run` : ''}`);
+      await store.addEvent(update, server, 'diagnose', `diagnose stopped: ${why}${left.length ? `; ${plural(left.length, 'command')} not run` : ''}`);
       for (const rest of left) {
         emit({ type: 'diagnose', update, server, command: shownCommand(rest, values), ran: false, code: null, timedOut: false, error: `not run: ${why}`, durationMs: 0, output: '' });
       }

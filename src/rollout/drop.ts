@@ -1,6 +1,6 @@
 import { globMatcher, patternProblem } from '../config/select.js';
 import { TransitionError, UsageError } from '../errors.js';
-import type { Store } from '../store/store.js';
+import type { EngineStore } from '../store/port.js';
 import type { ServerRecord, UpdateRecord } from '../model/records.js';
 import { actor } from '../util/actor.js';
 import { didYouMean } from '../util/did-you-mean.js';
@@ -42,15 +42,15 @@ export interface DropResult {
  * The updates of `name`'s split (the one it was split from, itself and every batch), oldest
  * first: a server named may have been moved to a batch by `split`.
  */
-function splitGroup(store: Store, u: UpdateRecord): UpdateRecord[] {
+async function splitGroup(store: EngineStore, u: UpdateRecord): Promise<UpdateRecord[]> {
   let root = u;
   for (let hops = 0; root.batchOf !== null && hops < 100; hops++) {
-    const up = store.findUpdate(root.batchOf);
+    const up = await store.findUpdate(root.batchOf);
     if (!up) break;
     root = up;
   }
   const out = [root];
-  for (let i = 0; i < out.length && out.length < 10_000; i++) out.push(...store.batchesOf(out[i]!.name));
+  for (let i = 0; i < out.length && out.length < 10_000; i++) out.push(...(await store.batchesOf(out[i]!.name)));
   return out;
 }
 
@@ -62,7 +62,7 @@ function splitGroup(store: Store, u: UpdateRecord): UpdateRecord[] {
  * split (then that batch must be pending or paused too). A glob drops the pending servers it
  * matches and reports the others; one that matches no pending server is refused.
  */
-export function dropServers(store: Store, name: string, args: readonly string[], opts: { reason?: string; by?: string; now: Date }): DropResult {
+export async function dropServers(store: EngineStore, name: string, args: readonly string[], opts: { reason?: string; by?: string; now: Date }): Promise<DropResult> {
   if (args.length === 0) throw new UsageError('drop needs at least one server name');
   const reason = opts.reason?.trim();
   if (opts.reason !== undefined && !reason) throw new UsageError('--reason must not be empty');
@@ -70,15 +70,16 @@ export function dropServers(store: Store, name: string, args: readonly string[],
   if (reason !== undefined && /[\x00-\x1f\x7f]/.test(reason)) throw new UsageError('--reason must be one line of text, without control characters');
   const by = opts.by ?? actor();
   const error = `dropped by ${by}${reason ? `: ${reason}` : ''}`;
-  return store.tx(() => {
-    const u = store.getUpdate(name);
+  return store.tx(async (t) => {
+    const u = await t.getUpdate(name);
     if (!DROPPABLE.has(u.status)) {
       throw new TransitionError(`cannot drop servers of update ${name}: ${itIs(u.status)}, and only a pending or paused update's servers can be dropped. ${whatYouCanDo(name, u.status)}`);
     }
-    const group = splitGroup(store, u);
+    const group = await splitGroup(t, u);
     const updates = new Map(group.map((g) => [g.name, g]));
     // NAME's own servers first, then those of the other updates of its split, in order.
-    const candidates: ServerRecord[] = [u, ...group.filter((g) => g.name !== name)].flatMap((g) => store.getServers(g.name));
+    const candidates: ServerRecord[] = [];
+    for (const g of [u, ...group.filter((g) => g.name !== name)]) candidates.push(...(await t.getServers(g.name)));
     const problems: string[] = [];
     const chosen = new Map<number, ServerRecord>();
     const notPending: DropResult['notPending'] = [];
@@ -135,12 +136,12 @@ export function dropServers(store: Store, name: string, args: readonly string[],
     const dropped: Dropped[] = [];
     // In the update's order, whatever the order of the arguments.
     for (const s of candidates.filter((c) => chosen.has(c.id))) {
-      store.dropServer(s.id, error, at, by);
+      await t.dropServer(s.id, error, at, by);
       dropped.push({ name: s.name, update: s.updateName, lockHeld: s.lockHeld });
     }
     for (const g of group) {
       const these = dropped.filter((d) => d.update === g.name).map((d) => d.name);
-      if (these.length > 0) store.addEvent(g.name, null, 'drop', `dropped ${these.join(', ')} (${error})`, by);
+      if (these.length > 0) await t.addEvent(g.name, null, 'drop', `dropped ${these.join(', ')} (${error})`, by);
     }
     return { update: name, dropped, notPending: notPending.filter((n) => !dropped.some((d) => d.name === n.name)), error, by };
   });

@@ -1,5 +1,5 @@
 import { UsageError } from '../errors.js';
-import type { Store } from '../store/store.js';
+import type { ReportStore, RunEvent } from '../store/port.js';
 import type { ServerRecord, UpdateRecord } from '../model/records.js';
 import { didYouMean } from '../util/did-you-mean.js';
 import { hopOf, rollbackTarget } from './phases.js';
@@ -71,39 +71,39 @@ export function endCommit(u: UpdateRecord, s: ServerRecord, target: string): str
  * Every server's history (or that of `server`: a name, or `user@host:port`), servers by name,
  * each one's entries oldest first. An unknown server is exit 2 with the closest names.
  */
-export function readHistory(store: Store, server?: string): HistoryJson {
-  if (server !== undefined && !store.hasServer(server)) {
-    const names = store.serverNames();
+export async function readHistory(store: ReportStore, server?: string): Promise<HistoryJson> {
+  if (server !== undefined && !(await store.hasServer(server))) {
+    const names = await store.serverNames();
     throw new UsageError(
-      `no server named ${JSON.stringify(server)} in any update of ${store.path}` +
+      `no server named ${JSON.stringify(server)} in any update of ${store.location}` +
         (didYouMean(server, names) || (names.length ? '' : `; it holds no servers (run \`plan -c FILE\` first)`)),
     );
   }
-  const rows = store.historyServers(server);
+  const rows = await store.historyServers(server);
   const updates = new Map<string, UpdateRecord>();
-  const runs = new Map<string, ReturnType<Store['runEvents']>>();
-  const updateOf = (name: string) => {
+  const runs = new Map<string, RunEvent[]>();
+  const updateOf = async (name: string) => {
     let u = updates.get(name);
-    if (!u) updates.set(name, (u = store.getUpdate(name)));
+    if (!u) updates.set(name, (u = await store.getUpdate(name)));
     return u;
   };
-  const runsOf = (name: string) => {
+  const runsOf = async (name: string) => {
     let r = runs.get(name);
-    if (!r) runs.set(name, (r = store.runEvents(name)));
+    if (!r) runs.set(name, (r = await store.runEvents(name)));
     return r;
   };
   // A batch of a split is not planned by anyone: who planned the update it was split from.
-  const plannedBy = (u: UpdateRecord): string | null => {
+  const plannedBy = async (u: UpdateRecord): Promise<string | null> => {
     let at: UpdateRecord | null = u;
-    for (let hops = 0; at !== null && at.createdBy === null && at.batchOf !== null && hops < 100; hops++) at = store.findUpdate(at.batchOf);
+    for (let hops = 0; at !== null && at.createdBy === null && at.batchOf !== null && hops < 100; hops++) at = await store.findUpdate(at.batchOf);
     return at?.createdBy ?? null;
   };
   const byServer = new Map<string, { accounts: string[]; entries: Array<HistoryEntry & { created: string; id: number }> }>();
   for (const s of rows) {
-    const u = updateOf(s.updateName);
+    const u = await updateOf(s.updateName);
     const target = s.path?.at(-1)?.commit ?? s.toCommit ?? u.commit;
     // Who ran it: the last start/resume/takeover of its update before the server began.
-    const ran = s.startedAt === null ? undefined : runsOf(u.name).filter((e) => e.at <= s.startedAt!).at(-1);
+    const ran = s.startedAt === null ? undefined : (await runsOf(u.name)).filter((e) => e.at <= s.startedAt!).at(-1);
     const entry = {
       at: s.endedAt ?? s.startedAt ?? u.createdAt,
       update: u.name,
@@ -113,8 +113,8 @@ export function readHistory(store: Store, server?: string): HistoryJson {
       to: endCommit(u, s, target),
       outcome: s.status,
       error: s.status === 'success' ? null : s.error,
-      by: ran?.actor ?? (s.startedAt === null ? plannedBy(u) : null),
-      plannedBy: plannedBy(u),
+      by: ran?.actor ?? (s.startedAt === null ? await plannedBy(u) : null),
+      plannedBy: await plannedBy(u),
       created: u.createdAt,
       id: s.id,
     };

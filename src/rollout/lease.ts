@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { BusyError } from '../errors.js';
 import type { Liveness } from '../liveness.js';
-import type { Store } from '../store/store.js';
+import type { EngineStore, ReportStore } from '../store/port.js';
 import type { Lease } from '../model/records.js';
 import { suggest } from '../util/suggest.js';
 
@@ -59,20 +59,21 @@ export interface HeldLease {
   previous: Lease | null;
   /**
    * false once someone else took the lease (we were judged dead): stop at once. Reads the
-   * database, not only what the last heartbeat saw: a process that was frozen past the lease's
-   * staleness may run again before its heartbeat timer does.
+   * database (`via`: the store, or the transaction about to write), not only what the last
+   * heartbeat saw: a process that was frozen past the lease's staleness may run again before its
+   * heartbeat timer does.
    */
-  stillHeld(): boolean;
-  release(): void;
+  stillHeld(via?: ReportStore): Promise<boolean>;
+  release(): Promise<void>;
 }
 
 /**
  * Take the update's lease or throw BusyError (exit 4) naming the live holder. While held, a
  * timer (`live.heartbeat`) refreshes the heartbeat; `onLost` fires if another process took it over.
  */
-export function acquireLease(store: Store, update: string, onLost: () => void, live: Liveness, now: () => Date): HeldLease {
+export async function acquireLease(store: EngineStore, update: string, onLost: () => void, live: Liveness, now: () => Date): Promise<HeldLease> {
   const token = randomUUID();
-  const result = store.acquireLease(
+  const result = await store.acquireLease(
     update,
     { token, pid: live.pid, host: live.host, pidStart: live.pidStart },
     (holder) => holderIsDead(holder, now(), live),
@@ -89,31 +90,35 @@ export function acquireLease(store: Store, update: string, onLost: () => void, l
     stopBeating();
     onLost();
   };
+  // A timer cannot wait for its write: each beat's runs on its own, and its answer is looked at
+  // when it comes (a beat answered after release() changes nothing). A busy database for longer
+  // than its timeout rejects it: the next beat tries again.
   const stopBeating = live.heartbeat(HEARTBEAT_MS, () => {
     if (!held) return;
-    try {
-      if (!store.heartbeat(update, token)) lose();
-    } catch {
-      // A busy database for longer than its timeout: try again at the next beat.
-    }
+    store.heartbeat(update, token).then(
+      (ours) => {
+        if (!ours && held) lose();
+      },
+      () => {},
+    );
   });
   return {
     token,
     previous: result.previous,
-    stillHeld() {
+    async stillHeld(via: ReportStore = store) {
       if (!held) return false;
       let current: string | null;
       try {
-        current = store.leaseToken(update);
+        current = await via.leaseToken(update);
       } catch {
         return held; // a busy database: the heartbeat decides
       }
       if (current !== token) lose();
       return held;
     },
-    release() {
+    async release() {
       stopBeating();
-      if (held) store.releaseLease(update, token);
+      if (held) await store.releaseLease(update, token);
       held = false;
     },
   };

@@ -4,7 +4,7 @@ import type { Clock } from '../clock.js';
 import type { Liveness } from '../liveness.js';
 import { AppError, BusyError, EXIT, InterruptedError, TransitionError } from '../errors.js';
 import { checkLocalSsh, TransportError, type Session, type Transport, type ExecResult } from '../ssh/transport.js';
-import { type Store } from '../store/store.js';
+import type { EngineStore, ReportStore } from '../store/port.js';
 import { specOf, type ServerRecord, type UpdateRecord } from '../model/records.js';
 import { expandCommand, expandText, type PlaceholderValues } from '../util/shell.js';
 import { formatDuration } from '../util/duration.js';
@@ -31,7 +31,7 @@ import {
 import { ACTIVE_SERVER, countsOf, itIs, whatYouCanDo, worksOn, type ServerStatus, type ServerStep, type UpdateStatus } from '../model/lifecycle.js';
 
 export interface EngineDeps {
-  store: Store;
+  store: EngineStore;
   transport: Transport;
   clock: Clock;
   /** this process and the others of this host: the lease, the locks' owners, dead-holder detection */
@@ -85,8 +85,8 @@ export function serversToReach(servers: readonly ServerRecord[]): ServerSpec[] {
   return servers.filter((s) => ACTIVE_SERVER.has(s.status) || s.lockHeld).map(specOf);
 }
 
-export function assertRunnable(store: Store, name: string, mode: RunOptions['mode']): void {
-  checkRunnable(store.getUpdate(name), mode);
+export async function assertRunnable(store: ReportStore, name: string, mode: RunOptions['mode']): Promise<void> {
+  checkRunnable(await store.getUpdate(name), mode);
 }
 
 /** ssh.reconnect_for when an update was planned before it existed. */
@@ -126,11 +126,11 @@ export function exitCodeFor(status: UpdateStatus): number {
  */
 export async function runUpdate(deps: EngineDeps, name: string, opts: RunOptions): Promise<RunResult> {
   const { store, clock, emit } = deps;
-  const update = store.getUpdate(name);
+  const update = await store.getUpdate(name);
   checkRunnable(update, opts.mode);
-  await checkLocalSsh(deps.transport, update.settings.ssh, `cannot ${opts.mode} ${name}`, serversToReach(store.getServers(name)));
+  await checkLocalSsh(deps.transport, update.settings.ssh, `cannot ${opts.mode} ${name}`, serversToReach(await store.getServers(name)));
   const lost = new AbortController();
-  const lease = acquireLease(store, name, () => lost.abort(), deps.liveness, () => clock.now());
+  const lease = await acquireLease(store, name, () => lost.abort(), deps.liveness, () => clock.now());
   const abort = opts.signal ? AbortSignal.any([opts.signal, lost.signal]) : lost.signal;
   // stops what runs ahead of its turn (ahead.ts) when the run ends by an error or a hard stop
   const aheadStop = new AbortController();
@@ -138,10 +138,10 @@ export async function runUpdate(deps: EngineDeps, name: string, opts: RunOptions
   try {
     // Re-read under the lease, and write in the same transaction: a pause asked from another
     // terminal in between is then either seen here or lands after, never overwritten.
-    const begun = store.tx(() => {
-      const before = store.getUpdate(name);
+    const begun = await store.tx(async (t) => {
+      const before = await t.getUpdate(name);
       checkRunnable(before, opts.mode);
-      const servers = store.getServers(name);
+      const servers = await t.getServers(name);
       const worked = countWorked(servers);
       let pauseAtWorked = before.pauseAtWorked;
       let pauseBase = before.pauseBase;
@@ -149,7 +149,7 @@ export async function runUpdate(deps: EngineDeps, name: string, opts: RunOptions
       else if (before.status === 'pending') [pauseAtWorked, pauseBase] = before.testStopAfter > 0 ? [worked + before.testStopAfter, worked] : [null, null];
       else if (before.status === 'paused') [pauseAtWorked, pauseBase] = [null, null];
       const keepPause = before.status === 'running';
-      const after = store.setUpdateStatus(name, 'running', {
+      const after = await t.setUpdateStatus(name, 'running', {
         startedAt: before.startedAt ?? clock.now().toISOString(),
         pauseAtWorked,
         pauseBase,
@@ -159,7 +159,7 @@ export async function runUpdate(deps: EngineDeps, name: string, opts: RunOptions
         reason: null,
       });
       const how = before.status === 'running' ? 'takeover' : before.status === 'paused' ? 'resume' : 'start';
-      store.addEvent(name, null, how, `${how} by ${opts.actor ?? actor()} (pid ${deps.liveness.pid})`, opts.actor ?? actor());
+      await t.addEvent(name, null, how, `${how} by ${opts.actor ?? actor()} (pid ${deps.liveness.pid})`, opts.actor ?? actor());
       return { before, after, servers };
     });
     const { servers } = begun;
@@ -168,7 +168,7 @@ export async function runUpdate(deps: EngineDeps, name: string, opts: RunOptions
     const resumed = begun.before.status === 'paused';
     if (takeover) {
       const from = lease.previous ? `pid ${lease.previous.pid} on ${lease.previous.host}` : 'a process that left no lease';
-      store.addEvent(name, null, 'takeover', `taking over from ${from}`);
+      await store.addEvent(name, null, 'takeover', `taking over from ${from}`);
       emit({ type: 'takeover', update: name, server: null, message: `taking over update ${name} from ${from}` });
     }
     emit({
@@ -187,32 +187,39 @@ export async function runUpdate(deps: EngineDeps, name: string, opts: RunOptions
     const pause = async (reason: string): Promise<RunResult> => {
       await ahead?.close();
       await releaseLeftoverLocks(ctx);
-      guarded(ctx, () => store.setUpdateStatus(name, 'paused', { reason, pauseRequestedAt: null, pauseRequestedBy: null, pauseAtWorked: null, pauseBase: null }), opts);
-      emit({ type: 'update-finished', update: name, status: 'paused', reason, counts: countsOf(store.getServers(name)) });
+      await guarded(ctx, (t) => t.setUpdateStatus(name, 'paused', { reason, pauseRequestedAt: null, pauseRequestedBy: null, pauseAtWorked: null, pauseBase: null }), opts);
+      emit({ type: 'update-finished', update: name, status: 'paused', reason, counts: countsOf(await store.getServers(name)) });
       return { update: name, status: 'paused', reason, exitCode: EXIT.paused };
     };
     // The server we are waiting for because another update holds it, and since when.
     let waiting: { serverId: number; holder: string; since: number; polls: number } | null = null;
     for (;;) {
-      checkStillOurs(ctx, opts);
-      u = store.getUpdate(name);
+      await checkStillOurs(ctx, opts);
+      u = await store.getUpdate(name);
       ctx.update = u;
-      const all = store.getServers(name);
+      const all = await store.getServers(name);
       // the group's failures are counted only when the update has a budget (a query over all its batches)
-      const budget = budgetOf(u) !== null ? store.budgetUse(u) : undefined;
+      const budget = budgetOf(u) !== null ? await store.budgetUse(u) : undefined;
       const d = decide(u, all, budget);
       let outcome: ServerOutcome = DONE;
-      // While this server is worked on: connect to the next one, prepare the next ones.
-      const workAhead = (current: ServerRecord) => {
+      // While this server is worked on: connect to the next one, prepare the next ones (up to
+      // one another update is working on: each is looked at in the order upcoming() takes them).
+      const workAhead = async (current: ServerRecord) => {
         const count = prepareAheadOf(u);
-        ahead?.plan(current.id, upcoming(u, all, current, Math.max(1, count), budget, (s) => store.busyAccount(s) !== null), count);
+        const busy = new Set<number>();
+        for (const s of upcoming(u, all, current, Math.max(1, count), budget)) {
+          if ((await store.busyAccount(s)) === null) continue;
+          busy.add(s.id);
+          break;
+        }
+        ahead?.plan(current.id, upcoming(u, all, current, Math.max(1, count), budget, (s) => busy.has(s.id)), count);
       };
       if (d.kind === 'recover') {
-        workAhead(d.server);
+        await workAhead(d.server);
         outcome = await recoverServer(ctx, d.server);
       } else if (d.kind === 'run') {
-        const claim = claimServer(ctx, d.server);
-        if (claim.ok) workAhead(claim.server);
+        const claim = await claimServer(ctx, d.server);
+        if (claim.ok) await workAhead(claim.server);
         const worked = all.filter(worksOn);
         outcome = claim.ok ? await runServer(ctx, claim.server, d.server.fromCommit, worked.indexOf(d.server) + 1, worked.length) : claim.busy;
       } else if (d.kind === 'pause') {
@@ -220,8 +227,8 @@ export async function runUpdate(deps: EngineDeps, name: string, opts: RunOptions
       } else {
         await ahead?.close();
         await releaseLeftoverLocks(ctx);
-        guarded(ctx, () => store.setUpdateStatus(name, d.status, { endedAt: clock.now().toISOString(), reason: d.reason, pauseRequestedAt: null, pauseRequestedBy: null }), opts);
-        emit({ type: 'update-finished', update: name, status: d.status, reason: d.reason, counts: countsOf(store.getServers(name)) });
+        await guarded(ctx, (t) => t.setUpdateStatus(name, d.status, { endedAt: clock.now().toISOString(), reason: d.reason, pauseRequestedAt: null, pauseRequestedBy: null }), opts);
+        emit({ type: 'update-finished', update: name, status: d.status, reason: d.reason, counts: countsOf(await store.getServers(name)) });
         return { update: name, status: d.status, reason: d.reason, exitCode: exitCodeFor(d.status) };
       }
       if (outcome.kind === 'done') {
@@ -235,12 +242,12 @@ export async function runUpdate(deps: EngineDeps, name: string, opts: RunOptions
       const waited = now - waiting.since;
       if (outcome.dead || waited >= limit) {
         const why = outcome.dead ? outcome.reason : `${outcome.reason}; waited ${formatDuration(waited)} for it (execution.busy_wait)`;
-        store.addEvent(name, outcome.server, 'busy', why);
+        await store.addEvent(name, outcome.server, 'busy', why);
         return await pause(why);
       }
       if (waiting.holder !== outcome.holder) {
         waiting.holder = outcome.holder;
-        store.addEvent(name, outcome.server, 'busy', `waiting: ${outcome.reason}`);
+        await store.addEvent(name, outcome.server, 'busy', `waiting: ${outcome.reason}`);
         emit({ type: 'server-waiting', update: name, server: outcome.server, holder: outcome.reason, waitedMs: 0, limitMs: limit });
       } else {
         emit({ type: 'server-waiting', update: name, server: outcome.server, holder: outcome.reason, waitedMs: waited, limitMs: limit });
@@ -252,7 +259,7 @@ export async function runUpdate(deps: EngineDeps, name: string, opts: RunOptions
   } finally {
     aheadStop.abort();
     await ahead?.close();
-    lease.release();
+    await lease.release();
   }
 }
 
@@ -282,12 +289,12 @@ function startAhead(ctx: ServerContext, stop: AbortSignal): Ahead {
   };
   return new Ahead({
     connect: async (server) => {
-      checkStillOurs(aheadCtx);
+      await checkStillOurs(aheadCtx);
       const session = await transport.connect(specOf(server), ctx.update.settings.ssh, signal);
       // The command loop too (ssh/channel.ts): it only waits for commands, and starting it costs
       // a session, its handshake and, often, a delayed ACK (about 40 ms) off the critical path.
       await session.warm?.(signal).catch(() => undefined);
-      store.addEvent(server.updateName, server.name, 'connection', 'connected ahead of its turn (nothing run)');
+      await store.addEvent(server.updateName, server.name, 'connection', 'connected ahead of its turn (nothing run)');
       return session;
     },
     prepare: (server, session) => prepareServer(aheadCtx, server, session),
@@ -307,28 +314,28 @@ async function prepareServer(ctx: ServerContext, server: ServerRecord, session: 
   run.adopt(session);
   const note = (message: string) => store.addEvent(server.updateName, server.name, 'prepare', message);
   try {
-    const other = store.busyAccount(server);
+    const other = await store.busyAccount(server);
     if (other) {
-      note(`prepare skipped: the account is in flight in update ${other.update}`);
+      await note(`prepare skipped: the account is in flight in update ${other.update}`);
       return run.detach();
     }
-    guarded(ctx, () => store.setLockHeld(server.id, true));
+    await guarded(ctx, (t) => t.setLockHeld(server.id, true));
     run.server = { ...run.server, lockHeld: true };
     const r = await run.exec('prepare', acquireScript(run.lockOwner()), undefined, '(take the agent-update lock)', { lockScript: true });
     const { verdict } = splitLockOutput(r.stdout);
     if (verdict?.kind === 'held' || verdict?.kind === 'error') {
       // certainly not taken: the flag goes (a lost reply keeps it, and the release sorts it out)
-      guarded(ctx, () => store.setLockHeld(server.id, false));
-      note(`prepare skipped: ${verdict.kind === 'held' ? `locked by ${describeOwner(parseOwner(verdict.owner))}` : verdict.message}`);
+      await guarded(ctx, (t) => t.setLockHeld(server.id, false));
+      await note(`prepare skipped: ${verdict.kind === 'held' ? `locked by ${describeOwner(parseOwner(verdict.owner))}` : verdict.message}`);
       return run.detach();
     }
     if (verdict?.kind === 'inflight') {
       // the lock is ours now; the server's turn waits for that command before anything runs
-      note(`prepare skipped: ${describeInFlight(verdict.inflight, ctx.lease.token)} is still running on it`);
+      await note(`prepare skipped: ${describeInFlight(verdict.inflight, ctx.lease.token)} is still running on it`);
       return run.detach();
     }
     if (verdict?.kind !== 'acquired' && verdict?.kind !== 'reentered' && verdict?.kind !== 'cleared-stale') {
-      note(`prepare skipped: the lock could not be taken (${describeFailure(r)})`);
+      await note(`prepare skipped: the lock could not be taken (${describeFailure(r)})`);
       return run.detach();
     }
     // a server walking stepping stones prepares for its first hop
@@ -336,11 +343,11 @@ async function prepareServer(ctx: ServerContext, server: ServerRecord, session: 
     for (const command of ctx.update.settings.agent.prepare ?? []) {
       const c = await run.execTemplate('prepare', command, values);
       if (c.code !== 0) {
-        note(`prepare failed (${describeFailure(c)}); the server is updated normally on its turn`);
+        await note(`prepare failed (${describeFailure(c)}); the server is updated normally on its turn`);
         return run.detach();
       }
     }
-    note('prepared ahead of its turn');
+    await note('prepared ahead of its turn');
     return run.detach();
   } catch (e) {
     // the lease was lost or the run stopped: nothing more runs here; the lock flag stays for whoever continues
@@ -350,8 +357,12 @@ async function prepareServer(ctx: ServerContext, server: ServerRecord, session: 
   }
 }
 
-function checkStillOurs(ctx: ServerContext, opts?: RunOptions): void {
-  if (!ctx.lease.stillHeld()) {
+/**
+ * Throws when the lease is no longer ours or the run was stopped hard. `via`: the store, or the
+ * transaction a write is about to be made in.
+ */
+async function checkStillOurs(ctx: ServerContext, opts?: RunOptions, via: ReportStore = ctx.deps.store): Promise<void> {
+  if (!(await ctx.lease.stillHeld(via))) {
     throw new BusyError(`lost the lease on update ${ctx.update.name}: another process took it over; stopping without touching anything more`);
   }
   if ((opts?.signal ?? ctx.signal).aborted) {
@@ -360,10 +371,10 @@ function checkStillOurs(ctx: ServerContext, opts?: RunOptions): void {
 }
 
 /** A state write made only while the lease is ours, checked in the transaction that writes. */
-function guarded<T>(ctx: ServerContext, write: () => T, opts?: RunOptions): T {
-  return ctx.deps.store.tx(() => {
-    checkStillOurs(ctx, opts);
-    return write();
+function guarded<T>(ctx: ServerContext, write: (t: EngineStore) => Promise<T>, opts?: RunOptions): Promise<T> {
+  return ctx.deps.store.tx(async (t) => {
+    await checkStillOurs(ctx, opts, t);
+    return write(t);
   });
 }
 
@@ -430,7 +441,7 @@ class ServerRun {
     if (limit <= 0 || this.ctx.signal.aborted) return false;
     if (outage.since === null) {
       outage.since = now;
-      store.addEvent(this.server.updateName, this.server.name, 'connection', `connection lost (${error}); retrying for up to ${formatDuration(limit)}`);
+      await store.addEvent(this.server.updateName, this.server.name, 'connection', `connection lost (${error}); retrying for up to ${formatDuration(limit)}`);
     }
     const lost = now - outage.since;
     if (lost >= limit) return false;
@@ -440,10 +451,10 @@ class ServerRun {
     return !this.ctx.signal.aborted;
   }
 
-  private recovered(outage: { since: number | null }): void {
+  private async recovered(outage: { since: number | null }): Promise<void> {
     if (outage.since === null) return;
     const { clock, store } = this.ctx.deps;
-    store.addEvent(this.server.updateName, this.server.name, 'connection', `connected again after ${formatDuration(clock.now().getTime() - outage.since)}`);
+    await store.addEvent(this.server.updateName, this.server.name, 'connection', `connected again after ${formatDuration(clock.now().getTime() - outage.since)}`);
     outage.since = null;
   }
 
@@ -451,7 +462,7 @@ class ServerRun {
   async connectRetrying(): Promise<{ ok: true } | { ok: false; error: string; transient: boolean }> {
     const outage = { since: null as number | null, tries: 0 };
     const c = await this.reconnect(outage);
-    if (c.ok) this.recovered(outage);
+    if (c.ok) await this.recovered(outage);
     return c;
   }
 
@@ -479,13 +490,13 @@ class ServerRun {
     let waits = 0;
     for (;;) {
       // No remote command after losing the lease or a hard stop: another executor may own the server now.
-      checkStillOurs(this.ctx);
+      await checkStillOurs(this.ctx);
       let result: ExecResult & { inflight?: InFlight[] };
       let transient: boolean;
       // A refused reconnect is retried without a journal row (nothing was sent); the last one is recorded.
       const conn = retry ? await this.reconnect(outage) : await this.connect();
       if (!conn.ok) {
-        result = this.record(phase, shown, { code: null, stdout: '', stderr: '', timedOut: false, error: `could not connect: ${conn.error}`, durationMs: 0 });
+        result = await this.record(phase, shown, { code: null, stdout: '', stderr: '', timedOut: false, error: `could not connect: ${conn.error}`, durationMs: 0 });
         transient = conn.transient;
       } else {
         ({ result, transient } = await this.execOnce(phase, command, timeoutMs, shown, !opts.lockScript));
@@ -498,7 +509,7 @@ class ServerRun {
         }
       }
       if (!transient) {
-        this.recovered(outage);
+        await this.recovered(outage);
         return result;
       }
       // Gone for longer than ssh.reconnect_for. Once something was changed on it, judging it
@@ -532,11 +543,11 @@ class ServerRun {
   }
 
   /** Journal a command that could not be sent at all (its row begins and ends at once). */
-  private record(phase: string, shown: string, result: ExecResult): ExecResult {
+  private async record(phase: string, shown: string, result: ExecResult): Promise<ExecResult> {
     const { store } = this.ctx.deps;
-    const stepId = store.beginStep(this.server, phase, shown);
+    const stepId = await store.beginStep(this.server, phase, shown);
     this.lastStepId = stepId;
-    store.endStep(stepId, result);
+    await store.endStep(stepId, result);
     return result;
   }
 
@@ -554,7 +565,8 @@ class ServerRun {
     fence: boolean,
   ): Promise<{ result: ExecResult & { inflight?: InFlight[] }; transient: boolean }> {
     const { store, emit } = this.ctx.deps;
-    const stepId = store.beginStep(this.server, phase, shown);
+    // committed before the command is sent (intent before action)
+    const stepId = await store.beginStep(this.server, phase, shown);
     this.lastStepId = stepId;
     let transient = false;
     const timeout = timeoutMs ?? this.settings.ssh.commandTimeoutMs;
@@ -562,12 +574,12 @@ class ServerRun {
     let result: ExecResult & { inflight?: InFlight[] } = await this.session!.exec(command, { timeoutMs: timeout, signal: this.ctx.signal, ...(fence ? { fence: token } : {}) });
     const notRun = fence ? notRunOf(result.stdout, result.code, token) : null;
     if (notRun?.kind === 'fenced') {
-      store.endStep(stepId, { ...result, code: null, error: 'not run: the agent-update lock on the server no longer holds this executor\'s token' });
+      await store.endStep(stepId, { ...result, code: null, error: 'not run: the agent-update lock on the server no longer holds this executor\'s token' });
       const owner = notRun.owner ? describeOwner(parseOwner(notRun.owner)) : 'nobody (the lock is gone)';
       const message =
         `lost ${this.server.name}: its agent-update lock no longer holds this executor's fencing token (it is now held by ${owner}), ` +
         'so another executor took it over; nothing more is run there, and this executor stops';
-      store.addEvent(this.server.updateName, this.server.name, 'fenced', message);
+      await store.addEvent(this.server.updateName, this.server.name, 'fenced', message);
       throw new BusyError(`${message}. ${this.server.name} stays running in update ${this.server.updateName}; see \`${suggest(`status ${this.server.updateName}`)}\``);
     }
     if (notRun?.kind === 'inflight') result = { ...result, code: null, error: `not run: ${describeInFlight(notRun.inflight, token)} is still running on the server`, inflight: notRun.inflight };
@@ -577,7 +589,7 @@ class ServerRun {
       this.session = null;
       transient = !this.ctx.signal.aborted;
     }
-    store.endStep(stepId, result);
+    await store.endStep(stepId, result);
     emit({
       type: 'command',
       update: this.server.updateName,
@@ -607,7 +619,7 @@ class ServerRun {
       pid: liveness.pid,
       pidStart: liveness.pidStart,
       since: clock.now().toISOString(),
-      dbPath: oneLine(store.path),
+      dbPath: oneLine(store.location),
     };
   }
 
@@ -627,7 +639,7 @@ class ServerRun {
       const { verdict, rest } = splitLockOutput(r.stdout);
       if (verdict?.kind === 'held') {
         const holder = parseOwner(verdict.owner);
-        if (stale === undefined && judgeLock(this.ctx, holder) === 'stale') {
+        if (stale === undefined && (await judgeLock(this.ctx, holder)) === 'stale') {
           stale = verdict.owner;
           continue;
         }
@@ -658,11 +670,11 @@ class ServerRun {
     const ownTimeout = Math.ceil(this.settings.ssh.commandTimeoutMs / 1000) || 600;
     const bound = Math.max(...inflight.map((f) => (f.seconds > 0 ? f.seconds : ownTimeout))) + INFLIGHT_GRACE_S;
     const what = describeInFlight(inflight, this.ctx.lease.token);
-    store.addEvent(this.server.updateName, this.server.name, 'in-flight', `${what} is still running on the server: waiting up to ${formatDuration(bound * 1000)} for it to end (then it is killed) before anything runs beside it`);
+    await store.addEvent(this.server.updateName, this.server.name, 'in-flight', `${what} is still running on the server: waiting up to ${formatDuration(bound * 1000)} for it to end (then it is killed) before anything runs beside it`);
     const r = await this.exec(phase, waitScript(inflight, bound), (bound + 30) * 1000, `(wait for ${what} to end, up to ${formatDuration(bound * 1000)}, then kill it)`, { lockScript: true });
     const { verdict } = splitLockOutput(r.stdout);
     const done = verdict?.kind === 'ended' || verdict?.kind === 'killed';
-    store.addEvent(
+    await store.addEvent(
       this.server.updateName,
       this.server.name,
       'in-flight',
@@ -673,20 +685,19 @@ class ServerRun {
 
   /** Remove our lock from the server (best effort: a lock left behind is cleared by the next of ours). */
   async releaseLock(): Promise<void> {
-    const { store } = this.ctx.deps;
     try {
       const r = await this.exec('unlock', releaseScript(this.lockOwner()), undefined, '(release the agent-update lock)', { lockScript: true });
       let { verdict } = splitLockOutput(r.stdout);
       if (verdict?.kind === 'foreign') {
         // this update's lock under another executor's token: an earlier executor's, left by a
         // crash, is cleared once it is proven gone; a live one (a copy of this database) is not ours to clear
-        if (judgeLock(this.ctx, parseOwner(verdict.owner)) === 'stale') {
+        if ((await judgeLock(this.ctx, parseOwner(verdict.owner))) === 'stale') {
           const c = await this.exec('unlock', clearScript(verdict.owner), undefined, '(clear a stale agent-update lock of this update)', { lockScript: true });
           verdict = splitLockOutput(c.stdout).verdict;
         } else verdict = { kind: 'not-ours' };
       }
       if (verdict?.kind === 'released' || verdict?.kind === 'not-ours' || verdict?.kind === 'cleared' || verdict?.kind === 'changed' || verdict?.kind === 'none') {
-        guarded(this.ctx, () => store.setLockHeld(this.server.id, false));
+        await guarded(this.ctx, (t) => t.setLockHeld(this.server.id, false));
         this.server = { ...this.server, lockHeld: false };
       }
     } catch (e) {
@@ -696,10 +707,10 @@ class ServerRun {
   }
 
   /** Leave the server to the update that holds it: nothing ran on it, it is pending again. */
-  yieldServer(plannedFrom: string | null, reason: string): void {
+  async yieldServer(plannedFrom: string | null, reason: string): Promise<void> {
     const { store } = this.ctx.deps;
-    this.server = guarded(this.ctx, () =>
-      store.setServerStatus(this.server.id, 'pending', {
+    this.server = await guarded(this.ctx, (t) =>
+      t.setServerStatus(this.server.id, 'pending', {
         step: null,
         startedAt: null,
         fromCommit: plannedFrom,
@@ -709,12 +720,13 @@ class ServerRun {
         hop: null,
       }),
     );
-    store.addEvent(this.server.updateName, this.server.name, 'busy', reason);
+    await store.addEvent(this.server.updateName, this.server.name, 'busy', reason);
   }
 
 
-  setStep(step: ServerStep, change: { fromCommit?: string; error?: string | null; hop?: number } = {}): void {
-    this.server = guarded(this.ctx, () => this.ctx.deps.store.setServerStatus(this.server.id, 'running', { step, ...change }));
+  /** The server's step (and what comes with it) committed; then the event saying so. */
+  async setStep(step: ServerStep, change: { fromCommit?: string; error?: string | null; hop?: number } = {}): Promise<void> {
+    this.server = await guarded(this.ctx, (t) => t.setServerStatus(this.server.id, 'running', { step, ...change }));
     const h = this.hop;
     this.ctx.deps.emit({
       type: 'server-step',
@@ -732,10 +744,10 @@ class ServerRun {
 
   /** Record the server's outcome, then release our lock on it (after: the outcome comes first). */
   async finish(status: ServerStatus, change: { error?: string | null; fromCommit?: string | null; lockHeld?: boolean } = {}): Promise<void> {
-    const { store, clock, emit } = this.ctx.deps;
+    const { clock, emit } = this.ctx.deps;
     const hop = this.hop;
-    this.server = guarded(this.ctx, () =>
-      store.setServerStatus(this.server.id, status, {
+    this.server = await guarded(this.ctx, (t) =>
+      t.setServerStatus(this.server.id, status, {
         step: null,
         endedAt: clock.now().toISOString(),
         ...change,
@@ -809,7 +821,7 @@ function describeInFlight(list: readonly InFlight[], token: string): string {
  *   update's lease is released or dead by its heartbeat. A wrong guess is harmless: the holder's
  *   next command is fenced, and one in flight is waited for before anything runs.
  */
-function judgeLock(ctx: ServerContext, holder: ReturnType<typeof parseOwner>): 'stale' | 'busy' {
+async function judgeLock(ctx: ServerContext, holder: ReturnType<typeof parseOwner>): Promise<'stale' | 'busy'> {
   const { store, clock, liveness } = ctx.deps;
   if (holder.db !== store.dbId || !holder.update) return 'busy';
   if (holder.token !== undefined && holder.token === ctx.lease.token) return 'busy';
@@ -820,7 +832,7 @@ function judgeLock(ctx: ServerContext, holder: ReturnType<typeof parseOwner>): '
     return liveness.isAlive(holder.pid, holder.pidStart ?? null) ? 'busy' : 'stale';
   }
   if (holder.update === ctx.update.name) return 'stale';
-  const u = store.findUpdate(holder.update);
+  const u = await store.findUpdate(holder.update);
   if (!u) return 'busy';
   return u.lease === null || holderIsDead(u.lease, clock.now(), liveness) ? 'stale' : 'busy';
 }
@@ -851,10 +863,10 @@ function lockedBy(ctx: ServerContext, s: ServerRecord, owner: ReturnType<typeof 
  * account (`user@host:port`, however it is named) right now: the check and the write are one
  * transaction, so two executors (in one process or several) never both have it.
  */
-function claimServer(ctx: ServerContext, server: ServerRecord): { ok: true; server: ServerRecord } | { ok: false; busy: Extract<ServerOutcome, { kind: 'busy' }> } {
-  const { store, clock, liveness } = ctx.deps;
-  return guarded(ctx, () => {
-    const other = store.busyAccount(server);
+function claimServer(ctx: ServerContext, server: ServerRecord): Promise<{ ok: true; server: ServerRecord } | { ok: false; busy: Extract<ServerOutcome, { kind: 'busy' }> }> {
+  const { clock, liveness } = ctx.deps;
+  return guarded(ctx, async (t) => {
+    const other = await t.busyAccount(server);
     if (other) {
       const alive = other.lease !== null && !holderIsDead(other.lease, clock.now(), liveness);
       const where = `server ${server.name} (${accountOf(server)}) is in flight in update ${other.update} (as ${other.server}, step ${other.step ?? '?'})`;
@@ -874,7 +886,7 @@ function claimServer(ctx: ServerContext, server: ServerRecord): { ok: true; serv
         },
       };
     }
-    const claimed = store.setServerStatus(server.id, 'running', {
+    const claimed = await t.setServerStatus(server.id, 'running', {
       step: 'update',
       startedAt: clock.now().toISOString(),
       toCommit: finalTarget(server, ctx.update.commit),
@@ -895,7 +907,7 @@ function claimServer(ctx: ServerContext, server: ServerRecord): { ok: true; serv
  * a prepare took on servers whose turn has not come (`pending`).
  */
 async function releaseLeftoverLocks(ctx: ServerContext): Promise<void> {
-  for (const s of ctx.deps.store.getServers(ctx.update.name)) {
+  for (const s of await ctx.deps.store.getServers(ctx.update.name)) {
     if (!s.lockHeld || s.status === 'running') continue;
     const run = new ServerRun(ctx, s);
     try {
@@ -916,7 +928,7 @@ function describeFailure(r: ExecResult): string {
 async function runServer(ctx: ServerContext, s: ServerRecord, plannedFrom: string | null, index: number, total: number): Promise<ServerOutcome> {
   const { emit } = ctx.deps;
   const target = finalTarget(s, ctx.update.commit);
-  checkStillOurs(ctx);
+  await checkStillOurs(ctx);
   emit({
     type: 'server-started',
     update: s.updateName,
@@ -943,7 +955,7 @@ async function runServer(ctx: ServerContext, s: ServerRecord, plannedFrom: strin
     const current = await run.recheck('recheck');
     if (current.kind === 'busy') {
       const busy = lockedBy(ctx, s, current.owner);
-      run.yieldServer(plannedFrom, busy.reason);
+      await run.yieldServer(plannedFrom, busy.reason);
       return busy;
     }
     if (current.kind === 'ok' && current.commit === target) {
@@ -956,7 +968,7 @@ async function runServer(ctx: ServerContext, s: ServerRecord, plannedFrom: strin
       return DONE;
     }
     // Committed before any update command runs: a takeover needs to know what to roll back to.
-    run.setStep('update', { fromCommit: current.commit, hop: 0 });
+    await run.setStep('update', { fromCommit: current.commit, hop: 0 });
     await updateAndVerify(run, { skipUpdate: false });
     return DONE;
   } finally {
@@ -975,8 +987,8 @@ async function updateAndVerify(run: ServerRun, opts: { skipUpdate: boolean }): P
     const hop = run.hop;
     if (!(await walkHop(run, hop, skipUpdate))) return;
     if (hop.index + 1 >= hop.count) return run.finish('success', { error: null });
-    run.ctx.deps.store.addEvent(run.server.updateName, run.server.name, 'hop', `${hopLabel(hop)} verified; on to the next`);
-    run.setStep('update', { hop: hop.index + 1 });
+    await run.ctx.deps.store.addEvent(run.server.updateName, run.server.name, 'hop', `${hopLabel(hop)} verified; on to the next`);
+    await run.setStep('update', { hop: hop.index + 1 });
     skipUpdate = false;
   }
 }
@@ -1002,12 +1014,12 @@ async function walkHop(run: ServerRun, hop: HopView, skipUpdate: boolean): Promi
     }
   }
   if (run.server.step !== 'verify') {
-    run.setStep('restart');
+    await run.setStep('restart');
     for (const name of restart) {
       const r = await run.execTemplate('restart', agent.restart[name]!, values);
       if (r.code !== 0) return fail(`restart ${name} ${describeFailure(r)}`);
     }
-    run.setStep('verify');
+    await run.setStep('verify');
   }
   const health = await verifyHealth(run, 'verify', hop);
   if (health.ok) return true;
@@ -1032,7 +1044,7 @@ async function rollbackServer(run: ServerRun, failure: string, diagnosed = false
   if (!to) {
     return run.finish('fatal', { error: `${reason}; no previous commit is known to roll back to (set rollback.commit)` });
   }
-  run.setStep('rollback', { error: reason });
+  await run.setStep('rollback', { error: reason });
   const values = phaseValues(run.settings, 'rollback', { target: hop.to, from: hop.from, stone: hop.stone })!;
   const fatal = (why: string) => run.finish('fatal', { error: `${reason}; rollback to ${to.slice(0, 12)} failed: ${why}` });
   for (const command of agent.update) {
@@ -1046,7 +1058,7 @@ async function rollbackServer(run: ServerRun, failure: string, diagnosed = false
     const r = await run.execTemplate('rollback', agent.restart[name]!, values);
     if (r.code !== 0) return fatal(`restart ${name} ${describeFailure(r)}`);
   }
-  run.setStep('verify-rollback');
+  await run.setStep('verify-rollback');
   const health = await verifyHealth(run, 'verify-rollback', hop);
   if (!health.ok) return fatal(health.error);
   const stands = hop.stone
@@ -1090,7 +1102,7 @@ async function verifyHealth(run: ServerRun, phase: ServerStep, hop: HopView): Pr
   for (let attempt = 1; ; attempt++) {
     const until = healthySince === null ? deadline : healthySince + stableFor;
     const r = await run.exec(phase, command, Math.min(ssh.commandTimeoutMs, Math.max(until - clock.now().getTime(), 1_000)));
-    if (between !== null) run.ctx.deps.store.summarizeStep(between, HEALTH_KEEP_CHARS);
+    if (between !== null) await run.ctx.deps.store.summarizeStep(between, HEALTH_KEEP_CHARS);
     if (attempt > 1) between = run.lastStepId;
     const good = r.code === 0 && r.stdout.includes(expect);
     last = good ? 'healthy' : r.code === 0 ? `output does not contain ${JSON.stringify(expect)}: ${r.stdout.trim().slice(0, 200)}` : describeFailure(r);
@@ -1135,7 +1147,7 @@ async function recoverServer(ctx: ServerContext, server: ServerRecord): Promise<
   // the hop it was on (the only one without stepping stones): its (from, to) is all that is compared
   const hop = run.hop;
   emit({ type: 'takeover', update: server.updateName, server: server.name, message: `re-checking ${server.name}, left in step ${server.step}` });
-  store.addEvent(server.updateName, server.name, 'takeover', `re-checking; it was in step ${server.step}${hop.count > 1 ? ` of ${hopLabel(hop)}` : ''}`);
+  await store.addEvent(server.updateName, server.name, 'takeover', `re-checking; it was in step ${server.step}${hop.count > 1 ? ` of ${hopLabel(hop)}` : ''}`);
   try {
     const early = await ctx.ahead?.take(server.id);
     if (early) run.adopt(early);
@@ -1149,14 +1161,14 @@ async function recoverServer(ctx: ServerContext, server: ServerRecord): Promise<
       );
     }
     // Before the command that takes (or re-takes) the lock: whatever happens next, it is released.
-    guarded(ctx, () => store.setLockHeld(server.id, true));
+    await guarded(ctx, (t) => t.setLockHeld(server.id, true));
     run.server = { ...run.server, lockHeld: true };
     const found = await run.recheck('takeover');
     if (found.kind === 'busy') {
       const busy = lockedBy(ctx, server, found.owner);
       if (server.fromCommit === null) {
         // No update command had run: it is still the plan's, and waits for its turn.
-        run.yieldServer(null, busy.reason);
+        await run.yieldServer(null, busy.reason);
         return busy;
       }
       throw new AppError(
@@ -1179,14 +1191,14 @@ async function recoverServer(ctx: ServerContext, server: ServerRecord): Promise<
         await run.finish('skipped', { fromCommit: next.commit });
         break;
       case 'begin':
-        run.setStep('update', { fromCommit: next.from, hop: 0 });
+        await run.setStep('update', { fromCommit: next.from, hop: 0 });
         await updateAndVerify(run, { skipUpdate: false });
         break;
       case 'finish-hop':
         await updateAndVerify(run, { skipUpdate: next.skipUpdate });
         break;
       case 'redo-hop':
-        run.setStep('update');
+        await run.setStep('update');
         await updateAndVerify(run, { skipUpdate: false });
         break;
     }
@@ -1197,25 +1209,25 @@ async function recoverServer(ctx: ServerContext, server: ServerRecord): Promise<
 }
 
 /** Ask a running update to pause after the server in flight; from another process or a signal. */
-/** `by`: who asks (`user@host`, by default this process's user), recorded with the pause. */
-export function requestPause(store: Store, name: string, now: Date, live: Liveness, by: string = actor()): { alreadyPaused: boolean; pausedNow: boolean } {
-  return store.tx(() => {
-    const u = store.getUpdate(name);
+/** `by`: who asks (`user@host`, by default this process's user), recorded with the pause. One transaction (of `store`, or the caller's). */
+export function requestPause(store: EngineStore, name: string, now: Date, live: Liveness, by: string = actor()): Promise<{ alreadyPaused: boolean; pausedNow: boolean }> {
+  return store.tx(async (t) => {
+    const u = await t.getUpdate(name);
     if (u.status === 'paused') return { alreadyPaused: true, pausedNow: false };
     if (u.status !== 'running') {
       throw new TransitionError(`cannot pause update ${name}: ${itIs(u.status)}. ${whatYouCanDo(name, u.status)}`);
     }
     const executorAlive = u.lease !== null && !holderIsDead(u.lease, now, live);
-    const inFlight = store.getServers(name).some((s) => s.status === 'running');
+    const inFlight = (await t.getServers(name)).some((s) => s.status === 'running');
     if (!executorAlive && !inFlight) {
       // Its executor died between servers: nothing is half done, so it can be paused right here.
-      store.addEvent(name, null, 'pause-requested', `pause requested by ${by}`, by);
-      store.setUpdateStatus(name, 'paused', { reason: `pause requested by ${by}`, pauseRequestedAt: null, pauseRequestedBy: null, pauseAtWorked: null, pauseBase: null });
+      await t.addEvent(name, null, 'pause-requested', `pause requested by ${by}`, by);
+      await t.setUpdateStatus(name, 'paused', { reason: `pause requested by ${by}`, pauseRequestedAt: null, pauseRequestedBy: null, pauseAtWorked: null, pauseBase: null });
       return { alreadyPaused: false, pausedNow: true };
     }
     // The first request is the one that pauses it; a second is journalled too, but does not rename who asked.
-    store.patchUpdate(name, { pauseRequestedAt: u.pauseRequestedAt ?? now.toISOString(), pauseRequestedBy: u.pauseRequestedAt ? u.pauseRequestedBy : by });
-    store.addEvent(name, null, 'pause-requested', `pause requested by ${by}`, by);
+    await t.patchUpdate(name, { pauseRequestedAt: u.pauseRequestedAt ?? now.toISOString(), pauseRequestedBy: u.pauseRequestedAt ? u.pauseRequestedBy : by });
+    await t.addEvent(name, null, 'pause-requested', `pause requested by ${by}`, by);
     return { alreadyPaused: false, pausedNow: false };
   });
 }
@@ -1225,14 +1237,14 @@ export function requestPause(store: Store, name: string, now: Date, live: Livene
  * server it left in flight never comes back): that server becomes `fatal`, for a person, since
  * nobody knows what state it is in. Returns those servers.
  */
-export function cancelUpdate(store: Store, name: string, now: Date, live: Liveness, by: string = actor()): { leftForAPerson: ServerRecord[]; alreadyCancelled: boolean } {
-  return store.tx(() => {
-    const u = store.getUpdate(name);
+export function cancelUpdate(store: EngineStore, name: string, now: Date, live: Liveness, by: string = actor()): Promise<{ leftForAPerson: ServerRecord[]; alreadyCancelled: boolean }> {
+  return store.tx(async (t) => {
+    const u = await t.getUpdate(name);
     // Asking again for the end state it is in is not an error (as `pause` of a paused update).
     if (u.status === 'cancelled') return { leftForAPerson: [], alreadyCancelled: true };
     if (u.status !== 'running') {
-      store.addEvent(name, null, 'cancel', `cancelled by ${by}`, by);
-      store.setUpdateStatus(name, 'cancelled', { endedAt: now.toISOString(), reason: `cancelled by ${by}` });
+      await t.addEvent(name, null, 'cancel', `cancelled by ${by}`, by);
+      await t.setUpdateStatus(name, 'cancelled', { endedAt: now.toISOString(), reason: `cancelled by ${by}` });
       return { leftForAPerson: [], alreadyCancelled: false };
     }
     if (u.lease && !holderIsDead(u.lease, now, live)) {
@@ -1241,12 +1253,12 @@ export function cancelUpdate(store: Store, name: string, now: Date, live: Livene
           `pause it first with \`${suggest(`pause ${name}`)}\`, then cancel it`,
       );
     }
-    const inFlight = store.getServers(name).filter((s) => s.status === 'running');
+    const inFlight = (await t.getServers(name)).filter((s) => s.status === 'running');
     const left: ServerRecord[] = [];
     for (const s of inFlight) {
       const lock = s.lockHeld ? `; our lock may still be on it: clear it with \`${suggest(`unlock ${s.name} --yes`)}\` once it is dealt with` : '';
       left.push(
-        store.setServerStatus(s.id, 'fatal', {
+        await t.setServerStatus(s.id, 'fatal', {
           step: null,
           endedAt: now.toISOString(),
           error:
@@ -1255,12 +1267,12 @@ export function cancelUpdate(store: Store, name: string, now: Date, live: Livene
         }),
       );
     }
-    if (u.lease) store.releaseLease(name, u.lease.token);
+    if (u.lease) await t.releaseLease(name, u.lease.token);
     const reason = left.length
       ? `cancelled by ${by} after its executor died; left for a person: ${left.map((s) => s.name).join(', ')}`
       : `cancelled by ${by} after its executor died`;
-    store.addEvent(name, null, 'cancel', `cancelled by ${by}`, by);
-    store.setUpdateStatus(name, 'cancelled', { endedAt: now.toISOString(), reason, pauseRequestedAt: null, pauseRequestedBy: null });
+    await t.addEvent(name, null, 'cancel', `cancelled by ${by}`, by);
+    await t.setUpdateStatus(name, 'cancelled', { endedAt: now.toISOString(), reason, pauseRequestedAt: null, pauseRequestedBy: null });
     return { leftForAPerson: left, alreadyCancelled: false };
   });
 }

@@ -1,5 +1,5 @@
 import { TransitionError, UsageError } from '../errors.js';
-import type { Store } from '../store/store.js';
+import type { EngineStore } from '../store/port.js';
 import { whatYouCanDo } from '../model/lifecycle.js';
 
 /**
@@ -39,32 +39,32 @@ const SPLITTABLE = new Set(['pending', 'paused']);
  * (`start` also begins a batch that never ran). A pending server that may still carry our lock
  * (left by a takeover) stays with the original, whose name the lock holds.
  */
-export function splitUpdate(store: Store, name: string, n: number): string[] {
-  return store.tx(() => {
-    const u = store.getUpdate(name);
+export function splitUpdate(store: EngineStore, name: string, n: number): Promise<string[]> {
+  return store.tx(async (t) => {
+    const u = await t.getUpdate(name);
     if (!SPLITTABLE.has(u.status)) {
       throw new TransitionError(
         `cannot split update ${name}: it is ${u.status}, and only a pending or paused update can be split. ${whatYouCanDo(name, u.status)}`,
       );
     }
-    const pending = store.getServers(name).filter((s) => s.status === 'pending' && !s.lockHeld);
+    const pending = (await t.getServers(name)).filter((s) => s.status === 'pending' && !s.lockHeld);
     if (pending.length === 0) throw new UsageError(`cannot split update ${name}: it has no pending server left`);
     const batches = balancedBatches(pending, n);
     const names = batches.map((_, i) => batchName(name, i));
     for (const other of names.slice(1)) {
-      if (store.hasUpdate(other)) throw new UsageError(`cannot split ${name}: an update named ${other} already exists`);
+      if (await t.hasUpdate(other)) throw new UsageError(`cannot split ${name}: an update named ${other} already exists`);
     }
     const paused = u.status === 'paused';
-    batches.slice(1).forEach((batch, i) => {
+    for (const [i, batch] of batches.slice(1).entries()) {
       const batch_ = names[i + 1]!;
-      store.insertBatch(u, batch_, 0, paused ? { status: 'paused', reason: `split from ${name} while it was paused` } : undefined);
-      store.moveServers(batch.map((s) => s.id), batch_);
-      store.addEvent(batch_, null, 'split', `batch ${i + 2} of ${n}, split from ${name}: ${batch.map((s) => s.name).join(', ')}`);
-    });
+      await t.insertBatch(u, batch_, 0, paused ? { status: 'paused', reason: `split from ${name} while it was paused` } : undefined);
+      await t.moveServers(batch.map((s) => s.id), batch_);
+      await t.addEvent(batch_, null, 'split', `batch ${i + 2} of ${n}, split from ${name}: ${batch.map((s) => s.name).join(', ')}`);
+    }
     // Keep the original's remaining servers numbered in order.
-    const kept = store.getServers(name);
-    store.moveServers(kept.map((s) => s.id), name);
-    store.addEvent(name, null, 'split', `split into ${n} batches: ${names.join(', ')}`);
+    const kept = await t.getServers(name);
+    await t.moveServers(kept.map((s) => s.id), name);
+    await t.addEvent(name, null, 'split', `split into ${n} batches: ${names.join(', ')}`);
     return names;
   });
 }

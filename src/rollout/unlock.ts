@@ -7,7 +7,7 @@ import { userInfo } from 'node:os';
 import { UsageError } from '../errors.js';
 import type { Liveness } from '../liveness.js';
 import type { Transport } from '../ssh/transport.js';
-import { type Store } from '../store/store.js';
+import type { EngineStore, ReportStore } from '../store/port.js';
 import { specOf, type ServerRecord } from '../model/records.js';
 import { suggest } from '../util/suggest.js';
 import { describeHolder, holderIsDead } from './lease.js';
@@ -28,18 +28,20 @@ function accountOf(s: ServerRecord): string {
 }
 
 /** The server each name means (its newest record, or the one in `update`); a UsageError before anything runs when one is unknown. */
-export function resolveServers(store: Store, names: string[], update?: string): ServerRecord[] {
-  if (update !== undefined) store.getUpdate(update);
-  return names.map((name) => {
-    const found = store.findServers(name).filter((s) => update === undefined || s.updateName === update);
+export async function resolveServers(store: ReportStore, names: string[], update?: string): Promise<ServerRecord[]> {
+  if (update !== undefined) await store.getUpdate(update);
+  const out: ServerRecord[] = [];
+  for (const name of names) {
+    const found = (await store.findServers(name)).filter((s) => update === undefined || s.updateName === update);
     if (found.length === 0) {
       throw new UsageError(
-        `no server named ${JSON.stringify(name)} in ${update !== undefined ? `update ${update}` : `any update of ${store.path}`}; ` +
+        `no server named ${JSON.stringify(name)} in ${update !== undefined ? `update ${update}` : `any update of ${store.location}`}; ` +
           'name it as in the plan, or as user@host:port',
       );
     }
-    return found[0]!;
-  });
+    out.push(found[0]!);
+  }
+  return out;
 }
 
 /**
@@ -50,11 +52,11 @@ export function resolveServers(store: Store, names: string[], update?: string): 
 const UNLOCK_WAIT_S = 15;
 
 /** Why clearing this lock now would be wrong, or null when nothing this tool can see is using it. */
-function stillInUse(store: Store, s: ServerRecord, lock: string, now: Date, live: Liveness): string | null {
+async function stillInUse(store: ReportStore, s: ServerRecord, lock: string, now: Date, live: Liveness): Promise<string | null> {
   // Anything of this database in flight on the account, whoever's lock it is.
-  for (const r of store.findServers(accountOf(s))) {
+  for (const r of await store.findServers(accountOf(s))) {
     if (r.status !== 'running') continue;
-    const u = store.getUpdate(r.updateName);
+    const u = await store.getUpdate(r.updateName);
     if (u.lease && !holderIsDead(u.lease, now, live)) {
       return `update ${u.name} is working on it now (${describeHolder(u.lease)}); wait for it, or \`${suggest(`pause ${u.name}`)}\``;
     }
@@ -71,7 +73,7 @@ function stillInUse(store: Store, s: ServerRecord, lock: string, now: Date, live
 }
 
 export async function unlockServers(
-  deps: { store: Store; transport: Transport; now: () => Date; liveness: Liveness },
+  deps: { store: EngineStore; transport: Transport; now: () => Date; liveness: Liveness },
   servers: ServerRecord[],
   opts: { yes: boolean },
 ): Promise<UnlockResult[]> {
@@ -81,7 +83,7 @@ export async function unlockServers(
   for (const s of servers) {
     const account = accountOf(s);
     const base = { server: s.name, account };
-    const settings = store.getUpdate(s.updateName).settings;
+    const settings = (await store.getUpdate(s.updateName)).settings;
     const spec = specOf(s);
     let session;
     try {
@@ -104,7 +106,7 @@ export async function unlockServers(
       }
       const lock = verdict.owner;
       const who = describeOwner(parseOwner(lock));
-      let busy = stillInUse(store, s, lock, deps.now(), deps.liveness);
+      let busy = await stillInUse(store, s, lock, deps.now(), deps.liveness);
       const running = inflightIn(read.stdout);
       if (busy === null && running.length > 0) {
         // a command of an executor that just died is still being killed (its supervisor takes a
@@ -122,13 +124,13 @@ export async function unlockServers(
         out.push({ ...base, outcome: 'shown', lock, message: `locked by ${who}; nothing this database knows of is working on it` });
         continue;
       }
-      const step = store.beginStep(s, 'unlock', `(clear the agent-update lock of ${who})`);
+      const step = await store.beginStep(s, 'unlock', `(clear the agent-update lock of ${who})`);
       const cleared = await session.exec(clearScript(lock), { timeoutMs: settings.ssh.connectTimeoutMs + 30_000 });
-      store.endStep(step, cleared);
+      await store.endStep(step, cleared);
       const result = splitLockOutput(cleared.stdout).verdict;
       if (result?.kind === 'cleared' || result?.kind === 'none') {
-        store.addEvent(s.updateName, s.name, 'unlock', `${me} cleared the lock of ${who} on ${account}`);
-        if (s.lockHeld) store.setLockHeld(s.id, false);
+        await store.addEvent(s.updateName, s.name, 'unlock', `${me} cleared the lock of ${who} on ${account}`);
+        if (s.lockHeld) await store.setLockHeld(s.id, false);
         out.push({ ...base, outcome: 'cleared', lock, message: `cleared the lock of ${who}` });
       } else if (result?.kind === 'changed') {
         out.push({ ...base, outcome: 'refused', lock, message: 'the lock changed while it was being checked (someone took it again); look again' });

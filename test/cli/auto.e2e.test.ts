@@ -7,10 +7,9 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { currentCommit, readDeployCount } from '../../src/sim/agent.js';
-import { Store } from '../../src/store/store.js';
 import { byName, cli, sharedFleet, spawnCli, statusJson } from '../helpers/cli.js';
 import { heldInVerify, openGate } from '../helpers/gates.js';
-import { contents, updatesOf, waitForStore as waitFor, withStore } from '../helpers/db.js';
+import { contents, openStore, updatesOf, waitForStore as waitFor, withStore } from '../helpers/db.js';
 
 const fleetFor = sharedFleet({ servers: 3, unreachable: 1 });
 
@@ -18,17 +17,17 @@ const fleetFor = sharedFleet({ servers: 3, unreachable: 1 });
  * The database, for "nothing touched": every update, server, event and auto run row (not the
  * journal: a rollout held in verify adds a health check to it every 50 ms; not the heartbeat).
  */
-function snapshot(db: string): string {
-  return withStore(db, (store) => contents(store, { heartbeats: false, journal: false }));
+async function snapshot(db: string): Promise<string> {
+  return await withStore(db, async (store) => await contents(store, { heartbeats: false, journal: false }));
 }
 
 
-function autoRuns(db: string) {
-  const store = new Store(db);
+async function autoRuns(db: string) {
+  const store = openStore(db);
   try {
-    return store.autoRuns();
+    return await store.autoRuns();
   } finally {
-    store.close();
+    await store.close();
   }
 }
 
@@ -57,10 +56,10 @@ test('auto twice in a row: the first plans and rolls out (the unreachable server
   const second = await cli(['auto', '-c', config], { db });
   assert.equal(second.code, 0, second.stdout + second.stderr);
   assert.match(second.stdout, /nothing to do: 2 servers already run the target [0-9a-f]{12}; 1 unreachable, left for the next run: u1/);
-  assert.deepEqual(updatesOf(db), ['nightly'], 'no second update is left in the database');
+  assert.deepEqual(await updatesOf(db), ['nightly'], 'no second update is left in the database');
   assert.equal(readDeployCount(fleet.home('s1')), 1, 'nothing deployed');
   assert.equal(readDeployCount(fleet.home('s2')), 1);
-  const runs = autoRuns(db);
+  const runs = await autoRuns(db);
   assert.deepEqual(runs.map((r) => [r.outcome, r.updateName]), [['started', 'nightly'], ['nothing-to-do', null]]);
   assert.match(runs[0]!.message ?? '', /nightly success \(exit 0\)/);
   assert.match(runs[1]!.message ?? '', /nothing to do/);
@@ -83,7 +82,7 @@ test('two auto runs started at the same instant make exactly one rollout; the ot
   const [a, b] = await Promise.all([spawnCli(['auto', '-c', config], { db }), spawnCli(['auto', '-c', config], { db })]);
   assert.equal(a.exitCode, 0, `${String(a.stdout)}${String(a.stderr)}`);
   assert.equal(b.exitCode, 0, `${String(b.stdout)}${String(b.stderr)}`);
-  assert.deepEqual(updatesOf(db), ['cron'], 'one update');
+  assert.deepEqual(await updatesOf(db), ['cron'], 'one update');
   for (const s of ['s1', 's2', 's3']) assert.equal(readDeployCount(fleet.home(s)), 1, `${s} deployed once`);
   assert.equal((await statusJson(db, 'cron')).status, 'success');
   const outputs = `${String(a.stdout)}\n${String(b.stdout)}`;
@@ -98,12 +97,12 @@ test('auto while this config\'s rollout runs: exit 0, nothing touched', async (t
   const db = join(fleet.root, 'plan.db');
   const config = fleet.writeConfig({ name: 'held', ...heldInVerify() });
   const run = spawnCli(['auto', '-c', config], { db });
-  await waitFor(db, 's1 verifying', (store) => store.findUpdate('held') && store.getServers('held').find((s) => s.name === 's1' && s.step === 'verify'));
-  const before = snapshot(db);
+  await waitFor(db, 's1 verifying', async (store) => await store.findUpdate('held') && (await store.getServers('held')).find((s) => s.name === 's1' && s.step === 'verify'));
+  const before = await snapshot(db);
   const again = await cli(['auto', '-c', config], { db });
   assert.equal(again.code, 0, again.stdout + again.stderr);
   assert.match(again.stdout, /already running: held \(pid \d+ on .+\); nothing touched/);
-  assert.equal(snapshot(db), before, 'nothing written');
+  assert.equal(await snapshot(db), before, 'nothing written');
   const json = await cli(['--json', 'auto', '-c', config], { db });
   assert.equal((JSON.parse(json.stdout) as { outcome: string }).outcome, 'running');
   openGate(fleet, 'online');
@@ -121,11 +120,11 @@ test('auto on a paused update of the config: exit 3, it names it and how to resu
   const first = await cli(['auto', '-c', config], { db });
   assert.equal(first.code, 3, first.stdout + first.stderr);
   assert.equal((await statusJson(db, 'canary')).status, 'paused');
-  const before = snapshot(db);
+  const before = await snapshot(db);
   const again = await cli(['auto', '-c', config], { db });
   assert.equal(again.code, 3, again.stdout + again.stderr);
   assert.match(again.stderr, /canary is paused \(test mode: 1 server finished\): auto does not resume what was paused; nothing touched\. Continue with `agent-update --db \S+ resume canary`/);
-  assert.equal(snapshot(db), before);
+  assert.equal(await snapshot(db), before);
   assert.equal(readDeployCount(fleet.home('s2')), 0, 'the second server was not touched');
   // A person resumes it; then auto finds nothing to do.
   assert.equal((await cli(['resume', 'canary'], { db })).code, 0);
@@ -140,17 +139,17 @@ test('auto on a pending plan a person made of the config: exit 3, it names it an
   const db = join(fleet.root, 'plan.db');
   const config = fleet.writeConfig({ name: 'reviewed' });
   assert.equal((await cli(['plan', '-c', config], { db })).code, 0);
-  const before = snapshot(db);
+  const before = await snapshot(db);
   const r = await cli(['auto', '-c', config], { db });
   assert.equal(r.code, 3, r.stdout + r.stderr);
   assert.match(r.stderr, /reviewed was planned by \S+ and not started: auto does not start a plan a person made; nothing touched\. Start it with `agent-update --db \S+ start reviewed`/);
-  assert.equal(snapshot(db), before);
+  assert.equal(await snapshot(db), before);
   // with --json its outcome is its own: `planned` is the line of an auto that planned and is starting the rollout
   const json = await cli(['--json', 'auto', '-c', config], { db });
   assert.equal(json.code, 3, json.stdout + json.stderr);
   const line = JSON.parse(json.stdout) as { type: string; outcome: string; updates: string[]; exitCode: number };
   assert.deepEqual([line.type, line.outcome, line.updates, line.exitCode], ['auto', 'pending', ['reviewed'], 3]);
-  assert.equal(snapshot(db), before);
+  assert.equal(await snapshot(db), before);
   assert.equal(readDeployCount(fleet.home('s1')), 0);
   assert.equal((await cli(['start', 'reviewed'], { db })).code, 0);
   const after = await cli(['auto', '-c', config], { db });
@@ -166,12 +165,12 @@ test('auto does not deploy again a commit that failed for this config (exit 1, n
   const first = await cli(['auto', '-c', config], { db });
   assert.equal(first.code, 1, first.stdout + first.stderr);
   assert.equal(byName(await statusJson(db, 'bad')).s1!.status, 'rolled-back');
-  const before = snapshot(db);
+  const before = await snapshot(db);
   const deploys = readDeployCount(fleet.home('s1'));
   const again = await cli(['auto', '-c', config], { db });
   assert.equal(again.code, 1);
   assert.match(again.stderr, /ended failure: auto does not deploy a commit that failed here again; nothing touched/);
-  assert.equal(snapshot(db), before);
+  assert.equal(await snapshot(db), before);
   assert.equal(readDeployCount(fleet.home('s1')), deploys, 'nothing deployed again');
 });
 
@@ -184,8 +183,8 @@ test('auto: bad input is exit 2 and nothing is written', async (t) => {
   assert.match(noConfig.stderr, /auto needs -c FILE/);
   const badBranch = await cli(['auto', '-c', fleet.writeConfig({ source: { branch: 'no-such-branch' } })], { db });
   assert.equal(badBranch.code, 2, badBranch.stderr);
-  assert.deepEqual(updatesOf(db), []);
-  assert.deepEqual(autoRuns(db), []);
+  assert.deepEqual(await updatesOf(db), []);
+  assert.deepEqual(await autoRuns(db), []);
 });
 
 test('auto: an unknown branch is exit 2 before the database is even created (a first cron run with a typo leaves no file)', async (t) => {
@@ -206,6 +205,6 @@ test('auto when no server of the config can be reached: exit 0, nothing planned,
   assert.equal(r.code, 0, r.stdout + r.stderr);
   assert.doesNotMatch(r.stdout, /already runs? the target/);
   assert.match(r.stdout, /no server could be reached, so nothing was done: 1 unreachable, left for the next run: u1/);
-  assert.deepEqual(updatesOf(db), []);
-  assert.deepEqual(autoRuns(db).map((x) => x.outcome), ['nothing-to-do']);
+  assert.deepEqual(await updatesOf(db), []);
+  assert.deepEqual((await autoRuns(db)).map((x) => x.outcome), ['nothing-to-do']);
 });

@@ -16,8 +16,8 @@ import { contents, waitForStore as waitFor, withStore } from '../helpers/db.js';
 const fleetFor = sharedFleet({ servers: 3 });
 
 /** Everything a refused command must leave as it was: updates, server rows, the journal and events. */
-function snapshot(db: string): string {
-  return withStore(db, (store) => contents(store));
+async function snapshot(db: string): Promise<string> {
+  return await withStore(db, async (store) => await contents(store));
 }
 
 test('drop before start: the dropped server is excluded with its reason, start never touches it, the update ends success', async (t) => {
@@ -60,7 +60,7 @@ test('drop before start: the dropped server is excluded with its reason, start n
     assert.equal(readDeployCount(fleet.home(s)), 1, s);
   }
   // Nothing was run on s2 by the rollout: its only journal rows are the plan's probe.
-  assert.deepEqual(withStore(db, (store) => store.getSteps(name, 's2').map((s) => s.phase)), ['probe']);
+  assert.deepEqual(await withStore(db, async (store) => (await store.getSteps(name, 's2')).map((s) => s.phase)), ['probe']);
 
   const logs = await cli(['logs', name, '--server', 's2'], { db });
   assert.equal(logs.code, 0, logs.stderr);
@@ -71,11 +71,11 @@ test('drop before start: the dropped server is excluded with its reason, start n
   assert.equal(logsJson.servers.find((s) => s.name === 's2')!.events.at(-1)!.actor, actor());
 
   // A finished update: refused, nothing changed
-  const before = snapshot(db);
+  const before = await snapshot(db);
   const late = await cli(['drop', name, 's1'], { db });
   assert.equal(late.code, 2, late.stdout + late.stderr);
   assert.match(late.stderr, /cannot drop servers of update u1: it has ended \(success\)/);
-  assert.equal(snapshot(db), before);
+  assert.equal(await snapshot(db), before);
 });
 
 test('drop while paused (after a test-mode pause): refused for a server already done and an unknown one; the dropped one is never touched by resume', async (t) => {
@@ -87,19 +87,19 @@ test('drop while paused (after a test-mode pause): refused for a server already 
   assert.equal(canary.code, 3, canary.stdout + canary.stderr);
   assert.equal(byName(await statusJson(db, name)).s1!.status, 'success');
 
-  const before = snapshot(db);
+  const before = await snapshot(db);
   const done = await cli(['drop', name, 's3', 's1'], { db });
   assert.equal(done.code, 2, done.stdout + done.stderr);
   assert.match(done.stderr, /server s1 of update u1 is success: only a pending server can be dropped; nothing was dropped/);
-  assert.equal(snapshot(db), before, 'all or nothing: s3 was not dropped either');
+  assert.equal(await snapshot(db), before, 'all or nothing: s3 was not dropped either');
   const unknown = await cli(['drop', name, 's33'], { db });
   assert.equal(unknown.code, 2);
   assert.match(unknown.stderr, /update u1 has no server named "s33"; did you mean "s3"\?/);
-  assert.equal(snapshot(db), before);
+  assert.equal(await snapshot(db), before);
   const noUpdate = await cli(['drop', 'u2', 's3'], { db });
   assert.equal(noUpdate.code, 2);
   assert.match(noUpdate.stderr, /no update named "u2".*did you mean "u1"\?/);
-  assert.equal(snapshot(db), before);
+  assert.equal(await snapshot(db), before);
 
   const r = await cli(['drop', name, 's3'], { db });
   assert.equal(r.code, 0, r.stdout + r.stderr);
@@ -126,21 +126,21 @@ test('drop is refused while the update runs (a server held in verify), and nothi
   if (!fleet) return;
   const { db, name } = await planned(fleet, heldInVerify());
   const run = spawnCli(['start', name], { db });
-  await waitFor(db, 's1 verifying', (store) => store.getServers(name).some((s) => s.name === 's1' && s.step === 'verify'));
+  await waitFor(db, 's1 verifying', async (store) => (await store.getServers(name)).some((s) => s.name === 's1' && s.step === 'verify'));
   // The executor keeps writing (health attempts, heartbeats, the lock it takes ahead on s2), so
   // what drop would have written is compared: s2's status and error, and no drop in the journal.
-  const dropped = () =>
-    withStore(db, (store) => ({
-      s2: store.getServers(name).filter((s) => s.name === 's2').map((s) => [s.status, s.error]),
-      events: store.getEvents(name).filter((e) => e.kind === 'drop' || /excluded/.test(e.message)).length,
+  const dropped = async () =>
+    await withStore(db, async (store) => ({
+      s2: (await store.getServers(name)).filter((s) => s.name === 's2').map((s) => [s.status, s.error]),
+      events: (await store.getEvents(name)).filter((e) => e.kind === 'drop' || /excluded/.test(e.message)).length,
     }));
-  const before = dropped();
+  const before = await dropped();
   assert.deepEqual(before, { s2: [['pending', null]], events: 0 });
   const r = await cli(['drop', name, 's2'], { db });
   assert.equal(r.code, 2, r.stdout + r.stderr);
   assert.match(r.stderr, /cannot drop servers of update u1: it is running, and only a pending or paused update's servers can be dropped/);
   assert.match(r.stderr, /pause u1/, 'it says what can be done');
-  assert.deepEqual(dropped(), before);
+  assert.deepEqual(await dropped(), before);
   openGate(fleet, 'online');
   const done = await run;
   assert.equal(done.exitCode, 0, String(done.stdout) + String(done.stderr));

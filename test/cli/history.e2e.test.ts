@@ -9,12 +9,11 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { currentCommit } from '../../src/sim/agent.js';
-import { Store } from '../../src/store/store.js';
 import type { HistoryJson } from '../../src/rollout/history.js';
 import { actor } from '../../src/util/actor.js';
 import { cli, planned, sharedFleet, spawnCli } from '../helpers/cli.js';
 import { heldInVerify, openGate } from '../helpers/gates.js';
-import { contents, withStore } from '../helpers/db.js';
+import { contents, waitForStore, withStore } from '../helpers/db.js';
 
 /** One sshd fleet for the file; each test sees its first servers, reset (test/helpers/cli.ts). */
 const fleetFor = sharedFleet({ servers: 3 });
@@ -94,9 +93,9 @@ test('history across three updates: each server commit by commit, a rollback and
   assert.match(unknown.stderr, /no server named "s4" in any update of .*; did you mean "s1", "s2" or "s3"\?/);
 
   // read-only: nothing written, and a missing database is not created
-  const before = withStore(db, (store) => contents(store));
+  const before = await withStore(db, async (store) => await contents(store));
   await cli(['history'], { db });
-  assert.equal(withStore(db, (store) => contents(store)), before);
+  assert.equal(await withStore(db, async (store) => await contents(store)), before);
   const missing = join(fleet.root, 'nope.db');
   const none = await cli(['history'], { db: missing });
   assert.equal(none.code, 2);
@@ -109,25 +108,10 @@ test('the audit trail: who planned, started, paused, resumed and cancelled is re
   if (!fleet) return;
   const me = actor();
   const { db, name } = await planned(fleet, heldInVerify());
-  assert.equal(withStore(db, (store) => store.getUpdate(name).createdBy), me, 'plan records who planned it');
+  assert.equal(await withStore(db, async (store) => (await store.getUpdate(name)).createdBy), me, 'plan records who planned it');
 
   const run = spawnCli(['start', name], { db });
-  await new Promise<void>((resolve, reject) => {
-    const store = new Store(db);
-    const poll = setInterval(() => {
-      try {
-        if (store.getServers(name).some((s) => s.name === 's1' && s.step === 'verify')) {
-          clearInterval(poll);
-          store.close();
-          resolve();
-        }
-      } catch (e) {
-        clearInterval(poll);
-        store.close();
-        reject(e as Error);
-      }
-    }, 25);
-  });
+  await waitForStore(db, 's1 verifying', async (store) => (await store.getServers(name)).some((s) => s.name === 's1' && s.step === 'verify'));
   assert.equal((await cli(['pause', name], { db })).code, 0);
   openGate(fleet, 'online', ['s1']);
   assert.equal((await run).exitCode, 3);
@@ -135,7 +119,7 @@ test('the audit trail: who planned, started, paused, resumed and cancelled is re
   assert.equal((await cli(['resume', name, '--stop-after', '1'], { db })).code, 3);
   assert.equal((await cli(['cancel', name], { db })).code, 0);
 
-  const events = withStore(db, (store) => store.getEvents(name));
+  const events = await withStore(db, async (store) => await store.getEvents(name));
   for (const kind of ['start', 'pause-requested', 'resume', 'cancel']) {
     const e = events.filter((x) => x.kind === kind);
     assert.equal(e.length, 1, `one ${kind} event`);

@@ -19,7 +19,7 @@ import { EXIT, InterruptedError } from '../../src/errors.js';
 import type { ExecResult, Session, Transport } from '../../src/ssh/transport.js';
 import { LOCK_SCRIPT_END } from '../../src/rollout/remote-lock.js';
 import { OLD, NEW, fakeSettings } from '../support/fake-settings.js';
-import { Store } from '../../src/store/store.js';
+import { openStore } from '../helpers/db.js';
 
 
 const settings: RolloutSettings = fakeSettings;
@@ -74,21 +74,21 @@ class TestContext_ extends CliContext {
   }
 }
 
-function setup(t: TestContext, status: 'pending' | 'paused' = 'pending'): string {
+async function setup(t: TestContext, status: 'pending' | 'paused' = 'pending'): Promise<string> {
   const dir = mkdtempSync(join(tmpdir(), 'agent-update-interrupt-'));
   const db = join(dir, 'p.db');
-  const store = new Store(db);
-  store.createUpdate({
+  const store = openStore(db);
+  await store.createUpdate({
     name: 'u', repo: '/r', branch: 'master', commit: NEW, configFile: null, settings, testStopAfter: 0,
     servers: ['s1', 's2'].map((name) => ({ name, host: name, port: 22, user: 'u', type: 'app' })),
   });
-  for (const s of store.getServers('u')) store.setProbedCommit(s.id, OLD);
-  store.setUpdateStatus('u', 'pending');
+  for (const s of await store.getServers('u')) await store.setProbedCommit(s.id, OLD);
+  await store.setUpdateStatus('u', 'pending');
   if (status === 'paused') {
-    store.setUpdateStatus('u', 'running');
-    store.setUpdateStatus('u', 'paused', { reason: 'pause requested' });
+    await store.setUpdateStatus('u', 'running');
+    await store.setUpdateStatus('u', 'paused', { reason: 'pause requested' });
   }
-  store.close();
+  await store.close();
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   return db;
 }
@@ -98,20 +98,20 @@ function deliver(signal: NodeJS.Signals): void {
   process.emit(signal, signal);
 }
 
-function snapshot(db: string) {
-  const store = new Store(db);
+async function snapshot(db: string) {
+  const store = openStore(db);
   try {
-    const u = store.getUpdate('u');
-    return { status: u.status, lease: u.lease, reason: u.reason, servers: store.getServers('u').map((s) => s.status), events: store.getEvents('u').length };
+    const u = await store.getUpdate('u');
+    return { status: u.status, lease: u.lease, reason: u.reason, servers: (await store.getServers('u')).map((s) => s.status), events: (await store.getEvents('u')).length };
   } finally {
-    store.close();
+    await store.close();
   }
 }
 
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   test(`${signal} while start checks SSH, before any update is handed over: exit 130, nothing written, no server touched`, async (t) => {
-    const db = setup(t);
-    const before = snapshot(db);
+    const db = await setup(t);
+    const before = await snapshot(db);
     const fake = new Fake((n) => n === 1 && deliver(signal));
     const ctx = new TestContext_(db, fake);
     try {
@@ -122,40 +122,40 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
         return true;
       });
     } finally {
-      ctx.close();
+      await ctx.close();
     }
-    assert.deepEqual(snapshot(db), before, 'the update is exactly as it was');
+    assert.deepEqual(await snapshot(db), before, 'the update is exactly as it was');
     assert.deepEqual(fake.commands, [], 'nothing ran on any server');
     assert.equal(process.listenerCount(signal), 0, 'its handlers are removed');
   });
 }
 
 test('resume: a SIGINT while it checks SSH leaves the update paused, exactly as it was (exit 130)', async (t) => {
-  const db = setup(t, 'paused');
-  const before = snapshot(db);
+  const db = await setup(t, 'paused');
+  const before = await snapshot(db);
   const fake = new Fake((n) => n === 1 && deliver('SIGINT'));
   const ctx = new TestContext_(db, fake);
   try {
     await assert.rejects(runCommand(ctx, 'resume', ['u'], {}), (e: unknown) => e instanceof InterruptedError && e.exitCode === EXIT.interrupted);
   } finally {
-    ctx.close();
+    await ctx.close();
   }
-  assert.deepEqual(snapshot(db), before);
+  assert.deepEqual(await snapshot(db), before);
   assert.deepEqual(fake.commands, []);
 });
 
 test('SIGINT while the engine checks SSH, before the update is running: it pauses before its first server (exit 3)', async (t) => {
-  const db = setup(t);
+  const db = await setup(t);
   const fake = new Fake((n) => n === 2 && deliver('SIGINT'));
   const ctx = new TestContext_(db, fake);
   let code: number;
   try {
     code = await runCommand(ctx, 'start', ['u'], {});
   } finally {
-    ctx.close();
+    await ctx.close();
   }
   assert.equal(code, EXIT.paused);
-  const after = snapshot(db);
+  const after = await snapshot(db);
   assert.equal(after.status, 'paused');
   // who asked is recorded: the signal, and the user it was sent as
   assert.match(after.reason ?? '', /^pause requested by SIGINT to the executor \([^@\s]+@\S+\)$/);
@@ -165,14 +165,14 @@ test('SIGINT while the engine checks SSH, before the update is running: it pause
 });
 
 test('without a signal the same start runs to the end (the fake is sound)', async (t) => {
-  const db = setup(t);
+  const db = await setup(t);
   const fake = new Fake(() => {});
   const ctx = new TestContext_(db, fake);
   try {
     assert.equal(await runCommand(ctx, 'start', ['u'], {}), EXIT.ok);
   } finally {
-    ctx.close();
+    await ctx.close();
   }
-  assert.equal(snapshot(db).status, 'success');
+  assert.equal((await snapshot(db)).status, 'success');
   assert.ok(fake.commands.length > 0);
 });

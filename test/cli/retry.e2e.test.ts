@@ -67,7 +67,7 @@ test('retry after a partial rollout: exactly the rolled-back server, twice in a 
   const twice = await cli(['retry', 'a'], { db });
   assert.equal(twice.code, 2);
   assert.match(twice.stderr, /a already has a retry that is not finished: a-retry \(pending\); start it .* or cancel it first/);
-  assert.deepEqual(updatesOf(db), ['a', 'a-retry']);
+  assert.deepEqual(await updatesOf(db), ['a', 'a-retry']);
 
   // Not fixed yet: the retry rolls back again; its retry is a-retry-2 (named from the root).
   const run1 = await cli(['start', 'a-retry'], { db });
@@ -95,7 +95,7 @@ test('retry after a partial rollout: exactly the rolled-back server, twice in a 
   const none = await cli(['retry', 'a-retry-2'], { db });
   assert.equal(none.code, 0, none.stderr);
   assert.match(none.stdout, /nothing to retry in a-retry-2: no server of it ended rolled-back, failed or unreachable; nothing was written/);
-  assert.deepEqual(updatesOf(db), ['a', 'a-retry', 'a-retry-2']);
+  assert.deepEqual(await updatesOf(db), ['a', 'a-retry', 'a-retry-2']);
 });
 
 test('retry takes unreachable servers, leaves fatal ones out unless --include-fatal (and says why), and refuses a pending update', async (t) => {
@@ -137,7 +137,7 @@ test('retry takes unreachable servers, leaves fatal ones out unless --include-fa
   assert.match(unknown.stderr, /no update named "nope"/);
   const badName = await cli(['retry', 'f', '--include-fatal', '--name', 'bad name'], { db });
   assert.equal(badName.code, 2);
-  assert.deepEqual(updatesOf(db), ['f', 'f-retry', 'f-fatal', 'p']);
+  assert.deepEqual(await updatesOf(db), ['f', 'f-retry', 'f-fatal', 'p']);
 });
 
 test('retry of a batch while a retry of its split is unfinished is refused: both would take the same servers', async (t) => {

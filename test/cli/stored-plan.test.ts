@@ -15,7 +15,7 @@ import type { RolloutSettings } from '../../src/config/types.js';
 import { EXIT, UsageError } from '../../src/errors.js';
 import type { Transport } from '../../src/ssh/transport.js';
 import { NEW, fakeSettings } from '../support/fake-settings.js';
-import { Store } from '../../src/store/store.js';
+import { openStore } from '../helpers/db.js';
 
 function settings(change: (s: RolloutSettings) => void): RolloutSettings {
   const s: RolloutSettings = structuredClone(fakeSettings);
@@ -42,17 +42,17 @@ class Ctx extends CliContext {
   }
 }
 
-function planned(t: TestContext, s: RolloutSettings): string {
+async function planned(t: TestContext, s: RolloutSettings): Promise<string> {
   const dir = mkdtempSync(join(tmpdir(), 'agent-update-stored-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const db = join(dir, 'p.db');
-  const store = new Store(db);
-  store.createUpdate({
+  const store = openStore(db);
+  await store.createUpdate({
     name: 'u', repo: '/r', branch: 'master', commit: NEW, configFile: null, settings: s, testStopAfter: 0,
     servers: [{ name: 's1', host: 's1', port: 22, user: 'u', type: 'app' }],
   });
-  store.setUpdateStatus('u', 'pending');
-  store.close();
+  await store.setUpdateStatus('u', 'pending');
+  await store.close();
   return db;
 }
 
@@ -65,13 +65,13 @@ const CASES: Array<[string, (s: RolloutSettings) => void, RegExp]> = [
 
 for (const [what, change, message] of CASES) {
   test(`start refuses a stored plan with ${what}: exit 2, nothing written`, async (t) => {
-    const db = planned(t, settings(change));
-    const events = (() => {
-      const store = new Store(db);
+    const db = await planned(t, settings(change));
+    const events = await (async () => {
+      const store = openStore(db);
       try {
-        return store.getEvents('u').length;
+        return (await store.getEvents('u')).length;
       } finally {
-        store.close();
+        await store.close();
       }
     })();
     const ctx = new Ctx(db);
@@ -85,15 +85,15 @@ for (const [what, change, message] of CASES) {
         return true;
       });
     } finally {
-      ctx.close();
+      await ctx.close();
     }
-    const store = new Store(db);
+    const store = openStore(db);
     try {
-      assert.equal(store.getUpdate('u').status, 'pending');
-      assert.equal(store.getUpdate('u').lease, null);
-      assert.equal(store.getEvents('u').length, events, 'no event recorded');
+      assert.equal((await store.getUpdate('u')).status, 'pending');
+      assert.equal((await store.getUpdate('u')).lease, null);
+      assert.equal((await store.getEvents('u')).length, events, 'no event recorded');
     } finally {
-      store.close();
+      await store.close();
     }
   });
 }

@@ -8,8 +8,8 @@ import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { currentCommit, readDeploys } from '../../src/sim/agent.js';
-import { Store } from '../../src/store/store.js';
 import { byName, cli, sharedFleet, statusJson } from '../helpers/cli.js';
+import { openStore } from '../helpers/db.js';
 
 const fleetFor = sharedFleet({ servers: 3 });
 
@@ -56,12 +56,12 @@ test('undo of a finished update puts each server it changed back to its own prev
   assert.deepEqual(readDeploys(fleet.home('s1')), [good, base]);
   assert.deepEqual(readDeploys(fleet.home('s3')), []);
   // verified at its own commit: the health check's expect was the undo commit
-  const store = new Store(db);
+  const store = openStore(db);
   try {
-    const verify = store.getSteps('a-undo', 's2').filter((x) => x.phase === 'verify');
+    const verify = (await store.getSteps('a-undo', 's2')).filter((x) => x.phase === 'verify');
     assert.ok(verify.length > 0 && verify.at(-1)!.stdout!.includes(good2), 'verified at good2');
   } finally {
-    store.close();
+    await store.close();
   }
   assert.deepEqual(await statusJson(db, 'a'), before, 'a itself is not changed');
 

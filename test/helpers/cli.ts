@@ -4,10 +4,10 @@ import { existsSync, rmSync, symlinkSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { statusDocument, type UpdateJson } from '../../src/output/status-json.js';
-import { Store } from '../../src/store/store.js';
 import { requireSshd, startFleet, type Fleet, type FleetOptions } from '../fleet/fleet.js';
 import { after, type TestContext } from 'node:test';
 import { makeTempDir, tempDirFor } from './tmp.js';
+import { openStore } from './db.js';
 
 /** The repository root, from dist/test/helpers/cli.js. */
 export const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
@@ -112,12 +112,12 @@ export function printed(child: ReturnType<typeof spawnCli>, stream: 'stdout' | '
  */
 export async function statusJson(db: string, name: string): Promise<StatusDoc> {
   if (!existsSync(db)) throw new Error(`status ${name}: no plan database at ${db}`);
-  const store = new Store(db);
+  const store = openStore(db);
   try {
     // Through JSON, as the CLI prints it.
-    return JSON.parse(JSON.stringify(statusDocument(store, name))) as StatusDoc;
+    return JSON.parse(JSON.stringify(await statusDocument(store, name))) as StatusDoc;
   } finally {
-    store.close();
+    await store.close();
   }
 }
 

@@ -5,13 +5,20 @@
  * say or make, the SQLite file opened directly.
  */
 import Database from 'better-sqlite3';
-import { Store } from '../../src/store/store.js';
+import { systemClock, type Clock } from '../../src/clock.js';
+import type { ReportStore } from '../../src/store/port.js';
+import { SqliteStore } from '../../src/store/sqlite/store.js';
+
+/** The plan database at `path`, as the CLI opens it (its times from `clock`). */
+export function openStore(path: string, clock: Pick<Clock, 'now'> = systemClock): SqliteStore {
+  return new SqliteStore(path, { clock });
+}
 
 /** Poll until `pred` holds. */
-export async function until<T>(what: string, pred: () => T | undefined | false, timeoutMs = 60_000): Promise<T> {
+export async function until<T>(what: string, pred: () => T | undefined | false | Promise<T | undefined | false>, timeoutMs = 60_000): Promise<T> {
   const end = Date.now() + timeoutMs;
   for (;;) {
-    const v = pred();
+    const v = await pred();
     if (v) return v;
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 25));
@@ -19,28 +26,33 @@ export async function until<T>(what: string, pred: () => T | undefined | false, 
 }
 
 /** Poll the plan database (a second reader, as `status` would be) until `pred` holds. */
-export async function waitForStore<T>(db: string, what: string, pred: (store: Store) => T | undefined | false, timeoutMs = 60_000): Promise<T> {
-  const store = new Store(db);
+export async function waitForStore<T>(
+  db: string,
+  what: string,
+  pred: (store: SqliteStore) => T | undefined | false | Promise<T | undefined | false>,
+  timeoutMs = 60_000,
+): Promise<T> {
+  const store = openStore(db);
   try {
     return await until(what, () => pred(store), timeoutMs);
   } finally {
-    store.close();
+    await store.close();
   }
 }
 
 /** Run `f` on a Store of `db` opened for it, and close it. */
-export function withStore<T>(db: string, f: (store: Store) => T): T {
-  const store = new Store(db);
+export async function withStore<T>(db: string, f: (store: SqliteStore) => T | Promise<T>): Promise<T> {
+  const store = openStore(db);
   try {
-    return f(store);
+    return await f(store);
   } finally {
-    store.close();
+    await store.close();
   }
 }
 
 /** The names of every update in `db`, oldest first. */
-export function updatesOf(db: string): string[] {
-  return withStore(db, (store) => store.listUpdates().map((u) => u.name));
+export async function updatesOf(db: string): Promise<string[]> {
+  return withStore(db, async (store) => (await store.listUpdates()).map((u) => u.name));
 }
 
 /**
@@ -49,15 +61,23 @@ export function updatesOf(db: string): string[] {
  * `heartbeats: false` leaves out the lease's and the auto runs' heartbeats (a live executor
  * beats); `journal: false` the journal (a rollout held in verify adds a health check every 50 ms).
  */
-export function contents(store: Store, opts: { heartbeats?: boolean; journal?: boolean } = {}): string {
+export async function contents(store: ReportStore, opts: { heartbeats?: boolean; journal?: boolean } = {}): Promise<string> {
   const { heartbeats = true, journal = true } = opts;
-  const updates = store.listUpdates().sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  const updates = (await store.listUpdates()).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  const servers = [];
+  const events: number[] = [];
+  const steps: number[] = [];
+  for (const u of updates) {
+    servers.push(...(await store.getServers(u.name)));
+    events.push(...(await store.getEvents(u.name)).map((e) => e.id));
+    if (journal) steps.push(...(await store.getSteps(u.name)).map((s) => s.id));
+  }
   return JSON.stringify({
     updates: updates.map((u) => (u.lease && !heartbeats ? { ...u, lease: { ...u.lease, heartbeat: null } } : u)),
-    servers: updates.flatMap((u) => store.getServers(u.name)).sort((a, b) => a.id - b.id),
-    events: updates.flatMap((u) => store.getEvents(u.name).map((e) => e.id)).sort((a, b) => a - b),
-    steps: journal ? updates.flatMap((u) => store.getSteps(u.name).map((s) => s.id)).sort((a, b) => a - b) : null,
-    auto: store.autoRuns().map((r) => (heartbeats ? r : { ...r, heartbeat: null })),
+    servers: servers.sort((a, b) => a.id - b.id),
+    events: events.sort((a, b) => a - b),
+    steps: journal ? steps.sort((a, b) => a - b) : null,
+    auto: (await store.autoRuns()).map((r) => (heartbeats ? r : { ...r, heartbeat: null })),
   });
 }
 

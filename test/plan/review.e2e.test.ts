@@ -12,8 +12,7 @@ import * as net from 'node:net';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { currentCommit, readDeployCount, restartCount } from '../../src/sim/agent.js';
-import { Store } from '../../src/store/store.js';
-import { withSqliteFile } from '../helpers/db.js';
+import { openStore, withSqliteFile } from '../helpers/db.js';
 import type { PlanChanges } from '../../src/plan/changes.js';
 import type { ShownCommands } from '../../src/plan/commands.js';
 import type { Fleet } from '../fleet/fleet.js';
@@ -267,12 +266,11 @@ test('plan --show-commands NAME: every step with the real values, nothing run; s
   const started = await cli(['start', 'u1'], { db });
   assert.equal(started.code, 1, started.stdout + started.stderr);
   assert.ok(relay.connections() > probes, 'the relay counts the connections start makes');
-  const store = new Store(db);
+  const store = openStore(db);
   try {
-    for (const s of store.getServers('u1')) assert.equal(s.status, 'rolled-back', `${s.name}: ${s.error}`);
+    for (const s of await store.getServers('u1')) assert.equal(s.status, 'rolled-back', `${s.name}: ${s.error}`);
     for (const g of doc.groups) {
-      const sent = store
-        .getSteps('u1', g.servers[0])
+      const sent = (await store.getSteps('u1', g.servers[0]))
         // the plan's probe came before; the lock's release is the executor's own
         .filter((st) => st.phase !== 'probe' && st.phase !== 'unlock')
         .map((st) => `${st.phase}: ${st.command.replace(/^\(take the agent-update lock\) && /, '')}`)
@@ -280,7 +278,7 @@ test('plan --show-commands NAME: every step with the real values, nothing run; s
       assert.deepEqual(sent, g.commands.map((c) => `${c.step}: ${c.command}`));
     }
   } finally {
-    store.close();
+    await store.close();
   }
 });
 

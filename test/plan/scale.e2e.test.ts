@@ -11,9 +11,9 @@ import { loadConfig } from '../../src/config/load.js';
 import { createPlan } from '../../src/plan/plan.js';
 import { Ssh2Transport } from '../../src/ssh/ssh2-transport.js';
 import type { Session, Transport } from '../../src/ssh/transport.js';
-import { Store } from '../../src/store/store.js';
 import { sshdAvailable, startFleet, type Fleet } from '../fleet/fleet.js';
 import { requireSshd } from '../fleet/fleet.js';
+import { openStore } from '../helpers/db.js';
 
 const SERVERS = 200;
 let fleet: Fleet | null = null;
@@ -65,20 +65,20 @@ test('plan of 200 servers: every one probed and recorded, at most --concurrency 
   await Promise.all(['s2', 's50', 's199'].map((s) => f.setCommit(s, target)));
   t.after(() => Promise.all(['s2', 's50', 's199'].map((s) => f.setCommit(s, f.upstream.commits.base))));
   const config = loadConfig(f.writeConfig({ source: { commit: target } }));
-  const store = new Store(join(f.root, 'plan200.db'));
+  const store = openStore(join(f.root, 'plan200.db'));
   const transport = counting(new Ssh2Transport());
   const concurrency = 12;
   try {
     const u = await createPlan({ store, transport, clock: systemClock, emit: () => {} }, config, { name: 'p200', concurrency });
     assert.equal(u.status, 'pending');
-    const servers = store.getServers('p200');
+    const servers = await store.getServers('p200');
     assert.equal(servers.length, SERVERS);
     const skipped = servers.filter((s) => s.status === 'skipped').map((s) => s.name);
     assert.deepEqual(skipped, ['s2', 's50', 's199']);
     const pending = servers.filter((s) => s.status === 'pending');
     assert.equal(pending.length, SERVERS - 3);
     for (const s of pending) assert.equal(s.fromCommit, f.upstream.commits.base, `${s.name} probed`);
-    const probes = store.getSteps('p200').filter((s) => s.phase === 'probe');
+    const probes = (await store.getSteps('p200')).filter((s) => s.phase === 'probe');
     assert.equal(probes.length, SERVERS, 'one journalled probe per server');
     assert.ok(probes.every((p) => p.exitCode === 0 && p.endedAt !== null));
     assert.equal(transport.connects, SERVERS, 'one connection per server');
@@ -87,7 +87,7 @@ test('plan of 200 servers: every one probed and recorded, at most --concurrency 
     assert.equal(transport.open, 0, 'every session closed');
   } finally {
     transport.close();
-    store.close();
+    await store.close();
   }
 });
 
@@ -102,18 +102,18 @@ test('a version command printing 50 MB: the probe reads the commit on its last l
       ssh: { output_limit: limit },
     }),
   );
-  const store = new Store(join(fleet.root, 'big-output.db'));
+  const store = openStore(join(fleet.root, 'big-output.db'));
   const transport = new Ssh2Transport();
   try {
     await createPlan({ store, transport, clock: systemClock, emit: () => {} }, config, { name: 'loud', concurrency: 2 });
-    const servers = store.getServers('loud');
+    const servers = await store.getServers('loud');
     assert.deepEqual(servers.map((s) => [s.status, s.fromCommit]), servers.map(() => ['pending', fleet!.upstream.commits.base]));
-    for (const step of store.getSteps('loud')) {
+    for (const step of await store.getSteps('loud')) {
       assert.ok((step.stdout ?? '').length <= limit + 200, `${step.serverName}: ${step.stdout?.length} characters of stdout journalled`);
       assert.ok((step.stdout ?? '').endsWith(`${fleet.upstream.commits.base}\n`));
     }
   } finally {
     transport.close();
-    store.close();
+    await store.close();
   }
 });

@@ -11,11 +11,10 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { agentCommands, currentCommit, readDeployCount, readDeploys, SEMVER_COMMAND } from '../../src/sim/agent.js';
-import { Store } from '../../src/store/store.js';
 import { atVersions, VERSIONED, type Fleet } from '../fleet/fleet.js';
 import { byName, cli, sharedFleet, spawnCli, statusJson } from '../helpers/cli.js';
 import { openGate, waitGate } from '../helpers/gates.js';
-import { waitForStore, withStore } from '../helpers/db.js';
+import { openStore, waitForStore, withStore } from '../helpers/db.js';
 import type { ShownCommands } from '../../src/plan/commands.js';
 import type { HistoryJson } from '../../src/rollout/history.js';
 
@@ -87,17 +86,17 @@ test('a server below min_version walks the stepping stone then the target, each 
   for (const n of ['s1', 's2', 's3']) assert.equal(currentCommit(fleet.home(n)), v['1.3.0'], n);
 
   // the journal shows every hop: two update/verify rounds for s1, each verified at its own commit
-  const store = new Store(db);
+  const store = openStore(db);
   try {
-    const steps = store.getSteps('st', 's1');
+    const steps = await store.getSteps('st', 's1');
     const resets = steps.filter((x) => x.phase === 'update' && x.command.includes('reset --hard'));
     assert.deepEqual(resets.map((x) => x.command.split(' ').pop()), [v['1.1.0'], v['1.3.0']]);
     assert.equal(steps.filter((x) => x.phase === 'verify').length >= 2, true);
-    const events = store.getEvents('st').filter((e) => e.serverName === 's1' && e.kind === 'hop');
+    const events = (await store.getEvents('st')).filter((e) => e.serverName === 's1' && e.kind === 'hop');
     assert.equal(events.length, 1);
     assert.match(events[0]!.message, /hop 1 of 2 \(1\.0\.0 → 1\.1\.0\) verified/);
   } finally {
-    store.close();
+    await store.close();
   }
   const st = await cli(['status', 'st'], { db });
   assert.match(st.stdout, /s1 .*1\.0\.0 → 1\.1\.0 → 1\.3\.0/);
@@ -118,11 +117,11 @@ test('below min_version with no stepping stone: excluded at plan time, naming it
   assert.equal(run.code, 0, run.stdout + run.stderr);
   assert.equal(readDeployCount(fleet.home('s1')), 0, 'never touched');
   assert.equal(currentCommit(fleet.home('s1')), v['1.0.0']);
-  const store = new Store(db);
+  const store = openStore(db);
   try {
-    assert.deepEqual(store.getSteps('nopath', 's1').map((x) => x.phase), ['probe']);
+    assert.deepEqual((await store.getSteps('nopath', 's1')).map((x) => x.phase), ['probe']);
   } finally {
-    store.close();
+    await store.close();
   }
   // s2 was updated by that run: put it back, then plan only the required class (below min_compatible 1.1.0)
   await atVersions(fleet, { s2: '1.2.0' });
@@ -166,14 +165,14 @@ test('a failing second hop rolls back to the stepping stone (verified) and the s
   const entry = (JSON.parse(h.stdout) as HistoryJson).servers[0]!.entries.find((e) => e.update === 'bad')!;
   assert.equal(entry.outcome, 'rolled-back');
   assert.equal(entry.to, v['1.1.0'], 'history: s1 runs the stepping stone after bad');
-  const store = new Store(db);
+  const store = openStore(db);
   try {
-    const phases = store.getSteps('bad', 's1').map((x) => x.phase);
+    const phases = (await store.getSteps('bad', 's1')).map((x) => x.phase);
     assert.ok(phases.includes('verify-rollback'), phases.join(' '));
-    const back = store.getSteps('bad', 's1').filter((x) => x.phase === 'rollback' && x.command.includes('reset --hard'));
+    const back = (await store.getSteps('bad', 's1')).filter((x) => x.phase === 'rollback' && x.command.includes('reset --hard'));
     assert.deepEqual(back.map((x) => x.command.split(' ').pop()), [v['1.1.0']]);
   } finally {
-    store.close();
+    await store.close();
   }
 });
 
@@ -190,9 +189,9 @@ test('kill -9 between two hops: start takes over at the hop it was on and finish
   const p = await cli(['plan', '-c', cfg], { db });
   assert.equal(p.code, 0, p.stdout + p.stderr);
   const run = spawnCli(['start', 'k9'], { db });
-  await waitForStore(db, 's1 on its second hop', (store) => {
-    const s = store.getServers('k9')[0]!;
-    return s.hop === 1 && store.getSteps('k9', 's1').some((x) => x.phase === 'update' && x.endedAt === null && x.command.includes(v['1.3.0']!));
+  await waitForStore(db, 's1 on its second hop', async (store) => {
+    const s = (await store.getServers('k9'))[0]!;
+    return s.hop === 1 && (await store.getSteps('k9', 's1')).some((x) => x.phase === 'update' && x.endedAt === null && x.command.includes(v['1.3.0']!));
   });
   run.kill('SIGKILL');
   await run;
@@ -207,12 +206,12 @@ test('kill -9 between two hops: start takes over at the hop it was on and finish
   assert.equal(s1.status, 'success');
   assert.equal(currentCommit(fleet.home('s1')), v['1.3.0']);
   assert.deepEqual(readDeploys(fleet.home('s1')), [v['1.1.0'], v['1.3.0']], 'the stone is not deployed again');
-  const store = new Store(db);
+  const store = openStore(db);
   try {
-    const events = store.getEvents('k9').filter((e) => e.serverName === 's1').map((e) => `${e.kind}: ${e.message}`);
+    const events = (await store.getEvents('k9')).filter((e) => e.serverName === 's1').map((e) => `${e.kind}: ${e.message}`);
     assert.ok(events.some((e) => /^takeover: re-checking; it was in step update of hop 2 of 2 \(1\.1\.0 → 1\.3\.0\)/.test(e)), events.join('\n'));
   } finally {
-    store.close();
+    await store.close();
   }
 });
 
@@ -241,13 +240,13 @@ test('agent.diagnose of a failed second hop gets that hop\'s values: {commit} th
   if (!fleet) return;
   const v = fleet.upstream.versions;
   const { db, broken } = await failingSecondHop(fleet, 'diag', { diagnose: ['echo diag {commit} {previous_commit}'] });
-  const store = new Store(db);
+  const store = openStore(db);
   try {
-    const diag = store.getSteps('diag', 's1').filter((x) => x.phase === 'diagnose');
+    const diag = (await store.getSteps('diag', 's1')).filter((x) => x.phase === 'diagnose');
     assert.deepEqual(diag.map((x) => x.command), [`echo diag ${broken} ${v['1.1.0']}`]);
     assert.equal((diag[0]!.stdout ?? '').trim(), `diag ${broken} ${v['1.1.0']}`);
   } finally {
-    store.close();
+    await store.close();
   }
 });
 
@@ -294,7 +293,7 @@ test('agent.diagnose of a failing hop gets that hop’s {commit} and {previous_c
     const r = await cli(['start', c.name], { db });
     assert.equal(r.code, 1, r.stdout + r.stderr);
     assert.equal(byName(await statusJson(db, c.name))[c.server]!.status, 'rolled-back');
-    const ran = withStore(db, (store) => store.getSteps(c.name, c.server).filter((x) => x.phase === 'diagnose').map((x) => x.command));
+    const ran = await withStore(db, async (store) => (await store.getSteps(c.name, c.server)).filter((x) => x.phase === 'diagnose').map((x) => x.command));
     assert.deepEqual(ran, [c.expected], `${c.name}: the diagnose command the failing hop ran is the one shown`);
   }
   assert.equal(currentCommit(fleet.home('s1')), v['1.0.0'], 'hop 1 rolled back to the server’s own commit');

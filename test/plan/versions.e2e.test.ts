@@ -10,10 +10,10 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { currentCommit, readDeployCount, SEMVER_COMMAND } from '../../src/sim/agent.js';
-import { Store } from '../../src/store/store.js';
 import { atVersions, VERSIONED, type Fleet } from '../fleet/fleet.js';
 import { byName, cli, cliStatusJson, sharedFleet, statusJson } from '../helpers/cli.js';
 import { gateOpen, openGate } from '../helpers/gates.js';
+import { openStore } from '../helpers/db.js';
 
 const fleetFor = sharedFleet({ servers: 4, upstream: VERSIONED });
 
@@ -55,17 +55,17 @@ test('plan reads each version in the one probe command, classes and counts them;
   assert.equal(doc.counts.excluded, 1);
 
   // one round trip per server: one probe step, whose one output holds both the commit and the version
-  const store = new Store(db);
+  const store = openStore(db);
   try {
     for (const [name, version] of [['s1', '1.0.0'], ['s2', '1.2.0'], ['s3', '1.3.0'], ['s4', 'base']] as const) {
-      const steps = store.getSteps('v1', name);
+      const steps = await store.getSteps('v1', name);
       assert.deepEqual(steps.map((x) => x.phase), ['probe'], name);
       assert.ok(steps[0]!.stdout!.includes(currentCommit(fleet.home(name))), name);
       assert.ok(steps[0]!.stdout!.split('\n').includes(version), `${name}: ${steps[0]!.stdout}`);
       assert.ok(steps[0]!.command.includes(SEMVER_COMMAND));
     }
   } finally {
-    store.close();
+    await store.close();
   }
 
   // the status table shows them too
@@ -93,12 +93,12 @@ test('start updates the required and recommended servers, never touches the excl
   // s4: still at base, no deploy, and nothing but the probe in its journal
   assert.equal(currentCommit(fleet.home('s4')), fleet.upstream.commits.base);
   assert.equal(readDeployCount(fleet.home('s4')), 0);
-  const store = new Store(db);
+  const store = openStore(db);
   try {
-    assert.deepEqual(store.getSteps('v2', 's4').map((x) => x.phase), ['probe']);
-    assert.ok(store.getSteps('v2', 's1').some((x) => x.phase === 'update'));
+    assert.deepEqual((await store.getSteps('v2', 's4')).map((x) => x.phase), ['probe']);
+    assert.ok((await store.getSteps('v2', 's1')).some((x) => x.phase === 'update'));
   } finally {
-    store.close();
+    await store.close();
   }
 });
 

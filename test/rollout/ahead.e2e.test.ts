@@ -12,12 +12,11 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { agentCommands, currentCommit } from '../../src/sim/agent.js';
 import { LOCK_FILE, ownerText } from '../../src/rollout/remote-lock.js';
-import { Store } from '../../src/store/store.js';
 import { type StepRecord } from '../../src/model/records.js';
 import type { Fleet } from '../fleet/fleet.js';
 import { byName, cli, sharedFleet, spawnCli, statusJson } from '../helpers/cli.js';
 import { heldInVerify, openGate, waitGate } from '../helpers/gates.js';
-import { waitForStore as waitFor } from '../helpers/db.js';
+import { openStore, waitForStore as waitFor } from '../helpers/db.js';
 
 const fleetFor = sharedFleet({ servers: 3 });
 
@@ -29,21 +28,21 @@ async function plan(fleet: Fleet, overrides: Record<string, unknown> = {}, name 
   return { db, name };
 }
 
-function journal(db: string, name: string, server?: string): StepRecord[] {
-  const store = new Store(db);
+async function journal(db: string, name: string, server?: string): Promise<StepRecord[]> {
+  const store = openStore(db);
   try {
-    return store.getSteps(name, server);
+    return await store.getSteps(name, server);
   } finally {
-    store.close();
+    await store.close();
   }
 }
 
-function events(db: string, name: string, server: string): string[] {
-  const store = new Store(db);
+async function events(db: string, name: string, server: string): Promise<string[]> {
+  const store = openStore(db);
   try {
-    return store.getEvents(name).filter((e) => e.serverName === server).map((e) => `${e.kind}: ${e.message}`);
+    return (await store.getEvents(name)).filter((e) => e.serverName === server).map((e) => `${e.kind}: ${e.message}`);
   } finally {
-    store.close();
+    await store.close();
   }
 }
 
@@ -62,7 +61,7 @@ test('agent.prepare runs on the next server while the current one updates, journ
   // s1 is held at the end of its update step (its gate is closed) while s2 is prepared; then s2
   // is held the same way while s3 is prepared
   await waitFor(db, 's2 prepared', () => existsSync(join(fleet.home('s2'), 'prepare.log')));
-  await waitFor(db, 'the prepare on s2 recorded', (s) => s.getSteps(name, 's2').some((x) => x.phase === 'prepare' && x.endedAt !== null && x.command.startsWith('echo prepared')));
+  await waitFor(db, 'the prepare on s2 recorded', async (s) => (await s.getSteps(name, 's2')).some((x) => x.phase === 'prepare' && x.endedAt !== null && x.command.startsWith('echo prepared')));
   const mid = byName(await statusJson(db, name));
   assert.equal(mid.s1!.status, 'running');
   assert.equal(mid.s1!.step, 'update', 's1 is still in its update step');
@@ -70,7 +69,7 @@ test('agent.prepare runs on the next server while the current one updates, journ
   assert.equal(existsSync(join(fleet.home('s3'), 'prepare.log')), false, 'prepare_ahead 1: only the next server');
   assert.ok(existsSync(lockOn(fleet, 's2')), 'the prepare runs under our lock on s2');
   openGate(fleet, 'update', ['s1']);
-  await waitFor(db, 'the prepare on s3 recorded', (s) => s.getSteps(name, 's3').some((x) => x.phase === 'prepare' && x.endedAt !== null && x.command.startsWith('echo prepared')));
+  await waitFor(db, 'the prepare on s3 recorded', async (s) => (await s.getSteps(name, 's3')).some((x) => x.phase === 'prepare' && x.endedAt !== null && x.command.startsWith('echo prepared')));
   openGate(fleet, 'update', ['s2']);
   const r = await run;
   assert.equal(r.exitCode, 0, String(r.stdout) + String(r.stderr));
@@ -82,15 +81,15 @@ test('agent.prepare runs on the next server while the current one updates, journ
   }
   assert.equal(readFileSync(join(fleet.home('s2'), 'prepare.log'), 'utf8'), `prepared ${commits.good}\n`, '{commit} is the target');
   assert.equal(existsSync(join(fleet.home('s1'), 'prepare.log')), false, 'the first server has nothing ahead of it');
-  assert.deepEqual(journal(db, name, 's1').filter((s) => s.phase === 'prepare'), []);
+  assert.deepEqual((await journal(db, name, 's1')).filter((s) => s.phase === 'prepare'), []);
   // the journal's order: s2's prepare (lock, command) before s1 restarted; s3's before s2 restarted
-  const firstOf = (server: string, phase: string) => journal(db, name, server).find((s) => s.phase === phase)!.id;
+  const firstOf = async (server: string, phase: string) => (await journal(db, name, server)).find((s) => s.phase === phase)!.id;
   for (const [prepared, current] of [['s2', 's1'], ['s3', 's2']] as const) {
-    const steps = journal(db, name, prepared).filter((s) => s.phase === 'prepare');
+    const steps = (await journal(db, name, prepared)).filter((s) => s.phase === 'prepare');
     assert.deepEqual(steps.map((s) => [s.command, s.exitCode]), [['(take the agent-update lock)', 0], [`echo prepared ${commits.good} >> ~/prepare.log`, 0]], prepared);
-    assert.ok(steps[1]!.id < firstOf(current, 'restart'), `${prepared} was prepared while ${current} updated`);
-    assert.ok(steps[1]!.id < firstOf(prepared, 'recheck'), `${prepared}: prepared before its turn`);
-    assert.ok(events(db, name, prepared).includes('prepare: prepared ahead of its turn'));
+    assert.ok(steps[1]!.id < await firstOf(current, 'restart'), `${prepared} was prepared while ${current} updated`);
+    assert.ok(steps[1]!.id < await firstOf(prepared, 'recheck'), `${prepared}: prepared before its turn`);
+    assert.ok((await events(db, name, prepared)).includes('prepare: prepared ahead of its turn'));
   }
   const logs = await cli(['logs', name, '--server', 's2'], { db });
   assert.match(logs.stdout, /\[prepare\] \$ echo prepared [0-9a-f]{40} >> ~\/prepare\.log/);
@@ -105,11 +104,11 @@ test('a failing prepare is journalled, its later commands not run, and the serve
   const doc = await statusJson(db, name);
   assert.equal(doc.status, 'success');
   assert.equal(byName(doc).s2!.status, 'success', 'updated normally');
-  const prepared = journal(db, name, 's2').filter((s) => s.phase === 'prepare');
+  const prepared = (await journal(db, name, 's2')).filter((s) => s.phase === 'prepare');
   assert.deepEqual(prepared.map((s) => [s.command, s.exitCode]), [['(take the agent-update lock)', 0], ['echo no network >&2; exit 3', 3]]);
   assert.match(prepared[1]!.stderr ?? '', /no network/);
   assert.equal(existsSync(join(fleet.home('s2'), 'second-prepare')), false, 'the first failure ends the prepare');
-  assert.ok(events(db, name, 's2').some((e) => /^prepare: prepare failed \(exited 3: no network\); the server is updated normally on its turn$/.test(e)));
+  assert.ok((await events(db, name, 's2')).some((e) => /^prepare: prepare failed \(exited 3: no network\); the server is updated normally on its turn$/.test(e)));
   assert.equal(existsSync(lockOn(fleet, 's2')), false);
 });
 
@@ -120,7 +119,7 @@ test('execution.prepare_ahead: 0 runs no prepare at all', async (t) => {
   const r = await cli(['start', name], { db });
   assert.equal(r.code, 0, r.stdout + r.stderr);
   assert.equal((await statusJson(db, name)).status, 'success');
-  assert.deepEqual(journal(db, name).filter((s) => s.phase === 'prepare'), []);
+  assert.deepEqual((await journal(db, name)).filter((s) => s.phase === 'prepare'), []);
   for (const s of ['s1', 's2', 's3']) assert.equal(existsSync(join(fleet.home(s), 'prepare.log')), false, s);
 });
 
@@ -146,10 +145,10 @@ test('the next server is connected while the current one verifies, and nothing r
   let hold: { release(): void } | null = null;
   t.after(() => hold?.release());
   const run = spawnCli(['start', name], { db });
-  await waitFor(db, 's1 verifying', (s) => s.getServers(name).find((x) => x.name === 's1' && x.step === 'verify'));
-  await waitFor(db, 's2 connected ahead', () => events(db, name, 's2').includes('connection: connected ahead of its turn (nothing run)'));
+  await waitFor(db, 's1 verifying', async (s) => (await s.getServers(name)).find((x) => x.name === 's1' && x.step === 'verify'));
+  await waitFor(db, 's2 connected ahead', async () => (await events(db, name, 's2')).includes('connection: connected ahead of its turn (nothing run)'));
   assert.equal(existsSync(join(fleet.home('s2'), 'commands.log')), false, 'connected, but no command ran on s2');
-  assert.deepEqual(journal(db, name, 's2').filter((s) => s.phase !== 'probe'), []);
+  assert.deepEqual((await journal(db, name, 's2')).filter((s) => s.phase !== 'probe'), []);
   // From now on the sshd greets no new connection: s2 can only go on over the one opened ahead.
   hold = fleet.holdNewConnections();
   openGate(fleet, 'online', ['s1']);
@@ -158,8 +157,8 @@ test('the next server is connected while the current one verifies, and nothing r
   assert.equal(r.exitCode, 0, String(r.stdout) + String(r.stderr));
   const doc = await statusJson(db, name);
   assert.equal(doc.status, 'success', 's2 was updated and verified over the connection opened ahead');
-  const s1 = journal(db, name, 's1').filter((s) => s.phase !== 'probe');
-  const s2 = journal(db, name, 's2').filter((s) => s.phase !== 'probe');
+  const s1 = (await journal(db, name, 's1')).filter((s) => s.phase !== 'probe');
+  const s2 = (await journal(db, name, 's2')).filter((s) => s.phase !== 'probe');
   assert.ok(Math.min(...s2.map((s) => s.id)) > Math.max(...s1.map((s) => s.id)), 's2\'s first command comes after s1\'s last (its lock released)');
   assert.ok(s2.every((s) => s.startedAt >= byName(doc).s1!.endedAt!), 'and after s1 ended');
   assert.ok(existsSync(join(fleet.home('s2'), 'commands.log')));
@@ -173,7 +172,7 @@ test('kill -9 during a prepare on the next server: start takes over, every serve
   openGate(fleet, 'prepare', ['s3']);
   const run = spawnCli(['start', name], { db });
   // s1 held in its update, s2 held inside its prepare
-  await waitFor(db, 's2 in its prepare', (s) => s.getSteps(name, 's2').some((x) => x.phase === 'prepare' && x.command.includes('gates/prepare') && x.endedAt === null));
+  await waitFor(db, 's2 in its prepare', async (s) => (await s.getSteps(name, 's2')).some((x) => x.phase === 'prepare' && x.command.includes('gates/prepare') && x.endedAt === null));
   run.kill('SIGKILL');
   await run;
   const mid = byName(await statusJson(db, name));
@@ -194,11 +193,11 @@ test('kill -9 during a prepare on the next server: start takes over, every serve
   const shown = await cli(['unlock', 's1', 's2', 's3'], { db });
   assert.equal(shown.code, 0, shown.stdout + shown.stderr);
   assert.equal((shown.stdout.match(/there is no agent-update lock on it/g) ?? []).length, 3, shown.stdout);
-  const store = new Store(db);
+  const store = openStore(db);
   try {
-    assert.deepEqual(store.getServers(name).filter((s) => s.lockHeld).map((s) => s.name), [], 'no lock flag left in the database');
+    assert.deepEqual((await store.getServers(name)).filter((s) => s.lockHeld).map((s) => s.name), [], 'no lock flag left in the database');
   } finally {
-    store.close();
+    await store.close();
   }
 });
 
@@ -207,7 +206,7 @@ test('kill -9 during a prepare, then cancel: cancel says the prepared server may
   if (!fleet) return;
   const { db, name } = await plan(fleet, { agent: { prepare: [waitGate('prepare')], update: updateHeld() } });
   const run = spawnCli(['start', name], { db });
-  await waitFor(db, 's2 in its prepare', (s) => s.getSteps(name, 's2').some((x) => x.phase === 'prepare' && x.command.includes('gates/prepare') && x.endedAt === null));
+  await waitFor(db, 's2 in its prepare', async (s) => (await s.getSteps(name, 's2')).some((x) => x.phase === 'prepare' && x.command.includes('gates/prepare') && x.endedAt === null));
   run.kill('SIGKILL');
   await run;
   assert.ok(existsSync(lockOn(fleet, 's2')));
@@ -226,7 +225,7 @@ test('a pause with a prepared-ahead server releases the lock its prepare took', 
   // (agent merged by hand: a spread of heldInVerify() would lose its health command to `agent`)
   const { db, name } = await plan(fleet, { agent: { ...(heldInVerify().agent as object), prepare: ['touch ~/prepared'] } });
   const run = spawnCli(['start', name], { db });
-  await waitFor(db, 's2 prepared', () => events(db, name, 's2').includes('prepare: prepared ahead of its turn'));
+  await waitFor(db, 's2 prepared', async () => (await events(db, name, 's2')).includes('prepare: prepared ahead of its turn'));
   assert.ok(existsSync(lockOn(fleet, 's2')));
   const p = await cli(['pause', name], { db });
   assert.equal(p.code, 0, p.stderr);
@@ -237,12 +236,12 @@ test('a pause with a prepared-ahead server releases the lock its prepare took', 
   assert.equal(doc.s1!.status, 'success');
   assert.equal(doc.s2!.status, 'pending');
   assert.equal(existsSync(lockOn(fleet, 's2')), false, 'released at the pause');
-  assert.ok(journal(db, name, 's2').some((s) => s.phase === 'unlock' && s.exitCode === 0));
-  const store = new Store(db);
+  assert.ok((await journal(db, name, 's2')).some((s) => s.phase === 'unlock' && s.exitCode === 0));
+  const store = openStore(db);
   try {
-    assert.equal(store.getServers(name).find((s) => s.name === 's2')!.lockHeld, false);
+    assert.equal((await store.getServers(name)).find((s) => s.name === 's2')!.lockHeld, false);
   } finally {
-    store.close();
+    await store.close();
   }
   assert.equal(currentCommit(fleet.home('s2')), fleet.upstream.commits.base, 'nothing but the prepare ran on s2');
 });
@@ -257,7 +256,7 @@ test('a server locked by another database is not prepared: its lock is left as i
   assert.equal(r.code, 3, r.stdout + r.stderr);
   assert.equal(existsSync(join(fleet.home('s2'), 'prepared')), false, 'no prepare command ran');
   assert.equal(readFileSync(lockOn(fleet, 's2'), 'utf8'), foreign);
-  const prepared = journal(db, name, 's2').filter((s) => s.phase === 'prepare');
+  const prepared = (await journal(db, name, 's2')).filter((s) => s.phase === 'prepare');
   assert.deepEqual(prepared.map((s) => [s.command, s.exitCode]), [['(take the agent-update lock)', 75]]);
-  assert.ok(events(db, name, 's2').some((e) => /^prepare: prepare skipped: locked by update theirs/.test(e)));
+  assert.ok((await events(db, name, 's2')).some((e) => /^prepare: prepare skipped: locked by update theirs/.test(e)));
 });

@@ -12,19 +12,19 @@ import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { agentCommands, readDeployCount, currentCommit } from '../../src/sim/agent.js';
-import { Store } from '../../src/store/store.js';
+import type { Store } from '../../src/store/port.js';
 import { type ServerRecord } from '../../src/model/records.js';
 import { byName, cli, planned, printed, sharedFleet, spawnCli, statusJson } from '../helpers/cli.js';
 import { heldInVerify, openGate, waitGate } from '../helpers/gates.js';
-import { until, waitForStore as waitFor } from '../helpers/db.js';
+import { openStore, until, waitForStore as waitFor } from '../helpers/db.js';
 
 /** One sshd fleet for the file; each test sees its first servers, reset (test/helpers/cli.ts). */
 const fleetFor = sharedFleet({ servers: 7 });
 
 const plan = planned;
 
-const serverIs = (name: string, server: string, pred: (s: ServerRecord) => boolean) => (store: Store) => {
-  const s = store.getServers(name).find((x) => x.name === server);
+const serverIs = (name: string, server: string, pred: (s: ServerRecord) => boolean) => async (store: Store) => {
+  const s = (await store.getServers(name)).find((x) => x.name === server);
   return s && pred(s) ? s : undefined;
 };
 
@@ -171,9 +171,10 @@ test('split 7 servers into 3 balanced batches and run them in parallel', async (
   const run = cli(['start', ...batches], { db });
   // The batches really run in parallel: every server is held in verify until the test opens it,
   // so a server of each batch is verifying at the same time only if the batches overlap.
-  await waitFor(db, 'a server of every batch verifying at once', (store) =>
-    batches.every((b) => store.getServers(b).some((s) => s.step === 'verify')),
-  );
+  await waitFor(db, 'a server of every batch verifying at once', async (store) => {
+    for (const b of batches) if (!(await store.getServers(b)).some((s) => s.step === 'verify')) return false;
+    return true;
+  });
   openGate(fleet, 'online');
   const done = await run;
   assert.equal(done.code, 0, done.stdout + done.stderr);
@@ -262,7 +263,7 @@ for (const point of ['update', 'verify', 'between servers'] as const) {
     } else if (point === 'verify') {
       await waitFor(db, 's2 verifying', serverIs(name, 's2', (s) => s.step === 'verify'));
     } else {
-      await waitFor(db, 's2 in its re-check', (store) => store.getSteps(name, 's2').some((x) => x.phase === 'recheck' && x.endedAt === null));
+      await waitFor(db, 's2 in its re-check', async (store) => (await store.getSteps(name, 's2')).some((x) => x.phase === 'recheck' && x.endedAt === null));
     }
     run.kill('SIGKILL');
     await run;
@@ -324,16 +325,16 @@ test('pause of an update whose executor died between servers pauses it at once; 
   // leaves instead: s1 finished by a real run, the update running under the lease of a process
   // that no longer exists, no server in flight.
   assert.equal((await cli(['start', name, '--stop-after', '1'], { db })).code, 3);
-  const store = new Store(db);
+  const store = openStore(db);
   try {
-    store.tx(() => {
-      store.setUpdateStatus(name, 'running', { reason: null, pauseAtWorked: null });
+    await store.tx(async (t) => {
+      await t.setUpdateStatus(name, 'running', { reason: null, pauseAtWorked: null });
       // A pid above Linux's pid_max (2^22): never a live process.
-      const r = store.acquireLease(name, { token: 'killed-executor', pid: 2_147_483_646, host: hostname(), pidStart: null }, () => true);
+      const r = await t.acquireLease(name, { token: 'killed-executor', pid: 2_147_483_646, host: hostname(), pidStart: null }, () => true);
       assert.ok(r.ok);
     });
   } finally {
-    store.close();
+    await store.close();
   }
   const mid = await statusJson(db, name);
   assert.equal(mid.status, 'running');
@@ -366,13 +367,13 @@ test('cancel ends a pending or paused update; a running one must be paused first
   const doc = await statusJson(db, name);
   assert.equal(doc.status, 'cancelled');
   // who cancelled it is recorded (user@host), once
-  const store = new Store(db);
+  const store = openStore(db);
   try {
-    const cancels = store.getEvents(name).filter((e) => e.kind === 'cancel');
+    const cancels = (await store.getEvents(name)).filter((e) => e.kind === 'cancel');
     assert.equal(cancels.length, 1, 'the repeated cancel writes nothing');
     assert.match(cancels[0]!.actor ?? '', /^[^@\s]+@\S+$/);
   } finally {
-    store.close();
+    await store.close();
   }
 });
 

@@ -10,11 +10,10 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { agentCommands, currentCommit } from '../../src/sim/agent.js';
-import { Store } from '../../src/store/store.js';
 import { type StepRecord } from '../../src/model/records.js';
 import { byName, cli, planned, sharedFleet, spawnCli, statusJson } from '../helpers/cli.js';
 import { waitGate } from '../helpers/gates.js';
-import { waitForStore as waitFor } from '../helpers/db.js';
+import { openStore, waitForStore as waitFor } from '../helpers/db.js';
 
 /** One sshd fleet for the file; each test sees its first servers, reset (test/helpers/cli.ts). */
 const fleetFor = sharedFleet({ servers: 2 });
@@ -25,12 +24,12 @@ const BROKEN = { source: { branch: 'broken' }, agent: { health: { timeout: '500m
 /** What the running agent recorded at its last start, and its health check's complaint (on stderr, exit 7). */
 const LOOK = ['cat ~/agent/run/web.state', '~/agent/bin/health', "printf 'target %s\\033[2J\\n' {commit}"];
 
-function steps(db: string, name: string, server: string): StepRecord[] {
-  const store = new Store(db);
+async function steps(db: string, name: string, server: string): Promise<StepRecord[]> {
+  const store = openStore(db);
   try {
-    return store.getSteps(name, server);
+    return await store.getSteps(name, server);
   } finally {
-    store.close();
+    await store.close();
   }
 }
 
@@ -55,7 +54,7 @@ test('a version that never comes online: diagnosed on the server before the roll
 
   // The journal: the diagnose rows after the last health check and before the first rollback
   // command, their output what the server held while the broken commit ran.
-  const journal = steps(db, name, 's1');
+  const journal = await steps(db, name, 's1');
   const phases = journal.map((x) => x.phase);
   const first = phases.indexOf('diagnose');
   assert.deepEqual(phases.slice(first - 1, first + 4), ['verify', 'diagnose', 'diagnose', 'diagnose', 'rollback']);
@@ -105,7 +104,7 @@ test('a diagnose command that hangs is killed at its own timeout; the next one r
   assert.equal(events.at(-1)!.type, 'result');
   assert.equal(byName(await statusJson(db, name)).s1!.status, 'rolled-back');
   assert.equal(currentCommit(fleet.home('s1')), commits.base);
-  const [hung] = steps(db, name, 's1').filter((x) => x.phase === 'diagnose');
+  const [hung] = (await steps(db, name, 's1')).filter((x) => x.phase === 'diagnose');
   assert.equal(hung!.exitCode, null);
   assert.ok(hung!.endedAt !== null, 'its row was completed at the timeout');
   // the summary went to stderr, beside the stream
@@ -125,7 +124,7 @@ test('an update command that fails with rollback disabled: diagnosed, then left 
   const s1 = byName(await statusJson(db, name)).s1!;
   assert.equal(s1.status, 'failed');
   assert.match(s1.error ?? '', /update command exited 9: migration 42 failed/);
-  const journal = steps(db, name, 's1');
+  const journal = await steps(db, name, 's1');
   assert.deepEqual(journal.slice(-2).map((x) => x.phase), ['diagnose', 'unlock'], 'diagnosed last, then only our lock released');
   assert.equal(journal.at(-2)!.stdout?.trim(), fleet.upstream.commits.good);
   assert.match(r.stdout, /diagnostics of s1 \(failed\)/);
@@ -137,7 +136,7 @@ test('killed (kill -9) during a diagnose command: the takeover does not diagnose
   const { commits } = fleet.upstream;
   const { db, name } = await planned(fleet, { ...BROKEN, agent: { ...BROKEN.agent, diagnose: { commands: [waitGate('diagnose'), 'echo second'], timeout: '60s' } } });
   const run = spawnCli(['start', name], { db });
-  await waitFor(db, 's1 in its diagnose command', (store) => store.getSteps(name, 's1').some((x) => x.phase === 'diagnose' && x.endedAt === null));
+  await waitFor(db, 's1 in its diagnose command', async (store) => (await store.getSteps(name, 's1')).some((x) => x.phase === 'diagnose' && x.endedAt === null));
   run.kill('SIGKILL');
   await run;
   assert.equal(byName(await statusJson(db, name)).s1!.step, 'diagnose');
@@ -148,7 +147,7 @@ test('killed (kill -9) during a diagnose command: the takeover does not diagnose
   assert.equal(s1.status, 'rolled-back');
   assert.match(s1.error ?? '', /not online/, 'the reason recorded before diagnose');
   assert.equal(currentCommit(fleet.home('s1')), commits.base);
-  const journal = steps(db, name, 's1');
+  const journal = await steps(db, name, 's1');
   const diagnose = journal.filter((x) => x.phase === 'diagnose');
   assert.equal(diagnose.length, 1, 'not diagnosed again');
   assert.equal(diagnose[0]!.endedAt, null, 'the interrupted one is left without a result');

@@ -23,10 +23,10 @@ import { LOCK_SCRIPT_END } from '../../src/rollout/remote-lock.js';
 import { runFence } from '../support/fence.js';
 import { runUpdate } from '../../src/rollout/run.js';
 import type { ExecOptions, ExecResult, Session, Transport } from '../../src/ssh/transport.js';
-import { Store } from '../../src/store/store.js';
 import { makeTempDir } from '../helpers/tmp.js';
 import { base, ok, problems, variant } from '../config/helpers.js';
 import { fakeSettings, NEW, OLD } from '../support/fake-settings.js';
+import { openStore } from '../helpers/db.js';
 
 // ---- the config key ------------------------------------------------------------------------
 
@@ -230,18 +230,18 @@ function virtualClock(): Clock {
   };
 }
 
-function setup(t: TestContext, settings: RolloutSettings) {
+async function setup(t: TestContext, settings: RolloutSettings) {
   const dir = makeTempDir('agent-update-diagnose-');
-  const store = new Store(join(dir, 'p.db'));
+  const store = openStore(join(dir, 'p.db'));
   const fake = new FakeTransport();
-  t.after(() => {
-    store.close();
+  t.after(async () => {
+    await store.close();
     fake.close();
     rmSync(dir, { recursive: true, force: true });
   });
-  store.createUpdate({ name: 'u', repo: '/r', branch: 'master', commit: NEW, configFile: null, settings, testStopAfter: 0, servers: [{ name: 's1', host: 's1', port: 22, user: 'u', type: 'app' }] });
-  for (const s of store.getServers('u')) store.setProbedCommit(s.id, OLD);
-  store.setUpdateStatus('u', 'pending');
+  await store.createUpdate({ name: 'u', repo: '/r', branch: 'master', commit: NEW, configFile: null, settings, testStopAfter: 0, servers: [{ name: 's1', host: 's1', port: 22, user: 'u', type: 'app' }] });
+  for (const s of await store.getServers('u')) await store.setProbedCommit(s.id, OLD);
+  await store.setUpdateStatus('u', 'pending');
   const events: RolloutEvent[] = [];
   const deps = { store, transport: fake, clock: virtualClock(), liveness: systemLiveness, emit: (e: RolloutEvent) => void events.push(e) };
   return { store, fake, events, deps, s1: fake.add('s1', OLD) };
@@ -251,17 +251,17 @@ const DIAGNOSE = { commands: ['diag one', 'diag two {commit}'], timeoutMs: 4_000
 const withDiag = (rollback = fakeSettings.rollback): RolloutSettings => ({ ...fakeSettings, agent: { ...fakeSettings.agent, diagnose: DIAGNOSE }, rollback });
 
 test('a target that never comes online: diagnosed after the last health check, before the rollback, each with its own timeout', async (t) => {
-  const { store, events, deps, s1 } = setup(t, withDiag());
+  const { store, events, deps, s1 } = await setup(t, withDiag());
   const r = await runUpdate(deps, 'u', { mode: 'start' });
   assert.equal(r.status, 'failure');
-  const server = store.getServers('u')[0]!;
+  const server = (await store.getServers('u'))[0]!;
   assert.equal(server.status, 'rolled-back');
   assert.match(server.error ?? '', /not online/, 'the reason is the failure, not anything diagnose did');
   const log = s1.log.map((c) => c.command);
   const at = log.indexOf('diag one');
   assert.deepEqual(log.slice(at - 1, at + 3), ['health', 'diag one', `diag two ${NEW}`, `reset ${OLD}`]);
   assert.deepEqual(s1.log.slice(at, at + 2).map((c) => c.timeoutMs), [4_000, 4_000]);
-  const steps = store.getSteps('u', 's1').filter((x) => x.phase === 'diagnose');
+  const steps = (await store.getSteps('u', 's1')).filter((x) => x.phase === 'diagnose');
   assert.deepEqual(steps.map((x) => [x.command, x.exitCode, x.stdout]), [
     ['diag one', 0, `diag one saw ${NEW}\n`],
     [`diag two ${NEW}`, 0, `diag two ${NEW} saw ${NEW}\n`],
@@ -272,45 +272,45 @@ test('a target that never comes online: diagnosed after the last health check, b
 });
 
 test('a diagnose command that fails or is killed at its timeout changes nothing: the next runs, the server is rolled back', async (t) => {
-  const { store, fake, deps, s1 } = setup(t, withDiag());
+  const { store, fake, deps, s1 } = await setup(t, withDiag());
   fake.answer = (c) =>
     c === 'diag one' ? { code: null, stdout: 'partial', stderr: '', timedOut: true, error: 'killed at its timeout of 4s', durationMs: 4000 } : c.startsWith('diag two') ? { code: 3, stdout: '', stderr: 'no such file', timedOut: false, error: null, durationMs: 1 } : undefined;
   await runUpdate(deps, 'u', { mode: 'start' });
-  assert.equal(store.getServers('u')[0]!.status, 'rolled-back');
+  assert.equal((await store.getServers('u'))[0]!.status, 'rolled-back');
   assert.equal(s1.commit, OLD);
-  assert.deepEqual(store.getSteps('u', 's1').filter((x) => x.phase === 'diagnose').map((x) => [x.exitCode, x.error]), [[null, 'killed at its timeout of 4s'], [3, null]]);
+  assert.deepEqual((await store.getSteps('u', 's1')).filter((x) => x.phase === 'diagnose').map((x) => [x.exitCode, x.error]), [[null, 'killed at its timeout of 4s'], [3, null]]);
 });
 
 test('with rollback disabled the server is diagnosed, then left failed', async (t) => {
-  const { store, deps, s1 } = setup(t, withDiag({ ...fakeSettings.rollback, enabled: false }));
+  const { store, deps, s1 } = await setup(t, withDiag({ ...fakeSettings.rollback, enabled: false }));
   await runUpdate(deps, 'u', { mode: 'start' });
-  assert.equal(store.getServers('u')[0]!.status, 'failed');
+  assert.equal((await store.getServers('u'))[0]!.status, 'failed');
   assert.deepEqual(s1.log.slice(-2).map((c) => c.command), ['diag one', `diag two ${NEW}`]);
   assert.equal(s1.commit, NEW);
 });
 
 test('a server that stops answering during diagnose: the rest is not sent, an event says so, the rollback goes on', async (t) => {
-  const { store, fake, events, deps, s1 } = setup(t, withDiag());
+  const { store, fake, events, deps, s1 } = await setup(t, withDiag());
   fake.answer = (c) => (c === 'diag one' ? { code: null, stdout: '', stderr: '', timedOut: false, error: 'connection lost: socket closed', durationMs: 2 } : undefined);
   await runUpdate(deps, 'u', { mode: 'start' });
-  assert.equal(store.getServers('u')[0]!.status, 'rolled-back', 'the rollback reconnected');
+  assert.equal((await store.getServers('u'))[0]!.status, 'rolled-back', 'the rollback reconnected');
   const log = s1.log.map((c) => c.command);
   assert.equal(log.filter((c) => c === 'diag one').length, 1, 'not retried');
   assert.equal(log.some((c) => c.startsWith('diag two')), false, 'the rest is not sent');
-  assert.ok(store.getEvents('u').some((e) => e.kind === 'diagnose' && /diagnose stopped: the server does not answer \(connection lost: socket closed\); 1 command not run/.test(e.message)));
+  assert.ok((await store.getEvents('u')).some((e) => e.kind === 'diagnose' && /diagnose stopped: the server does not answer \(connection lost: socket closed\); 1 command not run/.test(e.message)));
   const two = events.find((e) => e.type === 'diagnose' && e.command.startsWith('diag two'));
   assert.ok(two && two.type === 'diagnose' && !two.ran && /^not run: the server does not answer/.test(two.error ?? ''));
 });
 
 test('takeover of a server left in step diagnose: no second diagnose, the rollback decision goes on with the reason kept', async (t) => {
-  const { store, deps, s1 } = setup(t, withDiag());
+  const { store, deps, s1 } = await setup(t, withDiag());
   s1.commit = NEW;
   s1.online = false;
-  store.setUpdateStatus('u', 'running');
-  const s = store.getServers('u')[0]!;
-  store.setServerStatus(s.id, 'running', { step: 'diagnose', fromCommit: OLD, toCommit: NEW, lockHeld: true, error: 'not online at bbbbbbbbbbbb after 300ms' });
+  await store.setUpdateStatus('u', 'running');
+  const s = (await store.getServers('u'))[0]!;
+  await store.setServerStatus(s.id, 'running', { step: 'diagnose', fromCommit: OLD, toCommit: NEW, lockHeld: true, error: 'not online at bbbbbbbbbbbb after 300ms' });
   await runUpdate(deps, 'u', { mode: 'start' });
-  const after = store.getServers('u')[0]!;
+  const after = (await store.getServers('u'))[0]!;
   assert.equal(after.status, 'rolled-back');
   assert.equal(after.error, 'not online at bbbbbbbbbbbb after 300ms');
   assert.deepEqual(s1.log.map((c) => c.command), ['version', `reset ${OLD}`, 'version', 'restart', 'health']);

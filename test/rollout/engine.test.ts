@@ -17,11 +17,12 @@ import { runUpdate } from '../../src/rollout/run.js';
 import { LOCK_FILE, LOCK_SCRIPT_END } from '../../src/rollout/remote-lock.js';
 import type { ServerStep } from '../../src/model/lifecycle.js';
 import { TransportError, type ExecOptions, type ExecResult, type Session, type Transport } from '../../src/ssh/transport.js';
-import { Store } from '../../src/store/store.js';
+import type { Store } from '../../src/store/port.js';
 import { OLD, NEW, OTHER, fakeSettings } from '../support/fake-settings.js';
 import { makeTempDir } from '../helpers/tmp.js';
 import { GONE_PID, liveness } from '../helpers/liveness.js';
 import { runFence } from '../support/fence.js';
+import { openStore } from '../helpers/db.js';
 
 
 interface FakeServer {
@@ -120,32 +121,32 @@ class FakeTransport implements Transport {
 
 const settings: RolloutSettings = fakeSettings;
 
-function setup(t: TestContext, names: string[], planned: RolloutSettings = settings) {
+async function setup(t: TestContext, names: string[], planned: RolloutSettings = settings) {
   const dir = makeTempDir('agent-update-engine-');
-  const store = new Store(join(dir, 'p.db'));
-  t.after(() => {
-    store.close();
+  const store = openStore(join(dir, 'p.db'));
+  t.after(async () => {
+    await store.close();
     rmSync(dir, { recursive: true, force: true });
   });
-  store.createUpdate({
+  await store.createUpdate({
     name: 'u', repo: '/r', branch: 'master', commit: NEW, configFile: null, settings: planned, testStopAfter: 0,
     servers: names.map((name) => ({ name, host: name, port: 22, user: 'u', type: 'app' })),
   });
-  for (const s of store.getServers('u')) store.setProbedCommit(s.id, OLD);
-  store.setUpdateStatus('u', 'pending');
+  for (const s of await store.getServers('u')) await store.setProbedCommit(s.id, OLD);
+  await store.setUpdateStatus('u', 'pending');
   return store;
 }
 
 /** Leave the update as a process killed mid-server would: running, the server in `step`, no lease. */
-function crashAt(store: Store, server: string, step: ServerStep, fromCommit: string | null): void {
-  store.setUpdateStatus('u', 'running');
-  const s = store.getServers('u').find((x) => x.name === server)!;
-  store.setServerStatus(s.id, 'running', { step, fromCommit, toCommit: NEW, lockHeld: true });
+async function crashAt(store: Store, server: string, step: ServerStep, fromCommit: string | null): Promise<void> {
+  await store.setUpdateStatus('u', 'running');
+  const s = (await store.getServers('u')).find((x) => x.name === server)!;
+  await store.setServerStatus(s.id, 'running', { step, fromCommit, toCommit: NEW, lockHeld: true });
 }
 
 /** Another executor takes the lease over (as a `start` elsewhere that judged us dead would). */
-function takeLease(store: Store, update: string): void {
-  store.acquireLease(update, { token: 'thief', pid: 4242, host: 'elsewhere', pidStart: null }, () => true);
+async function takeLease(store: Store, update: string): Promise<void> {
+  await store.acquireLease(update, { token: 'thief', pid: 4242, host: 'elsewhere', pidStart: null }, () => true);
 }
 
 const deps = (store: Store, transport: Transport, clock: Clock = systemClock, live: Liveness = systemLiveness) => ({ store, transport, clock, liveness: live, emit: () => {} });
@@ -161,16 +162,16 @@ function virtualClock(): Clock {
     },
   };
 }
-const statusOf = (store: Store, name: string) => store.getServers('u').find((s) => s.name === name)!;
+const statusOf = async (store: Store, name: string) => (await store.getServers('u')).find((s) => s.name === name)!;
 
 test('a clean run: recheck, update, version, restart, health; in that order', async (t) => {
-  const store = setup(t, ['s1']);
+  const store = await setup(t, ['s1']);
   const fake = new FakeTransport();
   const s1 = fake.add('s1', OLD);
   const r = await runUpdate(deps(store, fake), 'u', { mode: 'start' });
   assert.equal(r.status, 'success');
   assert.deepEqual(s1.log, ['version', `reset ${NEW}`, 'version', 'restart', 'health']);
-  assert.equal(statusOf(store, 's1').fromCommit, OLD);
+  assert.equal((await statusOf(store, 's1')).fromCommit, OLD);
 });
 
 const takeovers: Array<{ title: string; step: ServerStep; from: string | null; at: string; expect: string; log: string[] }> = [
@@ -187,21 +188,21 @@ const takeovers: Array<{ title: string; step: ServerStep; from: string | null; a
 
 for (const c of takeovers) {
   test(`takeover: ${c.title} → ${c.expect}`, async (t) => {
-    const store = setup(t, ['s1', 's2', 's3']);
+    const store = await setup(t, ['s1', 's2', 's3']);
     const fake = new FakeTransport();
     const s1 = fake.add('s1', NEW);
     const s2 = fake.add('s2', c.at);
     const s3 = fake.add('s3', OLD);
     // s1 had finished before the crash.
-    const first = statusOf(store, 's1');
-    store.setUpdateStatus('u', 'running');
-    store.setServerStatus(first.id, 'running', { step: 'update', fromCommit: OLD, toCommit: NEW });
-    store.setServerStatus(first.id, 'success', {});
-    const s = statusOf(store, 's2');
-    store.setServerStatus(s.id, 'running', { step: c.step, fromCommit: c.from, toCommit: NEW });
+    const first = await statusOf(store, 's1');
+    await store.setUpdateStatus('u', 'running');
+    await store.setServerStatus(first.id, 'running', { step: 'update', fromCommit: OLD, toCommit: NEW });
+    await store.setServerStatus(first.id, 'success', {});
+    const s = await statusOf(store, 's2');
+    await store.setServerStatus(s.id, 'running', { step: c.step, fromCommit: c.from, toCommit: NEW });
 
     const r = await runUpdate(deps(store, fake), 'u', { mode: 'start' });
-    assert.equal(statusOf(store, 's2').status, c.expect);
+    assert.equal((await statusOf(store, 's2')).status, c.expect);
     assert.deepEqual(s2.log, c.log);
     assert.deepEqual(s1.log, [], 'a finished server is never touched again');
     if (c.expect === 'rolled-back') {
@@ -215,35 +216,35 @@ for (const c of takeovers) {
 }
 
 test('takeover with a broken target: verified, fails, rolled back', async (t) => {
-  const store = setup(t, ['s1']);
+  const store = await setup(t, ['s1']);
   const fake = new FakeTransport(new Set([NEW]));
   const s1 = fake.add('s1', NEW);
   s1.online = false;
-  crashAt(store, 's1', 'verify', OLD);
+  await crashAt(store, 's1', 'verify', OLD);
   const r = await runUpdate(deps(store, fake), 'u', { mode: 'start' });
   assert.equal(r.status, 'failure');
-  assert.equal(statusOf(store, 's1').status, 'rolled-back');
+  assert.equal((await statusOf(store, 's1')).status, 'rolled-back');
   assert.equal(s1.commit, OLD);
 });
 
 test('an executor whose lease is taken stops before its next write', async (t) => {
   // The lease's heartbeat timer is mocked: the test fires one beat instead of waiting 2 s for it.
   t.mock.timers.enable({ apis: ['setInterval'] });
-  const store = setup(t, ['s1', 's2']);
+  const store = await setup(t, ['s1', 's2']);
   const fake = new FakeTransport();
   const s1 = fake.add('s1', OLD);
   fake.add('s2', OLD);
   // Another process "takes over" while s1 is being updated.
   fake.intercept = async (_server, cmd, next) => {
     if (cmd.startsWith('reset')) {
-      takeLease(store, 'u');
+      await takeLease(store, 'u');
       t.mock.timers.tick(HEARTBEAT_MS); // one heartbeat: it finds the lease taken
     }
     return next();
   };
   await assert.rejects(runUpdate(deps(store, fake), 'u', { mode: 'start' }), BusyError);
-  assert.equal(statusOf(store, 's1').status, 'running', 'no result was written after losing the lease');
-  assert.equal(statusOf(store, 's1').step, 'update');
+  assert.equal((await statusOf(store, 's1')).status, 'running', 'no result was written after losing the lease');
+  assert.equal((await statusOf(store, 's1')).step, 'update');
   assert.deepEqual(s1.log, ['version', `reset ${NEW}`], 'and no remote command either');
 });
 
@@ -252,7 +253,7 @@ test('takeover: the re-check fails before any update command ran → unreachable
   // command has run. A failed re-check must leave it untouched, as runServer does, not roll it
   // back (to rollback.commit, a commit never seen there) nor call it fatal.
   const withRollbackCommit = { ...settings, rollback: { ...settings.rollback, commit: OTHER } };
-  const store = setup(t, ['s1', 's2'], withRollbackCommit);
+  const store = await setup(t, ['s1', 's2'], withRollbackCommit);
   const fake = new FakeTransport();
   const s1 = fake.add('s1', OLD);
   const s2 = fake.add('s2', OLD);
@@ -261,12 +262,12 @@ test('takeover: the re-check fails before any update command ran → unreachable
     s1.log.push(cmd);
     return { code: 1, stdout: '', stderr: 'fatal: not a git repository', timedOut: false, error: null, durationMs: 1 };
   };
-  crashAt(store, 's1', 'update', null);
+  await crashAt(store, 's1', 'update', null);
   await runUpdate(deps(store, fake), 'u', { mode: 'start' });
   assert.deepEqual(s1.log, ['version'], 'nothing but the re-check ran on s1');
   assert.equal(s1.commit, OLD);
-  assert.equal(statusOf(store, 's1').status, 'unreachable');
-  assert.equal(statusOf(store, 's2').status, 'success', 'an untouched server does not stop the rollout');
+  assert.equal((await statusOf(store, 's1')).status, 'unreachable');
+  assert.equal((await statusOf(store, 's2')).status, 'success', 'an untouched server does not stop the rollout');
   assert.equal(s2.commit, NEW);
 });
 
@@ -274,19 +275,19 @@ test('an executor whose lease was taken while it was frozen stops before its nex
   // A process stopped (SIGSTOP, a suspended laptop) for longer than the lease's staleness is
   // taken over; when it wakes, the reply to its command can arrive before its heartbeat timer
   // runs. It must not act on the in-memory belief that it still holds the lease.
-  const store = setup(t, ['s1', 's2']);
+  const store = await setup(t, ['s1', 's2']);
   const fake = new FakeTransport();
   const s1 = fake.add('s1', OLD);
   const s2 = fake.add('s2', OLD);
   fake.intercept = async (_server, cmd, next) => {
     const r = await next();
-    if (cmd.startsWith('reset')) takeLease(store, 'u');
+    if (cmd.startsWith('reset')) await takeLease(store, 'u');
     return r;
   };
   await assert.rejects(runUpdate(deps(store, fake), 'u', { mode: 'start' }), BusyError);
   assert.deepEqual(s1.log, ['version', `reset ${NEW}`], 'no remote command after the lease was taken');
-  assert.equal(statusOf(store, 's1').status, 'running', 'no state written after the lease was taken');
-  assert.equal(statusOf(store, 's1').step, 'update');
+  assert.equal((await statusOf(store, 's1')).status, 'running', 'no state written after the lease was taken');
+  assert.equal((await statusOf(store, 's1')).step, 'update');
   assert.deepEqual(s2.log, []);
 });
 
@@ -295,7 +296,7 @@ test('placeholders in agent.health.command are expanded (the target while verify
     ...settings,
     agent: { ...settings.agent, health: { ...settings.agent.health, command: 'health-at {commit}', expect: '' } },
   };
-  const store = setup(t, ['s1', 's2'], healthWithCommit);
+  const store = await setup(t, ['s1', 's2'], healthWithCommit);
   const fake = new FakeTransport(new Set([NEW]));
   const s1 = fake.add('s1', OLD);
   fake.intercept = async (server, cmd, next) => {
@@ -310,7 +311,7 @@ test('placeholders in agent.health.command are expanded (the target while verify
   // NEW is broken: its health check fails, the rollback to OLD is verified online at OLD.
   assert.ok(s1.log.includes(`health-at ${NEW}`), s1.log.join('\n'));
   assert.equal(s1.log[s1.log.length - 1], `health-at ${OLD}`);
-  assert.equal(statusOf(store, 's1').status, 'rolled-back', statusOf(store, 's1').error ?? '');
+  assert.equal((await statusOf(store, 's1')).status, 'rolled-back', (await statusOf(store, 's1')).error ?? '');
   assert.equal(r.status, 'failure');
 });
 
@@ -361,7 +362,7 @@ const crashScenarios: CrashScenario[] = [
  * sends and writes nothing more.
  */
 async function killAt(file: string, fake: FakeTransport, k: number, landed: boolean, at: string): Promise<{ crashedOn: string; clock: ReturnType<typeof virtualClock> }> {
-  const first = new Store(file);
+  const first = openStore(file);
   let sent = 0;
   let dead = false;
   let crashedOn = '';
@@ -371,7 +372,7 @@ async function killAt(file: string, fake: FakeTransport, k: number, landed: bool
     crashedOn = `${server}: ${command}`;
     if (landed) await next();
     dead = true;
-    first.close();
+    await first.close();
     return new Promise<never>(() => {});
   };
   const clock = virtualClock();
@@ -385,11 +386,11 @@ async function killAt(file: string, fake: FakeTransport, k: number, landed: bool
   return { crashedOn, clock };
 }
 
-function crashSetup(t: TestContext, scenario: CrashScenario) {
-  const store = setup(t, ['s1', 's2', 's3'], { ...settings, rollback: scenario.rollback });
+async function crashSetup(t: TestContext, scenario: CrashScenario) {
+  const store = await setup(t, ['s1', 's2', 's3'], { ...settings, rollback: scenario.rollback });
   const fake = new FakeTransport(new Set(scenario.broken));
   for (const name of ['s1', 's2', 's3']) fake.add(name, OLD);
-  return { store, fake, file: store.path };
+  return { store, fake, file: store.location };
 }
 
 const deploys = (s: FakeServer) => s.log.filter((c) => c === `reset ${NEW}`).length;
@@ -397,7 +398,7 @@ const deploys = (s: FakeServer) => s.log.filter((c) => c === `reset ${NEW}`).len
 for (const scenario of crashScenarios) {
   test(`kill -9 at every remote command (${scenario.title}): the takeover ends as a clean run would`, async (t) => {
     // The clean run: how many commands, and the outcome every crash must still reach.
-    const clean = crashSetup(t, scenario);
+    const clean = await crashSetup(t, scenario);
     // Every remote command counts, the lock's release too: each is a crash point.
     let total = 0;
     clean.fake.intercept = (_server, _command, next) => {
@@ -405,9 +406,9 @@ for (const scenario of crashScenarios) {
       return next();
     };
     const cleanRun = await runUpdate(deps(clean.store, clean.fake, virtualClock()), 'u', { mode: 'start' });
-    const statuses = (store: Store) => Object.fromEntries(store.getServers('u').map((s) => [s.name, s.status]));
+    const statuses = async (store: Store) => Object.fromEntries((await store.getServers('u')).map((s) => [s.name, s.status]));
     assert.equal(cleanRun.status, scenario.expect.update);
-    assert.deepEqual(statuses(clean.store), scenario.expect.servers);
+    assert.deepEqual(await statuses(clean.store), scenario.expect.servers);
     assert.ok(total >= 5, `the clean run sent ${total} commands`);
     for (const [name, s] of clean.fake.servers) {
       assert.equal(clean.fake.lockOf(name), null, `the clean run left its lock on ${name}`);
@@ -418,18 +419,18 @@ for (const scenario of crashScenarios) {
     for (let k = 1; k <= total; k++) {
       for (const landed of [false, true]) {
         const at = `crash at command ${k}/${total} (${landed ? 'after it ran' : 'before it ran'})`;
-        const { store, fake, file } = crashSetup(t, scenario);
+        const { store, fake, file } = await crashSetup(t, scenario);
         const { crashedOn, clock } = await killAt(file, fake, k, landed, at);
 
         // What the database says at the instant of death.
-        const finishedBefore = store.getServers('u').filter((s) => s.status !== 'pending' && s.status !== 'running').map((s) => s.name);
+        const finishedBefore = (await store.getServers('u')).filter((s) => s.status !== 'pending' && s.status !== 'running').map((s) => s.name);
         const logsBefore = new Map([...fake.servers].map(([name, s]) => [name, s.log.length]));
 
         fake.intercept = null;
         const taken = await runUpdate(deps(store, fake, clock), 'u', { mode: 'start' });
         const where = `${at}, on ${crashedOn}`;
         assert.equal(taken.status, scenario.expect.update, where);
-        assert.deepEqual(statuses(store), scenario.expect.servers, where);
+        assert.deepEqual(await statuses(store), scenario.expect.servers, where);
         for (const name of finishedBefore) {
           assert.equal(fake.servers.get(name)!.log.length, logsBefore.get(name), `${where}: ${name} had finished and was touched again`);
         }
@@ -439,12 +440,12 @@ for (const scenario of crashScenarios) {
           if (expectedCommit) assert.equal(s.commit, expectedCommit, `${where}: ${name}'s commit`);
         }
         assert.deepEqual(
-          store.getServers('u').filter((s) => s.status === 'running'),
+          (await store.getServers('u')).filter((s) => s.status === 'running'),
           [],
           `${where}: nothing left running`,
         );
         for (const name of fake.servers.keys()) assert.equal(fake.lockOf(name), null, `${where}: a lock was left on ${name}`);
-        assert.deepEqual(store.getServers('u').filter((s) => s.lockHeld).map((s) => s.name), [], `${where}: a server still marked as locked`);
+        assert.deepEqual((await store.getServers('u')).filter((s) => s.lockHeld).map((s) => s.name), [], `${where}: a server still marked as locked`);
       }
     }
   });
@@ -503,28 +504,28 @@ const pathScenarios: PathScenario[] = [
   },
 ];
 
-function pathSetup(t: TestContext, scenario: PathScenario) {
-  const store = setup(t, ['s1', 's2'], { ...settings, rollback: scenario.rollback });
-  const s1 = store.getServers('u').find((s) => s.name === 's1')!;
-  store.patchServer(s1.id, { path: PATH });
-  store.setProbedVersion(s1.id, '1.0.0', null);
+async function pathSetup(t: TestContext, scenario: PathScenario) {
+  const store = await setup(t, ['s1', 's2'], { ...settings, rollback: scenario.rollback });
+  const s1 = (await store.getServers('u')).find((s) => s.name === 's1')!;
+  await store.patchServer(s1.id, { path: PATH });
+  await store.setProbedVersion(s1.id, '1.0.0', null);
   const fake = new FakeTransport(new Set(scenario.broken));
   for (const name of ['s1', 's2']) fake.add(name, OLD);
-  return { store, fake, file: store.path };
+  return { store, fake, file: store.location };
 }
 
 for (const scenario of pathScenarios) {
   test(`kill -9 at every remote command of a path through a stepping stone (${scenario.title}): the takeover finishes or rolls back the right hop`, async (t) => {
-    const statuses = (store: Store) => Object.fromEntries(store.getServers('u').map((s) => [s.name, s.status]));
+    const statuses = async (store: Store) => Object.fromEntries((await store.getServers('u')).map((s) => [s.name, s.status]));
     const expected = Object.fromEntries(Object.entries(scenario.expect.servers).map(([n, e]) => [n, e.status]));
-    const check = (store: Store, fake: FakeTransport, where: string) => {
-      assert.deepEqual(statuses(store), expected, where);
+    const check = async (store: Store, fake: FakeTransport, where: string) => {
+      assert.deepEqual(await statuses(store), expected, where);
       for (const [name, e] of Object.entries(scenario.expect.servers)) {
         assert.equal(fake.servers.get(name)!.commit, e.commit, `${where}: ${name}'s commit`);
-        if (e.error) assert.match(statusOf(store, name).error ?? '', e.error, `${where}: ${name}'s reason`);
+        if (e.error) assert.match((await statusOf(store, name)).error ?? '', e.error, `${where}: ${name}'s reason`);
       }
     };
-    const clean = pathSetup(t, scenario);
+    const clean = await pathSetup(t, scenario);
     let total = 0;
     clean.fake.intercept = (_server, _command, next) => {
       total++;
@@ -532,25 +533,25 @@ for (const scenario of pathScenarios) {
     };
     const cleanRun = await runUpdate(deps(clean.store, clean.fake, virtualClock()), 'u', { mode: 'start' });
     assert.equal(cleanRun.status, scenario.expect.update);
-    check(clean.store, clean.fake, 'the clean run');
+    await check(clean.store, clean.fake, 'the clean run');
     t.diagnostic(`${total} remote commands, each a crash point twice (before and after it ran)`);
 
     for (let k = 1; k <= total; k++) {
       for (const landed of [false, true]) {
         const at = `crash at command ${k}/${total} (${landed ? 'after it ran' : 'before it ran'})`;
-        const { store, fake, file } = pathSetup(t, scenario);
+        const { store, fake, file } = await pathSetup(t, scenario);
         const { crashedOn, clock } = await killAt(file, fake, k, landed, at);
 
-        const finishedBefore = store.getServers('u').filter((s) => s.status !== 'pending' && s.status !== 'running').map((s) => s.name);
+        const finishedBefore = (await store.getServers('u')).filter((s) => s.status !== 'pending' && s.status !== 'running').map((s) => s.name);
         const logsBefore = new Map([...fake.servers].map(([name, s]) => [name, s.log.length]));
         // the stone verified (the hop event, or hop 2 begun) before the crash
-        const stoneVerified = statusOf(store, 's1').hop === 1 || store.getEvents('u').some((e) => e.serverName === 's1' && e.kind === 'hop');
+        const stoneVerified = (await statusOf(store, 's1')).hop === 1 || (await store.getEvents('u')).some((e) => e.serverName === 's1' && e.kind === 'hop');
 
         fake.intercept = null;
         const taken = await runUpdate(deps(store, fake, clock), 'u', { mode: 'start' });
         const where = `${at}, on ${crashedOn}`;
         assert.equal(taken.status, scenario.expect.update, where);
-        check(store, fake, where);
+        await check(store, fake, where);
         for (const name of finishedBefore) {
           assert.equal(fake.servers.get(name)!.log.length, logsBefore.get(name), `${where}: ${name} had finished and was touched again`);
         }
@@ -566,7 +567,7 @@ for (const scenario of pathScenarios) {
             assert.ok(n <= 2 + (c === STONE ? 1 : 0), `${where}: ${name} deployed ${c.slice(0, 4)} ${n} times`);
           }
         }
-        assert.deepEqual(store.getServers('u').filter((s) => s.status === 'running'), [], `${where}: nothing left running`);
+        assert.deepEqual((await store.getServers('u')).filter((s) => s.status === 'running'), [], `${where}: nothing left running`);
         for (const name of fake.servers.keys()) assert.equal(fake.lockOf(name), null, `${where}: a lock was left on ${name}`);
       }
     }
@@ -574,7 +575,7 @@ for (const scenario of pathScenarios) {
 }
 
 test('a problem on our side of SSH (the key, its passphrase) refuses the start before any server is touched', async (t) => {
-  const store = setup(t, ['s1', 's2']);
+  const store = await setup(t, ['s1', 's2']);
   const fake = new FakeTransport();
   const s1 = fake.add('s1', OLD);
   Object.assign(fake, {
@@ -587,21 +588,21 @@ test('a problem on our side of SSH (the key, its passphrase) refuses the start b
     (e: unknown) => e instanceof UsageError && e.exitCode === 2 && /^cannot start u: identity file \/k is encrypted .*; nothing was run on any server$/.test(e.message),
   );
   assert.deepEqual(s1.log, []);
-  assert.equal(store.getUpdate('u').status, 'pending');
-  assert.deepEqual(store.getServers('u').map((s) => s.status), ['pending', 'pending']);
-  assert.equal(store.getUpdate('u').lease, null, 'no lease taken');
+  assert.equal((await store.getUpdate('u')).status, 'pending');
+  assert.deepEqual((await store.getServers('u')).map((s) => s.status), ['pending', 'pending']);
+  assert.equal((await store.getUpdate('u')).lease, null, 'no lease taken');
 });
 
 // ---- one server, one update at a time ------------------------------------------------------
 
 /** Another pending update in the same store, over servers given as name → host (the account). */
-function addUpdate(store: Store, name: string, servers: Record<string, string>, over: Partial<RolloutSettings> = {}): void {
-  store.createUpdate({
+async function addUpdate(store: Store, name: string, servers: Record<string, string>, over: Partial<RolloutSettings> = {}): Promise<void> {
+  await store.createUpdate({
     name, repo: '/r', branch: 'master', commit: NEW, configFile: null, settings: { ...settings, ...over }, testStopAfter: 0,
     servers: Object.entries(servers).map(([n, host]) => ({ name: n, host, port: 22, user: 'u', type: 'app' })),
   });
-  for (const s of store.getServers(name)) store.setProbedCommit(s.id, OLD);
-  store.setUpdateStatus(name, 'pending');
+  for (const s of await store.getServers(name)) await store.setProbedCommit(s.id, OLD);
+  await store.setUpdateStatus(name, 'pending');
 }
 
 /** The same fake server under a second name: one account, named twice. */
@@ -612,8 +613,8 @@ function alias(fake: FakeTransport, name: string, of: string): void {
 const lockOwnerOf = (text: string | null) => Object.fromEntries((text ?? '').trim().split('\n').map((l) => l.split('=')).filter((p) => p.length === 2));
 
 test('two updates over a shared server in one process: each waits for the other, the server is worked on by one at a time', async (t) => {
-  const store = setup(t, ['s1', 's2']);
-  addUpdate(store, 'v', { t1: 's1', t3: 't3' });
+  const store = await setup(t, ['s1', 's2']);
+  await addUpdate(store, 'v', { t1: 's1', t3: 't3' });
   const fake = new FakeTransport();
   const s1 = fake.add('s1', OLD);
   fake.add('s2', OLD);
@@ -639,32 +640,32 @@ test('two updates over a shared server in one process: each waits for the other,
   assert.equal(ru.status, 'success');
   assert.equal(rv.status, 'success');
   // Whichever came second found it at the target already.
-  const outcomes = [statusOf(store, 's1').status, store.getServers('v').find((s) => s.name === 't1')!.status].sort();
+  const outcomes = [(await statusOf(store, 's1')).status, (await store.getServers('v')).find((s) => s.name === 't1')!.status].sort();
   assert.deepEqual(outcomes, ['skipped', 'success']);
   assert.equal(deploys(s1), 1, 'deployed once, not twice');
   assert.ok(!s1.locks.includes('held'), `the database kept the second off it before the lock had to: ${s1.locks.join(', ')}`);
   assert.equal(fake.lockOf('s1'), null);
-  const waited = [...store.getEvents('u'), ...store.getEvents('v')].filter((e) => e.kind === 'busy');
+  const waited = [...(await store.getEvents('u')), ...(await store.getEvents('v'))].filter((e) => e.kind === 'busy');
   assert.ok(waited.length >= 1 && /is in flight in update (u|v)/.test(waited[0]!.message), JSON.stringify(waited));
 });
 
 test('a server left in flight by an update whose executor died: another update pauses at once, naming it and the way out', async (t) => {
-  const store = setup(t, ['s1']);
-  addUpdate(store, 'v', { t1: 's1' });
+  const store = await setup(t, ['s1']);
+  await addUpdate(store, 'v', { t1: 's1' });
   const fake = new FakeTransport();
   const s1 = fake.add('s1', OLD);
   alias(fake, 't1', 's1');
-  crashAt(store, 's1', 'restart', OLD);
+  await crashAt(store, 's1', 'restart', OLD);
   const r = await runUpdate(deps(store, fake), 'v', { mode: 'start' });
   assert.equal(r.status, 'paused');
   assert.equal(r.exitCode, 3);
   assert.match(r.reason, /t1 \(u@s1:22\) is in flight in update u \(as s1, step restart\), whose executor is gone: take it over first with `agent-update start u` .*`agent-update resume v`/);
   assert.deepEqual(s1.log, [], 'v did not touch it');
-  assert.equal(store.getServers('v')[0]!.status, 'pending');
+  assert.equal((await store.getServers('v'))[0]!.status, 'pending');
 });
 
 test('a lock from another database: wait for it (bounded), go on once it is released, pause naming its holder if it is not', async (t) => {
-  const store = setup(t, ['s1', 's2'], { ...settings, execution: { busyWaitMs: 60_000, maxFailures: null } });
+  const store = await setup(t, ['s1', 's2'], { ...settings, execution: { busyWaitMs: 60_000, maxFailures: null } });
   const fake = new FakeTransport();
   const s1 = fake.add('s1', OLD);
   fake.add('s2', OLD);
@@ -685,7 +686,7 @@ test('a lock from another database: wait for it (bounded), go on once it is rele
   assert.equal(s1.log.filter((c) => c === 'version').length, 2, 'the re-check and the check after updating');
 
   // Now one that is never released: the update pauses after execution.busy_wait, naming who holds it.
-  const store2 = setup(t, ['s1'], { ...settings, execution: { busyWaitMs: 30_000, maxFailures: null } });
+  const store2 = await setup(t, ['s1'], { ...settings, execution: { busyWaitMs: 30_000, maxFailures: null } });
   const fake2 = new FakeTransport();
   const x1 = fake2.add('s1', OLD);
   writeFileSync(join(x1.home, LOCK_FILE), theirs);
@@ -694,15 +695,15 @@ test('a lock from another database: wait for it (bounded), go on once it is rele
   assert.match(paused.reason, /s1 \(u@s1:22\) is locked by update theirs \(database 0123456789abcdef\), pid 4242 on elsewhere since 2026-12-01T00:00:00.000Z, from another plan database; .*`agent-update unlock s1 --yes`; waited 30s/);
   assert.deepEqual(x1.log, [], 'not one of the operator\'s commands ran on it');
   assert.equal(fake2.lockOf('s1'), theirs, 'their lock is left as it was');
-  const s = store2.getServers('u')[0]!;
+  const s = (await store2.getServers('u'))[0]!;
   assert.equal(s.status, 'pending');
   assert.equal(s.fromCommit, OLD, 'the plan\'s commit is kept');
   assert.ok(x1.locks.filter((l) => l === 'held').length <= 8, `backoff: ${x1.locks.length} looks in 30 s`);
 });
 
 test('a lock our own database left on a server whose update is done with it is stale: cleared and taken', async (t) => {
-  const store = setup(t, ['s1']);
-  addUpdate(store, 'v', { t1: 's1' });
+  const store = await setup(t, ['s1']);
+  await addUpdate(store, 'v', { t1: 's1' });
   const fake = new FakeTransport();
   const s1 = fake.add('s1', OLD);
   alias(fake, 't1', 's1');
@@ -719,10 +720,10 @@ test('a lock our own database left on a server whose update is done with it is s
 });
 
 test('takeover: the same update takes its own lock over from its dead executor (another host: the lease decides); a lock taken meanwhile by another stops it, the server left running', async (t) => {
-  const store = setup(t, ['s1']);
+  const store = await setup(t, ['s1']);
   const fake = new FakeTransport();
   const s1 = fake.add('s1', NEW);
-  crashAt(store, 's1', 'verify', OLD);
+  await crashAt(store, 's1', 'verify', OLD);
   const { writeFileSync } = await import('node:fs');
   writeFileSync(join(s1.home, LOCK_FILE), `agent-update-lock v1\nupdate=u\ndb=${store.dbId}\nhost=h\npid=2147483646\nsince=2026-12-01T00:00:00.000Z\n`);
   const r = await runUpdate(deps(store, fake), 'u', { mode: 'start' });
@@ -730,23 +731,23 @@ test('takeover: the same update takes its own lock over from its dead executor (
   // the lock holds the dead executor's token (none: written by v1), not this one's: judged, cleared, taken
   assert.deepEqual(s1.locks, ['held', 'cleared-stale', 'released']);
 
-  const store2 = setup(t, ['s1']);
+  const store2 = await setup(t, ['s1']);
   const fake2 = new FakeTransport();
   const x1 = fake2.add('s1', NEW);
-  crashAt(store2, 's1', 'verify', OLD);
+  await crashAt(store2, 's1', 'verify', OLD);
   writeFileSync(join(x1.home, LOCK_FILE), 'agent-update-lock v1\nupdate=other\ndb=feed\nhost=h\npid=1\nsince=2026-12-01T00:00:00.000Z\n');
   await assert.rejects(
     runUpdate(deps(store2, fake2), 'u', { mode: 'start' }),
     (e: unknown) => e instanceof AppError && e.exitCode === 1 && /s1 was in flight in u \(step verify\).*locked by update other/.test(e.message),
   );
-  assert.equal(store2.getServers('u')[0]!.status, 'running', 'left for a later start to re-check');
+  assert.equal((await store2.getServers('u'))[0]!.status, 'running', 'left for a later start to re-check');
   assert.deepEqual(x1.log, []);
   assert.equal(lockOwnerOf(fake2.lockOf('s1')).update, 'other', 'their lock is untouched');
 });
 
 test('the health journal stays bounded: the first and last attempts in full, the ones between cut down', async (t) => {
   const big = { ...settings, ssh: { ...settings.ssh, outputLimitBytes: 200_000 }, agent: { ...settings.agent, health: { ...settings.agent.health, timeoutMs: 600_000, intervalMs: 2_000 } } };
-  const store = setup(t, ['s1'], big);
+  const store = await setup(t, ['s1'], big);
   const fake = new FakeTransport();
   fake.add('s1', OLD);
   let attempts = 0;
@@ -759,7 +760,7 @@ test('the health journal stays bounded: the first and last attempts in full, the
   };
   const r = await runUpdate(deps(store, fake, virtualClock()), 'u', { mode: 'start' });
   assert.equal(r.status, 'success');
-  const health = store.getSteps('u').filter((s) => s.phase === 'verify');
+  const health = (await store.getSteps('u')).filter((s) => s.phase === 'verify');
   assert.equal(health.length, 40);
   assert.equal(health[0]!.stdout!.length, noise.length, 'the first attempt in full');
   assert.equal(health[39]!.stdout!.length, `online ${NEW} ${noise}`.length, 'the last attempt in full');
@@ -773,20 +774,20 @@ test('the health journal stays bounded: the first and last attempts in full, the
 
 test('cancel of a running update: refused while its executor lives; once it is dead, the server in flight is left fatal for a person', async (t) => {
   const { cancelUpdate } = await import('../../src/rollout/run.js');
-  const store = setup(t, ['s1', 's2']);
-  crashAt(store, 's1', 'restart', OLD);
+  const store = await setup(t, ['s1', 's2']);
+  await crashAt(store, 's1', 'restart', OLD);
   // a live executor: this very process
-  store.acquireLease('u', { token: 'x', pid: process.pid, host: systemLiveness.host, pidStart: null }, () => true);
-  assert.throws(() => cancelUpdate(store, 'u', new Date(), systemLiveness), (e: unknown) => e instanceof TransitionError && /executed by pid \d+ .*pause it first/.test(e.message));
-  assert.equal(store.getUpdate('u').status, 'running');
+  await store.acquireLease('u', { token: 'x', pid: process.pid, host: systemLiveness.host, pidStart: null }, () => true);
+  await assert.rejects(cancelUpdate(store, 'u', new Date(), systemLiveness), (e: unknown) => e instanceof TransitionError && /executed by pid \d+ .*pause it first/.test(e.message));
+  assert.equal((await store.getUpdate('u')).status, 'running');
   // now it is dead: its process is gone
-  const { leftForAPerson } = cancelUpdate(store, 'u', new Date(), liveness({ isAlive: () => false }));
+  const { leftForAPerson } = await cancelUpdate(store, 'u', new Date(), liveness({ isAlive: () => false }));
   assert.deepEqual(leftForAPerson.map((s) => s.name), ['s1']);
-  const u = store.getUpdate('u');
+  const u = await store.getUpdate('u');
   assert.equal(u.status, 'cancelled');
   assert.equal(u.lease, null);
   assert.match(u.reason!, /left for a person: s1/);
-  const [s1, s2] = store.getServers('u');
+  const [s1, s2] = await store.getServers('u');
   assert.equal(s1!.status, 'fatal');
   assert.match(s1!.error!, /in flight \(step restart\) when the executor died.*unknown, check it by hand.*unlock s1 --yes/);
   assert.equal(s2!.status, 'pending');
@@ -797,37 +798,37 @@ test('cancel of a running update: refused while its executor lives; once it is d
 test('a failure budget shared by the batches of a split: once spent, no batch starts another server', async (t) => {
   const { splitUpdate } = await import('../../src/rollout/split.js');
   const withBudget = { ...settings, rollback: { ...settings.rollback, continueAfterRollback: true }, execution: { busyWaitMs: 0, maxFailures: { count: 1 } } };
-  const store = setup(t, ['s1', 's2', 's3', 's4', 's5', 's6'], withBudget);
-  splitUpdate(store, 'u', 2); // u: s1 s2 s3, u.2: s4 s5 s6
+  const store = await setup(t, ['s1', 's2', 's3', 's4', 's5', 's6'], withBudget);
+  await splitUpdate(store, 'u', 2); // u: s1 s2 s3, u.2: s4 s5 s6
   const fake = new FakeTransport(new Set([NEW]));
   for (const n of ['s1', 's2', 's3', 's4', 's5', 's6']) fake.add(n, OLD);
   const first = await runUpdate(deps(store, fake, virtualClock()), 'u', { mode: 'start' });
   assert.equal(first.status, 'failure');
   assert.match(first.reason, /the failure budget is spent: 2 servers rolled back or failed, more than the 1 allowed \(execution.max_failures: 1 of the 6 servers of u and its batches\)/);
-  assert.deepEqual(store.getServers('u').map((s) => s.status), ['rolled-back', 'rolled-back', 'pending']);
+  assert.deepEqual((await store.getServers('u')).map((s) => s.status), ['rolled-back', 'rolled-back', 'pending']);
   const second = await runUpdate(deps(store, fake, virtualClock()), 'u.2', { mode: 'start' });
   assert.equal(second.status, 'failure', 'the other batch shares the spent budget');
-  assert.deepEqual(store.getServers('u.2').map((s) => s.status), ['pending', 'pending', 'pending']);
+  assert.deepEqual((await store.getServers('u.2')).map((s) => s.status), ['pending', 'pending', 'pending']);
   for (const n of ['s3', 's4', 's5', 's6']) assert.deepEqual(fake.servers.get(n)!.log, [], `${n} untouched`);
   const { updateJson } = await import('../../src/output/status-json.js');
-  const doc = updateJson(store.getUpdate('u.2'), store.getServers('u.2'), store.budgetUse(store.getUpdate('u.2')));
+  const doc = updateJson(await store.getUpdate('u.2'), await store.getServers('u.2'), await store.budgetUse(await store.getUpdate('u.2')));
   assert.deepEqual(doc.budget, { maxFailures: 1, allowed: 1, used: 2, total: 6, updates: ['u', 'u.2'], exceeded: true });
 });
 
 test('a percentage budget: 25% of 8 servers lets two fail and stops at the third', async (t) => {
   const withBudget = { ...settings, rollback: { ...settings.rollback, continueAfterRollback: true }, execution: { busyWaitMs: 0, maxFailures: { percent: 25 } } };
-  const store = setup(t, ['s1', 's2', 's3', 's4', 's5', 's6', 's7', 's8'], withBudget);
+  const store = await setup(t, ['s1', 's2', 's3', 's4', 's5', 's6', 's7', 's8'], withBudget);
   const fake = new FakeTransport(new Set([NEW]));
   for (let i = 1; i <= 8; i++) fake.add(`s${i}`, OLD);
   const r = await runUpdate(deps(store, fake, virtualClock()), 'u', { mode: 'start' });
   assert.equal(r.status, 'failure');
-  assert.deepEqual(store.getServers('u').map((s) => s.status), ['rolled-back', 'rolled-back', 'rolled-back', 'pending', 'pending', 'pending', 'pending', 'pending']);
+  assert.deepEqual((await store.getServers('u')).map((s) => s.status), ['rolled-back', 'rolled-back', 'rolled-back', 'pending', 'pending', 'pending', 'pending', 'pending']);
   assert.match(r.reason, /3 servers rolled back or failed, more than the 2 allowed \(execution.max_failures: 25% of the 8 servers of u\)/);
 });
 
 test('agent.health.stable_for: a crash loop that answers once and dies is caught and rolled back; a stable one passes', async (t) => {
   const windowed = { ...settings, agent: { ...settings.agent, health: { ...settings.agent.health, timeoutMs: 60_000, intervalMs: 1_000, stableForMs: 10_000 } } };
-  const store = setup(t, ['s1', 's2'], windowed);
+  const store = await setup(t, ['s1', 's2'], windowed);
   const fake = new FakeTransport();
   const s1 = fake.add('s1', OLD);
   const s2 = fake.add('s2', OLD);
@@ -843,14 +844,14 @@ test('agent.health.stable_for: a crash loop that answers once and dies is caught
     return next();
   };
   const r = await runUpdate(deps(store, fake, virtualClock()), 'u', { mode: 'start' });
-  const one = statusOf(store, 's1');
+  const one = await statusOf(store, 's1');
   assert.equal(one.status, 'rolled-back', one.error ?? '');
   assert.match(one.error!, /came online at b{12} but did not stay healthy: health exited 7: connection refused after 2s of the 10s it must stay healthy \(agent\.health\.stable_for\)/);
   assert.equal(s1.commit, OLD);
   assert.equal(r.status, 'failure');
   assert.deepEqual(s2.log, [], 'the rollout stopped there');
   // A stable agent passes after the window: 1 + 10 checks, one a second.
-  const store2 = setup(t, ['s1'], windowed);
+  const store2 = await setup(t, ['s1'], windowed);
   const fake2 = new FakeTransport();
   const x1 = fake2.add('s1', OLD);
   const ok = await runUpdate(deps(store2, fake2, virtualClock()), 'u', { mode: 'start' });
@@ -864,7 +865,7 @@ const lost = (): ExecResult => ({ code: null, stdout: '', stderr: '', timedOut: 
 const refused = () => new TransportError('network', 'cannot connect to u@s1:22: connection refused (ECONNREFUSED)');
 
 test('a connection lost during an update command, a restart and a rollback is reconnected and the command run again', async (t) => {
-  const store = setup(t, ['s1', 's2']);
+  const store = await setup(t, ['s1', 's2']);
   const fake = new FakeTransport(new Set([NEW]));
   const s1 = fake.add('s1', OLD);
   fake.add('s2', OLD);
@@ -888,19 +889,19 @@ test('a connection lost during an update command, a restart and a rollback is re
   };
   const r = await runUpdate(deps(store, fake, virtualClock()), 'u', { mode: 'start' });
   // NEW is broken: the rollout rolls back s1 (through the same kind of blips) and stops
-  assert.equal(statusOf(store, 's1').status, 'rolled-back', statusOf(store, 's1').error ?? '');
+  assert.equal((await statusOf(store, 's1')).status, 'rolled-back', (await statusOf(store, 's1')).error ?? '');
   assert.equal(r.status, 'failure');
   assert.equal(s1.commit, OLD);
-  const steps = store.getSteps('u', 's1');
+  const steps = await store.getSteps('u', 's1');
   const cut = steps.filter((st) => /connection lost/.test(st.error ?? ''));
   assert.equal(cut.length, 4, 'each blip is in the journal');
   assert.ok(steps.filter((st) => /could not connect/.test(st.error ?? '')).length === 0, 'a refused reconnect is not a command: no journal row');
-  assert.ok(store.getEvents('u').some((e) => e.kind === 'connection' && /connected again after/.test(e.message)));
-  assert.doesNotMatch(statusOf(store, 's1').error ?? '', /connection/, 'judged on the health check, not on the blips');
+  assert.ok((await store.getEvents('u')).some((e) => e.kind === 'connection' && /connected again after/.test(e.message)));
+  assert.doesNotMatch((await statusOf(store, 's1')).error ?? '', /connection/, 'judged on the health check, not on the blips');
 });
 
 test('a server unreachable at its re-check for less than reconnect_for is updated; for longer, it is unreachable, nothing changed', async (t) => {
-  const store = setup(t, ['s1', 's2']);
+  const store = await setup(t, ['s1', 's2']);
   const fake = new FakeTransport();
   const s1 = fake.add('s1', OLD);
   const s2 = fake.add('s2', OLD);
@@ -912,17 +913,17 @@ test('a server unreachable at its re-check for less than reconnect_for is update
   const clock = virtualClock();
   const began = clock.now().getTime();
   const r = await runUpdate(deps(store, fake, clock), 'u', { mode: 'start' });
-  assert.equal(statusOf(store, 's1').status, 'success');
+  assert.equal((await statusOf(store, 's1')).status, 'success');
   assert.equal(s1.commit, NEW);
-  assert.equal(statusOf(store, 's2').status, 'unreachable');
-  assert.match(statusOf(store, 's2').error!, /could not connect, nothing was run: .*ECONNREFUSED/);
+  assert.equal((await statusOf(store, 's2')).status, 'unreachable');
+  assert.match((await statusOf(store, 's2')).error!, /could not connect, nothing was run: .*ECONNREFUSED/);
   assert.deepEqual(s2.log, []);
   assert.ok(clock.now().getTime() - began >= 30_000, 'it was given ssh.reconnect_for');
   assert.equal(r.status, 'partial-success');
 });
 
 test('gone for longer than reconnect_for after something changed: the update stops (exit 1), the server left running for start; then start finishes it', async (t) => {
-  const store = setup(t, ['s1', 's2']);
+  const store = await setup(t, ['s1', 's2']);
   const fake = new FakeTransport();
   const s1 = fake.add('s1', OLD);
   fake.add('s2', OLD);
@@ -944,11 +945,11 @@ test('gone for longer than reconnect_for after something changed: the update sto
       e instanceof AppError && e.exitCode === 1 &&
       /s1 stopped answering during restart \(could not connect: .*ECONNREFUSED\)\) and did not come back within 30s \(ssh\.reconnect_for\); .* it stays running \(step restart\), and `agent-update start u` re-checks it/.test(e.message),
   );
-  const s = statusOf(store, 's1');
+  const s = await statusOf(store, 's1');
   assert.equal(s.status, 'running', 'neither rolled back blind nor fatal');
   assert.equal(s.step, 'restart');
-  assert.equal(store.getUpdate('u').status, 'running');
-  assert.equal(store.getUpdate('u').lease, null, 'the lease is released: start takes over at once');
+  assert.equal((await store.getUpdate('u')).status, 'running');
+  assert.equal((await store.getUpdate('u')).lease, null, 'the lease is released: start takes over at once');
   down = false;
   const r = await runUpdate(deps(store, fake, virtualClock()), 'u', { mode: 'start' });
   assert.equal(r.status, 'success');
@@ -957,27 +958,27 @@ test('gone for longer than reconnect_for after something changed: the update sto
 
 test('health checks that cannot connect are "not healthy yet", inside the health timeout', async (t) => {
   const slowHealth = { ...settings, agent: { ...settings.agent, health: { ...settings.agent.health, timeoutMs: 60_000, intervalMs: 1_000 } } };
-  const store = setup(t, ['s1'], slowHealth);
+  const store = await setup(t, ['s1'], slowHealth);
   const fake = new FakeTransport();
   fake.add('s1', OLD);
   let healthCalls = 0;
   fake.intercept = async (_server, command, next) => (command === 'health' && ++healthCalls <= 3 ? lost() : next());
   const r = await runUpdate(deps(store, fake, virtualClock()), 'u', { mode: 'start' });
   assert.equal(r.status, 'success');
-  assert.equal(store.getSteps('u', 's1').filter((st) => st.phase === 'verify').length, 4, 'three lost, the fourth healthy: no retry loop of their own');
+  assert.equal((await store.getSteps('u', 's1')).filter((st) => st.phase === 'verify').length, 4, 'three lost, the fourth healthy: no retry loop of their own');
 });
 
 test('a stored plan whose command cannot be expanded (an older version made it) fails its step, journalled; never an internal error', async (t) => {
   const old = { ...settings, agent: { ...settings.agent, update: ['reset `echo {commit}`'] } };
-  const store = setup(t, ['s1'], old);
+  const store = await setup(t, ['s1'], old);
   const fake = new FakeTransport();
   const s1 = fake.add('s1', OLD);
-  crashAt(store, 's1', 'update', OLD);
+  await crashAt(store, 's1', 'update', OLD);
   const r = await runUpdate(deps(store, fake), 'u', { mode: 'start' });
   assert.equal(r.status, 'failure');
-  const s = statusOf(store, 's1');
+  const s = await statusOf(store, 's1');
   assert.equal(s.status, 'fatal');
   assert.match(s.error!, /update command failed: not run: .*placeholder/);
   assert.ok(!s1.log.some((c) => c.startsWith('reset')), `nothing of it ran: ${s1.log.join(', ')}`);
-  assert.ok(store.getSteps('u', 's1').some((st) => st.phase === 'update' && /^not run: /.test(st.error ?? '')));
+  assert.ok((await store.getSteps('u', 's1')).some((st) => st.phase === 'update' && /^not run: /.test(st.error ?? '')));
 });

@@ -10,11 +10,11 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { agentCommands, currentCommit, readDeploys } from '../../src/sim/agent.js';
 import { LOCK_FILE } from '../../src/rollout/remote-lock.js';
-import { Store } from '../../src/store/store.js';
+import type { Store } from '../../src/store/port.js';
 import type { Fleet } from '../fleet/fleet.js';
 import { byName, cli, fleetFor, spawnCli, statusJson } from '../helpers/cli.js';
 import { gateOpen, openGate } from '../helpers/gates.js';
-import { waitForStore as waitFor, withSqliteFile } from '../helpers/db.js';
+import { openStore, waitForStore as waitFor, withSqliteFile } from '../helpers/db.js';
 
 /** Each server comes online a little after its restart, so two executors would have time to collide. */
 const slowish = { source: { branch: 'slow' }, agent: { health: { timeout: '30s', interval: '100ms' } } };
@@ -31,15 +31,15 @@ async function plan(fleet: Fleet, db: string, name: string, overrides: Record<st
  * command that touched the agent. Two updates interleaving on one server is the bug.
  */
 type Work = { update: string; at: string; end: string; command: string; phase: string; outcome: string };
-function workOnServers(dbs: string[]): Map<string, Work[]> {
+async function workOnServers(dbs: string[]): Promise<Map<string, Work[]>> {
   const out = new Map<string, Work[]>();
   for (const db of dbs) {
-    const store = new Store(db);
+    const store = openStore(db);
     try {
-      for (const u of store.listUpdates()) {
-        for (const st of store.getSteps(u.name)) {
+      for (const u of await store.listUpdates()) {
+        for (const st of await store.getSteps(u.name)) {
           if (st.phase === 'probe' || /agent-update-lock: held/.test(st.stdout ?? '')) continue; // kept off, nothing ran
-          const s = store.getServers(u.name).find((x) => x.id === st.serverId)!;
+          const s = (await store.getServers(u.name)).find((x) => x.id === st.serverId)!;
           const key = `${s.host}:${s.port}`;
           const list = out.get(key) ?? [];
           const outcome = `${st.exitCode ?? st.error ?? 'no end'}${st.stdout ? ` out=${JSON.stringify(st.stdout.slice(-120))}` : ''}`;
@@ -48,7 +48,7 @@ function workOnServers(dbs: string[]): Map<string, Work[]> {
         }
       }
     } finally {
-      store.close();
+      await store.close();
     }
   }
   for (const list of out.values()) list.sort((a, b) => a.at.localeCompare(b.at));
@@ -62,8 +62,8 @@ function workOnServers(dbs: string[]): Map<string, Work[]> {
  * it is the last thing an executor does, after recording the outcome, and the next update may
  * already be at the door then (its lock script finds the lock and waits, or runs just after it).
  */
-function assertNoInterleaving(dbs: string[]): void {
-  for (const [server, all] of workOnServers(dbs)) {
+async function assertNoInterleaving(dbs: string[]): Promise<void> {
+  for (const [server, all] of await workOnServers(dbs)) {
     const list = all.filter((c) => c.phase !== 'unlock');
     const blocks: string[] = [];
     for (const c of list) if (blocks[blocks.length - 1] !== c.update) blocks.push(c.update);
@@ -102,7 +102,7 @@ test('two updates of one database over the same servers, in one process: one at 
     assert.equal(existsSync(join(fleet.home(s.name), LOCK_FILE)), false, `${s.name}: no lock left behind`);
   }
   assert.match(r.stdout, /waiting for s1: server s1 \(.*\) is in flight in update (a|b)/);
-  assertNoInterleaving([db]);
+  await assertNoInterleaving([db]);
 });
 
 test('two processes on one database, and two databases: each server worked on by one executor at a time', async (t) => {
@@ -115,7 +115,7 @@ test('two processes on one database, and two databases: each server worked on by
   const [r1, r2] = await Promise.all([spawnCli(['start', 'p1'], { db }), spawnCli(['start', 'p2'], { db })]);
   assert.equal(r1.exitCode, 0, String(r1.stdout) + String(r1.stderr));
   assert.equal(r2.exitCode, 0, String(r2.stdout) + String(r2.stderr));
-  assertNoInterleaving([db]);
+  await assertNoInterleaving([db]);
   // Both targets differ, so each update deployed every server: whichever went last is what runs.
   for (const s of fleet.servers.slice(0, 3)) assert.equal(readDeploys(fleet.home(s.name)).length, 2, s.name);
 
@@ -138,8 +138,8 @@ test('two processes on one database, and two databases: each server worked on by
   await plan(fleet, dbA, 'alice', tagged('alice', 'good2'));
   await plan(fleet, dbB, 'bob', tagged('bob', 'base'));
   const runs = [spawnCli(['start', 'alice'], { db: dbA }), spawnCli(['start', 'bob'], { db: dbB })];
-  const refusedOnS1 = (db: string, name: string) => (store: Store) =>
-    store.getSteps(name, 's1').some((x) => x.phase === 'recheck' && /agent-update-lock: held/.test(x.stdout ?? ''));
+  const refusedOnS1 = (db: string, name: string) => async (store: Store) =>
+    (await store.getSteps(name, 's1')).some((x) => x.phase === 'recheck' && /agent-update-lock: held/.test(x.stdout ?? ''));
   await Promise.race([waitFor(dbA, 'alice refused on s1', refusedOnS1(dbA, 'alice')), waitFor(dbB, 'bob refused on s1', refusedOnS1(dbB, 'bob'))]);
   openGate(fleet, 'online');
   const [ra, rb] = await Promise.all(runs);
@@ -166,7 +166,7 @@ test('kill -9 leaves the lock on the server in flight: its own update takes it o
   const db2 = join(fleet.root, 'second.db');
   await plan(fleet, db1, 'u1');
   const run = spawnCli(['start', 'u1'], { db: db1 });
-  await waitFor(db1, 's1 verifying', (s) => s.getServers('u1').find((x) => x.name === 's1' && x.step === 'verify'));
+  await waitFor(db1, 's1 verifying', async (s) => (await s.getServers('u1')).find((x) => x.name === 's1' && x.step === 'verify'));
   const pid = run.pid!;
   run.kill('SIGKILL');
   await run;
@@ -201,13 +201,13 @@ test('kill -9 leaves the lock on the server in flight: its own update takes it o
   const taken = await cli(['start', 'u1'], { db: db1 });
   assert.equal(taken.code, 0, taken.stdout + taken.stderr);
   assert.equal(existsSync(lockFile), false, 'released after the takeover');
-  const steps = new Store(db1);
+  const steps = openStore(db1);
   try {
-    const takeover = steps.getSteps('u1', 's1').filter((s) => s.phase === 'takeover');
+    const takeover = (await steps.getSteps('u1', 's1')).filter((s) => s.phase === 'takeover');
     assert.match(takeover[0]!.stdout!, /agent-update-lock: held/);
     assert.match(takeover[1]!.stdout!, /agent-update-lock: cleared-stale/);
   } finally {
-    steps.close();
+    await steps.close();
   }
   const resumed = await cli(['resume', 'u2'], { db: db2 });
   assert.equal(resumed.code, 0, resumed.stdout + resumed.stderr);
@@ -222,7 +222,7 @@ test('unlock --yes clears a dead executor\'s lock after checking, journalled; re
   await plan(fleet, db1, 'u1');
   await plan(fleet, db2, 'u2', { execution: { busy_wait: 0 } });
   const run = spawnCli(['start', 'u1'], { db: db1 });
-  await waitFor(db1, 's1 verifying', (s) => s.getServers('u1').find((x) => x.name === 's1' && x.step === 'verify'));
+  await waitFor(db1, 's1 verifying', async (s) => (await s.getServers('u1')).find((x) => x.name === 's1' && x.step === 'verify'));
   const lockFile = join(fleet.home('s1'), LOCK_FILE);
   // While it lives: refused from its own database and from another one.
   const own = await cli(['unlock', 's1', '--yes'], { db: db1 });
@@ -258,7 +258,7 @@ test('a server in flight that never comes back after a kill -9: start says how o
   const db = join(fleet.root, 'plan.db');
   await plan(fleet, db, 'u1', { ssh: { ...fleet.sshConfigYaml(), connect_timeout: '3s' } });
   const run = spawnCli(['start', 'u1'], { db });
-  await waitFor(db, 's1 verifying', (s) => s.getServers('u1').find((x) => x.name === 's1' && x.step === 'verify'));
+  await waitFor(db, 's1 verifying', async (s) => (await s.getServers('u1')).find((x) => x.name === 's1' && x.step === 'verify'));
   run.kill('SIGKILL');
   await run;
   // The server is gone for good: nobody listens where it was.

@@ -12,10 +12,10 @@ import { generateKeyPair } from '../../src/sim/keys.js';
 import { agentCommands, currentCommit, installAgent, readDeployCount } from '../../src/sim/agent.js';
 import { startSimServer } from '../../src/sim/ssh-server.js';
 import { createUpstream } from '../../src/sim/upstream.js';
-import { Store } from '../../src/store/store.js';
 import { byName, cli, printed, sharedFleet, spawnCli, statusJson } from '../helpers/cli.js';
 import { openGate, waitGate } from '../helpers/gates.js';
 import { tempDirFor } from '../helpers/tmp.js';
+import { openStore } from '../helpers/db.js';
 
 /** One sshd fleet for the file; each test sees its first servers, reset (test/helpers/cli.ts). */
 const fleetFor = sharedFleet({ servers: 2, hanging: 2 });
@@ -99,13 +99,13 @@ test('a connection that dies mid-command: reconnected and the command run again,
   assert.equal(currentCommit(home), upstream.commits.good);
   assert.ok(server.connections() >= 3, 'probe, the rollout, and a new connection after the loss');
   // the journal shows the cut command and the run that followed it
-  const store = new Store(db);
+  const store = openStore(db);
   try {
-    const restarts = store.getSteps('die', 'sim').filter((st) => st.phase === 'restart');
+    const restarts = (await store.getSteps('die', 'sim')).filter((st) => st.phase === 'restart');
     assert.deepEqual(restarts.map((st) => [st.exitCode, /connection lost/.test(st.error ?? '')]), [[null, true], [0, false]]);
-    assert.ok(store.getEvents('die').some((e) => e.kind === 'connection' && /connected again after/.test(e.message)));
+    assert.ok((await store.getEvents('die')).some((e) => e.kind === 'connection' && /connected again after/.test(e.message)));
   } finally {
-    store.close();
+    await store.close();
   }
 });
 
@@ -124,16 +124,16 @@ test('kill -9 while rolling back: start runs the rollback again and verifies it;
   });
   assert.equal((await cli(['plan', '-c', config], { db })).code, 0);
   const run = spawnCli(['start', 'rb'], { db });
-  const store = new Store(db);
+  const store = openStore(db);
   try {
     for (const end = Date.now() + 60_000; ; ) {
-      const s1 = store.getServers('rb').find((s) => s.name === 's1')!;
+      const s1 = (await store.getServers('rb')).find((s) => s.name === 's1')!;
       if (s1.step === 'rollback') break;
       if (Date.now() > end) throw new Error('never reached the rollback');
       await new Promise((r) => setTimeout(r, 25));
     }
   } finally {
-    store.close();
+    await store.close();
   }
   run.kill('SIGKILL');
   await run;

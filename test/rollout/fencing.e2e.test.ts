@@ -10,11 +10,10 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { LOCK_FILE } from '../../src/rollout/remote-lock.js';
-import { Store } from '../../src/store/store.js';
 import { agentCommands, currentCommit } from '../../src/sim/agent.js';
 import { knownHostsAs, type Fleet } from '../fleet/fleet.js';
 import { byName, cli, planned, sharedFleet, spawnCli, statusJson } from '../helpers/cli.js';
-import { copyDatabase, until, waitForStore, withStore } from '../helpers/db.js';
+import { copyDatabase, openStore, until, waitForStore, withStore } from '../helpers/db.js';
 import { openGate, waitGate } from '../helpers/gates.js';
 import { startProxy } from '../helpers/proxy.js';
 
@@ -73,11 +72,11 @@ test('a frozen executor (SIGSTOP) is not taken over while its process lives, wha
   process.kill(first.pid!, 'SIGSTOP');
   try {
     // as 33 s later: its heartbeat is older than the 30 s after which a lease elsewhere is judged dead
-    const behind = new Store(db, () => new Date(Date.now() - 33_000));
+    const behind = openStore(db, { now: () => new Date(Date.now() - 33_000) });
     try {
-      behind.heartbeat('u', behind.getUpdate('u').lease!.token);
+      await behind.heartbeat('u', (await behind.getUpdate('u')).lease!.token);
     } finally {
-      behind.close();
+      await behind.close();
     }
     const second = await cli(['start', 'u'], { db });
     assert.equal(second.code, 4, second.stdout + second.stderr);
@@ -172,16 +171,16 @@ test('a copied plan database on another host: the copy takes the server over, wa
   const lockFile = join(fleet.home('s1'), LOCK_FILE);
   writeFileSync(lockFile, readFileSync(lockFile, 'utf8').replace(/^host=.*$/m, 'host=another-machine'));
   const second = spawnCli(['start', 'u'], { db: copy });
-  await waitForStore(copy, 'the copy to wait for the command in flight', (s) => s.getEvents('u').find((e) => e.kind === 'in-flight' && /waiting up to/.test(e.message)));
+  await waitForStore(copy, 'the copy to wait for the command in flight', async (s) => (await s.getEvents('u')).find((e) => e.kind === 'in-flight' && /waiting up to/.test(e.message)));
   assert.deepEqual(cmdlog(fleet, 's1').filter((l) => l.startsWith('begin')).length, 1, 'nothing started beside it');
   openGate(fleet, 'update', ['s1']);
   const [r1, r2] = await Promise.all([first, second]);
   assert.equal(r2.exitCode, 0, String(r2.stdout) + String(r2.stderr));
   assert.equal(r1.exitCode, 4, String(r1.stdout) + String(r1.stderr));
   assert.match(String(r1.stderr), /lost s1: its agent-update lock no longer holds this executor's fencing token .*nothing more is run there/);
-  withStore(db, (s) => {
-    assert.ok(s.getEvents('u').some((e) => e.kind === 'fenced'), 'journalled in the first database');
-    const fencedStep = s.getSteps('u', 's1').find((st) => /not run: the agent-update lock/.test(st.error ?? ''));
+  await withStore(db, async (s) => {
+    assert.ok((await s.getEvents('u')).some((e) => e.kind === 'fenced'), 'journalled in the first database');
+    const fencedStep = (await s.getSteps('u', 's1')).find((st) => /not run: the agent-update lock/.test(st.error ?? ''));
     assert.ok(fencedStep, 'the fenced command is journalled as not run');
   });
   assert.equal(byName(await statusJson(copy, 'u')).s1!.status, 'success');
@@ -221,8 +220,8 @@ for (const deadMan of ['default', 'off'] as const) {
     proxy.cutOff(); // the connection open now goes silent; a new one goes through
     const r = await run;
     assert.equal(r.exitCode, 0, String(r.stdout) + String(r.stderr));
-    withStore(db, (s) => {
-      const events = s.getEvents('u').filter((e) => ['connection', 'in-flight'].includes(e.kind));
+    await withStore(db, async (s) => {
+      const events = (await s.getEvents('u')).filter((e) => ['connection', 'in-flight'].includes(e.kind));
       t.diagnostic(events.map((e) => `${e.kind}: ${e.message}`).join(' | '));
       assert.ok(events.some((e) => e.kind === 'connection' && /connection lost/.test(e.message)), 'it did reconnect');
       if (deadMan === 'off') {

@@ -87,7 +87,7 @@ test('agent.health.stable_for catches an agent that answers once and then crash-
 
 test('plan --refresh re-probes only the unreachable servers of a pending or paused update', async (t) => {
   const { renameSync } = await import('node:fs');
-  const { Store } = await import('../../src/store/store.js');
+  const { openStore } = await import('../helpers/db.js');
   const fleet = await fleetFor(t, { servers: 3, unreachable: 1 });
   if (!fleet) return;
   const db = join(fleet.root, 'plan.db');
@@ -97,12 +97,12 @@ test('plan --refresh re-probes only the unreachable servers of a pending or paus
   assert.equal((await cli(['plan', '-c', fleet.writeConfig({ name: 'r', ssh: { ...fleet.sshConfigYaml(), connect_timeout: '2s' } })], { db })).code, 0);
   let doc = await statusJson(db, 'r');
   assert.deepEqual(doc.servers.map((s) => [s.name, s.status]), [['s1', 'pending'], ['s2', 'unreachable'], ['s3', 'pending'], ['u1', 'unreachable']]);
-  const probesOf = (name: string) => {
-    const store = new Store(db);
+  const probesOf = async (name: string) => {
+    const store = openStore(db);
     try {
-      return store.getSteps('r', name).filter((st) => st.phase === 'probe').length;
+      return (await store.getSteps('r', name)).filter((st) => st.phase === 'probe').length;
     } finally {
-      store.close();
+      await store.close();
     }
   };
   renameSync(`${repo}.away`, repo);
@@ -114,8 +114,8 @@ test('plan --refresh re-probes only the unreachable servers of a pending or paus
   assert.deepEqual(doc.servers.map((s) => [s.name, s.status]), [['s1', 'pending'], ['s2', 'pending'], ['s3', 'pending'], ['u1', 'unreachable']]);
   assert.equal(byName(doc).s2!.fromCommit, fleet.upstream.commits.base);
   assert.equal(byName(doc).s2!.error, null);
-  assert.equal(probesOf('s1'), 1, 'a server that was reachable is not probed again');
-  assert.equal(probesOf('s2'), 2);
+  assert.equal(await probesOf('s1'), 1, 'a server that was reachable is not probed again');
+  assert.equal(await probesOf('s2'), 2);
 
   // paused: allowed too; as JSON
   assert.equal((await cli(['start', 'r', '--stop-after', '1'], { db })).code, 3);
@@ -137,7 +137,7 @@ test('plan --refresh re-probes only the unreachable servers of a pending or paus
 
 test('every sshd connection cut for a second, twice, in the middle of a rollout: it ends as if nothing had happened', async (t) => {
   const { blip } = await import('../fleet/blip.js');
-  const { Store } = await import('../../src/store/store.js');
+  const { openStore } = await import('../helpers/db.js');
   const { readDeploys } = await import('../../src/sim/agent.js');
   const fleet = await fleetFor(t, { servers: 5, upstream: { slowDelayMs: 1500 } });
   if (!fleet) return;
@@ -158,12 +158,12 @@ test('every sshd connection cut for a second, twice, in the middle of a rollout:
   const run = spawnCli(['start', 'b'], { db });
   const at = async (server: string, step: string) => {
     for (let i = 0; i < 2400; i++) {
-      const store = new Store(db);
+      const store = openStore(db);
       try {
-        const s = store.getServers('b').find((x) => x.name === server)!;
+        const s = (await store.getServers('b')).find((x) => x.name === server)!;
         if (s.status === 'running' && s.step === step) return;
       } finally {
-        store.close();
+        await store.close();
       }
       await new Promise((r) => setTimeout(r, 25));
     }
@@ -190,14 +190,14 @@ test('every sshd connection cut for a second, twice, in the middle of a rollout:
     assert.ok(readDeploys(fleet.home(s.name)).length <= 2, `${s.name} deployed at most twice (a cut update command runs again)`);
   }
   // the cuts happened where they were aimed, and were lived through: a lost health check each
-  const store = new Store(db);
+  const store = openStore(db);
   try {
-    const cutChecks = store.getSteps('b', 's2').filter((st) => st.phase === 'verify' && /connection lost/.test(st.error ?? ''));
+    const cutChecks = (await store.getSteps('b', 's2')).filter((st) => st.phase === 'verify' && /connection lost/.test(st.error ?? ''));
     assert.ok(cutChecks.length >= 1, 's2: a health check was cut');
-    const cutUpdates = store.getSteps('b', 's4').filter((st) => st.phase === 'update' && /connection lost/.test(st.error ?? ''));
+    const cutUpdates = (await store.getSteps('b', 's4')).filter((st) => st.phase === 'update' && /connection lost/.test(st.error ?? ''));
     assert.deepEqual(cutUpdates.map((st) => st.command), [gate], 's4: the update command that was cut, then run again');
-    assert.equal(store.getSteps('b', 's4').filter((st) => st.command === gate && st.exitCode === 0).length, 1);
+    assert.equal((await store.getSteps('b', 's4')).filter((st) => st.command === gate && st.exitCode === 0).length, 1);
   } finally {
-    store.close();
+    await store.close();
   }
 });

@@ -8,9 +8,10 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { currentCommit, readDeployCount, restartCount } from '../../src/sim/agent.js';
 import type { Fleet } from '../fleet/fleet.js';
-import { Store } from '../../src/store/store.js';
+import type { Store } from '../../src/store/port.js';
 import { byName, cli, cliStatusJson, sharedFleet, spawnCli, statusJson } from '../helpers/cli.js';
 import { heldInVerify, openGate } from '../helpers/gates.js';
+import { openStore } from '../helpers/db.js';
 
 /** One sshd fleet for the file; each test sees its first servers, reset (test/helpers/cli.ts). */
 const fleetFor = sharedFleet({ servers: 3, unreachable: 1 });
@@ -118,30 +119,30 @@ test('a slow-starting agent is waited for until it is online', async (t) => {
   const run = spawnCli(['start', name], { db });
   let ended = false;
   void run.then(() => (ended = true));
-  const verifies = (store: Store) => store.getSteps(name, 's1').filter((s) => s.phase === 'verify' && s.endedAt !== null);
-  const store = new Store(db);
+  const verifies = async (store: Store) => (await store.getSteps(name, 's1')).filter((s) => s.phase === 'verify' && s.endedAt !== null);
+  const store = openStore(db);
   try {
-    for (const end = Date.now() + 60_000; verifies(store).length < 10; ) {
-      if (ended) assert.fail(`start ended after ${verifies(store).length} health polls, before the agent was online`);
+    for (const end = Date.now() + 60_000; (await verifies(store)).length < 10; ) {
+      if (ended) assert.fail(`start ended after ${(await verifies(store)).length} health polls, before the agent was online`);
       if (Date.now() > end) assert.fail('health was not polled ten times');
       await new Promise((resolve) => setTimeout(resolve, 25));
     }
   } finally {
-    store.close();
+    await store.close();
   }
   openGate(fleet, 'online', ['s1']);
   const r = await run;
   assert.equal(r.exitCode, 0, String(r.stdout) + String(r.stderr));
   assert.equal(currentCommit(fleet.home('s1')), fleet.upstream.commits.good);
   assert.equal(byName(await statusJson(db, name)).s1!.status, 'success');
-  const after = new Store(db);
+  const after = openStore(db);
   try {
-    const polls = verifies(after).map((s) => s.exitCode);
+    const polls = (await verifies(after)).map((s) => s.exitCode);
     assert.ok(polls.length >= 11, `polled ${polls.length} times`);
     assert.deepEqual(polls.slice(0, 10), Array(10).fill(7), 'the agent said it was starting');
     assert.equal(polls.at(-1), 0, 'and was waited for until it was online');
   } finally {
-    after.close();
+    await after.close();
   }
 });
 
@@ -241,12 +242,11 @@ test('an abbreviated rollback.commit is resolved at plan time: the broken server
   });
   assert.equal(planned.code, 0, planned.stderr);
   // What the executor runs with: the full commit, as source.commit is.
-  const { Store } = await import('../../src/store/store.js');
-  const store = new Store(db);
+  const store = openStore(db);
   try {
-    assert.equal(store.getUpdate(name).settings.rollback.commit, commits.good);
+    assert.equal((await store.getUpdate(name)).settings.rollback.commit, commits.good);
   } finally {
-    store.close();
+    await store.close();
   }
   const r = await cli(['start', name], { db });
   assert.equal(r.code, 1, r.stdout + r.stderr);

@@ -6,10 +6,9 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { readDeployCount } from '../../src/sim/agent.js';
-import { Store } from '../../src/store/store.js';
 import { cli, planned, sharedFleet, spawnCli, statusJson } from '../helpers/cli.js';
 import { heldInVerify, openGate } from '../helpers/gates.js';
-import { withStore } from '../helpers/db.js';
+import { waitForStore, withStore } from '../helpers/db.js';
 
 /** One sshd fleet for the file; each test sees its first servers, reset (test/helpers/cli.ts). */
 const fleetFor = sharedFleet({ servers: 7 });
@@ -17,14 +16,17 @@ const fleetFor = sharedFleet({ servers: 7 });
 const plan = planned;
 
 /** What the database holds, to compare before and after a refused command. */
-function snapshot(db: string): string {
-  return withStore(db, (store) =>
-    JSON.stringify({
-      updates: store.listUpdates().map((u) => [u.name, u.status, u.batchOf]),
-      servers: store.listUpdates().map((u) => store.getServers(u.name).map((s) => [s.name, s.status, s.position])),
-      events: store.listUpdates().map((u) => store.getEvents(u.name).length),
-    }),
-  );
+async function snapshot(db: string): Promise<string> {
+  return await withStore(db, async (store) => {
+    const updates = await store.listUpdates();
+    const servers = [];
+    const events = [];
+    for (const u of updates) {
+      servers.push((await store.getServers(u.name)).map((s) => [s.name, s.status, s.position]));
+      events.push((await store.getEvents(u.name)).length);
+    }
+    return JSON.stringify({ updates: updates.map((u) => [u.name, u.status, u.batchOf]), servers, events });
+  });
 }
 
 test('canary then fan out: start --stop-after 1, split the paused update in 3, resume all; the canary is not touched again', async (t) => {
@@ -35,9 +37,9 @@ test('canary then fan out: start --stop-after 1, split the paused update in 3, r
   const canary = await cli(['start', name], { db });
   assert.equal(canary.code, 3, canary.stdout + canary.stderr);
   assert.equal((await statusJson(db, name)).status, 'paused');
-  const canaryJournal = withStore(db, (store) => ({
-    steps: store.getSteps(name, 's1').map((s) => s.id),
-    events: store.getEvents(name).filter((e) => e.serverName === 's1').map((e) => e.message),
+  const canaryJournal = await withStore(db, async (store) => ({
+    steps: (await store.getSteps(name, 's1')).map((s) => s.id),
+    events: (await store.getEvents(name)).filter((e) => e.serverName === 's1').map((e) => e.message),
   }));
   assert.ok(canaryJournal.steps.length > 0);
 
@@ -69,10 +71,10 @@ test('canary then fan out: start --stop-after 1, split the paused update in 3, r
   assert.equal(after.reduce((n, d) => n + (d.counts.total ?? 0), 0), 7, 'the counts add up to the planned servers');
   // Every server deployed exactly once: the canary was not updated again.
   for (const s of ['s1', 's2', 's3', 's4', 's5', 's6', 's7']) assert.equal(readDeployCount(fleet.home(s)), 1, s);
-  withStore(db, (store) => {
-    assert.deepEqual(store.getSteps(name, 's1').map((s) => s.id), canaryJournal.steps, 'no step run on the canary after the split');
-    assert.deepEqual(store.getEvents(name).filter((e) => e.serverName === 's1').map((e) => e.message), canaryJournal.events);
-    assert.equal(store.getSteps(`${name}.2`, 's1').length, 0);
+  await withStore(db, async (store) => {
+    assert.deepEqual((await store.getSteps(name, 's1')).map((s) => s.id), canaryJournal.steps, 'no step run on the canary after the split');
+    assert.deepEqual((await store.getEvents(name)).filter((e) => e.serverName === 's1').map((e) => e.message), canaryJournal.events);
+    assert.equal((await store.getSteps(`${name}.2`, 's1')).length, 0);
   });
 });
 
@@ -99,22 +101,22 @@ test('split refuses a running update, and more batches than a paused update has 
   const { db, name } = await plan(fleet, { test_mode: { stop_after: 0 }, ...heldInVerify() });
   const run = spawnCli(['start', name, '--stop-after', '2'], { db });
   // s1 is held in verify: the update is running.
-  await waitForStore(db, (store) => store.getServers(name).some((s) => s.name === 's1' && s.step === 'verify'));
-  const before = snapshot(db);
+  await waitForStore(db, 's1 verifying', async (store) => (await store.getServers(name)).some((s) => s.name === 's1' && s.step === 'verify'));
+  const before = await snapshot(db);
   const running = await cli(['split', name, '--batches', '2'], { db });
   assert.equal(running.code, 2, running.stdout + running.stderr);
   assert.match(running.stderr, /cannot split update u1: it is running, and only a pending or paused update can be split/);
-  assert.equal(snapshot(db), before, 'nothing written');
+  assert.equal(await snapshot(db), before, 'nothing written');
   openGate(fleet, 'online');
   const done = await run;
   assert.equal(done.exitCode, 3, String(done.stdout) + String(done.stderr));
 
   // Paused with one pending server: two batches would leave one empty.
-  const paused = snapshot(db);
+  const paused = await snapshot(db);
   const tooMany = await cli(['split', name, '--batches', '2'], { db });
   assert.equal(tooMany.code, 2);
   assert.match(tooMany.stderr, /cannot split 1 pending server into 2 batches/);
-  assert.equal(snapshot(db), paused, 'nothing written');
+  assert.equal(await snapshot(db), paused, 'nothing written');
   assert.equal((await cli(['resume', name], { db })).code, 0);
   assert.equal((await statusJson(db, name)).status, 'success');
   // An ended update is refused for its status.
@@ -132,22 +134,9 @@ test('split of an update with no pending server left is refused, writing nothing
   const doc = await statusJson(db, name);
   assert.equal(doc.status, 'pending');
   assert.deepEqual(doc.counts, { total: 2, skipped: 2 });
-  const before = snapshot(db);
+  const before = await snapshot(db);
   const r = await cli(['split', name, '--batches', '1'], { db });
   assert.equal(r.code, 2, r.stdout + r.stderr);
   assert.match(r.stderr, /cannot split update u1: it has no pending server left/);
-  assert.equal(snapshot(db), before);
+  assert.equal(await snapshot(db), before);
 });
-
-async function waitForStore(db: string, pred: (store: Store) => boolean, timeoutMs = 60_000): Promise<void> {
-  const store = new Store(db);
-  try {
-    const end = Date.now() + timeoutMs;
-    while (!pred(store)) {
-      if (Date.now() > end) throw new Error('timed out waiting for the database');
-      await new Promise((r) => setTimeout(r, 25));
-    }
-  } finally {
-    store.close();
-  }
-}

@@ -67,7 +67,7 @@ before(async () => {
 
 after(async () => {
   transport.close();
-  await Promise.all([target, bastion, bastion2, strict, startups].map((d) => d?.stop()));
+  await Promise.all([target, bastion, bastion2, strict, startups].map((d) => d?.stop() ?? Promise.resolve()));
   tmp.remove();
 });
 

@@ -8,10 +8,9 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { statusOf, SYNTH_FROM, SYNTH_TO, writeSyntheticUpdate } from '../../bench/synthetic.js';
-import { Store } from '../../src/store/store.js';
 import { cli, cliStatusJson } from '../helpers/cli.js';
 import { tempDirFor } from '../helpers/tmp.js';
-import { withSqliteFile } from '../helpers/db.js';
+import { openStore, withSqliteFile } from '../helpers/db.js';
 
 const N = 10_000;
 const nameOf = (i: number) => `web-${String(i + 1).padStart(5, '0')}`;
@@ -24,10 +23,10 @@ function expectedCounts(n: number): Record<string, number> {
 
 test('status --json, status and logs of a 10,000-server update: every count, a sample of servers, one server\'s journal', async (t) => {
   const db = join(tempDirFor(t, 'agent-update-scale-'), 'big.db');
-  const store = new Store(db);
-  writeSyntheticUpdate(store, 'big', N);
-  writeSyntheticUpdate(store, 'small', 7, { journal: false });
-  store.close();
+  const store = openStore(db);
+  await writeSyntheticUpdate(store, 'big', N);
+  await writeSyntheticUpdate(store, 'small', 7, { journal: false });
+  await store.close();
 
   const doc = await cliStatusJson(db, 'big');
   assert.deepEqual(doc.counts, expectedCounts(N));
@@ -78,25 +77,25 @@ test('status --json, status and logs of a 10,000-server update: every count, a s
   assert.deepEqual(server[0]!.steps.map((s) => s.phase), ['probe', 'lock', 'update', 'update', 'restart', 'health', 'health']);
 });
 
-test('the Store\'s queries of an update, its servers, journal and events use indexes, not a scan of the table', (t) => {
+test('the Store\'s queries of an update, its servers, journal and events use indexes, not a scan of the table', async (t) => {
   const db = join(tempDirFor(t, 'agent-update-scale-'), 'q.db');
-  const store = new Store(db);
-  writeSyntheticUpdate(store, 'a', 50);
-  writeSyntheticUpdate(store, 'b', 50);
+  const store = openStore(db);
+  await writeSyntheticUpdate(store, 'a', 50);
+  await writeSyntheticUpdate(store, 'b', 50);
   // What status, logs and a rollout ask; then every statement the Store compiled (these and the
   // ones writing the updates above) is explained on a connection of its own.
-  const u = store.getUpdate('a');
-  const servers = store.getServers('a');
-  store.getServer(servers[3]!.id);
-  store.getSteps('a');
-  store.getSteps('a', servers[7]!.name);
-  store.getEvents('a');
-  store.budgetUse(u);
-  store.busyAccount(servers[0]!);
-  store.countsByUpdate();
-  store.findServers(servers[0]!.name);
-  store.setServerStatus(servers[40]!.id, 'running', { step: 'update' }); // pending → running
-  store.endStep(store.beginStep(servers[0]!, 'update', 'true'), { code: 0, stdout: '', stderr: '', error: null });
+  const u = await store.getUpdate('a');
+  const servers = await store.getServers('a');
+  await store.getServer(servers[3]!.id);
+  await store.getSteps('a');
+  await store.getSteps('a', servers[7]!.name);
+  await store.getEvents('a');
+  await store.budgetUse(u);
+  await store.busyAccount(servers[0]!);
+  await store.countsByUpdate();
+  await store.findServers(servers[0]!.name);
+  await store.setServerStatus(servers[40]!.id, 'running', { step: 'update' }); // pending → running
+  await store.endStep(await store.beginStep(servers[0]!, 'update', 'true'), { code: 0, stdout: '', stderr: '', error: null });
   const seen = store.compiledStatements();
   assert.ok(seen.length >= 10, `${seen.length} statements seen`);
 
@@ -109,6 +108,6 @@ test('the Store\'s queries of an update, its servers, journal and events use ind
       for (const p of plan) if (/^SCAN (steps|servers|events|updates)\b/.test(p) && !/USING (COVERING )?INDEX/.test(p)) scans.push(`${p}   <- ${sql.replace(/\s+/g, ' ')}`);
     }
   }, { readonly: true });
-  store.close();
+  await store.close();
   assert.deepEqual(scans, []);
 });

@@ -9,20 +9,20 @@ import { processStartTime, systemLiveness } from '../../src/liveness.js';
 import { liveness } from '../helpers/liveness.js';
 import { splitUpdate } from '../../src/rollout/split.js';
 import { BusyError, TransitionError, UsageError } from '../../src/errors.js';
-import { Store, type NewUpdate } from '../../src/store/store.js';
+import type { NewUpdate, Store } from '../../src/store/port.js';
 import { MIGRATIONS } from '../../src/store/sqlite/schema.js';
 import { stringify } from 'yaml';
 import { generateKeyPair } from '../../src/sim/keys.js';
 import { createUpstream } from '../../src/sim/upstream.js';
 import { cli } from '../helpers/cli.js';
 import { makeTempDir } from '../helpers/tmp.js';
-import { withSqliteFile } from '../helpers/db.js';
+import { openStore, withSqliteFile } from '../helpers/db.js';
 
-function tmpStore(t: { after(fn: () => void): void }): Store {
+function tmpStore(t: { after(fn: () => void | Promise<void>): void }): Store {
   const dir = makeTempDir('agent-update-store-');
-  const store = new Store(join(dir, 'p.db'));
-  t.after(() => {
-    store.close();
+  const store = openStore(join(dir, 'p.db'));
+  t.after(async () => {
+    await store.close();
     rmSync(dir, { recursive: true, force: true });
   });
   return store;
@@ -46,53 +46,53 @@ function newUpdate(name: string, n: number): NewUpdate {
 
 test('the store is WAL, migrated to the latest schema version, and refuses a newer one', (t) => {
   const store = tmpStore(t);
-  assert.equal(pragma(store.path, 'journal_mode'), 'wal');
-  assert.equal(pragma(store.path, 'user_version'), MIGRATIONS.length);
-  withSqliteFile(store.path, (d) => d.pragma(`user_version = ${MIGRATIONS.length + 1}`));
-  assert.throws(() => new Store(store.path), /newer agent-update/);
+  assert.equal(pragma(store.location, 'journal_mode'), 'wal');
+  assert.equal(pragma(store.location, 'user_version'), MIGRATIONS.length);
+  withSqliteFile(store.location, (d) => d.pragma(`user_version = ${MIGRATIONS.length + 1}`));
+  assert.throws(() => openStore(store.location), /newer agent-update/);
 });
 
-test('status changes go through the table, inside the transaction', (t) => {
+test('status changes go through the table, inside the transaction', async (t) => {
   const store = tmpStore(t);
-  store.createUpdate(newUpdate('a', 2));
-  assert.equal(store.getUpdate('a').status, 'planning');
-  assert.throws(() => store.setUpdateStatus('a', 'running'), TransitionError);
-  store.setUpdateStatus('a', 'pending');
-  const [s1] = store.getServers('a');
-  assert.throws(() => store.setServerStatus(s1!.id, 'success'), TransitionError);
-  store.setServerStatus(s1!.id, 'running', { step: 'update' });
-  assert.equal(store.getServers('a')[0]!.step, 'update');
-  assert.ok(store.getEvents('a').some((e) => e.message.includes('running (update)')), 'every change is in the event log');
-  assert.throws(() => store.getUpdate('zzz'), /no update named "zzz".*known updates: a/);
+  await store.createUpdate(newUpdate('a', 2));
+  assert.equal((await store.getUpdate('a')).status, 'planning');
+  await assert.rejects(store.setUpdateStatus('a', 'running'), TransitionError);
+  await store.setUpdateStatus('a', 'pending');
+  const [s1] = await store.getServers('a');
+  await assert.rejects(store.setServerStatus(s1!.id, 'success'), TransitionError);
+  await store.setServerStatus(s1!.id, 'running', { step: 'update' });
+  assert.equal((await store.getServers('a'))[0]!.step, 'update');
+  assert.ok((await store.getEvents('a')).some((e) => e.message.includes('running (update)')), 'every change is in the event log');
+  await assert.rejects(store.getUpdate('zzz'), /no update named "zzz".*known updates: a/);
 });
 
-test('split moves servers and their journal, keeps test mode on the first batch only', (t) => {
+test('split moves servers and their journal, keeps test mode on the first batch only', async (t) => {
   const store = tmpStore(t);
-  store.createUpdate(newUpdate('a', 7));
-  store.setUpdateStatus('a', 'pending');
-  const first = store.getServers('a')[6]!;
-  store.endStep(store.beginStep(first, 'probe', 'x'), { code: 0, stdout: 'o', stderr: '', error: null });
-  assert.deepEqual(splitUpdate(store, 'a', 3), ['a', 'a.2', 'a.3']);
-  assert.deepEqual(store.getServers('a.3').map((s) => s.name), ['s6', 's7']);
-  assert.deepEqual(store.getServers('a.3').map((s) => s.position), [0, 1]);
-  assert.equal(store.getSteps('a.3', 's7').length, 1);
-  assert.equal(store.getUpdate('a').testStopAfter, 2);
-  assert.equal(store.getUpdate('a.2').testStopAfter, 0);
-  assert.equal(store.getUpdate('a.2').batchOf, 'a');
-  assert.throws(() => splitUpdate(store, 'a', 2), /a\.2 already exists/);
-  store.setUpdateStatus('a.3', 'running');
-  assert.throws(() => splitUpdate(store, 'a.3', 2), (e: unknown) => e instanceof TransitionError && /it is running, and only a pending or paused update can be split/.test(e.message));
+  await store.createUpdate(newUpdate('a', 7));
+  await store.setUpdateStatus('a', 'pending');
+  const first = (await store.getServers('a'))[6]!;
+  await store.endStep(await store.beginStep(first, 'probe', 'x'), { code: 0, stdout: 'o', stderr: '', error: null });
+  assert.deepEqual(await splitUpdate(store, 'a', 3), ['a', 'a.2', 'a.3']);
+  assert.deepEqual((await store.getServers('a.3')).map((s) => s.name), ['s6', 's7']);
+  assert.deepEqual((await store.getServers('a.3')).map((s) => s.position), [0, 1]);
+  assert.equal((await store.getSteps('a.3', 's7')).length, 1);
+  assert.equal((await store.getUpdate('a')).testStopAfter, 2);
+  assert.equal((await store.getUpdate('a.2')).testStopAfter, 0);
+  assert.equal((await store.getUpdate('a.2')).batchOf, 'a');
+  await assert.rejects(splitUpdate(store, 'a', 2), /a\.2 already exists/);
+  await store.setUpdateStatus('a.3', 'running');
+  await assert.rejects(splitUpdate(store, 'a.3', 2), (e: unknown) => e instanceof TransitionError && /it is running, and only a pending or paused update can be split/.test(e.message));
 });
 
-test('the lease: a live holder refuses a second executor; a dead or stale one is taken over', (t) => {
+test('the lease: a live holder refuses a second executor; a dead or stale one is taken over', async (t) => {
   const store = tmpStore(t);
-  store.createUpdate(newUpdate('a', 1));
-  const held = acquireLease(store, 'a', () => {}, systemLiveness, () => new Date());
-  t.after(() => held.release());
-  assert.throws(() => acquireLease(store, 'a', () => {}, systemLiveness, () => new Date()), (e: unknown) => e instanceof BusyError && new RegExp(`pid ${process.pid}`).test(e.message));
-  held.release();
-  const again = acquireLease(store, 'a', () => {}, systemLiveness, () => new Date());
-  again.release();
+  await store.createUpdate(newUpdate('a', 1));
+  const held = await acquireLease(store, 'a', () => {}, systemLiveness, () => new Date());
+  t.after(async () => await held.release());
+  await assert.rejects(acquireLease(store, 'a', () => {}, systemLiveness, () => new Date()), (e: unknown) => e instanceof BusyError && new RegExp(`pid ${process.pid}`).test(e.message));
+  await held.release();
+  const again = await acquireLease(store, 'a', () => {}, systemLiveness, () => new Date());
+  await again.release();
 
   const now = new Date();
   const here = liveness({ host: 'here' });
@@ -105,10 +105,10 @@ test('the lease: a live holder refuses a second executor; a dead or stale one is
   assert.equal(holderIsDead({ ...live, host: 'elsewhere', heartbeat: old }, now, here), true, 'stale heartbeat');
 });
 
-test('a database written by another process is read consistently (WAL, two connections)', (t) => {
+test('a database written by another process is read consistently (WAL, two connections)', async (t) => {
   const store = tmpStore(t);
-  store.createUpdate(newUpdate('a', 1));
-  const other = new Database(store.path, { readonly: true });
+  await store.createUpdate(newUpdate('a', 1));
+  const other = new Database(store.location, { readonly: true });
   t.after(() => other.close());
   assert.equal((other.prepare('SELECT status FROM updates').get() as { status: string }).status, 'planning');
 });
@@ -118,13 +118,13 @@ test('a --db that is not a plan database is refused, and left exactly as it was'
   t.after(() => rmSync(dir, { recursive: true, force: true }));
 
   const missingDir = join(dir, 'no-such-folder', 'p.db');
-  assert.throws(() => new Store(missingDir), (e: unknown) => e instanceof UsageError && /cannot open the plan database .*no-such-folder/.test(e.message));
+  assert.throws(() => openStore(missingDir), (e: unknown) => e instanceof UsageError && /cannot open the plan database .*no-such-folder/.test(e.message));
   assert.equal(existsSync(join(dir, 'no-such-folder')), false);
 
   const text = join(dir, 'README.md');
   writeFileSync(text, '# not a database\n'.repeat(100));
   const textBefore = readFileSync(text);
-  assert.throws(() => new Store(text), (e: unknown) => e instanceof UsageError && /is not a SQLite database/.test(e.message));
+  assert.throws(() => openStore(text), (e: unknown) => e instanceof UsageError && /is not a SQLite database/.test(e.message));
   assert.deepEqual(readFileSync(text), textBefore);
 
   const foreign = join(dir, 'other-app.sqlite');
@@ -132,7 +132,7 @@ test('a --db that is not a plan database is refused, and left exactly as it was'
   other.exec("CREATE TABLE invoices (id INTEGER PRIMARY KEY, total REAL); INSERT INTO invoices (total) VALUES (12.5);");
   other.close();
   const foreignBefore = readFileSync(foreign);
-  assert.throws(() => new Store(foreign), (e: unknown) => e instanceof UsageError && /SQLite database of something else \(tables: invoices\)/.test(e.message));
+  assert.throws(() => openStore(foreign), (e: unknown) => e instanceof UsageError && /SQLite database of something else \(tables: invoices\)/.test(e.message));
   assert.deepEqual(readFileSync(foreign), foreignBefore, 'not switched to WAL, no table added');
   assert.equal(existsSync(`${foreign}-wal`), false);
 
@@ -174,15 +174,15 @@ test('a --db that is not a plan database is refused, and left exactly as it was'
 test('processes opening a new database at once all migrate it: the version is read inside the migration', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'agent-update-race-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
-  const storeModule = new URL('../../src/store/store.js', import.meta.url).href;
+  const storeModule = new URL('../../src/store/sqlite/store.js', import.meta.url).href;
   // Each child waits on the gate file, then opens the same new database as fast as it can.
   const child = `
     import { existsSync } from 'node:fs';
-    const { Store } = await import(${JSON.stringify(storeModule)});
+    const { SqliteStore } = await import(${JSON.stringify(storeModule)});
     const gate = process.argv[1], db = process.argv[2];
     console.log('ready');
     while (!existsSync(gate)) await new Promise((r) => setImmediate(r));
-    try { new Store(db).close(); console.log('ok'); } catch (e) { console.log('failed: ' + e.message); process.exitCode = 1; }
+    try { await new SqliteStore(db, { clock: { now: () => new Date() } }).close(); console.log('ok'); } catch (e) { console.log('failed: ' + e.message); process.exitCode = 1; }
   `;
   const { spawn } = await import('node:child_process');
   for (let round = 0; round < 5; round++) {
@@ -215,21 +215,21 @@ test('processes opening a new database at once all migrate it: the version is re
   }
 });
 
-test('split moves each server with its journal and its events', (t) => {
+test('split moves each server with its journal and its events', async (t) => {
   const store = tmpStore(t);
-  store.createUpdate(newUpdate('u', 4));
-  store.setUpdateStatus('u', 'pending');
-  const [, , s3] = store.getServers('u');
-  store.addEvent('u', 's3', 'note', 'something about s3');
-  store.beginStep(s3!, 'probe', 'version');
-  splitUpdate(store, 'u', 2);
-  assert.deepEqual(store.getServers('u.2').map((s) => s.name), ['s3', 's4']);
-  assert.deepEqual(store.getEvents('u.2').filter((e) => e.serverName === 's3').map((e) => e.message), ['something about s3']);
-  assert.deepEqual(store.getEvents('u').filter((e) => e.serverName === 's3'), [], 'no event of s3 is left behind');
-  assert.deepEqual(store.getSteps('u.2', 's3').map((s) => s.command), ['version']);
+  await store.createUpdate(newUpdate('u', 4));
+  await store.setUpdateStatus('u', 'pending');
+  const [, , s3] = await store.getServers('u');
+  await store.addEvent('u', 's3', 'note', 'something about s3');
+  await store.beginStep(s3!, 'probe', 'version');
+  await splitUpdate(store, 'u', 2);
+  assert.deepEqual((await store.getServers('u.2')).map((s) => s.name), ['s3', 's4']);
+  assert.deepEqual((await store.getEvents('u.2')).filter((e) => e.serverName === 's3').map((e) => e.message), ['something about s3']);
+  assert.deepEqual((await store.getEvents('u')).filter((e) => e.serverName === 's3'), [], 'no event of s3 is left behind');
+  assert.deepEqual((await store.getSteps('u.2', 's3')).map((s) => s.command), ['version']);
 });
 
-test('a server keeps every type (migration 3); rows from before it read as [type]', (t) => {
+test('a server keeps every type (migration 3); rows from before it read as [type]', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'agent-update-store-'));
   const path = join(dir, 'plan.db');
   // a database at schema 2 with one server, as the version before types wrote it
@@ -243,46 +243,46 @@ test('a server keeps every type (migration 3); rows from before it read as [type
     old.prepare(`INSERT INTO servers (update_name, position, name, host, port, user, type, status) VALUES ('old', 0, 's1', 'h', 22, 'u', 'app', 'pending')`).run();
   })();
   old.close();
-  const store = new Store(path);
-  t.after(() => {
-    store.close();
+  const store = openStore(path);
+  t.after(async () => {
+    await store.close();
     rmSync(dir, { recursive: true, force: true });
   });
   assert.equal(pragma(path, 'user_version'), MIGRATIONS.length);
-  assert.deepEqual(store.getServers('old').map((s) => [s.type, s.types]), [['app', ['app']]]);
-  store.createUpdate({
+  assert.deepEqual((await store.getServers('old')).map((s) => [s.type, s.types]), [['app', ['app']]]);
+  await store.createUpdate({
     ...newUpdate('new', 2),
     servers: [
       { name: 'a', host: 'ha', port: 22, user: 'u', type: 'web', types: ['web', 'db', 'prod'] },
       { name: 'b', host: 'hb', port: 22, user: 'u', type: 'db' },
     ],
   });
-  assert.deepEqual(store.getServers('new').map((s) => [s.name, s.type, s.types]), [
+  assert.deepEqual((await store.getServers('new')).map((s) => [s.name, s.type, s.types]), [
     ['a', 'web', ['web', 'db', 'prod']],
     ['b', 'db', ['db']],
   ]);
 });
 
-test('how a server is reached (its own identity files, known_hosts, jump hosts) is stored with it, moves with a split, and is absent for the others', (t) => {
+test('how a server is reached (its own identity files, known_hosts, jump hosts) is stored with it, moves with a split, and is absent for the others', async (t) => {
   const store = tmpStore(t);
   const u = newUpdate('reach', 3);
   const jump = [{ host: 'bastion', port: 2222, user: 'ops', identityFiles: ['/keys/bastion'] }, { host: 'inner', port: 22, user: 'ops' }];
   u.servers[1] = { ...u.servers[1]!, identityFiles: ['/keys/s2'], knownHosts: '/kh/s2', jump };
   u.servers[2] = { ...u.servers[2]!, jump: [] };
-  store.createUpdate(u);
-  const [s1, s2, s3] = store.getServers('reach');
+  await store.createUpdate(u);
+  const [s1, s2, s3] = await store.getServers('reach');
   assert.deepEqual([s1!.identityFiles, s1!.knownHosts, s1!.jump], [undefined, undefined, undefined]);
   assert.deepEqual([s2!.identityFiles, s2!.knownHosts, s2!.jump], [['/keys/s2'], '/kh/s2', jump]);
   assert.equal(s3!.jump, undefined, 'no jump hosts stores nothing');
   // what the file holds: no ssh_json at all for a server with nothing of its own
-  const raw = withSqliteFile(store.path, (d) => d.prepare('SELECT name, ssh_json FROM servers ORDER BY position').all() as { name: string; ssh_json: string | null }[]);
+  const raw = withSqliteFile(store.location, (d) => d.prepare('SELECT name, ssh_json FROM servers ORDER BY position').all() as { name: string; ssh_json: string | null }[]);
   assert.deepEqual(raw.map((r) => r.ssh_json === null), [true, false, true]);
-  store.setUpdateStatus('reach', 'pending');
-  splitUpdate(store, 'reach', 2);
-  assert.deepEqual(store.getServers('reach.2').find((s) => s.name === 's2')?.jump ?? store.getServers('reach').find((s) => s.name === 's2')?.jump, jump);
+  await store.setUpdateStatus('reach', 'pending');
+  await splitUpdate(store, 'reach', 2);
+  assert.deepEqual((await store.getServers('reach.2')).find((s) => s.name === 's2')?.jump ?? (await store.getServers('reach')).find((s) => s.name === 's2')?.jump, jump);
 });
 
-test('migrations 3 and 4 on a schema-2 database: its servers are reached as their update says (no ssh_json)', (t) => {
+test('migrations 3 and 4 on a schema-2 database: its servers are reached as their update says (no ssh_json)', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'agent-update-store-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const file = join(dir, 'old.db');
@@ -294,9 +294,9 @@ test('migrations 3 and 4 on a schema-2 database: its servers are reached as thei
   ).run('c'.repeat(40));
   db.prepare(`INSERT INTO servers (update_name, position, name, host, port, user, type, status) VALUES ('old', 0, 's1', 'h1', 22, 'u', 'app', 'pending')`).run();
   db.close();
-  const store = new Store(file);
+  const store = openStore(file);
   t.after(() => store.close());
   assert.equal(pragma(file, 'user_version'), MIGRATIONS.length);
-  const [s1] = store.getServers('old');
+  const [s1] = await store.getServers('old');
   assert.deepEqual([s1!.host, s1!.identityFiles, s1!.jump], ['h1', undefined, undefined]);
 });
