@@ -232,7 +232,9 @@ function virtualClock(): Clock {
 
 async function setup(t: TestContext, settings: RolloutSettings) {
   const dir = makeTempDir('agent-update-diagnose-');
-  const store = openStore(join(dir, 'p.db'));
+  // the store stamps its times with the engine's clock
+  const clock = virtualClock();
+  const store = openStore(join(dir, 'p.db'), clock);
   const fake = new FakeTransport();
   t.after(async () => {
     await store.close();
@@ -243,7 +245,7 @@ async function setup(t: TestContext, settings: RolloutSettings) {
   for (const s of await store.getServers('u')) await store.setProbedCommit(s.id, OLD);
   await store.setUpdateStatus('u', 'pending');
   const events: RolloutEvent[] = [];
-  const deps = { store, transport: fake, clock: virtualClock(), liveness: systemLiveness, emit: (e: RolloutEvent) => void events.push(e) };
+  const deps = { store, transport: fake, clock, liveness: systemLiveness, emit: (e: RolloutEvent) => void events.push(e) };
   return { store, fake, events, deps, s1: fake.add('s1', OLD) };
 }
 
