@@ -28,7 +28,7 @@ import {
   type InFlight,
   type LockOwner,
 } from './remote-lock.js';
-import { ACTIVE_SERVER, countsOf, itIs, whatYouCanDo, worksOn, type ServerStatus, type ServerStep, type UpdateStatus } from '../model/lifecycle.js';
+import { ACTIVE_SERVER, checkRunnable, countsOf, itIs, whatYouCanDo, worksOn, type ServerStatus, type ServerStep, type UpdateStatus } from '../model/lifecycle.js';
 
 export interface EngineDeps {
   store: Store;
@@ -56,25 +56,6 @@ export interface RunResult {
 }
 
 
-const START_FROM: Record<RunOptions['mode'], readonly UpdateStatus[]> = {
-  start: ['pending', 'running'],
-  resume: ['paused', 'running'],
-};
-
-function checkRunnable(u: UpdateRecord, mode: RunOptions['mode']): void {
-  if (START_FROM[mode].includes(u.status)) return;
-  // A batch split from a paused update is paused but never ran: `start` begins it as `resume` would.
-  if (mode === 'start' && u.status === 'paused' && u.batchOf !== null && u.startedAt === null) return;
-  if (mode === 'start' && u.status === 'paused') {
-    throw new TransitionError(`update ${u.name} is paused; continue it with \`${suggest(`resume ${u.name}`)}\``);
-  }
-  if (mode === 'resume' && u.status === 'pending') {
-    throw new TransitionError(`update ${u.name} is pending, not paused; begin it with \`${suggest(`start ${u.name}`)}\``);
-  }
-  throw new TransitionError(`cannot ${mode} update ${u.name}: ${itIs(u.status)}. ${whatYouCanDo(u.name, u.status)}`);
-}
-
-/** Throws before anything is written when `mode` cannot apply to the update (exit 2). */
 /**
  * The servers whose connections a start or resume may open (those not finished yet), for the
  * preflight: an identity file of a server long done need not exist any more.
@@ -83,6 +64,7 @@ export function serversToReach(servers: readonly ServerRecord[]): ServerSpec[] {
   return servers.filter((s) => ACTIVE_SERVER.has(s.status) || s.lockHeld).map(specOf);
 }
 
+/** Throws before anything is written when `mode` cannot apply to the update (exit 2). */
 export function assertRunnable(store: Store, name: string, mode: RunOptions['mode']): void {
   checkRunnable(store.getUpdate(name), mode);
 }
