@@ -89,6 +89,23 @@ const SERVER_TABLE: Record<ServerStatus, readonly ServerStatus[]> = {
   excluded: [],
 };
 
+/**
+ * The phases of the journal (a `steps` row's `phase`): which part of the work a remote command
+ * was. Not the same thing as a server's step above: one step runs commands of several phases
+ * (a takeover's re-check is `takeover`, a release of the lock `unlock`, at any step).
+ */
+export const JOURNAL_PHASES = ['probe', 'prepare', 'recheck', 'update', 'restart', 'verify', 'diagnose', 'rollback', 'verify-rollback', 'takeover', 'unlock'] as const;
+export type JournalPhase = (typeof JOURNAL_PHASES)[number];
+
+/**
+ * The phases whose command, cut by a lost connection, is run again once the server answers
+ * (ssh.reconnect_for). Not retried: a health check that cannot connect is just not healthy yet
+ * (its loop has its own timeout); releasing the lock is best effort; a prepare is not worth
+ * waiting for (the server's turn connects again); agent.diagnose is informational and stops once
+ * the server does not answer; a probe marks the server unreachable.
+ */
+export const RETRIED_AFTER_LOST: ReadonlySet<JournalPhase> = new Set(['recheck', 'update', 'restart', 'rollback', 'takeover']);
+
 /** Statuses the table lets nothing leave. */
 export const TERMINAL_UPDATE: ReadonlySet<UpdateStatus> = new Set(UPDATE_STATUSES.filter((st) => UPDATE_TABLE[st].length === 0));
 /** Statuses an update can still move from: it is being planned, waits, runs or is paused. */
