@@ -18,7 +18,7 @@ import type { ServerStatus } from './status.js';
  */
 export const HISTORY_STATUSES: readonly ServerStatus[] = ['success', 'rolled-back', 'failed', 'fatal', 'running', 'skipped'];
 
-/** One update's passage on one server (README "history": the `--json` shape). */
+/** One update's passage on one server (docs/reference/status-json.md "history --json": the `--json` shape). */
 export interface HistoryEntry {
   /** when it ended; for a server still in flight, when it began (ISO 8601, UTC) */
   at: string;
