@@ -175,7 +175,7 @@ async function execute(ctx: CliContext, store: Store, reporter: Reporter, x: Exe
     }
     reporter.stop();
     if (stream) {
-      // The last line: what a script reads (README "Event stream (NDJSON)").
+      // The last line: what a script reads (docs/reference/events.md "The last line").
       stream.result(
         worst,
         names.map((n) => statusDocument(store, n)),

@@ -1,5 +1,5 @@
 /**
- * `agent.diagnose` (README "Diagnostics"): commands run on a server whose update or verify
+ * `agent.diagnose` (docs/guide/lifecycle.md "Diagnostics"): commands run on a server whose update or verify
  * failed, before its rollback (or before it is left `failed` when rollback is disabled), so the
  * operator sees why it did not come back (the agent's last log lines, its service status)
  * without logging in. Diagnose is informational only:
