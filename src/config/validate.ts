@@ -1619,11 +1619,6 @@ function problemKey(p: ConfigProblem): string {
   return `${p.file ?? ''}\0${p.line ?? ''}\0${p.path}\0${p.message}`;
 }
 
-/**
- * One entry of a server list (`servers:`, an inventory, an Ansible host as such an entry):
- * its name when that is valid (for the duplicate check), and the server when every field is.
- * `userKey` is where a user belongs, for the message about `user@host`.
- */
 /** How a server entry's address becomes the way it is reached (the ssh config, jump hosts). */
 interface ReachResolver {
   /** with an ssh config, an entry may leave out `host`: its name is the alias looked up */
@@ -1634,6 +1629,11 @@ interface ReachResolver {
   ): { host: string; port: number; user: string; reach: Pick<ServerSpec, ReachField | 'jump'>; sources?: ServerSources } | undefined;
 }
 
+/**
+ * One entry of a server list (`servers:`, an inventory, an Ansible host as such an entry):
+ * its name when that is valid (for the duplicate check), and the server when every field is.
+ * `userKey` is where a user belongs, for the message about `user@host`.
+ */
 function checkServer(
   c: Checker,
   p: KeyPath,
