@@ -111,6 +111,7 @@ import { DEAD_MAN_MIN_MS, defaultDeadManMs } from './dead-man.js';
 import { findPlaceholders, PLACEHOLDERS, unknownPlaceholders, unsafePlaceholders } from '../util/shell.js';
 import semver from 'semver';
 import { parseVersion } from '../plan/versions.js';
+import { isEnvVarName, isRestartName, isServerName, isUpdateName } from './names.js';
 
 export type KeyPath = (string | number)[];
 
@@ -228,11 +229,7 @@ const PLANNED: Record<string, Record<string, string>> = {
   agent: {},
 };
 
-const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/;
-const SERVER_NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
-const RESTART_NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
 const HEX_RE = /^[0-9a-fA-F]{7,40}$/;
-const ENV_NAME_RE = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
 // ---------------------------------------------------------------------------------------------
 // helpers
@@ -751,7 +748,7 @@ export function validateConfig(raw: unknown, ctx: ValidateContext): ValidateResu
   if (top.name !== undefined && top.name !== null) {
     const s = c.string(['name'], top.name);
     if (s !== undefined) {
-      if (NAME_RE.test(s)) name = s;
+      if (isUpdateName(s)) name = s;
       else c.add(['name'], `${JSON.stringify(s)} is not a valid name: use letters, digits, '.', '_' and '-', starting with a letter or digit, at most 100 characters`);
     }
   }
@@ -847,7 +844,7 @@ export function validateConfig(raw: unknown, ctx: ValidateContext): ValidateResu
   if (sshRaw.passphrase_env !== undefined && sshRaw.passphrase_env !== null) {
     const s = c.string(['ssh', 'passphrase_env'], sshRaw.passphrase_env, 'an environment variable name');
     if (s !== undefined) {
-      if (ENV_NAME_RE.test(s)) passphraseEnv = s;
+      if (isEnvVarName(s)) passphraseEnv = s;
       else c.add(['ssh', 'passphrase_env'], `${JSON.stringify(s)} is not an environment variable name (letters, digits and '_', not starting with a digit)`);
     }
   }
@@ -1415,7 +1412,7 @@ export function validateConfig(raw: unknown, ctx: ValidateContext): ValidateResu
       } else {
         restartsKnown = true;
         for (const [key, cmd] of Object.entries(agent.restart)) {
-          if (!RESTART_NAME_RE.test(key)) {
+          if (!isRestartName(key)) {
             c.add(['agent', 'restart', key], `${JSON.stringify(key)} is not a valid restart name: use letters, digits, '.', '_' and '-'`);
           }
           const s = c.command(['agent', 'restart', key], cmd);
@@ -1651,7 +1648,7 @@ function checkServer(
     c.add([...p, 'name'], 'is required');
   } else {
     const v = c.string([...p, 'name'], s.name, 'a server name (a string)');
-    if (v !== undefined && !SERVER_NAME_RE.test(v)) {
+    if (v !== undefined && !isServerName(v)) {
       c.add([...p, 'name'], `${JSON.stringify(v)} is not a valid server name: use letters, digits, '.', '_' and '-', starting with a letter or digit`);
     } else name = v;
   }

@@ -8,6 +8,7 @@ import { checkLocalSsh, type Transport } from '../ssh/transport.js';
 import { specOf, type NewUpdate, type ServerRecord, type Store, type UpdateRecord } from '../store/store.js';
 import { resolveCommit, resolveRollbackCommit, withResolvedStones } from './source.js';
 import { select } from '../config/select.js';
+import { isUpdateName } from '../config/names.js';
 import { plural } from '../util/plural.js';
 import { actor } from '../util/actor.js';
 import { describeOwner, parseOwner, readScript, splitLockOutput } from '../rollout/remote-lock.js';
@@ -42,11 +43,9 @@ export interface PlanDeps {
   resolveRollback?: typeof resolveRollbackCommit;
 }
 
-const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/;
-
 /** Throws a UsageError (exit 2) unless `name` can name an update. */
 export function checkUpdateName(name: string): void {
-  if (!NAME_RE.test(name)) {
+  if (!isUpdateName(name)) {
     throw new UsageError(`--name: ${JSON.stringify(name)} is not a valid update name (letters, digits, '.', '_', '-'; at most 100)`);
   }
 }
