@@ -27,3 +27,17 @@ export function isRestartName(s: string): boolean {
 export function isEnvVarName(s: string): boolean {
   return /^[A-Za-z_][A-Za-z0-9_]*$/.test(s);
 }
+
+/**
+ * The update name a plan takes when none is given: `<branch>-<YYYY-MM-DD>`, the characters of
+ * the branch a name may not have made '-' and those before its first letter or digit dropped.
+ */
+export function datedName(branch: string, now: Date): string {
+  return `${branch.replace(/[^A-Za-z0-9._-]+/g, '-').replace(/^[^A-Za-z0-9]+/, '')}-${now.toISOString().slice(0, 10)}`;
+}
+
+/** `base`, else `base-2`, `base-3`…: the first that is not `taken`. */
+export function freeName(base: string, taken: (name: string) => boolean): string {
+  if (!taken(base)) return base;
+  for (let i = 2; ; i++) if (!taken(`${base}-${i}`)) return `${base}-${i}`;
+}

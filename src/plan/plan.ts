@@ -8,7 +8,7 @@ import { checkLocalSsh, type Transport } from '../ssh/transport.js';
 import { specOf, type NewUpdate, type ServerRecord, type Store, type UpdateRecord } from '../store/store.js';
 import { resolveCommit, resolveRollbackCommit, withResolvedStones } from './source.js';
 import { select } from '../config/select.js';
-import { isUpdateName } from '../config/names.js';
+import { datedName, freeName, isUpdateName } from '../config/names.js';
 import { plural } from '../util/plural.js';
 import { actor } from '../util/actor.js';
 import { describeOwner, parseOwner, readScript, splitLockOutput } from '../rollout/remote-lock.js';
@@ -59,13 +59,6 @@ export function selectServers(config: Config): ServerSpec[] {
   return select(config.servers, config).servers;
 }
 
-/** `<branch>-<YYYY-MM-DD>`, then `-2`, `-3`… until the name is free. */
-export function defaultName(branch: string, now: Date, taken: (name: string) => boolean): string {
-  const base = `${branch.replace(/[^A-Za-z0-9._-]+/g, '-').replace(/^[^A-Za-z0-9]+/, '')}-${now.toISOString().slice(0, 10)}`;
-  if (!taken(base)) return base;
-  for (let i = 2; ; i++) if (!taken(`${base}-${i}`)) return `${base}-${i}`;
-}
-
 /** What the plan stores: `commit` and `rollbackCommit` are the full 40-hex commits resolved at plan time. */
 export function settingsOf(config: Config, commit: string, rollbackCommit: string | null, only: VersionClass | null = null): RolloutSettings {
   const { version = null, minCompatible = null, maxCompatible = null, minVersion = null, steppingStones = [] } = config.source;
@@ -96,7 +89,7 @@ export function checkOnly(config: Config, only: VersionClass | null | undefined)
  */
 export async function createPlan(deps: PlanDeps, config: Config, opts: PlanOptions): Promise<UpdateRecord> {
   const { store } = deps;
-  const name = opts.name ?? config.name ?? defaultName(config.source.branch, deps.clock.now(), (n) => store.hasUpdate(n));
+  const name = opts.name ?? config.name ?? freeName(datedName(config.source.branch, deps.clock.now()), (n) => store.hasUpdate(n));
   checkUpdateName(name);
   if (store.hasUpdate(name)) {
     throw new UsageError(`an update named ${name} already exists in ${store.path}; pass --name to choose another`);
