@@ -9,6 +9,7 @@ import { specOf, type NewUpdate, type ServerRecord, type Store, type UpdateRecor
 import { resolveCommit, resolveRollbackCommit, withResolvedStones } from './source.js';
 import { select } from '../config/select.js';
 import { datedName, freeName, isUpdateName } from '../config/names.js';
+import { isFullCommit } from '../util/commit.js';
 import { plural } from '../util/plural.js';
 import { actor } from '../util/actor.js';
 import { describeOwner, parseOwner, readScript, splitLockOutput } from '../rollout/remote-lock.js';
@@ -264,7 +265,7 @@ export async function probeServer(
     }
     const last = r.stdout.trim().split('\n').pop()?.trim().toLowerCase() ?? '';
     if (r.code !== 0) error = `version_command ${r.code === null ? `failed: ${r.error}` : `exited ${r.code}: ${(r.stderr || r.stdout).trim().split('\n').pop() ?? ''}`}`;
-    else if (!/^[0-9a-f]{40}$/.test(last)) error = `version_command printed ${JSON.stringify(last.slice(0, 80))}, not a 40-hex commit`;
+    else if (!isFullCommit(last)) error = `version_command printed ${JSON.stringify(last.slice(0, 80))}, not a 40-hex commit`;
     else commit = last;
   } catch (e) {
     error = (e as Error).message;
