@@ -112,6 +112,7 @@ import { findPlaceholders, PLACEHOLDERS, unknownPlaceholders, unsafePlaceholders
 import semver from 'semver';
 import { parseVersion } from '../plan/versions.js';
 import { isEnvVarName, isRestartName, isServerName, isUpdateName } from './names.js';
+import { CONFIG_WORDS, didYouMean } from '../util/did-you-mean.js';
 
 export type KeyPath = (string | number)[];
 
@@ -256,46 +257,6 @@ function describe(v: unknown): string {
 
 function isRecord(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
-/** Edit distance counting a swap of two neighbours as one edit (optimal string alignment). */
-function editDistance(a: string, b: string): number {
-  const d: number[][] = Array.from({ length: a.length + 1 }, (_, i) =>
-    Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)),
-  );
-  const at = (i: number, j: number) => (d[i] as number[])[j] as number;
-  for (let i = 1; i <= a.length; i++) {
-    for (let j = 1; j <= b.length; j++) {
-      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
-      let v = Math.min(at(i - 1, j) + 1, at(i, j - 1) + 1, at(i - 1, j - 1) + cost);
-      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) v = Math.min(v, at(i - 2, j - 2) + 1);
-      (d[i] as number[])[j] = v;
-    }
-  }
-  return at(a.length, b.length);
-}
-
-/** The closest candidate to a mistyped word, if one is close enough to be a plausible typo. */
-export function suggest(word: string, candidates: readonly string[]): string | undefined {
-  const norm = (s: string) => s.toLowerCase().replace(/[-_\s]/g, '');
-  const w = norm(word);
-  if (w === '') return undefined;
-  const exact = candidates.find((c) => norm(c) === w);
-  if (exact) return exact;
-  let best: string | undefined;
-  let bestD = Infinity;
-  for (const c of candidates) {
-    const d = editDistance(w, norm(c));
-    if (d < bestD) {
-      bestD = d;
-      best = c;
-    }
-  }
-  const limit = w.length <= 4 ? 1 : w.length <= 8 ? 2 : 3;
-  if (bestD <= limit) return best;
-  // `hostname` for `host`, `timeout_seconds` for `timeout`
-  const prefixed = candidates.filter((c) => norm(c).length >= 4 && w.length >= 3 && (w.startsWith(norm(c)) || norm(c).startsWith(w)));
-  return prefixed.length === 1 ? prefixed[0] : undefined;
 }
 
 /**
@@ -492,9 +453,9 @@ class Checker {
         this.add([...p, key], plannedMsg);
         continue;
       }
-      const s = suggest(key, known);
-      let msg = s ? `unknown key; did you mean ${s}?` : `unknown key; expected one of: ${known.join(', ')}`;
-      if (p.length === 0 && !s) {
+      const near = didYouMean(key, known, CONFIG_WORDS, String);
+      let msg = near ? `unknown key${near}` : `unknown key; expected one of: ${known.join(', ')}`;
+      if (p.length === 0 && !near) {
         const home = Object.entries(KEYS).find(([sec, keys]) => sec !== 'top' && sec !== 'server' && (keys as readonly string[]).includes(key));
         if (home) msg = `unknown key; ${key} belongs under ${home[0] === 'health' ? 'agent.health' : home[0]}:`;
       }
@@ -600,11 +561,11 @@ class Checker {
     const known = PLACEHOLDERS.map((n) => `{${n}}`);
     const list = `${known.slice(0, -1).join(', ')} and ${known[known.length - 1]}`;
     for (const name of unknown) {
-      const sug = suggest(name, PLACEHOLDERS);
+      const near = didYouMean(name, PLACEHOLDERS, CONFIG_WORDS, (n) => `{${n}}`);
       this.add(
         p,
-        sug
-          ? `unknown placeholder {${name}}; did you mean {${sug}}?`
+        near
+          ? `unknown placeholder {${name}}${near}`
           : `unknown placeholder {${name}} (the placeholders are ${list}; if the braces are meant for the shell ` +
               `or another program, put a space inside: '{ ${name} }')`,
       );
@@ -1302,14 +1263,13 @@ export function validateConfig(raw: unknown, ctx: ValidateContext): ValidateResu
           return;
         }
         if (!types.includes(v) && serversComplete) {
-          const sug = suggest(v, types);
           const implicit =
             v === 'all' ? "; Ansible's group all is not a type: leave server_types out to cover every server"
             : v === 'ungrouped' ? "; Ansible's group ungrouped is not a type: hosts in no group have the type default"
             : '';
           c.add(
             ['server_types', i],
-            `no server has type ${JSON.stringify(v)}${sug ? `; did you mean ${sug}?` : ''}${implicit} (the servers' types: ${types.join(', ')})`,
+            `no server has type ${JSON.stringify(v)}${didYouMean(v, types, CONFIG_WORDS, String)}${implicit} (the servers' types: ${types.join(', ')})`,
           );
           selectionOk = false;
           return;
@@ -1460,9 +1420,8 @@ export function validateConfig(raw: unknown, ctx: ValidateContext): ValidateResu
           return;
         }
         if (restartsKnown && !declared.includes(v)) {
-          const sug = suggest(v, declared);
           const defined = declared.length ? `agent.restart defines: ${declared.join(', ')}` : 'agent.restart defines none';
-          c.add(['restart', i], `unknown restart ${JSON.stringify(v)}${sug ? `; did you mean ${sug}?` : ''} (${defined})`);
+          c.add(['restart', i], `unknown restart ${JSON.stringify(v)}${didYouMean(v, declared, CONFIG_WORDS, String)} (${defined})`);
           return;
         }
         if (names.includes(v) || !restartsKnown) restart.push(v);
