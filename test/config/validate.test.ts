@@ -1,7 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { branchNameProblems, formatKeyPath, validateConfig } from '../../src/config/validate.js';
+import { formatKeyPath } from '../../src/config/checker.js';
+import { branchNameProblems, validateConfig } from '../../src/config/validate.js';
 import { base, ctx, DIR, HOME, ok, problems, variant } from './helpers.js';
 
 /* eslint-disable @typescript-eslint/no-explicit-any */

@@ -19,7 +19,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { isMap, isScalar, isSeq } from 'yaml';
 import type { ConfigProblem } from '../../errors.js';
-import type { KeyPath } from '../validate.js';
+import type { KeyPath } from '../checker.js';
 import { parseYaml } from '../yaml.js';
 import { isServerName } from '../names.js';
 import { parseIni } from './ini.js';
