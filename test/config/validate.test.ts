@@ -2,7 +2,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { formatKeyPath } from '../../src/config/checker.js';
-import { branchNameProblems, validateConfig } from '../../src/config/validate.js';
+import { branchNameProblems } from '../../src/config/check-source.js';
+import { validateConfig } from '../../src/config/validate.js';
 import { base, ctx, DIR, HOME, ok, problems, variant } from './helpers.js';
 
 /* eslint-disable @typescript-eslint/no-explicit-any */
