@@ -1,5 +1,5 @@
 /**
- * `inventory: PATH`: read an inventory file into server entries for validate.ts.
+ * `inventory: PATH`: read an inventory file into server entries for check-servers.ts.
  *
  * The format, by the file's name, then its content:
  *
