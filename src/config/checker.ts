@@ -230,15 +230,7 @@ export class Checker {
       return undefined;
     }
     const s = this.string(p, v, 'a shell command (a string)');
-    if (s === undefined) return undefined;
-    if (s.trim() === '') {
-      this.add(p, 'must not be empty');
-      return undefined;
-    }
-    if (s.includes('\0')) {
-      this.add(p, 'must not contain a NUL character');
-      return undefined;
-    }
+    if (s === undefined || !this.filled(p, s)) return undefined;
     if (!this.placeholders(p, s)) return undefined;
     const unsafe = unsafePlaceholders(s);
     for (const site of unsafe) this.add(p, `{${site.name}} ${site.refused}`);
@@ -291,14 +283,7 @@ export class Checker {
 
   /** `~` and relative paths made absolute; undefined (with a problem) when impossible. */
   filePath(p: KeyPath, v: string): string | undefined {
-    if (v.trim() === '') {
-      this.add(p, 'must not be empty');
-      return undefined;
-    }
-    if (v.includes('\0')) {
-      this.add(p, 'must not contain a NUL character');
-      return undefined;
-    }
+    if (!this.filled(p, v)) return undefined;
     let out: string;
     if (v === '~' || v.startsWith('~/')) out = path.join(this.ctx.home, v.slice(1));
     else if (v.startsWith('~')) {
@@ -306,6 +291,14 @@ export class Checker {
       return undefined;
     } else out = path.resolve(this.dirOf(p), v);
     return path.normalize(out);
+  }
+
+  /** A command or a path: not blank, and no NUL (no shell or file system takes one). */
+  private filled(p: KeyPath, s: string): boolean {
+    if (s.trim() === '') this.add(p, 'must not be empty');
+    else if (s.includes('\0')) this.add(p, 'must not contain a NUL character');
+    else return true;
+    return false;
   }
 
   exists(abs: string): boolean {
