@@ -12,6 +12,7 @@ import type { RolloutEvent } from '../rollout/events.js';
 import type { Store } from '../store/store.js';
 import type { UpdateRecord } from '../model/records.js';
 import { unsafePlaceholders } from '../util/shell.js';
+import { isFullCommit } from '../util/commit.js';
 import { type CliContext, parseCount } from './context.js';
 import { Interrupts } from './interrupts.js';
 
@@ -37,7 +38,7 @@ function assertPlanUsable(u: UpdateRecord, mode: RunOptions['mode']): void {
     const bad = unsafePlaceholders(command)[0];
     if (bad) throw new UsageError(`cannot ${mode} ${u.name}: its plan was made by an older agent-update and in ${key} {${bad.name}} ${bad.refused}; ${again}`);
   }
-  if (rollback.commit !== null && !/^[0-9a-f]{40}$/.test(rollback.commit)) {
+  if (rollback.commit !== null && !isFullCommit(rollback.commit)) {
     throw new UsageError(
       `cannot ${mode} ${u.name}: its plan was made by an older agent-update and keeps rollback.commit ${rollback.commit} abbreviated, ` +
         `so every rollback would end fatal; ${again}`,

@@ -9,6 +9,7 @@
  * by two paths (a symlink) is two configs: the path is the identity, as it is in `status`.
  */
 import { hostname } from 'node:os';
+import { datedName, freeName } from '../config/names.js';
 import type { Config } from '../config/types.js';
 import { holderIsDead, HEARTBEAT_MS, processStartTime } from '../rollout/lease.js';
 import type { Store } from '../store/store.js';
@@ -59,13 +60,6 @@ export function existingWork(store: Store, configFile: string, now: Date): Extra
   return null;
 }
 
-/** `name:` of the config, else `<branch>-<date>`; then `-2`, `-3`… until free (every auto run makes a new update). */
-export function autoName(config: Config, now: Date, taken: (name: string) => boolean): string {
-  const base = config.name ?? `${config.source.branch.replace(/[^A-Za-z0-9._-]+/g, '-').replace(/^[^A-Za-z0-9]+/, '')}-${now.toISOString().slice(0, 10)}`;
-  if (!taken(base)) return base;
-  for (let i = 2; ; i++) if (!taken(`${base}-${i}`)) return `${base}-${i}`;
-}
-
 /**
  * The check and the claim, in one IMMEDIATE transaction: what is there for this config, and,
  * when there is work, the auto run's claim and (for a new plan) the update recorded `planning`.
@@ -103,7 +97,7 @@ export function claimAuto(store: Store, config: Config, commit: string, rollback
     }
     const last = updates.find((u) => !ACTIVE_UPDATE.has(u.status) && u.status !== 'cancelled' && u.commit === commit);
     if (last && (last.status === 'failure' || last.status === 'partial-success')) return { kind: 'failed-before', update: last };
-    const input = planInput(config, autoName(config, now, (n) => store.hasUpdate(n)), commit, rollbackCommit);
+    const input = planInput(config, freeName(config.name ?? datedName(config.source.branch, now), (n) => store.hasUpdate(n)), commit, rollbackCommit);
     const runId = begin(input.name);
     recordPlan(store, input);
     store.addEvent(input.name, null, 'auto', `planned by agent-update auto (run ${runId}) of ${config.file}`, input.createdBy);

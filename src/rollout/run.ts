@@ -7,6 +7,7 @@ import { checkLocalSsh, TransportError, type Session, type Transport, type ExecR
 import { type Store } from '../store/store.js';
 import { specOf, type ServerRecord, type UpdateRecord } from '../model/records.js';
 import { expandCommand, expandText, type PlaceholderValues } from '../util/shell.js';
+import { isFullCommit } from '../util/commit.js';
 import { formatDuration } from '../util/duration.js';
 import { suggest } from '../util/suggest.js';
 import { Ahead, prepareAheadOf, upcoming } from './ahead.js';
@@ -752,7 +753,7 @@ function parseVersion(r: ExecResult): { ok: true; commit: string } | { ok: false
   if (r.code !== 0) return { ok: false, error: `version_command ${describeFailure(r)}` };
   const lines = r.stdout.trim().split('\n');
   const last = (lines[lines.length - 1] ?? '').trim().toLowerCase();
-  if (!/^[0-9a-f]{40}$/.test(last)) {
+  if (!isFullCommit(last)) {
     return { ok: false, error: `version_command printed ${JSON.stringify(last.slice(0, 80))}, not a 40-hex commit` };
   }
   return { ok: true, commit: last };

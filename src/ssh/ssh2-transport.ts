@@ -637,7 +637,7 @@ function refused(): ExecResult {
 /**
  * The dead-man timer of a command (`ssh.dead_man_timeout`, in whole seconds on the server: 0 =
  * off) and how often we send a beat meanwhile: a quarter of it, at most 5 s, at least 250 ms.
- * Absent (a plan from before it existed): 3 × keepalive_interval, as validate.ts defaults it.
+ * Absent (a plan from before it existed): 3 × keepalive_interval, as config/check-ssh.ts defaults it.
  */
 export function deadManOf(sshCfg: SshConfig): DeadMan {
   const ms = sshCfg.deadManTimeoutMs ?? defaultDeadManMs(sshCfg.keepaliveIntervalMs);
