@@ -17,18 +17,7 @@ import type { ExecOptions, ExecResult, Session, Transport } from './transport.js
 import { blobKeyType, knownKeyTypes, readKnownHosts, verifyHostKey } from './known-hosts.js';
 import type { KnownHostsFile } from './known-hosts.js';
 import { DEFAULT_MAX_HANDSHAKES, HandshakeLimiter } from './handshake-limiter.js';
-
-type Ssh2 = typeof import('ssh2');
-let ssh2Module: Promise<Ssh2> | null = null;
-/**
- * ssh2 is loaded on the first connection, not at start-up: the commands that never connect
- * (status, pause, a refused second start) answer sooner.
- */
-function loadSsh2(): Promise<Ssh2> {
-  // a CommonJS module: its exports are the ESM namespace's default
-  ssh2Module ??= import('ssh2').then((m) => (m as unknown as { default: Ssh2 }).default);
-  return ssh2Module;
-}
+import { errorCode, errorLevel, errorMessage, loadSsh2, type Ssh2 } from './ssh2-lib.js';
 
 /** Host key algorithms ssh2 supports, in its default preference order, by key type. */
 const HOST_KEY_ALGOS: Record<string, string[]> = {
@@ -91,20 +80,6 @@ export class TailBuffer {
     }
     return buf.toString('utf8');
   }
-}
-
-function errorCode(err: unknown): string | undefined {
-  const code = (err as { code?: unknown } | null)?.code;
-  return typeof code === 'string' ? code : undefined;
-}
-
-function errorLevel(err: unknown): string | undefined {
-  const level = (err as { level?: unknown } | null)?.level;
-  return typeof level === 'string' ? level : undefined;
-}
-
-function errorMessage(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
 }
 
 const NETWORK_CODES = new Set([
