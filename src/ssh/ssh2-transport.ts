@@ -3,7 +3,7 @@
  * configured known_hosts file before authentication; nothing runs on a server whose key is
  * unknown, changed or revoked.
  */
-import { readFileSync, statSync } from 'node:fs';
+import { statSync } from 'node:fs';
 import type { Duplex } from 'node:stream';
 import type { AuthMethod, Client, ClientChannel, ConnectConfig, ParsedKey } from 'ssh2';
 import type { ServerSpec, SshConfig } from '../config/types.js';
@@ -18,6 +18,7 @@ import { blobKeyType, knownKeyTypes, readKnownHosts, verifyHostKey } from './kno
 import type { KnownHostsFile } from './known-hosts.js';
 import { DEFAULT_MAX_HANDSHAKES, HandshakeLimiter } from './handshake-limiter.js';
 import { errorCode, errorLevel, errorMessage, loadSsh2, type Ssh2 } from './ssh2-lib.js';
+import { agentSocket, loadIdentity, noWayToAuthenticate } from './identities.js';
 
 /** Host key algorithms ssh2 supports, in its default preference order, by key type. */
 const HOST_KEY_ALGOS: Record<string, string[]> = {
@@ -125,57 +126,6 @@ export function endpointsOf(server: ServerSpec, sshCfg: SshConfig): Endpoint[] {
     ...(server.knownHosts ? { knownHosts: server.knownHosts } : {}),
   });
   return [...(server.jump ?? []).map(ep), target];
-}
-
-/**
- * Identity files that parsed, with the passphrase they parsed with. Parsing an encrypted key
- * costs about 0.3 s of CPU (its bcrypt KDF), and every connection (and each preflight) loads the
- * identity again; the same bytes with the same passphrase need not be parsed twice. Kept in
- * memory only, like the passphrase itself in the environment.
- */
-const parsedIdentities = new Map<string, { key: Buffer; passphrase: string | undefined; parsed: ParsedKey }>();
-
-/** Load an identity file, turning every problem into a TransportError without key material. */
-function loadIdentity(utils: Ssh2['utils'], file: string, envName: string): { file: string; parsed: ParsedKey } {
-  let key: Buffer;
-  try {
-    key = readFileSync(file);
-  } catch (err) {
-    const code = errorCode(err);
-    const why = code === 'ENOENT' ? 'it does not exist' : code === 'EACCES' ? 'permission denied' : errorMessage(err);
-    throw new TransportError('config', `cannot read identity file ${file}: ${why}`);
-  }
-  const fromEnv = envName ? process.env[envName] : undefined;
-  const passphrase = fromEnv === undefined || fromEnv === '' ? undefined : fromEnv;
-  const known = parsedIdentities.get(file);
-  if (known && known.passphrase === passphrase && known.key.equals(key)) return { file, parsed: known.parsed };
-  const parsed = utils.parseKey(key, passphrase);
-  if (parsed instanceof Error) {
-    const msg = parsed.message;
-    if (/no passphrase given/i.test(msg)) {
-      throw new TransportError(
-        'auth',
-        `identity file ${file} is encrypted and no passphrase was given: put the passphrase in the environment ` +
-          `variable ${envName || '(ssh.passphrase_env is not set)'}, or load the key into ssh-agent`,
-      );
-    }
-    if (passphrase !== undefined && /passphrase|decrypt|integrity/i.test(msg)) {
-      throw new TransportError(
-        'auth',
-        `cannot decrypt identity file ${file} with the passphrase from the environment variable ${envName}: ` +
-          `wrong passphrase?`,
-      );
-    }
-    // ssh2's parse messages carry no key material; strip the passphrase anyway, to be sure.
-    const safe = passphrase ? msg.split(passphrase).join('***') : msg;
-    throw new TransportError('config', `identity file ${file} is not a usable private key (${safe})`);
-  }
-  const first = (Array.isArray(parsed) ? parsed[0] : parsed) as ParsedKey | undefined;
-  if (!first || !first.isPrivateKey()) {
-    throw new TransportError('config', `identity file ${file} does not contain a private key (is it the .pub file?)`);
-  }
-  parsedIdentities.set(file, { key, passphrase, parsed: first });
-  return { file, parsed: first };
 }
 
 export class Ssh2Session implements Session {
@@ -652,20 +602,6 @@ function readKnown(file: string): KnownHostsFile {
   } catch (err) {
     throw new TransportError('config', `cannot read known_hosts file ${file}: ${errorMessage(err)}`);
   }
-}
-
-/** The ssh-agent socket a connection uses: `$SSH_AUTH_SOCK` when `ssh.agent` is on and it is set. */
-export function agentSocket(sshCfg: Pick<SshConfig, 'agent'>, env: NodeJS.ProcessEnv = process.env): string | undefined {
-  return sshCfg.agent ? env.SSH_AUTH_SOCK || undefined : undefined;
-}
-
-function noWayToAuthenticate(sshCfg: SshConfig): TransportError {
-  return new TransportError(
-    'config',
-    sshCfg.agent
-      ? 'no way to authenticate: no identity file is configured and SSH_AUTH_SOCK is not set'
-      : 'no way to authenticate: no identity file is configured and ssh-agent is disabled',
-  );
 }
 
 export class Ssh2Transport implements Transport {
