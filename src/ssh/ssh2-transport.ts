@@ -3,7 +3,6 @@
  * configured known_hosts file before authentication; nothing runs on a server whose key is
  * unknown, changed or revoked.
  */
-import { statSync } from 'node:fs';
 import type { Duplex } from 'node:stream';
 import type { AuthMethod, Client, ClientChannel, ConnectConfig, ParsedKey } from 'ssh2';
 import type { ServerSpec, SshConfig } from '../config/types.js';
@@ -14,39 +13,12 @@ import { heldOutputError, NOPROCS_ERROR, NOPROCS_STATUS, splitRunOutput, supervi
 import { BEAT, CommandChannel, LOOP_COMMAND } from './channel.js';
 import type { DeadMan } from './channel.js';
 import type { ExecOptions, ExecResult, Session, Transport } from './transport.js';
-import { blobKeyType, knownKeyTypes, readKnownHosts, verifyHostKey } from './known-hosts.js';
+import { knownKeyTypes } from './known-hosts.js';
 import type { KnownHostsFile } from './known-hosts.js';
+import { checkHostKey, hostKeyAlgorithms, readKnown } from './host-keys.js';
 import { DEFAULT_MAX_HANDSHAKES, HandshakeLimiter } from './handshake-limiter.js';
 import { errorCode, errorLevel, errorMessage, loadSsh2, type Ssh2 } from './ssh2-lib.js';
 import { agentSocket, loadIdentity, noWayToAuthenticate } from './identities.js';
-
-/** Host key algorithms ssh2 supports, in its default preference order, by key type. */
-const HOST_KEY_ALGOS: Record<string, string[]> = {
-  'ssh-ed25519': ['ssh-ed25519'],
-  'ecdsa-sha2-nistp256': ['ecdsa-sha2-nistp256'],
-  'ecdsa-sha2-nistp384': ['ecdsa-sha2-nistp384'],
-  'ecdsa-sha2-nistp521': ['ecdsa-sha2-nistp521'],
-  'ssh-rsa': ['rsa-sha2-512', 'rsa-sha2-256', 'ssh-rsa'],
-};
-const DEFAULT_HOST_KEY_ORDER = [
-  'ssh-ed25519',
-  'ecdsa-sha2-nistp256',
-  'ecdsa-sha2-nistp384',
-  'ecdsa-sha2-nistp521',
-  'rsa-sha2-512',
-  'rsa-sha2-256',
-  'ssh-rsa',
-];
-
-/**
- * Host key algorithms to offer, those of the key types already known for the host first (as
- * OpenSSH does), so a server with several host keys presents the one we can check.
- */
-export function hostKeyAlgorithms(knownTypes: readonly string[]): string[] {
-  const first: string[] = [];
-  for (const t of knownTypes) for (const a of HOST_KEY_ALGOS[t] ?? []) if (!first.includes(a)) first.push(a);
-  return [...first, ...DEFAULT_HOST_KEY_ORDER.filter((a) => !first.includes(a))];
-}
 
 /** Keeps the last `limit` bytes written to it. */
 export class TailBuffer {
@@ -582,28 +554,6 @@ function localSetup(ssh2: Ssh2, sshCfg: SshConfig, ep: Pick<Endpoint, 'identityF
   return { known, identities, agentSock };
 }
 
-/**
- * known_hosts files as parsed, by path, with what identified the file's version: a plan of 1,000
- * servers read and parsed a 1,000-line file once per connection (11 % of its time). A file that
- * changed (size, mtime or inode) is read again, so an operator's edit between servers counts.
- */
-const knownCache = new Map<string, { version: string; parsed: KnownHostsFile }>();
-
-function readKnown(file: string): KnownHostsFile {
-  try {
-    const st = statSync(file, { throwIfNoEntry: false });
-    if (!st) return readKnownHosts(file); // a missing file: every host unknown (read again each time)
-    const version = `${st.ino}:${st.size}:${st.mtimeMs}`;
-    const hit = knownCache.get(file);
-    if (hit && hit.version === version) return hit.parsed;
-    const parsed = readKnownHosts(file);
-    knownCache.set(file, { version, parsed });
-    return parsed;
-  } catch (err) {
-    throw new TransportError('config', `cannot read known_hosts file ${file}: ${errorMessage(err)}`);
-  }
-}
-
 export class Ssh2Transport implements Transport {
   private readonly sessions = new Set<Ssh2Session>();
   readonly handshakes = new HandshakeLimiter();
@@ -741,17 +691,9 @@ export class Ssh2Transport implements Transport {
       keepaliveCountMax: 3,
       algorithms: { serverHostKey: hostKeyAlgorithms(knownKeyTypes(known.entries, ep.host, ep.port)) as never },
       hostVerifier: (key: Buffer, verify: (valid: boolean) => void) => {
-        const type = blobKeyType(key) ?? 'unknown';
-        const verdict = verifyHostKey(known.entries, ep.host, ep.port, type, key, known.file);
-        if (verdict.ok) {
-          verify(true);
-          return;
-        }
-        let message = verdict.message;
-        if (label.startsWith('jump host')) message = `jump host ${ep.label}: ${message}`;
-        if (verdict.kind === 'unknown' && !known.exists) message += ` (${known.file} does not exist yet)`;
-        hostKeyFailure = new TransportError(verdict.kind === 'unknown' ? 'host-key-unknown' : 'host-key-mismatch', message);
-        verify(false);
+        const failure = checkHostKey(known, ep, key, label.startsWith('jump host'));
+        if (failure) hostKeyFailure = failure;
+        verify(failure === null);
       },
       // The configured identities first, in order, then the agent's keys (ssh2's own order when
       // given a privateKey and an agent is the same, but that is not a documented promise).
