@@ -9,7 +9,7 @@
 import { loadEffectiveConfig } from '../config/load.js';
 import type { Config, ServerSourceField, ServerSpec } from '../config/types.js';
 import { agentSocket } from '../ssh/identities.js';
-import { endpointsOf } from '../ssh/ssh2-transport.js';
+import { endpointsOf } from '../ssh/connect.js';
 import { UsageError } from '../errors.js';
 import type { CliContext } from './context.js';
 
