@@ -5,11 +5,10 @@
  */
 import type { Client, ClientChannel } from 'ssh2';
 import type { SshConfig } from '../config/types.js';
-import { defaultDeadManMs } from '../config/dead-man.js';
 import { formatDuration } from '../util/duration.js';
 import { BEAT, CommandChannel, LOOP_COMMAND } from './channel.js';
-import type { DeadMan } from './channel.js';
-import { heldOutputError, NOPROCS_ERROR, NOPROCS_STATUS, splitRunOutput, supervised, wholeSeconds } from './remote-run.js';
+import { deadManOf, describeEnd, supervisedEnd, type CommandEnd } from './command-end.js';
+import { splitRunOutput, supervised, wholeSeconds } from './remote-run.js';
 import { errorCode, errorMessage } from './ssh2-lib.js';
 import { TailBuffer } from './tail-buffer.js';
 import type { ExecOptions, ExecResult, Session } from './transport.js';
@@ -120,13 +119,13 @@ export class Ssh2Session implements Session {
   }
 
   exec(command: string, options: ExecOptions = {}): Promise<ExecResult> {
-    if (this.noProcs) return Promise.resolve(refused());
+    if (this.noProcs) return Promise.resolve(refused(this.sshCfg));
     if (this.closedByUs || this.lost !== null || options.signal?.aborted || this.loopRefused !== null || command.includes('\0')) {
       return this.execDirect(command, options);
     }
     // busy looked at again here: another exec may have taken the loop since it was handed out
     return this.commandLoop(options.signal).then((loop) => {
-      if (this.noProcs) return refused();
+      if (this.noProcs) return refused(this.sshCfg);
       return loop && loop.open && !loop.busy ? this.execLoop(loop, command, options) : this.execDirect(command, options);
     });
   }
@@ -137,63 +136,30 @@ export class Ssh2Session implements Session {
     const timeoutMs = options.timeoutMs ?? this.sshCfg.commandTimeoutMs;
     const stdout = new TailBuffer(this.sshCfg.outputLimitBytes);
     const stderr = new TailBuffer(this.sshCfg.outputLimitBytes);
-    const result = (code: number | null, error: string | null, timedOut = false): ExecResult => ({
-      code,
+    const result = (end: CommandEnd): ExecResult => ({
+      ...describeEnd(end, timeoutMs, this.sshCfg),
       stdout: stdout.toString(),
       stderr: stderr.toString(),
-      timedOut,
-      error,
       durationMs: Date.now() - started,
     });
-    return new Promise<ExecResult>((resolve) => {
-      let done = false;
-      let timer: NodeJS.Timeout | undefined;
-      const finish = (r: ExecResult) => {
-        if (done) return;
-        done = true;
-        if (timer) clearTimeout(timer);
-        options.signal?.removeEventListener('abort', onAbort);
-        this.pending.delete(onLost);
-        resolve(r);
-      };
-      const onLost = (reason: string) => finish(result(null, this.closedByUs ? 'session closed' : `connection lost: ${reason}`));
-      // Closing the loop's channel kills the command on the server (its stdin watchdog); the
-      // next command starts a new loop.
-      const onAbort = () => {
-        loop.close();
-        finish(result(null, 'aborted'));
-      };
-      this.pending.add(onLost);
-      options.signal?.addEventListener('abort', onAbort, { once: true });
-      if (timeoutMs > 0) {
-        timer = setTimeout(() => {
-          loop.close();
-          finish(result(null, noAnswerWithin(timeoutMs), true));
-          // the loop's timer counts `sleep 1`s, each a little over a second: 1 % more for long timeouts
-        }, timeoutMs + SUPERVISOR_GRACE_MS + Math.ceil(timeoutMs / 100));
-      }
+    // Closing the loop's channel kills the command on the server (its stdin watchdog); the next
+    // command starts a new loop. The loop's timer counts `sleep 1`s, each a little over a second:
+    // 1 % more for long timeouts.
+    const noAnswerMs = timeoutMs > 0 ? timeoutMs + SUPERVISOR_GRACE_MS + Math.ceil(timeoutMs / 100) : 0;
+    return this.untilEnd(options.signal, noAnswerMs, () => loop.close(), result, (w) => {
       const sinks = { stdout: (b: Buffer) => stdout.push(b), stderr: (b: Buffer) => stderr.push(b) };
       void loop.run(command, wholeSeconds(timeoutMs), sinks, deadManOf(this.sshCfg), options.fence).then((r) => {
         if ('kind' in r) {
           // The connection's own close (with its reason) usually follows at once: let it speak.
-          setImmediate(() => {
-            if (this.lost !== null) onLost(this.lost);
-            else if (this.closedByUs) finish(result(null, 'session closed'));
-            // a lost channel is a lost connection: the caller reconnects as after one
-            else finish(result(null, `connection lost: the command channel ${r.kind === 'closed' ? 'closed while the command ran' : `broke (${r.detail})`}`));
-          });
-        } else if (r.how === 'timeout') {
-          finish(result(null, killedAtTimeout(timeoutMs), true));
-        } else if (r.how === 'deadman') {
-          // (the loop has ended: the next command starts a new one)
-          finish(result(null, killedByDeadMan(this.sshCfg)));
-        } else if (r.how === 'held') {
-          finish(result(null, heldOutputError(r.holder ?? '')));
-        } else if (r.signal) {
-          finish(result(null, `killed by signal ${r.signal}`));
-        } else {
-          finish(result(r.status, null));
-        }
+          // A lost channel is a lost connection: the caller reconnects as after one.
+          const channel = `the command channel ${r.kind === 'closed' ? 'closed while the command ran' : `broke (${r.detail})`}`;
+          setImmediate(() => w.end(this.goneEnd(this.lost ?? channel)));
+        } else if (r.how === 'timeout') w.end({ how: 'timeout' });
+        // (after a dead-man kill the loop has ended: the next command starts a new one)
+        else if (r.how === 'deadman') w.end({ how: 'deadman' });
+        else if (r.how === 'held') w.end({ how: 'held', holder: r.holder ?? '' });
+        else if (r.signal) w.end({ how: 'signal', signal: r.signal });
+        else w.end({ how: 'exit', code: r.status });
       });
     });
   }
@@ -201,120 +167,62 @@ export class Ssh2Session implements Session {
   /** One command on its own exec, under the supervisor (remote-run.ts): where the loop cannot run. */
   private execDirect(command: string, options: ExecOptions): Promise<ExecResult> {
     const started = Date.now();
-    const limit = this.sshCfg.outputLimitBytes;
     const timeoutMs = options.timeoutMs ?? this.sshCfg.commandTimeoutMs;
-    const result = (
-      code: number | null,
-      error: string | null,
-      timedOut = false,
-      out?: { stdout: TailBuffer; stderr: TailBuffer },
-    ): ExecResult => {
-      const run = splitRunOutput(out ? out.stderr.toString() : '');
-      // The supervisor on the server killed it at its timeout (see remote-run.ts).
-      if (run.timedOut && !timedOut) {
-        code = null;
-        timedOut = true;
-        error = killedAtTimeout(timeoutMs);
-      } else if (run.deadMan && error === null) {
-        code = null;
-        error = killedByDeadMan(this.sshCfg);
-      } else if (run.noProcs && code === NOPROCS_STATUS) {
-        // it refused before running anything of the command; so will every other command here
-        this.noProcs = true;
-        code = null;
-        error = NOPROCS_ERROR;
-      } else if (run.held !== null && error === null) {
-        code = null;
-        error = heldOutputError(run.held);
-      }
-      return {
-        code,
-        stdout: out ? out.stdout.toString() : '',
-        stderr: run.stderr,
-        timedOut,
-        error,
-        durationMs: Date.now() - started,
-      };
+    const stdout = new TailBuffer(this.sshCfg.outputLimitBytes);
+    const stderr = new TailBuffer(this.sshCfg.outputLimitBytes);
+    const result = (end: CommandEnd): ExecResult => {
+      const run = splitRunOutput(stderr.toString());
+      const said = supervisedEnd(end, run);
+      // it refused before running anything of the command; so will every other command here
+      if (said.how === 'noprocs') this.noProcs = true;
+      return { ...describeEnd(said, timeoutMs, this.sshCfg), stdout: stdout.toString(), stderr: run.stderr, durationMs: Date.now() - started };
     };
 
-    if (this.closedByUs) return Promise.resolve(result(null, `not connected: the session to ${this.target.label} was closed`));
-    if (this.lost !== null) return Promise.resolve(result(null, `not connected: connection lost: ${this.lost}`));
-    if (options.signal?.aborted) return Promise.resolve(result(null, 'aborted'));
+    if (this.closedByUs) return Promise.resolve(result({ how: 'not-connected', why: `the session to ${this.target.label} was closed` }));
+    if (this.lost !== null) return Promise.resolve(result({ how: 'not-connected', why: `connection lost: ${this.lost}` }));
+    if (options.signal?.aborted) return Promise.resolve(result({ how: 'aborted' }));
 
-    return new Promise<ExecResult>((resolve) => {
-      const stdout = new TailBuffer(limit);
-      const stderr = new TailBuffer(limit);
-      const out = { stdout, stderr };
-      let channel: ClientChannel | null = null;
+    let channel: ClientChannel | null = null;
+    let opening: NodeJS.Timeout | undefined;
+    let beats: NodeJS.Timeout | undefined;
+    const killChannel = () => {
+      if (!channel) return;
+      try {
+        sendSignal(channel, 'KILL');
+      } catch {
+        /* the server may not support signals; closing is what matters */
+      }
+      try {
+        channel.close();
+      } catch {
+        /* already closed */
+      }
+    };
+    const stopTimers = () => {
+      clearTimeout(opening);
+      clearInterval(beats);
+    };
+    // The supervisor kills it on the server at timeoutMs; the wait for no answer is for a server
+    // that does not answer at all. Closing the channel then makes the supervisor kill it too (hang-up).
+    const noAnswerMs = timeoutMs > 0 ? timeoutMs + SUPERVISOR_GRACE_MS : 0;
+    return this.untilEnd(options.signal, noAnswerMs, killChannel, result, (w) => {
       let exitCode: number | null = null;
       let exitSignal: string | null = null;
-      let done = false;
-      let timer: NodeJS.Timeout | undefined;
-      let opening: NodeJS.Timeout | undefined;
-      let beats: NodeJS.Timeout | undefined;
-
-      const finish = (r: ExecResult) => {
-        if (done) return;
-        done = true;
-        if (timer) clearTimeout(timer);
-        clearTimeout(opening);
-        clearInterval(beats);
-        options.signal?.removeEventListener('abort', onAbort);
-        this.pending.delete(onLost);
-        resolve(r);
-      };
-      const killChannel = () => {
-        if (!channel) return;
-        try {
-          sendSignal(channel, 'KILL');
-        } catch {
-          /* the server may not support signals; closing is what matters */
-        }
-        try {
-          channel.close();
-        } catch {
-          /* already closed */
-        }
-      };
-      const onLost = (reason: string) => {
-        finish(result(null, this.closedByUs ? 'session closed' : `connection lost: ${reason}`, false, out));
-      };
-      const onAbort = () => {
-        killChannel();
-        finish(result(null, 'aborted', false, out));
-      };
-      this.pending.add(onLost);
-      options.signal?.addEventListener('abort', onAbort, { once: true });
-      if (timeoutMs > 0) {
-        // The supervisor kills it on the server at timeoutMs; this is for a server that does not
-        // answer at all. Closing the channel then makes the supervisor kill it too (hang-up).
-        timer = setTimeout(() => {
-          killChannel();
-          finish(result(null, noAnswerWithin(timeoutMs), true, out));
-        }, timeoutMs + SUPERVISOR_GRACE_MS);
-      }
-
       const deadMan = deadManOf(this.sshCfg);
       try {
         this.channelsOpened++;
         // The command timer covers a channel open nobody answers; without a timeout this does.
         if (timeoutMs <= 0) {
           opening = setTimeout(() => {
-            finish(result(null, `could not start the command: the server did not answer the request for a session within ${formatDuration(this.sshCfg.connectTimeoutMs)}`, false, out));
+            w.end({ how: 'not-started', why: `the server did not answer the request for a session within ${formatDuration(this.sshCfg.connectTimeoutMs)}` });
           }, this.sshCfg.connectTimeoutMs);
         }
         this.client.exec(supervised(command, timeoutMs, deadMan.seconds * 1000, options.fence), (err, ch) => {
           clearTimeout(opening);
-          if (err) {
-            finish(result(null, `could not start the command: ${err.message}`, false, out));
-            return;
-          }
+          if (err) return w.end({ how: 'not-started', why: err.message });
           channel = ch;
-          if (done) {
-            // timed out or aborted while the channel was opening
-            killChannel();
-            return;
-          }
+          // timed out or aborted while the channel was opening
+          if (w.done) return killChannel();
           ch.on('data', (d: Buffer) => stdout.push(d));
           ch.stderr.on('data', (d: Buffer) => stderr.push(d));
           ch.on('exit', (code: number | null, signal?: string) => {
@@ -322,10 +230,10 @@ export class Ssh2Session implements Session {
             else if (signal) exitSignal = signal.replace(/^SIG/, '');
           });
           ch.on('close', () => {
-            if (exitCode !== null) finish(result(exitCode, null, false, out));
-            else if (exitSignal !== null) finish(result(null, `killed by signal ${exitSignal}`, false, out));
-            else if (this.lost !== null) onLost(this.lost);
-            else finish(result(null, 'the channel closed without an exit status', false, out));
+            if (exitCode !== null) w.end({ how: 'exit', code: exitCode });
+            else if (exitSignal !== null) w.end({ how: 'signal', signal: exitSignal });
+            else if (this.lost !== null) w.end(this.goneEnd(this.lost));
+            else w.end({ how: 'no-status' });
           });
           // The command's own stdin is /dev/null; the channel's stays open while it runs: its
           // end tells the supervisor we are gone (an interrupt, our timeout, a dead connection),
@@ -341,9 +249,62 @@ export class Ssh2Session implements Session {
           }
         });
       } catch (err) {
-        finish(result(null, `not connected: ${errorMessage(err)}`, false, out));
+        w.end({ how: 'not-connected', why: errorMessage(err) });
       }
+    }, stopTimers);
+  }
+
+  /**
+   * Wait for the end of a command `start` sent: the first of what `start` reports (`w.end`), the
+   * connection going away, `signal`, or `noAnswerMs` (0: never) without an answer; for the last
+   * two `kill` stops it on the server. The result is made once, at that end, by `result`;
+   * `cleanup` stops what `start` left running.
+   */
+  private untilEnd(
+    signal: AbortSignal | undefined,
+    noAnswerMs: number,
+    kill: () => void,
+    result: (end: CommandEnd) => ExecResult,
+    start: (w: { end(e: CommandEnd): void; readonly done: boolean }) => void,
+    cleanup?: () => void,
+  ): Promise<ExecResult> {
+    return new Promise<ExecResult>((resolve) => {
+      let done = false;
+      let timer: NodeJS.Timeout | undefined;
+      const end = (e: CommandEnd) => {
+        if (done) return;
+        done = true;
+        clearTimeout(timer);
+        cleanup?.();
+        signal?.removeEventListener('abort', onAbort);
+        this.pending.delete(onLost);
+        resolve(result(e));
+      };
+      const onLost = (reason: string) => end(this.goneEnd(reason));
+      const onAbort = () => {
+        kill();
+        end({ how: 'aborted' });
+      };
+      this.pending.add(onLost);
+      signal?.addEventListener('abort', onAbort, { once: true });
+      if (noAnswerMs > 0) {
+        timer = setTimeout(() => {
+          kill();
+          end({ how: 'no-answer' });
+        }, noAnswerMs);
+      }
+      start({
+        end,
+        get done() {
+          return done;
+        },
+      });
     });
+  }
+
+  /** The end of a command whose connection went away while it ran (`reason`), or that we closed. */
+  private goneEnd(reason: string): CommandEnd {
+    return this.closedByUs ? { how: 'closed' } : { how: 'lost', reason };
   }
 
   close(): void {
@@ -377,39 +338,9 @@ function sendSignal(ch: ClientChannel, name: string): void {
   }
 }
 
-/** The error of a command the server killed at its timeout (the loop's timer or the supervisor's). */
-function killedAtTimeout(timeoutMs: number): string {
-  return `timed out after ${formatDuration(timeoutMs)}; killed on the server, with everything it started`;
-}
-
-/** The error of a command the server killed because no beat came from us for the dead-man timeout. */
-function killedByDeadMan(sshCfg: SshConfig): string {
-  const ms = deadManOf(sshCfg).seconds * 1000;
-  return (
-    `killed on the server, with everything it started: no word from this executor for ${formatDuration(ms)} (ssh.dead_man_timeout; ` +
-    'a network partition, or this process was frozen)'
-  );
-}
-
 /** The result of every command on a server that cannot list its processes (PROCS_WORK_SH). */
-function refused(): ExecResult {
-  return { code: null, stdout: '', stderr: '', timedOut: false, error: NOPROCS_ERROR, durationMs: 0 };
-}
-
-/**
- * The dead-man timer of a command (`ssh.dead_man_timeout`, in whole seconds on the server: 0 =
- * off) and how often we send a beat meanwhile: a quarter of it, at most 5 s, at least 250 ms.
- * Absent (a plan from before it existed): 3 × keepalive_interval, as validate.ts defaults it.
- */
-export function deadManOf(sshCfg: SshConfig): DeadMan {
-  const ms = sshCfg.deadManTimeoutMs ?? defaultDeadManMs(sshCfg.keepaliveIntervalMs);
-  const seconds = wholeSeconds(ms);
-  return { seconds, everyMs: Math.max(250, Math.min(5000, Math.floor((seconds * 1000) / 4))) };
-}
-
-/** The error of a command whose server did not report its end in time: we closed its channel. */
-function noAnswerWithin(timeoutMs: number): string {
-  return `timed out after ${formatDuration(timeoutMs)} with no answer from the server; the channel was closed, which kills the command there`;
+function refused(sshCfg: SshConfig): ExecResult {
+  return { ...describeEnd({ how: 'noprocs' }, 0, sshCfg), stdout: '', stderr: '', durationMs: 0 };
 }
 
 /** How long after its timeout a command's supervisor has to report it killed before we stop waiting. */
