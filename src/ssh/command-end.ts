@@ -8,7 +8,7 @@ import { defaultDeadManMs } from '../config/dead-man.js';
 import { formatDuration } from '../util/duration.js';
 import type { DeadMan } from './channel.js';
 import { heldOutputError, NOPROCS_ERROR, NOPROCS_STATUS, wholeSeconds, type RunReport } from './remote-run.js';
-import type { ExecResult } from './transport.js';
+import type { CommandEnded, ExecResult } from './transport.js';
 
 export type CommandEnd =
   /** it exited with `code` */
@@ -38,39 +38,40 @@ export type CommandEnd =
   /** this server cannot list its processes (PROCS_WORK_SH): refused before anything of it ran */
   | { how: 'noprocs' };
 
-/** The code, error and timedOut of a command's result, from how it ended. */
-export function describeEnd(end: CommandEnd, timeoutMs: number, sshCfg: SshConfig): Pick<ExecResult, 'code' | 'error' | 'timedOut'> {
-  const failed = (error: string, timedOut = false) => ({ code: null, error, timedOut });
+/** The code, error, ended and timedOut of a command's result, from how it ended. */
+export function describeEnd(end: CommandEnd, timeoutMs: number, sshCfg: SshConfig): Pick<ExecResult, 'code' | 'error' | 'ended' | 'timedOut'> {
+  const failed = (ended: CommandEnded, error: string, timedOut = false) => ({ code: null, error, ended, timedOut });
   switch (end.how) {
     case 'exit':
-      return { code: end.code, error: null, timedOut: false };
+      return { code: end.code, error: null, ended: 'exit', timedOut: false };
     case 'timeout':
-      return failed(`timed out after ${formatDuration(timeoutMs)}; killed on the server, with everything it started`, true);
+      return failed('timeout', `timed out after ${formatDuration(timeoutMs)}; killed on the server, with everything it started`, true);
     case 'no-answer':
-      return failed(`timed out after ${formatDuration(timeoutMs)} with no answer from the server; the channel was closed, which kills the command there`, true);
+      return failed('lost', `timed out after ${formatDuration(timeoutMs)} with no answer from the server; the channel was closed, which kills the command there`, true);
     case 'deadman':
       return failed(
+        'signal',
         `killed on the server, with everything it started: no word from this executor for ${formatDuration(deadManOf(sshCfg).seconds * 1000)} ` +
           '(ssh.dead_man_timeout; a network partition, or this process was frozen)',
       );
     case 'held':
-      return failed(heldOutputError(end.holder));
+      return failed('signal', heldOutputError(end.holder));
     case 'signal':
-      return failed(`killed by signal ${end.signal}`);
+      return failed('signal', `killed by signal ${end.signal}`);
     case 'no-status':
-      return failed('the channel closed without an exit status');
+      return failed('signal', 'the channel closed without an exit status');
     case 'lost':
-      return failed(`connection lost: ${end.reason}`);
+      return failed('lost', `connection lost: ${end.reason}`);
     case 'closed':
-      return failed('session closed');
+      return failed('aborted', 'session closed');
     case 'aborted':
-      return failed('aborted');
+      return failed('aborted', 'aborted');
     case 'not-connected':
-      return failed(`not connected: ${end.why}`);
+      return failed('not-sent', `not connected: ${end.why}`);
     case 'not-started':
-      return failed(`could not start the command: ${end.why}`);
+      return failed('refused', `could not start the command: ${end.why}`);
     case 'noprocs':
-      return failed(NOPROCS_ERROR);
+      return failed('refused', NOPROCS_ERROR);
   }
 }
 

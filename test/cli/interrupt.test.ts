@@ -39,7 +39,7 @@ class Fake implements Transport {
 
   async connect(server: ServerSpec): Promise<Session> {
     let commit = OLD;
-    const ok = (stdout: string): ExecResult => ({ code: 0, stdout, stderr: '', timedOut: false, error: null, durationMs: 1 });
+    const ok = (stdout: string): ExecResult => ({ code: 0, stdout, stderr: '', timedOut: false, ended: 'exit', error: null, durationMs: 1 });
     return {
       exec: async (full: string) => {
         // The lock script in front of a re-check (or alone, to release it): answered as a server would.

@@ -21,7 +21,7 @@ import type { RolloutEvent } from '../../src/rollout/events.js';
 import { LOCK_SCRIPT_END } from '../../src/rollout/remote-lock.js';
 import { runFence } from '../support/fence.js';
 import { runUpdate } from '../../src/rollout/run.js';
-import type { ExecOptions, ExecResult, Session, Transport } from '../../src/ssh/transport.js';
+import type { CommandEnded, ExecOptions, ExecResult, Session, Transport } from '../../src/ssh/transport.js';
 import { Store } from '../../src/store/store.js';
 import { makeTempDir } from '../helpers/tmp.js';
 import { base, ok, problems, variant } from '../config/helpers.js';
@@ -108,11 +108,14 @@ test('outputTail: stdout then stderr, the last lines, the end of a long one kept
 });
 
 test('answers: a lost or refused connection is not an answer; a failure or a timeout is', () => {
-  assert.equal(answers({ code: 1, error: null }), true);
-  assert.equal(answers({ code: null, error: 'killed at its timeout of 1s' }), true);
-  assert.equal(answers({ code: null, error: 'could not connect: connect ECONNREFUSED' }), false);
-  assert.equal(answers({ code: null, error: 'connection lost: socket closed' }), false);
-  assert.equal(answers({ code: null, error: 'no answer from the server within 5s' }), false);
+  const r = (ended: CommandEnded, error: string | null): Pick<ExecResult, 'ended' | 'error'> => ({ ended, error });
+  assert.equal(answers(r('exit', null)), true);
+  assert.equal(answers(r('timeout', 'killed at its timeout of 1s')), true);
+  assert.equal(answers(r('not-sent', 'could not connect: connect ECONNREFUSED')), false);
+  assert.equal(answers(r('lost', 'connection lost: socket closed')), false);
+  assert.equal(answers(r('lost', 'no answer from the server within 5s')), false);
+  assert.equal(answers(r('not-sent', 'not connected: connection lost: socket closed')), false);
+  assert.equal(answers(r('refused', 'not run: {commit} is inside a $(…) command substitution')), true);
 });
 
 const diag = (over: Partial<Extract<RolloutEvent, { type: 'diagnose' }>>): Extract<RolloutEvent, { type: 'diagnose' }> => ({
@@ -171,7 +174,7 @@ class FakeTransport implements Transport {
 
   async connect(server: ServerSpec): Promise<Session> {
     const s = this.servers.get(server.name)!;
-    const ok = (stdout: string, code = 0): ExecResult => ({ code, stdout, stderr: '', timedOut: false, error: null, durationMs: 1 });
+    const ok = (stdout: string, code = 0): ExecResult => ({ code, stdout, stderr: '', timedOut: false, ended: 'exit', error: null, durationMs: 1 });
     const run = (command: string, opts: ExecOptions | undefined): ExecResult => {
       s.log.push({ command, timeoutMs: opts?.timeoutMs });
       const answered = this.answer?.(command);
@@ -273,7 +276,7 @@ test('a target that never comes online: diagnosed after the last health check, b
 test('a diagnose command that fails or is killed at its timeout changes nothing: the next runs, the server is rolled back', async (t) => {
   const { store, fake, deps, s1 } = setup(t, withDiag());
   fake.answer = (c) =>
-    c === 'diag one' ? { code: null, stdout: 'partial', stderr: '', timedOut: true, error: 'killed at its timeout of 4s', durationMs: 4000 } : c.startsWith('diag two') ? { code: 3, stdout: '', stderr: 'no such file', timedOut: false, error: null, durationMs: 1 } : undefined;
+    c === 'diag one' ? { code: null, stdout: 'partial', stderr: '', timedOut: true, ended: 'timeout', error: 'killed at its timeout of 4s', durationMs: 4000 } : c.startsWith('diag two') ? { code: 3, stdout: '', stderr: 'no such file', timedOut: false, ended: 'exit', error: null, durationMs: 1 } : undefined;
   await runUpdate(deps, 'u', { mode: 'start' });
   assert.equal(store.getServers('u')[0]!.status, 'rolled-back');
   assert.equal(s1.commit, OLD);
@@ -290,7 +293,7 @@ test('with rollback disabled the server is diagnosed, then left failed', async (
 
 test('a server that stops answering during diagnose: the rest is not sent, an event says so, the rollback goes on', async (t) => {
   const { store, fake, events, deps, s1 } = setup(t, withDiag());
-  fake.answer = (c) => (c === 'diag one' ? { code: null, stdout: '', stderr: '', timedOut: false, error: 'connection lost: socket closed', durationMs: 2 } : undefined);
+  fake.answer = (c) => (c === 'diag one' ? { code: null, stdout: '', stderr: '', timedOut: false, ended: 'lost', error: 'connection lost: socket closed', durationMs: 2 } : undefined);
   await runUpdate(deps, 'u', { mode: 'start' });
   assert.equal(store.getServers('u')[0]!.status, 'rolled-back', 'the rollback reconnected');
   const log = s1.log.map((c) => c.command);

@@ -64,7 +64,7 @@ class FakeTransport implements Transport {
     this.onConnect?.(server.name);
     const s = this.servers.get(server.name)!;
     const broken = this.broken;
-    const ok = (stdout: string): ExecResult => ({ code: 0, stdout, stderr: '', timedOut: false, error: null, durationMs: 1 });
+    const ok = (stdout: string): ExecResult => ({ code: 0, stdout, stderr: '', timedOut: false, ended: 'exit', error: null, durationMs: 1 });
     const run = async (command: string): Promise<ExecResult> => {
         s.log.push(command);
         if (command === 'version') return ok(s.commit + '\n');
@@ -97,7 +97,7 @@ class FakeTransport implements Transport {
         const r = spawnSync('/bin/sh', ['-c', script], { env: { HOME: s.home, PATH: process.env.PATH } });
         const out = r.stdout.toString();
         s.locks.push(...out.split('\n').filter((l) => /^agent-update-lock: [a-z-]+$/.test(l)).map((l) => l.slice('agent-update-lock: '.length)));
-        const result = { code: r.status, stdout: out, stderr: r.stderr.toString(), timedOut: false, error: null, durationMs: 1 };
+        const result: ExecResult = { code: r.status, stdout: out, stderr: r.stderr.toString(), timedOut: false, ended: 'exit', error: null, durationMs: 1 };
         this.afterLock?.(server.name, result);
         return result;
       };
@@ -253,7 +253,7 @@ test('takeover: the re-check fails before any update command ran → unreachable
   fake.intercept = async (server, cmd, next) => {
     if (server !== 's1' || cmd !== 'version') return next();
     s1.log.push(cmd);
-    return { code: 1, stdout: '', stderr: 'fatal: not a git repository', timedOut: false, error: null, durationMs: 1 };
+    return { code: 1, stdout: '', stderr: 'fatal: not a git repository', timedOut: false, ended: 'exit', error: null, durationMs: 1 };
   };
   crashAt(store, 's1', 'update', null);
   await runUpdate(deps(store, fake), 'u', { mode: 'start' });
@@ -299,7 +299,7 @@ test('placeholders in agent.health.command are expanded (the target while verify
     const f = fake.servers.get(server)!;
     f.log.push(cmd);
     const up = f.online && m[1] === f.commit;
-    return { code: up ? 0 : 7, stdout: '', stderr: up ? '' : `not online at ${m[1]}`, timedOut: false, error: null, durationMs: 1 };
+    return { code: up ? 0 : 7, stdout: '', stderr: up ? '' : `not online at ${m[1]}`, timedOut: false, ended: 'exit', error: null, durationMs: 1 };
   };
   const r = await runUpdate(deps(store, fake), 'u', { mode: 'start' });
   // NEW is broken: its health check fails, the rollback to OLD is verified online at OLD.
@@ -761,7 +761,7 @@ test('the health journal stays bounded: the first and last attempts in full, the
     if (command !== 'health') return next();
     attempts++;
     const up = attempts >= 40;
-    return { code: up ? 0 : 7, stdout: up ? `online ${NEW} ${noise}` : noise, stderr: noise, timedOut: false, error: null, durationMs: 1 };
+    return { code: up ? 0 : 7, stdout: up ? `online ${NEW} ${noise}` : noise, stderr: noise, timedOut: false, ended: 'exit', error: null, durationMs: 1 };
   };
   const r = await runUpdate(deps(store, fake, virtualClock()), 'u', { mode: 'start' });
   assert.equal(r.status, 'success');
@@ -849,7 +849,7 @@ test('agent.health.stable_for: a crash loop that answers once and dies is caught
     if (command === 'restart') sinceRestart = 0;
     if (command === 'health' && s1.commit === NEW && ++sinceRestart > 2) {
       s1.log.push(command);
-      return { code: 7, stdout: '', stderr: 'connection refused', timedOut: false, error: null, durationMs: 1 };
+      return { code: 7, stdout: '', stderr: 'connection refused', timedOut: false, ended: 'exit', error: null, durationMs: 1 };
     }
     return next();
   };
@@ -872,7 +872,7 @@ test('agent.health.stable_for: a crash loop that answers once and dies is caught
 
 // ---- a short network interruption is not a broken server -------------------------------------
 
-const lost = (): ExecResult => ({ code: null, stdout: '', stderr: '', timedOut: false, error: 'connection lost: read ECONNRESET', durationMs: 1 });
+const lost = (): ExecResult => ({ code: null, stdout: '', stderr: '', timedOut: false, ended: 'lost', error: 'connection lost: read ECONNRESET', durationMs: 1 });
 const refused = () => new TransportError('network', 'cannot connect to u@s1:22: connection refused (ECONNREFUSED)');
 
 test('a connection lost during an update command, a restart and a rollback is reconnected and the command run again', async (t) => {
