@@ -21,7 +21,8 @@ import { join } from 'node:path';
 import type { Client } from 'ssh2';
 import { loadConfig } from '../src/config/load.js';
 import { supervised } from '../src/ssh/remote-run.js';
-import { Ssh2Transport, type Ssh2Session } from '../src/ssh/ssh2-transport.js';
+import type { Ssh2Session } from '../src/ssh/session.js';
+import { Ssh2Transport } from '../src/ssh/ssh2-transport.js';
 import { Store } from '../src/store/store.js';
 import { sshdAvailable, startFleet } from '../test/fleet/fleet.js';
 

@@ -3,7 +3,7 @@ import { actor } from '../util/actor.js';
 import type { RolloutSettings, ServerSpec } from '../config/types.js';
 import type { Clock } from '../clock.js';
 import { AppError, BusyError, EXIT, InterruptedError, TransitionError } from '../errors.js';
-import { checkLocalSsh, TransportError, type Session, type Transport, type ExecResult } from '../ssh/transport.js';
+import { checkLocalSsh, connectionGone, TransportError, type Session, type Transport, type ExecResult } from '../ssh/transport.js';
 import { type Store } from '../store/store.js';
 import { specOf, type ServerRecord, type UpdateRecord } from '../model/records.js';
 import { expandCommand, expandText, type PlaceholderValues } from '../util/shell.js';
@@ -466,7 +466,7 @@ class ServerRun {
       // A refused reconnect is retried without a journal row (nothing was sent); the last one is recorded.
       const conn = retry ? await this.reconnect(outage) : await this.connect();
       if (!conn.ok) {
-        result = this.record(phase, shown, { code: null, stdout: '', stderr: '', timedOut: false, error: `could not connect: ${conn.error}`, durationMs: 0 });
+        result = this.record(phase, shown, { code: null, stdout: '', stderr: '', timedOut: false, ended: 'not-sent', error: `could not connect: ${conn.error}`, durationMs: 0 });
         transient = conn.transient;
       } else {
         ({ result, transient } = await this.execOnce(phase, command, timeoutMs, shown, !opts.lockScript));
@@ -507,7 +507,7 @@ class ServerRun {
     try {
       command = expandCommand(template, values);
     } catch (e) {
-      return this.record(phase, template, { code: null, stdout: '', stderr: '', timedOut: false, error: `not run: ${(e as Error).message}`, durationMs: 0 });
+      return this.record(phase, template, { code: null, stdout: '', stderr: '', timedOut: false, ended: 'refused', error: `not run: ${(e as Error).message}`, durationMs: 0 });
     }
     return this.exec(phase, command, timeoutMs);
   }
@@ -551,9 +551,9 @@ class ServerRun {
       store.addEvent(this.server.updateName, this.server.name, 'fenced', message);
       throw new BusyError(`${message}. ${this.server.name} stays running in update ${this.server.updateName}; see \`${suggest(`status ${this.server.updateName}`)}\``);
     }
-    if (notRun?.kind === 'inflight') result = { ...result, code: null, error: `not run: ${describeInFlight(notRun.inflight, token)} is still running on the server`, inflight: notRun.inflight };
-    else if (notRun?.kind === 'error') result = { ...result, code: null, error: `not run: ${notRun.message}` };
-    if (result.code === null && /connection lost|not connected|no answer from the server/i.test(result.error ?? '')) {
+    if (notRun?.kind === 'inflight') result = { ...result, code: null, ended: 'refused', error: `not run: ${describeInFlight(notRun.inflight, token)} is still running on the server`, inflight: notRun.inflight };
+    else if (notRun?.kind === 'error') result = { ...result, code: null, ended: 'refused', error: `not run: ${notRun.message}` };
+    if (connectionGone(result)) {
       this.session?.close();
       this.session = null;
       transient = !this.ctx.signal.aborted;
