@@ -270,7 +270,7 @@ export async function main(argv: string[]): Promise<number> {
     const f = failureOf(e);
     // An error can quote a server (git's "remote:" lines, an SSH disconnect message): no raw controls.
     process.stderr.write(visibleText(f.text));
-    // With --json the error is also one JSON object on stdout (README "Event stream (NDJSON)").
+    // With --json the error is also one JSON object on stdout (docs/reference/events.md "Errors").
     if (wantsJson(argv, contexts)) process.stdout.write(ndjsonLine(errorObject(e, f.code, messageOf(e, f), new Date())));
     return f.code;
   } finally {

@@ -8,7 +8,7 @@ import * as path from 'node:path';
 import { stringify } from 'yaml';
 import { describeDefaultsSource, type Origin } from '../config/defaults.js';
 import { loadEffectiveConfig, type EffectiveConfig } from '../config/load.js';
-import { formatKeyPath } from '../config/validate.js';
+import { formatKeyPath } from '../config/checker.js';
 import { UsageError } from '../errors.js';
 import type { Config } from '../config/types.js';
 import type { CliContext } from './context.js';

@@ -97,7 +97,7 @@ export async function statusCommand(ctx: CliContext, name: string | undefined, o
   for (;;) {
     const r = await render();
     if (ctx.opts.json && opts.watch) {
-      // NDJSON: one whole document per line, written when it changed (README "Event stream (NDJSON)").
+      // NDJSON: one whole document per line, written when it changed (docs/reference/events.md "status --watch --json").
       const json = await r.json();
       const seen = JSON.stringify(json, (k, v: unknown) => (k === 'heartbeat' ? undefined : v));
       if (seen !== lastShown) ctx.out.write(ndjsonLine(json));

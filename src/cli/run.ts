@@ -12,6 +12,7 @@ import type { RolloutEvent } from '../rollout/events.js';
 import type { Store } from '../store/port.js';
 import type { UpdateRecord } from '../model/records.js';
 import { unsafePlaceholders } from '../util/shell.js';
+import { isFullCommit } from '../util/commit.js';
 import { type CliContext, parseCount } from './context.js';
 import { Interrupts } from './interrupts.js';
 
@@ -37,7 +38,7 @@ function assertPlanUsable(u: UpdateRecord, mode: RunOptions['mode']): void {
     const bad = unsafePlaceholders(command)[0];
     if (bad) throw new UsageError(`cannot ${mode} ${u.name}: its plan was made by an older agent-update and in ${key} {${bad.name}} ${bad.refused}; ${again}`);
   }
-  if (rollback.commit !== null && !/^[0-9a-f]{40}$/.test(rollback.commit)) {
+  if (rollback.commit !== null && !isFullCommit(rollback.commit)) {
     throw new UsageError(
       `cannot ${mode} ${u.name}: its plan was made by an older agent-update and keeps rollback.commit ${rollback.commit} abbreviated, ` +
         `so every rollback would end fatal; ${again}`,
@@ -200,7 +201,7 @@ async function execute(ctx: CliContext, store: Store, reporter: Reporter, x: Exe
     }
     reporter.stop();
     if (stream) {
-      // The last line: what a script reads (README "Event stream (NDJSON)").
+      // The last line: what a script reads (docs/reference/events.md "The last line").
       const documents = [];
       const warnings: string[] = [];
       for (const n of names) {

@@ -8,7 +8,8 @@
  */
 import { loadEffectiveConfig } from '../config/load.js';
 import type { Config, ServerSourceField, ServerSpec } from '../config/types.js';
-import { agentSocket, endpointsOf } from '../ssh/ssh2-transport.js';
+import { agentSocket } from '../ssh/identities.js';
+import { endpointsOf } from '../ssh/connect.js';
 import { UsageError } from '../errors.js';
 import type { CliContext } from './context.js';
 

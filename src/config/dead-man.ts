@@ -1,4 +1,4 @@
-/** `ssh.dead_man_timeout` (validate.ts), its default and minimum, shared with the transport that applies it. */
+/** `ssh.dead_man_timeout` (check-ssh.ts), its default and minimum, shared with the transport that applies it. */
 
 /**
  * ssh.dead_man_timeout's default: 3 × keepalive_interval, when ssh2 (keepaliveCountMax 3) gives

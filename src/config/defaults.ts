@@ -29,7 +29,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { ConfigProblem } from '../errors.js';
-import { formatKeyPath, type KeyPath } from './validate.js';
+import { formatKeyPath, type KeyPath } from './checker.js';
 import { parseYaml } from './yaml.js';
 
 /** What chose the defaults file. */

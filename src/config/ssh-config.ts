@@ -25,6 +25,7 @@
 import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { isEnvVarName } from './names.js';
 
 /** The directives read (lower case): each one changes which host, port, user, key or route is used. */
 export const USED = [
@@ -482,7 +483,7 @@ export function expandTokens(
     } else if (ch === '$' && text[i + 1] === '{') {
       const end = text.indexOf('}', i);
       const name = end === -1 ? '' : text.slice(i + 2, end);
-      if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name)) return { error: `bad \${…} in ${JSON.stringify(text)}` };
+      if (!isEnvVarName(name)) return { error: `bad \${…} in ${JSON.stringify(text)}` };
       const val = ctx.env[name];
       if (val === undefined) return { error: `environment variable ${name} in ${JSON.stringify(text)} is not set` };
       out += val;

@@ -5,7 +5,7 @@
  */
 import { LineCounter, isMap, isScalar, isSeq, parseDocument, type Node as YamlNode } from 'yaml';
 import type { ConfigProblem } from '../errors.js';
-import type { KeyPath } from './validate.js';
+import type { KeyPath } from './checker.js';
 
 export interface ParsedYaml {
   /** the plain JS value, or undefined when there were syntax errors */

@@ -25,7 +25,7 @@ import * as path from 'node:path';
 import { stringify } from 'yaml';
 import { generateKeyPair } from '../sim/keys.js';
 import { UsageError } from '../errors.js';
-import { repoProblem } from '../config/validate.js';
+import { repoProblem } from '../config/check-source.js';
 import { agentCommands, currentCommit, installAgent } from '../sim/agent.js';
 import { startSimServer, type SimServer } from '../sim/ssh-server.js';
 import { createUpstream, type Upstream } from '../sim/upstream.js';

@@ -35,6 +35,23 @@ export type ServerStatus = (typeof SERVER_STATUSES)[number];
 export const SERVER_STEPS = ['update', 'restart', 'verify', 'diagnose', 'rollback', 'verify-rollback'] as const;
 export type ServerStep = (typeof SERVER_STEPS)[number];
 
+/**
+ * The steps inside `running`, in order: update → restart → verify, and on a failure diagnose →
+ * rollback → verify-rollback. What each says about the server, read by a takeover
+ * (rollout/recover.ts) and by the hop's walk (a server already verifying is not restarted again):
+ * - `updated`: every update command of the hop has run (its commit is expected on it);
+ * - `restarted`: its restarts have run too, only the health check is left;
+ * - `rollingBack`: the hop failed; diagnose, rollback and its verify are what is left.
+ */
+export const STEP_TABLE: Record<ServerStep, { updated: boolean; restarted: boolean; rollingBack: boolean }> = {
+  update: { updated: false, restarted: false, rollingBack: false },
+  restart: { updated: true, restarted: false, rollingBack: false },
+  verify: { updated: true, restarted: true, rollingBack: false },
+  diagnose: { updated: false, restarted: false, rollingBack: true },
+  rollback: { updated: false, restarted: false, rollingBack: true },
+  'verify-rollback': { updated: false, restarted: false, rollingBack: true },
+};
+
 const UPDATE_TABLE: Record<UpdateStatus, readonly UpdateStatus[]> = {
   // planning → cancelled: a plan whose process died before it finished probing.
   planning: ['pending', 'cancelled'],
@@ -71,6 +88,23 @@ const SERVER_TABLE: Record<ServerStatus, readonly ServerStatus[]> = {
   // excluded: never touched, and never will be by this update (not a failure; see finalStatus).
   excluded: [],
 };
+
+/**
+ * The phases of the journal (a `steps` row's `phase`): which part of the work a remote command
+ * was. Not the same thing as a server's step above: one step runs commands of several phases
+ * (a takeover's re-check is `takeover`, a release of the lock `unlock`, at any step).
+ */
+export const JOURNAL_PHASES = ['probe', 'prepare', 'recheck', 'update', 'restart', 'verify', 'diagnose', 'rollback', 'verify-rollback', 'takeover', 'unlock'] as const;
+export type JournalPhase = (typeof JOURNAL_PHASES)[number];
+
+/**
+ * The phases whose command, cut by a lost connection, is run again once the server answers
+ * (ssh.reconnect_for). Not retried: a health check that cannot connect is just not healthy yet
+ * (its loop has its own timeout); releasing the lock is best effort; a prepare is not worth
+ * waiting for (the server's turn connects again); agent.diagnose is informational and stops once
+ * the server does not answer; a probe marks the server unreachable.
+ */
+export const RETRIED_AFTER_LOST: ReadonlySet<JournalPhase> = new Set(['recheck', 'update', 'restart', 'rollback', 'takeover']);
 
 /** Statuses the table lets nothing leave. */
 export const TERMINAL_UPDATE: ReadonlySet<UpdateStatus> = new Set(UPDATE_STATUSES.filter((st) => UPDATE_TABLE[st].length === 0));
@@ -130,20 +164,75 @@ export function itIs(status: UpdateStatus): string {
   return TERMINAL_UPDATE.has(status) ? `it has ended (${status})` : `it is ${status}`;
 }
 
-/** The commands an operator can run from `status`, for error messages that name the fix. */
+/**
+ * The commands that act on an update, and the statuses each may act from: the one table that
+ * `start`/`resume` (checkRunnable below), `pause`, `cancel`, `split`, `drop` and `plan --refresh`
+ * check, and that the error messages read to name what can be done instead.
+ * - start/resume from running: a takeover (refused while its executor lives: the lease);
+ * - start from paused: only a batch split from a paused update that never ran (checkRunnable);
+ * - cancel from running: only when its executor is dead (cancelUpdate checks).
+ */
+export type UpdateCommand = 'start' | 'resume' | 'pause' | 'cancel' | 'split' | 'drop' | 'refresh';
+const COMMANDS_FROM: Record<UpdateStatus, readonly UpdateCommand[]> = {
+  planning: ['cancel'],
+  pending: ['start', 'split', 'drop', 'refresh', 'cancel'],
+  running: ['pause', 'start', 'resume', 'cancel'],
+  paused: ['resume', 'split', 'drop', 'refresh', 'cancel'],
+  success: [],
+  'partial-success': [],
+  failure: [],
+  cancelled: [],
+};
+
+/** Whether `command` may act on an update that is `status` (its own checks may refuse it still). */
+export function allows(status: UpdateStatus, command: UpdateCommand): boolean {
+  return COMMANDS_FROM[status].includes(command);
+}
+
+/** What a command reads like in a suggestion (`split NAME --batches N`). */
+function commandLine(command: UpdateCommand, name: string): string {
+  return command === 'split' ? `split ${name} --batches N` : command === 'refresh' ? `plan --refresh ${name} -c FILE` : `${command} ${name}`;
+}
+
+/** The commands an operator can run from `status` (COMMANDS_FROM), for error messages that name the fix. */
 export function whatYouCanDo(name: string, status: UpdateStatus): string {
-  switch (status) {
-    case 'planning':
-      return `It is still being planned; if that process died, \`${suggest(`cancel ${name}`)}\` and plan again under another --name.`;
-    case 'pending':
-      return `From pending you can: \`${suggest(`start ${name}`)}\`, \`${suggest(`split ${name} --batches N`)}\`, \`${suggest(`cancel ${name}`)}\`.`;
-    case 'running':
-      return `From running you can: \`${suggest(`pause ${name}`)}\`, or \`${suggest(`start ${name}`)}\` to take over if its process died.`;
-    case 'paused':
-      return `From paused you can: \`${suggest(`resume ${name}`)}\`, \`${suggest(`cancel ${name}`)}\`.`;
-    default:
-      return `Nothing more can run in it. Plan a new update with \`${suggest(`plan -c FILE`)}\`.`;
+  const can = COMMANDS_FROM[status];
+  if (status === 'planning') {
+    return `It is still being planned; if that process died, \`${suggest(`cancel ${name}`)}\` and plan again under another --name.`;
   }
+  if (status === 'running') {
+    return `From running you can: \`${suggest(`pause ${name}`)}\`, or \`${suggest(`start ${name}`)}\` to take over if its process died.`;
+  }
+  if (can.length === 0) return `Nothing more can run in it. Plan a new update with \`${suggest(`plan -c FILE`)}\`.`;
+  // the commands that move it on; drop and refresh change what it covers, and are named where they apply
+  const shown = can.filter((c) => c !== 'drop' && c !== 'refresh');
+  return `From ${status} you can: ${shown.map((c) => `\`${suggest(commandLine(c, name))}\``).join(', ')}.`;
+}
+
+/**
+ * Throws (exit 2, nothing written) unless `start` (or `resume`) may run the update: pending (or
+ * paused), or running (a takeover). A batch split from a paused update is paused but never ran:
+ * `start` begins it as `resume` would.
+ */
+export function checkRunnable(u: Pick<UpdateRecordLike, 'name' | 'status' | 'batchOf' | 'startedAt'>, mode: 'start' | 'resume'): void {
+  const from: UpdateStatus = mode === 'start' ? 'pending' : 'paused';
+  if (u.status === from || (u.status === 'running' && allows('running', mode))) return;
+  if (mode === 'start' && u.status === 'paused' && u.batchOf !== null && u.startedAt === null) return;
+  if (mode === 'start' && u.status === 'paused') {
+    throw new TransitionError(`update ${u.name} is paused; continue it with \`${suggest(`resume ${u.name}`)}\``);
+  }
+  if (mode === 'resume' && u.status === 'pending') {
+    throw new TransitionError(`update ${u.name} is pending, not paused; begin it with \`${suggest(`start ${u.name}`)}\``);
+  }
+  throw new TransitionError(`cannot ${mode} update ${u.name}: ${itIs(u.status)}. ${whatYouCanDo(u.name, u.status)}`);
+}
+
+/** The fields of an update record the rules here read (model/records.ts has the whole record). */
+interface UpdateRecordLike {
+  name: string;
+  status: UpdateStatus;
+  batchOf: string | null;
+  startedAt: string | null;
 }
 
 /** `total` and a key for every server status that occurs (SPEC `counts`). */

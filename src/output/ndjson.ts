@@ -1,5 +1,5 @@
 /**
- * The event stream of `start`/`resume --json` (README "Event stream (NDJSON)"): one JSON object
+ * The event stream of `start`/`resume --json` (docs/reference/events.md): one JSON object
  * per line, written as things happen, each with the schema version `v`, its `type`, a timestamp
  * `at` (ISO 8601, UTC) and the `update` (and `server`) it concerns. The last line is a `result`
  * (or an `error`): a script can read only that one.

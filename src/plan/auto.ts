@@ -8,6 +8,7 @@
  * `plan -c` and `auto -c` of that file store; a retry keeps its original's). The same file reached
  * by two paths (a symlink) is two configs: the path is the identity, as it is in `status`.
  */
+import { datedName, freeName } from '../config/names.js';
 import type { Config } from '../config/types.js';
 import type { Liveness } from '../liveness.js';
 import { holderIsDead, HEARTBEAT_MS } from '../rollout/lease.js';
@@ -64,13 +65,6 @@ export async function existingWork(
   return null;
 }
 
-/** `name:` of the config, else `<branch>-<date>`; then `-2`, `-3`… until free (every auto run makes a new update). */
-export async function autoName(config: Config, now: Date, taken: (name: string) => Promise<boolean>): Promise<string> {
-  const base = config.name ?? `${config.source.branch.replace(/[^A-Za-z0-9._-]+/g, '-').replace(/^[^A-Za-z0-9]+/, '')}-${now.toISOString().slice(0, 10)}`;
-  if (!(await taken(base))) return base;
-  for (let i = 2; ; i++) if (!(await taken(`${base}-${i}`))) return `${base}-${i}`;
-}
-
 /**
  * The check and the claim, in one IMMEDIATE transaction: what is there for this config, and,
  * when there is work, the auto run's claim and (for a new plan) the update recorded `planning`.
@@ -108,7 +102,7 @@ export function claimAuto(store: PlanStore, config: Config, commit: string, roll
     }
     const last = updates.find((u) => !ACTIVE_UPDATE.has(u.status) && u.status !== 'cancelled' && u.commit === commit);
     if (last && (last.status === 'failure' || last.status === 'partial-success')) return { kind: 'failed-before', update: last };
-    const input = planInput(config, await autoName(config, now, (n) => t.hasUpdate(n)), commit, rollbackCommit);
+    const input = planInput(config, await freeName(config.name ?? datedName(config.source.branch, now), (n) => t.hasUpdate(n)), commit, rollbackCommit);
     const runId = await begin(input.name);
     await recordPlan(t, input);
     await t.addEvent(input.name, null, 'auto', `planned by agent-update auto (run ${runId}) of ${config.file}`, input.createdBy);

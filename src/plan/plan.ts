@@ -9,6 +9,8 @@ import type { NewUpdate, PlanStore } from '../store/port.js';
 import { specOf, type ServerRecord, type UpdateRecord } from '../model/records.js';
 import { resolveCommit, resolveRollbackCommit, withResolvedStones } from './source.js';
 import { select } from '../config/select.js';
+import { datedName, freeName, isUpdateName } from '../config/names.js';
+import { isFullCommit } from '../util/commit.js';
 import { plural } from '../util/plural.js';
 import { actor } from '../util/actor.js';
 import { describeOwner, parseOwner, readScript, splitLockOutput } from '../rollout/remote-lock.js';
@@ -43,11 +45,9 @@ export interface PlanDeps {
   resolveRollback?: typeof resolveRollbackCommit;
 }
 
-const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/;
-
 /** Throws a UsageError (exit 2) unless `name` can name an update. */
 export function checkUpdateName(name: string): void {
-  if (!NAME_RE.test(name)) {
+  if (!isUpdateName(name)) {
     throw new UsageError(`--name: ${JSON.stringify(name)} is not a valid update name (letters, digits, '.', '_', '-'; at most 100)`);
   }
 }
@@ -59,13 +59,6 @@ export function checkUpdateName(name: string): void {
  */
 export function selectServers(config: Config): ServerSpec[] {
   return select(config.servers, config).servers;
-}
-
-/** `<branch>-<YYYY-MM-DD>`, then `-2`, `-3`… until the name is free. */
-export async function defaultName(branch: string, now: Date, taken: (name: string) => Promise<boolean>): Promise<string> {
-  const base = `${branch.replace(/[^A-Za-z0-9._-]+/g, '-').replace(/^[^A-Za-z0-9]+/, '')}-${now.toISOString().slice(0, 10)}`;
-  if (!(await taken(base))) return base;
-  for (let i = 2; ; i++) if (!(await taken(`${base}-${i}`))) return `${base}-${i}`;
 }
 
 /** What the plan stores: `commit` and `rollbackCommit` are the full 40-hex commits resolved at plan time. */
@@ -98,7 +91,7 @@ export function checkOnly(config: Config, only: VersionClass | null | undefined)
  */
 export async function createPlan(deps: PlanDeps, config: Config, opts: PlanOptions): Promise<UpdateRecord> {
   const { store } = deps;
-  const name = opts.name ?? config.name ?? (await defaultName(config.source.branch, deps.clock.now(), (n) => store.hasUpdate(n)));
+  const name = opts.name ?? config.name ?? (await freeName(datedName(config.source.branch, deps.clock.now()), (n) => store.hasUpdate(n)));
   checkUpdateName(name);
   if (await store.hasUpdate(name)) {
     throw new UsageError(`an update named ${name} already exists in ${store.location}; pass --name to choose another`);
@@ -273,7 +266,7 @@ export async function probeServer(
     }
     const last = r.stdout.trim().split('\n').pop()?.trim().toLowerCase() ?? '';
     if (r.code !== 0) error = `version_command ${r.code === null ? `failed: ${r.error}` : `exited ${r.code}: ${(r.stderr || r.stdout).trim().split('\n').pop() ?? ''}`}`;
-    else if (!/^[0-9a-f]{40}$/.test(last)) error = `version_command printed ${JSON.stringify(last.slice(0, 80))}, not a 40-hex commit`;
+    else if (!isFullCommit(last)) error = `version_command printed ${JSON.stringify(last.slice(0, 80))}, not a 40-hex commit`;
     else commit = last;
   } catch (e) {
     error = (e as Error).message;

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { execa } from 'execa';
 import type { Config, SteppingStone } from '../config/types.js';
 import { UsageError } from '../errors.js';
+import { isFullCommit } from '../util/commit.js';
 import { didYouMean } from '../util/did-you-mean.js';
 
 /** Git must never prompt: a plan run from cron has no one to answer. */
@@ -34,17 +35,18 @@ export async function resolveCommit(repo: string, branch: string, commit: string
   const out = await git(['ls-remote', '--heads', '--', repo, `refs/heads/${branch}`]).catch((e: Error) => {
     throw new UsageError(`cannot read ${repo}: ${e.message}`);
   });
-  const tip = out.split('\n').map((l) => l.split('\t')[0]?.trim() ?? '').find((sha) => /^[0-9a-f]{40}$/.test(sha));
+  const tip = out.split('\n').map((l) => l.split('\t')[0]?.trim() ?? '').find(isFullCommit);
   if (!tip) throw new UsageError(`source.branch: ${repo} has no branch ${JSON.stringify(branch)}${didYouMean(branch, await branchesOf(repo))}`);
   if (commit === null) return tip;
-  if (commit.length === 40 || tip.startsWith(commit)) return commit.length === 40 ? commit : tip;
+  if (isFullCommit(commit)) return commit;
+  if (tip.startsWith(commit)) return tip;
   // An abbreviated commit that is not the tip: fetch the branch (no file contents) to expand it.
   const dir = mkdtempSync(join(tmpdir(), 'agent-update-resolve-'));
   try {
     await git(['init', '--quiet', '--bare', dir]);
     await git(['fetch', '--quiet', '--filter=blob:none', '--', repo, `refs/heads/${branch}`], dir);
     const full = (await git(['rev-parse', '--verify', '--quiet', `${commit}^{commit}`], dir).catch(() => '')).trim();
-    if (!/^[0-9a-f]{40}$/.test(full)) {
+    if (!isFullCommit(full)) {
       throw new UsageError(`source.commit: ${commit} is not a commit on branch ${branch} of ${repo}`);
     }
     return full;
@@ -67,7 +69,7 @@ export async function commitsMatching(repo: string, prefix: string): Promise<str
     const objects = (await git(['rev-parse', `--disambiguate=${prefix}`], dir).catch(() => ''))
       .split('\n')
       .map((l) => l.trim())
-      .filter((l) => /^[0-9a-f]{40}$/.test(l));
+      .filter(isFullCommit);
     if (objects.length === 0) return [];
     const types = await execa('git', ['cat-file', '--batch-check=%(objectname) %(objecttype)'], {
       cwd: dir,
@@ -79,7 +81,7 @@ export async function commitsMatching(repo: string, prefix: string): Promise<str
     return types.stdout
       .split('\n')
       .map((l) => l.trim().split(' '))
-      .filter(([sha, type]) => type === 'commit' && /^[0-9a-f]{40}$/.test(sha ?? ''))
+      .filter(([sha, type]) => type === 'commit' && isFullCommit(sha))
       .map(([sha]) => sha as string)
       .sort();
   } finally {
@@ -95,7 +97,7 @@ export async function commitsMatching(repo: string, prefix: string): Promise<str
  */
 export async function resolveRollbackCommit(repo: string, commit: string, key = 'rollback.commit'): Promise<string> {
   const c = commit.toLowerCase();
-  if (/^[0-9a-f]{40}$/.test(c)) return c;
+  if (isFullCommit(c)) return c;
   const found = await commitsMatching(repo, c).catch((e: Error) => {
     throw new UsageError(`${key}: cannot read ${repo} to expand ${commit}: ${e.message}`);
   });
@@ -193,7 +195,7 @@ export class SourceHistory {
       out
         .split('\n')
         .map((l) => l.trim().split(' '))
-        .filter(([sha, type]) => type === 'commit' && /^[0-9a-f]{40}$/.test(sha ?? ''))
+        .filter(([sha, type]) => type === 'commit' && isFullCommit(sha))
         .map(([sha]) => sha as string),
     );
   }
@@ -212,7 +214,7 @@ export class SourceHistory {
     const out = await this.git(['log', '--no-decorate', `--max-count=${max}`, '--format=%H %h %s', `${from}..${to}`, '--']);
     return out
       .split('\n')
-      .filter((l) => /^[0-9a-f]{40} /.test(l))
+      .filter((l) => l[40] === ' ' && isFullCommit(l.slice(0, 40)))
       .map((l) => {
         const [commit, short, ...subject] = l.split(' ');
         return { commit: commit as string, short: short as string, subject: subject.join(' ') };

@@ -91,7 +91,7 @@ export type PathVerdict =
  * release it must pass through, in order (as "agents older than 1.3.0 go to 1.3.0 first"), and
  * then the target; a stone with its own `min_version` can only be reached from that version or
  * newer, so a server below it has no path. Stones are sorted and at least one is at or above
- * min_version (config/validate.ts checks both), so the last hop to the target is always allowed.
+^ * min_version (config/check-source.ts checks both), so the last hop to the target is always allowed.
  */
 export function pathFor(version: string, bounds: VersionBounds, target: string): PathVerdict {
   const { version: to, minVersion, steppingStones: stones = [] } = bounds;

@@ -1,5 +1,5 @@
 /**
- * `agent.diagnose` (README "Diagnostics"): commands run on a server whose update or verify
+ * `agent.diagnose` (docs/guide/lifecycle.md "Diagnostics"): commands run on a server whose update or verify
  * failed, before its rollback (or before it is left `failed` when rollback is disabled), so the
  * operator sees why it did not come back (the agent's last log lines, its service status)
  * without logging in. Diagnose is informational only:
@@ -19,7 +19,7 @@
  * the end-of-run summary; output/ndjson.ts streams it).
  */
 import type { RolloutSettings } from '../config/types.js';
-import type { ExecResult } from '../ssh/transport.js';
+import { connectionGone, type ExecResult } from '../ssh/transport.js';
 import type { EngineStore } from '../store/port.js';
 import type { ServerRecord } from '../model/records.js';
 import { expandCommand, type PlaceholderValues } from '../util/shell.js';
@@ -76,15 +76,15 @@ export async function diagnoseServer(run: DiagnoseRun, reason: string): Promise<
 
 /**
  * False when the command could not reach the server: the connection could not be opened, was
- * lost, or stopped answering (the texts ServerRun.execOnce and exec give those results).
+ * lost, or stopped answering.
  */
-export function answers(r: Pick<ExecResult, 'code' | 'error'>): boolean {
-  return !(r.code === null && /could not connect|connection lost|not connected|no answer from the server/i.test(r.error ?? ''));
+export function answers(r: Pick<ExecResult, 'ended'>): boolean {
+  return !connectionGone(r);
 }
 
-/** False for a result ServerRun made without sending anything (no connection; placeholders that cannot be expanded). */
-function wasSent(r: Pick<ExecResult, 'code' | 'error'>): boolean {
-  return !(r.code === null && /^(could not connect|not run): /.test(r.error ?? ''));
+/** False for a command that never ran: not sent (no connection) or refused before it started (placeholders that cannot be expanded, the fence). */
+function wasSent(r: Pick<ExecResult, 'ended'>): boolean {
+  return r.ended !== 'not-sent' && r.ended !== 'refused';
 }
 
 /** The command as journalled: expanded, or the template when it could not be (then it was not run). */

@@ -13,7 +13,7 @@ import type { ServerStatus } from '../model/lifecycle.js';
  */
 
 
-/** One update's passage on one server (README "history": the `--json` shape). */
+/** One update's passage on one server (docs/reference/status-json.md "history --json": the `--json` shape). */
 export interface HistoryEntry {
   /** when it ended; for a server still in flight, when it began (ISO 8601, UTC) */
   at: string;

@@ -3,10 +3,11 @@ import type { RolloutSettings, ServerSpec } from '../config/types.js';
 import type { Clock } from '../clock.js';
 import type { Liveness } from '../liveness.js';
 import { AppError, BusyError, EXIT, InterruptedError, TransitionError } from '../errors.js';
-import { checkLocalSsh, TransportError, type Session, type Transport, type ExecResult } from '../ssh/transport.js';
+import { checkLocalSsh, connectionGone, TransportError, type Session, type Transport, type ExecResult } from '../ssh/transport.js';
 import type { EngineStore, ReportStore } from '../store/port.js';
 import { specOf, type ServerRecord, type UpdateRecord } from '../model/records.js';
 import { expandCommand, expandText, type PlaceholderValues } from '../util/shell.js';
+import { isFullCommit } from '../util/commit.js';
 import { formatDuration } from '../util/duration.js';
 import { suggest } from '../util/suggest.js';
 import { Ahead, prepareAheadOf, upcoming } from './ahead.js';
@@ -28,7 +29,7 @@ import {
   type InFlight,
   type LockOwner,
 } from './remote-lock.js';
-import { ACTIVE_SERVER, countsOf, itIs, whatYouCanDo, worksOn, type ServerStatus, type ServerStep, type UpdateStatus } from '../model/lifecycle.js';
+import { ACTIVE_SERVER, checkRunnable, countsOf, itIs, whatYouCanDo, worksOn, type ServerStatus, type ServerStep, type UpdateStatus } from '../model/lifecycle.js';
 
 export interface EngineDeps {
   store: EngineStore;
@@ -58,25 +59,6 @@ export interface RunResult {
 }
 
 
-const START_FROM: Record<RunOptions['mode'], readonly UpdateStatus[]> = {
-  start: ['pending', 'running'],
-  resume: ['paused', 'running'],
-};
-
-function checkRunnable(u: UpdateRecord, mode: RunOptions['mode']): void {
-  if (START_FROM[mode].includes(u.status)) return;
-  // A batch split from a paused update is paused but never ran: `start` begins it as `resume` would.
-  if (mode === 'start' && u.status === 'paused' && u.batchOf !== null && u.startedAt === null) return;
-  if (mode === 'start' && u.status === 'paused') {
-    throw new TransitionError(`update ${u.name} is paused; continue it with \`${suggest(`resume ${u.name}`)}\``);
-  }
-  if (mode === 'resume' && u.status === 'pending') {
-    throw new TransitionError(`update ${u.name} is pending, not paused; begin it with \`${suggest(`start ${u.name}`)}\``);
-  }
-  throw new TransitionError(`cannot ${mode} update ${u.name}: ${itIs(u.status)}. ${whatYouCanDo(u.name, u.status)}`);
-}
-
-/** Throws before anything is written when `mode` cannot apply to the update (exit 2). */
 /**
  * The servers whose connections a start or resume may open (those not finished yet), for the
  * preflight: an identity file of a server long done need not exist any more.
@@ -85,6 +67,7 @@ export function serversToReach(servers: readonly ServerRecord[]): ServerSpec[] {
   return servers.filter((s) => ACTIVE_SERVER.has(s.status) || s.lockHeld).map(specOf);
 }
 
+/** Throws before anything is written when `mode` cannot apply to the update (exit 2). */
 export async function assertRunnable(store: ReportStore, name: string, mode: RunOptions['mode']): Promise<void> {
   checkRunnable(await store.getUpdate(name), mode);
 }
@@ -496,7 +479,7 @@ class ServerRun {
       // A refused reconnect is retried without a journal row (nothing was sent); the last one is recorded.
       const conn = retry ? await this.reconnect(outage) : await this.connect();
       if (!conn.ok) {
-        result = await this.record(phase, shown, { code: null, stdout: '', stderr: '', timedOut: false, error: `could not connect: ${conn.error}`, durationMs: 0 });
+        result = await this.record(phase, shown, { code: null, stdout: '', stderr: '', timedOut: false, ended: 'not-sent', error: `could not connect: ${conn.error}`, durationMs: 0 });
         transient = conn.transient;
       } else {
         ({ result, transient } = await this.execOnce(phase, command, timeoutMs, shown, !opts.lockScript));
@@ -537,7 +520,7 @@ class ServerRun {
     try {
       command = expandCommand(template, values);
     } catch (e) {
-      return this.record(phase, template, { code: null, stdout: '', stderr: '', timedOut: false, error: `not run: ${(e as Error).message}`, durationMs: 0 });
+      return this.record(phase, template, { code: null, stdout: '', stderr: '', timedOut: false, ended: 'refused', error: `not run: ${(e as Error).message}`, durationMs: 0 });
     }
     return this.exec(phase, command, timeoutMs);
   }
@@ -582,9 +565,9 @@ class ServerRun {
       await store.addEvent(this.server.updateName, this.server.name, 'fenced', message);
       throw new BusyError(`${message}. ${this.server.name} stays running in update ${this.server.updateName}; see \`${suggest(`status ${this.server.updateName}`)}\``);
     }
-    if (notRun?.kind === 'inflight') result = { ...result, code: null, error: `not run: ${describeInFlight(notRun.inflight, token)} is still running on the server`, inflight: notRun.inflight };
-    else if (notRun?.kind === 'error') result = { ...result, code: null, error: `not run: ${notRun.message}` };
-    if (result.code === null && /connection lost|not connected|no answer from the server/i.test(result.error ?? '')) {
+    if (notRun?.kind === 'inflight') result = { ...result, code: null, ended: 'refused', error: `not run: ${describeInFlight(notRun.inflight, token)} is still running on the server`, inflight: notRun.inflight };
+    else if (notRun?.kind === 'error') result = { ...result, code: null, ended: 'refused', error: `not run: ${notRun.message}` };
+    if (connectionGone(result)) {
       this.session?.close();
       this.session = null;
       transient = !this.ctx.signal.aborted;
@@ -784,7 +767,7 @@ function parseVersion(r: ExecResult): { ok: true; commit: string } | { ok: false
   if (r.code !== 0) return { ok: false, error: `version_command ${describeFailure(r)}` };
   const lines = r.stdout.trim().split('\n');
   const last = (lines[lines.length - 1] ?? '').trim().toLowerCase();
-  if (!/^[0-9a-f]{40}$/.test(last)) {
+  if (!isFullCommit(last)) {
     return { ok: false, error: `version_command printed ${JSON.stringify(last.slice(0, 80))}, not a 40-hex commit` };
   }
   return { ok: true, commit: last };

@@ -171,7 +171,7 @@ const SUPERVISOR = [
 /**
  * `command`, to be run under the supervisor with a timeout of `timeoutMs` (rounded up to a
  * second) and a dead-man timeout of `deadManMs` (0: none; the executor sends a beat line on the
- * channel's stdin meanwhile, see deadManOf in ssh2-transport.ts); with `fence`, behind that
+ * channel's stdin meanwhile, see deadManOf in command-end.ts); with `fence`, behind that
  * fencing token (fence.ts).
  */
 export function supervised(command: string, timeoutMs: number, deadManMs = 0, fence?: string): string {

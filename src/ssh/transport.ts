@@ -1,6 +1,22 @@
 import type { ServerSpec, SshConfig } from '../config/types.js';
 import { UsageError } from '../errors.js';
 
+/**
+ * How a command's try ended (its result's `error` says it in words, for people):
+ * - exit: it exited, with `code`;
+ * - timeout: killed on the server at its timeout;
+ * - lost: the connection (or the command loop's channel) went away while it ran, or the server
+ *   stopped answering (nothing came back within its timeout and a grace: `timedOut` too);
+ * - signal: ended on the server without an exit status, not at its timeout: killed by a signal,
+ *   by the dead-man timer (no beat came from us: a partition that has since healed), failed for a
+ *   process it left holding its output, or its channel closed with no status;
+ * - aborted: cut on our side: the caller's AbortSignal, or we closed the session meanwhile;
+ * - not-sent: it never reached the server: no connection (it could not be opened, or was gone);
+ * - refused: not run, stopped before it started: by us (placeholders that cannot be expanded), by
+ *   the fence (ssh/fence.ts), or by the server (no session for it; no `ps` to kill it with).
+ */
+export type CommandEnded = 'exit' | 'timeout' | 'lost' | 'signal' | 'aborted' | 'not-sent' | 'refused';
+
 /** The result of one remote command. A timeout or lost connection is a result, not a throw. */
 export interface ExecResult {
   /** exit status; null when the command did not exit (timeout, lost connection, signal) */
@@ -8,10 +24,17 @@ export interface ExecResult {
   /** the last `outputLimitBytes` of stdout / stderr, as UTF-8 */
   stdout: string;
   stderr: string;
+  /** our timer or the server's ran out: `ended` timeout, or lost when the server never answered */
   timedOut: boolean;
+  ended: CommandEnded;
   /** why there is no exit code: "timed out after 10s", "connection lost: …", "killed by signal TERM" */
   error: string | null;
   durationMs: number;
+}
+
+/** The connection is gone (lost while the command ran, or none to send it on): reconnecting is the way on. */
+export function connectionGone(r: Pick<ExecResult, 'ended'>): boolean {
+  return r.ended === 'lost' || r.ended === 'not-sent';
 }
 
 export interface ExecOptions {

@@ -14,50 +14,31 @@ import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { CliContext } from '../../src/cli/context.js';
 import { runCommand } from '../../src/cli/run.js';
-import type { RolloutSettings, ServerSpec, SshConfig } from '../../src/config/types.js';
+import type { RolloutSettings } from '../../src/config/types.js';
 import { EXIT, InterruptedError } from '../../src/errors.js';
-import type { ExecResult, Session, Transport } from '../../src/ssh/transport.js';
-import { LOCK_SCRIPT_END } from '../../src/rollout/remote-lock.js';
+import type { Transport } from '../../src/ssh/transport.js';
 import { OLD, NEW, fakeSettings } from '../support/fake-settings.js';
 import { openStore } from '../helpers/db.js';
+import { FakeTransport } from '../support/fake-transport.js';
 
 
 const settings: RolloutSettings = fakeSettings;
 
-/** Servers that answer like a healthy agent; `onPreflight(n)` runs inside the n-th preflight (1-based). */
-class Fake implements Transport {
-  readonly commands: string[] = [];
-  private preflights = 0;
-  constructor(private readonly onPreflight: (n: number) => void) {}
-
-  async preflight(_ssh: SshConfig): Promise<void> {
-    this.preflights++;
-    await new Promise((r) => setTimeout(r, 5));
-    this.onPreflight(this.preflights);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-
-  async connect(server: ServerSpec): Promise<Session> {
-    let commit = OLD;
-    const ok = (stdout: string): ExecResult => ({ code: 0, stdout, stderr: '', timedOut: false, error: null, durationMs: 1 });
-    return {
-      exec: async (full: string) => {
-        // The lock script in front of a re-check (or alone, to release it): answered as a server would.
-        const end = full.indexOf(LOCK_SCRIPT_END);
-        const command = end < 0 ? full : full.slice(end + LOCK_SCRIPT_END.length).replace(/^\n/, '');
-        this.commands.push(`${server.name}: ${end < 0 ? command : `(lock) ${command}`}`);
-        if (end >= 0 && command === '') return ok('agent-update-lock: released\n');
-        const lock = end >= 0 ? 'agent-update-lock: acquired\n' : '';
-        if (command === 'version' || command === 'health') return ok(`${lock}${commit}\n`);
-        const reset = /^reset '?([0-9a-f]{40})'?$/.exec(command);
-        if (reset) commit = reset[1]!;
-        return ok('');
-      },
-      close() {},
-    };
-  }
-
-  close(): void {}
+/**
+ * Servers that answer like a healthy agent (s1 and s2, at OLD); `onPreflight(n)` runs inside the
+ * n-th preflight (1-based), between two short waits.
+ */
+function fakeOf(t: TestContext, onPreflight: (n: number) => void): FakeTransport {
+  const fake = new FakeTransport({
+    onPreflight: async (n) => {
+      await new Promise((r) => setTimeout(r, 5));
+      onPreflight(n);
+      await new Promise((r) => setTimeout(r, 5));
+    },
+  });
+  for (const name of ['s1', 's2']) fake.add(name, OLD);
+  t.after(() => fake.close());
+  return fake;
 }
 
 class TestContext_ extends CliContext {
@@ -112,7 +93,7 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   test(`${signal} while start checks SSH, before any update is handed over: exit 130, nothing written, no server touched`, async (t) => {
     const db = await setup(t);
     const before = await snapshot(db);
-    const fake = new Fake((n) => n === 1 && deliver(signal));
+    const fake = fakeOf(t, (n) => n === 1 && deliver(signal));
     const ctx = new TestContext_(db, fake);
     try {
       await assert.rejects(runCommand(ctx, 'start', ['u'], {}), (e: unknown) => {
@@ -133,7 +114,7 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
 test('resume: a SIGINT while it checks SSH leaves the update paused, exactly as it was (exit 130)', async (t) => {
   const db = await setup(t, 'paused');
   const before = await snapshot(db);
-  const fake = new Fake((n) => n === 1 && deliver('SIGINT'));
+  const fake = fakeOf(t, (n) => n === 1 && deliver('SIGINT'));
   const ctx = new TestContext_(db, fake);
   try {
     await assert.rejects(runCommand(ctx, 'resume', ['u'], {}), (e: unknown) => e instanceof InterruptedError && e.exitCode === EXIT.interrupted);
@@ -146,7 +127,7 @@ test('resume: a SIGINT while it checks SSH leaves the update paused, exactly as 
 
 test('SIGINT while the engine checks SSH, before the update is running: it pauses before its first server (exit 3)', async (t) => {
   const db = await setup(t);
-  const fake = new Fake((n) => n === 2 && deliver('SIGINT'));
+  const fake = fakeOf(t, (n) => n === 2 && deliver('SIGINT'));
   const ctx = new TestContext_(db, fake);
   let code: number;
   try {
@@ -166,7 +147,7 @@ test('SIGINT while the engine checks SSH, before the update is running: it pause
 
 test('without a signal the same start runs to the end (the fake is sound)', async (t) => {
   const db = await setup(t);
-  const fake = new Fake(() => {});
+  const fake = fakeOf(t, () => {});
   const ctx = new TestContext_(db, fake);
   try {
     assert.equal(await runCommand(ctx, 'start', ['u'], {}), EXIT.ok);

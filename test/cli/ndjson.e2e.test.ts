@@ -1,5 +1,5 @@
 /**
- * `--json` for CI (README "Event stream (NDJSON)"): `start`/`resume --json` write one event per
+ * `--json` for CI (docs/reference/events.md): `start`/`resume --json` write one event per
  * line as things happen, the last line the result; `status --watch --json` one document per line;
  * an error that ends a command is a JSON object on stdout too. The real CLI against a real sshd
  * fleet.

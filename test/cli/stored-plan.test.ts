@@ -16,6 +16,7 @@ import { EXIT, UsageError } from '../../src/errors.js';
 import type { Transport } from '../../src/ssh/transport.js';
 import { NEW, fakeSettings } from '../support/fake-settings.js';
 import { openStore } from '../helpers/db.js';
+import { FakeTransport } from '../support/fake-transport.js';
 
 function settings(change: (s: RolloutSettings) => void): RolloutSettings {
   const s: RolloutSettings = structuredClone(fakeSettings);
@@ -26,10 +27,9 @@ function settings(change: (s: RolloutSettings) => void): RolloutSettings {
 }
 
 /** No server may be reached: a refused plan never gets that far. */
-const unreachable: Transport = {
-  connect: () => Promise.reject(new Error('no server may be contacted')),
-  preflight: () => Promise.resolve(),
-  close() {},
+const unreachable = new FakeTransport();
+unreachable.onConnect = () => {
+  throw new Error('no server may be contacted');
 };
 
 class Ctx extends CliContext {

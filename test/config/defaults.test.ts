@@ -11,7 +11,7 @@ import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { chooseDefaults, mergeLayers, type Origin } from '../../src/config/defaults.js';
 import { loadConfig, loadEffectiveConfig, parseYaml, type EffectiveConfig } from '../../src/config/load.js';
-import { formatKeyPath } from '../../src/config/validate.js';
+import { formatKeyPath } from '../../src/config/checker.js';
 import { makeTempDir } from '../helpers/tmp.js';
 import { configError } from './helpers.js';
 

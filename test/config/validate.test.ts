@@ -1,7 +1,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { branchNameProblems, formatKeyPath, suggest, validateConfig } from '../../src/config/validate.js';
+import { formatKeyPath } from '../../src/config/checker.js';
+import { branchNameProblems } from '../../src/config/check-source.js';
+import { validateConfig } from '../../src/config/validate.js';
 import { base, ctx, DIR, HOME, ok, problems, variant } from './helpers.js';
 
 /* eslint-disable @typescript-eslint/no-explicit-any */
@@ -447,17 +449,6 @@ test('braces that are not placeholders are allowed in commands', () => {
     }),
   );
   assert.equal(c.agent.update.length, 2);
-});
-
-test('suggest', () => {
-  assert.equal(suggest('servrs', ['servers', 'source']), 'servers');
-  assert.equal(suggest('Known-Hosts', ['known_hosts']), 'known_hosts');
-  assert.equal(suggest('xyz', ['servers', 'source']), undefined);
-  assert.equal(suggest('prot', ['port', 'user']), 'port'); // a swap is one edit
-  assert.equal(suggest('prt', ['port', 'user']), 'port');
-  assert.equal(suggest('hostname', ['name', 'host', 'port']), 'host');
-  assert.equal(suggest('pt', ['port', 'user']), undefined);
-  assert.equal(suggest('', ['port']), undefined);
 });
 
 test('validateConfig never throws on odd input', () => {

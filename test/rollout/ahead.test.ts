@@ -9,6 +9,7 @@ import type { ServerStatus } from '../../src/model/lifecycle.js';
 import type { Session } from '../../src/ssh/transport.js';
 import type { ServerRecord, UpdateRecord } from '../../src/model/records.js';
 import { serverRecord, updateRecord } from '../support/records.js';
+import { FakeSession } from '../support/fake-transport.js';
 
 function update(over: Partial<UpdateRecord> = {}, agent: { prepare?: string[] } = {}, execution: { prepareAhead?: number } = {}): UpdateRecord {
   return updateRecord({
@@ -58,17 +59,6 @@ test('prepareAheadOf: 0 without agent.prepare, else execution.prepare_ahead (1 i
   assert.equal(prepareAheadOf(update({}, { prepare: ['git fetch'] }, { prepareAhead: 3 })), 3);
   assert.equal(prepareAheadOf(update({}, { prepare: ['git fetch'] }, { prepareAhead: 0 })), 0);
 });
-
-class FakeSession implements Session {
-  closed = false;
-  constructor(readonly server: string) {}
-  exec(): Promise<never> {
-    throw new Error('no command is run by Ahead itself');
-  }
-  close(): void {
-    this.closed = true;
-  }
-}
 
 /** A promise with its resolve, to hold a fake connect or prepare where the test wants it. */
 function held<T>(): { promise: Promise<T>; resolve: (v: T) => void } {

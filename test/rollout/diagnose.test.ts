@@ -5,27 +5,24 @@
  * test/rollout/diagnose.e2e.test.ts runs it on the real OpenSSH fleet.
  */
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import type { Clock } from '../../src/clock.js';
 import { systemLiveness } from '../../src/liveness.js';
-import type { RolloutSettings, ServerSpec } from '../../src/config/types.js';
+import type { RolloutSettings } from '../../src/config/types.js';
 import { eventObject } from '../../src/output/ndjson.js';
 import { diagnosticsLines } from '../../src/output/reporter.js';
 import { serverCommands, showCommands } from '../../src/plan/commands.js';
 import { commandsText } from '../../src/output/text.js';
 import { answers, outputTail } from '../../src/rollout/diagnose.js';
 import type { RolloutEvent } from '../../src/rollout/events.js';
-import { LOCK_SCRIPT_END } from '../../src/rollout/remote-lock.js';
-import { runFence } from '../support/fence.js';
 import { runUpdate } from '../../src/rollout/run.js';
-import type { ExecOptions, ExecResult, Session, Transport } from '../../src/ssh/transport.js';
+import type { CommandEnded, ExecResult } from '../../src/ssh/transport.js';
 import { makeTempDir } from '../helpers/tmp.js';
 import { base, ok, problems, variant } from '../config/helpers.js';
 import { fakeSettings, NEW, OLD } from '../support/fake-settings.js';
+import { FakeTransport } from '../support/fake-transport.js';
 import { openStore } from '../helpers/db.js';
 
 // ---- the config key ------------------------------------------------------------------------
@@ -109,11 +106,14 @@ test('outputTail: stdout then stderr, the last lines, the end of a long one kept
 });
 
 test('answers: a lost or refused connection is not an answer; a failure or a timeout is', () => {
-  assert.equal(answers({ code: 1, error: null }), true);
-  assert.equal(answers({ code: null, error: 'killed at its timeout of 1s' }), true);
-  assert.equal(answers({ code: null, error: 'could not connect: connect ECONNREFUSED' }), false);
-  assert.equal(answers({ code: null, error: 'connection lost: socket closed' }), false);
-  assert.equal(answers({ code: null, error: 'no answer from the server within 5s' }), false);
+  const r = (ended: CommandEnded, error: string | null): Pick<ExecResult, 'ended' | 'error'> => ({ ended, error });
+  assert.equal(answers(r('exit', null)), true);
+  assert.equal(answers(r('timeout', 'killed at its timeout of 1s')), true);
+  assert.equal(answers(r('not-sent', 'could not connect: connect ECONNREFUSED')), false);
+  assert.equal(answers(r('lost', 'connection lost: socket closed')), false);
+  assert.equal(answers(r('lost', 'no answer from the server within 5s')), false);
+  assert.equal(answers(r('not-sent', 'not connected: connection lost: socket closed')), false);
+  assert.equal(answers(r('refused', 'not run: {commit} is inside a $(…) command substitution')), true);
 });
 
 const diag = (over: Partial<Extract<RolloutEvent, { type: 'diagnose' }>>): Extract<RolloutEvent, { type: 'diagnose' }> => ({
@@ -149,75 +149,6 @@ test('NDJSON: a diagnose event with its fields, the output terminal-safe in the 
 
 // ---- the executor, against a fake transport ------------------------------------------------
 
-interface Fake {
-  commit: string;
-  online: boolean;
-  /** the commands it ran (not the lock scripts), with the timeout each was given */
-  log: Array<{ command: string; timeoutMs: number | undefined }>;
-  home: string;
-}
-
-/** One server as plain data (`reset X`, `restart`, `health`, `version`); the lock scripts run for real in its home. */
-class FakeTransport implements Transport {
-  readonly servers = new Map<string, Fake>();
-  /** answer a command instead of the fake (return undefined to let it run) */
-  answer: ((command: string) => ExecResult | undefined) | null = null;
-  private readonly homes = mkdtempSync(join(tmpdir(), 'agent-update-diagnose-'));
-
-  add(name: string, commit: string): Fake {
-    const s = { commit, online: true, log: [], home: mkdtempSync(join(this.homes, `${name}-`)) };
-    this.servers.set(name, s);
-    return s;
-  }
-
-  async connect(server: ServerSpec): Promise<Session> {
-    const s = this.servers.get(server.name)!;
-    const ok = (stdout: string, code = 0): ExecResult => ({ code, stdout, stderr: '', timedOut: false, error: null, durationMs: 1 });
-    const run = (command: string, opts: ExecOptions | undefined): ExecResult => {
-      s.log.push({ command, timeoutMs: opts?.timeoutMs });
-      const answered = this.answer?.(command);
-      if (answered) return answered;
-      if (command === 'version') return ok(`${s.commit}\n`);
-      const reset = /^reset '?([0-9a-f]{40})'?$/.exec(command);
-      if (reset) {
-        s.commit = reset[1]!;
-        s.online = false;
-        return ok('');
-      }
-      if (command === 'restart') {
-        s.online = s.commit !== NEW; // the target never comes online
-        return ok('');
-      }
-      if (command === 'health') return s.online ? ok(`online ${s.commit}`) : ok('', 7);
-      if (command.startsWith('diag ')) return ok(`${command} saw ${s.commit}\n`);
-      throw new Error(`unexpected command ${command}`);
-    };
-    return {
-      exec: async (command, opts) => {
-        const end = command.indexOf(LOCK_SCRIPT_END);
-        if (end < 0) {
-          // a command under the fencing token: the fence runs for real in the server's home first
-          const f = runFence(command, opts?.fence, s.home);
-          if (f === null) return run(command, opts);
-          return 'notRun' in f ? f.notRun : run(f.run, opts);
-        }
-        const script = command.slice(0, end + LOCK_SCRIPT_END.length);
-        const rest = command.slice(end + LOCK_SCRIPT_END.length).replace(/^\n/, '');
-        const r = spawnSync('/bin/sh', ['-c', script], { env: { HOME: s.home, PATH: process.env.PATH } });
-        const lock = ok(r.stdout.toString(), r.status ?? 1);
-        if (rest === '' || lock.code !== 0) return lock;
-        const after = run(rest, opts);
-        return { ...after, stdout: lock.stdout + after.stdout };
-      },
-      close() {},
-    };
-  }
-
-  close(): void {
-    rmSync(this.homes, { recursive: true, force: true });
-  }
-}
-
 /** Time that passes only when the engine sleeps, and at once. */
 function virtualClock(): Clock {
   let t = Date.now();
@@ -235,7 +166,8 @@ async function setup(t: TestContext, settings: RolloutSettings) {
   // the store stamps its times with the engine's clock
   const clock = virtualClock();
   const store = openStore(join(dir, 'p.db'), clock);
-  const fake = new FakeTransport();
+  // the target never comes online; each command logged with the timeout it was given
+  const fake = new FakeTransport({ broken: [NEW], record: (command, opts) => ({ command, timeoutMs: opts?.timeoutMs }) });
   t.after(async () => {
     await store.close();
     fake.close();
@@ -276,7 +208,7 @@ test('a target that never comes online: diagnosed after the last health check, b
 test('a diagnose command that fails or is killed at its timeout changes nothing: the next runs, the server is rolled back', async (t) => {
   const { store, fake, deps, s1 } = await setup(t, withDiag());
   fake.answer = (c) =>
-    c === 'diag one' ? { code: null, stdout: 'partial', stderr: '', timedOut: true, error: 'killed at its timeout of 4s', durationMs: 4000 } : c.startsWith('diag two') ? { code: 3, stdout: '', stderr: 'no such file', timedOut: false, error: null, durationMs: 1 } : undefined;
+    c === 'diag one' ? { code: null, stdout: 'partial', stderr: '', timedOut: true, ended: 'timeout', error: 'killed at its timeout of 4s', durationMs: 4000 } : c.startsWith('diag two') ? { code: 3, stdout: '', stderr: 'no such file', timedOut: false, ended: 'exit', error: null, durationMs: 1 } : undefined;
   await runUpdate(deps, 'u', { mode: 'start' });
   assert.equal((await store.getServers('u'))[0]!.status, 'rolled-back');
   assert.equal(s1.commit, OLD);
@@ -293,7 +225,7 @@ test('with rollback disabled the server is diagnosed, then left failed', async (
 
 test('a server that stops answering during diagnose: the rest is not sent, an event says so, the rollback goes on', async (t) => {
   const { store, fake, events, deps, s1 } = await setup(t, withDiag());
-  fake.answer = (c) => (c === 'diag one' ? { code: null, stdout: '', stderr: '', timedOut: false, error: 'connection lost: socket closed', durationMs: 2 } : undefined);
+  fake.answer = (c) => (c === 'diag one' ? { code: null, stdout: '', stderr: '', timedOut: false, ended: 'lost', error: 'connection lost: socket closed', durationMs: 2 } : undefined);
   await runUpdate(deps, 'u', { mode: 'start' });
   assert.equal((await store.getServers('u'))[0]!.status, 'rolled-back', 'the rollback reconnected');
   const log = s1.log.map((c) => c.command);

@@ -3,121 +3,24 @@
  * crashed state straight into a real store, and checked by the exact commands that ran.
  */
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { systemClock, type Clock } from '../../src/clock.js';
 import { systemLiveness, type Liveness } from '../../src/liveness.js';
-import type { RolloutSettings, ServerSpec } from '../../src/config/types.js';
+import type { RolloutSettings } from '../../src/config/types.js';
 import { AppError, BusyError, TransitionError, UsageError } from '../../src/errors.js';
 import { HEARTBEAT_MS } from '../../src/rollout/lease.js';
 import { runUpdate } from '../../src/rollout/run.js';
-import { LOCK_FILE, LOCK_SCRIPT_END } from '../../src/rollout/remote-lock.js';
+import { LOCK_FILE } from '../../src/rollout/remote-lock.js';
 import type { ServerStep } from '../../src/model/lifecycle.js';
-import { TransportError, type ExecOptions, type ExecResult, type Session, type Transport } from '../../src/ssh/transport.js';
+import { TransportError, type Transport } from '../../src/ssh/transport.js';
 import type { Store } from '../../src/store/port.js';
 import { OLD, NEW, OTHER, fakeSettings } from '../support/fake-settings.js';
 import { makeTempDir } from '../helpers/tmp.js';
 import { GONE_PID, liveness } from '../helpers/liveness.js';
-import { runFence } from '../support/fence.js';
 import { openStore } from '../helpers/db.js';
-
-
-interface FakeServer {
-  commit: string;
-  online: boolean;
-  /** the operator's commands it ran (the lock scripts are not in it) */
-  log: string[];
-  /** its home folder, where the lock scripts run for real */
-  home: string;
-  /** the lock scripts it ran, by what they did (acquired, released, held, …) */
-  locks: string[];
-}
-
-/**
- * Servers as plain data: `reset --hard X` moves the commit, `restart` brings it online unless
- * broken. The lock scripts in front of a command run for real, with /bin/sh in the server's home.
- */
-class FakeTransport implements Transport {
-  readonly servers = new Map<string, FakeServer>();
-  /** a test's hook around every command: answer it itself, or call `next` to run it as usual */
-  intercept: ((server: string, command: string, next: () => Promise<ExecResult>) => Promise<ExecResult>) | null = null;
-  /** called on every connect: throw (a TransportError) to refuse it */
-  onConnect: ((server: string) => void) | null = null;
-  /** called after each lock script ran on a server */
-  afterLock: ((server: string, result: ExecResult) => void) | null = null;
-  private readonly homes = mkdtempSync(join(tmpdir(), 'agent-update-fake-'));
-  constructor(private readonly broken = new Set<string>()) {}
-
-  add(name: string, commit: string): FakeServer {
-    const s = { commit, online: true, log: [], home: mkdtempSync(join(this.homes, `${name}-`)), locks: [] };
-    this.servers.set(name, s);
-    return s;
-  }
-
-  /** the content of the server's lock file, or null */
-  lockOf(name: string): string | null {
-    const file = join(this.servers.get(name)!.home, LOCK_FILE);
-    return existsSync(file) ? readFileSync(file, 'utf8') : null;
-  }
-
-  async connect(server: ServerSpec): Promise<Session> {
-    this.onConnect?.(server.name);
-    const s = this.servers.get(server.name)!;
-    const broken = this.broken;
-    const ok = (stdout: string): ExecResult => ({ code: 0, stdout, stderr: '', timedOut: false, error: null, durationMs: 1 });
-    const run = async (command: string): Promise<ExecResult> => {
-        s.log.push(command);
-        if (command === 'version') return ok(s.commit + '\n');
-        const reset = /^reset '?([0-9a-f]{40})'?$/.exec(command);
-        if (reset) {
-          s.commit = reset[1]!;
-          s.online = false;
-          return ok('');
-        }
-        if (command === 'restart') {
-          s.online = !broken.has(s.commit);
-          return ok('');
-        }
-        if (command === 'health') return s.online ? ok(`online ${s.commit}`) : { ...ok(''), code: 7 };
-        throw new Error(`unexpected command ${command}`);
-    };
-    const model = (command: string) => (this.intercept ? this.intercept(server.name, command, () => run(command)) : run(command));
-    // a command under the fencing token: the fence runs for real in the server's home first
-    const plain = async (command: string, fence?: string): Promise<ExecResult> => {
-      const f = runFence(command, fence, s.home);
-      if (f === null) return model(command);
-      return 'notRun' in f ? f.notRun : model(f.run);
-    };
-    const withLock = async (command: string, opts?: ExecOptions): Promise<ExecResult> => {
-      const end = command.indexOf(LOCK_SCRIPT_END);
-      if (end < 0) return plain(command, opts?.fence);
-      const script = command.slice(0, end + LOCK_SCRIPT_END.length);
-      const rest = command.slice(end + LOCK_SCRIPT_END.length).replace(/^\n/, '');
-      const lockRun = async (): Promise<ExecResult> => {
-        const r = spawnSync('/bin/sh', ['-c', script], { env: { HOME: s.home, PATH: process.env.PATH } });
-        const out = r.stdout.toString();
-        s.locks.push(...out.split('\n').filter((l) => /^agent-update-lock: [a-z-]+$/.test(l)).map((l) => l.slice('agent-update-lock: '.length)));
-        const result = { code: r.status, stdout: out, stderr: r.stderr.toString(), timedOut: false, error: null, durationMs: 1 };
-        this.afterLock?.(server.name, result);
-        return result;
-      };
-      // A lock script alone (release): a command of its own, which a test's hook sees as it is.
-      if (rest === '') return this.intercept ? this.intercept(server.name, command, lockRun) : lockRun();
-      const lock = await lockRun();
-      if (lock.code !== 0) return lock;
-      const r = await plain(rest);
-      return { ...r, stdout: lock.stdout + r.stdout };
-    };
-    return { exec: withLock, close() {} };
-  }
-
-  close(): void {
-    rmSync(this.homes, { recursive: true, force: true });
-  }
-}
+import { exited, FakeTransport, lostConnection, type FakeServer } from '../support/fake-transport.js';
 
 const settings: RolloutSettings = fakeSettings;
 
@@ -217,7 +120,7 @@ for (const c of takeovers) {
 
 test('takeover with a broken target: verified, fails, rolled back', async (t) => {
   const store = await setup(t, ['s1']);
-  const fake = new FakeTransport(new Set([NEW]));
+  const fake = new FakeTransport({ broken: [NEW] });
   const s1 = fake.add('s1', NEW);
   s1.online = false;
   await crashAt(store, 's1', 'verify', OLD);
@@ -260,7 +163,7 @@ test('takeover: the re-check fails before any update command ran → unreachable
   fake.intercept = async (server, cmd, next) => {
     if (server !== 's1' || cmd !== 'version') return next();
     s1.log.push(cmd);
-    return { code: 1, stdout: '', stderr: 'fatal: not a git repository', timedOut: false, error: null, durationMs: 1 };
+    return exited(1, '', 'fatal: not a git repository');
   };
   await crashAt(store, 's1', 'update', null);
   await runUpdate(deps(store, fake), 'u', { mode: 'start' });
@@ -297,7 +200,7 @@ test('placeholders in agent.health.command are expanded (the target while verify
     agent: { ...settings.agent, health: { ...settings.agent.health, command: 'health-at {commit}', expect: '' } },
   };
   const store = await setup(t, ['s1', 's2'], healthWithCommit);
-  const fake = new FakeTransport(new Set([NEW]));
+  const fake = new FakeTransport({ broken: [NEW] });
   const s1 = fake.add('s1', OLD);
   fake.intercept = async (server, cmd, next) => {
     const m = /^health-at (.*)$/.exec(cmd);
@@ -305,7 +208,7 @@ test('placeholders in agent.health.command are expanded (the target while verify
     const f = fake.servers.get(server)!;
     f.log.push(cmd);
     const up = f.online && m[1] === f.commit;
-    return { code: up ? 0 : 7, stdout: '', stderr: up ? '' : `not online at ${m[1]}`, timedOut: false, error: null, durationMs: 1 };
+    return exited(up ? 0 : 7, '', up ? '' : `not online at ${m[1]}`);
   };
   const r = await runUpdate(deps(store, fake), 'u', { mode: 'start' });
   // NEW is broken: its health check fails, the rollback to OLD is verified online at OLD.
@@ -388,7 +291,7 @@ async function killAt(file: string, fake: FakeTransport, k: number, landed: bool
 
 async function crashSetup(t: TestContext, scenario: CrashScenario) {
   const store = await setup(t, ['s1', 's2', 's3'], { ...settings, rollback: scenario.rollback });
-  const fake = new FakeTransport(new Set(scenario.broken));
+  const fake = new FakeTransport({ broken: scenario.broken });
   for (const name of ['s1', 's2', 's3']) fake.add(name, OLD);
   return { store, fake, file: store.location };
 }
@@ -509,7 +412,7 @@ async function pathSetup(t: TestContext, scenario: PathScenario) {
   const s1 = (await store.getServers('u')).find((s) => s.name === 's1')!;
   await store.patchServer(s1.id, { path: PATH });
   await store.setProbedVersion(s1.id, '1.0.0', null);
-  const fake = new FakeTransport(new Set(scenario.broken));
+  const fake = new FakeTransport({ broken: scenario.broken });
   for (const name of ['s1', 's2']) fake.add(name, OLD);
   return { store, fake, file: store.location };
 }
@@ -756,7 +659,7 @@ test('the health journal stays bounded: the first and last attempts in full, the
     if (command !== 'health') return next();
     attempts++;
     const up = attempts >= 40;
-    return { code: up ? 0 : 7, stdout: up ? `online ${NEW} ${noise}` : noise, stderr: noise, timedOut: false, error: null, durationMs: 1 };
+    return exited(up ? 0 : 7, up ? `online ${NEW} ${noise}` : noise, noise);
   };
   const r = await runUpdate(deps(store, fake, virtualClock()), 'u', { mode: 'start' });
   assert.equal(r.status, 'success');
@@ -800,7 +703,7 @@ test('a failure budget shared by the batches of a split: once spent, no batch st
   const withBudget = { ...settings, rollback: { ...settings.rollback, continueAfterRollback: true }, execution: { busyWaitMs: 0, maxFailures: { count: 1 } } };
   const store = await setup(t, ['s1', 's2', 's3', 's4', 's5', 's6'], withBudget);
   await splitUpdate(store, 'u', 2); // u: s1 s2 s3, u.2: s4 s5 s6
-  const fake = new FakeTransport(new Set([NEW]));
+  const fake = new FakeTransport({ broken: [NEW] });
   for (const n of ['s1', 's2', 's3', 's4', 's5', 's6']) fake.add(n, OLD);
   const first = await runUpdate(deps(store, fake, virtualClock()), 'u', { mode: 'start' });
   assert.equal(first.status, 'failure');
@@ -818,7 +721,7 @@ test('a failure budget shared by the batches of a split: once spent, no batch st
 test('a percentage budget: 25% of 8 servers lets two fail and stops at the third', async (t) => {
   const withBudget = { ...settings, rollback: { ...settings.rollback, continueAfterRollback: true }, execution: { busyWaitMs: 0, maxFailures: { percent: 25 } } };
   const store = await setup(t, ['s1', 's2', 's3', 's4', 's5', 's6', 's7', 's8'], withBudget);
-  const fake = new FakeTransport(new Set([NEW]));
+  const fake = new FakeTransport({ broken: [NEW] });
   for (let i = 1; i <= 8; i++) fake.add(`s${i}`, OLD);
   const r = await runUpdate(deps(store, fake, virtualClock()), 'u', { mode: 'start' });
   assert.equal(r.status, 'failure');
@@ -839,7 +742,7 @@ test('agent.health.stable_for: a crash loop that answers once and dies is caught
     if (command === 'restart') sinceRestart = 0;
     if (command === 'health' && s1.commit === NEW && ++sinceRestart > 2) {
       s1.log.push(command);
-      return { code: 7, stdout: '', stderr: 'connection refused', timedOut: false, error: null, durationMs: 1 };
+      return exited(7, '', 'connection refused');
     }
     return next();
   };
@@ -861,12 +764,11 @@ test('agent.health.stable_for: a crash loop that answers once and dies is caught
 
 // ---- a short network interruption is not a broken server -------------------------------------
 
-const lost = (): ExecResult => ({ code: null, stdout: '', stderr: '', timedOut: false, error: 'connection lost: read ECONNRESET', durationMs: 1 });
 const refused = () => new TransportError('network', 'cannot connect to u@s1:22: connection refused (ECONNREFUSED)');
 
 test('a connection lost during an update command, a restart and a rollback is reconnected and the command run again', async (t) => {
   const store = await setup(t, ['s1', 's2']);
-  const fake = new FakeTransport(new Set([NEW]));
+  const fake = new FakeTransport({ broken: [NEW] });
   const s1 = fake.add('s1', OLD);
   fake.add('s2', OLD);
   // each kind of command loses its connection once, and the next connect is refused twice
@@ -883,7 +785,7 @@ test('a connection lost during an update command, a restart and a rollback is re
     if (server === 's1' && !dropped.has(kind) && (command.startsWith('reset') || command === 'restart')) {
       dropped.add(kind);
       refuse = 2;
-      return lost();
+      return lostConnection();
     }
     return next();
   };
@@ -935,7 +837,7 @@ test('gone for longer than reconnect_for after something changed: the update sto
   fake.intercept = async (server, command, next) => {
     if (server === 's1' && command === 'restart' && !cut) {
       cut = down = true;
-      return lost();
+      return lostConnection();
     }
     return next();
   };
@@ -962,7 +864,7 @@ test('health checks that cannot connect are "not healthy yet", inside the health
   const fake = new FakeTransport();
   fake.add('s1', OLD);
   let healthCalls = 0;
-  fake.intercept = async (_server, command, next) => (command === 'health' && ++healthCalls <= 3 ? lost() : next());
+  fake.intercept = async (_server, command, next) => (command === 'health' && ++healthCalls <= 3 ? lostConnection() : next());
   const r = await runUpdate(deps(store, fake, virtualClock()), 'u', { mode: 'start' });
   assert.equal(r.status, 'success');
   assert.equal((await store.getSteps('u', 's1')).filter((st) => st.phase === 'verify').length, 4, 'three lost, the fourth healthy: no retry loop of their own');

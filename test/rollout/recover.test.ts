@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { hopOf } from '../../src/rollout/phases.js';
-import { recoveryOf, type Found } from '../../src/rollout/recover.js';
+import { FRESH, recoveryOf, type Found } from '../../src/rollout/recover.js';
 import type { ServerRecord } from '../../src/model/records.js';
 import type { ServerStep } from '../../src/model/lifecycle.js';
 import { serverRecord } from '../support/records.js';
@@ -51,4 +51,13 @@ test('a path: each hop compares with its own (from, to); between hops the stone 
   assert.deepEqual(decide(server('restart', { path, hop: 1 }), at(TARGET)), { kind: 'finish-hop', skipUpdate: true });
   // at the server's original commit on hop 2: neither end of the hop
   assert.equal(decide(server('update', { path, hop: 1 }), at(OLD)).kind, 'rollback');
+});
+
+test("a server's own turn is recovery from FRESH: begin, skipped at the target, unreachable (worded as a turn, not a crash)", () => {
+  const s = server('update', { fromCommit: null });
+  const turn = (found: Found) => recoveryOf(FRESH, hopOf(s, TARGET), TARGET, found, 'turn');
+  assert.deepEqual(turn(at(OLD)), { kind: 'begin', from: OLD });
+  assert.deepEqual(turn(at(TARGET)), { kind: 'skipped', commit: TARGET });
+  assert.deepEqual(turn({ ok: false, error: 'x' }), { kind: 'unreachable', reason: 're-check failed, nothing was changed: x' });
+  assert.deepEqual(decide(s, { ok: false, error: 'x' }), { kind: 'unreachable', reason: 're-check after a crash failed, nothing was changed: x' });
 });

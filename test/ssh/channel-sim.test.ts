@@ -11,7 +11,8 @@ import type { SshConfig } from '../../src/config/types.js';
 import { LOOP_COMMAND, MarkerScanner } from '../../src/ssh/channel.js';
 import { startSimServer } from '../../src/sim/ssh-server.js';
 import type { SimServer, SimServerOptions } from '../../src/sim/ssh-server.js';
-import { Ssh2Transport, type Ssh2Session } from '../../src/ssh/ssh2-transport.js';
+import type { Ssh2Session } from '../../src/ssh/session.js';
+import { Ssh2Transport } from '../../src/ssh/ssh2-transport.js';
 import { makeUserKey, server, sshConfig, tempDir, writeKnownHosts } from './helpers.js';
 import type { KeyPair } from './helpers.js';
 

@@ -10,7 +10,8 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { TestContext } from 'node:test';
 import type { SshConfig } from '../../src/config/types.js';
-import { Ssh2Transport, type Ssh2Session } from '../../src/ssh/ssh2-transport.js';
+import type { Ssh2Session } from '../../src/ssh/session.js';
+import { Ssh2Transport } from '../../src/ssh/ssh2-transport.js';
 import { makeUserKey, server, sshConfig, sshdUnavailable, startSshd, tempDir, writeKnownHosts } from './helpers.js';
 import type { KeyPair, Sshd } from './helpers.js';
 

@@ -15,7 +15,7 @@ import {
   verifyHostKey,
 } from '../../src/ssh/known-hosts.js';
 import { generateKeyPair } from '../../src/sim/keys.js';
-import { hostKeyAlgorithms } from '../../src/ssh/ssh2-transport.js';
+import { hostKeyAlgorithms } from '../../src/ssh/host-keys.js';
 import { execFileP, hashKnownHosts, tempDir } from './helpers.js';
 
 function newKey(type: 'ed25519' | 'ecdsa' | 'rsa' = 'ed25519'): { type: string; blob: Buffer; b64: string } {

@@ -9,7 +9,8 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, beforeEach } from 'node:test';
 import type { SshConfig } from '../../src/config/types.js';
-import { Ssh2Transport, type Ssh2Session } from '../../src/ssh/ssh2-transport.js';
+import type { Ssh2Session } from '../../src/ssh/session.js';
+import { Ssh2Transport } from '../../src/ssh/ssh2-transport.js';
 import { startFleet, type Fleet } from '../fleet/fleet.js';
 
 export interface OneServer {

@@ -1,6 +1,6 @@
 /**
- * The rollout settings the tests with a fake transport run with: commands the fakes understand
- * (`version`, `reset {commit}`, `restart`, `health`), short timeouts, no real key.
+ * The rollout settings the tests with the fake transport (fake-transport.ts) run with: commands it
+ * understands (`version`, `reset {commit}`, `restart`, `health`), short timeouts, no real key.
  */
 import type { RolloutSettings } from '../../src/config/types.js';
 

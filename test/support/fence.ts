@@ -38,5 +38,5 @@ export function runFence(command: string, fence: string | undefined, home: strin
     rmSync(out, { force: true });
     return { run };
   }
-  return { notRun: { code: r.status, stdout: r.stdout.toString(), stderr: r.stderr.toString(), timedOut: false, error: null, durationMs: 1 } };
+  return { notRun: { code: r.status, stdout: r.stdout.toString(), stderr: r.stderr.toString(), timedOut: false, ended: 'exit', error: null, durationMs: 1 } };
 }

@@ -1,5 +1,5 @@
 /**
- * `inventory: PATH`: read an inventory file into server entries for validate.ts.
+ * `inventory: PATH`: read an inventory file into server entries for check-servers.ts.
  *
  * The format, by the file's name, then its content:
  *
@@ -19,8 +19,9 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { isMap, isScalar, isSeq } from 'yaml';
 import type { ConfigProblem } from '../../errors.js';
-import type { KeyPath } from '../validate.js';
+import type { KeyPath } from '../checker.js';
 import { parseYaml } from '../yaml.js';
+import { isServerName } from '../names.js';
 import { parseIni } from './ini.js';
 import { Inventory, InventoryError, resolveHosts, type Place, type ResolvedHost, type VarDef } from './model.js';
 import { readSshArgs, SshArgsError, type ArgSetting } from './ssh-args.js';
@@ -169,9 +170,6 @@ export function readInventory(file: string): InventoryRead {
   return { kind: 'ansible', file, format, entries: out.entries, problems: out.problems };
 }
 
-/** The rule of validate.ts for server names. */
-const SERVER_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
-
 /**
  * The variable Ansible's ssh connection uses: the old name (`ansible_ssh_user`) wins over the
  * new one (`ansible_user`) when both are set, wherever each was set; a null is "not set".
@@ -229,7 +227,7 @@ function ansibleEntries(hosts: ResolvedHost[]): { entries: AnsibleEntry[]; probl
     problems.push(problem(place.file, place.line, message, place.path));
   };
   for (const h of hosts) {
-    if (!SERVER_NAME.test(h.name)) {
+    if (!isServerName(h.name)) {
       const v6 = h.name.includes(':');
       const port = h.vars.get('ansible_port')?.value;
       const example = v6

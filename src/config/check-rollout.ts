@@ -1,0 +1,58 @@
+/**
+ * `rollback:`, `test_mode:` and `execution:` (SPEC.md "Config (YAML)"): how the executor goes
+ * through the servers.
+ *
+ * - `rollback.commit`: 7 to 40 hex digits, stored lower case (Checker.commit); expanded to 40 by
+ *   `plan`.
+ * - `execution.prepare_ahead` (default 1, 0..1000; 0 = off): see agent.prepare (check-agent.ts).
+ * - `execution.busy_wait` (default `10m`; `0` = do not wait): how long an executor waits for a
+ *   server that another update (of this database, or of another one, by the lock on the server)
+ *   is working on, before it pauses its own update with a reason naming the other.
+ * - `execution.max_failures` (default none): servers that may end rolled back or failed before
+ *   the update stops, a number or a percentage (`"10%"`); needs rollback.continue_after_rollback.
+ */
+import { describe, type Checker, type KeyPath } from './checker.js';
+import { DEFAULTS, KEYS, PLANNED } from './keys.js';
+import type { Config, FailureBudget } from './types.js';
+
+/** The three sections as the config's settings; the problems go to `c`. */
+export function checkRollout(c: Checker, top: Record<string, unknown>): Pick<Config, 'rollback' | 'testMode' | 'execution'> {
+  // rollback
+  const rb = c.section(['rollback'], top.rollback, KEYS.rollback) ?? {};
+  const rollback = {
+    enabled: c.bool(['rollback', 'enabled'], rb.enabled, DEFAULTS.rollbackEnabled),
+    continueAfterRollback: c.bool(['rollback', 'continue_after_rollback'], rb.continue_after_rollback, DEFAULTS.continueAfterRollback),
+    commit: c.commit(['rollback', 'commit'], rb.commit),
+  };
+
+  // test_mode
+  const tm = c.section(['test_mode'], top.test_mode, KEYS.test_mode) ?? {};
+  const stopAfter = c.int(['test_mode', 'stop_after'], tm.stop_after, DEFAULTS.stopAfter, 0, Number.MAX_SAFE_INTEGER, 'a whole number 0 or more (0 = off)');
+
+  // execution
+  const ex = c.section(['execution'], top.execution, KEYS.execution, PLANNED.execution) ?? {};
+  const busyWaitMs = c.duration(['execution', 'busy_wait'], ex.busy_wait, DEFAULTS.busyWaitMs, true);
+  const maxFailures = failureBudget(c, ['execution', 'max_failures'], ex.max_failures);
+  const prepareAhead = c.int(['execution', 'prepare_ahead'], ex.prepare_ahead, DEFAULTS.prepareAhead, 0, 1000, 'a whole number 0 to 1000 (0 = do not prepare ahead)');
+  if (maxFailures !== null && !rollback.continueAfterRollback) {
+    c.add(
+      ['execution', 'max_failures'],
+      'needs rollback.continue_after_rollback: true (without it the first server that fails stops the update, so there is no budget to spend)',
+    );
+  }
+
+  return { rollback, testMode: { stopAfter }, execution: { busyWaitMs, maxFailures, prepareAhead } };
+}
+
+/** `execution.max_failures`: a whole number of servers, or a percentage of the update's (`"10%"`). */
+function failureBudget(c: Checker, p: KeyPath, v: unknown): FailureBudget | null {
+  if (v === undefined || v === null) return null;
+  if (typeof v === 'number' && Number.isInteger(v) && v >= 0) return { count: v };
+  if (typeof v === 'string') {
+    const m = /^\s*(\d+(?:\.\d+)?)\s*%\s*$/.exec(v);
+    if (m && Number(m[1]) <= 100) return { percent: Number(m[1]) };
+    if (/^\d+$/.test(v.trim())) return { count: Number(v.trim()) };
+  }
+  c.add(p, `must be a whole number of servers (3) or a percentage of the update's servers ("10%", 0 to 100), got ${describe(v)}`);
+  return null;
+}
