@@ -13,7 +13,7 @@ import { suggest } from '../util/suggest.js';
 import { Ahead, prepareAheadOf, upcoming } from './ahead.js';
 import { diagnoseServer } from './diagnose.js';
 import { finalTarget, hopLabel, hopOf, phaseValues, rollbackTarget, type HopView } from './phases.js';
-import { recoveryOf } from './recover.js';
+import { FRESH, recoveryOf, type Found, type Recovery } from './recover.js';
 import { budgetOf, countWorked, decide } from './decide.js';
 import type { EventSink } from './events.js';
 import { acquireLease, describeHolder, describeLiveHolder, holderIsDead, type HeldLease } from './lease.js';
@@ -29,7 +29,8 @@ import {
   type InFlight,
   type LockOwner,
 } from './remote-lock.js';
-import { ACTIVE_SERVER, checkRunnable, countsOf, itIs, whatYouCanDo, worksOn, type ServerStatus, type ServerStep, type UpdateStatus } from '../model/lifecycle.js';
+import { ACTIVE_SERVER, checkRunnable, countsOf, itIs, RETRIED_AFTER_LOST, STEP_TABLE, whatYouCanDo, worksOn, type JournalPhase, type ServerStatus, type ServerStep, type UpdateStatus } from '../model/lifecycle.js';
+import { busyStep, testModeLimit, type Busy, type Waiting } from './rules.js';
 
 export interface EngineDeps {
   store: EngineStore;
@@ -82,19 +83,12 @@ export const DEFAULT_BUSY_WAIT_MS = 600_000;
 export function busyWaitOf(settings: RolloutSettings): number {
   return settings.execution?.busyWaitMs ?? DEFAULT_BUSY_WAIT_MS;
 }
-/** How often a server held by another update of this database is looked at again (no remote command). */
-const DB_BUSY_POLL_MS = 500;
-/** The first wait for a server locked from another database; doubled each time, up to the cap. */
-const LOCK_POLL_FIRST_MS = 1_000;
-const LOCK_POLL_MAX_MS = 15_000;
 
 /**
  * What working on one server came to: done (whatever its status), or not touched because another
- * update holds it (`dead`: that update's executor is gone, so waiting cannot help).
+ * update holds it (rules.ts Busy; `dead`: that update's executor is gone, so waiting cannot help).
  */
-type ServerOutcome =
-  | { kind: 'done' }
-  | { kind: 'busy'; serverId: number; server: string; holder: string; reason: string; dead: boolean; remote: boolean };
+type ServerOutcome = { kind: 'done' } | ({ kind: 'busy' } & Busy);
 const DONE: ServerOutcome = { kind: 'done' };
 
 export function exitCodeFor(status: UpdateStatus): number {
@@ -126,11 +120,7 @@ export async function runUpdate(deps: EngineDeps, name: string, opts: RunOptions
       checkRunnable(before, opts.mode);
       const servers = await t.getServers(name);
       const worked = countWorked(servers);
-      let pauseAtWorked = before.pauseAtWorked;
-      let pauseBase = before.pauseBase;
-      if (opts.stopAfter !== undefined) [pauseAtWorked, pauseBase] = opts.stopAfter > 0 ? [worked + opts.stopAfter, worked] : [null, null];
-      else if (before.status === 'pending') [pauseAtWorked, pauseBase] = before.testStopAfter > 0 ? [worked + before.testStopAfter, worked] : [null, null];
-      else if (before.status === 'paused') [pauseAtWorked, pauseBase] = [null, null];
+      const { pauseAtWorked, pauseBase } = testModeLimit(before, worked, opts.stopAfter);
       const keepPause = before.status === 'running';
       const after = await t.setUpdateStatus(name, 'running', {
         startedAt: before.startedAt ?? clock.now().toISOString(),
@@ -175,7 +165,7 @@ export async function runUpdate(deps: EngineDeps, name: string, opts: RunOptions
       return { update: name, status: 'paused', reason, exitCode: EXIT.paused };
     };
     // The server we are waiting for because another update holds it, and since when.
-    let waiting: { serverId: number; holder: string; since: number; polls: number } | null = null;
+    let waiting: Waiting | null = null;
     for (;;) {
       await checkStillOurs(ctx, opts);
       u = await store.getUpdate(name);
@@ -219,25 +209,16 @@ export async function runUpdate(deps: EngineDeps, name: string, opts: RunOptions
         continue;
       }
       // Another update holds the server: wait for it (bounded), or pause with its name.
-      const now = clock.now().getTime();
       const limit = busyWaitOf(u.settings);
-      if (!waiting || waiting.serverId !== outcome.serverId) waiting = { serverId: outcome.serverId, holder: '', since: now, polls: 0 };
-      const waited = now - waiting.since;
-      if (outcome.dead || waited >= limit) {
-        const why = outcome.dead ? outcome.reason : `${outcome.reason}; waited ${formatDuration(waited)} for it (execution.busy_wait)`;
-        await store.addEvent(name, outcome.server, 'busy', why);
-        return await pause(why);
+      const next = busyStep(outcome, waiting, clock.now().getTime(), limit);
+      if (next.kind === 'pause') {
+        await store.addEvent(name, outcome.server, 'busy', next.why);
+        return await pause(next.why);
       }
-      if (waiting.holder !== outcome.holder) {
-        waiting.holder = outcome.holder;
-        await store.addEvent(name, outcome.server, 'busy', `waiting: ${outcome.reason}`);
-        emit({ type: 'server-waiting', update: name, server: outcome.server, holder: outcome.reason, waitedMs: 0, limitMs: limit });
-      } else {
-        emit({ type: 'server-waiting', update: name, server: outcome.server, holder: outcome.reason, waitedMs: waited, limitMs: limit });
-      }
-      const poll = outcome.remote ? Math.min(LOCK_POLL_MAX_MS, LOCK_POLL_FIRST_MS * 2 ** waiting.polls) : DB_BUSY_POLL_MS;
-      waiting.polls++;
-      await clock.sleep(Math.max(1, Math.min(poll, limit - waited)), abort);
+      waiting = next.waiting;
+      if (next.announce) await store.addEvent(name, outcome.server, 'busy', `waiting: ${outcome.reason}`);
+      emit({ type: 'server-waiting', update: name, server: outcome.server, holder: outcome.reason, waitedMs: next.waitedMs, limitMs: limit });
+      await clock.sleep(next.sleepMs, abort);
     }
   } finally {
     aheadStop.abort();
@@ -463,12 +444,9 @@ class ServerRun {
    * for when it is given up on. `shown`: what the journal and events say was run, when the
    * command is one of ours (the lock script) rather than the operator's.
    */
-  async exec(phase: string, command: string, timeoutMs?: number, shown = command, opts: { lockScript?: boolean } = {}): Promise<ExecResult> {
-    // A health check that cannot connect is "not healthy yet" (its loop has its own timeout), and
-    // releasing our lock is best effort: neither waits for a lost connection.
-    // Nor does a prepare: it is not worth waiting for, the server's turn connects again.
-    // Nor does agent.diagnose: informational, it stops once the server does not answer (diagnose.ts).
-    const retry = phase !== 'verify' && phase !== 'verify-rollback' && phase !== 'unlock' && phase !== 'prepare' && phase !== 'diagnose';
+  async exec(phase: JournalPhase, command: string, timeoutMs?: number, shown = command, opts: { lockScript?: boolean } = {}): Promise<ExecResult> {
+    // Which phases wait for a lost connection and run the command again: model/lifecycle.ts.
+    const retry = RETRIED_AFTER_LOST.has(phase);
     const outage = { since: null as number | null, tries: 0 };
     let waits = 0;
     for (;;) {
@@ -515,7 +493,7 @@ class ServerRun {
    * (a plan stored by an older version, with a placeholder where no quoting is certain) is not
    * run: the step fails with why, journalled, like any failed command.
    */
-  async execTemplate(phase: string, template: string, values: PlaceholderValues, timeoutMs?: number): Promise<ExecResult> {
+  async execTemplate(phase: JournalPhase, template: string, values: PlaceholderValues, timeoutMs?: number): Promise<ExecResult> {
     let command: string;
     try {
       command = expandCommand(template, values);
@@ -526,7 +504,7 @@ class ServerRun {
   }
 
   /** Journal a command that could not be sent at all (its row begins and ends at once). */
-  private async record(phase: string, shown: string, result: ExecResult): Promise<ExecResult> {
+  private async record(phase: JournalPhase, shown: string, result: ExecResult): Promise<ExecResult> {
     const { store } = this.ctx.deps;
     const stepId = await store.beginStep(this.server, phase, shown);
     this.lastStepId = stepId;
@@ -541,7 +519,7 @@ class ServerRun {
    * holds another token throws (BusyError): this executor lost the server and stops.
    */
   private async execOnce(
-    phase: string,
+    phase: JournalPhase,
     command: string,
     timeoutMs: number | undefined,
     shown: string,
@@ -587,7 +565,7 @@ class ServerRun {
   }
 
   /** The installed commit per `agent.version_command`, or why it could not be read. */
-  async version(phase: string): Promise<{ ok: true; commit: string } | { ok: false; error: string }> {
+  async version(phase: JournalPhase): Promise<{ ok: true; commit: string } | { ok: false; error: string }> {
     return parseVersion(await this.exec(phase, this.settings.agent.versionCommand));
   }
 
@@ -611,7 +589,7 @@ class ServerRun {
    * version command runs only once the lock is ours). `busy` when another update holds the lock;
    * a lock of this database's that no update is working on any more is cleared and taken.
    */
-  async recheck(phase: string): Promise<{ kind: 'ok'; commit: string } | { kind: 'failed'; error: string } | { kind: 'busy'; owner: ReturnType<typeof parseOwner> }> {
+  async recheck(phase: JournalPhase): Promise<{ kind: 'ok'; commit: string } | { kind: 'failed'; error: string } | { kind: 'busy'; owner: ReturnType<typeof parseOwner> }> {
     const { versionCommand } = this.settings.agent;
     const owner = this.lockOwner();
     let stale: string | undefined;
@@ -648,7 +626,7 @@ class ServerRun {
    * kill them with everything they started. Journalled (a step, an event). True when none is
    * left, so what was stopped may run now.
    */
-  async waitForInFlight(phase: string, inflight: InFlight[]): Promise<boolean> {
+  async waitForInFlight(phase: JournalPhase, inflight: InFlight[]): Promise<boolean> {
     const { store } = this.ctx.deps;
     const ownTimeout = Math.ceil(this.settings.ssh.commandTimeoutMs / 1000) || 600;
     const bound = Math.max(...inflight.map((f) => (f.seconds > 0 ? f.seconds : ownTimeout))) + INFLIGHT_GRACE_S;
@@ -941,18 +919,10 @@ async function runServer(ctx: ServerContext, s: ServerRecord, plannedFrom: strin
       await run.yieldServer(plannedFrom, busy.reason);
       return busy;
     }
-    if (current.kind === 'ok' && current.commit === target) {
-      await run.finish('skipped', { fromCommit: current.commit });
-      return DONE;
-    }
-    if (current.kind === 'failed') {
-      // Nothing has been changed on it, and without its commit there is nothing to roll back to.
-      await run.finish('unreachable', { fromCommit: plannedFrom, error: `re-check failed, nothing was changed: ${current.error}` });
-      return DONE;
-    }
-    // Committed before any update command runs: a takeover needs to know what to roll back to.
-    await run.setStep('update', { fromCommit: current.commit, hop: 0 });
-    await updateAndVerify(run, { skipUpdate: false });
+    // Its turn is recovery from FRESH (nothing has run): at the target → skipped; unreadable →
+    // unreachable, untouched (the plan's commit kept); else begin from what was found.
+    const found: Found = current.kind === 'ok' ? { ok: true, commit: current.commit } : { ok: false, error: current.error };
+    await carryOut(run, recoveryOf(FRESH, run.hop, target, found, 'turn'), plannedFrom);
     return DONE;
   } finally {
     run.close();
@@ -996,7 +966,8 @@ async function walkHop(run: ServerRun, hop: HopView, skipUpdate: boolean): Promi
       return fail(`after updating, version_command prints ${v.commit.slice(0, 12)}, not the target ${target.slice(0, 12)}`);
     }
   }
-  if (run.server.step !== 'verify') {
+  // a takeover of a server whose restarts ran (step verify) only verifies it
+  if (!(run.server.step !== null && STEP_TABLE[run.server.step].restarted)) {
     await run.setStep('restart');
     for (const name of restart) {
       const r = await run.execTemplate('restart', agent.restart[name]!, values);
@@ -1161,33 +1132,35 @@ async function recoverServer(ctx: ServerContext, server: ServerRecord): Promise<
         EXIT.failure,
       );
     }
-    const v = found.kind === 'ok' ? { ok: true as const, commit: found.commit } : { ok: false as const, error: found.error };
-    const next = recoveryOf(server, hop, finalTarget(server, ctx.update.commit), v);
-    switch (next.kind) {
-      case 'rollback':
-        await rollbackServer(run, next.reason, next.diagnosed);
-        break;
-      case 'unreachable':
-        await run.finish('unreachable', { error: next.reason });
-        break;
-      case 'skipped':
-        await run.finish('skipped', { fromCommit: next.commit });
-        break;
-      case 'begin':
-        await run.setStep('update', { fromCommit: next.from, hop: 0 });
-        await updateAndVerify(run, { skipUpdate: false });
-        break;
-      case 'finish-hop':
-        await updateAndVerify(run, { skipUpdate: next.skipUpdate });
-        break;
-      case 'redo-hop':
-        await run.setStep('update');
-        await updateAndVerify(run, { skipUpdate: false });
-        break;
-    }
+    const v: Found = found.kind === 'ok' ? { ok: true, commit: found.commit } : { ok: false, error: found.error };
+    await carryOut(run, recoveryOf(server, hop, finalTarget(server, ctx.update.commit), v));
     return DONE;
   } finally {
     run.close();
+  }
+}
+
+/**
+ * Do what recoveryOf decided, for a server's own turn (from FRESH: `plannedFrom` is the commit the
+ * plan probed, kept on a server left untouched) or a takeover.
+ */
+async function carryOut(run: ServerRun, next: Recovery, plannedFrom?: string | null): Promise<void> {
+  switch (next.kind) {
+    case 'rollback':
+      return rollbackServer(run, next.reason, next.diagnosed);
+    case 'unreachable':
+      return run.finish('unreachable', { error: next.reason, ...(plannedFrom !== undefined ? { fromCommit: plannedFrom } : {}) });
+    case 'skipped':
+      return run.finish('skipped', { fromCommit: next.commit });
+    case 'begin':
+      // Committed before any update command runs: a takeover needs to know what to roll back to.
+      await run.setStep('update', { fromCommit: next.from, hop: 0 });
+      return updateAndVerify(run, { skipUpdate: false });
+    case 'finish-hop':
+      return updateAndVerify(run, { skipUpdate: next.skipUpdate });
+    case 'redo-hop':
+      await run.setStep('update');
+      return updateAndVerify(run, { skipUpdate: false });
   }
 }
 
