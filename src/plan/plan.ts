@@ -3,6 +3,7 @@ import pLimit from 'p-limit';
 import type { Config, RolloutSettings, ServerSpec, VersionBounds, VersionClass } from '../config/types.js';
 import type { Clock } from '../clock.js';
 import { InterruptedError, TransitionError, UsageError } from '../errors.js';
+import { allows } from '../model/lifecycle.js';
 import type { EventSink } from '../rollout/events.js';
 import { checkLocalSsh, type Transport } from '../ssh/transport.js';
 import type { NewUpdate, PlanStore } from '../store/port.js';
@@ -205,7 +206,7 @@ export async function refreshPlan(
 ): Promise<{ update: UpdateRecord; probed: number; nowPending: number; nowSkipped: number; stillUnreachable: number; nowExcluded: number }> {
   const { store } = deps;
   const u = await store.getUpdate(name);
-  if (u.status !== 'pending' && u.status !== 'paused') {
+  if (!allows(u.status, 'refresh')) {
     throw new TransitionError(`cannot refresh update ${name}: it is ${u.status}; only a pending or paused update's plan can be refreshed`);
   }
   const targets = (await store.getServers(name)).filter((s) => s.status === 'unreachable');

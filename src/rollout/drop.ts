@@ -4,7 +4,7 @@ import type { EngineStore } from '../store/port.js';
 import type { ServerRecord, UpdateRecord } from '../model/records.js';
 import { actor } from '../util/actor.js';
 import { didYouMean } from '../util/did-you-mean.js';
-import { itIs, whatYouCanDo } from '../model/lifecycle.js';
+import { allows, itIs, whatYouCanDo } from '../model/lifecycle.js';
 
 /**
  * `drop NAME SERVER...`: take servers out of an update before they are worked on, as Frappe
@@ -12,9 +12,6 @@ import { itIs, whatYouCanDo } from '../model/lifecycle.js';
  * start and resume never touch it, and it counts neither for nor against the update), with who
  * dropped it and why as its error, so `status` and `logs` say so.
  */
-
-/** The update statuses whose servers can be dropped: nothing is in flight, nothing runs them now. */
-const DROPPABLE = new Set(['pending', 'paused']);
 
 /** Characters that make an argument a glob (select.ts: picomatch) rather than a server name. */
 const GLOB = /[*?[\]{}()!]/;
@@ -72,7 +69,7 @@ export async function dropServers(store: EngineStore, name: string, args: readon
   const error = `dropped by ${by}${reason ? `: ${reason}` : ''}`;
   return store.tx(async (t) => {
     const u = await t.getUpdate(name);
-    if (!DROPPABLE.has(u.status)) {
+    if (!allows(u.status, 'drop')) {
       throw new TransitionError(`cannot drop servers of update ${name}: ${itIs(u.status)}, and only a pending or paused update's servers can be dropped. ${whatYouCanDo(name, u.status)}`);
     }
     const group = await splitGroup(t, u);
@@ -87,7 +84,7 @@ export async function dropServers(store: EngineStore, name: string, args: readon
     /** Why `s` cannot be dropped, or null. */
     const refusal = (s: ServerRecord): string | null => {
       const its = updates.get(s.updateName)!;
-      if (s.updateName !== name && !DROPPABLE.has(its.status)) {
+      if (s.updateName !== name && !allows(its.status, 'drop')) {
         return `server ${s.name} is in batch ${s.updateName} of ${name}'s split, which ${itIs(its.status).replace(/^it /, '')}: only a pending or paused update's servers can be dropped`;
       }
       if (s.status === 'excluded') return `server ${s.name} of ${where(s)} is already excluded (${s.error ?? 'no reason recorded'})`;

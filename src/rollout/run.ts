@@ -29,7 +29,7 @@ import {
   type InFlight,
   type LockOwner,
 } from './remote-lock.js';
-import { ACTIVE_SERVER, checkRunnable, countsOf, itIs, RETRIED_AFTER_LOST, STEP_TABLE, whatYouCanDo, worksOn, type JournalPhase, type ServerStatus, type ServerStep, type UpdateStatus } from '../model/lifecycle.js';
+import { ACTIVE_SERVER, allows, checkRunnable, countsOf, itIs, RETRIED_AFTER_LOST, STEP_TABLE, whatYouCanDo, worksOn, type JournalPhase, type ServerStatus, type ServerStep, type UpdateStatus } from '../model/lifecycle.js';
 import { busyStep, testModeLimit, type Busy, type Waiting } from './rules.js';
 
 export interface EngineDeps {
@@ -1164,13 +1164,16 @@ async function carryOut(run: ServerRun, next: Recovery, plannedFrom?: string | n
   }
 }
 
-/** Ask a running update to pause after the server in flight; from another process or a signal. */
-/** `by`: who asks (`user@host`, by default this process's user), recorded with the pause. One transaction (of `store`, or the caller's). */
+/**
+ * Ask a running update to pause after the server in flight; from another process or a signal.
+ * `by`: who asks (`user@host`, by default this process's user), recorded with the pause. One
+ * transaction (of `store`, or the caller's).
+ */
 export function requestPause(store: EngineStore, name: string, now: Date, live: Liveness, by: string = actor()): Promise<{ alreadyPaused: boolean; pausedNow: boolean }> {
   return store.tx(async (t) => {
     const u = await t.getUpdate(name);
     if (u.status === 'paused') return { alreadyPaused: true, pausedNow: false };
-    if (u.status !== 'running') {
+    if (!allows(u.status, 'pause')) {
       throw new TransitionError(`cannot pause update ${name}: ${itIs(u.status)}. ${whatYouCanDo(name, u.status)}`);
     }
     const executorAlive = u.lease !== null && !holderIsDead(u.lease, now, live);

@@ -1,6 +1,6 @@
 import { TransitionError, UsageError } from '../errors.js';
 import type { EngineStore } from '../store/port.js';
-import { whatYouCanDo } from '../model/lifecycle.js';
+import { allows, whatYouCanDo } from '../model/lifecycle.js';
 
 /**
  * Divide `items` into `n` contiguous batches whose sizes differ by at most one, none empty,
@@ -27,9 +27,6 @@ export function batchName(name: string, index: number): string {
   return index === 0 ? name : `${name}.${index + 1}`;
 }
 
-/** The statuses of an update that split accepts. */
-const SPLITTABLE = new Set(['pending', 'paused']);
-
 /**
  * Split a pending or paused update's pending servers into `n` updates in one transaction: the
  * original keeps the first batch (and its test mode); `NAME.2` … `NAME.N` get the others, with no
@@ -42,7 +39,7 @@ const SPLITTABLE = new Set(['pending', 'paused']);
 export function splitUpdate(store: EngineStore, name: string, n: number): Promise<string[]> {
   return store.tx(async (t) => {
     const u = await t.getUpdate(name);
-    if (!SPLITTABLE.has(u.status)) {
+    if (!allows(u.status, 'split')) {
       throw new TransitionError(
         `cannot split update ${name}: it is ${u.status}, and only a pending or paused update can be split. ${whatYouCanDo(name, u.status)}`,
       );
