@@ -2,7 +2,7 @@ import { statusDocument, updateJson, updateSummaryJson, type UpdateJson } from '
 import { ndjsonLine } from '../output/ndjson.js';
 import { groupBy, logsBlocks, updateText, updatesListText } from '../output/text.js';
 import { visibleLine } from '../output/visible.js';
-import { cancelUpdate, requestPause } from '../rollout/run.js';
+import { cancelUpdate, requestPause } from '../rollout/control.js';
 import { splitUpdate } from '../rollout/split.js';
 import { TERMINAL_UPDATE } from '../model/lifecycle.js';
 import { holderIsDead } from '../rollout/lease.js';

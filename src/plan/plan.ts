@@ -4,6 +4,7 @@ import type { Config, RolloutSettings, ServerSpec, VersionBounds, VersionClass }
 import type { Clock } from '../clock.js';
 import { InterruptedError, TransitionError, UsageError } from '../errors.js';
 import { allows } from '../model/lifecycle.js';
+import { readCommit } from '../rollout/read-commit.js';
 import type { EventSink } from '../rollout/events.js';
 import { checkLocalSsh, type Transport } from '../ssh/transport.js';
 import type { NewUpdate, PlanStore } from '../store/port.js';
@@ -11,7 +12,6 @@ import { specOf, type ServerRecord, type UpdateRecord } from '../model/records.j
 import { resolveCommit, resolveRollbackCommit, withResolvedStones } from './source.js';
 import { select } from '../config/select.js';
 import { datedName, freeName, isUpdateName } from '../config/names.js';
-import { isFullCommit } from '../util/commit.js';
 import { plural } from '../util/plural.js';
 import { actor } from '../util/actor.js';
 import { describeOwner, parseOwner, readScript, splitLockOutput } from '../rollout/remote-lock.js';
@@ -265,10 +265,9 @@ export async function probeServer(
       if ('version' in v) version = v.version;
       else versionError = v.error;
     }
-    const last = r.stdout.trim().split('\n').pop()?.trim().toLowerCase() ?? '';
-    if (r.code !== 0) error = `version_command ${r.code === null ? `failed: ${r.error}` : `exited ${r.code}: ${(r.stderr || r.stdout).trim().split('\n').pop() ?? ''}`}`;
-    else if (!isFullCommit(last)) error = `version_command printed ${JSON.stringify(last.slice(0, 80))}, not a 40-hex commit`;
-    else commit = last;
+    const read = readCommit(r);
+    if (read.ok) commit = read.commit;
+    else error = read.error;
   } catch (e) {
     error = (e as Error).message;
   } finally {

@@ -1,0 +1,82 @@
+/**
+ * What one run of the executor shares: its dependencies (the ports), its options and result,
+ * the context every server's work gets, and the two checks every action makes first (the lease is
+ * still ours, the run was not stopped).
+ */
+import type { Clock } from '../clock.js';
+import type { Liveness } from '../liveness.js';
+import { BusyError, InterruptedError } from '../errors.js';
+import type { Transport } from '../ssh/transport.js';
+import type { EngineStore, ReportStore } from '../store/port.js';
+import type { UpdateRecord } from '../model/records.js';
+import { suggest } from '../util/suggest.js';
+import { Ahead } from './ahead.js';
+import type { EventSink } from './events.js';
+import type { HeldLease } from './lease.js';
+import type { UpdateStatus } from '../model/lifecycle.js';
+import type { Busy } from './rules.js';
+
+export interface EngineDeps {
+  store: EngineStore;
+  transport: Transport;
+  clock: Clock;
+  /** this process and the others of this host: the lease, the locks' owners, dead-holder detection */
+  liveness: Liveness;
+  emit: EventSink;
+}
+
+export interface RunOptions {
+  /** `start` runs a pending update (or takes over a running one); `resume` a paused one (or takes over). */
+  mode: 'start' | 'resume';
+  /** pause after this many more servers finished with work (test mode); 0 = no limit */
+  stopAfter?: number;
+  /** aborting it stops at once: remote commands are abandoned, the server in flight stays recorded */
+  signal?: AbortSignal;
+  /** who runs it (`user@host`), for the audit trail; default this process's user */
+  actor?: string;
+}
+
+export interface RunResult {
+  update: string;
+  status: UpdateStatus;
+  reason: string;
+  exitCode: number;
+}
+
+/**
+ * What working on one server came to: done (whatever its status), or not touched because another
+ * update holds it (rules.ts Busy; `dead`: that update's executor is gone, so waiting cannot help).
+ */
+export type ServerOutcome = { kind: 'done' } | ({ kind: 'busy' } & Busy);
+
+export const DONE: ServerOutcome = { kind: 'done' };
+
+export interface ServerContext {
+  deps: EngineDeps;
+  update: UpdateRecord;
+  lease: HeldLease;
+  signal: AbortSignal;
+  /** connections and prepares made ahead of their servers' turns (ahead.ts) */
+  ahead?: Ahead;
+}
+
+/**
+ * Throws when the lease is no longer ours or the run was stopped hard. `via`: the store, or the
+ * transaction a write is about to be made in.
+ */
+export async function checkStillOurs(ctx: ServerContext, opts?: RunOptions, via: ReportStore = ctx.deps.store): Promise<void> {
+  if (!(await ctx.lease.stillHeld(via))) {
+    throw new BusyError(`lost the lease on update ${ctx.update.name}: another process took it over; stopping without touching anything more`);
+  }
+  if ((opts?.signal ?? ctx.signal).aborted) {
+    throw new InterruptedError(`interrupted: update ${ctx.update.name} stays running; \`${suggest(`start ${ctx.update.name}`)}\` takes it over`);
+  }
+}
+
+/** A state write made only while the lease is ours, checked in the transaction that writes. */
+export function guarded<T>(ctx: ServerContext, write: (t: EngineStore) => Promise<T>, opts?: RunOptions): Promise<T> {
+  return ctx.deps.store.tx(async (t) => {
+    await checkStillOurs(ctx, opts, t);
+    return write(t);
+  });
+}
