@@ -73,7 +73,7 @@ export function buildProgram(result: { code: number }, contexts: CliContext[]): 
     .option('--parallel <k>', 'run at most this many updates at once (default: all, at most 10)')
     .action(async (names: string[], o, cmd: Command) => {
       const caught = new Interrupts(); // before any await: a Ctrl-C while starting up is not lost
-      result.code = await (await import('./cli/run.js')).runCommand(ctxOf(cmd), 'start', names, o, caught);
+      result.code = await (await import('./cli/start.js')).runCommand(ctxOf(cmd), 'start', names, o, caught);
     });
 
   program
@@ -84,7 +84,7 @@ export function buildProgram(result: { code: number }, contexts: CliContext[]): 
     .option('--parallel <k>', 'run at most this many updates at once (default: all, at most 10)')
     .action(async (names: string[], o, cmd: Command) => {
       const caught = new Interrupts(); // before any await: a Ctrl-C while starting up is not lost
-      result.code = await (await import('./cli/run.js')).runCommand(ctxOf(cmd), 'resume', names, o, caught);
+      result.code = await (await import('./cli/start.js')).runCommand(ctxOf(cmd), 'resume', names, o, caught);
     });
 
   program

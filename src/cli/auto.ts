@@ -10,7 +10,7 @@ import { checkLocalSsh } from '../ssh/transport.js';
 import { plural } from '../util/plural.js';
 import { type CliContext, parseCount } from './context.js';
 import { Interrupts } from './interrupts.js';
-import { probeInterrupts } from './derived.js';
+import { probeInterrupts } from './new-plan.js';
 
 /**
  * `auto -c FILE`: for cron and CI schedules. Exits 0 touching nothing when an update of this
@@ -66,7 +66,7 @@ export async function autoCommand(ctx: CliContext, opts: { config?: string; conc
       names = found.names;
       announce(ctx, found.takeover ? 'takeover' : 'start', names, `${found.takeover ? 'taking over' : 'starting'} ${names.join(', ')} of ${config.file}, as \`start\` would`);
     }
-    const code = await (await import('./run.js')).runCommand(ctx, 'start', names, {}, new Interrupts());
+    const code = await (await import('./start.js')).runCommand(ctx, 'start', names, {}, new Interrupts());
     const statuses: string[] = [];
     for (const n of names) statuses.push(`${n} ${(await store.getUpdate(n)).status}`);
     await store.endAutoRun(found.runId, 'started', `${statuses.join(', ')} (exit ${code})`, names[0]!);

@@ -9,7 +9,7 @@ import { commandsText, planText, updateText } from '../output/text.js';
 import { EXIT, UsageError } from '../errors.js';
 import { checkLocalSsh } from '../ssh/transport.js';
 import { type CliContext, parseCount } from './context.js';
-import { overlapWarnings } from './derived.js';
+import { overlapWarnings } from './new-plan.js';
 import type { SteppingStone } from '../config/types.js';
 import type { ServerRecord } from '../model/records.js';
 import { ACTIVE_SERVER } from '../model/lifecycle.js';

@@ -2,7 +2,7 @@ import { createRetry, type RetrySelection } from '../plan/retry.js';
 import { plural } from '../util/plural.js';
 import { suggest } from '../util/suggest.js';
 import { type CliContext, parseCount } from './context.js';
-import { printNewPlan, probeInterrupts } from './derived.js';
+import { printNewPlan, probeInterrupts } from './new-plan.js';
 
 /** `retry NAME [--name NEW] [--include-fatal]`: plan the servers of NAME that did not make it again; Ctrl-C cuts the probes. */
 export async function retryCommand(ctx: CliContext, name: string, opts: { name?: string; includeFatal?: boolean; concurrency?: string }): Promise<number> {

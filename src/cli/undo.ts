@@ -1,7 +1,7 @@
 import { createUndo, type UndoSelection } from '../plan/undo.js';
 import { plural } from '../util/plural.js';
 import { type CliContext, parseCount } from './context.js';
-import { printNewPlan, probeInterrupts } from './derived.js';
+import { printNewPlan, probeInterrupts } from './new-plan.js';
 
 /** `undo NAME [--name NEW]`: plan putting each server NAME changed back to its own previous commit; Ctrl-C cuts the probes. */
 export async function undoCommand(ctx: CliContext, name: string, opts: { name?: string; concurrency?: string }): Promise<number> {

@@ -39,10 +39,11 @@ export interface UpdateRecord {
 }
 
 /**
- * One hop of a server's path: the commit it is updated to and verified at, and the agent version
- * that commit is (a stepping stone's, the target's; null when versions are not used).
+ * One stop on a server's path (model/hops.ts: each hop ends at one): the commit it is updated to
+ * and verified at, and the agent version that commit is (a stepping stone's, the target's; null
+ * when versions are not used).
  */
-export interface Hop {
+export interface PathStop {
   commit: string;
   version: string | null;
 }
@@ -85,7 +86,7 @@ export interface ServerRecord {
    * the hops it walks, in order, its own target last (stepping stones, undo); null = one hop to
    * the update's commit
    */
-  path?: Hop[] | null;
+  path?: PathStop[] | null;
   /** the index in its path (or 0 for one hop) being worked on; null while none has begun */
   hop?: number | null;
   /** how it is reached, when not as the update's ssh settings say (see ServerSpec) */

@@ -1,8 +1,8 @@
 import { holderIsDead } from '../rollout/lease.js';
 import { systemLiveness } from '../liveness.js';
 import type { ReportStore } from '../store/port.js';
-import type { Hop, ServerRecord, UpdateRecord } from '../model/records.js';
-import { hopOf } from '../rollout/phases.js';
+import type { PathStop, ServerRecord, UpdateRecord } from '../model/records.js';
+import { hopOf } from '../model/hops.js';
 import { allowedFailures, budgetOf, describeBudget } from '../rollout/decide.js';
 import type { VersionClass } from '../config/types.js';
 import { classCounts } from '../plan/versions.js';
@@ -96,7 +96,7 @@ export interface ServerJson {
    * extension: the hops it walks (stepping stones, then the target), each `{commit, version}`;
    * null when it goes straight to the update's commit
    */
-  path: Hop[] | null;
+  path: PathStop[] | null;
   /** extension: with a path, the hop it is on or ended on (1-based `index` of `count`, that hop's version and commit); null otherwise or before its first */
   hop: { index: number; count: number; version: string | null; commit: string } | null;
 }

@@ -3,7 +3,7 @@ import type { EventRecord, ServerRecord, StepRecord, UpdateRecord } from '../mod
 import { budgetJson, countsOf, versionsJson } from './status-json.js';
 import { holderIsDead, quietFor } from '../rollout/lease.js';
 import { systemLiveness } from '../liveness.js';
-import { finalTarget, hopOf } from '../rollout/phases.js';
+import { finalTarget, hopOf } from '../model/hops.js';
 import { plural } from '../util/plural.js';
 import { suggest } from '../util/suggest.js';
 import { visibleLine, visibleText } from './visible.js';

@@ -1,14 +1,14 @@
 /**
  * `plan --show-commands`: every command each step will send, with its placeholders filled in by
  * the executor's own expansion (util/shell.ts expandCommand/expandText) and the values the
- * executor uses in each phase (rollout/run.ts: updateAndVerify, rollbackServer, verifyHealth).
+ * executor uses in each phase (rollout/server-flow.ts: walkHop, rollbackServer; rollout/health.ts: verifyHealth).
  * test/plan/review.e2e.test.ts runs a rollout and a rollback and compares what the journal
  * recorded with what this shows, so the two cannot drift apart unnoticed. Nothing is run.
  */
 import type { RolloutSettings } from '../config/types.js';
 import { expandCommand, expandText, type PlaceholderValues } from '../util/shell.js';
 import { phaseValues, rollbackTarget } from '../rollout/phases.js';
-import type { Hop } from '../model/records.js';
+import type { PathStop } from '../model/records.js';
 
 export type CommandStep = 'prepare' | 'recheck' | 'update' | 'restart' | 'verify' | 'diagnose' | 'rollback' | 'verify-rollback';
 
@@ -133,7 +133,7 @@ export function serverCommands(settings: RolloutSettings, target: string, from: 
  * The commands of a server walking stepping stones: each hop's, in order, the re-check (and the
  * prepare) once before the first; a hop's rollback goes back to the commit before it.
  */
-export function pathCommands(settings: RolloutSettings, target: string, from: string | null | 'unknown', path: readonly Hop[] | null | undefined): ShownCommand[] {
+export function pathCommands(settings: RolloutSettings, target: string, from: string | null | 'unknown', path: readonly PathStop[] | null | undefined): ShownCommand[] {
   if (!path || path.length <= 1) return serverCommands(settings, path?.[0]?.commit ?? target, from);
   return path.flatMap((h, i) => {
     const cmds = serverCommands(settings, h.commit, i === 0 ? from : path[i - 1]!.commit, i > 0);
@@ -154,7 +154,7 @@ export function showCommands(
   update: string | null,
   settings: RolloutSettings,
   target: string,
-  servers: ReadonlyArray<{ name: string; fromCommit: string | null | 'unknown'; path?: readonly Hop[] | null }>,
+  servers: ReadonlyArray<{ name: string; fromCommit: string | null | 'unknown'; path?: readonly PathStop[] | null }>,
 ): ShownCommands {
   const groups = new Map<string, CommandGroup>();
   for (const s of servers) {

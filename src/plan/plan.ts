@@ -15,7 +15,7 @@ import { datedName, freeName, isUpdateName } from '../config/names.js';
 import { plural } from '../util/plural.js';
 import { actor } from '../util/actor.js';
 import { describeOwner, parseOwner, readScript, splitLockOutput } from '../rollout/remote-lock.js';
-import { finalTarget } from '../rollout/phases.js';
+import { finalTarget } from '../model/hops.js';
 import { checkCeiling, classOf, pathFor, probeScript, readVersion, splitProbe } from './versions.js';
 
 export interface PlanOptions {

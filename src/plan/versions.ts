@@ -20,7 +20,7 @@ import { randomBytes } from 'node:crypto';
 import semver from 'semver';
 import type { VersionBounds, VersionClass } from '../config/types.js';
 import { UsageError } from '../errors.js';
-import type { Hop } from '../model/records.js';
+import type { PathStop } from '../model/records.js';
 
 export const VERSION_CLASSES: readonly VersionClass[] = ['required', 'recommended', 'current'];
 
@@ -81,7 +81,7 @@ export type PathVerdict =
   /** at or above source.min_version (or no bound): one hop, straight to the target */
   | { kind: 'direct' }
   /** the stepping stones it passes through, then the target, in order */
-  | { kind: 'path'; hops: Hop[] }
+  | { kind: 'path'; hops: PathStop[] }
   /** below min_version with no way up: excluded, never touched */
   | { kind: 'none'; reason: string };
 
@@ -115,7 +115,7 @@ export function pathFor(version: string, bounds: VersionBounds, target: string):
 }
 
 /** `1.0.0 → 1.1.0 → 1.3.0`: a path as an operator reads it. */
-export function describePath(from: string | null, hops: readonly Hop[]): string {
+export function describePath(from: string | null, hops: readonly PathStop[]): string {
   return [from ?? '?', ...hops.map((h) => h.version ?? h.commit.slice(0, 12))].join(' → ');
 }
 

@@ -5,7 +5,7 @@
  */
 import type { ServerRecord } from '../model/records.js';
 import { suggest } from '../util/suggest.js';
-import { finalTarget } from './phases.js';
+import { finalTarget } from '../model/hops.js';
 import { describeHolder, holderIsDead } from './lease.js';
 import { type ServerContext, type ServerOutcome, guarded } from './engine.js';
 import { accountOf } from './locks.js';

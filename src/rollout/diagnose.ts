@@ -25,7 +25,8 @@ import type { ServerRecord } from '../model/records.js';
 import { expandCommand, type PlaceholderValues } from '../util/shell.js';
 import { plural } from '../util/plural.js';
 import type { EventSink } from './events.js';
-import { phaseValues, type HopView } from './phases.js';
+import { phaseValues } from './phases.js';
+import { type Hop } from '../model/hops.js';
 import type { ServerStep } from '../model/lifecycle.js';
 
 /** Lines of a command's output a `diagnose` event carries: its tail, what the summary shows. */
@@ -33,12 +34,12 @@ export const DIAGNOSE_TAIL_LINES = 20;
 /** And at most this many characters of them (the end kept): under NDJSON's MAX_FIELD, so never cut there. */
 export const DIAGNOSE_TAIL_CHARS = 1800;
 
-/** What diagnose needs of one server's run (rollout/run.ts ServerRun has it all). */
+/** What diagnose needs of one server's run (rollout/server-run.ts ServerRun has it all). */
 export interface DiagnoseRun {
   readonly server: ServerRecord;
   readonly settings: RolloutSettings;
   /** the hop that failed (a server without a path: its one hop, fromCommit → its target) */
-  readonly hop: Pick<HopView, 'from' | 'to'>;
+  readonly hop: Pick<Hop, 'from' | 'to'>;
   readonly ctx: { readonly deps: { readonly store: EngineStore; readonly emit: EventSink } };
   setStep(step: ServerStep, change?: { error?: string | null }): Promise<void>;
   execTemplate(phase: string, template: string, values: PlaceholderValues, timeoutMs?: number): Promise<ExecResult>;

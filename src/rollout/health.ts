@@ -4,7 +4,8 @@
  */
 import { expandCommand, expandText } from '../util/shell.js';
 import { formatDuration } from '../util/duration.js';
-import { phaseValues, type HopView } from './phases.js';
+import { phaseValues } from './phases.js';
+import { type Hop } from '../model/hops.js';
 import type { ServerStep } from '../model/lifecycle.js';
 import { ServerRun } from './server-run.js';
 import { describeFailure } from './read-commit.js';
@@ -13,7 +14,7 @@ import { describeFailure } from './read-commit.js';
 export const HEALTH_KEEP_CHARS = 512;
 
 /** Poll `agent.health.command` every interval until its output contains `expect`, or the timeout. */
-export async function verifyHealth(run: ServerRun, phase: ServerStep, hop: HopView): Promise<{ ok: true } | { ok: false; error: string }> {
+export async function verifyHealth(run: ServerRun, phase: ServerStep, hop: Hop): Promise<{ ok: true } | { ok: false; error: string }> {
   const { clock, emit } = run.ctx.deps;
   const signal = run.ctx.signal;
   const { agent: { health }, ssh } = run.settings;

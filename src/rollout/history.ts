@@ -2,7 +2,8 @@ import { UsageError } from '../errors.js';
 import type { ReportStore, RunEvent } from '../store/port.js';
 import type { ServerRecord, UpdateRecord } from '../model/records.js';
 import { didYouMean } from '../util/did-you-mean.js';
-import { hopOf, rollbackTarget } from './phases.js';
+import { rollbackTarget } from './phases.js';
+import { hopOf } from '../model/hops.js';
 import type { ServerStatus } from '../model/lifecycle.js';
 
 /**

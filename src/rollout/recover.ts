@@ -1,11 +1,12 @@
 /**
  * What a takeover does with a server an executor left `running` when it died: a pure function
  * of what was recorded (its step, whether its previous commit was recorded, the hop it was on)
- * and what the re-check finds on it now. rollout/run.ts recoverServer carries it out; the table
- * of cases is tested in test/rollout/recover.test.ts without a server.
+ * and what the re-check finds on it now. rollout/server-flow.ts carryOut does it, for a takeover
+ * and for a server's own turn (from FRESH); the table of cases is tested in
+ * test/rollout/recover.test.ts without a server.
  */
 import type { ServerRecord } from '../model/records.js';
-import type { HopView } from './phases.js';
+import type { Hop } from '../model/hops.js';
 import { STEP_TABLE } from '../model/lifecycle.js';
 
 export type Found = { ok: true; commit: string } | { ok: false; error: string };
@@ -36,7 +37,7 @@ export const FRESH: Pick<ServerRecord, 'step' | 'fromCommit' | 'error'> = { step
 /** `when`: its own turn (`turn`, from FRESH) or a takeover after a crash; only the wording differs. */
 export function recoveryOf(
   server: Pick<ServerRecord, 'step' | 'fromCommit' | 'error'>,
-  hop: Pick<HopView, 'from' | 'to'>,
+  hop: Pick<Hop, 'from' | 'to'>,
   finalTarget: string,
   found: Found,
   when: 'turn' | 'takeover' = 'takeover',

@@ -27,7 +27,7 @@
  * Who may take a lock that exists:
  * - the executor whose token it holds (a re-check after a reconnect, a prepare's lock);
  * - anybody, when the caller names the exact content it judged stale (`stale`), which it does
- *   only when the holder is proven gone (rollout/run.ts judgeLock);
+ *   only when the holder is proven gone (rollout/locks.ts judgeLock);
  * - nobody else: the script prints the owner and exits 75 before the version command runs.
  */
 import { FENCED_EXIT, INFLIGHT_EXIT, INFLIGHT_SH, LOCK_FILE, LOCK_PREFIX, RUN_FILE } from '../ssh/fence.js';

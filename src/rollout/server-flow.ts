@@ -7,7 +7,8 @@ import { AppError, EXIT } from '../errors.js';
 import type { ServerRecord } from '../model/records.js';
 import { suggest } from '../util/suggest.js';
 import { diagnoseServer } from './diagnose.js';
-import { finalTarget, hopLabel, phaseValues, rollbackTarget, type HopView } from './phases.js';
+import { phaseValues, rollbackTarget } from './phases.js';
+import { finalTarget, hopLabel, type Hop } from '../model/hops.js';
 import { FRESH, recoveryOf, type Found, type Recovery } from './recover.js';
 import { describeOwner } from './remote-lock.js';
 import { STEP_TABLE } from '../model/lifecycle.js';
@@ -155,7 +156,7 @@ export async function updateAndVerify(run: ServerRun, opts: { skipUpdate: boolea
 }
 
 /** One hop: update (unless already done), restart and verify; false when it failed (and was rolled back). */
-export async function walkHop(run: ServerRun, hop: HopView, skipUpdate: boolean): Promise<boolean> {
+export async function walkHop(run: ServerRun, hop: Hop, skipUpdate: boolean): Promise<boolean> {
   const { agent, restart } = run.settings;
   const target = hop.to;
   const fail = async (reason: string) => {

@@ -12,7 +12,8 @@ import { expandCommand, type PlaceholderValues } from '../util/shell.js';
 import { describeFailure, readCommit } from './read-commit.js';
 import { formatDuration } from '../util/duration.js';
 import { suggest } from '../util/suggest.js';
-import { hopOf, rollbackTarget, type HopView } from './phases.js';
+import { rollbackTarget } from './phases.js';
+import { hopOf, type Hop } from '../model/hops.js';
 import { acquireScript, clearScript, describeOwner, notRunOf, parseOwner, releaseScript, splitLockOutput, waitScript, type InFlight, type LockOwner } from './remote-lock.js';
 import { RETRIED_AFTER_LOST, type JournalPhase, type ServerStatus, type ServerStep } from '../model/lifecycle.js';
 import { type ServerContext, checkStillOurs, guarded } from './engine.js';
@@ -380,7 +381,7 @@ export class ServerRun {
   }
 
   /** The hop the server is on (its path's, or the one hop of an update without stepping stones). */
-  get hop(): HopView {
+  get hop(): Hop {
     return hopOf(this.server, this.ctx.update.commit);
   }
 

@@ -20,7 +20,7 @@
  * Records are those of model/records.ts; what callers hand the store to write is below.
  */
 import type { RolloutSettings, ServerSpec, VersionClass } from '../config/types.js';
-import type { AutoRun, BusyAccount, EventRecord, Hop, Lease, ServerRecord, StepRecord, UpdateRecord } from '../model/records.js';
+import type { AutoRun, BusyAccount, EventRecord, PathStop, Lease, ServerRecord, StepRecord, UpdateRecord } from '../model/records.js';
 import type { ServerStatus, ServerStep, UpdateStatus } from '../model/lifecycle.js';
 
 export interface NewUpdate {
@@ -32,7 +32,7 @@ export interface NewUpdate {
   settings: RolloutSettings;
   testStopAfter: number;
   /** `types` defaults to `[type]`; `path`: the server's own hops (undo), else set by the plan */
-  servers: Array<Omit<ServerSpec, 'types'> & Partial<Pick<ServerSpec, 'types'>> & { path?: Hop[] | null }>;
+  servers: Array<Omit<ServerSpec, 'types'> & Partial<Pick<ServerSpec, 'types'>> & { path?: PathStop[] | null }>;
   retryOf?: string | null;
   undoOf?: string | null;
   createdBy?: string | null;
@@ -49,7 +49,7 @@ export interface ServerChange {
   agentVersion?: string | null;
   versionClass?: VersionClass | null;
   /** null = one hop to the update's commit */
-  path?: Hop[] | null;
+  path?: PathStop[] | null;
   hop?: number | null;
 }
 

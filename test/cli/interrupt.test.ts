@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { CliContext } from '../../src/cli/context.js';
-import { runCommand } from '../../src/cli/run.js';
+import { runCommand } from '../../src/cli/start.js';
 import type { RolloutSettings } from '../../src/config/types.js';
 import { EXIT, InterruptedError } from '../../src/errors.js';
 import type { Transport } from '../../src/ssh/transport.js';

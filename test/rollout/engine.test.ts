@@ -676,7 +676,7 @@ test('the health journal stays bounded: the first and last attempts in full, the
 });
 
 test('cancel of a running update: refused while its executor lives; once it is dead, the server in flight is left fatal for a person', async (t) => {
-  const { cancelUpdate } = await import('../../src/rollout/run.js');
+  const { cancelUpdate } = await import('../../src/rollout/control.js');
   const store = await setup(t, ['s1', 's2']);
   await crashAt(store, 's1', 'restart', OLD);
   // a live executor: this very process

@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { hopOf } from '../../src/rollout/phases.js';
+import { hopOf } from '../../src/model/hops.js';
 import { FRESH, recoveryOf, type Found } from '../../src/rollout/recover.js';
 import type { ServerRecord } from '../../src/model/records.js';
 import type { ServerStep } from '../../src/model/lifecycle.js';

@@ -1,7 +1,7 @@
 /**
  * ssh/command-end.ts: how each way a command can end becomes its result (the code, the error a
  * person reads, `ended`, `timedOut`), and what the per-exec supervisor's report changes. The
- * engine decides on `ended` alone (rollout/run.ts reconnects on connectionGone, diagnose.ts stops
+ * engine decides on `ended` alone (rollout/server-run.ts reconnects on connectionGone, diagnose.ts stops
  * on it), so the table pins which end means which.
  */
 import assert from 'node:assert/strict';
@@ -45,7 +45,7 @@ for (const [end, ended, code, error, timedOut] of TABLE) {
 test('the connection is gone (the engine reconnects) for lost and not-sent only', () => {
   const gone = TABLE.filter(([end]) => connectionGone(describeEnd(end, 10_000, ssh))).map(([end]) => end.how);
   assert.deepEqual(gone, ['no-answer', 'lost', 'not-connected']);
-  assert.equal(connectionGone({ ended: 'not-sent' }), true, 'could not connect (rollout/run.ts makes that one)');
+  assert.equal(connectionGone({ ended: 'not-sent' }), true, 'could not connect (rollout/server-run.ts makes that one)');
   assert.equal(connectionGone({ ended: 'refused' }), false, 'not run: the placeholders, the fence');
 });
 

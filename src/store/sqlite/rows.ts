@@ -1,7 +1,7 @@
 /** Rows of the SQLite tables ↔ the records of model/records.ts and the changes of store/port.ts. */
 import type { RolloutSettings, VersionClass } from '../../config/types.js';
 import type { ServerStatus, ServerStep, UpdateStatus } from '../../model/lifecycle.js';
-import type { AutoRun, EventRecord, Hop, ServerReach, ServerRecord, StepRecord, UpdateRecord } from '../../model/records.js';
+import type { AutoRun, EventRecord, PathStop, ServerReach, ServerRecord, StepRecord, UpdateRecord } from '../../model/records.js';
 import type { ServerChange, UpdateChange } from '../port.js';
 
 export type Row = Record<string, unknown>;
@@ -107,7 +107,7 @@ export function toServer(r: Row): ServerRecord {
     lockHeld: r.lock_held === 1,
     agentVersion: (r.agent_version as string | null | undefined) ?? null,
     versionClass: (r.version_class as VersionClass | null | undefined) ?? null,
-    path: typeof r.path_json === 'string' ? (JSON.parse(r.path_json) as Hop[]) : null,
+    path: typeof r.path_json === 'string' ? (JSON.parse(r.path_json) as PathStop[]) : null,
     hop: (r.hop as number | null | undefined) ?? null,
   };
 }
