@@ -128,7 +128,7 @@ const WORKED = ['success', 'rolled-back', 'failed', 'fatal'];
 
 /**
  * One update's progress, from its events. `total` counts only the servers the update works on
- * (rollout/status.ts `worksOn`): those skipped or unreachable at plan time are not in it, and a
+ * (model/lifecycle.ts `worksOn`): those skipped or unreachable at plan time are not in it, and a
  * server found at the target when re-checked leaves it, so `done` never jumps over one.
  */
 export class UpdateProgress {
