@@ -58,9 +58,6 @@ async function beganOn(fleet: Fleet, server: string, tag = 'update'): Promise<vo
   await until(`${server} to begin ${tag}`, () => cmdlog(fleet, server).some((l) => l.startsWith(`begin ${tag}`)));
 }
 
-/** `sqlite3 db '.backup to'`: a consistent copy, its db_id included, as a backup restored would be. */
-const copyDb = copyDatabase;
-
 test('a frozen executor (SIGSTOP) is not taken over while its process lives, whatever its heartbeat: exit 4, "stopped?"; continued, it finishes alone', async (t) => {
   const fleet = await fleetFor(t, { servers: 1 });
   if (!fleet) return;
@@ -144,7 +141,7 @@ test('a lock agent.prepare took on a pending server is not cleared as stale by a
 async function startWithACopy(fleet: Fleet) {
   const { db } = await planned(fleet, gatedUpdate(), 'u');
   const copy = join(fleet.root, 'copy.db');
-  await copyDb(db, copy);
+  await copyDatabase(db, copy);
   const first = spawnCli(['start', 'u'], { db });
   await beganOn(fleet, 's1');
   return { db, copy, first };
