@@ -6,7 +6,7 @@
  */
 import * as path from 'node:path';
 import type { ConfigProblem } from '../errors.js';
-import { parseVersion } from '../plan/versions.js';
+import { parseVersion } from '../util/version.js';
 import { CONFIG_WORDS, didYouMean } from '../util/did-you-mean.js';
 import { parseDuration } from '../util/duration.js';
 import { PLACEHOLDERS, unknownPlaceholders, unsafePlaceholders } from '../util/shell.js';
@@ -194,7 +194,7 @@ export class Checker {
     return r.ms;
   }
 
-  /** A version (semver, plan/versions.ts parseVersion), in its normal form; null when absent or wrong. */
+  /** A version (semver, util/version.ts parseVersion), in its normal form; null when absent or wrong. */
   version(p: KeyPath, v: unknown): string | null {
     if (v === undefined || v === null) return null;
     const s = this.string(p, v, 'a version (semver, e.g. "1.3.0")');

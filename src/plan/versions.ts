@@ -21,17 +21,9 @@ import semver from 'semver';
 import type { VersionBounds, VersionClass } from '../config/types.js';
 import { UsageError } from '../errors.js';
 import type { PathStop } from '../model/records.js';
+import { parseVersion } from '../util/version.js';
 
 export const VERSION_CLASSES: readonly VersionClass[] = ['required', 'recommended', 'current'];
-
-/** The version in `text` (normal form), or null when it is not one. */
-export function parseVersion(text: string): string | null {
-  let t = text.trim();
-  if (t.startsWith('v') || t.startsWith('V')) t = t.slice(1);
-  // semver.valid would also take a leading '=' or inner spaces: only a digit may start it
-  if (!/^[0-9]/.test(t) || /\s/.test(t)) return null;
-  return semver.valid(t);
-}
 
 /** What a server's semver_command printed, as a version or as the reason it is not one. */
 export function readVersion(r: { code: number | null; stdout: string; stderr: string; error?: string | null }): { version: string } | { error: string } {
