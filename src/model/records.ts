@@ -21,9 +21,13 @@ export interface UpdateRecord {
   /** test_mode.stop_after from the config; applies to the first start only */
   testStopAfter: number;
   /** pause once this many servers have finished with work (absolute count); null = never */
-  pauseAtWorked: number | null;
-  /** how many servers had finished when pauseAtWorked was set (the limit counts from there) */
-  pauseBase: number | null;
+  stopAtWorked: number | null;
+  /**
+   * how many servers had finished when stopAtWorked was set (the limit counts from there).
+   * Test mode has one name in the code: stop after N (test_mode.stop_after, `--stop-after`,
+   * testStopAfter, stopAtWorked, stopFromWorked; columns pause_at_worked and pause_base)
+   */
+  stopFromWorked: number | null;
   pauseRequestedAt: string | null;
   /** who asked for the pending pause (`user@host`, or the signal that asked) */
   pauseRequestedBy: string | null;

@@ -27,7 +27,7 @@ export function requestPause(store: EngineStore, name: string, now: Date, live: 
     if (!executorAlive && !inFlight) {
       // Its executor died between servers: nothing is half done, so it can be paused right here.
       await t.addEvent(name, null, 'pause-requested', `pause requested by ${by}`, by);
-      await t.setUpdateStatus(name, 'paused', { reason: `pause requested by ${by}`, pauseRequestedAt: null, pauseRequestedBy: null, pauseAtWorked: null, pauseBase: null });
+      await t.setUpdateStatus(name, 'paused', { reason: `pause requested by ${by}`, pauseRequestedAt: null, pauseRequestedBy: null, stopAtWorked: null, stopFromWorked: null });
       return { alreadyPaused: false, pausedNow: true };
     }
     // The first request is the one that pauses it; a second is journalled too, but does not rename who asked.

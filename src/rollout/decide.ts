@@ -88,9 +88,9 @@ export function decide(update: UpdateRecord, servers: readonly ServerRecord[], b
 
   if (update.pauseRequestedAt) return { kind: 'pause', reason: `pause requested${update.pauseRequestedBy ? ` by ${update.pauseRequestedBy}` : ''}` };
   const worked = countWorked(servers);
-  if (update.pauseAtWorked !== null && worked >= update.pauseAtWorked) {
+  if (update.stopAtWorked !== null && worked >= update.stopAtWorked) {
     // Counted from where the limit was set: `resume --stop-after 1` pauses on "1 server finished".
-    const base = Math.min(update.pauseBase ?? 0, worked);
+    const base = Math.min(update.stopFromWorked ?? 0, worked);
     const these = worked - base;
     return { kind: 'pause', reason: `test mode: ${plural(these, 'server')} finished${base > 0 ? ` (${worked} in all)` : ''}` };
   }

@@ -7,21 +7,21 @@ import type { UpdateRecord } from '../model/records.js';
 import { formatDuration } from '../util/duration.js';
 
 /**
- * Test mode's limit as a start, resume or takeover sets it: pause once `pauseAtWorked` servers
- * have finished with work, counted from `pauseBase` (how many had when it was set). `stopAfter`:
- * `start|resume --stop-after N` (0 clears the limit); else a first start takes
+ * Test mode's limit as a start, resume or takeover sets it: pause once `stopAtWorked` servers
+ * have finished with work, counted from `stopFromWorked` (how many had when it was set).
+ * `stopAfter`: `start|resume --stop-after N` (0 clears the limit); else a first start takes
  * test_mode.stop_after from the plan, a resume clears it, and a takeover keeps what was set.
  */
 export function testModeLimit(
-  before: Pick<UpdateRecord, 'status' | 'pauseAtWorked' | 'pauseBase' | 'testStopAfter'>,
+  before: Pick<UpdateRecord, 'status' | 'stopAtWorked' | 'stopFromWorked' | 'testStopAfter'>,
   worked: number,
   stopAfter?: number,
-): { pauseAtWorked: number | null; pauseBase: number | null } {
-  const after = (n: number) => (n > 0 ? { pauseAtWorked: worked + n, pauseBase: worked } : { pauseAtWorked: null, pauseBase: null });
+): { stopAtWorked: number | null; stopFromWorked: number | null } {
+  const after = (n: number) => (n > 0 ? { stopAtWorked: worked + n, stopFromWorked: worked } : { stopAtWorked: null, stopFromWorked: null });
   if (stopAfter !== undefined) return after(stopAfter);
   if (before.status === 'pending') return after(before.testStopAfter);
-  if (before.status === 'paused') return { pauseAtWorked: null, pauseBase: null };
-  return { pauseAtWorked: before.pauseAtWorked, pauseBase: before.pauseBase };
+  if (before.status === 'paused') return { stopAtWorked: null, stopFromWorked: null };
+  return { stopAtWorked: before.stopAtWorked, stopFromWorked: before.stopFromWorked };
 }
 
 /** A server another update (or another database's executor) holds: who, and whether waiting can help. */

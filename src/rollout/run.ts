@@ -67,12 +67,12 @@ export async function runUpdate(deps: EngineDeps, name: string, opts: RunOptions
       checkRunnable(before, opts.mode);
       const servers = await t.getServers(name);
       const worked = countWorked(servers);
-      const { pauseAtWorked, pauseBase } = testModeLimit(before, worked, opts.stopAfter);
+      const { stopAtWorked, stopFromWorked } = testModeLimit(before, worked, opts.stopAfter);
       const keepPause = before.status === 'running';
       const after = await t.setUpdateStatus(name, 'running', {
         startedAt: before.startedAt ?? clock.now().toISOString(),
-        pauseAtWorked,
-        pauseBase,
+        stopAtWorked,
+        stopFromWorked,
         // A takeover keeps a pause that was asked of the dead executor; a fresh start or resume clears it.
         pauseRequestedAt: keepPause ? before.pauseRequestedAt : null,
         pauseRequestedBy: keepPause ? before.pauseRequestedBy : null,
@@ -107,7 +107,7 @@ export async function runUpdate(deps: EngineDeps, name: string, opts: RunOptions
     const pause = async (reason: string): Promise<RunResult> => {
       await ahead?.close();
       await releaseLeftoverLocks(ctx);
-      await guarded(ctx, (t) => t.setUpdateStatus(name, 'paused', { reason, pauseRequestedAt: null, pauseRequestedBy: null, pauseAtWorked: null, pauseBase: null }), opts);
+      await guarded(ctx, (t) => t.setUpdateStatus(name, 'paused', { reason, pauseRequestedAt: null, pauseRequestedBy: null, stopAtWorked: null, stopFromWorked: null }), opts);
       emit({ type: 'update-finished', update: name, status: 'paused', reason, counts: countsOf(await store.getServers(name)) });
       return { update: name, status: 'paused', reason, exitCode: EXIT.paused };
     };

@@ -56,8 +56,8 @@ export interface ServerChange {
 export interface UpdateChange {
   startedAt?: string | null;
   endedAt?: string | null;
-  pauseAtWorked?: number | null;
-  pauseBase?: number | null;
+  stopAtWorked?: number | null;
+  stopFromWorked?: number | null;
   pauseRequestedAt?: string | null;
   pauseRequestedBy?: string | null;
   reason?: string | null;

@@ -43,8 +43,8 @@ test('upcoming: nothing past a pause asked, the test-mode limit, or a server ano
   const all = servers('running', 'pending', 'pending', 'pending');
   assert.deepEqual(names(upcoming(update({ pauseRequestedAt: 'now' }), all, all[0]!, 3)), []);
   // test mode: pause once 2 servers finished; the current makes one, the next makes two
-  assert.deepEqual(names(upcoming(update({ pauseAtWorked: 2 }), all, all[0]!, 3)), ['s2']);
-  assert.deepEqual(names(upcoming(update({ pauseAtWorked: 1 }), all, all[0]!, 3)), []);
+  assert.deepEqual(names(upcoming(update({ stopAtWorked: 2 }), all, all[0]!, 3)), ['s2']);
+  assert.deepEqual(names(upcoming(update({ stopAtWorked: 1 }), all, all[0]!, 3)), []);
   assert.deepEqual(names(upcoming(update(), all, all[0]!, 3, undefined, (s) => s.name === 's3')), ['s2']);
   assert.deepEqual(names(upcoming(update(), all, all[0]!, 3, undefined, (s) => s.name === 's2')), []);
   // a stopping server ends the update: nothing is next

@@ -328,7 +328,7 @@ test('pause of an update whose executor died between servers pauses it at once; 
   const store = openStore(db);
   try {
     await store.tx(async (t) => {
-      await t.setUpdateStatus(name, 'running', { reason: null, pauseAtWorked: null });
+      await t.setUpdateStatus(name, 'running', { reason: null, stopAtWorked: null });
       // A pid above Linux's pid_max (2^22): never a live process.
       const r = await t.acquireLease(name, { token: 'killed-executor', pid: 2_147_483_646, host: hostname(), pidStart: null }, () => true);
       assert.ok(r.ok);

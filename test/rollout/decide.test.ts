@@ -23,9 +23,9 @@ const cases: Array<[string, UpdateRecord, ServerRecord[], string]> = [
   ['failed (rollback disabled) stops', update({}, true), servers('failed', 'pending'), 'finish failure'],
   ['a pause request pauses before the next server', update({ pauseRequestedAt: 'x' }), servers('success', 'pending'), 'pause'],
   ['a pause request with nothing left finishes instead', update({ pauseRequestedAt: 'x' }), servers('success'), 'finish success'],
-  ['test mode pauses once N servers have worked', update({ pauseAtWorked: 1 }), servers('success', 'pending'), 'pause'],
-  ['skipped servers do not count towards test mode', update({ pauseAtWorked: 1 }), servers('skipped', 'pending'), 'run s2'],
-  ['test mode counts rolled-back servers as worked', update({ pauseAtWorked: 1 }, true), servers('rolled-back', 'pending'), 'pause'],
+  ['test mode pauses once N servers have worked', update({ stopAtWorked: 1 }), servers('success', 'pending'), 'pause'],
+  ['skipped servers do not count towards test mode', update({ stopAtWorked: 1 }), servers('skipped', 'pending'), 'run s2'],
+  ['test mode counts rolled-back servers as worked', update({ stopAtWorked: 1 }, true), servers('rolled-back', 'pending'), 'pause'],
   ['all at the target: success', update(), servers('success', 'skipped'), 'finish success'],
   ['some not at the target: partial-success', update({}, true), servers('success', 'rolled-back'), 'finish partial-success'],
   ['an unreachable server makes it partial', update(), servers('success', 'unreachable'), 'finish partial-success'],
@@ -42,9 +42,9 @@ for (const [title, u, s, expected] of cases) {
 
 test('decide: a test-mode pause counts the servers from where the limit was set, and names who asked for a pause', () => {
   // resume --stop-after 2 with 1 already finished: pauses on 3 worked, and says 2
-  let d = decide(update({ pauseAtWorked: 3, pauseBase: 1 }), servers('success', 'success', 'success', 'pending'));
+  let d = decide(update({ stopAtWorked: 3, stopFromWorked: 1 }), servers('success', 'success', 'success', 'pending'));
   assert.deepEqual(d, { kind: 'pause', reason: 'test mode: 2 servers finished (3 in all)' });
-  d = decide(update({ pauseAtWorked: 1, pauseBase: 0 }), servers('success', 'pending'));
+  d = decide(update({ stopAtWorked: 1, stopFromWorked: 0 }), servers('success', 'pending'));
   assert.deepEqual(d, { kind: 'pause', reason: 'test mode: 1 server finished' });
   d = decide(update({ pauseRequestedAt: 'x', pauseRequestedBy: 'ops@bastion' }), servers('success', 'pending'));
   assert.deepEqual(d, { kind: 'pause', reason: 'pause requested by ops@bastion' });

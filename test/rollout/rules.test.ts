@@ -8,21 +8,21 @@ import { busyStep, DB_BUSY_POLL_MS, LOCK_POLL_FIRST_MS, LOCK_POLL_MAX_MS, testMo
 import { JOURNAL_PHASES, RETRIED_AFTER_LOST } from '../../src/model/lifecycle.js';
 
 test('test mode: a first start takes stop_after, --stop-after sets (0 clears), a resume clears, a takeover keeps', () => {
-  const u = (status: 'pending' | 'paused' | 'running', testStopAfter = 0, pauseAtWorked: number | null = null, pauseBase: number | null = null) => ({
+  const u = (status: 'pending' | 'paused' | 'running', testStopAfter = 0, stopAtWorked: number | null = null, stopFromWorked: number | null = null) => ({
     status,
     testStopAfter,
-    pauseAtWorked,
-    pauseBase,
+    stopAtWorked,
+    stopFromWorked,
   });
-  const rows: Array<[ReturnType<typeof u>, number, number | undefined, { pauseAtWorked: number | null; pauseBase: number | null }]> = [
-    [u('pending', 1), 0, undefined, { pauseAtWorked: 1, pauseBase: 0 }],
-    [u('pending', 0), 0, undefined, { pauseAtWorked: null, pauseBase: null }],
-    [u('pending', 1), 0, 3, { pauseAtWorked: 3, pauseBase: 0 }],
-    [u('paused', 1, 1, 0), 1, undefined, { pauseAtWorked: null, pauseBase: null }],
-    [u('paused', 1, 1, 0), 1, 2, { pauseAtWorked: 3, pauseBase: 1 }],
-    [u('paused', 1, 1, 0), 1, 0, { pauseAtWorked: null, pauseBase: null }],
-    [u('running', 1, 5, 2), 4, undefined, { pauseAtWorked: 5, pauseBase: 2 }],
-    [u('running', 1, 5, 2), 4, 1, { pauseAtWorked: 5, pauseBase: 4 }],
+  const rows: Array<[ReturnType<typeof u>, number, number | undefined, { stopAtWorked: number | null; stopFromWorked: number | null }]> = [
+    [u('pending', 1), 0, undefined, { stopAtWorked: 1, stopFromWorked: 0 }],
+    [u('pending', 0), 0, undefined, { stopAtWorked: null, stopFromWorked: null }],
+    [u('pending', 1), 0, 3, { stopAtWorked: 3, stopFromWorked: 0 }],
+    [u('paused', 1, 1, 0), 1, undefined, { stopAtWorked: null, stopFromWorked: null }],
+    [u('paused', 1, 1, 0), 1, 2, { stopAtWorked: 3, stopFromWorked: 1 }],
+    [u('paused', 1, 1, 0), 1, 0, { stopAtWorked: null, stopFromWorked: null }],
+    [u('running', 1, 5, 2), 4, undefined, { stopAtWorked: 5, stopFromWorked: 2 }],
+    [u('running', 1, 5, 2), 4, 1, { stopAtWorked: 5, stopFromWorked: 4 }],
   ];
   for (const [before, worked, stopAfter, want] of rows) {
     assert.deepEqual(testModeLimit(before, worked, stopAfter), want, `${before.status} worked=${worked} --stop-after=${stopAfter}`);
