@@ -54,7 +54,7 @@ export async function agentUpdate(fleet: Fleet, round: number): Promise<{ ms: nu
     const r = await runUpdate(deps, `bench-${round}`, { mode: 'start' });
     if (r.status !== 'success') throw new Error(`agent-update: ${r.status}: ${r.reason}`);
     const ms = performance.now() - began;
-    const commands = (await store.getSteps(`bench-${round}`)).filter((s) => s.phase !== 'probe').length;
+    const commands = (await store.getJournal(`bench-${round}`)).filter((s) => s.phase !== 'probe').length;
     return { ms, commandsPerServer: commands / fleet.servers.length };
   } finally {
     transport.close();

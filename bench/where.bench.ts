@@ -12,7 +12,7 @@
  *   per-command supervisor alone (remote-run.ts, run here the same way);
  * - one command through the supervisor (one exec each, the fallback path), and through the
  *   command loop on one channel (channel.ts), the loop's start (a session and its handshake);
- * - the journal: one beginStep + endStep pair (two synchronous=FULL transactions).
+ * - the journal: one beginCommand + endCommand pair (two synchronous=FULL transactions).
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { rmSync } from 'node:fs';
@@ -126,7 +126,7 @@ async function main(): Promise<void> {
       });
       const server = (await store.getServers('w'))[0]!;
       const r = { code: 0, stdout: 'out\n', stderr: '', error: null };
-      rows.push([`journal: beginStep + endStep (synchronous=FULL, in ${dbDir})`, await timed(ROUNDS, async () => await store.endStep(await store.beginStep(server, 'update', 'true'), r))]);
+      rows.push([`journal: beginCommand + endCommand (synchronous=FULL, in ${dbDir})`, await timed(ROUNDS, async () => await store.endCommand(await store.beginCommand(server, 'update', 'true'), r))]);
     } finally {
       await store.close();
       for (const ext of ['', '-wal', '-shm']) rmSync(join(dbDir, `where-${process.pid}.db${ext}`), { force: true });

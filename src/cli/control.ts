@@ -119,7 +119,7 @@ export async function logsCommand(ctx: CliContext, name: string, opts: { server?
   if (opts.server !== undefined && servers.length === 0) {
     throw new UsageError(`update ${name} has no server named ${JSON.stringify(opts.server)}${didYouMean(opts.server, (await store.getServers(name)).map((s) => s.name))}`);
   }
-  const steps = await store.getSteps(name, opts.server);
+  const steps = await store.getJournal(name, opts.server);
   const events = await store.getEvents(name);
   if (ctx.opts.json) {
     const stepsOf = groupBy(steps, (st) => st.serverId);

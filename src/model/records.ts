@@ -125,7 +125,12 @@ export interface BusyAccount {
   step: ServerStep | null;
 }
 
-export interface StepRecord {
+/**
+ * One row of the journal (the `steps` table): a remote command, recorded before it was sent and
+ * completed with its result; `phase` is model/lifecycle.ts JournalPhase. Not a server's step
+ * (its stage inside `running`), which is ServerStep.
+ */
+export interface JournalEntry {
   id: number;
   updateName: string;
   serverId: number;

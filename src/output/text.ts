@@ -1,5 +1,5 @@
 import chalk from 'chalk';
-import type { EventRecord, ServerRecord, StepRecord, UpdateRecord } from '../model/records.js';
+import type { EventRecord, ServerRecord, JournalEntry, UpdateRecord } from '../model/records.js';
 import { budgetJson, countsOf, versionsJson } from './status-json.js';
 import { holderIsDead, quietFor } from '../rollout/lease.js';
 import { systemLiveness } from '../liveness.js';
@@ -169,7 +169,7 @@ export function updatesListText(updates: ReadonlyArray<{ u: UpdateRecord; server
  */
 export function logsText(
   servers: readonly ServerRecord[],
-  steps: readonly StepRecord[],
+  steps: readonly JournalEntry[],
   events: readonly EventRecord[],
   opts: { raw?: boolean } = {},
 ): string {
@@ -194,7 +194,7 @@ export function groupBy<T, K>(list: readonly T[], key: (x: T) => K): Map<K, T[]>
  */
 export function* logsBlocks(
   servers: readonly ServerRecord[],
-  steps: readonly StepRecord[],
+  steps: readonly JournalEntry[],
   events: readonly EventRecord[],
   opts: { raw?: boolean } = {},
 ): Generator<string> {

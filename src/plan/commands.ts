@@ -9,8 +9,13 @@ import type { RolloutSettings } from '../config/types.js';
 import { expandCommand, expandText, type PlaceholderValues } from '../util/shell.js';
 import { phaseValues, rollbackTarget } from '../rollout/phases.js';
 import type { PathStop } from '../model/records.js';
+import type { JournalPhase } from '../model/lifecycle.js';
 
-export type CommandStep = 'prepare' | 'recheck' | 'update' | 'restart' | 'verify' | 'diagnose' | 'rollback' | 'verify-rollback';
+/**
+ * The journal phase a shown command will be recorded in (its JSON field is named `step`, as
+ * `plan --show-commands --json` has always written it).
+ */
+export type CommandStep = Exclude<JournalPhase, 'probe' | 'takeover' | 'unlock'>;
 
 export interface ShownCommand {
   step: CommandStep;

@@ -252,9 +252,9 @@ export async function probeServer(
     // called `skipped` on what it shows mid-update; `start` re-checks it under the lock. So is
     // the version: one command reads the lock, the commit and the version (versions.ts).
     const probe = semverCommand === null ? null : probeScript(command, semverCommand);
-    const step = await store.beginStep(s, 'probe', `(read the agent-update lock) && ${command}${semverCommand === null ? '' : `; ${semverCommand}`}`);
+    const step = await store.beginCommand(s, 'probe', `(read the agent-update lock) && ${command}${semverCommand === null ? '' : `; ${semverCommand}`}`);
     const raw = await session.exec(`${readScript()}\n${probe === null ? command : probe.script}`, { timeoutMs: Math.min(config.ssh.commandTimeoutMs, 60_000), signal });
-    await store.endStep(step, raw);
+    await store.endCommand(step, raw);
     const { verdict, rest } = splitLockOutput(raw.stdout);
     if (verdict?.kind === 'present') lockedBy = describeOwner(parseOwner(verdict.owner));
     let r = { ...raw, stdout: rest };

@@ -45,8 +45,8 @@ export async function verifyHealth(run: ServerRun, phase: ServerStep, hop: Hop):
   for (let attempt = 1; ; attempt++) {
     const until = healthySince === null ? deadline : healthySince + stableFor;
     const r = await run.exec(phase, command, Math.min(ssh.commandTimeoutMs, Math.max(until - clock.now().getTime(), 1_000)));
-    if (between !== null) await run.ctx.deps.store.summarizeStep(between, HEALTH_KEEP_CHARS);
-    if (attempt > 1) between = run.lastStepId;
+    if (between !== null) await run.ctx.deps.store.summarizeCommand(between, HEALTH_KEEP_CHARS);
+    if (attempt > 1) between = run.lastEntryId;
     const good = r.code === 0 && r.stdout.includes(expect);
     last = good ? 'healthy' : r.code === 0 ? `output does not contain ${JSON.stringify(expect)}: ${r.stdout.trim().slice(0, 200)}` : describeFailure(r);
     const now = clock.now().getTime();

@@ -30,7 +30,7 @@ export class ServerRun {
   private session: Session | null = null;
   private readonly started: number;
   /** the journal row of the last command run */
-  lastStepId = 0;
+  lastEntryId = 0;
 
   constructor(
     readonly ctx: ServerContext,
@@ -189,9 +189,9 @@ export class ServerRun {
   /** Journal a command that could not be sent at all (its row begins and ends at once). */
   private async record(phase: JournalPhase, shown: string, result: ExecResult): Promise<ExecResult> {
     const { store } = this.ctx.deps;
-    const stepId = await store.beginStep(this.server, phase, shown);
-    this.lastStepId = stepId;
-    await store.endStep(stepId, result);
+    const stepId = await store.beginCommand(this.server, phase, shown);
+    this.lastEntryId = stepId;
+    await store.endCommand(stepId, result);
     return result;
   }
 
@@ -210,15 +210,15 @@ export class ServerRun {
   ): Promise<{ result: ExecResult & { inflight?: InFlight[] }; transient: boolean }> {
     const { store, emit } = this.ctx.deps;
     // committed before the command is sent (intent before action)
-    const stepId = await store.beginStep(this.server, phase, shown);
-    this.lastStepId = stepId;
+    const stepId = await store.beginCommand(this.server, phase, shown);
+    this.lastEntryId = stepId;
     let transient = false;
     const timeout = timeoutMs ?? this.settings.ssh.commandTimeoutMs;
     const token = this.ctx.lease.token;
     let result: ExecResult & { inflight?: InFlight[] } = await this.session!.exec(command, { timeoutMs: timeout, signal: this.ctx.signal, ...(fence ? { fence: token } : {}) });
     const notRun = fence ? notRunOf(result.stdout, result.code, token) : null;
     if (notRun?.kind === 'fenced') {
-      await store.endStep(stepId, { ...result, code: null, error: 'not run: the agent-update lock on the server no longer holds this executor\'s token' });
+      await store.endCommand(stepId, { ...result, code: null, error: 'not run: the agent-update lock on the server no longer holds this executor\'s token' });
       const owner = notRun.owner ? describeOwner(parseOwner(notRun.owner)) : 'nobody (the lock is gone)';
       const message =
         `lost ${this.server.name}: its agent-update lock no longer holds this executor's fencing token (it is now held by ${owner}), ` +
@@ -233,7 +233,7 @@ export class ServerRun {
       this.session = null;
       transient = !this.ctx.signal.aborted;
     }
-    await store.endStep(stepId, result);
+    await store.endCommand(stepId, result);
     emit({
       type: 'command',
       update: this.server.updateName,

@@ -124,9 +124,9 @@ export async function unlockServers(
         out.push({ ...base, outcome: 'shown', lock, message: `locked by ${who}; nothing this database knows of is working on it` });
         continue;
       }
-      const step = await store.beginStep(s, 'unlock', `(clear the agent-update lock of ${who})`);
+      const step = await store.beginCommand(s, 'unlock', `(clear the agent-update lock of ${who})`);
       const cleared = await session.exec(clearScript(lock), { timeoutMs: settings.ssh.connectTimeoutMs + 30_000 });
-      await store.endStep(step, cleared);
+      await store.endCommand(step, cleared);
       const result = splitLockOutput(cleared.stdout).verdict;
       if (result?.kind === 'cleared' || result?.kind === 'none') {
         await store.addEvent(s.updateName, s.name, 'unlock', `${me} cleared the lock of ${who} on ${account}`);

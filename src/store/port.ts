@@ -20,7 +20,7 @@
  * Records are those of model/records.ts; what callers hand the store to write is below.
  */
 import type { RolloutSettings, ServerSpec, VersionClass } from '../config/types.js';
-import type { AutoRun, BusyAccount, EventRecord, PathStop, Lease, ServerRecord, StepRecord, UpdateRecord } from '../model/records.js';
+import type { AutoRun, BusyAccount, EventRecord, PathStop, Lease, ServerRecord, JournalEntry, UpdateRecord } from '../model/records.js';
 import type { ServerStatus, ServerStep, UpdateStatus } from '../model/lifecycle.js';
 
 export interface NewUpdate {
@@ -64,7 +64,7 @@ export interface UpdateChange {
 }
 
 /** A command's result as the journal records it. */
-export interface StepResult {
+export interface CommandResult {
   code: number | null;
   stdout: string;
   stderr: string;
@@ -141,7 +141,7 @@ export interface ReportStore {
   laterWorkOn(s: Pick<ServerRecord, 'user' | 'host' | 'port' | 'id'>, since: string): Promise<ServerRecord[]>;
 
   /** An update's journal (one server's when named), server by server in plan order. */
-  getSteps(updateName: string, serverName?: string): Promise<StepRecord[]>;
+  getJournal(updateName: string, serverName?: string): Promise<JournalEntry[]>;
   getEvents(updateName: string): Promise<EventRecord[]>;
   /** The runs of an update by a person (`start`, `resume`, `takeover` events with their actor), in order. */
   runEvents(updateName: string): Promise<RunEvent[]>;
@@ -186,11 +186,11 @@ export interface EngineStore extends ReportStore {
   setLockHeld(id: number, held: boolean): Promise<void>;
 
   /** A command about to run: its journal row (committed before it runs); its id. */
-  beginStep(server: Pick<ServerRecord, 'updateName' | 'id'>, phase: string, command: string): Promise<number>;
+  beginCommand(server: Pick<ServerRecord, 'updateName' | 'id'>, phase: string, command: string): Promise<number>;
   /** A command's result, as soon as it is known. */
-  endStep(id: number, r: StepResult): Promise<void>;
+  endCommand(id: number, r: CommandResult): Promise<void>;
   /** Cut a journalled command's output to its first and last `keep` characters each. */
-  summarizeStep(id: number, keep: number): Promise<void>;
+  summarizeCommand(id: number, keep: number): Promise<void>;
   /** `actor`: the person (`user@host`) whose command this records; null for the engine's own. */
   addEvent(updateName: string, serverName: string | null, kind: string, message: string, actor?: string | null): Promise<void>;
 

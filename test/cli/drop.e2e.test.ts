@@ -60,7 +60,7 @@ test('drop before start: the dropped server is excluded with its reason, start n
     assert.equal(readDeployCount(fleet.home(s)), 1, s);
   }
   // Nothing was run on s2 by the rollout: its only journal rows are the plan's probe.
-  assert.deepEqual(await withStore(db, async (store) => (await store.getSteps(name, 's2')).map((s) => s.phase)), ['probe']);
+  assert.deepEqual(await withStore(db, async (store) => (await store.getJournal(name, 's2')).map((s) => s.phase)), ['probe']);
 
   const logs = await cli(['logs', name, '--server', 's2'], { db });
   assert.equal(logs.code, 0, logs.stderr);

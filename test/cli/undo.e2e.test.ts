@@ -58,7 +58,7 @@ test('undo of a finished update puts each server it changed back to its own prev
   // verified at its own commit: the health check's expect was the undo commit
   const store = openStore(db);
   try {
-    const verify = (await store.getSteps('a-undo', 's2')).filter((x) => x.phase === 'verify');
+    const verify = (await store.getJournal('a-undo', 's2')).filter((x) => x.phase === 'verify');
     assert.ok(verify.length > 0 && verify.at(-1)!.stdout!.includes(good2), 'verified at good2');
   } finally {
     await store.close();

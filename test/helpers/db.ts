@@ -70,7 +70,7 @@ export async function contents(store: ReportStore, opts: { heartbeats?: boolean;
   for (const u of updates) {
     servers.push(...(await store.getServers(u.name)));
     events.push(...(await store.getEvents(u.name)).map((e) => e.id));
-    if (journal) steps.push(...(await store.getSteps(u.name)).map((s) => s.id));
+    if (journal) steps.push(...(await store.getJournal(u.name)).map((s) => s.id));
   }
   return JSON.stringify({
     updates: updates.map((u) => (u.lease && !heartbeats ? { ...u, lease: { ...u.lease, heartbeat: null } } : u)),

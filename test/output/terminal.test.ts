@@ -11,7 +11,7 @@ import { PassThrough } from 'node:stream';
 import { logsText, updateText } from '../../src/output/text.js';
 import { Reporter } from '../../src/output/reporter.js';
 import { terminalSafeJson, visibleLine, visibleText } from '../../src/output/visible.js';
-import type { EventRecord, ServerRecord, StepRecord, UpdateRecord } from '../../src/model/records.js';
+import type { EventRecord, ServerRecord, JournalEntry, UpdateRecord } from '../../src/model/records.js';
 import { serverRecord, updateRecord } from '../support/records.js';
 import { cli, fleetFor } from '../helpers/cli.js';
 
@@ -70,7 +70,7 @@ test('terminalSafeJson: the same document, with DEL, C1 and bidi controls as \\u
 });
 
 test('logs text shows every control character of remote output as a visible escape, keeping lines and tabs', () => {
-  const step: StepRecord = {
+  const step: JournalEntry = {
     id: 1, updateName: 'u', serverId: 1, serverName: 's1', phase: 'update', command: 'make',
     startedAt: '2026-01-01T00:00:00.000Z', endedAt: '2026-01-01T00:00:01.000Z', exitCode: 3,
     stdout: `line one\n\tindented ${HOSTILE}\nlast`, stderr: HOSTILE, error: null,

@@ -270,7 +270,7 @@ test('plan --show-commands NAME: every step with the real values, nothing run; s
   try {
     for (const s of await store.getServers('u1')) assert.equal(s.status, 'rolled-back', `${s.name}: ${s.error}`);
     for (const g of doc.groups) {
-      const sent = (await store.getSteps('u1', g.servers[0]))
+      const sent = (await store.getJournal('u1', g.servers[0]))
         // the plan's probe came before; the lock's release is the executor's own
         .filter((st) => st.phase !== 'probe' && st.phase !== 'unlock')
         .map((st) => `${st.phase}: ${st.command.replace(/^\(take the agent-update lock\) && /, '')}`)

@@ -78,7 +78,7 @@ test('plan of 200 servers: every one probed and recorded, at most --concurrency 
     const pending = servers.filter((s) => s.status === 'pending');
     assert.equal(pending.length, SERVERS - 3);
     for (const s of pending) assert.equal(s.fromCommit, f.upstream.commits.base, `${s.name} probed`);
-    const probes = (await store.getSteps('p200')).filter((s) => s.phase === 'probe');
+    const probes = (await store.getJournal('p200')).filter((s) => s.phase === 'probe');
     assert.equal(probes.length, SERVERS, 'one journalled probe per server');
     assert.ok(probes.every((p) => p.exitCode === 0 && p.endedAt !== null));
     assert.equal(transport.connects, SERVERS, 'one connection per server');
@@ -108,7 +108,7 @@ test('a version command printing 50 MB: the probe reads the commit on its last l
     await createPlan({ store, transport, clock: systemClock, emit: () => {} }, config, { name: 'loud', concurrency: 2 });
     const servers = await store.getServers('loud');
     assert.deepEqual(servers.map((s) => [s.status, s.fromCommit]), servers.map(() => ['pending', fleet!.upstream.commits.base]));
-    for (const step of await store.getSteps('loud')) {
+    for (const step of await store.getJournal('loud')) {
       assert.ok((step.stdout ?? '').length <= limit + 200, `${step.serverName}: ${step.stdout?.length} characters of stdout journalled`);
       assert.ok((step.stdout ?? '').endsWith(`${fleet.upstream.commits.base}\n`));
     }

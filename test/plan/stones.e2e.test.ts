@@ -88,7 +88,7 @@ test('a server below min_version walks the stepping stone then the target, each 
   // the journal shows every hop: two update/verify rounds for s1, each verified at its own commit
   const store = openStore(db);
   try {
-    const steps = await store.getSteps('st', 's1');
+    const steps = await store.getJournal('st', 's1');
     const resets = steps.filter((x) => x.phase === 'update' && x.command.includes('reset --hard'));
     assert.deepEqual(resets.map((x) => x.command.split(' ').pop()), [v['1.1.0'], v['1.3.0']]);
     assert.equal(steps.filter((x) => x.phase === 'verify').length >= 2, true);
@@ -119,7 +119,7 @@ test('below min_version with no stepping stone: excluded at plan time, naming it
   assert.equal(currentCommit(fleet.home('s1')), v['1.0.0']);
   const store = openStore(db);
   try {
-    assert.deepEqual((await store.getSteps('nopath', 's1')).map((x) => x.phase), ['probe']);
+    assert.deepEqual((await store.getJournal('nopath', 's1')).map((x) => x.phase), ['probe']);
   } finally {
     await store.close();
   }
@@ -167,9 +167,9 @@ test('a failing second hop rolls back to the stepping stone (verified) and the s
   assert.equal(entry.to, v['1.1.0'], 'history: s1 runs the stepping stone after bad');
   const store = openStore(db);
   try {
-    const phases = (await store.getSteps('bad', 's1')).map((x) => x.phase);
+    const phases = (await store.getJournal('bad', 's1')).map((x) => x.phase);
     assert.ok(phases.includes('verify-rollback'), phases.join(' '));
-    const back = (await store.getSteps('bad', 's1')).filter((x) => x.phase === 'rollback' && x.command.includes('reset --hard'));
+    const back = (await store.getJournal('bad', 's1')).filter((x) => x.phase === 'rollback' && x.command.includes('reset --hard'));
     assert.deepEqual(back.map((x) => x.command.split(' ').pop()), [v['1.1.0']]);
   } finally {
     await store.close();
@@ -191,7 +191,7 @@ test('kill -9 between two hops: start takes over at the hop it was on and finish
   const run = spawnCli(['start', 'k9'], { db });
   await waitForStore(db, 's1 on its second hop', async (store) => {
     const s = (await store.getServers('k9'))[0]!;
-    return s.hop === 1 && (await store.getSteps('k9', 's1')).some((x) => x.phase === 'update' && x.endedAt === null && x.command.includes(v['1.3.0']!));
+    return s.hop === 1 && (await store.getJournal('k9', 's1')).some((x) => x.phase === 'update' && x.endedAt === null && x.command.includes(v['1.3.0']!));
   });
   run.kill('SIGKILL');
   await run;
@@ -242,7 +242,7 @@ test('agent.diagnose of a failed second hop gets that hop\'s values: {commit} th
   const { db, broken } = await failingSecondHop(fleet, 'diag', { diagnose: ['echo diag {commit} {previous_commit}'] });
   const store = openStore(db);
   try {
-    const diag = (await store.getSteps('diag', 's1')).filter((x) => x.phase === 'diagnose');
+    const diag = (await store.getJournal('diag', 's1')).filter((x) => x.phase === 'diagnose');
     assert.deepEqual(diag.map((x) => x.command), [`echo diag ${broken} ${v['1.1.0']}`]);
     assert.equal((diag[0]!.stdout ?? '').trim(), `diag ${broken} ${v['1.1.0']}`);
   } finally {
@@ -293,7 +293,7 @@ test('agent.diagnose of a failing hop gets that hop’s {commit} and {previous_c
     const r = await cli(['start', c.name], { db });
     assert.equal(r.code, 1, r.stdout + r.stderr);
     assert.equal(byName(await statusJson(db, c.name))[c.server]!.status, 'rolled-back');
-    const ran = await withStore(db, async (store) => (await store.getSteps(c.name, c.server)).filter((x) => x.phase === 'diagnose').map((x) => x.command));
+    const ran = await withStore(db, async (store) => (await store.getJournal(c.name, c.server)).filter((x) => x.phase === 'diagnose').map((x) => x.command));
     assert.deepEqual(ran, [c.expected], `${c.name}: the diagnose command the failing hop ran is the one shown`);
   }
   assert.equal(currentCommit(fleet.home('s1')), v['1.0.0'], 'hop 1 rolled back to the server’s own commit');

@@ -58,7 +58,7 @@ test('plan reads each version in the one probe command, classes and counts them;
   const store = openStore(db);
   try {
     for (const [name, version] of [['s1', '1.0.0'], ['s2', '1.2.0'], ['s3', '1.3.0'], ['s4', 'base']] as const) {
-      const steps = await store.getSteps('v1', name);
+      const steps = await store.getJournal('v1', name);
       assert.deepEqual(steps.map((x) => x.phase), ['probe'], name);
       assert.ok(steps[0]!.stdout!.includes(currentCommit(fleet.home(name))), name);
       assert.ok(steps[0]!.stdout!.split('\n').includes(version), `${name}: ${steps[0]!.stdout}`);
@@ -95,8 +95,8 @@ test('start updates the required and recommended servers, never touches the excl
   assert.equal(readDeployCount(fleet.home('s4')), 0);
   const store = openStore(db);
   try {
-    assert.deepEqual((await store.getSteps('v2', 's4')).map((x) => x.phase), ['probe']);
-    assert.ok((await store.getSteps('v2', 's1')).some((x) => x.phase === 'update'));
+    assert.deepEqual((await store.getJournal('v2', 's4')).map((x) => x.phase), ['probe']);
+    assert.ok((await store.getJournal('v2', 's1')).some((x) => x.phase === 'update'));
   } finally {
     await store.close();
   }

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { agentCommands, currentCommit } from '../../src/sim/agent.js';
 import { LOCK_FILE, ownerText } from '../../src/rollout/remote-lock.js';
-import { type StepRecord } from '../../src/model/records.js';
+import { type JournalEntry } from '../../src/model/records.js';
 import type { Fleet } from '../fleet/fleet.js';
 import { byName, cli, sharedFleet, spawnCli, statusJson } from '../helpers/cli.js';
 import { heldInVerify, openGate, waitGate } from '../helpers/gates.js';
@@ -28,10 +28,10 @@ async function plan(fleet: Fleet, overrides: Record<string, unknown> = {}, name 
   return { db, name };
 }
 
-async function journal(db: string, name: string, server?: string): Promise<StepRecord[]> {
+async function journal(db: string, name: string, server?: string): Promise<JournalEntry[]> {
   const store = openStore(db);
   try {
-    return await store.getSteps(name, server);
+    return await store.getJournal(name, server);
   } finally {
     await store.close();
   }
@@ -61,7 +61,7 @@ test('agent.prepare runs on the next server while the current one updates, journ
   // s1 is held at the end of its update step (its gate is closed) while s2 is prepared; then s2
   // is held the same way while s3 is prepared
   await waitFor(db, 's2 prepared', () => existsSync(join(fleet.home('s2'), 'prepare.log')));
-  await waitFor(db, 'the prepare on s2 recorded', async (s) => (await s.getSteps(name, 's2')).some((x) => x.phase === 'prepare' && x.endedAt !== null && x.command.startsWith('echo prepared')));
+  await waitFor(db, 'the prepare on s2 recorded', async (s) => (await s.getJournal(name, 's2')).some((x) => x.phase === 'prepare' && x.endedAt !== null && x.command.startsWith('echo prepared')));
   const mid = byName(await statusJson(db, name));
   assert.equal(mid.s1!.status, 'running');
   assert.equal(mid.s1!.step, 'update', 's1 is still in its update step');
@@ -69,7 +69,7 @@ test('agent.prepare runs on the next server while the current one updates, journ
   assert.equal(existsSync(join(fleet.home('s3'), 'prepare.log')), false, 'prepare_ahead 1: only the next server');
   assert.ok(existsSync(lockOn(fleet, 's2')), 'the prepare runs under our lock on s2');
   openGate(fleet, 'update', ['s1']);
-  await waitFor(db, 'the prepare on s3 recorded', async (s) => (await s.getSteps(name, 's3')).some((x) => x.phase === 'prepare' && x.endedAt !== null && x.command.startsWith('echo prepared')));
+  await waitFor(db, 'the prepare on s3 recorded', async (s) => (await s.getJournal(name, 's3')).some((x) => x.phase === 'prepare' && x.endedAt !== null && x.command.startsWith('echo prepared')));
   openGate(fleet, 'update', ['s2']);
   const r = await run;
   assert.equal(r.exitCode, 0, String(r.stdout) + String(r.stderr));
@@ -172,7 +172,7 @@ test('kill -9 during a prepare on the next server: start takes over, every serve
   openGate(fleet, 'prepare', ['s3']);
   const run = spawnCli(['start', name], { db });
   // s1 held in its update, s2 held inside its prepare
-  await waitFor(db, 's2 in its prepare', async (s) => (await s.getSteps(name, 's2')).some((x) => x.phase === 'prepare' && x.command.includes('gates/prepare') && x.endedAt === null));
+  await waitFor(db, 's2 in its prepare', async (s) => (await s.getJournal(name, 's2')).some((x) => x.phase === 'prepare' && x.command.includes('gates/prepare') && x.endedAt === null));
   run.kill('SIGKILL');
   await run;
   const mid = byName(await statusJson(db, name));
@@ -206,7 +206,7 @@ test('kill -9 during a prepare, then cancel: cancel says the prepared server may
   if (!fleet) return;
   const { db, name } = await plan(fleet, { agent: { prepare: [waitGate('prepare')], update: updateHeld() } });
   const run = spawnCli(['start', name], { db });
-  await waitFor(db, 's2 in its prepare', async (s) => (await s.getSteps(name, 's2')).some((x) => x.phase === 'prepare' && x.command.includes('gates/prepare') && x.endedAt === null));
+  await waitFor(db, 's2 in its prepare', async (s) => (await s.getJournal(name, 's2')).some((x) => x.phase === 'prepare' && x.command.includes('gates/prepare') && x.endedAt === null));
   run.kill('SIGKILL');
   await run;
   assert.ok(existsSync(lockOn(fleet, 's2')));

@@ -263,7 +263,7 @@ for (const point of ['update', 'verify', 'between servers'] as const) {
     } else if (point === 'verify') {
       await waitFor(db, 's2 verifying', serverIs(name, 's2', (s) => s.step === 'verify'));
     } else {
-      await waitFor(db, 's2 in its re-check', async (store) => (await store.getSteps(name, 's2')).some((x) => x.phase === 'recheck' && x.endedAt === null));
+      await waitFor(db, 's2 in its re-check', async (store) => (await store.getJournal(name, 's2')).some((x) => x.phase === 'recheck' && x.endedAt === null));
     }
     run.kill('SIGKILL');
     await run;

@@ -10,7 +10,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { agentCommands, currentCommit } from '../../src/sim/agent.js';
-import { type StepRecord } from '../../src/model/records.js';
+import { type JournalEntry } from '../../src/model/records.js';
 import { byName, cli, planned, sharedFleet, spawnCli, statusJson } from '../helpers/cli.js';
 import { waitGate } from '../helpers/gates.js';
 import { openStore, waitForStore as waitFor } from '../helpers/db.js';
@@ -24,10 +24,10 @@ const BROKEN = { source: { branch: 'broken' }, agent: { health: { timeout: '500m
 /** What the running agent recorded at its last start, and its health check's complaint (on stderr, exit 7). */
 const LOOK = ['cat ~/agent/run/web.state', '~/agent/bin/health', "printf 'target %s\\033[2J\\n' {commit}"];
 
-async function steps(db: string, name: string, server: string): Promise<StepRecord[]> {
+async function steps(db: string, name: string, server: string): Promise<JournalEntry[]> {
   const store = openStore(db);
   try {
-    return await store.getSteps(name, server);
+    return await store.getJournal(name, server);
   } finally {
     await store.close();
   }
@@ -136,7 +136,7 @@ test('killed (kill -9) during a diagnose command: the takeover does not diagnose
   const { commits } = fleet.upstream;
   const { db, name } = await planned(fleet, { ...BROKEN, agent: { ...BROKEN.agent, diagnose: { commands: [waitGate('diagnose'), 'echo second'], timeout: '60s' } } });
   const run = spawnCli(['start', name], { db });
-  await waitFor(db, 's1 in its diagnose command', async (store) => (await store.getSteps(name, 's1')).some((x) => x.phase === 'diagnose' && x.endedAt === null));
+  await waitFor(db, 's1 in its diagnose command', async (store) => (await store.getJournal(name, 's1')).some((x) => x.phase === 'diagnose' && x.endedAt === null));
   run.kill('SIGKILL');
   await run;
   assert.equal(byName(await statusJson(db, name)).s1!.step, 'diagnose');

@@ -195,7 +195,7 @@ test('a target that never comes online: diagnosed after the last health check, b
   const at = log.indexOf('diag one');
   assert.deepEqual(log.slice(at - 1, at + 3), ['health', 'diag one', `diag two ${NEW}`, `reset ${OLD}`]);
   assert.deepEqual(s1.log.slice(at, at + 2).map((c) => c.timeoutMs), [4_000, 4_000]);
-  const steps = (await store.getSteps('u', 's1')).filter((x) => x.phase === 'diagnose');
+  const steps = (await store.getJournal('u', 's1')).filter((x) => x.phase === 'diagnose');
   assert.deepEqual(steps.map((x) => [x.command, x.exitCode, x.stdout]), [
     ['diag one', 0, `diag one saw ${NEW}\n`],
     [`diag two ${NEW}`, 0, `diag two ${NEW} saw ${NEW}\n`],
@@ -212,7 +212,7 @@ test('a diagnose command that fails or is killed at its timeout changes nothing:
   await runUpdate(deps, 'u', { mode: 'start' });
   assert.equal((await store.getServers('u'))[0]!.status, 'rolled-back');
   assert.equal(s1.commit, OLD);
-  assert.deepEqual((await store.getSteps('u', 's1')).filter((x) => x.phase === 'diagnose').map((x) => [x.exitCode, x.error]), [[null, 'killed at its timeout of 4s'], [3, null]]);
+  assert.deepEqual((await store.getJournal('u', 's1')).filter((x) => x.phase === 'diagnose').map((x) => [x.exitCode, x.error]), [[null, 'killed at its timeout of 4s'], [3, null]]);
 });
 
 test('with rollback disabled the server is diagnosed, then left failed', async (t) => {

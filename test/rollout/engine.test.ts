@@ -663,7 +663,7 @@ test('the health journal stays bounded: the first and last attempts in full, the
   };
   const r = await runUpdate(deps(store, fake, virtualClock()), 'u', { mode: 'start' });
   assert.equal(r.status, 'success');
-  const health = (await store.getSteps('u')).filter((s) => s.phase === 'verify');
+  const health = (await store.getJournal('u')).filter((s) => s.phase === 'verify');
   assert.equal(health.length, 40);
   assert.equal(health[0]!.stdout!.length, noise.length, 'the first attempt in full');
   assert.equal(health[39]!.stdout!.length, `online ${NEW} ${noise}`.length, 'the last attempt in full');
@@ -794,7 +794,7 @@ test('a connection lost during an update command, a restart and a rollback is re
   assert.equal((await statusOf(store, 's1')).status, 'rolled-back', (await statusOf(store, 's1')).error ?? '');
   assert.equal(r.status, 'failure');
   assert.equal(s1.commit, OLD);
-  const steps = await store.getSteps('u', 's1');
+  const steps = await store.getJournal('u', 's1');
   const cut = steps.filter((st) => /connection lost/.test(st.error ?? ''));
   assert.equal(cut.length, 4, 'each blip is in the journal');
   assert.ok(steps.filter((st) => /could not connect/.test(st.error ?? '')).length === 0, 'a refused reconnect is not a command: no journal row');
@@ -867,7 +867,7 @@ test('health checks that cannot connect are "not healthy yet", inside the health
   fake.intercept = async (_server, command, next) => (command === 'health' && ++healthCalls <= 3 ? lostConnection() : next());
   const r = await runUpdate(deps(store, fake, virtualClock()), 'u', { mode: 'start' });
   assert.equal(r.status, 'success');
-  assert.equal((await store.getSteps('u', 's1')).filter((st) => st.phase === 'verify').length, 4, 'three lost, the fourth healthy: no retry loop of their own');
+  assert.equal((await store.getJournal('u', 's1')).filter((st) => st.phase === 'verify').length, 4, 'three lost, the fourth healthy: no retry loop of their own');
 });
 
 test('a stored plan whose command cannot be expanded (an older version made it) fails its step, journalled; never an internal error', async (t) => {
@@ -882,5 +882,5 @@ test('a stored plan whose command cannot be expanded (an older version made it) 
   assert.equal(s.status, 'fatal');
   assert.match(s.error!, /update command failed: not run: .*placeholder/);
   assert.ok(!s1.log.some((c) => c.startsWith('reset')), `nothing of it ran: ${s1.log.join(', ')}`);
-  assert.ok((await store.getSteps('u', 's1')).some((st) => st.phase === 'update' && /^not run: /.test(st.error ?? '')));
+  assert.ok((await store.getJournal('u', 's1')).some((st) => st.phase === 'update' && /^not run: /.test(st.error ?? '')));
 });

@@ -37,7 +37,7 @@ async function workOnServers(dbs: string[]): Promise<Map<string, Work[]>> {
     const store = openStore(db);
     try {
       for (const u of await store.listUpdates()) {
-        for (const st of await store.getSteps(u.name)) {
+        for (const st of await store.getJournal(u.name)) {
           if (st.phase === 'probe' || /agent-update-lock: held/.test(st.stdout ?? '')) continue; // kept off, nothing ran
           const s = (await store.getServers(u.name)).find((x) => x.id === st.serverId)!;
           const key = `${s.host}:${s.port}`;
@@ -139,7 +139,7 @@ test('two processes on one database, and two databases: each server worked on by
   await plan(fleet, dbB, 'bob', tagged('bob', 'base'));
   const runs = [spawnCli(['start', 'alice'], { db: dbA }), spawnCli(['start', 'bob'], { db: dbB })];
   const refusedOnS1 = (db: string, name: string) => async (store: Store) =>
-    (await store.getSteps(name, 's1')).some((x) => x.phase === 'recheck' && /agent-update-lock: held/.test(x.stdout ?? ''));
+    (await store.getJournal(name, 's1')).some((x) => x.phase === 'recheck' && /agent-update-lock: held/.test(x.stdout ?? ''));
   await Promise.race([waitFor(dbA, 'alice refused on s1', refusedOnS1(dbA, 'alice')), waitFor(dbB, 'bob refused on s1', refusedOnS1(dbB, 'bob'))]);
   openGate(fleet, 'online');
   const [ra, rb] = await Promise.all(runs);
@@ -203,7 +203,7 @@ test('kill -9 leaves the lock on the server in flight: its own update takes it o
   assert.equal(existsSync(lockFile), false, 'released after the takeover');
   const steps = openStore(db1);
   try {
-    const takeover = (await steps.getSteps('u1', 's1')).filter((s) => s.phase === 'takeover');
+    const takeover = (await steps.getJournal('u1', 's1')).filter((s) => s.phase === 'takeover');
     assert.match(takeover[0]!.stdout!, /agent-update-lock: held/);
     assert.match(takeover[1]!.stdout!, /agent-update-lock: cleared-stale/);
   } finally {

@@ -101,7 +101,7 @@ test('a connection that dies mid-command: reconnected and the command run again,
   // the journal shows the cut command and the run that followed it
   const store = openStore(db);
   try {
-    const restarts = (await store.getSteps('die', 'sim')).filter((st) => st.phase === 'restart');
+    const restarts = (await store.getJournal('die', 'sim')).filter((st) => st.phase === 'restart');
     assert.deepEqual(restarts.map((st) => [st.exitCode, /connection lost/.test(st.error ?? '')]), [[null, true], [0, false]]);
     assert.ok((await store.getEvents('die')).some((e) => e.kind === 'connection' && /connected again after/.test(e.message)));
   } finally {

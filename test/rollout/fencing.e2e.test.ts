@@ -177,7 +177,7 @@ test('a copied plan database on another host: the copy takes the server over, wa
   assert.match(String(r1.stderr), /lost s1: its agent-update lock no longer holds this executor's fencing token .*nothing more is run there/);
   await withStore(db, async (s) => {
     assert.ok((await s.getEvents('u')).some((e) => e.kind === 'fenced'), 'journalled in the first database');
-    const fencedStep = (await s.getSteps('u', 's1')).find((st) => /not run: the agent-update lock/.test(st.error ?? ''));
+    const fencedStep = (await s.getJournal('u', 's1')).find((st) => /not run: the agent-update lock/.test(st.error ?? ''));
     assert.ok(fencedStep, 'the fenced command is journalled as not run');
   });
   assert.equal(byName(await statusJson(copy, 'u')).s1!.status, 'success');

@@ -100,7 +100,7 @@ test('plan --refresh re-probes only the unreachable servers of a pending or paus
   const probesOf = async (name: string) => {
     const store = openStore(db);
     try {
-      return (await store.getSteps('r', name)).filter((st) => st.phase === 'probe').length;
+      return (await store.getJournal('r', name)).filter((st) => st.phase === 'probe').length;
     } finally {
       await store.close();
     }
@@ -192,11 +192,11 @@ test('every sshd connection cut for a second, twice, in the middle of a rollout:
   // the cuts happened where they were aimed, and were lived through: a lost health check each
   const store = openStore(db);
   try {
-    const cutChecks = (await store.getSteps('b', 's2')).filter((st) => st.phase === 'verify' && /connection lost/.test(st.error ?? ''));
+    const cutChecks = (await store.getJournal('b', 's2')).filter((st) => st.phase === 'verify' && /connection lost/.test(st.error ?? ''));
     assert.ok(cutChecks.length >= 1, 's2: a health check was cut');
-    const cutUpdates = (await store.getSteps('b', 's4')).filter((st) => st.phase === 'update' && /connection lost/.test(st.error ?? ''));
+    const cutUpdates = (await store.getJournal('b', 's4')).filter((st) => st.phase === 'update' && /connection lost/.test(st.error ?? ''));
     assert.deepEqual(cutUpdates.map((st) => st.command), [gate], 's4: the update command that was cut, then run again');
-    assert.equal((await store.getSteps('b', 's4')).filter((st) => st.command === gate && st.exitCode === 0).length, 1);
+    assert.equal((await store.getJournal('b', 's4')).filter((st) => st.command === gate && st.exitCode === 0).length, 1);
   } finally {
     await store.close();
   }

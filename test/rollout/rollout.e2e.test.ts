@@ -119,7 +119,7 @@ test('a slow-starting agent is waited for until it is online', async (t) => {
   const run = spawnCli(['start', name], { db });
   let ended = false;
   void run.then(() => (ended = true));
-  const verifies = async (store: Store) => (await store.getSteps(name, 's1')).filter((s) => s.phase === 'verify' && s.endedAt !== null);
+  const verifies = async (store: Store) => (await store.getJournal(name, 's1')).filter((s) => s.phase === 'verify' && s.endedAt !== null);
   const store = openStore(db);
   try {
     for (const end = Date.now() + 60_000; (await verifies(store)).length < 10; ) {

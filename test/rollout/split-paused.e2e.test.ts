@@ -38,7 +38,7 @@ test('canary then fan out: start --stop-after 1, split the paused update in 3, r
   assert.equal(canary.code, 3, canary.stdout + canary.stderr);
   assert.equal((await statusJson(db, name)).status, 'paused');
   const canaryJournal = await withStore(db, async (store) => ({
-    steps: (await store.getSteps(name, 's1')).map((s) => s.id),
+    steps: (await store.getJournal(name, 's1')).map((s) => s.id),
     events: (await store.getEvents(name)).filter((e) => e.serverName === 's1').map((e) => e.message),
   }));
   assert.ok(canaryJournal.steps.length > 0);
@@ -72,9 +72,9 @@ test('canary then fan out: start --stop-after 1, split the paused update in 3, r
   // Every server deployed exactly once: the canary was not updated again.
   for (const s of ['s1', 's2', 's3', 's4', 's5', 's6', 's7']) assert.equal(readDeployCount(fleet.home(s)), 1, s);
   await withStore(db, async (store) => {
-    assert.deepEqual((await store.getSteps(name, 's1')).map((s) => s.id), canaryJournal.steps, 'no step run on the canary after the split');
+    assert.deepEqual((await store.getJournal(name, 's1')).map((s) => s.id), canaryJournal.steps, 'no step run on the canary after the split');
     assert.deepEqual((await store.getEvents(name)).filter((e) => e.serverName === 's1').map((e) => e.message), canaryJournal.events);
-    assert.equal((await store.getSteps(`${name}.2`, 's1')).length, 0);
+    assert.equal((await store.getJournal(`${name}.2`, 's1')).length, 0);
   });
 });
 

@@ -87,15 +87,15 @@ test('the Store\'s queries of an update, its servers, journal and events use ind
   const u = await store.getUpdate('a');
   const servers = await store.getServers('a');
   await store.getServer(servers[3]!.id);
-  await store.getSteps('a');
-  await store.getSteps('a', servers[7]!.name);
+  await store.getJournal('a');
+  await store.getJournal('a', servers[7]!.name);
   await store.getEvents('a');
   await store.budgetUse(u);
   await store.busyAccount(servers[0]!);
   await store.countsByUpdate();
   await store.findServers(servers[0]!.name);
   await store.setServerStatus(servers[40]!.id, 'running', { step: 'update' }); // pending → running
-  await store.endStep(await store.beginStep(servers[0]!, 'update', 'true'), { code: 0, stdout: '', stderr: '', error: null });
+  await store.endCommand(await store.beginCommand(servers[0]!, 'update', 'true'), { code: 0, stdout: '', stderr: '', error: null });
   const seen = store.compiledStatements();
   assert.ok(seen.length >= 10, `${seen.length} statements seen`);
 

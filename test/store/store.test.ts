@@ -71,11 +71,11 @@ test('split moves servers and their journal, keeps test mode on the first batch 
   await store.createUpdate(newUpdate('a', 7));
   await store.setUpdateStatus('a', 'pending');
   const first = (await store.getServers('a'))[6]!;
-  await store.endStep(await store.beginStep(first, 'probe', 'x'), { code: 0, stdout: 'o', stderr: '', error: null });
+  await store.endCommand(await store.beginCommand(first, 'probe', 'x'), { code: 0, stdout: 'o', stderr: '', error: null });
   assert.deepEqual(await splitUpdate(store, 'a', 3), ['a', 'a.2', 'a.3']);
   assert.deepEqual((await store.getServers('a.3')).map((s) => s.name), ['s6', 's7']);
   assert.deepEqual((await store.getServers('a.3')).map((s) => s.position), [0, 1]);
-  assert.equal((await store.getSteps('a.3', 's7')).length, 1);
+  assert.equal((await store.getJournal('a.3', 's7')).length, 1);
   assert.equal((await store.getUpdate('a')).testStopAfter, 2);
   assert.equal((await store.getUpdate('a.2')).testStopAfter, 0);
   assert.equal((await store.getUpdate('a.2')).batchOf, 'a');
@@ -221,12 +221,12 @@ test('split moves each server with its journal and its events', async (t) => {
   await store.setUpdateStatus('u', 'pending');
   const [, , s3] = await store.getServers('u');
   await store.addEvent('u', 's3', 'note', 'something about s3');
-  await store.beginStep(s3!, 'probe', 'version');
+  await store.beginCommand(s3!, 'probe', 'version');
   await splitUpdate(store, 'u', 2);
   assert.deepEqual((await store.getServers('u.2')).map((s) => s.name), ['s3', 's4']);
   assert.deepEqual((await store.getEvents('u.2')).filter((e) => e.serverName === 's3').map((e) => e.message), ['something about s3']);
   assert.deepEqual((await store.getEvents('u')).filter((e) => e.serverName === 's3'), [], 'no event of s3 is left behind');
-  assert.deepEqual((await store.getSteps('u.2', 's3')).map((s) => s.command), ['version']);
+  assert.deepEqual((await store.getJournal('u.2', 's3')).map((s) => s.command), ['version']);
 });
 
 test('a server keeps every type (migration 3); rows from before it read as [type]', async (t) => {

@@ -1,18 +1,18 @@
 /** The journal: one row per remote command, begun (committed) before it runs, ended once its result is known. */
-import type { ServerRecord, StepRecord } from '../../model/records.js';
-import type { StepResult } from '../port.js';
+import type { ServerRecord, JournalEntry } from '../../model/records.js';
+import type { CommandResult } from '../port.js';
 import type { Db } from './db.js';
-import { toStep, type Row } from './rows.js';
+import { toJournalEntry, type Row } from './rows.js';
 
 /** Record that a command is about to run; committed before it runs. */
-export function beginStep(db: Db, server: Pick<ServerRecord, 'updateName' | 'id'>, phase: string, command: string): number {
+export function beginCommand(db: Db, server: Pick<ServerRecord, 'updateName' | 'id'>, phase: string, command: string): number {
   const info = db.stmt('INSERT INTO steps (update_name, server_id, phase, command, started_at) VALUES (?, ?, ?, ?, ?)')
     .run(server.updateName, server.id, phase, command, db.iso());
   return Number(info.lastInsertRowid);
 }
 
 /** Record a command's result; committed as soon as it is known. */
-export function endStep(db: Db, id: number, r: StepResult): void {
+export function endCommand(db: Db, id: number, r: CommandResult): void {
   db.stmt('UPDATE steps SET ended_at = ?, exit_code = ?, stdout = ?, stderr = ?, error = ? WHERE id = ?')
     .run(db.iso(), r.code, r.stdout, r.stderr, r.error, id);
 }
@@ -22,7 +22,7 @@ export function endStep(db: Db, id: number, r: StepResult): void {
  * much was left out: health attempts between the first and the last are kept this short, so a
  * long verify does not store megabytes per server.
  */
-export function summarizeStep(db: Db, id: number, keep: number): void {
+export function summarizeCommand(db: Db, id: number, keep: number): void {
   const row = db.stmt('SELECT stdout, stderr FROM steps WHERE id = ?').get(id) as Row | undefined;
   if (!row) return;
   const cut = (s: string | null): string | null => {
@@ -37,10 +37,10 @@ export function summarizeStep(db: Db, id: number, keep: number): void {
 }
 
 /** An update's journal (one server's when named), server by server in plan order. */
-export function getSteps(db: Db, updateName: string, serverName?: string): StepRecord[] {
+export function getJournal(db: Db, updateName: string, serverName?: string): JournalEntry[] {
   const sql = `SELECT steps.*, servers.name AS server_name FROM steps JOIN servers ON servers.id = steps.server_id
                WHERE steps.update_name = ? ${serverName !== undefined ? 'AND servers.name = ?' : ''}
                ORDER BY servers.position, steps.id`;
   const args = serverName !== undefined ? [updateName, serverName] : [updateName];
-  return (db.stmt(sql).all(...args) as Row[]).map(toStep);
+  return (db.stmt(sql).all(...args) as Row[]).map(toJournalEntry);
 }

@@ -1,7 +1,7 @@
 /** Rows of the SQLite tables ↔ the records of model/records.ts and the changes of store/port.ts. */
 import type { RolloutSettings, VersionClass } from '../../config/types.js';
 import type { ServerStatus, ServerStep, UpdateStatus } from '../../model/lifecycle.js';
-import type { AutoRun, EventRecord, PathStop, ServerReach, ServerRecord, StepRecord, UpdateRecord } from '../../model/records.js';
+import type { AutoRun, EventRecord, PathStop, ServerReach, ServerRecord, JournalEntry, UpdateRecord } from '../../model/records.js';
 import type { ServerChange, UpdateChange } from '../port.js';
 
 export type Row = Record<string, unknown>;
@@ -112,7 +112,7 @@ export function toServer(r: Row): ServerRecord {
   };
 }
 
-export function toStep(r: Row): StepRecord {
+export function toJournalEntry(r: Row): JournalEntry {
   return {
     id: r.id as number,
     updateName: r.update_name as string,

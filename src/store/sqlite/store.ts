@@ -3,7 +3,7 @@ import type { Clock } from '../../clock.js';
 import type { VersionClass } from '../../config/types.js';
 import type { ServerStatus, UpdateStatus } from '../../model/lifecycle.js';
 import type { Lease, ServerRecord, UpdateRecord } from '../../model/records.js';
-import type { LeaseClaim, NewAutoRun, NewUpdate, ServerChange, StepResult, Store, StoreTx, UpdateChange } from '../port.js';
+import type { LeaseClaim, NewAutoRun, NewUpdate, ServerChange, CommandResult, Store, StoreTx, UpdateChange } from '../port.js';
 import * as autoRuns from './auto-runs.js';
 import { Db } from './db.js';
 import * as events from './events.js';
@@ -62,10 +62,10 @@ abstract class SqliteCalls implements StoreTx {
   findServers(name: string) { return this.call(() => servers.findServers(this.db, name)); }
   laterWorkOn(s: Pick<ServerRecord, 'user' | 'host' | 'port' | 'id'>, since: string) { return this.call(() => servers.laterWorkOn(this.db, s, since)); }
 
-  beginStep(server: Pick<ServerRecord, 'updateName' | 'id'>, phase: string, command: string) { return this.call(() => journal.beginStep(this.db, server, phase, command)); }
-  endStep(id: number, r: StepResult) { return this.call(() => journal.endStep(this.db, id, r)); }
-  summarizeStep(id: number, keep: number) { return this.call(() => journal.summarizeStep(this.db, id, keep)); }
-  getSteps(updateName: string, serverName?: string) { return this.call(() => journal.getSteps(this.db, updateName, serverName)); }
+  beginCommand(server: Pick<ServerRecord, 'updateName' | 'id'>, phase: string, command: string) { return this.call(() => journal.beginCommand(this.db, server, phase, command)); }
+  endCommand(id: number, r: CommandResult) { return this.call(() => journal.endCommand(this.db, id, r)); }
+  summarizeCommand(id: number, keep: number) { return this.call(() => journal.summarizeCommand(this.db, id, keep)); }
+  getJournal(updateName: string, serverName?: string) { return this.call(() => journal.getJournal(this.db, updateName, serverName)); }
 
   addEvent(updateName: string, serverName: string | null, kind: string, message: string, actor: string | null = null) {
     return this.call(() => events.addEvent(this.db, updateName, serverName, kind, message, actor));
