@@ -12,8 +12,9 @@
  * Transactions: `tx(fn)` runs `fn(t)` in one transaction and commits what it wrote, or nothing if
  * it throws. Inside `fn`, every read and write goes through `t` (the same methods), never through
  * the store itself: a call on the store waits until the transaction has ended, which is what
- * keeps the parallel batches of one process (one Store) out of each other's transactions, and so
- * a call on the store from inside `fn` would wait for itself. A `tx` of `t` runs inside the one
+ * keeps the parallel batches of one process (one Store) out of each other's transactions; a call
+ * on the store from inside `fn` would wait for itself, so it is refused with an error (the
+ * SQLite store knows it by the async context of `fn`). A `tx` of `t` runs inside the one
  * open (nested: a throw in it undoes its own writes only). Each method that writes is already
  * one transaction of its own.
  *

@@ -136,3 +136,32 @@ test('close waits for the transaction open', async (t) => {
   t.after(() => again.close());
   assert.equal(await again.hasUpdate('late'), true);
 });
+
+test('a call on the store from inside its own transaction is refused, not left waiting for itself; other callers still wait', async (t) => {
+  const store = await storeWith(t, 'a');
+  await assert.rejects(
+    store.tx(async (tx) => {
+      await tx.setUpdateStatus('a', 'pending');
+      await store.getUpdate('a');
+    }),
+    /inside its own transaction/,
+  );
+  assert.equal((await store.getUpdate('a')).status, 'planning', 'the transaction was rolled back');
+  await assert.rejects(store.tx(async () => store.tx(async () => undefined)), /inside its own transaction/, 'a tx of the store, not of the handle');
+  // a call from outside (another batch of the same process) made while a transaction is open still waits and runs
+  const g = gate();
+  const open = store.tx(async (tx) => {
+    await g.opened;
+    await tx.setUpdateStatus('a', 'pending');
+  });
+  const outside = store.getUpdate('a');
+  g.open();
+  await open;
+  assert.equal((await outside).status, 'pending');
+  // once the transaction has ended, work it started may use the store again
+  const started: { later?: Promise<string> } = {};
+  await store.tx(async () => {
+    started.later = new Promise((resolve) => setImmediate(() => void store.getUpdate('a').then((u) => resolve(u.status))));
+  });
+  assert.equal(await started.later, 'pending');
+});
