@@ -66,7 +66,7 @@ async function stillInUse(store: ReportStore, s: ServerRecord, lock: string, now
     );
   }
   const owner = parseOwner(lock);
-  if (owner.host === live.host && owner.pid !== undefined && live.isAlive(owner.pid, null) && owner.pid !== live.pid) {
+  if (owner.host === live.host && owner.pid !== undefined && owner.pid !== live.pid && live.isAlive(owner.pid, owner.pidStart ?? null)) {
     return `the process that took it, pid ${owner.pid} on this host, is still running`;
   }
   return null;

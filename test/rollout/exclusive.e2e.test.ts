@@ -5,7 +5,7 @@
  * the way out of an update whose server in flight never comes back.
  */
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { agentCommands, currentCommit, readDeploys } from '../../src/sim/agent.js';
@@ -234,6 +234,11 @@ test('unlock --yes clears a dead executor\'s lock after checking, journalled; re
   assert.ok(existsSync(lockFile));
   run.kill('SIGKILL');
   await run;
+  // The pid the lock names is alive again, but as another process (its start time differs: the
+  // pid was reused): that process never took the lock, so it does not keep it.
+  const text = readFileSync(lockFile, 'utf8');
+  assert.match(text, /^pid_start=\d+$/m, 'the lock names its process by pid and start time');
+  writeFileSync(lockFile, text.replace(/^pid=\d+$/m, `pid=${process.pid}`).replace(/^pid_start=\d+$/m, 'pid_start=1'));
 
   const cleared = await cli(['unlock', 's1', '--yes'], { db: db2 });
   assert.equal(cleared.code, 0, cleared.stdout + cleared.stderr);
