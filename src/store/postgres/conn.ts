@@ -1,0 +1,149 @@
+/**
+ * How the operations of the PostgreSQL store reach the database: `Q` runs a statement (written
+ * with `?` placeholders, as the SQLite store's are) and runs a function as one transaction of its
+ * own, or a savepoint of the one open. Outside a transaction: the pool. Inside: the one client of
+ * that transaction. Private to src/store/postgres.
+ */
+import { createHash } from 'node:crypto';
+import type pg from 'pg';
+import type { Clock } from '../../clock.js';
+
+export type Row = Record<string, unknown>;
+
+export interface Q {
+  /** The rows `sql` returns (`?` placeholders, in order). */
+  rows(sql: string, params?: readonly unknown[]): Promise<Row[]>;
+  /** How many rows `sql` changed. */
+  run(sql: string, params?: readonly unknown[]): Promise<number>;
+  /** `fn` as one transaction (the store's write lock taken first), or a savepoint of the open one. */
+  atomic<T>(fn: (q: Q) => Promise<T>): Promise<T>;
+  /** Now, as every time this store writes is stamped. */
+  iso(): string;
+  /** Where the database is, as messages name it (no credentials). */
+  readonly location: string;
+}
+
+/** `?` → `$1`, `$2`, … (the statements of this store have no `?` of their own). */
+const converted = new Map<string, string>();
+export function pgSql(sql: string): string {
+  let out = converted.get(sql);
+  if (out === undefined) {
+    let n = 0;
+    out = sql.replace(/\?/g, () => `$${++n}`);
+    converted.set(sql, out);
+  }
+  return out;
+}
+
+/** A 64-bit advisory lock key (as a decimal string) for `what` in `schema`. */
+export function lockKey(what: string, schema: string): string {
+  return createHash('sha256').update(`agent-update:${what}:${schema}`).digest().readBigInt64BE(0).toString();
+}
+
+/** What every Q of one store shares. */
+export interface Shared {
+  readonly pool: pg.Pool;
+  readonly schema: string;
+  readonly location: string;
+  readonly clock: Pick<Clock, 'now'>;
+  /** The key of the store's write lock (pg_advisory_xact_lock). */
+  readonly writeLock: string;
+  nextSavepoint(): string;
+}
+
+/**
+ * BEGIN, the store's write lock (every writing transaction of every process on this schema one
+ * after the other, as SQLite's BEGIN IMMEDIATE makes them: a check and the write it allows, such
+ * as a server's claim against busy accounts, cannot interleave with another's), `fn`, COMMIT;
+ * ROLLBACK when it throws. The client goes back to the pool either way (destroyed when broken).
+ */
+export async function inTransaction<T>(s: Shared, client: pg.PoolClient, fn: (q: ClientQ) => Promise<T>): Promise<T> {
+  await client.query('BEGIN');
+  try {
+    await client.query('SELECT pg_advisory_xact_lock($1::bigint)', [s.writeLock]);
+    const out = await fn(new ClientQ(s, client));
+    await client.query('COMMIT');
+    return out;
+  } catch (e) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw e;
+  }
+}
+
+/** Statements on the pool, each on whichever connection is free; `atomic` a transaction on one. */
+export class PoolQ implements Q {
+  constructor(private readonly s: Shared) {}
+
+  get location(): string {
+    return this.s.location;
+  }
+
+  iso(): string {
+    return this.s.clock.now().toISOString();
+  }
+
+  async rows(sql: string, params: readonly unknown[] = []): Promise<Row[]> {
+    return (await this.s.pool.query(pgSql(sql), params as unknown[])).rows as Row[];
+  }
+
+  async run(sql: string, params: readonly unknown[] = []): Promise<number> {
+    return (await this.s.pool.query(pgSql(sql), params as unknown[])).rowCount ?? 0;
+  }
+
+  async atomic<T>(fn: (q: Q) => Promise<T>): Promise<T> {
+    const client = await this.s.pool.connect();
+    let broken: Error | undefined;
+    try {
+      return await inTransaction(this.s, client, fn);
+    } catch (e) {
+      broken = isConnectionError(e) ? (e as Error) : undefined;
+      throw e;
+    } finally {
+      client.release(broken);
+    }
+  }
+}
+
+/** Statements on the one client of an open transaction; `atomic` a savepoint in it. */
+export class ClientQ implements Q {
+  constructor(
+    private readonly s: Shared,
+    private readonly client: pg.PoolClient,
+  ) {}
+
+  get location(): string {
+    return this.s.location;
+  }
+
+  iso(): string {
+    return this.s.clock.now().toISOString();
+  }
+
+  async rows(sql: string, params: readonly unknown[] = []): Promise<Row[]> {
+    return (await this.client.query(pgSql(sql), params as unknown[])).rows as Row[];
+  }
+
+  async run(sql: string, params: readonly unknown[] = []): Promise<number> {
+    return (await this.client.query(pgSql(sql), params as unknown[])).rowCount ?? 0;
+  }
+
+  async atomic<T>(fn: (q: Q) => Promise<T>): Promise<T> {
+    const name = this.s.nextSavepoint();
+    await this.client.query(`SAVEPOINT ${name}`);
+    try {
+      const out = await fn(this);
+      await this.client.query(`RELEASE SAVEPOINT ${name}`);
+      return out;
+    } catch (e) {
+      await this.client.query(`ROLLBACK TO SAVEPOINT ${name}`);
+      await this.client.query(`RELEASE SAVEPOINT ${name}`);
+      throw e;
+    }
+  }
+}
+
+/** An error of the connection itself (not of a statement): the client is not given back to the pool. */
+export function isConnectionError(e: unknown): boolean {
+  const code = (e as { code?: unknown }).code;
+  return typeof code === 'string' && (/^(08|57P)/.test(code) || /^E[A-Z]+$/.test(code));
+}

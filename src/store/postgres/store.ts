@@ -1,0 +1,287 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
+import { randomBytes } from 'node:crypto';
+import pg from 'pg';
+import type { Clock } from '../../clock.js';
+import type { VersionClass } from '../../config/types.js';
+import { UsageError } from '../../errors.js';
+import type { ServerStatus, UpdateStatus } from '../../model/lifecycle.js';
+import type { Lease, ServerRecord, UpdateRecord } from '../../model/records.js';
+import type { CommandResult, LeaseClaim, NewAutoRun, NewUpdate, ServerChange, Store, StoreTx, UpdateChange } from '../port.js';
+import { ClientQ, inTransaction, isConnectionError, lockKey, PoolQ, type Q, type Shared } from './conn.js';
+import * as ops from './ops.js';
+import { PG_MIGRATIONS } from './schema.js';
+import { Turns } from './turns.js';
+
+/** Every method of the port, each an operation of ops.ts on this handle's `Q`; `call` says when it may run. */
+abstract class PgCalls implements StoreTx {
+  constructor(
+    protected readonly shared: Shared,
+    readonly dbId: string,
+  ) {}
+
+  get location(): string {
+    return this.shared.location;
+  }
+
+  protected abstract call<T>(op: (q: Q) => Promise<T>): Promise<T>;
+  abstract tx<T>(fn: (t: StoreTx) => Promise<T>): Promise<T>;
+
+  hasUpdate(name: string) { return this.call((q) => ops.hasUpdate(q, name)); }
+  findUpdate(name: string) { return this.call((q) => ops.findUpdate(q, name)); }
+  getUpdate(name: string) { return this.call((q) => ops.getUpdate(q, name)); }
+  listUpdates() { return this.call((q) => ops.listUpdates(q)); }
+  batchesOf(name: string) { return this.call((q) => ops.batchesOf(q, name)); }
+  retriesOf(name: string) { return this.call((q) => ops.retriesOf(q, name)); }
+  undosOf(name: string) { return this.call((q) => ops.undosOf(q, name)); }
+  updatesOfConfig(configFile: string) { return this.call((q) => ops.updatesOfConfig(q, configFile)); }
+  createUpdate(u: NewUpdate) { return this.call((q) => ops.createUpdate(q, u)); }
+  setUpdateStatus(name: string, to: UpdateStatus, change: UpdateChange = {}) { return this.call((q) => ops.setUpdateStatus(q, name, to, change)); }
+  patchUpdate(name: string, change: UpdateChange) { return this.call((q) => ops.patchUpdate(q, name, change)); }
+  insertBatch(from: UpdateRecord, name: string, testStopAfter: number, as?: { status: 'paused'; reason: string }) {
+    return this.call((q) => ops.insertBatch(q, from, name, testStopAfter, as));
+  }
+
+  getServers(updateName: string) { return this.call((q) => ops.getServers(q, updateName)); }
+  getServer(id: number) { return this.call((q) => ops.getServer(q, id)); }
+  setServerStatus(id: number, to: ServerStatus, change: ServerChange = {}) { return this.call((q) => ops.setServerStatus(q, id, to, change)); }
+  patchServer(id: number, change: ServerChange) { return this.call((q) => ops.patchServer(q, id, change)); }
+  setLockHeld(id: number, held: boolean) { return this.call((q) => ops.setLockHeld(q, id, held)); }
+  setProbedCommit(id: number, commit: string | null) { return this.call((q) => ops.setProbedCommit(q, id, commit)); }
+  setProbedVersion(id: number, version: string | null, cls: VersionClass | null) { return this.call((q) => ops.setProbedVersion(q, id, version, cls)); }
+  leaveOut(updateName: string, ids: number[], why: string) { return this.call((q) => ops.leaveOut(q, updateName, ids, why)); }
+  moveServers(ids: number[], toUpdate: string) { return this.call((q) => ops.moveServers(q, ids, toUpdate)); }
+  dropServer(id: number, error: string, at: string, actor: string) { return this.call((q) => ops.dropServer(q, id, error, at, actor)); }
+  busyAccount(server: Pick<ServerRecord, 'host' | 'port' | 'user' | 'updateName'>) { return this.call((q) => ops.busyAccount(q, server)); }
+  findServers(name: string) { return this.call((q) => ops.findServers(q, name)); }
+  laterWorkOn(s: Pick<ServerRecord, 'user' | 'host' | 'port' | 'id'>, since: string) { return this.call((q) => ops.laterWorkOn(q, s, since)); }
+
+  beginCommand(server: Pick<ServerRecord, 'updateName' | 'id'>, phase: string, command: string) { return this.call((q) => ops.beginCommand(q, server, phase, command)); }
+  endCommand(id: number, r: CommandResult) { return this.call((q) => ops.endCommand(q, id, r)); }
+  summarizeCommand(id: number, keep: number) { return this.call((q) => ops.summarizeCommand(q, id, keep)); }
+  getJournal(updateName: string, serverName?: string) { return this.call((q) => ops.getJournal(q, updateName, serverName)); }
+
+  addEvent(updateName: string, serverName: string | null, kind: string, message: string, actor: string | null = null) {
+    return this.call((q) => ops.addEvent(q, updateName, serverName, kind, message, actor));
+  }
+  getEvents(updateName: string) { return this.call((q) => ops.getEvents(q, updateName)); }
+  runEvents(updateName: string) { return this.call((q) => ops.runEvents(q, updateName)); }
+
+  acquireLease(name: string, me: LeaseClaim, isDead: (holder: Lease) => boolean) { return this.call((q) => ops.acquireLease(q, name, me, isDead)); }
+  leaseToken(name: string) { return this.call((q) => ops.leaseToken(q, name)); }
+  heartbeat(name: string, token: string) { return this.call((q) => ops.heartbeat(q, name, token)); }
+  releaseLease(name: string, token: string) { return this.call((q) => ops.releaseLease(q, name, token)); }
+
+  openAutoRuns(configFile: string) { return this.call((q) => ops.openAutoRuns(q, configFile)); }
+  autoRuns(configFile?: string) { return this.call((q) => ops.autoRuns(q, configFile)); }
+  beginAutoRun(r: NewAutoRun) { return this.call((q) => ops.beginAutoRun(q, r)); }
+  autoHeartbeat(id: number) { return this.call((q) => ops.autoHeartbeat(q, id)); }
+  setAutoRunUpdate(id: number, updateName: string) { return this.call((q) => ops.setAutoRunUpdate(q, id, updateName)); }
+  endAutoRun(id: number, outcome: string, message: string, updateName?: string | null) { return this.call((q) => ops.endAutoRun(q, id, outcome, message, updateName)); }
+  discardPlan(name: string) { return this.call((q) => ops.discardPlan(q, name)); }
+
+  countsByUpdate() { return this.call((q) => ops.countsByUpdate(q)); }
+  budgetUse(update: UpdateRecord) { return this.call((q) => ops.budgetUse(q, update)); }
+  overlappingUpdates(updateName: string) { return this.call((q) => ops.overlappingUpdates(q, updateName)); }
+  historyServers(server?: string) { return this.call((q) => ops.historyServers(q, server)); }
+  serverNames() { return this.call((q) => ops.serverNames(q)); }
+  hasServer(server: string) { return this.call((q) => ops.hasServer(q, server)); }
+}
+
+const insideTx = new AsyncLocalStorage<{ store: PgStore; open: boolean }>();
+
+export interface PgStoreOptions {
+  clock: Pick<Clock, 'now'>;
+  /** The PostgreSQL schema this plan store lives in (created and migrated here); default `agent_update`. */
+  schema?: string;
+}
+
+/** `url` as messages may name it: no password, no query string (which may carry one). */
+export function redactUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    u.password = '';
+    u.search = '';
+    return u.toString();
+  } catch {
+    return 'postgres://(an unreadable URL)';
+  }
+}
+
+/** `message` with the URL's password taken out, wherever the client library repeated it. */
+function scrub(message: string, url: string): string {
+  let password = '';
+  try {
+    password = decodeURIComponent(new URL(url).password);
+  } catch {
+    // nothing to take out
+  }
+  return password ? message.split(password).join('***') : message;
+}
+
+/**
+ * The plan database in a schema of a PostgreSQL database, shared by every process and machine
+ * pointed at it. As SqliteStore: every method that changes state is one transaction (status
+ * changes checked against model/lifecycle.ts inside it, the row read FOR UPDATE); times are the
+ * clock's; a call made while a `tx` of this store is open waits for it to end (Turns), a call
+ * from inside it is refused. Outside a transaction calls use the pool; a `tx` runs on one client
+ * of its own, BEGIN … COMMIT, a nested `tx` a SAVEPOINT. Every writing transaction takes the
+ * schema's write lock first (pg_advisory_xact_lock): writers of all processes one at a time, as
+ * SQLite's BEGIN IMMEDIATE makes them.
+ */
+export class PgStore extends PgCalls implements Store {
+  private readonly turns = new Turns();
+  private closed = false;
+
+  private constructor(shared: Shared, dbId: string) {
+    super(shared, dbId);
+  }
+
+  /** Open (creating and migrating the schema when needed) the plan store at `url`, or a UsageError (exit 2) without the credentials. */
+  static async open(url: string, opts: PgStoreOptions): Promise<PgStore> {
+    const schema = opts.schema ?? 'agent_update';
+    if (!/^[a-z_][a-z0-9_]{0,62}$/.test(schema)) throw new UsageError(`the PostgreSQL schema name ${JSON.stringify(schema)} is not a plain lower-case name (letters, digits, _)`);
+    const location = `${redactUrl(url)} (schema ${schema})`;
+    const pool = new pg.Pool({ connectionString: url, options: `-c search_path=${schema}`, max: 8 });
+    // an idle client whose connection drops: the next call gets the error, not the process
+    pool.on('error', () => undefined);
+    let n = 0;
+    const shared: Shared = { pool, schema, location, clock: opts.clock, writeLock: lockKey('write', schema), nextSavepoint: () => `sp${++n}` };
+    try {
+      const dbId = await migrate(shared);
+      return new PgStore(shared, dbId);
+    } catch (e) {
+      await pool.end().catch(() => undefined);
+      if (e instanceof UsageError) throw e;
+      throw new UsageError(`cannot open the plan database ${location}: ${scrub((e as Error).message, url)}`);
+    }
+  }
+
+  protected call<T>(op: (q: Q) => Promise<T>): Promise<T> {
+    if (this.closed) return Promise.reject(new Error(`the plan database ${this.location} is closed`));
+    if (this.turns.free) return op(new PoolQ(this.shared));
+    const refused = this.ownOpenTx();
+    return refused ? Promise.reject(refused) : this.queued(op);
+  }
+
+  private ownOpenTx(): Error | null {
+    const open = insideTx.getStore();
+    return open?.store === this && open.open
+      ? new Error('a call on the store inside its own transaction (it would wait for itself): make it through the transaction handle')
+      : null;
+  }
+
+  private async queued<T>(op: (q: Q) => Promise<T>): Promise<T> {
+    await this.turns.take();
+    try {
+      return await op(new PoolQ(this.shared));
+    } finally {
+      this.turns.give();
+    }
+  }
+
+  async tx<T>(fn: (t: StoreTx) => Promise<T>): Promise<T> {
+    const refused = this.ownOpenTx();
+    if (refused) throw refused;
+    await this.turns.take();
+    try {
+      const client = await this.shared.pool.connect();
+      let broken: Error | undefined;
+      try {
+        return await inTransaction(this.shared, client, async (q) => {
+          const t = new PgTx(this.shared, this.dbId, q);
+          const open = { store: this, open: true };
+          try {
+            return await insideTx.run(open, () => fn(t));
+          } finally {
+            open.open = false;
+            t.end();
+          }
+        });
+      } catch (e) {
+        broken = isConnectionError(e) ? (e as Error) : undefined;
+        throw e;
+      } finally {
+        client.release(broken);
+      }
+    } finally {
+      this.turns.give();
+    }
+  }
+
+  /** After every call made before it; closing again does nothing. */
+  async close(): Promise<void> {
+    await this.turns.take();
+    try {
+      if (this.closed) return;
+      this.closed = true;
+      await this.shared.pool.end();
+    } finally {
+      this.turns.give();
+    }
+  }
+}
+
+/** The handle of an open transaction: its calls run at once on the transaction's client; a `tx` of it is a savepoint. */
+class PgTx extends PgCalls {
+  private open = true;
+
+  constructor(
+    shared: Shared,
+    dbId: string,
+    private readonly q: ClientQ,
+  ) {
+    super(shared, dbId);
+  }
+
+  end(): void {
+    this.open = false;
+  }
+
+  protected call<T>(op: (q: Q) => Promise<T>): Promise<T> {
+    if (!this.open) return Promise.reject(new Error('a transaction handle was used after its transaction ended'));
+    return op(this.q);
+  }
+
+  async tx<T>(fn: (t: StoreTx) => Promise<T>): Promise<T> {
+    if (!this.open) throw new Error('a transaction handle was used after its transaction ended');
+    return this.q.atomic(() => fn(this));
+  }
+}
+
+/**
+ * Create the schema and bring it up to date, in one transaction under an advisory lock of its
+ * own: processes opening a new store at once run it one after the other, and the later ones find
+ * nothing left to do. The store's identity (`meta.db_id`) is made with the first migration.
+ */
+async function migrate(s: Shared): Promise<string> {
+  const client = await s.pool.connect();
+  try {
+    await client.query('BEGIN');
+    try {
+      await client.query('SELECT pg_advisory_xact_lock($1::bigint)', [lockKey('migrate', s.schema)]);
+      await client.query(`CREATE SCHEMA IF NOT EXISTS "${s.schema}"`);
+      await client.query(`SET LOCAL search_path TO "${s.schema}"`);
+      await client.query('CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)');
+      const version = Number((await client.query("SELECT value FROM meta WHERE key = 'schema_version'")).rows[0]?.value ?? 0);
+      if (version > PG_MIGRATIONS.length) {
+        throw new UsageError(`${s.location} was written by a newer agent-update (schema ${version}, this one knows ${PG_MIGRATIONS.length}); upgrade agent-update`);
+      }
+      for (let v = version; v < PG_MIGRATIONS.length; v++) await client.query(PG_MIGRATIONS[v]!);
+      if (version < PG_MIGRATIONS.length) {
+        await client.query(
+          "INSERT INTO meta (key, value) VALUES ('schema_version', $1) ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+          [String(PG_MIGRATIONS.length)],
+        );
+      }
+      await client.query("INSERT INTO meta (key, value) VALUES ('db_id', $1) ON CONFLICT (key) DO NOTHING", [randomBytes(16).toString('hex')]);
+      const dbId = (await client.query("SELECT value FROM meta WHERE key = 'db_id'")).rows[0]!.value as string;
+      await client.query('COMMIT');
+      return dbId;
+    } catch (e) {
+      await client.query('ROLLBACK').catch(() => undefined);
+      throw e;
+    }
+  } finally {
+    client.release();
+  }
+}

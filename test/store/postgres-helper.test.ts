@@ -1,0 +1,19 @@
+/** test/helpers/postgres.ts: a server of its own, on a port it picked, that answers and is gone after stop(). */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import pg from 'pg';
+import { postgresSkip, startPostgres } from '../helpers/postgres.js';
+
+test('a PostgreSQL server of the test: started on a free port, a database created, stopped and removed', { skip: postgresSkip() }, async () => {
+  const server = await startPostgres();
+  const c = new pg.Client({ connectionString: server.url });
+  await c.connect();
+  const r = await c.query<{ db: string }>('SELECT current_database() AS db');
+  await c.end();
+  assert.equal(r.rows[0]!.db, 'agent_update_test');
+  const port = new URL(server.url).port;
+  assert.notEqual(port, '5432');
+  await server.stop();
+  const again = new pg.Client({ connectionString: server.url, connectionTimeoutMillis: 2000 });
+  await assert.rejects(again.connect());
+});
