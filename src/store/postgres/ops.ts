@@ -1,6 +1,6 @@
 /**
  * Every operation of the port on PostgreSQL, each as the SQLite store's module of the same area
- * does it (store/sqlite/*.ts), with the same records (store/sqlite/rows.ts maps the rows: the
+ * does it (store/sqlite/*.ts), with the same records (store/rows.ts maps the rows: the
  * columns are the same). Status changes read the row FOR UPDATE inside the transaction that
  * writes, and are checked against model/lifecycle.ts there.
  */
@@ -15,7 +15,7 @@ import { didYouMean } from '../../util/did-you-mean.js';
 import { plural } from '../../util/plural.js';
 import { suggest } from '../../util/suggest.js';
 import type { BudgetUse, CommandResult, LeaseClaim, LeaseResult, NewAutoRun, NewUpdate, Overlap, RunEvent, ServerChange, UpdateChange } from '../port.js';
-import { reachJson, SERVER_COLUMNS, setClause, toAutoRun, toEvent, toJournalEntry, toServer, toUpdate, UPDATE_COLUMNS } from '../sqlite/rows.js';
+import { reachJson, SERVER_COLUMNS, setClause, toAutoRun, toEvent, toJournalEntry, toServer, toUpdate, UPDATE_COLUMNS } from '../rows.js';
 import type { Q } from './conn.js';
 
 const ACCOUNT = /^([^@\s]+)@(.+):(\d+)$/;

@@ -10,7 +10,7 @@ import type { CommandResult, LeaseClaim, NewAutoRun, NewUpdate, ServerChange, St
 import { ClientQ, inTransaction, isConnectionError, lockKey, PoolQ, type Q, type Shared } from './conn.js';
 import * as ops from './ops.js';
 import { PG_MIGRATIONS } from './schema.js';
-import { Turns } from './turns.js';
+import { Turns } from '../turns.js';
 
 /** Every method of the port, each an operation of ops.ts on this handle's `Q`; `call` says when it may run. */
 abstract class PgCalls implements StoreTx {

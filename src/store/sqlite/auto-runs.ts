@@ -2,7 +2,7 @@
 import type { AutoRun } from '../../model/records.js';
 import type { NewAutoRun } from '../port.js';
 import type { Db } from './db.js';
-import { toAutoRun, type Row } from './rows.js';
+import { toAutoRun, type Row } from '../rows.js';
 import { getUpdate } from './updates.js';
 
 /** The `auto` runs of this config not ended yet (claims), newest first. */

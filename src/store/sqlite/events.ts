@@ -2,7 +2,7 @@
 import type { EventRecord } from '../../model/records.js';
 import type { RunEvent } from '../port.js';
 import type { Db } from './db.js';
-import { toEvent, type Row } from './rows.js';
+import { toEvent, type Row } from '../rows.js';
 
 /** `actor`: the person (`user@host`) whose command this records; null for the engine's own. */
 export function addEvent(db: Db, updateName: string, serverName: string | null, kind: string, message: string, actor: string | null = null): void {

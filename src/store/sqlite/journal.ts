@@ -2,7 +2,7 @@
 import type { ServerRecord, JournalEntry } from '../../model/records.js';
 import type { CommandResult } from '../port.js';
 import type { Db } from './db.js';
-import { toJournalEntry, type Row } from './rows.js';
+import { toJournalEntry, type Row } from '../rows.js';
 
 /** Record that a command is about to run; committed before it runs. */
 export function beginCommand(db: Db, server: Pick<ServerRecord, 'updateName' | 'id'>, phase: string, command: string): number {

@@ -3,7 +3,7 @@ import type { Lease } from '../../model/records.js';
 import type { LeaseClaim, LeaseResult } from '../port.js';
 import type { Db } from './db.js';
 import { addEvent } from './events.js';
-import type { Row } from './rows.js';
+import type { Row } from '../rows.js';
 import { getUpdate } from './updates.js';
 
 /**

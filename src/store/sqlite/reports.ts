@@ -3,7 +3,7 @@ import { ACTIVE_SERVER, ACTIVE_UPDATE, BUDGETED_SERVER, HISTORY_SERVER, sqlList,
 import type { ServerRecord, UpdateRecord } from '../../model/records.js';
 import type { BudgetUse, Overlap } from '../port.js';
 import type { Db } from './db.js';
-import { toServer, type Row } from './rows.js';
+import { toServer, type Row } from '../rows.js';
 import { findUpdate } from './updates.js';
 
 /**

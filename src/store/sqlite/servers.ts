@@ -6,7 +6,7 @@ import { plural } from '../../util/plural.js';
 import type { ServerChange } from '../port.js';
 import type { Db } from './db.js';
 import { addEvent } from './events.js';
-import { SERVER_COLUMNS, setClause, toServer, type Row } from './rows.js';
+import { SERVER_COLUMNS, setClause, toServer, type Row } from '../rows.js';
 import { getUpdate } from './updates.js';
 
 export function getServers(db: Db, updateName: string): ServerRecord[] {

@@ -13,7 +13,7 @@ import * as lease from './lease.js';
 import { openDatabase, readDbId } from './open.js';
 import * as reports from './reports.js';
 import * as servers from './servers.js';
-import { Turns } from './turns.js';
+import { Turns } from '../turns.js';
 import * as updates from './updates.js';
 
 /**

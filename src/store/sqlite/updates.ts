@@ -8,7 +8,7 @@ import { suggest } from '../../util/suggest.js';
 import type { NewUpdate, UpdateChange } from '../port.js';
 import type { Db } from './db.js';
 import { addEvent } from './events.js';
-import { reachJson, setClause, toUpdate, UPDATE_COLUMNS, type Row } from './rows.js';
+import { reachJson, setClause, toUpdate, UPDATE_COLUMNS, type Row } from '../rows.js';
 
 export function hasUpdate(db: Db, name: string): boolean {
   return db.stmt('SELECT 1 FROM updates WHERE name = ?').get(name) !== undefined;

@@ -1,8 +1,11 @@
-/** Rows of the SQLite tables ↔ the records of model/records.ts and the changes of store/port.ts. */
-import type { RolloutSettings, VersionClass } from '../../config/types.js';
-import type { ServerStatus, ServerStep, UpdateStatus } from '../../model/lifecycle.js';
-import type { AutoRun, EventRecord, PathStop, ServerReach, ServerRecord, JournalEntry, UpdateRecord } from '../../model/records.js';
-import type { ServerChange, UpdateChange } from '../port.js';
+/**
+ * Rows of the plan database's tables (SQLite and PostgreSQL alike) ↔ the records of
+ * model/records.ts and the changes of store/port.ts.
+ */
+import type { RolloutSettings, VersionClass } from '../config/types.js';
+import type { ServerStatus, ServerStep, UpdateStatus } from '../model/lifecycle.js';
+import type { AutoRun, EventRecord, PathStop, ServerReach, ServerRecord, JournalEntry, UpdateRecord } from '../model/records.js';
+import type { ServerChange, UpdateChange } from './port.js';
 
 export type Row = Record<string, unknown>;
 

@@ -1,7 +1,8 @@
 /**
- * Whose turn it is on one connection. A transaction holds the turn from its BEGIN to its COMMIT,
- * across the awaits of its function; a call made meanwhile waits for the calls before it, in the
- * order they were made. Nobody waiting and nothing held: a call runs at once.
+ * Whose turn it is on one store (SQLite's connection, PostgreSQL's pool). A transaction holds the
+ * turn from its BEGIN to its COMMIT, across the awaits of its function; a call made meanwhile
+ * waits for the calls before it, in the order they were made. Nobody waiting and nothing held: a
+ * call runs at once.
  */
 export class Turns {
   private held = false;
