@@ -1,8 +1,9 @@
 /**
  * Opening a connection: the endpoints a server is reached through (its jump hosts, then
  * itself), our side of each checked first (known_hosts, identity files, a way to authenticate),
- * then one handshake per hop in order (the host key verified before any key is offered), each
- * later hop over a forward opened on the one before, each under a handshake slot.
+ * then one handshake per hop (openHop: the host key verified before any key is offered), each
+ * later hop over a forward opened on the connection to the one before, each under a handshake
+ * slot. The jump hosts' connections are shared by the servers behind them (jump-pool.ts).
  */
 import type { Duplex } from 'node:stream';
 import type { AuthMethod, Client, ConnectConfig, ParsedKey } from 'ssh2';
@@ -139,43 +140,55 @@ function viaOf(eps: readonly Endpoint[]): string {
   return eps.length > 1 ? ` (via ${eps.slice(0, -1).map((e) => e.label).join(', ')})` : '';
 }
 
+/** The handshake limiter's key of the last of `eps`: the chain of hosts up to it. */
+export function slotKey(eps: readonly Endpoint[]): string {
+  return eps.map((e) => `${e.host.toLowerCase()}:${e.port}`).join(' > ');
+}
+
 /**
- * Connect to each of `eps` in order, each later one through a forward on the one before: the
- * clients, the server's last. A failure anywhere destroys the clients opened so far and throws
- * a TransportError.
+ * Connect to the last of `eps` (the chain up to and including it: a jump host, or the server),
+ * through a forward on `via` (the connection to the one before it) when it has one, under a
+ * handshake slot of its chain: the authenticated client. Throws a TransportError; `via` is
+ * left as it was (its forward, if opened, is closed with the failed handshake).
  */
-export async function openChain(ssh2: Ssh2, eps: readonly Endpoint[], sshCfg: SshConfig, handshakes: HandshakeLimiter, signal?: AbortSignal): Promise<Client[]> {
-  const via = viaOf(eps);
-  const clients: Client[] = [];
+export async function openHop(
+  ssh2: Ssh2,
+  eps: readonly Endpoint[],
+  sshCfg: SshConfig,
+  handshakes: HandshakeLimiter,
+  via: Client | undefined,
+  role: 'jump' | 'server',
+  signal?: AbortSignal,
+): Promise<Client> {
+  const i = eps.length - 1;
+  const ep = eps[i]!;
+  const label = role === 'jump' ? `jump host ${ep.label}` : `${ep.label}${viaOf(eps)}`;
   try {
-    for (let i = 0; i < eps.length; i++) {
-      const ep = eps[i]!;
-      const role = i < eps.length - 1 ? 'jump host ' : '';
-      const key = eps
-        .slice(0, i + 1)
-        .map((e) => `${e.host.toLowerCase()}:${e.port}`)
-        .join(' > ');
-      // The slot covers the TCP connection too (a jump host's forward opens it), since sshd
-      // counts a connection from its accept.
-      const release = await handshakes.acquire(key, sshCfg.maxHandshakes ?? DEFAULT_MAX_HANDSHAKES, signal);
-      try {
-        const prev = clients[i - 1];
-        const sock = prev ? await forward(prev, eps[i - 1]!, ep, sshCfg, signal) : undefined;
-        const client = await handshake(ssh2, ep, `${role}${ep.label}${i === eps.length - 1 ? via : ''}`, sshCfg, sock, signal);
-        clients.push(client);
-        // sshd counts a connection against MaxStartups until its monitor has seen the
-        // authentication through, a little after it told us so: one round trip answered
-        // after that, and only then is the slot given to the next handshake.
-        await postAuthRoundTrip(client, sshCfg.connectTimeoutMs);
-      } finally {
-        release();
-      }
+    // The slot covers the TCP connection too (a jump host's forward opens it), since sshd
+    // counts a connection from its accept.
+    const release = await handshakes.acquire(slotKey(eps), sshCfg.maxHandshakes ?? DEFAULT_MAX_HANDSHAKES, signal);
+    try {
+      const sock = via ? await forward(via, eps[i - 1]!, ep, sshCfg, signal) : undefined;
+      const client = await handshake(ssh2, ep, label, sshCfg, sock, signal);
+      // sshd counts a connection against MaxStartups until its monitor has seen the
+      // authentication through, a little after it told us so: one round trip answered
+      // after that, and only then is the slot given to the next handshake.
+      await postAuthRoundTrip(client, sshCfg.connectTimeoutMs);
+      return client;
+    } finally {
+      release();
     }
   } catch (err) {
-    for (const c of clients) c.destroy();
     throw err instanceof TransportError ? err : new TransportError('config', errorMessage(err));
   }
-  return clients;
+}
+
+/** Errors of a forward that got no answer in time: the jump connection itself does not answer. */
+const forwardTimeouts = new WeakSet<object>();
+
+/** Whether `err` is a forward on a jump connection that got no answer (that connection is likely dead). */
+export function isForwardTimeout(err: unknown): boolean {
+  return typeof err === 'object' && err !== null && forwardTimeouts.has(err);
 }
 
 /** Open a channel from `hop` to `next` (a `direct-tcpip` forward): the socket of the next handshake. */
@@ -191,7 +204,11 @@ function forward(hop: Client, ep: Endpoint, next: Endpoint, sshCfg: SshConfig, s
       else resolve(stream!);
     };
     const what = `jump host ${ep.label} could not open a connection to ${next.host}:${next.port}`;
-    const timer = setTimeout(() => done(new TransportError('timeout', `${what}: timed out after ${formatDuration(sshCfg.connectTimeoutMs)}`)), sshCfg.connectTimeoutMs);
+    const timer = setTimeout(() => {
+      const err = new TransportError('timeout', `${what}: timed out after ${formatDuration(sshCfg.connectTimeoutMs)}`);
+      forwardTimeouts.add(err);
+      done(err);
+    }, sshCfg.connectTimeoutMs);
     const onAbort = () => done(new TransportError('network', `connecting to ${next.label} through ${ep.label} was aborted`));
     signal?.addEventListener('abort', onAbort, { once: true });
     try {

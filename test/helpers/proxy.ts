@@ -20,6 +20,8 @@ export interface Proxy {
    * packets are dropped, nothing is closed); connections made after it are forwarded as usual.
    */
   cutOff(): void;
+  /** The connections open now are closed at once (both sockets destroyed); new ones are forwarded as usual. */
+  reset(): void;
   close(): Promise<void>;
 }
 
@@ -93,6 +95,9 @@ export async function startProxy(target: { host: string; port: number }): Promis
         silenced.add(s);
         s.pause();
       }
+    },
+    reset() {
+      for (const s of [...sockets]) s.destroy();
     },
     close: () =>
       new Promise<void>((resolve) => {
