@@ -8,6 +8,7 @@
  *   (d) status --json of a synthetic BENCH_STATUS_SERVERS (10,000)-server update
  *   (e) cold start of --help and status, beside `node -e 0`
  *   (f) peak RSS of the plan of (c)
+ *   (g) plan of BENCH_PLAN_SERVERS servers behind one bastion vs reached directly (bastion.bench.ts)
  *   and bench/where.bench.ts (where one command's time goes), when built.
  *
  * Knobs: BENCH_SERVERS (30), BENCH_ROUNDS (2; best of), BENCH_PLAN_SERVERS (1000),
@@ -25,6 +26,7 @@ import { sshdAvailable, startFleet, SSHD } from '../test/fleet/fleet.js';
 import { ansibleRollout, ansibleVersion } from './ansible.js';
 import { agentUpdate, resetFleet, sshLoop } from './rollout.bench.js';
 import { writeSyntheticUpdate } from './synthetic.js';
+import { bastionPlan } from './bastion.bench.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const BIN = join(ROOT, 'bin/agent-update.js');
@@ -150,6 +152,17 @@ async function sectionCF(): Promise<void> {
   say();
 }
 
+async function sectionG(): Promise<void> {
+  say(`## (g) plan of ${PLAN_SERVERS} probe-only servers behind one bastion vs the same servers reached directly`);
+  const r = await bastionPlan(BIN, PLAN_SERVERS);
+  say(`  direct             ${s(r.directMs)}  (${r.probedDirect} of ${r.servers} probed)`);
+  say(`  through a bastion  ${s(r.viaMs)}  ${(r.viaMs / r.directMs).toFixed(2)}x the direct time (${r.probedVia} of ${r.servers} probed)`);
+  say(`  bastion logins     ${r.logins}  (its sshd's log: one per shared connection, not one per server)`);
+  targets.push({ target: `plan of ${PLAN_SERVERS} behind one bastion no slower than direct`, reached: `${(r.viaMs / r.directMs).toFixed(2)}× the direct time`, met: r.viaMs <= r.directMs });
+  targets.push({ target: 'a handful of bastion logins for the whole plan', reached: `${r.logins} logins`, met: r.logins <= 10 });
+  say();
+}
+
 async function sectionDE(): Promise<void> {
   const dir = mkdtempSync(join(os.tmpdir(), 'agent-update-bench-'));
   try {
@@ -208,6 +221,7 @@ async function main(): Promise<void> {
   if (!SKIP.includes('b')) await helperBench('prepare.bench.js', '## (b) a 1 s fetch, with and without agent.prepare', '(b) not built yet');
   if (!SKIP.includes('c')) await sectionCF();
   if (!SKIP.includes('d')) await sectionDE();
+  if (!SKIP.includes('g')) await sectionG();
   if (!SKIP.includes('w')) await helperBench('where.bench.js', '## where one command\'s time goes', '(where.bench.ts not built yet)');
   say('## targets (issue 13)');
   for (const t of targets) say(`  ${t.met === null ? '?' : t.met ? 'met    ' : 'NOT met'}  ${t.target}: ${t.reached}`);
