@@ -5,7 +5,7 @@
 import type { RolloutSettings, VersionClass } from '../config/types.js';
 import type { ServerStatus, ServerStep, UpdateStatus } from '../model/lifecycle.js';
 import type { AutoRun, EventRecord, PathStop, ServerReach, ServerRecord, JournalEntry, UpdateRecord } from '../model/records.js';
-import type { ServerChange, UpdateChange } from './port.js';
+import type { Overlap, ServerChange, UpdateChange } from './port.js';
 
 export type Row = Record<string, unknown>;
 
@@ -178,4 +178,28 @@ export function setClause<T extends object>(change: T, columns: Record<keyof T, 
     values.push(typeof value === 'boolean' ? Number(value) : key === 'path' && value !== null ? JSON.stringify(value) : value);
   }
   return { sql: parts.map((p) => `, ${p}`).join(''), values };
+}
+
+/**
+ * The rows of the overlap query (one per other update × server of mine on a shared account, in
+ * the query's order) as one Overlap per other update, each server named once.
+ */
+export function overlapsOf(rows: readonly Row[]): Overlap[] {
+  const out = new Map<string, Overlap>();
+  for (const r of rows) {
+    const key = r.update_name as string;
+    const entry = out.get(key) ?? { update: key, status: r.status as UpdateStatus, servers: [] };
+    if (!entry.servers.includes(r.name as string)) entry.servers.push(r.name as string);
+    out.set(key, entry);
+  }
+  return [...out.values()];
+}
+
+/**
+ * A recorded command's output cut down to its first and last `keep` characters, saying how much
+ * was left out (summarizeCommand: the health attempts between the first and the last).
+ */
+export function cutOutput(s: string | null, keep: number): string | null {
+  if (s === null || s.length <= keep * 2 + 64) return s;
+  return `${s.slice(0, keep)}\n[… ${s.length - keep * 2} characters of this attempt's output not kept …]\n${s.slice(-keep)}`;
 }

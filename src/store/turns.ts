@@ -1,8 +1,14 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
+
 /**
  * Whose turn it is on one store (SQLite's connection, PostgreSQL's pool). A transaction holds the
  * turn from its BEGIN to its COMMIT, across the awaits of its function; a call made meanwhile
  * waits for the calls before it, in the order they were made. Nobody waiting and nothing held: a
  * call runs at once.
+ *
+ * A call from inside the function of this store's own open transaction would wait for that
+ * transaction, which waits for the call: `whileOpen` marks the function's async context, and
+ * `ownCall` refuses such a call with an error instead of letting it hang (a bug: use `t`).
  */
 export class Turns {
   private held = false;
@@ -28,4 +34,25 @@ export class Turns {
     if (next) next();
     else this.held = false;
   }
+
+  /** Run a transaction's function, marked as inside this store's transaction until it ends. */
+  async whileOpen<T>(fn: () => Promise<T>): Promise<T> {
+    const mark = { turns: this, open: true };
+    try {
+      return await insideTx.run(mark, fn);
+    } finally {
+      mark.open = false;
+    }
+  }
+
+  /** The error refusing a call made from inside this store's own open transaction, else null. */
+  ownCall(): Error | null {
+    const open = insideTx.getStore();
+    return open?.turns === this && open.open
+      ? new Error('a call on the store inside its own transaction (it would wait for itself): make it through the transaction handle')
+      : null;
+  }
 }
+
+/** The transaction whose function this code runs in (and whether it is still open), if any. */
+const insideTx = new AsyncLocalStorage<{ turns: Turns; open: boolean }>();

@@ -15,7 +15,7 @@ import { didYouMean } from '../../util/did-you-mean.js';
 import { plural } from '../../util/plural.js';
 import { suggest } from '../../util/suggest.js';
 import type { BudgetUse, CommandResult, LeaseClaim, LeaseResult, NewAutoRun, NewUpdate, Overlap, RunEvent, ServerChange, UpdateChange } from '../port.js';
-import { reachJson, SERVER_COLUMNS, setClause, toAutoRun, toEvent, toJournalEntry, toServer, toUpdate, UPDATE_COLUMNS } from '../rows.js';
+import { cutOutput, overlapsOf, reachJson, SERVER_COLUMNS, setClause, toAutoRun, toEvent, toJournalEntry, toServer, toUpdate, UPDATE_COLUMNS } from '../rows.js';
 import type { Q } from './conn.js';
 
 const ACCOUNT = /^([^@\s]+)@(.+):(\d+)$/;
@@ -267,12 +267,8 @@ export function summarizeCommand(q: Q, id: number, keep: number): Promise<void> 
   return q.atomic(async (t) => {
     const [row] = await t.rows('SELECT stdout, stderr FROM steps WHERE id = ? FOR UPDATE', [id]);
     if (!row) return;
-    const cut = (s: string | null): string | null => {
-      if (s === null || s.length <= keep * 2 + 64) return s;
-      return `${s.slice(0, keep)}\n[… ${s.length - keep * 2} characters of this attempt's output not kept …]\n${s.slice(-keep)}`;
-    };
-    const stdout = cut(row.stdout as string | null);
-    const stderr = cut(row.stderr as string | null);
+    const stdout = cutOutput(row.stdout as string | null, keep);
+    const stderr = cutOutput(row.stderr as string | null, keep);
     if (stdout !== row.stdout || stderr !== row.stderr) await t.run('UPDATE steps SET stdout = ?, stderr = ? WHERE id = ?', [stdout, stderr, id]);
   });
 }
@@ -427,14 +423,7 @@ export async function overlappingUpdates(q: Q, updateName: string): Promise<Over
      ORDER BY updates.created_at, other.update_name, mine.position`,
     [updateName],
   );
-  const out = new Map<string, Overlap>();
-  for (const r of rows) {
-    const key = r.update_name as string;
-    const entry = out.get(key) ?? { update: key, status: r.status as UpdateStatus, servers: [] };
-    if (!entry.servers.includes(r.name as string)) entry.servers.push(r.name as string);
-    out.set(key, entry);
-  }
-  return [...out.values()];
+  return overlapsOf(rows);
 }
 
 export async function historyServers(q: Q, server?: string): Promise<ServerRecord[]> {

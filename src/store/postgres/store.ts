@@ -1,4 +1,3 @@
-import { AsyncLocalStorage } from 'node:async_hooks';
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import type { Clock } from '../../clock.js';
@@ -87,8 +86,6 @@ abstract class PgCalls implements StoreTx {
   hasServer(server: string) { return this.call((q) => ops.hasServer(q, server)); }
 }
 
-const insideTx = new AsyncLocalStorage<{ store: PgStore; open: boolean }>();
-
 export interface PgStoreOptions {
   clock: Pick<Clock, 'now'>;
   /** The PostgreSQL schema this plan store lives in (created and migrated here); default `agent_update`. */
@@ -159,15 +156,8 @@ export class PgStore extends PgCalls implements Store {
   protected call<T>(op: (q: Q) => Promise<T>): Promise<T> {
     if (this.closed) return Promise.reject(new Error(`the plan database ${this.location} is closed`));
     if (this.turns.free) return op(new PoolQ(this.shared));
-    const refused = this.ownOpenTx();
+    const refused = this.turns.ownCall();
     return refused ? Promise.reject(refused) : this.queued(op);
-  }
-
-  private ownOpenTx(): Error | null {
-    const open = insideTx.getStore();
-    return open?.store === this && open.open
-      ? new Error('a call on the store inside its own transaction (it would wait for itself): make it through the transaction handle')
-      : null;
   }
 
   private async queued<T>(op: (q: Q) => Promise<T>): Promise<T> {
@@ -180,7 +170,7 @@ export class PgStore extends PgCalls implements Store {
   }
 
   async tx<T>(fn: (t: StoreTx) => Promise<T>): Promise<T> {
-    const refused = this.ownOpenTx();
+    const refused = this.turns.ownCall();
     if (refused) throw refused;
     await this.turns.take();
     try {
@@ -189,11 +179,9 @@ export class PgStore extends PgCalls implements Store {
       try {
         return await inTransaction(this.shared, client, async (q) => {
           const t = new PgTx(this.shared, this.dbId, q);
-          const open = { store: this, open: true };
           try {
-            return await insideTx.run(open, () => fn(t));
+            return await this.turns.whileOpen(() => fn(t));
           } finally {
-            open.open = false;
             t.end();
           }
         });

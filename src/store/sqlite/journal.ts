@@ -2,7 +2,7 @@
 import type { ServerRecord, JournalEntry } from '../../model/records.js';
 import type { CommandResult } from '../port.js';
 import type { Db } from './db.js';
-import { toJournalEntry, type Row } from '../rows.js';
+import { cutOutput, toJournalEntry, type Row } from '../rows.js';
 
 /** Record that a command is about to run; committed before it runs. */
 export function beginCommand(db: Db, server: Pick<ServerRecord, 'updateName' | 'id'>, phase: string, command: string): number {
@@ -25,12 +25,8 @@ export function endCommand(db: Db, id: number, r: CommandResult): void {
 export function summarizeCommand(db: Db, id: number, keep: number): void {
   const row = db.stmt('SELECT stdout, stderr FROM steps WHERE id = ?').get(id) as Row | undefined;
   if (!row) return;
-  const cut = (s: string | null): string | null => {
-    if (s === null || s.length <= keep * 2 + 64) return s;
-    return `${s.slice(0, keep)}\n[… ${s.length - keep * 2} characters of this attempt's output not kept …]\n${s.slice(-keep)}`;
-  };
-  const stdout = cut(row.stdout as string | null);
-  const stderr = cut(row.stderr as string | null);
+  const stdout = cutOutput(row.stdout as string | null, keep);
+  const stderr = cutOutput(row.stderr as string | null, keep);
   if (stdout !== row.stdout || stderr !== row.stderr) {
     db.stmt('UPDATE steps SET stdout = ?, stderr = ? WHERE id = ?').run(stdout, stderr, id);
   }

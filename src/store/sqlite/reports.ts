@@ -1,9 +1,9 @@
 /** Reads over many rows: each update's counts, the failure budget, overlapping updates, `history`. */
-import { ACTIVE_SERVER, ACTIVE_UPDATE, BUDGETED_SERVER, HISTORY_SERVER, sqlList, type UpdateStatus } from '../../model/lifecycle.js';
+import { ACTIVE_SERVER, ACTIVE_UPDATE, BUDGETED_SERVER, HISTORY_SERVER, sqlList } from '../../model/lifecycle.js';
 import type { ServerRecord, UpdateRecord } from '../../model/records.js';
 import type { BudgetUse, Overlap } from '../port.js';
 import type { Db } from './db.js';
-import { toServer, type Row } from '../rows.js';
+import { overlapsOf, toServer, type Row } from '../rows.js';
 import { findUpdate } from './updates.js';
 
 /**
@@ -52,14 +52,7 @@ export function overlappingUpdates(db: Db, updateName: string): Overlap[] {
      WHERE mine.update_name = ? AND mine.status IN (${sqlList(ACTIVE_SERVER)})
      ORDER BY updates.created_at, other.update_name, mine.position`,
   ).all(updateName) as Row[];
-  const out = new Map<string, Overlap>();
-  for (const r of rows) {
-    const key = r.update_name as string;
-    const entry = out.get(key) ?? { update: key, status: r.status as UpdateStatus, servers: [] };
-    if (!entry.servers.includes(r.name as string)) entry.servers.push(r.name as string);
-    out.set(key, entry);
-  }
-  return [...out.values()];
+  return overlapsOf(rows);
 }
 
 /**

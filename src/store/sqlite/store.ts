@@ -1,4 +1,3 @@
-import { AsyncLocalStorage } from 'node:async_hooks';
 import type Database from 'better-sqlite3';
 import type { Clock } from '../../clock.js';
 import type { VersionClass } from '../../config/types.js';
@@ -104,9 +103,6 @@ function now<T>(op: () => T): Promise<T> {
   }
 }
 
-/** The transaction whose function this code runs in (and whether it is still open), if any. */
-const insideTx = new AsyncLocalStorage<{ store: SqliteStore; open: boolean }>();
-
 /**
  * The plan database in one SQLite file (WAL, `synchronous=FULL`), shared by every process working
  * on it and, within one process, by every executor (the parallel batches of `start A A.2`). Every
@@ -127,19 +123,8 @@ export class SqliteStore extends SqliteCalls implements Store {
 
   protected call<T>(op: () => T): Promise<T> {
     if (this.turns.free) return now(op);
-    const refused = this.ownOpenTx();
+    const refused = this.turns.ownCall();
     return refused ? Promise.reject(refused) : this.queued(op);
-  }
-
-  /**
-   * A call on this store from inside one of its own open transactions would wait for that
-   * transaction, which waits for the call: instead of hanging, it is refused (a bug: use `t`).
-   */
-  private ownOpenTx(): Error | null {
-    const open = insideTx.getStore();
-    return open?.store === this && open.open
-      ? new Error('a call on the store inside its own transaction (it would wait for itself): make it through the transaction handle')
-      : null;
   }
 
   private async queued<T>(op: () => T): Promise<T> {
@@ -153,22 +138,20 @@ export class SqliteStore extends SqliteCalls implements Store {
 
   /** BEGIN IMMEDIATE (the write lock up front: no upgrade deadlocks), `fn`, COMMIT; ROLLBACK when it throws. */
   async tx<T>(fn: (t: StoreTx) => Promise<T>): Promise<T> {
-    const refused = this.ownOpenTx();
+    const refused = this.turns.ownCall();
     if (refused) throw refused;
     await this.turns.take();
     try {
       this.conn.exec('BEGIN IMMEDIATE');
       const t = new SqliteTx(this.db, this.dbId, this.conn, () => `sp${++this.savepoints}`);
-      const open = { store: this, open: true };
       try {
-        const out = await insideTx.run(open, () => fn(t));
+        const out = await this.turns.whileOpen(() => fn(t));
         this.conn.exec('COMMIT');
         return out;
       } catch (e) {
         if (this.conn.inTransaction) this.conn.exec('ROLLBACK');
         throw e;
       } finally {
-        open.open = false;
         t.end();
       }
     } finally {
