@@ -203,3 +203,19 @@ export function cutOutput(s: string | null, keep: number): string | null {
   if (s === null || s.length <= keep * 2 + 64) return s;
   return `${s.slice(0, keep)}\n[… ${s.length - keep * 2} characters of this attempt's output not kept …]\n${s.slice(-keep)}`;
 }
+
+/**
+ * The rows of the count query (update_name, status, n; in the query's order) as each update's
+ * counts: `total` and one key per status present, as countsOf makes them from the servers.
+ */
+export function countsOfRows(rows: readonly Row[]): Map<string, Record<string, number>> {
+  const out = new Map<string, Record<string, number>>();
+  for (const r of rows) {
+    const name = r.update_name as string;
+    const counts = out.get(name) ?? { total: 0 };
+    counts[r.status as string] = r.n as number;
+    counts.total! += r.n as number;
+    out.set(name, counts);
+  }
+  return out;
+}

@@ -15,7 +15,7 @@ import { didYouMean } from '../../util/did-you-mean.js';
 import { plural } from '../../util/plural.js';
 import { suggest } from '../../util/suggest.js';
 import type { BudgetUse, CommandResult, LeaseClaim, LeaseResult, NewAutoRun, NewUpdate, Overlap, RunEvent, ServerChange, UpdateChange } from '../port.js';
-import { cutOutput, overlapsOf, reachJson, SERVER_COLUMNS, setClause, toAutoRun, toEvent, toJournalEntry, toServer, toUpdate, UPDATE_COLUMNS } from '../rows.js';
+import { countsOfRows, cutOutput, overlapsOf, reachJson, SERVER_COLUMNS, setClause, toAutoRun, toEvent, toJournalEntry, toServer, toUpdate, UPDATE_COLUMNS } from '../rows.js';
 import type { Q } from './conn.js';
 
 const ACCOUNT = /^([^@\s]+)@(.+):(\d+)$/;
@@ -386,15 +386,7 @@ export function discardPlan(q: Q, name: string): Promise<void> {
 // ── reports ──────────────────────────────────────────────────────────────────────────────────
 
 export async function countsByUpdate(q: Q): Promise<Map<string, Record<string, number>>> {
-  const out = new Map<string, Record<string, number>>();
-  for (const r of await q.rows('SELECT update_name, status, COUNT(*)::int AS n FROM servers GROUP BY update_name, status ORDER BY update_name, MIN(position)')) {
-    const name = r.update_name as string;
-    const counts = out.get(name) ?? { total: 0 };
-    counts[r.status as string] = r.n as number;
-    counts.total! += r.n as number;
-    out.set(name, counts);
-  }
-  return out;
+  return countsOfRows(await q.rows('SELECT update_name, status, COUNT(*)::int AS n FROM servers GROUP BY update_name, status ORDER BY update_name, MIN(position)'));
 }
 
 export async function budgetUse(q: Q, update: UpdateRecord): Promise<BudgetUse> {

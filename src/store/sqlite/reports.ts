@@ -3,7 +3,7 @@ import { ACTIVE_SERVER, ACTIVE_UPDATE, BUDGETED_SERVER, HISTORY_SERVER, sqlList 
 import type { ServerRecord, UpdateRecord } from '../../model/records.js';
 import type { BudgetUse, Overlap } from '../port.js';
 import type { Db } from './db.js';
-import { overlapsOf, toServer, type Row } from '../rows.js';
+import { countsOfRows, overlapsOf, toServer, type Row } from '../rows.js';
 import { findUpdate } from './updates.js';
 
 /**
@@ -11,15 +11,7 @@ import { findUpdate } from './updates.js';
  * countsOf makes them), in one query: what `status` lists without reading every server.
  */
 export function countsByUpdate(db: Db): Map<string, Record<string, number>> {
-  const out = new Map<string, Record<string, number>>();
-  for (const r of db.stmt('SELECT update_name, status, COUNT(*) AS n FROM servers GROUP BY update_name, status ORDER BY update_name, MIN(position)').all() as Row[]) {
-    const name = r.update_name as string;
-    const counts = out.get(name) ?? { total: 0 };
-    counts[r.status as string] = r.n as number;
-    counts.total! += r.n as number;
-    out.set(name, counts);
-  }
-  return out;
+  return countsOfRows(db.stmt('SELECT update_name, status, COUNT(*) AS n FROM servers GROUP BY update_name, status ORDER BY update_name, MIN(position)').all() as Row[]);
 }
 
 /** The failure budget's use for the group of `update` (itself and the batches split from it, or its original's). */
