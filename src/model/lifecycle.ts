@@ -1,5 +1,6 @@
 import { TransitionError } from '../errors.js';
 import { suggest } from '../util/suggest.js';
+import type { UpdateRecord } from './records.js';
 
 /**
  * THE state machine (SPEC.md "Statuses"). Every status change of an update or a server goes
@@ -166,8 +167,9 @@ export function itIs(status: UpdateStatus): string {
 
 /**
  * The commands that act on an update, and the statuses each may act from: the one table that
- * `start`/`resume` (checkRunnable below), `pause`, `cancel`, `split`, `drop` and `plan --refresh`
- * check, and that the error messages read to name what can be done instead.
+ * `start`/`resume` (checkRunnable below), `pause`, `split`, `drop` and `plan --refresh` check,
+ * and that the error messages read to name what can be done instead (`cancel` is refused by the
+ * transition table itself: a terminal update cannot become cancelled).
  * - start/resume from running: a takeover (refused while its executor lives: the lease);
  * - start from paused: only a batch split from a paused update that never ran (checkRunnable);
  * - cancel from running: only when its executor is dead (cancelUpdate checks).
@@ -191,7 +193,7 @@ export function allows(status: UpdateStatus, command: UpdateCommand): boolean {
 
 /** What a command reads like in a suggestion (`split NAME --batches N`). */
 function commandLine(command: UpdateCommand, name: string): string {
-  return command === 'split' ? `split ${name} --batches N` : command === 'refresh' ? `plan --refresh ${name} -c FILE` : `${command} ${name}`;
+  return command === 'split' ? `split ${name} --batches N` : `${command} ${name}`;
 }
 
 /** The commands an operator can run from `status` (COMMANDS_FROM), for error messages that name the fix. */
@@ -214,9 +216,8 @@ export function whatYouCanDo(name: string, status: UpdateStatus): string {
  * paused), or running (a takeover). A batch split from a paused update is paused but never ran:
  * `start` begins it as `resume` would.
  */
-export function checkRunnable(u: Pick<UpdateRecordLike, 'name' | 'status' | 'batchOf' | 'startedAt'>, mode: 'start' | 'resume'): void {
-  const from: UpdateStatus = mode === 'start' ? 'pending' : 'paused';
-  if (u.status === from || (u.status === 'running' && allows('running', mode))) return;
+export function checkRunnable(u: Pick<UpdateRecord, 'name' | 'status' | 'batchOf' | 'startedAt'>, mode: 'start' | 'resume'): void {
+  if (allows(u.status, mode)) return;
   if (mode === 'start' && u.status === 'paused' && u.batchOf !== null && u.startedAt === null) return;
   if (mode === 'start' && u.status === 'paused') {
     throw new TransitionError(`update ${u.name} is paused; continue it with \`${suggest(`resume ${u.name}`)}\``);
@@ -225,14 +226,6 @@ export function checkRunnable(u: Pick<UpdateRecordLike, 'name' | 'status' | 'bat
     throw new TransitionError(`update ${u.name} is pending, not paused; begin it with \`${suggest(`start ${u.name}`)}\``);
   }
   throw new TransitionError(`cannot ${mode} update ${u.name}: ${itIs(u.status)}. ${whatYouCanDo(u.name, u.status)}`);
-}
-
-/** The fields of an update record the rules here read (model/records.ts has the whole record). */
-interface UpdateRecordLike {
-  name: string;
-  status: UpdateStatus;
-  batchOf: string | null;
-  startedAt: string | null;
 }
 
 /** `total` and a key for every server status that occurs (SPEC `counts`). */

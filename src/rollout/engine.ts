@@ -10,7 +10,7 @@ import type { Transport } from '../ssh/transport.js';
 import type { EngineStore, ReportStore } from '../store/port.js';
 import type { UpdateRecord } from '../model/records.js';
 import { suggest } from '../util/suggest.js';
-import { Ahead } from './ahead.js';
+import type { Ahead } from './ahead.js';
 import type { EventSink } from './events.js';
 import type { HeldLease } from './lease.js';
 import type { UpdateStatus } from '../model/lifecycle.js';
