@@ -27,7 +27,7 @@ export function buildProgram(result: { code: number }, contexts: CliContext[]): 
   program
     .description('Roll a new version of a git-checked-out agent out to a fleet over SSH, one server at a time.')
     .version(version(), '--version')
-    .option('--db <path>', 'plan database (default: $AGENT_UPDATE_DB, else $XDG_STATE_HOME/agent-update/agent-update.db, else ~/.local/state/agent-update/agent-update.db)')
+    .option('--db <path-or-url>', 'plan database: a SQLite file, or postgres://USER@HOST/DB[?schema=NAME] for a plan shared by a team (default: $AGENT_UPDATE_DB, else $XDG_STATE_HOME/agent-update/agent-update.db, else ~/.local/state/agent-update/agent-update.db)')
     .option('--json', 'machine-readable output on stdout, nothing else on stdout')
     .option('--no-color', 'no colour, no spinner')
     .option('-q, --quiet', 'print only errors and results')

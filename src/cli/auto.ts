@@ -1,4 +1,3 @@
-import { existsSync } from 'node:fs';
 import { loadConfig } from '../config/load.js';
 import { EXIT, UsageError } from '../errors.js';
 import { ndjsonLine, NDJSON_VERSION } from '../output/ndjson.js';
@@ -30,14 +29,14 @@ export async function autoCommand(ctx: CliContext, opts: { config?: string; conc
   // An update of this config at work or paused is the answer, whatever the source says now.
   // Read from a database that exists; one that does not is created only once the input is known
   // good (an unknown branch or a local SSH problem is exit 2 with nothing written, as for plan).
-  const early = existsSync(ctx.dbPath) ? await existingWork(ctx.store(), config.file, ctx.clock.now(), ctx.liveness) : null;
+  const early = (await ctx.dbExists()) ? await existingWork(await ctx.store(), config.file, ctx.clock.now(), ctx.liveness) : null;
   if (early) return said(ctx, early);
   const commit = await resolveCommit(config.source.repo, config.source.branch, config.source.commit);
   const rollbackCommit = config.rollback.commit === null ? null : await resolveRollbackCommit(config.source.repo, config.rollback.commit);
   // and the stepping stones' commits, expanded to 40 hex like rollback.commit
   config = await withResolvedStones(config);
   await checkLocalSsh(ctx.transport(), config.ssh, 'cannot plan', servers);
-  const store = ctx.store(true);
+  const store = await ctx.store(true);
   const found = await claimAuto(store, config, commit, rollbackCommit, ctx.clock.now(), ctx.liveness);
   if (found.kind !== 'plan' && found.kind !== 'start') return said(ctx, found);
   ctx.announceDb();

@@ -15,6 +15,7 @@ import { Ssh2Transport } from '../ssh/ssh2-transport.js';
 import type { Transport } from '../ssh/transport.js';
 import type { Store } from '../store/port.js';
 import { SqliteStore } from '../store/sqlite/store.js';
+import { isPostgresUrl, parsePgUrl, type PgTarget } from '../store/postgres/url.js';
 
 export interface GlobalOptions {
   db?: string;
@@ -41,11 +42,9 @@ export class CliContext {
     if (opts.color === false || !out.isTTY || process.env.NO_COLOR) chalk.level = 0;
     // Every suggested command line (the engine's too) carries the --db of this invocation.
     // It starts the way this agent-update can be run from here (`npx agent-update` when it is not on the PATH).
-    setSuggestPrefix(`${selfCommand()}${opts.db !== undefined ? ` --db ${shellQuote(opts.db)}` : ''}`);
-  }
-
-  get dbPath(): string {
-    return this.dbChoice.path;
+    // A postgres:// URL is repeated without its password (which PGPASSWORD or ~/.pgpass then supply).
+    const db = opts.db === undefined ? undefined : isPostgresUrl(opts.db) ? parsePgUrl(opts.db).shown : opts.db;
+    setSuggestPrefix(`${selfCommand()}${db !== undefined ? ` --db ${shellQuote(db)}` : ''}`);
   }
 
   /** Where the plan database is and what chose it (see defaultDb). */
@@ -58,9 +57,16 @@ export class CliContext {
    * The plan database; `create` only for `plan`, so a typo in --db never leaves an empty file.
    * `plan` also makes the per-user directory (0700) when the default database is new.
    */
-  store(create = false): Store {
+  async store(create = false): Promise<Store> {
     if (!this.store_) {
-      const { path, source } = this.dbChoice;
+      const choice = this.dbChoice;
+      if (choice.kind === 'postgres') {
+        // loaded only for a PostgreSQL plan: the commands on a file do not pay for the client library
+        const { PgStore } = await import('../store/postgres/store.js');
+        this.store_ = await PgStore.open(choice.target.url, { clock: this.clock, schema: choice.target.schema, create });
+        return this.store_;
+      }
+      const { path, source } = choice;
       if (!create && !existsSync(path)) {
         throw new UsageError(
           `no plan database at ${path} (${describeDbSource(source)}): run \`${suggest(`plan -c FILE`)}\` first, ` +
@@ -80,8 +86,22 @@ export class CliContext {
   announceDb(): void {
     if (this.announced || this.opts.quiet) return;
     this.announced = true;
-    const { path, source } = this.dbChoice;
-    this.err.write(`database: ${path}${source === '--db' ? '' : ` (${describeDbSource(source)})`}\n`);
+    const choice = this.dbChoice;
+    this.err.write(`database: ${dbDisplay(choice)}${choice.source === '--db' ? '' : ` (${describeDbSource(choice.source)})`}\n`);
+  }
+
+  /** Whether the plan database exists already (a file, or a schema that holds a plan store), without creating it. */
+  async dbExists(): Promise<boolean> {
+    const choice = this.dbChoice;
+    if (choice.kind === 'sqlite') return existsSync(choice.path);
+    if (this.store_) return true;
+    try {
+      await this.store(false);
+      return true;
+    } catch (e) {
+      if (e instanceof UsageError && /^no plan store at /.test(e.message)) return false;
+      throw e;
+    }
   }
 
   transport(): Transport {
@@ -140,9 +160,11 @@ export class CliContext {
 
 export type DbSource = '--db' | '$AGENT_UPDATE_DB' | '$XDG_STATE_HOME' | 'home';
 
-export interface DbChoice {
-  path: string;
-  source: DbSource;
+export type DbChoice = { kind: 'sqlite'; path: string; source: DbSource } | { kind: 'postgres'; target: PgTarget; source: DbSource };
+
+/** The database as a person reads it: the file's path, or the URL without its password and the schema. */
+export function dbDisplay(choice: DbChoice): string {
+  return choice.kind === 'sqlite' ? choice.path : choice.target.location;
 }
 
 /**
@@ -152,11 +174,13 @@ export interface DbChoice {
  * The same from any directory, so `pause` and `status` find what `plan` wrote.
  */
 export function chooseDb(db: string | undefined, env: NodeJS.ProcessEnv): DbChoice {
-  if (db !== undefined) return { path: resolve(db), source: '--db' };
-  if (env.AGENT_UPDATE_DB) return { path: resolve(env.AGENT_UPDATE_DB), source: '$AGENT_UPDATE_DB' };
+  const given = (value: string, source: DbSource): DbChoice =>
+    isPostgresUrl(value) ? { kind: 'postgres', target: parsePgUrl(value), source } : { kind: 'sqlite', path: resolve(value), source };
+  if (db !== undefined) return given(db, '--db');
+  if (env.AGENT_UPDATE_DB) return given(env.AGENT_UPDATE_DB, '$AGENT_UPDATE_DB');
   const xdg = env.XDG_STATE_HOME;
-  if (xdg && isAbsolute(xdg)) return { path: join(xdg, 'agent-update', 'agent-update.db'), source: '$XDG_STATE_HOME' };
-  return { path: join(homedir(), '.local', 'state', 'agent-update', 'agent-update.db'), source: 'home' };
+  if (xdg && isAbsolute(xdg)) return { kind: 'sqlite', path: join(xdg, 'agent-update', 'agent-update.db'), source: '$XDG_STATE_HOME' };
+  return { kind: 'sqlite', path: join(homedir(), '.local', 'state', 'agent-update', 'agent-update.db'), source: 'home' };
 }
 
 export function describeDbSource(source: DbSource): string {

@@ -12,7 +12,7 @@ import { didYouMean } from '../util/did-you-mean.js';
 import { type CliContext, parseCount } from './context.js';
 
 export async function pauseCommand(ctx: CliContext, name: string): Promise<number> {
-  const store = ctx.store();
+  const store = await ctx.store();
   ctx.announceDb();
   const { alreadyPaused, pausedNow } = await requestPause(store, name, ctx.clock.now(), ctx.liveness);
   const u = await store.getUpdate(name);
@@ -29,7 +29,7 @@ export async function pauseCommand(ctx: CliContext, name: string): Promise<numbe
 }
 
 export async function cancelCommand(ctx: CliContext, name: string): Promise<number> {
-  const store = ctx.store();
+  const store = await ctx.store();
   ctx.announceDb();
   const { leftForAPerson, alreadyCancelled } = await cancelUpdate(store, name, ctx.clock.now(), ctx.liveness);
   ctx.result(`${name} cancelled`);
@@ -50,7 +50,7 @@ export async function cancelCommand(ctx: CliContext, name: string): Promise<numb
 export async function splitCommand(ctx: CliContext, name: string, opts: { batches?: string }): Promise<number> {
   const n = parseCount('--batches', opts.batches, 1);
   if (n === undefined) throw new UsageError('split needs --batches N');
-  const store = ctx.store();
+  const store = await ctx.store();
   ctx.announceDb();
   const names = await splitUpdate(store, name, n);
   ctx.result(names.join(' '));
@@ -69,7 +69,7 @@ export async function splitCommand(ctx: CliContext, name: string, opts: { batche
 }
 
 export async function statusCommand(ctx: CliContext, name: string | undefined, opts: { watch?: boolean; interval?: string }): Promise<number> {
-  const store = ctx.store();
+  const store = await ctx.store();
   const intervalMs = (parseCount('--interval', opts.interval, 1) ?? 2) * 1000;
   // Only what is printed is made (the table or the document), the budget only for an update
   // that has one, and the list from counts in SQL, not every update's servers.
@@ -113,7 +113,7 @@ export async function statusCommand(ctx: CliContext, name: string | undefined, o
 }
 
 export async function logsCommand(ctx: CliContext, name: string, opts: { server?: string; raw?: boolean }): Promise<number> {
-  const store = ctx.store();
+  const store = await ctx.store();
   await store.getUpdate(name);
   const servers = (await store.getServers(name)).filter((s) => opts.server === undefined || s.name === opts.server);
   if (opts.server !== undefined && servers.length === 0) {

@@ -21,6 +21,7 @@ import type { ReportStore } from '../store/port.js';
 import { selfCommand } from '../util/invocation.js';
 import { shellQuote } from '../util/shell.js';
 import { formatDuration } from '../util/duration.js';
+import { isPostgresUrl, parsePgUrl } from '../store/postgres/url.js';
 import { CliContext, parseCount } from './context.js';
 
 export interface DemoOptions {
@@ -88,15 +89,18 @@ export async function demoCommand(ctx: CliContext, opts: DemoOptions): Promise<n
       throw new AppError(`cannot build the simulated fleet: ${err.message}`, EXIT.failure);
     }
     checkpoint();
-    const dbPath = path.resolve(ctx.opts.db ?? info.dbPath);
+    // a postgres:// URL is used as given, and shown without its password
+    const given = ctx.opts.db;
+    const pgUrl = given !== undefined && isPostgresUrl(given) ? given : null;
+    const dbPath = pgUrl ?? path.resolve(given ?? info.dbPath);
     const db = new CliContext({ ...inner.opts, db: dbPath }, inner.out, inner.err);
-    const cmd = commandLine(dbPath, fleet);
+    const cmd = commandLine(pgUrl ? parsePgUrl(pgUrl).shown : dbPath, fleet);
     say(`  config    ${info.configFile}`);
-    say(`  database  ${dbPath}`);
+    say(`  database  ${pgUrl ? parsePgUrl(pgUrl).location : dbPath}`);
     say(`  ready in ${formatDuration(Date.now() - started)}`);
 
     try {
-      const store = db.store(true);
+      const store = await db.store(true);
       const deps = { store, transport: db.transport(), clock: db.clock, liveness: db.liveness, emit: reporter.onEvent };
       const problems: string[] = [];
       const names: string[] = [];
@@ -177,7 +181,7 @@ export async function demoCommand(ctx: CliContext, opts: DemoOptions): Promise<n
 
       say();
       say(chalk.bold('Try next'));
-      const dbSurvives = fleet.kept || !isInside(dbPath, fleet.dir);
+      const dbSurvives = fleet.kept || pgUrl !== null || !isInside(dbPath, fleet.dir);
       const last = second?.name ?? first.name;
       const firstServer = info.servers[0]?.name ?? 'demo-1';
       if (!dbSurvives) {
@@ -260,7 +264,7 @@ async function uniqueName(store: ReportStore, base: string): Promise<string> {
  */
 function commandLine(dbPath: string, fleet: DemoFleet | null): (...args: string[]) => string {
   const show = (p: string) => displayPath(p, fleet);
-  return (...args) => [selfCommand(), ...['--db', show(dbPath), ...args.map((a) => (path.isAbsolute(a) ? show(a) : a))].map(shellQuote)].join(' ');
+  return (...args) => [selfCommand(), ...['--db', isPostgresUrl(dbPath) ? dbPath : show(dbPath), ...args.map((a) => (path.isAbsolute(a) ? show(a) : a))].map(shellQuote)].join(' ');
 }
 
 /** A path as shown to the user: relative to the cwd when inside it, absolute in a temp folder. */

@@ -9,7 +9,7 @@ import type { CliContext } from './context.js';
  * of its split that holds them), all or nothing; see rollout/drop.ts.
  */
 export async function dropCommand(ctx: CliContext, name: string, servers: string[], opts: { reason?: string }): Promise<number> {
-  const store = ctx.store();
+  const store = await ctx.store();
   const r = await dropServers(store, name, servers, { reason: opts.reason, now: ctx.clock.now() });
   ctx.announceDb();
   ctx.result(`${name} dropped ${r.dropped.map((d) => d.name).join(' ')}`);

@@ -48,7 +48,7 @@ export async function planCommand(
   // And what connecting needs on this side (an unreadable key, a missing passphrase), which
   // would otherwise mark every server unreachable for a reason that is not theirs.
   await checkLocalSsh(ctx.transport(), config.ssh, 'cannot plan', selectServers(config));
-  const store = ctx.store(true);
+  const store = await ctx.store(true);
   ctx.announceDb();
   const reporter = await ctx.reporter(false);
   // Ctrl-C (or SIGTERM) cuts the probes and records the update cancelled; a second one exits.
@@ -112,7 +112,7 @@ async function showCommandsCommand(ctx: CliContext, file: string | undefined, na
   let doc;
   if (name !== undefined) {
     if (file !== undefined) throw new UsageError('plan --show-commands NAME reads the plan of NAME: give it no -c (or give -c FILE and no NAME)');
-    const store = ctx.store();
+    const store = await ctx.store();
     const u = await store.getUpdate(name);
     const servers = (await store.getServers(name)).filter((s) => ACTIVE_SERVER.has(s.status));
     doc = showCommands(name, u.settings, u.commit, servers);
@@ -148,7 +148,7 @@ async function showCommandsCommand(ctx: CliContext, file: string | undefined, na
 
 /** `plan --refresh NAME`: probe the unreachable servers again; Ctrl-C cuts the probes (nothing is recorded for those). */
 async function refreshCommand(ctx: CliContext, name: string, concurrency: number): Promise<number> {
-  const store = ctx.store();
+  const store = await ctx.store();
   ctx.announceDb();
   const reporter = await ctx.reporter(false);
   const interrupt = new AbortController();

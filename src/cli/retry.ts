@@ -7,7 +7,7 @@ import { printNewPlan, probeInterrupts } from './new-plan.js';
 /** `retry NAME [--name NEW] [--include-fatal]`: plan the servers of NAME that did not make it again; Ctrl-C cuts the probes. */
 export async function retryCommand(ctx: CliContext, name: string, opts: { name?: string; includeFatal?: boolean; concurrency?: string }): Promise<number> {
   const concurrency = parseCount('--concurrency', opts.concurrency, 1) ?? 32;
-  const store = ctx.store();
+  const store = await ctx.store();
   const reporter = await ctx.reporter(false);
   const interrupts = probeInterrupts();
   try {

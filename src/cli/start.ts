@@ -115,7 +115,7 @@ export async function runCommand(
     const dup = names.find((n, i) => names.indexOf(n) !== i);
     if (dup) throw new UsageError(`${dup} is named twice`);
     await stopIfInterrupted();
-    store = ctx.store();
+    store = await ctx.store();
     ctx.announceDb();
     const db = store;
     // Refuse the whole command before anything runs if any one update cannot start.

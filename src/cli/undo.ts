@@ -6,7 +6,7 @@ import { printNewPlan, probeInterrupts } from './new-plan.js';
 /** `undo NAME [--name NEW]`: plan putting each server NAME changed back to its own previous commit; Ctrl-C cuts the probes. */
 export async function undoCommand(ctx: CliContext, name: string, opts: { name?: string; concurrency?: string }): Promise<number> {
   const concurrency = parseCount('--concurrency', opts.concurrency, 1) ?? 32;
-  const store = ctx.store();
+  const store = await ctx.store();
   const reporter = await ctx.reporter(false);
   const interrupts = probeInterrupts();
   try {

@@ -7,7 +7,7 @@ import { specOf } from '../model/records.js';
 const SEVERITY = { none: 0, cleared: 0, shown: 1, refused: 1, failed: 2 } as const;
 
 export async function unlockCommand(ctx: CliContext, names: string[], opts: { yes?: boolean; update?: string }): Promise<number> {
-  const store = ctx.store();
+  const store = await ctx.store();
   if (opts.yes) ctx.announceDb();
   // Every name is known, and our side of SSH works, before any server is looked at.
   const servers = await resolveServers(store, names, opts.update);

@@ -145,5 +145,8 @@ export class ClientQ implements Q {
 /** An error of the connection itself (not of a statement): the client is not given back to the pool. */
 export function isConnectionError(e: unknown): boolean {
   const code = (e as { code?: unknown }).code;
-  return typeof code === 'string' && (/^(08|57P)/.test(code) || /^E[A-Z]+$/.test(code));
+  if (typeof code === 'string') return /^(08|57P)/.test(code) || /^E[A-Z]+$/.test(code);
+  // the client library's own, without a code: a connect or a statement that timed out, a socket that closed
+  const message = e instanceof Error ? e.message : '';
+  return /^(Connection terminated|timeout expired|Query read timeout|Client has encountered a connection error|Connection timeout)/i.test(message);
 }

@@ -2,7 +2,9 @@ import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import type { Clock } from '../../clock.js';
 import type { VersionClass } from '../../config/types.js';
-import { UsageError } from '../../errors.js';
+import { AppError, EXIT, UsageError } from '../../errors.js';
+import { suggest } from '../../util/suggest.js';
+import { checkSchemaName, DEFAULT_SCHEMA, redactUrl, scrub } from './url.js';
 import type { ServerStatus, UpdateStatus } from '../../model/lifecycle.js';
 import type { Lease, ServerRecord, UpdateRecord } from '../../model/records.js';
 import type { CommandResult, LeaseClaim, NewAutoRun, NewUpdate, ServerChange, Store, StoreTx, UpdateChange } from '../port.js';
@@ -90,30 +92,13 @@ export interface PgStoreOptions {
   clock: Pick<Clock, 'now'>;
   /** The PostgreSQL schema this plan store lives in (created and migrated here); default `agent_update`. */
   schema?: string;
+  /** false: a schema that holds no plan store yet is an error (exit 2) instead of created (only `plan` and `auto` create) */
+  create?: boolean;
 }
 
-/** `url` as messages may name it: no password, no query string (which may carry one). */
-export function redactUrl(url: string): string {
-  try {
-    const u = new URL(url);
-    u.password = '';
-    u.search = '';
-    return u.toString();
-  } catch {
-    return 'postgres://(an unreadable URL)';
-  }
-}
-
-/** `message` with the URL's password taken out, wherever the client library repeated it. */
-function scrub(message: string, url: string): string {
-  let password = '';
-  try {
-    password = decodeURIComponent(new URL(url).password);
-  } catch {
-    // nothing to take out
-  }
-  return password ? message.split(password).join('***') : message;
-}
+/** How long to wait for a connection to the database, and for one statement, before calling it unreachable. */
+export const CONNECT_TIMEOUT_MS = 10_000;
+export const STATEMENT_TIMEOUT_MS = 30_000;
 
 /**
  * The plan database in a schema of a PostgreSQL database, shared by every process and machine
@@ -135,21 +120,36 @@ export class PgStore extends PgCalls implements Store {
 
   /** Open (creating and migrating the schema when needed) the plan store at `url`, or a UsageError (exit 2) without the credentials. */
   static async open(url: string, opts: PgStoreOptions): Promise<PgStore> {
-    const schema = opts.schema ?? 'agent_update';
-    if (!/^[a-z_][a-z0-9_]{0,62}$/.test(schema)) throw new UsageError(`the PostgreSQL schema name ${JSON.stringify(schema)} is not a plain lower-case name (letters, digits, _)`);
+    const schema = opts.schema ?? DEFAULT_SCHEMA;
+    checkSchemaName(schema);
     const location = `${redactUrl(url)} (schema ${schema})`;
-    const pool = new pg.Pool({ connectionString: url, options: `-c search_path=${schema}`, max: 8 });
+    // Nothing may hang the tool: a connection is given up after CONNECT_TIMEOUT_MS, a statement
+    // after STATEMENT_TIMEOUT_MS (by the server, and by the client when the server cannot answer),
+    // and TCP keepalives find a peer that vanished.
+    const pool = new pg.Pool({
+      connectionString: url,
+      options: `-c search_path=${schema} -c statement_timeout=${STATEMENT_TIMEOUT_MS}`,
+      max: 8,
+      connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
+      query_timeout: STATEMENT_TIMEOUT_MS + 5_000,
+      keepAlive: true,
+      keepAliveInitialDelayMillis: 5_000,
+      application_name: 'agent-update',
+    });
     // an idle client whose connection drops: the next call gets the error, not the process
     pool.on('error', () => undefined);
     let n = 0;
     const shared: Shared = { pool, schema, location, clock: opts.clock, writeLock: lockKey('write', schema), nextSavepoint: () => `sp${++n}` };
     try {
-      const dbId = await migrate(shared);
+      const dbId = await migrate(shared, opts.create ?? true);
       return new PgStore(shared, dbId);
     } catch (e) {
       await pool.end().catch(() => undefined);
-      if (e instanceof UsageError) throw e;
-      throw new UsageError(`cannot open the plan database ${location}: ${scrub((e as Error).message, url)}`);
+      if (e instanceof AppError) throw e;
+      const why = scrub((e as Error).message, url);
+      // the database not answering is not bad input (exit 1, try again); a refused login, an unknown database or role is (exit 2)
+      if (isConnectionError(e)) throw new AppError(`cannot reach the plan database ${location}: ${why}`, EXIT.failure);
+      throw new UsageError(`cannot open the plan database ${location}: ${why}`);
     }
   }
 
@@ -241,12 +241,16 @@ class PgTx extends PgCalls {
  * own: processes opening a new store at once run it one after the other, and the later ones find
  * nothing left to do. The store's identity (`meta.db_id`) is made with the first migration.
  */
-async function migrate(s: Shared): Promise<string> {
+async function migrate(s: Shared, create: boolean): Promise<string> {
   const client = await s.pool.connect();
   try {
     await client.query('BEGIN');
     try {
       await client.query('SELECT pg_advisory_xact_lock($1::bigint)', [lockKey('migrate', s.schema)]);
+      if (!create) {
+        const found = await client.query('SELECT 1 FROM information_schema.tables WHERE table_schema = $1 AND table_name = $2', [s.schema, 'meta']);
+        if (found.rowCount === 0) throw new UsageError(`no plan store at ${s.location}: run \`${suggest('plan -c FILE')}\` first (it creates the schema), or pass another --db`);
+      }
       await client.query(`CREATE SCHEMA IF NOT EXISTS "${s.schema}"`);
       await client.query(`SET LOCAL search_path TO "${s.schema}"`);
       await client.query('CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)');
