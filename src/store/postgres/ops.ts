@@ -325,12 +325,13 @@ export async function heartbeat(q: Q, name: string, token: string): Promise<bool
   return (await q.run('UPDATE updates SET lease_heartbeat = ? WHERE name = ? AND lease_token = ?', [q.iso(), name, token])) === 1;
 }
 
-export async function releaseLease(q: Q, name: string, token: string): Promise<void> {
-  await q.run(
+/** Clear the lease if `token` holds it; whether it did. */
+export async function releaseLease(q: Q, name: string, token: string): Promise<boolean> {
+  return (await q.run(
     `UPDATE updates SET lease_token = NULL, lease_pid = NULL, lease_host = NULL, lease_pid_start = NULL, lease_since = NULL, lease_heartbeat = NULL
      WHERE name = ? AND lease_token = ?`,
     [name, token],
-  );
+  )) === 1;
 }
 
 // ── auto runs ────────────────────────────────────────────────────────────────────────────────

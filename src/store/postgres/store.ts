@@ -7,11 +7,12 @@ import { suggest } from '../../util/suggest.js';
 import { checkSchemaName, DEFAULT_SCHEMA, redactUrl, scrub } from './url.js';
 import type { ServerStatus, UpdateStatus } from '../../model/lifecycle.js';
 import type { Lease, ServerRecord, UpdateRecord } from '../../model/records.js';
-import type { CommandResult, LeaseClaim, NewAutoRun, NewUpdate, ServerChange, Store, StoreTx, UpdateChange } from '../port.js';
+import type { CommandResult, LeaseClaim, LeaseResult, NewAutoRun, NewUpdate, ServerChange, Store, StoreTx, UpdateChange } from '../port.js';
 import { ClientQ, inTransaction, isConnectionError, lockKey, PoolQ, type Q, type Shared } from './conn.js';
 import * as ops from './ops.js';
 import { PG_MIGRATIONS } from './schema.js';
 import { Turns } from '../turns.js';
+import { SessionLocks } from './session-locks.js';
 
 /** Every method of the port, each an operation of ops.ts on this handle's `Q`; `call` says when it may run. */
 abstract class PgCalls implements StoreTx {
@@ -70,7 +71,7 @@ abstract class PgCalls implements StoreTx {
   acquireLease(name: string, me: LeaseClaim, isDead: (holder: Lease) => boolean) { return this.call((q) => ops.acquireLease(q, name, me, isDead)); }
   leaseToken(name: string) { return this.call((q) => ops.leaseToken(q, name)); }
   heartbeat(name: string, token: string) { return this.call((q) => ops.heartbeat(q, name, token)); }
-  releaseLease(name: string, token: string) { return this.call((q) => ops.releaseLease(q, name, token)); }
+  releaseLease(name: string, token: string): Promise<void> { return this.call(async (q) => void (await ops.releaseLease(q, name, token))); }
 
   openAutoRuns(configFile: string) { return this.call((q) => ops.openAutoRuns(q, configFile)); }
   autoRuns(configFile?: string) { return this.call((q) => ops.autoRuns(q, configFile)); }
@@ -114,8 +115,52 @@ export class PgStore extends PgCalls implements Store {
   private readonly turns = new Turns();
   private closed = false;
 
-  private constructor(shared: Shared, dbId: string) {
+  private constructor(
+    shared: Shared,
+    dbId: string,
+    private readonly locks: SessionLocks,
+  ) {
     super(shared, dbId);
+  }
+
+  /**
+   * The lease, and its session advisory lock (session-locks.ts). Both are decided inside the
+   * writers' lock, so two processes asking at once see each other's lock and row together. The
+   * lock taken proves the row's holder gone when it is on another host (its connection has
+   * closed); on this host its process is looked at, as with SQLite. The lock held by another
+   * session proves nothing more than a heartbeat would (a frozen process keeps its connection):
+   * then `isDead`, the heartbeat's rule, decides, as with SQLite.
+   */
+  override acquireLease(name: string, me: LeaseClaim, isDead: (holder: Lease) => boolean): Promise<LeaseResult> {
+    const key = lockKey(`lease:${name}`, this.shared.schema);
+    return this.call(async (q) => {
+      let got = false;
+      try {
+        const r = await q.atomic(async (t) => {
+          got = !this.locks.holds(key) && (await this.locks.tryLock(key));
+          return ops.acquireLease(t, name, me, (h) => (got && h.host !== me.host) || isDead(h));
+        });
+        if (!r.ok && got) await this.locks.unlock(key);
+        return r;
+      } catch (e) {
+        if (got) await this.locks.unlock(key);
+        throw e;
+      }
+    });
+  }
+
+  /** The heartbeat, and the lease's lock taken again if its connection was lost. */
+  override heartbeat(name: string, token: string): Promise<boolean> {
+    return this.call(async (q) => {
+      await this.locks.keep().catch(() => undefined);
+      return ops.heartbeat(q, name, token);
+    });
+  }
+
+  override releaseLease(name: string, token: string): Promise<void> {
+    return this.call(async (q) => {
+      if (await ops.releaseLease(q, name, token)) await this.locks.unlock(lockKey(`lease:${name}`, this.shared.schema));
+    });
   }
 
   /** Open (creating and migrating the schema when needed) the plan store at `url`, or a UsageError (exit 2) without the credentials. */
@@ -126,23 +171,23 @@ export class PgStore extends PgCalls implements Store {
     // Nothing may hang the tool: a connection is given up after CONNECT_TIMEOUT_MS, a statement
     // after STATEMENT_TIMEOUT_MS (by the server, and by the client when the server cannot answer),
     // and TCP keepalives find a peer that vanished.
-    const pool = new pg.Pool({
+    const config: pg.ClientConfig = {
       connectionString: url,
       options: `-c search_path=${schema} -c statement_timeout=${STATEMENT_TIMEOUT_MS}`,
-      max: 8,
       connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
       query_timeout: STATEMENT_TIMEOUT_MS + 5_000,
       keepAlive: true,
       keepAliveInitialDelayMillis: 5_000,
       application_name: 'agent-update',
-    });
+    };
+    const pool = new pg.Pool({ ...config, max: 8 });
     // an idle client whose connection drops: the next call gets the error, not the process
     pool.on('error', () => undefined);
     let n = 0;
     const shared: Shared = { pool, schema, location, clock: opts.clock, writeLock: lockKey('write', schema), nextSavepoint: () => `sp${++n}` };
     try {
       const dbId = await migrate(shared, opts.create ?? true);
-      return new PgStore(shared, dbId);
+      return new PgStore(shared, dbId, new SessionLocks(shared, () => new pg.Client(config)));
     } catch (e) {
       await pool.end().catch(() => undefined);
       if (e instanceof AppError) throw e;
@@ -202,6 +247,7 @@ export class PgStore extends PgCalls implements Store {
     try {
       if (this.closed) return;
       this.closed = true;
+      await this.locks.close();
       await this.shared.pool.end();
     } finally {
       this.turns.give();
