@@ -9,6 +9,8 @@
  *   (e) cold start of --help and status, beside `node -e 0`
  *   (f) peak RSS of the plan of (c)
  *   (g) plan of BENCH_PLAN_SERVERS servers behind one bastion vs reached directly (bastion.bench.ts)
+ *   (p) the rollout of (a) through the CLI, plan included, with the plan in PostgreSQL vs SQLite
+ *       (postgres.bench.ts; skipped when PostgreSQL is not installed)
  *   and bench/where.bench.ts (where one command's time goes), when built.
  *
  * Knobs: BENCH_SERVERS (30), BENCH_ROUNDS (2; best of), BENCH_PLAN_SERVERS (1000),
@@ -27,6 +29,8 @@ import { ansibleRollout, ansibleVersion } from './ansible.js';
 import { agentUpdate, resetFleet, sshLoop } from './rollout.bench.js';
 import { writeSyntheticUpdate } from './synthetic.js';
 import { bastionPlan } from './bastion.bench.js';
+import { postgresRollout } from './postgres.bench.js';
+import { postgresBin } from '../test/helpers/postgres.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const BIN = join(ROOT, 'bin/agent-update.js');
@@ -163,6 +167,27 @@ async function sectionG(): Promise<void> {
   say();
 }
 
+async function sectionP(): Promise<void> {
+  say(`## (p) rollout of ${SERVERS} servers through the CLI (plan + start), plan in PostgreSQL vs SQLite, best of ${ROUNDS}`);
+  if (postgresBin() === null) {
+    say('  PostgreSQL is not installed: skipped');
+    say();
+    return;
+  }
+  const fleet = await startFleet({ servers: SERVERS });
+  try {
+    const r = await postgresRollout(BIN, fleet, ROUNDS);
+    const total = (x: { planMs: number; startMs: number }) => x.planMs + x.startMs;
+    say(`  SQLite file        ${s(total(r.sqlite))}  (plan ${s(r.sqlite.planMs)}, start ${s(r.sqlite.startMs)})`);
+    say(`  PostgreSQL         ${s(total(r.postgres))}  (plan ${s(r.postgres.planMs)}, start ${s(r.postgres.startMs)})  ${(total(r.postgres) / total(r.sqlite)).toFixed(2)}x SQLite; ${r.journal} journal rows`);
+    const ratio = total(r.postgres) / total(r.sqlite);
+    targets.push({ target: `${SERVERS}-server rollout with the plan in PostgreSQL ≤ 1.2× SQLite`, reached: `${ratio.toFixed(2)}×`, met: ratio <= 1.2 });
+  } finally {
+    await fleet.stop();
+  }
+  say();
+}
+
 async function sectionDE(): Promise<void> {
   const dir = mkdtempSync(join(os.tmpdir(), 'agent-update-bench-'));
   try {
@@ -222,6 +247,7 @@ async function main(): Promise<void> {
   if (!SKIP.includes('c')) await sectionCF();
   if (!SKIP.includes('d')) await sectionDE();
   if (!SKIP.includes('g')) await sectionG();
+  if (!SKIP.includes('p')) await sectionP();
   if (!SKIP.includes('w')) await helperBench('where.bench.js', '## where one command\'s time goes', '(where.bench.ts not built yet)');
   say('## targets (issue 13)');
   for (const t of targets) say(`  ${t.met === null ? '?' : t.met ? 'met    ' : 'NOT met'}  ${t.target}: ${t.reached}`);

@@ -58,9 +58,9 @@ export interface Shared {
  * ROLLBACK when it throws. The client goes back to the pool either way (destroyed when broken).
  */
 export async function inTransaction<T>(s: Shared, client: pg.PoolClient, fn: (q: ClientQ) => Promise<T>): Promise<T> {
-  await client.query('BEGIN');
+  // one round trip for both (the key is a number this store computed, not input)
+  await client.query(`BEGIN; SELECT pg_advisory_xact_lock(${BigInt(s.writeLock)})`);
   try {
-    await client.query('SELECT pg_advisory_xact_lock($1::bigint)', [s.writeLock]);
     const out = await fn(new ClientQ(s, client));
     await client.query('COMMIT');
     return out;

@@ -142,12 +142,12 @@ export function setServerStatus(q: Q, id: number, to: ServerStatus, change: Serv
     const current = await getServer(t, id, true);
     serverTransition(current.updateName, current.name, current.status, to);
     const { sql, values } = setClause(change, SERVER_COLUMNS);
-    await t.run(`UPDATE servers SET status = ?${sql} WHERE id = ?`, [to, ...values, id]);
+    const [row] = await t.rows(`UPDATE servers SET status = ?${sql} WHERE id = ? RETURNING *`, [to, ...values, id]);
     const label = to === 'running' ? `running (${change.step ?? current.step})` : to;
     if (current.status !== to || current.step !== (change.step ?? current.step)) {
       await addEvent(t, current.updateName, current.name, 'server-status', `${label}${change.error ? `: ${change.error}` : ''}`);
     }
-    return getServer(t, id);
+    return toServer(row!);
   });
 }
 
