@@ -65,9 +65,22 @@ export interface ServerContext {
  * transaction a write is about to be made in.
  */
 export async function checkStillOurs(ctx: ServerContext, opts?: RunOptions, via: ReportStore = ctx.deps.store): Promise<void> {
-  if (!(await ctx.lease.stillHeld(via))) {
-    throw new BusyError(`lost the lease on update ${ctx.update.name}: another process took it over; stopping without touching anything more`);
-  }
+  await ctx.lease.stillHeld(via); // marks the lease lost when the database says so
+  checkNotStopped(ctx, opts);
+}
+
+/** Why this executor stops when another process has taken its update's lease (exit 4). */
+export function lostLease(ctx: Pick<ServerContext, 'update'>): BusyError {
+  return new BusyError(`lost the lease on update ${ctx.update.name}: another process took it over; stopping without touching anything more`);
+}
+
+/**
+ * checkStillOurs without asking the database: a lease this process already found lost, a hard
+ * stop. Before a remote command, whose journal row (beginCommandIfLeased) asks the database in
+ * the statement that writes it.
+ */
+export function checkNotStopped(ctx: ServerContext, opts?: RunOptions): void {
+  if (!ctx.lease.held) throw lostLease(ctx);
   if ((opts?.signal ?? ctx.signal).aborted) {
     throw new InterruptedError(`interrupted: update ${ctx.update.name} stays running; \`${suggest(`start ${ctx.update.name}`)}\` takes it over`);
   }

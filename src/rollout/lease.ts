@@ -64,6 +64,10 @@ export interface HeldLease {
    * heartbeat timer does.
    */
   stillHeld(via?: ReportStore): Promise<boolean>;
+  /** What this process knows without asking the database: false once it found the lease lost. */
+  readonly held: boolean;
+  /** The database said, in a write it refused, that the lease is another's: stop as stillHeld would. */
+  lost(): void;
   release(): Promise<void>;
 }
 
@@ -105,6 +109,12 @@ export async function acquireLease(store: EngineStore, update: string, onLost: (
   return {
     token,
     previous: result.previous,
+    get held() {
+      return held;
+    },
+    lost() {
+      if (held) lose();
+    },
     async stillHeld(via: ReportStore = store) {
       if (!held) return false;
       let current: string | null;

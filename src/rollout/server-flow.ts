@@ -12,7 +12,7 @@ import { finalTarget, hopLabel, type Hop } from '../model/hops.js';
 import { FRESH, recoveryOf, type Found, type Recovery } from './recover.js';
 import { describeOwner } from './remote-lock.js';
 import { STEP_TABLE } from '../model/lifecycle.js';
-import { DONE, type ServerContext, type ServerOutcome, checkStillOurs, guarded } from './engine.js';
+import { DONE, type ServerContext, type ServerOutcome, checkNotStopped, guarded } from './engine.js';
 import { verifyHealth } from './health.js';
 import { lockedBy } from './locks.js';
 import { ServerRun } from './server-run.js';
@@ -22,7 +22,8 @@ import { describeFailure } from './read-commit.js';
 export async function runServer(ctx: ServerContext, s: ServerRecord, plannedFrom: string | null, index: number, total: number): Promise<ServerOutcome> {
   const { emit } = ctx.deps;
   const target = finalTarget(s, ctx.update.commit);
-  await checkStillOurs(ctx);
+  // its claim was written under the lease a moment ago; every command's journal row asks again
+  checkNotStopped(ctx);
   emit({
     type: 'server-started',
     update: s.updateName,

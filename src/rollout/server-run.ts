@@ -16,7 +16,7 @@ import { rollbackTarget } from './phases.js';
 import { hopOf, type Hop } from '../model/hops.js';
 import { acquireScript, clearScript, describeOwner, notRunOf, parseOwner, releaseScript, splitLockOutput, waitScript, type InFlight, type LockOwner } from './remote-lock.js';
 import { RETRIED_AFTER_LOST, type JournalPhase, type ServerStatus, type ServerStep } from '../model/lifecycle.js';
-import { type ServerContext, checkStillOurs, guarded } from './engine.js';
+import { type ServerContext, checkNotStopped, guarded, lostLease } from './engine.js';
 import { judgeLock, oneLine } from './locks.js';
 
 /** ssh.reconnect_for when an update was planned before it existed. */
@@ -133,8 +133,9 @@ export class ServerRun {
     const outage = { since: null as number | null, tries: 0 };
     let waits = 0;
     for (;;) {
-      // No remote command after losing the lease or a hard stop: another executor may own the server now.
-      await checkStillOurs(this.ctx);
+      // No remote command after losing the lease or a hard stop: another executor may own the server
+      // now. The database is asked by the command's journal row (begin, below), right before it is sent.
+      checkNotStopped(this.ctx);
       let result: ExecResult & { inflight?: InFlight[] };
       let transient: boolean;
       // A refused reconnect is retried without a journal row (nothing was sent); the last one is recorded.
@@ -186,11 +187,24 @@ export class ServerRun {
     return this.exec(phase, command, timeoutMs);
   }
 
+  /**
+   * A command's journal row, committed before it is sent, and written only while this executor
+   * holds the update's lease (one statement: no round trip of its own for the check). Lost: stop.
+   */
+  private async begin(phase: JournalPhase, shown: string): Promise<number> {
+    const stepId = await this.ctx.deps.store.beginCommandIfLeased(this.server, phase, shown, this.ctx.lease.token);
+    if (stepId === null) {
+      this.ctx.lease.lost(); // the database says the lease is another's
+      throw lostLease(this.ctx);
+    }
+    this.lastEntryId = stepId;
+    return stepId;
+  }
+
   /** Journal a command that could not be sent at all (its row begins and ends at once). */
   private async record(phase: JournalPhase, shown: string, result: ExecResult): Promise<ExecResult> {
     const { store } = this.ctx.deps;
-    const stepId = await store.beginCommand(this.server, phase, shown);
-    this.lastEntryId = stepId;
+    const stepId = await this.begin(phase, shown);
     await store.endCommand(stepId, result);
     return result;
   }
@@ -210,8 +224,7 @@ export class ServerRun {
   ): Promise<{ result: ExecResult & { inflight?: InFlight[] }; transient: boolean }> {
     const { store, emit } = this.ctx.deps;
     // committed before the command is sent (intent before action)
-    const stepId = await store.beginCommand(this.server, phase, shown);
-    this.lastEntryId = stepId;
+    const stepId = await this.begin(phase, shown);
     let transient = false;
     const timeout = timeoutMs ?? this.settings.ssh.commandTimeoutMs;
     const token = this.ctx.lease.token;

@@ -188,6 +188,12 @@ export interface EngineStore extends ReportStore {
 
   /** A command about to run: its journal row (committed before it runs); its id. */
   beginCommand(server: Pick<ServerRecord, 'updateName' | 'id'>, phase: string, command: string): Promise<number>;
+  /**
+   * beginCommand, only while `token` holds the server's update's lease (checked in the statement
+   * that writes the row: the check and the record of intent are one); null, and nothing written,
+   * when it no longer does. What the engine does right before each remote command.
+   */
+  beginCommandIfLeased(server: Pick<ServerRecord, 'updateName' | 'id'>, phase: string, command: string, token: string): Promise<number | null>;
   /** A command's result, as soon as it is known. */
   endCommand(id: number, r: CommandResult): Promise<void>;
   /** Cut a journalled command's output to its first and last `keep` characters each. */

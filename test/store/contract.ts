@@ -209,6 +209,22 @@ export function storeContract(impl: string, target: ContractTarget): void {
     assert.deepEqual([all[1]!.exitCode, all[1]!.error], [null, 'lost connection']);
   });
 
+  it('the journal under a lease: a row only while the token holds the update’s lease, nothing written otherwise', async (t) => {
+    const store = await open(t);
+    await store.createUpdate(newUpdate('a', 1));
+    await store.createUpdate(newUpdate('b', 1));
+    const [s1] = await store.getServers('a');
+    assert.equal(await store.beginCommandIfLeased(s1!, 'update', 'x', 't1'), null, 'no lease at all');
+    await store.acquireLease('a', { token: 't1', pid: 1, host: 'h', pidStart: null }, () => false);
+    await store.acquireLease('b', { token: 't2', pid: 1, host: 'h', pidStart: null }, () => false);
+    const id = await store.beginCommandIfLeased(s1!, 'update', 'x', 't1');
+    assert.equal(typeof id, 'number');
+    assert.equal(await store.beginCommandIfLeased(s1!, 'update', 'y', 't2'), null, 'the lease of another update');
+    await store.acquireLease('a', { token: 't3', pid: 2, host: 'h', pidStart: null }, () => true);
+    assert.equal(await store.beginCommandIfLeased(s1!, 'update', 'z', 't1'), null, 'taken over');
+    assert.deepEqual((await store.getJournal('a')).map((e) => [e.id, e.command]), [[id, 'x']]);
+  });
+
   it('events: an actor when a person did it; the runs of an update by a person', async (t) => {
     const store = await open(t);
     await store.createUpdate(newUpdate('a', 1));

@@ -259,6 +259,15 @@ export async function beginCommand(q: Q, server: Pick<ServerRecord, 'updateName'
   return row!.id as number;
 }
 
+export async function beginCommandIfLeased(q: Q, server: Pick<ServerRecord, 'updateName' | 'id'>, phase: string, command: string, token: string): Promise<number | null> {
+  const [row] = await q.rows(
+    `INSERT INTO steps (update_name, server_id, phase, command, started_at)
+     SELECT ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM updates WHERE name = ? AND lease_token = ?) RETURNING id`,
+    [server.updateName, server.id, phase, command, q.iso(), server.updateName, token],
+  );
+  return row ? (row.id as number) : null;
+}
+
 export async function endCommand(q: Q, id: number, r: CommandResult): Promise<void> {
   await q.run('UPDATE steps SET ended_at = ?, exit_code = ?, stdout = ?, stderr = ?, error = ? WHERE id = ?', [q.iso(), r.code, r.stdout, r.stderr, r.error, id]);
 }

@@ -58,6 +58,9 @@ abstract class PgCalls implements StoreTx {
   laterWorkOn(s: Pick<ServerRecord, 'user' | 'host' | 'port' | 'id'>, since: string) { return this.call((q) => ops.laterWorkOn(q, s, since)); }
 
   beginCommand(server: Pick<ServerRecord, 'updateName' | 'id'>, phase: string, command: string) { return this.call((q) => ops.beginCommand(q, server, phase, command)); }
+  beginCommandIfLeased(server: Pick<ServerRecord, 'updateName' | 'id'>, phase: string, command: string, token: string) {
+    return this.call((q) => ops.beginCommandIfLeased(q, server, phase, command, token));
+  }
   endCommand(id: number, r: CommandResult) { return this.call((q) => ops.endCommand(q, id, r)); }
   summarizeCommand(id: number, keep: number) { return this.call((q) => ops.summarizeCommand(q, id, keep)); }
   getJournal(updateName: string, serverName?: string) { return this.call((q) => ops.getJournal(q, updateName, serverName)); }

@@ -11,6 +11,14 @@ export function beginCommand(db: Db, server: Pick<ServerRecord, 'updateName' | '
   return Number(info.lastInsertRowid);
 }
 
+export function beginCommandIfLeased(db: Db, server: Pick<ServerRecord, 'updateName' | 'id'>, phase: string, command: string, token: string): number | null {
+  const info = db.stmt(
+    `INSERT INTO steps (update_name, server_id, phase, command, started_at)
+     SELECT ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM updates WHERE name = ? AND lease_token = ?)`,
+  ).run(server.updateName, server.id, phase, command, db.iso(), server.updateName, token);
+  return info.changes === 1 ? Number(info.lastInsertRowid) : null;
+}
+
 /** Record a command's result; committed as soon as it is known. */
 export function endCommand(db: Db, id: number, r: CommandResult): void {
   db.stmt('UPDATE steps SET ended_at = ?, exit_code = ?, stdout = ?, stderr = ?, error = ? WHERE id = ?')

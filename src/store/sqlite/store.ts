@@ -63,6 +63,9 @@ abstract class SqliteCalls implements StoreTx {
   laterWorkOn(s: Pick<ServerRecord, 'user' | 'host' | 'port' | 'id'>, since: string) { return this.call(() => servers.laterWorkOn(this.db, s, since)); }
 
   beginCommand(server: Pick<ServerRecord, 'updateName' | 'id'>, phase: string, command: string) { return this.call(() => journal.beginCommand(this.db, server, phase, command)); }
+  beginCommandIfLeased(server: Pick<ServerRecord, 'updateName' | 'id'>, phase: string, command: string, token: string) {
+    return this.call(() => journal.beginCommandIfLeased(this.db, server, phase, command, token));
+  }
   endCommand(id: number, r: CommandResult) { return this.call(() => journal.endCommand(this.db, id, r)); }
   summarizeCommand(id: number, keep: number) { return this.call(() => journal.summarizeCommand(this.db, id, keep)); }
   getJournal(updateName: string, serverName?: string) { return this.call(() => journal.getJournal(this.db, updateName, serverName)); }
