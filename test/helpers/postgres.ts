@@ -4,11 +4,15 @@
  * one database created; `stop()` kills it and removes the folder. The server refuses to run as
  * root, so under root it runs as the `postgres` user (runuser); otherwise as the current user.
  *
+ * `login`: a role of its own that must give its password (scram-sha-256 over TCP, checked by the
+ * server; every other login is trusted), allowed to create schemas in the database; its URL is
+ * `loginUrl` (the password in it, URL-encoded).
+ *
  * Not installed: `postgresSkip()` says why the tests that need it are skipped, unless
  * REQUIRE_POSTGRES=1 (CI), where it throws instead so the run fails.
  */
 import { spawnSync } from 'node:child_process';
-import { chownSync, existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { chownSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import pg from 'pg';
@@ -17,7 +21,15 @@ import { testTmpRoot } from './tmp.js';
 export interface PgServer {
   /** postgres://postgres@127.0.0.1:PORT/DB (trust authentication: no password) */
   readonly url: string;
+  /** postgres://USER:PASSWORD@127.0.0.1:PORT/DB for the `login` asked for, else undefined */
+  readonly loginUrl: string | undefined;
   stop(): Promise<void>;
+}
+
+/** A role that logs in with a password (see startPostgres). */
+export interface PgLogin {
+  user: string;
+  password: string;
 }
 
 /** The folder of initdb, pg_ctl and postgres: $PG_BIN, else the newest /usr/lib/postgresql/N/bin. */
@@ -95,8 +107,10 @@ process.once('exit', () => {
   }
 });
 
-/** Start a server in a new folder, on a free port, with database `database`. */
-export async function startPostgres(database = 'agent_update_test'): Promise<PgServer> {
+/** Start a server in a new folder, on a free port, with database `database` (and the role `opts.login`). */
+export async function startPostgres(database = 'agent_update_test', opts: { login?: PgLogin } = {}): Promise<PgServer> {
+  const { login } = opts;
+  if (login && !/^[a-z_][a-z0-9_]*$/.test(login.user)) throw new Error(`a login's name is [a-z_][a-z0-9_]*, got ${JSON.stringify(login.user)}`);
   const bin = postgresBin();
   if (bin === null) throw new Error('PostgreSQL is not installed');
   const dir = mkdtempSync(join(testTmpRoot(), 'agent-update-pg-'));
@@ -110,6 +124,11 @@ export async function startPostgres(database = 'agent_update_test'): Promise<PgS
   if (init.status !== 0) {
     rmSync(dir, { recursive: true, force: true });
     throw new Error(`initdb failed: ${init.output}`);
+  }
+  if (login) {
+    // first match wins: the role's TCP logins need its password, everyone else stays trusted
+    const hba = join(data, 'pg_hba.conf');
+    writeFileSync(hba, `host all ${login.user} 127.0.0.1/32 scram-sha-256\n` + readFileSync(hba, 'utf8'));
   }
   running.add(dir);
   const stop = async () => {
@@ -135,6 +154,11 @@ export async function startPostgres(database = 'agent_update_test'): Promise<PgS
       await c.connect();
       try {
         await c.query(`CREATE DATABASE ${database}`);
+        if (login) {
+          await c.query(`SET password_encryption = 'scram-sha-256'`);
+          await c.query(`CREATE ROLE ${login.user} LOGIN PASSWORD ${c.escapeLiteral(login.password)}`);
+          await c.query(`GRANT CREATE, CONNECT ON DATABASE ${database} TO ${login.user}`);
+        }
       } finally {
         await c.end();
       }
@@ -142,6 +166,7 @@ export async function startPostgres(database = 'agent_update_test'): Promise<PgS
       await stop();
       throw e;
     }
-    return { url: `postgres://postgres@127.0.0.1:${port}/${database}`, stop };
+    const loginUrl = login && `postgres://${login.user}:${encodeURIComponent(login.password)}@127.0.0.1:${port}/${database}`;
+    return { url: `postgres://postgres@127.0.0.1:${port}/${database}`, loginUrl, stop };
   }
 }

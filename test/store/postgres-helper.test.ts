@@ -17,3 +17,21 @@ test('a PostgreSQL server of the test: started on a free port, a database create
   const again = new pg.Client({ connectionString: server.url, connectionTimeoutMillis: 2000 });
   await assert.rejects(again.connect());
 });
+
+test('a login with a password: the server checks it (a wrong one is refused), and the role may create a schema', { skip: postgresSkip() }, async () => {
+  const server = await startPostgres('agent_update_test', { login: { user: 'tester', password: 'p@ss:w/rd%' } });
+  try {
+    const url = server.loginUrl!;
+    assert.match(url, /^postgres:\/\/tester:p%40ss%3Aw%2Frd%25@127\.0\.0\.1:\d+\/agent_update_test$/);
+    const c = new pg.Client({ connectionString: url });
+    await c.connect();
+    await c.query('CREATE SCHEMA mine');
+    await c.end();
+    const u = new URL(url);
+    u.password = 'wrong';
+    const bad = new pg.Client({ connectionString: u.toString() });
+    await assert.rejects(bad.connect(), /password authentication failed for user "tester"/);
+  } finally {
+    await server.stop();
+  }
+});
