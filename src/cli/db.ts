@@ -39,6 +39,7 @@ export async function dbCopyCommand(ctx: CliContext, from: string, to: string): 
   await writeTarget(ctx, dest, dump);
 
   const n = countsOf(dump);
+  ctx.result(`copied ${plural(n.updates, 'update')} to ${dbDisplay(dest)}`);
   if (ctx.opts.json) {
     ctx.printJson({ from: dbDisplay(source), to: dbDisplay(dest), dbId: dump.dbId, ...n });
     return EXIT.ok;
