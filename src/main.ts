@@ -199,6 +199,17 @@ it is still the lock that was checked), journalled on the server.`,
       result.code = await (await import('./cli/retry.js')).retryCommand(ctxOf(cmd), name, o);
     });
 
+  const db = program
+    .command('db')
+    .description('the plan database itself: copy a whole plan store between a SQLite file and PostgreSQL');
+  db.command('copy')
+    .description('copy every update, server, journal entry, event and auto run, and the store identity, from FROM into a new or empty TO (each a file path or a postgres:// URL)')
+    .argument('<from>', 'the plan store to copy: a SQLite file, or postgres://USER@HOST/DB[?schema=NAME]')
+    .argument('<to>', 'a new or empty plan store: a file path, or postgres://USER@HOST/DB[?schema=NAME]')
+    .action(async (from: string, to: string, _o, cmd: Command) => {
+      result.code = await (await import('./cli/db.js')).dbCopyCommand(ctxOf(cmd), from, to);
+    });
+
   program
     .command('demo')
     .description('a self-contained demonstration on a simulated local fleet: no servers, keys or config needed')

@@ -185,6 +185,18 @@ export const HELP: Record<string, CommandHelp> = {
       [2, 'bad options'],
     ],
   },
+  db: {
+    examples: [
+      ['agent-update db copy ~/.local/state/agent-update/agent-update.db postgres://ops@db.example/fleet', 'move the plan from your file into PostgreSQL (schema agent_update), history and all'],
+      ["agent-update db copy 'postgres://ops@db.example/fleet?schema=team_a' ./plan-backup.db", 'a copy of a shared plan in a local file'],
+      ["agent-update --json db copy old.db 'postgres://ops@db.example/fleet?schema=team_b'", 'the same, with { from, to, dbId, updates, servers, journal, events, autoRuns } on stdout'],
+    ],
+    exits: [
+      [0, 'copied: TO holds everything FROM does, with the same ids and identity'],
+      [1, 'the copy failed while writing (TO is left empty), or a database did not answer'],
+      [2, 'refused, nothing written: FROM does not exist, TO holds a plan already, an update of FROM is being executed (pause it first), or bad usage'],
+    ],
+  },
 };
 
 function helpText(h: CommandHelp): string {
@@ -221,5 +233,10 @@ export function addHelp(program: Command): void {
     c.configureHelp({ showGlobalOptions: true });
     const h = HELP[c.name()];
     if (h) c.addHelpText('after', helpText(h));
+    // a command's subcommands (`db copy`): the same help
+    for (const sub of c.commands) {
+      sub.configureHelp({ showGlobalOptions: true });
+      if (h) sub.addHelpText('after', helpText(h));
+    }
   }
 }

@@ -23,6 +23,7 @@
 import type { RolloutSettings, ServerSpec, VersionClass } from '../config/types.js';
 import type { AutoRun, BusyAccount, EventRecord, PathStop, Lease, ServerRecord, JournalEntry, UpdateRecord } from '../model/records.js';
 import type { ServerStatus, ServerStep, UpdateStatus } from '../model/lifecycle.js';
+import type { StoreDump } from './copy.js';
 
 export interface NewUpdate {
   name: string;
@@ -248,4 +249,12 @@ export type StoreTx = PlanStore;
 export interface Store extends PlanStore {
   /** Close it once every call made before has ended (a transaction still open finishes first). */
   close(): Promise<void>;
+
+  /** `db copy`: every row of every table, ids and all, and the identity, read in one snapshot (store/copy.ts). */
+  exportAll(): Promise<StoreDump>;
+  /**
+   * `db copy`: `dump` written, ids as they are, into this store, which must hold nothing yet (a
+   * UsageError otherwise), in one transaction; the store's identity (`dbId`) becomes the dump's.
+   */
+  importAll(dump: StoreDump): Promise<void>;
 }

@@ -10,6 +10,8 @@ import type { Lease, ServerRecord, UpdateRecord } from '../../model/records.js';
 import type { CommandResult, LeaseClaim, LeaseResult, NewAutoRun, NewUpdate, ServerChange, Store, StoreTx, UpdateChange } from '../port.js';
 import { ClientQ, inTransaction, isConnectionError, lockKey, PoolQ, type Q, type Shared } from './conn.js';
 import * as ops from './ops.js';
+import type { StoreDump } from '../copy.js';
+import * as copy from './copy.js';
 import { PG_MIGRATIONS } from './schema.js';
 import { Turns } from '../turns.js';
 import { SessionLocks } from './session-locks.js';
@@ -242,6 +244,16 @@ export class PgStore extends PgCalls implements Store {
     } finally {
       this.turns.give();
     }
+  }
+
+  exportAll(): Promise<StoreDump> {
+    return this.call((q) => copy.exportAll(q));
+  }
+
+  async importAll(dump: StoreDump): Promise<void> {
+    await this.call((q) => copy.importAll(q, dump));
+    // the identity is the dump's now: the locks this handle puts on servers must name it
+    (this as { dbId: string }).dbId = dump.dbId;
   }
 
   /** After every call made before it; closing again does nothing. */

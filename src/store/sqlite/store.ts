@@ -5,6 +5,8 @@ import type { ServerStatus, UpdateStatus } from '../../model/lifecycle.js';
 import type { Lease, ServerRecord, UpdateRecord } from '../../model/records.js';
 import type { LeaseClaim, NewAutoRun, NewUpdate, ServerChange, CommandResult, Store, StoreTx, UpdateChange } from '../port.js';
 import * as autoRuns from './auto-runs.js';
+import type { StoreDump } from '../copy.js';
+import * as copy from './copy.js';
 import { Db } from './db.js';
 import * as events from './events.js';
 import * as journal from './journal.js';
@@ -170,6 +172,16 @@ export class SqliteStore extends SqliteCalls implements Store {
     } finally {
       this.turns.give();
     }
+  }
+
+  exportAll(): Promise<StoreDump> {
+    return this.call(() => copy.exportAll(this.db));
+  }
+
+  async importAll(dump: StoreDump): Promise<void> {
+    await this.call(() => copy.importAll(this.db, dump));
+    // the identity is the dump's now: the locks this handle puts on servers must name it
+    (this as { dbId: string }).dbId = dump.dbId;
   }
 
   /** The SQL compiled so far, each statement once (test/store/scale.test.ts explains them). */
