@@ -43,7 +43,7 @@ test('--help of each command, through the CLI, lists the global options, its exa
   for (const c of commands) {
     const r = await cli([c.name(), '--help']);
     assert.equal(r.code, 0, r.stderr);
-    for (const needle of ['Global Options:', '--db <path>', '--json', '-q, --quiet', 'Examples:', 'Exit codes:']) {
+    for (const needle of ['Global Options:', '--db <path-or-url>', '--json', '-q, --quiet', 'Examples:', 'Exit codes:']) {
       assert.ok(r.stdout.includes(needle), `${c.name()} --help shows ${needle}`);
     }
     assert.ok(r.stdout.includes(`$ ${HELP[c.name()]!.examples[0]![0]}`), `${c.name()} --help shows its first example`);

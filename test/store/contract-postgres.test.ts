@@ -5,7 +5,7 @@ import { UsageError } from '../../src/errors.js';
 import type { Store } from '../../src/store/port.js';
 import { PgStore } from '../../src/store/postgres/store.js';
 import { postgresSkip, startPostgres, type PgServer } from '../helpers/postgres.js';
-import { storeContract } from './contract.js';
+import { newUpdate, storeContract } from './contract.js';
 
 const skip = postgresSkip();
 let server: PgServer | undefined;
@@ -46,4 +46,17 @@ test('postgres: stores opening a new schema at once all migrate it, one identity
   u.password = 's3cret-pw';
   await assert.rejects(PgStore.open(u.toString(), { clock }), (e: unknown) => e instanceof UsageError && !/s3cret-pw/.test(e.message) && /cannot open the plan database/.test(e.message));
   await assert.rejects(PgStore.open(server!.url, { clock, schema: 'Bad; DROP' }), UsageError);
+});
+
+test('postgres: a NUL character, which its text cannot hold, is stored as ␀ (a command’s output, an event) instead of failing the write', { skip }, async (t) => {
+  const store = await PgStore.open(server!.url, { clock: { now: () => new Date() }, schema: 'nul_bytes' });
+  t.after(() => store.close());
+  await store.createUpdate(newUpdate('a', 1));
+  const [s1] = await store.getServers('a');
+  const id = await store.beginCommand(s1!, 'update', 'printf "a\\0b"');
+  await store.endCommand(id, { code: 0, stdout: 'a\0b', stderr: '\0', error: null });
+  await store.addEvent('a', 's1', 'note', 'x\0y');
+  const [entry] = await store.getJournal('a');
+  assert.deepEqual([entry!.stdout, entry!.stderr], ['a\u2400b', '\u2400']);
+  assert.ok((await store.getEvents('a')).some((e) => e.message === 'x\u2400y'));
 });

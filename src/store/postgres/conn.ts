@@ -35,6 +35,14 @@ export function pgSql(sql: string): string {
   return out;
 }
 
+/**
+ * The values of a statement as PostgreSQL's text takes them: it cannot hold a NUL character
+ * (SQLite can, and a command's output may have one), so each is stored as U+2400 (␀), visibly.
+ */
+export function pgValues(params: readonly unknown[]): unknown[] {
+  return params.map((v) => (typeof v === 'string' && v.includes('\0') ? v.replace(/\0/g, '\u2400') : v));
+}
+
 /** A 64-bit advisory lock key (as a decimal string) for `what` in `schema`. */
 export function lockKey(what: string, schema: string): string {
   return createHash('sha256').update(`agent-update:${what}:${schema}`).digest().readBigInt64BE(0).toString();
@@ -83,11 +91,11 @@ export class PoolQ implements Q {
   }
 
   async rows(sql: string, params: readonly unknown[] = []): Promise<Row[]> {
-    return (await this.s.pool.query(pgSql(sql), params as unknown[])).rows as Row[];
+    return (await this.s.pool.query(pgSql(sql), pgValues(params))).rows as Row[];
   }
 
   async run(sql: string, params: readonly unknown[] = []): Promise<number> {
-    return (await this.s.pool.query(pgSql(sql), params as unknown[])).rowCount ?? 0;
+    return (await this.s.pool.query(pgSql(sql), pgValues(params))).rowCount ?? 0;
   }
 
   async atomic<T>(fn: (q: Q) => Promise<T>): Promise<T> {
@@ -120,11 +128,11 @@ export class ClientQ implements Q {
   }
 
   async rows(sql: string, params: readonly unknown[] = []): Promise<Row[]> {
-    return (await this.client.query(pgSql(sql), params as unknown[])).rows as Row[];
+    return (await this.client.query(pgSql(sql), pgValues(params))).rows as Row[];
   }
 
   async run(sql: string, params: readonly unknown[] = []): Promise<number> {
-    return (await this.client.query(pgSql(sql), params as unknown[])).rowCount ?? 0;
+    return (await this.client.query(pgSql(sql), pgValues(params))).rowCount ?? 0;
   }
 
   async atomic<T>(fn: (q: Q) => Promise<T>): Promise<T> {
