@@ -156,6 +156,9 @@ export class PgStore extends PgCalls implements Store {
     });
     // an idle client whose connection drops: the next call gets the error, not the process
     pool.on('error', () => undefined);
+    // nor one checked out between two statements (a transaction's, while its function works): its
+    // next statement is refused ("not queryable"), which retry.ts knows sent nothing
+    pool.on('connect', (client) => client.on('error', () => undefined));
     let n = 0;
     const shared: Shared = { pool, schema, location, clock: opts.clock, writeLock: lockKey('write', schema), nextSavepoint: () => `sp${++n}` };
     try {
