@@ -2,7 +2,7 @@ import pLimit from 'p-limit';
 import { actor } from '../util/actor.js';
 import { AppError, EXIT, InterruptedError, StoreError, UsageError } from '../errors.js';
 import { checkLocalSsh } from '../ssh/transport.js';
-import { NdjsonWriter } from '../output/ndjson.js';
+import { errorObject, ndjsonLine, NdjsonWriter } from '../output/ndjson.js';
 import { adviceAfterRun, type Advice } from '../output/advice.js';
 import { statusDocument } from '../output/status-json.js';
 import { visibleText } from '../output/visible.js';
@@ -218,10 +218,12 @@ async function execute(ctx: CliContext, store: Store, reporter: Reporter, x: Exe
           warnings.push(...a.warnings, ...(a.resumeHint ? [a.resumeHint] : []));
         }
       } catch (e) {
-        // The plan database is gone (what stopped the run, most likely): no document can be read,
-        // and the last line is the error that says what to run once it is back.
+        // The plan database is gone (what stopped the run): no document can be read. The last
+        // line is then the error that stopped it (on stderr above), which says what to run once it is back.
         const gone = results.find((r): r is { update: string; error: AppError } => 'error' in r && r.error instanceof StoreError);
-        throw e instanceof StoreError && gone ? gone.error : e;
+        if (!(e instanceof StoreError) || !gone) throw e;
+        ctx.out.write(ndjsonLine(errorObject(gone.error, worst, gone.error.message, ctx.clock.now())));
+        return worst;
       }
       stream.result(worst, documents, {
         errors: results.flatMap((r) => ('error' in r ? [{ update: r.update, error: r.error.message, exitCode: r.error.exitCode }] : [])),
