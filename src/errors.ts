@@ -74,3 +74,14 @@ export class InterruptedError extends AppError {
     super(message, exitCode);
   }
 }
+
+/**
+ * The plan database failed under a command, or could not be reached for longer than the command
+ * waits for it (exit 1): what was committed before is kept, and nothing was run on a server
+ * without being recorded first, so the same command can be run again once it answers.
+ */
+export class StoreError extends AppError {
+  constructor(message: string) {
+    super(message, EXIT.failure);
+  }
+}

@@ -5,6 +5,7 @@ import chalk from 'chalk';
 import { systemClock, type Clock } from '../clock.js';
 import { systemLiveness, type Liveness } from '../liveness.js';
 import { UsageError } from '../errors.js';
+import { formatDuration, parseDuration } from '../util/duration.js';
 import { shellQuote } from '../util/shell.js';
 import { selfCommand } from '../util/invocation.js';
 import { setSuggestPrefix, suggest } from '../util/suggest.js';
@@ -33,6 +34,8 @@ export class CliContext {
   private announced = false;
   readonly clock: Clock = systemClock;
   readonly liveness: Liveness = systemLiveness;
+  /** A line for the person at the terminal that may come at any time (on stderr; `start` puts it above its live view). */
+  notify: (text: string) => void = (text) => this.err.write(`${text}\n`);
 
   constructor(
     readonly opts: GlobalOptions,
@@ -63,7 +66,19 @@ export class CliContext {
       if (choice.kind === 'postgres') {
         // loaded only for a PostgreSQL plan: the commands on a file do not pay for the client library
         const { PgStore } = await import('../store/postgres/store.js');
-        this.store_ = await PgStore.open(choice.target.url, { clock: this.clock, schema: choice.target.schema, create });
+        const where = choice.target.location;
+        this.store_ = await PgStore.open(choice.target.url, {
+          clock: this.clock,
+          schema: choice.target.schema,
+          create,
+          retryForMs: dbRetryOf(process.env),
+          notice: (n) =>
+            this.notify(
+              n.kind === 'unreachable'
+                ? `plan database ${where} unreachable (${n.error}): nothing is sent to a server until it answers; retrying for up to ${formatDuration(n.retryForMs)} ($AGENT_UPDATE_DB_RETRY)`
+                : `plan database ${where} reachable again after ${formatDuration(Math.round(n.afterMs / 100) * 100)}; going on`,
+            ),
+        });
         return this.store_;
       }
       const { path, source } = choice;
@@ -181,6 +196,19 @@ export function chooseDb(db: string | undefined, env: NodeJS.ProcessEnv): DbChoi
   const xdg = env.XDG_STATE_HOME;
   if (xdg && isAbsolute(xdg)) return { kind: 'sqlite', path: join(xdg, 'agent-update', 'agent-update.db'), source: '$XDG_STATE_HOME' };
   return { kind: 'sqlite', path: join(homedir(), '.local', 'state', 'agent-update', 'agent-update.db'), source: 'home' };
+}
+
+/**
+ * How long a command waits for a PostgreSQL plan database that stopped answering before it gives
+ * up (exit 1): `$AGENT_UPDATE_DB_RETRY`, a duration (`90s`, `2m`, or seconds), else the store's
+ * default (60 s). 0: not at all.
+ */
+export function dbRetryOf(env: NodeJS.ProcessEnv): number | undefined {
+  const value = env.AGENT_UPDATE_DB_RETRY;
+  if (value === undefined || value === '') return undefined;
+  const d = parseDuration(value);
+  if (!d.ok) throw new UsageError(`$AGENT_UPDATE_DB_RETRY: ${d.error}`);
+  return d.ms;
 }
 
 export function describeDbSource(source: DbSource): string {

@@ -1,8 +1,8 @@
 import pLimit from 'p-limit';
 import { actor } from '../util/actor.js';
-import { AppError, EXIT, InterruptedError, UsageError } from '../errors.js';
+import { AppError, EXIT, InterruptedError, StoreError, UsageError } from '../errors.js';
 import { checkLocalSsh } from '../ssh/transport.js';
-import { NdjsonWriter } from '../output/ndjson.js';
+import { errorObject, ndjsonLine, NdjsonWriter } from '../output/ndjson.js';
 import { adviceAfterRun, type Advice } from '../output/advice.js';
 import { statusDocument } from '../output/status-json.js';
 import { visibleText } from '../output/visible.js';
@@ -78,12 +78,15 @@ export async function runCommand(
     if (pauseAsked.has(name) || store === null) return;
     const now = ctx.clock.now();
     const by = `${interrupts.first ?? 'a signal'} to the executor (${actor()})`;
+    // this call's own mark: a transaction run again (a connection lost before its COMMIT) asks again
+    let mine = false;
     store
       .tx(async (t) => {
-        if (pauseAsked.has(name)) return; // asked by a call queued before this one
+        if (pauseAsked.has(name) && !mine) return; // asked by a call queued before this one
         if ((await t.getUpdate(name)).status !== 'running') return; // not yet: asked when it starts (see emit)
         await requestPause(t, name, now, ctx.liveness, by);
         pauseAsked.add(name);
+        mine = true;
       })
       .catch(() => {});
   };
@@ -131,6 +134,8 @@ export async function runCommand(
     // event reaches the Reporter (execute), which prints it with the outcome.
     const advice = new Map<string, Advice>();
     reporter = await ctx.reporter(names.length > 1, (name) => advice.get(name) ?? { warnings: [], resumeHint: null });
+    // what the plan database's store says while it waits for the database (above the live view)
+    ctx.notify = say;
     const advise = async (name: string) => {
       advice.set(name, adviceAfterRun(await db.getUpdate(name), await db.getServers(name)));
     };
@@ -206,10 +211,19 @@ async function execute(ctx: CliContext, store: Store, reporter: Reporter, x: Exe
       // The last line: what a script reads (docs/reference/events.md "The last line").
       const documents = [];
       const warnings: string[] = [];
-      for (const n of names) {
-        documents.push(await statusDocument(store, n));
-        const a = adviceAfterRun(await store.getUpdate(n), await store.getServers(n));
-        warnings.push(...a.warnings, ...(a.resumeHint ? [a.resumeHint] : []));
+      try {
+        for (const n of names) {
+          documents.push(await statusDocument(store, n));
+          const a = adviceAfterRun(await store.getUpdate(n), await store.getServers(n));
+          warnings.push(...a.warnings, ...(a.resumeHint ? [a.resumeHint] : []));
+        }
+      } catch (e) {
+        // The plan database is gone (what stopped the run): no document can be read. The last
+        // line is then the error that stopped it (on stderr above), which says what to run once it is back.
+        const gone = results.find((r): r is { update: string; error: AppError } => 'error' in r && r.error instanceof StoreError);
+        if (!(e instanceof StoreError) || !gone) throw e;
+        ctx.out.write(ndjsonLine(errorObject(gone.error, worst, gone.error.message, ctx.clock.now())));
+        return worst;
       }
       stream.result(worst, documents, {
         errors: results.flatMap((r) => ('error' in r ? [{ update: r.update, error: r.error.message, exitCode: r.error.exitCode }] : [])),

@@ -4,10 +4,11 @@
  */
 import { actor } from '../util/actor.js';
 import type { RolloutSettings, ServerSpec } from '../config/types.js';
-import { EXIT } from '../errors.js';
+import { EXIT, StoreError } from '../errors.js';
 import { checkLocalSsh } from '../ssh/transport.js';
 import type { ReportStore } from '../store/port.js';
 import { specOf, type ServerRecord } from '../model/records.js';
+import { suggest } from '../util/suggest.js';
 import { Ahead, prepareAheadOf, upcoming } from './ahead.js';
 import { budgetOf, countWorked, decide } from './decide.js';
 import { acquireLease } from './lease.js';
@@ -47,8 +48,24 @@ export function exitCodeFor(status: UpdateStatus): number {
 /**
  * Execute one update to its end or its next pause, strictly one server at a time:
  * decide → record intent → act over SSH → record result, until decide() says pause or finish.
+ * The plan database failing under it (StoreError: gone for longer than the store waits for it)
+ * stops it where it is, as a crash would, with what to run once the database is back.
  */
 export async function runUpdate(deps: EngineDeps, name: string, opts: RunOptions): Promise<RunResult> {
+  try {
+    return await execute(deps, name, opts);
+  } catch (e) {
+    if (!(e instanceof StoreError)) throw e;
+    // Every remote command is recorded before it is sent (ServerRun.execOnce): a write that
+    // failed stopped the run before anything it would have recorded was sent.
+    throw new StoreError(
+      `${e.message}. Update ${name} stopped: nothing was run on a server without being recorded first; once the database ` +
+        `answers again, \`${suggest(`${opts.mode} ${name}`)}\` goes on from where it stopped (a server left in flight is re-checked first)`,
+    );
+  }
+}
+
+async function execute(deps: EngineDeps, name: string, opts: RunOptions): Promise<RunResult> {
   const { store, clock, emit } = deps;
   const update = await store.getUpdate(name);
   checkRunnable(update, opts.mode);
@@ -59,6 +76,7 @@ export async function runUpdate(deps: EngineDeps, name: string, opts: RunOptions
   // stops what runs ahead of its turn (ahead.ts) when the run ends by an error or a hard stop
   const aheadStop = new AbortController();
   let ahead: Ahead | null = null;
+  let failed = false;
   try {
     // Re-read under the lease, and write in the same transaction: a pause asked from another
     // terminal in between is then either seen here or lands after, never overwritten.
@@ -167,9 +185,14 @@ export async function runUpdate(deps: EngineDeps, name: string, opts: RunOptions
       emit({ type: 'server-waiting', update: name, server: outcome.server, holder: outcome.reason, waitedMs: next.waitedMs, limitMs: limit });
       await clock.sleep(next.sleepMs, abort);
     }
+  } catch (e) {
+    failed = true;
+    throw e;
   } finally {
     aheadStop.abort();
     await ahead?.close();
-    await lease.release();
+    // after a failure, one of the database too, the lease left behind is taken over by the next run (its process is gone)
+    if (failed) await lease.release().catch(() => undefined);
+    else await lease.release();
   }
 }

@@ -16,7 +16,9 @@
  * on the store from inside `fn` would wait for itself, so it is refused with an error (the
  * SQLite store knows it by the async context of `fn`). A `tx` of `t` runs inside the one
  * open (nested: a throw in it undoes its own writes only). Each method that writes is already
- * one transaction of its own.
+ * one transaction of its own. A call inside `fn` that fails, caught there, undoes only itself.
+ * `fn` may run more than once (the PostgreSQL store runs it again when its connection was lost
+ * before the COMMIT): it must do nothing outside the transaction that cannot be done twice.
  *
  * Records are those of model/records.ts; what callers hand the store to write is below.
  */

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { chooseDb, dbDisplay } from '../../src/cli/context.js';
+import { chooseDb, dbDisplay, dbRetryOf } from '../../src/cli/context.js';
 import { isPostgresUrl, parsePgUrl, redactUrl, scrub } from '../../src/store/postgres/url.js';
 import { UsageError } from '../../src/errors.js';
 
@@ -43,4 +43,15 @@ test('a password is never shown: not in the location, not in the command lines s
     assert.ok(!e.message.includes('pw9'), e.message);
   }
   assert.ok(isPostgresUrl('postgresql://x') && !isPostgresUrl('./postgres://x'));
+});
+
+test('$AGENT_UPDATE_DB_RETRY: how long a PostgreSQL plan database is waited for, a duration or seconds; anything else is exit 2', () => {
+  assert.equal(dbRetryOf({}), undefined);
+  assert.equal(dbRetryOf({ AGENT_UPDATE_DB_RETRY: '' }), undefined);
+  assert.equal(dbRetryOf({ AGENT_UPDATE_DB_RETRY: '90' }), 90_000);
+  assert.equal(dbRetryOf({ AGENT_UPDATE_DB_RETRY: '2m' }), 120_000);
+  assert.equal(dbRetryOf({ AGENT_UPDATE_DB_RETRY: '1500ms' }), 1_500);
+  assert.equal(dbRetryOf({ AGENT_UPDATE_DB_RETRY: '0' }), 0);
+  assert.throws(() => dbRetryOf({ AGENT_UPDATE_DB_RETRY: 'soon' }), (e: unknown) => e instanceof UsageError && /^\$AGENT_UPDATE_DB_RETRY: /.test(e.message));
+  assert.throws(() => dbRetryOf({ AGENT_UPDATE_DB_RETRY: '-5' }), UsageError);
 });

@@ -1,8 +1,10 @@
 /**
  * A real PostgreSQL server for the tests: initdb in a fresh temporary folder, started on a free
  * port it picks itself (never a fixed one), listening on 127.0.0.1 and a socket in that folder,
- * one database created; `stop()` kills it and removes the folder. The server refuses to run as
- * root, so under root it runs as the `postgres` user (runuser); otherwise as the current user.
+ * one database created; `stop()` kills it and removes the folder. `stopServer()` and
+ * `startServer()` take it down (a fast shutdown, as a restart does: sessions ended, what was
+ * committed kept) and up again on the same port and data. The server refuses to run as root, so
+ * under root it runs as the `postgres` user (runuser); otherwise as the current user.
  *
  * `login`: a role of its own that must give its password (scram-sha-256 over TCP, checked by the
  * server; every other login is trusted), allowed to create schemas in the database; its URL is
@@ -23,6 +25,10 @@ export interface PgServer {
   readonly url: string;
   /** postgres://USER:PASSWORD@127.0.0.1:PORT/DB for the `login` asked for, else undefined */
   readonly loginUrl: string | undefined;
+  /** `pg_ctl stop -m fast`: every session ended, nothing committed lost; returns once it is down */
+  stopServer(): Promise<void>;
+  /** start it again on the same port and data; returns once it accepts connections */
+  startServer(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -167,6 +173,19 @@ export async function startPostgres(database = 'agent_update_test', opts: { logi
       throw e;
     }
     const loginUrl = login && `postgres://${login.user}:${encodeURIComponent(login.password)}@127.0.0.1:${port}/${database}`;
-    return { url: `postgres://postgres@127.0.0.1:${port}/${database}`, loginUrl, stop };
+    return {
+      url: `postgres://postgres@127.0.0.1:${port}/${database}`,
+      loginUrl,
+      async stopServer() {
+        const r = asServerUser(join(bin, 'pg_ctl'), ['-D', data, '-m', 'fast', '-w', '-t', '60', 'stop']);
+        if (r.status !== 0) throw new Error(`pg_ctl stop failed: ${r.output}`);
+      },
+      async startServer() {
+        const r = asServerUser(join(bin, 'pg_ctl'), ['-D', data, '-l', join(dir, 'log'), '-o', opts, '-w', '-t', '60', 'start']);
+        if (r.status !== 0) throw new Error(`PostgreSQL did not start again on port ${port}: ${r.output}`);
+        await waitForConnection(admin, 30_000);
+      },
+      stop,
+    };
   }
 }

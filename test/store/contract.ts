@@ -380,6 +380,27 @@ export function storeContract(impl: string, target: ContractTarget): void {
     await assert.rejects(kept!.getUpdate('a'), /used after its transaction ended/);
   });
 
+  it('a call that fails inside a transaction, caught there, undoes only itself: the transaction goes on and commits', async (t) => {
+    // SQLite undoes the failed statement only; PostgreSQL would refuse every statement after a
+    // failed one until the end of the transaction, unless each call is a savepoint of its own.
+    const store = await open(t);
+    await store.createUpdate(newUpdate('a', 1));
+    const [s] = await store.getServers('a');
+    await store.tx(async (tx) => {
+      await tx.addEvent('a', null, 'note', 'before');
+      // refused by the database itself: a journal row for a server that does not exist (its foreign key)
+      await assert.rejects(tx.beginCommand({ updateName: 'a', id: s!.id + 1000 }, 'probe', 'true'));
+      // refused by the transition table, after its row was read FOR UPDATE
+      await assert.rejects(tx.setServerStatus(s!.id, 'success'), TransitionError);
+      await tx.addEvent('a', null, 'note', 'after');
+      await tx.setUpdateStatus('a', 'pending');
+    });
+    assert.equal((await store.getUpdate('a')).status, 'pending');
+    assert.deepEqual((await store.getEvents('a')).filter((e) => e.kind === 'note').map((e) => e.message), ['before', 'after']);
+    assert.deepEqual(await store.getJournal('a'), []);
+    assert.equal((await store.getServer(s!.id)).status, 'pending');
+  });
+
   it('a call on the store from inside its own transaction is refused, not left waiting for itself; other callers still wait', async (t) => {
     const store = await open(t);
     await store.createUpdate(newUpdate('a', 1));

@@ -4,7 +4,7 @@ import { test } from 'node:test';
 import pg from 'pg';
 import { postgresSkip, startPostgres } from '../helpers/postgres.js';
 
-test('a PostgreSQL server of the test: started on a free port, a database created, stopped and removed', { skip: postgresSkip() }, async () => {
+test('a PostgreSQL server of the test: started on a free port, a database created, taken down and up again with its data, stopped and removed', { skip: postgresSkip() }, async () => {
   const server = await startPostgres();
   const c = new pg.Client({ connectionString: server.url });
   await c.connect();
@@ -13,6 +13,18 @@ test('a PostgreSQL server of the test: started on a free port, a database create
   assert.equal(r.rows[0]!.db, 'agent_update_test');
   const port = new URL(server.url).port;
   assert.notEqual(port, '5432');
+  // down and up again on the same port, with what was committed
+  const kept = new pg.Client({ connectionString: server.url });
+  await kept.connect();
+  await kept.query('CREATE TABLE kept (x int); INSERT INTO kept VALUES (7)');
+  await kept.end();
+  await server.stopServer();
+  await assert.rejects(new pg.Client({ connectionString: server.url, connectionTimeoutMillis: 2000 }).connect());
+  await server.startServer();
+  const back = new pg.Client({ connectionString: server.url });
+  await back.connect();
+  assert.equal((await back.query<{ x: number }>('SELECT x FROM kept')).rows[0]!.x, 7);
+  await back.end();
   await server.stop();
   const again = new pg.Client({ connectionString: server.url, connectionTimeoutMillis: 2000 });
   await assert.rejects(again.connect());

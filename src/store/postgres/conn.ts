@@ -2,7 +2,8 @@
  * How the operations of the PostgreSQL store reach the database: `Q` runs a statement (written
  * with `?` placeholders, as the SQLite store's are) and runs a function as one transaction of its
  * own, or a savepoint of the one open. Outside a transaction: the pool. Inside: the one client of
- * that transaction. Private to src/store/postgres.
+ * that transaction. Each marks, in its Attempt, when it sent something that commits (retry.ts
+ * decides from it whether a failure may be tried again). Private to src/store/postgres.
  */
 import { createHash } from 'node:crypto';
 import type pg from 'pg';
@@ -48,6 +49,14 @@ export function lockKey(what: string, schema: string): string {
   return createHash('sha256').update(`agent-update:${what}:${schema}`).digest().readBigInt64BE(0).toString();
 }
 
+/** One try of a call (retry.ts): whether it has sent a COMMIT, or a statement that commits on its own. */
+export interface Attempt {
+  committing: boolean;
+}
+
+/** A statement of the pool that only reads: sending it commits nothing. */
+const READ = /^\s*SELECT\b/i;
+
 /** What every Q of one store shares. */
 export interface Shared {
   readonly pool: pg.Pool;
@@ -63,60 +72,32 @@ export interface Shared {
  * BEGIN, the store's write lock (every writing transaction of every process on this schema one
  * after the other, as SQLite's BEGIN IMMEDIATE makes them: a check and the write it allows, such
  * as a server's claim against busy accounts, cannot interleave with another's), `fn`, COMMIT;
- * ROLLBACK when it throws. The client goes back to the pool either way (destroyed when broken).
+ * ROLLBACK when it throws. A transaction whose connection failed under `fn` (a call that `fn`
+ * caught) is not committed: it throws that failure, before anything that commits was sent.
+ * The client goes back to the pool either way (destroyed when broken, by the caller).
  */
-export async function inTransaction<T>(s: Shared, client: pg.PoolClient, fn: (q: ClientQ) => Promise<T>): Promise<T> {
-  // one round trip for both (the key is a number this store computed, not input)
-  await client.query(`BEGIN; SELECT pg_advisory_xact_lock(${BigInt(s.writeLock)})`);
+export async function inTransaction<T>(s: Shared, client: pg.PoolClient, fn: (q: ClientQ) => Promise<T>, attempt: Attempt = { committing: false }): Promise<T> {
+  const state: TxState = { broken: null };
   try {
-    const out = await fn(new ClientQ(s, client));
+    // one round trip for both (the key is a number this store computed, not input)
+    await client.query(`BEGIN; SELECT pg_advisory_xact_lock(${BigInt(s.writeLock)})`);
+    const out = await fn(new ClientQ(s, client, state));
+    if (state.broken !== null) throw state.broken;
+    attempt.committing = true;
     await client.query('COMMIT');
     return out;
   } catch (e) {
-    await client.query('ROLLBACK').catch(() => undefined);
+    // a connection that failed needs no ROLLBACK (the server rolls back a session that ends), and one that hangs would keep us waiting for it
+    if (!attempt.committing && state.broken === null && !isConnectionError(e)) await client.query('ROLLBACK').catch(() => undefined);
     throw e;
   }
 }
 
 /** Statements on the pool, each on whichever connection is free; `atomic` a transaction on one. */
 export class PoolQ implements Q {
-  constructor(private readonly s: Shared) {}
-
-  get location(): string {
-    return this.s.location;
-  }
-
-  iso(): string {
-    return this.s.clock.now().toISOString();
-  }
-
-  async rows(sql: string, params: readonly unknown[] = []): Promise<Row[]> {
-    return (await this.s.pool.query(pgSql(sql), pgValues(params))).rows as Row[];
-  }
-
-  async run(sql: string, params: readonly unknown[] = []): Promise<number> {
-    return (await this.s.pool.query(pgSql(sql), pgValues(params))).rowCount ?? 0;
-  }
-
-  async atomic<T>(fn: (q: Q) => Promise<T>): Promise<T> {
-    const client = await this.s.pool.connect();
-    let broken: Error | undefined;
-    try {
-      return await inTransaction(this.s, client, fn);
-    } catch (e) {
-      broken = isConnectionError(e) ? (e as Error) : undefined;
-      throw e;
-    } finally {
-      client.release(broken);
-    }
-  }
-}
-
-/** Statements on the one client of an open transaction; `atomic` a savepoint in it. */
-export class ClientQ implements Q {
   constructor(
     private readonly s: Shared,
-    private readonly client: pg.PoolClient,
+    private readonly attempt: Attempt = { committing: false },
   ) {}
 
   get location(): string {
@@ -128,23 +109,96 @@ export class ClientQ implements Q {
   }
 
   async rows(sql: string, params: readonly unknown[] = []): Promise<Row[]> {
-    return (await this.client.query(pgSql(sql), pgValues(params))).rows as Row[];
+    return (await this.send(sql, params)).rows as Row[];
   }
 
   async run(sql: string, params: readonly unknown[] = []): Promise<number> {
-    return (await this.client.query(pgSql(sql), pgValues(params))).rowCount ?? 0;
+    return (await this.send(sql, params)).rowCount ?? 0;
+  }
+
+  /** As pool.query, but a statement that writes is marked committing only once a connection was had to send it on. */
+  private async send(sql: string, params: readonly unknown[]): Promise<pg.QueryResult> {
+    const client = await this.s.pool.connect();
+    let broken: Error | undefined;
+    try {
+      if (!READ.test(sql)) this.attempt.committing = true;
+      return await client.query(pgSql(sql), pgValues(params));
+    } catch (e) {
+      broken = isConnectionError(e) ? (e as Error) : undefined;
+      throw e;
+    } finally {
+      client.release(broken);
+    }
   }
 
   async atomic<T>(fn: (q: Q) => Promise<T>): Promise<T> {
-    const name = this.s.nextSavepoint();
-    await this.client.query(`SAVEPOINT ${name}`);
+    const client = await this.s.pool.connect();
+    let broken: Error | undefined;
     try {
-      const out = await fn(this);
-      await this.client.query(`RELEASE SAVEPOINT ${name}`);
-      return out;
+      return await inTransaction(this.s, client, fn, this.attempt);
     } catch (e) {
-      await this.client.query(`ROLLBACK TO SAVEPOINT ${name}`);
-      await this.client.query(`RELEASE SAVEPOINT ${name}`);
+      broken = isConnectionError(e) ? (e as Error) : undefined;
+      throw e;
+    } finally {
+      client.release(broken);
+    }
+  }
+}
+
+/** An open transaction's: the connection failure a call in it met, if any (the transaction is lost with it). */
+interface TxState {
+  broken: unknown;
+}
+
+/**
+ * Statements on the one client of an open transaction; `atomic` a savepoint in it, so that a
+ * failing statement undoes its own writes only and leaves the transaction usable (PostgreSQL
+ * otherwise refuses every statement after a failed one until the end of the transaction). Inside
+ * a savepoint (`flat`), a further `atomic` is part of it: one savepoint per call of the port.
+ */
+export class ClientQ implements Q {
+  constructor(
+    private readonly s: Shared,
+    private readonly client: pg.PoolClient,
+    private readonly state: TxState,
+    private readonly flat = false,
+  ) {}
+
+  get location(): string {
+    return this.s.location;
+  }
+
+  iso(): string {
+    return this.s.clock.now().toISOString();
+  }
+
+  async rows(sql: string, params: readonly unknown[] = []): Promise<Row[]> {
+    return (await this.send(pgSql(sql), params)).rows as Row[];
+  }
+
+  async run(sql: string, params: readonly unknown[] = []): Promise<number> {
+    return (await this.send(pgSql(sql), params)).rowCount ?? 0;
+  }
+
+  private async send(sql: string, params: readonly unknown[] = []): Promise<pg.QueryResult> {
+    try {
+      return await this.client.query(sql, pgValues(params));
+    } catch (e) {
+      if (isConnectionError(e)) this.state.broken ??= e;
+      throw e;
+    }
+  }
+
+  async atomic<T>(fn: (q: Q) => Promise<T>): Promise<T> {
+    if (this.flat) return fn(this);
+    const name = this.s.nextSavepoint();
+    await this.send(`SAVEPOINT ${name}`);
+    // Not released when it succeeds: the transaction's end releases it, and a RELEASE would be a
+    // round trip more for every call made in a transaction.
+    try {
+      return await fn(new ClientQ(this.s, this.client, this.state, true));
+    } catch (e) {
+      if (this.state.broken === null) await this.send(`ROLLBACK TO SAVEPOINT ${name}`);
       throw e;
     }
   }

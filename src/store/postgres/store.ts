@@ -8,7 +8,8 @@ import { checkSchemaName, DEFAULT_SCHEMA, redactUrl, scrub } from './url.js';
 import type { ServerStatus, UpdateStatus } from '../../model/lifecycle.js';
 import type { Lease, ServerRecord, UpdateRecord } from '../../model/records.js';
 import type { CommandResult, LeaseClaim, LeaseResult, NewAutoRun, NewUpdate, ServerChange, Store, StoreTx, UpdateChange } from '../port.js';
-import { ClientQ, inTransaction, isConnectionError, lockKey, PoolQ, type Q, type Shared } from './conn.js';
+import { isConnectionError, lockKey, PoolQ, type Q, type Shared } from './conn.js';
+import { DEFAULT_RETRY_FOR_MS, Retrier, type DbNotice } from './retry.js';
 import * as ops from './ops.js';
 import type { StoreDump } from '../copy.js';
 import * as copy from './copy.js';
@@ -28,6 +29,10 @@ abstract class PgCalls implements StoreTx {
   }
 
   protected abstract call<T>(op: (q: Q) => Promise<T>): Promise<T>;
+  /** As `call`, but tried once when the database is away (a heartbeat: the next beat is its retry). */
+  protected callOnce<T>(op: (q: Q) => Promise<T>): Promise<T> {
+    return this.call(op);
+  }
   abstract tx<T>(fn: (t: StoreTx) => Promise<T>): Promise<T>;
 
   hasUpdate(name: string) { return this.call((q) => ops.hasUpdate(q, name)); }
@@ -75,13 +80,13 @@ abstract class PgCalls implements StoreTx {
 
   acquireLease(name: string, me: LeaseClaim, isDead: (holder: Lease) => boolean) { return this.call((q) => ops.acquireLease(q, name, me, isDead)); }
   leaseToken(name: string) { return this.call((q) => ops.leaseToken(q, name)); }
-  heartbeat(name: string, token: string) { return this.call((q) => ops.heartbeat(q, name, token)); }
+  heartbeat(name: string, token: string) { return this.callOnce((q) => ops.heartbeat(q, name, token)); }
   releaseLease(name: string, token: string): Promise<void> { return this.call(async (q) => void (await ops.releaseLease(q, name, token))); }
 
   openAutoRuns(configFile: string) { return this.call((q) => ops.openAutoRuns(q, configFile)); }
   autoRuns(configFile?: string) { return this.call((q) => ops.autoRuns(q, configFile)); }
   beginAutoRun(r: NewAutoRun) { return this.call((q) => ops.beginAutoRun(q, r)); }
-  autoHeartbeat(id: number) { return this.call((q) => ops.autoHeartbeat(q, id)); }
+  autoHeartbeat(id: number) { return this.callOnce((q) => ops.autoHeartbeat(q, id)); }
   setAutoRunUpdate(id: number, updateName: string) { return this.call((q) => ops.setAutoRunUpdate(q, id, updateName)); }
   endAutoRun(id: number, outcome: string, message: string, updateName?: string | null) { return this.call((q) => ops.endAutoRun(q, id, outcome, message, updateName)); }
   discardPlan(name: string) { return this.call((q) => ops.discardPlan(q, name)); }
@@ -100,6 +105,14 @@ export interface PgStoreOptions {
   schema?: string;
   /** false: a schema that holds no plan store yet is an error (exit 2) instead of created (only `plan` and `auto` create) */
   create?: boolean;
+  /**
+   * How long a call waits for a database that stopped answering (a restart, a failover), trying
+   * again, before it gives up with a StoreError (exit 1); default DEFAULT_RETRY_FOR_MS (the CLI:
+   * $AGENT_UPDATE_DB_RETRY). See retry.ts.
+   */
+  retryForMs?: number;
+  /** Told once when the database stops answering and a call waits for it, once when it answers again. */
+  notice?: (n: DbNotice) => void;
 }
 
 /** How long to wait for a connection to the database, and for one statement, before calling it unreachable. */
@@ -112,9 +125,10 @@ export const STATEMENT_TIMEOUT_MS = 30_000;
  * changes checked against model/lifecycle.ts inside it, the row read FOR UPDATE); times are the
  * clock's; a call made while a `tx` of this store is open waits for it to end (Turns), a call
  * from inside it is refused. Outside a transaction calls use the pool; a `tx` runs on one client
- * of its own, BEGIN … COMMIT, a nested `tx` a SAVEPOINT. Every writing transaction takes the
- * schema's write lock first (pg_advisory_xact_lock): writers of all processes one at a time, as
- * SQLite's BEGIN IMMEDIATE makes them.
+ * of its own, BEGIN … COMMIT, each call in it and a nested `tx` a SAVEPOINT. Every writing
+ * transaction takes the schema's write lock first (pg_advisory_xact_lock): writers of all
+ * processes one at a time, as SQLite's BEGIN IMMEDIATE makes them. A database that stops
+ * answering is waited for, for a bounded time (retry.ts); its errors are StoreError (exit 1).
  */
 export class PgStore extends PgCalls implements Store {
   private readonly turns = new Turns();
@@ -124,6 +138,7 @@ export class PgStore extends PgCalls implements Store {
     shared: Shared,
     dbId: string,
     private readonly locks: SessionLocks,
+    private readonly retry: Retrier,
   ) {
     super(shared, dbId);
   }
@@ -156,7 +171,7 @@ export class PgStore extends PgCalls implements Store {
 
   /** The heartbeat, and the lease's lock taken again if its connection was lost. */
   override heartbeat(name: string, token: string): Promise<boolean> {
-    return this.call(async (q) => {
+    return this.callOnce(async (q) => {
       await this.locks.keep().catch(() => undefined);
       return ops.heartbeat(q, name, token);
     });
@@ -188,11 +203,15 @@ export class PgStore extends PgCalls implements Store {
     const pool = new pg.Pool({ ...config, max: 8 });
     // an idle client whose connection drops: the next call gets the error, not the process
     pool.on('error', () => undefined);
+    // nor one checked out between two statements (a transaction's, while its function works): its
+    // next statement is refused ("not queryable"), which retry.ts knows sent nothing
+    pool.on('connect', (client) => client.on('error', () => undefined));
     let n = 0;
     const shared: Shared = { pool, schema, location, clock: opts.clock, writeLock: lockKey('write', schema), nextSavepoint: () => `sp${++n}` };
     try {
       const dbId = await migrate(shared, opts.create ?? true);
-      return new PgStore(shared, dbId, new SessionLocks(shared, () => new pg.Client(config)));
+      const retry = new Retrier({ location, retryForMs: opts.retryForMs ?? DEFAULT_RETRY_FOR_MS, notice: opts.notice, scrub: (m) => scrub(m, url) });
+      return new PgStore(shared, dbId, new SessionLocks(shared, () => new pg.Client(config)), retry);
     } catch (e) {
       await pool.end().catch(() => undefined);
       if (e instanceof AppError) throw e;
@@ -203,44 +222,51 @@ export class PgStore extends PgCalls implements Store {
     }
   }
 
-  protected call<T>(op: (q: Q) => Promise<T>): Promise<T> {
+  /**
+   * `op` on the pool: at once when no transaction of this store is open, else after it. A
+   * connection error is tried again as retry.ts says (while it is, the call waits).
+   */
+  protected call<T>(op: (q: Q) => Promise<T>, once = false): Promise<T> {
     if (this.closed) return Promise.reject(new Error(`the plan database ${this.location} is closed`));
-    if (this.turns.free) return op(new PoolQ(this.shared));
+    const attempt = () => (once ? this.retry.once((a) => op(new PoolQ(this.shared, a))) : this.retry.run((a) => op(new PoolQ(this.shared, a))));
+    if (this.turns.free) return attempt();
     const refused = this.turns.ownCall();
-    return refused ? Promise.reject(refused) : this.queued(op);
+    return refused ? Promise.reject(refused) : this.queued(attempt);
   }
 
-  private async queued<T>(op: (q: Q) => Promise<T>): Promise<T> {
+  protected override callOnce<T>(op: (q: Q) => Promise<T>): Promise<T> {
+    return this.call(op, true);
+  }
+
+  private async queued<T>(attempt: () => Promise<T>): Promise<T> {
     await this.turns.take();
     try {
-      return await op(new PoolQ(this.shared));
+      return await attempt();
     } finally {
       this.turns.give();
     }
   }
 
+  /**
+   * `fn` in one transaction on a client of its own. Lost with its connection before its COMMIT
+   * was sent, the whole of it (`fn` too) runs again on a fresh one (retry.ts): `fn` must do
+   * nothing outside the transaction that cannot be done twice.
+   */
   async tx<T>(fn: (t: StoreTx) => Promise<T>): Promise<T> {
     const refused = this.turns.ownCall();
     if (refused) throw refused;
     await this.turns.take();
     try {
-      const client = await this.shared.pool.connect();
-      let broken: Error | undefined;
-      try {
-        return await inTransaction(this.shared, client, async (q) => {
+      return await this.retry.run((a) =>
+        new PoolQ(this.shared, a).atomic(async (q) => {
           const t = new PgTx(this.shared, this.dbId, q);
           try {
             return await this.turns.whileOpen(() => fn(t));
           } finally {
             t.end();
           }
-        });
-      } catch (e) {
-        broken = isConnectionError(e) ? (e as Error) : undefined;
-        throw e;
-      } finally {
-        client.release(broken);
-      }
+        }),
+      );
     } finally {
       this.turns.give();
     }
@@ -270,14 +296,19 @@ export class PgStore extends PgCalls implements Store {
   }
 }
 
-/** The handle of an open transaction: its calls run at once on the transaction's client; a `tx` of it is a savepoint. */
+/**
+ * The handle of an open transaction: its calls run at once on the transaction's client, each in
+ * a savepoint of its own, as a statement of SQLite's is (one that fails, caught by `fn`, undoes
+ * its own writes and leaves the transaction usable); a `tx` of it is a savepoint too.
+ */
 class PgTx extends PgCalls {
   private open = true;
 
   constructor(
     shared: Shared,
     dbId: string,
-    private readonly q: ClientQ,
+    /** the transaction's client (conn.ts ClientQ) */
+    private readonly q: Q,
   ) {
     super(shared, dbId);
   }
@@ -288,7 +319,7 @@ class PgTx extends PgCalls {
 
   protected call<T>(op: (q: Q) => Promise<T>): Promise<T> {
     if (!this.open) return Promise.reject(new Error('a transaction handle was used after its transaction ended'));
-    return op(this.q);
+    return this.q.atomic(op);
   }
 
   async tx<T>(fn: (t: StoreTx) => Promise<T>): Promise<T> {
