@@ -10,10 +10,17 @@
  *   is working on, before it pauses its own update with a reason naming the other.
  * - `execution.max_failures` (default none): servers that may end rolled back or failed before
  *   the update stops, a number or a percentage (`"10%"`); needs rollback.continue_after_rollback.
+ * - `execution.steps` (default none: one step): cumulative sizes, each a number of servers, a
+ *   percentage (`"25%"`) or `{ servers, bake, pause_after }`; strictly growing where two of the
+ *   same kind can be compared; `"100%"` (or a last step short of it) ends the list implicitly.
+ *   `execution.bake` (default 0) and `execution.pause_after_step` (default false): for every
+ *   step without its own. Both need steps.
+ * - `execution.guard` (default on: interval 30s, rollback false, after_finish 0s; `false`: off):
+ *   `guard.rollback` needs rollback.enabled.
  */
 import { describe, type Checker, type KeyPath } from './checker.js';
 import { DEFAULTS, KEYS, PLANNED } from './keys.js';
-import type { Config, FailureBudget } from './types.js';
+import type { Config, DeliveryStep, FailureBudget, GuardConfig } from './types.js';
 
 /** The three sections as the config's settings; the problems go to `c`. */
 export function checkRollout(c: Checker, top: Record<string, unknown>): Pick<Config, 'rollback' | 'testMode' | 'execution'> {
@@ -41,7 +48,87 @@ export function checkRollout(c: Checker, top: Record<string, unknown>): Pick<Con
     );
   }
 
-  return { rollback, testMode: { stopAfter }, execution: { busyWaitMs, maxFailures, prepareAhead } };
+  const steps = deliverySteps(c, ex);
+  const guard = guardOf(c, ex.guard, rollback.enabled);
+
+  return { rollback, testMode: { stopAfter }, execution: { busyWaitMs, maxFailures, prepareAhead, steps, guard } };
+}
+
+/** `execution.steps` with `bake` and `pause_after_step` filled in; null without steps. */
+function deliverySteps(c: Checker, ex: Record<string, unknown>): DeliveryStep[] | null {
+  const bakeMs = c.duration(['execution', 'bake'], ex.bake, DEFAULTS.bakeMs, true);
+  const pauseAfter = c.bool(['execution', 'pause_after_step'], ex.pause_after_step, false);
+  const v = ex.steps;
+  if (v === undefined || v === null) {
+    for (const key of ['bake', 'pause_after_step'] as const) {
+      if (ex[key] !== undefined && ex[key] !== null) c.add(['execution', key], 'needs execution.steps (the steps to bake or pause after), e.g. steps: [1, "25%", "100%"]');
+    }
+    return null;
+  }
+  if (!Array.isArray(v) || v.length === 0) {
+    c.add(['execution', 'steps'], `must be a list of step sizes, e.g. [1, 5, "25%", "100%"] (a number of servers or a percentage of the update's), got ${describe(v)}`);
+    return null;
+  }
+  const out: DeliveryStep[] = [];
+  let last: { count?: number; percent?: number } = {};
+  v.forEach((item, i) => {
+    const p: KeyPath = ['execution', 'steps', i];
+    let step: DeliveryStep | null = null;
+    if (typeof item === 'object' && item !== null && !Array.isArray(item)) {
+      const s = c.section(p, item, KEYS.step);
+      if (!s) return;
+      if (s.servers === undefined || s.servers === null) {
+        c.add([...p, 'servers'], 'is required: how many servers the update has reached at the end of this step (a number, or a percentage such as "25%")');
+        return;
+      }
+      const size = stepSize(c, [...p, 'servers'], s.servers);
+      const own = { bakeMs: c.duration([...p, 'bake'], s.bake, bakeMs, true), pauseAfter: c.bool([...p, 'pause_after'], s.pause_after, pauseAfter) };
+      if (size) step = { size, ...own };
+    } else {
+      const size = stepSize(c, p, item);
+      if (size) step = { size, bakeMs, pauseAfter };
+    }
+    if (!step) return;
+    const n = 'count' in step.size ? step.size.count : step.size.percent;
+    const kind = 'count' in step.size ? 'count' : 'percent';
+    const before = last[kind];
+    if (before !== undefined && n <= before) {
+      c.add(p, `must be larger than the step before it (${kind === 'count' ? before : `${before}%`}): steps count the servers reached so far, not each step's own`);
+      return;
+    }
+    last = { ...last, [kind]: n };
+    out.push(step);
+  });
+  return out.length === v.length ? out : null;
+}
+
+/** A step's size: a whole number of servers (at least 1), or a percentage above 0 up to 100. */
+function stepSize(c: Checker, p: KeyPath, v: unknown): DeliveryStep['size'] | null {
+  if (typeof v === 'number' && Number.isInteger(v) && v >= 1) return { count: v };
+  if (typeof v === 'string') {
+    const m = /^\s*(\d+(?:\.\d+)?)\s*%\s*$/.exec(v);
+    if (m && Number(m[1]) > 0 && Number(m[1]) <= 100) return { percent: Number(m[1]) };
+    if (/^\s*\d+\s*$/.test(v) && Number(v) >= 1) return { count: Number(v.trim()) };
+  }
+  c.add(p, `must be a number of servers (1 or more) or a percentage of the update's servers ("25%", above 0 up to 100), got ${describe(v)}`);
+  return null;
+}
+
+/** `execution.guard`: on by default; `false` turns it off; a mapping sets it. */
+function guardOf(c: Checker, v: unknown, rollbackEnabled: boolean): GuardConfig | null {
+  const p: KeyPath = ['execution', 'guard'];
+  const dflt: GuardConfig = { intervalMs: DEFAULTS.guardIntervalMs, rollback: false, afterFinishMs: DEFAULTS.guardAfterFinishMs };
+  if (v === false) return null;
+  if (v === undefined || v === null || v === true) return dflt;
+  const g = c.section(p, v, KEYS.guard);
+  if (!g) return dflt;
+  const guard: GuardConfig = {
+    intervalMs: c.duration([...p, 'interval'], g.interval, dflt.intervalMs),
+    rollback: c.bool([...p, 'rollback'], g.rollback, false),
+    afterFinishMs: c.duration([...p, 'after_finish'], g.after_finish, dflt.afterFinishMs, true),
+  };
+  if (guard.rollback && !rollbackEnabled) c.add([...p, 'rollback'], 'needs rollback.enabled: true (there is no rollback to run)');
+  return guard;
 }
 
 /** `execution.max_failures`: a whole number of servers, or a percentage of the update's (`"10%"`). */

@@ -146,7 +146,7 @@ export class Checker {
       const near = didYouMean(key, known, CONFIG_WORDS, String);
       let msg = near ? `unknown key${near}` : `unknown key; expected one of: ${known.join(', ')}`;
       if (p.length === 0 && !near) {
-        const home = Object.entries(KEYS).find(([sec, keys]) => sec !== 'top' && sec !== 'server' && (keys as readonly string[]).includes(key));
+        const home = Object.entries(KEYS).find(([sec, keys]) => sec !== 'top' && sec !== 'server' && sec !== 'step' && sec !== 'guard' && (keys as readonly string[]).includes(key));
         if (home) msg = `unknown key; ${key} belongs under ${home[0] === 'health' ? 'agent.health' : home[0]}:`;
       }
       this.add([...p, key], msg);

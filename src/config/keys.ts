@@ -27,6 +27,9 @@ export const DEFAULTS = {
   maxHandshakes: 8,
   jumpPort: 22,
   diagnoseTimeoutMs: 30_000,
+  bakeMs: 0,
+  guardIntervalMs: 30_000,
+  guardAfterFinishMs: 0,
 } as const;
 
 /** Each section's keys (`top`: the config's own); any other key is refused, naming the nearest when one is close. */
@@ -56,7 +59,9 @@ export const KEYS = {
   health: ['command', 'expect', 'timeout', 'interval', 'stable_for'],
   rollback: ['enabled', 'continue_after_rollback', 'commit'],
   test_mode: ['stop_after'],
-  execution: ['busy_wait', 'max_failures', 'prepare_ahead'],
+  execution: ['busy_wait', 'max_failures', 'prepare_ahead', 'steps', 'bake', 'pause_after_step', 'guard'],
+  step: ['servers', 'bake', 'pause_after'],
+  guard: ['interval', 'rollback', 'after_finish'],
 } as const;
 
 /** Keys SPEC.md lists as decided extensions that this version does not implement yet. */

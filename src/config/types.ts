@@ -109,6 +109,28 @@ export interface HealthConfig {
 /** `execution.max_failures`: servers that may end rolled-back or failed before the update stops. */
 export type FailureBudget = { count: number } | { percent: number };
 
+/**
+ * One of `execution.steps`: how far the update goes before it stops to bake (a cumulative
+ * number of its servers, or a percentage of them rounded up), how long its servers then bake
+ * (re-checked at the health interval; 0 = not at all), and whether it then waits for `resume`.
+ */
+export interface DeliveryStep {
+  size: { count: number } | { percent: number };
+  bakeMs: number;
+  pauseAfter: boolean;
+}
+
+/**
+ * `execution.guard`: the servers that passed are re-checked in the background with the health
+ * command every `intervalMs`; one that turns unhealthy pauses the update (and is rolled back
+ * with `rollback`); `afterFinishMs`: how long it keeps watching after the last server.
+ */
+export interface GuardConfig {
+  intervalMs: number;
+  rollback: boolean;
+  afterFinishMs: number;
+}
+
 export interface AgentConfig {
   versionCommand: string;
   /**
@@ -164,6 +186,10 @@ export interface Config {
     maxFailures: FailureBudget | null;
     /** `execution.prepare_ahead`: on how many of the next servers agent.prepare runs ahead (0 = off); absent in older plans (1) */
     prepareAhead?: number;
+    /** `execution.steps` (with `bake` and `pause_after_step` filled in); null or absent: one step, all servers */
+    steps?: DeliveryStep[] | null;
+    /** `execution.guard`; null: off (`guard: false`); absent in plans made before it existed: off */
+    guard?: GuardConfig | null;
   };
 }
 

@@ -82,7 +82,9 @@ const SERVER_TABLE: Record<ServerStatus, readonly ServerStatus[]> = {
   // unreachable → pending / skipped / excluded: only `plan --refresh` of a pending or paused
   // update, which probed it again (nothing had run on it).
   unreachable: ['pending', 'skipped', 'excluded'],
-  success: [],
+  // success → failed / running: it turned unhealthy after it passed (execution.guard, or a step's
+  // bake): counted as failed, or claimed again to be rolled back (guard.rollback: true).
+  success: ['failed', 'running'],
   'rolled-back': [],
   failed: [],
   fatal: [],

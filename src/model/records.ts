@@ -40,6 +40,12 @@ export interface UpdateRecord {
   undoOf: string | null;
   /** who planned it (`user@host`); null in updates planned before it was recorded */
   createdBy: string | null;
+  /** how many of its steps (execution.steps) are done and let go: 0 while in the first */
+  stepsPromoted: number;
+  /** the step (1-based) whose servers bake now, and the bake time left at its last check */
+  bake: { step: number; leftMs: number } | null;
+  /** the guard's last round over the servers that passed: when, and what it found */
+  guard: { checkedAt: string; summary: string } | null;
 }
 
 /**

@@ -2,6 +2,7 @@ import { plural } from '../util/plural.js';
 import type { FailureBudget } from '../config/types.js';
 import type { ServerRecord, UpdateRecord } from '../model/records.js';
 import { AT_TARGET_SERVER, WORKED_SERVER, type ServerStatus } from '../model/lifecycle.js';
+import { stepProgress, stepsOf, type StepPlan } from '../model/steps.js';
 
 /**
  * What the executor does next, decided from the stored state alone (Nomad's watcher: decide,
@@ -12,6 +13,8 @@ export type Decision =
   | { kind: 'recover'; server: ServerRecord }
   | { kind: 'run'; server: ServerRecord }
   | { kind: 'pause'; reason: string }
+  /** the servers of a step (execution.steps) are done: bake them, pause, or go on to the next step */
+  | { kind: 'step-end'; step: StepPlan; plan: StepPlan[]; total: number }
   | { kind: 'finish'; status: 'success' | 'partial-success' | 'failure'; reason: string };
 
 export function countWorked(servers: readonly ServerRecord[]): number {
@@ -94,6 +97,10 @@ export function decide(update: UpdateRecord, servers: readonly ServerRecord[], b
     const these = worked - base;
     return { kind: 'pause', reason: `test mode: ${plural(these, 'server')} finished${base > 0 ? ` (${worked} in all)` : ''}` };
   }
+  const { total, done } = stepProgress(servers);
+  const plan = stepsOf(update.settings.execution?.steps, total);
+  const step = plan[update.stepsPromoted];
+  if (step && step.index < plan.length && done >= step.through) return { kind: 'step-end', step, plan, total };
   return { kind: 'run', server: next };
 }
 

@@ -59,6 +59,21 @@ export type RolloutEvent =
   /** the next server is being worked on by another update (or another database's executor): waiting for it */
   | { type: 'server-waiting'; update: string; server: string; holder: string; waitedMs: number; limitMs: number }
   | { type: 'update-finished'; update: string; status: UpdateStatus; reason: string; counts: ServerCounts }
+  // progressive delivery (execution.steps, bake, guard): `step` is 1-based, `steps` how many
+  /** a step begins: its servers are the next ones until `through` of `total` are done */
+  | { type: 'step-started'; update: string; step: number; steps: number; through: number; total: number }
+  /** the step's servers are done: they bake (re-checked every `intervalMs`) for `leftMs` more */
+  | { type: 'bake-started'; update: string; step: number; steps: number; bakeMs: number; leftMs: number; intervalMs: number; servers: string[] }
+  /** a round of the bake's re-checks ended, all healthy: `leftMs` to go */
+  | { type: 'bake-check'; update: string; step: number; steps: number; leftMs: number }
+  /** the bake ended: `healthy` (its whole time), `unhealthy` (a server failed a re-check), `paused` (asked, with `leftMs` kept) */
+  | { type: 'bake-ended'; update: string; step: number; steps: number; outcome: 'healthy' | 'unhealthy' | 'paused'; leftMs: number }
+  /** the step is let go: the next begins (`by`: its bake passed, a resume after pause_after_step, or no bake) */
+  | { type: 'step-promoted'; update: string; step: number; steps: number; by: 'bake' | 'resume' | 'no-bake' }
+  /** a server that passed failed a re-check (the guard's, or a bake's); `rollback`: it is rolled back now */
+  | { type: 'guard-tripped'; update: string; server: string; source: 'guard' | 'bake'; output: string; rollback: boolean }
+  /** a round of the guard's re-checks ended */
+  | { type: 'guard-check'; update: string; healthy: number; unhealthy: string[] }
   | {
       type: 'probe';
       update: string;

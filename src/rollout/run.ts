@@ -18,6 +18,8 @@ import { claimServer, releaseLeftoverLocks } from './claims.js';
 import { DONE, type EngineDeps, type RunOptions, type RunResult, type ServerContext, type ServerOutcome, checkStillOurs, guarded } from './engine.js';
 import { startAhead } from './prepare.js';
 import { recoverServer, runServer } from './server-flow.js';
+import { endStep } from './bake.js';
+import { Guard, tripServer } from './guard.js';
 
 /**
  * The servers whose connections a start or resume may open (those not finished yet), for the
@@ -76,6 +78,7 @@ async function execute(deps: EngineDeps, name: string, opts: RunOptions): Promis
   // stops what runs ahead of its turn (ahead.ts) when the run ends by an error or a hard stop
   const aheadStop = new AbortController();
   let ahead: Ahead | null = null;
+  let guard: Guard | null = null;
   let failed = false;
   try {
     // Re-read under the lease, and write in the same transaction: a pause asked from another
@@ -122,6 +125,9 @@ async function execute(deps: EngineDeps, name: string, opts: RunOptions): Promis
     const ctx: ServerContext = { deps, update: u, lease, signal: abort };
     ahead = startAhead(ctx, aheadStop.signal);
     ctx.ahead = ahead;
+    // execution.guard: the servers that passed, re-checked in the background while this run lasts
+    const guardConfig = u.settings.execution?.guard ?? null;
+    guard = guardConfig ? new Guard(ctx, guardConfig) : null;
     const pause = async (reason: string): Promise<RunResult> => {
       await ahead?.close();
       await releaseLeftoverLocks(ctx);
@@ -133,6 +139,12 @@ async function execute(deps: EngineDeps, name: string, opts: RunOptions): Promis
     let waiting: Waiting | null = null;
     for (;;) {
       await checkStillOurs(ctx, opts);
+      // A server that passed turned unhealthy (the guard): deal with it before the next server.
+      const trip = guard?.tripped;
+      if (trip) {
+        guard!.handled();
+        return await pause(await tripServer(ctx, trip, 'guard'));
+      }
       u = await store.getUpdate(name);
       ctx.update = u;
       const all = await store.getServers(name);
@@ -162,7 +174,19 @@ async function execute(deps: EngineDeps, name: string, opts: RunOptions): Promis
         outcome = claim.ok ? await runServer(ctx, claim.server, d.server.fromCommit, worked.indexOf(d.server) + 1, worked.length) : claim.busy;
       } else if (d.kind === 'pause') {
         return await pause(d.reason);
+      } else if (d.kind === 'step-end') {
+        const end = await endStep(ctx, d, { ...opts, resumed, guard });
+        if (end.kind === 'pause') return await pause(end.reason);
+        continue;
       } else {
+        // guard.after_finish: the servers that passed are watched a while more before the end
+        if (guard && guard.config.afterFinishMs > 0 && d.status !== 'failure') {
+          const late = await guard.watchAfterFinish();
+          if (late) {
+            guard.handled();
+            return await pause(await tripServer(ctx, late, 'guard'));
+          }
+        }
         await ahead?.close();
         await releaseLeftoverLocks(ctx);
         await guarded(ctx, (t) => t.setUpdateStatus(name, d.status, { endedAt: clock.now().toISOString(), reason: d.reason, pauseRequestedAt: null, pauseRequestedBy: null }), opts);
@@ -190,6 +214,7 @@ async function execute(deps: EngineDeps, name: string, opts: RunOptions): Promis
     throw e;
   } finally {
     aheadStop.abort();
+    await guard?.close();
     await ahead?.close();
     // after a failure, one of the database too, the lease left behind is taken over by the next run (its process is gone)
     if (failed) await lease.release().catch(() => undefined);

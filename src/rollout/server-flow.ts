@@ -116,6 +116,28 @@ export async function recoverServer(ctx: ServerContext, server: ServerRecord): P
 }
 
 /**
+ * A server that passed, then turned unhealthy (the guard, a bake) and is rolled back
+ * (execution.guard.rollback): already `running` in step `diagnose` (tripServer wrote it), it is
+ * connected to, locked, and rolled back and verified as any failure is. Not reachable, or held by
+ * another: `failed`, not rolled back, saying why.
+ */
+export async function rollBackPassed(ctx: ServerContext, server: ServerRecord, reason: string): Promise<void> {
+  const run = new ServerRun(ctx, server);
+  try {
+    const conn = await run.connectRetrying();
+    if (!conn.ok) return await run.finish('failed', { error: `${reason}; not rolled back: could not connect (${conn.error})` });
+    // Before the command that takes the lock: whatever happens next, it is released.
+    await guarded(ctx, (t) => t.setLockHeld(server.id, true));
+    run.server = { ...run.server, lockHeld: true };
+    const found = await run.recheck('recheck');
+    if (found.kind === 'busy') return await run.finish('failed', { error: `${reason}; not rolled back: ${lockedBy(ctx, server, found.owner).reason}` });
+    await rollbackServer(run, reason);
+  } finally {
+    run.close();
+  }
+}
+
+/**
  * Do what recoveryOf decided, for a server's own turn (from FRESH: `plannedFrom` is the commit the
  * plan probed, kept on a server left untouched) or a takeover.
  */

@@ -22,7 +22,7 @@ export const COPY_TABLES = {
     'name', 'status', 'created_at', 'started_at', 'ended_at', 'repo', 'branch', 'commit_sha', 'batch_of', 'config_file',
     'settings_json', 'test_stop_after', 'pause_at_worked', 'pause_requested_at', 'reason', 'lease_token', 'lease_pid',
     'lease_host', 'lease_pid_start', 'lease_since', 'lease_heartbeat', 'pause_requested_by', 'pause_base', 'retry_of',
-    'undo_of', 'created_by',
+    'undo_of', 'created_by', 'steps_promoted', 'bake_step', 'bake_left_ms', 'guard_checked_at', 'guard_summary',
   ],
   servers: [
     'id', 'update_name', 'position', 'name', 'host', 'port', 'user', 'type', 'status', 'step', 'from_commit', 'to_commit',

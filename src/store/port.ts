@@ -65,6 +65,14 @@ export interface UpdateChange {
   pauseRequestedAt?: string | null;
   pauseRequestedBy?: string | null;
   reason?: string | null;
+  /** how many of the update's steps (execution.steps) are done and let go */
+  stepsPromoted?: number;
+  /** the step (1-based) whose servers bake now, and the bake time left at its last check; null: none */
+  bakeStep?: number | null;
+  bakeLeftMs?: number | null;
+  /** the guard's last round: when, and what it found */
+  guardCheckedAt?: string | null;
+  guardSummary?: string | null;
 }
 
 /** A command's result as the journal records it. */

@@ -71,6 +71,9 @@ export function toUpdate(r: Row): UpdateRecord {
     retryOf: (r.retry_of as string | null | undefined) ?? null,
     undoOf: (r.undo_of as string | null | undefined) ?? null,
     createdBy: (r.created_by as string | null | undefined) ?? null,
+    stepsPromoted: (r.steps_promoted as number | null | undefined) ?? 0,
+    bake: r.bake_step === null || r.bake_step === undefined ? null : { step: r.bake_step as number, leftMs: r.bake_left_ms as number },
+    guard: r.guard_checked_at ? { checkedAt: r.guard_checked_at as string, summary: (r.guard_summary as string | null) ?? '' } : null,
   };
 }
 
@@ -166,6 +169,11 @@ export const UPDATE_COLUMNS: Record<keyof UpdateChange, string> = {
   pauseRequestedAt: 'pause_requested_at',
   pauseRequestedBy: 'pause_requested_by',
   reason: 'reason',
+  stepsPromoted: 'steps_promoted',
+  bakeStep: 'bake_step',
+  bakeLeftMs: 'bake_left_ms',
+  guardCheckedAt: 'guard_checked_at',
+  guardSummary: 'guard_summary',
 };
 
 /** `, col = ?` for each field of `change` given (booleans as 0/1, a path as JSON), and their values. */

@@ -269,3 +269,46 @@ test('the example behind a bastion: aliases of its ssh config, ssh.jump, a per-s
   assert.equal(c.ssh.configFile, path.join(PLANS, 'via-bastion.ssh_config'));
   assert.equal(c.ssh.maxHandshakes, 8);
 });
+
+test('progressive delivery keys are reported with the file, their line and key path', () => {
+  const yaml = `source:
+  repo: https://github.com/example/agent
+  branch: master
+servers:
+  - { name: app1, host: 10.0.0.11 }
+agent:
+  version_command: git rev-parse HEAD
+  update:
+    - git fetch {repo} {branch}
+  restart:
+    web: sudo supervisorctl restart agent:web
+  health:
+    command: curl -fsS http://127.0.0.1/version
+restart: [web]
+rollback:
+  enabled: false
+execution:
+  steps:
+    - 1
+    - { servers: 0%, bake: soon }
+    - 1
+  bake: forever
+  guard:
+    interval: 0
+    rollback: true
+`;
+  const { file, env } = setup(yaml);
+  const e = configError(() => loadConfig(file, { env }));
+  assert.deepEqual(
+    e.problems.map((p) => [p.path, p.line]),
+    [
+      ['execution.steps[1].servers', 20],
+      ['execution.steps[1].bake', 20],
+      ['execution.steps[2]', 21],
+      ['execution.bake', 22],
+      ['execution.guard.interval', 24],
+      ['execution.guard.rollback', 25],
+    ],
+  );
+  assert.ok(e.message.split('\n').every((l) => l.startsWith(`${file}:`)), e.message);
+});

@@ -49,7 +49,7 @@ test('a valid config maps to Config with every default', () => {
     restart: ['web'],
     rollback: { enabled: true, continueAfterRollback: false, commit: null },
     testMode: { stopAfter: 0 },
-    execution: { busyWaitMs: 600_000, maxFailures: null, prepareAhead: 1 },
+    execution: { busyWaitMs: 600_000, maxFailures: null, prepareAhead: 1, steps: null, guard: { intervalMs: 30_000, rollback: false, afterFinishMs: 0 } },
   });
 });
 
@@ -77,7 +77,15 @@ test('every key set explicitly is honoured', () => {
       c.agent.health.timeout = '1m30s';
       c.agent.health.interval = '500ms';
       c.agent.health.stable_for = '20s';
-      c.execution = { busy_wait: '2m', max_failures: '12.5%', prepare_ahead: 3 };
+      c.execution = {
+        busy_wait: '2m',
+        max_failures: '12.5%',
+        prepare_ahead: 3,
+        steps: [1, { servers: '50%', bake: '1m', pause_after: true }, 4],
+        bake: '30s',
+        pause_after_step: false,
+        guard: { interval: '10s', rollback: false, after_finish: '5m' },
+      };
       c.agent.prepare = ['git -C ~/agent/repo fetch --quiet {repo} {commit}'];
       c.restart = ['workers', 'web'];
       c.rollback = { enabled: false, continue_after_rollback: true, commit: 'ABCDEF0123456789abcdef0123456789ABCDEF01' };
@@ -115,7 +123,17 @@ test('every key set explicitly is honoured', () => {
   assert.deepEqual(c.restart, ['workers', 'web']);
   assert.deepEqual(c.rollback, { enabled: false, continueAfterRollback: true, commit: 'abcdef0123456789abcdef0123456789abcdef01' });
   assert.deepEqual(c.testMode, { stopAfter: 3 });
-  assert.deepEqual(c.execution, { busyWaitMs: 120_000, maxFailures: { percent: 12.5 }, prepareAhead: 3 });
+  assert.deepEqual(c.execution, {
+    busyWaitMs: 120_000,
+    maxFailures: { percent: 12.5 },
+    prepareAhead: 3,
+    steps: [
+      { size: { count: 1 }, bakeMs: 30_000, pauseAfter: false },
+      { size: { percent: 50 }, bakeMs: 60_000, pauseAfter: true },
+      { size: { count: 4 }, bakeMs: 30_000, pauseAfter: false },
+    ],
+    guard: { intervalMs: 10_000, rollback: false, afterFinishMs: 300_000 },
+  });
   assert.deepEqual(c.agent.prepare, ['git -C ~/agent/repo fetch --quiet {repo} {commit}']);
 });
 
@@ -226,6 +244,25 @@ const CASES: Case[] = [
   ['prepare_ahead fractional', (c) => void (c.execution = { prepare_ahead: 1.5 }), 'execution.prepare_ahead', /whole number/],
   ['prepare_ahead as a string', (c) => void (c.execution = { prepare_ahead: '2' }), 'execution.prepare_ahead', /got the string "2"/],
   ['prepare at top level', (c) => void (c.prepare = ['git fetch']), 'prepare', /belongs under agent/],
+  // progressive delivery: execution.steps, bake, pause_after_step, guard
+  ['steps not a list', (c) => void (c.execution = { steps: '25%' }), 'execution.steps', /must be a list of step sizes/],
+  ['steps empty', (c) => void (c.execution = { steps: [] }), 'execution.steps', /must be a list of step sizes/],
+  ['a step of 0 servers', (c) => void (c.execution = { steps: [0, '100%'] }), 'execution.steps[0]', /a number of servers \(1 or more\) or a percentage/],
+  ['a step over 100%', (c) => void (c.execution = { steps: [1, '150%'] }), 'execution.steps[1]', /above 0 up to 100/],
+  ['a step smaller than the one before', (c) => void (c.execution = { steps: [5, 2] }), 'execution.steps[1]', /larger than the step before it \(5\)/],
+  ['a percentage smaller than the one before', (c) => void (c.execution = { steps: ['50%', '25%'] }), 'execution.steps[1]', /larger than the step before it \(50%\)/],
+  ['a step mapping without servers', (c) => void (c.execution = { steps: [{ bake: '1m' }] }), 'execution.steps[0].servers', /is required/],
+  ['a step mapping with an unknown key', (c) => void (c.execution = { steps: [{ servers: 1, bkae: '1m' }] }), 'execution.steps[0].bkae', /did you mean bake/],
+  ['a step bake not a duration', (c) => void (c.execution = { steps: [{ servers: 1, bake: 'long' }] }), 'execution.steps[0].bake', /bad duration/],
+  ['a step pause_after not a bool', (c) => void (c.execution = { steps: [{ servers: 1, pause_after: 'yes' }] }), 'execution.steps[0].pause_after', /true or false/],
+  ['bake without steps', (c) => void (c.execution = { bake: '10m' }), 'execution.bake', /needs execution.steps/],
+  ['pause_after_step without steps', (c) => void (c.execution = { pause_after_step: true }), 'execution.pause_after_step', /needs execution.steps/],
+  ['bake not a duration', (c) => void (c.execution = { steps: [1], bake: 'a while' }), 'execution.bake', /bad duration/],
+  ['guard not a mapping', (c) => void (c.execution = { guard: '30s' }), 'execution.guard', /must be a mapping of keys \(interval, rollback, after_finish\)/],
+  ['guard interval zero', (c) => void (c.execution = { guard: { interval: 0 } }), 'execution.guard.interval', /longer than 0/],
+  ['guard unknown key', (c) => void (c.execution = { guard: { intervall: '1m' } }), 'execution.guard.intervall', /did you mean interval/],
+  ['guard after_finish not a duration', (c) => void (c.execution = { guard: { after_finish: 'soon' } }), 'execution.guard.after_finish', /bad duration/],
+  ['guard rollback without rollback', (c) => void ((c.execution = { guard: { rollback: true } }), (c.rollback = { enabled: false })), 'execution.guard.rollback', /needs rollback.enabled/],
   // wrong types
   ['section of the wrong type', (c) => void (c.ssh = 'frappe'), 'ssh', /must be a mapping .*got the string "frappe"/],
   ['port as a string', (c) => void (c.servers[0].port = '22'), 'servers[0].port', /integer 1 to 65535\), got the string "22"/],

@@ -28,6 +28,9 @@ export function updateRecord(over: Partial<UpdateRecord> = {}): UpdateRecord {
     retryOf: null,
     undoOf: null,
     createdBy: null,
+    stepsPromoted: 0,
+    bake: null,
+    guard: null,
     ...over,
   };
 }

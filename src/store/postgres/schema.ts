@@ -110,4 +110,12 @@ export const PG_MIGRATIONS: readonly string[] = [
   CREATE INDEX updates_by_config ON updates (config_file, created_at);
   CREATE INDEX updates_by_retry ON updates (retry_of);
   `,
+  // 2: = SQLite's migration 10 (progressive delivery: steps, bake, guard)
+  `
+  ALTER TABLE updates ADD COLUMN steps_promoted INTEGER NOT NULL DEFAULT 0;
+  ALTER TABLE updates ADD COLUMN bake_step INTEGER;
+  ALTER TABLE updates ADD COLUMN bake_left_ms INTEGER;
+  ALTER TABLE updates ADD COLUMN guard_checked_at TEXT;
+  ALTER TABLE updates ADD COLUMN guard_summary TEXT;
+  `,
 ];

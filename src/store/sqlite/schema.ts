@@ -155,4 +155,16 @@ export const MIGRATIONS: readonly string[] = [
   CREATE INDEX updates_by_config ON updates (config_file, created_at);
   CREATE INDEX updates_by_retry ON updates (retry_of);
   `,
+  // 10: progressive delivery (execution.steps, bake, guard). steps_promoted: how many of the
+  // update's steps are done and let go (0: in its first step); bake_step / bake_left_ms: the step
+  // (1-based) whose servers are baking and the bake time left at its last check, so a takeover or
+  // a resume goes on from there (NULL: not baking); guard_checked_at / guard_summary: the guard's
+  // last round over the servers that passed.
+  `
+  ALTER TABLE updates ADD COLUMN steps_promoted INTEGER NOT NULL DEFAULT 0;
+  ALTER TABLE updates ADD COLUMN bake_step INTEGER;
+  ALTER TABLE updates ADD COLUMN bake_left_ms INTEGER;
+  ALTER TABLE updates ADD COLUMN guard_checked_at TEXT;
+  ALTER TABLE updates ADD COLUMN guard_summary TEXT;
+  `,
 ];

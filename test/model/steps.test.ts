@@ -1,0 +1,53 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import type { DeliveryStep } from '../../src/config/types.js';
+import type { ServerStatus } from '../../src/model/lifecycle.js';
+import { serversOfStep, stepProgress, stepsOf } from '../../src/model/steps.js';
+import { decide } from '../../src/rollout/decide.js';
+import { serverRecord, updateRecord } from '../support/records.js';
+
+const step = (size: DeliveryStep['size'], bakeMs = 1000, pauseAfter = false): DeliveryStep => ({ size, bakeMs, pauseAfter });
+const through = (steps: DeliveryStep[] | null, total: number) => stepsOf(steps, total).map((s) => s.through);
+
+test('stepsOf: cumulative sizes, percentages rounded up, at least one server a step, a last step to the end', () => {
+  const argo = [step({ count: 1 }), step({ count: 5 }), step({ percent: 25 }), step({ percent: 100 })];
+  assert.deepEqual(through(argo, 100), [1, 5, 25, 100]);
+  // 25% of 12 is 3, below the 5 before it: dropped
+  assert.deepEqual(through(argo, 12), [1, 5, 12]);
+  assert.deepEqual(through([step({ count: 1 }), step({ percent: 50 }), step({ percent: 100 })], 6), [1, 3, 6]);
+  assert.deepEqual(through([step({ percent: 10 })], 6), [1, 6], '10% of 6 rounds up to 1; the list stops short: a last step');
+  assert.deepEqual(through([step({ count: 10 })], 4), [4], 'a step past the end is the end');
+  assert.deepEqual(through(null, 4), [4]);
+  assert.deepEqual(through([step({ count: 1 })], 0), []);
+  const plan = stepsOf([step({ count: 1 }, 5000, true), step({ percent: 100 }, 5000, true)], 3);
+  assert.deepEqual(plan.map((s) => [s.index, s.bakeMs, s.pauseAfter]), [[1, 5000, true], [2, 0, false]], 'the last step neither bakes nor pauses');
+});
+
+const servers = (...statuses: ServerStatus[]) =>
+  statuses.map((status, i) => serverRecord(i, { status, startedAt: status === 'pending' ? null : `t${i}`, endedAt: status === 'pending' || status === 'running' ? null : `2026-01-01T00:00:0${i}Z` }));
+
+test('stepProgress counts what the update works on in its turns, not what the plan left alone', () => {
+  const s = servers('success', 'rolled-back', 'running', 'pending');
+  s.push(serverRecord(4, { status: 'skipped', startedAt: null }), serverRecord(5, { status: 'skipped', startedAt: 't', endedAt: 'x' }));
+  assert.deepEqual(stepProgress(s), { total: 5, done: 3 });
+});
+
+test('serversOfStep: the servers that ended within a step, in the order they ended', () => {
+  const s = servers('success', 'success', 'success', 'pending');
+  const plan = stepsOf([step({ count: 1 }), step({ count: 3 })], 4);
+  assert.deepEqual(serversOfStep(s, plan, 1).map((x) => x.name), ['s1']);
+  assert.deepEqual(serversOfStep(s, plan, 2).map((x) => x.name), ['s2', 's3']);
+});
+
+test('decide: a step whose servers are done ends (bake, pause or go on) before the next server; once promoted the next runs', () => {
+  const settings = { rollback: { enabled: true, continueAfterRollback: false, commit: null }, execution: { steps: [step({ count: 1 }), step({ percent: 100 })] } } as never;
+  const u = updateRecord({ settings });
+  const s = servers('success', 'pending', 'pending');
+  const d = decide(u, s);
+  assert.equal(d.kind, 'step-end');
+  assert.equal(d.kind === 'step-end' && d.step.index, 1);
+  assert.equal(decide({ ...u, stepsPromoted: 1 }, s).kind, 'run');
+  assert.equal(decide(u, servers('pending', 'pending', 'pending')).kind, 'run', 'the first step runs');
+  assert.equal(decide({ ...u, stepsPromoted: 1 }, servers('success', 'success', 'success')).kind, 'finish', 'the last step ends the update');
+  assert.equal(decide({ ...u, pauseRequestedAt: 'x' }, s).kind, 'pause', 'a pause asked comes first');
+});
