@@ -7,7 +7,7 @@ import type { RolloutSettings, ServerSpec } from '../config/types.js';
 import { EXIT, StoreError } from '../errors.js';
 import { checkLocalSsh } from '../ssh/transport.js';
 import type { ReportStore } from '../store/port.js';
-import { specOf, type ServerRecord } from '../model/records.js';
+import { specOf, type ServerRecord, type UpdateRecord } from '../model/records.js';
 import { suggest } from '../util/suggest.js';
 import { Ahead, prepareAheadOf, upcoming } from './ahead.js';
 import { budgetOf, countWorked, decide } from './decide.js';
@@ -19,6 +19,7 @@ import { DONE, type EngineDeps, type RunOptions, type RunResult, type ServerCont
 import { startAhead } from './prepare.js';
 import { recoverServer, runServer } from './server-flow.js';
 import { endStep } from './bake.js';
+import { describeStep, stepProgress, stepsOf } from '../model/steps.js';
 import { Guard, tripServer } from './guard.js';
 
 /**
@@ -135,6 +136,17 @@ async function execute(deps: EngineDeps, name: string, opts: RunOptions): Promis
       emit({ type: 'update-finished', update: name, status: 'paused', reason, counts: countsOf(await store.getServers(name)) });
       return { update: name, status: 'paused', reason, exitCode: EXIT.paused };
     };
+    // execution.steps: the step a server about to start is in, said once when it begins
+    let announced = 0;
+    const announceStep = async (cur: UpdateRecord, all: readonly ServerRecord[]) => {
+      const { total } = stepProgress(all);
+      const plan = stepsOf(cur.settings.execution?.steps, total);
+      const step = plan[cur.stepsPromoted];
+      if (plan.length < 2 || !step || announced === step.index) return;
+      announced = step.index;
+      await store.addEvent(name, null, 'step', `${describeStep(plan, step.index, total)} begins`);
+      emit({ type: 'step-started', update: name, step: step.index, steps: plan.length, through: step.through, total });
+    };
     // The server we are waiting for because another update holds it, and since when.
     let waiting: Waiting | null = null;
     for (;;) {
@@ -168,6 +180,7 @@ async function execute(deps: EngineDeps, name: string, opts: RunOptions): Promis
         await workAhead(d.server);
         outcome = await recoverServer(ctx, d.server);
       } else if (d.kind === 'run') {
+        await announceStep(u, all);
         const claim = await claimServer(ctx, d.server);
         if (claim.ok) await workAhead(claim.server);
         const worked = all.filter(worksOn);
