@@ -27,11 +27,12 @@ export const DEFAULTS = {
   maxHandshakes: 8,
   jumpPort: 22,
   diagnoseTimeoutMs: 30_000,
+  hookTimeoutMs: 10_000,
 } as const;
 
 /** Each section's keys (`top`: the config's own); any other key is refused, naming the nearest when one is close. */
 export const KEYS = {
-  top: ['name', 'source', 'servers', 'inventory', 'server_types', 'include', 'exclude', 'ssh', 'agent', 'restart', 'rollback', 'test_mode', 'execution'],
+  top: ['name', 'source', 'servers', 'inventory', 'server_types', 'include', 'exclude', 'ssh', 'agent', 'restart', 'rollback', 'test_mode', 'execution', 'hooks'],
   source: ['repo', 'branch', 'commit', 'version', 'min_compatible', 'max_compatible', 'min_version', 'stepping_stones'],
   stone: ['version', 'commit', 'min_version'],
   server: ['name', 'host', 'port', 'user', 'type', 'identity_file', 'jump'],
@@ -57,6 +58,7 @@ export const KEYS = {
   rollback: ['enabled', 'continue_after_rollback', 'commit'],
   test_mode: ['stop_after'],
   execution: ['busy_wait', 'max_failures', 'prepare_ahead'],
+  hook: ['run', 'url', 'timeout', 'required', 'events'],
 } as const;
 
 /** Keys SPEC.md lists as decided extensions that this version does not implement yet. */
