@@ -85,8 +85,10 @@ async function postJson(template: string, json: string, env: NodeJS.ProcessEnv, 
   if ('missing' in expanded) return `the environment variable ${expanded.missing} (in its url) is not set`;
   const { url } = expanded;
   const shown = shownUrl(template);
-  // Nothing that came back may show the URL whole: an error text of fetch may name it.
-  const scrub = (text: string) => text.split(url).join(shown);
+  // Nothing that came back may show the URL whole: an error text of fetch may name it, as
+  // written or as parsed (`href`: a path added, characters escaped).
+  const forms = [url, URL.canParse(url) ? new URL(url).href : url].sort((a, b) => b.length - a.length);
+  const scrub = (text: string) => forms.reduce((t, form) => t.split(form).join(shown), text);
   const timeout = new AbortController();
   const timer = setTimeout(() => timeout.abort(), timeoutMs);
   try {

@@ -235,8 +235,10 @@ test('a webhook that answers 500, one that cannot be reached, one whose variable
       hook({ url: `${w.base}/services/T0/B0/s3cret`, events: ['update-started'] }),
       hook({ url: `${closed.base}/services/\${HOOK_TOKEN}`, events: ['update-started'] }),
       hook({ url: 'https://hooks.example.com/services/${NOT_SET_ANYWHERE}', events: ['update-started'] }),
+      // a value that makes it no URL: the error of fetch names it whole
+      hook({ url: 'http://${HOOK_HOST}/services/s3cret', events: ['update-started'] }),
     ],
-    { HOOK_TOKEN: 's3cret' },
+    { HOOK_TOKEN: 's3cret', HOOK_HOST: 'exa mple' },
   );
   deliverAll(hooks, EVENTS);
   await hooks.drain();
@@ -245,8 +247,9 @@ test('a webhook that answers 500, one that cannot be reached, one whose variable
   assert.equal(byHook[0]!.target, `url: ${w.base}/…`);
   assert.match(byHook[1]!.error, new RegExp(`^could not reach ${closed.base}/…: .*ECONNREFUSED`));
   assert.equal(byHook[2]!.error, 'the environment variable NOT_SET_ANYWHERE (in its url) is not set');
+  assert.equal(byHook[3]!.error, 'could not reach http://${HOOK_HOST}/…: Invalid URL');
   const everything = JSON.stringify(failed) + JSON.stringify(await store.getEvents('u'));
-  assert.doesNotMatch(everything, /s3cret|services/, 'no part of a url after its host is shown or journalled');
+  assert.doesNotMatch(everything, /s3cret|services|exa mple/, 'no part of a url after its host is shown or journalled');
 });
 
 test('a required hook that fails on update-started pauses the update before any server is touched', async (t) => {
