@@ -18,12 +18,20 @@ const HOOK_OUTPUT_LINES = 5;
 /** Why a call was stopped when agent-update itself is stopped (a second Ctrl-C). */
 export const STOPPED = 'stopped: agent-update is stopping';
 
+/** A call that failed: why, and whether it was cut off at its timeout. */
+export interface HookFailure {
+  error: string;
+  timedOut: boolean;
+}
+
+const failure = (error: string, timedOut = false): HookFailure => ({ error, timedOut });
+
 /**
  * Call `hook` with `json` (the event, one line); `env` is the environment of a command, and
  * where a url's `${NAME}`s are read. Null: it succeeded.
  */
-export function callHook(hook: HookConfig, json: string, env: NodeJS.ProcessEnv, signal: AbortSignal): Promise<string | null> {
-  if (signal.aborted) return Promise.resolve(STOPPED);
+export function callHook(hook: HookConfig, json: string, env: NodeJS.ProcessEnv, signal: AbortSignal): Promise<HookFailure | null> {
+  if (signal.aborted) return Promise.resolve(failure(STOPPED));
   return hook.run !== undefined ? runCommand(hook.run, json, env, hook.timeoutMs, signal) : postJson(hook.url, json, env, hook.timeoutMs, signal);
 }
 
@@ -33,7 +41,7 @@ export function outputTail(text: string): string {
   return lines.length > HOOK_OUTPUT_CHARS ? `…${lines.slice(-HOOK_OUTPUT_CHARS)}` : lines;
 }
 
-function runCommand(command: string, json: string, env: NodeJS.ProcessEnv, timeoutMs: number, signal: AbortSignal): Promise<string | null> {
+function runCommand(command: string, json: string, env: NodeJS.ProcessEnv, timeoutMs: number, signal: AbortSignal): Promise<HookFailure | null> {
   return new Promise((resolve) => {
     // detached: its own process group, so a timeout kills what it started too
     const child = spawn('/bin/sh', ['-c', command], { detached: true, stdio: ['pipe', 'pipe', 'pipe'], env });
@@ -57,7 +65,7 @@ function runCommand(command: string, json: string, env: NodeJS.ProcessEnv, timeo
       for (const stream of [child.stdin, child.stdout, child.stderr]) stream.destroy();
     };
     let done = false;
-    const finish = (why: string | null) => {
+    const finish = (why: HookFailure | null) => {
       if (done) return;
       done = true;
       clearTimeout(timer);
@@ -65,24 +73,24 @@ function runCommand(command: string, json: string, env: NodeJS.ProcessEnv, timeo
       resolve(why);
     };
     const timer = setTimeout(() => {
-      const why = `timed out after ${formatDuration(timeoutMs)} (its processes were killed)${said()}`;
+      const why = failure(`timed out after ${formatDuration(timeoutMs)} (its processes were killed)${said()}`, true);
       kill();
       finish(why);
     }, timeoutMs);
     const onAbort = () => {
       kill();
-      finish(STOPPED);
+      finish(failure(STOPPED));
     };
     signal.addEventListener('abort', onAbort, { once: true });
-    child.on('error', (e) => finish(`could not run /bin/sh: ${e.message}`));
+    child.on('error', (e) => finish(failure(`could not run /bin/sh: ${e.message}`)));
     // 'close': it exited and its output was read to the end
-    child.on('close', (code, sig) => finish(code === 0 ? null : `${code !== null ? `exit ${code}` : `killed by ${sig ?? 'a signal'}`}${said()}`));
+    child.on('close', (code, sig) => finish(code === 0 ? null : failure(`${code !== null ? `exit ${code}` : `killed by ${sig ?? 'a signal'}`}${said()}`)));
   });
 }
 
-async function postJson(template: string, json: string, env: NodeJS.ProcessEnv, timeoutMs: number, signal: AbortSignal): Promise<string | null> {
+async function postJson(template: string, json: string, env: NodeJS.ProcessEnv, timeoutMs: number, signal: AbortSignal): Promise<HookFailure | null> {
   const expanded = expandUrl(template, env);
-  if ('missing' in expanded) return `the environment variable ${expanded.missing} (in its url) is not set`;
+  if ('missing' in expanded) return failure(`the environment variable ${expanded.missing} (in its url) is not set`);
   const { url } = expanded;
   const shown = shownUrl(template);
   // Nothing that came back may show the URL whole: an error text of fetch may name it, as
@@ -106,13 +114,13 @@ async function postJson(template: string, json: string, env: NodeJS.ProcessEnv, 
     }
     const body = (await readSome(res, 300)).trim();
     const where = res.status >= 300 && res.status < 400 ? ' (a redirect: not followed)' : '';
-    return scrub(`HTTP ${res.status}${res.statusText ? ` ${res.statusText}` : ''}${where}${body ? `: ${body.replace(/\s+/g, ' ')}` : ''}`);
+    return failure(scrub(`HTTP ${res.status}${res.statusText ? ` ${res.statusText}` : ''}${where}${body ? `: ${body.replace(/\s+/g, ' ')}` : ''}`));
   } catch (e) {
-    if (signal.aborted) return STOPPED;
-    if (timeout.signal.aborted) return `timed out after ${formatDuration(timeoutMs)} (the request was aborted)`;
+    if (signal.aborted) return failure(STOPPED);
+    if (timeout.signal.aborted) return failure(`timed out after ${formatDuration(timeoutMs)} (the request was aborted)`, true);
     const cause = (e as { cause?: { code?: unknown; message?: unknown } }).cause;
     const detail = cause && typeof cause.message === 'string' ? cause.message : (e as Error).message;
-    return scrub(`could not reach ${shown}: ${detail}`);
+    return failure(scrub(`could not reach ${shown}: ${detail}`));
   } finally {
     clearTimeout(timer);
   }

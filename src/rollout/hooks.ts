@@ -141,16 +141,15 @@ export class HookRunner implements HookGate {
   private async call(key: string, e: RolloutEvent, line: string, hook: HookConfig, index: number): Promise<void> {
     if ((this.timeouts.get(key) ?? 0) >= GIVE_UP_AFTER || this.signal.aborted) return;
     const started = this.deps.clock.now().getTime();
-    const why = await callHook(hook, line, { ...this.env, ...hookEnv(e) }, this.signal);
+    const failed = await callHook(hook, line, { ...this.env, ...hookEnv(e) }, this.signal);
     // a stop of agent-update itself is not the hook's failure (nor a reason to pause the update)
-    if (why === null || this.signal.aborted) {
+    if (failed === null || this.signal.aborted) {
       this.timeouts.delete(key);
       return;
     }
-    const timedOut = why.startsWith('timed out');
-    const inARow = timedOut ? (this.timeouts.get(key) ?? 0) + 1 : 0;
+    const inARow = failed.timedOut ? (this.timeouts.get(key) ?? 0) + 1 : 0;
     this.timeouts.set(key, inARow);
-    const error = inARow >= GIVE_UP_AFTER ? `${why}; it timed out ${GIVE_UP_AFTER} times in a row: not called again in this run` : why;
+    const error = inARow >= GIVE_UP_AFTER ? `${failed.error}; it timed out ${GIVE_UP_AFTER} times in a row: not called again in this run` : failed.error;
     try {
       await this.failed(e, hook, index, error, this.deps.clock.now().getTime() - started);
     } catch {
