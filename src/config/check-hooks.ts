@@ -2,8 +2,9 @@
  * `hooks:` (rollout/hooks.ts calls them): a list, each entry one of
  *
  * - `run: COMMAND`: a shell command run with /bin/sh on the machine running agent-update (not on
- *   the servers), the event's JSON on its stdin. Placeholders are not expanded (the event is on
- *   stdin and in AGENT_UPDATE_* variables), so a `{commit}` in it is refused as a mistake.
+ *   the servers), the event's JSON on its stdin. The agent commands' placeholders are not
+ *   expanded (the event is on stdin and in AGENT_UPDATE_* variables), so a `{commit}` in it is
+ *   refused as a mistake; other braces (jq's `{update}`) are the command's own.
  * - `url: URL`: an http(s) URL POSTed the event's JSON. `${NAME}` in it is the environment
  *   variable NAME when the hook is called (config/hook-url.ts); a password written in it is
  *   refused (it would be stored with the plan).
@@ -13,7 +14,7 @@
  * unknown name gets a "did you mean"). `hooks: []` or null: none.
  */
 import { CONFIG_WORDS, didYouMean } from '../util/did-you-mean.js';
-import { findPlaceholders } from '../util/shell.js';
+import { findPlaceholders, PLACEHOLDERS } from '../util/shell.js';
 import { describe, type Checker, type KeyPath } from './checker.js';
 import { ALL_EVENTS, EVENT_TYPES, HOOK_EVENT_NAMES, NOT_FOR_HOOKS } from './hook-events.js';
 import { urlVars } from './hook-url.js';
@@ -71,11 +72,16 @@ function hookCommand(c: Checker, p: KeyPath, v: unknown): string | undefined {
   if (s === undefined) return undefined;
   if (s.trim() === '') c.add(p, 'must not be empty');
   else if (s.includes('\0')) c.add(p, 'must not contain a NUL character');
-  else if (findPlaceholders(s).length > 0) {
-    const used = findPlaceholders(s).map((n) => `{${n}}`);
+  else if (placeholdersIn(s).length > 0) {
+    const used = placeholdersIn(s).map((n) => `{${n}}`);
     c.add(p, `placeholders are not expanded in a hook (${used.join(', ')}): read the event's JSON on stdin, or $AGENT_UPDATE_UPDATE, $AGENT_UPDATE_SERVER and the other AGENT_UPDATE_ variables`);
   } else return s;
   return undefined;
+}
+
+/** The placeholders of agent commands in a hook's command (other `{word}`s, jq's `{update}`, are the command's own). */
+function placeholdersIn(command: string): string[] {
+  return findPlaceholders(command).filter((n) => (PLACEHOLDERS as readonly string[]).includes(n));
 }
 
 function hookUrl(c: Checker, p: KeyPath, v: unknown): string | undefined {

@@ -45,6 +45,8 @@ test('hooks: commands and webhooks, with their defaults', () => {
     { url: 'https://hooks.example.com/services/${HOOK_TOKEN}', timeoutMs: 3_000, required: true, events: ['server-fatal', 'guard-tripped', 'command'] },
     { run: 'cat >> events.ndjson', timeoutMs: 10_000, required: false, events: ['all'] },
   ]);
+  // braces that are no placeholder of agent commands are the command's own
+  assert.equal(load("hooks:\n  - run: jq -c '{update}' | ./post.sh\n").hooks[0]!.run, "jq -c '{update}' | ./post.sh");
   assert.deepEqual(load('hooks: []\n').hooks, []);
   assert.deepEqual(load('hooks:\n').hooks, []);
   assert.deepEqual(load('').hooks, []);
