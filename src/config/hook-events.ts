@@ -6,25 +6,29 @@
  * hookEventOf; rollout/events.ts checks at compile time that every event type is listed here.
  */
 
-/** A hook event: the NDJSON event it stands for (`type`), and which `status` of it, if only one. */
+/** A hook event: the NDJSON event it stands for (`type`), and which `status` of it, if only some. */
 export interface HookEventDef {
   name: string;
   type: string;
   status?: readonly string[];
-  /** what it means, for the docs and the config error that lists the names */
-  meaning: string;
 }
 
-/** The hook events, in the order a rollout meets them; a hook with no `events:` is called on all of them. */
+/**
+ * The hook events, in the order a rollout meets them (docs/reference/config.md#hooks says what
+ * each means); a hook with no `events:` is called on all of them. `update-started` is the one a
+ * required hook is awaited on, before any server is touched.
+ */
 export const HOOK_EVENTS: readonly HookEventDef[] = [
-  { name: 'update-started', type: 'update-started', meaning: 'the update is running (started, resumed or taken over); a required hook here runs before any server is touched' },
-  { name: 'step-baked', type: 'step-promoted', meaning: 'a step of execution.steps baked and the update moves on to the next' },
-  { name: 'server-failed', type: 'server-finished', status: ['failed'], meaning: 'a server failed and rollback is disabled' },
-  { name: 'server-rolled-back', type: 'server-finished', status: ['rolled-back'], meaning: 'a server failed and was rolled back' },
-  { name: 'server-fatal', type: 'server-finished', status: ['fatal'], meaning: 'a server failed and so did its rollback: it needs a person' },
-  { name: 'guard-tripped', type: 'guard-tripped', meaning: 'a server that had passed turned unhealthy (execution.guard)' },
-  { name: 'paused', type: 'update-finished', status: ['paused'], meaning: 'the update paused' },
-  { name: 'finished', type: 'update-finished', status: ['success', 'partial-success', 'failure'], meaning: 'the update ended' },
+  { name: 'update-started', type: 'update-started' },
+  // a step of execution.steps baked and the update moves on to the next
+  { name: 'step-baked', type: 'step-promoted' },
+  { name: 'server-failed', type: 'server-finished', status: ['failed'] },
+  { name: 'server-rolled-back', type: 'server-finished', status: ['rolled-back'] },
+  { name: 'server-fatal', type: 'server-finished', status: ['fatal'] },
+  // a server that had passed turned unhealthy (execution.guard)
+  { name: 'guard-tripped', type: 'guard-tripped' },
+  { name: 'paused', type: 'update-finished', status: ['paused'] },
+  { name: 'finished', type: 'update-finished', status: ['success', 'partial-success', 'failure'] },
 ];
 
 /** The names of the hook events: the default of `events:`. */
