@@ -2,12 +2,14 @@ import pLimit from 'p-limit';
 import { actor } from '../util/actor.js';
 import { AppError, EXIT, InterruptedError, StoreError, UsageError } from '../errors.js';
 import { checkLocalSsh } from '../ssh/transport.js';
-import { errorObject, ndjsonLine, NdjsonWriter } from '../output/ndjson.js';
+import { errorObject, eventObject, ndjsonLine, NdjsonWriter } from '../output/ndjson.js';
 import { adviceAfterRun, type Advice } from '../output/advice.js';
 import { statusDocument } from '../output/status-json.js';
 import { visibleText } from '../output/visible.js';
 import { assertRunnable, runUpdate, serversToReach } from '../rollout/run.js';
 import { requestPause } from '../rollout/control.js';
+import { HookRunner } from '../rollout/hooks.js';
+import type { HookConfig } from '../config/types.js';
 import type { RunOptions, RunResult } from '../rollout/engine.js';
 import type { Reporter } from '../output/reporter.js';
 import type { RolloutEvent } from '../rollout/events.js';
@@ -122,9 +124,12 @@ export async function runCommand(
     ctx.announceDb();
     const db = store;
     // Refuse the whole command before anything runs if any one update cannot start.
+    const hooks = new Map<string, HookConfig[]>();
     for (const name of names) {
       await assertRunnable(db, name, mode);
-      assertPlanUsable(await db.getUpdate(name), mode);
+      const u = await db.getUpdate(name);
+      assertPlanUsable(u, mode);
+      if (u.settings.hooks?.length) hooks.set(name, u.settings.hooks);
     }
     for (const name of names) {
       await checkLocalSsh(ctx.transport(), (await db.getUpdate(name)).settings.ssh, `cannot ${mode} ${name}`, serversToReach(await db.getServers(name)));
@@ -141,7 +146,7 @@ export async function runCommand(
     };
     await stopIfInterrupted();
     started = true;
-    return await execute(ctx, db, reporter, { mode, names, stopAfter, parallel, interrupts, hardStop, askPause, advise });
+    return await execute(ctx, db, reporter, { mode, names, stopAfter, parallel, interrupts, hardStop, askPause, advise, hooks });
   } finally {
     reporter?.stop();
     interrupts.dispose();
@@ -158,6 +163,8 @@ interface Execution {
   askPause: (name: string) => void;
   /** reads the advice the Reporter prints after the update (see runCommand) */
   advise: (name: string) => Promise<void>;
+  /** the hooks of each update that has some (its plan's settings) */
+  hooks: ReadonlyMap<string, readonly HookConfig[]>;
 }
 
 async function execute(ctx: CliContext, store: Store, reporter: Reporter, x: Execution): Promise<number> {
@@ -170,15 +177,29 @@ async function execute(ctx: CliContext, store: Store, reporter: Reporter, x: Exe
   // engine goes on meanwhile (it has nothing more to say of that update); they are all printed
   // before anything that follows the run.
   const finishing: Array<Promise<void>> = [];
+  // Hooks get each event as the stream writes it, with the same `at` (rollout/hooks.ts).
+  let hooks: HookRunner | null = null;
   const emit = (e: RolloutEvent) => {
+    const at = ctx.clock.now();
     if (e.type === 'update-started' && interrupts.count > 0) x.askPause(e.update);
     if (e.type === 'update-finished') {
       const show = () => reporter.onEvent(e);
       finishing.push(x.advise(e.update).then(show, show));
     } else reporter.onEvent(e);
-    stream?.event(e);
+    stream?.event(e, at);
+    hooks?.deliver(e, at);
   };
-  const deps = { store, transport: ctx.transport(), clock: ctx.clock, liveness: ctx.liveness, emit };
+  if (x.hooks.size > 0) {
+    hooks = new HookRunner((name) => x.hooks.get(name) ?? [], {
+      store,
+      clock: ctx.clock,
+      liveness: ctx.liveness,
+      emit,
+      encode: (e, at) => ndjsonLine(eventObject(e, at)),
+      signal: hardStop.signal,
+    });
+  }
+  const deps = { store, transport: ctx.transport(), clock: ctx.clock, liveness: ctx.liveness, emit, ...(hooks ? { hooks } : {}) };
   const limit = pLimit(parallel);
   try {
     // allSettled: a bug in one batch must not close the store under the others still running.
@@ -197,6 +218,8 @@ async function execute(ctx: CliContext, store: Store, reporter: Reporter, x: Exe
       ),
     );
     await Promise.all(finishing);
+    // the hook calls still queued, each bounded by its timeout, before the outcome is written
+    await hooks?.drain();
     const bug = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (bug) throw bug.reason;
     const results = settled.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));

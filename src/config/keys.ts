@@ -30,11 +30,12 @@ export const DEFAULTS = {
   bakeMs: 0,
   guardIntervalMs: 30_000,
   guardAfterFinishMs: 0,
+  hookTimeoutMs: 10_000,
 } as const;
 
 /** Each section's keys (`top`: the config's own); any other key is refused, naming the nearest when one is close. */
 export const KEYS = {
-  top: ['name', 'source', 'servers', 'inventory', 'server_types', 'include', 'exclude', 'ssh', 'agent', 'restart', 'rollback', 'test_mode', 'execution'],
+  top: ['name', 'source', 'servers', 'inventory', 'server_types', 'include', 'exclude', 'ssh', 'agent', 'restart', 'rollback', 'test_mode', 'execution', 'hooks'],
   source: ['repo', 'branch', 'commit', 'version', 'min_compatible', 'max_compatible', 'min_version', 'stepping_stones'],
   stone: ['version', 'commit', 'min_version'],
   server: ['name', 'host', 'port', 'user', 'type', 'identity_file', 'jump'],
@@ -62,6 +63,7 @@ export const KEYS = {
   execution: ['busy_wait', 'max_failures', 'prepare_ahead', 'steps', 'bake', 'pause_after_step', 'guard'],
   step: ['servers', 'bake', 'pause_after'],
   guard: ['interval', 'rollback', 'after_finish'],
+  hook: ['run', 'url', 'timeout', 'required', 'events'],
 } as const;
 
 /** Keys SPEC.md lists as decided extensions that this version does not implement yet. */

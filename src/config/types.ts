@@ -191,7 +191,24 @@ export interface Config {
     /** `execution.guard`; null: off (`guard: false`); absent in plans made before it existed: off */
     guard?: GuardConfig | null;
   };
+  /** `hooks:` (config/check-hooks.ts): called on rollout events; [] when none */
+  hooks: HookConfig[];
 }
+
+/**
+ * One entry of `hooks:`: a local command (`run`, run with /bin/sh on the machine running
+ * agent-update) or a webhook (`url`, POSTed the event as JSON), called on the events it names
+ * (rollout/hooks.ts). Stored with the plan: `url` as written, its `${VAR}`s expanded only when
+ * it is called, so a secret kept in the environment never reaches the database.
+ */
+export type HookConfig = ({ run: string; url?: undefined } | { url: string; run?: undefined }) & {
+  /** the call is cut off after this long (a command's process group killed, a request aborted) */
+  timeoutMs: number;
+  /** a failure pauses the update (before any server is touched, on update-started) */
+  required: boolean;
+  /** hook event names (config/hook-events.ts), NDJSON event types, or `all` */
+  events: string[];
+};
 
 /**
  * `source.version`, `source.min_compatible`, `source.max_compatible` (plan/versions.ts), each a
@@ -237,4 +254,6 @@ export type RolloutSettings = Pick<Config, 'ssh' | 'agent' | 'restart' | 'rollba
    * `--only` left out of the update; absent in updates planned without source.version
    */
   versions?: VersionBounds & { only: VersionClass | null; leftOut?: string[] };
+  /** `hooks:`; absent when the config had none, and in updates planned before it existed */
+  hooks?: HookConfig[];
 };

@@ -8,8 +8,9 @@
  * example: `source` (check-source.ts), `ssh` (check-ssh.ts), how each server is reached
  * (reach.ts), `servers`, `inventory`, `server_types`, `include` and `exclude`
  * (check-servers.ts), `agent` and `restart` (check-agent.ts), `rollback`, `test_mode` and
- * `execution` (check-rollout.ts). Every value is read through the Checker (checker.ts); each
- * section's keys and defaults are in keys.ts, the name rules in names.ts.
+ * `execution` (check-rollout.ts), `hooks` (check-hooks.ts). Every value is read through the
+ * Checker (checker.ts); each section's keys and defaults are in keys.ts, the name rules in
+ * names.ts.
  *
  * Here: the top level; `name` (optional, an update name); and the rules across sections
  * (source.min_compatible and source.min_version need agent.semver_command). The sections are
@@ -31,6 +32,7 @@ import { serverReach } from './reach.js';
 import { checkSelection, checkServers } from './check-servers.js';
 import { checkAgent } from './check-agent.js';
 import { checkRollout } from './check-rollout.js';
+import { checkHooks } from './check-hooks.js';
 
 export interface ValidateContext {
   /** the config file, as given (made absolute with `dir` when relative) */
@@ -102,6 +104,9 @@ export function validateConfig(raw: unknown, ctx: ValidateContext): ValidateResu
   // rollback, test_mode, execution
   const { rollback, testMode, execution } = checkRollout(c, top);
 
+  // hooks
+  const hooks = checkHooks(c, top);
+
   for (const key of ['min_compatible', 'min_version'] as const) {
     const set = key === 'min_compatible' ? source.minCompatible : source.minVersion;
     if (set != null && agent.semverCommand === null && isRecord(top.agent) && (top.agent.semver_command === undefined || top.agent.semver_command === null)) {
@@ -127,6 +132,7 @@ export function validateConfig(raw: unknown, ctx: ValidateContext): ValidateResu
       rollback,
       testMode,
       execution,
+      hooks,
     },
   };
 }

@@ -33,7 +33,7 @@ export function ndjsonLine(value: unknown): string {
 }
 
 /** Text fields an event may carry, cut to MAX_FIELD (the rest are numbers, names, commits). */
-const TEXT_FIELDS = ['command', 'error', 'output', 'message', 'holder'] as const;
+const TEXT_FIELDS = ['command', 'error', 'output', 'message', 'holder', 'target'] as const;
 
 /** An engine event as its NDJSON object: `v`, `type`, `at`, `update`, `server` first, then the rest. */
 export function eventObject(e: RolloutEvent, at: Date): Record<string, unknown> {
@@ -134,8 +134,9 @@ export class NdjsonWriter {
     }
   }
 
-  event(e: RolloutEvent): void {
-    this.write(ndjsonLine(eventObject(e, this.now())));
+  /** `at`: when it happened (default now), given when the same event goes elsewhere too (hooks) */
+  event(e: RolloutEvent, at: Date = this.now()): void {
+    this.write(ndjsonLine(eventObject(e, at)));
   }
 
   result(exitCode: number, updates: UpdateJson[], extra?: { errors?: UpdateError[]; notStarted?: string[]; warnings?: string[] }): void {

@@ -1,5 +1,6 @@
 import chalk from 'chalk';
 import type { RolloutEvent } from '../rollout/events.js';
+import { pausesOn } from '../rollout/hooks.js';
 import type { Advice } from './advice.js';
 import { formatDuration } from '../util/duration.js';
 import { plural } from '../util/plural.js';
@@ -256,6 +257,12 @@ export class Reporter {
         const mark = e.status === 'success' || e.status === 'skipped' ? chalk.green('✓') : chalk.red('✗');
         const progress = p ? ` (${p.summary(now)})` : '';
         this.line(`${t}  ${mark} ${e.server} ${colourStatus(e.status)} in ${formatDuration(e.durationMs)}${progress}${e.error ? `: ${visibleLine(e.error)}` : ''}`);
+        break;
+      }
+      case 'hook-failed': {
+        const about = `${e.hookEvent}${e.server ? ` of ${e.server}` : ''}`;
+        const consequence = e.required && pausesOn(e.event) ? ' (required: the update pauses)' : '';
+        this.line(`${t}${chalk.yellow('hook failed')}: hooks[${e.hook}] (${visibleLine(e.target)}) on ${about}: ${visibleLine(e.error)}${consequence}`);
         break;
       }
       case 'update-finished': {

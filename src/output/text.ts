@@ -8,7 +8,7 @@ import { plural } from '../util/plural.js';
 import { suggest } from '../util/suggest.js';
 import { visibleLine, visibleText } from './visible.js';
 import type { PlanChanges, RunningCommit } from '../plan/changes.js';
-import { PREVIOUS_MARK, type CommandGroup, type ShownCommand, type ShownCommands } from '../plan/commands.js';
+import { PREVIOUS_MARK, type CommandGroup, type ShownCommand, type ShownCommands, type ShownHook } from '../plan/commands.js';
 import { formatDuration } from '../util/duration.js';
 import type { HistoryEntry, HistoryJson } from '../rollout/history.js';
 
@@ -413,7 +413,20 @@ export function commandsText(doc: ShownCommands): string {
   }
   if (doc.groups.length === 0) lines.push(`no server of ${doc.update} is left to run: nothing will be sent`);
   for (const g of doc.groups) lines.push('', ...groupText(g, doc, total));
+  if (doc.hooks) lines.push('', ...hooksText(doc.hooks));
   return lines.join('\n');
+}
+
+/** The hooks of `plan --show-commands`: what each runs or calls, on which events. */
+function hooksText(hooks: readonly ShownHook[]): string[] {
+  return [
+    "hooks, run on this machine (never on the servers), each event's JSON on a command's stdin or as a webhook's body:",
+    ...hooks.map(
+      (h) =>
+        `  hooks[${h.hook}] ${visibleLine(h.target)}` +
+        chalk.dim(`  on ${h.events.join(', ')}; at most ${formatDuration(h.timeoutMs)}${h.required ? '; required: a failure pauses the update' : ''}`),
+    ),
+  ];
 }
 
 // ---- history -------------------------------------------------------------------------------

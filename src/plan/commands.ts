@@ -8,6 +8,7 @@
 import type { RolloutSettings } from '../config/types.js';
 import { expandCommand, expandText, type PlaceholderValues } from '../util/shell.js';
 import { phaseValues, rollbackTarget } from '../rollout/phases.js';
+import { hookTarget } from '../rollout/hooks.js';
 import type { PathStop } from '../model/records.js';
 import type { JournalPhase } from '../model/lifecycle.js';
 
@@ -68,6 +69,18 @@ export interface ShownCommands {
    */
   steppingStones?: { minVersion: string; stones: Array<{ version: string; commit: string }> };
   groups: CommandGroup[];
+  /** the plan's hooks (run on the machine running agent-update, not on the servers); absent when none */
+  hooks?: ShownHook[];
+}
+
+/** A hook as `plan --show-commands` shows it: a url by its scheme and host only (rollout/hooks.ts hookTarget). */
+export interface ShownHook {
+  /** its index in `hooks:` */
+  hook: number;
+  target: string;
+  events: string[];
+  timeoutMs: number;
+  required: boolean;
 }
 
 /** Stands where a server's previous commit goes, in text shown (never sent). */
@@ -190,5 +203,8 @@ export function showCommands(
         }
       : {}),
     groups: [...groups.values()],
+    ...(settings.hooks?.length
+      ? { hooks: settings.hooks.map((h, hook) => ({ hook, target: hookTarget(h), events: h.events, timeoutMs: h.timeoutMs, required: h.required })) }
+      : {}),
   };
 }

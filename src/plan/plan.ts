@@ -72,6 +72,7 @@ export function settingsOf(config: Config, commit: string, rollbackCommit: strin
     restart: config.restart,
     rollback: { ...config.rollback, commit: rollbackCommit },
     execution: config.execution,
+    ...(config.hooks.length > 0 ? { hooks: config.hooks } : {}),
     ...(version !== null
       ? { versions: { version, minCompatible, maxCompatible, only, ...(minVersion !== null ? { minVersion, steppingStones } : {}) } }
       : {}),

@@ -13,6 +13,7 @@ import { suggest } from '../util/suggest.js';
 import type { Ahead } from './ahead.js';
 import type { EventSink } from './events.js';
 import type { HeldLease } from './lease.js';
+import type { HookGate } from './hooks.js';
 import type { UpdateStatus } from '../model/lifecycle.js';
 import type { Busy } from './rules.js';
 
@@ -23,6 +24,8 @@ export interface EngineDeps {
   /** this process and the others of this host: the lease, the locks' owners, dead-holder detection */
   liveness: Liveness;
   emit: EventSink;
+  /** the hooks' say before any server of a run is touched (rollout/hooks.ts); absent: no hooks */
+  hooks?: HookGate;
 }
 
 export interface RunOptions {

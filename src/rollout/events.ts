@@ -1,5 +1,6 @@
 import type { ServerStatus, ServerStep, UpdateStatus } from '../model/lifecycle.js';
 import type { VersionClass } from '../config/types.js';
+import type { EVENT_TYPES } from '../config/hook-events.js';
 
 /** `total`, and how many servers of an update are in each status (a key only for statuses that occur). */
 export type ServerCounts = Record<string, number>;
@@ -58,6 +59,24 @@ export type RolloutEvent =
   | { type: 'reconnecting'; update: string; server: string; attempt: number; lostMs: number; limitMs: number; error: string }
   /** the next server is being worked on by another update (or another database's executor): waiting for it */
   | { type: 'server-waiting'; update: string; server: string; holder: string; waitedMs: number; limitMs: number }
+  /**
+   * a hook (rollout/hooks.ts) failed on an event (never stops the rollout; a required one asks
+   * for a pause): `hook` its index in `hooks:`, `target` what it is (`run: …` or the url's scheme
+   * and host), `event` the type of the event it was called on and `hookEvent` that event's hook
+   * event name (its type when it has none); `server` the event's
+   */
+  | {
+      type: 'hook-failed';
+      update: string;
+      server: string | null;
+      hook: number;
+      target: string;
+      event: string;
+      hookEvent: string;
+      required: boolean;
+      error: string;
+      durationMs: number;
+    }
   | { type: 'update-finished'; update: string; status: UpdateStatus; reason: string; counts: ServerCounts }
   // progressive delivery (execution.steps, bake, guard): `step` is 1-based, `steps` how many
   /** a step begins: its servers are the next ones until `through` of `total` are done */
@@ -92,3 +111,10 @@ export type RolloutEvent =
 export type EventSink = (event: RolloutEvent) => void;
 
 export const ignoreEvents: EventSink = () => {};
+
+/**
+ * Every event type is one `hooks[].events` can name (config/hook-events.ts EVENT_TYPES): this
+ * fails to compile, naming the type, while one is missing there.
+ */
+type Unnamed = Exclude<RolloutEvent['type'], (typeof EVENT_TYPES)[number]>;
+export const EVERY_TYPE_NAMED: [Unnamed] extends [never] ? true : { addToEventTypesInConfigHookEvents: Unnamed } = true;

@@ -122,6 +122,9 @@ async function execute(deps: EngineDeps, name: string, opts: RunOptions): Promis
       total: servers.length,
       counts: countsOf(servers),
     });
+    // A required hook's failure on update-started asks for a pause, seen by the first decide()
+    // below: before any server is touched, or, on a takeover, once the server in flight is done.
+    await deps.hooks?.beforeRun(name);
 
     const ctx: ServerContext = { deps, update: u, lease, signal: abort };
     ahead = startAhead(ctx, aheadStop.signal);

@@ -19,6 +19,7 @@ test('a valid config maps to Config with every default', () => {
       { name: 'db1', host: '10.0.0.21', port: 2222, user: 'ops', type: 'db', types: ['db'] },
     ],
     inventory: null,
+    hooks: [],
     serverTypes: null,
     include: null,
     exclude: null,

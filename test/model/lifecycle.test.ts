@@ -46,7 +46,11 @@ test('refusals are named and say what is allowed', () => {
   assert.throws(() => updateTransition('u', 'success', 'running'), (e: unknown) => e instanceof TransitionError && /ended/.test(e.message));
   assert.throws(() => updateTransition('u', 'running', 'pending'), (e: unknown) => e instanceof TransitionError && /pause u/.test(e.message));
   assert.throws(() => updateTransition('u', 'pending', 'paused'), /split u --batches N/);
-  assert.throws(() => serverTransition('u', 's1', 'success', 'running'), TransitionError);
+  assert.throws(() => serverTransition('u', 's1', 'rolled-back', 'running'), TransitionError);
+  assert.throws(() => serverTransition('u', 's1', 'success', 'pending'), TransitionError);
+  // a server that passed leaves success only when it turned unhealthy (execution.guard, a bake): failed, or claimed to roll back
+  assert.doesNotThrow(() => serverTransition('u', 's1', 'success', 'failed'));
+  assert.doesNotThrow(() => serverTransition('u', 's1', 'success', 'running'));
   assert.throws(() => serverTransition('u', 's1', 'pending', 'success'), TransitionError, 'a server cannot succeed without running');
 });
 

@@ -7,6 +7,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { RolloutSettings } from '../../src/config/types.js';
 import { PREVIOUS_MARK, serverCommands, showCommands } from '../../src/plan/commands.js';
+import { commandsText } from '../../src/output/text.js';
+import { stripAnsi } from '../../src/output/live.js';
 import { fakeSettings, NEW, OLD, OTHER } from '../support/fake-settings.js';
 
 const settings: RolloutSettings = {
@@ -106,4 +108,23 @@ test('agent.prepare is shown first, with the values of the update (unless execut
   assert.deepEqual(shown.slice(2), serverCommands(settings, NEW, OLD), 'the rest as without it');
   const off = serverCommands({ ...prepared, execution: { busyWaitMs: 0, maxFailures: null, prepareAhead: 0 } }, NEW, OLD);
   assert.deepEqual(off, serverCommands(settings, NEW, OLD));
+});
+
+test('the plan hooks are listed after the commands, a url by its scheme and host only', () => {
+  const hooked: RolloutSettings = {
+    ...settings,
+    hooks: [
+      { run: './notify.sh', timeoutMs: 10_000, required: false, events: ['update-started', 'finished'] },
+      { url: 'https://hooks.example.com/services/${HOOK_TOKEN}?k=s3cret', timeoutMs: 5_000, required: true, events: ['server-fatal'] },
+    ],
+  };
+  const doc = showCommands('u', hooked, NEW, [{ name: 's1', fromCommit: OLD }]);
+  assert.deepEqual(doc.hooks, [
+    { hook: 0, target: 'run: ./notify.sh', events: ['update-started', 'finished'], timeoutMs: 10_000, required: false },
+    { hook: 1, target: 'url: https://hooks.example.com/…', events: ['server-fatal'], timeoutMs: 5_000, required: true },
+  ]);
+  const text = stripAnsi(commandsText(doc));
+  assert.match(text, /\nhooks, run on this machine \(never on the servers\)[^\n]*\n {2}hooks\[0\] run: \.\/notify\.sh {2}on update-started, finished; at most 10s\n {2}hooks\[1\] url: https:\/\/hooks\.example\.com\/… {2}on server-fatal; at most 5s; required: a failure pauses the update$/);
+  assert.doesNotMatch(text, /s3cret|HOOK_TOKEN/);
+  assert.equal('hooks' in showCommands('u', settings, NEW, [{ name: 's1', fromCommit: OLD }]), false, 'no hooks: no field');
 });
