@@ -16,6 +16,12 @@ import type { ValidateContext } from './validate.js';
 
 export type KeyPath = (string | number)[];
 
+/** A section of KEYS that is not at the top of the config: where it is. */
+const SECTION_PATH: Record<string, string> = {
+  health: 'agent.health',
+  window: 'execution.window',
+};
+
 /** A commit in a config: 7 to 40 hex digits, either case (stored lower case). */
 const HEX_RE = /^[0-9a-fA-F]{7,40}$/;
 
@@ -147,7 +153,7 @@ export class Checker {
       let msg = near ? `unknown key${near}` : `unknown key; expected one of: ${known.join(', ')}`;
       if (p.length === 0 && !near) {
         const home = Object.entries(KEYS).find(([sec, keys]) => sec !== 'top' && sec !== 'server' && (keys as readonly string[]).includes(key));
-        if (home) msg = `unknown key; ${key} belongs under ${home[0] === 'health' ? 'agent.health' : home[0]}:`;
+        if (home) msg = `unknown key; ${key} belongs under ${SECTION_PATH[home[0]] ?? home[0]}:`;
       }
       this.add([...p, key], msg);
     }

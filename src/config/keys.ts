@@ -56,7 +56,9 @@ export const KEYS = {
   health: ['command', 'expect', 'timeout', 'interval', 'stable_for'],
   rollback: ['enabled', 'continue_after_rollback', 'commit'],
   test_mode: ['stop_after'],
-  execution: ['busy_wait', 'max_failures', 'prepare_ahead'],
+  execution: ['busy_wait', 'max_failures', 'prepare_ahead', 'window'],
+  /** `execution.window` (config/window.ts) */
+  window: ['days', 'hours', 'timezone'],
 } as const;
 
 /** Keys SPEC.md lists as decided extensions that this version does not implement yet. */
