@@ -59,6 +59,12 @@ export type RolloutEvent =
   /** the next server is being worked on by another update (or another database's executor): waiting for it */
   | { type: 'server-waiting'; update: string; server: string; holder: string; waitedMs: number; limitMs: number }
   | { type: 'update-finished'; update: string; status: UpdateStatus; reason: string; counts: ServerCounts }
+  /**
+   * execution.window is closed before the next server: waiting for it to open (`start`/`resume
+   * --wait-for-window`); once per wait. `window` as described (`mon-fri 09:00-17:00
+   * Europe/Berlin`), `opensAt` ISO 8601 UTC, `waitMs` from now, `message` the line a person reads.
+   */
+  | { type: 'window-waiting'; update: string; window: string; timezone: string; opensAt: string; waitMs: number; message: string }
   | {
       type: 'probe';
       update: string;
