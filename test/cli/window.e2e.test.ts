@@ -20,9 +20,9 @@ import { autoCommand } from '../../src/cli/auto.js';
 import { CliContext } from '../../src/cli/context.js';
 import { runCommand } from '../../src/cli/start.js';
 import { systemClock, type Clock } from '../../src/clock.js';
-import { currentCommit, readDeployCount } from '../../src/sim/agent.js';
+import { agentCommands, currentCommit, readDeployCount } from '../../src/sim/agent.js';
 import { byName, cli, planned, sharedFleet, statusJson } from '../helpers/cli.js';
-import { heldInVerify, openGate } from '../helpers/gates.js';
+import { openGate, waitGate } from '../helpers/gates.js';
 import { openStore, until, waitForStore as waitFor, withStore } from '../helpers/db.js';
 
 const fleetFor = sharedFleet({ servers: 2 });
@@ -32,6 +32,9 @@ process.env.AGENT_UPDATE_DEFAULTS = '';
 
 const MIN = 60_000;
 const HOUR = 60 * MIN;
+
+/** The operator's machine on UTC: the opening is said once (on another zone, its local time follows). */
+const UTC = { TZ: 'UTC' };
 
 /** `HH:MM` (UTC) of an instant. */
 const hhmm = (ms: number) => new Date(ms).toISOString().slice(11, 16);
@@ -70,7 +73,7 @@ test('start outside the window: paused before any server with the reason (exit 3
   for (const s of ['s1', 's2']) assert.equal(readDeployCount(fleet.home(s)), 0, `${s} was deployed to`);
 
   // status shows the reason and the window
-  const status = await cli(['status', name], { db });
+  const status = await cli(['status', name], { db, env: UTC });
   assert.match(status.stdout, /reason {3}outside the rollout window/);
   assert.match(status.stdout, new RegExp(`window {3}every day ${w.config.hours} UTC \\(closed now; opens \\w{3} ${opens} UTC\\)`));
 
@@ -91,7 +94,7 @@ test('inside the window: plan prints it, and the rollout runs as without one', a
   if (!fleet) return;
   const w = windowAround(-HOUR, 2 * HOUR);
   const db = join(fleet.root, 'plan.db');
-  const plan = await cli(['plan', '-c', fleet.writeConfig({ name: 'u1', execution: { window: w.config } })], { db });
+  const plan = await cli(['plan', '-c', fleet.writeConfig({ name: 'u1', execution: { window: w.config } })], { db, env: UTC });
   assert.equal(plan.code, 0, plan.stderr);
   assert.match(plan.stdout, new RegExp(`window {3}every day ${w.config.hours} UTC \\(open now, until \\w{3} [-0-9]{10} ${hhmm(w.end)} UTC\\)`));
   const r = await cli(['start', 'u1'], { db });
@@ -107,7 +110,7 @@ test('auto outside the window: exit 0 saying when it opens; plans nothing, touch
   const w = windowAround(2 * HOUR, 3 * HOUR);
   const db = join(fleet.root, 'plan.db');
   const config = fleet.writeConfig({ name: 'nightly', execution: { window: w.config } });
-  const r = await cli(['auto', '-c', config], { db });
+  const r = await cli(['auto', '-c', config], { db, env: UTC });
   assert.equal(r.code, 0, r.stdout + r.stderr);
   assert.match(r.stdout, new RegExp(`^outside the rollout window \\(every day ${w.config.hours} UTC\\): it opens .* UTC; nothing planned or started, no server touched$`));
   assert.ok(!existsSync(db), 'no database was made');
@@ -158,18 +161,19 @@ test('auto across a window: plans and starts inside it, pauses (exit 0) when it 
   if (!fleet) return;
   const w = windowAround(2 * HOUR, 3 * HOUR);
   const db = join(fleet.root, 'plan.db');
-  const config = fleet.writeConfig({ name: 'nightly', execution: { window: w.config }, ...heldInVerify() });
+  // s1 held in its update command (a wait the clock cannot cut short, as it would a health check's)
+  const config = fleet.writeConfig({ name: 'nightly', execution: { window: w.config }, agent: { update: [...agentCommands().update, waitGate('update')] } });
   const clock = new ShiftedClock();
   const auto = () => inProcess(new Ctx(db, clock), (ctx) => autoCommand(ctx, { config }));
 
-  // inside the window: auto plans and starts; s1 is held in verify
+  // inside the window: auto plans and starts; s1 is held in its update
   clock.setTo(w.start + 5 * MIN);
   const running = auto();
   await until('the database', () => existsSync(db));
-  await waitFor(db, 's1 verifying', async (store) => (await store.getServers('nightly').catch(() => [])).find((s) => s.name === 's1' && s.step === 'verify'));
+  await waitFor(db, 's1 updating', async (store) => (await store.getServers('nightly').catch(() => [])).find((s) => s.name === 's1' && s.step === 'update'));
   // the window closes while s1 is in flight: s1 finishes, s2 is not begun
   clock.setTo(w.end + 5 * MIN);
-  openGate(fleet, 'online', ['s1']);
+  openGate(fleet, 'update', ['s1']);
   const closed = await running;
   assert.equal(closed.code, 0, closed.stdout + closed.stderr);
   assert.match(closed.stdout, /planned nightly to [0-9a-f]{12}; starting it/);
@@ -185,7 +189,7 @@ test('auto across a window: plans and starts inside it, pauses (exit 0) when it 
   assert.match(outside.stdout, /^nightly is paused for the rollout window \(every day .* UTC\): it opens .*; the first auto run once it is open resumes it; nothing touched\n$/);
 
   // the next day, inside it again: resumed to the end
-  openGate(fleet, 'online', ['s2']);
+  openGate(fleet, 'update', ['s2']);
   clock.setTo(w.start + 24 * HOUR + 5 * MIN);
   const resumed = await auto();
   assert.equal(resumed.code, 0, resumed.stdout + resumed.stderr);
