@@ -71,6 +71,7 @@ export function buildProgram(result: { code: number }, contexts: CliContext[]): 
     .argument('<name...>', 'update names')
     .option('--stop-after <n>', 'pause after this many servers finished (test mode)')
     .option('--parallel <k>', 'run at most this many updates at once (default: all, at most 10)')
+    .option('--wait-for-window', 'outside execution.window, wait for it to open (Ctrl-C still pauses) instead of pausing with exit 3')
     .action(async (names: string[], o, cmd: Command) => {
       const caught = new Interrupts(); // before any await: a Ctrl-C while starting up is not lost
       result.code = await (await import('./cli/start.js')).runCommand(ctxOf(cmd), 'start', names, o, caught);
@@ -82,6 +83,7 @@ export function buildProgram(result: { code: number }, contexts: CliContext[]): 
     .argument('<name...>', 'update names')
     .option('--stop-after <n>', 'pause again after this many more servers finished')
     .option('--parallel <k>', 'run at most this many updates at once (default: all, at most 10)')
+    .option('--wait-for-window', 'outside execution.window, wait for it to open (Ctrl-C still pauses) instead of pausing with exit 3')
     .action(async (names: string[], o, cmd: Command) => {
       const caught = new Interrupts(); // before any await: a Ctrl-C while starting up is not lost
       result.code = await (await import('./cli/start.js')).runCommand(ctxOf(cmd), 'resume', names, o, caught);

@@ -5,6 +5,8 @@ import { claimAuto, existingWork, finishAutoPlan, keepClaim, type AutoFinding } 
 import { probePlan, selectServers } from '../plan/plan.js';
 import { resolveCommit, resolveRollbackCommit, withResolvedStones } from '../plan/source.js';
 import { checkCeiling } from '../plan/versions.js';
+import type { RolloutWindow } from '../config/types.js';
+import { describeOpening, describeWindow, windowState } from '../config/window.js';
 import { checkLocalSsh } from '../ssh/transport.js';
 import { plural } from '../util/plural.js';
 import { type CliContext, parseCount } from './context.js';
@@ -14,9 +16,11 @@ import { probeInterrupts } from './new-plan.js';
 /**
  * `auto -c FILE`: for cron and CI schedules. Exits 0 touching nothing when an update of this
  * config is being executed or another auto is planning it; 3 when one is paused (a person's to
- * resume); 1 when this very commit already failed here; 0 with one audit record when every
- * reachable server runs the target; else plans (unreachable servers left for the next run) and
- * starts, exiting as `start` does.
+ * resume); 0 touching nothing outside execution.window (saying when it opens); 1 when this very
+ * commit already failed here; 0 with one audit record when every reachable server runs the
+ * target; else plans (unreachable servers left for the next run) and starts, exiting as `start`
+ * does, but 0 for a pause because the window closed, which the next auto run in the window
+ * resumes (as it resumes one that `start` paused for the window).
  */
 export async function autoCommand(ctx: CliContext, opts: { config?: string; concurrency?: string }): Promise<number> {
   if (opts.config === undefined) throw new UsageError('auto needs -c FILE (the config)');
@@ -30,7 +34,11 @@ export async function autoCommand(ctx: CliContext, opts: { config?: string; conc
   // Read from a database that exists; one that does not is created only once the input is known
   // good (an unknown branch or a local SSH problem is exit 2 with nothing written, as for plan).
   const early = (await ctx.dbExists()) ? await existingWork(await ctx.store(), config.file, ctx.clock.now(), ctx.liveness) : null;
-  if (early) return said(ctx, early);
+  if (early && early.kind !== 'window-paused') return said(ctx, early);
+  // Outside the window auto plans nothing (its probe connects to every server) and starts
+  // nothing: the window of the updates paused for it, else the config's.
+  const closed = closedWindow(ctx.clock.now(), early ? early.updates.map((u) => u.settings.execution?.window) : [config.execution.window]);
+  if (closed) return said(ctx, { kind: 'outside-window', ...closed, updates: early?.updates.map((u) => u.name) ?? [] });
   const commit = await resolveCommit(config.source.repo, config.source.branch, config.source.commit);
   const rollbackCommit = config.rollback.commit === null ? null : await resolveRollbackCommit(config.source.repo, config.rollback.commit);
   // and the stepping stones' commits, expanded to 40 hex like rollback.commit
@@ -61,11 +69,16 @@ export async function autoCommand(ctx: CliContext, opts: { config?: string; conc
       names = [r.update.name];
       const left = r.leftForNextRun.length ? `; ${plural(r.leftForNextRun.length, 'unreachable server')} left for the next run: ${r.leftForNextRun.join(', ')}` : '';
       announce(ctx, 'planned', names, `planned ${names[0]} to ${commit.slice(0, 12)}${left}; starting it`);
+    } else if (found.resume) {
+      names = found.names;
+      announce(ctx, 'resume', names, `resuming ${names.join(', ')} of ${config.file}: paused for its rollout window, which is open now`);
     } else {
       names = found.names;
       announce(ctx, found.takeover ? 'takeover' : 'start', names, `${found.takeover ? 'taking over' : 'starting'} ${names.join(', ')} of ${config.file}, as \`start\` would`);
     }
-    const code = await (await import('./start.js')).runCommand(ctx, 'start', names, {}, new Interrupts());
+    // a pause for the window closing is exit 0: the next auto run in the window resumes it
+    const mode = found.kind === 'start' && found.resume ? 'resume' : 'start';
+    const code = await (await import('./start.js')).runCommand(ctx, mode, names, { windowPauseOk: true }, new Interrupts());
     const statuses: string[] = [];
     for (const n of names) statuses.push(`${n} ${(await store.getUpdate(n)).status}`);
     await store.endAutoRun(found.runId, 'started', `${statuses.join(', ')} (exit ${code})`, names[0]!);
@@ -79,7 +92,26 @@ export async function autoCommand(ctx: CliContext, opts: { config?: string; conc
   }
 }
 
-type Said = Exclude<AutoFinding, { kind: 'plan' | 'start' }> | { kind: 'nothing'; message: string };
+type Said =
+  | Exclude<AutoFinding, { kind: 'plan' | 'start' | 'window-paused' }>
+  | { kind: 'nothing'; message: string }
+  /** outside the window (`updates`: those paused for it, waiting for it to open) */
+  | { kind: 'outside-window'; window: RolloutWindow; opensAt: Date; updates: string[] };
+
+/**
+ * Of these windows (one per update; undefined: none), the one that opens last when every one is
+ * closed now, and when; null when one is open (or absent).
+ */
+function closedWindow(now: Date, windows: ReadonlyArray<RolloutWindow | undefined>): { window: RolloutWindow; opensAt: Date } | null {
+  let last: { window: RolloutWindow; opensAt: Date } | null = null;
+  for (const window of windows) {
+    if (!window) return null;
+    const s = windowState(now, window);
+    if (s.open) return null;
+    if (!last || s.opensAt > last.opensAt) last = { window, opensAt: s.opensAt };
+  }
+  return last;
+}
 
 /** An auto run that starts nothing: its message (a JSON object with --json) and exit code. */
 function said(ctx: CliContext, f: Said): number {
@@ -140,6 +172,19 @@ function describe(ctx: CliContext, f: Said): { code: number; outcome: string; up
       };
     case 'nothing':
       return { code: EXIT.ok, outcome: 'nothing-to-do', updates: [], message: f.message };
+    case 'outside-window': {
+      const window = `the rollout window (${describeWindow(f.window)}): it opens ${describeOpening(f.opensAt, f.window)}`;
+      const n = f.updates.length;
+      return {
+        code: EXIT.ok,
+        outcome: 'outside-window',
+        updates: f.updates,
+        message:
+          n === 0
+            ? `outside ${window}; nothing planned or started, no server touched`
+            : `${f.updates.join(', ')} ${n === 1 ? 'is' : 'are'} paused for ${window}; the first auto run once it is open resumes ${n === 1 ? 'it' : 'them'}; nothing touched`,
+      };
+    }
   }
 }
 

@@ -16,7 +16,7 @@ const RUN_EXITS: Array<[number, string]> = [
   [0, 'every update ended success'],
   [1, 'an update ended failure or partial-success, or stopped on a server it could not recover'],
   BAD_INPUT,
-  [3, 'paused (pause asked, Ctrl-C, or the test-mode limit reached)'],
+  [3, 'paused (pause asked, Ctrl-C, the test-mode limit reached, or outside execution.window without --wait-for-window)'],
   [4, 'busy: another process is executing this update'],
   [130, 'stopped at once by a second Ctrl-C; `start NAME` takes over'],
 ];
@@ -62,6 +62,7 @@ export const HELP: Record<string, CommandHelp> = {
     examples: [
       ['agent-update start agent-2026-12', 'roll out, one server at a time, in the foreground'],
       ['agent-update start agent-2026-12 --stop-after 1', 'a canary: pause after the first server'],
+      ['agent-update start agent-2026-12 --wait-for-window', 'outside the config\'s execution.window, wait for it to open instead of pausing'],
       ['agent-update --json start agent-2026-12 | tee events.ndjson', 'for CI: one JSON event per line, the last one the result'],
     ],
     exits: RUN_EXITS,
@@ -143,10 +144,10 @@ export const HELP: Record<string, CommandHelp> = {
       ['agent-update --json auto -c rollout.yaml', 'for CI: the first line says what auto found, then the start\'s events and result'],
     ],
     exits: [
-      [0, 'success, nothing to do, or already running (another process or auto run is at it; nothing touched)'],
+      [0, 'success, nothing to do, or already running (another process or auto run is at it; nothing touched), or outside execution.window (nothing planned or started; a rollout paused by the window closing is resumed by the next auto inside it)'],
       [1, 'the rollout ended failure or partial-success, or this commit already failed here (nothing touched)'],
       [2, 'bad config, unknown branch or commit; nothing was written'],
-      [3, 'an update of this config is paused (auto does not resume it) or pending from a person (auto does not start it), or test mode paused the new one'],
+      [3, 'an update of this config is paused (auto does not resume it, unless only its window paused it) or pending from a person (auto does not start it), or test mode paused the new one'],
       [4, 'busy: another process took the update in the instant before auto started it'],
       [130, 'interrupted'],
     ],
@@ -220,7 +221,7 @@ Exit codes:
     0  done (start/resume: the update ended success)
     1  an update ended failure or partial-success, or stopped on a server it could not recover
     2  bad input: usage, config, name, a state transition not allowed; nothing was changed
-    3  the update is paused (pause asked, or the test-mode limit reached)
+    3  the update is paused (pause asked, the test-mode limit reached, or outside its window)
     4  busy: another process is already executing this update
   130  interrupted
 `;

@@ -17,6 +17,7 @@ import type { Store } from '../store/port.js';
 import type { UpdateRecord } from '../model/records.js';
 import { unsafePlaceholders } from '../util/shell.js';
 import { isFullCommit } from '../util/commit.js';
+import { isWindowPause } from '../config/window.js';
 import { type CliContext, parseCount } from './context.js';
 import { Interrupts } from './interrupts.js';
 
@@ -60,7 +61,7 @@ export async function runCommand(
   ctx: CliContext,
   mode: RunOptions['mode'],
   names: string[],
-  opts: { stopAfter?: string; parallel?: string },
+  opts: { stopAfter?: string; parallel?: string; waitForWindow?: boolean; windowPauseOk?: boolean },
   caught?: Interrupts,
 ): Promise<number> {
   const interrupts = caught ?? new Interrupts();
@@ -146,7 +147,8 @@ export async function runCommand(
     };
     await stopIfInterrupted();
     started = true;
-    return await execute(ctx, db, reporter, { mode, names, stopAfter, parallel, interrupts, hardStop, askPause, advise, hooks });
+    const window = { waitForWindow: opts.waitForWindow === true, windowPauseOk: opts.windowPauseOk === true };
+    return await execute(ctx, db, reporter, { mode, names, stopAfter, parallel, interrupts, hardStop, askPause, advise, hooks, ...window });
   } finally {
     reporter?.stop();
     interrupts.dispose();
@@ -165,6 +167,10 @@ interface Execution {
   advise: (name: string) => Promise<void>;
   /** the hooks of each update that has some (its plan's settings) */
   hooks: ReadonlyMap<string, readonly HookConfig[]>;
+  /** `--wait-for-window`: outside execution.window, wait for it instead of pausing */
+  waitForWindow: boolean;
+  /** `auto`: an update paused for its window is exit 0 (the next auto run resumes it), not 3 */
+  windowPauseOk: boolean;
 }
 
 async function execute(ctx: CliContext, store: Store, reporter: Reporter, x: Execution): Promise<number> {
@@ -209,7 +215,7 @@ async function execute(ctx: CliContext, store: Store, reporter: Reporter, x: Exe
           // Interrupted before this update's turn (--parallel smaller than the names): do not start it.
           if (interrupts.count > 0) return { update: name, notStarted: true };
           try {
-            return await runUpdate(deps, name, { mode, stopAfter, signal: hardStop.signal });
+            return await runUpdate(deps, name, { mode, stopAfter, signal: hardStop.signal, waitForWindow: x.waitForWindow });
           } catch (e) {
             if (e instanceof AppError) return { update: name, error: e };
             throw e;
@@ -225,7 +231,8 @@ async function execute(ctx: CliContext, store: Store, reporter: Reporter, x: Exe
     const results = settled.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
     let worst: number = EXIT.ok;
     for (const r of results) {
-      const code = 'error' in r ? r.error.exitCode : 'notStarted' in r ? EXIT.paused : r.exitCode;
+      const windowOk = x.windowPauseOk && !('error' in r) && !('notStarted' in r) && r.status === 'paused' && isWindowPause(r.reason);
+      const code = 'error' in r ? r.error.exitCode : 'notStarted' in r ? EXIT.paused : windowOk ? EXIT.ok : r.exitCode;
       if ('error' in r) ctx.err.write(`agent-update: ${r.update}: ${visibleText(r.error.message)}\n`);
       if ((SEVERITY[code] ?? 3) > (SEVERITY[worst] ?? 0)) worst = code;
     }

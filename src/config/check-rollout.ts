@@ -17,10 +17,15 @@
  *   step without its own. Both need steps.
  * - `execution.guard` (default on: interval 30s, rollback false, after_finish 0s; `false`: off):
  *   `guard.rollback` needs rollback.enabled.
+ * - `execution.window` (default none): when new servers may be started, `{days, hours,
+ *   timezone}` each optional (config/window.ts); the time zone is the machine's when not given,
+ *   filled in here so the plan stores the planner's.
  */
 import { describe, type Checker, type KeyPath } from './checker.js';
 import { DEFAULTS, KEYS, PLANNED } from './keys.js';
-import type { Config, DeliveryStep, FailureBudget, GuardConfig } from './types.js';
+import type { Config, DeliveryStep, FailureBudget, GuardConfig, RolloutWindow, Weekday } from './types.js';
+import { canonicalTimeZone, formatHours, machineTimeZone, parseDayEntry, parseHours, timeZoneNames, WEEKDAYS } from './window.js';
+import { CONFIG_WORDS, didYouMean } from '../util/did-you-mean.js';
 
 /** The three sections as the config's settings; the problems go to `c`. */
 export function checkRollout(c: Checker, top: Record<string, unknown>): Pick<Config, 'rollback' | 'testMode' | 'execution'> {
@@ -50,8 +55,9 @@ export function checkRollout(c: Checker, top: Record<string, unknown>): Pick<Con
 
   const steps = deliverySteps(c, ex);
   const guard = guardOf(c, ex.guard, rollback.enabled);
+  const window = rolloutWindow(c, ['execution', 'window'], ex.window);
 
-  return { rollback, testMode: { stopAfter }, execution: { busyWaitMs, maxFailures, prepareAhead, steps, guard } };
+  return { rollback, testMode: { stopAfter }, execution: { busyWaitMs, maxFailures, prepareAhead, steps, guard, ...(window ? { window } : {}) } };
 }
 
 /** `execution.steps` with `bake` and `pause_after_step` filled in; null without steps. */
@@ -142,4 +148,63 @@ function failureBudget(c: Checker, p: KeyPath, v: unknown): FailureBudget | null
   }
   c.add(p, `must be a whole number of servers (3) or a percentage of the update's servers ("10%", 0 to 100), got ${describe(v)}`);
   return null;
+}
+
+/**
+ * `execution.window`: `days` (a list of day names or ranges, or one of them as a string; default
+ * every day), `hours` (`HH:MM-HH:MM`; default the whole day), `timezone` (an IANA name; default
+ * this machine's). Undefined when absent or wrong.
+ */
+function rolloutWindow(c: Checker, p: KeyPath, v: unknown): RolloutWindow | undefined {
+  if (v === undefined || v === null) return undefined;
+  const w = c.section(p, v, KEYS.window);
+  if (!w) return undefined;
+  let ok = true;
+  const bad = (at: KeyPath, message: string) => {
+    c.add(at, message);
+    ok = false;
+  };
+
+  let days: Weekday[] = [...WEEKDAYS];
+  if (w.days !== undefined && w.days !== null) {
+    const entries = typeof w.days === 'string' ? [w.days] : Array.isArray(w.days) ? (w.days as unknown[]) : null;
+    if (entries === null) bad([...p, 'days'], `must be a list of days ([mon, tue, wed, thu, fri]) or a range ("mon-fri"), got ${describe(w.days)}`);
+    else if (entries.length === 0) bad([...p, 'days'], 'is empty: the window would never open; leave days out for every day');
+    else {
+      const on = new Set<Weekday>();
+      entries.forEach((e, i) => {
+        const at = typeof w.days === 'string' ? [...p, 'days'] : [...p, 'days', i];
+        if (typeof e !== 'string') return bad(at, `must be a day (mon … sun) or a range of days (mon-fri), got ${describe(e)}`);
+        const r = parseDayEntry(e);
+        if ('error' in r) return bad(at, r.error);
+        for (const d of r) on.add(d);
+      });
+      days = WEEKDAYS.filter((d) => on.has(d));
+    }
+  }
+
+  let hours: string | null = null;
+  if (w.hours !== undefined && w.hours !== null) {
+    const s = c.string([...p, 'hours'], w.hours, 'a span of hours like "09:00-17:00"');
+    if (s === undefined) ok = false;
+    else {
+      const h = parseHours(s);
+      if ('error' in h) bad([...p, 'hours'], h.error);
+      else hours = formatHours(h);
+    }
+  }
+
+  let timezone = machineTimeZone();
+  if (w.timezone !== undefined && w.timezone !== null) {
+    const s = c.string([...p, 'timezone'], w.timezone, 'a time zone name like "Europe/Berlin"');
+    if (s === undefined) ok = false;
+    else {
+      const tz = canonicalTimeZone(s);
+      if (tz === null) {
+        const near = didYouMean(s, timeZoneNames(), CONFIG_WORDS, String);
+        bad([...p, 'timezone'], `${JSON.stringify(s)} is not a time zone${near || ': use an IANA name like "Europe/Berlin", "America/New_York" or "UTC"'}`);
+      } else timezone = tz;
+    }
+  }
+  return ok ? { days, hours, timezone } : undefined;
 }

@@ -17,7 +17,7 @@ import type { ValidateContext } from './validate.js';
 export type KeyPath = (string | number)[];
 
 /** Where a section's keys are written, for "belongs under" when it is not `NAME:` at the top. */
-const SECTION_PLACE: Record<string, string> = { health: 'agent.health:', hook: 'an entry of hooks: (- run: …)' };
+const SECTION_PLACE: Record<string, string> = { health: 'agent.health:', hook: 'an entry of hooks: (- run: …)', window: 'execution.window:' };
 
 /** A commit in a config: 7 to 40 hex digits, either case (stored lower case). */
 const HEX_RE = /^[0-9a-fA-F]{7,40}$/;

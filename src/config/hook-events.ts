@@ -65,6 +65,8 @@ export const EVENT_TYPES = [
   'step-promoted',
   'guard-tripped',
   'guard-check',
+  // execution.window (issue 24)
+  'window-waiting',
 ] as const;
 
 /**

@@ -60,10 +60,12 @@ export const KEYS = {
   health: ['command', 'expect', 'timeout', 'interval', 'stable_for'],
   rollback: ['enabled', 'continue_after_rollback', 'commit'],
   test_mode: ['stop_after'],
-  execution: ['busy_wait', 'max_failures', 'prepare_ahead', 'steps', 'bake', 'pause_after_step', 'guard'],
+  execution: ['busy_wait', 'max_failures', 'prepare_ahead', 'steps', 'bake', 'pause_after_step', 'guard', 'window'],
   step: ['servers', 'bake', 'pause_after'],
   guard: ['interval', 'rollback', 'after_finish'],
   hook: ['run', 'url', 'timeout', 'required', 'events'],
+  /** `execution.window` (config/window.ts) */
+  window: ['days', 'hours', 'timezone'],
 } as const;
 
 /** Keys SPEC.md lists as decided extensions that this version does not implement yet. */

@@ -106,6 +106,22 @@ export interface HealthConfig {
   stableForMs?: number;
 }
 
+/** A day of the week as `execution.window.days` stores it. */
+export type Weekday = 'mon' | 'tue' | 'wed' | 'thu' | 'fri' | 'sat' | 'sun';
+
+/**
+ * `execution.window` (config/window.ts): when new servers may be started. Stored with the plan
+ * (RolloutSettings.execution), so a `start` on another machine keeps to the same window.
+ */
+export interface RolloutWindow {
+  /** the days the window opens, in week order (Monday first); all seven when the config gives none */
+  days: Weekday[];
+  /** `HH:MM-HH:MM` on the window's clock (the end before the start: past midnight); null: the whole day */
+  hours: string | null;
+  /** an IANA time zone name, canonical; the planning machine's when the config gives none */
+  timezone: string;
+}
+
 /** `execution.max_failures`: servers that may end rolled-back or failed before the update stops. */
 export type FailureBudget = { count: number } | { percent: number };
 
@@ -190,6 +206,8 @@ export interface Config {
     steps?: DeliveryStep[] | null;
     /** `execution.guard`; null: off (`guard: false`); absent in plans made before it existed: off */
     guard?: GuardConfig | null;
+    /** `execution.window`: when new servers may be started (config/window.ts); absent when the config has none, and in older plans */
+    window?: RolloutWindow;
   };
   /** `hooks:` (config/check-hooks.ts): called on rollout events; [] when none */
   hooks: HookConfig[];

@@ -1,6 +1,7 @@
 import type { ServerRecord, UpdateRecord } from '../model/records.js';
 import { BUDGETED_SERVER, WORKED_SERVER } from '../model/lifecycle.js';
 import { suggest } from '../util/suggest.js';
+import { isWindowPause } from '../config/window.js';
 import { visibleLine } from './visible.js';
 
 /**
@@ -66,6 +67,9 @@ export function adviceAfterRun(u: UpdateRecord, servers: readonly ServerRecord[]
     resumeHint =
       `check ${firstCheck(last)} first: ${suggest(`logs ${u.name} --server ${last.name}`)}; ` +
       `resume only once you know why, or the next server will most likely fail the same way: ${suggest(`resume ${u.name}`)}`;
+  }
+  if (u.status === 'paused' && isWindowPause(u.reason) && resumeHint === null) {
+    resumeHint = `continue with: ${suggest(`resume ${u.name} --wait-for-window`)} (it waits for the window to open; \`auto\` of its config resumes it once the window is open)`;
   }
   for (const run of rollbacksInARow(servers)) {
     warnings.push(

@@ -140,6 +140,8 @@ export class UpdateProgress {
   inFlight: InFlight | null = null;
   /** set by update-finished */
   ended: string | null = null;
+  /** waiting for execution.window to open (a window-waiting event), until the next server starts */
+  window: { opensAt: number; window: string } | null = null;
 
   constructor(readonly update: string) {}
 
@@ -153,7 +155,11 @@ export class UpdateProgress {
         this.ended = null;
         break;
       }
+      case 'window-waiting':
+        this.window = { opensAt: Date.parse(e.opensAt), window: e.window };
+        break;
       case 'server-started':
+        this.window = null;
         // index counts the servers worked on before this one: all of them are done
         this.total = e.total;
         this.done = e.index - 1;
@@ -192,6 +198,7 @@ export class UpdateProgress {
         break;
       case 'update-finished':
         this.inFlight = null;
+        this.window = null;
         this.ended = e.status;
         break;
       default:
@@ -228,9 +235,13 @@ export class UpdateProgress {
     return progressText(this.done, this.total, this.failed, this.etaMs(now));
   }
 
-  /** `s2 10.0.0.2:22 verify 12s · waiting for health (try 4)`, or null between servers. */
+  /**
+   * `s2 10.0.0.2:22 verify 12s · waiting for health (try 4)`; between servers, the wait for
+   * execution.window (a countdown), else null.
+   */
   serverText(now: number): string | null {
     const f = this.inFlight;
+    if (!f && this.window) return `waiting for the rollout window (${this.window.window}): opens in ${formatEta(this.window.opensAt - now)}`;
     if (!f) return null;
     const where = f.host ? ` ${hostPort(f.host, f.port)}` : '';
     return `${f.server}${where} ${f.step} ${formatElapsed(now - f.since)}${f.note ? ` · ${f.note}` : ''}`;

@@ -228,6 +228,9 @@ export class Reporter {
           this.repeated(`${e.update}\0${e.server}\0busy`, `${t}  still waiting for ${e.server} (${formatElapsed(e.waitedMs)} of ${formatDuration(e.limitMs)})`);
         }
         break;
+      case 'window-waiting':
+        this.line(`${t}${chalk.yellow('waiting')} ${visibleLine(e.message)}, in ${formatElapsed(e.waitMs)}; Ctrl-C pauses the update instead`);
+        break;
       case 'health-waiting':
         this.repeated(
           `${e.update}\0${e.server}\0health`,

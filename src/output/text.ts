@@ -10,6 +10,8 @@ import { visibleLine, visibleText } from './visible.js';
 import type { PlanChanges, RunningCommit } from '../plan/changes.js';
 import { PREVIOUS_MARK, type CommandGroup, type ShownCommand, type ShownCommands, type ShownHook } from '../plan/commands.js';
 import { formatDuration } from '../util/duration.js';
+import { describeOpening, describeWindow, windowState } from '../config/window.js';
+import { ACTIVE_UPDATE } from '../model/lifecycle.js';
 import type { HistoryEntry, HistoryJson } from '../rollout/history.js';
 
 const STATUS_COLOUR: Record<string, (s: string) => string> = {
@@ -97,6 +99,20 @@ function versionCell(servers: readonly ServerRecord[]): ((s: ServerRecord) => st
   return (s) => (s.agentVersion == null ? '-' : `${s.agentVersion}${s.versionClass != null ? ` ${colourStatus(s.versionClass)}` : ''}`);
 }
 
+/**
+ * `  window   mon-fri 09:00-17:00 Europe/Berlin (closed now; opens Mon 2025-01-13 09:00 …)`: the
+ * update's execution.window, and, while the update is not finished, whether it is open now.
+ */
+export function windowLines(u: UpdateRecord, now: Date = new Date()): string[] {
+  const w = u.settings.execution?.window;
+  if (!w) return [];
+  const line = `  window   ${describeWindow(w)}`;
+  if (!ACTIVE_UPDATE.has(u.status)) return [line];
+  const s = windowState(now, w);
+  if (!s.open) return [`${line} ${chalk.yellow(`(closed now; opens ${describeOpening(s.opensAt, w)})`)}`];
+  return [`${line} (open now${s.closesAt ? `, until ${describeOpening(s.closesAt, w)}` : ''})`];
+}
+
 export function updateText(u: UpdateRecord, servers: readonly ServerRecord[], budget?: { used: number; total: number; updates: string[] }): string {
   const lines = [
     `${chalk.bold(u.name)}  ${colourStatus(u.status)}${u.pauseRequestedAt && u.status === 'running' ? chalk.yellow(` (pause requested${u.pauseRequestedBy ? ` by ${visibleLine(u.pauseRequestedBy)}` : ''})`) : ''}`,
@@ -122,6 +138,7 @@ export function updateText(u: UpdateRecord, servers: readonly ServerRecord[], bu
     );
   }
   if (u.reason) lines.push(`  reason   ${visibleLine(u.reason)}`);
+  lines.push(...windowLines(u));
   const b = budgetJson(u, budget);
   if (b) {
     const shared = b.updates.length > 1 ? `, shared by ${b.updates.join(', ')}` : '';
@@ -302,6 +319,7 @@ export function planText(u: UpdateRecord, servers: readonly ServerRecord[], chan
     `  target   ${u.commit} (${visibleLine(u.branch)} of ${visibleLine(u.repo)})`,
     `  created  ${u.createdAt}${u.createdBy ? ` by ${visibleLine(u.createdBy)}` : ''}`,
   ];
+  lines.push(...windowLines(u));
   const b = budgetJson(u, budget);
   if (b) {
     // as updateText says it: a new plan can share its budget with the batches of a split

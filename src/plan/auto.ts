@@ -15,6 +15,7 @@ import { holderIsDead, HEARTBEAT_MS } from '../rollout/lease.js';
 import type { PlanStore, ReportStore } from '../store/port.js';
 import type { AutoRun, UpdateRecord } from '../model/records.js';
 import { ACTIVE_UPDATE } from '../model/lifecycle.js';
+import { isWindowPause } from '../config/window.js';
 import { actor } from '../util/actor.js';
 import { plural } from '../util/plural.js';
 import { planInput, recordPlan, type PlanInput } from './plan.js';
@@ -25,14 +26,16 @@ export type AutoFinding =
   | { kind: 'running'; updates: UpdateRecord[] }
   /** an update of this config is paused (a person, or test mode): exit 3, nothing touched */
   | { kind: 'paused'; updates: UpdateRecord[] }
+  /** every paused update of this config is paused only for its execution.window: resumed once it is open */
+  | { kind: 'window-paused'; updates: UpdateRecord[] }
   /** a pending update of this config that a person planned (plan, retry, undo): theirs to start; exit 3, nothing touched */
   | { kind: 'planned'; updates: UpdateRecord[] }
   /** another `auto` of this config is planning or starting right now: exit 0, nothing touched */
   | { kind: 'claimed'; run: AutoRun }
   /** the newest finished update of this config to this very commit failed: exit 1, nothing touched */
   | { kind: 'failed-before'; update: UpdateRecord }
-  /** updates of this config to begin (pending) or take over (running, executor dead), as `start` would */
-  | { kind: 'start'; runId: number; names: string[]; takeover: boolean }
+  /** updates of this config to begin (pending) or take over (running, executor dead), as `start` would; `resume`: paused for the window, resumed */
+  | { kind: 'start'; runId: number; names: string[]; takeover: boolean; resume?: boolean }
   /** a new update recorded `planning` (with the claim), to probe */
   | { kind: 'plan'; runId: number; input: PlanInput };
 
@@ -46,19 +49,23 @@ export function autoRunIsDead(r: AutoRun, now: Date, live: Liveness): boolean {
 /**
  * Read only: an update of this config being executed (its lease held by a live process), one
  * paused, or another auto of it at work. `auto` asks this before it even resolves the target,
- * and again inside the transaction that claims.
+ * and again inside the transaction that claims. Updates paused only because their
+ * execution.window closed (`window-paused`) are not a person's pause: auto resumes them once
+ * the window is open (a person's pause among them makes them all `paused`).
  */
 export async function existingWork(
   store: ReportStore,
   configFile: string,
   now: Date,
   live: Liveness,
-): Promise<Extract<AutoFinding, { kind: 'running' | 'paused' | 'claimed' }> | null> {
+): Promise<Extract<AutoFinding, { kind: 'running' | 'paused' | 'window-paused' | 'claimed' }> | null> {
   const unfinished = (await store.updatesOfConfig(configFile)).filter((u) => ACTIVE_UPDATE.has(u.status));
   const running = unfinished.filter((u) => u.status === 'running' && u.lease !== null && !holderIsDead(u.lease, now, live));
   if (running.length > 0) return { kind: 'running', updates: running };
   // A paused batch split from a paused update that never ran is paused too: a person's to start.
   const paused = unfinished.filter((u) => u.status === 'paused');
+  // paused by its window closing, not by a person nor test mode: auto's to resume once it is open
+  if (paused.length > 0 && paused.every((u) => isWindowPause(u.reason))) return { kind: 'window-paused', updates: paused };
   if (paused.length > 0) return { kind: 'paused', updates: paused };
   const claim = (await store.openAutoRuns(configFile)).find((r) => !autoRunIsDead(r, now, live));
   if (claim) return { kind: 'claimed', run: claim };
@@ -67,13 +74,21 @@ export async function existingWork(
 
 /**
  * The check and the claim, in one IMMEDIATE transaction: what is there for this config, and,
- * when there is work, the auto run's claim and (for a new plan) the update recorded `planning`.
+ * when there is work, the auto run's claim and (for a new plan) the update recorded `planning`;
+ * updates paused for their window come back as `start` with `resume` (the caller checked that
+ * the window is open).
  * Claims of dead auto runs are ended (`abandoned`), and the `planning` update such a run left is
  * cancelled, so a killed `auto` never blocks the next one.
  */
-export function claimAuto(store: PlanStore, config: Config, commit: string, rollbackCommit: string | null, now: Date, live: Liveness): Promise<AutoFinding> {
-  return store.tx(async (t): Promise<AutoFinding> => {
+export function claimAuto(store: PlanStore, config: Config, commit: string, rollbackCommit: string | null, now: Date, live: Liveness): Promise<Exclude<AutoFinding, { kind: 'window-paused' }>> {
+  return store.tx(async (t): Promise<Exclude<AutoFinding, { kind: 'window-paused' }>> => {
     const found = await existingWork(t, config.file, now, live);
+    if (found?.kind === 'window-paused') {
+      const names = found.updates.map((u) => u.name).reverse();
+      const id = await t.beginAutoRun({ configFile: config.file, actor: actor(), pid: live.pid, host: live.host, pidStart: live.pidStart, commit });
+      await t.setAutoRunUpdate(id, names[0]!);
+      return { kind: 'start', runId: id, names, takeover: false, resume: true };
+    }
     if (found) return found;
     for (const dead of await t.openAutoRuns(config.file)) {
       await t.endAutoRun(dead.id, 'abandoned', `its process (pid ${dead.pid} on ${dead.host}) ended before the run did`);

@@ -37,6 +37,8 @@ export interface RunOptions {
   signal?: AbortSignal;
   /** who runs it (`user@host`), for the audit trail; default this process's user */
   actor?: string;
+  /** outside execution.window, wait for it to open instead of pausing (`--wait-for-window`) */
+  waitForWindow?: boolean;
 }
 
 export interface RunResult {

@@ -93,6 +93,12 @@ export type RolloutEvent =
   | { type: 'guard-tripped'; update: string; server: string; source: 'guard' | 'bake'; output: string; rollback: boolean }
   /** a round of the guard's re-checks ended */
   | { type: 'guard-check'; update: string; healthy: number; unhealthy: string[] }
+  /**
+   * execution.window is closed before the next server: waiting for it to open (`start`/`resume
+   * --wait-for-window`); once per wait. `window` as described (`mon-fri 09:00-17:00
+   * Europe/Berlin`), `opensAt` ISO 8601 UTC, `waitMs` from now, `message` the line a person reads.
+   */
+  | { type: 'window-waiting'; update: string; window: string; timezone: string; opensAt: string; waitMs: number; message: string }
   | {
       type: 'probe';
       update: string;

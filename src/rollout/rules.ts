@@ -5,21 +5,25 @@
  */
 import type { UpdateRecord } from '../model/records.js';
 import { formatDuration } from '../util/duration.js';
+import { isWindowPause } from '../config/window.js';
 
 /**
  * Test mode's limit as a start, resume or takeover sets it: pause once `stopAtWorked` servers
  * have finished with work, counted from `stopFromWorked` (how many had when it was set).
  * `stopAfter`: `start|resume --stop-after N` (0 clears the limit); else a first start takes
- * test_mode.stop_after from the plan, a resume clears it, and a takeover keeps what was set.
+ * test_mode.stop_after from the plan, a resume clears it (but for one paused by execution.window,
+ * which stopped short of it), and a takeover keeps what was set.
  */
 export function testModeLimit(
-  before: Pick<UpdateRecord, 'status' | 'stopAtWorked' | 'stopFromWorked' | 'testStopAfter'>,
+  before: Pick<UpdateRecord, 'status' | 'stopAtWorked' | 'stopFromWorked' | 'testStopAfter'> & { reason?: string | null },
   worked: number,
   stopAfter?: number,
 ): { stopAtWorked: number | null; stopFromWorked: number | null } {
   const after = (n: number) => (n > 0 ? { stopAtWorked: worked + n, stopFromWorked: worked } : { stopAtWorked: null, stopFromWorked: null });
   if (stopAfter !== undefined) return after(stopAfter);
   if (before.status === 'pending') return after(before.testStopAfter);
+  // a pause for execution.window kept the limit it stopped short of: the resume goes on to it
+  if (before.status === 'paused' && isWindowPause(before.reason)) return { stopAtWorked: before.stopAtWorked, stopFromWorked: before.stopFromWorked };
   if (before.status === 'paused') return { stopAtWorked: null, stopFromWorked: null };
   return { stopAtWorked: before.stopAtWorked, stopFromWorked: before.stopFromWorked };
 }

@@ -21,6 +21,7 @@ import { recoverServer, runServer } from './server-flow.js';
 import { endStep } from './bake.js';
 import { describeStep, stepProgress, stepsOf } from '../model/steps.js';
 import { Guard, tripServer } from './guard.js';
+import { WINDOW_POLL_MS, windowStep } from './window.js';
 
 /**
  * The servers whose connections a start or resume may open (those not finished yet), for the
@@ -132,10 +133,12 @@ async function execute(deps: EngineDeps, name: string, opts: RunOptions): Promis
     // execution.guard: the servers that passed, re-checked in the background while this run lasts
     const guardConfig = u.settings.execution?.guard ?? null;
     guard = guardConfig ? new Guard(ctx, guardConfig) : null;
-    const pause = async (reason: string): Promise<RunResult> => {
+    // `testMode`: the test-mode limit to keep (a pause for the window stops short of it); else cleared
+    const pause = async (reason: string, testMode?: Pick<typeof u, 'stopAtWorked' | 'stopFromWorked'>): Promise<RunResult> => {
       await ahead?.close();
       await releaseLeftoverLocks(ctx);
-      await guarded(ctx, (t) => t.setUpdateStatus(name, 'paused', { reason, pauseRequestedAt: null, pauseRequestedBy: null, stopAtWorked: null, stopFromWorked: null }), opts);
+      const limit = { stopAtWorked: testMode?.stopAtWorked ?? null, stopFromWorked: testMode?.stopFromWorked ?? null };
+      await guarded(ctx, (t) => t.setUpdateStatus(name, 'paused', { reason, pauseRequestedAt: null, pauseRequestedBy: null, ...limit }), opts);
       emit({ type: 'update-finished', update: name, status: 'paused', reason, counts: countsOf(await store.getServers(name)) });
       return { update: name, status: 'paused', reason, exitCode: EXIT.paused };
     };
@@ -152,6 +155,8 @@ async function execute(deps: EngineDeps, name: string, opts: RunOptions): Promis
     };
     // The server we are waiting for because another update holds it, and since when.
     let waiting: Waiting | null = null;
+    // The opening of execution.window being waited for (ms), once announced.
+    let windowWait: number | null = null;
     for (;;) {
       await checkStillOurs(ctx, opts);
       // A server that passed turned unhealthy (the guard): deal with it before the next server.
@@ -183,6 +188,31 @@ async function execute(deps: EngineDeps, name: string, opts: RunOptions): Promis
         await workAhead(d.server);
         outcome = await recoverServer(ctx, d.server);
       } else if (d.kind === 'run') {
+        // execution.window: checked before a new server is claimed, never while one is in flight
+        const w = windowStep(clock.now(), u.settings.execution?.window, opts.waitForWindow === true, windowWait);
+        if (w.kind === 'pause') {
+          await store.addEvent(name, null, 'window', w.reason);
+          return await pause(w.reason, u);
+        }
+        if (w.kind === 'wait') {
+          if (w.announce) {
+            // nothing of ours stays on a server while we wait: connections and prepares ahead closed, their locks released
+            await ahead?.close();
+            await releaseLeftoverLocks(ctx);
+            await store.addEvent(name, null, 'window', w.message);
+            const timezone = u.settings.execution!.window!.timezone;
+            emit({ type: 'window-waiting', update: name, window: w.window, timezone, opensAt: w.opensAt.toISOString(), waitMs: w.waitMs, message: w.message });
+          }
+          windowWait = w.opensAt.getTime();
+          // until it opens, looking every WINDOW_POLL_MS for a pause asked (then decide() pauses) and at the lease
+          for (let left = w.waitMs; left > 0; left = windowWait - clock.now().getTime()) {
+            await clock.sleep(Math.min(WINDOW_POLL_MS, left), abort);
+            await checkStillOurs(ctx, opts);
+            if ((await store.getUpdate(name)).pauseRequestedAt) break;
+          }
+          continue;
+        }
+        windowWait = null;
         await announceStep(u, all);
         const claim = await claimServer(ctx, d.server);
         if (claim.ok) await workAhead(claim.server);
