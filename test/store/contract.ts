@@ -79,7 +79,7 @@ export function storeContract(impl: string, target: ContractTarget): void {
       name: 'a', status: 'planning', createdAt: '2026-03-01T10:00:00.000Z', startedAt: null, endedAt: null, repo: '/r', branch: 'master',
       commit: 'c'.repeat(40), batchOf: null, configFile: '/c.yaml', settings: fakeSettings, testStopAfter: 2, stopAtWorked: null,
       stopFromWorked: null, pauseRequestedAt: null, pauseRequestedBy: null, reason: null, lease: null, retryOf: null, undoOf: null,
-      createdBy: 'me@here',
+      createdBy: 'me@here', stepsPromoted: 0, bake: null, guard: null,
     });
     assert.deepEqual(await store.getUpdate('a'), u);
     assert.equal(await store.hasUpdate('a'), true);
@@ -118,7 +118,7 @@ export function storeContract(impl: string, target: ContractTarget): void {
     assert.deepEqual([r.status, r.step, r.fromCommit, r.lockHeld, r.hop], ['running', 'update', 'a'.repeat(40), true, 0]);
     await store.setServerStatus(s1!.id, 'running', { step: 'verify' });
     await store.setServerStatus(s1!.id, 'success', { step: null, toCommit: 'c'.repeat(40), endedAt: '2026-03-01T11:00:03.000Z' });
-    await assert.rejects(store.setServerStatus(s1!.id, 'running'), TransitionError);
+    await assert.rejects(store.setServerStatus(s1!.id, 'pending'), TransitionError);
     const events = (await store.getEvents('a')).map((e) => `${e.kind}|${e.serverName ?? ''}|${e.message}`);
     assert.deepEqual(events, [
       'planning||planning 2 servers to cccccccccccc',
@@ -242,6 +242,16 @@ export function storeContract(impl: string, target: ContractTarget): void {
     const runs = await store.runEvents('a');
     assert.deepEqual(runs.map((r) => [r.kind, r.actor]), [['start', 'me@here'], ['resume', 'you@there']]);
     assert.equal(runs[0]!.at, ev[1]!.at);
+  });
+
+  it('progressive delivery: the steps let go, the bake of a step and its time left, the guard’s last round', async (t) => {
+    const store = await open(t);
+    await store.createUpdate(newUpdate('a', 1));
+    await store.patchUpdate('a', { stepsPromoted: 2, bakeStep: 3, bakeLeftMs: 4500, guardCheckedAt: '2026-03-01T11:00:00.000Z', guardSummary: '1 of 1 healthy' });
+    const u = await store.getUpdate('a');
+    assert.deepEqual([u.stepsPromoted, u.bake, u.guard], [2, { step: 3, leftMs: 4500 }, { checkedAt: '2026-03-01T11:00:00.000Z', summary: '1 of 1 healthy' }]);
+    await store.patchUpdate('a', { bakeStep: null, bakeLeftMs: null });
+    assert.equal((await store.getUpdate('a')).bake, null);
   });
 
   it('the lease: acquired, refused to a second while live, heartbeat, release, a dead holder taken over with an event', async (t) => {
