@@ -4,6 +4,7 @@ import { CliContext, type GlobalOptions } from './cli/context.js';
 import { addHelp } from './cli/help.js';
 import { Interrupts } from './cli/interrupts.js';
 import { AppError, ConfigError, EXIT } from './errors.js';
+import { closedWhy, guardOutput, isClosed } from './output/closed.js';
 import { errorObject, ndjsonLine } from './output/ndjson.js';
 import { visibleText } from './output/visible.js';
 
@@ -262,9 +263,30 @@ function messageOf(e: unknown, f: { code: number; text: string }): string {
   return f.text.replace(/^agent-update: /, '').trimEnd();
 }
 
+/** The contexts of the command running now: the one made last says what goes on when stdout closes. */
+let running: CliContext[] = [];
+
+/**
+ * A closed stdout or stderr (`| head`, a pager quit, a terminal gone) stops the writing, never the
+ * command (output/closed.ts); a closed stdout is said on stderr while that is open, with what the
+ * command goes on doing.
+ */
+function guardStdio(): void {
+  guardOutput(process.stdout, (e) => {
+    if (isClosed(process.stderr)) return;
+    const ctx = running.at(-1);
+    const text = `agent-update: stdout was closed (${closedWhy(e)}): nothing more is written to it; ${ctx?.goesOn ?? 'the command goes on to its end'}`;
+    if (ctx) ctx.notify(text);
+    else process.stderr.write(`${text}\n`);
+  });
+  guardOutput(process.stderr, () => {});
+}
+
 export async function main(argv: string[]): Promise<number> {
+  guardStdio();
   const result = { code: 0 };
   const contexts: CliContext[] = [];
+  running = contexts;
   const program = buildProgram(result, contexts);
   try {
     await program.parseAsync(argv);

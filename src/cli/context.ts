@@ -36,6 +36,8 @@ export class CliContext {
   readonly liveness: Liveness = systemLiveness;
   /** A line for the person at the terminal that may come at any time (on stderr; `start` puts it above its live view). */
   notify: (text: string) => void = (text) => this.err.write(`${text}\n`);
+  /** What goes on when stdout is closed under the command (`| head`): said on stderr then (main.ts guardStdio). */
+  goesOn = 'the command goes on to its end';
 
   constructor(
     readonly opts: GlobalOptions,

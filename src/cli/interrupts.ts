@@ -3,6 +3,11 @@
  * modules load, the store opens or SSH is checked), so a Ctrl-C in the first milliseconds is
  * never lost: until the command says what a signal means (`handle`), signals are only counted,
  * and replayed to the handler once it is set.
+ *
+ * SIGHUP (the terminal closed, an SSH session dropped) is not an interrupt: it is ignored while
+ * the command runs, so the rollout goes on to its end or its next pause as with any other closed
+ * output (output/closed.ts: every write to the terminal gone is dropped). `pause NAME` from another
+ * terminal stops it; `status NAME --watch` follows it.
  */
 export class Interrupts {
   private readonly caught: NodeJS.Signals[] = [];
@@ -12,9 +17,12 @@ export class Interrupts {
     this.handler?.(signal, this.caught.length);
   };
 
+  private readonly hangup = () => {};
+
   constructor() {
     process.on('SIGINT', this.listener);
     process.on('SIGTERM', this.listener);
+    process.on('SIGHUP', this.hangup);
   }
 
   /** how many signals arrived so far */
@@ -42,5 +50,6 @@ export class Interrupts {
     this.handler = null;
     process.off('SIGINT', this.listener);
     process.off('SIGTERM', this.listener);
+    process.off('SIGHUP', this.hangup);
   }
 }

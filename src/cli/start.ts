@@ -66,6 +66,10 @@ export async function runCommand(
 ): Promise<number> {
   const interrupts = caught ?? new Interrupts();
   const hardStop = new AbortController();
+  // A closed output never stops a rollout (output/closed.ts): what stderr says when stdout closes.
+  const follow = ctx.cmd(names.length === 1 ? `status ${names[0]} --watch` : 'status --watch');
+  const pauseIt = names.length === 1 ? ctx.cmd(`pause ${names[0]}`) : `${ctx.cmd('pause NAME')} for each`;
+  ctx.goesOn = `the ${names.length === 1 ? 'rollout goes' : 'rollouts go'} on to ${names.length === 1 ? 'its' : 'their'} end or next pause (follow: ${follow}; pause: Ctrl-C, or ${pauseIt})`;
   /** true once the first update is handed to the engine: from then on a signal means "pause" */
   let started = false;
   let store: Store | null = null;

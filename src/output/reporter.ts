@@ -6,6 +6,7 @@ import { formatDuration } from '../util/duration.js';
 import { plural } from '../util/plural.js';
 import { suggest } from '../util/suggest.js';
 import { LiveArea, UpdateProgress, displayWidth, formatElapsed, hostPort, overallText } from './live.js';
+import { isClosed } from './closed.js';
 import { colourStatus, short } from './text.js';
 import { visibleLine } from './visible.js';
 
@@ -114,10 +115,11 @@ export class Reporter {
 
   /**
    * A message of the command's own (a Ctrl-C being handled) for stderr: above the live area when
-   * there is one, so that area is not left half drawn on the same terminal; else on stderr as is.
+   * there is one, so that area is not left half drawn on the same terminal; else on stderr as is
+   * (also when the live area's stream was closed: output/closed.ts).
    */
   notice(text: string, stderr: NodeJS.WritableStream): void {
-    if (this.area) this.area.above(text, this.frameLines());
+    if (this.area && !isClosed(this.o.stream)) this.area.above(text, this.frameLines());
     else stderr.write(`\n${text}\n`);
   }
 
