@@ -8,6 +8,12 @@ export const EXIT = {
   usage: 2,
   paused: 3,
   busy: 4,
+  /**
+   * paused, and a server of the run that paused it failed or was rolled back (a canary that
+   * failed under rollback.continue_after_rollback or a failure budget; a guard's or bake's trip):
+   * not the clean pause of 3, which a CI step may resume
+   */
+  pausedAfterFailure: 5,
   interrupted: 130,
   bug: 70,
 } as const;

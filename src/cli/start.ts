@@ -21,8 +21,18 @@ import { isWindowPause } from '../config/window.js';
 import { type CliContext, parseCount } from './context.js';
 import { Interrupts } from './interrupts.js';
 
-/** Severity of an executor's exit code when several run at once: the worst one is returned. */
-const SEVERITY: Record<number, number> = { [EXIT.ok]: 0, [EXIT.paused]: 1, [EXIT.busy]: 2, [EXIT.failure]: 3, [EXIT.interrupted]: 4 };
+/**
+ * Severity of an executor's exit code when several run at once: the worst one is returned
+ * (1 > 5 > 4 > 3 > 0: a failure, then a pause after one, over a batch another process runs).
+ */
+const SEVERITY: Record<number, number> = {
+  [EXIT.ok]: 0,
+  [EXIT.paused]: 1,
+  [EXIT.busy]: 2,
+  [EXIT.pausedAfterFailure]: 3,
+  [EXIT.failure]: 4,
+  [EXIT.interrupted]: 5,
+};
 
 /**
  * Refuse (exit 2, nothing written) a pending or paused update whose stored plan this version
@@ -235,7 +245,8 @@ async function execute(ctx: CliContext, store: Store, reporter: Reporter, x: Exe
     const results = settled.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
     let worst: number = EXIT.ok;
     for (const r of results) {
-      const windowOk = x.windowPauseOk && !('error' in r) && !('notStarted' in r) && r.status === 'paused' && isWindowPause(r.reason);
+      // (a pause for the window after a server of the run failed stays exit 5)
+      const windowOk = x.windowPauseOk && !('error' in r) && !('notStarted' in r) && r.exitCode === EXIT.paused && isWindowPause(r.reason);
       const code = 'error' in r ? r.error.exitCode : 'notStarted' in r ? EXIT.paused : windowOk ? EXIT.ok : r.exitCode;
       if ('error' in r) ctx.err.write(`agent-update: ${r.update}: ${visibleText(r.error.message)}\n`);
       if ((SEVERITY[code] ?? 3) > (SEVERITY[worst] ?? 0)) worst = code;
@@ -263,6 +274,7 @@ async function execute(ctx: CliContext, store: Store, reporter: Reporter, x: Exe
         errors: results.flatMap((r) => ('error' in r ? [{ update: r.update, error: r.error.message, exitCode: r.error.exitCode }] : [])),
         notStarted: results.flatMap((r) => ('notStarted' in r ? [r.update] : [])),
         warnings,
+        failedInRun: results.flatMap((r) => ('failedInRun' in r ? r.failedInRun.map((f) => ({ update: r.update, ...f })) : [])),
       });
     } else {
       for (const r of results) {
@@ -271,7 +283,12 @@ async function execute(ctx: CliContext, store: Store, reporter: Reporter, x: Exe
           ctx.print(`${r.update} not started (interrupted before its turn); run it with: ${ctx.cmd(`${mode} ${r.update}`)}`);
           continue;
         }
-        // a paused update's line, with the resume to run, is the Reporter's (update-finished)
+        // a paused update's line, with the resume to run, is the Reporter's (update-finished);
+        // after a failure in this run, why it is not the clean pause a script may resume
+        if (r.exitCode === EXIT.pausedAfterFailure) {
+          const failed = r.failedInRun.map((f) => `${f.server} ${f.status}`).join(', ');
+          ctx.print(`${r.update} paused after a failure in this run (${failed}): exit ${EXIT.pausedAfterFailure}, not the ${EXIT.paused} of a clean pause`);
+        }
         if (r.status === 'paused') continue;
         if (r.status !== 'success') ctx.print(`see what happened: ${ctx.cmd(`status ${r.update}`)}; ${ctx.cmd(`logs ${r.update}`)}`);
       }

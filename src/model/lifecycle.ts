@@ -122,6 +122,8 @@ export const ACTIVE_UPDATE: ReadonlySet<UpdateStatus> = new Set(UPDATE_STATUSES.
 export const WORKED_SERVER: ReadonlySet<ServerStatus> = new Set(['success', 'rolled-back', 'failed', 'fatal']);
 /** What the failure budget (execution.max_failures) counts: a rollback, or a failure with rollback off. */
 export const BUDGETED_SERVER: ReadonlySet<ServerStatus> = new Set(['rolled-back', 'failed']);
+/** Worked on and not at the target: a pause after one of these in the same run is exit 5 (rollout/outcome.ts). */
+export const FAILED_SERVER: ReadonlySet<ServerStatus> = new Set(['rolled-back', 'failed', 'fatal']);
 /** Still to do or in flight: the update has work left on it. */
 export const ACTIVE_SERVER: ReadonlySet<ServerStatus> = new Set(['pending', 'running']);
 /** Ended at the update's target: updated, or found there. */

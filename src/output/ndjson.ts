@@ -60,12 +60,21 @@ export interface UpdateError {
  * document of each update named (as `status NAME --json` shows it). With one update its `update`,
  * `status`, `reason` and `counts` are at the top level too; with several, `counts` adds theirs up.
  */
-export function resultObject(
-  at: Date,
-  exitCode: number,
-  updates: UpdateJson[],
-  extra: { errors?: UpdateError[]; notStarted?: string[]; warnings?: string[] } = {},
-): Record<string, unknown> {
+/** A server that ended failed, rolled-back or fatal in the run (`failedInRun` of the result line: why exit 5). */
+export interface FailedInRun {
+  update: string;
+  server: string;
+  status: string;
+}
+
+export interface ResultExtra {
+  errors?: UpdateError[];
+  notStarted?: string[];
+  warnings?: string[];
+  failedInRun?: FailedInRun[];
+}
+
+export function resultObject(at: Date, exitCode: number, updates: UpdateJson[], extra: ResultExtra = {}): Record<string, unknown> {
   const one = updates.length === 1 ? updates[0]! : null;
   const counts: ServerCounts = one ? one.counts : sumCounts(updates.map((u) => u.counts));
   const errors = (extra.errors ?? []).map((e) => ({ ...e, error: clip(e.error) }));
@@ -80,6 +89,7 @@ export function resultObject(
     ...(errors.length ? { errors } : {}),
     ...(extra.notStarted?.length ? { notStarted: extra.notStarted } : {}),
     ...(extra.warnings?.length ? { warnings: extra.warnings.map((w) => clip(w)) } : {}),
+    ...(extra.failedInRun?.length ? { failedInRun: extra.failedInRun } : {}),
     updates,
   };
 }
@@ -139,7 +149,7 @@ export class NdjsonWriter {
     this.write(ndjsonLine(eventObject(e, at)));
   }
 
-  result(exitCode: number, updates: UpdateJson[], extra?: { errors?: UpdateError[]; notStarted?: string[]; warnings?: string[] }): void {
+  result(exitCode: number, updates: UpdateJson[], extra?: ResultExtra): void {
     this.write(ndjsonLine(resultObject(this.now(), exitCode, updates, extra)));
   }
 }

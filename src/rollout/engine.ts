@@ -14,7 +14,7 @@ import type { Ahead } from './ahead.js';
 import type { EventSink } from './events.js';
 import type { HeldLease } from './lease.js';
 import type { HookGate } from './hooks.js';
-import type { UpdateStatus } from '../model/lifecycle.js';
+import type { ServerStatus, UpdateStatus } from '../model/lifecycle.js';
 import type { Busy } from './rules.js';
 
 export interface EngineDeps {
@@ -45,7 +45,10 @@ export interface RunResult {
   update: string;
   status: UpdateStatus;
   reason: string;
+  /** rollout/outcome.ts exitCodeFor: 5 for a pause after a server of this run failed */
   exitCode: number;
+  /** the servers that ended failed, rolled-back or fatal in this run, in plan order */
+  failedInRun: Array<{ server: string; status: ServerStatus }>;
 }
 
 /**

@@ -4,7 +4,7 @@
  */
 import { actor } from '../util/actor.js';
 import type { RolloutSettings, ServerSpec } from '../config/types.js';
-import { EXIT, StoreError } from '../errors.js';
+import { StoreError } from '../errors.js';
 import { checkLocalSsh } from '../ssh/transport.js';
 import type { ReportStore } from '../store/port.js';
 import { specOf, type ServerRecord, type UpdateRecord } from '../model/records.js';
@@ -22,6 +22,7 @@ import { endStep } from './bake.js';
 import { describeStep, stepProgress, stepsOf } from '../model/steps.js';
 import { Guard, tripServer } from './guard.js';
 import { WINDOW_POLL_MS, windowStep } from './window.js';
+import { exitCodeFor, failedInRun } from './outcome.js';
 
 /**
  * The servers whose connections a start or resume may open (those not finished yet), for the
@@ -43,11 +44,6 @@ export function busyWaitOf(settings: RolloutSettings): number {
   return settings.execution?.busyWaitMs ?? DEFAULT_BUSY_WAIT_MS;
 }
 
-export function exitCodeFor(status: UpdateStatus): number {
-  if (status === 'success') return EXIT.ok;
-  if (status === 'paused') return EXIT.paused;
-  return EXIT.failure;
-}
 
 /**
  * Execute one update to its end or its next pause, strictly one server at a time:
@@ -134,13 +130,19 @@ async function execute(deps: EngineDeps, name: string, opts: RunOptions): Promis
     const guardConfig = u.settings.execution?.guard ?? null;
     guard = guardConfig ? new Guard(ctx, guardConfig) : null;
     // `testMode`: the test-mode limit to keep (a pause for the window stops short of it); else cleared
+    // How the run ends: its status and exit code, and the servers that failed in it (a pause after one is exit 5)
+    const ended = (status: UpdateStatus, reason: string, after: readonly ServerRecord[]): RunResult => {
+      const failed = failedInRun(servers, after);
+      return { update: name, status, reason, exitCode: exitCodeFor(status, failed), failedInRun: failed.map((s) => ({ server: s.name, status: s.status })) };
+    };
     const pause = async (reason: string, testMode?: Pick<typeof u, 'stopAtWorked' | 'stopFromWorked'>): Promise<RunResult> => {
       await ahead?.close();
       await releaseLeftoverLocks(ctx);
       const limit = { stopAtWorked: testMode?.stopAtWorked ?? null, stopFromWorked: testMode?.stopFromWorked ?? null };
       await guarded(ctx, (t) => t.setUpdateStatus(name, 'paused', { reason, pauseRequestedAt: null, pauseRequestedBy: null, ...limit }), opts);
-      emit({ type: 'update-finished', update: name, status: 'paused', reason, counts: countsOf(await store.getServers(name)) });
-      return { update: name, status: 'paused', reason, exitCode: EXIT.paused };
+      const after = await store.getServers(name);
+      emit({ type: 'update-finished', update: name, status: 'paused', reason, counts: countsOf(after) });
+      return ended('paused', reason, after);
     };
     // execution.steps: the step a server about to start is in, said once when it begins
     let announced = 0;
@@ -236,8 +238,9 @@ async function execute(deps: EngineDeps, name: string, opts: RunOptions): Promis
         await ahead?.close();
         await releaseLeftoverLocks(ctx);
         await guarded(ctx, (t) => t.setUpdateStatus(name, d.status, { endedAt: clock.now().toISOString(), reason: d.reason, pauseRequestedAt: null, pauseRequestedBy: null }), opts);
-        emit({ type: 'update-finished', update: name, status: d.status, reason: d.reason, counts: countsOf(await store.getServers(name)) });
-        return { update: name, status: d.status, reason: d.reason, exitCode: exitCodeFor(d.status) };
+        const after = await store.getServers(name);
+        emit({ type: 'update-finished', update: name, status: d.status, reason: d.reason, counts: countsOf(after) });
+        return ended(d.status, d.reason, after);
       }
       if (outcome.kind === 'done') {
         waiting = null;

@@ -26,7 +26,7 @@ test('a canary rolled back before a test-mode pause: a warning, what to check, t
   const db = join(fleet.root, 'canary.db');
   assert.equal((await cli(['plan', '-c', refusingConfig(fleet, 'c', { test_mode: { stop_after: 1 } })], { db })).code, 0);
   const r = await cli(['start', 'c'], { db });
-  assert.equal(r.code, 3, r.stdout + r.stderr);
+  assert.equal(r.code, 5, `a pause after a rollback in the run: ${r.stdout}${r.stderr}`);
   assert.match(r.stdout, /warning: the last server before the pause, s1, was rolled back to [0-9a-f]{12}: update command exited 9: refused by the test/);
   assert.match(r.stdout, /check the update command's output on s1 first: agent-update --db \S+ logs c --server s1; resume only once you know why/);
   assert.doesNotMatch(r.stdout, /continue with: agent-update --db \S+ resume c/, 'no bare continue hint');
@@ -35,7 +35,7 @@ test('a canary rolled back before a test-mode pause: a warning, what to check, t
   const again = await cli(['plan', '-c', refusingConfig(fleet, 'cj', { test_mode: { stop_after: 1 } })], { db });
   assert.equal(again.code, 0, again.stderr);
   const j = await cli(['--json', 'start', 'cj'], { db });
-  assert.equal(j.code, 3);
+  assert.equal(j.code, 5);
   const result = JSON.parse(j.stdout.trim().split('\n').at(-1)!) as { type: string; warnings?: string[] };
   assert.equal(result.type, 'result');
   assert.match((result.warnings ?? []).join('\n'), /the last server before the pause, s1, was rolled back/);

@@ -92,7 +92,7 @@ test('a server of step 1 whose agent dies during the bake stops the rollout befo
     await printed(run, 'stdout', /"type":"bake-started"/);
     killAgent(fleet, 's1');
     const r = await run;
-    assert.equal(r.exitCode, 3, String(r.stdout) + String(r.stderr));
+    assert.equal(r.exitCode, 5, `paused after s1 failed its bake: ${String(r.stdout)}${String(r.stderr)}`);
     const ev = events(String(r.stdout));
     const tripped = ev.find((e) => e.type === 'guard-tripped');
     assert.equal(tripped?.server, 's1');
@@ -122,7 +122,7 @@ test('the guard: a server that dies after it passed, while later ones roll, paus
   await printed(run, 'stdout', /"type":"guard-check"[^\n]*"unhealthy":\["s1"\]/);
   openGate(fleet, 'online', ['s3']);
   const r = await run;
-  assert.equal(r.exitCode, 3, String(r.stdout) + String(r.stderr));
+  assert.equal(r.exitCode, 5, `paused after the guard found s1 unhealthy: ${String(r.stdout)}${String(r.stderr)}`);
   const status = JSON.parse((await cli(['status', name, '--json'], { db })).stdout) as { status: string; reason: string; servers: Array<{ name: string; status: string }> };
   assert.equal(status.status, 'paused');
   assert.match(status.reason, /guard: s1 turned unhealthy after it passed verify/);
