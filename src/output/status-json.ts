@@ -216,7 +216,8 @@ function documentOf(
     undoOf: u.undoOf ?? null,
     createdBy: u.createdBy ?? null,
     ...(servers === null ? {} : { steps: stepsJson(u, servers) }),
-    bake: u.bake ?? null,
+    // what a bake left behind in an update that was cancelled meanwhile is not a bake any more
+    bake: u.status === 'running' || u.status === 'paused' ? (u.bake ?? null) : null,
     guard: u.guard ?? null,
   };
 }

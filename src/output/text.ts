@@ -138,8 +138,10 @@ export function deliveryLines(u: UpdateRecord, servers: readonly ServerRecord[],
   if (bake) {
     const of = steps?.plan[bake.step - 1];
     const full = of && of.bakeMs > 0 ? ` (of ${formatDuration(of.bakeMs)})` : '';
-    if (bake.leftMs <= 0) lines.push(chalk.yellow(`${LABEL_PAD}step ${bake.step} ${full ? 'baked' : 'done'}: it waits for \`${suggest(`resume ${u.name}`)}\` (pause_after_step)`));
-    else if (u.status === 'paused') lines.push(chalk.yellow(`${LABEL_PAD}step ${bake.step}'s bake paused with ${formatEta(bake.leftMs)} left${full}: resume bakes the rest`));
+    // baked, waiting for resume (pause_after_step); a run that goes on from it lets the step go at once
+    if (bake.leftMs <= 0) {
+      if (u.status === 'paused') lines.push(chalk.yellow(`${LABEL_PAD}step ${bake.step} ${full ? 'baked' : 'done'}: it waits for \`${suggest(`resume ${u.name}`)}\` (pause_after_step)`));
+    } else if (u.status === 'paused') lines.push(chalk.yellow(`${LABEL_PAD}step ${bake.step}'s bake paused with ${formatEta(bake.leftMs)} left${full}: resume bakes the rest`));
     else lines.push(`${LABEL_PAD}baking step ${bake.step}: ${formatEta(bake.leftMs)} left${full}`);
   }
   const g = u.settings.execution?.guard ?? null;

@@ -80,6 +80,8 @@ test('status --json: steps (where the update is, the plan, which servers fall in
   assert.equal('steps' in summary, false);
   assert.deepEqual(summary.bake, { step: 2, leftMs: 252_000 });
   // an update without steps
+  // a bake left in an update cancelled meanwhile is not one
+  assert.equal(updateJson({ ...u, status: 'cancelled' }, servers).bake, null);
   const plain = updateJson(updateRecord({ settings: settingsWith({ guard: null }) }), servers);
   assert.equal(plain.steps, null);
   assert.equal(plain.bake, null);
@@ -110,6 +112,9 @@ test('status: the step, the bake left, the guard’s last round; a paused bake k
   assert.match(paused, /^ {11}step 2's bake paused with 42s left \(of 10m\): resume bakes the rest$/m);
   const waiting = stripAnsi(updateText(updateRecord({ ...base, status: 'paused', bake: { step: 2, leftMs: 0 } }), servers));
   assert.match(waiting, /^ {11}step 2 baked: it waits for `agent-update (--db \S+ )?resume u` \(pause_after_step\)$/m);
+  // resumed from it: the step is let go at once, nothing to say of the bake
+  const resumed = stripAnsi(updateText(updateRecord({ ...base, bake: { step: 2, leftMs: 0 } }), servers));
+  assert.doesNotMatch(resumed, /baked|baking|bake paused/);
   // an unhealthy round stands out; ended: the round's full time, no bake
   const ended = stripAnsi(
     updateText(updateRecord({ ...base, status: 'partial-success', bake: { step: 2, leftMs: 1000 }, guard: { checkedAt: '2026-01-01T20:31:05.000Z', summary: '2 of 3 healthy; unhealthy: s1' } }), servers),
