@@ -310,7 +310,8 @@ export class Reporter {
         const diagnosed = this.diagnosed.get(e.update);
         this.diagnosed.delete(e.update);
         if (diagnosed) for (const l of diagnosticsLines(e.update, [...diagnosed.values()])) this.line(`${t}${l}`);
-        if (advice.resumeHint) this.line(advice.resumeHint);
+        // a line each (plain lines each start with their timestamp)
+        if (advice.resumeHint) for (const l of advice.resumeHint.split('\n')) this.line(l);
         break;
       }
     }

@@ -6,6 +6,7 @@
  * time a `pause` kept. Waits are on the NDJSON stream and the database, never sleeps.
  */
 import assert from 'node:assert/strict';
+import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { cli, printed, sharedFleet, spawnCli, type StatusDoc } from '../helpers/cli.js';
@@ -63,4 +64,28 @@ test('plan prints the step split and the guard; status during a bake shows the s
   const paused = await cli(['status', 'views'], { db });
   assert.match(paused.stdout, /^ {11}step 1's bake paused with (?:9m\d\ds|10m) left \(of 10m\): resume bakes the rest$/m);
   assert.match(paused.stdout, /^ {2}steps {4}step 1 of 3 \(up to 1 of 4 servers\)/m);
+});
+
+test('a server of step 1 dies while it bakes: the plain lines say the step, the bake and the trip; the warning says it passed and then failed its re-check', async (t) => {
+  const fleet = await fleetFor(t, { servers: 2 });
+  if (!fleet) return;
+  const db = join(fleet.root, 'trip.db');
+  const config = fleet.writeConfig({ name: 'trip', agent: { health: { interval: '200ms' } }, execution: { steps: [1, '100%'], bake: '60s', guard: false } });
+  assert.equal((await cli(['plan', '-c', config], { db })).code, 0);
+  const run = spawnCli(['start', 'trip'], { db, timeoutMs: 120_000 });
+  await printed(run, 'stdout', /step 1 of 2 done: baking 1m, re-checking s1 every 200ms/);
+  // the agent of s1 stops answering its health check, as a crash would leave it
+  rmSync(join(fleet.home('s1'), 'agent', 'run', 'web.state'), { force: true });
+  const r = await run;
+  assert.equal(r.exitCode, 3, String(r.stdout) + String(r.stderr));
+  const out = String(r.stdout);
+  assert.match(out, /Z step 1 of 2 begins: up to 1 of 2 servers$/m);
+  assert.match(out, /Z bake tripped: s1 turned unhealthy after it passed verify \(its step's bake re-checked it\): .*; counted as failed, left as it is \(guard\.rollback is off\)$/m);
+  assert.match(out, /Z warning: s1 passed verify and later failed its health re-check \(its step's bake's\): .*; it is counted as failed and left as it is, at the new commit \(guard\.rollback is off\)$/m);
+  assert.match(out, /Z check the agent's own log on s1 first .*: agent-update --db \S+ logs trip --server s1$/m);
+  assert.match(out, /Z then: `agent-update --db \S+ resume trip` ends the update as failure at once, nothing more runs/m);
+  assert.doesNotMatch(out, /did not come online|the last server before the pause/);
+  const status = await cli(['status', 'trip'], { db });
+  assert.match(status.stdout, /^ {2}steps {4}step 1 of 2 \(up to 1 of 2 servers\), 1 done; the steps end at 1, 2$/m);
+  assert.doesNotMatch(status.stdout, /baking/, 'the trip ended the bake');
 });
