@@ -50,6 +50,12 @@ test('decide: a step whose servers are done ends (bake, pause or go on) before t
   assert.equal(decide(u, servers('pending', 'pending', 'pending')).kind, 'run', 'the first step runs');
   assert.equal(decide({ ...u, stepsPromoted: 1 }, servers('success', 'success', 'success')).kind, 'finish', 'the last step ends the update');
   assert.equal(decide({ ...u, pauseRequestedAt: 'x' }, s).kind, 'pause', 'a pause asked comes first');
+  // test mode (--stop-after) composes: its pause comes first, and the step ends on the resume
+  const canary = decide({ ...u, stopAtWorked: 1, stopFromWorked: 0 }, s);
+  assert.equal(canary.kind === 'pause' && canary.reason, 'test mode: 1 server finished');
+  assert.equal(decide({ ...u, stopAtWorked: 2, stopFromWorked: 0 }, s).kind, 'step-end', 'a test-mode limit beyond the step: the step ends first');
+  // a batch of a split counts its steps over its own servers: the same rule on the batch's records
+  assert.equal(decide(u, servers('success', 'pending')).kind, 'step-end');
 });
 
 test('serversByStep: the servers whose turn came, in that order (not the order they ended), then the pending ones in plan order', () => {
