@@ -114,8 +114,10 @@ async function showCommandsCommand(ctx: CliContext, file: string | undefined, na
     if (file !== undefined) throw new UsageError('plan --show-commands NAME reads the plan of NAME: give it no -c (or give -c FILE and no NAME)');
     const store = await ctx.store();
     const u = await store.getUpdate(name);
-    const servers = (await store.getServers(name)).filter((s) => ACTIVE_SERVER.has(s.status));
-    doc = showCommands(name, u.settings, u.commit, servers);
+    const all = await store.getServers(name);
+    const servers = all.filter((s) => ACTIVE_SERVER.has(s.status));
+    // the steps divide all of the update's servers, the done ones too
+    doc = showCommands(name, u.settings, u.commit, servers, all);
   } else {
     if (file === undefined) throw new UsageError('plan --show-commands needs -c FILE (the config) or the name of a planned update');
     let config = loadConfig(file);

@@ -8,6 +8,7 @@ import { statusDocument } from '../output/status-json.js';
 import { visibleText } from '../output/visible.js';
 import { assertRunnable, runUpdate, serversToReach } from '../rollout/run.js';
 import { requestPause } from '../rollout/control.js';
+import { budgetOf } from '../rollout/decide.js';
 import { HookRunner } from '../rollout/hooks.js';
 import type { HookConfig } from '../config/types.js';
 import type { RunOptions, RunResult } from '../rollout/engine.js';
@@ -157,7 +158,9 @@ export async function runCommand(
     // what the plan database's store says while it waits for the database (above the live view)
     ctx.notify = say;
     const advise = async (name: string) => {
-      advice.set(name, adviceAfterRun(await db.getUpdate(name), await db.getServers(name)));
+      const u = await db.getUpdate(name);
+      // the failure budget's use, when it has one: what a resume after a guard's trip does depends on it
+      advice.set(name, adviceAfterRun(u, await db.getServers(name), budgetOf(u) !== null ? await db.budgetUse(u) : undefined));
     };
     await stopIfInterrupted();
     started = true;

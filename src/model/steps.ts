@@ -72,3 +72,20 @@ export function describeStep(plan: readonly StepPlan[], step: number, total: num
   const s = plan[step - 1];
   return s ? `step ${step} of ${plan.length} (${s.through} of ${total} servers)` : `step ${step}`;
 }
+
+/**
+ * Which servers fall in each step (for the views: `plan`, `status`): the servers the steps count,
+ * those whose turn has come in the order it came (startedAt; a guard's trip later changes when a
+ * server ended, not when its turn began), then the pending ones in plan order, the order decide()
+ * takes them; cut at each step's `through`. At plan time every one of them is pending: the plan
+ * order itself.
+ */
+export function serversByStep<T extends Counted & { position: number }>(servers: readonly T[], plan: readonly StepPlan[]): T[][] {
+  const counted = servers.filter(inSteps);
+  const begun = counted
+    .filter((s) => s.status !== 'pending')
+    .sort((a, b) => (a.startedAt ?? '').localeCompare(b.startedAt ?? '') || a.position - b.position);
+  const pending = counted.filter((s) => s.status === 'pending').sort((a, b) => a.position - b.position);
+  const order = [...begun, ...pending];
+  return plan.map((p, i) => order.slice(i > 0 ? plan[i - 1]!.through : 0, p.through));
+}

@@ -142,6 +142,13 @@ export class UpdateProgress {
   ended: string | null = null;
   /** waiting for execution.window to open (a window-waiting event), until the next server starts */
   window: { opensAt: number; window: string } | null = null;
+  /** the step it is in (execution.steps: step-started, bake-started, step-promoted), of how many */
+  step: { step: number; steps: number } | null = null;
+  /**
+   * a step's bake (bake-started, each bake-check setting its end again from the time left): when
+   * it ends (ms) and the servers it re-checks, until it ends, the step is let go or the update stops
+   */
+  bake: { step: number; steps: number; endsAt: number; servers: string[] } | null = null;
 
   constructor(readonly update: string) {}
 
@@ -158,8 +165,28 @@ export class UpdateProgress {
       case 'window-waiting':
         this.window = { opensAt: Date.parse(e.opensAt), window: e.window };
         break;
+      case 'step-started':
+        this.step = { step: e.step, steps: e.steps };
+        this.bake = null;
+        break;
+      case 'bake-started':
+        this.step = { step: e.step, steps: e.steps };
+        this.bake = { step: e.step, steps: e.steps, endsAt: now + e.leftMs, servers: e.servers };
+        break;
+      case 'bake-check':
+        // the engine's own count of what is left: the countdown follows it at each round
+        this.bake = { step: e.step, steps: e.steps, endsAt: now + e.leftMs, servers: this.bake?.servers ?? [] };
+        break;
+      case 'bake-ended':
+        this.bake = null;
+        break;
+      case 'step-promoted':
+        this.bake = null;
+        this.step = e.step < e.steps ? { step: e.step + 1, steps: e.steps } : this.step;
+        break;
       case 'server-started':
         this.window = null;
+        this.bake = null;
         // index counts the servers worked on before this one: all of them are done
         this.total = e.total;
         this.done = e.index - 1;
@@ -199,6 +226,7 @@ export class UpdateProgress {
       case 'update-finished':
         this.inFlight = null;
         this.window = null;
+        this.bake = null;
         this.ended = e.status;
         break;
       default:
@@ -230,22 +258,33 @@ export class UpdateProgress {
     return mean * left;
   }
 
-  /** `2/5 done · 1 failed · ETA 3m10s` (no ETA before the first server finishes). */
+  /**
+   * `2/5 done · 1 failed · ETA 3m10s` (no ETA before the first server finishes); with steps,
+   * `step 2/4 · ` before it.
+   */
   summary(now: number): string {
-    return progressText(this.done, this.total, this.failed, this.etaMs(now));
+    const step = this.step && this.step.steps > 1 ? `step ${this.step.step}/${this.step.steps} · ` : '';
+    return step + progressText(this.done, this.total, this.failed, this.etaMs(now));
   }
 
   /**
-   * `s2 10.0.0.2:22 verify 12s · waiting for health (try 4)`; between servers, the wait for
-   * execution.window (a countdown), else null.
+   * `s2 10.0.0.2:22 verify 12s · waiting for health (try 4)`; between servers, a step's bake or
+   * the wait for execution.window (each a countdown), else null.
    */
   serverText(now: number): string | null {
     const f = this.inFlight;
+    if (!f && this.bake) return bakeText(this.bake, now);
     if (!f && this.window) return `waiting for the rollout window (${this.window.window}): opens in ${formatEta(this.window.opensAt - now)}`;
     if (!f) return null;
     const where = f.host ? ` ${hostPort(f.host, f.port)}` : '';
     return `${f.server}${where} ${f.step} ${formatElapsed(now - f.since)}${f.note ? ` · ${f.note}` : ''}`;
   }
+}
+
+/** `baking step 1 of 3: 4m12s left · re-checking s1`: the countdown of a bake (never below 0s). */
+export function bakeText(b: { step: number; steps: number; endsAt: number; servers: readonly string[] }, now: number): string {
+  const which = b.servers.length === 0 ? '' : b.servers.length <= 3 ? ` · re-checking ${b.servers.join(', ')}` : ` · re-checking ${b.servers.length} servers`;
+  return `baking step ${b.step} of ${b.steps}: ${formatEta(b.endsAt - now)} left${which}`;
 }
 
 /** `k/N done · f failed · ETA 3m10s`; no ETA without one, nor once all are done. */

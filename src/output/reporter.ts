@@ -5,9 +5,9 @@ import type { Advice } from './advice.js';
 import { formatDuration } from '../util/duration.js';
 import { plural } from '../util/plural.js';
 import { suggest } from '../util/suggest.js';
-import { LiveArea, UpdateProgress, displayWidth, formatElapsed, hostPort, overallText } from './live.js';
+import { LiveArea, UpdateProgress, displayWidth, formatElapsed, formatEta, hostPort, overallText } from './live.js';
 import { isClosed } from './closed.js';
-import { colourStatus, short } from './text.js';
+import { colourStatus, short, someNames } from './text.js';
 import { visibleLine } from './visible.js';
 
 export interface ReporterOptions {
@@ -230,6 +230,35 @@ export class Reporter {
           this.repeated(`${e.update}\0${e.server}\0busy`, `${t}  still waiting for ${e.server} (${formatElapsed(e.waitedMs)} of ${formatDuration(e.limitMs)})`);
         }
         break;
+      case 'step-started':
+        this.line(`${t}${chalk.bold(`step ${e.step} of ${e.steps}`)} begins: up to ${e.through} of ${plural(e.total, 'server')}`);
+        break;
+      case 'bake-started':
+        // the live view counts it down; a plain line says it began
+        if (!this.area) {
+          const rest = e.leftMs < e.bakeMs ? ` (the rest of its ${formatDuration(e.bakeMs)})` : '';
+          const which = e.servers.length === 0 ? 'no server' : someNames(e.servers);
+          this.line(`${t}step ${e.step} of ${e.steps} done: baking ${formatEta(e.leftMs)}${rest}, re-checking ${which} every ${formatDuration(e.intervalMs)}`);
+        }
+        break;
+      case 'bake-check':
+        if (this.o.verbose && !this.area) this.line(`${t}  baking step ${e.step} of ${e.steps}: ${formatEta(e.leftMs)} left, every server healthy`);
+        break;
+      case 'step-promoted': {
+        const by = e.by === 'bake' ? 'baked, every server still healthy' : e.by === 'resume' ? 'let go by resume' : 'done';
+        this.line(`${t}step ${e.step} of ${e.steps} ${by}: step ${e.step + 1} next`);
+        break;
+      }
+      case 'guard-tripped': {
+        const who = e.source === 'guard' ? 'the guard' : `its step's bake`;
+        const then = e.rollback ? 'rolling it back (guard.rollback)' : 'counted as failed, left as it is (guard.rollback is off)';
+        this.line(`${t}${chalk.red(`${e.source === 'guard' ? 'guard' : 'bake'} tripped`)}: ${chalk.bold(e.server)} turned unhealthy after it passed verify (${who} re-checked it): ${visibleLine(e.output)}; ${then}`);
+        break;
+      }
+      case 'guard-check':
+        if (e.unhealthy.length > 0) this.line(`${t}${chalk.yellow('guard')}: unhealthy: ${someNames(e.unhealthy)} (${e.healthy} healthy)`);
+        else if (this.o.verbose) this.line(`${t}  guard: ${e.healthy} healthy`);
+        break;
       case 'window-waiting':
         this.line(`${t}${chalk.yellow('waiting')} ${visibleLine(e.message)}, in ${formatElapsed(e.waitMs)}; Ctrl-C pauses the update instead`);
         break;
@@ -283,7 +312,8 @@ export class Reporter {
         const diagnosed = this.diagnosed.get(e.update);
         this.diagnosed.delete(e.update);
         if (diagnosed) for (const l of diagnosticsLines(e.update, [...diagnosed.values()])) this.line(`${t}${l}`);
-        if (advice.resumeHint) this.line(advice.resumeHint);
+        // a line each (plain lines each start with their timestamp)
+        if (advice.resumeHint) for (const l of advice.resumeHint.split('\n')) this.line(l);
         break;
       }
     }

@@ -3,6 +3,7 @@ import { systemLiveness } from '../liveness.js';
 import type { ReportStore } from '../store/port.js';
 import type { PathStop, ServerRecord, UpdateRecord } from '../model/records.js';
 import { hopOf } from '../model/hops.js';
+import { serversByStep, stepProgress, stepsOf } from '../model/steps.js';
 import { allowedFailures, budgetOf, describeBudget } from '../rollout/decide.js';
 import type { VersionClass } from '../config/types.js';
 import { classCounts } from '../plan/versions.js';
@@ -43,6 +44,61 @@ export interface UpdateJson {
   undoOf: string | null;
   /** extension: who planned it (`user@host`); null for updates planned before it was recorded */
   createdBy: string | null;
+  /**
+   * extension, issue 24: execution.steps as this update takes them (the step it is in, the plan of
+   * its steps and which servers fall in each); null without steps. Absent in `status --json`
+   * without a name (it needs the servers)
+   */
+  steps?: StepsJson | null;
+  /** extension: the step whose servers bake now, and the bake time left at its last re-check; null when none bakes */
+  bake: { step: number; leftMs: number } | null;
+  /** extension: the guard's last round over the servers that passed (when, and what it found); null before its first */
+  guard: { checkedAt: string; summary: string } | null;
+}
+
+export interface StepsJson {
+  /** the step the update is in (1-based): the first not let go yet; the last once every one is */
+  current: number;
+  /** how many steps */
+  total: number;
+  /** how many of the servers the steps divide the current step takes the update to */
+  through: number;
+  /** how many servers the steps divide (those the update works on in its turns) */
+  servers: number;
+  /** how many of those are done */
+  done: number;
+  plan: StepJson[];
+}
+
+export interface StepJson {
+  step: number;
+  /** cumulative: how many servers are done at its end */
+  through: number;
+  /** its bake (0: none; the last step never bakes) */
+  bakeMs: number;
+  /** it waits for `resume` after it (and its bake) */
+  pauseAfter: boolean;
+  /** its servers: those done in the order their turns came, then the pending ones in plan order */
+  servers: string[];
+}
+
+/** The steps of an update (execution.steps) over its servers, or null when it has none. */
+export function stepsJson(u: UpdateRecord, servers: readonly ServerRecord[]): StepsJson | null {
+  const steps = u.settings.execution?.steps;
+  if (!steps || steps.length === 0) return null;
+  const { total, done } = stepProgress(servers);
+  const plan = stepsOf(steps, total);
+  if (plan.length === 0) return null;
+  const current = Math.min(u.stepsPromoted + 1, plan.length);
+  const names = serversByStep(servers, plan);
+  return {
+    current,
+    total: plan.length,
+    through: plan[current - 1]!.through,
+    servers: total,
+    done,
+    plan: plan.map((p, i) => ({ step: p.index, through: p.through, bakeMs: p.bakeMs, pauseAfter: p.pauseAfter, servers: names[i]!.map((s) => s.name) })),
+  };
 }
 
 export interface VersionsJson {
@@ -159,6 +215,10 @@ function documentOf(
     retryOf: u.retryOf ?? null,
     undoOf: u.undoOf ?? null,
     createdBy: u.createdBy ?? null,
+    ...(servers === null ? {} : { steps: stepsJson(u, servers) }),
+    // what a bake left behind in an update that was cancelled meanwhile is not a bake any more
+    bake: u.status === 'running' || u.status === 'paused' ? (u.bake ?? null) : null,
+    guard: u.guard ?? null,
   };
 }
 

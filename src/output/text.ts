@@ -1,6 +1,6 @@
 import chalk from 'chalk';
 import type { EventRecord, ServerRecord, JournalEntry, UpdateRecord } from '../model/records.js';
-import { budgetJson, countsOf, versionsJson } from './status-json.js';
+import { budgetJson, countsOf, stepsJson, versionsJson, type StepJson } from './status-json.js';
 import { holderIsDead, quietFor } from '../rollout/lease.js';
 import { systemLiveness } from '../liveness.js';
 import { finalTarget, hopOf } from '../model/hops.js';
@@ -8,11 +8,13 @@ import { plural } from '../util/plural.js';
 import { suggest } from '../util/suggest.js';
 import { visibleLine, visibleText } from './visible.js';
 import type { PlanChanges, RunningCommit } from '../plan/changes.js';
-import { PREVIOUS_MARK, type CommandGroup, type ShownCommand, type ShownCommands, type ShownHook } from '../plan/commands.js';
+import { PREVIOUS_MARK, type CommandGroup, type HealthRecheck, type ShownCommand, type ShownCommands, type ShownGuard, type ShownHook, type ShownSteps } from '../plan/commands.js';
 import { formatDuration } from '../util/duration.js';
 import { describeOpening, describeWindow, windowState } from '../config/window.js';
 import { ACTIVE_UPDATE } from '../model/lifecycle.js';
 import type { HistoryEntry, HistoryJson } from '../rollout/history.js';
+import type { GuardConfig } from '../config/types.js';
+import { formatElapsed, formatEta } from './live.js';
 
 const STATUS_COLOUR: Record<string, (s: string) => string> = {
   success: chalk.green,
@@ -113,6 +115,91 @@ export function windowLines(u: UpdateRecord, now: Date = new Date()): string[] {
   return [`${line} (open now${s.closesAt ? `, until ${describeOpening(s.closesAt, w)}` : ''})`];
 }
 
+/** A column of lines under a label (`  steps    `). */
+const LABEL_PAD = '           ';
+
+/**
+ * The progressive-delivery lines of `status` (issue 24), for an update with execution.steps or
+ * a guard: the step it is in (`step 2 of 4 (up to 3 of 12 servers)`) and where the steps end, its
+ * bake (`baking step 2: 4m12s left`, at the last re-check; paused with the time kept; waiting for
+ * `resume` after pause_after_step), and the guard's last round.
+ */
+export function deliveryLines(u: UpdateRecord, servers: readonly ServerRecord[], now: Date = new Date()): string[] {
+  const lines: string[] = [];
+  const active = u.status === 'running' || u.status === 'paused';
+  const steps = stepsJson(u, servers);
+  if (steps) {
+    lines.push(
+      `  steps    step ${steps.current} of ${steps.total} (up to ${steps.through} of ${plural(steps.servers, 'server')}), ${steps.done} done; ` +
+        `the steps end at ${steps.plan.map((p) => p.through).join(', ')}`,
+    );
+  }
+  const bake = active ? u.bake : null;
+  if (bake) {
+    const of = steps?.plan[bake.step - 1];
+    const full = of && of.bakeMs > 0 ? ` (of ${formatDuration(of.bakeMs)})` : '';
+    // baked, waiting for resume (pause_after_step); a run that goes on from it lets the step go at once
+    if (bake.leftMs <= 0) {
+      if (u.status === 'paused') lines.push(chalk.yellow(`${LABEL_PAD}step ${bake.step} ${full ? 'baked' : 'done'}: it waits for \`${suggest(`resume ${u.name}`)}\` (pause_after_step)`));
+    } else if (u.status === 'paused') lines.push(chalk.yellow(`${LABEL_PAD}step ${bake.step}'s bake paused with ${formatEta(bake.leftMs)} left${full}: resume bakes the rest`));
+    else lines.push(`${LABEL_PAD}baking step ${bake.step}: ${formatEta(bake.leftMs)} left${full}`);
+  }
+  const g = u.settings.execution?.guard ?? null;
+  const config = g ? `every ${formatDuration(g.intervalMs)}, rollback ${g.rollback ? 'on' : 'off'}` : '';
+  if (u.guard) {
+    const at = Date.parse(u.guard.checkedAt);
+    const when = active && Number.isFinite(at) ? `${u.guard.checkedAt.slice(11, 19)}Z (${formatElapsed(now.getTime() - at)} ago)` : u.guard.checkedAt;
+    const summary = visibleLine(u.guard.summary);
+    const line = `  guard    last round ${when}: ${/unhealthy|not reached/.test(summary) ? chalk.yellow(summary) : summary}${config ? `; ${config}` : ''}`;
+    lines.push(line);
+  } else if (g && active) {
+    lines.push(`  guard    ${config}: no round yet`);
+  }
+  return lines;
+}
+
+/** What the guard does, in words (plan, plan --show-commands). */
+export function guardWords(g: Pick<GuardConfig, 'intervalMs' | 'rollback' | 'afterFinishMs'>): string {
+  return (
+    `while the update runs, every server that passed is re-checked with the health command every ${formatDuration(g.intervalMs)}` +
+    (g.afterFinishMs > 0 ? `, and for ${formatDuration(g.afterFinishMs)} after the last server (after_finish)` : '') +
+    `; one found unhealthy pauses the update and ${g.rollback ? 'is rolled back and verified (guard.rollback)' : 'counts as failed, left as it is (guard.rollback is off)'}`
+  );
+}
+
+/** A step's bake and pause, in words. */
+function stepNote(p: Pick<StepJson, 'bakeMs' | 'pauseAfter'>, last: boolean, intervalMs: number): string {
+  if (last) return 'the last: the update ends with it';
+  const then: string[] = [];
+  if (p.bakeMs > 0) then.push(`bakes ${formatDuration(p.bakeMs)} (its servers re-checked every ${formatDuration(intervalMs)})`);
+  if (p.pauseAfter) then.push(`waits for resume (pause_after)`);
+  return then.length === 0 ? 'then the next step at once' : `then ${then.join(', then ')}`;
+}
+
+/** A row per step: `step 1 (up to 1 of 6)  s1  then bakes 1m …`, each line after `pad`. */
+export function stepRows(plan: readonly StepJson[], servers: number, intervalMs: number, pad: string): string[] {
+  const rows = plan.map((p, i) => [`step ${p.step} (up to ${p.through} of ${servers})`, someNames(p.servers), stepNote(p, i === plan.length - 1, intervalMs)]);
+  return table(rows)
+    .split('\n')
+    .map((l) => pad + l);
+}
+
+/**
+ * The steps a new plan will take and its guard, for `plan`: which servers fall in which step (in
+ * the order they will be taken), each step's bake and pause; nothing without steps or a guard.
+ */
+export function plannedDeliveryLines(u: UpdateRecord, servers: readonly ServerRecord[]): string[] {
+  const lines: string[] = [];
+  const steps = stepsJson(u, servers);
+  if (steps) {
+    lines.push(`  steps    ${plural(steps.total, 'step')} over ${plural(steps.servers, 'server')} (execution.steps), in the order they will be taken:`);
+    lines.push(...stepRows(steps.plan, steps.servers, u.settings.agent.health.intervalMs, LABEL_PAD));
+  }
+  const g = u.settings.execution?.guard;
+  if (g) lines.push(`  guard    ${guardWords(g)}`);
+  return lines;
+}
+
 export function updateText(u: UpdateRecord, servers: readonly ServerRecord[], budget?: { used: number; total: number; updates: string[] }): string {
   const lines = [
     `${chalk.bold(u.name)}  ${colourStatus(u.status)}${u.pauseRequestedAt && u.status === 'running' ? chalk.yellow(` (pause requested${u.pauseRequestedBy ? ` by ${visibleLine(u.pauseRequestedBy)}` : ''})`) : ''}`,
@@ -139,6 +226,7 @@ export function updateText(u: UpdateRecord, servers: readonly ServerRecord[], bu
   }
   if (u.reason) lines.push(`  reason   ${visibleLine(u.reason)}`);
   lines.push(...windowLines(u));
+  lines.push(...deliveryLines(u, servers));
   const b = budgetJson(u, budget);
   if (b) {
     const shared = b.updates.length > 1 ? `, shared by ${b.updates.join(', ')}` : '';
@@ -245,7 +333,7 @@ function elapsed(a: string, b: string): string {
 
 
 /** Server names for one line: the first five, then how many in all. */
-function someNames(names: readonly string[]): string {
+export function someNames(names: readonly string[]): string {
   return names.length <= 5 ? names.join(', ') : `${names.slice(0, 5).join(', ')}, … (${names.length} servers)`;
 }
 
@@ -328,7 +416,7 @@ export function planText(u: UpdateRecord, servers: readonly ServerRecord[], chan
     lines.push(b.exceeded ? chalk.red(`${line}: spent`) : line);
   }
   lines.push(...versionLines(u, servers));
-  lines.push(`  ${countsLine(servers)}`, ...changesLines(changes, u.repo), '');
+  lines.push(`  ${countsLine(servers)}`, ...changesLines(changes, u.repo), ...plannedDeliveryLines(u, servers), '');
   const relation = new Map(changes.running.map((r) => [r.commit, r]));
   const version = versionCell(servers);
   const rows = [['SERVER', 'HOST', 'TYPE', ...(version ? ['VERSION'] : []), 'STATUS', 'FROM → TO', 'DETAIL'].map((h) => chalk.bold(h))];
@@ -431,8 +519,37 @@ export function commandsText(doc: ShownCommands): string {
   }
   if (doc.groups.length === 0) lines.push(`no server of ${doc.update} is left to run: nothing will be sent`);
   for (const g of doc.groups) lines.push('', ...groupText(g, doc, total));
+  if (doc.steps || doc.guard || doc.healthRechecks) lines.push('', ...deliveryText(doc.steps, doc.guard, doc.healthRechecks ?? [], doc.health, total));
   if (doc.hooks) lines.push('', ...hooksText(doc.hooks));
   return lines.join('\n');
+}
+
+/**
+ * The steps, the guard and the re-check they send (plan --show-commands): which servers fall in
+ * which step, each step's bake and pause, what the guard does, and the health command a server
+ * that passed is re-checked with, exactly as sent.
+ */
+function deliveryText(steps: ShownSteps | undefined, guard: ShownGuard | undefined, rechecks: readonly HealthRecheck[], health: ShownCommands['health'], total: number): string[] {
+  const lines: string[] = [];
+  if (steps) {
+    lines.push(chalk.bold(`steps (execution.steps): ${plural(steps.plan.length, 'step')} over ${plural(steps.servers, 'server')}, in the order they will be taken:`));
+    lines.push(...stepRows(steps.plan, steps.servers, steps.intervalMs, '  '));
+  }
+  if (guard) lines.push(chalk.bold('guard (execution.guard):') + ` ${guardWords(guard)}; ${guard.concurrency} servers at a time, over connections of their own`);
+  const who: string[] = [];
+  if (guard) who.push(`the guard, every ${formatDuration(guard.intervalMs)}`);
+  if (steps?.plan.some((p) => p.bakeMs > 0)) who.push(`a step's bake, every ${formatDuration(steps.intervalMs)} while it bakes`);
+  for (const r of rechecks) {
+    const whom = r.servers.length === total ? (total === 1 ? 'the server' : `all ${total} servers`) : plural(r.servers.length, 'server');
+    lines.push(chalk.bold(`the health re-check of a server that passed (${who.join('; ')}), for ${whom}: ${someNames(r.servers)}`));
+    const note = r.command === null ? '' : `its output must contain ${JSON.stringify(r.expect)}; failing twice in a row (${formatDuration(health.intervalMs)} apart) it counts as unhealthy`;
+    const cmd = r.command === null ? [chalk.red(`(${visibleLine(r.error ?? 'not run')})`)] : visibleText(r.command).split('\n');
+    const label = `  ${'health re-check'.padEnd(17)}`;
+    const out = cmd.map((l, i) => (i === 0 ? label : ' '.repeat(label.length)) + l);
+    if (note) out[out.length - 1] += chalk.dim(`    # ${visibleLine(note)}`);
+    lines.push(...out);
+  }
+  return lines;
 }
 
 /** The hooks of `plan --show-commands`: what each runs or calls, on which events. */

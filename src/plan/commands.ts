@@ -9,8 +9,10 @@ import type { RolloutSettings } from '../config/types.js';
 import { expandCommand, expandText, type PlaceholderValues } from '../util/shell.js';
 import { phaseValues, rollbackTarget } from '../rollout/phases.js';
 import { hookTarget } from '../rollout/hooks.js';
+import { GUARD_CONCURRENCY } from '../rollout/guard.js';
 import type { PathStop } from '../model/records.js';
-import type { JournalPhase } from '../model/lifecycle.js';
+import type { JournalPhase, ServerStatus } from '../model/lifecycle.js';
+import { serversByStep, stepProgress, stepsOf } from '../model/steps.js';
 
 /**
  * The journal phase a shown command will be recorded in (its JSON field is named `step`, as
@@ -51,6 +53,38 @@ export interface CommandGroup {
   commands: ShownCommand[];
 }
 
+/**
+ * The health check of servers that passed, as the guard and their step's bake re-check them
+ * (rollout/passed-check.ts): agent.health with the values of its verify, a server's final target
+ * as `{commit}` and the commit it had before the update as `{previous_commit}`; null `command`
+ * when it cannot be expanded (`error`: the re-check counts the server unhealthy).
+ */
+export interface HealthRecheck {
+  /** the servers it is exactly this for, in plan order */
+  servers: string[];
+  command: string | null;
+  expect: string | null;
+  error?: string;
+}
+
+/** execution.steps as `plan --show-commands` shows them: each step's size, bake, pause and servers. */
+export interface ShownSteps {
+  /** how many servers the steps divide */
+  servers: number;
+  /** how often a bake re-checks its step's servers (agent.health.interval) */
+  intervalMs: number;
+  plan: Array<{ step: number; through: number; bakeMs: number; pauseAfter: boolean; servers: string[] }>;
+}
+
+/** execution.guard as `plan --show-commands` shows it (its command: each group's passedCheck). */
+export interface ShownGuard {
+  intervalMs: number;
+  rollback: boolean;
+  afterFinishMs: number;
+  /** how many servers a round re-checks at once */
+  concurrency: number;
+}
+
 export interface ShownCommands {
   /** the update they are read from, or null (from a config: nothing probed, nothing recorded) */
   update: string | null;
@@ -71,6 +105,20 @@ export interface ShownCommands {
   groups: CommandGroup[];
   /** the plan's hooks (run on the machine running agent-update, not on the servers); absent when none */
   hooks?: ShownHook[];
+  /** execution.steps, when the plan has them (and a server to divide) */
+  steps?: ShownSteps;
+  /** execution.guard, when it is on */
+  guard?: ShownGuard;
+  /** the re-check of a server that passed (the guard's, a bake's), grouped as `groups`; absent when neither runs */
+  healthRechecks?: HealthRecheck[];
+}
+
+/** A server as the steps count it (model/steps.ts): what `showCommands` needs to divide the servers into steps. */
+export interface StepCounted {
+  name: string;
+  status: ServerStatus;
+  startedAt: string | null;
+  position: number;
 }
 
 /** A hook as `plan --show-commands` shows it: a url by its scheme and host only (rollout/hooks.ts hookTarget). */
@@ -148,6 +196,27 @@ export function serverCommands(settings: RolloutSettings, target: string, from: 
 }
 
 /**
+ * The health check of a server that passed (the guard's, a bake's: rollout/passed-check.ts), as
+ * it will be sent: agent.health with the values of its verify, `target` its final target and
+ * `from` the commit it had before the update (or 'unknown': shown as PREVIOUS_MARK).
+ */
+export function passedCheck(settings: RolloutSettings, target: string, from: string | null | 'unknown'): Omit<HealthRecheck, 'servers'> {
+  const shown = (s: string) => (from === 'unknown' ? s.split(SENTINEL).join(PREVIOUS_MARK) : s);
+  const values = phaseValues(settings, 'verify', { target, from: from === 'unknown' ? SENTINEL : from })!;
+  try {
+    return { command: shown(expandCommand(settings.agent.health.command, values)), expect: shown(expandText(settings.agent.health.expect, values)) };
+  } catch (e) {
+    return { command: null, expect: null, error: `health command not run: ${shown((e as Error).message)}` };
+  }
+}
+
+/** Whether servers that passed are re-checked at all: the guard is on, or a step bakes. */
+function rechecked(settings: RolloutSettings): boolean {
+  const ex = settings.execution;
+  return Boolean(ex?.guard) || (ex?.steps ?? []).some((st) => st.bakeMs > 0);
+}
+
+/**
  * The commands of a server walking stepping stones: each hop's, in order, the re-check (and the
  * prepare) once before the first; a hop's rollback goes back to the commit before it.
  */
@@ -173,6 +242,7 @@ export function showCommands(
   settings: RolloutSettings,
   target: string,
   servers: ReadonlyArray<{ name: string; fromCommit: string | null | 'unknown'; path?: readonly PathStop[] | null }>,
+  stepsOver?: readonly StepCounted[],
 ): ShownCommands {
   const groups = new Map<string, CommandGroup>();
   for (const s of servers) {
@@ -181,6 +251,16 @@ export function showCommands(
     const g = groups.get(key);
     if (g) g.servers.push(s.name);
     else groups.set(key, { servers: [s.name], fromCommit: s.fromCommit === 'unknown' ? null : s.fromCommit, commands });
+  }
+  const rechecks = new Map<string, HealthRecheck>();
+  if (rechecked(settings)) {
+    for (const s of servers) {
+      const check = passedCheck(settings, s.path?.at(-1)?.commit ?? target, s.fromCommit);
+      const key = JSON.stringify(check);
+      const r = rechecks.get(key);
+      if (r) r.servers.push(s.name);
+      else rechecks.set(key, { servers: [s.name], ...check });
+    }
   }
   // a group's commit is named only when all its servers are at it
   const commitOf = new Map(servers.map((s) => [s.name, s.fromCommit]));
@@ -206,5 +286,27 @@ export function showCommands(
     ...(settings.hooks?.length
       ? { hooks: settings.hooks.map((h, hook) => ({ hook, target: hookTarget(h), events: h.events, timeoutMs: h.timeoutMs, required: h.required })) }
       : {}),
+    ...shownSteps(settings, stepsOver ?? servers.map((s, position) => ({ name: s.name, status: 'pending' as const, startedAt: null, position }))),
+    ...(settings.execution?.guard
+      ? { guard: { intervalMs: settings.execution.guard.intervalMs, rollback: settings.execution.guard.rollback, afterFinishMs: settings.execution.guard.afterFinishMs, concurrency: GUARD_CONCURRENCY } }
+      : {}),
+    ...(rechecks.size > 0 ? { healthRechecks: [...rechecks.values()] } : {}),
+  };
+}
+
+/** The steps over `servers` (all of the update's, or those given as pending, in plan order); nothing without execution.steps. */
+function shownSteps(settings: RolloutSettings, servers: readonly StepCounted[]): { steps?: ShownSteps } {
+  const steps = settings.execution?.steps;
+  if (!steps || steps.length === 0) return {};
+  const { total } = stepProgress(servers);
+  const plan = stepsOf(steps, total);
+  if (plan.length === 0) return {};
+  const names = serversByStep(servers, plan);
+  return {
+    steps: {
+      servers: total,
+      intervalMs: settings.agent.health.intervalMs,
+      plan: plan.map((p, i) => ({ step: p.index, through: p.through, bakeMs: p.bakeMs, pauseAfter: p.pauseAfter, servers: names[i]!.map((s) => s.name) })),
+    },
   };
 }

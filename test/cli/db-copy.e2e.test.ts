@@ -11,38 +11,31 @@ import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import pg from 'pg';
 import { processStartTime } from '../../src/liveness.js';
 import { currentCommit } from '../../src/sim/agent.js';
 import { cli, planned, sharedFleet, spawnCli, type CliResult } from '../helpers/cli.js';
 import { contents, waitForStore, withStore } from '../helpers/db.js';
 import { heldInVerify, openGate } from '../helpers/gates.js';
-import { postgresSkip, startPostgres, type PgServer } from '../helpers/postgres.js';
+import { postgresForFile } from '../helpers/postgres.js';
 import { tempDirFor } from '../helpers/tmp.js';
 import { newUpdate } from '../store/contract.js';
 
 const fleetFor = sharedFleet({ servers: 2 });
-const skip = postgresSkip();
-let server: PgServer | undefined;
+const { skip, postgres } = postgresForFile();
 
-before(async () => {
-  if (!skip) server = await startPostgres();
-});
-after(async () => {
-  await server?.stop();
-});
 
 /** The test server's URL for `schema`, with a password (trust authentication takes any) that must never be printed. */
 function pgUrl(schema: string, password = 's3cret-pw'): string {
-  const u = new URL(server!.url);
+  const u = new URL(postgres().url);
   u.password = password;
   u.searchParams.set('schema', schema);
   return u.toString();
 }
 
 async function schemaExists(schema: string): Promise<boolean> {
-  const c = new pg.Client({ connectionString: server!.url });
+  const c = new pg.Client({ connectionString: postgres().url });
   await c.connect();
   try {
     return (await c.query('SELECT 1 FROM information_schema.schemata WHERE schema_name = $1', [schema])).rowCount === 1;
@@ -102,7 +95,7 @@ test('a real rollout copied SQLite → PostgreSQL → SQLite: status, logs and h
     const sum = (k: 'servers' | 'journal' | 'events') => per.reduce((n, p) => n + p[k], 0);
     return { updates: updates.length, servers: sum('servers'), journal: sum('journal'), events: sum('events') };
   });
-  assert.deepEqual(report, { from: db, to: `${server!.url} (schema team_a)`, dbId, ...expected, autoRuns: 0 });
+  assert.deepEqual(report, { from: db, to: `${postgres().url} (schema team_a)`, dbId, ...expected, autoRuns: 0 });
   assert.ok(expected.journal > 10 && expected.events > 10, JSON.stringify(expected));
 
   const commands = [['status'], ['status', 'u1'], ['status', 'u2'], ['status', 'u3'], ['logs', 'u1'], ['logs', 'u2'], ['logs', 'u3'], ['history']];

@@ -17,6 +17,7 @@ import { spawnSync } from 'node:child_process';
 import { chownSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
+import { after, before } from 'node:test';
 import pg from 'pg';
 import { testTmpRoot } from './tmp.js';
 
@@ -188,4 +189,26 @@ export async function startPostgres(database = 'agent_update_test', opts: { logi
       stop,
     };
   }
+}
+
+/**
+ * One PostgreSQL server for the tests of one file: started before its first test (unless they are
+ * skipped: `skip` is postgresSkip()'s), stopped after its last. `postgres()` is the server, inside a test.
+ */
+export function postgresForFile(): { skip: string | false; postgres: () => PgServer } {
+  const skip = postgresSkip();
+  let server: PgServer | undefined;
+  before(async () => {
+    if (!skip) server = await startPostgres();
+  });
+  after(async () => {
+    await server?.stop();
+  });
+  return {
+    skip,
+    postgres: () => {
+      if (!server) throw new Error('no PostgreSQL server for this test file (it should have been skipped)');
+      return server;
+    },
+  };
 }

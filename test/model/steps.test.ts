@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { DeliveryStep } from '../../src/config/types.js';
 import type { ServerStatus } from '../../src/model/lifecycle.js';
-import { serversOfStep, stepProgress, stepsOf } from '../../src/model/steps.js';
+import { serversByStep, serversOfStep, stepProgress, stepsOf } from '../../src/model/steps.js';
 import { decide } from '../../src/rollout/decide.js';
 import { serverRecord, updateRecord } from '../support/records.js';
 
@@ -50,4 +50,25 @@ test('decide: a step whose servers are done ends (bake, pause or go on) before t
   assert.equal(decide(u, servers('pending', 'pending', 'pending')).kind, 'run', 'the first step runs');
   assert.equal(decide({ ...u, stepsPromoted: 1 }, servers('success', 'success', 'success')).kind, 'finish', 'the last step ends the update');
   assert.equal(decide({ ...u, pauseRequestedAt: 'x' }, s).kind, 'pause', 'a pause asked comes first');
+  // test mode (--stop-after) composes: its pause comes first, and the step ends on the resume
+  const canary = decide({ ...u, stopAtWorked: 1, stopFromWorked: 0 }, s);
+  assert.equal(canary.kind === 'pause' && canary.reason, 'test mode: 1 server finished');
+  assert.equal(decide({ ...u, stopAtWorked: 2, stopFromWorked: 0 }, s).kind, 'step-end', 'a test-mode limit beyond the step: the step ends first');
+  // a batch of a split counts its steps over its own servers: the same rule on the batch's records
+  assert.equal(decide(u, servers('success', 'pending')).kind, 'step-end');
+});
+
+test('serversByStep: the servers whose turn came, in that order (not the order they ended), then the pending ones in plan order', () => {
+  const plan = stepsOf([step({ count: 1 }), step({ count: 3 })], 5);
+  const at = (i: number) => `2026-01-01T00:00:0${i}Z`;
+  const s = [
+    // s1's turn came second, s3's first; s1 ended last (a guard's trip long after)
+    serverRecord(0, { status: 'failed', startedAt: at(2), endedAt: at(9) }),
+    serverRecord(1, { status: 'pending' }),
+    serverRecord(2, { status: 'success', startedAt: at(1), endedAt: at(1) }),
+    serverRecord(3, { status: 'skipped', startedAt: null }), // left alone by the plan: in no step
+    serverRecord(4, { status: 'running', startedAt: at(3) }),
+    serverRecord(5, { status: 'pending' }),
+  ];
+  assert.deepEqual(serversByStep(s, plan).map((x) => x.map((y) => y.name)), [['s3'], ['s1', 's5'], ['s2', 's6']]);
 });

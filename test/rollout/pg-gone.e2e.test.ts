@@ -11,26 +11,19 @@
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import { agentCommands, currentCommit, readDeployCount } from '../../src/sim/agent.js';
 import { statusDocument } from '../../src/output/status-json.js';
 import { PgStore } from '../../src/store/postgres/store.js';
 import type { JournalEntry } from '../../src/model/records.js';
 import { cli, planned, printed, sharedFleet, spawnCli } from '../helpers/cli.js';
 import { openGate, waitGate } from '../helpers/gates.js';
-import { postgresSkip, startPostgres, type PgServer } from '../helpers/postgres.js';
+import { postgresForFile } from '../helpers/postgres.js';
 import type { Fleet } from '../fleet/fleet.js';
 
 const fleetFor = sharedFleet({ servers: 3 });
-const skip = postgresSkip();
-let server: PgServer | undefined;
+const { skip, postgres } = postgresForFile();
 
-before(async () => {
-  if (!skip) server = await startPostgres();
-});
-after(async () => {
-  await server?.stop();
-});
 
 /**
  * The agent's commands, each logged on the server first; s2 is held in verify by a health check
@@ -106,13 +99,13 @@ async function s2HeldInVerify(db: string, name: string): Promise<void> {
 test('the database restarted while a server is in verify, back within the bound: the executor waits, then finishes; the journal is complete', { skip }, async (t) => {
   const fleet = await fleetFor(t, { servers: 3 });
   if (!fleet) return;
-  const db = `${server!.url}?schema=gone_back`;
+  const db = `${postgres().url}?schema=gone_back`;
   const { name } = await planned(fleet, loggedConfig(), 'u1', db);
   openGate(fleet, 'online', ['s1', 's3']);
   const run = spawnCli(['start', name], { db, env: { AGENT_UPDATE_DB_RETRY: '60' } });
   const unreachable = printed(run, 'stderr', /plan database .* unreachable \(.*\): nothing is sent to a server until it answers; retrying for up to 1m/);
   await s2HeldInVerify(db, name);
-  await server!.stopServer();
+  await postgres().stopServer();
   let up = false;
   try {
     // s2's health check ends while the database is down: its result cannot be recorded yet
@@ -120,14 +113,14 @@ test('the database restarted while a server is in verify, back within the bound:
     await unreachable;
     assert.equal(run.exitCode, null, 'still running, waiting for the database');
     const s3Before = ranOn(fleet, 's3').length;
-    await server!.startServer();
+    await postgres().startServer();
     up = true;
     const r = await run;
     assert.equal(r.exitCode, 0, String(r.stdout) + String(r.stderr));
     assert.match(String(r.stderr), /plan database postgres:\/\/postgres@127\.0\.0\.1:\d+\/agent_update_test \(schema gone_back\) reachable again after [\d.]+m?s; going on/);
     assert.ok(ranOn(fleet, 's3').length > s3Before, 's3 was worked on only once the database was back');
   } finally {
-    if (!up) await server!.startServer();
+    if (!up) await postgres().startServer();
   }
   await withPg(db, async (store) => {
     const doc = await statusDocument(store, name);
@@ -146,13 +139,13 @@ test('the database restarted while a server is in verify, back within the bound:
 test('the database gone for longer than the bound: start stops with exit 1 saying what to run, nothing ran unrecorded; once it is back, start takes over and finishes', { skip }, async (t) => {
   const fleet = await fleetFor(t, { servers: 3 });
   if (!fleet) return;
-  const db = `${server!.url}?schema=gone_long`;
+  const db = `${postgres().url}?schema=gone_long`;
   const { name } = await planned(fleet, loggedConfig(), 'u1', db);
   openGate(fleet, 'online', ['s1', 's3']);
   const run = spawnCli(['start', name, '--json'], { db, env: { AGENT_UPDATE_DB_RETRY: '2' } });
   await s2HeldInVerify(db, name);
   const s1Ran = ranOn(fleet, 's1');
-  await server!.stopServer();
+  await postgres().stopServer();
   let r: Awaited<typeof run>;
   let s2Ran: string[];
   try {
@@ -160,7 +153,7 @@ test('the database gone for longer than the bound: start stops with exit 1 sayin
     r = await run;
     s2Ran = ranOn(fleet, 's2');
   } finally {
-    await server!.startServer();
+    await postgres().startServer();
   }
   const stderr = String(r.stderr);
   assert.equal(r.exitCode, 1, String(r.stdout) + stderr);

@@ -7,7 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { after, before, test, type TestContext } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import pg from 'pg';
 import { UsageError } from '../../src/errors.js';
 import { statusDocument } from '../../src/output/status-json.js';
@@ -18,20 +18,13 @@ import type { ReportStore, Store } from '../../src/store/port.js';
 import { PgStore } from '../../src/store/postgres/store.js';
 import { SqliteStore } from '../../src/store/sqlite/store.js';
 import { withSqliteFile } from '../helpers/db.js';
-import { postgresSkip, startPostgres, type PgServer } from '../helpers/postgres.js';
+import { postgresForFile } from '../helpers/postgres.js';
 import { tempDirFor } from '../helpers/tmp.js';
 import { newUpdate, steppingClock } from './contract.js';
 
-const skip = postgresSkip();
-let server: PgServer | undefined;
+const { skip, postgres: pgServer } = postgresForFile();
 let schemas = 0;
 
-before(async () => {
-  if (!skip) server = await startPostgres();
-});
-after(async () => {
-  await server?.stop();
-});
 
 /** Times long past: every lease and auto claim of the plan is a dead holder's (another host, no heartbeat for years). */
 const clock = () => steppingClock(Date.parse('2024-05-01T08:00:00.000Z'));
@@ -43,7 +36,7 @@ function sqlite(t: TestContext, name = 'plan.db'): SqliteStore {
 }
 
 async function postgres(t: TestContext, schema = `copy_${++schemas}`): Promise<PgStore> {
-  const store = await PgStore.open(server!.url, { clock: clock(), schema });
+  const store = await PgStore.open(pgServer().url, { clock: clock(), schema });
   t.after(() => store.close());
   return store;
 }
@@ -201,7 +194,7 @@ test('SQLite → PostgreSQL → SQLite: every record the same through the port, 
   assert.deepEqual(await view(p), expected, 'PostgreSQL reads as the SQLite original');
   assert.deepEqual(await view(b), expected, 'the SQLite copy of the copy reads as the original');
   // a process that opens the copy later sees the same identity (the locks on servers name it)
-  const again = await PgStore.open(server!.url, { clock: clock(), schema: pgSchema });
+  const again = await PgStore.open(pgServer().url, { clock: clock(), schema: pgSchema });
   t.after(() => again.close());
   assert.equal(again.dbId, a.dbId);
   assert.deepEqual(await view(again), expected);
@@ -269,7 +262,7 @@ test('the columns copied are every column of every table of both schemas', { ski
   );
   const schema = `copy_${++schemas}`;
   await postgres(t, schema);
-  const c = new pg.Client({ connectionString: server!.url });
+  const c = new pg.Client({ connectionString: pgServer().url });
   await c.connect();
   t.after(() => c.end());
   const pgColumns: Record<string, string[]> = {};

@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { createServer, connect, type AddressInfo, type Socket } from 'node:net';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import { promisify } from 'node:util';
 import pg from 'pg';
 import { StoreError, UsageError } from '../../src/errors.js';
@@ -17,24 +17,17 @@ import type { DbNotice } from '../../src/store/postgres/retry.js';
 import { PgStore } from '../../src/store/postgres/store.js';
 import { cli, ROOT } from '../helpers/cli.js';
 import { until } from '../helpers/db.js';
-import { postgresSkip, startPostgres, type PgServer } from '../helpers/postgres.js';
+import { postgresForFile } from '../helpers/postgres.js';
 import { newUpdate } from './contract.js';
 
-const skip = postgresSkip();
-let server: PgServer | undefined;
+const { skip, postgres } = postgresForFile();
 
-before(async () => {
-  if (!skip) server = await startPostgres();
-});
-after(async () => {
-  await server?.stop();
-});
 
 const clock = { now: () => new Date() };
 
 /** A client of the test's own (not the store's), for what the port cannot do. */
 async function admin<T>(f: (c: pg.Client) => Promise<T>): Promise<T> {
-  const c = new pg.Client({ connectionString: server!.url });
+  const c = new pg.Client({ connectionString: postgres().url });
   await c.connect();
   try {
     return await f(c);
@@ -55,7 +48,7 @@ function terminate(state?: string): Promise<number> {
 }
 
 test('a connection ended by the server between calls is replaced unseen; a transaction that lost its own before its COMMIT runs again, committed once', { skip }, async (t) => {
-  const store = await PgStore.open(server!.url, { clock, schema: 'gone_terminated' });
+  const store = await PgStore.open(postgres().url, { clock, schema: 'gone_terminated' });
   t.after(() => store.close());
   await store.createUpdate(newUpdate('a', 2));
   // several connections in the pool, all idle
@@ -84,10 +77,10 @@ test('a connection ended by the server between calls is replaced unseen; a trans
 
 test('a database gone for longer than the bound: the call gives up with StoreError naming it, the next at once; back again, calls work and it is said', { skip }, async (t) => {
   const notices: DbNotice[] = [];
-  const store = await PgStore.open(server!.url, { clock, schema: 'gone_bound', retryForMs: 1_500, notice: (n) => notices.push(n) });
+  const store = await PgStore.open(postgres().url, { clock, schema: 'gone_bound', retryForMs: 1_500, notice: (n) => notices.push(n) });
   t.after(() => store.close());
   await store.createUpdate(newUpdate('a', 1));
-  await server!.stopServer();
+  await postgres().stopServer();
   try {
     const began = performance.now();
     await assert.rejects(store.getUpdate('a'), (e: unknown) => {
@@ -102,7 +95,7 @@ test('a database gone for longer than the bound: the call gives up with StoreErr
     await assert.rejects(store.addEvent('a', null, 'note', 'while away'), /could not be reached/);
     assert.ok(performance.now() - again < 1_000, 'once given up on, the next call does not wait the bound again');
   } finally {
-    await server!.startServer();
+    await postgres().startServer();
   }
   assert.equal((await store.getUpdate('a')).status, 'planning');
   assert.deepEqual(notices.map((n) => n.kind), ['unreachable', 'reachable']);
@@ -111,20 +104,20 @@ test('a database gone for longer than the bound: the call gives up with StoreErr
 
 test('a database back within the bound: the calls waiting for it go on, each write made once', { skip }, async (t) => {
   const notices: DbNotice[] = [];
-  const store = await PgStore.open(server!.url, { clock, schema: 'gone_back', retryForMs: 60_000, notice: (n) => notices.push(n) });
+  const store = await PgStore.open(postgres().url, { clock, schema: 'gone_back', retryForMs: 60_000, notice: (n) => notices.push(n) });
   t.after(() => store.close());
   await store.createUpdate(newUpdate('a', 1));
-  await server!.stopServer();
+  await postgres().stopServer();
   let restarted = false;
   try {
     const write = store.addEvent('a', null, 'note', 'made while the database restarts');
     const claim = store.tx(async (tx) => tx.setUpdateStatus('a', 'pending'));
     await until('the store waiting for the database', () => notices.length > 0);
-    await server!.startServer();
+    await postgres().startServer();
     restarted = true;
     await Promise.all([write, claim]);
   } finally {
-    if (!restarted) await server!.startServer();
+    if (!restarted) await postgres().startServer();
   }
   assert.deepEqual(notices.map((n) => n.kind), ['unreachable', 'reachable']);
   assert.equal((await store.getUpdate('a')).status, 'pending');
@@ -185,11 +178,11 @@ async function answerLosingProxy(target: URL): Promise<{ url: string; arm(marker
 }
 
 test('the answer to a COMMIT lost with its connection: not made again (StoreError, exit 1), and what was committed is there once; a read so cut is tried again', { skip }, async (t) => {
-  const proxy = await answerLosingProxy(new URL(server!.url));
+  const proxy = await answerLosingProxy(new URL(postgres().url));
   t.after(() => proxy.close());
   const store = await PgStore.open(proxy.url, { clock, schema: 'gone_ambiguous', retryForMs: 30_000 });
   t.after(() => store.close());
-  const direct = await PgStore.open(server!.url, { clock, schema: 'gone_ambiguous' });
+  const direct = await PgStore.open(postgres().url, { clock, schema: 'gone_ambiguous' });
   t.after(() => direct.close());
   await store.createUpdate(newUpdate('a', 1));
   const notes = async () => (await direct.getEvents('a')).filter((e) => e.kind === 'note').map((e) => e.message);
@@ -216,7 +209,7 @@ test('the answer to a COMMIT lost with its connection: not made again (StoreErro
 });
 
 test('a schema written by a newer agent-update is refused (exit 2) with nothing written, by the store and by the CLI', { skip }, async () => {
-  const store = await PgStore.open(server!.url, { clock, schema: 'gone_newer' });
+  const store = await PgStore.open(postgres().url, { clock, schema: 'gone_newer' });
   await store.createUpdate(newUpdate('a', 1));
   await store.close();
   const snapshot = () =>
@@ -229,13 +222,13 @@ test('a schema written by a newer agent-update is refused (exit 2) with nothing 
   await admin((c) => c.query("UPDATE gone_newer.meta SET value = '99' WHERE key = 'schema_version'"));
   const before = await snapshot();
   await assert.rejects(
-    PgStore.open(server!.url, { clock, schema: 'gone_newer' }),
+    PgStore.open(postgres().url, { clock, schema: 'gone_newer' }),
     (e: unknown) => e instanceof UsageError && e.exitCode === 2 && /\(schema gone_newer\) was written by a newer agent-update \(schema 99, this one knows \d+\); upgrade agent-update/.test(e.message),
   );
-  const r = await cli(['status'], { db: `${server!.url}?schema=gone_newer` });
+  const r = await cli(['status'], { db: `${postgres().url}?schema=gone_newer` });
   assert.equal(r.code, 2, r.stdout + r.stderr);
   assert.match(r.stderr, /was written by a newer agent-update \(schema 99/);
-  const p = await cli(['history'], { db: `${server!.url}?schema=gone_newer` });
+  const p = await cli(['history'], { db: `${postgres().url}?schema=gone_newer` });
   assert.equal(p.code, 2, p.stdout + p.stderr);
   assert.equal(await snapshot(), before, 'nothing was written');
 });
@@ -250,11 +243,11 @@ test('two processes opening a brand-new schema at once both succeed, with one id
   `;
   const run = promisify(execFile);
   // Both wait on the schema's migration lock, held here until both are there: they begin at once.
-  const holder = new pg.Client({ connectionString: server!.url });
+  const holder = new pg.Client({ connectionString: postgres().url });
   await holder.connect();
   try {
     await holder.query('SELECT pg_advisory_lock($1::bigint)', [lockKey('migrate', schema)]);
-    const children = [1, 2].map(() => run(process.execPath, ['--input-type=module', '-e', script, server!.url], { timeout: 60_000 }));
+    const children = [1, 2].map(() => run(process.execPath, ['--input-type=module', '-e', script, postgres().url], { timeout: 60_000 }));
     await until('both processes waiting on the migration lock', async () => {
       const r = await holder.query("SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory' AND NOT granted");
       return (r.rows[0] as { n: number }).n === 2;
@@ -266,7 +259,7 @@ test('two processes opening a brand-new schema at once both succeed, with one id
   } finally {
     await holder.end();
   }
-  const store = await PgStore.open(server!.url, { clock, schema, create: false });
+  const store = await PgStore.open(postgres().url, { clock, schema, create: false });
   await store.createUpdate(newUpdate('a', 1));
   await store.close();
 });

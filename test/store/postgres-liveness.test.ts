@@ -8,28 +8,21 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { after, before, test, type TestContext } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import pg from 'pg';
 import { PgStore } from '../../src/store/postgres/store.js';
-import { postgresSkip, startPostgres, type PgServer } from '../helpers/postgres.js';
+import { postgresForFile } from '../helpers/postgres.js';
 import { newUpdate } from './contract.js';
 
-const skip = postgresSkip();
-let server: PgServer | undefined;
+const { skip, postgres } = postgresForFile();
 let schemas = 0;
 const clock = { now: () => new Date() };
 
-before(async () => {
-  if (!skip) server = await startPostgres();
-});
-after(async () => {
-  await server?.stop();
-});
 
 async function fresh(t: TestContext): Promise<{ schema: string; open: () => Promise<PgStore> }> {
   const schema = `live_${++schemas}`;
   const open = async () => {
-    const s = await PgStore.open(server!.url, { clock, schema });
+    const s = await PgStore.open(postgres().url, { clock, schema });
     t.after(() => s.close());
     return s;
   };
@@ -47,7 +40,7 @@ test('a holder on another host whose process died is taken over at once, althoug
   // the holder: another process, which takes the lease and is then killed -9
   const script = `
     const { PgStore } = await import(${JSON.stringify(new URL('../../src/store/postgres/store.js', import.meta.url).href)});
-    const s = await PgStore.open(${JSON.stringify(server!.url)}, { clock: { now: () => new Date() }, schema: ${JSON.stringify(schema)} });
+    const s = await PgStore.open(${JSON.stringify(postgres().url)}, { clock: { now: () => new Date() }, schema: ${JSON.stringify(schema)} });
     const r = await s.acquireLease('u', { token: 'theirs', pid: process.pid, host: 'elsewhere', pidStart: null }, () => false);
     console.log(r.ok ? 'held' : 'refused');
     setInterval(() => {}, 1000);
@@ -97,7 +90,7 @@ test('a lock lost with its connection (a database restart, a blip) is taken agai
   const a = await open();
   const b = await open();
   assert.equal((await a.acquireLease('u', claim('a', 'host-a'), fresh_)).ok, true);
-  const admin = new pg.Client({ connectionString: server!.url });
+  const admin = new pg.Client({ connectionString: postgres().url });
   await admin.connect();
   t.after(() => admin.end());
   const killed = await admin.query("SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND granted AND pid <> pg_backend_pid()");
