@@ -18,6 +18,7 @@ const RUN_EXITS: Array<[number, string]> = [
   BAD_INPUT,
   [3, 'paused (pause asked, Ctrl-C, the test-mode limit reached, or outside execution.window without --wait-for-window)'],
   [4, 'busy: another process is executing this update'],
+  [5, 'paused, and a server of this run failed or was rolled back (a canary that failed, with rollback.continue_after_rollback or a failure budget; a guard or bake trip): look before resuming'],
   [130, 'stopped at once by a second Ctrl-C; `start NAME` takes over'],
 ];
 
@@ -61,7 +62,7 @@ export const HELP: Record<string, CommandHelp> = {
   start: {
     examples: [
       ['agent-update start agent-2026-12', 'roll out, one server at a time, in the foreground'],
-      ['agent-update start agent-2026-12 --stop-after 1', 'a canary: pause after the first server'],
+      ['agent-update start agent-2026-12 --stop-after 1', 'a canary: pause after the first server (exit 3; 5 if it failed or was rolled back)'],
       ['agent-update start agent-2026-12 --wait-for-window', 'outside the config\'s execution.window, wait for it to open instead of pausing'],
       ['agent-update --json start agent-2026-12 | tee events.ndjson', 'for CI: one JSON event per line, the last one the result'],
     ],
@@ -149,6 +150,7 @@ export const HELP: Record<string, CommandHelp> = {
       [2, 'bad config, unknown branch or commit; nothing was written'],
       [3, 'an update of this config is paused (auto does not resume it, unless only its window paused it) or pending from a person (auto does not start it), or test mode paused the new one'],
       [4, 'busy: another process took the update in the instant before auto started it'],
+      [5, 'the new rollout paused (test mode, its window) after a server of it failed or was rolled back'],
       [130, 'interrupted'],
     ],
   },
@@ -223,6 +225,7 @@ Exit codes:
     2  bad input: usage, config, name, a state transition not allowed; nothing was changed
     3  the update is paused (pause asked, the test-mode limit reached, or outside its window)
     4  busy: another process is already executing this update
+    5  paused, and a server of this run failed or was rolled back (not a clean pause)
   130  interrupted
 `;
 
