@@ -7,6 +7,9 @@ import { splitUpdate } from '../rollout/split.js';
 import { TERMINAL_UPDATE } from '../model/lifecycle.js';
 import { holderIsDead } from '../rollout/lease.js';
 import { budgetOf } from '../rollout/decide.js';
+import { exitCodeFor, failedSince, worstExit } from '../rollout/outcome.js';
+import { watchProgress } from '../output/watch.js';
+import type { ReportStore } from '../store/port.js';
 import { UsageError } from '../errors.js';
 import { didYouMean } from '../util/did-you-mean.js';
 import { type CliContext, parseCount } from './context.js';
@@ -68,17 +71,33 @@ export async function splitCommand(ctx: CliContext, name: string, opts: { batche
   return 0;
 }
 
+/**
+ * The exit code a `status --watch` of `name` ends with, once the update ended or paused: the
+ * outcome of its last run, as `start`/`resume` exit (rollout/outcome.ts): 0 success, 1 failure,
+ * partial-success or cancelled, 3 a clean pause, 5 a pause after a server of that run (since its
+ * last start, resume or takeover) failed or was rolled back.
+ */
+async function watchedOutcome(store: ReportStore, name: string): Promise<number> {
+  const u = await store.getUpdate(name);
+  if (u.status !== 'paused') return exitCodeFor(u.status);
+  const lastRun = (await store.runEvents(name)).at(-1)?.at ?? null;
+  return exitCodeFor(u.status, failedSince(await store.getServers(name), lastRun));
+}
+
 export async function statusCommand(ctx: CliContext, name: string | undefined, opts: { watch?: boolean; interval?: string }): Promise<number> {
   const store = await ctx.store();
   const intervalMs = (parseCount('--interval', opts.interval, 1) ?? 2) * 1000;
   // Only what is printed is made (the table or the document), the budget only for an update
   // that has one, and the list from counts in SQL, not every update's servers.
-  const render = async (): Promise<{ text: () => string; json: () => Promise<UpdateJson | { updates: Omit<UpdateJson, 'servers'>[] }>; done: boolean }> => {
+  const render = async (): Promise<{ text: () => string; json: () => Promise<UpdateJson | { updates: Omit<UpdateJson, 'servers'>[] }>; done: boolean; active: string[] }> => {
     if (name !== undefined) {
       const u = await store.getUpdate(name);
       const servers = await store.getServers(name);
       const budget = budgetOf(u) !== null ? await store.budgetUse(u) : undefined;
-      return { text: () => updateText(u, servers, budget), json: () => Promise.resolve(updateJson(u, servers, budget)), done: TERMINAL_UPDATE.has(u.status) || u.status === 'paused' };
+      const done = TERMINAL_UPDATE.has(u.status) || u.status === 'paused';
+      // --watch: the live view's progress line under the table
+      const text = () => updateText(u, servers, budget) + (opts.watch ? `\n\n  ${watchProgress(u, servers, ctx.clock.now().getTime())}` : '');
+      return { text, json: () => Promise.resolve(updateJson(u, servers, budget)), done, active: done ? [] : [name] };
     }
     const counts = await store.countsByUpdate();
     const all = (await store.listUpdates()).map((u) => ({ u, counts: counts.get(u.name) ?? { total: 0 } }));
@@ -90,12 +109,16 @@ export async function statusCommand(ctx: CliContext, name: string | undefined, o
         return { updates };
       },
       done: all.every(({ u }) => TERMINAL_UPDATE.has(u.status) || u.status === 'paused'),
+      active: all.filter(({ u }) => !TERMINAL_UPDATE.has(u.status) && u.status !== 'paused').map(({ u }) => u.name),
     };
   };
   /** --watch --json: the last document printed, without the executor's heartbeat (it moves every few seconds) */
   let lastShown: string | null = null;
+  /** --watch: the updates not ended or paused when it began, whose outcomes it exits with (one named: that one) */
+  let watched: string[] | null = null;
   for (;;) {
     const r = await render();
+    watched ??= name !== undefined ? [name] : r.active;
     if (ctx.opts.json && opts.watch) {
       // NDJSON: one whole document per line, written when it changed (docs/reference/events.md "status --watch --json").
       const json = await r.json();
@@ -107,7 +130,9 @@ export async function statusCommand(ctx: CliContext, name: string | undefined, o
       if (opts.watch && ctx.out.isTTY) ctx.out.write('\x1b[2J\x1b[H');
       ctx.out.write(r.text() + '\n');
     }
-    if (!opts.watch || r.done) return 0;
+    if (!opts.watch) return 0;
+    // a watch that ends exits with the outcome (the worst of those it followed), so CI can gate on it
+    if (r.done) return worstExit(await Promise.all(watched.map((n) => watchedOutcome(store, n))));
     await ctx.clock.sleep(intervalMs);
   }
 }

@@ -101,9 +101,16 @@ export const HELP: Record<string, CommandHelp> = {
     examples: [
       ['agent-update status', 'every update in the database'],
       ['agent-update status agent-2026-12', 'one update, a row per server'],
+      ['agent-update status agent-2026-12 --watch', 'redraw until it ends or pauses, with k/N done and the ETA; exits with its outcome'],
       ['agent-update --json status agent-2026-12 --watch', 'one JSON document per line until it ends or pauses'],
     ],
-    exits: [[0, 'shown'], BAD_INPUT],
+    exits: [
+      [0, 'shown; with --watch: the update ended success'],
+      [1, 'with --watch: it ended failure, partial-success or cancelled'],
+      BAD_INPUT,
+      [3, 'with --watch: it paused'],
+      [5, 'with --watch: it paused, and a server of the run that paused it failed or was rolled back'],
+    ],
   },
   logs: {
     examples: [

@@ -19,21 +19,10 @@ import type { UpdateRecord } from '../model/records.js';
 import { unsafePlaceholders } from '../util/shell.js';
 import { isFullCommit } from '../util/commit.js';
 import { isWindowPause } from '../config/window.js';
+import { worstExit } from '../rollout/outcome.js';
 import { type CliContext, parseCount } from './context.js';
 import { Interrupts } from './interrupts.js';
 
-/**
- * Severity of an executor's exit code when several run at once: the worst one is returned
- * (1 > 5 > 4 > 3 > 0: a failure, then a pause after one, over a batch another process runs).
- */
-const SEVERITY: Record<number, number> = {
-  [EXIT.ok]: 0,
-  [EXIT.paused]: 1,
-  [EXIT.busy]: 2,
-  [EXIT.pausedAfterFailure]: 3,
-  [EXIT.failure]: 4,
-  [EXIT.interrupted]: 5,
-};
 
 /**
  * Refuse (exit 2, nothing written) a pending or paused update whose stored plan this version
@@ -246,14 +235,16 @@ async function execute(ctx: CliContext, store: Store, reporter: Reporter, x: Exe
     const bug = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (bug) throw bug.reason;
     const results = settled.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
-    let worst: number = EXIT.ok;
+    const codes: number[] = [];
     for (const r of results) {
       // (a pause for the window after a server of the run failed stays exit 5)
       const windowOk = x.windowPauseOk && !('error' in r) && !('notStarted' in r) && r.exitCode === EXIT.paused && isWindowPause(r.reason);
       const code = 'error' in r ? r.error.exitCode : 'notStarted' in r ? EXIT.paused : windowOk ? EXIT.ok : r.exitCode;
       if ('error' in r) ctx.err.write(`agent-update: ${r.update}: ${visibleText(r.error.message)}\n`);
-      if ((SEVERITY[code] ?? 3) > (SEVERITY[worst] ?? 0)) worst = code;
+      codes.push(code);
     }
+    // the worst of them: 1 > 5 > 4 > 3 > 0
+    const worst = worstExit(codes);
     reporter.stop();
     if (stream) {
       // The last line: what a script reads (docs/reference/events.md "The last line").

@@ -28,6 +28,26 @@ export function failedSince(servers: readonly ServerRecord[], since: string | nu
   return servers.filter((s) => FAILED_SERVER.has(s.status) && s.endedAt !== null && Date.parse(s.endedAt) >= from);
 }
 
+/**
+ * How bad each exit code is when several updates end at once (the batches of `start`, the
+ * updates a `status --watch` followed): 1 > 5 > 4 > 3 > 0, an unknown code worse than a pause.
+ */
+const SEVERITY: Record<number, number> = {
+  [EXIT.ok]: 0,
+  [EXIT.paused]: 1,
+  [EXIT.busy]: 2,
+  [EXIT.pausedAfterFailure]: 3,
+  [EXIT.failure]: 4,
+  [EXIT.interrupted]: 5,
+};
+
+/** The worst of `codes` (0 when there are none). */
+export function worstExit(codes: Iterable<number>): number {
+  let worst: number = EXIT.ok;
+  for (const code of codes) if ((SEVERITY[code] ?? 3) > (SEVERITY[worst] ?? 0)) worst = code;
+  return worst;
+}
+
 /** `s1 rolled-back, s3 failed`: the servers a pause's exit 5 is about, as a message names them. */
 export function describeFailed(servers: readonly ServerRecord[]): string {
   return servers.map((s) => `${s.name} ${s.status}`).join(', ');

@@ -7,7 +7,7 @@ import { test } from 'node:test';
 import { EXIT } from '../../src/errors.js';
 import type { ServerStatus } from '../../src/model/lifecycle.js';
 import type { ServerRecord } from '../../src/model/records.js';
-import { describeFailed, exitCodeFor, failedInRun, failedSince } from '../../src/rollout/outcome.js';
+import { describeFailed, exitCodeFor, failedInRun, failedSince, worstExit } from '../../src/rollout/outcome.js';
 
 function server(id: number, status: ServerStatus, endedAt: string | null = null): ServerRecord {
   return { id, name: `s${id}`, status, endedAt } as ServerRecord;
@@ -44,4 +44,13 @@ test('failedSince: the failed servers that ended at or after the run began; none
   ];
   assert.deepEqual(failedSince(servers, '2026-12-01T10:05:00.000Z').map((s) => s.name), ['s2', 's4']);
   assert.deepEqual(failedSince(servers, null), []);
+});
+
+test('worstExit: 1 > 5 > 4 > 3 > 0 (130 above all); 0 for none', () => {
+  assert.equal(worstExit([]), 0);
+  assert.equal(worstExit([0, 3, 0]), 3);
+  assert.equal(worstExit([3, 4]), 4);
+  assert.equal(worstExit([4, 5, 3]), 5);
+  assert.equal(worstExit([5, 1, 3]), 1);
+  assert.equal(worstExit([1, 130]), 130);
 });
