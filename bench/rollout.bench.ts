@@ -42,6 +42,48 @@ export async function sshLoop(fleet: Fleet, commit: string): Promise<number> {
   return performance.now() - began;
 }
 
+/**
+ * The best an operator could do by hand: one `ssh` per server, every command chained in it, the
+ * health poll too (a shell loop on the server, every 100 ms, bounded), one server after the other.
+ * No journal, no re-check, no rollback, no lock: the floor for one connection per server.
+ */
+export async function sshChained(fleet: Fleet, commit: string): Promise<number> {
+  const began = performance.now();
+  for (const s of fleet.servers) {
+    const q = shellQuote;
+    const remote =
+      `git -C ~/agent/repo fetch --quiet ${q(fleet.upstream.repo)} master && git -C ~/agent/repo reset --hard --quiet ${commit} && ` +
+      `echo ${commit} >> ~/agent/deploys.log && ~/agent/bin/restart web >/dev/null && ` +
+      `i=0; until ~/agent/bin/health 2>/dev/null | grep -q ${commit}; do i=$((i+1)); [ $i -gt 600 ] && exit 1; sleep 0.1; done`;
+    const r = await execa(
+      'ssh',
+      ['-i', fleet.identityFile, '-o', `UserKnownHostsFile=${fleet.knownHosts}`, '-o', 'StrictHostKeyChecking=yes', '-o', 'BatchMode=yes', '-p', String(s.port), `${s.user}@${s.host}`, remote],
+      { reject: false, stdin: 'ignore' },
+    );
+    if (r.exitCode !== 0) throw new Error(`ssh chained: failed on ${s.name}: ${r.stderr}`);
+  }
+  return performance.now() - began;
+}
+
+/**
+ * agent-update run as a user runs it: `plan -c FILE` then `start NAME`, each its own process of
+ * the CLI (bin/agent-update.js), plan included; the time of each.
+ */
+export async function agentUpdateCli(bin: string, fleet: Fleet, round: number): Promise<{ planMs: number; startMs: number }> {
+  const name = `cli-${round}`;
+  const db = join(fleet.root, `${name}.db`);
+  const config = fleet.writeConfig({ name }, join(fleet.root, `${name}.yaml`));
+  const run = async (args: string[]) => {
+    const began = performance.now();
+    const r = await execa(process.execPath, [bin, '--db', db, '-q', ...args], { reject: false, stdin: 'ignore', env: { AGENT_UPDATE_DEFAULTS: '' } });
+    if (r.exitCode !== 0) throw new Error(`agent-update ${args.join(' ')} exited ${r.exitCode}: ${r.stderr.slice(-600)}`);
+    return performance.now() - began;
+  };
+  const planMs = await run(['plan', '-c', config, '--name', name]);
+  const startMs = await run(['start', name]);
+  return { planMs, startMs };
+}
+
 /** agent-update's time for the rollout, and how many remote commands it sent per server. */
 export async function agentUpdate(fleet: Fleet, round: number): Promise<{ ms: number; commandsPerServer: number }> {
   const config = loadConfig(fleet.writeConfig({ name: `bench-${round}` }));

@@ -2,7 +2,9 @@
  * npm run bench: every figure of issue 13 in one run, each beside its baseline measured in the
  * same process on the same machine, then bench/RESULTS.md.
  *
- *   (a) sequential rollout: agent-update vs a plain `ssh` loop vs ansible-playbook (serial: 1)
+ *   (a) sequential rollout: agent-update as a user runs it (`plan` + `start`, the CLI) vs the best
+ *       by hand (one `ssh` per server, its commands chained), a plain `ssh` loop (a connection per
+ *       command), ansible-playbook (serial: 1); the engine alone, and the tool's share per server
  *   (b) a 1 s fetch, with and without agent.prepare       (bench/prepare.bench.ts, when built)
  *   (c) plan of BENCH_PLAN_SERVERS (1,000) probe-only servers vs `xargs -P 32 ssh`
  *   (d) status --json of a synthetic BENCH_STATUS_SERVERS (10,000)-server update
@@ -26,7 +28,7 @@ import { systemClock } from '../src/clock.js';
 import { SqliteStore } from '../src/store/sqlite/store.js';
 import { sshdAvailable, startFleet, SSHD } from '../test/fleet/fleet.js';
 import { ansibleRollout, ansibleVersion } from './ansible.js';
-import { agentUpdate, resetFleet, sshLoop } from './rollout.bench.js';
+import { agentUpdate, agentUpdateCli, resetFleet, sshChained, sshLoop } from './rollout.bench.js';
 import { writeSyntheticUpdate } from './synthetic.js';
 import { bastionPlan } from './bastion.bench.js';
 import { postgresRollout } from './postgres.bench.js';
@@ -66,18 +68,24 @@ async function sectionA(): Promise<void> {
   const fleet = await startFleet({ servers: SERVERS });
   try {
     const commit = fleet.upstream.commits.good;
+    const chained: number[] = [];
     const loop: number[] = [];
-    const ours: number[] = [];
+    const cli: Array<{ planMs: number; startMs: number }> = [];
+    const engine: number[] = [];
     const ansible: number[] = [];
     const version = await ansibleVersion();
     let ansibleError: string | null = null;
     let perServer = 0;
     for (let round = 1; round <= ROUNDS; round++) {
       await resetFleet(fleet);
+      chained.push(await sshChained(fleet, commit));
+      await resetFleet(fleet);
       loop.push(await sshLoop(fleet, commit));
       await resetFleet(fleet);
+      cli.push(await agentUpdateCli(BIN, fleet, round));
+      await resetFleet(fleet);
       const r = await agentUpdate(fleet, round);
-      ours.push(r.ms);
+      engine.push(r.ms);
       perServer = r.commandsPerServer;
       if (version && ansibleError === null) {
         await resetFleet(fleet);
@@ -88,15 +96,25 @@ async function sectionA(): Promise<void> {
         }
       }
     }
-    say(`  plain ssh loop     ${s(best(loop))}`);
-    say(`  agent-update       ${s(best(ours))}  ${(best(ours) / best(loop)).toFixed(2)}x the loop (${perServer.toFixed(1)} remote commands per server)`);
+    const bestCli = cli.reduce((a, b) => (a.planMs + a.startMs <= b.planMs + b.startMs ? a : b));
+    const ours = bestCli.planMs + bestCli.startMs;
+    const base = best(chained);
+    say(`  ssh, one per server, commands chained   ${s(base)}  (the best by hand: one connection per server, no journal, no re-check, no rollback)`);
+    say(`  ssh loop, a connection per command     ${s(best(loop))}  ${(best(loop) / base).toFixed(2)}x the chained ssh`);
+    say(`  agent-update plan + start (the CLI)     ${s(ours)}  ${(ours / base).toFixed(2)}x the chained ssh (plan ${s(bestCli.planMs)}, start ${s(bestCli.startMs)}; ${perServer.toFixed(1)} remote commands per server)`);
+    say(`    of which the engine alone (runUpdate in this process: no process start, no plan)  ${s(best(engine))}`);
+    const per = (ms: number) => `${(ms / SERVERS).toFixed(0)} ms`;
+    say(
+      `    per server: agent-update ${per(ours)} (its plan ${per(bestCli.planMs)}, the engine's turn ${per(best(engine))}, the rest the two processes' start), ` +
+        `the chained ssh ${per(base)} (an ssh process, a handshake and the commands each time); where one command's time goes: section "where" below`,
+    );
     if (!version) say('  ansible-playbook   (not installed: skipped)');
     else if (ansible.length === 0) say(`  ansible-playbook   failed: ${ansibleError}`);
-    else say(`  ansible-playbook   ${s(best(ansible))}  (${version}); agent-update is ${(best(ansible) / best(ours)).toFixed(2)}x faster`);
-    const ratio = best(ours) / best(loop);
-    targets.push({ target: 'rollout ≤ 0.5× the ssh loop', reached: `${ratio.toFixed(2)}×`, met: ratio <= 0.5 });
+    else say(`  ansible-playbook   ${s(best(ansible))}  (${version}); agent-update is ${(best(ansible) / ours).toFixed(2)}x faster`);
+    const ratio = ours / base;
+    targets.push({ target: 'rollout (plan + start, the CLI) no slower than one chained ssh per server', reached: `${ratio.toFixed(2)}×`, met: ratio <= 1 });
     if (ansible.length) {
-      const faster = best(ansible) / best(ours);
+      const faster = best(ansible) / ours;
       targets.push({ target: 'rollout ≥ 4× faster than Ansible', reached: `${faster.toFixed(2)}×`, met: faster >= 4 });
     }
   } finally {

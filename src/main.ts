@@ -187,6 +187,7 @@ it is still the lock that was checked), journalled on the server.`,
     .argument('<name>')
     .option('--name <new>', 'name of the new update (default: NAME-undo, then NAME-undo-2, …)')
     .option('--concurrency <n>', 'servers probed at once', '32')
+    .option('--start', 'start the new update at once, as `start NEW` would (default: plan only, to review first)')
     .action(async (name: string, o, cmd: Command) => {
       result.code = await (await import('./cli/undo.js')).undoCommand(ctxOf(cmd), name, o);
     });
@@ -198,6 +199,7 @@ it is still the lock that was checked), journalled on the server.`,
     .option('--name <new>', 'name of the new update (default: NAME-retry, then NAME-retry-2, …)')
     .option('--include-fatal', 'also the servers that ended fatal (only once a person has looked at them)')
     .option('--concurrency <n>', 'servers probed at once', '32')
+    .option('--start', 'start the new update at once, as `start NEW` would (default: plan only, to review first)')
     .action(async (name: string, o, cmd: Command) => {
       result.code = await (await import('./cli/retry.js')).retryCommand(ctxOf(cmd), name, o);
     });

@@ -28,6 +28,17 @@ export function probeInterrupts(): { signal: AbortSignal; dispose: () => void } 
 }
 
 /**
+ * `undo NAME --start`, `retry NAME --start`: the new update started at once, as `start NAME` would
+ * (as `kubectl rollout undo` does): its events, its outcome and exit code. Called once the
+ * probes' own Ctrl-C handling is gone, so `start`'s applies (the first pauses, the second stops).
+ */
+export async function startPlanned(ctx: CliContext, name: string): Promise<number> {
+  const { runCommand } = await import('./start.js');
+  const { Interrupts } = await import('./interrupts.js');
+  return runCommand(ctx, 'start', [name], {}, new Interrupts());
+}
+
+/**
  * A new pending update: `--json` its status document plus `extra`; else its status table, each
  * note on stderr, then `line` (given the count of its servers) and, with -q, just its name.
  */

@@ -2,10 +2,16 @@ import { createRetry, type RetrySelection } from '../plan/retry.js';
 import { plural } from '../util/plural.js';
 import { suggest } from '../util/suggest.js';
 import { type CliContext, parseCount } from './context.js';
-import { printNewPlan, probeInterrupts } from './new-plan.js';
+import { printNewPlan, probeInterrupts, startPlanned } from './new-plan.js';
 
 /** `retry NAME [--name NEW] [--include-fatal]`: plan the servers of NAME that did not make it again; Ctrl-C cuts the probes. */
-export async function retryCommand(ctx: CliContext, name: string, opts: { name?: string; includeFatal?: boolean; concurrency?: string }): Promise<number> {
+export async function retryCommand(ctx: CliContext, name: string, opts: { name?: string; includeFatal?: boolean; concurrency?: string; start?: boolean }): Promise<number> {
+  const planned = await planRetry(ctx, name, opts);
+  // --start: once the probes' Ctrl-C handling is gone, the new update runs as `start` runs it
+  return planned.start ? startPlanned(ctx, planned.start) : planned.code;
+}
+
+async function planRetry(ctx: CliContext, name: string, opts: { name?: string; includeFatal?: boolean; concurrency?: string; start?: boolean }): Promise<{ code: number; start?: string }> {
   const concurrency = parseCount('--concurrency', opts.concurrency, 1) ?? 32;
   const store = await ctx.store();
   const reporter = await ctx.reporter(false);
@@ -26,15 +32,18 @@ export async function retryCommand(ctx: CliContext, name: string, opts: { name?:
         for (const n of notes) ctx.err.write(`note: ${n}\n`);
         ctx.result('nothing-to-retry');
       }
-      return 0;
+      return { code: 0 };
     }
     ctx.announceDb();
-    await printNewPlan(ctx, store, r.update, {
-      extra: { notes, fatalLeftOut: r.selection.fatalLeftOut.map((s) => s.name) },
-      notes,
-      line: (n) => `planned update ${r.update!.name}, a retry of ${name} (${plural(n, 'server')}); run it with: ${ctx.cmd(`start ${r.update!.name}`)}`,
-    });
-    return 0;
+    // with --start and --json, stdout is the run's event stream alone
+    if (!(opts.start && ctx.opts.json)) {
+      await printNewPlan(ctx, store, r.update, {
+        extra: { notes, fatalLeftOut: r.selection.fatalLeftOut.map((s) => s.name) },
+        notes,
+        line: (n) => `planned update ${r.update!.name}, a retry of ${name} (${plural(n, 'server')}); ${opts.start ? 'starting it' : `run it with: ${ctx.cmd(`start ${r.update!.name}`)}`}`,
+      });
+    }
+    return { code: 0, start: opts.start ? r.update.name : undefined };
   } finally {
     reporter.stop();
     interrupts.dispose();

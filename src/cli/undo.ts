@@ -1,10 +1,16 @@
 import { createUndo, type UndoSelection } from '../plan/undo.js';
 import { plural } from '../util/plural.js';
 import { type CliContext, parseCount } from './context.js';
-import { printNewPlan, probeInterrupts } from './new-plan.js';
+import { printNewPlan, probeInterrupts, startPlanned } from './new-plan.js';
 
 /** `undo NAME [--name NEW]`: plan putting each server NAME changed back to its own previous commit; Ctrl-C cuts the probes. */
-export async function undoCommand(ctx: CliContext, name: string, opts: { name?: string; concurrency?: string }): Promise<number> {
+export async function undoCommand(ctx: CliContext, name: string, opts: { name?: string; concurrency?: string; start?: boolean }): Promise<number> {
+  const planned = await planUndo(ctx, name, opts);
+  // --start: once the probes' Ctrl-C handling is gone, the new update runs as `start` runs it
+  return planned.start ? startPlanned(ctx, planned.start) : planned.code;
+}
+
+async function planUndo(ctx: CliContext, name: string, opts: { name?: string; concurrency?: string; start?: boolean }): Promise<{ code: number; start?: string }> {
   const concurrency = parseCount('--concurrency', opts.concurrency, 1) ?? 32;
   const store = await ctx.store();
   const reporter = await ctx.reporter(false);
@@ -41,17 +47,20 @@ export async function undoCommand(ctx: CliContext, name: string, opts: { name?: 
         for (const n of notes) ctx.err.write(`note: ${n}\n`);
         ctx.result('nothing-to-undo');
       }
-      return 0;
+      return { code: 0 };
     }
     ctx.announceDb();
-    await printNewPlan(ctx, store, r.update, {
-      extra: { changedSince, notUndone, notes },
-      notes,
-      line: (n) =>
-        `planned update ${r.update!.name}, the undo of ${name}: ${plural(n, 'server')}, each back to the commit it had before ${name}; ` +
-        `run it with: ${ctx.cmd(`start ${r.update!.name}`)}`,
-    });
-    return 0;
+    // with --start and --json, stdout is the run's event stream alone
+    if (!(opts.start && ctx.opts.json)) {
+      await printNewPlan(ctx, store, r.update, {
+        extra: { changedSince, notUndone, notes },
+        notes,
+        line: (n) =>
+          `planned update ${r.update!.name}, the undo of ${name}: ${plural(n, 'server')}, each back to the commit it had before ${name}; ` +
+          (opts.start ? 'starting it' : `run it with: ${ctx.cmd(`start ${r.update!.name}`)}`),
+      });
+    }
+    return { code: 0, start: opts.start ? r.update.name : undefined };
   } finally {
     reporter.stop();
     interrupts.dispose();

@@ -54,19 +54,6 @@ export function stepProgress(servers: readonly Counted[]): { total: number; done
   return { total: counted.length, done: counted.filter((s) => !ACTIVE_SERVER.has(s.status)).length };
 }
 
-/**
- * The servers of step `step` (1-based): those done, in the order they ended, from the end of
- * the step before to this one's. What its bake re-checks.
- */
-export function serversOfStep<T extends Counted & { endedAt: string | null; position: number }>(servers: readonly T[], plan: readonly StepPlan[], step: number): T[] {
-  const from = step > 1 ? plan[step - 2]!.through : 0;
-  const to = plan[step - 1]?.through ?? 0;
-  const done = servers
-    .filter((s) => inSteps(s) && !ACTIVE_SERVER.has(s.status))
-    .sort((a, b) => (a.endedAt ?? '').localeCompare(b.endedAt ?? '') || a.position - b.position);
-  return done.slice(from, to);
-}
-
 /** "step 2 of 4" and the servers it takes the update to, for messages. */
 export function describeStep(plan: readonly StepPlan[], step: number, total: number): string {
   const s = plan[step - 1];

@@ -9,7 +9,7 @@
  * again from the start.
  */
 import type { StepPlan } from '../model/steps.js';
-import { describeStep, serversOfStep } from '../model/steps.js';
+import { describeStep, serversByStep } from '../model/steps.js';
 import { formatDuration } from '../util/duration.js';
 import { checkStillOurs, guarded, type RunOptions, type ServerContext } from './engine.js';
 import { tripServer, type Guard } from './guard.js';
@@ -72,7 +72,7 @@ async function bakeServers(
   const { step, plan } = d;
   const of = plan.length;
   const interval = ctx.update.settings.agent.health.intervalMs;
-  const servers = serversOfStep(await store.getServers(name), plan, step.index).filter((s) => s.status === 'success');
+  const servers = (serversByStep(await store.getServers(name), plan)[step.index - 1] ?? []).filter((s) => s.status === 'success');
   await guarded(ctx, (t) => t.patchUpdate(name, { bakeStep: step.index, bakeLeftMs: leftMs }), opts);
   await store.addEvent(
     name,

@@ -191,3 +191,42 @@ test('undo names the servers NAME changed that did not end success (rolled back 
   assert.match(left.stdout, /nothing to undo in ok3/);
   assert.match(left.stderr, /1 server left out, changed since by another update .*: s3 by rc3 \(rolled-back\)/);
 });
+
+test('undo NAME --start and retry NAME --start plan and run in one step (kubectl rollout undo); --json is the run’s event stream alone', async (t) => {
+  const fleet = await fleetFor(t, { servers: 2 });
+  if (!fleet) return;
+  const { base, good } = fleet.upstream.commits;
+  const db = join(fleet.root, 'plan.db');
+  assert.equal((await cli(['plan', '-c', fleet.writeConfig({ name: 'b' })], { db })).code, 0);
+  assert.equal((await cli(['start', 'b'], { db })).code, 0);
+  assert.equal(currentCommit(fleet.home('s1')), good);
+
+  const u = await cli(['undo', 'b', '--start'], { db });
+  assert.equal(u.code, 0, u.stdout + u.stderr);
+  assert.match(u.stdout, /planned update b-undo, the undo of b: 2 servers, .*; starting it/);
+  assert.match(u.stdout, /b-undo success/);
+  assert.equal((await statusJson(db, 'b-undo')).status, 'success');
+  assert.equal(currentCommit(fleet.home('s1')), base);
+  assert.equal(currentCommit(fleet.home('s2')), base);
+
+  // a retry of an update whose servers could not be reached, started at once, in --json
+  const cfg = fleet.writeConfig({ name: 'c' });
+  assert.equal((await cli(['plan', '-c', cfg], { db })).code, 0);
+  const store = openStore(db);
+  try {
+    const [s1] = await store.getServers('c');
+    await store.setUpdateStatus('c', 'running');
+    await store.setServerStatus(s1!.id, 'running', { step: 'update', startedAt: new Date().toISOString() });
+    await store.setServerStatus(s1!.id, 'unreachable', { step: null, error: 'could not connect (simulated)', endedAt: new Date().toISOString() });
+  } finally {
+    await store.close();
+  }
+  assert.equal((await cli(['start', 'c'], { db })).code, 1, 'c ends partial: s1 unreachable');
+  const r = await cli(['retry', 'c', '--start', '--json'], { db });
+  assert.equal(r.code, 0, r.stdout + r.stderr);
+  const lines = r.stdout.trim().split('\n');
+  assert.ok(lines.every((l) => l.startsWith('{"v":')), `stdout is NDJSON only:\n${r.stdout}`);
+  const last = JSON.parse(lines.at(-1)!) as { type: string; status: string };
+  assert.deepEqual([last.type, last.status], ['result', 'success']);
+  assert.equal(currentCommit(fleet.home('s1')), good);
+});

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { DeliveryStep } from '../../src/config/types.js';
 import type { ServerStatus } from '../../src/model/lifecycle.js';
-import { serversByStep, serversOfStep, stepProgress, stepsOf } from '../../src/model/steps.js';
+import { serversByStep, stepProgress, stepsOf } from '../../src/model/steps.js';
 import { decide } from '../../src/rollout/decide.js';
 import { serverRecord, updateRecord } from '../support/records.js';
 
@@ -32,11 +32,11 @@ test('stepProgress counts what the update works on in its turns, not what the pl
   assert.deepEqual(stepProgress(s), { total: 5, done: 3 });
 });
 
-test('serversOfStep: the servers that ended within a step, in the order they ended', () => {
+test('serversByStep: each step’s servers in the order their turns came; a later trip (a new end time) does not move a server to another step', () => {
   const s = servers('success', 'success', 'success', 'pending');
+  s[0] = { ...s[0]!, status: 'failed', endedAt: '2026-01-01T00:00:09Z' }; // tripped by the guard after s3 ended
   const plan = stepsOf([step({ count: 1 }), step({ count: 3 })], 4);
-  assert.deepEqual(serversOfStep(s, plan, 1).map((x) => x.name), ['s1']);
-  assert.deepEqual(serversOfStep(s, plan, 2).map((x) => x.name), ['s2', 's3']);
+  assert.deepEqual(serversByStep(s, plan).map((xs) => xs.map((x) => x.name)), [['s1'], ['s2', 's3'], ['s4']]);
 });
 
 test('decide: a step whose servers are done ends (bake, pause or go on) before the next server; once promoted the next runs', () => {
