@@ -160,7 +160,7 @@ export const HELP: Record<string, CommandHelp> = {
     exits: [
       [0, 'planned (its name is printed), or nothing to undo (nothing written)'],
       [2, 'unknown update, it or a batch pending or running, an unfinished undo of it exists, or the name is taken; nothing was written'],
-      [130, 'interrupted while probing; the new update is cancelled'],
+      [130, 'interrupted while probing; nothing was written'],
     ],
   },
   retry: {
@@ -172,7 +172,7 @@ export const HELP: Record<string, CommandHelp> = {
     exits: [
       [0, 'planned (its name is printed), or nothing to retry (nothing written)'],
       [2, 'unknown update, it or a batch still running or pending, an unfinished retry of it exists, or the name is taken; nothing was written'],
-      [130, 'interrupted while probing; the new update is cancelled'],
+      [130, 'interrupted while probing; nothing was written'],
     ],
   },
   demo: {

@@ -51,12 +51,12 @@ export async function planCommand(
   const store = await ctx.store(true);
   ctx.announceDb();
   const reporter = await ctx.reporter(false);
-  // Ctrl-C (or SIGTERM) cuts the probes and records the update cancelled; a second one exits.
+  // Ctrl-C (or SIGTERM) cuts the probes and records nothing (the update is removed); a second one exits.
   const interrupt = new AbortController();
   const onSignal = (signal: NodeJS.Signals) => {
     if (interrupt.signal.aborted) process.exit(EXIT.interrupted);
     reporter.stop();
-    ctx.err.write(`\n${signal}: stopping the probes; the update will be recorded as cancelled\n`);
+    ctx.err.write(`\n${signal}: stopping the probes; nothing will be recorded\n`);
     interrupt.abort();
   };
   process.on('SIGINT', onSignal);

@@ -382,10 +382,11 @@ export async function endAutoRun(q: Q, id: number, outcome: string, message: str
   }
 }
 
-export function discardPlan(q: Q, name: string): Promise<void> {
+export function discardPlan(q: Q, name: string, statuses: readonly UpdateStatus[] = ['planning']): Promise<void> {
   return q.atomic(async (t) => {
     const u = await getUpdate(t, name, true);
-    if (u.status !== 'planning') throw new Error(`discardPlan: update ${name} is ${u.status}, not planning`);
+    if (!statuses.includes(u.status)) throw new Error(`discardPlan: update ${name} is ${u.status}, not ${statuses.join(' or ')}`);
+    if (u.startedAt !== null) throw new Error(`discardPlan: update ${name} was started`);
     await t.run('DELETE FROM steps WHERE update_name = ?', [name]);
     await t.run('DELETE FROM events WHERE update_name = ?', [name]);
     await t.run('DELETE FROM servers WHERE update_name = ?', [name]);
