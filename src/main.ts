@@ -106,6 +106,14 @@ export function buildProgram(result: { code: number }, contexts: CliContext[]): 
     });
 
   program
+    .command('forget')
+    .description('remove an update that never ran (pending, cancelled before it began, or left planning by a killed plan) and everything recorded for it; its name is free again')
+    .argument('<name>')
+    .action(async (name: string, _o, cmd: Command) => {
+      result.code = await (await control()).forgetCommand(ctxOf(cmd), name);
+    });
+
+  program
     .command('split')
     .description('divide the pending servers of a pending or paused update into N balanced batches: NAME, NAME.2 … NAME.N')
     .argument('<name>')

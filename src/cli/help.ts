@@ -89,6 +89,16 @@ export const HELP: Record<string, CommandHelp> = {
     ],
     exits: [[0, 'cancelled, or already cancelled'], [2, 'running with a live executor (pause it first), finished, or unknown; nothing was changed']],
   },
+  forget: {
+    examples: [
+      ['agent-update forget agent-2026-12', 'remove an update that never ran (pending, cancelled before it began, or left planning by a killed plan); its name is free again'],
+      ['agent-update cancel agent-2026-12 && agent-update forget agent-2026-12', 'the same, in two steps: end it first, remove it once you are sure'],
+    ],
+    exits: [
+      [0, 'forgotten (with the batches split from it): the update, its servers, its probes and events removed; a `forgotten` event records who and what'],
+      [2, 'unknown update, or one that started (its record is the audit trail of that work), or being planned by a live auto run; nothing was changed'],
+    ],
+  },
   split: {
     examples: [
       ['agent-update split agent-2026-12 --batches 4', 'four parallel batches: agent-2026-12, agent-2026-12.2 … .4'],

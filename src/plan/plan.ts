@@ -3,7 +3,8 @@ import pLimit from 'p-limit';
 import type { Config, RolloutSettings, ServerSpec, VersionBounds, VersionClass } from '../config/types.js';
 import type { Clock } from '../clock.js';
 import { InterruptedError, TransitionError, UsageError } from '../errors.js';
-import { allows } from '../model/lifecycle.js';
+import { allows, forgettable } from '../model/lifecycle.js';
+import { suggest } from '../util/suggest.js';
 import { readCommit } from '../rollout/read-commit.js';
 import type { EventSink } from '../rollout/events.js';
 import { checkLocalSsh, type Transport } from '../ssh/transport.js';
@@ -95,8 +96,10 @@ export async function createPlan(deps: PlanDeps, config: Config, opts: PlanOptio
   const { store } = deps;
   const name = opts.name ?? config.name ?? (await freeName(datedName(config.source.branch, deps.clock.now()), (n) => store.hasUpdate(n)));
   checkUpdateName(name);
-  if (await store.hasUpdate(name)) {
-    throw new UsageError(`an update named ${name} already exists in ${store.location}; pass --name to choose another`);
+  const existing = await store.findUpdate(name);
+  if (existing !== null) {
+    const forget = forgettable(existing) ? ` (it is ${existing.status} and never ran: \`${suggest(`forget ${name}`)}\` removes it)` : '';
+    throw new UsageError(`an update named ${name} already exists in ${store.location}${forget}; pass --name to choose another`);
   }
   checkCeiling(config.file, config.source);
   checkOnly(config, opts.only);

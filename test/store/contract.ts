@@ -181,6 +181,16 @@ export function storeContract(impl: string, target: ContractTarget): void {
     await store.setUpdateStatus('b', 'pending');
     await assert.rejects(store.discardPlan('b'), /not planning/);
     assert.equal(await store.hasUpdate('b'), true);
+    // `forget`: other statuses when asked for, never an update that was started
+    await store.discardPlan('b', ['planning', 'pending', 'cancelled']);
+    assert.equal(await store.hasUpdate('b'), false);
+    await store.createUpdate(newUpdate('c', 1));
+    await store.setUpdateStatus('c', 'pending');
+    await store.setUpdateStatus('c', 'running', { startedAt: new Date().toISOString() });
+    await store.setUpdateStatus('c', 'paused', { reason: 'test' });
+    await store.setUpdateStatus('c', 'cancelled', { endedAt: new Date().toISOString() });
+    await assert.rejects(store.discardPlan('c', ['planning', 'pending', 'cancelled']), /was started/);
+    assert.equal(await store.hasUpdate('c'), true);
   });
 
   it('the journal: a command begun before it runs, its result, its output cut short; one server or all in plan order', async (t) => {
