@@ -10,6 +10,8 @@ export const EXIT = {
   busy: 4,
   interrupted: 130,
   bug: 70,
+  /** `plan` (and `plan --refresh`): no server of the update could be reached; the plan is recorded (sysexits EX_UNAVAILABLE) */
+  unreachable: 69,
 } as const;
 
 export class AppError extends Error {

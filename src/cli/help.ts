@@ -33,6 +33,7 @@ export const HELP: Record<string, CommandHelp> = {
     exits: [
       [0, 'planned (servers that could not be reached are listed as unreachable)'],
       [2, 'bad config (the file, the key and the problem are named), unknown branch or commit; nothing was written'],
+      [69, 'no server could be reached: the plan is recorded, nothing to start; check the servers, then plan --refresh NAME'],
       [130, 'interrupted while probing; nothing was written'],
     ],
   },
@@ -233,6 +234,7 @@ Exit codes:
     2  bad input: usage, config, name, a state transition not allowed; nothing was changed
     3  the update is paused (pause asked, the test-mode limit reached, or outside its window)
     4  busy: another process is already executing this update
+   69  plan: no server could be reached (recorded; check them, then plan --refresh NAME)
   130  interrupted
 `;
 
