@@ -70,7 +70,7 @@ export function buildProgram(result: { code: number }, contexts: CliContext[]): 
     .description('execute updates (several: the batches of a split, in parallel), each one server at a time')
     .argument('<name...>', 'update names')
     .option('--stop-after <n>', 'pause after this many servers finished (test mode)')
-    .option('--parallel <k>', 'run at most this many updates at once (default: all, at most 10)')
+    .option('--parallel <k>', 'run at most this many of the named updates (the batches of a split) at once (default: all, at most 10); each update runs one server at a time')
     .option('--wait-for-window', 'outside execution.window, wait for it to open (Ctrl-C still pauses) instead of pausing with exit 3')
     .action(async (names: string[], o, cmd: Command) => {
       const caught = new Interrupts(); // before any await: a Ctrl-C while starting up is not lost
@@ -82,7 +82,7 @@ export function buildProgram(result: { code: number }, contexts: CliContext[]): 
     .description('continue paused updates from where they stopped')
     .argument('<name...>', 'update names')
     .option('--stop-after <n>', 'pause again after this many more servers finished')
-    .option('--parallel <k>', 'run at most this many updates at once (default: all, at most 10)')
+    .option('--parallel <k>', 'run at most this many of the named updates (the batches of a split) at once (default: all, at most 10); each update runs one server at a time')
     .option('--wait-for-window', 'outside execution.window, wait for it to open (Ctrl-C still pauses) instead of pausing with exit 3')
     .action(async (names: string[], o, cmd: Command) => {
       const caught = new Interrupts(); // before any await: a Ctrl-C while starting up is not lost
