@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
 import { CliContext, type GlobalOptions } from './cli/context.js';
-import { addHelp } from './cli/help.js';
+import { addHelp, explainUnknownOption } from './cli/help.js';
 import { Interrupts } from './cli/interrupts.js';
 import { AppError, ConfigError, EXIT } from './errors.js';
 import { errorObject, ndjsonLine } from './output/ndjson.js';
@@ -34,7 +34,11 @@ export function buildProgram(result: { code: number }, contexts: CliContext[]): 
     .option('-v, --verbose', 'print every remote command as it ends')
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride()
-    .configureOutput({ writeErr: (s) => process.stderr.write(s), writeOut: (s) => process.stdout.write(s) });
+    .configureOutput({
+      writeErr: (s) => process.stderr.write(s),
+      writeOut: (s) => process.stdout.write(s),
+      outputError: (s, write) => write(explainUnknownOption(s)),
+    });
 
   program
     .command('plan')

@@ -253,3 +253,27 @@ export function addHelp(program: Command): void {
     }
   }
 }
+
+/**
+ * Options other tools have that agent-update takes from the config instead: an unknown one of
+ * these is answered with where its value goes, not commander's nearest option (`--commit` is not
+ * "did you mean --config?").
+ */
+const FROM_THE_CONFIG: Record<string, string> = {
+  '--commit': 'the target commit is source.commit in the config (-c FILE); without it, the tip of source.branch',
+  '--branch': 'the branch is source.branch in the config (-c FILE)',
+  '--repo': 'the repository is source.repo in the config (-c FILE)',
+  '--limit': 'the servers are chosen by server_types, include and exclude in the config (-c FILE); `drop NAME SERVER...` takes servers out of a plan',
+};
+
+/**
+ * commander's error text, with an unknown option of FROM_THE_CONFIG explained instead of a
+ * guess (configureOutput's outputError).
+ */
+export function explainUnknownOption(text: string): string {
+  const m = /^error: unknown option '([^'=]+)(?:=[^']*)?'/.exec(text);
+  const why = m ? FROM_THE_CONFIG[m[1]!] : undefined;
+  if (!m || why === undefined) return text;
+  return `error: unknown option '${m[1]}': ${why}\n`;
+}
+

@@ -68,3 +68,14 @@ test('no example chains with && a command that needs what the one before it does
     }
   }
 });
+
+test('an option other tools have (--commit, --branch, --limit) is answered with where it goes in the config, not "did you mean --config?"', async () => {
+  const r = await cli(['plan', '-c', 'x.yaml', '--commit', 'abc']);
+  assert.equal(r.code, 2);
+  assert.doesNotMatch(r.stderr, /did you mean/i);
+  assert.match(r.stderr, /unknown option '--commit': the target commit is source\.commit in the config/);
+  const b = await cli(['auto', '--branch=main']);
+  assert.match(b.stderr, /unknown option '--branch': the branch is source\.branch in the config/);
+  // any other unknown option keeps commander's suggestion
+  assert.match((await cli(['plan', '--conf', 'x'])).stderr, /Did you mean --config\?/);
+});
