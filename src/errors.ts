@@ -16,6 +16,8 @@ export const EXIT = {
   pausedAfterFailure: 5,
   interrupted: 130,
   bug: 70,
+  /** `plan` (and `plan --refresh`): no server of the update could be reached; the plan is recorded (sysexits EX_UNAVAILABLE) */
+  unreachable: 69,
 } as const;
 
 export class AppError extends Error {

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
 import { CliContext, type GlobalOptions } from './cli/context.js';
-import { addHelp } from './cli/help.js';
+import { addHelp, explainUnknownOption } from './cli/help.js';
 import { Interrupts } from './cli/interrupts.js';
 import { AppError, ConfigError, EXIT } from './errors.js';
 import { closedWhy, guardOutput, isClosed } from './output/closed.js';
@@ -35,7 +35,11 @@ export function buildProgram(result: { code: number }, contexts: CliContext[]): 
     .option('-v, --verbose', 'print every remote command as it ends')
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride()
-    .configureOutput({ writeErr: (s) => process.stderr.write(s), writeOut: (s) => process.stdout.write(s) });
+    .configureOutput({
+      writeErr: (s) => process.stderr.write(s),
+      writeOut: (s) => process.stdout.write(s),
+      outputError: (s, write) => write(explainUnknownOption(s)),
+    });
 
   program
     .command('plan')
@@ -71,7 +75,7 @@ export function buildProgram(result: { code: number }, contexts: CliContext[]): 
     .description('execute updates (several: the batches of a split, in parallel), each one server at a time')
     .argument('<name...>', 'update names')
     .option('--stop-after <n>', 'pause after this many servers finished (test mode)')
-    .option('--parallel <k>', 'run at most this many updates at once (default: all, at most 10)')
+    .option('--parallel <k>', 'run at most this many of the named updates (the batches of a split) at once (default: all, at most 10); each update runs one server at a time')
     .option('--wait-for-window', 'outside execution.window, wait for it to open (Ctrl-C still pauses) instead of pausing with exit 3')
     .action(async (names: string[], o, cmd: Command) => {
       const caught = new Interrupts(); // before any await: a Ctrl-C while starting up is not lost
@@ -83,7 +87,7 @@ export function buildProgram(result: { code: number }, contexts: CliContext[]): 
     .description('continue paused updates from where they stopped')
     .argument('<name...>', 'update names')
     .option('--stop-after <n>', 'pause again after this many more servers finished')
-    .option('--parallel <k>', 'run at most this many updates at once (default: all, at most 10)')
+    .option('--parallel <k>', 'run at most this many of the named updates (the batches of a split) at once (default: all, at most 10); each update runs one server at a time')
     .option('--wait-for-window', 'outside execution.window, wait for it to open (Ctrl-C still pauses) instead of pausing with exit 3')
     .action(async (names: string[], o, cmd: Command) => {
       const caught = new Interrupts(); // before any await: a Ctrl-C while starting up is not lost
@@ -104,6 +108,14 @@ export function buildProgram(result: { code: number }, contexts: CliContext[]): 
     .argument('<name>')
     .action(async (name: string, _o, cmd: Command) => {
       result.code = await (await control()).cancelCommand(ctxOf(cmd), name);
+    });
+
+  program
+    .command('forget')
+    .description('remove an update that never ran (pending, cancelled before it began, or left planning by a killed plan) and everything recorded for it; its name is free again')
+    .argument('<name>')
+    .action(async (name: string, _o, cmd: Command) => {
+      result.code = await (await control()).forgetCommand(ctxOf(cmd), name);
     });
 
   program

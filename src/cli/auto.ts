@@ -1,6 +1,8 @@
 import { loadConfig } from '../config/load.js';
 import { EXIT, UsageError } from '../errors.js';
 import { ndjsonLine, NDJSON_VERSION } from '../output/ndjson.js';
+import { timestamp } from '../output/reporter.js';
+import type { RolloutEvent } from '../rollout/events.js';
 import { claimAuto, existingWork, finishAutoPlan, keepClaim, type AutoFinding } from '../plan/auto.js';
 import { probePlan, selectServers } from '../plan/plan.js';
 import { resolveCommit, resolveRollbackCommit, withResolvedStones } from '../plan/source.js';
@@ -47,7 +49,9 @@ export async function autoCommand(ctx: CliContext, opts: { config?: string; conc
   const store = await ctx.store(true);
   const found = await claimAuto(store, config, commit, rollbackCommit, ctx.clock.now(), ctx.liveness);
   if (found.kind !== 'plan' && found.kind !== 'start') return said(ctx, found);
-  ctx.announceDb();
+  // A run that changes nothing prints one line (a cron log's line per run); the database is
+  // named by the rollout's start (runCommand), or here with -v.
+  if (ctx.opts.verbose) ctx.announceDb();
   const stopBeat = keepClaim(store, found.runId, ctx.liveness);
   let ended = false;
   try {
@@ -56,7 +60,9 @@ export async function autoCommand(ctx: CliContext, opts: { config?: string; conc
       const reporter = await ctx.reporter(false);
       const interrupts = probeInterrupts();
       try {
-        await probePlan({ store, transport: ctx.transport(), clock: ctx.clock, emit: reporter.onEvent }, found.input, { concurrency, signal: interrupts.signal, keepPlanning: true });
+        // each server's probe only with -v: what matters (unreachable ones and why) is in the line auto ends with
+        const emit = ctx.opts.verbose ? reporter.onEvent : (e: RolloutEvent) => (e.type === 'probe' ? undefined : reporter.onEvent(e));
+        await probePlan({ store, transport: ctx.transport(), clock: ctx.clock, emit }, found.input, { concurrency, signal: interrupts.signal, keepPlanning: true });
       } finally {
         reporter.stop();
         interrupts.dispose();
@@ -119,7 +125,9 @@ function said(ctx: CliContext, f: Said): number {
   if (ctx.opts.json) {
     ctx.out.write(ndjsonLine({ v: NDJSON_VERSION, type: 'auto', at: ctx.clock.now().toISOString(), outcome, updates, message, exitCode: code }));
   } else {
-    (code === 0 ? ctx.print.bind(ctx) : (t: string) => ctx.err.write(`agent-update: ${t}\n`))(message);
+    // one line, timestamped like the rollout's plain lines: what a cron log keeps of each run
+    const at = timestamp(ctx.clock.now().getTime());
+    (code === 0 ? (t: string) => ctx.print(`${at} ${t}`) : (t: string) => ctx.err.write(`${at} agent-update: ${t}\n`))(message);
     ctx.result(`${outcome}${updates.length ? ` ${updates.join(' ')}` : ''}`);
   }
   return code;
@@ -191,5 +199,5 @@ function describe(ctx: CliContext, f: Said): { code: number; outcome: string; up
 /** Before the rollout: one line saying what auto started (the first NDJSON line with --json). */
 function announce(ctx: CliContext, outcome: string, names: string[], message: string): void {
   if (ctx.opts.json) ctx.out.write(ndjsonLine({ v: NDJSON_VERSION, type: 'auto', at: ctx.clock.now().toISOString(), outcome, updates: names, message, exitCode: null }));
-  else ctx.print(message);
+  else ctx.print(`${timestamp(ctx.clock.now().getTime())} ${message}`);
 }

@@ -4,6 +4,8 @@ import { groupBy, logsBlocks, updateText, updatesListText } from '../output/text
 import { visibleLine } from '../output/visible.js';
 import { cancelUpdate, requestPause } from '../rollout/control.js';
 import { splitUpdate } from '../rollout/split.js';
+import { forgetUpdate } from '../plan/forget.js';
+import { plural } from '../util/plural.js';
 import { TERMINAL_UPDATE } from '../model/lifecycle.js';
 import { holderIsDead } from '../rollout/lease.js';
 import { budgetOf } from '../rollout/decide.js';
@@ -46,6 +48,19 @@ export async function cancelCommand(ctx: CliContext, name: string): Promise<numb
     for (const s of (await store.getServers(name)).filter((x) => x.lockHeld && x.status === 'pending')) {
       ctx.print(`  ${s.name} may still carry this update's lock (it was prepared ahead of its turn): ${ctx.cmd(`unlock ${s.name} --update ${name} --yes`)}`);
     }
+  }
+  return 0;
+}
+
+export async function forgetCommand(ctx: CliContext, name: string): Promise<number> {
+  const store = await ctx.store();
+  ctx.announceDb();
+  const gone = await forgetUpdate(store, name, ctx.clock.now(), ctx.liveness);
+  ctx.result(`${gone.map((g) => g.name).join(' ')} forgotten`);
+  if (ctx.opts.json) ctx.printJson({ forgotten: gone });
+  else {
+    for (const g of gone) ctx.print(`forgot ${g.name} (${g.status}, ${plural(g.servers, 'server')}; it never ran): its plan, probes and events are removed`);
+    ctx.print(`the name ${name} is free again`);
   }
   return 0;
 }

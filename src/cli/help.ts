@@ -34,6 +34,7 @@ export const HELP: Record<string, CommandHelp> = {
     exits: [
       [0, 'planned (servers that could not be reached are listed as unreachable)'],
       [2, 'bad config (the file, the key and the problem are named), unknown branch or commit; nothing was written'],
+      [69, 'no server could be reached: the plan is recorded, nothing to start; check the servers, then plan --refresh NAME'],
       [130, 'interrupted while probing; nothing was written'],
     ],
   },
@@ -89,6 +90,16 @@ export const HELP: Record<string, CommandHelp> = {
       ['agent-update pause agent-2026-12 && agent-update status agent-2026-12 --watch && agent-update cancel agent-2026-12', 'a running one: pause it, wait until it has paused (the server in flight finishes), then cancel'],
     ],
     exits: [[0, 'cancelled, or already cancelled'], [2, 'running with a live executor (pause it first), finished, or unknown; nothing was changed']],
+  },
+  forget: {
+    examples: [
+      ['agent-update forget agent-2026-12', 'remove an update that never ran (pending, cancelled before it began, or left planning by a killed plan); its name is free again'],
+      ['agent-update cancel agent-2026-12 && agent-update forget agent-2026-12', 'the same, in two steps: end it first, remove it once you are sure'],
+    ],
+    exits: [
+      [0, 'forgotten (with the batches split from it): the update, its servers, its probes and events removed; a `forgotten` event records who and what'],
+      [2, 'unknown update, or one that started (its record is the audit trail of that work), or being planned by a live auto run; nothing was changed'],
+    ],
   },
   split: {
     examples: [
@@ -169,7 +180,7 @@ export const HELP: Record<string, CommandHelp> = {
     exits: [
       [0, 'planned (its name is printed), or nothing to undo (nothing written)'],
       [2, 'unknown update, it or a batch pending or running, an unfinished undo of it exists, or the name is taken; nothing was written'],
-      [130, 'interrupted while probing; the new update is cancelled'],
+      [130, 'interrupted while probing; nothing was written'],
     ],
   },
   retry: {
@@ -181,7 +192,7 @@ export const HELP: Record<string, CommandHelp> = {
     exits: [
       [0, 'planned (its name is printed), or nothing to retry (nothing written)'],
       [2, 'unknown update, it or a batch still running or pending, an unfinished retry of it exists, or the name is taken; nothing was written'],
-      [130, 'interrupted while probing; the new update is cancelled'],
+      [130, 'interrupted while probing; nothing was written'],
     ],
   },
   demo: {
@@ -233,6 +244,7 @@ Exit codes:
     3  the update is paused (pause asked, the test-mode limit reached, or outside its window)
     4  busy: another process is already executing this update
     5  paused, and a server of this run failed or was rolled back (not a clean pause)
+   69  plan: no server could be reached (recorded; check them, then plan --refresh NAME)
   130  interrupted
 `;
 
@@ -251,3 +263,27 @@ export function addHelp(program: Command): void {
     }
   }
 }
+
+/**
+ * Options other tools have that agent-update takes from the config instead: an unknown one of
+ * these is answered with where its value goes, not commander's nearest option (`--commit` is not
+ * "did you mean --config?").
+ */
+const FROM_THE_CONFIG: Record<string, string> = {
+  '--commit': 'the target commit is source.commit in the config (-c FILE); without it, the tip of source.branch',
+  '--branch': 'the branch is source.branch in the config (-c FILE)',
+  '--repo': 'the repository is source.repo in the config (-c FILE)',
+  '--limit': 'the servers are chosen by server_types, include and exclude in the config (-c FILE); `drop NAME SERVER...` takes servers out of a plan',
+};
+
+/**
+ * commander's error text, with an unknown option of FROM_THE_CONFIG explained instead of a
+ * guess (configureOutput's outputError).
+ */
+export function explainUnknownOption(text: string): string {
+  const m = /^error: unknown option '([^'=]+)(?:=[^']*)?'/.exec(text);
+  const why = m ? FROM_THE_CONFIG[m[1]!] : undefined;
+  if (!m || why === undefined) return text;
+  return `error: unknown option '${m[1]}': ${why}\n`;
+}
+

@@ -11,7 +11,7 @@ import type { CliContext } from './context.js';
 
 /**
  * SIGINT/SIGTERM while probing: the first aborts `signal` (the probes in flight are cut and the
- * caller records the update cancelled), a second exits 130 at once. `dispose` stops listening.
+ * new update is removed: nothing recorded), a second exits 130 at once. `dispose` stops listening.
  */
 export function probeInterrupts(): { signal: AbortSignal; dispose: () => void } {
   const interrupt = new AbortController();

@@ -10,6 +10,7 @@ import { EXIT, UsageError } from '../errors.js';
 import { checkLocalSsh } from '../ssh/transport.js';
 import { type CliContext, parseCount } from './context.js';
 import { overlapWarnings } from './new-plan.js';
+import { plural } from '../util/plural.js';
 import type { SteppingStone } from '../config/types.js';
 import type { ServerRecord } from '../model/records.js';
 import { ACTIVE_SERVER } from '../model/lifecycle.js';
@@ -51,12 +52,12 @@ export async function planCommand(
   const store = await ctx.store(true);
   ctx.announceDb();
   const reporter = await ctx.reporter(false);
-  // Ctrl-C (or SIGTERM) cuts the probes and records the update cancelled; a second one exits.
+  // Ctrl-C (or SIGTERM) cuts the probes and records nothing (the update is removed); a second one exits.
   const interrupt = new AbortController();
   const onSignal = (signal: NodeJS.Signals) => {
     if (interrupt.signal.aborted) process.exit(EXIT.interrupted);
     reporter.stop();
-    ctx.err.write(`\n${signal}: stopping the probes; the update will be recorded as cancelled\n`);
+    ctx.err.write(`\n${signal}: stopping the probes; nothing will be recorded\n`);
     interrupt.abort();
   };
   process.on('SIGINT', onSignal);
@@ -82,15 +83,20 @@ export async function planCommand(
       warnings.push(`cannot read what the update changes (the commits between the running commits and the target) from ${u.repo}: ${changes.error}; the plan is made without it`);
     }
     warnings.push(...(await stoneWarnings(await history, u.commit, u.settings.versions?.steppingStones ?? [], servers)));
+    // Not one server answered: `start` would have nothing to do but fail; say what to do instead.
+    const noneReached = servers.length > 0 && servers.every((s) => s.status === 'unreachable');
     if (ctx.opts.json) ctx.printJson({ ...updateJson(u, servers, await store.budgetUse(u)), changes, overlaps, warnings });
     else {
       ctx.print('\n' + planText(u, servers, changes, await store.budgetUse(u)));
       for (const w of warnings) ctx.err.write(`warning: ${w}\n`);
-      ctx.print(`\nplanned update ${u.name}; run it with: ${ctx.cmd(`start ${u.name}`)}`);
+      if (noneReached) ctx.err.write(noneReachedText(ctx, u.name, servers));
+      else {
+        ctx.print(`\nplanned update ${u.name}; run it with: ${ctx.cmd(`start ${u.name}`)}`);
+        ctx.print(`the exact commands it will send: ${ctx.cmd(`plan --show-commands ${u.name}`)}`);
+      }
       ctx.result(u.name);
-      ctx.print(`the exact commands it will send: ${ctx.cmd(`plan --show-commands ${u.name}`)}`);
     }
-    return 0;
+    return noneReached ? EXIT.unreachable : 0;
   } finally {
     reporter.stop();
     process.off('SIGINT', onSignal);
@@ -99,6 +105,18 @@ export async function planCommand(
     const h = await history;
     if (h instanceof SourceHistory) h.close();
   }
+}
+
+/** What a plan (or a refresh) none of whose servers answered says on stderr, with what to do. */
+function noneReachedText(ctx: CliContext, name: string, servers: readonly ServerRecord[]): string {
+  const reasons = [...new Set(servers.map((s) => s.error ?? 'no reason recorded'))];
+  const shown = reasons.slice(0, 3).map((r) => `  ${r}\n`).join('');
+  return (
+    `\nagent-update: no server of ${name} could be reached (${plural(servers.length, 'server')} unreachable), so there is nothing to start. ` +
+    `The plan is recorded. Reasons:\n${shown}${reasons.length > 3 ? `  … and ${reasons.length - 3} more (\`${ctx.cmd(`status ${name}`)}\`)\n` : ''}` +
+    `Check that the servers are up and reachable from here (\`${ctx.cmd('servers -c FILE')}\` shows how each is reached), ` +
+    `then probe them again with \`${ctx.cmd(`plan --refresh ${name}`)}\`; or remove the plan with \`${ctx.cmd(`forget ${name}`)}\`.\n`
+  );
 }
 
 /**
@@ -164,6 +182,8 @@ async function refreshCommand(ctx: CliContext, name: string, concurrency: number
     const r = await refreshPlan({ store, transport: ctx.transport(), clock: ctx.clock, emit: reporter.onEvent }, name, { concurrency, signal: interrupt.signal });
     reporter.stop();
     const servers = await store.getServers(name);
+    // every server of the update still unreachable (a refresh of a plan none of whose servers answered)
+    const noneReached = r.probed > 0 && servers.every((s) => s.status === 'unreachable');
     if (ctx.opts.json) {
       ctx.printJson({ ...updateJson(r.update, servers, await store.budgetUse(r.update)), refreshed: { probed: r.probed, pending: r.nowPending, skipped: r.nowSkipped, unreachable: r.stillUnreachable, excluded: r.nowExcluded } });
     } else {
@@ -175,9 +195,11 @@ async function refreshCommand(ctx: CliContext, name: string, concurrency: number
               (r.nowExcluded > 0 ? `, ${r.nowExcluded} excluded` : ''),
       );
       if (r.nowPending > 0) ctx.print(`continue with: ${ctx.cmd(`${r.update.status === 'paused' ? 'resume' : 'start'} ${name}`)}`);
+      else if (noneReached) ctx.err.write(noneReachedText(ctx, name, servers));
       ctx.result(`${name} ${r.nowPending} pending ${r.nowSkipped} skipped ${r.stillUnreachable} unreachable`);
     }
-    return interrupt.signal.aborted ? EXIT.interrupted : 0;
+    if (interrupt.signal.aborted) return EXIT.interrupted;
+    return noneReached ? EXIT.unreachable : 0;
   } finally {
     reporter.stop();
     process.off('SIGINT', onSignal);

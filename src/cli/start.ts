@@ -124,6 +124,13 @@ export async function runCommand(
     const parallel = parseCount('--parallel', opts.parallel, 1) ?? Math.min(names.length, 10);
     const dup = names.find((n, i) => names.indexOf(n) !== i);
     if (dup) throw new UsageError(`${dup} is named twice`);
+    // --parallel is how many of the named updates run at once, never servers of one update
+    if (names.length === 1 && parallel > 1) {
+      ctx.err.write(
+        `warning: --parallel ${parallel} runs up to ${parallel} of the updates named at once (the batches of a split); each update runs its servers one at a time, ` +
+          `so ${names[0]} runs one server at a time. To run its servers in parallel: \`${ctx.cmd(`split ${names[0]} --batches ${parallel}`)}\`, then start the batches it names\n`,
+      );
+    }
     await stopIfInterrupted();
     store = await ctx.store();
     ctx.announceDb();

@@ -163,6 +163,17 @@ export function serverTransition(update: string, server: string, from: ServerSta
   }
 }
 
+/**
+ * The statuses of an update `forget` may remove, always only one never started (no server of it
+ * was ever worked on): planned, cancelled before it began, or left `planning` by a killed plan.
+ */
+export const FORGETTABLE_UPDATE: ReadonlySet<UpdateStatus> = new Set(['planning', 'pending', 'cancelled']);
+
+/** Whether `forget` may remove this update (plan/forget.ts checks its servers too). */
+export function forgettable(u: Pick<UpdateRecord, 'status' | 'startedAt'>): boolean {
+  return u.startedAt === null && FORGETTABLE_UPDATE.has(u.status);
+}
+
 /** "it is …" in a sentence: `it is paused`, `it has ended (success)`, `it was cancelled`. */
 export function itIs(status: UpdateStatus): string {
   if (status === 'cancelled') return 'it was cancelled';
@@ -204,7 +215,7 @@ function commandLine(command: UpdateCommand, name: string): string {
 export function whatYouCanDo(name: string, status: UpdateStatus): string {
   const can = COMMANDS_FROM[status];
   if (status === 'planning') {
-    return `It is still being planned; if that process died, \`${suggest(`cancel ${name}`)}\` and plan again under another --name.`;
+    return `It is still being planned; if that process died, \`${suggest(`forget ${name}`)}\` removes it, and the name is free again.`;
   }
   if (status === 'running') {
     return `From running you can: \`${suggest(`pause ${name}`)}\`, or \`${suggest(`start ${name}`)}\` to take over if its process died.`;

@@ -200,10 +200,20 @@ export function plannedDeliveryLines(u: UpdateRecord, servers: readonly ServerRe
   return lines;
 }
 
+/**
+ * The `target` line: the commit and the branch it was resolved from; an undo's target is no
+ * branch's (it is the commit most of its servers ran before the update it undoes, each going
+ * back to its own), so it names the update it undoes, not the branch that update deployed.
+ */
+export function targetLine(u: Pick<UpdateRecord, 'commit' | 'branch' | 'repo' | 'undoOf'>): string {
+  if (u.undoOf) return `  target   ${u.commit} (what most of its servers ran before ${u.undoOf}, in ${visibleLine(u.repo)}; each goes back to its own: its TO)`;
+  return `  target   ${u.commit} (${visibleLine(u.branch)} of ${visibleLine(u.repo)})`;
+}
+
 export function updateText(u: UpdateRecord, servers: readonly ServerRecord[], budget?: { used: number; total: number; updates: string[] }): string {
   const lines = [
     `${chalk.bold(u.name)}  ${colourStatus(u.status)}${u.pauseRequestedAt && u.status === 'running' ? chalk.yellow(` (pause requested${u.pauseRequestedBy ? ` by ${visibleLine(u.pauseRequestedBy)}` : ''})`) : ''}`,
-    `  target   ${u.commit} (${visibleLine(u.branch)} of ${visibleLine(u.repo)})`,
+    targetLine(u),
   ];
   if (u.batchOf) lines.push(`  batch of ${u.batchOf}`);
   if (u.retryOf) lines.push(`  retry of ${u.retryOf} (its servers that did not make it)`);
@@ -404,7 +414,7 @@ export function changesLines(c: PlanChanges, repo: string): string[] {
 export function planText(u: UpdateRecord, servers: readonly ServerRecord[], changes: PlanChanges, budget?: { used: number; total: number; updates: string[] }): string {
   const lines = [
     `${chalk.bold(u.name)}  ${colourStatus(u.status)}`,
-    `  target   ${u.commit} (${visibleLine(u.branch)} of ${visibleLine(u.repo)})`,
+    targetLine(u),
     `  created  ${u.createdAt}${u.createdBy ? ` by ${visibleLine(u.createdBy)}` : ''}`,
   ];
   lines.push(...windowLines(u));

@@ -151,13 +151,15 @@ export function finishAutoPlan(
       await t.setServerStatus(s.id, 'excluded', { error: `unreachable when auto planned (${s.error ?? 'no reason recorded'}); left for the next auto run`, endedAt: now.toISOString() });
     }
     const pending = servers.filter((s) => s.status === 'pending');
-    const unreached = unreachable.length === 0 ? '' : `; ${unreachable.length} unreachable, left for the next run: ${unreachable.map((s) => s.name).join(', ')}`;
+    // each with why, so that the one line a no-op run prints keeps the error in sight
+    const why = unreachable.map((s) => `${s.name} (${firstLine(s.error)})`).join(', ');
+    const unreached = unreachable.length === 0 ? '' : `; ${unreachable.length} unreachable, left for the next run: ${why}`;
     if (pending.length === 0) {
       const at = servers.filter((s) => s.status === 'skipped').length;
       const other = servers.length - at - unreachable.length;
       const message =
         at === 0 && other === 0 && unreachable.length > 0
-          ? `no server could be reached, so nothing was done: ${unreachable.length} unreachable, left for the next run: ${unreachable.map((s) => s.name).join(', ')}`
+          ? `no server could be reached, so nothing was done: ${unreachable.length} unreachable, left for the next run: ${why}`
           : `nothing to do: ${plural(at, 'server')} already ${at === 1 ? 'runs' : 'run'} the target ${commit.slice(0, 12)}` +
         `${other > 0 ? `; ${plural(other, 'server')} excluded by the probe` : ''}${unreached}`;
       await t.discardPlan(name);
@@ -166,4 +168,10 @@ export function finishAutoPlan(
     }
     return { update: await t.setUpdateStatus(name, 'pending'), leftForNextRun: unreachable.map((s) => s.name) };
   });
+}
+
+/** An error's first line, cut to 120 characters: what a one-line summary quotes of it. */
+function firstLine(error: string | null): string {
+  const line = (error ?? 'no reason recorded').split('\n')[0]!.trim();
+  return line.length > 120 ? `${line.slice(0, 119)}…` : line;
 }

@@ -3,7 +3,8 @@ import pLimit from 'p-limit';
 import type { Config, RolloutSettings, ServerSpec, VersionBounds, VersionClass } from '../config/types.js';
 import type { Clock } from '../clock.js';
 import { InterruptedError, TransitionError, UsageError } from '../errors.js';
-import { allows } from '../model/lifecycle.js';
+import { allows, forgettable } from '../model/lifecycle.js';
+import { suggest } from '../util/suggest.js';
 import { readCommit } from '../rollout/read-commit.js';
 import type { EventSink } from '../rollout/events.js';
 import { checkLocalSsh, type Transport } from '../ssh/transport.js';
@@ -23,9 +24,9 @@ export interface PlanOptions {
   /** how many servers to probe at once */
   concurrency: number;
   /**
-   * Ctrl-C: probes in flight are cut, the rest are not started, and the update is recorded
-   * `cancelled` (nothing ran on any server but the version command), so it is never left
-   * `planning`.
+   * Ctrl-C: probes in flight are cut, the rest are not started, and the update is removed with
+   * everything recorded for it (nothing ran on any server but the version command), so it is
+   * never left `planning` and its name is free again.
    */
   signal?: AbortSignal;
   /**
@@ -95,8 +96,10 @@ export async function createPlan(deps: PlanDeps, config: Config, opts: PlanOptio
   const { store } = deps;
   const name = opts.name ?? config.name ?? (await freeName(datedName(config.source.branch, deps.clock.now()), (n) => store.hasUpdate(n)));
   checkUpdateName(name);
-  if (await store.hasUpdate(name)) {
-    throw new UsageError(`an update named ${name} already exists in ${store.location}; pass --name to choose another`);
+  const existing = await store.findUpdate(name);
+  if (existing !== null) {
+    const forget = forgettable(existing) ? ` (it is ${existing.status} and never ran: \`${suggest(`forget ${name}`)}\` removes it)` : '';
+    throw new UsageError(`an update named ${name} already exists in ${store.location}${forget}; pass --name to choose another`);
   }
   checkCeiling(config.file, config.source);
   checkOnly(config, opts.only);
@@ -161,7 +164,7 @@ export function recordPlan(store: PlanStore, input: PlanInput): Promise<UpdateRe
 /**
  * Probe every server of a recorded `planning` update (through probeServer, `concurrency` at a
  * time), then `afterProbe`, then make it `pending` (unless `keepPlanning`: the caller decides).
- * Ctrl-C (`signal`): the probes in flight are cut, the update is recorded `cancelled`.
+ * Ctrl-C (`signal`): the probes in flight are cut, the update is removed (Store.discardPlan).
  */
 export async function probePlan(
   deps: PlanDeps,
@@ -179,9 +182,12 @@ export async function probePlan(
   if (signal?.aborted) {
     const all = await store.getServers(name);
     const probed = all.filter((s) => s.status !== 'pending' || s.fromCommit !== null).length;
-    const reason = `plan interrupted after probing ${probed} of ${plural(all.length, 'server')}`;
-    await store.setUpdateStatus(name, 'cancelled', { endedAt: deps.clock.now().toISOString(), reason });
-    throw new InterruptedError(`${reason}: update ${name} is cancelled (nothing was changed on any server); plan again to start over`);
+    // Nothing ran on any server but the probe, and the update never started: it is removed with
+    // everything recorded for it, so the same command (and --name) can be run again.
+    await store.discardPlan(name);
+    throw new InterruptedError(
+      `plan interrupted after probing ${probed} of ${plural(all.length, 'server')}: nothing was recorded (no update ${name}) and nothing was changed on any server; run the same command again to start over`,
+    );
   }
   await opts.afterProbe?.();
   return opts.keepPlanning ? store.getUpdate(name) : store.setUpdateStatus(name, 'pending');

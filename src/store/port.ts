@@ -240,8 +240,12 @@ export interface PlanStore extends EngineStore {
   setProbedVersion(id: number, version: string | null, cls: VersionClass | null): Promise<void>;
   /** `plan --only`: servers taken out of an update being planned (rows, journal, events), their names kept in the settings. */
   leaveOut(updateName: string, ids: number[], why: string): Promise<void>;
-  /** A `planning` update and everything recorded for it removed (auto found nothing to do). */
-  discardPlan(name: string): Promise<void>;
+  /**
+   * An update that never started and everything recorded for it removed: `planning` (auto found
+   * nothing to do, a plan was interrupted), or, for `forget`, one of `statuses`. Throws for
+   * another status or an update that was started.
+   */
+  discardPlan(name: string, statuses?: readonly UpdateStatus[]): Promise<void>;
 
   /** An `auto` run begun (its claim); its id. */
   beginAutoRun(r: NewAutoRun): Promise<number>;

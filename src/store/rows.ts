@@ -6,8 +6,34 @@ import type { RolloutSettings, VersionClass } from '../config/types.js';
 import type { ServerStatus, ServerStep, UpdateStatus } from '../model/lifecycle.js';
 import type { AutoRun, EventRecord, PathStop, ServerReach, ServerRecord, JournalEntry, UpdateRecord } from '../model/records.js';
 import type { Overlap, ServerChange, UpdateChange } from './port.js';
+import { UsageError } from '../errors.js';
+import { didYouMean } from '../util/did-you-mean.js';
+import { suggest } from '../util/suggest.js';
 
 export type Row = Record<string, unknown>;
+
+/** How many of the known updates an unknown name's error lists (the newest), before `… and N more`. */
+export const KNOWN_UPDATES_SHOWN = 10;
+
+/**
+ * The error of getUpdate for a name no update has (exit 2), the same in both stores: the closest
+ * names, else the newest KNOWN_UPDATES_SHOWN of `names` (oldest first) and how many more there
+ * are, with the command that lists them all; or that there are none.
+ */
+export function unknownUpdate(name: string, location: string, names: readonly string[]): UsageError {
+  const near = didYouMean(name, names);
+  let rest: string;
+  if (near) rest = near;
+  else if (names.length === 0) rest = `; it holds no updates (run \`${suggest('plan -c FILE')}\`)`;
+  else {
+    const more = names.length - KNOWN_UPDATES_SHOWN;
+    rest =
+      more > 0
+        ? `; known updates (the ${KNOWN_UPDATES_SHOWN} newest): ${names.slice(-KNOWN_UPDATES_SHOWN).join(', ')}, …and ${more} more (\`${suggest('status')}\` lists them all)`
+        : `; known updates: ${names.join(', ')}`;
+  }
+  return new UsageError(`no update named ${JSON.stringify(name)} in ${location}${rest}`);
+}
 
 /** What `servers.ssh_json` holds for a server: how it is reached when not as its update says; null for nothing of its own. */
 export function reachJson(s: ServerReach): string | null {

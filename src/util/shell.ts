@@ -388,10 +388,30 @@ export function expandCommand(template: string, values: PlaceholderValues): stri
     if (site.refused !== null) throw new Error(`placeholder {${site.name}} ${site.refused}`);
     const v = values[site.name];
     if (v === null || v === undefined) throw new Error(`placeholder {${site.name}} has no value here`);
-    out += template.slice(at, site.index) + quoteAt(template, site, v);
+    const cut = expansionBefore(template, site, at);
+    out += template.slice(at, cut) + (cut < site.index ? `\\${template.slice(cut, site.index)}` : '') + quoteAt(template, site, v);
     at = site.index + site.length;
   }
   return out + template.slice(at);
+}
+
+/**
+ * A `~` (anywhere) or a word-starting `=` of the template right before an unquoted placeholder
+ * (`~{repo}`, `={repo}`): zsh expands them whatever the quoting of what follows (`~''` is
+ * $HOME, `~'x'` the home of user x, `='ls'` the path of ls), where POSIX shells, seeing quoted
+ * characters in the tilde-prefix, leave them literal (`~x`). The index of that character, to be
+ * written with a backslash (`\~'x'`: the literal `~x` in every shell, zsh too); else `site.index`.
+ * Not a character an earlier placeholder's value took (`from`), nor one a backslash already quotes.
+ */
+function expansionBefore(template: string, site: PlaceholderSite, from: number): number {
+  const i = site.index - 1;
+  if (site.context !== 'unquoted' || i < from || i < 0) return site.index;
+  const ch = template[i];
+  const prev = i === 0 ? '' : (template[i - 1] as string);
+  if (prev === '\\') return site.index;
+  if (ch === '~') return i;
+  if (ch === '=' && (prev === '' || WORD_START.has(prev))) return i;
+  return site.index;
 }
 
 /** Like expandCommand but without quoting: for text that is not a command (`agent.health.expect`). */

@@ -55,12 +55,20 @@ test('auto twice in a row: the first plans and rolls out (the unreachable server
 
   const second = await cli(['auto', '-c', config], { db });
   assert.equal(second.code, 0, second.stdout + second.stderr);
-  assert.match(second.stdout, /nothing to do: 2 servers already run the target [0-9a-f]{12}; 1 unreachable, left for the next run: u1/);
+  assert.match(second.stdout, /nothing to do: 2 servers already run the target [0-9a-f]{12}; 1 unreachable, left for the next run: u1 \(.+\)/);
+  // a cron log gets one timestamped line per no-op run, the unreachable server's reason in it
+  assert.equal(second.stderr, '');
+  assert.match(second.stdout.trimEnd(), /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ nothing to do: [^\n]*$/);
+  // -v: the database, and each server as probed
+  const verbose = await cli(['-v', 'auto', '-c', config], { db });
+  assert.equal(verbose.code, 0, verbose.stdout + verbose.stderr);
+  assert.match(verbose.stderr, /^database: /);
+  assert.match(verbose.stdout, /probe s1: skipped[^]*nothing to do/);
   assert.deepEqual(await updatesOf(db), ['nightly'], 'no second update is left in the database');
   assert.equal(readDeployCount(fleet.home('s1')), 1, 'nothing deployed');
   assert.equal(readDeployCount(fleet.home('s2')), 1);
   const runs = await autoRuns(db);
-  assert.deepEqual(runs.map((r) => [r.outcome, r.updateName]), [['started', 'nightly'], ['nothing-to-do', null]]);
+  assert.deepEqual(runs.map((r) => [r.outcome, r.updateName]), [['started', 'nightly'], ['nothing-to-do', null], ['nothing-to-do', null]]);
   assert.match(runs[0]!.message ?? '', /nightly success \(exit 0\)/);
   assert.match(runs[1]!.message ?? '', /nothing to do/);
   assert.ok(runs.every((r) => r.endedAt !== null));

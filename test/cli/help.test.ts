@@ -15,7 +15,7 @@ test('every command has examples and exit codes', () => {
     assert.ok(h, `${c.name()} has help`);
     assert.ok(h.examples.length >= 2, `${c.name()}: at least two examples`);
     assert.ok(h.exits.some(([code]) => code === 0), `${c.name()}: exit 0 is explained`);
-    for (const [code] of h.exits) assert.ok([0, 1, 2, 3, 4, 5, 130].includes(code), `${c.name()}: exit ${code} is one of SPEC's (or 130, or 5: docs/reference/exit-codes.md)`);
+    for (const [code] of h.exits) assert.ok([0, 1, 2, 3, 4, 5, 69, 130].includes(code), `${c.name()}: exit ${code} is one of SPEC's (or 5, 69, 130: docs/reference/exit-codes.md)`);
   }
 });
 
@@ -67,4 +67,15 @@ test('no example chains with && a command that needs what the one before it does
       }
     }
   }
+});
+
+test('an option other tools have (--commit, --branch, --limit) is answered with where it goes in the config, not "did you mean --config?"', async () => {
+  const r = await cli(['plan', '-c', 'x.yaml', '--commit', 'abc']);
+  assert.equal(r.code, 2);
+  assert.doesNotMatch(r.stderr, /did you mean/i);
+  assert.match(r.stderr, /unknown option '--commit': the target commit is source\.commit in the config/);
+  const b = await cli(['auto', '--branch=main']);
+  assert.match(b.stderr, /unknown option '--branch': the branch is source\.branch in the config/);
+  // any other unknown option keeps commander's suggestion
+  assert.match((await cli(['plan', '--conf', 'x'])).stderr, /Did you mean --config\?/);
 });

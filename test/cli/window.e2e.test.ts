@@ -112,7 +112,7 @@ test('auto outside the window: exit 0 saying when it opens; plans nothing, touch
   const config = fleet.writeConfig({ name: 'nightly', execution: { window: w.config } });
   const r = await cli(['auto', '-c', config], { db, env: UTC });
   assert.equal(r.code, 0, r.stdout + r.stderr);
-  assert.match(r.stdout, new RegExp(`^outside the rollout window \\(every day ${w.config.hours} UTC\\): it opens .* UTC; nothing planned or started, no server touched$`));
+  assert.match(r.stdout, new RegExp(`^\\S+Z outside the rollout window \\(every day ${w.config.hours} UTC\\): it opens .* UTC; nothing planned or started, no server touched$`));
   assert.ok(!existsSync(db), 'no database was made');
   const json = await cli(['--json', 'auto', '-c', config], { db });
   assert.equal(json.code, 0, json.stderr);
@@ -186,7 +186,7 @@ test('auto across a window: plans and starts inside it, pauses (exit 0) when it 
   // still outside: says when it opens, touches nothing
   const outside = await auto();
   assert.equal(outside.code, 0, outside.stdout + outside.stderr);
-  assert.match(outside.stdout, /^nightly is paused for the rollout window \(every day .* UTC\): it opens .*; the first auto run once it is open resumes it; nothing touched\n$/);
+  assert.match(outside.stdout, /^\S+Z nightly is paused for the rollout window \(every day .* UTC\): it opens .*; the first auto run once it is open resumes it; nothing touched\n$/);
 
   // the next day, inside it again: resumed to the end
   openGate(fleet, 'update', ['s2']);

@@ -130,6 +130,23 @@ test('plan shows from → to per server, and the commit count and git log --onel
   );
 });
 
+test('a plan in which no server could be reached exits 69 (recorded), says why and what to do, and suggests no start; so does a refresh that reaches none', async (t) => {
+  const fleet = await fleetFor(t, { servers: 3, unreachable: 1 });
+  if (!fleet) return;
+  const db = join(fleet.root, 'plan.db');
+  const r = await cli(['plan', '-c', fleet.writeConfig({ name: 'none', include: ['u*'] })], { db });
+  assert.equal(r.code, 69, r.stdout + r.stderr);
+  assert.doesNotMatch(r.stdout, /run it with: .*start none/);
+  assert.match(r.stderr, /no server of none could be reached \(1 server unreachable\), so there is nothing to start\. The plan is recorded\. Reasons:\n {2}.*cannot connect/);
+  assert.match(r.stderr, /then probe them again with `.*plan --refresh none`; or remove the plan with `.*forget none`/);
+  const q = await cli(['-q', 'plan', '-c', fleet.writeConfig({ name: 'none-q', include: ['u*'] })], { db });
+  assert.equal(q.code, 69);
+  assert.equal(q.stdout.trim(), 'none-q', 'with -q the name alone on stdout, as for any plan');
+  const refresh = await cli(['plan', '--refresh', 'none'], { db });
+  assert.equal(refresh.code, 69, refresh.stdout + refresh.stderr);
+  assert.match(refresh.stderr, /no server of none could be reached/);
+});
+
 test('a downgrade and a commit the source repo does not have are said plainly, with no count', async (t) => {
   const fleet = await fleetFor(t, { servers: 3 });
   if (!fleet) return;

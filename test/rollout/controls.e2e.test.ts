@@ -150,6 +150,19 @@ test('--stop-after on start overrides the config; start on a paused update says 
   assert.match(wrong.stderr, /`agent-update --db \S+plan\.db resume u1`/);
 });
 
+test('--parallel with one update: a warning on stderr that it applies to batches, with the split that runs servers in parallel; the update runs as without it', async (t) => {
+  const fleet = await fleetFor(t, { servers: 2 });
+  if (!fleet) return;
+  const { db, name } = await plan(fleet);
+  const r = await cli(['start', name, '--parallel', '5'], { db });
+  assert.equal(r.code, 0, r.stdout + r.stderr);
+  assert.match(r.stderr, /warning: --parallel 5 runs up to 5 of the updates named at once \(the batches of a split\); each update runs its servers one at a time, so u1 runs one server at a time\. To run its servers in parallel: `.*split u1 --batches 5`, then start the batches it names/);
+  assert.deepEqual((await statusJson(db, name)).counts, { total: 2, success: 2 });
+  // with several updates, or --parallel 1, nothing to say
+  const quiet = await cli(['-q', 'start', name, '--parallel', '1'], { db });
+  assert.doesNotMatch(quiet.stderr, /--parallel/);
+});
+
 test('split 7 servers into 3 balanced batches and run them in parallel', async (t) => {
   const fleet = await fleetFor(t, { servers: 7 });
   if (!fleet) return;

@@ -160,6 +160,18 @@ export function storeContract(impl: string, target: ContractTarget): void {
     assert.deepEqual(await store.findServers('u@h1:23'), []);
   });
 
+  it('an unknown update: the error lists the 10 newest known updates and how many more, with the command that lists them all', async (t) => {
+    const clock = steppingClock();
+    const store = await open(t, clock);
+    for (let i = 1; i <= 13; i++) await store.createUpdate(newUpdate(`upd-${String(i).padStart(2, '0')}`, 1));
+    await assert.rejects(store.getUpdate('zzz'), (e: unknown) => {
+      assert.ok(e instanceof UsageError);
+      assert.match(e.message, /no update named "zzz" in .*; known updates \(the 10 newest\): upd-04, upd-05, .*, upd-13, …and 3 more \(`.*status` lists them all\)$/);
+      assert.doesNotMatch(e.message, /upd-03/);
+      return true;
+    });
+  });
+
   it('leaveOut and discardPlan: servers taken out of a plan with their journal and events; a planning update removed', async (t) => {
     const store = await open(t);
     await store.createUpdate(newUpdate('a', 3));
@@ -181,6 +193,16 @@ export function storeContract(impl: string, target: ContractTarget): void {
     await store.setUpdateStatus('b', 'pending');
     await assert.rejects(store.discardPlan('b'), /not planning/);
     assert.equal(await store.hasUpdate('b'), true);
+    // `forget`: other statuses when asked for, never an update that was started
+    await store.discardPlan('b', ['planning', 'pending', 'cancelled']);
+    assert.equal(await store.hasUpdate('b'), false);
+    await store.createUpdate(newUpdate('c', 1));
+    await store.setUpdateStatus('c', 'pending');
+    await store.setUpdateStatus('c', 'running', { startedAt: new Date().toISOString() });
+    await store.setUpdateStatus('c', 'paused', { reason: 'test' });
+    await store.setUpdateStatus('c', 'cancelled', { endedAt: new Date().toISOString() });
+    await assert.rejects(store.discardPlan('c', ['planning', 'pending', 'cancelled']), /was started/);
+    assert.equal(await store.hasUpdate('c'), true);
   });
 
   it('the journal: a command begun before it runs, its result, its output cut short; one server or all in plan order', async (t) => {

@@ -11,11 +11,9 @@ import {
   type ServerStatus, type ServerStep, type UpdateStatus,
 } from '../../model/lifecycle.js';
 import type { AutoRun, BusyAccount, EventRecord, JournalEntry, Lease, ServerRecord, UpdateRecord } from '../../model/records.js';
-import { didYouMean } from '../../util/did-you-mean.js';
 import { plural } from '../../util/plural.js';
-import { suggest } from '../../util/suggest.js';
 import type { BudgetUse, CommandResult, LeaseClaim, LeaseResult, NewAutoRun, NewUpdate, Overlap, RunEvent, ServerChange, UpdateChange } from '../port.js';
-import { countsOfRows, cutOutput, overlapsOf, reachJson, SERVER_COLUMNS, setClause, toAutoRun, toEvent, toJournalEntry, toServer, toUpdate, UPDATE_COLUMNS } from '../rows.js';
+import { countsOfRows, cutOutput, overlapsOf, reachJson, SERVER_COLUMNS, setClause, toAutoRun, toEvent, toJournalEntry, toServer, toUpdate, unknownUpdate, UPDATE_COLUMNS } from '../rows.js';
 import type { Q } from './conn.js';
 
 const ACCOUNT = /^([^@\s]+)@(.+):(\d+)$/;
@@ -34,12 +32,7 @@ export async function findUpdate(q: Q, name: string, forUpdate = false): Promise
 export async function getUpdate(q: Q, name: string, forUpdate = false): Promise<UpdateRecord> {
   const found = await findUpdate(q, name, forUpdate);
   if (found) return found;
-  const names = (await listUpdates(q)).map((u) => u.name);
-  const near = didYouMean(name, names);
-  throw new UsageError(
-    `no update named ${JSON.stringify(name)} in ${q.location}` +
-      (near || (names.length ? `; known updates: ${names.slice(-10).join(', ')}` : `; it holds no updates (run \`${suggest('plan -c FILE')}\`)`)),
-  );
+  throw unknownUpdate(name, q.location, (await listUpdates(q)).map((u) => u.name));
 }
 
 export async function listUpdates(q: Q): Promise<UpdateRecord[]> {
@@ -382,10 +375,11 @@ export async function endAutoRun(q: Q, id: number, outcome: string, message: str
   }
 }
 
-export function discardPlan(q: Q, name: string): Promise<void> {
+export function discardPlan(q: Q, name: string, statuses: readonly UpdateStatus[] = ['planning']): Promise<void> {
   return q.atomic(async (t) => {
     const u = await getUpdate(t, name, true);
-    if (u.status !== 'planning') throw new Error(`discardPlan: update ${name} is ${u.status}, not planning`);
+    if (!statuses.includes(u.status)) throw new Error(`discardPlan: update ${name} is ${u.status}, not ${statuses.join(' or ')}`);
+    if (u.startedAt !== null) throw new Error(`discardPlan: update ${name} was started`);
     await t.run('DELETE FROM steps WHERE update_name = ?', [name]);
     await t.run('DELETE FROM events WHERE update_name = ?', [name]);
     await t.run('DELETE FROM servers WHERE update_name = ?', [name]);

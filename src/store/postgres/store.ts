@@ -89,7 +89,7 @@ abstract class PgCalls implements StoreTx {
   autoHeartbeat(id: number) { return this.callOnce((q) => ops.autoHeartbeat(q, id)); }
   setAutoRunUpdate(id: number, updateName: string) { return this.call((q) => ops.setAutoRunUpdate(q, id, updateName)); }
   endAutoRun(id: number, outcome: string, message: string, updateName?: string | null) { return this.call((q) => ops.endAutoRun(q, id, outcome, message, updateName)); }
-  discardPlan(name: string) { return this.call((q) => ops.discardPlan(q, name)); }
+  discardPlan(name: string, statuses?: readonly UpdateStatus[]) { return this.call((q) => ops.discardPlan(q, name, statuses)); }
 
   countsByUpdate() { return this.call((q) => ops.countsByUpdate(q)); }
   budgetUse(update: UpdateRecord) { return this.call((q) => ops.budgetUse(q, update)); }

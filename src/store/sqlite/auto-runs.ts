@@ -1,5 +1,6 @@
 /** `auto` runs (table auto_runs): an open row is a run's claim on its config, an ended one its audit record. */
 import type { AutoRun } from '../../model/records.js';
+import type { UpdateStatus } from '../../model/lifecycle.js';
 import type { NewAutoRun } from '../port.js';
 import type { Db } from './db.js';
 import { toAutoRun, type Row } from '../rows.js';
@@ -48,13 +49,15 @@ export function endAutoRun(db: Db, id: number, outcome: string, message: string,
 }
 
 /**
- * Remove a `planning` update and everything recorded for it (its probes' journal, its events),
- * in one transaction: `auto` found nothing to do, and leaves only its audit record.
+ * Remove an update that never started (`planning`, or one of `statuses`) and everything recorded
+ * for it (its probes' journal, its events), in one transaction: `auto` found nothing to do, a
+ * plan was interrupted, or `forget`.
  */
-export function discardPlan(db: Db, name: string): void {
+export function discardPlan(db: Db, name: string, statuses: readonly UpdateStatus[] = ['planning']): void {
   db.tx(() => {
     const u = getUpdate(db, name);
-    if (u.status !== 'planning') throw new Error(`discardPlan: update ${name} is ${u.status}, not planning`);
+    if (!statuses.includes(u.status)) throw new Error(`discardPlan: update ${name} is ${u.status}, not ${statuses.join(' or ')}`);
+    if (u.startedAt !== null) throw new Error(`discardPlan: update ${name} was started`);
     db.stmt('DELETE FROM steps WHERE update_name = ?').run(name);
     db.stmt('DELETE FROM events WHERE update_name = ?').run(name);
     db.stmt('DELETE FROM servers WHERE update_name = ?').run(name);

@@ -89,7 +89,7 @@ abstract class SqliteCalls implements StoreTx {
   autoHeartbeat(id: number) { return this.call(() => autoRuns.autoHeartbeat(this.db, id)); }
   setAutoRunUpdate(id: number, updateName: string) { return this.call(() => autoRuns.setAutoRunUpdate(this.db, id, updateName)); }
   endAutoRun(id: number, outcome: string, message: string, updateName?: string | null) { return this.call(() => autoRuns.endAutoRun(this.db, id, outcome, message, updateName)); }
-  discardPlan(name: string) { return this.call(() => autoRuns.discardPlan(this.db, name)); }
+  discardPlan(name: string, statuses?: readonly UpdateStatus[]) { return this.call(() => autoRuns.discardPlan(this.db, name, statuses)); }
 
   countsByUpdate() { return this.call(() => reports.countsByUpdate(this.db)); }
   budgetUse(update: UpdateRecord) { return this.call(() => reports.budgetUse(this.db, update)); }

@@ -2,13 +2,11 @@
 import { UsageError } from '../../errors.js';
 import { updateTransition, type UpdateStatus } from '../../model/lifecycle.js';
 import type { UpdateRecord } from '../../model/records.js';
-import { didYouMean } from '../../util/did-you-mean.js';
 import { plural } from '../../util/plural.js';
-import { suggest } from '../../util/suggest.js';
 import type { NewUpdate, UpdateChange } from '../port.js';
 import type { Db } from './db.js';
 import { addEvent } from './events.js';
-import { reachJson, setClause, toUpdate, UPDATE_COLUMNS, type Row } from '../rows.js';
+import { reachJson, setClause, toUpdate, unknownUpdate, UPDATE_COLUMNS, type Row } from '../rows.js';
 
 export function hasUpdate(db: Db, name: string): boolean {
   return db.stmt('SELECT 1 FROM updates WHERE name = ?').get(name) !== undefined;
@@ -23,13 +21,7 @@ export function findUpdate(db: Db, name: string): UpdateRecord | null {
 export function getUpdate(db: Db, name: string): UpdateRecord {
   const found = findUpdate(db, name);
   if (found) return found;
-  const names = listUpdates(db).map((u) => u.name);
-  const near = didYouMean(name, names);
-  throw new UsageError(
-    `no update named ${JSON.stringify(name)} in ${db.path}` +
-      (near ||
-        (names.length ? `; known updates: ${names.slice(-10).join(', ')}` : `; it holds no updates (run \`${suggest('plan -c FILE')}\`)`)),
-  );
+  throw unknownUpdate(name, db.path, listUpdates(db).map((u) => u.name));
 }
 
 export function listUpdates(db: Db): UpdateRecord[] {
