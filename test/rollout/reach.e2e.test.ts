@@ -9,6 +9,7 @@ import { copyFileSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'no
 import { userInfo } from 'node:os';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
+import { EXIT } from '../../src/errors.js';
 import { currentCommit, readDeployCount } from '../../src/sim/agent.js';
 import type { Fleet } from '../fleet/fleet.js';
 import { byName, cli, fleetFor, statusJson } from '../helpers/cli.js';
@@ -135,7 +136,7 @@ test('a spoofed bastion (known_hosts has another key for it): every server unrea
   const config = fleet.writeConfig({ name: 'spoofed', ssh: { jump: `${me}@${bastion.host}:${bastion.port}`, known_hosts: kh } });
   const db = join(fleet.root, 'plan.db');
   const plan = await cli(['plan', '-c', config], { db });
-  assert.equal(plan.code, 0, plan.stdout + plan.stderr);
+  assert.equal(plan.code, EXIT.unreachable, `no server reached: exit 69, the plan recorded\n${plan.stdout}${plan.stderr}`);
   const doc = await statusJson(db, 'spoofed');
   for (const s of doc.servers) {
     assert.equal(s.status, 'unreachable');

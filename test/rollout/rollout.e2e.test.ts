@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { copyFileSync, cpSync, existsSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { EXIT } from '../../src/errors.js';
 import { currentCommit, readDeployCount, restartCount } from '../../src/sim/agent.js';
 import type { Fleet } from '../fleet/fleet.js';
 import type { Store } from '../../src/store/port.js';
@@ -265,7 +266,7 @@ test('an unknown host key is refused and nothing runs on the server', async (t) 
   const fleet = await fleetFor(t, { servers: 1 });
   if (!fleet) return;
   const { db, r, name } = await plan(fleet, { ssh: { known_hosts: fleet.knownHostsMissing } });
-  assert.equal(r.code, 0, r.stderr);
+  assert.equal(r.code, EXIT.unreachable, `its one server unreached: exit 69, the plan recorded\n${r.stderr}`);
   const s = byName(await statusJson(db, name));
   assert.equal(s.s1!.status, 'unreachable');
   assert.match(s.s1!.error ?? '', /is not known/);
