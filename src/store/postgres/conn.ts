@@ -88,7 +88,8 @@ export async function inTransaction<T>(s: Shared, client: pg.PoolClient, fn: (q:
     return out;
   } catch (e) {
     // a connection that failed needs no ROLLBACK (the server rolls back a session that ends), and one that hangs would keep us waiting for it
-    if (!attempt.committing && state.broken === null && !isConnectionError(e)) await client.query('ROLLBACK').catch(() => undefined);
+    const lost = isConnectionError(e) || (state.broken !== null && isConnectionError(state.broken));
+    if (!attempt.committing && !lost) await client.query('ROLLBACK').catch(() => undefined);
     throw e;
   }
 }
@@ -184,7 +185,9 @@ export class ClientQ implements Q {
     try {
       return await this.client.query(sql, pgValues(params));
     } catch (e) {
-      if (isConnectionError(e)) this.state.broken ??= e;
+      // A connection lost, or a statement that failed outside a savepoint (a bare read, PgTx): the
+      // transaction cannot go on, and is never committed (a COMMIT now would be a silent ROLLBACK).
+      if (isConnectionError(e) || !this.flat) this.state.broken ??= e;
       throw e;
     }
   }

@@ -67,11 +67,9 @@ export function setUpdateStatus(q: Q, name: string, to: UpdateStatus, change: Up
     const current = await getUpdate(t, name, true);
     updateTransition(name, current.status, to);
     const { sql, values } = setClause(change, UPDATE_COLUMNS);
-    await t.run(`UPDATE updates SET status = ?${sql} WHERE name = ?`, [to, ...values, name]);
-    if (current.status !== to) {
-      await addEvent(t, name, null, 'update-status', `${current.status} → ${to}${change.reason ? `: ${change.reason}` : ''}`);
-    }
-    return getUpdate(t, name);
+    const event = current.status !== to ? `${current.status} → ${to}${change.reason ? `: ${change.reason}` : ''}` : null;
+    const [row] = await t.rows(...withEvent(`UPDATE updates SET status = ?${sql} WHERE name = ? RETURNING *`, [to, ...values, name], t, name, null, 'update-status', event));
+    return toUpdate(row!);
   });
 }
 
@@ -135,11 +133,9 @@ export function setServerStatus(q: Q, id: number, to: ServerStatus, change: Serv
     const current = await getServer(t, id, true);
     serverTransition(current.updateName, current.name, current.status, to);
     const { sql, values } = setClause(change, SERVER_COLUMNS);
-    const [row] = await t.rows(`UPDATE servers SET status = ?${sql} WHERE id = ? RETURNING *`, [to, ...values, id]);
     const label = to === 'running' ? `running (${change.step ?? current.step})` : to;
-    if (current.status !== to || current.step !== (change.step ?? current.step)) {
-      await addEvent(t, current.updateName, current.name, 'server-status', `${label}${change.error ? `: ${change.error}` : ''}`);
-    }
+    const event = current.status !== to || current.step !== (change.step ?? current.step) ? `${label}${change.error ? `: ${change.error}` : ''}` : null;
+    const [row] = await t.rows(...withEvent(`UPDATE servers SET status = ?${sql} WHERE id = ? RETURNING *`, [to, ...values, id], t, current.updateName, current.name, 'server-status', event));
     return toServer(row!);
   });
 }
@@ -283,6 +279,18 @@ export async function getJournal(q: Q, updateName: string, serverName?: string):
 }
 
 // ── events ───────────────────────────────────────────────────────────────────────────────────
+
+/**
+ * `update` (an UPDATE … RETURNING *) and, when `message` is not null, the event that says so, as
+ * one statement (a round trip, not two): the event's row is written with the change or not at all.
+ */
+function withEvent(update: string, params: unknown[], q: Q, updateName: string, serverName: string | null, kind: string, message: string | null): [string, unknown[]] {
+  if (message === null) return [update, params];
+  return [
+    `WITH changed AS (${update}), said AS (INSERT INTO events (update_name, server_name, at, kind, message, actor) VALUES (?, ?, ?, ?, ?, NULL)) SELECT * FROM changed`,
+    [...params, updateName, serverName, q.iso(), kind, message],
+  ];
+}
 
 export async function addEvent(q: Q, updateName: string, serverName: string | null, kind: string, message: string, actor: string | null = null): Promise<void> {
   await q.run('INSERT INTO events (update_name, server_name, at, kind, message, actor) VALUES (?, ?, ?, ?, ?, ?)', [updateName, serverName, q.iso(), kind, message, actor]);

@@ -33,16 +33,20 @@ abstract class PgCalls implements StoreTx {
   protected callOnce<T>(op: (q: Q) => Promise<T>): Promise<T> {
     return this.call(op);
   }
+  /** A call that only reads: inside a transaction it needs no savepoint of its own (see PgTx). */
+  protected read<T>(op: (q: Q) => Promise<T>): Promise<T> {
+    return this.call(op);
+  }
   abstract tx<T>(fn: (t: StoreTx) => Promise<T>): Promise<T>;
 
-  hasUpdate(name: string) { return this.call((q) => ops.hasUpdate(q, name)); }
-  findUpdate(name: string) { return this.call((q) => ops.findUpdate(q, name)); }
-  getUpdate(name: string) { return this.call((q) => ops.getUpdate(q, name)); }
-  listUpdates() { return this.call((q) => ops.listUpdates(q)); }
-  batchesOf(name: string) { return this.call((q) => ops.batchesOf(q, name)); }
-  retriesOf(name: string) { return this.call((q) => ops.retriesOf(q, name)); }
-  undosOf(name: string) { return this.call((q) => ops.undosOf(q, name)); }
-  updatesOfConfig(configFile: string) { return this.call((q) => ops.updatesOfConfig(q, configFile)); }
+  hasUpdate(name: string) { return this.read((q) => ops.hasUpdate(q, name)); }
+  findUpdate(name: string) { return this.read((q) => ops.findUpdate(q, name)); }
+  getUpdate(name: string) { return this.read((q) => ops.getUpdate(q, name)); }
+  listUpdates() { return this.read((q) => ops.listUpdates(q)); }
+  batchesOf(name: string) { return this.read((q) => ops.batchesOf(q, name)); }
+  retriesOf(name: string) { return this.read((q) => ops.retriesOf(q, name)); }
+  undosOf(name: string) { return this.read((q) => ops.undosOf(q, name)); }
+  updatesOfConfig(configFile: string) { return this.read((q) => ops.updatesOfConfig(q, configFile)); }
   createUpdate(u: NewUpdate) { return this.call((q) => ops.createUpdate(q, u)); }
   setUpdateStatus(name: string, to: UpdateStatus, change: UpdateChange = {}) { return this.call((q) => ops.setUpdateStatus(q, name, to, change)); }
   patchUpdate(name: string, change: UpdateChange) { return this.call((q) => ops.patchUpdate(q, name, change)); }
@@ -50,8 +54,8 @@ abstract class PgCalls implements StoreTx {
     return this.call((q) => ops.insertBatch(q, from, name, testStopAfter, as));
   }
 
-  getServers(updateName: string) { return this.call((q) => ops.getServers(q, updateName)); }
-  getServer(id: number) { return this.call((q) => ops.getServer(q, id)); }
+  getServers(updateName: string) { return this.read((q) => ops.getServers(q, updateName)); }
+  getServer(id: number) { return this.read((q) => ops.getServer(q, id)); }
   setServerStatus(id: number, to: ServerStatus, change: ServerChange = {}) { return this.call((q) => ops.setServerStatus(q, id, to, change)); }
   patchServer(id: number, change: ServerChange) { return this.call((q) => ops.patchServer(q, id, change)); }
   setLockHeld(id: number, held: boolean) { return this.call((q) => ops.setLockHeld(q, id, held)); }
@@ -60,9 +64,9 @@ abstract class PgCalls implements StoreTx {
   leaveOut(updateName: string, ids: number[], why: string) { return this.call((q) => ops.leaveOut(q, updateName, ids, why)); }
   moveServers(ids: number[], toUpdate: string) { return this.call((q) => ops.moveServers(q, ids, toUpdate)); }
   dropServer(id: number, error: string, at: string, actor: string) { return this.call((q) => ops.dropServer(q, id, error, at, actor)); }
-  busyAccount(server: Pick<ServerRecord, 'host' | 'port' | 'user' | 'updateName'>) { return this.call((q) => ops.busyAccount(q, server)); }
-  findServers(name: string) { return this.call((q) => ops.findServers(q, name)); }
-  laterWorkOn(s: Pick<ServerRecord, 'user' | 'host' | 'port' | 'id'>, since: string) { return this.call((q) => ops.laterWorkOn(q, s, since)); }
+  busyAccount(server: Pick<ServerRecord, 'host' | 'port' | 'user' | 'updateName'>) { return this.read((q) => ops.busyAccount(q, server)); }
+  findServers(name: string) { return this.read((q) => ops.findServers(q, name)); }
+  laterWorkOn(s: Pick<ServerRecord, 'user' | 'host' | 'port' | 'id'>, since: string) { return this.read((q) => ops.laterWorkOn(q, s, since)); }
 
   beginCommand(server: Pick<ServerRecord, 'updateName' | 'id'>, phase: string, command: string) { return this.call((q) => ops.beginCommand(q, server, phase, command)); }
   beginCommandIfLeased(server: Pick<ServerRecord, 'updateName' | 'id'>, phase: string, command: string, token: string) {
@@ -70,33 +74,33 @@ abstract class PgCalls implements StoreTx {
   }
   endCommand(id: number, r: CommandResult) { return this.call((q) => ops.endCommand(q, id, r)); }
   summarizeCommand(id: number, keep: number) { return this.call((q) => ops.summarizeCommand(q, id, keep)); }
-  getJournal(updateName: string, serverName?: string) { return this.call((q) => ops.getJournal(q, updateName, serverName)); }
+  getJournal(updateName: string, serverName?: string) { return this.read((q) => ops.getJournal(q, updateName, serverName)); }
 
   addEvent(updateName: string, serverName: string | null, kind: string, message: string, actor: string | null = null) {
     return this.call((q) => ops.addEvent(q, updateName, serverName, kind, message, actor));
   }
-  getEvents(updateName: string) { return this.call((q) => ops.getEvents(q, updateName)); }
-  runEvents(updateName: string) { return this.call((q) => ops.runEvents(q, updateName)); }
+  getEvents(updateName: string) { return this.read((q) => ops.getEvents(q, updateName)); }
+  runEvents(updateName: string) { return this.read((q) => ops.runEvents(q, updateName)); }
 
   acquireLease(name: string, me: LeaseClaim, isDead: (holder: Lease) => boolean) { return this.call((q) => ops.acquireLease(q, name, me, isDead)); }
-  leaseToken(name: string) { return this.call((q) => ops.leaseToken(q, name)); }
+  leaseToken(name: string) { return this.read((q) => ops.leaseToken(q, name)); }
   heartbeat(name: string, token: string) { return this.callOnce((q) => ops.heartbeat(q, name, token)); }
   releaseLease(name: string, token: string): Promise<void> { return this.call(async (q) => void (await ops.releaseLease(q, name, token))); }
 
-  openAutoRuns(configFile: string) { return this.call((q) => ops.openAutoRuns(q, configFile)); }
-  autoRuns(configFile?: string) { return this.call((q) => ops.autoRuns(q, configFile)); }
+  openAutoRuns(configFile: string) { return this.read((q) => ops.openAutoRuns(q, configFile)); }
+  autoRuns(configFile?: string) { return this.read((q) => ops.autoRuns(q, configFile)); }
   beginAutoRun(r: NewAutoRun) { return this.call((q) => ops.beginAutoRun(q, r)); }
   autoHeartbeat(id: number) { return this.callOnce((q) => ops.autoHeartbeat(q, id)); }
   setAutoRunUpdate(id: number, updateName: string) { return this.call((q) => ops.setAutoRunUpdate(q, id, updateName)); }
   endAutoRun(id: number, outcome: string, message: string, updateName?: string | null) { return this.call((q) => ops.endAutoRun(q, id, outcome, message, updateName)); }
   discardPlan(name: string, statuses?: readonly UpdateStatus[]) { return this.call((q) => ops.discardPlan(q, name, statuses)); }
 
-  countsByUpdate() { return this.call((q) => ops.countsByUpdate(q)); }
-  budgetUse(update: UpdateRecord) { return this.call((q) => ops.budgetUse(q, update)); }
-  overlappingUpdates(updateName: string) { return this.call((q) => ops.overlappingUpdates(q, updateName)); }
-  historyServers(server?: string) { return this.call((q) => ops.historyServers(q, server)); }
-  serverNames() { return this.call((q) => ops.serverNames(q)); }
-  hasServer(server: string) { return this.call((q) => ops.hasServer(q, server)); }
+  countsByUpdate() { return this.read((q) => ops.countsByUpdate(q)); }
+  budgetUse(update: UpdateRecord) { return this.read((q) => ops.budgetUse(q, update)); }
+  overlappingUpdates(updateName: string) { return this.read((q) => ops.overlappingUpdates(q, updateName)); }
+  historyServers(server?: string) { return this.read((q) => ops.historyServers(q, server)); }
+  serverNames() { return this.read((q) => ops.serverNames(q)); }
+  hasServer(server: string) { return this.read((q) => ops.hasServer(q, server)); }
 }
 
 export interface PgStoreOptions {
@@ -320,6 +324,16 @@ class PgTx extends PgCalls {
   protected call<T>(op: (q: Q) => Promise<T>): Promise<T> {
     if (!this.open) return Promise.reject(new Error('a transaction handle was used after its transaction ended'));
     return this.q.atomic(op);
+  }
+
+  /**
+   * A read runs bare, without a savepoint (a round trip less each): it writes nothing a failure
+   * would have to undo. One that fails with an error of PostgreSQL's own leaves the transaction
+   * unusable there, so the transaction then fails as a whole (conn.ts ClientQ: never committed).
+   */
+  protected override read<T>(op: (q: Q) => Promise<T>): Promise<T> {
+    if (!this.open) return Promise.reject(new Error('a transaction handle was used after its transaction ended'));
+    return op(this.q);
   }
 
   async tx<T>(fn: (t: StoreTx) => Promise<T>): Promise<T> {
