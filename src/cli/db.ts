@@ -13,7 +13,7 @@
 import { existsSync, rmSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { AppError, EXIT, UsageError } from '../errors.js';
-import { autoRunIsDead } from '../plan/auto.js';
+import { autoRunIsDead } from '../rollout/lease.js';
 import { describeLiveHolder, holderIsDead } from '../rollout/lease.js';
 import { countsOf, type StoreDump } from '../store/copy.js';
 import type { Store } from '../store/port.js';

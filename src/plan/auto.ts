@@ -11,7 +11,7 @@
 import { datedName, freeName } from '../config/names.js';
 import type { Config } from '../config/types.js';
 import type { Liveness } from '../liveness.js';
-import { holderIsDead, HEARTBEAT_MS } from '../rollout/lease.js';
+import { autoRunIsDead, holderIsDead, HEARTBEAT_MS } from '../rollout/lease.js';
 import type { PlanStore, ReportStore } from '../store/port.js';
 import type { AutoRun, UpdateRecord } from '../model/records.js';
 import { ACTIVE_UPDATE } from '../model/lifecycle.js';
@@ -41,10 +41,6 @@ export type AutoFinding =
 
 /** The statuses of an update that is not finished. */
 
-/** An open auto run's claim is judged like a lease: its process gone (this host) or no heartbeat. */
-export function autoRunIsDead(r: AutoRun, now: Date, live: Liveness): boolean {
-  return holderIsDead({ token: '', pid: r.pid, host: r.host, pidStart: r.pidStart, since: r.startedAt, heartbeat: r.heartbeat }, now, live);
-}
 
 /**
  * Read only: an update of this config being executed (its lease held by a live process), one

@@ -9,7 +9,7 @@ import type { RolloutSettings } from '../config/types.js';
 import { expandCommand, expandText, type PlaceholderValues } from '../util/shell.js';
 import { phaseValues, rollbackTarget } from '../rollout/phases.js';
 import { hookTarget } from '../rollout/hooks.js';
-import { GUARD_CONCURRENCY } from '../rollout/guard.js';
+import { GUARD_CONCURRENCY } from '../rollout/passed-check.js';
 import type { PathStop } from '../model/records.js';
 import type { JournalPhase, ServerStatus } from '../model/lifecycle.js';
 import { serversByStep, stepProgress, stepsOf } from '../model/steps.js';

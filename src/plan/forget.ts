@@ -14,7 +14,7 @@ import type { PlanStore } from '../store/port.js';
 import { actor } from '../util/actor.js';
 import { plural } from '../util/plural.js';
 import { suggest } from '../util/suggest.js';
-import { autoRunIsDead } from './auto.js';
+import { autoRunIsDead } from '../rollout/lease.js';
 
 const FORGETTABLE: readonly UpdateStatus[] = [...FORGETTABLE_UPDATE];
 

@@ -12,11 +12,9 @@ import type { GuardConfig } from '../config/types.js';
 import type { ServerRecord } from '../model/records.js';
 import { formatDuration } from '../util/duration.js';
 import { guarded, type ServerContext } from './engine.js';
-import { PassedChecker } from './passed-check.js';
+import { GUARD_CONCURRENCY, PassedChecker } from './passed-check.js';
 import { rollBackPassed } from './server-flow.js';
 
-/** How many servers the guard re-checks at once. */
-export const GUARD_CONCURRENCY = 4;
 
 export interface Trip {
   server: ServerRecord;

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { BusyError } from '../errors.js';
 import type { Liveness } from '../liveness.js';
 import type { EngineStore, ReportStore } from '../store/port.js';
-import type { Lease } from '../model/records.js';
+import type { AutoRun, Lease } from '../model/records.js';
 import { suggest } from '../util/suggest.js';
 
 /** How often a live executor refreshes its lease. */
@@ -24,6 +24,15 @@ export function describeHolder(l: Lease): string {
 export function holderIsDead(l: Lease, now: Date, live: Liveness): boolean {
   if (l.host === live.host) return !live.isAlive(l.pid, l.pidStart);
   return silentFor(l, now) > LEASE_STALE_MS;
+}
+
+/**
+ * An open `auto` run's claim is judged like a lease: its process gone (this host) or no
+ * heartbeat. Here, beside holderIsDead, so that `status` and `forget` need not load plan/auto.ts
+ * (and execa with it) to ask it.
+ */
+export function autoRunIsDead(r: AutoRun, now: Date, live: Liveness): boolean {
+  return holderIsDead({ token: '', pid: r.pid, host: r.host, pidStart: r.pidStart, since: r.startedAt, heartbeat: r.heartbeat }, now, live);
 }
 
 /** How long since the holder's last heartbeat, in ms. */

@@ -17,6 +17,9 @@ import type { Session } from '../ssh/transport.js';
 
 export type PassedCheck = { kind: 'healthy' } | { kind: 'unhealthy'; output: string } | { kind: 'unreached'; error: string };
 
+/** How many servers the guard re-checks at once (here, not in guard.ts: `plan --show-commands` says it without loading the engine). */
+export const GUARD_CONCURRENCY = 4;
+
 /** Longest a single re-check may take (within ssh.command_timeout). */
 const CHECK_TIMEOUT_MS = 60_000;
 
