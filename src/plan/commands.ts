@@ -7,7 +7,7 @@
  */
 import type { RolloutSettings } from '../config/types.js';
 import { expandCommand, expandText, type PlaceholderValues } from '../util/shell.js';
-import { phaseValues, rollbackTarget } from '../rollout/phases.js';
+import { healthCheckOf, phaseValues, rollbackTarget } from '../rollout/phases.js';
 import { hookTarget } from '../rollout/hooks.js';
 import { GUARD_CONCURRENCY } from '../rollout/passed-check.js';
 import type { PathStop } from '../model/records.js';
@@ -204,7 +204,8 @@ export function passedCheck(settings: RolloutSettings, target: string, from: str
   const shown = (s: string) => (from === 'unknown' ? s.split(SENTINEL).join(PREVIOUS_MARK) : s);
   const values = phaseValues(settings, 'verify', { target, from: from === 'unknown' ? SENTINEL : from })!;
   try {
-    return { command: shown(expandCommand(settings.agent.health.command, values)), expect: shown(expandText(settings.agent.health.expect, values)) };
+    const { command, expect } = healthCheckOf(settings, values);
+    return { command: shown(command), expect: shown(expect) };
   } catch (e) {
     return { command: null, expect: null, error: `health command not run: ${shown((e as Error).message)}` };
   }

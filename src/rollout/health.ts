@@ -2,9 +2,8 @@
  * The health check after a restart or a rollback: agent.health.command polled until its output
  * contains `expect` (and stays so for stable_for), or its timeout.
  */
-import { expandCommand, expandText } from '../util/shell.js';
 import { formatDuration } from '../util/duration.js';
-import { phaseValues } from './phases.js';
+import { healthCheckOf, phaseValues } from './phases.js';
 import { type Hop } from '../model/hops.js';
 import type { ServerStep } from '../model/lifecycle.js';
 import { ServerRun } from './server-run.js';
@@ -28,8 +27,7 @@ export async function verifyHealth(run: ServerRun, phase: ServerStep, hop: Hop):
   let expect: string;
   let command: string;
   try {
-    expect = expandText(health.expect, values);
-    command = expandCommand(health.command, values);
+    ({ command, expect } = healthCheckOf(run.settings, values));
   } catch (e) {
     return { ok: false, error: `health command not run: ${(e as Error).message}` };
   }

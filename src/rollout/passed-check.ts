@@ -9,8 +9,7 @@
 import type { ServerRecord, UpdateRecord } from '../model/records.js';
 import { specOf } from '../model/records.js';
 import { finalTarget } from '../model/hops.js';
-import { expandCommand, expandText } from '../util/shell.js';
-import { phaseValues } from './phases.js';
+import { healthCheckOf, phaseValues } from './phases.js';
 import { describeFailure } from './read-commit.js';
 import type { EngineDeps } from './engine.js';
 import type { Session } from '../ssh/transport.js';
@@ -43,8 +42,7 @@ export class PassedChecker {
     let command: string;
     let expect: string;
     try {
-      command = expandCommand(health.command, values);
-      expect = expandText(health.expect, values);
+      ({ command, expect } = healthCheckOf(settings, values));
     } catch (e) {
       return { kind: 'unhealthy', output: `health command not run: ${(e as Error).message}` };
     }

@@ -1,5 +1,5 @@
 import type { RolloutSettings } from '../config/types.js';
-import type { PlaceholderValues } from '../util/shell.js';
+import { expandCommand, expandText, type PlaceholderValues } from '../util/shell.js';
 
 /** The phases whose commands get placeholder values (the re-check's version command has none). */
 export type ValuedPhase = 'prepare' | 'update' | 'restart' | 'verify' | 'diagnose' | 'rollback' | 'verify-rollback';
@@ -11,6 +11,15 @@ export type ValuedPhase = 'prepare' | 'update' | 'restart' | 'verify' | 'diagnos
  */
 export function rollbackTarget(settings: Pick<RolloutSettings, 'rollback'>, from: string | null, stone = false): string | null {
   return stone ? from : (settings.rollback.commit ?? from);
+}
+
+/**
+ * agent.health's command and the text its output must contain, with `values` filled in (a verify,
+ * a rollback's verify, a re-check by the guard or a bake); throws where a value cannot be placed.
+ */
+export function healthCheckOf(settings: Pick<RolloutSettings, 'agent'>, values: PlaceholderValues): { command: string; expect: string } {
+  const { health } = settings.agent;
+  return { command: expandCommand(health.command, values), expect: expandText(health.expect, values) };
 }
 
 /**

@@ -35,6 +35,16 @@ export class Turns {
     else this.held = false;
   }
 
+  /** `fn` in the caller's turn (after every call made before it); the turn is given back however it ends. */
+  async inTurn<T>(fn: () => T | Promise<T>): Promise<T> {
+    await this.take();
+    try {
+      return await fn();
+    } finally {
+      this.give();
+    }
+  }
+
   /** Run a transaction's function, marked as inside this store's transaction until it ends. */
   async whileOpen<T>(fn: () => Promise<T>): Promise<T> {
     const mark = { turns: this, open: true };

@@ -235,20 +235,11 @@ export class PgStore extends PgCalls implements Store {
     const attempt = () => (once ? this.retry.once((a) => op(new PoolQ(this.shared, a))) : this.retry.run((a) => op(new PoolQ(this.shared, a))));
     if (this.turns.free) return attempt();
     const refused = this.turns.ownCall();
-    return refused ? Promise.reject(refused) : this.queued(attempt);
+    return refused ? Promise.reject(refused) : this.turns.inTurn(attempt);
   }
 
   protected override callOnce<T>(op: (q: Q) => Promise<T>): Promise<T> {
     return this.call(op, true);
-  }
-
-  private async queued<T>(attempt: () => Promise<T>): Promise<T> {
-    await this.turns.take();
-    try {
-      return await attempt();
-    } finally {
-      this.turns.give();
-    }
   }
 
   /**
@@ -259,9 +250,8 @@ export class PgStore extends PgCalls implements Store {
   async tx<T>(fn: (t: StoreTx) => Promise<T>): Promise<T> {
     const refused = this.turns.ownCall();
     if (refused) throw refused;
-    await this.turns.take();
-    try {
-      return await this.retry.run((a) =>
+    return this.turns.inTurn(() =>
+      this.retry.run((a) =>
         new PoolQ(this.shared, a).atomic(async (q) => {
           const t = new PgTx(this.shared, this.dbId, q);
           try {
@@ -270,10 +260,8 @@ export class PgStore extends PgCalls implements Store {
             t.end();
           }
         }),
-      );
-    } finally {
-      this.turns.give();
-    }
+      ),
+    );
   }
 
   exportAll(): Promise<StoreDump> {
@@ -288,15 +276,12 @@ export class PgStore extends PgCalls implements Store {
 
   /** After every call made before it; closing again does nothing. */
   async close(): Promise<void> {
-    await this.turns.take();
-    try {
+    await this.turns.inTurn(async () => {
       if (this.closed) return;
       this.closed = true;
       await this.locks.close();
       await this.shared.pool.end();
-    } finally {
-      this.turns.give();
-    }
+    });
   }
 }
 

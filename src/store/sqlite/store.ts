@@ -129,24 +129,14 @@ export class SqliteStore extends SqliteCalls implements Store {
   protected call<T>(op: () => T): Promise<T> {
     if (this.turns.free) return now(op);
     const refused = this.turns.ownCall();
-    return refused ? Promise.reject(refused) : this.queued(op);
-  }
-
-  private async queued<T>(op: () => T): Promise<T> {
-    await this.turns.take();
-    try {
-      return op();
-    } finally {
-      this.turns.give();
-    }
+    return refused ? Promise.reject(refused) : this.turns.inTurn(op);
   }
 
   /** BEGIN IMMEDIATE (the write lock up front: no upgrade deadlocks), `fn`, COMMIT; ROLLBACK when it throws. */
   async tx<T>(fn: (t: StoreTx) => Promise<T>): Promise<T> {
     const refused = this.turns.ownCall();
     if (refused) throw refused;
-    await this.turns.take();
-    try {
+    return this.turns.inTurn(async () => {
       this.conn.exec('BEGIN IMMEDIATE');
       const t = new SqliteTx(this.db, this.dbId, this.conn, () => `sp${++this.savepoints}`);
       try {
@@ -159,19 +149,12 @@ export class SqliteStore extends SqliteCalls implements Store {
       } finally {
         t.end();
       }
-    } finally {
-      this.turns.give();
-    }
+    });
   }
 
   /** After every call made before it. */
   async close(): Promise<void> {
-    await this.turns.take();
-    try {
-      this.conn.close();
-    } finally {
-      this.turns.give();
-    }
+    await this.turns.inTurn(() => this.conn.close());
   }
 
   exportAll(): Promise<StoreDump> {
