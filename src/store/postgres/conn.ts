@@ -8,6 +8,7 @@
 import { createHash } from 'node:crypto';
 import type pg from 'pg';
 import type { Clock } from '../../clock.js';
+import type { TxOptions } from '../port.js';
 
 export type Row = Record<string, unknown>;
 
@@ -17,7 +18,9 @@ export interface Q {
   /** How many rows `sql` changed. */
   run(sql: string, params?: readonly unknown[]): Promise<number>;
   /** `fn` as one transaction (the store's write lock taken first), or a savepoint of the open one. */
-  atomic<T>(fn: (q: Q) => Promise<T>): Promise<T>;
+  atomic<T>(fn: (q: Q) => Promise<T>, opts?: TxOptions): Promise<T>;
+  /** In a transaction: the lease token read with its BEGIN (TxOptions.leaseOf) while nothing was written since; else undefined. */
+  prefetchedLease?(name: string): string | null | undefined;
   /** Now, as every time this store writes is stamped. */
   iso(): string;
   /** Where the database is, as messages name it (no credentials). */
@@ -76,11 +79,24 @@ export interface Shared {
  * caught) is not committed: it throws that failure, before anything that commits was sent.
  * The client goes back to the pool either way (destroyed when broken, by the caller).
  */
-export async function inTransaction<T>(s: Shared, client: pg.PoolClient, fn: (q: ClientQ) => Promise<T>, attempt: Attempt = { committing: false }): Promise<T> {
-  const state: TxState = { broken: null };
+export async function inTransaction<T>(
+  s: Shared,
+  client: pg.PoolClient,
+  fn: (q: ClientQ) => Promise<T>,
+  attempt: Attempt = { committing: false },
+  opts: TxOptions = {},
+): Promise<T> {
+  const state: TxState = { broken: null, fresh: s.nextSavepoint(), leases: new Map() };
   try {
-    // one round trip for both (the key is a number this store computed, not input)
-    await client.query(`BEGIN; SELECT pg_advisory_xact_lock(${BigInt(s.writeLock)})`);
+    // One round trip for the start: BEGIN, the write lock (the key is a number this store
+    // computed, not input), the lease the transaction will read first (its name as a quoted
+    // literal: a simple query takes no parameters), and a savepoint for its first call (ClientQ.atomic).
+    const lease = opts.leaseOf === undefined ? '' : `; SELECT lease_token FROM updates WHERE name = ${client.escapeLiteral(opts.leaseOf)}`;
+    const results = await client.query(`BEGIN; SELECT pg_advisory_xact_lock(${BigInt(s.writeLock)})${lease}; SAVEPOINT ${state.fresh}`);
+    if (opts.leaseOf !== undefined) {
+      const rows = (results as unknown as pg.QueryResult[])[2]!.rows as Row[];
+      state.leases.set(opts.leaseOf, (rows[0]?.lease_token as string | null | undefined) ?? null);
+    }
     const out = await fn(new ClientQ(s, client, state));
     if (state.broken !== null) throw state.broken;
     attempt.committing = true;
@@ -132,11 +148,11 @@ export class PoolQ implements Q {
     }
   }
 
-  async atomic<T>(fn: (q: Q) => Promise<T>): Promise<T> {
+  async atomic<T>(fn: (q: Q) => Promise<T>, opts?: TxOptions): Promise<T> {
     const client = await this.s.pool.connect();
     let broken: Error | undefined;
     try {
-      return await inTransaction(this.s, client, fn, this.attempt);
+      return await inTransaction(this.s, client, fn, this.attempt, opts);
     } catch (e) {
       broken = isConnectionError(e) ? (e as Error) : undefined;
       throw e;
@@ -146,9 +162,18 @@ export class PoolQ implements Q {
   }
 }
 
-/** An open transaction's: the connection failure a call in it met, if any (the transaction is lost with it). */
+/** An open transaction's state, shared by the ClientQ of its calls. */
 interface TxState {
+  /** the connection failure a call in it met, if any (the transaction is lost with it) */
   broken: unknown;
+  /**
+   * The savepoint made with BEGIN, while nothing was written after it: the first call that needs
+   * a savepoint takes it instead of a round trip of its own. A read before it does not matter (a
+   * ROLLBACK TO it undoes no write but the call's own).
+   */
+  fresh: string | null;
+  /** lease tokens read with BEGIN (TxOptions.leaseOf), while this transaction has written nothing */
+  leases: Map<string, string | null>;
 }
 
 /**
@@ -181,7 +206,16 @@ export class ClientQ implements Q {
     return (await this.send(pgSql(sql), params)).rowCount ?? 0;
   }
 
+  /** The lease token read with BEGIN (TxOptions.leaseOf), if it was and nothing was written since. */
+  prefetchedLease(name: string): string | null | undefined {
+    return this.state.leases.get(name);
+  }
+
   private async send(sql: string, params: readonly unknown[] = []): Promise<pg.QueryResult> {
+    if (!READ.test(sql)) {
+      this.state.fresh = null;
+      this.state.leases.clear();
+    }
     try {
       return await this.client.query(sql, pgValues(params));
     } catch (e) {
@@ -194,8 +228,13 @@ export class ClientQ implements Q {
 
   async atomic<T>(fn: (q: Q) => Promise<T>): Promise<T> {
     if (this.flat) return fn(this);
-    const name = this.s.nextSavepoint();
-    await this.send(`SAVEPOINT ${name}`);
+    let name = this.state.fresh;
+    if (name === null) {
+      name = this.s.nextSavepoint();
+      await this.send(`SAVEPOINT ${name}`);
+    } else {
+      this.state.fresh = null;
+    }
     // Not released when it succeeds: the transaction's end releases it, and a RELEASE would be a
     // round trip more for every call made in a transaction.
     try {

@@ -7,7 +7,7 @@
 import type { RolloutSettings, VersionClass } from '../../config/types.js';
 import { UsageError } from '../../errors.js';
 import {
-  ACTIVE_SERVER, ACTIVE_UPDATE, BUDGETED_SERVER, HISTORY_SERVER, TOUCHED_SERVER, serverTransition, sqlList, updateTransition,
+  ACTIVE_SERVER, ACTIVE_UPDATE, BUDGETED_SERVER, HISTORY_SERVER, TOUCHED_SERVER, serverStatusesBefore, serverTransition, sqlList, updateTransition,
   type ServerStatus, type ServerStep, type UpdateStatus,
 } from '../../model/lifecycle.js';
 import type { AutoRun, BusyAccount, EventRecord, JournalEntry, Lease, ServerRecord, UpdateRecord } from '../../model/records.js';
@@ -128,7 +128,39 @@ export async function getServer(q: Q, id: number, forUpdate = false): Promise<Se
   return toServer(row);
 }
 
+/**
+ * The change, its check against the table and its event in one statement (a round trip, where a
+ * read FOR UPDATE and then the write would be two): the row is locked and read as it is, changed
+ * only when its status may become `to`, and the event written with the change, its text as
+ * setServerStatusChecked makes it. No row changed: the slow way, which names what is wrong.
+ */
 export function setServerStatus(q: Q, id: number, to: ServerStatus, change: ServerChange = {}): Promise<ServerRecord> {
+  return q.atomic(async (t) => {
+    const { sql, values } = setClause(change, SERVER_COLUMNS);
+    const step = change.step ?? null;
+    const suffix = change.error ? `: ${change.error}` : '';
+    const [row] = await t.rows(
+      `WITH old AS (SELECT id, status, step FROM servers WHERE id = ? FOR UPDATE),
+       changed AS (
+         UPDATE servers SET status = ?${sql} FROM old WHERE servers.id = old.id AND old.status = ANY(?::text[])
+         RETURNING servers.*, old.status AS old_status, old.step AS old_step
+       ),
+       said AS (
+         INSERT INTO events (update_name, server_name, at, kind, message, actor)
+         SELECT update_name, name, ?, 'server-status',
+                (CASE WHEN ? = 'running' THEN 'running (' || COALESCE(?::text, old_step, 'null') || ')' ELSE ? END) || ?, NULL
+         FROM changed WHERE old_status <> ? OR (?::text IS NOT NULL AND old_step IS DISTINCT FROM ?::text)
+       )
+       SELECT * FROM changed`,
+      [id, to, ...values, serverStatusesBefore(to), t.iso(), to, step, to, suffix, to, step, step],
+    );
+    if (row) return toServer(row);
+    return setServerStatusChecked(t, id, to, change);
+  });
+}
+
+/** The same change read first and checked in code: a status the table refuses throws its TransitionError. */
+function setServerStatusChecked(q: Q, id: number, to: ServerStatus, change: ServerChange): Promise<ServerRecord> {
   return q.atomic(async (t) => {
     const current = await getServer(t, id, true);
     serverTransition(current.updateName, current.name, current.status, to);

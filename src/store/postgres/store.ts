@@ -7,7 +7,7 @@ import { suggest } from '../../util/suggest.js';
 import { checkSchemaName, DEFAULT_SCHEMA, redactUrl, scrub } from './url.js';
 import type { ServerStatus, UpdateStatus } from '../../model/lifecycle.js';
 import type { Lease, ServerRecord, UpdateRecord } from '../../model/records.js';
-import type { CommandResult, LeaseClaim, LeaseResult, NewAutoRun, NewUpdate, ServerChange, Store, StoreTx, UpdateChange } from '../port.js';
+import type { CommandResult, LeaseClaim, LeaseResult, NewAutoRun, NewUpdate, ServerChange, Store, StoreTx, TxOptions, UpdateChange } from '../port.js';
 import { isConnectionError, lockKey, PoolQ, type Q, type Shared } from './conn.js';
 import { DEFAULT_RETRY_FOR_MS, Retrier, type DbNotice } from './retry.js';
 import * as ops from './ops.js';
@@ -37,7 +37,7 @@ abstract class PgCalls implements StoreTx {
   protected read<T>(op: (q: Q) => Promise<T>): Promise<T> {
     return this.call(op);
   }
-  abstract tx<T>(fn: (t: StoreTx) => Promise<T>): Promise<T>;
+  abstract tx<T>(fn: (t: StoreTx) => Promise<T>, opts?: TxOptions): Promise<T>;
 
   hasUpdate(name: string) { return this.read((q) => ops.hasUpdate(q, name)); }
   findUpdate(name: string) { return this.read((q) => ops.findUpdate(q, name)); }
@@ -247,7 +247,7 @@ export class PgStore extends PgCalls implements Store {
    * was sent, the whole of it (`fn` too) runs again on a fresh one (retry.ts): `fn` must do
    * nothing outside the transaction that cannot be done twice.
    */
-  async tx<T>(fn: (t: StoreTx) => Promise<T>): Promise<T> {
+  async tx<T>(fn: (t: StoreTx) => Promise<T>, opts?: TxOptions): Promise<T> {
     const refused = this.turns.ownCall();
     if (refused) throw refused;
     return this.turns.inTurn(() =>
@@ -259,7 +259,7 @@ export class PgStore extends PgCalls implements Store {
           } finally {
             t.end();
           }
-        }),
+        }, opts),
       ),
     );
   }
@@ -325,6 +325,12 @@ class PgTx extends PgCalls {
     if (!this.open) throw new Error('a transaction handle was used after its transaction ended');
     return this.q.atomic(() => fn(this));
   }
+
+  /** As read with the transaction's BEGIN when it was asked for there (TxOptions.leaseOf) and nothing was written since. */
+  override leaseToken(name: string): Promise<string | null> {
+    const prefetched = this.open ? this.q.prefetchedLease?.(name) : undefined;
+    return prefetched !== undefined ? Promise.resolve(prefetched) : super.leaseToken(name);
+  }
 }
 
 /**
@@ -335,6 +341,14 @@ class PgTx extends PgCalls {
 async function migrate(s: Shared, create: boolean): Promise<string> {
   const client = await s.pool.connect();
   try {
+    // The common case in one round trip: a store already at this schema version. Anything else
+    // (no schema, an older or newer one, no identity yet) takes the locked way below.
+    const known = await client.query("SELECT key, value FROM meta WHERE key IN ('schema_version', 'db_id')").catch(() => null);
+    if (known !== null) {
+      const value = (key: string) => (known.rows as Array<{ key: string; value: string }>).find((r) => r.key === key)?.value;
+      const dbId = value('db_id');
+      if (Number(value('schema_version')) === PG_MIGRATIONS.length && dbId !== undefined) return dbId;
+    }
     await client.query('BEGIN');
     try {
       await client.query('SELECT pg_advisory_xact_lock($1::bigint)', [lockKey('migrate', s.schema)]);
