@@ -7,7 +7,7 @@ import { systemLiveness, type Liveness } from '../liveness.js';
 import { UsageError } from '../errors.js';
 import { formatDuration, parseDuration } from '../util/duration.js';
 import { shellQuote } from '../util/shell.js';
-import { selfCommand } from '../util/invocation.js';
+import { NPX_NOTE, runThroughNpx, selfCommand } from '../util/invocation.js';
 import { setSuggestPrefix, suggest } from '../util/suggest.js';
 import type { Advice } from '../output/advice.js';
 import { Reporter } from '../output/reporter.js';
@@ -119,6 +119,15 @@ export class CliContext {
       if (e instanceof UsageError && /^no plan store at /.test(e.message)) return false;
       throw e;
     }
+  }
+
+  /**
+   * For a command that runs a rollout (start, resume, auto): one line on stderr when it was run
+   * through npx, which stands between the person and this process (util/invocation.ts). Not with -q.
+   */
+  warnIfUnderNpx(): void {
+    if (this.opts.quiet || !runThroughNpx()) return;
+    this.err.write(`note: ${NPX_NOTE}\n`);
   }
 
   transport(): Transport {

@@ -233,7 +233,9 @@ Getting started:
   $ agent-update start NAME --stop-after 1   # a canary; then: resume NAME (or split it)
   $ agent-update <command> --help            # examples and exit codes of one command
 
-Not on your PATH yet? Inside the project run \`npx agent-update …\`, or \`npm link\` once.
+Not on your PATH yet? \`npm link\` (or \`npm install -g .\`) in the project puts it there once;
+until then run \`./bin/agent-update.js …\` from the project's folder. Avoid \`npx agent-update\` for
+rollouts: npm stands between you and it (a Ctrl-C's pause exits 130, a kill reaches npm only).
 The plan database is $AGENT_UPDATE_DB, else $XDG_STATE_HOME/agent-update/agent-update.db
 (~/.local/state/agent-update/agent-update.db); --db PATH picks another.
 

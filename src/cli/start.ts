@@ -134,6 +134,7 @@ export async function runCommand(
     await stopIfInterrupted();
     store = await ctx.store();
     ctx.announceDb();
+    ctx.warnIfUnderNpx();
     const db = store;
     // Refuse the whole command before anything runs if any one update cannot start.
     const hooks = new Map<string, HookConfig[]>();

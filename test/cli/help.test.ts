@@ -49,7 +49,7 @@ test('--help of each command, through the CLI, lists the global options, its exa
     assert.ok(r.stdout.includes(`$ ${HELP[c.name()]!.examples[0]![0]}`), `${c.name()} --help shows its first example`);
   }
   const root = await cli(['--help']);
-  assert.match(root.stdout, /Getting started:[\s\S]*npx agent-update[\s\S]*Exit codes:/);
+  assert.match(root.stdout, /Getting started:[\s\S]*npm link[\s\S]*\.\/bin\/agent-update\.js[\s\S]*Exit codes:/);
 });
 
 test('no example chains with && a command that needs what the one before it does not give: a canary pause is exit 3, and pause returns before the update is paused', () => {
