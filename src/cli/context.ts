@@ -46,7 +46,7 @@ export class CliContext {
   ) {
     if (opts.color === false || !out.isTTY || process.env.NO_COLOR) chalk.level = 0;
     // Every suggested command line (the engine's too) carries the --db of this invocation.
-    // It starts the way this agent-update can be run from here (`npx agent-update` when it is not on the PATH).
+    // It starts the way this agent-update was run (util/invocation.ts selfCommand).
     // A postgres:// URL is repeated without its password (which PGPASSWORD or ~/.pgpass then supply).
     const db = opts.db === undefined ? undefined : isPostgresUrl(opts.db) ? parsePgUrl(opts.db).shown : opts.db;
     setSuggestPrefix(`${selfCommand()}${db !== undefined ? ` --db ${shellQuote(db)}` : ''}`);
