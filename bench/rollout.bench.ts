@@ -18,6 +18,7 @@ import { Ssh2Transport } from '../src/ssh/ssh2-transport.js';
 import { shellQuote } from '../src/util/shell.js';
 import { SqliteStore } from '../src/store/sqlite/store.js';
 import type { Fleet } from '../test/fleet/fleet.js';
+import type { JournalEntry } from '../src/model/records.js';
 
 export async function resetFleet(fleet: Fleet): Promise<void> {
   await Promise.all(fleet.servers.map((s) => fleet.setCommit(s.name, fleet.upstream.commits.base)));
@@ -65,11 +66,22 @@ export async function sshChained(fleet: Fleet, commit: string): Promise<number> 
   return performance.now() - began;
 }
 
+export interface CliRun {
+  planMs: number;
+  startMs: number;
+  /** how long a remote command of the plan (its probes) / of the start was running (remoteTime) */
+  planRemoteMs: number;
+  startRemoteMs: number;
+  /** start: from the process's spawn to its first remote command (node, the store, the first connection), and from its last to its exit */
+  startBeforeMs: number;
+  startAfterMs: number;
+}
+
 /**
  * agent-update run as a user runs it: `plan -c FILE` then `start NAME`, each its own process of
  * the CLI (bin/agent-update.js), plan included; the time of each.
  */
-export async function agentUpdateCli(bin: string, fleet: Fleet, round: number): Promise<{ planMs: number; startMs: number }> {
+export async function agentUpdateCli(bin: string, fleet: Fleet, round: number): Promise<CliRun> {
   const name = `cli-${round}`;
   const db = join(fleet.root, `${name}.db`);
   const config = fleet.writeConfig({ name }, join(fleet.root, `${name}.yaml`));
@@ -80,8 +92,46 @@ export async function agentUpdateCli(bin: string, fleet: Fleet, round: number): 
     return performance.now() - began;
   };
   const planMs = await run(['plan', '-c', config, '--name', name]);
+  const startedAt = Date.now();
   const startMs = await run(['start', name]);
-  return { planMs, startMs };
+  const endedAt = Date.now();
+  const store = new SqliteStore(db, { clock: systemClock });
+  try {
+    const journal = await store.getJournal(name);
+    const start = remoteTime(journal, (p) => p !== 'probe');
+    return {
+      planMs,
+      startMs,
+      planRemoteMs: remoteTime(journal, (p) => p === 'probe').ms,
+      startRemoteMs: start.ms,
+      startBeforeMs: start.first - startedAt,
+      startAfterMs: endedAt - start.last,
+    };
+  } finally {
+    await store.close();
+  }
+}
+
+/**
+ * How long at least one remote command (of the phases `which` picks) was running, from the
+ * journal's times: the union of their intervals, so work done ahead beside another server's
+ * command counts once. The rest of a run's wall time is the tool's own.
+ */
+export function remoteTime(journal: readonly JournalEntry[], which: (phase: string) => boolean): { ms: number; first: number; last: number } {
+  const spans = journal
+    .filter((e) => which(e.phase) && e.endedAt !== null)
+    .map((e) => [Date.parse(e.startedAt), Date.parse(e.endedAt!)] as const)
+    .sort((a, b) => a[0] - b[0]);
+  let total = 0;
+  let [from, to] = [-Infinity, -Infinity];
+  for (const [a, b] of spans) {
+    if (a > to) {
+      if (to > from) total += to - from;
+      [from, to] = [a, b];
+    } else to = Math.max(to, b);
+  }
+  if (to > from) total += to - from;
+  return { ms: total, first: spans[0]?.[0] ?? NaN, last: Math.max(...spans.map((x) => x[1])) };
 }
 
 /** agent-update's time for the rollout, and how many remote commands it sent per server. */
