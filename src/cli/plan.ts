@@ -87,7 +87,7 @@ export async function planCommand(
     const noneReached = servers.length > 0 && servers.every((s) => s.status === 'unreachable');
     if (ctx.opts.json) ctx.printJson({ ...updateJson(u, servers, await store.budgetUse(u)), changes, overlaps, warnings });
     else {
-      ctx.print('\n' + planText(u, servers, changes, await store.budgetUse(u)));
+      ctx.print('\n' + planText(u, servers, changes, await store.budgetUse(u), ctx.width()));
       for (const w of warnings) ctx.err.write(`warning: ${w}\n`);
       if (noneReached) ctx.err.write(noneReachedText(ctx, u.name, servers));
       else {
@@ -187,7 +187,7 @@ async function refreshCommand(ctx: CliContext, name: string, concurrency: number
     if (ctx.opts.json) {
       ctx.printJson({ ...updateJson(r.update, servers, await store.budgetUse(r.update)), refreshed: { probed: r.probed, pending: r.nowPending, skipped: r.nowSkipped, unreachable: r.stillUnreachable, excluded: r.nowExcluded } });
     } else {
-      ctx.print('\n' + updateText(r.update, servers, await store.budgetUse(r.update)));
+      ctx.print('\n' + updateText(r.update, servers, await store.budgetUse(r.update), { width: ctx.width() }));
       ctx.print(
         r.probed === 0
           ? `\n${name} has no unreachable server: nothing to refresh`
