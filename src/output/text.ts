@@ -58,6 +58,11 @@ function detailCell(text: string, width: Width): string {
   return visibleLine(width === null ? text : oneLine(text));
 }
 
+/** How far a DETAIL column is cut before other columns are left out: 30 columns, less on a narrow terminal. */
+function detailFit(width: Width): ColumnFit {
+  return { cut: 0, min: width === null ? 0 : Math.min(30, Math.floor(width / 3)) };
+}
+
 export function countsLine(servers: readonly ServerRecord[] | Record<string, number>): string {
   const { total, ...rest } = Array.isArray(servers) ? countsOf(servers as readonly ServerRecord[]) : (servers as Record<string, number>);
   return `${plural(total ?? 0, 'server')}: ` + Object.entries(rest).map(([k, v]) => `${v} ${colourStatus(k)}`).join(', ');
@@ -317,7 +322,7 @@ export function updateText(u: UpdateRecord, servers: readonly ServerRecord[], bu
     // a pending server with its own target (stepping stones, undo) shows it before it is claimed
     { head: 'TO', fit: { cut: 4, min: 8, drop: 5 }, cell: ({ s }) => short(s.toCommit ?? (s.status === 'pending' ? (s.path?.at(-1)?.commit ?? null) : null)) },
     paths ? { head: 'PATH', fit: { cut: 1, min: 12, drop: 3 }, cell: ({ s }) => pathCell(s) } : null,
-    { head: 'DETAIL', fit: { cut: 0, min: 30 }, cell: ({ s }) => detailCell(s.error ?? '', width) },
+    { head: 'DETAIL', fit: detailFit(width), cell: ({ s }) => detailCell(s.error ?? '', width) },
   ];
   lines.push(columnsTable(columns, all, width));
   return lines.join('\n');
@@ -509,7 +514,7 @@ export function planText(u: UpdateRecord, servers: readonly ServerRecord[], chan
     version ? { head: 'VERSION', fit: { drop: 2 }, cell: (s) => version(s) } : null,
     { head: 'STATUS', cell: (s) => colourStatus(s.status) },
     { head: 'FROM → TO', fit: { cut: 1, min: 12 }, cell: change },
-    { head: 'DETAIL', fit: { cut: 0, min: 30 }, cell: detail },
+    { head: 'DETAIL', fit: detailFit(width), cell: detail },
   ];
   lines.push(columnsTable(columns, servers, width));
   return lines.join('\n');
