@@ -58,8 +58,12 @@ function tokens(text: string): Array<{ ansi: boolean; s: string }> {
   return out;
 }
 
+/** Printable ASCII only: a column a character (most cells of a table). */
+const PLAIN = /^[\x20-\x7e]*$/;
+
 /** Columns `text` takes on a terminal (ANSI sequences take none). */
 export function displayWidth(text: string): number {
+  if (PLAIN.test(text)) return text.length;
   let w = 0;
   for (const t of tokens(text)) if (!t.ansi) w += charWidth(t.s);
   return w;
