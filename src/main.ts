@@ -50,6 +50,7 @@ export function buildProgram(result: { code: number }, contexts: CliContext[]): 
     .option('--concurrency <n>', 'servers probed at once', '32')
     .option('--only <class>', 'plan only the servers of this version class (required or recommended); needs source.version and agent.semver_command')
     .option('--show-commands [name]', 'print the exact commands each step will send, placeholders filled in, and run nothing: of the update NAME, or (with -c) of the config')
+    .option('--wide', 'print the table whole: by default, in a terminal, it is fitted to its width (the DETAIL column cut with …)')
     .action(async (o, cmd: Command) => {
       result.code = await (await import('./cli/plan.js')).planCommand(ctxOf(cmd), o);
     });
@@ -77,6 +78,7 @@ export function buildProgram(result: { code: number }, contexts: CliContext[]): 
     .option('--stop-after <n>', 'pause after this many servers finished (test mode)')
     .option('--parallel <k>', 'run at most this many of the named updates (the batches of a split) at once (default: all, at most 10); each update runs one server at a time')
     .option('--wait-for-window', 'outside execution.window, wait for it to open (Ctrl-C still pauses) instead of pausing with exit 3')
+    .option('--wide', "draw the live view's lines whole: by default, in a terminal, each is fitted to its width (the step and health kept)")
     .action(async (names: string[], o, cmd: Command) => {
       const caught = new Interrupts(); // before any await: a Ctrl-C while starting up is not lost
       result.code = await (await import('./cli/start.js')).runCommand(ctxOf(cmd), 'start', names, o, caught);
@@ -89,6 +91,7 @@ export function buildProgram(result: { code: number }, contexts: CliContext[]): 
     .option('--stop-after <n>', 'pause again after this many more servers finished')
     .option('--parallel <k>', 'run at most this many of the named updates (the batches of a split) at once (default: all, at most 10); each update runs one server at a time')
     .option('--wait-for-window', 'outside execution.window, wait for it to open (Ctrl-C still pauses) instead of pausing with exit 3')
+    .option('--wide', "draw the live view's lines whole: by default, in a terminal, each is fitted to its width (the step and health kept)")
     .action(async (names: string[], o, cmd: Command) => {
       const caught = new Interrupts(); // before any await: a Ctrl-C while starting up is not lost
       result.code = await (await import('./cli/start.js')).runCommand(ctxOf(cmd), 'resume', names, o, caught);
@@ -133,6 +136,7 @@ export function buildProgram(result: { code: number }, contexts: CliContext[]): 
     .argument('[name]')
     .option('--watch', 'redraw until the update ends or pauses')
     .option('--interval <seconds>', 'redraw interval for --watch', '2')
+    .option('--wide', 'print the table whole: by default, in a terminal, it is fitted to its width (the DETAIL column cut with …)')
     .action(async (name: string | undefined, o, cmd: Command) => {
       result.code = await (await control()).statusCommand(ctxOf(cmd), name, o);
     });

@@ -11,6 +11,7 @@ import { NPX_NOTE, runThroughNpx, selfCommand } from '../util/invocation.js';
 import { setSuggestPrefix, suggest } from '../util/suggest.js';
 import type { Advice } from '../output/advice.js';
 import { Reporter } from '../output/reporter.js';
+import type { Width } from '../output/fit.js';
 import { terminalSafeJson } from '../output/visible.js';
 import { Ssh2Transport } from '../ssh/ssh2-transport.js';
 import type { Transport } from '../ssh/transport.js';
@@ -24,6 +25,8 @@ export interface GlobalOptions {
   color?: boolean;
   quiet?: boolean;
   verbose?: boolean;
+  /** `--wide` of plan, status, start and resume (a command's own option, seen here through optsWithGlobals) */
+  wide?: boolean;
 }
 
 /** What every command needs; built once per invocation, closed at the end. */
@@ -150,9 +153,20 @@ export class CliContext {
         live,
         prefix,
         verbose: Boolean(this.opts.verbose),
+        wide: Boolean(this.opts.wide),
         advise,
       }),
     );
+  }
+
+  /**
+   * The columns the tables of plan and status are fitted to (output/fit.ts): stdout's width when
+   * it is a terminal that reports one; null (every cell whole) with --wide or --json, or when
+   * stdout is a pipe or a file. Read at each call: a watch follows a resize.
+   */
+  width(): Width {
+    if (this.opts.wide || this.opts.json || !this.out.isTTY) return null;
+    return this.out.columns && this.out.columns > 0 ? this.out.columns : null;
   }
 
   /** A command line to suggest, with the --db this invocation used so it works when pasted. */

@@ -1,4 +1,5 @@
-import { statusDocument, updateJson, updateSummaryJson, type UpdateJson } from '../output/status-json.js';
+import { statusDocument, statusOf, updateJson, updateSummaryJson, type UpdateJson } from '../output/status-json.js';
+import { fitParts, withSep } from '../output/fit.js';
 import { ndjsonLine } from '../output/ndjson.js';
 import { groupBy, logsBlocks, updateText, updatesListText } from '../output/text.js';
 import { visibleLine } from '../output/visible.js';
@@ -10,7 +11,7 @@ import { TERMINAL_UPDATE } from '../model/lifecycle.js';
 import { holderIsDead } from '../rollout/lease.js';
 import { budgetOf } from '../rollout/decide.js';
 import { exitCodeFor, failedSince, worstExit } from '../rollout/outcome.js';
-import { watchProgress } from '../output/watch.js';
+import { watchParts } from '../output/watch.js';
 import type { ReportStore } from '../store/port.js';
 import { UsageError } from '../errors.js';
 import { didYouMean } from '../util/did-you-mean.js';
@@ -99,25 +100,28 @@ async function watchedOutcome(store: ReportStore, name: string): Promise<number>
   return exitCodeFor(u.status, failedSince(await store.getServers(name), lastRun));
 }
 
-export async function statusCommand(ctx: CliContext, name: string | undefined, opts: { watch?: boolean; interval?: string }): Promise<number> {
+export async function statusCommand(ctx: CliContext, name: string | undefined, opts: { watch?: boolean; interval?: string; wide?: boolean }): Promise<number> {
   const store = await ctx.store();
   const intervalMs = (parseCount('--interval', opts.interval, 1) ?? 2) * 1000;
   // Only what is printed is made (the table or the document), the budget only for an update
-  // that has one, and the list from counts in SQL, not every update's servers.
+  // that has one, and the list from counts in SQL, not every update's servers. The text is
+  // fitted to the terminal (ctx.width: none with --wide or through a pipe), read at each frame.
   const render = async (): Promise<{ text: () => string; json: () => Promise<UpdateJson | { updates: Omit<UpdateJson, 'servers'>[] }>; done: boolean; active: string[] }> => {
     if (name !== undefined) {
-      const u = await store.getUpdate(name);
-      const servers = await store.getServers(name);
-      const budget = budgetOf(u) !== null ? await store.budgetUse(u) : undefined;
+      const { u, servers, budget, split } = await statusOf(store, name);
       const done = TERMINAL_UPDATE.has(u.status) || u.status === 'paused';
-      // --watch: the live view's progress line under the table
-      const text = () => updateText(u, servers, budget) + (opts.watch ? `\n\n  ${watchProgress(u, servers, ctx.clock.now().getTime())}` : '');
-      return { text, json: () => Promise.resolve(updateJson(u, servers, budget)), done, active: done ? [] : [name] };
+      // --watch: the live view's progress line under the table (over every batch of a split)
+      const text = () => {
+        const width = ctx.width();
+        const progress = opts.watch ? `\n\n${fitParts([{ text: ' ' }, ...withSep(watchParts(split ?? [{ u, servers }], ctx.clock.now().getTime()), ' ')], width)}` : '';
+        return updateText(u, servers, budget, { width, batches: split }) + progress;
+      };
+      return { text, json: () => Promise.resolve(updateJson(u, servers, budget, split)), done, active: done ? [] : [name] };
     }
     const counts = await store.countsByUpdate();
     const all = (await store.listUpdates()).map((u) => ({ u, counts: counts.get(u.name) ?? { total: 0 } }));
     return {
-      text: () => updatesListText(all),
+      text: () => updatesListText(all, ctx.width()),
       json: async () => {
         const updates: Omit<UpdateJson, 'servers'>[] = [];
         for (const { u, counts } of all) updates.push(updateSummaryJson(u, counts, budgetOf(u) !== null ? await store.budgetUse(u) : undefined));

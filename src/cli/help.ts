@@ -30,6 +30,7 @@ export const HELP: Record<string, CommandHelp> = {
       ['agent-update plan --show-commands canary-2026-12', 'every command each step will send, placeholders filled in; runs nothing'],
       ['agent-update plan --refresh canary-2026-12', 'probe again the servers that were unreachable'],
       ['agent-update plan -c rollout.yaml --only required', 'plan only the servers below source.min_compatible (the others are left out)'],
+      ['agent-update plan -c rollout.yaml --wide', 'the server table whole (by default, in a terminal, it fits its width)'],
     ],
     exits: [
       [0, 'planned (servers that could not be reached are listed as unreachable)'],
@@ -113,6 +114,7 @@ export const HELP: Record<string, CommandHelp> = {
       ['agent-update status', 'every update in the database'],
       ['agent-update status agent-2026-12', 'one update, a row per server'],
       ['agent-update status agent-2026-12 --watch', 'redraw until it ends or pauses, with k/N done and the ETA; exits with its outcome'],
+      ['agent-update status agent-2026-12 --wide', 'every column and whole errors, however narrow the terminal (by default the table fits it)'],
       ['agent-update --json status agent-2026-12 --watch', 'one JSON document per line until it ends or pauses'],
     ],
     exits: [

@@ -4,7 +4,7 @@ import { checkCeiling, parseOnly } from '../plan/versions.js';
 import { resolveCommit, resolveRollbackCommit, SourceHistory, withResolvedStones } from '../plan/source.js';
 import { planChanges } from '../plan/changes.js';
 import { showCommands } from '../plan/commands.js';
-import { updateJson } from '../output/status-json.js';
+import { statusOf, updateJson } from '../output/status-json.js';
 import { commandsText, planText, updateText } from '../output/text.js';
 import { EXIT, UsageError } from '../errors.js';
 import { checkLocalSsh } from '../ssh/transport.js';
@@ -87,7 +87,7 @@ export async function planCommand(
     const noneReached = servers.length > 0 && servers.every((s) => s.status === 'unreachable');
     if (ctx.opts.json) ctx.printJson({ ...updateJson(u, servers, await store.budgetUse(u)), changes, overlaps, warnings });
     else {
-      ctx.print('\n' + planText(u, servers, changes, await store.budgetUse(u)));
+      ctx.print('\n' + planText(u, servers, changes, await store.budgetUse(u), ctx.width()));
       for (const w of warnings) ctx.err.write(`warning: ${w}\n`);
       if (noneReached) ctx.err.write(noneReachedText(ctx, u.name, servers));
       else {
@@ -181,13 +181,14 @@ async function refreshCommand(ctx: CliContext, name: string, concurrency: number
   try {
     const r = await refreshPlan({ store, transport: ctx.transport(), clock: ctx.clock, emit: reporter.onEvent }, name, { concurrency, signal: interrupt.signal });
     reporter.stop();
-    const servers = await store.getServers(name);
+    // as status shows it: with the whole rollout when it was split (its unreachable servers stay with it)
+    const { servers, budget, split } = await statusOf(store, name);
     // every server of the update still unreachable (a refresh of a plan none of whose servers answered)
     const noneReached = r.probed > 0 && servers.every((s) => s.status === 'unreachable');
     if (ctx.opts.json) {
-      ctx.printJson({ ...updateJson(r.update, servers, await store.budgetUse(r.update)), refreshed: { probed: r.probed, pending: r.nowPending, skipped: r.nowSkipped, unreachable: r.stillUnreachable, excluded: r.nowExcluded } });
+      ctx.printJson({ ...updateJson(r.update, servers, budget, split), refreshed: { probed: r.probed, pending: r.nowPending, skipped: r.nowSkipped, unreachable: r.stillUnreachable, excluded: r.nowExcluded } });
     } else {
-      ctx.print('\n' + updateText(r.update, servers, await store.budgetUse(r.update)));
+      ctx.print('\n' + updateText(r.update, servers, budget, { width: ctx.width(), batches: split }));
       ctx.print(
         r.probed === 0
           ? `\n${name} has no unreachable server: nothing to refresh`

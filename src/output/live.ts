@@ -1,96 +1,14 @@
 /**
  * The pieces of the live view (output/reporter.ts puts them together): what one update's
- * progress is (UpdateProgress: k/N done, failures, ETA, the server in flight), how wide a line
- * is on a terminal and how to cut it to fit (displayWidth, truncate), and the area at the
+ * progress is (UpdateProgress: k/N done, failures, ETA, the server in flight; as parts that
+ * output/fit.ts fits to the terminal, the step and the health text kept), and the area at the
  * bottom of the terminal that is redrawn in place (LiveArea). Nothing here reads a clock: the
  * time is passed in, so the maths is tested with a fake one.
  */
 import type { RolloutEvent } from '../rollout/events.js';
 import { formatDuration } from '../util/duration.js';
 import { visibleLine } from './visible.js';
-
-// eslint-disable-next-line no-control-regex
-const ANSI = /\x1b\[[0-9;?]*[ -/]*[@-~]/y;
-
-/** Text without its ANSI CSI sequences (colours, cursor moves). */
-export function stripAnsi(text: string): string {
-  // eslint-disable-next-line no-control-regex
-  return text.replace(/\x1b\[[0-9;?]*[ -/]*[@-~]/g, '');
-}
-
-/** East Asian wide and fullwidth ranges (and the emoji blocks): two columns each. */
-const WIDE: ReadonlyArray<readonly [number, number]> = [
-  [0x1100, 0x115f], [0x2e80, 0x303e], [0x3041, 0x33ff], [0x3400, 0x4dbf], [0x4e00, 0x9fff],
-  [0xa000, 0xa4cf], [0xa960, 0xa97f], [0xac00, 0xd7a3], [0xf900, 0xfaff], [0xfe10, 0xfe19],
-  [0xfe30, 0xfe6f], [0xff00, 0xff60], [0xffe0, 0xffe6], [0x1f300, 0x1f64f], [0x1f900, 0x1f9ff],
-  [0x20000, 0x2fffd], [0x30000, 0x3fffd],
-];
-const MARK = /^\p{M}$/u;
-const EMOJI = /^\p{Emoji_Presentation}$/u;
-
-/** Columns one code point takes on a terminal: 0 (combining, zero-width, controls), 1 or 2. */
-export function charWidth(ch: string): number {
-  const cp = ch.codePointAt(0) ?? 0;
-  if (cp < 0x20 || (cp >= 0x7f && cp < 0xa0)) return 0;
-  if (cp < 0x300) return 1;
-  if (MARK.test(ch) || (cp >= 0x200b && cp <= 0x200f) || cp === 0x2060 || (cp >= 0xfe00 && cp <= 0xfe0f)) return 0;
-  for (const [lo, hi] of WIDE) if (cp >= lo && cp <= hi) return 2;
-  return EMOJI.test(ch) ? 2 : 1;
-}
-
-/** Split into ANSI sequences and single code points. */
-function tokens(text: string): Array<{ ansi: boolean; s: string }> {
-  const out: Array<{ ansi: boolean; s: string }> = [];
-  let i = 0;
-  while (i < text.length) {
-    if (text[i] === '\x1b') {
-      ANSI.lastIndex = i;
-      const m = ANSI.exec(text);
-      if (m) {
-        out.push({ ansi: true, s: m[0] });
-        i += m[0].length;
-        continue;
-      }
-    }
-    const cp = text.codePointAt(i) ?? 0;
-    const s = String.fromCodePoint(cp);
-    out.push({ ansi: false, s });
-    i += s.length;
-  }
-  return out;
-}
-
-/** Columns `text` takes on a terminal (ANSI sequences take none). */
-export function displayWidth(text: string): number {
-  let w = 0;
-  for (const t of tokens(text)) if (!t.ansi) w += charWidth(t.s);
-  return w;
-}
-
-/**
- * `text` cut to at most `width` columns, ending with `…` when cut; a wide character that would
- * straddle the edge is left out whole. ANSI colour sequences are kept (a reset is added after a
- * cut one), so a coloured line is cut by what shows.
- */
-export function truncate(text: string, width: number): string {
-  if (displayWidth(text) <= width) return text;
-  if (width <= 0) return '';
-  let out = '';
-  let w = 0;
-  let coloured = false;
-  for (const t of tokens(text)) {
-    if (t.ansi) {
-      out += t.s;
-      coloured = true;
-      continue;
-    }
-    const cw = charWidth(t.s);
-    if (w + cw > width - 1) break;
-    out += t.s;
-    w += cw;
-  }
-  return out + '…' + (coloured ? '\x1b[0m' : '');
-}
+import { displayWidth, fitParts, truncate, type Part } from './fit.js';
 
 /** `host:port`, with an IPv6 address in brackets. */
 export function hostPort(host: string, port: number | null): string {
@@ -263,8 +181,13 @@ export class UpdateProgress {
    * `step 2/4 · ` before it.
    */
   summary(now: number): string {
-    const step = this.step && this.step.steps > 1 ? `step ${this.step.step}/${this.step.steps} · ` : '';
-    return step + progressText(this.done, this.total, this.failed, this.etaMs(now));
+    return fitParts(this.summaryParts(now), null);
+  }
+
+  /** summary() as parts: on a narrow terminal the ETA gives way; the step and the counts stay. */
+  summaryParts(now: number): Part[] {
+    const step: Part[] = this.step && this.step.steps > 1 ? [{ text: `step ${this.step.step}/${this.step.steps}` }] : [];
+    return [...step, ...progressParts(this.done, this.total, this.failed, this.etaMs(now))].map((p, i) => (i === 0 ? p : { ...p, sep: ' · ' }));
   }
 
   /**
@@ -272,28 +195,70 @@ export class UpdateProgress {
    * the wait for execution.window (each a countdown), else null.
    */
   serverText(now: number): string | null {
+    const parts = this.serverParts(now);
+    return parts ? fitParts(parts, null) : null;
+  }
+
+  /**
+   * serverText() as parts. On a narrow terminal the host:port gives way first, then the time in
+   * flight, then the server's name is cut and last what it waits for (health, a reconnect); its
+   * step stays whole. A bake's list of servers gives way before its countdown.
+   */
+  serverParts(now: number): Part[] | null {
     const f = this.inFlight;
-    if (!f && this.bake) return bakeText(this.bake, now);
-    if (!f && this.window) return `waiting for the rollout window (${this.window.window}): opens in ${formatEta(this.window.opensAt - now)}`;
+    if (!f && this.bake) return bakeParts(this.bake, now);
+    if (!f && this.window) return [{ text: `waiting for the rollout window (${this.window.window}): opens in ${formatEta(this.window.opensAt - now)}` }];
     if (!f) return null;
-    const where = f.host ? ` ${hostPort(f.host, f.port)}` : '';
-    return `${f.server}${where} ${f.step} ${formatElapsed(now - f.since)}${f.note ? ` · ${f.note}` : ''}`;
+    return [
+      { text: f.server, rank: RANK.serverName, min: 8, keep: true },
+      ...(f.host ? [{ text: hostPort(f.host, f.port), sep: ' ', rank: RANK.host }] : []),
+      { text: f.step, sep: ' ' },
+      { text: formatElapsed(now - f.since), sep: ' ', rank: RANK.elapsed },
+      ...(f.note ? [{ text: f.note, sep: ' · ', rank: RANK.note, min: 24, keep: true }] : []),
+    ];
   }
 }
 
+/**
+ * The order in which the parts of a live line give way on a narrow terminal (output/fit.ts
+ * fitParts), the least needed first: what it waits for and the step are what an operator reads.
+ * `0 failed` gives way too (a count of failures other than 0 stays).
+ */
+export const RANK = { host: 1, bakeServers: 1, elapsed: 2, pad: 3, eta: 4, noFailure: 5, serverName: 6, note: 7 } as const;
+
 /** `baking step 1 of 3: 4m12s left · re-checking s1`: the countdown of a bake (never below 0s). */
 export function bakeText(b: { step: number; steps: number; endsAt: number; servers: readonly string[] }, now: number): string {
-  const which = b.servers.length === 0 ? '' : b.servers.length <= 3 ? ` · re-checking ${b.servers.join(', ')}` : ` · re-checking ${b.servers.length} servers`;
-  return `baking step ${b.step} of ${b.steps}: ${formatEta(b.endsAt - now)} left${which}`;
+  return fitParts(bakeParts(b, now), null);
+}
+
+function bakeParts(b: { step: number; steps: number; endsAt: number; servers: readonly string[] }, now: number): Part[] {
+  const which = b.servers.length === 0 ? null : b.servers.length <= 3 ? `re-checking ${b.servers.join(', ')}` : `re-checking ${b.servers.length} servers`;
+  return [
+    { text: `baking step ${b.step} of ${b.steps}: ${formatEta(b.endsAt - now)} left` },
+    ...(which ? [{ text: which, sep: ' · ', rank: RANK.bakeServers, min: 16 }] : []),
+  ];
 }
 
 /** `k/N done · f failed · ETA 3m10s`; no ETA without one, nor once all are done. */
 export function progressText(done: number, total: number, failed: number, etaMs: number | null): string {
-  return `${done}/${total} done · ${failed} failed${etaMs !== null && done < total ? ` · ETA ${formatEta(etaMs)}` : ''}`;
+  return fitParts(progressParts(done, total, failed, etaMs), null);
+}
+
+function progressParts(done: number, total: number, failed: number, etaMs: number | null): Part[] {
+  return [
+    { text: `${done}/${total} done` },
+    { text: `${failed} failed`, sep: ' · ', ...(failed === 0 ? { rank: RANK.noFailure } : {}) },
+    ...(etaMs !== null && done < total ? [{ text: `ETA ${formatEta(etaMs)}`, sep: ' · ', rank: RANK.eta }] : []),
+  ];
 }
 
 /** Overall progress of several updates run at once: sums, and the ETA of the one that ends last. */
 export function overallText(updates: readonly UpdateProgress[], now: number): string {
+  return fitParts(overallParts(updates, now), null);
+}
+
+/** overallText() as parts (the ETA gives way first). */
+export function overallParts(updates: readonly UpdateProgress[], now: number): Part[] {
   let done = 0;
   let total = 0;
   let failed = 0;
@@ -307,14 +272,14 @@ export function overallText(updates: readonly UpdateProgress[], now: number): st
       if (e !== null) eta = Math.max(eta ?? 0, e);
     }
   }
-  return progressText(done, total, failed, eta);
+  return progressParts(done, total, failed, eta);
 }
 
 /**
  * The lines at the bottom of a terminal that are redrawn in place: each redraw moves the cursor
  * up over the lines drawn last time, clears to the end of the screen and writes the new ones, in
  * one write. Lines are cut to the terminal's width less one column (read at every redraw, so a
- * resize takes effect at the next one), so the terminal never wraps them; after a resize the
+ * resize takes effect at the next one), so the terminal never wraps them (unless `wide`); after a resize the
  * rows the old lines now take at the new width are erased (terminals that reflow lines do so).
  * `above` writes a line that scrolls up above the area.
  */
@@ -328,7 +293,11 @@ export class LiveArea {
     if (this.hidden) this.stream.write('\x1b[?25h');
   };
 
-  constructor(private readonly stream: NodeJS.WriteStream) {}
+  /** `wide` (start --wide): lines are drawn whole, the terminal wraps them (the rows they take are still erased) */
+  constructor(
+    private readonly stream: NodeJS.WriteStream,
+    private readonly wide = false,
+  ) {}
 
   get columns(): number {
     return this.stream.columns && this.stream.columns > 0 ? this.stream.columns : 80;
@@ -345,7 +314,7 @@ export class LiveArea {
     const width = Math.max(1, this.columns - 1);
     let out = '';
     for (const line of lines) {
-      const cut = truncate(line, width);
+      const cut = this.wide ? line : truncate(line, width);
       this.drawn.push(displayWidth(cut));
       out += cut + '\n';
     }

@@ -5,7 +5,8 @@ import type { Advice } from './advice.js';
 import { formatDuration } from '../util/duration.js';
 import { plural } from '../util/plural.js';
 import { suggest } from '../util/suggest.js';
-import { LiveArea, UpdateProgress, displayWidth, formatElapsed, formatEta, hostPort, overallText } from './live.js';
+import { LiveArea, RANK, UpdateProgress, formatElapsed, formatEta, hostPort, overallParts } from './live.js';
+import { displayWidth, fitParts, padTo, withSep, type Part, type Width } from './fit.js';
 import { isClosed } from './closed.js';
 import { colourStatus, short, someNames } from './text.js';
 import { visibleLine } from './visible.js';
@@ -24,6 +25,11 @@ export interface ReporterOptions {
   prefix: boolean;
   /** one line per remote command */
   verbose: boolean;
+  /**
+   * `--wide`: the live view's lines whole (the terminal wraps them); by default each is fitted to
+   * the terminal, the step and what the server waits for kept (output/fit.ts)
+   */
+  wide?: boolean;
   /** the clock (ms since the epoch) for elapsed times, the ETA and timestamps; Date.now by default */
   now?: () => number;
   /** how often the live view redraws by itself (spinner, elapsed times), in ms; 0: only on events */
@@ -102,7 +108,7 @@ export class Reporter {
 
   constructor(private readonly o: ReporterOptions) {
     this.now = o.now ?? Date.now;
-    this.area = o.live && !o.quiet ? new LiveArea(o.stream) : null;
+    this.area = o.live && !o.quiet ? new LiveArea(o.stream, Boolean(o.wide)) : null;
     if (this.area) o.stream.on('resize', this.onResize);
   }
 
@@ -147,26 +153,35 @@ export class Reporter {
     return this.o.prefix ? chalk.dim(`[${update}] `) : '';
   }
 
-  /** What the live area shows now: nothing once no update is running. */
+  /**
+   * What the live area shows now: nothing once no update is running. Each line fitted to the
+   * terminal (its width less one column, as the area cuts it): the parts that matter least give
+   * way first (live.ts RANK), so a batch's line keeps its step and what its server waits for.
+   */
   frameLines(): string[] {
     const all = [...this.progress.values()];
     const active = all.filter((p) => p.ended === null);
     if (active.length === 0) return [];
     const now = this.now();
-    const spin = chalk.cyan(SPINNER[this.frame % SPINNER.length]);
+    const width: Width = this.area && !this.o.wide ? this.area.columns - 1 : null;
+    const spin: Part = { text: chalk.cyan(SPINNER[this.frame % SPINNER.length]) };
     if (!this.o.prefix) {
       const p = active[0]!;
-      const server = p.serverText(now);
-      return server ? [`${spin} ${server}`, `  ${p.summary(now)}`] : [`${spin} ${p.summary(now)}`];
+      const server = p.serverParts(now);
+      const summary = p.summaryParts(now);
+      return server
+        ? [fitParts([spin, ...withSep(server, ' ')], width), fitParts([{ text: ' ' }, ...withSep(summary, ' ')], width)]
+        : [fitParts([spin, ...withSep(summary, ' ')], width)];
     }
     const label = plural(all.length, 'update');
-    const width = Math.max(displayWidth(label), ...all.map((p) => displayWidth(p.update)));
-    const pad = (s: string) => s + ' '.repeat(Math.max(0, width - displayWidth(s)));
+    const nameWidth = Math.max(displayWidth(label), ...all.map((p) => displayWidth(p.update)));
+    // the names padded to one column; on a narrow terminal the padding gives way (RANK.pad)
+    const name = (s: string, shown: string): Part => ({ text: padTo(shown, nameWidth), sep: ' ', rank: RANK.pad, min: displayWidth(s), keep: true });
     const lines = active.map((p) => {
-      const server = p.serverText(now);
-      return `${spin} ${chalk.bold(pad(p.update))}  ${p.summary(now)}${server ? ` · ${server}` : ''}`;
+      const server = p.serverParts(now);
+      return fitParts([spin, name(p.update, chalk.bold(p.update)), ...withSep(p.summaryParts(now), '  '), ...(server ? withSep(server, ' · ') : [])], width);
     });
-    lines.push(`  ${pad(label)}  ${overallText(all, now)}`);
+    lines.push(fitParts([{ text: ' ' }, name(label, label), ...withSep(overallParts(all, now), '  ')], width));
     return lines;
   }
 

@@ -1,6 +1,6 @@
 import { holderIsDead } from '../rollout/lease.js';
 import { systemLiveness } from '../liveness.js';
-import type { ReportStore } from '../store/port.js';
+import type { BudgetUse, ReportStore } from '../store/port.js';
 import type { PathStop, ServerRecord, UpdateRecord } from '../model/records.js';
 import { hopOf } from '../model/hops.js';
 import { serversByStep, stepProgress, stepsOf } from '../model/steps.js';
@@ -45,6 +45,18 @@ export interface UpdateJson {
   /** extension: who planned it (`user@host`); null for updates planned before it was recorded */
   createdBy: string | null;
   /**
+   * extension (issue 25), for an update that was split: every update of the split, this one first,
+   * then the batches split from it (theirs included) in creation order; null when it was never
+   * split. Absent in `status --json` without a name
+   */
+  batches?: BatchJson[] | null;
+  /**
+   * extension (issue 25), for an update that was split: the whole rollout, every batch's servers
+   * (each row with its `batch`) and their counts; null when it was never split. `counts` and
+   * `servers` stay this update's own. Absent in `status --json` without a name
+   */
+  rollout?: RolloutJson | null;
+  /**
    * extension, issue 24: execution.steps as this update takes them (the step it is in, the plan of
    * its steps and which servers fall in each); null without steps. Absent in `status --json`
    * without a name (it needs the servers)
@@ -54,6 +66,55 @@ export interface UpdateJson {
   bake: { step: number; leftMs: number } | null;
   /** extension: the guard's last round over the servers that passed (when, and what it found); null before its first */
   guard: { checkedAt: string; summary: string } | null;
+}
+
+/** One update of a split, as `batches` lists it. */
+export interface BatchJson {
+  name: string;
+  status: string;
+  /** the update it was split from; null for the first (the one that was split) */
+  batchOf: string | null;
+  /** its servers, as `counts` counts them */
+  counts: Record<string, number>;
+  startedAt: string | null;
+  endedAt: string | null;
+  reason: string | null;
+  pauseRequested: boolean;
+}
+
+/** The whole rollout of a split: the servers of every batch, and their counts. */
+export interface RolloutJson {
+  /** `total` and a key per status, over every batch */
+  counts: Record<string, number>;
+  /** every batch's servers, batch by batch in the order of `batches`, each row as in `servers` plus its `batch` */
+  servers: Array<ServerJson & { batch: string }>;
+}
+
+/** An update of a split and its servers, as the status views take them. */
+export interface SplitPart {
+  u: UpdateRecord;
+  servers: readonly ServerRecord[];
+}
+
+/** `batches` and `rollout` of an update that was split (`split`: itself first, then its batches), else null. */
+export function splitJson(split: readonly SplitPart[] | undefined): { batches: BatchJson[] | null; rollout: RolloutJson | null } {
+  if (!split || split.length <= 1) return { batches: null, rollout: null };
+  return {
+    batches: split.map(({ u, servers }) => ({
+      name: u.name,
+      status: u.status,
+      batchOf: u.batchOf,
+      counts: countsOf(servers),
+      startedAt: u.startedAt,
+      endedAt: u.endedAt,
+      reason: u.reason,
+      pauseRequested: u.pauseRequestedAt !== null,
+    })),
+    rollout: {
+      counts: countsOf(split.flatMap((b) => b.servers)),
+      servers: split.flatMap(({ u, servers }) => servers.map((s) => ({ ...serverJson(s, u.commit), batch: u.name }))),
+    },
+  };
 }
 
 export interface StepsJson {
@@ -160,8 +221,15 @@ export interface ServerJson {
 export { countsOf } from '../model/lifecycle.js';
 import { countsOf } from '../model/lifecycle.js';
 
-export function updateJson(u: UpdateRecord, servers: readonly ServerRecord[], budget?: { used: number; total: number; updates: string[] }): UpdateJson {
-  return documentOf(u, countsOf(servers), servers, budget);
+/**
+ * The status document of `u`; `split` (itself first, then its batches, as the store's batchesOf
+ * gives them) for an update that was split: `batches` and `rollout` (issue 25).
+ */
+export function updateJson(u: UpdateRecord, servers: readonly ServerRecord[], budget?: { used: number; total: number; updates: string[] }, split?: readonly SplitPart[]): UpdateJson {
+  const doc = documentOf(u, countsOf(servers), servers, budget);
+  // before steps, bake and guard, which stay the document's last members
+  const { steps, bake, guard, ...rest } = doc;
+  return { ...rest, ...splitJson(split), steps, bake, guard };
 }
 
 /** `status --json` without a name lists each update so, without its servers: counts from Store.countsByUpdate. */
@@ -187,23 +255,7 @@ function documentOf(
     source: { repo: u.repo, branch: u.branch, commit: u.commit },
     batchOf: u.batchOf,
     counts,
-    ...(servers === null ? {} : { servers: servers.map((s) => ({
-      name: s.name,
-      host: s.host,
-      type: s.type,
-      types: s.types,
-      status: s.status,
-      step: s.step,
-      fromCommit: s.fromCommit,
-      toCommit: s.toCommit,
-      error: s.error,
-      startedAt: s.startedAt,
-      endedAt: s.endedAt,
-      agentVersion: s.agentVersion ?? null,
-      versionClass: s.versionClass ?? null,
-      path: s.path ?? null,
-      hop: hopJson(s, u.commit),
-    })) }),
+    ...(servers === null ? {} : { servers: servers.map((s) => serverJson(s, u.commit)) }),
     reason: u.reason,
     pauseRequested: u.pauseRequestedAt !== null,
     pauseRequestedBy: u.pauseRequestedAt !== null ? u.pauseRequestedBy : null,
@@ -219,6 +271,26 @@ function documentOf(
     // what a bake left behind in an update that was cancelled meanwhile is not a bake any more
     bake: u.status === 'running' || u.status === 'paused' ? (u.bake ?? null) : null,
     guard: u.guard ?? null,
+  };
+}
+
+function serverJson(s: ServerRecord, updateCommit: string): ServerJson {
+  return {
+    name: s.name,
+    host: s.host,
+    type: s.type,
+    types: s.types,
+    status: s.status,
+    step: s.step,
+    fromCommit: s.fromCommit,
+    toCommit: s.toCommit,
+    error: s.error,
+    startedAt: s.startedAt,
+    endedAt: s.endedAt,
+    agentVersion: s.agentVersion ?? null,
+    versionClass: s.versionClass ?? null,
+    path: s.path ?? null,
+    hop: hopJson(s, updateCommit),
   };
 }
 
@@ -249,8 +321,27 @@ function versionsOf(u: UpdateRecord, servers: readonly ServerRecord[] | null): {
   return v ? { versions: v } : {};
 }
 
+/** What `status NAME` shows of an update in the store: it, its servers, its failure budget's use, and its split. */
+export interface StatusOf {
+  u: UpdateRecord;
+  servers: ServerRecord[];
+  budget: BudgetUse | undefined;
+  /** the update and the batches split from it (theirs included), each with its servers; undefined when it was never split */
+  split: SplitPart[] | undefined;
+}
+
+/** Read what `status NAME` shows (the budget only for an update that has one, the batches only when it was split). */
+export async function statusOf(store: ReportStore, name: string): Promise<StatusOf> {
+  const u = await store.getUpdate(name);
+  const servers = await store.getServers(name);
+  const budget = budgetOf(u) !== null ? await store.budgetUse(u) : undefined;
+  const batches = await store.batchesOf(name);
+  const split = batches.length === 0 ? undefined : [{ u, servers }, ...(await Promise.all(batches.map(async (b) => ({ u: b, servers: await store.getServers(b.name) }))))];
+  return { u, servers, budget, split };
+}
+
 /** `status NAME --json` of an update in the store: what the status command prints. */
 export async function statusDocument(store: ReportStore, name: string): Promise<UpdateJson> {
-  const u = await store.getUpdate(name);
-  return updateJson(u, await store.getServers(name), budgetOf(u) !== null ? await store.budgetUse(u) : undefined);
+  const s = await statusOf(store, name);
+  return updateJson(s.u, s.servers, s.budget, s.split);
 }

@@ -1,12 +1,13 @@
 import chalk from 'chalk';
 import type { EventRecord, ServerRecord, JournalEntry, UpdateRecord } from '../model/records.js';
-import { budgetJson, countsOf, stepsJson, versionsJson, type StepJson } from './status-json.js';
+import { budgetJson, countsOf, stepsJson, versionsJson, type SplitPart, type StepJson } from './status-json.js';
 import { holderIsDead, quietFor } from '../rollout/lease.js';
 import { systemLiveness } from '../liveness.js';
 import { finalTarget, hopOf } from '../model/hops.js';
 import { plural } from '../util/plural.js';
 import { suggest } from '../util/suggest.js';
 import { visibleLine, visibleText } from './visible.js';
+import { fitTable, oneLine, type ColumnFit, type Width } from './fit.js';
 import type { PlanChanges, RunningCommit } from '../plan/changes.js';
 import { PREVIOUS_MARK, type CommandGroup, type HealthRecheck, type ShownCommand, type ShownCommands, type ShownGuard, type ShownHook, type ShownSteps } from '../plan/commands.js';
 import { formatDuration } from '../util/duration.js';
@@ -44,20 +45,22 @@ export function short(commit: string | null): string {
   return commit ? commit.slice(0, 12) : '-';
 }
 
-/** Left-aligned columns; widths from the visible text (colour codes stripped). */
+/** Left-aligned columns, whole; widths from what shows (output/fit.ts fitTable). */
 export function table(rows: string[][]): string {
-  // eslint-disable-next-line no-control-regex
-  const visible = (s: string) => s.replace(/\x1b\[[0-9;]*m/g, '').length;
-  const widths: number[] = [];
-  for (const row of rows) row.forEach((cell, i) => (widths[i] = Math.max(widths[i] ?? 0, visible(cell))));
-  return rows
-    .map((row) =>
-      row
-        .map((cell, i) => (i === row.length - 1 ? cell : cell + ' '.repeat((widths[i] ?? 0) - visible(cell))))
-        .join('  ')
-        .trimEnd(),
-    )
-    .join('\n');
+  return fitTable(rows);
+}
+
+/**
+ * A cell of free text from a server or the engine (an error, a reason): whole, with each control
+ * shown as an escape (\n included); fitted to a terminal, its lines joined into one first.
+ */
+function detailCell(text: string, width: Width): string {
+  return visibleLine(width === null ? text : oneLine(text));
+}
+
+/** How far a DETAIL column is cut before other columns are left out: 30 columns, less on a narrow terminal. */
+function detailFit(width: Width): ColumnFit {
+  return { cut: 0, min: width === null ? 0 : Math.min(30, Math.floor(width / 3)) };
 }
 
 export function countsLine(servers: readonly ServerRecord[] | Record<string, number>): string {
@@ -176,10 +179,13 @@ function stepNote(p: Pick<StepJson, 'bakeMs' | 'pauseAfter'>, last: boolean, int
   return then.length === 0 ? 'then the next step at once' : `then ${then.join(', then ')}`;
 }
 
-/** A row per step: `step 1 (up to 1 of 6)  s1  then bakes 1m …`, each line after `pad`. */
-export function stepRows(plan: readonly StepJson[], servers: number, intervalMs: number, pad: string): string[] {
+/**
+ * A row per step: `step 1 (up to 1 of 6)  s1  then bakes 1m …`, each line after `pad`; fitted to
+ * `width`, what the step does is cut first, then its servers' names.
+ */
+export function stepRows(plan: readonly StepJson[], servers: number, intervalMs: number, pad: string, width: Width = null): string[] {
   const rows = plan.map((p, i) => [`step ${p.step} (up to ${p.through} of ${servers})`, someNames(p.servers), stepNote(p, i === plan.length - 1, intervalMs)]);
-  return table(rows)
+  return fitTable(rows, { width: width === null ? null : width - pad.length, header: false, columns: [undefined, { cut: 1, min: 12 }, { cut: 0, min: 20 }] })
     .split('\n')
     .map((l) => pad + l);
 }
@@ -188,12 +194,12 @@ export function stepRows(plan: readonly StepJson[], servers: number, intervalMs:
  * The steps a new plan will take and its guard, for `plan`: which servers fall in which step (in
  * the order they will be taken), each step's bake and pause; nothing without steps or a guard.
  */
-export function plannedDeliveryLines(u: UpdateRecord, servers: readonly ServerRecord[]): string[] {
+export function plannedDeliveryLines(u: UpdateRecord, servers: readonly ServerRecord[], width: Width = null): string[] {
   const lines: string[] = [];
   const steps = stepsJson(u, servers);
   if (steps) {
     lines.push(`  steps    ${plural(steps.total, 'step')} over ${plural(steps.servers, 'server')} (execution.steps), in the order they will be taken:`);
-    lines.push(...stepRows(steps.plan, steps.servers, u.settings.agent.health.intervalMs, LABEL_PAD));
+    lines.push(...stepRows(steps.plan, steps.servers, u.settings.agent.health.intervalMs, LABEL_PAD, width));
   }
   const g = u.settings.execution?.guard;
   if (g) lines.push(`  guard    ${guardWords(g)}`);
@@ -210,7 +216,54 @@ export function targetLine(u: Pick<UpdateRecord, 'commit' | 'branch' | 'repo' | 
   return `  target   ${u.commit} (${visibleLine(u.branch)} of ${visibleLine(u.repo)})`;
 }
 
-export function updateText(u: UpdateRecord, servers: readonly ServerRecord[], budget?: { used: number; total: number; updates: string[] }): string {
+/** A column of a table: its header, how it gives way on a narrow terminal (fit.ts), its cell. */
+interface Column<T> {
+  head: string;
+  fit?: ColumnFit;
+  cell: (x: T) => string;
+}
+
+/** The rows of `items` under the columns' headers, fitted to `width`. */
+function columnsTable<T>(columns: ReadonlyArray<Column<T> | null | false>, items: readonly T[], width: Width): string {
+  const cols = columns.filter((c): c is Column<T> => Boolean(c));
+  const rows = [cols.map((c) => chalk.bold(c.head)), ...items.map((x) => cols.map((c) => c.cell(x)))];
+  return fitTable(rows, { width, columns: cols.map((c) => c.fit) });
+}
+
+/** What `status NAME` shows besides the update itself. */
+export interface StatusView {
+  /** the columns to fit the tables to (a terminal's, output/fit.ts); null or absent: every cell whole */
+  width?: Width;
+  /**
+   * the updates of a split (this one first, then the batches split from it, theirs included),
+   * each with its servers: the view is then the whole rollout's, every batch's servers and totals
+   */
+  batches?: readonly SplitPart[];
+}
+
+/**
+ * `  split    into 3 batches, …` and a row per batch (name, status, its servers' counts), then
+ * `  in all   7 servers: …`: the totals of the whole rollout.
+ */
+export function batchLines(name: string, batches: readonly SplitPart[], width: Width): string[] {
+  const rows = batches.map(({ u, servers }) => [u.name === name ? `${u.name} (this one)` : u.name, colourStatus(u.status), countsLine(servers)]);
+  const table = fitTable(rows, { width: width === null ? null : width - LABEL_PAD.length, header: false, columns: [undefined, undefined, { cut: 0, min: 12 }] });
+  return [
+    `  split    into ${batches.length} batches, each one server at a time:`,
+    ...table.split('\n').map((l) => LABEL_PAD + l),
+    `  in all   ${countsLine(batches.flatMap((b) => b.servers))}`,
+  ];
+}
+
+/**
+ * `status NAME`: the update's lines (target, who and when, executor, reason, window, steps, budget,
+ * versions), its counts and a row per server; fitted to `view.width`, and, for an update that was
+ * split, the whole rollout (view.batches): each batch with its counts, the totals, and every
+ * batch's servers with a BATCH column.
+ */
+export function updateText(u: UpdateRecord, servers: readonly ServerRecord[], budget?: { used: number; total: number; updates: string[] }, view: StatusView = {}): string {
+  const width = view.width ?? null;
+  const split = view.batches && view.batches.length > 1 ? view.batches : null;
   const lines = [
     `${chalk.bold(u.name)}  ${colourStatus(u.status)}${u.pauseRequestedAt && u.status === 'running' ? chalk.yellow(` (pause requested${u.pauseRequestedBy ? ` by ${visibleLine(u.pauseRequestedBy)}` : ''})`) : ''}`,
     targetLine(u),
@@ -244,38 +297,53 @@ export function updateText(u: UpdateRecord, servers: readonly ServerRecord[], bu
     lines.push(b.exceeded ? chalk.red(`${line}: spent`) : line);
   }
   lines.push(...versionLines(u, servers));
-  lines.push(`  ${countsLine(servers)}`, '');
-  const version = versionCell(servers);
-  const paths = servers.some((s) => (s.path?.length ?? 0) > 1);
-  const rows = [['SERVER', 'HOST', 'TYPE', ...(version ? ['VERSION'] : []), 'STATUS', 'FROM', 'TO', ...(paths ? ['PATH'] : []), 'DETAIL'].map((h) => chalk.bold(h))];
-  for (const s of servers) {
-    const hop = (s.path?.length ?? 0) > 1 && s.hop != null ? hopOf(s, u.commit) : null;
-    const onHop = hop && s.status === 'running' ? `, hop ${hop.index + 1}/${hop.count} → ${hop.toVersion ?? short(hop.to)}` : '';
-    rows.push([
-      s.name,
-      s.port === 22 ? s.host : `${s.host}:${s.port}`,
-      s.types.join(','),
-      ...(version ? [version(s)] : []),
-      colourStatus(s.status) + (s.step ? ` (${s.step}${onHop})` : ''),
-      short(s.fromCommit),
-      // a pending server with its own target (stepping stones, undo) shows it before it is claimed
-      short(s.toCommit ?? (s.status === 'pending' ? (s.path?.at(-1)?.commit ?? null) : null)),
-      ...(paths ? [pathCell(s)] : []),
-      visibleLine(s.error ?? ''),
-    ]);
-  }
-  lines.push(table(rows));
+  if (split) lines.push(...batchLines(u.name, split, width), '');
+  else lines.push(`  ${countsLine(servers)}`, '');
+  const all = split ? split.flatMap((b) => b.servers.map((s) => ({ s, u: b.u }))) : servers.map((s) => ({ s, u }));
+  const every = all.map((x) => x.s);
+  const version = versionCell(every);
+  const paths = every.some((s) => (s.path?.length ?? 0) > 1);
+  type Row = { s: ServerRecord; u: UpdateRecord };
+  const columns: Array<Column<Row> | null> = [
+    { head: 'SERVER', cell: ({ s }) => s.name },
+    split ? { head: 'BATCH', fit: { drop: 6 }, cell: ({ u: b }) => b.name } : null,
+    { head: 'HOST', fit: { cut: 2, min: 12, drop: 1 }, cell: ({ s }) => (s.port === 22 ? s.host : `${s.host}:${s.port}`) },
+    { head: 'TYPE', fit: { drop: 0 }, cell: ({ s }) => s.types.join(',') },
+    version ? { head: 'VERSION', fit: { drop: 2 }, cell: ({ s }) => version(s) } : null,
+    {
+      head: 'STATUS',
+      cell: ({ s, u: b }) => {
+        const hop = (s.path?.length ?? 0) > 1 && s.hop != null ? hopOf(s, b.commit) : null;
+        const onHop = hop && s.status === 'running' ? `, hop ${hop.index + 1}/${hop.count} → ${hop.toVersion ?? short(hop.to)}` : '';
+        return colourStatus(s.status) + (s.step ? ` (${s.step}${onHop})` : '');
+      },
+    },
+    { head: 'FROM', fit: { cut: 3, min: 8, drop: 4 }, cell: ({ s }) => short(s.fromCommit) },
+    // a pending server with its own target (stepping stones, undo) shows it before it is claimed
+    { head: 'TO', fit: { cut: 4, min: 8, drop: 5 }, cell: ({ s }) => short(s.toCommit ?? (s.status === 'pending' ? (s.path?.at(-1)?.commit ?? null) : null)) },
+    paths ? { head: 'PATH', fit: { cut: 1, min: 12, drop: 3 }, cell: ({ s }) => pathCell(s) } : null,
+    { head: 'DETAIL', fit: detailFit(width), cell: ({ s }) => detailCell(s.error ?? '', width) },
+  ];
+  lines.push(columnsTable(columns, all, width));
   return lines.join('\n');
 }
 
 /** `counts`: as countsOf makes them (Store.countsByUpdate), or the servers to count. */
-export function updatesListText(updates: ReadonlyArray<{ u: UpdateRecord; servers?: ServerRecord[]; counts?: Record<string, number> }>): string {
+export function updatesListText(updates: ReadonlyArray<{ u: UpdateRecord; servers?: ServerRecord[]; counts?: Record<string, number> }>, width: Width = null): string {
   if (updates.length === 0) return 'no updates yet: create one with `agent-update plan -c FILE`';
-  const rows = [['NAME', 'STATUS', 'TARGET', 'BATCH OF', 'CREATED', 'SERVERS'].map((h) => chalk.bold(h))];
-  for (const { u, servers, counts } of updates) {
-    rows.push([u.name, colourStatus(u.status), short(u.commit), u.batchOf ?? '', u.createdAt, countsLine(counts ?? servers ?? { total: 0 })]);
-  }
-  return table(rows);
+  type Row = (typeof updates)[number];
+  return columnsTable<Row>(
+    [
+      { head: 'NAME', cell: ({ u }) => u.name },
+      { head: 'STATUS', cell: ({ u }) => colourStatus(u.status) },
+      { head: 'TARGET', fit: { drop: 1 }, cell: ({ u }) => short(u.commit) },
+      { head: 'BATCH OF', fit: { drop: 2 }, cell: ({ u }) => u.batchOf ?? '' },
+      { head: 'CREATED', fit: { cut: 1, min: 10, drop: 0 }, cell: ({ u }) => u.createdAt },
+      { head: 'SERVERS', fit: { cut: 0, min: 20 }, cell: ({ servers, counts }) => countsLine(counts ?? servers ?? { total: 0 }) },
+    ],
+    updates,
+    width,
+  );
 }
 
 /**
@@ -411,7 +479,7 @@ export function changesLines(c: PlanChanges, repo: string): string[] {
  * A new plan: the update's header, what it changes (changesLines), and a row per server with
  * `FROM → TO` (its commit → the target).
  */
-export function planText(u: UpdateRecord, servers: readonly ServerRecord[], changes: PlanChanges, budget?: { used: number; total: number; updates: string[] }): string {
+export function planText(u: UpdateRecord, servers: readonly ServerRecord[], changes: PlanChanges, budget?: { used: number; total: number; updates: string[] }, width: Width = null): string {
   const lines = [
     `${chalk.bold(u.name)}  ${colourStatus(u.status)}`,
     targetLine(u),
@@ -426,30 +494,29 @@ export function planText(u: UpdateRecord, servers: readonly ServerRecord[], chan
     lines.push(b.exceeded ? chalk.red(`${line}: spent`) : line);
   }
   lines.push(...versionLines(u, servers));
-  lines.push(`  ${countsLine(servers)}`, ...changesLines(changes, u.repo), ...plannedDeliveryLines(u, servers), '');
+  lines.push(`  ${countsLine(servers)}`, ...changesLines(changes, u.repo), ...plannedDeliveryLines(u, servers, width), '');
   const relation = new Map(changes.running.map((r) => [r.commit, r]));
   const version = versionCell(servers);
-  const rows = [['SERVER', 'HOST', 'TYPE', ...(version ? ['VERSION'] : []), 'STATUS', 'FROM → TO', 'DETAIL'].map((h) => chalk.bold(h))];
-  for (const s of servers) {
-    const r = s.fromCommit === null ? undefined : relation.get(s.fromCommit);
+  const change = (s: ServerRecord): string => {
     const via = s.status === 'pending' && s.path && s.path.length > 1 ? ` via ${s.path.slice(0, -1).map((h) => h.version ?? short(h.commit)).join(', ')}` : '';
-    const change =
-      s.status === 'skipped'
-        ? `${short(s.fromCommit)} (at the target)`
-        : s.status === 'pending'
-          ? `${short(s.fromCommit)} → ${short(finalTarget(s, u.commit))}${via}`
-          : short(s.fromCommit);
-    rows.push([
-      s.name,
-      s.port === 22 ? s.host : `${s.host}:${s.port}`,
-      s.types.join(','),
-      ...(version ? [version(s)] : []),
-      colourStatus(s.status),
-      change,
-      s.error !== null ? visibleLine(s.error) : s.status === 'pending' && r ? relationWords(r) : '',
-    ]);
-  }
-  lines.push(table(rows));
+    if (s.status === 'skipped') return `${short(s.fromCommit)} (at the target)`;
+    if (s.status === 'pending') return `${short(s.fromCommit)} → ${short(finalTarget(s, u.commit))}${via}`;
+    return short(s.fromCommit);
+  };
+  const detail = (s: ServerRecord): string => {
+    const r = s.fromCommit === null ? undefined : relation.get(s.fromCommit);
+    return s.error !== null ? detailCell(s.error, width) : s.status === 'pending' && r ? relationWords(r) : '';
+  };
+  const columns: Array<Column<ServerRecord> | null> = [
+    { head: 'SERVER', cell: (s) => s.name },
+    { head: 'HOST', fit: { cut: 2, min: 12, drop: 1 }, cell: (s) => (s.port === 22 ? s.host : `${s.host}:${s.port}`) },
+    { head: 'TYPE', fit: { drop: 0 }, cell: (s) => s.types.join(',') },
+    version ? { head: 'VERSION', fit: { drop: 2 }, cell: (s) => version(s) } : null,
+    { head: 'STATUS', cell: (s) => colourStatus(s.status) },
+    { head: 'FROM → TO', fit: { cut: 1, min: 12 }, cell: change },
+    { head: 'DETAIL', fit: detailFit(width), cell: detail },
+  ];
+  lines.push(columnsTable(columns, servers, width));
   return lines.join('\n');
 }
 

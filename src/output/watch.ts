@@ -4,13 +4,16 @@
  * ETA (UpdateProgress): the servers the update works on, those ended (an unreachable one at its
  * turn too, as the live view counts it), the failed among them, the mean time of those that
  * finished with work (their start to their end) × the servers left, less what the one in flight
- * has spent. The ETA only while the update runs.
+ * has spent. The ETA only while the update runs. For an update that was split, over every batch
+ * (issue 25).
  */
 import { ACTIVE_SERVER, WORKED_SERVER, worksOn } from '../model/lifecycle.js';
 import type { ServerRecord, UpdateRecord } from '../model/records.js';
-import { progressText, UpdateProgress } from './live.js';
+import { overallParts, UpdateProgress } from './live.js';
+import { fitParts, type Part } from './fit.js';
 
-export function watchProgress(u: UpdateRecord, servers: readonly ServerRecord[], now: number): string {
+/** One update's progress as the live view keeps it, from its stored servers. */
+function progressOf(u: UpdateRecord, servers: readonly ServerRecord[], now: number): UpdateProgress {
   const p = new UpdateProgress(u.name);
   const worked = servers.filter(worksOn);
   const ended = worked.filter((s) => !ACTIVE_SERVER.has(s.status));
@@ -25,5 +28,21 @@ export function watchProgress(u: UpdateRecord, servers: readonly ServerRecord[],
     const since = flying.startedAt !== null ? Date.parse(flying.startedAt) : now;
     p.inFlight = { server: flying.name, host: flying.host, port: flying.port, step: flying.step ?? 'running', since, note: null };
   }
-  return u.status === 'running' ? p.summary(now) : progressText(p.done, p.total, p.failed, null);
+  // the ETA only while it runs
+  p.ended = u.status === 'running' ? null : u.status;
+  return p;
+}
+
+export function watchProgress(u: UpdateRecord, servers: readonly ServerRecord[], now: number): string {
+  return fitParts(watchParts([{ u, servers }], now), null);
+}
+
+/**
+ * The progress line as parts (the ETA gives way on a narrow terminal); for a split (the update,
+ * then its batches) the sums over every batch and the ETA of the one that ends last, as the live
+ * view's overall line.
+ */
+export function watchParts(split: ReadonlyArray<{ u: UpdateRecord; servers: readonly ServerRecord[] }>, now: number): Part[] {
+  const ps = split.map(({ u, servers }) => progressOf(u, servers, now));
+  return ps.length === 1 && ps[0]!.ended === null ? ps[0]!.summaryParts(now) : overallParts(ps, now);
 }

@@ -15,7 +15,7 @@ import type { PlanChanges } from '../../src/plan/changes.js';
 import { showCommands } from '../../src/plan/commands.js';
 import { stepsJson, updateJson, updateSummaryJson } from '../../src/output/status-json.js';
 import { commandsText, deliveryLines, planText, updateText } from '../../src/output/text.js';
-import { stripAnsi } from '../../src/output/live.js';
+import { stripAnsi } from '../../src/output/fit.js';
 import { Reporter } from '../../src/output/reporter.js';
 import { fakeSettings, NEW, OLD, OTHER } from '../support/fake-settings.js';
 import { serverRecord, updateRecord } from '../support/records.js';

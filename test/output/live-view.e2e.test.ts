@@ -1,7 +1,8 @@
 /**
  * What an operator sees while a rollout runs, on the real fleet: in a pseudo-terminal of 80
  * columns (script(1)) three batches each get their own live line, with an overall line and the
- * k/N progress, and nothing the view draws is wider than the terminal; through a pipe every line
+ * k/N progress, each fitted to keep its server's step and health wait, and nothing the view
+ * draws is wider than the terminal; through a pipe every line
  * is a plain line with a timestamp; -q prints the outcome line alone; a test-mode pause is said
  * once.
  */
@@ -12,7 +13,7 @@ import { join } from 'node:path';
 import { BIN, cli, sharedFleet, spawnCli, printed } from '../helpers/cli.js';
 import { heldInVerify, openGate } from '../helpers/gates.js';
 import { shellQuote } from '../../src/util/shell.js';
-import { displayWidth } from '../../src/output/live.js';
+import { displayWidth } from '../../src/output/fit.js';
 import type { Fleet } from '../fleet/fleet.js';
 import { Screen } from './screen.js';
 
@@ -27,7 +28,7 @@ async function plan(fleet: Fleet, name: string, overrides: Record<string, unknow
 
 const STAMP = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ /;
 
-test('in a terminal of 80 columns, three batches: one live line each and an overall one, with k/N done; nothing drawn wider than the terminal', async (t) => {
+test('in a terminal of 80 columns, three batches: one live line each and an overall one, with k/N done, the step and the health wait; nothing drawn wider than the terminal', async (t) => {
   const fleet = await fleetFor(t, { servers: 6 });
   if (!fleet) return;
   // every server is held in verify until the test opens its gate, so all three batches are in flight at once
@@ -42,8 +43,12 @@ test('in a terminal of 80 columns, three batches: one live line each and an over
   child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
 
-  /** the live area while every batch verifies: three batch lines, then the overall line */
-  const batchLine = (name: string) => new RegExp(`^\\S ${name.replace('.', '\\.')} +\\d/2 done · \\d failed.* · s\\d 127\\.0\\.\\d+\\.\\d+:${fleet.port} verify \\d+s`);
+  /**
+   * the live area while every batch's server waits for health: three batch lines, then the
+   * overall line. At 80 columns a line is too long whole: the host:port gives way, the step and
+   * the health text stay (issue 25)
+   */
+  const batchLine = (name: string) => new RegExp(`^\\S ${name.replace('.', '\\.')} +\\d/2 done · \\d failed · s\\d verify \\d+s · waiting for health \\(try \\d+\\)$`);
   const allVerifying = (lines: string[]) => {
     const at = lines.findIndex((l) => batchLine('lv').test(l));
     return at >= 0 && batchLine('lv.2').test(lines[at + 1] ?? '') && batchLine('lv.3').test(lines[at + 2] ?? '') && /^ {2}3 updates +0\/6 done · 0 failed/.test(lines[at + 3] ?? '')

@@ -5,7 +5,7 @@
  * erase in display and in line; colours and modes are ignored) and records every time a line
  * ran past the right edge and wrapped: the live view must never make the terminal wrap.
  */
-import { charWidth } from '../../src/output/live.js';
+import { charWidth } from '../../src/output/fit.js';
 
 export class Screen {
   private rows: string[][] = [[]];

@@ -4,7 +4,8 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { watchProgress } from '../../src/output/watch.js';
+import { watchParts, watchProgress } from '../../src/output/watch.js';
+import { fitParts } from '../../src/output/fit.js';
 import { serverRecord, updateRecord } from '../support/records.js';
 
 const at = (s: number) => new Date(Date.UTC(2026, 11, 1, 10, 0, s)).toISOString();
@@ -30,4 +31,18 @@ test('no ETA before a server finished, nor once it is not running; an unreachabl
     serverRecord(2),
   ];
   assert.equal(watchProgress(updateRecord({ status: 'paused' }), paused, Date.parse(at(20))), '2/3 done · 1 failed');
+});
+
+test('the update that was split: the sums over every batch, and the ETA of the batch that ends last (issue 25)', () => {
+  const first = [serverRecord(0, { status: 'success', startedAt: at(0), endedAt: at(10) }), serverRecord(1, { status: 'running', startedAt: at(10) })];
+  const second = [serverRecord(2, { status: 'rolled-back', startedAt: at(0), endedAt: at(30) }), serverRecord(3), serverRecord(4)];
+  const split = [
+    { u: updateRecord(), servers: first },
+    { u: updateRecord({ name: 'u.2', batchOf: 'u' }), servers: second },
+  ];
+  // u: 10 s a server, s2 has spent 5 of its 10; u.2: 30 s a server, two left: 60 s, the last to end
+  assert.equal(fitParts(watchParts(split, Date.parse(at(15))), null), '2/5 done · 1 failed · ETA 1m');
+  // a batch that is not running gives no ETA; the others still do
+  split[1] = { ...split[1]!, u: updateRecord({ name: 'u.2', batchOf: 'u', status: 'paused' }) };
+  assert.equal(fitParts(watchParts(split, Date.parse(at(15))), null), '2/5 done · 1 failed · ETA 5s');
 });

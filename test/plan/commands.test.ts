@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import type { RolloutSettings } from '../../src/config/types.js';
 import { PREVIOUS_MARK, serverCommands, showCommands } from '../../src/plan/commands.js';
 import { commandsText } from '../../src/output/text.js';
-import { stripAnsi } from '../../src/output/live.js';
+import { stripAnsi } from '../../src/output/fit.js';
 import { fakeSettings, NEW, OLD, OTHER } from '../support/fake-settings.js';
 
 const settings: RolloutSettings = {

@@ -14,7 +14,7 @@ import { test } from 'node:test';
 import { agentCommands, readDeployCount, currentCommit } from '../../src/sim/agent.js';
 import type { Store } from '../../src/store/port.js';
 import { type ServerRecord } from '../../src/model/records.js';
-import { byName, cli, planned, printed, sharedFleet, spawnCli, statusJson } from '../helpers/cli.js';
+import { byName, cli, cliStatusJson, planned, printed, sharedFleet, spawnCli, statusJson } from '../helpers/cli.js';
 import { heldInVerify, openGate, waitGate } from '../helpers/gates.js';
 import { openStore, until, waitForStore as waitFor } from '../helpers/db.js';
 
@@ -177,6 +177,14 @@ test('split 7 servers into 3 balanced batches and run them in parallel', async (
   assert.deepEqual(all, ['s1', 's2', 's3', 's4', 's5', 's6', 's7'], 'disjoint and together the original set');
   assert.equal(docs[1]!.batchOf, 'u1');
   assert.equal(docs[0]!.batchOf, null);
+  // status of the update that was split: the whole rollout, its batches and their totals (issue 25)
+  const whole = await cliStatusJson(db, name);
+  assert.deepEqual(whole.batches!.map((b) => [b.name, b.counts.total]), [['u1', 3], ['u1.2', 2], ['u1.3', 2]]);
+  assert.deepEqual(whole.rollout!.counts, { total: 7, pending: 7 });
+  assert.equal(whole.counts.total, 3, 'its own counts as before');
+  const text = await cli(['status', name], { db });
+  assert.match(text.stdout, /^ {2}in all {3}7 servers: 7 pending$/m);
+  assert.equal(text.stdout.split('\n').filter((l) => /^s\d +u1(\.[23])? /.test(l)).length, 7, text.stdout);
   // Only a pending update can be split.
   assert.equal((await cli(['split', 'u1.2', '--batches', '2'], { db })).code, 0);
 
