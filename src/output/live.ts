@@ -56,6 +56,8 @@ export class UpdateProgress {
   /** durations of the servers finished in this run (ms), for the ETA */
   readonly durations: number[] = [];
   inFlight: InFlight | null = null;
+  /** test mode pauses once this many are done (update-started's pausesAt): the ETA is to there */
+  pausesAt: number | null = null;
   /** set by update-finished */
   ended: string | null = null;
   /** waiting for execution.window to open (a window-waiting event), until the next server starts */
@@ -77,6 +79,7 @@ export class UpdateProgress {
         this.done = worked;
         this.failed = (e.counts['rolled-back'] ?? 0) + (e.counts.failed ?? 0) + (e.counts.fatal ?? 0);
         this.total = e.pending + worked;
+        this.pausesAt = e.pausesAt ?? null;
         this.ended = null;
         break;
       }
@@ -170,6 +173,13 @@ export class UpdateProgress {
   etaMs(now: number): number | null {
     const mean = this.meanMs();
     if (mean === null) return null;
+    // test mode's pause comes first: the time to it, and none once it is reached (it pauses next)
+    if (this.pausesAt !== null && this.pausesAt < this.total) {
+      const left = this.pausesAt - this.done;
+      if (left <= 0) return null;
+      if (this.inFlight) return Math.max(0, mean - (now - this.inFlight.since)) + mean * (left - 1);
+      return mean * left;
+    }
     const left = Math.max(0, this.total - this.done);
     if (left === 0) return 0;
     if (this.inFlight) return Math.max(0, mean - (now - this.inFlight.since)) + mean * (left - 1);

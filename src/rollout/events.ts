@@ -12,8 +12,11 @@ export type ServerCounts = Record<string, number>;
  * skipped or unreachable at plan time), so the count never jumps.
  */
 export type RolloutEvent =
-  /** pending: servers still to work on; total: all of its servers; counts: by status at this moment */
-  | { type: 'update-started'; update: string; takeover: boolean; resumed: boolean; pending: number; total: number; counts: ServerCounts }
+  /**
+   * pending: servers still to work on; total: all of its servers; counts: by status at this moment;
+   * pausesAt: test mode's pause (`--stop-after`), once this many of its servers have finished with work in all; null: none
+   */
+  | { type: 'update-started'; update: string; takeover: boolean; resumed: boolean; pending: number; total: number; counts: ServerCounts; pausesAt?: number | null }
   | { type: 'server-started'; update: string; server: string; index: number; total: number; host: string; port: number; user: string; fromCommit: string | null; toCommit: string }
   /** hop, hops, hopTo: for a server walking stepping stones, the hop (1-based) of how many, and that hop's version (or commit) */
   | { type: 'server-step'; update: string; server: string; step: ServerStep; hop?: number; hops?: number; hopTo?: string }

@@ -118,6 +118,7 @@ async function execute(deps: EngineDeps, name: string, opts: RunOptions): Promis
       pending: servers.filter((s) => ACTIVE_SERVER.has(s.status)).length,
       total: servers.length,
       counts: countsOf(servers),
+      pausesAt: u.stopAtWorked,
     });
     // A required hook's failure on update-started asks for a pause, seen by the first decide()
     // below: before any server is touched, or, on a takeover, once the server in flight is done.

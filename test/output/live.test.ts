@@ -77,6 +77,21 @@ test('progress: k/N counts only the servers the update works on; no ETA before o
   assert.equal(p.summary(30_100), '2/2 done · 1 failed', 'no ETA once all are done');
 });
 
+test('progress: with test mode, the ETA is to its pause, and there is none once the pause is reached (a canary does not promise the rest)', () => {
+  const p = new UpdateProgress('u');
+  p.apply({ ...started('u', 10), pausesAt: 2 } as RolloutEvent, 0);
+  p.apply(serverStarted('u', 's1', 1, 10), 0);
+  p.apply(finished('u', 's1', 'success', 10_000), 10_000);
+  assert.equal(p.summary(10_000), '1/10 done · 0 failed · ETA 10s', 'one more before the pause, not nine');
+  p.apply(serverStarted('u', 's2', 2, 10), 10_000);
+  p.apply(finished('u', 's2', 'success', 10_000), 20_000);
+  assert.equal(p.summary(20_000), '2/10 done · 0 failed', 'it pauses next: no ETA');
+  const canary = new UpdateProgress('c');
+  canary.apply({ ...started('c', 5), pausesAt: 1 } as RolloutEvent, 0);
+  canary.apply(finished('c', 's1', 'success', 3_000), 3_000);
+  assert.equal(canary.summary(3_000), '1/5 done · 0 failed', '--stop-after 1: the last line before the pause shows no ETA');
+});
+
 test('progress: a resumed update starts from what is done; the index of server-started never jumps', () => {
   const p = new UpdateProgress('u');
   p.apply(started('u', 6, 3, { total: 6, success: 2, 'rolled-back': 1, pending: 3 }), 0);
