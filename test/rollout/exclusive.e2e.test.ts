@@ -13,7 +13,7 @@ import { LOCK_FILE } from '../../src/rollout/remote-lock.js';
 import type { Store } from '../../src/store/port.js';
 import type { Fleet } from '../fleet/fleet.js';
 import { byName, cli, fleetFor, spawnCli, statusJson } from '../helpers/cli.js';
-import { gateOpen, openGate } from '../helpers/gates.js';
+import { gateOpen, heldInVerify, openGate } from '../helpers/gates.js';
 import { openStore, waitForStore as waitFor, withSqliteFile } from '../helpers/db.js';
 
 /** Each server comes online a little after its restart, so two executors would have time to collide. */
@@ -215,11 +215,12 @@ test('kill -9 leaves the lock on the server in flight: its own update takes it o
 });
 
 test('unlock --yes clears a dead executor\'s lock after checking, journalled; refused while the executor lives', async (t) => {
-  const fleet = await fleetFor(t, { servers: 1, upstream: { slowDelayMs: 4000 } });
+  const fleet = await fleetFor(t, { servers: 1 });
   if (!fleet) return;
   const db1 = join(fleet.root, 'first.db');
   const db2 = join(fleet.root, 'second.db');
-  await plan(fleet, db1, 'u1');
+  // u1 stays in verify until it is killed (its gate never opens), however long the unlocks below take
+  await plan(fleet, db1, 'u1', heldInVerify());
   await plan(fleet, db2, 'u2', { execution: { busy_wait: 0 } });
   const run = spawnCli(['start', 'u1'], { db: db1 });
   await waitFor(db1, 's1 verifying', async (s) => (await s.getServers('u1')).find((x) => x.name === 's1' && x.step === 'verify'));
