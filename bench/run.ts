@@ -192,7 +192,7 @@ async function sectionCF(): Promise<void> {
 
 async function sectionG(): Promise<void> {
   say(`## (g) plan of ${PLAN_SERVERS} probe-only servers behind one bastion vs the same servers reached directly`);
-  const r = await bastionPlan(BIN, PLAN_SERVERS);
+  const r = await bastionPlan(BIN, PLAN_SERVERS, ROUNDS);
   say(`  direct             ${s(r.directMs)}  (${r.probedDirect} of ${r.servers} probed)`);
   say(`  through a bastion  ${s(r.viaMs)}  ${(r.viaMs / r.directMs).toFixed(2)}x the direct time (${r.probedVia} of ${r.servers} probed)`);
   say(`  bastion logins     ${r.logins}  (its sshd's log: one per shared connection, not one per server)`);
