@@ -135,7 +135,7 @@ async function showCommandsCommand(ctx: CliContext, file: string | undefined, na
     const all = await store.getServers(name);
     const servers = all.filter((s) => ACTIVE_SERVER.has(s.status));
     // the steps divide all of the update's servers, the done ones too
-    doc = showCommands(name, u.settings, u.commit, servers, all);
+    doc = showCommands(name, u.settings, u.commit, servers, all, u.undoOf);
   } else {
     if (file === undefined) throw new UsageError('plan --show-commands needs -c FILE (the config) or the name of a planned update');
     let config = loadConfig(file);

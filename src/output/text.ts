@@ -586,7 +586,9 @@ export function commandsText(doc: ShownCommands): string {
   const total = doc.groups.reduce((n, g) => n + g.servers.length, 0);
   const lines = [
     `${doc.update === null ? 'commands this config will send' : `commands update ${doc.update} will send`} (nothing is run now); ` +
-      `target ${doc.source.commit} (${visibleLine(doc.source.branch)} of ${visibleLine(doc.source.repo)})`,
+      (doc.source.undoOf !== undefined
+        ? `target ${doc.source.commit} (what most of its servers ran before ${doc.source.undoOf}, in ${visibleLine(doc.source.repo)}; each goes back to its own)`
+        : `target ${doc.source.commit} (${visibleLine(doc.source.branch)} of ${visibleLine(doc.source.repo)})`),
   ];
   if (doc.unknown.length > 0) {
     lines.push(

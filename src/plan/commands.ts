@@ -88,7 +88,8 @@ export interface ShownGuard {
 export interface ShownCommands {
   /** the update they are read from, or null (from a config: nothing probed, nothing recorded) */
   update: string | null;
-  source: { repo: string; branch: string; commit: string };
+  /** undoOf: the update an undo puts back (its target is not the branch's tip, but each server's commit before it) */
+  source: { repo: string; branch: string; commit: string; undoOf?: string };
   /**
    * placeholders whose value is each server's own and not known here (from a config:
    * `previous_commit`), shown as `<previous_commit>` where the value goes, quoted as it will be
@@ -244,6 +245,7 @@ export function showCommands(
   target: string,
   servers: ReadonlyArray<{ name: string; fromCommit: string | null | 'unknown'; path?: readonly PathStop[] | null }>,
   stepsOver?: readonly StepCounted[],
+  undoOf: string | null = null,
 ): ShownCommands {
   const groups = new Map<string, CommandGroup>();
   for (const s of servers) {
@@ -271,7 +273,7 @@ export function showCommands(
   const { agent: { health }, rollback, source } = settings;
   return {
     update,
-    source: { repo: source.repo, branch: source.branch, commit: target },
+    source: { repo: source.repo, branch: source.branch, commit: target, ...(undoOf !== null ? { undoOf } : {}) },
     unknown: servers.some((s) => s.fromCommit === 'unknown') ? ['previous_commit'] : [],
     health: { intervalMs: health.intervalMs, timeoutMs: health.timeoutMs, stableForMs: health.stableForMs ?? 0 },
     rollback: { enabled: rollback.enabled, commit: rollback.commit, continueAfterRollback: rollback.continueAfterRollback },

@@ -39,6 +39,11 @@ test('undo of a finished update puts each server it changed back to its own prev
   assert.deepEqual(s.s1!.path, [{ commit: base, version: null }]);
   assert.deepEqual(s.s2!.path, [{ commit: good2, version: null }]);
   assert.equal(s.s1!.fromCommit, good);
+  // its commands' header names what the undo puts back, not the branch a was planned from
+  const shown = await cli(['plan', '--show-commands', 'a-undo'], { db });
+  assert.equal(shown.code, 0, shown.stderr);
+  assert.match(shown.stdout, /^commands update a-undo will send \(nothing is run now\); target [0-9a-f]{40} \(what most of its servers ran before a, in .*; each goes back to its own\)$/m);
+  assert.doesNotMatch(shown.stdout.split('\n')[0]!, / of .* master|\(master of/);
 
   const again = await cli(['undo', 'a'], { db });
   assert.equal(again.code, 2, 'an unfinished undo of a exists');
