@@ -82,6 +82,16 @@ export class BusyError extends AppError {
   }
 }
 
+/**
+ * A deploy freeze of the update's repo (`freeze`, model/freeze.ts): `start`, `resume` and `auto`
+ * refuse with exit 3 (as for a paused update: nothing runs until a person acts), nothing written.
+ */
+export class FrozenError extends AppError {
+  constructor(message: string) {
+    super(message, EXIT.paused);
+  }
+}
+
 /** Stopped without finishing: a hard interrupt (second Ctrl-C), or the lease was taken over. */
 export class InterruptedError extends AppError {
   constructor(message: string, exitCode: number = EXIT.interrupted) {

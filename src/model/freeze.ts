@@ -54,3 +54,32 @@ export function freezePauseReason(f: Pick<FreezeRecord, 'repo' | 'frozenBy' | 'f
 export function isFreezePause(reason: string | null | undefined): boolean {
   return reason?.startsWith(FREEZE_PAUSE_PREFIX) ?? false;
 }
+
+/**
+ * A deploy freeze (`freeze`, `unfreeze`, `status`, `history --json`): the repo as the config that
+ * froze it wrote it and the key updates are matched by, who froze it, when and why, and who lifted
+ * it and when (null while it is in force).
+ */
+export interface FreezeJson {
+  repo: string;
+  repoKey: string;
+  configFile: string | null;
+  reason: string;
+  frozenBy: string;
+  frozenAt: string;
+  unfrozenBy: string | null;
+  unfrozenAt: string | null;
+}
+
+export function freezeJson(f: FreezeRecord): FreezeJson {
+  return {
+    repo: f.repo,
+    repoKey: f.repoKey,
+    configFile: f.configFile,
+    reason: f.reason,
+    frozenBy: f.frozenBy,
+    frozenAt: f.frozenAt,
+    unfrozenBy: f.unfrozenBy,
+    unfrozenAt: f.unfrozenAt,
+  };
+}
