@@ -196,7 +196,9 @@ export interface UpdateTimelineJson {
 async function summaries(store: ReportStore, updates: readonly UpdateRecord[], all: readonly UpdateRecord[]): Promise<UpdateHistoryEntry[]> {
   const counts = await store.countsByUpdate();
   const byName = new Map(all.map((u) => [u.name, u]));
-  const children = (key: 'batchOf' | 'retryOf' | 'undoOf', name: string) => all.filter((x) => x[key] === name).map((x) => x.name);
+  // a batch keeps its original's retryOf/undoOf: the retry or undo is the original, named once
+  const children = (key: 'batchOf' | 'retryOf' | 'undoOf', name: string) =>
+    all.filter((x) => x[key] === name && (key === 'batchOf' || x.batchOf === null)).map((x) => x.name);
   const out: UpdateHistoryEntry[] = [];
   for (const u of updates) {
     // a batch of a split is planned by nobody: who planned the update it came from
