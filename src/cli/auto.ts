@@ -18,9 +18,11 @@ import { activeFreezeOf, unfreezeHint } from '../plan/freeze.js';
 import { describeFreeze, isFreezePause } from '../model/freeze.js';
 
 /**
- * `auto -c FILE`: for cron and CI schedules. Exits 0 touching nothing when an update of this
+ * `auto -c FILE`: for cron and CI schedules. Exits 3 touching nothing when the config's source
+ * repo is frozen (`freeze`); 0 touching nothing when an update of this
  * config is being executed or another auto is planning it; 3 when one is paused (a person's to
- * resume); 0 touching nothing outside execution.window (saying when it opens); 1 when this very
+ * resume; one paused only by its window or by a freeze since lifted is resumed); 0 touching
+ * nothing outside execution.window (saying when it opens); 1 when this very
  * commit already failed here; 0 with one audit record when every reachable server runs the
  * target; else plans (unreachable servers left for the next run) and starts, exiting as `start`
  * does, but 0 for a pause because the window closed, which the next auto run in the window

@@ -3,11 +3,11 @@
  * fleet: a refused start touches no server): --reason is required; a freeze is recorded with who
  * and why (a config whose key file is missing here still freezes: nothing connects); a second
  * freeze changes nothing; `start` is refused with exit 3 naming who froze it, when and why, with
- * nothing written; `status` shows it (text and JSON); `unfreeze` lifts it, a second one is exit
+ * nothing written, and `auto` too; `status` shows it (text and JSON); `unfreeze` lifts it, a second one is exit
  * 0 saying it was not frozen; `history -c` shows the freeze and its lifting.
  */
 import assert from 'node:assert/strict';
-import { existsSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { actor } from '../../src/util/actor.js';
@@ -63,6 +63,17 @@ agent:
   );
   assert.match(start.stderr, /Lift the freeze with `agent-update --db \S+ unfreeze -c \S+rollout\.yaml`/);
   assert.equal(await withStore(db, (s) => contents(s)), before, 'nothing written');
+
+  // auto of the config (its files there now, as auto needs them): exit 3 before it plans, resolves or connects
+  mkdirSync(join(dir, 'keys'));
+  writeFileSync(join(dir, 'keys', 'missing-here'), '');
+  writeFileSync(join(dir, 'known_hosts'), '');
+  const auto = await cli(['--json', 'auto', '-c', config], { db, env });
+  assert.equal(auto.code, 3, auto.stdout + auto.stderr);
+  const line = JSON.parse(auto.stdout) as { type: string; outcome: string; message: string; exitCode: number };
+  assert.deepEqual([line.type, line.outcome, line.exitCode], ['auto', 'frozen', 3]);
+  assert.match(line.message, /^deploys of https:\/\/github\.com\/example\/agent\.git are frozen by \S+ at \S+: incident 42; nothing planned or started, no server touched/);
+  assert.equal(await withStore(db, (s) => contents(s)), before, 'auto wrote nothing either');
 
   const status = await cli(['status'], { db, env });
   assert.match(status.stdout, /^FROZEN: deploys of https:\/\/github\.com\/example\/agent\.git by \S+ at \S+: incident 42/);
