@@ -57,16 +57,30 @@ export async function unfinishedOfRepo(store: ReportStore, repo: string): Promis
   return (await store.listUpdates()).filter((u) => ACTIVE_UPDATE.has(u.status) && repoKey(u.repo) === key);
 }
 
-/** `freeze`: the repo frozen (or the freeze already in force, unchanged), and the updates it holds back. */
-export async function freezeRepo(
+/**
+ * `freeze`: the repo frozen (or the freeze already in force, unchanged), and the updates it holds
+ * back. In the same transaction each of them gets a `freeze` event with who froze it and why, so
+ * its `logs` and `history NAME` show it where it happened.
+ */
+export function freezeRepo(
   store: PlanStore,
   f: { repo: string; configFile: string | null; reason: string; by: string },
 ): Promise<{ freeze: FreezeRecord; created: boolean; updates: UpdateRecord[] }> {
-  const r = await store.freeze({ repoKey: repoKey(f.repo), repo: f.repo, configFile: f.configFile, reason: f.reason, frozenBy: f.by });
-  return { ...r, updates: await unfinishedOfRepo(store, f.repo) };
+  return store.tx(async (t) => {
+    const r = await t.freeze({ repoKey: repoKey(f.repo), repo: f.repo, configFile: f.configFile, reason: f.reason, frozenBy: f.by });
+    const updates = await unfinishedOfRepo(t, f.repo);
+    if (r.created) for (const u of updates) await t.addEvent(u.name, null, 'freeze', `deploys of ${r.freeze.repo} frozen ${describeFreeze(r.freeze)}`, f.by);
+    return { ...r, updates };
+  });
 }
 
-/** `unfreeze`: the freeze lifted, or null when the repo was not frozen. */
+/** `unfreeze`: the freeze lifted (an `unfreeze` event on each unfinished update of the repo), or null when the repo was not frozen. */
 export function unfreezeRepo(store: PlanStore, repo: string, by: string): Promise<FreezeRecord | null> {
-  return store.unfreeze(repoKey(repo), by);
+  return store.tx(async (t) => {
+    const lifted = await t.unfreeze(repoKey(repo), by);
+    if (lifted) {
+      for (const u of await unfinishedOfRepo(t, repo)) await t.addEvent(u.name, null, 'unfreeze', `deploys of ${lifted.repo} unfrozen by ${by} (frozen ${describeFreeze(lifted)})`, by);
+    }
+    return lifted;
+  });
 }

@@ -195,7 +195,7 @@ async function execute(deps: EngineDeps, name: string, opts: RunOptions): Promis
         const frozen = await store.activeFreeze(repoKey(u.repo));
         if (frozen) {
           const reason = freezePauseReason(frozen);
-          await store.addEvent(name, null, 'freeze', reason, frozen.frozenBy);
+          await store.addEvent(name, null, 'frozen', reason, frozen.frozenBy);
           return await pause(reason, u);
         }
         // execution.window: checked before a new server is claimed, never while one is in flight

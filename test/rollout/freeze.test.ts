@@ -119,8 +119,12 @@ test('a freeze that lands while a server is in flight: that server finishes, the
   assert.deepEqual(await statuses(store), { s1: 'success', s2: 'pending', s3: 'pending' });
   assert.deepEqual(fake.servers.get('s2')!.log, [], 'nothing sent to the next server');
   assert.equal(fake.lockOf('s1'), null, "the finished server's lock released");
-  const journalled = (await store.getEvents('u')).find((e) => e.kind === 'freeze');
-  assert.deepEqual(journalled && [journalled.message, journalled.actor], [r.reason, 'alice@laptop'], 'journalled for logs, with who froze');
+  const journalled = (await store.getEvents('u')).find((e) => e.kind === 'frozen');
+  assert.deepEqual(journalled && [journalled.message, journalled.actor], [r.reason, 'alice@laptop'], 'the pause journalled for logs, with who froze');
+  // and the freeze itself, as the update's event (it was unfinished when frozen)
+  const froze = (await store.getEvents('u')).find((e) => e.kind === 'freeze');
+  assert.match(froze?.message ?? '', /^deploys of https:\/\/host\/org\/agent frozen by alice@laptop at \S+: incident 42$/);
+  assert.equal(froze?.actor, 'alice@laptop');
   assert.deepEqual(events.filter((e) => e.type === 'update-finished').map((e) => e.type === 'update-finished' && e.reason), [r.reason]);
   // the test-mode limit (stop after 2) is kept for the resume
   assert.equal((await store.getUpdate('u')).stopAtWorked, 2);
@@ -133,6 +137,7 @@ test('a freeze that lands while a server is in flight: that server finishes, the
 
   // lifted: the resume goes on to the test-mode limit it was started with
   await unfreezeRepo(store, 'https://host/org/agent', 'bob@desk');
+  assert.deepEqual((await store.getEvents('u')).filter((e) => e.kind === 'unfreeze').map((e) => e.actor), ['bob@desk']);
   const resumed = await runUpdate(deps(store, fake), 'u', { mode: 'resume' });
   assert.equal(resumed.status, 'paused');
   assert.equal(resumed.reason, 'test mode: 2 servers finished');
