@@ -45,6 +45,17 @@ export interface ConfigProblem {
   line?: number;
   /** the file the problem is in, when it is not the config file itself (an inventory) */
   file?: string;
+  /**
+   * a check that matters only when connecting: a file this machine needs to reach the servers (a
+   * key, known_hosts, the ssh config) is missing. `plan`, `start` and `auto` refuse it as any
+   * other problem; `config` (a read-only view) and `freeze` show it as a warning.
+   */
+  local?: true;
+}
+
+/** `FILE:LINE: key.path: message`, as every config problem is printed (`file`: the config's). */
+export function formatProblem(p: ConfigProblem, file: string): string {
+  return `${p.file ?? file}${p.line !== undefined ? `:${p.line}` : ''}: ${p.path ? `${p.path}: ` : ''}${p.message}`;
 }
 
 /** The config file is invalid: every problem is listed, exit 2. */
@@ -53,12 +64,7 @@ export class ConfigError extends AppError {
     readonly file: string,
     readonly problems: ConfigProblem[],
   ) {
-    super(
-      problems
-        .map((p) => `${p.file ?? file}${p.line !== undefined ? `:${p.line}` : ''}: ${p.path ? `${p.path}: ` : ''}${p.message}`)
-        .join('\n'),
-      EXIT.usage,
-    );
+    super(problems.map((p) => formatProblem(p, file)).join('\n'), EXIT.usage);
   }
 }
 
@@ -73,6 +79,16 @@ export class TransitionError extends AppError {
 export class BusyError extends AppError {
   constructor(message: string) {
     super(message, EXIT.busy);
+  }
+}
+
+/**
+ * A deploy freeze of the update's repo (`freeze`, model/freeze.ts): `start`, `resume` and `auto`
+ * refuse with exit 3 (as for a paused update: nothing runs until a person acts), nothing written.
+ */
+export class FrozenError extends AppError {
+  constructor(message: string) {
+    super(message, EXIT.paused);
   }
 }
 

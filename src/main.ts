@@ -182,10 +182,30 @@ it is still the lock that was checked), journalled on the server.`,
 
   program
     .command('history')
-    .description("each server's commits over time, across every update in the database")
+    .description("each server's commits over time, across every update in the database; with --updates or -c, the updates in order (commit, status, who, retry/undo lineage, freezes); with NAME, one update's timeline")
+    .argument('[name]', "one update: its lineage and every event recorded for it")
     .option('--server <name>', 'only this server (its name, or user@host:port)')
+    .option('--updates', 'the updates in the order they were planned, per source repo, with each repo\'s freezes')
+    .option('-c, --config <file>', "the updates of this config's source repo (whichever config planned them), with its freezes")
+    .action(async (name: string | undefined, o, cmd: Command) => {
+      result.code = await (await import('./cli/history.js')).historyCommand(ctxOf(cmd), name, o);
+    });
+
+  program
+    .command('freeze')
+    .description("stop deploys of the config's source repo, for everyone using this plan database: start, resume and auto refuse its updates (exit 3), a rollout running pauses before its next server")
+    .addOption(new Option('-c, --config <file>', 'YAML config: its source.repo is what is frozen').makeOptionMandatory())
+    .option('--reason <text>', 'why (required): shown to everyone whose start it refuses, and in status and history')
     .action(async (o, cmd: Command) => {
-      result.code = await (await import('./cli/history.js')).historyCommand(ctxOf(cmd), o);
+      result.code = await (await import('./cli/freeze.js')).freezeCommand(ctxOf(cmd), o);
+    });
+
+  program
+    .command('unfreeze')
+    .description("lift the deploy freeze of the config's source repo (exit 0 when it was not frozen)")
+    .addOption(new Option('-c, --config <file>', 'YAML config: its source.repo is what is unfrozen').makeOptionMandatory())
+    .action(async (o, cmd: Command) => {
+      result.code = await (await import('./cli/freeze.js')).unfreezeCommand(ctxOf(cmd), o);
     });
 
   program

@@ -14,11 +14,15 @@ import { plural } from '../util/plural.js';
 import { type CliContext, parseCount } from './context.js';
 import { Interrupts } from './interrupts.js';
 import { probeInterrupts } from './new-plan.js';
+import { activeFreezeOf, unfreezeHint } from '../plan/freeze.js';
+import { describeFreeze, isFreezePause } from '../model/freeze.js';
 
 /**
- * `auto -c FILE`: for cron and CI schedules. Exits 0 touching nothing when an update of this
+ * `auto -c FILE`: for cron and CI schedules. Exits 3 touching nothing when the config's source
+ * repo is frozen (`freeze`); 0 touching nothing when an update of this
  * config is being executed or another auto is planning it; 3 when one is paused (a person's to
- * resume); 0 touching nothing outside execution.window (saying when it opens); 1 when this very
+ * resume; one paused only by its window or by a freeze since lifted is resumed); 0 touching
+ * nothing outside execution.window (saying when it opens); 1 when this very
  * commit already failed here; 0 with one audit record when every reachable server runs the
  * target; else plans (unreachable servers left for the next run) and starts, exiting as `start`
  * does, but 0 for a pause because the window closed, which the next auto run in the window
@@ -35,7 +39,11 @@ export async function autoCommand(ctx: CliContext, opts: { config?: string; conc
   // An update of this config at work or paused is the answer, whatever the source says now.
   // Read from a database that exists; one that does not is created only once the input is known
   // good (an unknown branch or a local SSH problem is exit 2 with nothing written, as for plan).
-  const early = (await ctx.dbExists()) ? await existingWork(await ctx.store(), config.file, ctx.clock.now(), ctx.liveness) : null;
+  const exists = await ctx.dbExists();
+  // A deploy freeze of the config's repo: exit 3, nothing planned, started or written.
+  const frozen = exists ? await activeFreezeOf(await ctx.store(), config.source.repo) : null;
+  if (frozen) return said(ctx, { kind: 'frozen', freeze: frozen });
+  const early = exists ? await existingWork(await ctx.store(), config.file, ctx.clock.now(), ctx.liveness) : null;
   if (early && early.kind !== 'window-paused') return said(ctx, early);
   // Outside the window auto plans nothing (its probe connects to every server) and starts
   // nothing: the window of the updates paused for it, else the config's.
@@ -77,7 +85,9 @@ export async function autoCommand(ctx: CliContext, opts: { config?: string; conc
       announce(ctx, 'planned', names, `planned ${names[0]} to ${commit.slice(0, 12)}${left}; starting it`);
     } else if (found.resume) {
       names = found.names;
-      announce(ctx, 'resume', names, `resuming ${names.join(', ')} of ${config.file}: paused for its rollout window, which is open now`);
+      const reasons = await Promise.all(names.map(async (n) => (await store.getUpdate(n)).reason));
+      const why = reasons.some((r) => isFreezePause(r)) ? 'paused for its rollout window or a deploy freeze, which is over now' : 'paused for its rollout window, which is open now';
+      announce(ctx, 'resume', names, `resuming ${names.join(', ')} of ${config.file}: ${why}`);
     } else {
       names = found.names;
       announce(ctx, found.takeover ? 'takeover' : 'start', names, `${found.takeover ? 'taking over' : 'starting'} ${names.join(', ')} of ${config.file}, as \`start\` would`);
@@ -180,6 +190,13 @@ function describe(ctx: CliContext, f: Said): { code: number; outcome: string; up
       };
     case 'nothing':
       return { code: EXIT.ok, outcome: 'nothing-to-do', updates: [], message: f.message };
+    case 'frozen':
+      return {
+        code: EXIT.paused,
+        outcome: 'frozen',
+        updates: [],
+        message: `deploys of ${f.freeze.repo} are frozen ${describeFreeze(f.freeze)}; nothing planned or started, no server touched. Lift it with \`${unfreezeHint(f.freeze)}\``,
+      };
     case 'outside-window': {
       const window = `the rollout window (${describeWindow(f.window)}): it opens ${describeOpening(f.opensAt, f.window)}`;
       const n = f.updates.length;

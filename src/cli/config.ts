@@ -1,31 +1,42 @@
 /**
  * `agent-update config -c FILE [--json]`: the effective config (the site defaults merged under
- * FILE, config/defaults.ts) and, for each key, the file and line it was written at. It loads the
- * config as `plan` does (every problem: exit 2, against the file it is in), then reads nothing
- * remote and writes nothing: no database is opened.
+ * FILE, config/defaults.ts) and, for each key, the file and line it was written at. A read-only
+ * view: it loads the config as `plan` does, but what matters only when connecting (a key,
+ * known_hosts or ssh config file missing on this machine: ConfigProblem.local) is a warning on
+ * stderr (`warnings` in the JSON), so a config written for another machine still prints; any
+ * other problem is exit 2, against the file it is in. It reads nothing remote and writes
+ * nothing: no database is opened.
  */
 import * as path from 'node:path';
 import { stringify } from 'yaml';
 import { describeDefaultsSource, type Origin } from '../config/defaults.js';
 import { loadEffectiveConfig, type EffectiveConfig } from '../config/load.js';
 import { formatKeyPath } from '../config/checker.js';
-import { UsageError } from '../errors.js';
+import { formatProblem, UsageError } from '../errors.js';
 import type { Config } from '../config/types.js';
 import type { CliContext } from './context.js';
 
 export function configCommand(ctx: CliContext, opts: { config?: string }): number {
   if (opts.config === undefined) throw new UsageError('config needs -c FILE (the config to show with the site defaults merged under it)');
-  const eff = loadEffectiveConfig(opts.config);
+  const eff = loadEffectiveConfig(opts.config, { localAsWarnings: true });
   if (ctx.opts.json) ctx.printJson(configJson(eff));
-  else ctx.print(configText(eff).trimEnd());
+  else {
+    ctx.print(configText(eff).trimEnd());
+    for (const w of eff.warnings) ctx.err.write(`warning: ${formatProblem(w, eff.file)}\n`);
+    if (eff.warnings.length) {
+      const one = eff.warnings.length === 1;
+      ctx.err.write(`(only connecting needs ${one ? 'it' : 'them'}: plan and auto refuse the config while ${one ? 'it is' : 'they are'} missing on the machine that runs them)\n`);
+    }
+  }
   return 0;
 }
 
 /**
- * `config --json`: `{ file, defaults: { file, source } | null, config, origins }`, `origins`
+ * `config --json`: `{ file, defaults: { file, source } | null, config, origins, warnings }`, `origins`
  * keyed by dotted key path (`ssh.user`, `agent.update[0]`), each `{ file, line }`, and for a
  * mapping written in both files `also: { file, line }`, where the defaults have it; a path key
- * whose value is relative (or starts with ~) also `resolved`: the absolute path it names.
+ * whose value is relative (or starts with ~) also `resolved`: the absolute path it names;
+ * `warnings`, what matters only when connecting (each `{ file, line, path, message }`).
  */
 export function configJson(eff: EffectiveConfig): Record<string, unknown> {
   return {
@@ -33,6 +44,7 @@ export function configJson(eff: EffectiveConfig): Record<string, unknown> {
     defaults: eff.defaults,
     config: eff.document,
     origins: Object.fromEntries(withResolved(eff)),
+    warnings: eff.warnings.map((w) => ({ file: w.file ?? eff.file, line: w.line ?? null, path: w.path, message: w.message })),
   };
 }
 

@@ -1,5 +1,8 @@
-import { statusDocument, statusOf, updateJson, updateSummaryJson, type UpdateJson } from '../output/status-json.js';
+import { freezeJson, statusDocument, statusOf, updateJson, updateSummaryJson, type FreezeJson, type UpdateJson } from '../output/status-json.js';
 import { fitParts, withSep } from '../output/fit.js';
+import { activeFreezeOf, unfreezeHint } from '../plan/freeze.js';
+import { describeFreeze } from '../model/freeze.js';
+import type { FreezeRecord } from '../model/records.js';
 import { ndjsonLine } from '../output/ndjson.js';
 import { groupBy, logsBlocks, updateText, updatesListText } from '../output/text.js';
 import { visibleLine } from '../output/visible.js';
@@ -106,26 +109,30 @@ export async function statusCommand(ctx: CliContext, name: string | undefined, o
   // Only what is printed is made (the table or the document), the budget only for an update
   // that has one, and the list from counts in SQL, not every update's servers. The text is
   // fitted to the terminal (ctx.width: none with --wide or through a pipe), read at each frame.
-  const render = async (): Promise<{ text: () => string; json: () => Promise<UpdateJson | { updates: Omit<UpdateJson, 'servers'>[] }>; done: boolean; active: string[] }> => {
+  const render = async (): Promise<{ text: () => string; json: () => Promise<UpdateJson | { updates: Omit<UpdateJson, 'servers'>[]; freezes: FreezeJson[] }>; done: boolean; active: string[] }> => {
     if (name !== undefined) {
       const { u, servers, budget, split } = await statusOf(store, name);
       const done = TERMINAL_UPDATE.has(u.status) || u.status === 'paused';
+      // a deploy freeze of its repo: a line above the table, `frozen` in the JSON (absent when none)
+      const frozen = await activeFreezeOf(store, u.repo);
       // --watch: the live view's progress line under the table (over every batch of a split)
       const text = () => {
         const width = ctx.width();
         const progress = opts.watch ? `\n\n${fitParts([{ text: ' ' }, ...withSep(watchParts(split ?? [{ u, servers }], ctx.clock.now().getTime()), ' ')], width)}` : '';
-        return updateText(u, servers, budget, { width, batches: split }) + progress;
+        return (frozen ? `${freezeLine(frozen)}\n\n` : '') + updateText(u, servers, budget, { width, batches: split }) + progress;
       };
-      return { text, json: () => Promise.resolve(updateJson(u, servers, budget, split)), done, active: done ? [] : [name] };
+      const json = () => Promise.resolve({ ...updateJson(u, servers, budget, split), ...(frozen ? { frozen: freezeJson(frozen) } : {}) });
+      return { text, json, done, active: done ? [] : [name] };
     }
     const counts = await store.countsByUpdate();
     const all = (await store.listUpdates()).map((u) => ({ u, counts: counts.get(u.name) ?? { total: 0 } }));
+    const freezes = (await store.freezes()).filter((f) => f.unfrozenAt === null);
     return {
-      text: () => updatesListText(all, ctx.width()),
+      text: () => [...freezes.map((f) => freezeLine(f)), ...(freezes.length ? [''] : []), updatesListText(all, ctx.width())].join('\n'),
       json: async () => {
         const updates: Omit<UpdateJson, 'servers'>[] = [];
         for (const { u, counts } of all) updates.push(updateSummaryJson(u, counts, budgetOf(u) !== null ? await store.budgetUse(u) : undefined));
-        return { updates };
+        return { updates, freezes: freezes.map(freezeJson) };
       },
       done: all.every(({ u }) => TERMINAL_UPDATE.has(u.status) || u.status === 'paused'),
       active: all.filter(({ u }) => !TERMINAL_UPDATE.has(u.status) && u.status !== 'paused').map(({ u }) => u.name),
@@ -154,6 +161,11 @@ export async function statusCommand(ctx: CliContext, name: string | undefined, o
     if (r.done) return worstExit(await Promise.all(watched.map((n) => watchedOutcome(store, n))));
     await ctx.clock.sleep(intervalMs);
   }
+}
+
+/** `status`'s line for a freeze in force: the repo, who froze it, when and why, and how to lift it. */
+function freezeLine(f: FreezeRecord): string {
+  return `FROZEN: deploys of ${visibleLine(f.repo)} ${visibleLine(describeFreeze(f))} (start, resume and auto refuse them; lift it with: ${unfreezeHint(f)})`;
 }
 
 export async function logsCommand(ctx: CliContext, name: string, opts: { server?: string; raw?: boolean }): Promise<number> {

@@ -46,7 +46,7 @@ export async function dbCopyCommand(ctx: CliContext, from: string, to: string): 
   }
   ctx.print(
     `copied ${plural(n.updates, 'update')}, ${plural(n.servers, 'server row')}, ${plural(n.journal, 'journal entry', 'journal entries')}, ` +
-      `${plural(n.events, 'event')} and ${plural(n.autoRuns, 'auto run')} from ${dbDisplay(source)} to ${dbDisplay(dest)}, with its identity ${dump.dbId}`,
+      `${plural(n.events, 'event')}${n.freezes > 0 ? `, ${plural(n.autoRuns, 'auto run')} and ${plural(n.freezes, 'freeze')}` : ` and ${plural(n.autoRuns, 'auto run')}`} from ${dbDisplay(source)} to ${dbDisplay(dest)}, with its identity ${dump.dbId}`,
   );
   ctx.print(`from now on use only the copy (FROM is left as it was): ${commandOn(dest, 'status')}`);
   return EXIT.ok;
@@ -170,8 +170,9 @@ async function checkTarget(ctx: CliContext, dest: DbChoice): Promise<boolean> {
   try {
     const updates = (await store.listUpdates()).length;
     const autoRuns = (await store.autoRuns()).length;
-    if (updates > 0 || autoRuns > 0) {
-      const what = updates > 0 ? plural(updates, 'update') : plural(autoRuns, 'auto run');
+    const freezes = (await store.freezes()).length;
+    if (updates > 0 || autoRuns > 0 || freezes > 0) {
+      const what = updates > 0 ? plural(updates, 'update') : autoRuns > 0 ? plural(autoRuns, 'auto run') : plural(freezes, 'freeze');
       throw new UsageError(`TO: ${dbDisplay(dest)} already holds a plan store with ${what}: db copy writes only into a new or empty one (it never merges); nothing was written`);
     }
     return true;

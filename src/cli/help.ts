@@ -16,7 +16,7 @@ const RUN_EXITS: Array<[number, string]> = [
   [0, 'every update ended success'],
   [1, 'an update ended failure or partial-success, or stopped on a server it could not recover'],
   BAD_INPUT,
-  [3, 'paused (pause asked, Ctrl-C, the test-mode limit reached, or outside execution.window without --wait-for-window)'],
+  [3, 'paused (pause asked, Ctrl-C, the test-mode limit reached, outside execution.window without --wait-for-window, or a freeze of its repo found before the next server); or refused, nothing started: its repo is frozen (`freeze`)'],
   [4, 'busy: another process is executing this update'],
   [5, 'paused, and a server of this run failed or was rolled back (a canary that failed, with rollback.continue_after_rollback or a failure budget; a guard or bake trip): look before resuming'],
   [130, 'stopped at once by a second Ctrl-C; `start NAME` takes over'],
@@ -151,13 +151,37 @@ export const HELP: Record<string, CommandHelp> = {
     ],
     exits: [[0, 'dropped: the servers are excluded'], [2, 'the update is not pending or paused, a server is unknown or not pending; nothing was changed']],
   },
+  freeze: {
+    examples: [
+      ['agent-update freeze -c rollout.yaml --reason "incident 4711: hold all agent deploys"', "stop deploys of the config's repo for everyone on this plan database"],
+      ['agent-update status', 'shows the freeze (who, when, why) above the updates'],
+      ['agent-update --json freeze -c rollout.yaml --reason "release day"', 'the same, with { repo, repoKey, frozen, created, freeze, updates } on stdout'],
+    ],
+    exits: [
+      [0, 'frozen, or already frozen (nothing changed: the freeze in force is shown, with who froze it and why)'],
+      [2, 'no --reason, a bad config, or bad usage; nothing was written'],
+    ],
+  },
+  unfreeze: {
+    examples: [
+      ['agent-update unfreeze -c rollout.yaml', 'deploys of its repo may go on; a rollout the freeze paused waits for resume'],
+      ['agent-update unfreeze -c rollout.yaml && agent-update resume agent-2026-12', 'lift it and continue the rollout it paused'],
+    ],
+    exits: [
+      [0, 'lifted, or not frozen (nothing changed)'],
+      [2, 'a bad config, or bad usage; nothing was written'],
+    ],
+  },
   history: {
     examples: [
       ['agent-update history', "every server's commits over time, a table per server"],
       ['agent-update history --server app3', 'one server'],
       ['agent-update history --server app3 --json', 'the same as JSON'],
+      ['agent-update history -c rollout.yaml', "the updates of the config's repo in order: commit, status, who, retry/undo lineage, freezes (kubectl rollout history)"],
+      ['agent-update history --updates --json', 'every update in order, per repo, as JSON'],
+      ['agent-update history agent-2026-12', 'one update: where it came from and every event recorded for it'],
     ],
-    exits: [[0, 'shown'], [2, 'no database, or an unknown server']],
+    exits: [[0, 'shown'], [2, 'no database, an unknown server or update, a bad config, or options that do not go together']],
   },
   auto: {
     examples: [
@@ -168,7 +192,7 @@ export const HELP: Record<string, CommandHelp> = {
       [0, 'success, nothing to do, or already running (another process or auto run is at it; nothing touched), or outside execution.window (nothing planned or started; a rollout paused by the window closing is resumed by the next auto inside it)'],
       [1, 'the rollout ended failure or partial-success, or this commit already failed here (nothing touched)'],
       [2, 'bad config, unknown branch or commit; nothing was written'],
-      [3, 'an update of this config is paused (auto does not resume it, unless only its window paused it) or pending from a person (auto does not start it), or test mode paused the new one'],
+      [3, 'an update of this config is paused (auto does not resume it, unless only its window or a freeze since lifted paused it) or pending from a person (auto does not start it), or test mode or a freeze paused the new one; or its repo is frozen (nothing touched)'],
       [4, 'busy: another process took the update in the instant before auto started it'],
       [5, 'the new rollout paused (test mode, its window) after a server of it failed or was rolled back'],
       [130, 'interrupted'],
@@ -245,7 +269,8 @@ Exit codes:
     0  done (start/resume: the update ended success)
     1  an update ended failure or partial-success, or stopped on a server it could not recover
     2  bad input: usage, config, name, a state transition not allowed; nothing was changed
-    3  the update is paused (pause asked, the test-mode limit reached, or outside its window)
+    3  the update is paused (pause asked, the test-mode limit reached, or outside its window),
+       or start/resume/auto refused: its repo is frozen (freeze / unfreeze)
     4  busy: another process is already executing this update
     5  paused, and a server of this run failed or was rolled back (not a clean pause)
    69  plan: no server could be reached (recorded; check them, then plan --refresh NAME)

@@ -8,6 +8,9 @@ import { updateText } from '../output/text.js';
 import type { Overlap, ReportStore } from '../store/port.js';
 import type { UpdateRecord } from '../model/records.js';
 import type { CliContext } from './context.js';
+import { activeFreezeOf, unfreezeHint } from '../plan/freeze.js';
+import { describeFreeze } from '../model/freeze.js';
+import { visibleLine } from '../output/visible.js';
 
 /**
  * SIGINT/SIGTERM while probing: the first aborts `signal` (the probes in flight are cut and the
@@ -45,7 +48,7 @@ export async function startPlanned(ctx: CliContext, name: string): Promise<numbe
 export async function printNewPlan(ctx: CliContext, store: ReportStore, u: UpdateRecord, o: { extra: object; notes: string[]; line: (servers: number) => string }): Promise<void> {
   const servers = await store.getServers(u.name);
   const overlaps = await store.overlappingUpdates(u.name);
-  const warnings = overlapWarnings(ctx, overlaps);
+  const warnings = [...(await freezeWarnings(store, u.repo)), ...overlapWarnings(ctx, overlaps)];
   if (ctx.opts.json) {
     ctx.printJson({ ...updateJson(u, servers, await store.budgetUse(u)), ...o.extra, overlaps, warnings });
     return;
@@ -55,6 +58,13 @@ export async function printNewPlan(ctx: CliContext, store: ReportStore, u: Updat
   for (const w of warnings) ctx.err.write(`warning: ${w}\n`);
   ctx.print(`\n${o.line(servers.length)}`);
   ctx.result(u.name);
+}
+
+/** A new plan of a repo that is frozen: planning goes on, but start, resume and auto refuse it until the freeze is lifted. */
+export async function freezeWarnings(store: ReportStore, repo: string): Promise<string[]> {
+  const f = await activeFreezeOf(store, repo);
+  if (!f) return [];
+  return [`deploys of ${visibleLine(f.repo)} are frozen ${visibleLine(describeFreeze(f))}: the plan is recorded, but start, resume and auto refuse it (exit 3) until \`${unfreezeHint(f)}\``];
 }
 
 /** The warnings of a new plan whose servers are also in other unfinished updates (ReportStore.overlappingUpdates). */

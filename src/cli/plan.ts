@@ -9,7 +9,7 @@ import { commandsText, planText, updateText } from '../output/text.js';
 import { EXIT, UsageError } from '../errors.js';
 import { checkLocalSsh } from '../ssh/transport.js';
 import { type CliContext, parseCount } from './context.js';
-import { overlapWarnings } from './new-plan.js';
+import { freezeWarnings, overlapWarnings } from './new-plan.js';
 import { plural } from '../util/plural.js';
 import type { SteppingStone } from '../config/types.js';
 import type { ServerRecord } from '../model/records.js';
@@ -77,7 +77,7 @@ export async function planCommand(
     const servers = await store.getServers(u.name);
     // Servers this plan shares with another unfinished update: they will wait for each other.
     const overlaps = await store.overlappingUpdates(u.name);
-    const warnings = overlapWarnings(ctx, overlaps);
+    const warnings = [...(await freezeWarnings(store, u.repo)), ...overlapWarnings(ctx, overlaps)];
     const changes = await planChanges(await history, u.commit, servers);
     if (changes.error !== null) {
       warnings.push(`cannot read what the update changes (the commits between the running commits and the target) from ${u.repo}: ${changes.error}; the plan is made without it`);

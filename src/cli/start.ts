@@ -7,6 +7,7 @@ import { adviceAfterRun, type Advice } from '../output/advice.js';
 import { statusDocument } from '../output/status-json.js';
 import { visibleText } from '../output/visible.js';
 import { assertRunnable, runUpdate, serversToReach } from '../rollout/run.js';
+import { refuseIfFrozen } from '../plan/freeze.js';
 import { requestPause } from '../rollout/control.js';
 import { budgetOf } from '../rollout/decide.js';
 import { HookRunner } from '../rollout/hooks.js';
@@ -138,12 +139,16 @@ export async function runCommand(
     const db = store;
     // Refuse the whole command before anything runs if any one update cannot start.
     const hooks = new Map<string, HookConfig[]>();
+    const updates = [];
     for (const name of names) {
       await assertRunnable(db, name, mode);
       const u = await db.getUpdate(name);
       assertPlanUsable(u, mode);
       if (u.settings.hooks?.length) hooks.set(name, u.settings.hooks);
+      updates.push(u);
     }
+    // a deploy freeze of any one's repo: exit 3, nothing started (the engine looks again before each server)
+    await refuseIfFrozen(db, updates, mode);
     for (const name of names) {
       await checkLocalSsh(ctx.transport(), (await db.getUpdate(name)).settings.ssh, `cannot ${mode} ${name}`, serversToReach(await db.getServers(name)));
       await stopIfInterrupted();

@@ -111,7 +111,7 @@ function checkServer(
     const v = c.string([...p, 'identity_file'], s.identity_file, 'a file path (a string)');
     const abs = v === undefined ? undefined : c.filePath([...p, 'identity_file'], v);
     if (abs !== undefined) {
-      if (!c.exists(abs)) c.add([...p, 'identity_file'], `file not found: ${abs}${abs !== v ? ` (from ${JSON.stringify(v)})` : ''}`);
+      if (!c.exists(abs)) c.addLocal([...p, 'identity_file'], `file not found: ${abs}${abs !== v ? ` (from ${JSON.stringify(v)})` : ''}`);
       explicit.identityFiles = [abs];
     }
   }

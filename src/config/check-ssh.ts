@@ -62,7 +62,7 @@ export function checkSsh(c: Checker, ctx: ValidateContext, top: Record<string, u
     const s = c.string(['ssh', 'identity_file'], sshRaw.identity_file, 'a file path (a string)');
     const abs = s === undefined ? undefined : c.filePath(['ssh', 'identity_file'], s);
     if (abs !== undefined) {
-      if (!c.exists(abs)) c.add(['ssh', 'identity_file'], `file not found: ${abs}${abs !== s ? ` (from ${JSON.stringify(s)})` : ''}`);
+      if (!c.exists(abs)) c.addLocal(['ssh', 'identity_file'], `file not found: ${abs}${abs !== s ? ` (from ${JSON.stringify(s)})` : ''}`);
       identityFile = abs;
     }
   }
@@ -74,7 +74,7 @@ export function checkSsh(c: Checker, ctx: ValidateContext, top: Record<string, u
     if (abs !== undefined) {
       knownHosts = abs;
       if (!c.exists(abs)) {
-        c.add(
+        c.addLocal(
           ['ssh', 'known_hosts'],
           `file not found: ${abs}${given ? '' : ' (the default)'}; host keys are always verified; ` +
             'create it with ssh-keyscan or point ssh.known_hosts at one',
@@ -123,7 +123,7 @@ export function checkSsh(c: Checker, ctx: ValidateContext, top: Record<string, u
     }
     if (sshConfigFile !== null) {
       if (!c.exists(sshConfigFile)) {
-        c.add(['ssh', 'config'], `file not found: ${sshConfigFile}${sshRaw.config === true ? ' (ssh.config: true reads ~/.ssh/config)' : ''}`);
+        c.addLocal(['ssh', 'config'], `file not found: ${sshConfigFile}${sshRaw.config === true ? ' (ssh.config: true reads ~/.ssh/config)' : ''}`);
       } else if (ctx.readFile) {
         sshCfg = parseSshConfig(sshConfigFile, {
           home: ctx.home,

@@ -65,6 +65,12 @@ export class Checker {
     private readonly at: { file?: string; where?: (p: KeyPath) => Where } = {},
   ) {}
 
+  /** A problem that matters only when connecting (ConfigProblem.local): a file this machine lacks. */
+  addLocal(p: KeyPath, message: string): void {
+    this.add(p, message);
+    this.problems[this.problems.length - 1]!.local = true;
+  }
+
   add(p: KeyPath, message: string): void {
     const w = this.at.where?.(p);
     const problem: ConfigProblem = { path: w ? w.path : formatKeyPath(p), message };

@@ -34,6 +34,8 @@ export interface LoadOptions {
    * chooseDefaults finds from `env` ($AGENT_UPDATE_DEFAULTS, else the per-user file).
    */
   defaults?: string | null;
+  /** a read-only view: the problems that matter only when connecting become `warnings` (validate.ts localAsWarnings) */
+  localAsWarnings?: boolean;
 }
 
 /** The config as `agent-update config` shows it: the merged document and where each key came from. */
@@ -49,6 +51,8 @@ export interface EffectiveConfig {
   document: unknown;
   /** every key path of `document`, in document order, with the file and line it was written at */
   origins: Array<[(string | number)[], Origin]>;
+  /** with `localAsWarnings`: the problems that matter only when connecting (a key file missing here); else empty */
+  warnings: ConfigProblem[];
 }
 
 function defaultExists(abs: string): boolean {
@@ -123,6 +127,7 @@ function loadEffectiveText(text: string, file: string, opts: LoadOptions): Effec
     readFile: opts.readFile ?? defaultReadFile,
     listDir: defaultListDir,
     env,
+    ...(opts.localAsWarnings ? { localAsWarnings: true } : {}),
   });
   if ('problems' in result) throw new ConfigError(file, result.problems);
   return {
@@ -132,6 +137,7 @@ function loadEffectiveText(text: string, file: string, opts: LoadOptions): Effec
     lookedFor: !defaultsLayer && choice ? choice.path : null,
     document: merged.value,
     origins: merged.origins(),
+    warnings: result.warnings ?? [],
   };
 }
 

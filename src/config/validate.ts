@@ -62,9 +62,16 @@ export interface ValidateContext {
    * giving the line in that file, and a relative path is resolved against that file's folder.
    */
   origin?: (path: KeyPath) => { file: string; dir: string } | undefined;
+  /**
+   * A read-only view (`config`, `freeze`): the problems that matter only when connecting
+   * (ConfigProblem.local: a key, known_hosts or ssh config file missing here) come back as
+   * `warnings` beside the config instead of refusing it; any other problem still refuses it.
+   */
+  localAsWarnings?: boolean;
 }
 
-export type ValidateResult = { config: Config } | { problems: ConfigProblem[] };
+/** The config (with, for `localAsWarnings`, the local problems as warnings), or every problem. */
+export type ValidateResult = { config: Config; warnings?: ConfigProblem[] } | { problems: ConfigProblem[] };
 
 /** The parsed YAML of a config (merged with the site defaults) as a Config, or every problem. */
 export function validateConfig(raw: unknown, ctx: ValidateContext): ValidateResult {
@@ -114,9 +121,15 @@ export function validateConfig(raw: unknown, ctx: ValidateContext): ValidateResu
     }
   }
 
-  if (c.problems.length) return { problems: sortProblems(c.problems) };
+  let warnings: ConfigProblem[] = [];
+  if (ctx.localAsWarnings) {
+    warnings = sortProblems(c.problems.filter((x) => x.local));
+    const errors = c.problems.filter((x) => !x.local);
+    if (errors.length) return { problems: sortProblems(errors) };
+  } else if (c.problems.length) return { problems: sortProblems(c.problems) };
 
   return {
+    ...(ctx.localAsWarnings ? { warnings } : {}),
     config: {
       file,
       name,

@@ -179,3 +179,23 @@ export interface AutoRun {
   outcome: string | null;
   message: string | null;
 }
+
+/**
+ * A deploy freeze of one source repo (table freezes): active while `unfrozenAt` is null, then
+ * the audit record of who froze it, why, and who lifted it. model/freeze.ts has its rules.
+ */
+export interface FreezeRecord {
+  id: number;
+  /** what the freeze matches an update by: its repo as model/freeze.ts repoKey writes it */
+  repoKey: string;
+  /** the repo as the config that froze it wrote it */
+  repo: string;
+  /** the config `freeze -c` was given (its absolute path); null when not known */
+  configFile: string | null;
+  reason: string;
+  /** `user@host` */
+  frozenBy: string;
+  frozenAt: string;
+  unfrozenBy: string | null;
+  unfrozenAt: string | null;
+}

@@ -2,6 +2,8 @@ import type { ServerRecord, UpdateRecord } from '../model/records.js';
 import { BUDGETED_SERVER, WORKED_SERVER } from '../model/lifecycle.js';
 import { suggest } from '../util/suggest.js';
 import { isWindowPause } from '../config/window.js';
+import { isFreezePause } from '../model/freeze.js';
+import { shellQuote } from '../util/shell.js';
 import { visibleLine } from './visible.js';
 import { allowedFailures, budgetOf, describeBudget, stoppingServer } from '../rollout/decide.js';
 
@@ -86,6 +88,9 @@ export function adviceAfterRun(u: UpdateRecord, servers: readonly ServerRecord[]
   }
   if (u.status === 'paused' && isWindowPause(u.reason) && resumeHint === null) {
     resumeHint = `continue with: ${suggest(`resume ${u.name} --wait-for-window`)} (it waits for the window to open; \`auto\` of its config resumes it once the window is open)`;
+  }
+  if (u.status === 'paused' && isFreezePause(u.reason) && resumeHint === null) {
+    resumeHint = `resume is refused while the freeze lasts; once it is lifted (${suggest(`unfreeze -c ${u.configFile !== null ? shellQuote(u.configFile) : 'FILE'}`)}), continue with: ${suggest(`resume ${u.name}`)} (\`auto\` of its config resumes it then)`;
   }
   for (const run of rollbacksInARow(servers)) {
     warnings.push(

@@ -218,6 +218,7 @@ export interface ServerJson {
   hop: { index: number; count: number; version: string | null; commit: string } | null;
 }
 
+export { freezeJson, type FreezeJson } from '../model/freeze.js';
 export { countsOf } from '../model/lifecycle.js';
 import { countsOf } from '../model/lifecycle.js';
 

@@ -13,7 +13,7 @@ import { PREVIOUS_MARK, type CommandGroup, type HealthRecheck, type ShownCommand
 import { formatDuration } from '../util/duration.js';
 import { describeOpening, describeWindow, windowState } from '../config/window.js';
 import { ACTIVE_UPDATE } from '../model/lifecycle.js';
-import type { HistoryEntry, HistoryJson } from '../rollout/history.js';
+import type { HistoryEntry, HistoryJson, UpdateHistoryEntry, UpdatesHistoryJson, UpdateTimelineJson } from '../rollout/history.js';
 import type { GuardConfig } from '../config/types.js';
 import { formatElapsed, formatEta } from './live.js';
 
@@ -678,4 +678,76 @@ export function historyText(h: HistoryJson, db: string, server?: string): string
     blocks.push(`${chalk.bold(s.name)} (${s.accounts.map(visibleLine).join(', ')})\n${table(rows).replace(/^/gm, '  ')}`);
   }
   return blocks.join('\n\n');
+}
+
+// ---- history per update --------------------------------------------------------------------
+
+/** An update's lineage, both ways: `retry of a; retried by a-retry`. */
+function lineageWords(e: UpdateHistoryEntry): string {
+  const parts: string[] = [];
+  if (e.batchOf) parts.push(`batch of ${e.batchOf}`);
+  if (e.retryOf) parts.push(`retry of ${e.retryOf}`);
+  if (e.undoOf) parts.push(`undo of ${e.undoOf}`);
+  if (e.batches.length) parts.push(`split into ${[e.name, ...e.batches].join(', ')}`);
+  if (e.retries.length) parts.push(`retried by ${e.retries.join(', ')}`);
+  if (e.undos.length) parts.push(`undone by ${e.undos.join(', ')}`);
+  return parts.join('; ');
+}
+
+/** Who planned and who ran it: `alice@laptop (ran: bob@ci)`. */
+function byWords(e: UpdateHistoryEntry): string {
+  const ran = e.ranBy.filter((a) => a !== e.createdBy);
+  return visibleLine([e.createdBy ?? '-', ...(ran.length ? [`(ran: ${ran.join(', ')})`] : [])].join(' '));
+}
+
+/**
+ * `history --updates`, `history -c FILE`: a table per repo, its updates in the order they were
+ * planned (their commit, status, servers, who, lineage), its freezes and their lifting as rows
+ * where they happened.
+ */
+export function updatesHistoryText(h: UpdatesHistoryJson, db: string, repo?: string): string {
+  if (h.repos.every((r) => r.updates.length === 0 && r.freezes.length === 0)) {
+    return repo === undefined ? `no updates yet in ${db}` : `no update of ${visibleLine(repo)} in ${db} yet, and it was never frozen`;
+  }
+  const blocks: string[] = [];
+  for (const r of h.repos) {
+    const rows: Array<{ at: string; order: number; cells: string[] }> = [];
+    for (const e of r.updates) {
+      const note = [lineageWords(e), e.reason && e.status !== 'success' ? visibleLine(e.reason) : ''].filter(Boolean).join('; ');
+      rows.push({
+        at: e.createdAt,
+        order: 0,
+        cells: [e.createdAt, e.name, `${short(e.commit)} (${visibleLine(e.branch)})`, colourStatus(e.status), countsLine(e.counts), byWords(e), note],
+      });
+    }
+    for (const f of r.freezes) {
+      rows.push({ at: f.frozenAt, order: 1, cells: [f.frozenAt, chalk.bold('(freeze)'), '', chalk.yellow(f.unfrozenAt ? 'frozen' : 'FROZEN'), '', visibleLine(f.frozenBy), visibleLine(f.reason)] });
+      if (f.unfrozenAt) rows.push({ at: f.unfrozenAt, order: 2, cells: [f.unfrozenAt, chalk.bold('(unfreeze)'), '', 'unfrozen', '', visibleLine(f.unfrozenBy ?? '-'), ''] });
+    }
+    rows.sort((a, b) => a.at.localeCompare(b.at) || a.order - b.order);
+    const head = ['WHEN', 'UPDATE', 'COMMIT', 'STATUS', 'SERVERS', 'BY', 'NOTE'].map((x) => chalk.bold(x));
+    const title = r.repo === r.repoKey ? visibleLine(r.repo) : `${visibleLine(r.repo)} (${visibleLine(r.repoKey)})`;
+    blocks.push(`${chalk.bold(title)}\n${table([head, ...rows.map((x) => x.cells)]).replace(/^/gm, '  ')}`);
+  }
+  return blocks.join('\n\n');
+}
+
+/** `history NAME`: what the update is and where it came from, then every event recorded for it. */
+export function updateTimelineText(t: UpdateTimelineJson): string {
+  const e = t.update;
+  const lines = [
+    `${chalk.bold(e.name)}: ${colourStatus(e.status)}, ${countsLine(e.counts)}`,
+    `  target ${short(e.commit)} of ${visibleLine(e.branch)} in ${visibleLine(e.repo)}${e.configFile ? ` (config ${visibleLine(e.configFile)})` : ''}`,
+    `  planned ${e.createdAt}${e.createdBy ? ` by ${visibleLine(e.createdBy)}` : ''}` +
+      `${e.startedAt ? `; started ${e.startedAt}` : ''}${e.endedAt ? `; ended ${e.endedAt}` : ''}${e.ranBy.length ? `; run by ${visibleLine(e.ranBy.join(', '))}` : ''}`,
+  ];
+  const lineage = lineageWords(e);
+  if (lineage) lines.push(`  ${lineage}`);
+  if (e.reason) lines.push(`  ${e.status === 'paused' ? 'paused' : 'why'}: ${visibleLine(e.reason)}`);
+  for (const f of t.freezes) {
+    lines.push(`  ${chalk.yellow('frozen')} ${visibleLine(`by ${f.frozenBy} at ${f.frozenAt}: ${f.reason}`)}${f.unfrozenAt ? ` (lifted by ${visibleLine(f.unfrozenBy ?? '-')} at ${f.unfrozenAt})` : chalk.yellow(' (in force)')}`);
+  }
+  const rows = [['WHEN', 'SERVER', 'EVENT', 'BY', 'DETAIL'].map((x) => chalk.bold(x))];
+  for (const ev of t.events) rows.push([ev.at, ev.server ?? '', ev.kind, visibleLine(ev.actor ?? ''), visibleLine(ev.message)]);
+  return `${lines.join('\n')}\n\n${table(rows).replace(/^/gm, '  ')}`;
 }

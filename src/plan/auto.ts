@@ -13,7 +13,8 @@ import type { Config } from '../config/types.js';
 import type { Liveness } from '../liveness.js';
 import { autoRunIsDead, holderIsDead, HEARTBEAT_MS } from '../rollout/lease.js';
 import type { PlanStore, ReportStore } from '../store/port.js';
-import type { AutoRun, UpdateRecord } from '../model/records.js';
+import type { AutoRun, FreezeRecord, UpdateRecord } from '../model/records.js';
+import { isFreezePause, repoKey } from '../model/freeze.js';
 import { ACTIVE_UPDATE } from '../model/lifecycle.js';
 import { isWindowPause } from '../config/window.js';
 import { actor } from '../util/actor.js';
@@ -26,8 +27,13 @@ export type AutoFinding =
   | { kind: 'running'; updates: UpdateRecord[] }
   /** an update of this config is paused (a person, or test mode): exit 3, nothing touched */
   | { kind: 'paused'; updates: UpdateRecord[] }
-  /** every paused update of this config is paused only for its execution.window: resumed once it is open */
+  /**
+   * every paused update of this config is paused only for its execution.window or for a deploy
+   * freeze (since lifted: a freeze in force is `frozen`): resumed once the window is open
+   */
   | { kind: 'window-paused'; updates: UpdateRecord[] }
+  /** the config's source repo is frozen (`freeze`): exit 3, nothing touched */
+  | { kind: 'frozen'; freeze: FreezeRecord }
   /** a pending update of this config that a person planned (plan, retry, undo): theirs to start; exit 3, nothing touched */
   | { kind: 'planned'; updates: UpdateRecord[] }
   /** another `auto` of this config is planning or starting right now: exit 0, nothing touched */
@@ -60,8 +66,8 @@ export async function existingWork(
   if (running.length > 0) return { kind: 'running', updates: running };
   // A paused batch split from a paused update that never ran is paused too: a person's to start.
   const paused = unfinished.filter((u) => u.status === 'paused');
-  // paused by its window closing, not by a person nor test mode: auto's to resume once it is open
-  if (paused.length > 0 && paused.every((u) => isWindowPause(u.reason))) return { kind: 'window-paused', updates: paused };
+  // paused by its window closing or a freeze, not by a person nor test mode: auto's to resume once it is open (and the freeze lifted)
+  if (paused.length > 0 && paused.every((u) => isWindowPause(u.reason) || isFreezePause(u.reason))) return { kind: 'window-paused', updates: paused };
   if (paused.length > 0) return { kind: 'paused', updates: paused };
   const claim = (await store.openAutoRuns(configFile)).find((r) => !autoRunIsDead(r, now, live));
   if (claim) return { kind: 'claimed', run: claim };
@@ -69,7 +75,8 @@ export async function existingWork(
 }
 
 /**
- * The check and the claim, in one IMMEDIATE transaction: what is there for this config, and,
+ * The check and the claim, in one IMMEDIATE transaction: a freeze of the config's repo (nothing
+ * written), what is there for this config, and,
  * when there is work, the auto run's claim and (for a new plan) the update recorded `planning`;
  * updates paused for their window come back as `start` with `resume` (the caller checked that
  * the window is open).
@@ -78,6 +85,9 @@ export async function existingWork(
  */
 export function claimAuto(store: PlanStore, config: Config, commit: string, rollbackCommit: string | null, now: Date, live: Liveness): Promise<Exclude<AutoFinding, { kind: 'window-paused' }>> {
   return store.tx(async (t): Promise<Exclude<AutoFinding, { kind: 'window-paused' }>> => {
+    // a freeze of the repo (checked before, and again here with the claim: one that lands in between is seen)
+    const frozen = await t.activeFreeze(repoKey(config.source.repo));
+    if (frozen) return { kind: 'frozen', freeze: frozen };
     const found = await existingWork(t, config.file, now, live);
     if (found?.kind === 'window-paused') {
       const names = found.updates.map((u) => u.name).reverse();

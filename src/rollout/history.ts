@@ -1,10 +1,11 @@
 import { UsageError } from '../errors.js';
 import type { ReportStore, RunEvent } from '../store/port.js';
-import type { ServerRecord, UpdateRecord } from '../model/records.js';
+import type { FreezeRecord, ServerRecord, UpdateRecord } from '../model/records.js';
+import { freezeJson, repoKey, type FreezeJson } from '../model/freeze.js';
 import { didYouMean } from '../util/did-you-mean.js';
 import { rollbackTarget } from './phases.js';
 import { hopOf } from '../model/hops.js';
-import type { ServerStatus } from '../model/lifecycle.js';
+import type { ServerStatus, UpdateStatus } from '../model/lifecycle.js';
 
 /**
  * `history`: each server's commits over time, across every update in the database (batches of
@@ -135,4 +136,142 @@ export async function readHistory(store: ReportStore, server?: string): Promise<
         .map(({ created: _c, id: _i, ...e }) => e),
     }));
   return { servers };
+}
+
+// ---- per update (issue 25): a repo's updates in order, like `kubectl rollout history` --------
+
+/** One update as `history --updates` lists it (docs/reference/status-json.md "history --updates --json"). */
+export interface UpdateHistoryEntry {
+  name: string;
+  status: UpdateStatus;
+  createdAt: string;
+  startedAt: string | null;
+  endedAt: string | null;
+  repo: string;
+  branch: string;
+  commit: string;
+  /** the config it was planned from (absolute path); null when not recorded */
+  configFile: string | null;
+  /** who planned it (`user@host`); a batch: who planned the update it was split from */
+  createdBy: string | null;
+  /** who ran it (start, resume, takeover), each once, in order */
+  ranBy: string[];
+  /** its servers counted by status (`total` and one key per status present) */
+  counts: Record<string, number>;
+  /** why it is paused or ended */
+  reason: string | null;
+  /** lineage: the update it is a batch, a retry or an undo of (null when none) */
+  batchOf: string | null;
+  retryOf: string | null;
+  undoOf: string | null;
+  /** and the other way: its batches, retries and undos, in creation order */
+  batches: string[];
+  retries: string[];
+  undos: string[];
+}
+
+/** One repo's updates, oldest first, and its freezes (active and lifted), oldest first. */
+export interface RepoHistory {
+  /** the key updates and freezes of the repo share (model/freeze.ts repoKey) */
+  repoKey: string;
+  /** the repo as its newest update (else its newest freeze) wrote it */
+  repo: string;
+  updates: UpdateHistoryEntry[];
+  freezes: FreezeJson[];
+}
+
+export interface UpdatesHistoryJson {
+  repos: RepoHistory[];
+}
+
+/** One update's timeline: its summary (lineage and all) and every event recorded for it, in order. */
+export interface UpdateTimelineJson {
+  update: UpdateHistoryEntry;
+  events: Array<{ at: string; server: string | null; kind: string; message: string; actor: string | null }>;
+  /** the freezes of its repo that were in force at some time between its plan and its end (or now) */
+  freezes: FreezeJson[];
+}
+
+/** Every update summarised, with the lineage read from the whole list (no query per link). */
+async function summaries(store: ReportStore, updates: readonly UpdateRecord[], all: readonly UpdateRecord[]): Promise<UpdateHistoryEntry[]> {
+  const counts = await store.countsByUpdate();
+  const byName = new Map(all.map((u) => [u.name, u]));
+  // a batch keeps its original's retryOf/undoOf: the retry or undo is the original, named once
+  const children = (key: 'batchOf' | 'retryOf' | 'undoOf', name: string) =>
+    all.filter((x) => x[key] === name && (key === 'batchOf' || x.batchOf === null)).map((x) => x.name);
+  const out: UpdateHistoryEntry[] = [];
+  for (const u of updates) {
+    // a batch of a split is planned by nobody: who planned the update it came from
+    let planner: UpdateRecord | undefined = u;
+    for (let hops = 0; planner && planner.createdBy === null && planner.batchOf !== null && hops < 100; hops++) planner = byName.get(planner.batchOf);
+    out.push({
+      name: u.name,
+      status: u.status,
+      createdAt: u.createdAt,
+      startedAt: u.startedAt,
+      endedAt: u.endedAt,
+      repo: u.repo,
+      branch: u.branch,
+      commit: u.commit,
+      configFile: u.configFile,
+      createdBy: planner?.createdBy ?? null,
+      ranBy: [...new Set((await store.runEvents(u.name)).map((e) => e.actor))],
+      counts: counts.get(u.name) ?? { total: 0 },
+      reason: u.reason,
+      batchOf: u.batchOf,
+      retryOf: u.retryOf,
+      undoOf: u.undoOf,
+      batches: children('batchOf', u.name),
+      retries: children('retryOf', u.name),
+      undos: children('undoOf', u.name),
+    });
+  }
+  return out;
+}
+
+/**
+ * `history --updates` (every repo) and `history -c FILE` (`repo`: that config's source repo,
+ * whichever config planned its updates): each repo's updates in the order they were planned,
+ * with their commit, status, who planned and ran them and their lineage, and the repo's freezes.
+ * Reads only.
+ */
+export async function readUpdatesHistory(store: ReportStore, repo?: string): Promise<UpdatesHistoryJson> {
+  const all = await store.listUpdates();
+  const only = repo === undefined ? undefined : repoKey(repo);
+  const byKey = new Map<string, { updates: UpdateRecord[]; freezes: FreezeRecord[] }>();
+  const group = (key: string) => {
+    let g = byKey.get(key);
+    if (!g) byKey.set(key, (g = { updates: [], freezes: [] }));
+    return g;
+  };
+  for (const u of all) {
+    const key = repoKey(u.repo);
+    if (only === undefined || key === only) group(key).updates.push(u);
+  }
+  for (const f of await store.freezes(only)) group(f.repoKey).freezes.push(f);
+  if (only !== undefined) group(only);
+  const repos: RepoHistory[] = [];
+  for (const [key, g] of byKey) {
+    repos.push({
+      repoKey: key,
+      repo: g.updates.at(-1)?.repo ?? g.freezes.at(-1)?.repo ?? repo ?? key,
+      updates: await summaries(store, g.updates, all),
+      freezes: g.freezes.map(freezeJson),
+    });
+  }
+  repos.sort((a, b) => a.repoKey.localeCompare(b.repoKey));
+  return { repos };
+}
+
+/** `history NAME`: the update's summary and lineage, and every event recorded for it in order. Reads only. */
+export async function readUpdateTimeline(store: ReportStore, name: string): Promise<UpdateTimelineJson> {
+  const u = await store.getUpdate(name);
+  const [update] = await summaries(store, [u], await store.listUpdates());
+  const end = u.endedAt ?? '\uffff';
+  const freezes = (await store.freezes(repoKey(u.repo))).filter((f) => f.frozenAt <= end && (f.unfrozenAt === null || f.unfrozenAt >= u.createdAt));
+  return {
+    update: update!,
+    events: (await store.getEvents(name)).map((e) => ({ at: e.at, server: e.serverName, kind: e.kind, message: e.message, actor: e.actor })),
+    freezes: freezes.map(freezeJson),
+  };
 }

@@ -6,6 +6,7 @@
 import type { UpdateRecord } from '../model/records.js';
 import { formatDuration } from '../util/duration.js';
 import { isWindowPause } from '../config/window.js';
+import { isFreezePause } from '../model/freeze.js';
 
 /**
  * Test mode's limit as a start, resume or takeover sets it: pause once `stopAtWorked` servers
@@ -22,8 +23,8 @@ export function testModeLimit(
   const after = (n: number) => (n > 0 ? { stopAtWorked: worked + n, stopFromWorked: worked } : { stopAtWorked: null, stopFromWorked: null });
   if (stopAfter !== undefined) return after(stopAfter);
   if (before.status === 'pending') return after(before.testStopAfter);
-  // a pause for execution.window kept the limit it stopped short of: the resume goes on to it
-  if (before.status === 'paused' && isWindowPause(before.reason)) return { stopAtWorked: before.stopAtWorked, stopFromWorked: before.stopFromWorked };
+  // a pause for execution.window or a freeze kept the limit it stopped short of: the resume goes on to it
+  if (before.status === 'paused' && (isWindowPause(before.reason) || isFreezePause(before.reason))) return { stopAtWorked: before.stopAtWorked, stopFromWorked: before.stopFromWorked };
   if (before.status === 'paused') return { stopAtWorked: null, stopFromWorked: null };
   return { stopAtWorked: before.stopAtWorked, stopFromWorked: before.stopFromWorked };
 }

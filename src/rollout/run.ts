@@ -22,6 +22,7 @@ import { endStep } from './bake.js';
 import { describeStep, stepProgress, stepsOf } from '../model/steps.js';
 import { Guard, tripServer } from './guard.js';
 import { WINDOW_POLL_MS, windowStep } from './window.js';
+import { freezePauseReason, repoKey } from '../model/freeze.js';
 import { exitCodeFor, failedInRun } from './outcome.js';
 
 /**
@@ -193,6 +194,13 @@ async function execute(deps: EngineDeps, name: string, opts: RunOptions): Promis
         await workAhead(d.server);
         outcome = await recoverServer(ctx, d.server);
       } else if (d.kind === 'run') {
+        // a deploy freeze of the repo (`freeze`, from any machine on this store): pause before a new server
+        const frozen = await store.activeFreeze(repoKey(u.repo));
+        if (frozen) {
+          const reason = freezePauseReason(frozen);
+          await store.addEvent(name, null, 'frozen', reason, frozen.frozenBy);
+          return await pause(reason, u);
+        }
         // execution.window: checked before a new server is claimed, never while one is in flight
         const w = windowStep(clock.now(), u.settings.execution?.window, opts.waitForWindow === true, windowWait);
         if (w.kind === 'pause') {

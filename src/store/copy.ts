@@ -34,6 +34,7 @@ export const COPY_TABLES = {
     'id', 'config_file', 'started_at', 'ended_at', 'actor', 'pid', 'host', 'pid_start', 'heartbeat', 'commit_sha',
     'update_name', 'outcome', 'message',
   ],
+  freezes: ['id', 'repo_key', 'repo', 'config_file', 'reason', 'frozen_by', 'frozen_at', 'unfrozen_by', 'unfrozen_at'],
 } as const satisfies Record<string, readonly string[]>;
 
 export type CopyTable = keyof typeof COPY_TABLES;
@@ -42,7 +43,7 @@ export type CopyTable = keyof typeof COPY_TABLES;
 export const COPY_ORDER = Object.keys(COPY_TABLES) as CopyTable[];
 
 /** The tables with an id of their own (an identity column on PostgreSQL, whose next value follows the largest copied). */
-export const ID_TABLES: readonly CopyTable[] = ['servers', 'steps', 'events', 'auto_runs'];
+export const ID_TABLES: readonly CopyTable[] = ['servers', 'steps', 'events', 'auto_runs', 'freezes'];
 
 /** What a column holds on both: text, a whole number, or nothing. */
 export type CopyValue = string | number | null;
@@ -63,6 +64,7 @@ export interface DumpCounts {
   journal: number;
   events: number;
   autoRuns: number;
+  freezes: number;
 }
 
 export function countsOf(d: StoreDump): DumpCounts {
@@ -72,6 +74,7 @@ export function countsOf(d: StoreDump): DumpCounts {
     journal: d.tables.steps.length,
     events: d.tables.events.length,
     autoRuns: d.tables.auto_runs.length,
+    freezes: d.tables.freezes.length,
   };
 }
 
@@ -114,6 +117,7 @@ const ROW_NAME: Record<CopyTable, [string, string]> = {
   steps: ['journal entry', 'journal entries'],
   events: ['event', 'events'],
   auto_runs: ['auto run', 'auto runs'],
+  freezes: ['freeze', 'freezes'],
 };
 
 /** The refusal to write into a store that holds anything (`db copy` never merges), or null when it is empty. */

@@ -23,7 +23,7 @@
  * Records are those of model/records.ts; what callers hand the store to write is below.
  */
 import type { RolloutSettings, ServerSpec, VersionClass } from '../config/types.js';
-import type { AutoRun, BusyAccount, EventRecord, PathStop, Lease, ServerRecord, JournalEntry, UpdateRecord } from '../model/records.js';
+import type { AutoRun, BusyAccount, EventRecord, FreezeRecord, PathStop, Lease, ServerRecord, JournalEntry, UpdateRecord } from '../model/records.js';
 import type { ServerStatus, ServerStep, UpdateStatus } from '../model/lifecycle.js';
 import type { StoreDump } from './copy.js';
 
@@ -109,6 +109,16 @@ export interface NewAutoRun {
   commit: string | null;
 }
 
+/** A freeze as `freeze` asks for it; the store stamps the time. */
+export interface NewFreeze {
+  /** model/freeze.ts repoKey of `repo` */
+  repoKey: string;
+  repo: string;
+  configFile: string | null;
+  reason: string;
+  frozenBy: string;
+}
+
 /** The failure budget's use over a split's group (the root and its batches). */
 export interface BudgetUse {
   used: number;
@@ -175,6 +185,11 @@ export interface ReportStore {
   openAutoRuns(configFile: string): Promise<AutoRun[]>;
   /** Every `auto` run (of one config when given), oldest first. */
   autoRuns(configFile?: string): Promise<AutoRun[]>;
+
+  /** The active freeze of the repo with this key (model/freeze.ts repoKey), or null. */
+  activeFreeze(repoKey: string): Promise<FreezeRecord | null>;
+  /** Every freeze, active and lifted (of one repo key when given), oldest first: the audit of freezes. */
+  freezes(repoKey?: string): Promise<FreezeRecord[]>;
 
   /** Each update's servers counted by status (`total` and one key per status present). */
   countsByUpdate(): Promise<Map<string, Record<string, number>>>;
@@ -264,6 +279,14 @@ export interface PlanStore extends EngineStore {
   setAutoRunUpdate(id: number, updateName: string): Promise<void>;
   /** End an `auto` run with what it came to; its row stays as the audit record. */
   endAutoRun(id: number, outcome: string, message: string, updateName?: string | null): Promise<void>;
+
+  /**
+   * `freeze`: the repo frozen, in one transaction, unless a freeze of it is active already: the
+   * new freeze (`created`), or the active one, unchanged (`created: false`).
+   */
+  freeze(f: NewFreeze): Promise<{ freeze: FreezeRecord; created: boolean }>;
+  /** `unfreeze`: the repo's active freeze lifted by `by` (who and when recorded on it), returned so; null when none is active. */
+  unfreeze(repoKey: string, by: string): Promise<FreezeRecord | null>;
 }
 
 /** The handle `tx` gives its function: every method, run inside the transaction. */

@@ -4,7 +4,7 @@
  */
 import type { RolloutSettings, VersionClass } from '../config/types.js';
 import type { ServerStatus, ServerStep, UpdateStatus } from '../model/lifecycle.js';
-import type { AutoRun, EventRecord, PathStop, ServerReach, ServerRecord, JournalEntry, UpdateRecord } from '../model/records.js';
+import type { AutoRun, EventRecord, FreezeRecord, PathStop, ServerReach, ServerRecord, JournalEntry, UpdateRecord } from '../model/records.js';
 import type { Overlap, ServerChange, UpdateChange } from './port.js';
 import { UsageError } from '../errors.js';
 import { didYouMean } from '../util/did-you-mean.js';
@@ -62,6 +62,20 @@ export function toAutoRun(r: Row): AutoRun {
     updateName: (r.update_name as string | null) ?? null,
     outcome: (r.outcome as string | null) ?? null,
     message: (r.message as string | null) ?? null,
+  };
+}
+
+export function toFreeze(r: Row): FreezeRecord {
+  return {
+    id: r.id as number,
+    repoKey: r.repo_key as string,
+    repo: r.repo as string,
+    configFile: (r.config_file as string | null) ?? null,
+    reason: r.reason as string,
+    frozenBy: r.frozen_by as string,
+    frozenAt: r.frozen_at as string,
+    unfrozenBy: (r.unfrozen_by as string | null) ?? null,
+    unfrozenAt: (r.unfrozen_at as string | null) ?? null,
   };
 }
 

@@ -95,7 +95,7 @@ test('a real rollout copied SQLite → PostgreSQL → SQLite: status, logs and h
     const sum = (k: 'servers' | 'journal' | 'events') => per.reduce((n, p) => n + p[k], 0);
     return { updates: updates.length, servers: sum('servers'), journal: sum('journal'), events: sum('events') };
   });
-  assert.deepEqual(report, { from: db, to: `${postgres().url} (schema team_a)`, dbId, ...expected, autoRuns: 0 });
+  assert.deepEqual(report, { from: db, to: `${postgres().url} (schema team_a)`, dbId, ...expected, autoRuns: 0, freezes: 0 });
   assert.ok(expected.journal > 10 && expected.events > 10, JSON.stringify(expected));
 
   const commands = [['status'], ['status', 'u1'], ['status', 'u2'], ['status', 'u3'], ['logs', 'u1'], ['logs', 'u2'], ['logs', 'u3'], ['history']];

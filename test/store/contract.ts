@@ -605,6 +605,47 @@ export function storeContract(impl: string, target: ContractTarget): void {
     assert.deepEqual(await store.autoRuns('/other.yaml'), []);
   });
 
+  it('freezes: one active per repo key (a second freeze returns it unchanged), lifted with who and when, kept as the audit; seen by a second store', async (t) => {
+    const clock = steppingClock();
+    const store = await open(t, clock);
+    assert.equal(await store.activeFreeze('host/org/agent'), null);
+    assert.deepEqual(await store.freezes(), []);
+    const a = await store.freeze({ repoKey: 'host/org/agent', repo: 'https://host/org/agent.git', configFile: '/c.yaml', reason: 'incident 42', frozenBy: 'alice@laptop' });
+    assert.equal(a.created, true);
+    assert.deepEqual({ ...a.freeze, id: 0 }, {
+      id: 0, repoKey: 'host/org/agent', repo: 'https://host/org/agent.git', configFile: '/c.yaml', reason: 'incident 42',
+      frozenBy: 'alice@laptop', frozenAt: '2026-03-01T10:00:00.000Z', unfrozenBy: null, unfrozenAt: null,
+    });
+    // a second freeze of the same repo: the active one, unchanged, nothing written
+    const again = await store.freeze({ repoKey: 'host/org/agent', repo: 'git@host:org/agent', configFile: null, reason: 'other', frozenBy: 'bob@desk' });
+    assert.deepEqual(again, { freeze: a.freeze, created: false });
+    // another repo is frozen on its own
+    const b = await store.freeze({ repoKey: 'host/org/other', repo: 'https://host/org/other', configFile: null, reason: 'x', frozenBy: 'bob@desk' });
+    assert.equal(b.created, true);
+    const other = await target.reopen(t, store);
+    assert.deepEqual(await other.activeFreeze('host/org/agent'), a.freeze, 'the freeze is in the database, for every store on it');
+    // lifted: recorded on its row, no longer active; lifting again finds none
+    const lifted = await other.unfreeze('host/org/agent', 'bob@desk');
+    assert.equal(lifted?.id, a.freeze.id);
+    assert.equal(lifted?.unfrozenBy, 'bob@desk');
+    assert.ok(lifted!.unfrozenAt !== null && lifted!.unfrozenAt > a.freeze.frozenAt);
+    assert.equal(await store.activeFreeze('host/org/agent'), null);
+    assert.equal(await store.unfreeze('host/org/agent', 'bob@desk'), null);
+    assert.equal((await store.activeFreeze('host/org/other'))?.id, b.freeze.id, 'the other repo stays frozen');
+    // frozen again: a new row; the audit keeps both, oldest first
+    const c = await store.freeze({ repoKey: 'host/org/agent', repo: 'https://host/org/agent', configFile: null, reason: 'release day', frozenBy: 'carol@ci' });
+    assert.equal(c.created, true);
+    assert.notEqual(c.freeze.id, a.freeze.id);
+    assert.deepEqual((await store.freezes('host/org/agent')).map((f) => [f.reason, f.unfrozenBy]), [['incident 42', 'bob@desk'], ['release day', null]]);
+    assert.deepEqual((await store.freezes()).map((f) => f.reason), ['incident 42', 'x', 'release day']);
+    // inside a transaction that throws: nothing of it is kept
+    await assert.rejects(store.tx(async (tx) => {
+      await tx.unfreeze('host/org/other', 'dave@x');
+      throw new Error('undo');
+    }), /undo/);
+    assert.equal((await store.activeFreeze('host/org/other'))?.unfrozenAt, null);
+  });
+
   it('the database has an identity and a location, the same for a second store on it', async (t) => {
     const store = await open(t);
     assert.match(store.dbId, /^[0-9a-f]{32}$/);

@@ -118,6 +118,11 @@ async function build(store: Store): Promise<void> {
   await store.setAutoRunUpdate(run, 'a-retry');
   await store.endAutoRun(run, 'started', 'planned a-retry');
   await store.beginAutoRun({ configFile: '/other.yaml', actor: 'cron@ci', pid: 778, host: 'ci-runner', pidStart: '99', commit: null });
+
+  // freezes: one lifted, one active
+  await store.freeze({ repoKey: 'r', repo: '/r', configFile: '/c.yaml', reason: 'incident 7', frozenBy: 'me@laptop' });
+  await store.unfreeze('r', 'oncall@phone');
+  await store.freeze({ repoKey: 'r', repo: '/r/', configFile: null, reason: 'release day ✓', frozenBy: 'cron@ci' });
 }
 
 /** Objects with every `db` (a store's location) left out: that is where FROM and TO differ. */
@@ -165,6 +170,8 @@ async function view(store: ReportStore): Promise<unknown> {
     ofConfig: await store.updatesOfConfig('/c.yaml'),
     autoRuns: await store.autoRuns(),
     openAuto: await store.openAutoRuns('/other.yaml'),
+    freezes: await store.freezes(),
+    activeFreeze: await store.activeFreeze('r'),
   });
 }
 
@@ -184,7 +191,7 @@ test('SQLite → PostgreSQL → SQLite: every record the same through the port, 
   const b = sqlite(t, 'b.db');
 
   const fromA = await copy(a, p);
-  assert.deepEqual(countsOf(fromA), { updates: 4, servers: 7, journal: 9, events: countsOf(fromA).events, autoRuns: 2 });
+  assert.deepEqual(countsOf(fromA), { updates: 4, servers: 7, journal: 9, events: countsOf(fromA).events, autoRuns: 2, freezes: 2 });
   assert.ok(countsOf(fromA).events > 10);
   const fromP = await copy(p, b);
   assert.deepEqual(fromP, fromA, 'PostgreSQL gives back exactly the rows it was given');
@@ -204,7 +211,7 @@ test('after a copy, new rows get ids after the copied ones (PostgreSQL identitie
   const a = sqlite(t);
   await build(a);
   const dump = await a.exportAll();
-  const maxId = (table: 'servers' | 'steps' | 'events' | 'auto_runs') => Math.max(...dump.tables[table].map((r) => r.id as number));
+  const maxId = (table: 'servers' | 'steps' | 'events' | 'auto_runs' | 'freezes') => Math.max(...dump.tables[table].map((r) => r.id as number));
   for (const to of [await postgres(t), sqlite(t, 'copy.db')]) {
     await to.importAll(dump);
     const u = await to.createUpdate(newUpdate('after', 2, { configFile: '/c.yaml' }));
@@ -218,6 +225,9 @@ test('after a copy, new rows get ids after the copied ones (PostgreSQL identitie
     const events = await to.getEvents('after');
     assert.ok(events.length > 0 && events.every((e) => e.id > maxId('events')));
     assert.ok((await to.beginAutoRun({ configFile: '/c.yaml', actor: 'me', pid: 1, host: 'h', pidStart: null, commit: null })) > maxId('auto_runs'));
+    // the active freeze is in the copy; a new one takes an id after the copied ones
+    assert.equal((await to.activeFreeze('r'))?.reason, 'release day ✓');
+    assert.ok((await to.freeze({ repoKey: 'r2', repo: '/r2', configFile: null, reason: 'x', frozenBy: 'me' })).freeze.id > maxId('freezes'));
     // the copied plan goes on: the dead executor's batch taken over, resumed and finished
     const taken = await to.acquireLease('a.2', { token: 'tok-new', pid: 1, host: 'h', pidStart: null }, () => true);
     assert.equal(taken.ok && taken.previous?.token, 'tok-b', 'the lease left behind is in the copy, taken over from its dead holder');

@@ -10,10 +10,10 @@ import {
   ACTIVE_SERVER, ACTIVE_UPDATE, BUDGETED_SERVER, HISTORY_SERVER, TOUCHED_SERVER, serverStatusesBefore, serverTransition, sqlList, updateTransition,
   type ServerStatus, type ServerStep, type UpdateStatus,
 } from '../../model/lifecycle.js';
-import type { AutoRun, BusyAccount, EventRecord, JournalEntry, Lease, ServerRecord, UpdateRecord } from '../../model/records.js';
+import type { AutoRun, BusyAccount, EventRecord, FreezeRecord, JournalEntry, Lease, ServerRecord, UpdateRecord } from '../../model/records.js';
 import { plural } from '../../util/plural.js';
-import type { BudgetUse, CommandResult, LeaseClaim, LeaseResult, NewAutoRun, NewUpdate, Overlap, RunEvent, ServerChange, UpdateChange } from '../port.js';
-import { countsOfRows, cutOutput, overlapsOf, reachJson, SERVER_COLUMNS, setClause, toAutoRun, toEvent, toJournalEntry, toServer, toUpdate, unknownUpdate, UPDATE_COLUMNS } from '../rows.js';
+import type { BudgetUse, CommandResult, LeaseClaim, LeaseResult, NewAutoRun, NewFreeze, NewUpdate, Overlap, RunEvent, ServerChange, UpdateChange } from '../port.js';
+import { countsOfRows, cutOutput, overlapsOf, reachJson, SERVER_COLUMNS, setClause, toAutoRun, toEvent, toFreeze, toJournalEntry, toServer, toUpdate, unknownUpdate, UPDATE_COLUMNS } from '../rows.js';
 import type { Q } from './conn.js';
 
 const ACCOUNT = /^([^@\s]+)@(.+):(\d+)$/;
@@ -413,6 +413,43 @@ export async function endAutoRun(q: Q, id: number, outcome: string, message: str
   } else {
     await q.run('UPDATE auto_runs SET ended_at = ?, outcome = ?, message = ?, update_name = ? WHERE id = ? AND ended_at IS NULL', [at, outcome, message, updateName, id]);
   }
+}
+
+// ── freezes ──────────────────────────────────────────────────────────────────────────────────
+
+export async function activeFreeze(q: Q, repoKey: string): Promise<FreezeRecord | null> {
+  const [row] = await q.rows('SELECT * FROM freezes WHERE repo_key = ? AND unfrozen_at IS NULL', [repoKey]);
+  return row ? toFreeze(row) : null;
+}
+
+export async function freezes(q: Q, repoKey?: string): Promise<FreezeRecord[]> {
+  const rows = repoKey === undefined
+    ? await q.rows('SELECT * FROM freezes ORDER BY id')
+    : await q.rows('SELECT * FROM freezes WHERE repo_key = ? ORDER BY id', [repoKey]);
+  return rows.map(toFreeze);
+}
+
+/** As store/sqlite/freezes.ts: under the writers' lock, so two freezes of one repo at once make one. */
+export function freeze(q: Q, f: NewFreeze): Promise<{ freeze: FreezeRecord; created: boolean }> {
+  return q.atomic(async (t) => {
+    const active = await activeFreeze(t, f.repoKey);
+    if (active) return { freeze: active, created: false };
+    const [row] = await t.rows(
+      'INSERT INTO freezes (repo_key, repo, config_file, reason, frozen_by, frozen_at) VALUES (?, ?, ?, ?, ?, ?) RETURNING *',
+      [f.repoKey, f.repo, f.configFile, f.reason, f.frozenBy, t.iso()],
+    );
+    return { freeze: toFreeze(row!), created: true };
+  });
+}
+
+export function unfreeze(q: Q, repoKey: string, by: string): Promise<FreezeRecord | null> {
+  return q.atomic(async (t) => {
+    const [row] = await t.rows(
+      'UPDATE freezes SET unfrozen_by = ?, unfrozen_at = ? WHERE repo_key = ? AND unfrozen_at IS NULL RETURNING *',
+      [by, t.iso(), repoKey],
+    );
+    return row ? toFreeze(row) : null;
+  });
 }
 
 export function discardPlan(q: Q, name: string, statuses: readonly UpdateStatus[] = ['planning']): Promise<void> {

@@ -7,7 +7,7 @@ import { suggest } from '../../util/suggest.js';
 import { checkSchemaName, DEFAULT_SCHEMA, redactUrl, scrub } from './url.js';
 import type { ServerStatus, UpdateStatus } from '../../model/lifecycle.js';
 import type { Lease, ServerRecord, UpdateRecord } from '../../model/records.js';
-import type { CommandResult, LeaseClaim, LeaseResult, NewAutoRun, NewUpdate, ServerChange, Store, StoreTx, TxOptions, UpdateChange } from '../port.js';
+import type { CommandResult, LeaseClaim, LeaseResult, NewAutoRun, NewFreeze, NewUpdate, ServerChange, Store, StoreTx, TxOptions, UpdateChange } from '../port.js';
 import { isConnectionError, lockKey, PoolQ, type Q, type Shared } from './conn.js';
 import { DEFAULT_RETRY_FOR_MS, Retrier, type DbNotice } from './retry.js';
 import * as ops from './ops.js';
@@ -87,6 +87,10 @@ abstract class PgCalls implements StoreTx {
   heartbeat(name: string, token: string) { return this.callOnce((q) => ops.heartbeat(q, name, token)); }
   releaseLease(name: string, token: string): Promise<void> { return this.call(async (q) => void (await ops.releaseLease(q, name, token))); }
 
+  activeFreeze(repoKey: string) { return this.read((q) => ops.activeFreeze(q, repoKey)); }
+  freezes(repoKey?: string) { return this.read((q) => ops.freezes(q, repoKey)); }
+  freeze(f: NewFreeze) { return this.call((q) => ops.freeze(q, f)); }
+  unfreeze(repoKey: string, by: string) { return this.call((q) => ops.unfreeze(q, repoKey, by)); }
   openAutoRuns(configFile: string) { return this.read((q) => ops.openAutoRuns(q, configFile)); }
   autoRuns(configFile?: string) { return this.read((q) => ops.autoRuns(q, configFile)); }
   beginAutoRun(r: NewAutoRun) { return this.call((q) => ops.beginAutoRun(q, r)); }

@@ -167,4 +167,24 @@ export const MIGRATIONS: readonly string[] = [
   ALTER TABLE updates ADD COLUMN guard_checked_at TEXT;
   ALTER TABLE updates ADD COLUMN guard_summary TEXT;
   `,
+  // 11: deploy freezes (issue 25; model/freeze.ts). freezes: one row per freeze of a source repo
+  // (repo_key: the repo as model/freeze.ts repoKey writes it; repo as the config wrote it; the
+  // config it was frozen with), who froze it, when and why; active while unfrozen_at is NULL,
+  // then the audit record with who lifted it and when. At most one active freeze per repo (the
+  // partial unique index); the other index: a repo's freezes in order (history).
+  `
+  CREATE TABLE freezes (
+    id          INTEGER PRIMARY KEY,
+    repo_key    TEXT NOT NULL,
+    repo        TEXT NOT NULL,
+    config_file TEXT,
+    reason      TEXT NOT NULL,
+    frozen_by   TEXT NOT NULL,
+    frozen_at   TEXT NOT NULL,
+    unfrozen_by TEXT,
+    unfrozen_at TEXT
+  );
+  CREATE UNIQUE INDEX freezes_active ON freezes (repo_key) WHERE unfrozen_at IS NULL;
+  CREATE INDEX freezes_by_repo ON freezes (repo_key, id);
+  `,
 ];

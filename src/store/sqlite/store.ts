@@ -3,12 +3,13 @@ import type { Clock } from '../../clock.js';
 import type { VersionClass } from '../../config/types.js';
 import type { ServerStatus, UpdateStatus } from '../../model/lifecycle.js';
 import type { Lease, ServerRecord, UpdateRecord } from '../../model/records.js';
-import type { LeaseClaim, NewAutoRun, NewUpdate, ServerChange, CommandResult, Store, StoreTx, UpdateChange } from '../port.js';
+import type { LeaseClaim, NewAutoRun, NewFreeze, NewUpdate, ServerChange, CommandResult, Store, StoreTx, UpdateChange } from '../port.js';
 import * as autoRuns from './auto-runs.js';
 import type { StoreDump } from '../copy.js';
 import * as copy from './copy.js';
 import { Db } from './db.js';
 import * as events from './events.js';
+import * as freezes from './freezes.js';
 import * as journal from './journal.js';
 import * as lease from './lease.js';
 import { openDatabase, readDbId } from './open.js';
@@ -90,6 +91,11 @@ abstract class SqliteCalls implements StoreTx {
   setAutoRunUpdate(id: number, updateName: string) { return this.call(() => autoRuns.setAutoRunUpdate(this.db, id, updateName)); }
   endAutoRun(id: number, outcome: string, message: string, updateName?: string | null) { return this.call(() => autoRuns.endAutoRun(this.db, id, outcome, message, updateName)); }
   discardPlan(name: string, statuses?: readonly UpdateStatus[]) { return this.call(() => autoRuns.discardPlan(this.db, name, statuses)); }
+
+  activeFreeze(repoKey: string) { return this.call(() => freezes.activeFreeze(this.db, repoKey)); }
+  freezes(repoKey?: string) { return this.call(() => freezes.freezes(this.db, repoKey)); }
+  freeze(f: NewFreeze) { return this.call(() => freezes.freeze(this.db, f)); }
+  unfreeze(repoKey: string, by: string) { return this.call(() => freezes.unfreeze(this.db, repoKey, by)); }
 
   countsByUpdate() { return this.call(() => reports.countsByUpdate(this.db)); }
   budgetUse(update: UpdateRecord) { return this.call(() => reports.budgetUse(this.db, update)); }
