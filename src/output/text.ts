@@ -210,10 +210,28 @@ export function targetLine(u: Pick<UpdateRecord, 'commit' | 'branch' | 'repo' | 
   return `  target   ${u.commit} (${visibleLine(u.branch)} of ${visibleLine(u.repo)})`;
 }
 
+/**
+ * What `--limit`, `--branch`, `--commit`, `--version` changed of the config for this update
+ * (settings.overrides): a `limit` line and an `override` line, each only when given.
+ */
+export function overrideLines(u: Pick<UpdateRecord, 'settings'>): string[] {
+  const o = u.settings.overrides;
+  const lines: string[] = [];
+  if (o?.limit) {
+    lines.push(`  limit    ${visibleLine(o.limit.patterns.join(','))} (--limit: of the ${plural(o.limit.selected, 'server')} the config selects)`);
+  }
+  if (o?.source) {
+    const given = (['branch', 'commit', 'version'] as const).filter((k) => o.source![k] !== undefined).map((k) => `--${k} ${visibleLine(o.source![k]!)}`);
+    lines.push(`  override ${given.join(' ')} (instead of the config's source, for this update)`);
+  }
+  return lines;
+}
+
 export function updateText(u: UpdateRecord, servers: readonly ServerRecord[], budget?: { used: number; total: number; updates: string[] }): string {
   const lines = [
     `${chalk.bold(u.name)}  ${colourStatus(u.status)}${u.pauseRequestedAt && u.status === 'running' ? chalk.yellow(` (pause requested${u.pauseRequestedBy ? ` by ${visibleLine(u.pauseRequestedBy)}` : ''})`) : ''}`,
     targetLine(u),
+    ...overrideLines(u),
   ];
   if (u.batchOf) lines.push(`  batch of ${u.batchOf}`);
   if (u.retryOf) lines.push(`  retry of ${u.retryOf} (its servers that did not make it)`);
@@ -415,6 +433,7 @@ export function planText(u: UpdateRecord, servers: readonly ServerRecord[], chan
   const lines = [
     `${chalk.bold(u.name)}  ${colourStatus(u.status)}`,
     targetLine(u),
+    ...overrideLines(u),
     `  created  ${u.createdAt}${u.createdBy ? ` by ${visibleLine(u.createdBy)}` : ''}`,
   ];
   lines.push(...windowLines(u));

@@ -10,8 +10,9 @@ import type { EventSink } from '../rollout/events.js';
 import { checkLocalSsh, type Transport } from '../ssh/transport.js';
 import type { NewUpdate, PlanStore } from '../store/port.js';
 import { specOf, type ServerRecord, type UpdateRecord } from '../model/records.js';
-import { resolveCommit, resolveRollbackCommit, withResolvedStones } from './source.js';
+import { resolveCommit, resolveRollbackCommit, resolveTarget, withResolvedStones } from './source.js';
 import { select } from '../config/select.js';
+import { limitServers, parseLimit } from '../config/limit.js';
 import { datedName, freeName, isUpdateName } from '../config/names.js';
 import { plural } from '../util/plural.js';
 import { actor } from '../util/actor.js';
@@ -60,7 +61,10 @@ export function checkUpdateName(name: string): void {
  * (config/select.ts).
  */
 export function selectServers(config: Config): ServerSpec[] {
-  return select(config.servers, config).servers;
+  const servers = select(config.servers, config).servers;
+  // --limit narrows them further (checked against them by withOverrides, plan/overrides.ts)
+  const limit = config.overrides?.limit;
+  return limit ? limitServers(servers, parseLimit(limit.patterns)) : servers;
 }
 
 /** What the plan stores: `commit` and `rollbackCommit` are the full 40-hex commits resolved at plan time. */
@@ -74,6 +78,7 @@ export function settingsOf(config: Config, commit: string, rollbackCommit: strin
     rollback: { ...config.rollback, commit: rollbackCommit },
     execution: config.execution,
     ...(config.hooks.length > 0 ? { hooks: config.hooks } : {}),
+    ...(config.overrides && Object.keys(config.overrides).length > 0 ? { overrides: config.overrides } : {}),
     ...(version !== null
       ? { versions: { version, minCompatible, maxCompatible, only, ...(minVersion !== null ? { minVersion, steppingStones } : {}) } }
       : {}),
@@ -105,7 +110,7 @@ export async function createPlan(deps: PlanDeps, config: Config, opts: PlanOptio
   checkOnly(config, opts.only);
   const servers = selectServers(config);
   if (servers.length === 0) throw new UsageError(`${config.file}: server_types, include and exclude select no server`);
-  const commit = await (deps.resolve ?? resolveCommit)(config.source.repo, config.source.branch, config.source.commit);
+  const commit = deps.resolve ? await deps.resolve(config.source.repo, config.source.branch, config.source.commit) : await resolveTarget(config);
   // The executor compares version_command's 40 hex with it: an abbreviation would never match.
   const rollbackCommit =
     config.rollback.commit === null ? null : await (deps.resolveRollback ?? resolveRollbackCommit)(config.source.repo, config.rollback.commit);
