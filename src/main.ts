@@ -238,6 +238,20 @@ it is still the lock that was checked), journalled on the server.`,
       result.code = await (await import('./cli/undo.js')).undoCommand(ctxOf(cmd), name, o);
     });
 
+  const restart = program
+    .command('restart')
+    .description('a rolling restart of the agent, one server at a time, verified, with no code change: planned as an update (status, pause, resume, takeover all apply) and started at once')
+    .addOption(new Option('-c, --config <file>', 'YAML config: its servers, ssh, agent.restart and health, the restarts listed in restart:').makeOptionMandatory())
+    .option('--name <name>', 'name of the update (default: restart-<date>, then restart-<date>-2, …)')
+    .option('--concurrency <n>', 'servers probed at once', '32')
+    .option('--no-start', 'plan it only (review it, then `start NAME`)')
+    .option('--stop-after <n>', 'pause after this many servers finished (test mode), as start --stop-after')
+    .option('--wait-for-window', 'outside execution.window, wait for it to open instead of pausing with exit 3')
+    .option('--show-commands', 'print the commands each server would get, and plan and run nothing');
+  addOverrideOptions(restart, false).action(async (o, cmd: Command) => {
+    result.code = await (await import('./cli/restart.js')).restartCommand(ctxOf(cmd), o);
+  });
+
   program
     .command('retry')
     .description('a new pending update of the servers of NAME (and its batches) that ended rolled-back, failed or unreachable')

@@ -186,6 +186,23 @@ export const HELP: Record<string, CommandHelp> = {
       [130, 'interrupted while probing; nothing was written'],
     ],
   },
+  restart: {
+    examples: [
+      ['agent-update restart -c rollout.yaml', 'restart the agent on every server of the config, one at a time, each verified healthy at the commit it runs'],
+      ["agent-update restart -c rollout.yaml --limit 'web*' --stop-after 1", 'a canary: the first web server, then paused (resume NAME for the rest)'],
+      ['agent-update restart -c rollout.yaml --no-start', 'plan it only: review it (plan --show-commands NAME), then start NAME'],
+    ],
+    exits: [
+      [0, 'every server restarted and verified (or, with --no-start, planned)'],
+      [1, 'a server failed its restart or its verify (it is failed: a restart is not rolled back), or the run stopped on a server it could not recover'],
+      [2, 'bad config, a --limit pattern that matches none of the servers, no restart listed; nothing was written'],
+      [3, 'paused (--stop-after, pause, Ctrl-C, outside execution.window)'],
+      [4, 'busy: another process took the update'],
+      [5, 'paused after a server of the run failed (under execution.max_failures)'],
+      [69, 'no server could be reached: the plan is recorded, nothing was restarted'],
+      [130, 'interrupted'],
+    ],
+  },
   retry: {
     examples: [
       ['agent-update retry agent-2026-12', 'a new pending update, agent-2026-12-retry, of the servers that did not make it'],

@@ -300,4 +300,11 @@ export type RolloutSettings = Pick<Config, 'ssh' | 'agent' | 'restart' | 'rollba
   hooks?: HookConfig[];
   /** what `--limit`, `--branch`, `--commit`, `--version` changed of the config; absent without them */
   overrides?: Overrides;
+  /**
+   * `agent-update restart` (issue 25): a rolling restart, no code change. Each server's turn
+   * re-reads its commit, runs the restarts, verifies health and that the commit is unchanged
+   * (rollout/restart-flow.ts); never skipped, never fetched or checked out, never rolled back
+   * (rollback is off in these settings: a failure is `failed`). Absent for every other update.
+   */
+  restartOnly?: true;
 };

@@ -59,6 +59,11 @@ export interface UpdateJson {
    * servers the config selected) and `--branch`/`--commit`/`--version` (as given) changed of the config
    */
   overrides?: Overrides;
+  /**
+   * extension, issue 25, only for `agent-update restart`: a rolling restart, no code change (each
+   * server's toCommit is the commit it runs; `source.commit` is the one most of them ran when probed)
+   */
+  restartOnly?: true;
 }
 
 export interface StepsJson {
@@ -225,6 +230,7 @@ function documentOf(
     bake: u.status === 'running' || u.status === 'paused' ? (u.bake ?? null) : null,
     guard: u.guard ?? null,
     ...(u.settings.overrides ? { overrides: u.settings.overrides } : {}),
+    ...(u.settings.restartOnly ? { restartOnly: true as const } : {}),
   };
 }
 

@@ -242,7 +242,7 @@ export async function refreshPlan(
  */
 export async function probeServer(
   deps: PlanDeps,
-  config: Pick<Config, 'ssh' | 'agent'> & { versions: VersionBounds & { only?: VersionClass | null } },
+  config: Pick<Config, 'ssh' | 'agent'> & { versions: VersionBounds & { only?: VersionClass | null }; restartOnly?: boolean },
   target: string,
   s: ServerRecord,
   signal?: AbortSignal,
@@ -291,7 +291,9 @@ export async function probeServer(
   // Below source.min_version: the stepping stones it walks, or no path (excluded). A server
   // given its own path at creation (undo) keeps it.
   let path = s.path ?? null;
-  if (version !== null && path === null && versionError === null) {
+  // a rolling restart: each server's own target is the commit it runs (never `skipped`)
+  if (config.restartOnly && commit !== null) path = [{ commit, version }];
+  else if (version !== null && path === null && versionError === null) {
     const verdict = pathFor(version, config.versions, target);
     if (verdict.kind === 'none') versionError = verdict.reason;
     else if (verdict.kind === 'path') path = verdict.hops;
@@ -303,7 +305,7 @@ export async function probeServer(
     versionError = `class ${cls}, not ${only} (plan --only ${only})`;
   }
   const status =
-    error !== null ? 'unreachable' : versionError !== null ? 'excluded' : commit === endsAt && lockedBy === null ? 'skipped' : 'pending';
+    error !== null ? 'unreachable' : versionError !== null ? 'excluded' : commit === endsAt && lockedBy === null && !config.restartOnly ? 'skipped' : 'pending';
   if (lockedBy !== null) await store.addEvent(s.updateName, s.name, 'locked', `locked by ${lockedBy} when probed; start re-checks it under the lock`);
   if (status !== 'unreachable') await store.setProbedVersion(s.id, version, cls);
   const reason = status === 'excluded' ? versionError : error;
@@ -339,6 +341,6 @@ export async function probeServer(
     error: reason ?? (lockedBy !== null ? `locked by ${lockedBy}` : null),
     ...(version !== null ? { version } : {}),
     ...(cls !== null ? { versionClass: cls } : {}),
-    ...(path !== null && status === 'pending' ? { path: path.map((h) => h.version ?? h.commit) } : {}),
+    ...(path !== null && status === 'pending' && !config.restartOnly ? { path: path.map((h) => h.version ?? h.commit) } : {}),
   });
 }

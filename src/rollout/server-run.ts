@@ -7,7 +7,7 @@
 import type { RolloutSettings } from '../config/types.js';
 import { AppError, BusyError, EXIT } from '../errors.js';
 import { connectionGone, TransportError, type Session, type ExecResult } from '../ssh/transport.js';
-import { specOf, type ServerRecord } from '../model/records.js';
+import { specOf, type PathStop, type ServerRecord } from '../model/records.js';
 import { expandCommand, type PlaceholderValues } from '../util/shell.js';
 import { describeFailure, readCommit } from './read-commit.js';
 import { formatDuration } from '../util/duration.js';
@@ -381,7 +381,7 @@ export class ServerRun {
   }
 
   /** The server's step (and what comes with it) committed; then the event saying so. */
-  async setStep(step: ServerStep, change: { fromCommit?: string; error?: string | null; hop?: number } = {}): Promise<void> {
+  async setStep(step: ServerStep, change: { fromCommit?: string; toCommit?: string; path?: PathStop[]; error?: string | null; hop?: number } = {}): Promise<void> {
     this.server = await guarded(this.ctx, (t) => t.setServerStatus(this.server.id, 'running', { step, ...change }));
     const h = this.hop;
     this.ctx.deps.emit({
