@@ -84,8 +84,20 @@ async function restartAndVerify(run: ServerRun, from: number): Promise<void> {
   const { settings } = run;
   if (run.server.step !== 'restart') await run.setStep('restart');
   const values = phaseValues(settings, 'restart', { target: commit, from: commit })!;
-  for (const r of restartCommandsOf(settings, commit).slice(from)) {
-    const result = await run.execTemplate('restart', r.template, values);
+  const restarts = restartCommandsOf(settings, commit).slice(from);
+  for (const [i, r] of restarts.entries()) {
+    // a restart cut by a lost connection is not sent again once the server answers (as after a crash): verified
+    const result = await run.execTemplate('restart', r.template, values, undefined, { sendOnce: true });
+    if (result.ended === 'lost') {
+      const after = restarts.slice(i + 1).map((x) => x.name);
+      await run.ctx.deps.store.addEvent(
+        run.server.updateName,
+        run.server.name,
+        'connection',
+        `restart ${r.name} was cut by a lost connection: it is not run again (a restart is never run twice blindly)${after.length > 0 ? `, nor ${after.join(', ')} after it` : ''}; verifying`,
+      );
+      break;
+    }
     if (result.code !== 0) return failRestart(run, `restart ${r.name} ${describeFailure(result)}`);
   }
   await run.setStep('verify');

@@ -17,7 +17,7 @@ import { OLD, OTHER, fakeSettings } from '../support/fake-settings.js';
 import { makeTempDir } from '../helpers/tmp.js';
 import { GONE_PID, liveness } from '../helpers/liveness.js';
 import { openStore } from '../helpers/db.js';
-import { exited, FakeTransport } from '../support/fake-transport.js';
+import { exited, FakeTransport, lostConnection } from '../support/fake-transport.js';
 
 const restart: RolloutSettings = {
   ...fakeSettings,
@@ -113,6 +113,24 @@ test('the commit changed under the restart (version_command after verify prints 
   assert.equal(s.status, 'failed');
   assert.match(s.error ?? '', /^after the restart, version_command prints c{12}, not a{12} as before it: the commit changed/);
   assert.equal(s1.log.filter((c) => c === 'restart').length, 2);
+});
+
+test('a restart cut by a lost connection is not sent again once the server answers (nor the ones after it): the server is verified', async (t) => {
+  const store = await setup(t, ['s1']);
+  const fake = new FakeTransport();
+  const s1 = fake.add('s1', OLD);
+  let cut = false;
+  fake.intercept = async (_server, command, next) => {
+    if (command !== 'restart' || cut) return next();
+    cut = true;
+    await next(); // it ran, and the answer was lost with the connection
+    return lostConnection();
+  };
+  const r = await runUpdate(deps(store, fake, virtualClock()), 'u', { mode: 'start' });
+  assert.equal(r.status, 'success');
+  assert.deepEqual(s1.log, ['version', 'restart', 'health', 'version'], 'one restart: neither the cut one nor workers after it sent again');
+  const events = (await store.getEvents('u')).map((e) => e.message);
+  assert.ok(events.some((m) => /^restart web was cut by a lost connection: it is not run again \(a restart is never run twice blindly\), nor workers after it; verifying$/.test(m)), events.join('\n'));
 });
 
 test('kill -9 at every remote command of a restart: the takeover ends success, no server restarted twice, no commit changed', async (t) => {
