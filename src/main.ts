@@ -17,8 +17,41 @@ function version(): string {
   return pkg.version;
 }
 
-/** Build the CLI. Each action stores its exit code; errors are mapped in main(). */
-export function buildProgram(result: { code: number }, contexts: CliContext[]): Command {
+/** `--limit` may be given more than once: every value, in order. */
+const collect = (value: string, previous: string[] = []) => [...previous, value];
+
+/** The options of `plan` and `auto` that change the config for one update (plan/overrides.ts). */
+function addOverrideOptions(cmd: Command, source = true): Command {
+  cmd.option('--limit <pattern>', "only the servers of the config matching it (Ansible's --limit: globs on names, separated by , or :; !PATTERN leaves out, &PATTERN must also match; @FILE reads them from a file); repeatable", collect);
+  if (!source) return cmd;
+  return cmd
+    .option('--branch <name>', "the branch for this update instead of source.branch (the target: its tip, unless --commit or --version)")
+    .option('--commit <sha>', 'the target commit for this update instead of source.commit or the branch tip (7 to 40 hex; on the branch)')
+    .option('--version <semver>', "the release to roll out: the commit of its tag (v1.4.0 or 1.4.0) and the target's version instead of source.version; with --commit, that commit's version");
+}
+
+/**
+ * The commands whose own `--version` is not the program's: commander looks at the program's
+ * options anywhere on the line, so for these the program is built without its `--version`.
+ */
+const OWN_VERSION = new Set(['plan', 'auto']);
+
+/** The command named on the line (the first word that is not a global option or its value), or undefined. */
+export function commandOf(args: readonly string[]): string | undefined {
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i]!;
+    if (a === '--') return args[i + 1];
+    if (a === '--db') {
+      i++;
+      continue;
+    }
+    if (!a.startsWith('-')) return a;
+  }
+  return undefined;
+}
+
+/** Build the CLI. Each action stores its exit code; errors are mapped in main(). `argv`: the line it will parse (node, script, args). */
+export function buildProgram(result: { code: number }, contexts: CliContext[], argv: readonly string[] = []): Command {
   const program = new Command('agent-update');
   const ctxOf = (cmd: Command) => {
     const ctx = new CliContext(cmd.optsWithGlobals() as GlobalOptions);
@@ -27,7 +60,6 @@ export function buildProgram(result: { code: number }, contexts: CliContext[]): 
   };
   program
     .description('Roll a new version of a git-checked-out agent out to a fleet over SSH, one server at a time.')
-    .version(version(), '--version')
     .option('--db <path-or-url>', 'plan database: a SQLite file, or postgres://USER@HOST/DB[?schema=NAME] for a plan shared by a team (default: $AGENT_UPDATE_DB, else $XDG_STATE_HOME/agent-update/agent-update.db, else ~/.local/state/agent-update/agent-update.db)')
     .option('--json', 'machine-readable output on stdout, nothing else on stdout')
     .option('--no-color', 'no colour, no spinner')
@@ -41,6 +73,8 @@ export function buildProgram(result: { code: number }, contexts: CliContext[]): 
       outputError: (s, write) => write(explainUnknownOption(s)),
     });
 
+  if (!OWN_VERSION.has(commandOf(argv.slice(2)) ?? '')) program.version(version(), '--version');
+
   program
     .command('plan')
     .description('validate the config, resolve the target commit, probe every server, record the plan')
@@ -50,10 +84,10 @@ export function buildProgram(result: { code: number }, contexts: CliContext[]): 
     .option('--concurrency <n>', 'servers probed at once', '32')
     .option('--only <class>', 'plan only the servers of this version class (required or recommended); needs source.version and agent.semver_command')
     .option('--show-commands [name]', 'print the exact commands each step will send, placeholders filled in, and run nothing: of the update NAME, or (with -c) of the config')
-    .option('--wide', 'print the table whole: by default, in a terminal, it is fitted to its width (the DETAIL column cut with …)')
-    .action(async (o, cmd: Command) => {
-      result.code = await (await import('./cli/plan.js')).planCommand(ctxOf(cmd), o);
-    });
+    .option('--wide', 'print the table whole: by default, in a terminal, it is fitted to its width (the DETAIL column cut with …)');
+  addOverrideOptions(program.commands.at(-1)!).action(async (o, cmd: Command) => {
+    result.code = await (await import('./cli/plan.js')).planCommand(ctxOf(cmd), o);
+  });
 
   program
     .command('config')
@@ -212,10 +246,10 @@ it is still the lock that was checked), journalled on the server.`,
     .command('auto')
     .description('for cron and CI: plan and start this config\'s update only when needed (exit 0 when already running or nothing to do)')
     .option('-c, --config <file>', 'YAML config (required); its absolute path is what identifies "this config\'s update"')
-    .option('--concurrency <n>', 'servers probed at once', '32')
-    .action(async (o, cmd: Command) => {
-      result.code = await (await import('./cli/auto.js')).autoCommand(ctxOf(cmd), o);
-    });
+    .option('--concurrency <n>', 'servers probed at once', '32');
+  addOverrideOptions(program.commands.at(-1)!).action(async (o, cmd: Command) => {
+    result.code = await (await import('./cli/auto.js')).autoCommand(ctxOf(cmd), o);
+  });
 
   program
     .command('undo')
@@ -227,6 +261,20 @@ it is still the lock that was checked), journalled on the server.`,
     .action(async (name: string, o, cmd: Command) => {
       result.code = await (await import('./cli/undo.js')).undoCommand(ctxOf(cmd), name, o);
     });
+
+  const restart = program
+    .command('restart')
+    .description('a rolling restart of the agent, one server at a time, verified, with no code change: planned as an update (status, pause, resume, takeover all apply) and started at once')
+    .addOption(new Option('-c, --config <file>', 'YAML config: its servers, ssh, agent.restart and health, the restarts listed in restart:').makeOptionMandatory())
+    .option('--name <name>', 'name of the update (default: restart-<date>, then restart-<date>-2, …)')
+    .option('--concurrency <n>', 'servers probed at once', '32')
+    .option('--no-start', 'plan it only (review it, then `start NAME`)')
+    .option('--stop-after <n>', 'pause after this many servers finished (test mode), as start --stop-after')
+    .option('--wait-for-window', 'outside execution.window, wait for it to open instead of pausing with exit 3')
+    .option('--show-commands', 'print the commands each server would get, and plan and run nothing');
+  addOverrideOptions(restart, false).action(async (o, cmd: Command) => {
+    result.code = await (await import('./cli/restart.js')).restartCommand(ctxOf(cmd), o);
+  });
 
   program
     .command('retry')
@@ -325,7 +373,7 @@ export async function main(argv: string[]): Promise<number> {
   const result = { code: 0 };
   const contexts: CliContext[] = [];
   running = contexts;
-  const program = buildProgram(result, contexts);
+  const program = buildProgram(result, contexts, argv);
   try {
     await program.parseAsync(argv);
     return result.code;

@@ -5,7 +5,8 @@ import { timestamp } from '../output/reporter.js';
 import type { RolloutEvent } from '../rollout/events.js';
 import { claimAuto, existingWork, finishAutoPlan, keepClaim, type AutoFinding } from '../plan/auto.js';
 import { probePlan, selectServers } from '../plan/plan.js';
-import { resolveCommit, resolveRollbackCommit, withResolvedStones } from '../plan/source.js';
+import { resolveRollbackCommit, resolveTarget, withResolvedStones } from '../plan/source.js';
+import { withOverrides, type OverrideFlags } from '../plan/overrides.js';
 import { checkCeiling } from '../plan/versions.js';
 import type { RolloutWindow } from '../config/types.js';
 import { describeOpening, describeWindow, windowState } from '../config/window.js';
@@ -28,11 +29,14 @@ import { describeFreeze, isFreezePause } from '../model/freeze.js';
  * does, but 0 for a pause because the window closed, which the next auto run in the window
  * resumes (as it resumes one that `start` paused for the window).
  */
-export async function autoCommand(ctx: CliContext, opts: { config?: string; concurrency?: string }): Promise<number> {
+export async function autoCommand(ctx: CliContext, opts: { config?: string; concurrency?: string } & OverrideFlags): Promise<number> {
   if (opts.config === undefined) throw new UsageError('auto needs -c FILE (the config)');
   const concurrency = parseCount('--concurrency', opts.concurrency, 1) ?? 32;
   // Everything that can be wrong with the input is found before the database is opened.
   let config = loadConfig(opts.config);
+  // --limit, --branch, --commit, --version: checked as the config's values (the branch, the
+  // commit or --version's tag read with the target, below)
+  config = withOverrides(config, opts);
   checkCeiling(config.file, config.source);
   const servers = selectServers(config);
   if (servers.length === 0) throw new UsageError(`${config.file}: server_types, include and exclude select no server`);
@@ -49,7 +53,7 @@ export async function autoCommand(ctx: CliContext, opts: { config?: string; conc
   // nothing: the window of the updates paused for it, else the config's.
   const closed = closedWindow(ctx.clock.now(), early ? early.updates.map((u) => u.settings.execution?.window) : [config.execution.window]);
   if (closed) return said(ctx, { kind: 'outside-window', ...closed, updates: early?.updates.map((u) => u.name) ?? [] });
-  const commit = await resolveCommit(config.source.repo, config.source.branch, config.source.commit);
+  const commit = await resolveTarget(config);
   const rollbackCommit = config.rollback.commit === null ? null : await resolveRollbackCommit(config.source.repo, config.rollback.commit);
   // and the stepping stones' commits, expanded to 40 hex like rollback.commit
   config = await withResolvedStones(config);

@@ -31,10 +31,12 @@ export const HELP: Record<string, CommandHelp> = {
       ['agent-update plan --refresh canary-2026-12', 'probe again the servers that were unreachable'],
       ['agent-update plan -c rollout.yaml --only required', 'plan only the servers below source.min_compatible (the others are left out)'],
       ['agent-update plan -c rollout.yaml --wide', 'the server table whole (by default, in a terminal, it fits its width)'],
+      ["agent-update plan -c rollout.yaml --limit 'web*:!web3'", 'only the servers of the config named web*, but not web3 (Ansible\'s --limit)'],
+      ['agent-update plan -c rollout.yaml --version 1.4.0', "roll out the release tagged v1.4.0 instead of the config's source (also --branch, --commit)"],
     ],
     exits: [
       [0, 'planned (servers that could not be reached are listed as unreachable)'],
-      [2, 'bad config (the file, the key and the problem are named), unknown branch or commit; nothing was written'],
+      [2, 'bad config (the file, the key and the problem are named), unknown branch, commit or version tag, a --limit pattern that matches none of the servers; nothing was written'],
       [69, 'no server could be reached: the plan is recorded, nothing to start; check the servers, then plan --refresh NAME'],
       [130, 'interrupted while probing; nothing was written'],
     ],
@@ -187,11 +189,12 @@ export const HELP: Record<string, CommandHelp> = {
     examples: [
       ['agent-update auto -c /etc/agent-update/rollout.yaml', 'from cron, as often as you like: plans and starts only when a server is behind'],
       ['agent-update --json auto -c rollout.yaml', 'for CI: the first line says what auto found, then the start\'s events and result'],
+      ['agent-update auto -c rollout.yaml --version 1.4.0 --limit canary1', 'the release tagged v1.4.0 on canary1 alone; nothing to do once it runs it'],
     ],
     exits: [
       [0, 'success, nothing to do, or already running (another process or auto run is at it; nothing touched), or outside execution.window (nothing planned or started; a rollout paused by the window closing is resumed by the next auto inside it)'],
       [1, 'the rollout ended failure or partial-success, or this commit already failed here (nothing touched)'],
-      [2, 'bad config, unknown branch or commit; nothing was written'],
+      [2, 'bad config, unknown branch, commit or version tag, a --limit pattern that matches none of the servers; nothing was written'],
       [3, 'an update of this config is paused (auto does not resume it, unless only its window or a freeze since lifted paused it) or pending from a person (auto does not start it), or test mode or a freeze paused the new one; or its repo is frozen (nothing touched)'],
       [4, 'busy: another process took the update in the instant before auto started it'],
       [5, 'the new rollout paused (test mode, its window) after a server of it failed or was rolled back'],
@@ -207,6 +210,23 @@ export const HELP: Record<string, CommandHelp> = {
       [0, 'planned (its name is printed), or nothing to undo (nothing written)'],
       [2, 'unknown update, it or a batch pending or running, an unfinished undo of it exists, or the name is taken; nothing was written'],
       [130, 'interrupted while probing; nothing was written'],
+    ],
+  },
+  restart: {
+    examples: [
+      ['agent-update restart -c rollout.yaml', 'restart the agent on every server of the config, one at a time, each verified healthy at the commit it runs'],
+      ["agent-update restart -c rollout.yaml --limit 'web*' --stop-after 1", 'a canary: the first web server, then paused (resume NAME for the rest)'],
+      ['agent-update restart -c rollout.yaml --no-start', 'plan it only: review it (plan --show-commands NAME), then start NAME'],
+    ],
+    exits: [
+      [0, 'every server restarted and verified (or, with --no-start, planned)'],
+      [1, 'a server failed its restart or its verify (it is failed: a restart is not rolled back), or the run stopped on a server it could not recover'],
+      [2, 'bad config, a --limit pattern that matches none of the servers, no restart listed; nothing was written'],
+      [3, 'paused (--stop-after, pause, Ctrl-C, outside execution.window)'],
+      [4, 'busy: another process took the update'],
+      [5, 'paused after a server of the run failed (under execution.max_failures)'],
+      [69, 'no server could be reached: the plan is recorded, nothing was restarted'],
+      [130, 'interrupted'],
     ],
   },
   retry: {
@@ -294,15 +314,15 @@ export function addHelp(program: Command): void {
 }
 
 /**
- * Options other tools have that agent-update takes from the config instead: an unknown one of
- * these is answered with where its value goes, not commander's nearest option (`--commit` is not
- * "did you mean --config?").
+ * Options other tools have that agent-update takes from the config (or only on the commands that
+ * make a plan from it): an unknown one of these is answered with where its value goes, not
+ * commander's nearest option (`--commit` is not "did you mean --config?").
  */
 const FROM_THE_CONFIG: Record<string, string> = {
-  '--commit': 'the target commit is source.commit in the config (-c FILE); without it, the tip of source.branch',
-  '--branch': 'the branch is source.branch in the config (-c FILE)',
+  '--commit':
+    'the target commit is chosen when the update is planned: source.commit in the config (-c FILE), or `plan -c FILE --commit SHA` (also auto); a planned update keeps its commit',
+  '--branch': 'the branch is chosen when the update is planned: source.branch in the config (-c FILE), or `plan -c FILE --branch NAME` (also auto)',
   '--repo': 'the repository is source.repo in the config (-c FILE)',
-  '--limit': 'the servers are chosen by server_types, include and exclude in the config (-c FILE); `drop NAME SERVER...` takes servers out of a plan',
 };
 
 /**

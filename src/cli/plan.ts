@@ -1,7 +1,8 @@
 import { loadConfig } from '../config/load.js';
 import { checkOnly, checkUpdateName, createPlan, refreshPlan, selectServers, settingsOf } from '../plan/plan.js';
 import { checkCeiling, parseOnly } from '../plan/versions.js';
-import { resolveCommit, resolveRollbackCommit, SourceHistory, withResolvedStones } from '../plan/source.js';
+import { resolveRollbackCommit, resolveTarget, SourceHistory, withResolvedStones } from '../plan/source.js';
+import { refuseOverrides, withOverrides, type OverrideFlags } from '../plan/overrides.js';
 import { planChanges } from '../plan/changes.js';
 import { showCommands } from '../plan/commands.js';
 import { statusOf, updateJson } from '../output/status-json.js';
@@ -17,17 +18,21 @@ import { ACTIVE_SERVER } from '../model/lifecycle.js';
 
 export async function planCommand(
   ctx: CliContext,
-  opts: { config?: string; name?: string; refresh?: string; concurrency?: string; showCommands?: string | boolean; only?: string },
+  opts: { config?: string; name?: string; refresh?: string; concurrency?: string; showCommands?: string | boolean; only?: string } & OverrideFlags,
 ): Promise<number> {
   const concurrency = parseCount('--concurrency', opts.concurrency, 1) ?? 32;
   const only = parseOnly(opts.only);
+  if (opts.refresh !== undefined) refuseOverrides(opts, 'plan --refresh NAME re-probes what the plan of NAME stored (its servers, its target)');
+  if (opts.showCommands !== undefined && opts.config === undefined && typeof opts.showCommands === 'string') {
+    refuseOverrides(opts, 'plan --show-commands NAME shows the plan of NAME as it was made; with -c FILE they change what the config would plan');
+  }
   if (only !== null && (opts.showCommands !== undefined || opts.refresh !== undefined)) {
     throw new UsageError(`plan --only classes the servers of a new plan: not with ${opts.refresh !== undefined ? '--refresh (it keeps the class the plan was made with)' : '--show-commands'}`);
   }
   if (opts.showCommands !== undefined) {
     if (opts.refresh !== undefined) throw new UsageError('plan --show-commands and --refresh: one at a time');
     if (opts.name !== undefined) throw new UsageError('plan --show-commands records no plan, so it takes no --name; to see the commands of an update: plan --show-commands NAME');
-    return showCommandsCommand(ctx, opts.config, typeof opts.showCommands === 'string' ? opts.showCommands : undefined);
+    return showCommandsCommand(ctx, opts.config, typeof opts.showCommands === 'string' ? opts.showCommands : undefined, opts);
   }
   if (opts.refresh !== undefined) {
     if (opts.config !== undefined || opts.name !== undefined) throw new UsageError('plan --refresh NAME takes no -c or --name: it re-probes what the plan of NAME stored');
@@ -37,11 +42,13 @@ export async function planCommand(
   // Everything that can be wrong with the input is found before the database is even opened.
   let config = loadConfig(opts.config);
   if (opts.name !== undefined) checkUpdateName(opts.name);
+  // --limit, --branch, --commit, --version: checked as the config's values are (a tag read for --version)
+  config = withOverrides(config, opts);
   // A target above what the control plane supports is refused before anything is read or run.
   checkCeiling(config.file, config.source);
   checkOnly(config, only);
   // The target commit too: a branch or commit the repo does not have is bad input (exit 2).
-  const commit = await resolveCommit(config.source.repo, config.source.branch, config.source.commit);
+  const commit = await resolveTarget(config);
   // And an abbreviated rollback.commit, expanded to the one commit it names.
   const rollbackCommit = config.rollback.commit === null ? null : await resolveRollbackCommit(config.source.repo, config.rollback.commit);
   // And the stepping stones' commits, the same way.
@@ -126,7 +133,7 @@ function noneReachedText(ctx: CliContext, name: string, servers: readonly Server
  * probed, `{previous_commit}` shown as `<previous_commit>`. Neither connects to a server; only
  * NAME opens the database, to read it.
  */
-async function showCommandsCommand(ctx: CliContext, file: string | undefined, name: string | undefined): Promise<number> {
+async function showCommandsCommand(ctx: CliContext, file: string | undefined, name: string | undefined, flags: OverrideFlags): Promise<number> {
   let doc;
   if (name !== undefined) {
     if (file !== undefined) throw new UsageError('plan --show-commands NAME reads the plan of NAME: give it no -c (or give -c FILE and no NAME)');
@@ -138,12 +145,12 @@ async function showCommandsCommand(ctx: CliContext, file: string | undefined, na
     doc = showCommands(name, u.settings, u.commit, servers, all, u.undoOf);
   } else {
     if (file === undefined) throw new UsageError('plan --show-commands needs -c FILE (the config) or the name of a planned update');
-    let config = loadConfig(file);
+    let config = withOverrides(loadConfig(file), flags);
     // what `plan -c` refuses before anything is read is refused here too
     checkCeiling(config.file, config.source);
     const servers = selectServers(config);
     if (servers.length === 0) throw new UsageError(`${config.file}: server_types, include and exclude select no server`);
-    const commit = await resolveCommit(config.source.repo, config.source.branch, config.source.commit);
+    const commit = await resolveTarget(config);
     const rollbackCommit = config.rollback.commit === null ? null : await resolveRollbackCommit(config.source.repo, config.rollback.commit);
     config = await withResolvedStones(config);
     doc = showCommands(null, settingsOf(config, commit, rollbackCommit), commit, servers.map((s) => ({ name: s.name, fromCommit: 'unknown' as const })));

@@ -23,7 +23,9 @@ async function planUndo(ctx: CliContext, name: string, opts: { name?: string; co
     });
     reporter.stop();
     const changedSince = changedSinceOf(r.selection);
-    const notes = [
+    // a rolling restart changed no commit: nothing of it is undone, and nothing to explain server by server
+    const restart = r.selection.from.settings.restartOnly === true;
+    const notes = restart ? [] : [
       ...(changedSince.length ? [leftOutNote(r.selection)] : []),
       ...(r.selection.notUndone.length
         ? [
@@ -38,9 +40,10 @@ async function planUndo(ctx: CliContext, name: string, opts: { name?: string; co
     ];
     const notUndone = r.selection.notUndone.map((n) => ({ server: n.server.name, update: n.server.updateName, why: n.why }));
     if (r.update === null) {
-      const message =
-        `nothing to undo in ${name}: no server of it${r.selection.group.length > 1 ? ' or its batches' : ''} was changed by it` +
-        `${changedSince.length ? ' and left alone since' : ' (none ended success)'}; nothing was written`;
+      const message = restart
+        ? `nothing to undo in ${name}: it is a rolling restart, which changes no commit; nothing was written`
+        : `nothing to undo in ${name}: no server of it${r.selection.group.length > 1 ? ' or its batches' : ''} was changed by it` +
+          `${changedSince.length ? ' and left alone since' : ' (none ended success)'}; nothing was written`;
       if (ctx.opts.json) ctx.printJson({ undo: null, undoOf: name, message, changedSince, notUndone, notes });
       else {
         ctx.print(message);

@@ -211,6 +211,30 @@ export interface Config {
   };
   /** `hooks:` (config/check-hooks.ts): called on rollout events; [] when none */
   hooks: HookConfig[];
+  /**
+   * what the command line changed of it for one update (plan/overrides.ts withOverrides; never
+   * read from the file): `source` is already the overridden one, the servers narrowed by
+   * `limit` (plan/plan.ts selectServers). Absent without such options.
+   */
+  overrides?: Overrides;
+}
+
+/**
+ * `--limit`, `--branch`, `--commit`, `--version` of `plan`, `auto` (and `--limit` of `restart`):
+ * what they changed of the config for this update alone, recorded in its settings
+ * (RolloutSettings.overrides) and shown by `status`.
+ */
+export interface Overrides {
+  /**
+   * `--limit`: its patterns as written (`web*`, `!web3`, `&db*`; an `@FILE` read into its
+   * lines), and how many servers the config selected before it (config/limit.ts)
+   */
+  limit?: { patterns: string[]; selected: number };
+  /**
+   * `--branch`, `--commit`, `--version` as given (a commit as typed; the update's commit is the
+   * one it resolved to): they replaced the config's source.branch, source.commit, source.version
+   */
+  source?: { branch?: string; commit?: string; version?: string };
 }
 
 /**
@@ -274,4 +298,13 @@ export type RolloutSettings = Pick<Config, 'ssh' | 'agent' | 'restart' | 'rollba
   versions?: VersionBounds & { only: VersionClass | null; leftOut?: string[] };
   /** `hooks:`; absent when the config had none, and in updates planned before it existed */
   hooks?: HookConfig[];
+  /** what `--limit`, `--branch`, `--commit`, `--version` changed of the config; absent without them */
+  overrides?: Overrides;
+  /**
+   * `agent-update restart` (issue 25): a rolling restart, no code change. Each server's turn
+   * re-reads its commit, runs the restarts, verifies health and that the commit is unchanged
+   * (rollout/restart-flow.ts); never skipped, never fetched or checked out, never rolled back
+   * (rollback is off in these settings: a failure is `failed`). Absent for every other update.
+   */
+  restartOnly?: true;
 };

@@ -5,7 +5,7 @@ import type { PathStop, ServerRecord, UpdateRecord } from '../model/records.js';
 import { hopOf } from '../model/hops.js';
 import { serversByStep, stepProgress, stepsOf } from '../model/steps.js';
 import { allowedFailures, budgetOf, describeBudget } from '../rollout/decide.js';
-import type { VersionClass } from '../config/types.js';
+import type { Overrides, VersionClass } from '../config/types.js';
 import { classCounts } from '../plan/versions.js';
 
 /** `status NAME --json`, exactly as SPEC.md shows it, plus the documented extensions. */
@@ -66,6 +66,16 @@ export interface UpdateJson {
   bake: { step: number; leftMs: number } | null;
   /** extension: the guard's last round over the servers that passed (when, and what it found); null before its first */
   guard: { checkedAt: string; summary: string } | null;
+  /**
+   * extension, issue 25, only when planned with them: what `--limit` (its patterns, and how many
+   * servers the config selected) and `--branch`/`--commit`/`--version` (as given) changed of the config
+   */
+  overrides?: Overrides;
+  /**
+   * extension, issue 25, only for `agent-update restart`: a rolling restart, no code change (each
+   * server's toCommit is the commit it runs; `source.commit` is the one most of them ran when probed)
+   */
+  restartOnly?: true;
 }
 
 /** One update of a split, as `batches` lists it. */
@@ -272,6 +282,8 @@ function documentOf(
     // what a bake left behind in an update that was cancelled meanwhile is not a bake any more
     bake: u.status === 'running' || u.status === 'paused' ? (u.bake ?? null) : null,
     guard: u.guard ?? null,
+    ...(u.settings.overrides ? { overrides: u.settings.overrides } : {}),
+    ...(u.settings.restartOnly ? { restartOnly: true as const } : {}),
   };
 }
 

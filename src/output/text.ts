@@ -9,7 +9,7 @@ import { suggest } from '../util/suggest.js';
 import { visibleLine, visibleText } from './visible.js';
 import { fitTable, oneLine, type ColumnFit, type Width } from './fit.js';
 import type { PlanChanges, RunningCommit } from '../plan/changes.js';
-import { PREVIOUS_MARK, type CommandGroup, type HealthRecheck, type ShownCommand, type ShownCommands, type ShownGuard, type ShownHook, type ShownSteps } from '../plan/commands.js';
+import { COMMIT_MARK, PREVIOUS_MARK, type CommandGroup, type HealthRecheck, type ShownCommand, type ShownCommands, type ShownGuard, type ShownHook, type ShownSteps } from '../plan/commands.js';
 import { formatDuration } from '../util/duration.js';
 import { describeOpening, describeWindow, windowState } from '../config/window.js';
 import { ACTIVE_UPDATE } from '../model/lifecycle.js';
@@ -211,7 +211,8 @@ export function plannedDeliveryLines(u: UpdateRecord, servers: readonly ServerRe
  * branch's (it is the commit most of its servers ran before the update it undoes, each going
  * back to its own), so it names the update it undoes, not the branch that update deployed.
  */
-export function targetLine(u: Pick<UpdateRecord, 'commit' | 'branch' | 'repo' | 'undoOf'>): string {
+export function targetLine(u: Pick<UpdateRecord, 'commit' | 'branch' | 'repo' | 'undoOf'> & { settings?: Pick<UpdateRecord['settings'], 'restartOnly'> }): string {
+  if (u.settings?.restartOnly) return '  restart  a rolling restart, no code change: each server restarted and verified at the commit it runs (its TO)';
   if (u.undoOf) return `  target   ${u.commit} (what most of its servers ran before ${u.undoOf}, in ${visibleLine(u.repo)}; each goes back to its own: its TO)`;
   return `  target   ${u.commit} (${visibleLine(u.branch)} of ${visibleLine(u.repo)})`;
 }
@@ -256,6 +257,23 @@ export function batchLines(name: string, batches: readonly SplitPart[], width: W
 }
 
 /**
+ * What `--limit`, `--branch`, `--commit`, `--version` changed of the config for this update
+ * (settings.overrides): a `limit` line and an `override` line, each only when given.
+ */
+export function overrideLines(u: Pick<UpdateRecord, 'settings'>): string[] {
+  const o = u.settings.overrides;
+  const lines: string[] = [];
+  if (o?.limit) {
+    lines.push(`  limit    ${visibleLine(o.limit.patterns.join(','))} (--limit: of the ${plural(o.limit.selected, 'server')} the config selects)`);
+  }
+  if (o?.source) {
+    const given = (['branch', 'commit', 'version'] as const).filter((k) => o.source![k] !== undefined).map((k) => `--${k} ${visibleLine(o.source![k]!)}`);
+    lines.push(`  override ${given.join(' ')} (instead of the config's source, for this update)`);
+  }
+  return lines;
+}
+
+/**
  * `status NAME`: the update's lines (target, who and when, executor, reason, window, steps, budget,
  * versions), its counts and a row per server; fitted to `view.width`, and, for an update that was
  * split, the whole rollout (view.batches): each batch with its counts, the totals, and every
@@ -267,6 +285,7 @@ export function updateText(u: UpdateRecord, servers: readonly ServerRecord[], bu
   const lines = [
     `${chalk.bold(u.name)}  ${colourStatus(u.status)}${u.pauseRequestedAt && u.status === 'running' ? chalk.yellow(` (pause requested${u.pauseRequestedBy ? ` by ${visibleLine(u.pauseRequestedBy)}` : ''})`) : ''}`,
     targetLine(u),
+    ...overrideLines(u),
   ];
   if (u.batchOf) lines.push(`  batch of ${u.batchOf}`);
   if (u.retryOf) lines.push(`  retry of ${u.retryOf} (its servers that did not make it)`);
@@ -336,7 +355,7 @@ export function updatesListText(updates: ReadonlyArray<{ u: UpdateRecord; server
     [
       { head: 'NAME', cell: ({ u }) => u.name },
       { head: 'STATUS', cell: ({ u }) => colourStatus(u.status) },
-      { head: 'TARGET', fit: { drop: 1 }, cell: ({ u }) => short(u.commit) },
+      { head: 'TARGET', fit: { drop: 1 }, cell: ({ u }) => (u.settings.restartOnly ? 'restart' : short(u.commit)) },
       { head: 'BATCH OF', fit: { drop: 2 }, cell: ({ u }) => u.batchOf ?? '' },
       { head: 'CREATED', fit: { cut: 1, min: 10, drop: 0 }, cell: ({ u }) => u.createdAt },
       { head: 'SERVERS', fit: { cut: 0, min: 20 }, cell: ({ servers, counts }) => countsLine(counts ?? servers ?? { total: 0 }) },
@@ -483,6 +502,7 @@ export function planText(u: UpdateRecord, servers: readonly ServerRecord[], chan
   const lines = [
     `${chalk.bold(u.name)}  ${colourStatus(u.status)}`,
     targetLine(u),
+    ...overrideLines(u),
     `  created  ${u.createdAt}${u.createdBy ? ` by ${visibleLine(u.createdBy)}` : ''}`,
   ];
   lines.push(...windowLines(u));
@@ -532,15 +552,21 @@ const STEP_LABEL: Record<ShownCommand['step'], string> = {
 };
 
 /** One shown command as text lines: the step label (on its first line only), the command, what it must print. */
-function commandLines(c: ShownCommand, label: string, health: ShownCommands['health']): string[] {
+function commandLines(c: ShownCommand, label: string, health: ShownCommands['health'], restart = false): string[] {
   const width = 17;
   const head = `  ${label.padEnd(width)}`;
   const pad = ' '.repeat(head.length);
   if (c.command === null) return [`${head}${chalk.red(`(${visibleLine(c.error ?? 'not run')})`)}`];
   let note = '';
   if (c.kind === 'prepare') note = 'ahead of its turn, while the server before it updates (not on the first); a failure is only journalled';
-  if (c.kind === 'diagnose') note = `only on a failure, before the rollback; at most ${formatDuration(c.timeoutMs ?? 0)}; its output is journalled, the outcome unchanged`;
-  if (c.kind === 'version') note = c.expect ? `must print ${c.expect}` : 'reads the commit, under the agent-update lock; at the target already: skipped';
+  if (c.kind === 'diagnose') note = `only on a failure, before ${restart ? 'it is left failed' : 'the rollback'}; at most ${formatDuration(c.timeoutMs ?? 0)}; its output is journalled, the outcome unchanged`;
+  if (c.kind === 'version') {
+    note = c.expect
+      ? `must print ${c.expect}${restart ? ' (the commit is unchanged)' : ''}`
+      : restart
+        ? 'reads the commit it runs, under the agent-update lock; recorded before the restarts'
+        : 'reads the commit, under the agent-update lock; at the target already: skipped';
+  }
   if (c.kind === 'health') {
     const stable = health.stableForMs > 0 ? `, then stay so for ${formatDuration(health.stableForMs)}` : '';
     note = `every ${formatDuration(health.intervalMs)} until its output contains ${JSON.stringify(c.expect)}, for up to ${formatDuration(health.timeoutMs)}${stable}`;
@@ -574,23 +600,31 @@ function groupText(g: CommandGroup, doc: ShownCommands, total: number): string[]
               : ' to the previous commit';
       lines.push(chalk.dim(`  on a failure, rollback${back}:`));
     }
-    lines.push(...commandLines(c, c.step === last ? '' : STEP_LABEL[c.step], doc.health));
+    lines.push(...commandLines(c, c.step === last ? '' : STEP_LABEL[c.step], doc.health, doc.restartOnly === true));
     last = c.step;
   }
-  if (!doc.rollback.enabled) lines.push(chalk.dim('  on a failure: no rollback (rollback.enabled: false), the server ends failed'));
+  if (doc.restartOnly) lines.push(chalk.dim('  on a failure: nothing to roll back (a restart changes no commit), the server ends failed'));
+  else if (!doc.rollback.enabled) lines.push(chalk.dim('  on a failure: no rollback (rollback.enabled: false), the server ends failed'));
   return lines;
 }
 
 /** `plan --show-commands`: per group of servers, each step's commands exactly as they will be sent. */
 export function commandsText(doc: ShownCommands): string {
   const total = doc.groups.reduce((n, g) => n + g.servers.length, 0);
-  const lines = [
-    `${doc.update === null ? 'commands this config will send' : `commands update ${doc.update} will send`} (nothing is run now); ` +
-      (doc.source.undoOf !== undefined
-        ? `target ${doc.source.commit} (what most of its servers ran before ${doc.source.undoOf}, in ${visibleLine(doc.source.repo)}; each goes back to its own)`
-        : `target ${doc.source.commit} (${visibleLine(doc.source.branch)} of ${visibleLine(doc.source.repo)})`),
-  ];
-  if (doc.unknown.length > 0) {
+  const lines = doc.restartOnly
+    ? [
+        `${doc.update === null ? 'commands a restart of this config will send' : `commands restart ${doc.update} will send`} (nothing is run now): ` +
+          'a rolling restart, each server restarted and verified at the commit it runs; nothing is fetched or checked out',
+      ]
+    : [
+        `${doc.update === null ? 'commands this config will send' : `commands update ${doc.update} will send`} (nothing is run now); ` +
+          (doc.source.undoOf !== undefined
+            ? `target ${doc.source.commit} (what most of its servers ran before ${doc.source.undoOf}, in ${visibleLine(doc.source.repo)}; each goes back to its own)`
+            : `target ${doc.source.commit} (${visibleLine(doc.source.branch)} of ${visibleLine(doc.source.repo)})`),
+      ];
+  if (doc.unknown.length > 0 && doc.restartOnly) {
+    lines.push(`${COMMIT_MARK} stands for the commit each server runs when its turn comes (its re-check reads it), quoted as it will be`);
+  } else if (doc.unknown.length > 0) {
     lines.push(
       `${PREVIOUS_MARK} stands for each server's commit when it is updated, quoted as it will be: after \`${suggest('plan -c FILE')}\`, ` +
         `\`${suggest('plan --show-commands NAME')}\` shows it filled in`,
@@ -647,6 +681,10 @@ function hooksText(hooks: readonly ShownHook[]): string[] {
 
 /** One entry's change, short commits: `a → b`, `a → b (rolled back to a)`, `at b`. */
 function historyChange(e: HistoryEntry): string {
+  if (e.restart) {
+    const at = `${short(e.target)}`;
+    return e.outcome === 'success' ? `restarted at ${at}` : e.outcome === 'running' ? `restart at ${at} (in flight)` : `restart at ${at}: ${e.outcome}`;
+  }
   if (e.outcome === 'skipped') return `${short(e.to)} (already at the target)`;
   const change = `${short(e.from)} → ${short(e.target)}`;
   if (e.outcome === 'rolled-back') return `${change} (rolled back to ${short(e.to)})`;

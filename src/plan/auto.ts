@@ -121,7 +121,8 @@ export function claimAuto(store: PlanStore, config: Config, commit: string, roll
       const names = [...takeover, ...pending].map((u) => u.name).reverse();
       return { kind: 'start', runId: await begin(names[0]!), names, takeover: takeover.length > 0 };
     }
-    const last = updates.find((u) => !ACTIVE_UPDATE.has(u.status) && u.status !== 'cancelled' && u.commit === commit);
+    // (a rolling restart of the config deployed nothing: its outcome says nothing of the commit)
+    const last = updates.find((u) => !ACTIVE_UPDATE.has(u.status) && u.status !== 'cancelled' && !u.settings.restartOnly && u.commit === commit);
     if (last && (last.status === 'failure' || last.status === 'partial-success')) return { kind: 'failed-before', update: last };
     const input = planInput(config, await freeName(config.name ?? datedName(config.source.branch, now), (n) => t.hasUpdate(n)), commit, rollbackCommit);
     const runId = await begin(input.name);

@@ -88,6 +88,8 @@ export interface ShownGuard {
 export interface ShownCommands {
   /** the update they are read from, or null (from a config: nothing probed, nothing recorded) */
   update: string | null;
+  /** a rolling restart (agent-update restart): each server's commands at the commit it runs; absent otherwise */
+  restartOnly?: true;
   /** undoOf: the update an undo puts back (its target is not the branch's tip, but each server's commit before it) */
   source: { repo: string; branch: string; commit: string; undoOf?: string };
   /**
@@ -134,6 +136,13 @@ export interface ShownHook {
 
 /** Stands where a server's previous commit goes, in text shown (never sent). */
 export const PREVIOUS_MARK = '<previous_commit>';
+/** In a rolling restart's commands from a config: stands for the commit each server runs ({commit} and {previous_commit} both). */
+export const COMMIT_MARK = '<commit>';
+
+/** What stands for the server's own commit, not known here, in these settings' commands. */
+function markOf(settings: Pick<RolloutSettings, 'restartOnly'>): string {
+  return settings.restartOnly ? COMMIT_MARK : PREVIOUS_MARK;
+}
 /**
  * Expanded in its place: a word quoted exactly like a 40-hex commit (both are SAFE_WORDs of
  * util/shell.ts, neither a reserved word), replaced by PREVIOUS_MARK afterwards.
@@ -146,6 +155,7 @@ const SENTINEL = 'AGENTUPDATEPREVIOUSCOMMITSTANDSHERE0000000';
  * failure, with the forward values), then (rollback enabled) the same with the rollback values. `from`: its commit as probed, or 'unknown' (shown as PREVIOUS_MARK).
  */
 export function serverCommands(settings: RolloutSettings, target: string, from: string | null | 'unknown', stone = false): ShownCommand[] {
+  if (settings.restartOnly) return restartCommands(settings, from);
   const previous = from === 'unknown' ? SENTINEL : from;
   const shown = (s: string) => (from === 'unknown' ? s.split(SENTINEL).join(PREVIOUS_MARK) : s);
   const { agent, restart, rollback } = settings;
@@ -197,13 +207,50 @@ export function serverCommands(settings: RolloutSettings, target: string, from: 
 }
 
 /**
+ * The commands of a server in a rolling restart (rollout/restart-flow.ts), at the commit it runs
+ * (`from`: as probed, or 'unknown', shown as COMMIT_MARK): the re-check, the restarts, the
+ * health check, the version check that the commit is unchanged; agent.diagnose on a failure; no
+ * update command, no rollback.
+ */
+export function restartCommands(settings: RolloutSettings, from: string | null | 'unknown'): ShownCommand[] {
+  const unknown = from === 'unknown' || from === null;
+  const commit = unknown ? SENTINEL : from;
+  const shown = (s: string) => (unknown ? s.split(SENTINEL).join(COMMIT_MARK) : s);
+  const { agent, restart } = settings;
+  const expanded = (step: CommandStep, kind: ShownCommand['kind'], template: string, v: PlaceholderValues, extra: Partial<ShownCommand> = {}): ShownCommand => {
+    try {
+      return { step, kind, ...extra, command: shown(expandCommand(template, v)) };
+    } catch (e) {
+      return { step, kind, ...extra, command: null, error: `not run: ${shown((e as Error).message)}` };
+    }
+  };
+  const values = phaseValues(settings, 'restart', { target: commit, from: commit })!;
+  const out: ShownCommand[] = [{ step: 'recheck', kind: 'version', command: agent.versionCommand, expect: null }];
+  for (const name of restart) out.push(expanded('restart', 'restart', agent.restart[name] ?? '', values, { name }));
+  try {
+    const { command, expect } = healthCheckOf(settings, phaseValues(settings, 'verify', { target: commit, from: commit })!);
+    out.push({ step: 'verify', kind: 'health', command: shown(command), expect: shown(expect) });
+  } catch (e) {
+    out.push({ step: 'verify', kind: 'health', command: null, expect: null, error: `health command not run: ${shown((e as Error).message)}` });
+  }
+  out.push({ step: 'recheck', kind: 'version', command: agent.versionCommand, expect: shown(commit) });
+  const diagnose = agent.diagnose;
+  if (diagnose) {
+    const v = phaseValues(settings, 'diagnose', { target: commit, from: commit })!;
+    for (const c of diagnose.commands) out.push(expanded('diagnose', 'diagnose', c, v, { timeoutMs: diagnose.timeoutMs }));
+  }
+  return out;
+}
+
+/**
  * The health check of a server that passed (the guard's, a bake's: rollout/passed-check.ts), as
  * it will be sent: agent.health with the values of its verify, `target` its final target and
  * `from` the commit it had before the update (or 'unknown': shown as PREVIOUS_MARK).
  */
 export function passedCheck(settings: RolloutSettings, target: string, from: string | null | 'unknown'): Omit<HealthRecheck, 'servers'> {
-  const shown = (s: string) => (from === 'unknown' ? s.split(SENTINEL).join(PREVIOUS_MARK) : s);
-  const values = phaseValues(settings, 'verify', { target, from: from === 'unknown' ? SENTINEL : from })!;
+  const shown = (s: string) => (from === 'unknown' ? s.split(SENTINEL).join(markOf(settings)) : s);
+  // a restart's target is the server's own commit: as unknown as it, from a config
+  const values = phaseValues(settings, 'verify', { target: settings.restartOnly && from === 'unknown' ? SENTINEL : target, from: from === 'unknown' ? SENTINEL : from })!;
   try {
     const { command, expect } = healthCheckOf(settings, values);
     return { command: shown(command), expect: shown(expect) };
@@ -273,8 +320,9 @@ export function showCommands(
   const { agent: { health }, rollback, source } = settings;
   return {
     update,
+    ...(settings.restartOnly ? { restartOnly: true as const } : {}),
     source: { repo: source.repo, branch: source.branch, commit: target, ...(undoOf !== null ? { undoOf } : {}) },
-    unknown: servers.some((s) => s.fromCommit === 'unknown') ? ['previous_commit'] : [],
+    unknown: servers.some((s) => s.fromCommit === 'unknown') ? (settings.restartOnly ? ['commit', 'previous_commit'] : ['previous_commit']) : [],
     health: { intervalMs: health.intervalMs, timeoutMs: health.timeoutMs, stableForMs: health.stableForMs ?? 0 },
     rollback: { enabled: rollback.enabled, commit: rollback.commit, continueAfterRollback: rollback.continueAfterRollback },
     ...(settings.versions?.minVersion && (settings.versions.steppingStones ?? []).length > 0

@@ -10,8 +10,9 @@ import type { EventSink } from '../rollout/events.js';
 import { checkLocalSsh, type Transport } from '../ssh/transport.js';
 import type { NewUpdate, PlanStore } from '../store/port.js';
 import { specOf, type ServerRecord, type UpdateRecord } from '../model/records.js';
-import { resolveCommit, resolveRollbackCommit, withResolvedStones } from './source.js';
+import { resolveCommit, resolveRollbackCommit, resolveTarget, withResolvedStones } from './source.js';
 import { select } from '../config/select.js';
+import { limitServers, parseLimit } from '../config/limit.js';
 import { datedName, freeName, isUpdateName } from '../config/names.js';
 import { plural } from '../util/plural.js';
 import { actor } from '../util/actor.js';
@@ -60,7 +61,10 @@ export function checkUpdateName(name: string): void {
  * (config/select.ts).
  */
 export function selectServers(config: Config): ServerSpec[] {
-  return select(config.servers, config).servers;
+  const servers = select(config.servers, config).servers;
+  // --limit narrows them further (checked against them by withOverrides, plan/overrides.ts)
+  const limit = config.overrides?.limit;
+  return limit ? limitServers(servers, parseLimit(limit.patterns)) : servers;
 }
 
 /** What the plan stores: `commit` and `rollbackCommit` are the full 40-hex commits resolved at plan time. */
@@ -74,6 +78,7 @@ export function settingsOf(config: Config, commit: string, rollbackCommit: strin
     rollback: { ...config.rollback, commit: rollbackCommit },
     execution: config.execution,
     ...(config.hooks.length > 0 ? { hooks: config.hooks } : {}),
+    ...(config.overrides && Object.keys(config.overrides).length > 0 ? { overrides: config.overrides } : {}),
     ...(version !== null
       ? { versions: { version, minCompatible, maxCompatible, only, ...(minVersion !== null ? { minVersion, steppingStones } : {}) } }
       : {}),
@@ -105,7 +110,7 @@ export async function createPlan(deps: PlanDeps, config: Config, opts: PlanOptio
   checkOnly(config, opts.only);
   const servers = selectServers(config);
   if (servers.length === 0) throw new UsageError(`${config.file}: server_types, include and exclude select no server`);
-  const commit = await (deps.resolve ?? resolveCommit)(config.source.repo, config.source.branch, config.source.commit);
+  const commit = deps.resolve ? await deps.resolve(config.source.repo, config.source.branch, config.source.commit) : await resolveTarget(config);
   // The executor compares version_command's 40 hex with it: an abbreviation would never match.
   const rollbackCommit =
     config.rollback.commit === null ? null : await (deps.resolveRollback ?? resolveRollbackCommit)(config.source.repo, config.rollback.commit);
@@ -237,7 +242,7 @@ export async function refreshPlan(
  */
 export async function probeServer(
   deps: PlanDeps,
-  config: Pick<Config, 'ssh' | 'agent'> & { versions: VersionBounds & { only?: VersionClass | null } },
+  config: Pick<Config, 'ssh' | 'agent'> & { versions: VersionBounds & { only?: VersionClass | null }; restartOnly?: boolean },
   target: string,
   s: ServerRecord,
   signal?: AbortSignal,
@@ -286,7 +291,9 @@ export async function probeServer(
   // Below source.min_version: the stepping stones it walks, or no path (excluded). A server
   // given its own path at creation (undo) keeps it.
   let path = s.path ?? null;
-  if (version !== null && path === null && versionError === null) {
+  // a rolling restart: each server's own target is the commit it runs (never `skipped`)
+  if (config.restartOnly && commit !== null) path = [{ commit, version }];
+  else if (version !== null && path === null && versionError === null) {
     const verdict = pathFor(version, config.versions, target);
     if (verdict.kind === 'none') versionError = verdict.reason;
     else if (verdict.kind === 'path') path = verdict.hops;
@@ -298,7 +305,7 @@ export async function probeServer(
     versionError = `class ${cls}, not ${only} (plan --only ${only})`;
   }
   const status =
-    error !== null ? 'unreachable' : versionError !== null ? 'excluded' : commit === endsAt && lockedBy === null ? 'skipped' : 'pending';
+    error !== null ? 'unreachable' : versionError !== null ? 'excluded' : commit === endsAt && lockedBy === null && !config.restartOnly ? 'skipped' : 'pending';
   if (lockedBy !== null) await store.addEvent(s.updateName, s.name, 'locked', `locked by ${lockedBy} when probed; start re-checks it under the lock`);
   if (status !== 'unreachable') await store.setProbedVersion(s.id, version, cls);
   const reason = status === 'excluded' ? versionError : error;
@@ -334,6 +341,6 @@ export async function probeServer(
     error: reason ?? (lockedBy !== null ? `locked by ${lockedBy}` : null),
     ...(version !== null ? { version } : {}),
     ...(cls !== null ? { versionClass: cls } : {}),
-    ...(path !== null && status === 'pending' ? { path: path.map((h) => h.version ?? h.commit) } : {}),
+    ...(path !== null && status === 'pending' && !config.restartOnly ? { path: path.map((h) => h.version ?? h.commit) } : {}),
   });
 }

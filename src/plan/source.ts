@@ -6,6 +6,8 @@ import type { Config, SteppingStone } from '../config/types.js';
 import { UsageError } from '../errors.js';
 import { isFullCommit } from '../util/commit.js';
 import { didYouMean } from '../util/did-you-mean.js';
+import { parseVersion } from '../util/version.js';
+import semver from 'semver';
 
 /** Git must never prompt: a plan run from cron has no one to answer. */
 const GIT_ENV = { GIT_TERMINAL_PROMPT: '0', GIT_ASKPASS: 'true', SSH_ASKPASS: 'true' };
@@ -25,18 +27,80 @@ async function branchesOf(repo: string): Promise<string[]> {
   return out.split('\n').flatMap((l) => /\trefs\/heads\/(.+)$/.exec(l)?.[1] ?? []);
 }
 
+/** What an error about the branch or the commit names them by: the config's keys, or the options that replaced them. */
+export interface SourceKeys {
+  branch: string;
+  commit: string;
+}
+
+const CONFIG_KEYS: SourceKeys = { branch: 'source.branch', commit: 'source.commit' };
+
+/**
+ * The target commit of a config (its source, as `--branch`/`--commit`/`--version` left it:
+ * plan/overrides.ts), errors naming what set each value: the branch's tip or the commit
+ * (resolveCommit), or with `--version` alone the commit of its tag (the branch still read: it
+ * must exist, it is what `{branch}` fetches).
+ */
+export async function resolveTarget(config: Pick<Config, 'source' | 'overrides'>): Promise<string> {
+  const o = config.overrides?.source;
+  const keys: SourceKeys = { branch: o?.branch !== undefined ? '--branch' : CONFIG_KEYS.branch, commit: o?.commit !== undefined ? '--commit' : CONFIG_KEYS.commit };
+  let commit = config.source.commit;
+  if (o?.version !== undefined && o.commit === undefined && config.source.version) commit = (await resolveVersionTag(config.source.repo, config.source.version)).commit;
+  return resolveCommit(config.source.repo, config.source.branch, commit, keys);
+}
+
+/**
+ * The commit of the release `version` (normal semver form): the tag named `v<version>` or
+ * `<version>` (any tag whose name parseVersion reads as it; an annotated tag peeled to its
+ * commit). A UsageError (exit 2) when the repository has none (with the nearest versions it has)
+ * or two tags of that version name different commits.
+ */
+export async function resolveVersionTag(repo: string, version: string): Promise<{ commit: string; tag: string }> {
+  const out = await git(['ls-remote', '--tags', '--', repo]).catch((e: Error) => {
+    throw new UsageError(`--version: cannot read the tags of ${repo}: ${e.message}`);
+  });
+  // refs/tags/NAME: the tag object (or the commit of a lightweight tag); refs/tags/NAME^{}: its commit
+  const tags = new Map<string, string>();
+  for (const line of out.split('\n')) {
+    const [sha, ref] = line.split('\t').map((x) => x.trim());
+    if (!sha || !ref?.startsWith('refs/tags/') || !isFullCommit(sha)) continue;
+    const peeled = ref.endsWith('^{}');
+    const name = ref.slice('refs/tags/'.length, peeled ? -3 : undefined);
+    if (peeled || !tags.has(name)) tags.set(name, sha);
+  }
+  const versions = new Map<string, Array<{ tag: string; commit: string }>>();
+  for (const [tag, commit] of tags) {
+    const v = parseVersion(tag);
+    if (v !== null) versions.set(v, [...(versions.get(v) ?? []), { tag, commit }]);
+  }
+  const found = versions.get(version) ?? [];
+  if (found.length === 0) {
+    const known = [...versions.keys()].sort(semver.rcompare);
+    const near = didYouMean(version, known);
+    throw new UsageError(
+      `--version: ${repo} has no tag of version ${version} (v${version} or ${version})` +
+        (near || (known.length === 0 ? '; it has no version tags at all' : `; its newest versions: ${known.slice(0, 5).join(', ')}`)),
+    );
+  }
+  const commits = [...new Set(found.map((f) => f.commit))];
+  if (commits.length > 1) {
+    throw new UsageError(`--version: the tags ${found.map((f) => `${f.tag} (${f.commit.slice(0, 12)})`).join(', ')} of ${repo} are all version ${version} but name different commits; give --commit`);
+  }
+  return found.sort((a, b) => (a.tag.startsWith('v') ? -1 : 0) - (b.tag.startsWith('v') ? -1 : 0))[0]!;
+}
+
 /**
  * The full 40-hex commit to roll out: the tip of `branch` when no commit is given (through
  * `git ls-remote`, which works for local paths and remote URLs alike), or the given commit,
  * expanded to its full form and checked to exist when it is abbreviated.
  */
-export async function resolveCommit(repo: string, branch: string, commit: string | null): Promise<string> {
+export async function resolveCommit(repo: string, branch: string, commit: string | null, keys: SourceKeys = CONFIG_KEYS): Promise<string> {
   // `--` keeps a repo value from ever being read as an option.
   const out = await git(['ls-remote', '--heads', '--', repo, `refs/heads/${branch}`]).catch((e: Error) => {
     throw new UsageError(`cannot read ${repo}: ${e.message}`);
   });
   const tip = out.split('\n').map((l) => l.split('\t')[0]?.trim() ?? '').find(isFullCommit);
-  if (!tip) throw new UsageError(`source.branch: ${repo} has no branch ${JSON.stringify(branch)}${didYouMean(branch, await branchesOf(repo))}`);
+  if (!tip) throw new UsageError(`${keys.branch}: ${repo} has no branch ${JSON.stringify(branch)}${didYouMean(branch, await branchesOf(repo))}`);
   if (commit === null) return tip;
   if (isFullCommit(commit)) return commit;
   if (tip.startsWith(commit)) return tip;
@@ -47,7 +111,7 @@ export async function resolveCommit(repo: string, branch: string, commit: string
     await git(['fetch', '--quiet', '--filter=blob:none', '--', repo, `refs/heads/${branch}`], dir);
     const full = (await git(['rev-parse', '--verify', '--quiet', `${commit}^{commit}`], dir).catch(() => '')).trim();
     if (!isFullCommit(full)) {
-      throw new UsageError(`source.commit: ${commit} is not a commit on branch ${branch} of ${repo}`);
+      throw new UsageError(`${keys.commit}: ${commit} is not a commit on branch ${branch} of ${repo}`);
     }
     return full;
   } finally {

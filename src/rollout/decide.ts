@@ -65,7 +65,9 @@ export function decide(update: UpdateRecord, servers: readonly ServerRecord[], b
       stopper.status === 'fatal'
         ? `server ${stopper.name} is fatal: its rollback failed too and it needs a person`
         : stopper.status === 'failed'
-          ? `server ${stopper.name} failed and rollback is disabled`
+          ? update.settings.restartOnly
+            ? `server ${stopper.name} failed its restart (nothing to roll back)`
+            : `server ${stopper.name} failed and rollback is disabled`
           : `server ${stopper.name} was rolled back (rollback.continue_after_rollback is false)`;
     return { kind: 'finish', status: 'failure', reason: `stopped: ${why}` };
   }
@@ -87,7 +89,7 @@ export function decide(update: UpdateRecord, servers: readonly ServerRecord[], b
   }
 
   const next = servers.find((s) => s.status === 'pending');
-  if (!next) return finalStatus(servers);
+  if (!next) return finalStatus(servers, update.settings.restartOnly === true);
 
   if (update.pauseRequestedAt) return { kind: 'pause', reason: `pause requested${update.pauseRequestedBy ? ` by ${update.pauseRequestedBy}` : ''}` };
   const worked = countWorked(servers);
@@ -110,15 +112,17 @@ export function decide(update: UpdateRecord, servers: readonly ServerRecord[], b
  * the target nor against it, and are named in the reason. An update of only excluded servers
  * ends `success` with nothing done, as one of only skipped servers does.
  */
-export function finalStatus(servers: readonly ServerRecord[]): Extract<Decision, { kind: 'finish' }> {
+export function finalStatus(servers: readonly ServerRecord[], restart = false): Extract<Decision, { kind: 'finish' }> {
   const excluded = servers.filter((s) => s.status === 'excluded');
   const worked = servers.filter((s) => s.status !== 'excluded');
   const left = excluded.length === 0 ? '' : `; ${plural(excluded.length, 'server')} excluded, never touched: ${excluded.map((s) => s.name).join(', ')}`;
-  if (worked.length === 0) return { kind: 'finish', status: 'success', reason: `no server to update${left}` };
+  // a rolling restart (settings.restartOnly) says what it did: restarted, not "at the target"
+  const done = restart ? 'restarted and verified' : 'at the target';
+  if (worked.length === 0) return { kind: 'finish', status: 'success', reason: `no server to ${restart ? 'restart' : 'update'}${left}` };
   const good = worked.filter((s) => AT_TARGET_SERVER.has(s.status)).length;
   const bad = worked.filter((s) => !AT_TARGET_SERVER.has(s.status));
-  if (bad.length === 0) return { kind: 'finish', status: 'success', reason: (worked.length === 1 ? 'its one server at the target' : `all ${worked.length} servers at the target`) + left };
+  if (bad.length === 0) return { kind: 'finish', status: 'success', reason: (worked.length === 1 ? `its one server ${done}` : `all ${worked.length} servers ${done}`) + left };
   const summary = bad.map((s) => `${s.name} ${s.status}`).join(', ');
-  if (good > 0) return { kind: 'finish', status: 'partial-success', reason: `not at the target: ${summary}${left}` };
-  return { kind: 'finish', status: 'failure', reason: `no server reached the target: ${summary}${left}` };
+  if (good > 0) return { kind: 'finish', status: 'partial-success', reason: `not ${restart ? 'restarted' : 'at the target'}: ${summary}${left}` };
+  return { kind: 'finish', status: 'failure', reason: `${restart ? 'no server was restarted' : 'no server reached the target'}: ${summary}${left}` };
 }

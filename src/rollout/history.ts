@@ -39,6 +39,8 @@ export interface HistoryEntry {
   by: string | null;
   /** who planned the update (null in updates planned before it was recorded) */
   plannedBy: string | null;
+  /** a rolling restart (`agent-update restart`): no commit changed, `target` is the one it ran; absent otherwise */
+  restart?: true;
 }
 
 export interface ServerHistory {
@@ -117,6 +119,7 @@ export async function readHistory(store: ReportStore, server?: string): Promise<
       error: s.status === 'success' ? null : s.error,
       by: ran?.actor ?? (s.startedAt === null ? await plannedBy(u) : null),
       plannedBy: await plannedBy(u),
+      ...(u.settings.restartOnly ? { restart: true as const } : {}),
       created: u.createdAt,
       id: s.id,
     };

@@ -17,6 +17,7 @@ import { verifyHealth } from './health.js';
 import { lockedBy } from './locks.js';
 import { ServerRun } from './server-run.js';
 import { describeFailure } from './read-commit.js';
+import { recoverRestart, restartServer } from './restart-flow.js';
 
 /** One claimed server (`running`, see claimServer): re-check under the lock, update, verify. */
 export async function runServer(ctx: ServerContext, s: ServerRecord, plannedFrom: string | null, index: number, total: number): Promise<ServerOutcome> {
@@ -54,9 +55,11 @@ export async function runServer(ctx: ServerContext, s: ServerRecord, plannedFrom
       return busy;
     }
     // Its turn is recovery from FRESH (nothing has run): at the target → skipped; unreadable →
-    // unreachable, untouched (the plan's commit kept); else begin from what was found.
+    // unreachable, untouched (the plan's commit kept); else begin from what was found. A rolling
+    // restart is never skipped: restart-flow.ts.
     const found: Found = current.kind === 'ok' ? { ok: true, commit: current.commit } : { ok: false, error: current.error };
-    await carryOut(run, recoveryOf(FRESH, run.hop, target, found, 'turn'), plannedFrom);
+    if (run.settings.restartOnly) await restartServer(run, found, plannedFrom);
+    else await carryOut(run, recoveryOf(FRESH, run.hop, target, found, 'turn'), plannedFrom);
     return DONE;
   } finally {
     run.close();
@@ -108,7 +111,8 @@ export async function recoverServer(ctx: ServerContext, server: ServerRecord): P
       );
     }
     const v: Found = found.kind === 'ok' ? { ok: true, commit: found.commit } : { ok: false, error: found.error };
-    await carryOut(run, recoveryOf(server, hop, finalTarget(server, ctx.update.commit), v));
+    if (run.settings.restartOnly) await recoverRestart(run, v);
+    else await carryOut(run, recoveryOf(server, hop, finalTarget(server, ctx.update.commit), v));
     return DONE;
   } finally {
     run.close();

@@ -7,7 +7,7 @@
 import type { RolloutSettings } from '../config/types.js';
 import { AppError, BusyError, EXIT } from '../errors.js';
 import { connectionGone, TransportError, type Session, type ExecResult } from '../ssh/transport.js';
-import { specOf, type ServerRecord } from '../model/records.js';
+import { specOf, type PathStop, type ServerRecord } from '../model/records.js';
 import { expandCommand, type PlaceholderValues } from '../util/shell.js';
 import { describeFailure, readCommit } from './read-commit.js';
 import { formatDuration } from '../util/duration.js';
@@ -127,7 +127,7 @@ export class ServerRun {
    * for when it is given up on. `shown`: what the journal and events say was run, when the
    * command is one of ours (the lock script) rather than the operator's.
    */
-  async exec(phase: JournalPhase, command: string, timeoutMs?: number, shown = command, opts: { lockScript?: boolean } = {}): Promise<ExecResult> {
+  async exec(phase: JournalPhase, command: string, timeoutMs?: number, shown = command, opts: ExecRunOptions = {}): Promise<ExecResult> {
     // Which phases wait for a lost connection and run the command again: model/lifecycle.ts.
     const retry = RETRIED_AFTER_LOST.has(phase);
     const outage = { since: null as number | null, tries: 0 };
@@ -145,7 +145,15 @@ export class ServerRun {
         transient = conn.transient;
       } else {
         ({ result, transient } = await this.execOnce(phase, command, timeoutMs, shown, !opts.lockScript));
-        if (transient && retry && (await this.backoff(outage, result.error ?? 'connection lost'))) continue;
+        if (transient && retry && (await this.backoff(outage, result.error ?? 'connection lost'))) {
+          // sendOnce: a command that was sent and cut is not sent again once the server answers; the cut result is the answer
+          if (!(opts.sendOnce && result.ended === 'lost')) continue;
+          const back = await this.reconnect(outage);
+          if (back.ok) {
+            await this.recovered(outage);
+            return result;
+          }
+        }
         if (result.inflight) {
           // An earlier run's command (ours, cut off by a lost connection, or another executor's)
           // is still running there: never beside it. Wait for it to end (or kill it), then again.
@@ -177,14 +185,14 @@ export class ServerRun {
    * (a plan stored by an older version, with a placeholder where no quoting is certain) is not
    * run: the step fails with why, journalled, like any failed command.
    */
-  async execTemplate(phase: JournalPhase, template: string, values: PlaceholderValues, timeoutMs?: number): Promise<ExecResult> {
+  async execTemplate(phase: JournalPhase, template: string, values: PlaceholderValues, timeoutMs?: number, opts: Pick<ExecRunOptions, 'sendOnce'> = {}): Promise<ExecResult> {
     let command: string;
     try {
       command = expandCommand(template, values);
     } catch (e) {
       return this.record(phase, template, { code: null, stdout: '', stderr: '', timedOut: false, ended: 'refused', error: `not run: ${(e as Error).message}`, durationMs: 0 });
     }
-    return this.exec(phase, command, timeoutMs);
+    return this.exec(phase, command, timeoutMs, command, opts);
   }
 
   /**
@@ -381,7 +389,7 @@ export class ServerRun {
   }
 
   /** The server's step (and what comes with it) committed; then the event saying so. */
-  async setStep(step: ServerStep, change: { fromCommit?: string; error?: string | null; hop?: number } = {}): Promise<void> {
+  async setStep(step: ServerStep, change: { fromCommit?: string; toCommit?: string; path?: PathStop[]; error?: string | null; hop?: number } = {}): Promise<void> {
     this.server = await guarded(this.ctx, (t) => t.setServerStatus(this.server.id, 'running', { step, ...change }));
     const h = this.hop;
     this.ctx.deps.emit({
@@ -436,6 +444,18 @@ export class ServerRun {
   }
 }
 
+
+/** How ServerRun.exec runs a command, beyond its phase. */
+export interface ExecRunOptions {
+  /** one of our lock scripts: it checks the fencing token itself (no fence around it) */
+  lockScript?: boolean;
+  /**
+   * in a phase retried after a lost connection: wait for the connection to come back, but never
+   * send again a command that was sent and cut (its result, `lost`, is returned once the server
+   * answers): a rolling restart's restart is never run twice blindly. One never sent is sent.
+   */
+  sendOnce?: boolean;
+}
 
 /** How many times a command waits for one of an earlier run in flight before it is given up on. */
 export const MAX_INFLIGHT_WAITS = 3;

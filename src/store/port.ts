@@ -58,6 +58,8 @@ export interface ServerChange {
 }
 
 export interface UpdateChange {
+  /** the update's commit: only a rolling restart's, set once its servers were probed (plan/restart.ts) */
+  commit?: string;
   startedAt?: string | null;
   endedAt?: string | null;
   stopAtWorked?: number | null;

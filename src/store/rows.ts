@@ -5,7 +5,8 @@
 import type { RolloutSettings, VersionClass } from '../config/types.js';
 import type { ServerStatus, ServerStep, UpdateStatus } from '../model/lifecycle.js';
 import type { AutoRun, EventRecord, FreezeRecord, PathStop, ServerReach, ServerRecord, JournalEntry, UpdateRecord } from '../model/records.js';
-import type { Overlap, ServerChange, UpdateChange } from './port.js';
+import type { NewUpdate, Overlap, ServerChange, UpdateChange } from './port.js';
+import { plural } from '../util/plural.js';
 import { UsageError } from '../errors.js';
 import { didYouMean } from '../util/did-you-mean.js';
 import { suggest } from '../util/suggest.js';
@@ -202,6 +203,7 @@ export const SERVER_COLUMNS: Record<keyof ServerChange, string> = {
 };
 
 export const UPDATE_COLUMNS: Record<keyof UpdateChange, string> = {
+  commit: 'commit_sha',
   startedAt: 'started_at',
   endedAt: 'ended_at',
   stopAtWorked: 'pause_at_worked',
@@ -266,4 +268,11 @@ export function countsOfRows(rows: readonly Row[]): Map<string, Record<string, n
     out.set(name, counts);
   }
   return out;
+}
+
+/** The `planning` event a new update starts its record with (both implementations). */
+export function planningMessage(u: Pick<NewUpdate, 'servers' | 'commit' | 'settings'>): string {
+  return u.settings.restartOnly
+    ? `planning a rolling restart of ${plural(u.servers.length, 'server')}, each at the commit it runs`
+    : `planning ${plural(u.servers.length, 'server')} to ${u.commit.slice(0, 12)}`;
 }

@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { execa } from 'execa';
 import { currentCommit, readDeployCount } from '../../src/sim/agent.js';
 import { byName, cli, sharedFleet, spawnCli, statusJson } from '../helpers/cli.js';
 import { heldInVerify, openGate } from '../helpers/gates.js';
@@ -80,6 +81,39 @@ test('auto twice in a row: the first plans and rolls out (the unreachable server
   assert.equal(line.type, 'auto');
   assert.equal(line.outcome, 'nothing-to-do');
   assert.equal(line.exitCode, 0);
+});
+
+test('auto --limit --version: the tagged release on the limited servers alone, recorded and shown; the same line again is a no-op', async (t) => {
+  const fleet = await fleetFor(t, { servers: 2, unreachable: 1 });
+  if (!fleet) return;
+  const { commits } = fleet.upstream;
+  await execa('git', ['-C', fleet.upstream.repo, 'tag', '-f', 'v2.0.0', commits.good2]);
+  const db = join(fleet.root, 'plan.db');
+  const config = fleet.writeConfig({ name: 'pinned' });
+  const line = ['auto', '-c', config, '--limit', 's1', '--version', '2.0.0'];
+
+  const first = await cli(line, { db });
+  assert.equal(first.code, 0, first.stdout + first.stderr);
+  const doc = await statusJson(db, 'pinned');
+  assert.equal(doc.status, 'success', doc.reason ?? '');
+  assert.deepEqual(doc.servers.map((s) => [s.name, s.status, s.toCommit]), [['s1', 'success', commits.good2]], 'only s1, to the tag\'s commit');
+  assert.equal(doc.source.commit, commits.good2);
+  assert.deepEqual(doc.overrides, { limit: { patterns: ['s1'], selected: 3 }, source: { version: '2.0.0' } });
+  assert.equal(doc.versions?.target, '2.0.0', 'the target version is the one given');
+  assert.equal(currentCommit(fleet.home('s1')), commits.good2);
+  assert.equal(readDeployCount(fleet.home('s2')), 0, 's2 untouched');
+  const shown = await cli(['status', 'pinned'], { db });
+  assert.match(shown.stdout, /limit {4}s1 \(--limit: of the 3 servers the config selects\)\n {2}override --version 2\.0\.0 \(instead of the config's source, for this update\)/);
+
+  const again = await cli(line, { db });
+  assert.equal(again.code, 0, again.stdout + again.stderr);
+  assert.match(again.stdout, /nothing to do: 1 server already runs the target [0-9a-f]{12}/);
+  assert.equal(readDeployCount(fleet.home('s1')), 1, 'deployed once');
+
+  const typo = await cli(['auto', '-c', config, '--limit', 's9'], { db });
+  assert.equal(typo.code, 2, typo.stdout + typo.stderr);
+  assert.match(typo.stderr, /--limit: "s9" matches none of the 3 servers the config selects; did you mean "s1" or "s2"\?/);
+  assert.deepEqual(await updatesOf(db), ['pinned'], 'nothing written');
 });
 
 test('two auto runs started at the same instant make exactly one rollout; the other exits 0', async (t) => {

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { Command } from 'commander';
 import { HELP } from '../../src/cli/help.js';
-import { buildProgram } from '../../src/main.js';
+import { buildProgram, commandOf } from '../../src/main.js';
 import { cli } from '../helpers/cli.js';
 
 const program = buildProgram({ code: 0 }, []);
@@ -69,13 +69,31 @@ test('no example chains with && a command that needs what the one before it does
   }
 });
 
-test('an option other tools have (--commit, --branch, --limit) is answered with where it goes in the config, not "did you mean --config?"', async () => {
-  const r = await cli(['plan', '-c', 'x.yaml', '--commit', 'abc']);
+test('--commit and --branch are options of plan and auto; on another command they are answered with where they go, not "did you mean --config?"', async () => {
+  const r = await cli(['start', 'x', '--commit', 'abc']);
   assert.equal(r.code, 2);
   assert.doesNotMatch(r.stderr, /did you mean/i);
-  assert.match(r.stderr, /unknown option '--commit': the target commit is source\.commit in the config/);
-  const b = await cli(['auto', '--branch=main']);
-  assert.match(b.stderr, /unknown option '--branch': the branch is source\.branch in the config/);
+  assert.match(r.stderr, /unknown option '--commit': the target commit is chosen when the update is planned: source\.commit in the config \(-c FILE\), or `plan -c FILE --commit SHA` \(also auto\)/);
+  const b = await cli(['resume', 'x', '--branch=main']);
+  assert.match(b.stderr, /unknown option '--branch': the branch is chosen when the update is planned: source\.branch in the config/);
+  // on plan they are real options: the config's problem is what is said (a missing file), not the option
+  const p = await cli(['plan', '-c', '/nonexistent/x.yaml', '--commit', 'abcdef0', '--branch', 'main']);
+  assert.equal(p.code, 2);
+  assert.doesNotMatch(p.stderr, /unknown option/);
   // any other unknown option keeps commander's suggestion
   assert.match((await cli(['plan', '--conf', 'x'])).stderr, /Did you mean --config\?/);
+});
+
+test("plan --version SEMVER and auto --version SEMVER are the release to roll out, not the program's version; --version alone still is", async () => {
+  for (const command of ['plan', 'auto']) {
+    const r = await cli(['--db', '/nonexistent/x.db', command, '-c', '/nonexistent/x.yaml', '--version', '1.4.0']);
+    assert.equal(r.code, 2, `${command}: ${r.stdout}${r.stderr}`);
+    assert.doesNotMatch(r.stdout, /^\d+\.\d+\.\d+\s*$/, `${command} --version did not print the program's version`);
+    assert.match(r.stderr, /x\.yaml/, `${command}: the missing config is what is said`);
+  }
+  const v = await cli(['--version']);
+  assert.equal(v.code, 0);
+  assert.match(v.stdout.trim(), /^\d+\.\d+\.\d+$/);
+  assert.equal(commandOf(['--db', 'plan', '-q', 'auto', '--version']), 'auto', '--db takes a value');
+  assert.equal(commandOf(['--json', '--version']), undefined);
 });

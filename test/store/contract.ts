@@ -286,6 +286,16 @@ export function storeContract(impl: string, target: ContractTarget): void {
     assert.equal((await store.getUpdate('a')).bake, null);
   });
 
+  it('a rolling restart: its planning event says so, and its commit is set once its servers are probed', async (t) => {
+    const store = await open(t);
+    await store.createUpdate(newUpdate('r', 2, { commit: '0'.repeat(40), settings: { ...fakeSettings, restartOnly: true } }));
+    assert.deepEqual((await store.getEvents('r')).map((e) => e.message), ['planning a rolling restart of 2 servers, each at the commit it runs']);
+    await store.patchUpdate('r', { commit: 'a'.repeat(40) });
+    const u = await store.getUpdate('r');
+    assert.equal(u.commit, 'a'.repeat(40));
+    assert.equal(u.settings.restartOnly, true);
+  });
+
   it('the lease: acquired, refused to a second while live, heartbeat, release, a dead holder taken over with an event', async (t) => {
     const store = await open(t);
     await store.createUpdate(newUpdate('a', 1));

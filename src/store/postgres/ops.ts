@@ -13,7 +13,7 @@ import {
 import type { AutoRun, BusyAccount, EventRecord, FreezeRecord, JournalEntry, Lease, ServerRecord, UpdateRecord } from '../../model/records.js';
 import { plural } from '../../util/plural.js';
 import type { BudgetUse, CommandResult, LeaseClaim, LeaseResult, NewAutoRun, NewFreeze, NewUpdate, Overlap, RunEvent, ServerChange, UpdateChange } from '../port.js';
-import { countsOfRows, cutOutput, overlapsOf, reachJson, SERVER_COLUMNS, setClause, toAutoRun, toEvent, toFreeze, toJournalEntry, toServer, toUpdate, unknownUpdate, UPDATE_COLUMNS } from '../rows.js';
+import { countsOfRows, cutOutput, overlapsOf, planningMessage, reachJson, SERVER_COLUMNS, setClause, toAutoRun, toEvent, toFreeze, toJournalEntry, toServer, toUpdate, unknownUpdate, UPDATE_COLUMNS } from '../rows.js';
 import type { Q } from './conn.js';
 
 const ACCOUNT = /^([^@\s]+)@(.+):(\d+)$/;
@@ -57,7 +57,7 @@ export function createUpdate(q: Q, u: NewUpdate): Promise<UpdateRecord> {
         [u.name, i, s.name, s.host, s.port, s.user, s.type, JSON.stringify(s.types ?? [s.type]), reachJson(s), s.path ? JSON.stringify(s.path) : null],
       );
     }
-    await addEvent(t, u.name, null, 'planning', `planning ${plural(u.servers.length, 'server')} to ${u.commit.slice(0, 12)}`);
+    await addEvent(t, u.name, null, 'planning', planningMessage(u));
     return getUpdate(t, u.name);
   });
 }

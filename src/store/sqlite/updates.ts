@@ -2,11 +2,10 @@
 import { UsageError } from '../../errors.js';
 import { updateTransition, type UpdateStatus } from '../../model/lifecycle.js';
 import type { UpdateRecord } from '../../model/records.js';
-import { plural } from '../../util/plural.js';
 import type { NewUpdate, UpdateChange } from '../port.js';
 import type { Db } from './db.js';
 import { addEvent } from './events.js';
-import { reachJson, setClause, toUpdate, unknownUpdate, UPDATE_COLUMNS, type Row } from '../rows.js';
+import { planningMessage, reachJson, setClause, toUpdate, unknownUpdate, UPDATE_COLUMNS, type Row } from '../rows.js';
 
 export function hasUpdate(db: Db, name: string): boolean {
   return db.stmt('SELECT 1 FROM updates WHERE name = ?').get(name) !== undefined;
@@ -49,7 +48,7 @@ export function createUpdate(db: Db, u: NewUpdate): UpdateRecord {
       insert.run(u.name, i, s.name, s.host, s.port, s.user, s.type, JSON.stringify(s.types ?? [s.type]), reachJson(s),
         s.path ? JSON.stringify(s.path) : null),
     );
-    addEvent(db, u.name, null, 'planning', `planning ${plural(u.servers.length, 'server')} to ${u.commit.slice(0, 12)}`);
+    addEvent(db, u.name, null, 'planning', planningMessage(u));
   });
   return getUpdate(db, u.name);
 }
