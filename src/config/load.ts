@@ -130,8 +130,15 @@ function loadEffectiveText(text: string, file: string, opts: LoadOptions): Effec
     ...(opts.localAsWarnings ? { localAsWarnings: true } : {}),
   });
   if ('problems' in result) throw new ConfigError(file, result.problems);
+  // where the source's branch and commit were written: a branch the repo lacks is found only at plan time
+  const at = (p: string[]): string | undefined => {
+    const layer = merged.owner(p);
+    const line = layer?.locate(p);
+    return layer && line !== undefined ? `${layer.file}:${line}` : undefined;
+  };
+  const sourceAt = { branch: at(['source', 'branch']), commit: at(['source', 'commit']) };
   return {
-    config: result.config,
+    config: { ...result.config, sourceAt },
     file,
     defaults: defaultsLayer && choice ? { file: defaultsLayer.file, source: choice.source } : null,
     lookedFor: !defaultsLayer && choice ? choice.path : null,

@@ -182,6 +182,11 @@ export interface Config {
   file: string;
   name: string | null;
   source: { repo: string; branch: string; commit: string | null } & VersionBounds;
+  /**
+   * Where `source.branch` and `source.commit` were written (`FILE:LINE`, the config's or the site
+   * defaults'), for an error about the value found only when the repo is read; absent when not known.
+   */
+  sourceAt?: { branch?: string; commit?: string };
   /** `servers:` then the hosts of `inventory:`, in that order */
   servers: ServerSpec[];
   /** the inventory file servers were read from (absolute), or null (extension) */

@@ -41,9 +41,11 @@ const CONFIG_KEYS: SourceKeys = { branch: 'source.branch', commit: 'source.commi
  * (resolveCommit), or with `--version` alone the commit of its tag (the branch still read: it
  * must exist, it is what `{branch}` fetches).
  */
-export async function resolveTarget(config: Pick<Config, 'source' | 'overrides'>): Promise<string> {
+export async function resolveTarget(config: Pick<Config, 'source' | 'overrides' | 'sourceAt'>): Promise<string> {
   const o = config.overrides?.source;
-  const keys: SourceKeys = { branch: o?.branch !== undefined ? '--branch' : CONFIG_KEYS.branch, commit: o?.commit !== undefined ? '--commit' : CONFIG_KEYS.commit };
+  // a value from the file is named with where it was written, one from an option by the option
+  const inFile = (key: 'branch' | 'commit') => (config.sourceAt?.[key] !== undefined ? `${config.sourceAt[key]}: ${CONFIG_KEYS[key]}` : CONFIG_KEYS[key]);
+  const keys: SourceKeys = { branch: o?.branch !== undefined ? '--branch' : inFile('branch'), commit: o?.commit !== undefined ? '--commit' : inFile('commit') };
   let commit = config.source.commit;
   if (o?.version !== undefined && o.commit === undefined && config.source.version) commit = (await resolveVersionTag(config.source.repo, config.source.version)).commit;
   return resolveCommit(config.source.repo, config.source.branch, commit, keys);

@@ -431,10 +431,10 @@ test('plan: an abbreviated commit is stored in full, an unknown one or branch is
   assert.equal((await statusJson(db, 'a')).source.commit, commits.good, 'an ancestor of the branch tip, expanded');
   const unknown = await cli(['plan', '-c', fleet.writeConfig({ name: 'b', source: { commit: 'deadbee' } })], { db });
   assert.equal(unknown.code, 2);
-  assert.match(unknown.stderr, /source\.commit: deadbee is not a commit on branch master/);
+  assert.match(unknown.stderr, /\.yaml:\d+: source\.commit: deadbee is not a commit on branch master/, 'the file and line it was written at');
   const nobranch = await cli(['plan', '-c', fleet.writeConfig({ name: 'c', source: { branch: 'no-such' } })], { db });
   assert.equal(nobranch.code, 2);
-  assert.match(nobranch.stderr, /has no branch "no-such"/);
+  assert.match(nobranch.stderr, /^agent-update: \/\S+\.yaml:\d+: source\.branch: .* has no branch "no-such"/m, 'the file and line it was written at');
   assert.doesNotMatch(nobranch.stderr, /did you mean/, 'nothing near "no-such"');
   const typo = await cli(['plan', '-c', fleet.writeConfig({ name: 'c', source: { branch: 'mastr' } })], { db });
   assert.equal(typo.code, 2);
