@@ -94,12 +94,30 @@ export function checkNotStopped(ctx: ServerContext, opts?: RunOptions): void {
   }
 }
 
-/** A state write made only while the lease is ours, checked in the transaction that writes. */
+/**
+ * A state write made only while the lease is ours, checked in the transaction that writes: the
+ * write, then the check, both before the commit, so a lease found lost undoes the write (the
+ * PostgreSQL store sends the write with the transaction's start and the lease read in it: a round
+ * trip less). A write that fails while the lease is lost is reported as the lost lease.
+ */
 export function guarded<T>(ctx: ServerContext, write: (t: EngineStore) => Promise<T>, opts?: RunOptions): Promise<T> {
+  // a hard stop asked before the write: nothing is written (one asked during it: the write stands)
+  checkNotStopped(ctx, opts);
+  const leaseStillOurs = async (t: EngineStore) => {
+    await ctx.lease.stillHeld(t); // marks the lease lost when the database says so
+    if (!ctx.lease.held) throw lostLease(ctx);
+  };
   return ctx.deps.store.tx(
     async (t) => {
-      await checkStillOurs(ctx, opts, t);
-      return write(t);
+      let out: T;
+      try {
+        out = await write(t);
+      } catch (e) {
+        await leaseStillOurs(t);
+        throw e;
+      }
+      await leaseStillOurs(t);
+      return out;
     },
     { leaseOf: ctx.update.name },
   );

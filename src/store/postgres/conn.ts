@@ -20,7 +20,7 @@ export interface Q {
   /** `fn` as one transaction (the store's write lock taken first), or a savepoint of the open one. */
   atomic<T>(fn: (q: Q) => Promise<T>, opts?: TxOptions): Promise<T>;
   /** In a transaction: the lease token read with its BEGIN (TxOptions.leaseOf) while nothing was written since; else undefined. */
-  prefetchedLease?(name: string): string | null | undefined;
+  prefetchedLease?(name: string): Promise<string | null | undefined>;
   /** Now, as every time this store writes is stamped. */
   iso(): string;
   /** Where the database is, as messages name it (no credentials). */
@@ -86,26 +86,30 @@ export async function inTransaction<T>(
   attempt: Attempt = { committing: false },
   opts: TxOptions = {},
 ): Promise<T> {
-  const state: TxState = { broken: null, fresh: s.nextSavepoint(), leases: new Map() };
+  // The start, sent with the transaction's first statement (ClientQ.send), in one round trip:
+  // BEGIN, the write lock (the key is a number this store computed, not input), the lease the
+  // transaction will check (its name a quoted literal: a simple query takes no parameters), and a
+  // savepoint for its first call (ClientQ.atomic).
+  const fresh = s.nextSavepoint();
+  const lease = opts.leaseOf === undefined ? '' : `; SELECT lease_token FROM updates WHERE name = ${client.escapeLiteral(opts.leaseOf)}`;
+  const state: TxState = {
+    broken: null,
+    fresh,
+    leases: new Map(),
+    begin: { sql: `BEGIN; SELECT pg_advisory_xact_lock(${BigInt(s.writeLock)})${lease}; SAVEPOINT ${fresh}`, leaseOf: opts.leaseOf ?? null },
+  };
   try {
-    // One round trip for the start: BEGIN, the write lock (the key is a number this store
-    // computed, not input), the lease the transaction will read first (its name as a quoted
-    // literal: a simple query takes no parameters), and a savepoint for its first call (ClientQ.atomic).
-    const lease = opts.leaseOf === undefined ? '' : `; SELECT lease_token FROM updates WHERE name = ${client.escapeLiteral(opts.leaseOf)}`;
-    const results = await client.query(`BEGIN; SELECT pg_advisory_xact_lock(${BigInt(s.writeLock)})${lease}; SAVEPOINT ${state.fresh}`);
-    if (opts.leaseOf !== undefined) {
-      const rows = (results as unknown as pg.QueryResult[])[2]!.rows as Row[];
-      state.leases.set(opts.leaseOf, (rows[0]?.lease_token as string | null | undefined) ?? null);
-    }
     const out = await fn(new ClientQ(s, client, state));
     if (state.broken !== null) throw state.broken;
+    // nothing was sent (the function read and wrote nothing): there is no transaction to end
+    if (state.begin !== null) return out;
     attempt.committing = true;
     await client.query('COMMIT');
     return out;
   } catch (e) {
     // a connection that failed needs no ROLLBACK (the server rolls back a session that ends), and one that hangs would keep us waiting for it
     const lost = isConnectionError(e) || (state.broken !== null && isConnectionError(state.broken));
-    if (!attempt.committing && !lost) await client.query('ROLLBACK').catch(() => undefined);
+    if (!attempt.committing && !lost && state.begin === null) await client.query('ROLLBACK').catch(() => undefined);
     throw e;
   }
 }
@@ -172,8 +176,35 @@ interface TxState {
    * ROLLBACK TO it undoes no write but the call's own).
    */
   fresh: string | null;
-  /** lease tokens read with BEGIN (TxOptions.leaseOf), while this transaction has written nothing */
+  /**
+   * lease tokens read with BEGIN (TxOptions.leaseOf): as the transaction found them, under the
+   * writers' lock; no write of the engine's guarded transactions changes a lease
+   */
   leases: Map<string, string | null>;
+  /** the transaction's start, until it is sent with its first statement (null once sent) */
+  begin: { sql: string; leaseOf: string | null } | null;
+}
+
+/**
+ * `sql` (with `$1`, `$2`, …) with its values written in as literals, for a simple query (which
+ * takes no parameters): strings quoted by the client library, finite numbers, NULL, booleans,
+ * arrays of those; null when a value is of another kind (it is then sent as a parameter).
+ */
+export function inlined(client: Pick<pg.PoolClient, 'escapeLiteral'>, sql: string, values: readonly unknown[]): string | null {
+  const literal = (v: unknown): string | null => {
+    if (v === null || v === undefined) return 'NULL';
+    if (typeof v === 'string') return client.escapeLiteral(v);
+    if (typeof v === 'number') return Number.isFinite(v) ? String(v) : null;
+    if (typeof v === 'boolean') return v ? 'TRUE' : 'FALSE';
+    if (Array.isArray(v)) {
+      const items = v.map(literal);
+      return items.every((x) => x !== null) ? `ARRAY[${items.join(', ')}]` : null;
+    }
+    return null;
+  };
+  const shown = values.map(literal);
+  if (shown.some((x) => x === null)) return null;
+  return sql.replace(/\$(\d+)/g, (_, n: string) => shown[Number(n) - 1]!);
 }
 
 /**
@@ -206,17 +237,31 @@ export class ClientQ implements Q {
     return (await this.send(pgSql(sql), params)).rowCount ?? 0;
   }
 
-  /** The lease token read with BEGIN (TxOptions.leaseOf), if it was and nothing was written since. */
-  prefetchedLease(name: string): string | null | undefined {
+  /** The lease token read with BEGIN (TxOptions.leaseOf), if it was. */
+  async prefetchedLease(name: string): Promise<string | null | undefined> {
+    await this.begun();
     return this.state.leases.get(name);
   }
 
+  /** The transaction's start (TxState.begin), sent now if not yet, alone. */
+  async begun(): Promise<void> {
+    if (this.state.begin !== null) await this.send('SELECT 1');
+  }
+
   private async send(sql: string, params: readonly unknown[] = []): Promise<pg.QueryResult> {
-    if (!READ.test(sql)) {
-      this.state.fresh = null;
-      this.state.leases.clear();
-    }
+    const begin = this.state.begin;
+    if (begin === null && !READ.test(sql)) this.state.fresh = null;
     try {
+      if (begin !== null) {
+        // the first statement goes with the start: one round trip for both, its values written in
+        const values = pgValues(params);
+        const first = inlined(this.client, sql, values);
+        this.state.begin = null;
+        const results = (await this.client.query(first !== null ? `${begin.sql}; ${first}` : begin.sql)) as unknown as pg.QueryResult[];
+        if (begin.leaseOf !== null) this.state.leases.set(begin.leaseOf, ((results[2]!.rows as Row[])[0]?.lease_token as string | null | undefined) ?? null);
+        if (!READ.test(sql)) this.state.fresh = null;
+        return first !== null ? results.at(-1)! : await this.client.query(sql, values);
+      }
       return await this.client.query(sql, pgValues(params));
     } catch (e) {
       // A connection lost, or a statement that failed outside a savepoint (a bare read, PgTx): the

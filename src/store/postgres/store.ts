@@ -330,10 +330,10 @@ class PgTx extends PgCalls {
     return this.q.atomic(() => fn(this));
   }
 
-  /** As read with the transaction's BEGIN when it was asked for there (TxOptions.leaseOf) and nothing was written since. */
-  override leaseToken(name: string): Promise<string | null> {
-    const prefetched = this.open ? this.q.prefetchedLease?.(name) : undefined;
-    return prefetched !== undefined ? Promise.resolve(prefetched) : super.leaseToken(name);
+  /** As read with the transaction's BEGIN when it was asked for there (TxOptions.leaseOf). */
+  override async leaseToken(name: string): Promise<string | null> {
+    const prefetched = this.open ? await this.q.prefetchedLease?.(name) : undefined;
+    return prefetched !== undefined ? prefetched : super.leaseToken(name);
   }
 }
 
