@@ -66,8 +66,11 @@ test('demo: master to every server, then broken rolled back on the first; no ssh
   assert.match(r.stdout, /✗ demo-1 rolled-back/);
   assert.match(r.stdout, /demo-broken failure: stopped: server demo-1 was rolled back/);
   assert.match(r.stdout, /What just happened/);
-  assert.ok(r.stdout.includes(`agent-update --db ${db} status demo-broken`), r.stdout);
-  assert.ok(r.stdout.includes(`agent-update --db ${db} logs demo-broken --server demo-1`), r.stdout);
+  // the hints start the way this binary was run (util/invocation.ts): on the PATH, or its path
+  const self = `(?:agent-update|\\S*bin/agent-update\\.js)`;
+  const quoted = db.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  assert.match(r.stdout, new RegExp(`^ +${self} --db ${quoted} status demo-broken`, 'm'));
+  assert.match(r.stdout, new RegExp(`^ +${self} --db ${quoted} logs demo-broken --server demo-1`, 'm'));
   assert.doesNotMatch(r.stdout, /PRIVATE KEY/);
 
   // The fleet lived in a temp folder, gone now; the database given with --db stays.
