@@ -8,7 +8,6 @@ import assert from 'node:assert/strict';
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
-import type { Clock } from '../../src/clock.js';
 import { systemLiveness } from '../../src/liveness.js';
 import type { RolloutSettings } from '../../src/config/types.js';
 import { eventObject } from '../../src/output/ndjson.js';
@@ -24,6 +23,7 @@ import { base, ok, problems, variant } from '../config/helpers.js';
 import { fakeSettings, NEW, OLD } from '../support/fake-settings.js';
 import { FakeTransport } from '../support/fake-transport.js';
 import { openStore } from '../helpers/db.js';
+import { virtualClock } from './engine-support.js';
 
 // ---- the config key ------------------------------------------------------------------------
 
@@ -149,17 +149,6 @@ test('NDJSON: a diagnose event with its fields, the output terminal-safe in the 
 
 // ---- the executor, against a fake transport ------------------------------------------------
 
-/** Time that passes only when the engine sleeps, and at once. */
-function virtualClock(): Clock {
-  let t = Date.now();
-  return {
-    now: () => new Date(t),
-    sleep: (ms) => {
-      t += ms;
-      return new Promise((resolve) => setImmediate(resolve));
-    },
-  };
-}
 
 async function setup(t: TestContext, settings: RolloutSettings) {
   const dir = makeTempDir('agent-update-diagnose-');

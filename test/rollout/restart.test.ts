@@ -15,9 +15,9 @@ import { runUpdate } from '../../src/rollout/run.js';
 import type { Store } from '../../src/store/port.js';
 import { OLD, OTHER, fakeSettings } from '../support/fake-settings.js';
 import { makeTempDir } from '../helpers/tmp.js';
-import { GONE_PID, liveness } from '../helpers/liveness.js';
 import { openStore } from '../helpers/db.js';
 import { exited, FakeTransport, lostConnection } from '../support/fake-transport.js';
+import { killAt, virtualClock } from './engine-support.js';
 
 const restart: RolloutSettings = {
   ...fakeSettings,
@@ -51,17 +51,6 @@ async function setup(t: TestContext, names: string[], planned: RolloutSettings =
 
 const deps = (store: Store, transport: FakeTransport, clock: Clock, live: Liveness = systemLiveness) => ({ store, transport, clock, liveness: live, emit: () => {} });
 
-/** Time that passes only when the engine sleeps, and at once. */
-function virtualClock(): Clock {
-  let t = Date.now();
-  return {
-    now: () => new Date(t),
-    sleep: (ms) => {
-      t += ms;
-      return new Promise((resolve) => setImmediate(resolve));
-    },
-  };
-}
 
 const CLEAN = ['version', 'restart', 'restart', 'health', 'version'];
 const statusOf = async (store: Store) => Object.fromEntries((await store.getServers('u')).map((s) => [s.name, s.status]));
@@ -152,24 +141,7 @@ test('kill -9 at every remote command of a restart: the takeover ends success, n
       const fake = new FakeTransport();
       for (const n of ['s1', 's2']) fake.add(n, OLD);
       // the first executor, on a connection of its own, dies at command k
-      const first = openStore(store.location);
-      let sent = 0;
-      let dead = false;
-      fake.intercept = async (_server, _command, next) => {
-        if (dead) return new Promise<never>(() => {});
-        if (++sent < k) return next();
-        if (landed) await next();
-        dead = true;
-        await first.close();
-        return new Promise<never>(() => {});
-      };
-      const clock = virtualClock();
-      let settled = false;
-      void runUpdate(deps(first, fake, clock, liveness({ pid: GONE_PID, pidStart: null })), 'u', { mode: 'start' })
-        .catch(() => {})
-        .finally(() => (settled = true));
-      while (!dead && !settled) await new Promise((r) => setImmediate(r));
-      assert.ok(dead, `${at}: the first executor ended without sending command ${k}`);
+      const { clock } = await killAt(store.location, fake, k, landed, at);
 
       fake.intercept = null;
       const taken = await runUpdate(deps(store, fake, clock), 'u', { mode: 'start' });
