@@ -221,6 +221,7 @@ it is still the lock that was checked), journalled on the server.`,
     .option('--server <name>', 'only this server (its name, or user@host:port)')
     .option('--updates', 'the updates in the order they were planned, per source repo, with each repo\'s freezes')
     .option('-c, --config <file>', "the updates of this config's source repo (whichever config planned them), with its freezes")
+    .option('--wide', 'print the tables whole: by default, in a terminal, they are fitted to its width (the DETAIL or NOTE column cut with …)')
     .action(async (name: string | undefined, o, cmd: Command) => {
       result.code = await (await import('./cli/history.js')).historyCommand(ctxOf(cmd), name, o);
     });

@@ -10,8 +10,9 @@ import type { CliContext } from './context.js';
  * - `history --updates`: every update in order, per source repo, with the repo's freezes;
  * - `history -c FILE`: the same for the config's source repo only (read as `config -c` reads it);
  * - `history NAME`: one update's lineage and every event recorded for it.
+ * Each table fitted to the terminal's width (ctx.width: none with --wide or through a pipe).
  */
-export async function historyCommand(ctx: CliContext, name: string | undefined, opts: { server?: string; config?: string; updates?: boolean }): Promise<number> {
+export async function historyCommand(ctx: CliContext, name: string | undefined, opts: { server?: string; config?: string; updates?: boolean; wide?: boolean }): Promise<number> {
   if (name !== undefined && (opts.server !== undefined || opts.config !== undefined || opts.updates)) {
     throw new UsageError('history NAME shows one update: give it no --server, -c or --updates');
   }
@@ -24,17 +25,17 @@ export async function historyCommand(ctx: CliContext, name: string | undefined, 
   if (name !== undefined) {
     const t = await readUpdateTimeline(store, name);
     if (ctx.opts.json) ctx.printJson({ db: store.location, ...t });
-    else ctx.out.write(updateTimelineText(t) + '\n');
+    else ctx.out.write(updateTimelineText(t, ctx.width()) + '\n');
     return 0;
   }
   if (opts.updates || repo !== undefined) {
     const h = await readUpdatesHistory(store, repo);
     if (ctx.opts.json) ctx.printJson({ db: store.location, ...h });
-    else ctx.out.write(updatesHistoryText(h, store.location, repo) + '\n');
+    else ctx.out.write(updatesHistoryText(h, store.location, repo, ctx.width()) + '\n');
     return 0;
   }
   const h = await readHistory(store, opts.server);
   if (ctx.opts.json) ctx.printJson({ db: store.location, ...h });
-  else ctx.out.write(historyText(h, store.location, opts.server) + '\n');
+  else ctx.out.write(historyText(h, store.location, opts.server, ctx.width()) + '\n');
   return 0;
 }

@@ -45,6 +45,11 @@ export function short(commit: string | null): string {
   return commit ? commit.slice(0, 12) : '-';
 }
 
+/** The width left for a table drawn two spaces in. */
+function indented(width: Width): Width {
+  return width === null ? null : width - 2;
+}
+
 /** Left-aligned columns, whole; widths from what shows (output/fit.ts fitTable). */
 export function table(rows: string[][]): string {
   return fitTable(rows);
@@ -694,7 +699,7 @@ function historyChange(e: HistoryEntry): string {
 }
 
 /** `history`: a table per server, oldest first, short commits. */
-export function historyText(h: HistoryJson, db: string, server?: string): string {
+export function historyText(h: HistoryJson, db: string, server?: string, width: Width = null): string {
   if (h.servers.length === 0) {
     return server === undefined
       ? `no server has been worked on yet in ${db}`
@@ -713,7 +718,9 @@ export function historyText(h: HistoryJson, db: string, server?: string): string
         e.outcome === 'success' || e.error === null ? '' : visibleLine(e.error),
       ]);
     }
-    blocks.push(`${chalk.bold(s.name)} (${s.accounts.map(visibleLine).join(', ')})\n${table(rows).replace(/^/gm, '  ')}`);
+    // DETAIL cut first, then BY left out; the time, update, commit and outcome whole
+    const fitted = fitTable(rows, { width: indented(width), columns: [undefined, undefined, { cut: 1, min: 12 }, undefined, { drop: 0 }, { cut: 0, min: 12 }] });
+    blocks.push(`${chalk.bold(s.name)} (${s.accounts.map(visibleLine).join(', ')})\n${fitted.replace(/^/gm, '  ')}`);
   }
   return blocks.join('\n\n');
 }
@@ -743,7 +750,7 @@ function byWords(e: UpdateHistoryEntry): string {
  * planned (their commit, status, servers, who, lineage), its freezes and their lifting as rows
  * where they happened.
  */
-export function updatesHistoryText(h: UpdatesHistoryJson, db: string, repo?: string): string {
+export function updatesHistoryText(h: UpdatesHistoryJson, db: string, repo?: string, width: Width = null): string {
   if (h.repos.every((r) => r.updates.length === 0 && r.freezes.length === 0)) {
     return repo === undefined ? `no updates yet in ${db}` : `no update of ${visibleLine(repo)} in ${db} yet, and it was never frozen`;
   }
@@ -765,13 +772,15 @@ export function updatesHistoryText(h: UpdatesHistoryJson, db: string, repo?: str
     rows.sort((a, b) => a.at.localeCompare(b.at) || a.order - b.order);
     const head = ['WHEN', 'UPDATE', 'COMMIT', 'STATUS', 'SERVERS', 'BY', 'NOTE'].map((x) => chalk.bold(x));
     const title = r.repo === r.repoKey ? visibleLine(r.repo) : `${visibleLine(r.repo)} (${visibleLine(r.repoKey)})`;
-    blocks.push(`${chalk.bold(title)}\n${table([head, ...rows.map((x) => x.cells)]).replace(/^/gm, '  ')}`);
+    // NOTE cut first, then SERVERS and COMMIT (its branch); BY, then SERVERS left out; the time, update and status whole
+    const fitted = fitTable([head, ...rows.map((x) => x.cells)], { width: indented(width), columns: [undefined, undefined, { cut: 2, min: 12 }, undefined, { cut: 1, min: 14, drop: 1 }, { drop: 0 }, { cut: 0, min: 12 }] });
+    blocks.push(`${chalk.bold(title)}\n${fitted.replace(/^/gm, '  ')}`);
   }
   return blocks.join('\n\n');
 }
 
 /** `history NAME`: what the update is and where it came from, then every event recorded for it. */
-export function updateTimelineText(t: UpdateTimelineJson): string {
+export function updateTimelineText(t: UpdateTimelineJson, width: Width = null): string {
   const e = t.update;
   const lines = [
     `${chalk.bold(e.name)}: ${colourStatus(e.status)}, ${countsLine(e.counts)}`,
@@ -787,5 +796,6 @@ export function updateTimelineText(t: UpdateTimelineJson): string {
   }
   const rows = [['WHEN', 'SERVER', 'EVENT', 'BY', 'DETAIL'].map((x) => chalk.bold(x))];
   for (const ev of t.events) rows.push([ev.at, ev.server ?? '', ev.kind, visibleLine(ev.actor ?? ''), visibleLine(ev.message)]);
-  return `${lines.join('\n')}\n\n${table(rows).replace(/^/gm, '  ')}`;
+  const fitted = fitTable(rows, { width: indented(width), columns: [undefined, undefined, undefined, { drop: 0 }, { cut: 0, min: 12 }] });
+  return `${lines.join('\n')}\n\n${fitted.replace(/^/gm, '  ')}`;
 }

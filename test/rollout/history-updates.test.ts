@@ -80,6 +80,15 @@ test('history --updates / -c: a repo\'s updates in order with lineage both ways,
   assert.match(text, /\ba\s+a{12} \(master\)\s+partial-success\s+2 servers: 1 success, 1 rolled-back\s+alice@laptop \(ran: bob@ci\)\s+retried by a-retry; undone by a-undo; 1 server rolled back/);
   assert.match(text, /FROZEN\s+carol@oncall\s+release day/);
 
+  // in a terminal of 70 columns: every line fits, the header whole, the NOTE cut with …; whole without a width
+  const visible = (l: string) => [...l].length;
+  for (const [what, fitted] of [['updates', plain(updatesHistoryText(mine, store.location, undefined, 70))], ['timeline', plain(updateTimelineText(await readUpdateTimeline(store, 'a'), 70))]] as const) {
+    for (const line of fitted.split('\n')) if (!/^\S|^ {2}(target|planned|retried)/.test(line)) assert.ok(visible(line) <= 70, `${what}: ${visible(line)} columns: ${line}`);
+    assert.match(fitted, /…/, `${what}: something was cut`);
+  }
+  assert.match(plain(updatesHistoryText(mine, store.location, undefined, 70)).split('\n')[1]!, /^ {2}WHEN +UPDATE +COMMIT +STATUS/, 'the header whole');
+  assert.doesNotMatch(text, /…/, 'without a width (a pipe, --wide): nothing cut');
+
   // one update's timeline: lineage, the freezes of its life, its events in order
   const tl = await readUpdateTimeline(store, 'a');
   assert.equal(tl.update.name, 'a');
