@@ -259,6 +259,7 @@ it is still the lock that was checked), journalled on the server.`,
     .option('--name <new>', 'name of the new update (default: NAME-undo, then NAME-undo-2, …)')
     .option('--concurrency <n>', 'servers probed at once', '32')
     .option('--start', 'start the new update at once, as `start NEW` would (default: plan only, to review first)')
+    .option('--wide', 'print the table (and, with --start, the live view) whole: by default, in a terminal, fitted to its width')
     .action(async (name: string, o, cmd: Command) => {
       result.code = await (await import('./cli/undo.js')).undoCommand(ctxOf(cmd), name, o);
     });
@@ -272,7 +273,8 @@ it is still the lock that was checked), journalled on the server.`,
     .option('--no-start', 'plan it only (review it, then `start NAME`)')
     .option('--stop-after <n>', 'pause after this many servers finished (test mode), as start --stop-after')
     .option('--wait-for-window', 'outside execution.window, wait for it to open instead of pausing with exit 3')
-    .option('--show-commands', 'print the commands each server would get, and plan and run nothing');
+    .option('--show-commands', 'print the commands each server would get, and plan and run nothing')
+    .option('--wide', 'print the table and the live view whole: by default, in a terminal, fitted to its width');
   addOverrideOptions(restart, false).action(async (o, cmd: Command) => {
     result.code = await (await import('./cli/restart.js')).restartCommand(ctxOf(cmd), o);
   });
@@ -285,6 +287,7 @@ it is still the lock that was checked), journalled on the server.`,
     .option('--include-fatal', 'also the servers that ended fatal (only once a person has looked at them)')
     .option('--concurrency <n>', 'servers probed at once', '32')
     .option('--start', 'start the new update at once, as `start NEW` would (default: plan only, to review first)')
+    .option('--wide', 'print the table (and, with --start, the live view) whole: by default, in a terminal, fitted to its width')
     .action(async (name: string, o, cmd: Command) => {
       result.code = await (await import('./cli/retry.js')).retryCommand(ctxOf(cmd), name, o);
     });

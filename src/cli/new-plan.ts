@@ -53,7 +53,7 @@ export async function printNewPlan(ctx: CliContext, store: ReportStore, u: Updat
     ctx.printJson({ ...updateJson(u, servers, await store.budgetUse(u)), ...o.extra, overlaps, warnings });
     return;
   }
-  ctx.print('\n' + updateText(u, servers, await store.budgetUse(u)));
+  ctx.print('\n' + updateText(u, servers, await store.budgetUse(u), { width: ctx.width() }));
   for (const n of o.notes) ctx.err.write(`note: ${n}\n`);
   for (const w of warnings) ctx.err.write(`warning: ${w}\n`);
   ctx.print(`\n${o.line(servers.length)}`);
