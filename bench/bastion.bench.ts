@@ -33,7 +33,7 @@ export async function bastionPlan(bin: string, servers: number, rounds = 1): Pro
       const plan = async (name: string, config: string) => {
         const db = join(fleet.root, `${name}.db`);
         const began = performance.now();
-        const p = await execa(process.execPath, [bin, '--db', db, 'plan', '-c', config, '--name', name, '--json'], { reject: false });
+        const p = await execa(process.execPath, [...(process.env.BENCH_PROF ? ["--cpu-prof", `--cpu-prof-dir=${process.env.BENCH_PROF}`] : []), bin, '--db', db, 'plan', '-c', config, '--name', name, '--json'], { reject: false });
         const ms = performance.now() - began;
         if (p.exitCode !== 0) throw new Error(`plan ${name} exited ${p.exitCode}: ${p.stderr.slice(-600)}`);
         const doc = JSON.parse(p.stdout) as { servers: Array<{ fromCommit: string | null }> };
