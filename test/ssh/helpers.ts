@@ -6,7 +6,7 @@ import { strict as assert } from 'node:assert';
 import { execFile, spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { connect, createServer } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { userInfo } from 'node:os';
 import { join } from 'node:path';
@@ -172,7 +172,14 @@ export async function startAgent(dir: string, keyFile: string): Promise<Agent | 
   }
   const sock = join(dir, 'agent.sock');
   const child = spawn('ssh-agent', ['-D', '-a', sock], { stdio: 'ignore' });
-  for (let i = 0; i < 100 && !existsSync(sock); i++) await new Promise((r) => setTimeout(r, 50));
+  // The socket file appears at bind(), before the agent listens: wait until it answers a connect.
+  const answers = () =>
+    new Promise<boolean>((resolve) => {
+      const c = connect(sock);
+      c.once('connect', () => (c.destroy(), resolve(true)));
+      c.once('error', () => resolve(false));
+    });
+  for (let i = 0; i < 200 && !(existsSync(sock) && (await answers())); i++) await new Promise((r) => setTimeout(r, 25));
   await execFileP('ssh-add', [keyFile], { env: { ...process.env, SSH_AUTH_SOCK: sock } });
   return {
     sock,
