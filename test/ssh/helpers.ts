@@ -179,8 +179,14 @@ export async function startAgent(dir: string, keyFile: string): Promise<Agent | 
       c.once('connect', () => (c.destroy(), resolve(true)));
       c.once('error', () => resolve(false));
     });
-  for (let i = 0; i < 200 && !(existsSync(sock) && (await answers())); i++) await new Promise((r) => setTimeout(r, 25));
-  await execFileP('ssh-add', [keyFile], { env: { ...process.env, SSH_AUTH_SOCK: sock } });
+  try {
+    for (let i = 0; i < 200 && !(existsSync(sock) && (await answers())); i++) await new Promise((r) => setTimeout(r, 25));
+    await execFileP('ssh-add', [keyFile], { env: { ...process.env, SSH_AUTH_SOCK: sock } });
+  } catch (e) {
+    // an agent left running would keep the test file's process alive until its timeout
+    child.kill('SIGKILL');
+    throw e;
+  }
   return {
     sock,
     stop: () =>
