@@ -1,6 +1,6 @@
 import { loadEffectiveConfig } from '../config/load.js';
 import { UsageError } from '../errors.js';
-import { historyText, updatesHistoryText, updateTimelineText } from '../output/text.js';
+import { historyText, updatesHistoryText, updateTimelineText } from '../output/history-text.js';
 import { readHistory, readUpdatesHistory, readUpdateTimeline } from '../rollout/history.js';
 import type { CliContext } from './context.js';
 

@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { updatesHistoryText, updateTimelineText } from '../../src/output/text.js';
+import { updatesHistoryText, updateTimelineText } from '../../src/output/history-text.js';
 import { readUpdatesHistory, readUpdateTimeline } from '../../src/rollout/history.js';
 import { splitUpdate } from '../../src/rollout/split.js';
 import { UsageError } from '../../src/errors.js';
