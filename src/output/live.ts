@@ -174,14 +174,9 @@ export class UpdateProgress {
     const mean = this.meanMs();
     if (mean === null) return null;
     // test mode's pause comes first: the time to it, and none once it is reached (it pauses next)
-    if (this.pausesAt !== null && this.pausesAt < this.total) {
-      const left = this.pausesAt - this.done;
-      if (left <= 0) return null;
-      if (this.inFlight) return Math.max(0, mean - (now - this.inFlight.since)) + mean * (left - 1);
-      return mean * left;
-    }
-    const left = Math.max(0, this.total - this.done);
-    if (left === 0) return 0;
+    const pause = this.pausesAt !== null && this.pausesAt < this.total ? this.pausesAt : null;
+    const left = Math.max(0, (pause ?? this.total) - this.done);
+    if (left === 0) return pause !== null ? null : 0;
     if (this.inFlight) return Math.max(0, mean - (now - this.inFlight.since)) + mean * (left - 1);
     return mean * left;
   }
