@@ -19,7 +19,7 @@ export interface Q {
   run(sql: string, params?: readonly unknown[]): Promise<number>;
   /** `fn` as one transaction (the store's write lock taken first), or a savepoint of the open one. */
   atomic<T>(fn: (q: Q) => Promise<T>, opts?: TxOptions): Promise<T>;
-  /** In a transaction: the lease token read with its BEGIN (TxOptions.leaseOf) while nothing was written since; else undefined. */
+  /** In a transaction: the lease token its BEGIN read (TxOptions.leaseOf); else undefined. */
   prefetchedLease?(name: string): Promise<string | null | undefined>;
   /** Now, as every time this store writes is stamped. */
   iso(): string;
@@ -237,20 +237,24 @@ export class ClientQ implements Q {
     return (await this.send(pgSql(sql), params)).rowCount ?? 0;
   }
 
-  /** The lease token read with BEGIN (TxOptions.leaseOf), if it was. */
+  /**
+   * The lease token read with BEGIN (TxOptions.leaseOf), if it was asked for there: the start is
+   * sent now if not yet, alone. Another update's lease is not read with it, nor is the start sent
+   * for it (the read the caller then makes carries the start).
+   */
   async prefetchedLease(name: string): Promise<string | null | undefined> {
-    await this.begun();
+    const begin = this.state.begin;
+    if (begin !== null) {
+      if (begin.leaseOf !== name) return undefined;
+      await this.send('SELECT 1');
+    }
     return this.state.leases.get(name);
-  }
-
-  /** The transaction's start (TxState.begin), sent now if not yet, alone. */
-  async begun(): Promise<void> {
-    if (this.state.begin !== null) await this.send('SELECT 1');
   }
 
   private async send(sql: string, params: readonly unknown[] = []): Promise<pg.QueryResult> {
     const begin = this.state.begin;
-    if (begin === null && !READ.test(sql)) this.state.fresh = null;
+    // a write after the start's savepoint: a ROLLBACK TO it would undo that write too
+    if (!READ.test(sql)) this.state.fresh = null;
     try {
       if (begin !== null) {
         // the first statement goes with the start: one round trip for both, its values written in
@@ -259,7 +263,6 @@ export class ClientQ implements Q {
         this.state.begin = null;
         const results = (await this.client.query(first !== null ? `${begin.sql}; ${first}` : begin.sql)) as unknown as pg.QueryResult[];
         if (begin.leaseOf !== null) this.state.leases.set(begin.leaseOf, ((results[2]!.rows as Row[])[0]?.lease_token as string | null | undefined) ?? null);
-        if (!READ.test(sql)) this.state.fresh = null;
         return first !== null ? results.at(-1)! : await this.client.query(sql, values);
       }
       return await this.client.query(sql, pgValues(params));
