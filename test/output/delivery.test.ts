@@ -6,7 +6,6 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { EventEmitter } from 'node:events';
 import type { DeliveryStep, RolloutSettings } from '../../src/config/types.js';
 import type { ServerRecord } from '../../src/model/records.js';
 import type { ServerStatus } from '../../src/model/lifecycle.js';
@@ -20,6 +19,7 @@ import { Reporter } from '../../src/output/reporter.js';
 import { fakeSettings, NEW, OLD, OTHER } from '../support/fake-settings.js';
 import { serverRecord, updateRecord } from '../support/records.js';
 import { Screen } from './screen.js';
+import { FakePipe, FakeTty } from '../support/fake-tty.js';
 
 const step = (size: DeliveryStep['size'], bakeMs = 0, pauseAfter = false): DeliveryStep => ({ size, bakeMs, pauseAfter });
 
@@ -197,17 +197,6 @@ test('plan --show-commands: the steps, the guard, and the re-check a server that
 
 // ---- the live view and plain lines ----------------------------------------------------------
 
-class FakeTty extends EventEmitter {
-  readonly isTTY: boolean = true;
-  out = '';
-  constructor(public columns: number) {
-    super();
-  }
-  write(s: string): boolean {
-    this.out += s;
-    return true;
-  }
-}
 
 const ev = {
   started: (total: number): RolloutEvent => ({ type: 'update-started', update: 'u', takeover: false, resumed: false, pending: total, total, counts: { total, pending: total } }),
@@ -261,8 +250,7 @@ test('live view: the bake is a countdown on the redraw clock, set again by each 
 test('plain lines: a step begins, a bake begins, a step is let go, a guard round with a failure, a trip; a healthy round only with -v', () => {
   for (const verbose of [false, true]) {
     const now = Date.UTC(2026, 0, 1, 20, 31, 5);
-    const pipe = new FakeTty(0);
-    (pipe as { isTTY: boolean }).isTTY = false;
+    const pipe = new FakePipe(0);
     const r = new Reporter({ stream: pipe as unknown as NodeJS.WriteStream, quiet: false, live: false, prefix: false, verbose, now: () => now, tickMs: 0 });
     r.onEvent(ev.started(6));
     r.onEvent(ev.stepStarted(1, 1));

@@ -6,7 +6,6 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { EventEmitter } from 'node:events';
 import chalk from 'chalk';
 import { displayWidth, fitParts, fitTable, oneLine, stripAnsi } from '../../src/output/fit.js';
 import { planText, table, updatesListText, updateText } from '../../src/output/text.js';
@@ -15,6 +14,7 @@ import type { PlanChanges } from '../../src/plan/changes.js';
 import type { RolloutEvent } from '../../src/rollout/events.js';
 import type { ServerRecord } from '../../src/model/records.js';
 import { serverRecord, updateRecord } from '../support/records.js';
+import { FakeTty } from '../support/fake-tty.js';
 
 const WIDTHS = [40, 80, 120];
 const HEAD = ['SERVER', 'HOST', 'TYPE', 'STATUS', 'FROM', 'TO', 'DETAIL'];
@@ -166,17 +166,6 @@ test('fitParts: the parts give way in rank order, cut down to their min, left ou
   assert.equal(fitParts(parts, 40), 'web-fro… verify · waiting for health (try…', 'kept parts are cut down to their min, never left out');
 });
 
-class FakeTty extends EventEmitter {
-  readonly isTTY = true;
-  out = '';
-  constructor(public columns: number) {
-    super();
-  }
-  write(s: string): boolean {
-    this.out += s;
-    return true;
-  }
-}
 
 const events = (update: string, server: string): RolloutEvent[] => [
   { type: 'update-started', update, takeover: false, resumed: false, pending: 2, total: 2, counts: { total: 2, pending: 2 } },

@@ -6,31 +6,14 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { EventEmitter } from 'node:events';
 import { Reporter, PLAIN_REPEAT_MS } from '../../src/output/reporter.js';
 import { UpdateProgress, formatEta } from '../../src/output/live.js';
 import { displayWidth, stripAnsi, truncate } from '../../src/output/fit.js';
 import type { RolloutEvent } from '../../src/rollout/events.js';
 import type { ServerStatus } from '../../src/model/lifecycle.js';
 import { Screen } from './screen.js';
+import { FakePipe, FakeTty } from '../support/fake-tty.js';
 
-/** What the Reporter needs of a terminal: write, isTTY, columns, and the resize event. */
-class FakeTty extends EventEmitter {
-  readonly isTTY = true;
-  out = '';
-  constructor(public columns: number) {
-    super();
-  }
-  write(s: string): boolean {
-    this.out += s;
-    return true;
-  }
-}
-
-/** A stream that is not a terminal. */
-class FakePipe extends FakeTty {
-  override readonly isTTY = false as true;
-}
 
 const C = 'c'.repeat(40);
 const started = (update: string, total: number, pending = total, counts: Record<string, number> = { total, pending }): RolloutEvent => ({
