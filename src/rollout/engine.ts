@@ -119,6 +119,7 @@ export function guarded<T>(ctx: ServerContext, write: (t: EngineStore) => Promis
       await leaseStillOurs(t);
       return out;
     },
-    { leaseOf: ctx.update.name },
+    // every write made here is one port call, one write (the PostgreSQL store commits it with its check)
+    { leaseOf: ctx.update.name, loneWriteLeased: ctx.lease.token },
   );
 }

@@ -96,6 +96,14 @@ export type LeaseClaim = Omit<Lease, 'since' | 'heartbeat'>;
 export interface TxOptions {
   /** `fn` begins with `leaseToken(leaseOf)` (a write guarded by the lease: rollout/engine.ts guarded) */
   leaseOf?: string;
+  /**
+   * With leaseOf: the lease token this process holds, and a promise that `fn` makes one write,
+   * with its first statement (a statement after it only when that write changed nothing: the slow
+   * way of a refused status change, which reads again). The PostgreSQL store may then send the
+   * lease's check, the write and the COMMIT in one round trip (postgres/conn.ts); when the check
+   * finds the lease another's, the write fails, and `leaseToken(leaseOf)` in it says whose.
+   */
+  loneWriteLeased?: string;
 }
 
 /** The lease taken (with the dead holder it was taken from), or the live holder that keeps it. */

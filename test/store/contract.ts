@@ -241,6 +241,46 @@ export function storeContract(impl: string, target: ContractTarget): void {
     assert.deepEqual([all[1]!.exitCode, all[1]!.error], [null, 'lost connection']);
   });
 
+  it('a lone write under the lease (TxOptions.loneWriteLeased, as the engine’s guarded writes): made while the lease is ours; taken over, nothing is written and the transaction says whose it is', async (t) => {
+    const store = await open(t);
+    await store.createUpdate(newUpdate('a', 2));
+    const [s1, s2] = await store.getServers('a');
+    await store.acquireLease('a', { token: 't1', pid: 1, host: 'h', pidStart: null }, () => false);
+    // the engine's guarded(): the write, then the lease read in the same transaction, before its commit
+    const guardedWrite = <T>(token: string, write: (x: StoreTx) => Promise<T>) =>
+      store.tx(
+        async (x) => {
+          const check = async () => {
+            const now = await x.leaseToken('a');
+            if (now !== token) throw new Error(`lease lost to ${now}`);
+          };
+          let out: T;
+          try {
+            out = await write(x);
+          } catch (e) {
+            await check();
+            throw e;
+          }
+          await check();
+          return out;
+        },
+        { leaseOf: 'a', loneWriteLeased: token },
+      );
+    await guardedWrite('t1', (x) => x.setLockHeld(s1!.id, true));
+    const running = await guardedWrite('t1', (x) => x.setServerStatus(s1!.id, 'running', { step: 'update' }));
+    assert.deepEqual([running.status, running.step, running.lockHeld], ['running', 'update', true]);
+    // a change the table refuses: its error, nothing changed, the store usable after it
+    await assert.rejects(guardedWrite('t1', (x) => x.setServerStatus(s2!.id, 'rolled-back')), TransitionError);
+    assert.equal((await store.getServer(s2!.id)).status, 'pending');
+    await store.acquireLease('a', { token: 't2', pid: 2, host: 'h', pidStart: null }, () => true);
+    await assert.rejects(guardedWrite('t1', (x) => x.setLockHeld(s2!.id, true)), /lease lost to t2/);
+    await assert.rejects(guardedWrite('t1', (x) => x.setServerStatus(s2!.id, 'running', { step: 'update' })), /lease lost to t2/);
+    const after = await store.getServer(s2!.id);
+    assert.deepEqual([after.status, after.lockHeld], ['pending', false]);
+    await guardedWrite('t2', (x) => x.setLockHeld(s2!.id, true));
+    assert.equal((await store.getServer(s2!.id)).lockHeld, true);
+  });
+
   it('the journal under a lease: a row only while the token holds the update’s lease, nothing written otherwise', async (t) => {
     const store = await open(t);
     await store.createUpdate(newUpdate('a', 1));

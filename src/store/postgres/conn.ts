@@ -6,9 +6,10 @@
  * decides from it whether a failure may be tried again). Private to src/store/postgres.
  */
 import { createHash } from 'node:crypto';
-import type pg from 'pg';
+import pg from 'pg';
 import type { Clock } from '../../clock.js';
 import type { TxOptions } from '../port.js';
+import type { Carried, Taken } from './carried.js';
 
 export type Row = Record<string, unknown>;
 
@@ -17,6 +18,12 @@ export interface Q {
   rows(sql: string, params?: readonly unknown[]): Promise<Row[]>;
   /** How many rows `sql` changed. */
   run(sql: string, params?: readonly unknown[]): Promise<number>;
+  /**
+   * A write that can be sent twice (one row set to fixed values), committed with the next
+   * statement this store sends instead of in a round trip of its own (carried.ts); in a
+   * transaction, a statement of it as `run` is.
+   */
+  later(sql: string, params?: readonly unknown[]): Promise<void>;
   /** `fn` as one transaction (the store's write lock taken first), or a savepoint of the open one. */
   atomic<T>(fn: (q: Q) => Promise<T>, opts?: TxOptions): Promise<T>;
   /** In a transaction: the lease token its BEGIN read (TxOptions.leaseOf); else undefined. */
@@ -69,6 +76,83 @@ export interface Shared {
   /** The key of the store's write lock (pg_advisory_xact_lock). */
   readonly writeLock: string;
   nextSavepoint(): string;
+  /** the writes waiting to ride with the next statement (carried.ts) */
+  readonly carried: Carried;
+}
+
+/** The carried writes, sent on a connection of their own (carried.ts: when nothing followed them in time). */
+export async function sendCarried(s: Pick<Shared, 'pool' | 'carried'>): Promise<void> {
+  if (!s.carried.pending) return;
+  // the connection first: writes taken are waited for by every statement (Carried.settled), so
+  // they are taken only by a call that can send them at once
+  const client = await s.pool.connect();
+  let broken: Error | undefined;
+  try {
+    const carried = s.carried.take();
+    if (carried === null) return;
+    try {
+      await client.query(carried.alone);
+      carried.done();
+    } catch (e) {
+      broken = isConnectionError(e) ? (e as Error) : undefined;
+      if (broken) carried.back();
+      else carried.done(); // a write that cannot be made: not tried again
+      throw e;
+    }
+  } finally {
+    client.release(broken);
+  }
+}
+
+/**
+ * `main` (a simple query, or null when its values could not be written in) sent behind the
+ * carried writes, in one round trip: `…; COMMIT; main`. Its results (an array when `main` is
+ * several statements). When a statement of it fails, what happened is not guessed at: `undo`
+ * ends a transaction `main` may have begun, the carried writes are sent alone (their own failure,
+ * if any, is thrown, and they are dropped), then `resend` sends `main` alone, as it would have
+ * been without them. A lost connection puts them back, for the call's retry (or another) to carry.
+ */
+async function sendCarrying(
+  client: pg.PoolClient,
+  carried: Taken,
+  main: string | null,
+  resend: () => Promise<pg.QueryResult | pg.QueryResult[]>,
+  undo: () => Promise<void> = async () => undefined,
+): Promise<pg.QueryResult | pg.QueryResult[]> {
+  const alone = async () => {
+    try {
+      await client.query(carried.alone);
+    } catch (e) {
+      if (isConnectionError(e)) carried.back();
+      else carried.done(); // a write that cannot be made: not tried again with every statement
+      throw e;
+    }
+    carried.done();
+  };
+  if (main === null) {
+    await alone();
+    return resend();
+  }
+  let results: pg.QueryResult[];
+  try {
+    results = (await client.query(carried.prefix + main)) as unknown as pg.QueryResult[];
+  } catch (e) {
+    if (isConnectionError(e)) {
+      carried.back();
+      throw e;
+    }
+    try {
+      await undo();
+    } catch (u) {
+      carried.back();
+      throw u;
+    }
+    await alone();
+    return resend();
+  }
+  carried.done();
+  const own = results.slice(carried.count + 1);
+  return own.length === 1 ? own[0]! : own;
 }
 
 /**
@@ -91,18 +175,25 @@ export async function inTransaction<T>(
   // transaction will check (its name a quoted literal: a simple query takes no parameters), and a
   // savepoint for its first call (ClientQ.atomic).
   const fresh = s.nextSavepoint();
-  const lease = opts.leaseOf === undefined ? '' : `; SELECT lease_token FROM updates WHERE name = ${client.escapeLiteral(opts.leaseOf)}`;
+  const leaseOf = opts.leaseOf ?? null;
+  const lone = leaseOf !== null && opts.loneWriteLeased !== undefined ? { name: leaseOf, token: opts.loneWriteLeased } : null;
   const state: TxState = {
     broken: null,
     fresh,
     leases: new Map(),
-    begin: { sql: `BEGIN; SELECT pg_advisory_xact_lock(${BigInt(s.writeLock)})${lease}; SAVEPOINT ${fresh}`, leaseOf: opts.leaseOf ?? null },
+    begin: { sql: startSql(s, client, leaseOf, fresh), leaseOf, lone },
+    savepoint: fresh,
+    leaseOf,
+    committedAlone: null,
+    attempt,
   };
   try {
     const out = await fn(new ClientQ(s, client, state));
     if (state.broken !== null) throw state.broken;
     // nothing was sent (the function read and wrote nothing): there is no transaction to end
     if (state.begin !== null) return out;
+    // committed with its one write (TxOptions.loneWriteLeased), and nothing sent after it
+    if (state.committedAlone !== null) return out;
     attempt.committing = true;
     await client.query('COMMIT');
     return out;
@@ -112,6 +203,28 @@ export async function inTransaction<T>(
     if (!attempt.committing && !lost && state.begin === null) await client.query('ROLLBACK').catch(() => undefined);
     throw e;
   }
+}
+
+/** BEGIN, the writers' lock, the lease asked for (TxOptions.leaseOf) and the first savepoint, as one string. */
+function startSql(s: Shared, client: Pick<pg.PoolClient, 'escapeLiteral'>, leaseOf: string | null, savepoint: string): string {
+  const lease = leaseOf === null ? '' : `; SELECT lease_token FROM updates WHERE name = ${client.escapeLiteral(leaseOf)}`;
+  return `BEGIN; SELECT pg_advisory_xact_lock(${BigInt(s.writeLock)})${lease}; SAVEPOINT ${savepoint}`;
+}
+
+/** The SQLSTATE of leaseCheck's error. */
+const LEASE_LOST = 'AU409';
+
+/**
+ * A check in SQL that `name`'s lease is `token`, for the start of a lone write: an error
+ * LEASE_LOST, whose detail is the token found ('' for none), when it is not. Null when a value
+ * would close the block's quoting (an update's name and a token never hold `$au$`).
+ */
+function leaseCheck(client: Pick<pg.PoolClient, 'escapeLiteral'>, name: string, token: string): string | null {
+  const sql =
+    `DO $au$ DECLARE held text; BEGIN SELECT lease_token INTO held FROM updates WHERE name = ${client.escapeLiteral(name)}; ` +
+    `IF held IS DISTINCT FROM ${client.escapeLiteral(token)} THEN RAISE EXCEPTION 'the lease of this update is another''s' ` +
+    `USING ERRCODE = '${LEASE_LOST}', DETAIL = coalesce(held, ''); END IF; END $au$`;
+  return (sql.match(/\$au\$/g) ?? []).length === 2 ? sql : null;
 }
 
 /** Statements on the pool, each on whichever connection is free; `atomic` a transaction on one. */
@@ -143,13 +256,24 @@ export class PoolQ implements Q {
     let broken: Error | undefined;
     try {
       if (!READ.test(sql)) this.attempt.committing = true;
-      return await client.query(pgSql(sql), pgValues(params));
+      const text = pgSql(sql);
+      const values = pgValues(params);
+      await this.s.carried.settled();
+      const carried = this.s.carried.take();
+      if (carried === null) return await client.query(text, values);
+      return (await sendCarrying(client, carried, inlined(client, text, values), () => client.query(text, values))) as pg.QueryResult;
     } catch (e) {
       broken = isConnectionError(e) ? (e as Error) : undefined;
       throw e;
     } finally {
       client.release(broken);
     }
+  }
+
+  async later(sql: string, params: readonly unknown[] = []): Promise<void> {
+    const text = inlined(pg, pgSql(sql), pgValues(params));
+    if (text === null) await this.run(sql, params);
+    else this.s.carried.add(text);
   }
 
   async atomic<T>(fn: (q: Q) => Promise<T>, opts?: TxOptions): Promise<T> {
@@ -181,8 +305,19 @@ interface TxState {
    * writers' lock; no write of the engine's guarded transactions changes a lease
    */
   leases: Map<string, string | null>;
-  /** the transaction's start, until it is sent with its first statement (null once sent) */
-  begin: { sql: string; leaseOf: string | null } | null;
+  /**
+   * the transaction's start, until it is sent with its first statement (null once sent); `lone`:
+   * TxOptions.loneWriteLeased, that first statement's lease check and COMMIT sent with it when it writes
+   */
+  begin: { sql: string; leaseOf: string | null; lone: { name: string; token: string } | null } | null;
+  /** the savepoint the start makes (a transaction begun again after a lone write makes it again) */
+  readonly savepoint: string;
+  /** TxOptions.leaseOf */
+  readonly leaseOf: string | null;
+  /** a lone write committed with the start: whether it changed a row (null: none was) */
+  committedAlone: { changed: boolean } | null;
+  /** the call's try (retry.ts): committing once a COMMIT went with the start */
+  readonly attempt: Attempt;
 }
 
 /**
@@ -252,26 +387,68 @@ export class ClientQ implements Q {
   }
 
   private async send(sql: string, params: readonly unknown[] = []): Promise<pg.QueryResult> {
+    if (this.state.committedAlone !== null) this.beginAgain();
     const begin = this.state.begin;
     // a write after the start's savepoint: a ROLLBACK TO it would undo that write too
     if (!READ.test(sql)) this.state.fresh = null;
+    let lone = false;
     try {
       if (begin !== null) {
         // the first statement goes with the start: one round trip for both, its values written in
         const values = pgValues(params);
         const first = inlined(this.client, sql, values);
         this.state.begin = null;
-        const results = (await this.client.query(first !== null ? `${begin.sql}; ${first}` : begin.sql)) as unknown as pg.QueryResult[];
+        // a lone write (TxOptions.loneWriteLeased): its lease check before it, the COMMIT after it
+        const check = begin.lone !== null && first !== null && !READ.test(sql) ? leaseCheck(this.client, begin.lone.name, begin.lone.token) : null;
+        lone = check !== null;
+        const start = first === null ? begin.sql : lone ? `${begin.sql}; ${check}; ${first}; COMMIT` : `${begin.sql}; ${first}`;
+        if (lone) this.state.attempt.committing = true;
+        await this.s.carried.settled();
+        const carried = this.s.carried.take();
+        const results = (
+          carried === null
+            ? await this.client.query(start)
+            : await sendCarrying(this.client, carried, start, () => this.client.query(start), async () => void (await this.client.query('ROLLBACK')))
+        ) as unknown as pg.QueryResult[];
         if (begin.leaseOf !== null) this.state.leases.set(begin.leaseOf, ((results[2]!.rows as Row[])[0]?.lease_token as string | null | undefined) ?? null);
+        if (lone) {
+          const own = results.at(-2)!;
+          this.state.committedAlone = { changed: (own.rowCount ?? 0) > 0 };
+          return own;
+        }
         return first !== null ? results.at(-1)! : await this.client.query(sql, values);
       }
       return await this.client.query(sql, pgValues(params));
     } catch (e) {
+      if (lone && !isConnectionError(e)) {
+        // PostgreSQL answered that a statement before the COMMIT failed: nothing committed, the
+        // transaction is open and failed (its savepoint undoes it, or the end rolls it back)
+        this.state.attempt.committing = false;
+        if ((e as { code?: unknown }).code === LEASE_LOST) this.state.leases.set(begin!.leaseOf!, (e as { detail?: string }).detail || null);
+      }
       // A connection lost, or a statement that failed outside a savepoint (a bare read, PgTx): the
       // transaction cannot go on, and is never committed (a COMMIT now would be a silent ROLLBACK).
       if (isConnectionError(e) || !this.flat) this.state.broken ??= e;
       throw e;
     }
+  }
+
+  /**
+   * After a lone write committed with the start (TxOptions.loneWriteLeased), the next statement
+   * begins the transaction again, as the first did (lock, lease, savepoint): allowed only when that
+   * write changed nothing (a refused status change, whose slow way reads again and names why).
+   */
+  private beginAgain(): void {
+    const alone = this.state.committedAlone!;
+    if (alone.changed) throw new Error('internal error: a statement after a lone write that was committed (TxOptions.loneWriteLeased)');
+    this.state.committedAlone = null;
+    this.state.attempt.committing = false;
+    const leaseOf = this.state.leaseOf;
+    this.state.begin = { sql: startSql(this.s, this.client, leaseOf, this.state.savepoint), leaseOf, lone: null };
+  }
+
+  async later(sql: string, params: readonly unknown[] = []): Promise<void> {
+    await this.run(sql, params);
   }
 
   async atomic<T>(fn: (q: Q) => Promise<T>): Promise<T> {
@@ -288,7 +465,8 @@ export class ClientQ implements Q {
     try {
       return await fn(new ClientQ(this.s, this.client, this.state, true));
     } catch (e) {
-      if (this.state.broken === null) await this.send(`ROLLBACK TO SAVEPOINT ${name}`);
+      // (a lone write committed: there is no transaction left to undo anything in)
+      if (this.state.broken === null && this.state.committedAlone === null) await this.send(`ROLLBACK TO SAVEPOINT ${name}`);
       throw e;
     }
   }

@@ -289,8 +289,9 @@ export async function beginCommandIfLeased(q: Q, server: Pick<ServerRecord, 'upd
   return row ? (row.id as number) : null;
 }
 
+/** Carried (carried.ts): committed with the next statement, before anything it announces runs. */
 export async function endCommand(q: Q, id: number, r: CommandResult): Promise<void> {
-  await q.run('UPDATE steps SET ended_at = ?, exit_code = ?, stdout = ?, stderr = ?, error = ? WHERE id = ?', [q.iso(), r.code, r.stdout, r.stderr, r.error, id]);
+  await q.later('UPDATE steps SET ended_at = ?, exit_code = ?, stdout = ?, stderr = ?, error = ? WHERE id = ?', [q.iso(), r.code, r.stdout, r.stderr, r.error, id]);
 }
 
 export function summarizeCommand(q: Q, id: number, keep: number): Promise<void> {

@@ -8,7 +8,8 @@ import { checkSchemaName, DEFAULT_SCHEMA, redactUrl, scrub } from './url.js';
 import type { ServerStatus, UpdateStatus } from '../../model/lifecycle.js';
 import type { Lease, ServerRecord, UpdateRecord } from '../../model/records.js';
 import type { CommandResult, LeaseClaim, LeaseResult, NewAutoRun, NewFreeze, NewUpdate, ServerChange, Store, StoreTx, TxOptions, UpdateChange } from '../port.js';
-import { isConnectionError, lockKey, PoolQ, type Q, type Shared } from './conn.js';
+import { Carried } from './carried.js';
+import { isConnectionError, lockKey, PoolQ, sendCarried, type Q, type Shared } from './conn.js';
 import { DEFAULT_RETRY_FOR_MS, Retrier, type DbNotice } from './retry.js';
 import * as ops from './ops.js';
 import type { StoreDump } from '../copy.js';
@@ -215,7 +216,8 @@ export class PgStore extends PgCalls implements Store {
     // next statement is refused ("not queryable"), which retry.ts knows sent nothing
     pool.on('connect', (client) => client.on('error', () => undefined));
     let n = 0;
-    const shared: Shared = { pool, schema, location, clock: opts.clock, writeLock: lockKey('write', schema), nextSavepoint: () => `sp${++n}` };
+    const carried: Carried = new Carried(() => sendCarried({ pool, carried }));
+    const shared: Shared = { pool, schema, location, clock: opts.clock, writeLock: lockKey('write', schema), nextSavepoint: () => `sp${++n}`, carried };
     try {
       const dbId = await migrate(shared, opts.create ?? true);
       const retry = new Retrier({ location, retryForMs: opts.retryForMs ?? DEFAULT_RETRY_FOR_MS, notice: opts.notice, scrub: (m) => scrub(m, url) });
@@ -283,6 +285,10 @@ export class PgStore extends PgCalls implements Store {
     await this.turns.inTurn(async () => {
       if (this.closed) return;
       this.closed = true;
+      // the journal's last end, if nothing carried it yet (a database away: it is lost, and the
+      // command it ends is re-checked by the next start, as after a kill)
+      await sendCarried(this.shared).catch(() => undefined);
+      this.shared.carried.clear();
       await this.locks.close();
       await this.shared.pool.end();
     });
