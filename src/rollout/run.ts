@@ -162,8 +162,11 @@ async function execute(deps: EngineDeps, name: string, opts: RunOptions): Promis
     // The opening of execution.window being waited for (ms), once announced.
     let windowWait: number | null = null;
     for (;;) {
+      // What the turn needs, read at once (each read a round trip on PostgreSQL: side by side,
+      // they take one's time): the update, its servers, and a deploy freeze of its repo.
+      const [read, all, frozen] = await Promise.all([store.getUpdate(name), store.getServers(name), store.activeFreeze(repoKey(u.repo))]);
+      u = read;
       // the lease as the row read says (checkStillOurs without a read of its own)
-      u = await store.getUpdate(name);
       ctx.lease.heldPer(u);
       checkNotStopped(ctx, opts);
       ctx.update = u;
@@ -173,7 +176,6 @@ async function execute(deps: EngineDeps, name: string, opts: RunOptions): Promis
         guard!.handled();
         return await pause(await tripServer(ctx, trip, 'guard'));
       }
-      const all = await store.getServers(name);
       // the group's failures are counted only when the update has a budget (a query over all its batches)
       const budget = budgetOf(u) !== null ? await store.budgetUse(u) : undefined;
       const d = decide(u, all, budget);
@@ -195,7 +197,6 @@ async function execute(deps: EngineDeps, name: string, opts: RunOptions): Promis
         outcome = await recoverServer(ctx, d.server);
       } else if (d.kind === 'run') {
         // a deploy freeze of the repo (`freeze`, from any machine on this store): pause before a new server
-        const frozen = await store.activeFreeze(repoKey(u.repo));
         if (frozen) {
           const reason = freezePauseReason(frozen);
           await store.addEvent(name, null, 'frozen', reason, frozen.frozenBy);
@@ -228,9 +229,16 @@ async function execute(deps: EngineDeps, name: string, opts: RunOptions): Promis
         windowWait = null;
         await announceStep(u, all);
         const claim = await claimServer(ctx, d.server);
-        if (claim.ok) await workAhead(claim.server);
         const worked = all.filter(worksOn);
-        outcome = claim.ok ? await runServer(ctx, claim.server, d.server.fromCommit, worked.indexOf(d.server) + 1, worked.length) : claim.busy;
+        if (claim.ok) {
+          // the next servers looked at while this one starts (its first command waits for no read of theirs)
+          const planned = workAhead(claim.server).then(() => null, (e: unknown) => ({ e }));
+          outcome = await runServer(ctx, claim.server, d.server.fromCommit, worked.indexOf(d.server) + 1, worked.length);
+          const failed = await planned;
+          if (failed) throw failed.e;
+        } else {
+          outcome = claim.busy;
+        }
       } else if (d.kind === 'pause') {
         return await pause(d.reason);
       } else if (d.kind === 'step-end') {
