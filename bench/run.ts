@@ -214,8 +214,12 @@ async function sectionP(): Promise<void> {
     const total = (x: { planMs: number; startMs: number }) => x.planMs + x.startMs;
     say(`  SQLite file        ${s(total(r.sqlite))}  (plan ${s(r.sqlite.planMs)}, start ${s(r.sqlite.startMs)})`);
     say(`  PostgreSQL         ${s(total(r.postgres))}  (plan ${s(r.postgres.planMs)}, start ${s(r.postgres.startMs)})  ${(total(r.postgres) / total(r.sqlite)).toFixed(2)}x SQLite; ${r.journal} journal rows`);
+    const sorted = [...r.ratios].sort((a, b) => a - b);
+    const median = sorted.length % 2 === 1 ? sorted[(sorted.length - 1) / 2]! : (sorted[sorted.length / 2 - 1]! + sorted[sorted.length / 2]!) / 2;
+    say(`  each round's own ratio (the load moves between rounds): ${r.ratios.map((x) => x.toFixed(2)).join(', ')}; median ${median.toFixed(2)}x`);
     const ratio = total(r.postgres) / total(r.sqlite);
-    targets.push({ target: `${SERVERS}-server rollout with the plan in PostgreSQL ≤ 1.2× SQLite`, reached: `${ratio.toFixed(2)}×`, met: ratio <= 1.2 });
+    // met only when both say so: the best of each, and the middle round
+    targets.push({ target: `${SERVERS}-server rollout with the plan in PostgreSQL ≤ 1.2× SQLite`, reached: `${ratio.toFixed(2)}× (best of each), ${median.toFixed(2)}× (median round)`, met: ratio <= 1.2 && median <= 1.2 });
   } finally {
     await fleet.stop();
   }
