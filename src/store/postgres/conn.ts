@@ -6,7 +6,8 @@
  * decides from it whether a failure may be tried again). Private to src/store/postgres.
  */
 import { createHash } from 'node:crypto';
-import pg from 'pg';
+import type pg from 'pg';
+import pgLib from './pg.js';
 import type { Clock } from '../../clock.js';
 import type { TxOptions } from '../port.js';
 import type { Carried, Taken } from './carried.js';
@@ -271,7 +272,7 @@ export class PoolQ implements Q {
   }
 
   async later(sql: string, params: readonly unknown[] = []): Promise<void> {
-    const text = inlined(pg, pgSql(sql), pgValues(params));
+    const text = inlined(pgLib, pgSql(sql), pgValues(params));
     if (text === null) await this.run(sql, params);
     else this.s.carried.add(text);
   }

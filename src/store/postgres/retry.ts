@@ -22,7 +22,7 @@
  * therefore waits, never runs on: the engine records a command before sending it, so while the
  * database cannot be written, nothing is sent to a server.
  */
-import pg from 'pg';
+import pgLib from './pg.js';
 import { StoreError } from '../../errors.js';
 import { formatDuration } from '../../util/duration.js';
 import { isConnectionError, type Attempt } from './conn.js';
@@ -49,7 +49,7 @@ export interface RetryOptions {
 /** How `e`, a failure of one try, is handled. */
 export function verdictOf(e: unknown, a: Attempt): 'retry' | 'ambiguous' | 'fail' {
   if (!isConnectionError(e)) return 'fail';
-  if (!a.committing || sentNothing(e) || e instanceof pg.DatabaseError) return 'retry';
+  if (!a.committing || sentNothing(e) || e instanceof pgLib.DatabaseError) return 'retry';
   return 'ambiguous';
 }
 
@@ -148,7 +148,7 @@ export class Retrier {
 
   /** What a failure not tried again is thrown as: the database's own errors as StoreError (exit 1), anything else as it is. */
   private failure(e: unknown): unknown {
-    if (e instanceof pg.DatabaseError) {
+    if (e instanceof pgLib.DatabaseError) {
       return new StoreError(`the plan database ${this.o.location} failed: ${this.reason(e)}${e.code ? ` (SQLSTATE ${e.code})` : ''}`);
     }
     if (isConnectionError(e)) return new StoreError(`the plan database ${this.o.location} could not be reached (${this.reason(e)})`);

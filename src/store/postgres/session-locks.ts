@@ -12,7 +12,7 @@
  * heartbeat) reconnects and takes them again. A lock another session took meanwhile is not
  * taken: the lease row then decides, and the fencing token makes a wrong guess harmless.
  */
-import pg from 'pg';
+import type pg from 'pg';
 import type { Shared } from './conn.js';
 
 export class SessionLocks {

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import pg from 'pg';
+import type pg from 'pg';
+import pgLib from './pg.js';
 import type { Clock } from '../../clock.js';
 import type { VersionClass } from '../../config/types.js';
 import { AppError, EXIT, UsageError } from '../../errors.js';
@@ -209,7 +210,7 @@ export class PgStore extends PgCalls implements Store {
       keepAliveInitialDelayMillis: 5_000,
       application_name: 'agent-update',
     };
-    const pool = new pg.Pool({ ...config, max: 8 });
+    const pool = new pgLib.Pool({ ...config, max: 8 });
     // an idle client whose connection drops: the next call gets the error, not the process
     pool.on('error', () => undefined);
     // nor one checked out between two statements (a transaction's, while its function works): its
@@ -221,7 +222,7 @@ export class PgStore extends PgCalls implements Store {
     try {
       const dbId = await migrate(shared, opts.create ?? true);
       const retry = new Retrier({ location, retryForMs: opts.retryForMs ?? DEFAULT_RETRY_FOR_MS, notice: opts.notice, scrub: (m) => scrub(m, url) });
-      return new PgStore(shared, dbId, new SessionLocks(shared, () => new pg.Client(config)), retry);
+      return new PgStore(shared, dbId, new SessionLocks(shared, () => new pgLib.Client(config)), retry);
     } catch (e) {
       await pool.end().catch(() => undefined);
       if (e instanceof AppError) throw e;
