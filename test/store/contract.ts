@@ -99,6 +99,19 @@ export function storeContract(impl: string, target: ContractTarget): void {
     assert.deepEqual((await store.updatesOfConfig('/c.yaml')).map((x) => x.name), ['a']);
   });
 
+  it('createUpdate of a large plan (more servers than one statement inserts): every server, in plan order; the probe results read back', async (t) => {
+    const store = await open(t);
+    await store.createUpdate(newUpdate('big', 1201));
+    const servers = await store.getServers('big');
+    assert.equal(servers.length, 1201);
+    assert.deepEqual(servers.map((s) => s.position), [...Array(1201).keys()]);
+    assert.deepEqual([servers[0]!.name, servers[500]!.name, servers[1200]!.name], ['s1', 's501', 's1201']);
+    await store.setProbedCommit(servers[700]!.id, 'f'.repeat(40));
+    await store.setProbedVersion(servers[700]!.id, '1.2.3', 'recommended');
+    const probed = await store.getServer(servers[700]!.id);
+    assert.deepEqual([probed.fromCommit, probed.agentVersion, probed.versionClass], ['f'.repeat(40), '1.2.3', 'recommended']);
+  });
+
   it('status changes go through model/lifecycle.ts inside the transaction that writes them, with an event; refused ones change nothing', async (t) => {
     const store = await open(t);
     await store.createUpdate(newUpdate('a', 2));

@@ -39,6 +39,9 @@ export async function listUpdates(q: Q): Promise<UpdateRecord[]> {
   return (await q.rows('SELECT * FROM updates ORDER BY created_at, name')).map(toUpdate);
 }
 
+/** How many servers createUpdate inserts with one statement. */
+const SERVERS_A_STATEMENT = 500;
+
 export function createUpdate(q: Q, u: NewUpdate): Promise<UpdateRecord> {
   const at = q.iso();
   return q.atomic(async (t) => {
@@ -50,11 +53,13 @@ export function createUpdate(q: Q, u: NewUpdate): Promise<UpdateRecord> {
        VALUES (?, 'planning', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       [u.name, at, u.repo, u.branch, u.commit, u.configFile, JSON.stringify(u.settings), u.testStopAfter, u.retryOf ?? null, u.undoOf ?? null, u.createdBy ?? null],
     );
-    for (const [i, s] of u.servers.entries()) {
+    // many rows a statement (a round trip each, not one a server), well under PostgreSQL's 65,535 parameters
+    for (let from = 0; from < u.servers.length; from += SERVERS_A_STATEMENT) {
+      const rows = u.servers.slice(from, from + SERVERS_A_STATEMENT);
       await t.run(
         `INSERT INTO servers (update_name, position, name, host, port, "user", type, types, status, ssh_json, path_json)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?)`,
-        [u.name, i, s.name, s.host, s.port, s.user, s.type, JSON.stringify(s.types ?? [s.type]), reachJson(s), s.path ? JSON.stringify(s.path) : null],
+         VALUES ${rows.map(() => "(?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?)").join(', ')}`,
+        rows.flatMap((s, i) => [u.name, from + i, s.name, s.host, s.port, s.user, s.type, JSON.stringify(s.types ?? [s.type]), reachJson(s), s.path ? JSON.stringify(s.path) : null]),
       );
     }
     await addEvent(t, u.name, null, 'planning', planningMessage(u));
@@ -182,12 +187,13 @@ export async function setLockHeld(q: Q, id: number, held: boolean): Promise<void
   await q.run('UPDATE servers SET lock_held = ? WHERE id = ?', [held ? 1 : 0, id]);
 }
 
+/** Carried (carried.ts), as setProbedVersion: `plan`'s probes write them, and its end carries them. */
 export async function setProbedCommit(q: Q, id: number, commit: string | null): Promise<void> {
-  await q.run("UPDATE servers SET from_commit = ? WHERE id = ? AND status = 'pending'", [commit, id]);
+  await q.later("UPDATE servers SET from_commit = ? WHERE id = ? AND status = 'pending'", [commit, id]);
 }
 
 export async function setProbedVersion(q: Q, id: number, version: string | null, cls: VersionClass | null): Promise<void> {
-  await q.run('UPDATE servers SET agent_version = ?, version_class = ? WHERE id = ?', [version, cls, id]);
+  await q.later('UPDATE servers SET agent_version = ?, version_class = ? WHERE id = ?', [version, cls, id]);
 }
 
 export async function leaveOut(q: Q, updateName: string, ids: number[], why: string): Promise<void> {
