@@ -129,6 +129,9 @@ export interface PgStoreOptions {
 export const CONNECT_TIMEOUT_MS = 10_000;
 export const STATEMENT_TIMEOUT_MS = 30_000;
 
+/** How many connections to PostgreSQL a process opens at most (besides the session locks' own). */
+export const POOL_SIZE = 4;
+
 /**
  * The plan database in a schema of a PostgreSQL database, shared by every process and machine
  * pointed at it. As SqliteStore: every method that changes state is one transaction (status
@@ -210,7 +213,11 @@ export class PgStore extends PgCalls implements Store {
       keepAliveInitialDelayMillis: 5_000,
       application_name: 'agent-update',
     };
-    const pool = new pgLib.Pool({ ...config, max: 8 });
+    // Few connections: each is a backend process of PostgreSQL's, forked and its caches warmed for
+    // this command alone, and no call holds one while it waits for another (a transaction's calls
+    // run on its own client, the store's others wait for it). Four: the run loop's three reads
+    // side by side and one more; `plan`'s probes take turns on them (measured: 8 was slower).
+    const pool = new pgLib.Pool({ ...config, max: POOL_SIZE });
     // an idle client whose connection drops: the next call gets the error, not the process
     pool.on('error', () => undefined);
     // nor one checked out between two statements (a transaction's, while its function works): its
