@@ -57,7 +57,7 @@ export async function autoCommand(ctx: CliContext, opts: { config?: string; conc
   const rollbackCommit = config.rollback.commit === null ? null : await resolveRollbackCommit(config.source.repo, config.rollback.commit);
   // and the stepping stones' commits, expanded to 40 hex like rollback.commit
   config = await withResolvedStones(config);
-  await checkLocalSsh(ctx.transport(), config.ssh, 'cannot plan', servers);
+  await checkLocalSsh(await ctx.transport(), config.ssh, 'cannot plan', servers);
   const store = await ctx.store(true);
   const found = await claimAuto(store, config, commit, rollbackCommit, ctx.clock.now(), ctx.liveness);
   if (found.kind !== 'plan' && found.kind !== 'start') return said(ctx, found);
@@ -74,7 +74,7 @@ export async function autoCommand(ctx: CliContext, opts: { config?: string; conc
       try {
         // each server's probe only with -v: what matters (unreachable ones and why) is in the line auto ends with
         const emit = ctx.opts.verbose ? reporter.onEvent : (e: RolloutEvent) => (e.type === 'probe' ? undefined : reporter.onEvent(e));
-        await probePlan({ store, transport: ctx.transport(), clock: ctx.clock, emit }, found.input, { concurrency, signal: interrupts.signal, keepPlanning: true });
+        await probePlan({ store, transport: await ctx.transport(), clock: ctx.clock, emit }, found.input, { concurrency, signal: interrupts.signal, keepPlanning: true });
       } finally {
         reporter.stop();
         interrupts.dispose();

@@ -13,7 +13,6 @@ import type { Advice } from '../output/advice.js';
 import { Reporter } from '../output/reporter.js';
 import type { Width } from '../output/fit.js';
 import { terminalSafeJson } from '../output/visible.js';
-import { Ssh2Transport } from '../ssh/ssh2-transport.js';
 import type { Transport } from '../ssh/transport.js';
 import type { Store } from '../store/port.js';
 import { SqliteStore } from '../store/sqlite/store.js';
@@ -133,8 +132,15 @@ export class CliContext {
     this.err.write(`note: ${NPX_NOTE}\n`);
   }
 
-  transport(): Transport {
-    this.transport_ ??= new Ssh2Transport();
+  /**
+   * The SSH transport, its modules loaded on first use: the commands that never connect (status,
+   * logs, pause, history) do not load them.
+   */
+  async transport(): Promise<Transport> {
+    if (this.transport_ === null) {
+      const { Ssh2Transport } = await import('../ssh/ssh2-transport.js');
+      this.transport_ ??= new Ssh2Transport();
+    }
     return this.transport_;
   }
 

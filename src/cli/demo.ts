@@ -101,7 +101,7 @@ export async function demoCommand(ctx: CliContext, opts: DemoOptions): Promise<n
 
     try {
       const store = await db.store(true);
-      const deps = { store, transport: db.transport(), clock: db.clock, liveness: db.liveness, emit: reporter.onEvent };
+      const deps = { store, transport: await db.transport(), clock: db.clock, liveness: db.liveness, emit: reporter.onEvent };
       const problems: string[] = [];
       const names: string[] = [];
 

@@ -55,7 +55,7 @@ export async function planCommand(
   config = await withResolvedStones(config);
   // And what connecting needs on this side (an unreadable key, a missing passphrase), which
   // would otherwise mark every server unreachable for a reason that is not theirs.
-  await checkLocalSsh(ctx.transport(), config.ssh, 'cannot plan', selectServers(config));
+  await checkLocalSsh(await ctx.transport(), config.ssh, 'cannot plan', selectServers(config));
   const store = await ctx.store(true);
   ctx.announceDb();
   const reporter = await ctx.reporter(false);
@@ -77,7 +77,7 @@ export async function planCommand(
   const history = SourceHistory.fetch(config.source.repo, { signal: historyStop.signal }).catch((e: Error) => ({ error: e.message }));
   try {
     const u = await createPlan(
-      { store, transport: ctx.transport(), clock: ctx.clock, emit: reporter.onEvent, resolve: () => Promise.resolve(commit), resolveRollback: () => Promise.resolve(rollbackCommit!) },
+      { store, transport: await ctx.transport(), clock: ctx.clock, emit: reporter.onEvent, resolve: () => Promise.resolve(commit), resolveRollback: () => Promise.resolve(rollbackCommit!) },
       config,
       { name: opts.name, concurrency, signal: interrupt.signal, only },
     );
@@ -186,7 +186,7 @@ async function refreshCommand(ctx: CliContext, name: string, concurrency: number
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
   try {
-    const r = await refreshPlan({ store, transport: ctx.transport(), clock: ctx.clock, emit: reporter.onEvent }, name, { concurrency, signal: interrupt.signal });
+    const r = await refreshPlan({ store, transport: await ctx.transport(), clock: ctx.clock, emit: reporter.onEvent }, name, { concurrency, signal: interrupt.signal });
     reporter.stop();
     // as status shows it: with the whole rollout when it was split (its unreachable servers stay with it)
     const { servers, budget, split } = await statusOf(store, name);

@@ -47,7 +47,7 @@ export async function restartCommand(ctx: CliContext, opts: RestartOptions): Pro
   const interrupts = probeInterrupts();
   let name: string;
   try {
-    const u = await createRestart({ store, transport: ctx.transport(), clock: ctx.clock, emit: reporter.onEvent }, config, { name: opts.name, concurrency, signal: interrupts.signal });
+    const u = await createRestart({ store, transport: await ctx.transport(), clock: ctx.clock, emit: reporter.onEvent }, config, { name: opts.name, concurrency, signal: interrupts.signal });
     reporter.stop();
     name = u.name;
     const servers = await store.getServers(name);

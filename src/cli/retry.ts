@@ -18,7 +18,7 @@ async function planRetry(ctx: CliContext, name: string, opts: { name?: string; i
   const interrupts = probeInterrupts();
   try {
     const r = await createRetry(
-      { store, transport: ctx.transport(), clock: ctx.clock, emit: reporter.onEvent },
+      { store, transport: await ctx.transport(), clock: ctx.clock, emit: reporter.onEvent },
       name,
       { newName: opts.name, includeFatal: Boolean(opts.includeFatal), concurrency, signal: interrupts.signal },
     );

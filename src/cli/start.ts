@@ -150,7 +150,7 @@ export async function runCommand(
     // a deploy freeze of any one's repo: exit 3, nothing started (the engine looks again before each server)
     await refuseIfFrozen(db, updates, mode);
     for (const name of names) {
-      await checkLocalSsh(ctx.transport(), (await db.getUpdate(name)).settings.ssh, `cannot ${mode} ${name}`, serversToReach(await db.getServers(name)));
+      await checkLocalSsh(await ctx.transport(), (await db.getUpdate(name)).settings.ssh, `cannot ${mode} ${name}`, serversToReach(await db.getServers(name)));
       await stopIfInterrupted();
     }
     // What to look at after each update's run, read from the store before its update-finished
@@ -224,7 +224,7 @@ async function execute(ctx: CliContext, store: Store, reporter: Reporter, x: Exe
       signal: hardStop.signal,
     });
   }
-  const deps = { store, transport: ctx.transport(), clock: ctx.clock, liveness: ctx.liveness, emit, ...(hooks ? { hooks } : {}) };
+  const deps = { store, transport: await ctx.transport(), clock: ctx.clock, liveness: ctx.liveness, emit, ...(hooks ? { hooks } : {}) };
   const limit = pLimit(parallel);
   try {
     // allSettled: a bug in one batch must not close the store under the others still running.

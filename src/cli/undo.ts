@@ -16,7 +16,7 @@ async function planUndo(ctx: CliContext, name: string, opts: { name?: string; co
   const reporter = await ctx.reporter(false);
   const interrupts = probeInterrupts();
   try {
-    const r = await createUndo({ store, transport: ctx.transport(), clock: ctx.clock, emit: reporter.onEvent }, name, {
+    const r = await createUndo({ store, transport: await ctx.transport(), clock: ctx.clock, emit: reporter.onEvent }, name, {
       newName: opts.name,
       concurrency,
       signal: interrupts.signal,

@@ -11,8 +11,8 @@ export async function unlockCommand(ctx: CliContext, names: string[], opts: { ye
   if (opts.yes) ctx.announceDb();
   // Every name is known, and our side of SSH works, before any server is looked at.
   const servers = await resolveServers(store, names, opts.update);
-  for (const s of servers) await checkLocalSsh(ctx.transport(), (await store.getUpdate(s.updateName)).settings.ssh, `cannot unlock ${s.name}`, [specOf(s)]);
-  const results = await unlockServers({ store, transport: ctx.transport(), now: () => ctx.clock.now(), liveness: ctx.liveness }, servers, { yes: Boolean(opts.yes) });
+  for (const s of servers) await checkLocalSsh(await ctx.transport(), (await store.getUpdate(s.updateName)).settings.ssh, `cannot unlock ${s.name}`, [specOf(s)]);
+  const results = await unlockServers({ store, transport: await ctx.transport(), now: () => ctx.clock.now(), liveness: ctx.liveness }, servers, { yes: Boolean(opts.yes) });
   if (ctx.opts.json) ctx.printJson({ db: store.location, results });
   else {
     for (const r of results) ctx.print(`${r.server} (${r.account}): ${r.message}`);

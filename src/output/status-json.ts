@@ -6,7 +6,7 @@ import { hopOf } from '../model/hops.js';
 import { serversByStep, stepProgress, stepsOf } from '../model/steps.js';
 import { allowedFailures, budgetOf, describeBudget } from '../rollout/decide.js';
 import type { Overrides, VersionClass } from '../config/types.js';
-import { classCounts } from '../plan/versions.js';
+import { classCounts } from '../model/version-class.js';
 
 /** `status NAME --json`, exactly as SPEC.md shows it, plus the documented extensions. */
 export interface UpdateJson {

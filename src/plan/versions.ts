@@ -23,8 +23,6 @@ import { UsageError } from '../errors.js';
 import type { PathStop } from '../model/records.js';
 import { parseVersion } from '../util/version.js';
 
-export const VERSION_CLASSES: readonly VersionClass[] = ['required', 'recommended', 'current'];
-
 /** What a server's semver_command printed, as a version or as the reason it is not one. */
 export function readVersion(r: { code: number | null; stdout: string; stderr: string; error?: string | null }): { version: string } | { error: string } {
   if (r.code !== 0) {
@@ -49,13 +47,6 @@ export function classOf(version: string, bounds: VersionBounds): VersionClass | 
   if (bounds.minCompatible && semver.lt(version, bounds.minCompatible)) return 'required';
   if (semver.lt(version, bounds.version)) return 'recommended';
   return 'current';
-}
-
-/** Counts per class (every class present, 0 when none). */
-export function classCounts(servers: ReadonlyArray<{ versionClass?: VersionClass | null }>): Record<VersionClass, number> {
-  const out: Record<VersionClass, number> = { required: 0, recommended: 0, current: 0 };
-  for (const s of servers) if (s.versionClass != null) out[s.versionClass] += 1;
-  return out;
 }
 
 /** Throws a UsageError (exit 2) when the target is above the control plane's ceiling. */

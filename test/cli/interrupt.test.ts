@@ -50,8 +50,8 @@ class TestContext_ extends CliContext {
     super({ db, quiet: true }, sink(), sink());
   }
 
-  override transport(): Transport {
-    return this.fake;
+  override transport(): Promise<Transport> {
+    return Promise.resolve(this.fake);
   }
 }
 

@@ -37,8 +37,8 @@ class Ctx extends CliContext {
     super({ db, quiet: true }, new PassThrough() as unknown as NodeJS.WriteStream, new PassThrough() as unknown as NodeJS.WriteStream);
   }
 
-  override transport(): Transport {
-    return unreachable;
+  override transport(): Promise<Transport> {
+    return Promise.resolve(unreachable);
   }
 }
 

@@ -6,7 +6,8 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { test } from 'node:test';
-import { checkCeiling, classCounts, classOf, parseOnly, probeScript, readVersion, splitProbe } from '../../src/plan/versions.js';
+import { checkCeiling, classOf, parseOnly, probeScript, readVersion, splitProbe } from '../../src/plan/versions.js';
+import { classCounts } from '../../src/model/version-class.js';
 import { parseVersion } from '../../src/util/version.js';
 import { finalStatus } from '../../src/rollout/decide.js';
 import { canTransitionUpdate, countsOf, serverTransition, WORKED_SERVER, worksOn } from '../../src/model/lifecycle.js';
