@@ -90,19 +90,45 @@ export async function sendCarried(s: Pick<Shared, 'pool' | 'carried'>): Promise<
   let broken: Error | undefined;
   try {
     const carried = s.carried.take();
-    if (carried === null) return;
-    try {
-      await client.query(carried.alone);
-      carried.done();
-    } catch (e) {
-      broken = isConnectionError(e) ? (e as Error) : undefined;
-      if (broken) carried.back();
-      else carried.done(); // a write that cannot be made: not tried again
-      throw e;
-    }
+    if (carried !== null) await writeAlone(client, carried);
+  } catch (e) {
+    broken = isConnectionError(e) ? (e as Error) : undefined;
+    throw e;
   } finally {
     client.release(broken);
   }
+}
+
+/**
+ * The carried writes taken, sent alone: done once written; failing, put back when the connection
+ * was lost, else dropped (a write that cannot be made is not tried again with every statement).
+ */
+async function writeAlone(client: pg.PoolClient, carried: Taken): Promise<void> {
+  try {
+    await client.query(carried.alone);
+  } catch (e) {
+    if (isConnectionError(e)) carried.back();
+    else carried.done();
+    throw e;
+  }
+  carried.done();
+}
+
+/**
+ * `send()` (what sends `main` alone), or, when carried writes wait, `main` behind them
+ * (sendCarrying). First waits for carried writes another call has in flight, so that nothing this
+ * statement announces can commit before them.
+ */
+async function sendWithCarried(
+  s: Pick<Shared, 'carried'>,
+  client: pg.PoolClient,
+  main: string | null,
+  send: () => Promise<pg.QueryResult | pg.QueryResult[]>,
+  undo?: () => Promise<void>,
+): Promise<pg.QueryResult | pg.QueryResult[]> {
+  await s.carried.settled();
+  const carried = s.carried.take();
+  return carried === null ? send() : sendCarrying(client, carried, main, send, undo);
 }
 
 /**
@@ -120,18 +146,8 @@ async function sendCarrying(
   resend: () => Promise<pg.QueryResult | pg.QueryResult[]>,
   undo: () => Promise<void> = async () => undefined,
 ): Promise<pg.QueryResult | pg.QueryResult[]> {
-  const alone = async () => {
-    try {
-      await client.query(carried.alone);
-    } catch (e) {
-      if (isConnectionError(e)) carried.back();
-      else carried.done(); // a write that cannot be made: not tried again with every statement
-      throw e;
-    }
-    carried.done();
-  };
   if (main === null) {
-    await alone();
+    await writeAlone(client, carried);
     return resend();
   }
   let results: pg.QueryResult[];
@@ -148,7 +164,7 @@ async function sendCarrying(
       carried.back();
       throw u;
     }
-    await alone();
+    await writeAlone(client, carried);
     return resend();
   }
   carried.done();
@@ -177,14 +193,14 @@ export async function inTransaction<T>(
   // savepoint for its first call (ClientQ.atomic).
   const fresh = s.nextSavepoint();
   const leaseOf = opts.leaseOf ?? null;
-  const lone = leaseOf !== null && opts.loneWriteLeased !== undefined ? { name: leaseOf, token: opts.loneWriteLeased } : null;
   const state: TxState = {
     broken: null,
     fresh,
     leases: new Map(),
-    begin: { sql: startSql(s, client, leaseOf, fresh), leaseOf, lone },
+    begin: { sql: startSql(s, client, leaseOf, fresh), lone: true },
     savepoint: fresh,
     leaseOf,
+    loneToken: opts.loneWriteLeased ?? null,
     committedAlone: null,
     attempt,
   };
@@ -259,10 +275,7 @@ export class PoolQ implements Q {
       if (!READ.test(sql)) this.attempt.committing = true;
       const text = pgSql(sql);
       const values = pgValues(params);
-      await this.s.carried.settled();
-      const carried = this.s.carried.take();
-      if (carried === null) return await client.query(text, values);
-      return (await sendCarrying(client, carried, inlined(client, text, values), () => client.query(text, values))) as pg.QueryResult;
+      return (await sendWithCarried(this.s, client, inlined(client, text, values), () => client.query(text, values))) as pg.QueryResult;
     } catch (e) {
       broken = isConnectionError(e) ? (e as Error) : undefined;
       throw e;
@@ -308,13 +321,15 @@ interface TxState {
   leases: Map<string, string | null>;
   /**
    * the transaction's start, until it is sent with its first statement (null once sent); `lone`:
-   * TxOptions.loneWriteLeased, that first statement's lease check and COMMIT sent with it when it writes
+   * that first statement may be a lone write (loneToken; not in a transaction begun again)
    */
-  begin: { sql: string; leaseOf: string | null; lone: { name: string; token: string } | null } | null;
+  begin: { sql: string; lone: boolean } | null;
   /** the savepoint the start makes (a transaction begun again after a lone write makes it again) */
   readonly savepoint: string;
   /** TxOptions.leaseOf */
   readonly leaseOf: string | null;
+  /** TxOptions.loneWriteLeased: with leaseOf, a first statement that writes is a lone write, its lease check and COMMIT sent with it */
+  readonly loneToken: string | null;
   /** a lone write committed with the start: whether it changed a row (null: none was) */
   committedAlone: { changed: boolean } | null;
   /** the call's try (retry.ts): committing once a COMMIT went with the start */
@@ -381,7 +396,7 @@ export class ClientQ implements Q {
   async prefetchedLease(name: string): Promise<string | null | undefined> {
     const begin = this.state.begin;
     if (begin !== null) {
-      if (begin.leaseOf !== name) return undefined;
+      if (this.state.leaseOf !== name) return undefined;
       await this.send('SELECT 1');
     }
     return this.state.leases.get(name);
@@ -390,6 +405,7 @@ export class ClientQ implements Q {
   private async send(sql: string, params: readonly unknown[] = []): Promise<pg.QueryResult> {
     if (this.state.committedAlone !== null) this.beginAgain();
     const begin = this.state.begin;
+    const leaseOf = this.state.leaseOf;
     // a write after the start's savepoint: a ROLLBACK TO it would undo that write too
     if (!READ.test(sql)) this.state.fresh = null;
     let lone = false;
@@ -400,18 +416,13 @@ export class ClientQ implements Q {
         const first = inlined(this.client, sql, values);
         this.state.begin = null;
         // a lone write (TxOptions.loneWriteLeased): its lease check before it, the COMMIT after it
-        const check = begin.lone !== null && first !== null && !READ.test(sql) ? leaseCheck(this.client, begin.lone.name, begin.lone.token) : null;
+        const token = begin.lone ? this.state.loneToken : null;
+        const check = leaseOf !== null && token !== null && first !== null && !READ.test(sql) ? leaseCheck(this.client, leaseOf, token) : null;
         lone = check !== null;
         const start = first === null ? begin.sql : lone ? `${begin.sql}; ${check}; ${first}; COMMIT` : `${begin.sql}; ${first}`;
         if (lone) this.state.attempt.committing = true;
-        await this.s.carried.settled();
-        const carried = this.s.carried.take();
-        const results = (
-          carried === null
-            ? await this.client.query(start)
-            : await sendCarrying(this.client, carried, start, () => this.client.query(start), async () => void (await this.client.query('ROLLBACK')))
-        ) as unknown as pg.QueryResult[];
-        if (begin.leaseOf !== null) this.state.leases.set(begin.leaseOf, ((results[2]!.rows as Row[])[0]?.lease_token as string | null | undefined) ?? null);
+        const results = (await sendWithCarried(this.s, this.client, start, () => this.client.query(start), async () => void (await this.client.query('ROLLBACK')))) as unknown as pg.QueryResult[];
+        if (leaseOf !== null) this.state.leases.set(leaseOf, ((results[2]!.rows as Row[])[0]?.lease_token as string | null | undefined) ?? null);
         if (lone) {
           const own = results.at(-2)!;
           this.state.committedAlone = { changed: (own.rowCount ?? 0) > 0 };
@@ -425,7 +436,7 @@ export class ClientQ implements Q {
         // PostgreSQL answered that a statement before the COMMIT failed: nothing committed, the
         // transaction is open and failed (its savepoint undoes it, or the end rolls it back)
         this.state.attempt.committing = false;
-        if ((e as { code?: unknown }).code === LEASE_LOST) this.state.leases.set(begin!.leaseOf!, (e as { detail?: string }).detail || null);
+        if ((e as { code?: unknown }).code === LEASE_LOST) this.state.leases.set(leaseOf!, (e as { detail?: string }).detail || null);
       }
       // A connection lost, or a statement that failed outside a savepoint (a bare read, PgTx): the
       // transaction cannot go on, and is never committed (a COMMIT now would be a silent ROLLBACK).
@@ -444,8 +455,7 @@ export class ClientQ implements Q {
     if (alone.changed) throw new Error('internal error: a statement after a lone write that was committed (TxOptions.loneWriteLeased)');
     this.state.committedAlone = null;
     this.state.attempt.committing = false;
-    const leaseOf = this.state.leaseOf;
-    this.state.begin = { sql: startSql(this.s, this.client, leaseOf, this.state.savepoint), leaseOf, lone: null };
+    this.state.begin = { sql: startSql(this.s, this.client, this.state.leaseOf, this.state.savepoint), lone: false };
   }
 
   async later(sql: string, params: readonly unknown[] = []): Promise<void> {
