@@ -15,7 +15,7 @@ import { OLD, NEW } from '../support/fake-settings.js';
 import { FakeTransport } from '../support/fake-transport.js';
 import { postgresForFile } from '../helpers/postgres.js';
 import { GONE_PID, liveness } from '../helpers/liveness.js';
-import { settings, deps, virtualClock } from './engine-support.js';
+import { deps, planUpdate, virtualClock } from './engine-support.js';
 
 const { skip, postgres } = postgresForFile();
 const clock = { now: () => new Date() };
@@ -25,12 +25,7 @@ async function planned(t: TestContext): Promise<{ store: PgStore; schema: string
   const schema = `crash_${++schemas}`;
   const store = await PgStore.open(postgres().url, { clock, schema });
   t.after(() => store.close());
-  await store.createUpdate({
-    name: 'u', repo: '/r', branch: 'master', commit: NEW, configFile: null, settings, testStopAfter: 0,
-    servers: ['s1', 's2'].map((name) => ({ name, host: name, port: 22, user: 'u', type: 'app' })),
-  });
-  for (const s of await store.getServers('u')) await store.setProbedCommit(s.id, OLD);
-  await store.setUpdateStatus('u', 'pending');
+  await planUpdate(store, ['s1', 's2']);
   const fake = new FakeTransport({ broken: [] });
   for (const name of ['s1', 's2']) fake.add(name, OLD);
   return { store, schema, fake };

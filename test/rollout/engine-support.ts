@@ -9,6 +9,7 @@ import { systemClock, type Clock } from '../../src/clock.js';
 import { systemLiveness, type Liveness } from '../../src/liveness.js';
 import type { RolloutSettings } from '../../src/config/types.js';
 import type { ServerStep } from '../../src/model/lifecycle.js';
+import type { ServerRecord } from '../../src/model/records.js';
 import { type Transport } from '../../src/ssh/transport.js';
 import type { Store } from '../../src/store/port.js';
 import { OLD, NEW, fakeSettings } from '../support/fake-settings.js';
@@ -21,19 +22,41 @@ import assert from 'node:assert/strict';
 
 export const settings: RolloutSettings = fakeSettings;
 
-export async function setup(t: TestContext, names: string[], planned: RolloutSettings = settings) {
-  const dir = makeTempDir('agent-update-engine-');
+/** A SQLite plan database in a folder of its own, closed and removed after the test. */
+export function tempStore(t: TestContext, prefix = 'agent-update-engine-'): Store {
+  const dir = makeTempDir(prefix);
   const store = openStore(join(dir, 'p.db'));
   t.after(async () => {
     await store.close();
     rmSync(dir, { recursive: true, force: true });
   });
+  return store;
+}
+
+/**
+ * Update `u` of `names` (to `commit`) planned in `store`, each server probed at OLD; `more`, what
+ * else the plan holds, is made before the update is `pending`.
+ */
+export async function planUpdate(
+  store: Store,
+  names: string[],
+  planned: RolloutSettings = settings,
+  commit = NEW,
+  more: (servers: ServerRecord[]) => Promise<void> = async () => {},
+): Promise<void> {
   await store.createUpdate({
-    name: 'u', repo: '/r', branch: 'master', commit: NEW, configFile: null, settings: planned, testStopAfter: 0,
+    name: 'u', repo: '/r', branch: 'master', commit, configFile: null, settings: planned, testStopAfter: 0,
     servers: names.map((name) => ({ name, host: name, port: 22, user: 'u', type: 'app' })),
   });
-  for (const s of await store.getServers('u')) await store.setProbedCommit(s.id, OLD);
+  const servers = await store.getServers('u');
+  for (const s of servers) await store.setProbedCommit(s.id, OLD);
+  await more(servers);
   await store.setUpdateStatus('u', 'pending');
+}
+
+export async function setup(t: TestContext, names: string[], planned: RolloutSettings = settings) {
+  const store = tempStore(t);
+  await planUpdate(store, names, planned);
   return store;
 }
 

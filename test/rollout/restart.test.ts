@@ -5,19 +5,13 @@
  * twice or changing its commit.
  */
 import assert from 'node:assert/strict';
-import { rmSync } from 'node:fs';
-import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
-import type { Clock } from '../../src/clock.js';
-import { systemLiveness, type Liveness } from '../../src/liveness.js';
 import type { RolloutSettings } from '../../src/config/types.js';
 import { runUpdate } from '../../src/rollout/run.js';
 import type { Store } from '../../src/store/port.js';
 import { OLD, OTHER, fakeSettings } from '../support/fake-settings.js';
-import { makeTempDir } from '../helpers/tmp.js';
-import { openStore } from '../helpers/db.js';
 import { exited, FakeTransport, lostConnection } from '../support/fake-transport.js';
-import { killAt, virtualClock } from './engine-support.js';
+import { deps, killAt, planUpdate, tempStore, virtualClock } from './engine-support.js';
 
 const restart: RolloutSettings = {
   ...fakeSettings,
@@ -30,26 +24,13 @@ const ZERO = '0'.repeat(40);
 
 /** A restart of `names`, probed as plan/restart.ts does: each pending at `OLD`, its path that commit. */
 async function setup(t: TestContext, names: string[], planned: RolloutSettings = restart): Promise<Store> {
-  const dir = makeTempDir('agent-update-restart-');
-  const store = openStore(join(dir, 'p.db'));
-  t.after(async () => {
-    await store.close();
-    rmSync(dir, { recursive: true, force: true });
+  const store = tempStore(t, 'agent-update-restart-');
+  await planUpdate(store, names, planned, ZERO, async (servers) => {
+    for (const s of servers) await store.patchServer(s.id, { path: [{ commit: OLD, version: null }] });
+    await store.patchUpdate('u', { commit: OLD });
   });
-  await store.createUpdate({
-    name: 'u', repo: '/r', branch: 'master', commit: ZERO, configFile: null, settings: planned, testStopAfter: 0,
-    servers: names.map((name) => ({ name, host: name, port: 22, user: 'u', type: 'app' })),
-  });
-  for (const s of await store.getServers('u')) {
-    await store.setProbedCommit(s.id, OLD);
-    await store.patchServer(s.id, { path: [{ commit: OLD, version: null }] });
-  }
-  await store.patchUpdate('u', { commit: OLD });
-  await store.setUpdateStatus('u', 'pending');
   return store;
 }
-
-const deps = (store: Store, transport: FakeTransport, clock: Clock, live: Liveness = systemLiveness) => ({ store, transport, clock, liveness: live, emit: () => {} });
 
 
 const CLEAN = ['version', 'restart', 'restart', 'health', 'version'];
