@@ -18,11 +18,6 @@
 /** How long a carried write waits for a statement to ride with before it is sent alone. */
 export const CARRY_MS = 25;
 
-interface Item {
-  /** the statement, its values written in (conn.ts `inlined`) */
-  readonly sql: string;
-}
-
 /** Carried writes taken to be sent: `done` once written, `back` when they may not have been. */
 export interface Taken {
   /** the writes, then COMMIT, as the start of a simple query */
@@ -37,7 +32,8 @@ export interface Taken {
 
 /** The writes waiting; one per store. */
 export class Carried {
-  private items: Item[] = [];
+  /** the statements, their values written in (conn.ts `inlined`) */
+  private items: string[] = [];
   private readonly inFlight = new Set<Promise<void>>();
   private timer: NodeJS.Timeout | null = null;
 
@@ -50,8 +46,13 @@ export class Carried {
 
   /** `sql` (values written in) to be committed with the next statement, or alone within CARRY_MS. */
   add(sql: string): void {
-    this.items.push({ sql });
+    this.items.push(sql);
     this.arm();
+  }
+
+  private disarm(): void {
+    if (this.timer !== null) clearTimeout(this.timer);
+    this.timer = null;
   }
 
   private arm(): void {
@@ -72,9 +73,8 @@ export class Carried {
     if (this.items.length === 0) return null;
     const taken = this.items;
     this.items = [];
-    if (this.timer !== null) clearTimeout(this.timer);
-    this.timer = null;
-    const alone = taken.map((i) => i.sql).join('; ');
+    this.disarm();
+    const alone = taken.join('; ');
     let settle!: () => void;
     const settled = new Promise<void>((resolve) => (settle = resolve));
     this.inFlight.add(settled);
@@ -107,7 +107,6 @@ export class Carried {
   /** Forget what waits (the store is closing and could not send it). */
   clear(): void {
     this.items = [];
-    if (this.timer !== null) clearTimeout(this.timer);
-    this.timer = null;
+    this.disarm();
   }
 }
